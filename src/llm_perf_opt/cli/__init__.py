@@ -1,0 +1,58 @@
+"""The ``llm-perf-opt`` command line.
+
+Each command lives in its own module under ``llm_perf_opt.cli`` and is imported only when it runs, so
+``llm-perf-opt --help`` and the torch-free commands start fast.  A :class:`~llm_perf_opt.errors.UserError`
+becomes one line on stderr and exit code 1; click's usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from llm_perf_opt import __version__
+from llm_perf_opt.errors import UserError
+
+__all__ = ["main"]
+
+# command name -> "module:attribute" (module relative to this package)
+COMMANDS: dict[str, str] = {}
+
+
+class _LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llm-perf-opt")
+def cli() -> None:
+    """Where DeepSeek-OCR spends time and memory - on a named GPU, for a named document workload -
+    predicted from the model's module tree traced on PyTorch's meta device (no weights, no GPU)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt")

@@ -1,0 +1,89 @@
+"""Additive cost counters shared by the tracer, the analytic model, the time model and the reports.
+
+Conventions (``DESIGN.md`` §3): FLOPs are 2 per multiply-accumulate; bytes are read and written
+separately; weight and KV-cache bytes are *subsets* of the read/written totals, never extra; every
+field is an exact integer in SI base units (FLOPs, bytes, kernel launches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from attrs import field, fields, frozen
+
+__all__ = ["COST_FIELDS", "Cost"]
+
+
+def _nonneg(instance: object, attribute: object, value: int) -> None:
+    if value < 0:
+        name = getattr(attribute, "name", "?")
+        raise ValueError(f"Cost.{name} must be >= 0, got {value}")
+
+
+@frozen(kw_only=True)
+class Cost:
+    """Counters for one op, one module call, or any sum of them.
+
+    ``matmul_flops`` follows torch's ``FlopCounterMode`` convention (attention counted dense), so it can
+    be checked against torch and against the facts sheet.  ``matmul_flops_executed`` is what the attention
+    kernel in use executes: equal to ``matmul_flops`` except for fused causal attention, where a flash
+    kernel skips the masked half (q*k - q*(q-1)/2 score entries instead of q*k).
+    """
+
+    matmul_flops: int = field(default=0, validator=_nonneg, metadata={"help": "matmul/conv/attention FLOPs, dense"})
+    matmul_flops_executed: int = field(
+        default=0, validator=_nonneg, metadata={"help": "matmul FLOPs the kernel executes (causal-effective)"}
+    )
+    vector_flops: int = field(
+        default=0, validator=_nonneg, metadata={"help": "elementwise/reduction/norm/softmax/activation FLOPs"}
+    )
+    bytes_read: int = field(default=0, validator=_nonneg, metadata={"help": "bytes read (all operands)"})
+    bytes_written: int = field(default=0, validator=_nonneg, metadata={"help": "bytes written (all outputs)"})
+    weight_bytes_read: int = field(default=0, validator=_nonneg, metadata={"help": "part of bytes_read: parameters"})
+    kv_bytes_read: int = field(default=0, validator=_nonneg, metadata={"help": "part of bytes_read: KV cache"})
+    kv_bytes_written: int = field(default=0, validator=_nonneg, metadata={"help": "part of bytes_written: KV cache"})
+    kernels: int = field(default=0, validator=_nonneg, metadata={"help": "counted (non-free) op launches"})
+
+    @property
+    def total_flops(self) -> int:
+        """Executed matmul FLOPs plus vector FLOPs (the contract's ``total_flops_tflops`` x 1e12)."""
+        return self.matmul_flops_executed + self.vector_flops
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes read plus bytes written (the contract's ``total_io_tb`` x 1e12)."""
+        return self.bytes_read + self.bytes_written
+
+    def __add__(self, other: Cost) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(**{name: getattr(self, name) + getattr(other, name) for name in COST_FIELDS})
+
+    def scaled(self, factor: int) -> Cost:
+        """This cost repeated ``factor`` times (``factor`` >= 0, an integer count of repetitions)."""
+        if factor < 0:
+            raise ValueError(f"factor must be >= 0, got {factor}")
+        return Cost(**{name: getattr(self, name) * factor for name in COST_FIELDS})
+
+    def as_dict(self) -> dict[str, int]:
+        """Field name -> value, in declaration order (stable for JSON output)."""
+        return {name: getattr(self, name) for name in COST_FIELDS}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, int]) -> Cost:
+        """Inverse of :meth:`as_dict`; unknown keys are an error, missing keys are 0."""
+        unknown = set(values) - set(COST_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown Cost fields {sorted(unknown)}; expected {list(COST_FIELDS)}")
+        return cls(**{k: int(v) for k, v in values.items()})
+
+    @staticmethod
+    def total(costs: Iterable[Cost]) -> Cost:
+        """Sum of ``costs`` (the zero cost for an empty iterable)."""
+        acc = Cost()
+        for cost in costs:
+            acc = acc + cost
+        return acc
+
+
+COST_FIELDS: tuple[str, ...] = tuple(a.name for a in fields(Cost))
