@@ -82,7 +82,7 @@ def test_unknown_report_and_file(tmp_path: Path) -> None:
     with pytest.raises(ReportNotFoundError):
         store.read(RID, "summary.json")
     store.publish(RID, FILES)
-    with pytest.raises(ReportNotFoundError, match="no file 'report.md'"):
+    with pytest.raises(ReportNotFoundError, match=r"no file 'report\.md'"):
         store.read(RID, "report.md")
 
 
