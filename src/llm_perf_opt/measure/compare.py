@@ -1,0 +1,144 @@
+"""Predicted versus measured, stage by stage (torch-free; the analyze pipeline and the validation page use it).
+
+A prediction is a mapping ``stage -> seconds`` with the stage names of ``docs/architecture.md``: ``vision``,
+``projector``, ``prefill`` (decoder over the prompt) and ``decode`` (all decode steps of the workload, summed);
+``other`` is accepted and counted in TTFT and end-to-end only.  Ratios are ``predicted / measured``: 1.0 is a perfect
+prediction, 0.5 a prediction twice too fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import field, frozen
+
+from llm_perf_opt.measure.record import Measurement, MeasurementError, WorkloadRecord
+
+__all__ = [
+    "COMPARED_STAGES",
+    "PREDICTED_STAGES",
+    "StageComparison",
+    "StageRatio",
+    "check_compatible",
+    "compare",
+]
+
+PREDICTED_STAGES = ("vision", "projector", "prefill", "decode", "other")
+"""Keys a prediction may carry (seconds)."""
+
+COMPARED_STAGES = ("vision", "projector", "prefill", "ttft", "tpot", "end_to_end")
+"""Rows of a comparison: the three prefill stages, time to first token, time per output token, the whole run."""
+
+
+@frozen(kw_only=True)
+class StageRatio:
+    """One compared quantity."""
+
+    stage: str = field(metadata={"help": "one of COMPARED_STAGES"})
+    predicted_s: float = field(metadata={"help": "predicted seconds"})
+    measured_s: float = field(metadata={"help": "measured seconds (median over repeats)"})
+
+    @property
+    def ratio(self) -> float | None:
+        """``predicted / measured``; None when nothing was measured (0 s)."""
+        return self.predicted_s / self.measured_s if self.measured_s > 0 else None
+
+    @property
+    def error(self) -> float | None:
+        """Signed relative error ``predicted / measured - 1`` (+0.10 = 10% too slow a prediction)."""
+        ratio = self.ratio
+        return None if ratio is None else ratio - 1.0
+
+
+@frozen(kw_only=True)
+class StageComparison:
+    """All rows for one measurement; ``rows`` follow :data:`COMPARED_STAGES` (``tpot`` only with decode steps)."""
+
+    run_id: str = field(metadata={"help": "the measurement's run id"})
+    rows: tuple[StageRatio, ...] = field(converter=tuple, metadata={"help": "one row per compared stage"})
+
+    def get(self, stage: str) -> StageRatio | None:
+        return next((row for row in self.rows if row.stage == stage), None)
+
+    def ratios(self) -> dict[str, float | None]:
+        """``stage -> predicted/measured`` (the report's per-stage ratios)."""
+        return {row.stage: row.ratio for row in self.rows}
+
+    @property
+    def measured_total_time_ms(self) -> float:
+        """Measured end-to-end time in ms (the summary contract's unit)."""
+        row = self.get("end_to_end")
+        assert row is not None
+        return row.measured_s * 1e3
+
+    @property
+    def predicted_vs_measured_ratio(self) -> float | None:
+        """End-to-end ``predicted / measured`` (the summary contract's field)."""
+        row = self.get("end_to_end")
+        assert row is not None
+        return row.ratio
+
+
+def compare(prediction_stage_times: Mapping[str, float], measurement: Measurement) -> StageComparison:
+    """Compare predicted stage seconds with a measurement's medians.
+
+    TPOT: predicted ``decode / (max_new_tokens - 1)`` against the mean of the measured per-step medians.
+    TTFT: ``vision + projector + prefill (+ other)``.  End to end: TTFT plus all decode steps.
+    """
+    unknown = set(prediction_stage_times) - set(PREDICTED_STAGES)
+    missing = {"vision", "projector", "prefill"} - set(prediction_stage_times)
+    if unknown or missing:
+        raise ValueError(
+            f"prediction must map {', '.join(PREDICTED_STAGES)} to seconds; "
+            f"unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+    pred = {stage: float(prediction_stage_times.get(stage, 0.0)) for stage in PREDICTED_STAGES}
+    got = measurement.timings()
+    steps = len(got.decode_steps_s)
+    if steps == 0 and pred["decode"] > 0:
+        raise ValueError("the prediction has decode time but the measurement has no decode steps")
+    ttft = pred["vision"] + pred["projector"] + pred["prefill"] + pred["other"]
+    rows = [
+        StageRatio(stage="vision", predicted_s=pred["vision"], measured_s=got.vision_s),
+        StageRatio(stage="projector", predicted_s=pred["projector"], measured_s=got.projector_s),
+        StageRatio(stage="prefill", predicted_s=pred["prefill"], measured_s=got.prefill_s),
+        StageRatio(stage="ttft", predicted_s=ttft, measured_s=got.ttft_s),
+    ]
+    if got.tpot_s is not None:
+        rows.append(StageRatio(stage="tpot", predicted_s=pred["decode"] / steps, measured_s=got.tpot_s))
+    rows.append(StageRatio(stage="end_to_end", predicted_s=ttft + pred["decode"], measured_s=got.end_to_end_s))
+    return StageComparison(run_id=measurement.run_id, rows=tuple(rows))
+
+
+def check_compatible(measurement: Measurement, *, model: str, workload: Any, workload_id: str | None = None) -> None:
+    """Refuse a measurement taken for another model variant or another workload (one-line :class:`MeasurementError`).
+
+    ``workload`` is a resolved ``llm_perf_opt.workloads.Workload`` (or a :class:`WorkloadRecord`); workloads are the
+    same when mode, crop grid, prefill length, ``max_new_tokens`` and batch size agree (page pixels that give the same
+    grid cost the same).
+    """
+    wanted = (
+        workload
+        if isinstance(workload, WorkloadRecord)
+        else WorkloadRecord.from_workload(workload, workload_id=workload_id)
+    )
+    got = measurement.workload
+    if measurement.model == model and got.cost_key() == wanted.cost_key():
+        return
+    raise MeasurementError(
+        f"measurement {measurement.run_id} was taken for model {measurement.model} / workload {got.describe()}, "
+        f"but the report is for {model} / {wanted.describe()}; re-run measure with {rerun_flags(model, wanted)}"
+    )
+
+
+def rerun_flags(model: str, workload: WorkloadRecord) -> str:
+    """The ``llm-perf-opt measure`` flags that reproduce ``workload`` for ``model``."""
+    head = f"--model {model}"
+    if workload.workload_id:
+        return f"{head} --workload {workload.workload_id}"
+    return (
+        f"{head} --mode {workload.mode} --page {workload.page_width}x{workload.page_height} "
+        f"--prompt-tokens {workload.prompt_tokens} --max-new-tokens {workload.max_new_tokens} "
+        f"--batch {workload.batch_size}"
+    )
