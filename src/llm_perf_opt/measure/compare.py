@@ -56,7 +56,7 @@ class StageComparison:
     """All rows for one measurement; ``rows`` follow :data:`COMPARED_STAGES` (``tpot`` only with decode steps)."""
 
     run_id: str = field(metadata={"help": "the measurement's run id"})
-    rows: tuple[StageRatio, ...] = field(converter=tuple, metadata={"help": "one row per compared stage"})
+    rows: tuple[StageRatio, ...] = field(metadata={"help": "one row per compared stage"})
 
     def get(self, stage: str) -> StageRatio | None:
         return next((row for row in self.rows if row.stage == stage), None)

@@ -146,7 +146,7 @@ class StageTimings:
     projector_s: float = field(validator=_nonneg_times, metadata={"help": "projector, view assembly, injection"})
     prefill_s: float = field(validator=_nonneg_times, metadata={"help": "decoder over the prompt incl. lm_head"})
     decode_steps_s: tuple[float, ...] = field(
-        converter=tuple, validator=_nonneg_times, metadata={"help": "each decode step, in order"}
+        validator=_nonneg_times, metadata={"help": "each decode step, in order"}
     )
 
     @property
@@ -194,7 +194,7 @@ class Measurement:
     attention: Literal["eager", "sdpa"] = field(metadata={"help": "decoder attention implementation"})
     warmup_runs: int = field(metadata={"help": "untimed runs of the whole workload before the timed ones"})
     clock: str = field(metadata={"help": "how time was taken (cuda-events, or perf_counter)"})
-    runs: tuple[StageTimings, ...] = field(converter=tuple, metadata={"help": "every timed repeat"})
+    runs: tuple[StageTimings, ...] = field(metadata={"help": "every timed repeat"})
     kernels: KernelCount | None = field(default=None, metadata={"help": "launches per decode step, if profiled"})
     notes: str = field(default="", metadata={"help": "free text"})
 
