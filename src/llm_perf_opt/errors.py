@@ -43,7 +43,14 @@ class UserError(LlmPerfOptError):
 
 
 class ContractError(UserError):
-    """A payload that does not structure into a contract class; the message carries the JSON path."""
+    """A payload that does not structure into a contract class; the message carries the JSON path.
+
+    ``path`` is the JSON path of the first problem (``$`` for the whole payload), for HTTP error bodies.
+    """
+
+    def __init__(self, message: str, *, path: str = "$") -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class UnknownIdError(UserError):

@@ -1,0 +1,224 @@
+"""The seed's request and response contracts for DeepSeek-OCR analytic modelling, as attrs classes.
+
+This is the implementation module the seed recommends: it defines the HTTP-facing classes and
+re-exports the report classes of :mod:`llm_perf_opt.contracts.report_model`, so every seed class
+can be imported from here.  Names and fields follow ``seed/python-contracts.md`` exactly; optional
+extensions carry "Extension:" in their ``help``.  Serialization lives outside the classes, in
+:mod:`llm_perf_opt.contracts.converter`.
+"""
+
+from __future__ import annotations
+
+from attrs import define, field
+from attrs.validators import in_, optional
+
+from llm_perf_opt.contracts._validators import (
+    BOOL,
+    FLOAT,
+    GB,
+    INCLUSIVE,
+    MS,
+    OPTIONAL_FLOAT,
+    OPTIONAL_INT,
+    OPTIONAL_STR,
+    SHARE,
+    STR,
+    TFLOPS,
+    as_float,
+    as_optional_float,
+    list_of,
+)
+from llm_perf_opt.contracts.report_model import (
+    AnalyticModuleNode,
+    DeepSeekOCRAnalyticModel,
+    DeepSeekOCRModelSpec,
+    ModuleMetricsSnapshot,
+    OCRWorkloadProfile,
+    OperatorCategory,
+    OperatorMetrics,
+)
+from llm_perf_opt.contracts.vocab import (
+    ACCEPTED_STATUSES,
+    ATTENTION_KINDS,
+    STAGES,
+    AcceptedStatus,
+    AttentionKind,
+    Stage,
+)
+
+__all__ = [
+    "AnalyticModuleNode",
+    "AnalyticModuleSummary",
+    "DeepSeekOCRAnalyticAccepted",
+    "DeepSeekOCRAnalyticModel",
+    "DeepSeekOCRAnalyticReportSummary",
+    "DeepSeekOCRAnalyticRequest",
+    "DeepSeekOCRModelSpec",
+    "ErrorResponse",
+    "ModuleMetricsSnapshot",
+    "OCRWorkloadProfile",
+    "OperatorCategory",
+    "OperatorMetrics",
+]
+
+_OVERRIDE = "Extension: overrides the workload profile's"
+
+
+@define(kw_only=True)
+class DeepSeekOCRAnalyticRequest:
+    """Request to build or refresh the DeepSeek-OCR analytic model."""
+
+    model_id: str = field(validator=STR, metadata={"help": "Canonical model id (e.g. deepseek-ai/DeepSeek-OCR)."})
+    model_variant: str = field(validator=STR, metadata={"help": "Internal model variant (e.g. deepseek-ocr-v1-base)."})
+    workload_profile_id: str = field(validator=STR, metadata={"help": "Workload profile id (e.g. dsocr-standard-v1)."})
+    profile_run_id: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={"help": "Optional Stage 1/Stage 2 profiling run id to validate against; null for none."},
+    )
+    force_rebuild: bool = field(
+        default=False,
+        validator=BOOL,
+        metadata={"help": "Force recomputation even if a matching analytic report already exists."},
+    )
+    device: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={"help": "Extension: hardware catalog id of the device that times the model; null for the default."},
+    )
+    mode: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={"help": f"{_OVERRIDE} resolution mode (tiny, small, base, large, gundam, gundam-m); null keeps it."},
+    )
+    page_width: int | None = field(
+        default=None, validator=OPTIONAL_INT, metadata={"help": f"{_OVERRIDE} page width in pixels; null keeps it."}
+    )
+    page_height: int | None = field(
+        default=None, validator=OPTIONAL_INT, metadata={"help": f"{_OVERRIDE} page height in pixels; null keeps it."}
+    )
+    prompt_tokens: int | None = field(
+        default=None,
+        validator=OPTIONAL_INT,
+        metadata={"help": f"{_OVERRIDE} text prompt length in tokens; null keeps it."},
+    )
+    max_new_tokens: int | None = field(
+        default=None,
+        validator=OPTIONAL_INT,
+        metadata={"help": f"{_OVERRIDE} generated tokens per page (first from prefill, rest decode); null keeps it."},
+    )
+    batch_size: int | None = field(
+        default=None,
+        validator=OPTIONAL_INT,
+        metadata={"help": f"{_OVERRIDE} pages processed together in one forward; null keeps it."},
+    )
+    dtype: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={"help": "Extension: dtype of weights and activations (e.g. bfloat16); null for bfloat16."},
+    )
+    attention: AttentionKind | None = field(
+        default=None,
+        validator=optional(in_(ATTENTION_KINDS)),
+        metadata={
+            "help": "Extension: attention kernel whose FLOPs feed time: flash (fused, causal-effective)"
+            " or eager (explicit matmuls, dense); null for flash."
+        },
+    )
+    routing: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={"help": "Extension: MoE routing model (e.g. balanced); null for balanced. Reports name it."},
+    )
+
+
+@define(kw_only=True)
+class DeepSeekOCRAnalyticAccepted:
+    """Answer to a run request (and to a GET on a report not built yet): the report id and its status."""
+
+    report_id: str = field(
+        validator=STR,
+        metadata={"help": "Report id derived from the request (not from a clock); use it in the GET paths."},
+    )
+    status: AcceptedStatus = field(
+        validator=in_(ACCEPTED_STATUSES), metadata={"help": "Build status: queued or running."}
+    )
+
+
+@define(kw_only=True)
+class AnalyticModuleSummary:
+    """One module in a report summary's top list."""
+
+    module_id: str = field(
+        validator=STR,
+        metadata={"help": "Module id of the node in the analytic model (e.g. prefill/model.layers.{1..11})."},
+    )
+    name: str = field(validator=STR, metadata={"help": "Human-readable module name."})
+    stage: Stage = field(
+        validator=in_(STAGES), metadata={"help": "Stage attribution: vision, projector, prefill, decode or other."}
+    )
+    share_of_model_time: float = field(
+        converter=as_float,
+        validator=FLOAT,
+        metadata={"help": f"Fraction of the predicted total runtime spent in this module, {INCLUSIVE}; {SHARE}."},
+    )
+    total_time_ms: float = field(
+        converter=as_float, validator=FLOAT, metadata={"help": f"Predicted runtime of this module {MS}, {INCLUSIVE}."}
+    )
+    total_flops_tflops: float = field(
+        converter=as_float, validator=FLOAT, metadata={"help": f"Predicted FLOPs of this module {TFLOPS}, {INCLUSIVE}."}
+    )
+    memory_activations_gb: float = field(
+        converter=as_float,
+        validator=FLOAT,
+        metadata={"help": f"Predicted peak activation memory of this module {GB}."},
+    )
+
+
+@define(kw_only=True)
+class DeepSeekOCRAnalyticReportSummary:
+    """Stakeholder view of one analytic report: total time and the top modules."""
+
+    report_id: str = field(validator=STR, metadata={"help": "Report id (as returned by the run request)."})
+    model_variant: str = field(validator=STR, metadata={"help": "Model variant (mirrors the request)."})
+    workload_profile_id: str = field(validator=STR, metadata={"help": "Workload profile id (mirrors the request)."})
+    predicted_total_time_ms: float = field(
+        converter=as_float,
+        validator=FLOAT,
+        metadata={"help": f"Predicted end-to-end runtime {MS}: analytic, over vision, projector, prefill, decode."},
+    )
+    measured_total_time_ms: float | None = field(
+        default=None,
+        converter=as_optional_float,
+        validator=OPTIONAL_FLOAT,
+        metadata={"help": f"Measured end-to-end runtime {MS}; null when no measurement was compared."},
+    )
+    predicted_vs_measured_ratio: float | None = field(
+        default=None,
+        converter=as_optional_float,
+        validator=OPTIONAL_FLOAT,
+        metadata={"help": "predicted_total_time_ms / measured_total_time_ms (dimensionless); null without one."},
+    )
+    top_modules: list[AnalyticModuleSummary] = field(
+        factory=list,
+        validator=list_of(AnalyticModuleSummary),
+        metadata={"help": "Modules with the largest share of model time, largest first."},
+    )
+    notes: str = field(
+        validator=STR,
+        metadata={"help": "Notes and caveats for stakeholders (assumptions, routing, attention, unsupported ops)."},
+    )
+
+
+@define(kw_only=True)
+class ErrorResponse:
+    """Body of every HTTP error response (not in the seed: the service's own contract)."""
+
+    error: str = field(validator=STR, metadata={"help": "One line: what was wrong, what was expected, how to fix it."})
+    path: str = field(
+        validator=STR,
+        metadata={
+            "help": "Where: a JSON path into the request body ($.force_rebuild; $ for the whole body)"
+            " or a URL parameter name (report_id)."
+        },
+    )
