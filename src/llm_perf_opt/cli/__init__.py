@@ -19,7 +19,9 @@ from llm_perf_opt.errors import UserError
 __all__ = ["main"]
 
 # command name -> "module:attribute" (module relative to this package)
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "workloads": "workloads:workloads",
+}
 
 
 class _LazyGroup(click.Group):
