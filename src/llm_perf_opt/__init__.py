@@ -42,6 +42,7 @@ from llm_perf_opt.contracts import (
     openapi_text,
     structure,
     to_json,
+    type_schema,
     unstructure,
     validate_report,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "openapi_text",
     "structure",
     "to_json",
+    "type_schema",
     "unstructure",
     "validate_report",
 ]

@@ -18,7 +18,7 @@ from llm_perf_opt.contracts.analytic import (
     OperatorMetrics,
 )
 from llm_perf_opt.contracts.converter import converter, from_json, structure, to_json, unstructure
-from llm_perf_opt.contracts.schema import json_schema, openapi_document, openapi_text
+from llm_perf_opt.contracts.schema import json_schema, openapi_document, openapi_text, type_schema
 from llm_perf_opt.contracts.validation import (
     SHARE_LIMIT,
     ValidationResult,
@@ -96,6 +96,7 @@ __all__ = [
     "openapi_text",
     "structure",
     "to_json",
+    "type_schema",
     "unstructure",
     "validate_report",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import attrs
 import yaml
 
-__all__ = ["json_schema", "openapi_document", "openapi_text"]
+__all__ = ["json_schema", "openapi_document", "openapi_text", "type_schema"]
 
 _REF_PREFIX = "#/components/schemas/"
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", types.NoneType: "null"}
