@@ -1,0 +1,67 @@
+"""A cost tree flattened for fast re-timing: one row per (node, category) kernel group with its stage.
+
+:func:`~llm_perf_opt.perf.roofline.time_tree` keeps per-node detail for reports; a what-if sweep only needs stage
+totals for many (device, dtype) pairs of the same counts. :class:`CompiledTree` does the tree walk once and then
+times all groups with the same roofline formula - the stage totals equal ``time_tree(...).stage_s`` (to float
+rounding).
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from llm_perf_opt.perf.efficiency import CATEGORIES
+from llm_perf_opt.perf.roofline import Rates
+from llm_perf_opt.perf.tree import STAGES, CostTree, exclusive_by_category, stage_of
+
+__all__ = ["CompiledTree"]
+
+_Row = tuple[int, int, float, float, float, float]  # stage index, category index, F_mm, F_vec, bytes, kernels
+
+
+@frozen(kw_only=True)
+class CompiledTree:
+    """Kernel groups as flat rows ``(stage, category, F_mm, F_vec, B, K)``; build with :meth:`from_tree`."""
+
+    rows: tuple[_Row, ...]
+
+    @classmethod
+    def from_tree(cls, tree: CostTree) -> CompiledTree:
+        """Flatten ``tree``: each node's own cost per category becomes one row (zero costs dropped)."""
+        rows: list[_Row] = []
+        for nid, costs in sorted(exclusive_by_category(tree).items()):
+            stage = STAGES.index(stage_of(nid))
+            for cat, cost in sorted(costs.items()):
+                rows.append(
+                    (
+                        stage,
+                        _category_index(cat),
+                        float(cost.matmul_flops_executed),
+                        float(cost.vector_flops),
+                        float(cost.total_bytes),
+                        float(cost.kernels),
+                    )
+                )
+        return cls(rows=tuple(rows))
+
+    def stage_seconds(self, rates: Rates) -> dict[str, float]:
+        """Seconds per stage on ``rates``: ``sum over groups of max(compute, memory) + K*t_k``."""
+        profile = rates.profile
+        inv_eff = [1.0 / profile.category_efficiency[c] for c in CATEGORIES]
+        inv_mm = 1.0 / rates.matmul_peak_flops
+        inv_vec = 1.0 / rates.vector_peak_flops
+        per_byte = rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+        t_k = profile.kernel_overhead_s
+        totals = [0.0] * len(STAGES)
+        for stage, cat, f_mm, f_vec, nbytes, kernels in self.rows:
+            compute = (f_mm * inv_mm + f_vec * inv_vec) * inv_eff[cat]
+            memory = nbytes * per_byte
+            totals[stage] += (compute if compute >= memory else memory) + kernels * t_k
+        return {stage: totals[i] for i, stage in enumerate(STAGES)}
+
+
+def _category_index(category: str) -> int:
+    try:
+        return CATEGORIES.index(category)
+    except ValueError:
+        raise ValueError(f"unknown operator category {category!r}; expected one of {', '.join(CATEGORIES)}") from None

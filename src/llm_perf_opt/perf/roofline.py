@@ -1,0 +1,240 @@
+"""Roofline time on a named device: per leaf kernel group, max(compute, memory) plus launch overhead.
+
+For the ``K`` kernels of one operator category run directly by one node (its *own* ops, see
+:func:`~llm_perf_opt.perf.tree.exclusive_by_category`) with ``F_mm`` matmul FLOPs, ``F_vec`` vector FLOPs and ``B``
+bytes moved, taking each kernel as the group average::
+
+    t = K * max(F/K at the compute rate, B/K at the memory rate) + K * t_k
+      = max(F_mm / (P_mm * eta_c) + F_vec / (P_vec * eta_c),  B / (W * eta_m))  +  K * t_k
+
+``P_mm`` is the dtype's dense tensor-core peak (plain FP32 for fp32), ``P_vec`` the FP32 non-tensor peak (vector
+work - elementwise, norms, softmax, activations - runs on CUDA cores), ``W`` the DRAM bandwidth, ``eta_c`` the
+category's efficiency, ``eta_m`` the memory efficiency, ``t_k`` the per-kernel overhead. A node's time is the sum
+over its own groups plus its children's times (kernels run one after another on one stream).
+
+Left out: overlap between kernels (streams), L2 reuse across kernels (bytes are DRAM traffic as counted),
+tail effects of partial waves (folded into the efficiencies), clock throttling, multi-GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from attrs import field, frozen
+
+from llm_perf_opt.core import Cost
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec, get_device, normalize_dtype
+from llm_perf_opt.perf.efficiency import DeviceProfile, default_profile
+from llm_perf_opt.perf.tree import CostTree, exclusive_by_category, roots_of, stage_of
+
+__all__ = [
+    "GroupTime",
+    "NodeTime",
+    "Rates",
+    "TimedTree",
+    "group_time",
+    "roofline_time_s",
+    "time_tree",
+]
+
+
+def roofline_time_s(
+    *,
+    F_mm: float,
+    F_vec: float,
+    B: float,
+    K: float,
+    P_mm: float,
+    P_vec: float,
+    W: float,
+    eta_c: float,
+    eta_m: float,
+    t_k: float,
+) -> float:
+    """``t = max(F_mm/(P_mm*eta_c) + F_vec/(P_vec*eta_c), B/(W*eta_m)) + K*t_k`` (seconds).
+
+    Source: the roofline model (Williams, Waterman, Patterson 2009) applied per kernel group, plus a per-launch term.
+    Leaves out overlap between kernels and cache reuse across them.
+    """
+    compute_s = (F_mm / P_mm + F_vec / P_vec) / eta_c
+    memory_s = B / (W * eta_m)
+    return max(compute_s, memory_s) + K * t_k
+
+
+@frozen(kw_only=True)
+class Rates:
+    """Everything the roofline needs about one (device, dtype, profile): peaks and efficiencies.
+
+    ``bytes_scale`` converts the counted bytes (counted in ``counted_dtype``, normally bf16) to ``dtype``: every
+    byte - weights, activations, KV - is taken to change storage width together (a what-if; fp32 logits and
+    mixed-precision schemes are not modelled separately).
+    """
+
+    device_id: str = field(metadata={"help": "catalog id"})
+    dtype: str = field(metadata={"help": "compute/storage dtype"})
+    matmul_peak_flops: float = field(metadata={"help": "dense tensor-core FLOP/s for dtype"})
+    vector_peak_flops: float = field(metadata={"help": "FP32 non-tensor FLOP/s"})
+    memory_bandwidth_bytes_per_s: float = field(metadata={"help": "peak DRAM B/s"})
+    profile: DeviceProfile = field(metadata={"help": "efficiencies and per-kernel overhead"})
+    bytes_scale: float = field(default=1.0, metadata={"help": "bytes(dtype)/bytes(counted dtype)"})
+
+    @classmethod
+    def for_device(
+        cls,
+        device: DeviceSpec | str,
+        *,
+        dtype: str = "bf16",
+        profile: DeviceProfile | None = None,
+        execution: str = "eager",
+        counted_dtype: str = "bf16",
+    ) -> Rates:
+        """Resolve ``device`` (spec or id), ``dtype`` and a profile (default: the documented defaults for
+        ``execution``); unknown device or dtype -> :class:`~llm_perf_opt.errors.UserError` listing the allowed."""
+        spec = get_device(device) if isinstance(device, str) else device
+        name = normalize_dtype(dtype)
+        chosen = profile if profile is not None else default_profile(execution)
+        chosen.check_device(spec.device_id)
+        return cls(
+            device_id=spec.device_id,
+            dtype=name,
+            matmul_peak_flops=spec.matmul_peak_flops(name),
+            vector_peak_flops=spec.vector_peak_flops,
+            memory_bandwidth_bytes_per_s=spec.memory_bandwidth_bytes_per_s,
+            profile=chosen,
+            bytes_scale=BYTES_PER_ELEMENT[name] / BYTES_PER_ELEMENT[normalize_dtype(counted_dtype)],
+        )
+
+
+@frozen(kw_only=True)
+class GroupTime:
+    """Time of one kernel group, split into its bound terms (``total_s = max(compute, memory) + overhead``)."""
+
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+
+    @property
+    def total_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.overhead_s
+
+    @property
+    def bound(self) -> str:
+        """``compute`` or ``memory``: which term of the max wins (ties: compute)."""
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def group_time(cost: Cost, category: str, rates: Rates) -> GroupTime:
+    """The roofline terms of one kernel group (``cost`` = the group's counts, ``category`` its operator category)."""
+    eta_c = rates.profile.efficiency(category)
+    compute_s = (
+        cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
+    ) / eta_c
+    memory_s = (
+        cost.total_bytes * rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * rates.profile.memory_efficiency)
+    )
+    return GroupTime(compute_s=compute_s, memory_s=memory_s, overhead_s=cost.kernels * rates.profile.kernel_overhead_s)
+
+
+@frozen(kw_only=True)
+class NodeTime:
+    """Inclusive time of a node by what bounds it: ``total_s = compute_bound_s + memory_bound_s + overhead_s``."""
+
+    total_s: float = field(metadata={"help": "inclusive seconds"})
+    own_s: float = field(metadata={"help": "seconds of the node's own ops (not its children's)"})
+    compute_bound_s: float = field(metadata={"help": "seconds of kernel groups where compute wins the max"})
+    memory_bound_s: float = field(metadata={"help": "seconds of kernel groups where memory wins the max"})
+    overhead_s: float = field(metadata={"help": "launch/host overhead seconds"})
+    by_category_s: Mapping[str, float] = field(metadata={"help": "inclusive seconds per operator category"})
+
+
+@frozen(kw_only=True)
+class TimedTree:
+    """Every node's :class:`NodeTime`, the total (sum over roots) and seconds per stage."""
+
+    nodes: Mapping[str, NodeTime]
+    total_s: float
+    stage_s: Mapping[str, float] = field(metadata={"help": "seconds per stage of the nodes' own ops"})
+
+    def share(self, node_id: str) -> float:
+        """Fraction of the total time spent in ``node_id`` (inclusive); 0 for a zero total."""
+        return self.nodes[node_id].total_s / self.total_s if self.total_s > 0 else 0.0
+
+    def top(self, n: int, *, exclude: Iterable[str] = (), leaves_only: bool = False) -> list[tuple[str, float]]:
+        """The ``n`` slowest nodes as (id, inclusive seconds), ties by id; ``exclude`` ids are skipped.
+
+        ``leaves_only`` ranks by own time instead, so a parent does not hide its children.
+        """
+        skip = set(exclude)
+        key = "own_s" if leaves_only else "total_s"
+        ranked = sorted(
+            ((nid, getattr(t, key)) for nid, t in self.nodes.items() if nid not in skip),
+            key=lambda item: (-item[1], item[0]),
+        )
+        return ranked[: max(n, 0)]
+
+
+def _own_node_time(costs: Mapping[str, Cost], rates: Rates) -> NodeTime:
+    by_cat: dict[str, float] = {}
+    compute = memory = overhead = 0.0
+    for cat, cost in costs.items():
+        g = group_time(cost, cat, rates)
+        by_cat[cat] = g.total_s
+        overhead += g.overhead_s
+        if g.bound == "compute":
+            compute += g.compute_s
+        else:
+            memory += g.memory_s
+    own = compute + memory + overhead
+    return NodeTime(
+        total_s=own,
+        own_s=own,
+        compute_bound_s=compute,
+        memory_bound_s=memory,
+        overhead_s=overhead,
+        by_category_s=by_cat,
+    )
+
+
+def _plus(a: NodeTime, b: NodeTime) -> NodeTime:
+    cats = dict(a.by_category_s)
+    for cat, sec in b.by_category_s.items():
+        cats[cat] = cats.get(cat, 0.0) + sec
+    return NodeTime(
+        total_s=a.total_s + b.total_s,
+        own_s=a.own_s,
+        compute_bound_s=a.compute_bound_s + b.compute_bound_s,
+        memory_bound_s=a.memory_bound_s + b.memory_bound_s,
+        overhead_s=a.overhead_s + b.overhead_s,
+        by_category_s=cats,
+    )
+
+
+def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
+    """Time every node of ``tree`` on ``rates``: roofline on each node's own kernel groups, summed upward."""
+    own = exclusive_by_category(tree)
+    own_times = {nid: _own_node_time(costs, rates) for nid, costs in own.items()}
+    done: dict[str, NodeTime] = {}
+
+    def visit(nid: str, trail: frozenset[str]) -> NodeTime:
+        if nid in done:
+            return done[nid]
+        if nid in trail:
+            raise UserError(f"cost tree has a cycle through {nid!r}; each node must have one parent")
+        result = own_times[nid]
+        for child in tree[nid].children:
+            result = _plus(result, visit(child, trail | {nid}))
+        done[nid] = result
+        return result
+
+    roots = roots_of(tree)
+    if tree and not roots:
+        raise UserError("cost tree has no root (every node is some node's child)")
+    total = sum(visit(r, frozenset()).total_s for r in roots)
+    for nid in tree:  # nodes unreachable from a root can only sit on a cycle
+        visit(nid, frozenset())
+    stage_s: dict[str, float] = {}
+    for nid, t in own_times.items():
+        stage = stage_of(nid)
+        stage_s[stage] = stage_s.get(stage, 0.0) + t.own_s
+    return TimedTree(nodes=done, total_s=total, stage_s=stage_s)
