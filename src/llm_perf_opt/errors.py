@@ -8,12 +8,12 @@ fix it) and never a traceback; anything else is a bug and keeps its traceback.
 
     LlmPerfOptError
     +-- UserError                  bad input from a person: a flag, a file, an id (CLI exit 1)
-    |   +-- ContractError          a payload that does not structure into a contract class
+    |   +-- ContractError          a payload that does not structure into a contract class (.path)
     |   +-- UnknownIdError         an id (device, workload, mode, model, report) that is not known
     |   +-- WorkloadError          a workload that cannot exist (page size, seq_len mismatch, ...)
     |   +-- ConfigError            a model config that is missing a key or holds a bad value
     |   +-- TrustError             remote code that was not explicitly trusted
-    +-- ReportValidationError      a report that breaks the report validation rules
+    +-- ReportValidationError      a report that breaks the report validation rules (.problems)
     +-- TraceError                 the tracer met something it cannot account for
 """
 
