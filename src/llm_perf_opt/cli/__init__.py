@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "devices": "devices:devices",
     "workloads": "workloads:workloads",
 }
 
