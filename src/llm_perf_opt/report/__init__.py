@@ -1,0 +1,1 @@
+"""Assemble, validate and render reports (composes tracer, analytic and perf results)."""
