@@ -145,9 +145,7 @@ class StageTimings:
     vision_s: float = field(validator=_nonneg_times, metadata={"help": "SAM + CLIP, all views"})
     projector_s: float = field(validator=_nonneg_times, metadata={"help": "projector, view assembly, injection"})
     prefill_s: float = field(validator=_nonneg_times, metadata={"help": "decoder over the prompt incl. lm_head"})
-    decode_steps_s: tuple[float, ...] = field(
-        validator=_nonneg_times, metadata={"help": "each decode step, in order"}
-    )
+    decode_steps_s: tuple[float, ...] = field(validator=_nonneg_times, metadata={"help": "each decode step, in order"})
 
     @property
     def ttft_s(self) -> float:

@@ -1,0 +1,152 @@
+"""``llm-perf-opt measure``: run the built-in model for real (random weights) and write a measurement JSON."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llm_perf_opt.errors import UserError
+
+__all__ = ["measure", "parse_page", "resolve_workload"]
+
+_PAGE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_page(text: str) -> tuple[int, int]:
+    """``"1024x1024"`` -> ``(1024, 1024)``; anything else is a one-line :class:`UserError`."""
+    match = _PAGE.match(text)
+    if not match:
+        raise UserError(f"page must be WIDTHxHEIGHT in px (e.g. 1024x1024), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def resolve_workload(
+    *,
+    config: Any,
+    workload_id: str | None,
+    mode: str | None,
+    page: str | None,
+    prompt_tokens: int | None,
+    max_new_tokens: int | None,
+    batch: int | None,
+) -> tuple[Any, str | None]:
+    """The resolved workload and the preset id it still equals (None once a flag changes the preset)."""
+    from attrs import evolve
+
+    from llm_perf_opt.workloads import Workload, get_preset
+
+    if workload_id is not None:
+        if mode is not None or page is not None or prompt_tokens is not None:
+            raise UserError("--workload fixes mode, page and prompt; drop --mode/--page/--prompt-tokens or --workload")
+        profile = get_preset(workload_id)
+        new_tokens = profile.max_new_tokens if max_new_tokens is None else max_new_tokens
+        batch_size = profile.batch_size if batch is None else batch
+        changed = (new_tokens, batch_size) != (profile.max_new_tokens, profile.batch_size)
+        workload = Workload.from_profile(
+            evolve(profile, max_new_tokens=new_tokens, batch_size=batch_size), config=config
+        )
+        return workload, None if changed else workload_id
+    if mode is None or page is None:
+        raise UserError("give a workload: --workload ID, or --mode MODE and --page WxH")
+    workload = Workload.create(
+        mode=mode,
+        page=parse_page(page),
+        prompt_tokens=9 if prompt_tokens is None else prompt_tokens,
+        max_new_tokens=32 if max_new_tokens is None else max_new_tokens,
+        batch_size=1 if batch is None else batch,
+        config=config,
+    )
+    return workload, None
+
+
+@click.command("measure")
+@click.option("--model", "model", default="deepseek-ocr-v1-tiny", show_default=True, help="built-in model variant")
+@click.option("--runtime-device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--workload", "workload_id", default=None, help="preset id (e.g. dsocr-standard-v1)")
+@click.option("--mode", default=None, help="resolution mode (tiny small base large gundam gundam-m)")
+@click.option("--page", "--image", "page", default=None, help="page size WIDTHxHEIGHT in px")
+@click.option("--prompt-tokens", type=int, default=None, help="text tokens after the image [9]")
+@click.option("--max-new-tokens", type=int, default=None, help="tokens to generate [32, or the preset's]")
+@click.option("--batch", type=int, default=None, help="sequences per forward [1]")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="[fp32 on cpu, bf16 on cuda]")
+@click.option("--attention", type=click.Choice(["eager", "sdpa"]), default="eager", show_default=True)
+@click.option("--warmup", type=int, default=1, show_default=True, help="untimed warm-up runs")
+@click.option("--warmup-decode-steps", type=int, default=None, help="decode steps per warm-up run [all]")
+@click.option("--repeats", type=int, default=3, show_default=True, help="timed runs (medians are reported)")
+@click.option("--threads", type=int, default=None, help="CPU threads [1 on cpu: stable timings]")
+@click.option("--device-id", default=None, help="hardware catalog id of the GPU [guessed from its name]")
+@click.option("--no-profile", is_flag=True, help="skip counting launches per decode step")
+@click.option("--no-benchmark", is_flag=True, help="skip the matmul/copy micro-benchmarks")
+@click.option("--notes", default="", help="free text stored in the file")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="measurement JSON")
+def measure(
+    model: str,
+    runtime_device: str,
+    workload_id: str | None,
+    mode: str | None,
+    page: str | None,
+    prompt_tokens: int | None,
+    max_new_tokens: int | None,
+    batch: int | None,
+    dtype: str | None,
+    attention: str,
+    warmup: int,
+    warmup_decode_steps: int | None,
+    repeats: int,
+    threads: int | None,
+    device_id: str | None,
+    no_profile: bool,
+    no_benchmark: bool,
+    notes: str,
+    out: Path,
+) -> None:
+    """Run MODEL for real on the CPU or a CUDA GPU and time vision, projector, prefill and every decode step."""
+    from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurement
+    from llm_perf_opt.measure.record import save_measurement
+
+    if repeats < 1 or warmup < 0:
+        raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
+    config = builtin_config(model)
+    workload, preset = resolve_workload(
+        config=config,
+        workload_id=workload_id,
+        mode=mode,
+        page=page,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        batch=batch,
+    )
+    options = HarnessOptions(
+        runtime_device="cuda" if runtime_device == "cuda" else "cpu",
+        dtype=dtype or ("bf16" if runtime_device == "cuda" else "fp32"),
+        attention="sdpa" if attention == "sdpa" else "eager",
+        warmup_runs=warmup,
+        warmup_decode_steps=warmup_decode_steps,
+        repeats=repeats,
+        threads=threads if threads is not None else (1 if runtime_device == "cpu" else None),
+        profile_kernels=not no_profile,
+        benchmark=not no_benchmark,
+        device_id=device_id,
+        workload_id=preset,
+        notes=notes,
+    )
+    result = run_measurement(config, workload, options, model_name=model)
+    save_measurement(result, out)
+    t = result.timings()
+    ms = {
+        k: f"{v * 1e3:.3f} ms"
+        for k, v in (
+            ("vision", t.vision_s),
+            ("projector", t.projector_s),
+            ("prefill", t.prefill_s),
+            ("TTFT", t.ttft_s),
+            ("TPOT", t.tpot_s or 0.0),
+            ("end to end", t.end_to_end_s),
+        )
+    }
+    click.echo(f"{result.run_id}: {result.label()}")
+    click.echo("  " + ", ".join(f"{k} {v}" for k, v in ms.items()))
+    click.echo(f"  written to {out}")

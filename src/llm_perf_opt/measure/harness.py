@@ -1,0 +1,249 @@
+"""Run the built-in DeepSeek-OCR v1 model for real and time its stages (torch).
+
+One *run* of a workload = one prefill forward (images in, logits out) and ``max_new_tokens - 1`` decode steps, greedy,
+HF style: each step feeds the argmax token of the previous logits, one cached model call per token, and waits for the
+device at the end of the step (HF's stopping check does the same).  Weights are random (no checkpoint); the MoE takes
+its slice sizes from its own gate, as upstream does (one host read per MoE layer).
+
+Timing: warm-up runs first (discarded), then ``repeats`` timed runs.  The prefill is split into vision, projector and
+prefill by :class:`~llm_perf_opt.measure.clock.StageMarks` (forward pre-hooks on the stage anchors; the op sequence is
+unchanged); each decode step is timed around the model call only (the argmax and the input tensors are outside).
+On CUDA the clock is CUDA events, read after one synchronisation per run; on CPU it is ``time.perf_counter``.
+
+Kernel launches per decode step: one extra, untimed decode step 1 under ``torch.profiler``.  On CUDA the profiler's
+device kernels are counted (memcpy/memset excluded).  On CPU there are no kernels; the leaf aten ops that do work
+(views, aliases and allocations excluded) are counted instead and the measurement says so.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import torch
+from attrs import field, frozen
+from torch import Tensor
+
+from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.errors import UnknownIdError, UserError
+from llm_perf_opt.measure.clock import Clock, StageMarks, make_clock, stage_anchors
+from llm_perf_opt.measure.environment import describe_device, software_record, torch_dtype
+from llm_perf_opt.measure.record import KernelCount, Measurement, StageTimings, WorkloadRecord
+from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "CPU_FREE_OPS",
+    "HarnessOptions",
+    "builtin_config",
+    "count_cpu_work_ops",
+    "count_decode_launches",
+    "resolve_device",
+    "run_measurement",
+    "time_run",
+]
+
+BUILTIN_MODELS: dict[str, Callable[[], DeepseekOCRConfig]] = {
+    "deepseek-ocr-v1-base": DeepseekOCRConfig.base,
+    "deepseek-ocr-v1-tiny": DeepseekOCRConfig.tiny,
+}
+"""Variants ``measure`` can run: the harness drives the built-in v1 module tree, so only its configs apply."""
+
+CPU_FREE_OPS = frozenset(
+    {
+        "aten::empty",
+        "aten::empty_strided",
+        "aten::empty_like",
+        "aten::as_strided",
+        "aten::view",
+        "aten::_unsafe_view",
+        "aten::_reshape_alias",
+        "aten::t",
+        "aten::transpose",
+        "aten::permute",
+        "aten::expand",
+        "aten::unsqueeze",
+        "aten::squeeze",
+        "aten::slice",
+        "aten::select",
+        "aten::narrow",
+        "aten::split",
+        "aten::unbind",
+        "aten::detach",
+        "aten::alias",
+        "aten::lift_fresh",
+        "aten::resolve_conj",
+        "aten::resolve_neg",
+        "aten::result_type",
+    }
+)
+"""Leaf CPU ops that move no data (views, aliases, allocations): not counted as launches on CPU."""
+
+
+@frozen(kw_only=True)
+class HarnessOptions:
+    """How to run and time one measurement."""
+
+    runtime_device: Literal["cpu", "cuda"] = field(default="cpu", metadata={"help": "torch device type"})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16"})
+    attention: Literal["eager", "sdpa"] = field(default="eager", metadata={"help": "decoder attention"})
+    warmup_runs: int = field(default=1, metadata={"help": "untimed runs before the timed ones"})
+    warmup_decode_steps: int | None = field(default=None, metadata={"help": "decode steps per warm-up (None: all)"})
+    repeats: int = field(default=3, metadata={"help": "timed runs; medians are reported"})
+    threads: int | None = field(default=None, metadata={"help": "CPU intra-op threads (None: leave torch's)"})
+    profile_kernels: bool = field(default=True, metadata={"help": "count launches of one decode step"})
+    benchmark: bool = field(default=True, metadata={"help": "run the matmul/copy micro-benchmarks"})
+    device_id: str | None = field(default=None, metadata={"help": "hardware catalog id of the device"})
+    workload_id: str | None = field(default=None, metadata={"help": "preset id the workload came from"})
+    notes: str = field(default="", metadata={"help": "free text stored in the measurement"})
+
+
+def builtin_config(model: str) -> DeepseekOCRConfig:
+    """The config of a built-in variant; another id is an :class:`UnknownIdError` listing the runnable ones."""
+    factory = BUILTIN_MODELS.get(model)
+    if factory is None:
+        raise UnknownIdError("model for measure (built-in variants only)", model, BUILTIN_MODELS)
+    return factory()
+
+
+def resolve_device(runtime_device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (the current CUDA device); CUDA without a GPU is a one-line :class:`UserError`."""
+    if runtime_device == "cpu":
+        return torch.device("cpu")
+    if runtime_device == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(
+                "--runtime-device cuda needs a CUDA GPU and a CUDA build of torch, and none is available here "
+                f"(torch {torch.__version__}); use --runtime-device cpu with the tiny model"
+            )
+        return torch.device("cuda", torch.cuda.current_device())
+    raise UserError(f"unknown runtime device {runtime_device!r}; expected cpu or cuda")
+
+
+def run_measurement(
+    config: DeepseekOCRConfig, workload: Any, options: HarnessOptions, *, model_name: str | None = None
+) -> Measurement:
+    """Build the model with random weights on the device, run warm-ups and timed runs, return the measurement."""
+    if getattr(workload, "num_pages", 1) != 1:
+        raise UserError(f"measure runs one page per request; the workload has num_pages={workload.num_pages}")
+    device = resolve_device(options.runtime_device)
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu" and options.threads is not None:
+        torch.set_num_threads(options.threads)
+    try:
+        return _measure(config, workload, options, device=device, model_name=model_name)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _measure(
+    config: DeepseekOCRConfig, workload: Any, options: HarnessOptions, *, device: torch.device, model_name: str | None
+) -> Measurement:
+    dtype = torch_dtype(options.dtype)
+    model = build_model(config, device=device, dtype=dtype, attn_implementation=options.attention)
+    inputs = build_inputs(config, workload, device=device, dtype=dtype)
+    clock = make_clock(device)
+    with torch.inference_mode():
+        for _ in range(options.warmup_runs):
+            time_run(model, inputs, clock, decode_steps=options.warmup_decode_steps)
+        runs = tuple(time_run(model, inputs, clock) for _ in range(options.repeats))
+        kernels = count_decode_launches(model, inputs) if options.profile_kernels and inputs.num_decode_steps else None
+    return Measurement(
+        run_id=f"meas-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+        created_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model=model_name or config.variant,
+        workload=WorkloadRecord.from_workload(workload, workload_id=options.workload_id),
+        device=describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark),
+        software=software_record(),
+        dtype=options.dtype,
+        attention=options.attention,
+        warmup_runs=options.warmup_runs,
+        clock=clock.name,
+        runs=runs,
+        kernels=kernels,
+        notes=options.notes,
+    )
+
+
+def _greedy(logits: Tensor) -> Tensor:
+    """Next token per row ``[B, 1]`` from the last position's logits (stays on the device)."""
+    return logits[:, -1].argmax(dim=-1, keepdim=True)
+
+
+def time_run(
+    model: DeepseekOCRForCausalLM, inputs: WorkloadInputs, clock: Clock, *, decode_steps: int | None = None
+) -> StageTimings:
+    """One timed run: the prefill split by stage, then each decode step (``decode_steps``: fewer, for warm-ups)."""
+    steps = inputs.num_decode_steps if decode_steps is None else min(decode_steps, inputs.num_decode_steps)
+    cuda = inputs.device.type == "cuda"
+    cache = inputs.new_cache()
+    marks = StageMarks(clock, stage_anchors(model))
+    with marks.recording():
+        out = model(**inputs.prefill.kwargs(), past_key_values=cache)
+    token = _greedy(out.logits)
+    step_marks: list[tuple[Any, Any]] = []
+    for step in range(1, steps + 1):
+        position_ids = inputs.decode_step(step).position_ids
+        start = clock.mark()
+        out = model(input_ids=token, position_ids=position_ids, past_key_values=cache)
+        end = clock.mark()
+        token = _greedy(out.logits)
+        if cuda:
+            torch.cuda.synchronize(inputs.device)  # HF-style: the host checks for EOS after every step
+        step_marks.append((start, end))
+    clock.finish()
+    stage_s = marks.seconds()
+    return StageTimings(
+        vision_s=stage_s["vision"],
+        projector_s=stage_s["projector"],
+        prefill_s=stage_s["prefill"],
+        decode_steps_s=tuple(clock.seconds(a, b) for a, b in step_marks),
+    )
+
+
+def count_decode_launches(model: DeepseekOCRForCausalLM, inputs: WorkloadInputs) -> KernelCount | None:
+    """Launches of decode step 1 under ``torch.profiler`` (None when the profiler cannot run here)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = inputs.device.type == "cuda"
+    cache = inputs.new_cache()
+    out = model(**inputs.prefill.kwargs(), past_key_values=cache)
+    token = _greedy(out.logits)
+    position_ids = inputs.decode_step(1).position_ids
+    if cuda:
+        torch.cuda.synchronize(inputs.device)
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    try:
+        with profile(activities=activities) as prof:
+            model(input_ids=token, position_ids=position_ids, past_key_values=cache)
+            if cuda:
+                torch.cuda.synchronize(inputs.device)
+        events = list(prof.events())
+    except (RuntimeError, AssertionError):
+        return None
+    if cuda:
+        device_events = [e for e in events if getattr(e.device_type, "name", "") == "CUDA"]
+        kernels = [e for e in device_events if not e.name.startswith(("Memcpy", "Memset"))]
+        if not device_events:  # older layouts attach kernels to their CPU ops
+            kernels = [k for e in events for k in getattr(e, "kernels", [])]
+        return KernelCount(per_decode_step=len(kernels), method="cuda-kernels (torch.profiler)", step=1)
+    return KernelCount(
+        per_decode_step=count_cpu_work_ops(events),
+        method="cpu-leaf-aten-ops-excluding-views (a proxy: the CPU launches no kernels)",
+        step=1,
+    )
+
+
+def count_cpu_work_ops(events: Sequence[Any]) -> int:
+    """Leaf ``aten::`` ops (no aten child) that are not views, aliases or allocations."""
+    count = 0
+    for event in events:
+        name = str(event.name)
+        if not name.startswith("aten::") or name in CPU_FREE_OPS:
+            continue
+        if any(str(child.name).startswith("aten::") for child in event.cpu_children):
+            continue
+        count += 1
+    return count

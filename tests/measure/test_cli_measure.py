@@ -1,0 +1,63 @@
+"""``llm-perf-opt measure`` through click: a tiny CPU run, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llm_perf_opt.cli import cli
+from llm_perf_opt.cli.measure import parse_page
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.measure.record import load_measurement
+
+
+def test_measure_writes_a_loadable_file(tmp_path: Path) -> None:
+    out = tmp_path / "m.json"
+    args = [
+        "measure", "--model", "deepseek-ocr-v1-tiny", "--runtime-device", "cpu", "--mode", "tiny", "--page", "512x512",
+        "--max-new-tokens", "2", "--warmup", "0", "--repeats", "1", "--no-benchmark", "--no-profile",
+        "--attention", "sdpa", "--out", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    m = load_measurement(out)
+    assert (m.attention, m.dtype, m.device.threads, m.workload.seq_len) == ("sdpa", "fp32", 1, 83)
+    assert m.kernels is None and m.device.matmul_flops_per_s is None
+    assert "TTFT" in result.output and str(out) in result.output
+
+
+def test_preset_with_a_changed_length_is_no_longer_the_preset() -> None:
+    from llm_perf_opt.cli.measure import resolve_workload
+    from llm_perf_opt.config import DeepseekOCRConfig
+
+    cfg = DeepseekOCRConfig.tiny()
+    kwargs = {"config": cfg, "mode": None, "page": None, "prompt_tokens": None, "batch": None}
+    workload, preset = resolve_workload(workload_id="dsocr-base-v1", max_new_tokens=None, **kwargs)
+    assert (preset, workload.seq_len, workload.max_new_tokens) == ("dsocr-base-v1", 283, 512)
+    workload, preset = resolve_workload(workload_id="dsocr-base-v1", max_new_tokens=4, **kwargs)
+    assert (preset, workload.max_new_tokens) == (None, 4)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--workload", "dsocr-base-v1", "--mode", "tiny"], "--workload fixes mode"),
+        ([], "give a workload"),
+        (["--mode", "tiny", "--page", "512"], "WIDTHxHEIGHT"),
+        (["--model", "nope", "--mode", "tiny", "--page", "512x512"], "unknown model for measure"),
+        (["--mode", "tiny", "--page", "512x512", "--repeats", "0"], "--repeats must be >= 1"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(tmp_path: Path, extra: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(cli, ["measure", "--out", str(tmp_path / "m.json"), *extra])
+    assert result.exit_code == 1
+    assert fragment in result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+def test_parse_page() -> None:
+    assert parse_page(" 1240x1754 ") == (1240, 1754)
+    with pytest.raises(UserError):
+        parse_page("1240 by 1754")
