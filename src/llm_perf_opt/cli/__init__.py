@@ -21,6 +21,7 @@ __all__ = ["main"]
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
     "devices": "devices:devices",
+    "measure": "measure:measure",
     "workloads": "workloads:workloads",
 }
 
