@@ -46,7 +46,7 @@ def test_preset_with_a_changed_length_is_no_longer_the_preset() -> None:
         (["--workload", "dsocr-base-v1", "--mode", "tiny"], "--workload fixes mode"),
         ([], "give a workload"),
         (["--mode", "tiny", "--page", "512"], "WIDTHxHEIGHT"),
-        (["--model", "nope", "--mode", "tiny", "--page", "512x512"], "unknown model for measure"),
+        (["--model", "nope", "--mode", "tiny", "--page", "512x512"], "unknown model source 'nope'"),
         (["--mode", "tiny", "--page", "512x512", "--repeats", "0"], "--repeats must be >= 1"),
     ],
 )

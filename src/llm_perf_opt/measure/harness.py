@@ -18,7 +18,7 @@ device kernels are counted (memcpy/memset excluded).  On CPU there are no kernel
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,14 +27,14 @@ from attrs import field, frozen
 from torch import Tensor
 
 from llm_perf_opt.config import DeepseekOCRConfig
-from llm_perf_opt.errors import UnknownIdError, UserError
+from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.clock import Clock, StageMarks, make_clock, stage_anchors
 from llm_perf_opt.measure.environment import describe_device, software_record, torch_dtype
 from llm_perf_opt.measure.record import KernelCount, Measurement, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
+from llm_perf_opt.sources.registry import resolve_model_source
 
 __all__ = [
-    "BUILTIN_MODELS",
     "CPU_FREE_OPS",
     "HarnessOptions",
     "builtin_config",
@@ -45,11 +45,6 @@ __all__ = [
     "time_run",
 ]
 
-BUILTIN_MODELS: dict[str, Callable[[], DeepseekOCRConfig]] = {
-    "deepseek-ocr-v1-base": DeepseekOCRConfig.base,
-    "deepseek-ocr-v1-tiny": DeepseekOCRConfig.tiny,
-}
-"""Variants ``measure`` can run: the harness drives the built-in v1 module tree, so only its configs apply."""
 
 CPU_FREE_OPS = frozenset(
     {
@@ -101,11 +96,18 @@ class HarnessOptions:
 
 
 def builtin_config(model: str) -> DeepseekOCRConfig:
-    """The config of a built-in variant; another id is an :class:`UnknownIdError` listing the runnable ones."""
-    factory = BUILTIN_MODELS.get(model)
-    if factory is None:
-        raise UnknownIdError("model for measure (built-in variants only)", model, BUILTIN_MODELS)
-    return factory()
+    """The config of a model source the harness can run: one built by the built-in v1 module tree.
+
+    Unknown names are an :class:`UnknownIdError` (from the registry); a source with another builder (an upstream
+    snapshot) is a :class:`UserError`, because the harness drives the built-in forward API.
+    """
+    source = resolve_model_source(model)
+    if source.builder is not build_model:
+        raise UserError(
+            f"measure runs the built-in DeepSeek-OCR v1 module tree only, and model source {model!r} is built "
+            "another way; measure a built-in variant (deepseek-ocr-v1-base or deepseek-ocr-v1-tiny)"
+        )
+    return source.config
 
 
 def resolve_device(runtime_device: str) -> torch.device:
