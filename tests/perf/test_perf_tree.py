@@ -64,6 +64,7 @@ def test_tree_from_ids_skips_absent_ancestors() -> None:
 class _Traced:
     children: tuple[str, ...]
     by_category: Mapping[str, Cost]
+    module_id: str = ""
 
 
 def test_tree_from_nodes_reads_children_and_by_category() -> None:
@@ -81,3 +82,10 @@ def test_tree_from_nodes_reads_children_and_by_category() -> None:
 def test_missing_child_is_an_error() -> None:
     with pytest.raises(ValueError, match="not in the tree"):
         exclusive_by_category({"root": CostNode(children=("ghost",))})
+
+
+def test_tree_from_nodes_accepts_an_iterable_of_nodes_with_ids() -> None:
+    nodes = [_Traced(("vision",), {}, "root"), _Traced((), {}, "vision")]
+    assert tree_from_nodes(nodes) == {"root": CostNode(children=("vision",)), "vision": CostNode()}
+    with pytest.raises(TypeError, match="module_id"):
+        tree_from_nodes([object()])  # type: ignore[list-item]

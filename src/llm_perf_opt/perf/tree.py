@@ -70,9 +70,18 @@ class NodeLike(Protocol):
     def by_category(self) -> Mapping[str, Cost]: ...
 
 
-def tree_from_nodes(nodes: Mapping[str, NodeLike]) -> dict[str, CostNode]:
-    """Convert any mapping of nodes with ``children`` and ``by_category`` (e.g. ``TraceResult.nodes``)."""
-    return {nid: CostNode(children=node.children, by_category=node.by_category) for nid, node in nodes.items()}
+def tree_from_nodes(nodes: Mapping[str, NodeLike] | Iterable[NodeLike]) -> dict[str, CostNode]:
+    """Convert nodes with ``children`` and ``by_category``: a mapping id -> node (e.g. ``TraceResult.nodes``), or an
+    iterable of nodes that carry their id as ``module_id``."""
+    pairs = nodes.items() if isinstance(nodes, Mapping) else ((_module_id(node), node) for node in nodes)
+    return {nid: CostNode(children=node.children, by_category=node.by_category) for nid, node in pairs}
+
+
+def _module_id(node: NodeLike) -> str:
+    module_id = getattr(node, "module_id", None)
+    if not isinstance(module_id, str):
+        raise TypeError(f"a node given without a mapping must carry its id as module_id, got {type(node).__name__}")
+    return module_id
 
 
 def stage_of(node_id: str) -> str:
