@@ -32,10 +32,10 @@ def test_ratios_per_stage(measurement_factory: Factory) -> None:
     assert result.predicted_vs_measured_ratio == pytest.approx(32 / 26)
 
 
-def test_other_stage_counts_in_ttft_only(measurement_factory: Factory) -> None:
+def test_other_stage_counts_in_end_to_end_only(measurement_factory: Factory) -> None:
     result = compare({**PREDICTION, "other": 0.002}, measurement_factory())
-    assert result.get("ttft").predicted_s == pytest.approx(0.030)  # type: ignore[union-attr]
-    assert result.get("prefill").predicted_s == pytest.approx(0.005)  # type: ignore[union-attr]
+    assert result.get("ttft").predicted_s == pytest.approx(0.028)  # type: ignore[union-attr]
+    assert result.get("end_to_end").predicted_s == pytest.approx(0.028 + 0.004 + 0.002)  # type: ignore[union-attr]
 
 
 def test_prediction_keys_are_checked(measurement_factory: Factory) -> None:

@@ -2,8 +2,8 @@
 
 A prediction is a mapping ``stage -> seconds`` with the stage names of ``docs/architecture.md``: ``vision``,
 ``projector``, ``prefill`` (decoder over the prompt) and ``decode`` (all decode steps of the workload, summed);
-``other`` is accepted and counted in TTFT and end-to-end only.  Ratios are ``predicted / measured``: 1.0 is a perfect
-prediction, 0.5 a prediction twice too fast.
+``other`` is accepted and counted in end-to-end only (as :class:`llm_perf_opt.perf.stages.StageTimes` does).
+Ratios are ``predicted / measured``: 1.0 is a perfect prediction, 0.5 a prediction twice too fast.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def compare(prediction_stage_times: Mapping[str, float], measurement: Measuremen
     """Compare predicted stage seconds with a measurement's medians.
 
     TPOT: predicted ``decode / (max_new_tokens - 1)`` against the mean of the measured per-step medians.
-    TTFT: ``vision + projector + prefill (+ other)``.  End to end: TTFT plus all decode steps.
+    TTFT: ``vision + projector + prefill``.  End to end: TTFT plus all decode steps plus ``other``.
     """
     unknown = set(prediction_stage_times) - set(PREDICTED_STAGES)
     missing = {"vision", "projector", "prefill"} - set(prediction_stage_times)
@@ -98,7 +98,7 @@ def compare(prediction_stage_times: Mapping[str, float], measurement: Measuremen
     steps = len(got.decode_steps_s)
     if steps == 0 and pred["decode"] > 0:
         raise ValueError("the prediction has decode time but the measurement has no decode steps")
-    ttft = pred["vision"] + pred["projector"] + pred["prefill"] + pred["other"]
+    ttft = pred["vision"] + pred["projector"] + pred["prefill"]
     rows = [
         StageRatio(stage="vision", predicted_s=pred["vision"], measured_s=got.vision_s),
         StageRatio(stage="projector", predicted_s=pred["projector"], measured_s=got.projector_s),
@@ -107,7 +107,8 @@ def compare(prediction_stage_times: Mapping[str, float], measurement: Measuremen
     ]
     if got.tpot_s is not None:
         rows.append(StageRatio(stage="tpot", predicted_s=pred["decode"] / steps, measured_s=got.tpot_s))
-    rows.append(StageRatio(stage="end_to_end", predicted_s=ttft + pred["decode"], measured_s=got.end_to_end_s))
+    total = ttft + pred["decode"] + pred["other"]
+    rows.append(StageRatio(stage="end_to_end", predicted_s=total, measured_s=got.end_to_end_s))
     return StageComparison(run_id=measurement.run_id, rows=tuple(rows))
 
 

@@ -8,6 +8,7 @@ beside the catalog's peaks as a sanity check.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -25,6 +26,7 @@ __all__ = [
     "cpu_name",
     "describe_device",
     "guess_device_id",
+    "host_memory_bytes",
     "matmul_flops_per_s",
     "software_record",
     "torch_dtype",
@@ -71,6 +73,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def host_memory_bytes() -> int | None:
+    """Physical host memory (POSIX ``sysconf``), or None where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def _best_time_s(fn: Callable[[], object], *, device: torch.device, repeats: int) -> float:
     """Fastest of ``repeats`` timed calls after one warm-up call (synchronised on CUDA)."""
     fn()
@@ -112,13 +122,15 @@ def describe_device(
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         resolved_id = device_id if device_id is not None else guess_device_id(name)
+        capacity: int | None = int(torch.cuda.get_device_properties(device).total_memory)
     else:
-        name, resolved_id = cpu_name(), device_id
+        name, resolved_id, capacity = cpu_name(), device_id, host_memory_bytes()
     return DeviceRecord(
         runtime="cuda" if device.type == "cuda" else "cpu",
         name=name,
         device_id=resolved_id,
         threads=torch.get_num_threads(),
+        memory_capacity_bytes=capacity,
         matmul_flops_per_s=matmul_flops_per_s(device, dtype) if benchmark else None,
         memory_bytes_per_s=copy_bandwidth_bytes_per_s(device) if benchmark else None,
     )

@@ -118,6 +118,7 @@ class DeviceRecord:
     name: str = field(metadata={"help": "GPU name from torch, or the CPU model name"})
     device_id: str | None = field(default=None, metadata={"help": "hardware catalog id this device is (e.g. h100-sxm)"})
     threads: int = field(default=1, metadata={"help": "torch intra-op threads (CPU)"})
+    memory_capacity_bytes: int | None = field(default=None, metadata={"help": "device (GPU) or host (CPU) memory"})
     matmul_flops_per_s: float | None = field(
         default=None, metadata={"help": "measured dense matmul throughput in the run's dtype (FLOP/s)"}
     )

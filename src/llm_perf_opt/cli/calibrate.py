@@ -1,0 +1,66 @@
+"""``llm-perf-opt calibrate``: fit a device profile (efficiencies, per-kernel overhead) to measurement files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llm_perf_opt.errors import UserError
+
+__all__ = ["calibrate"]
+
+
+@click.command("calibrate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help=".yaml or .json")
+@click.option("--per-category", is_flag=True, help="fit one efficiency per operator category (needs varied data)")
+def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
+    """Fit efficiencies and the per-kernel overhead to measurements of ONE device and dtype; write a profile
+    that `analyze --device-profile` reads."""
+    import json
+
+    import yaml
+
+    from llm_perf_opt.core import atomic_write_text
+    from llm_perf_opt.measure.predict import cost_tree, counted_dtype
+    from llm_perf_opt.measure.record import load_measurement
+    from llm_perf_opt.measure.validation import calibration_case, device_key, predict, rates_for
+    from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, PER_CATEGORY_GROUPS, fit_device_profile
+    from llm_perf_opt.perf.efficiency import default_profile
+
+    measurements = [load_measurement(f) for f in files]
+    keys = sorted({(device_key(m), m.dtype) for m in measurements})
+    if len(keys) != 1:
+        found = ", ".join(f"{d} {t}" for d, t in keys)
+        raise UserError(f"calibrate fits one device and dtype at a time, got {found}; pass the files of one of them")
+    device, dtype = keys[0]
+    trees = {m.run_id: cost_tree(m) for m in measurements}
+    cases = [calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m)) for m in measurements]
+    prior = default_profile("eager")
+    names = ", ".join(m.run_id for m in measurements)
+    result = fit_device_profile(
+        cases,
+        prior=prior,
+        device_id=device,
+        source=f"llm-perf-opt calibrate on {names} ({measurements[0].device.name}, {dtype})",
+        groups=PER_CATEGORY_GROUPS if per_category else DEFAULT_GROUPS,
+    )
+    data = result.profile.as_dict()
+    text = (
+        yaml.safe_dump(data, sort_keys=False)
+        if out.suffix.lower() in {".yaml", ".yml"}
+        else json.dumps(data, indent=2) + "\n"
+    )
+    atomic_write_text(out, text)
+    click.echo(f"profile for {device} {dtype} written to {out} ({result.rounds} round(s))")
+    click.echo("  measurement / stage: measured ms, uncalibrated ms (err), calibrated ms (err)")
+    for m in measurements:
+        before = predict(trees[m.run_id], rates_for(m, prior, counted_dtype=counted_dtype(m)))
+        for r in (r for r in result.residuals if r.label == m.run_id):
+            uncal = before.get(r.stage, 0.0)
+            before_err = uncal / r.measured_s - 1
+            click.echo(
+                f"  {r.label} / {r.stage}: {r.measured_s * 1e3:.3f}, {uncal * 1e3:.3f} ({before_err:+.1%}), "
+                f"{r.predicted_s * 1e3:.3f} ({r.error:+.1%})"
+            )

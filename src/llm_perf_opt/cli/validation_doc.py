@@ -1,0 +1,47 @@
+"""``llm-perf-opt validation-doc``: regenerate docs/validation.md from benchmarks/measurements/*.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llm_perf_opt.errors import UserError
+
+__all__ = ["COMMAND", "validation_doc"]
+
+COMMAND = "llm-perf-opt validation-doc"
+
+
+@click.command("validation-doc")
+@click.option(
+    "--measurements",
+    "source",
+    default="benchmarks/measurements",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder of measurement JSON files",
+)
+@click.option("--out", default="docs/validation.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
+def validation_doc(source: Path, out: Path, check: bool) -> None:
+    """Predicted versus measured, per stage, uncalibrated and calibrated, for every measurement file."""
+    from llm_perf_opt.core import atomic_write_text
+    from llm_perf_opt.measure.predict import cost_tree, counted_dtype
+    from llm_perf_opt.measure.record import load_measurement
+    from llm_perf_opt.measure.validation import validate
+    from llm_perf_opt.measure.validation_md import render_validation
+
+    files = sorted(source.glob("*.json"))
+    if not files:
+        raise UserError(f"no measurement files (*.json) in {source}; write some with `llm-perf-opt measure --out`")
+    validation = validate([load_measurement(f) for f in files], cost_tree, counted_dtype=counted_dtype)
+    text = render_validation(validation, source_dir=source.as_posix(), command=COMMAND)
+    if check:
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
+        if current != text:
+            raise UserError(f"{out} is out of date with {source}; run `{COMMAND}` and commit the result")
+        click.echo(f"{out} is up to date ({len(files)} measurement(s))")
+        return
+    atomic_write_text(out, text)
+    click.echo(f"{out} written from {len(files)} measurement(s) in {source}")

@@ -1,0 +1,198 @@
+"""Predicted versus measured for a set of measurements, uncalibrated and calibrated (torch-free).
+
+For every measurement the time model runs on the measured device:
+
+* **GPU**: the hardware catalog entry named by the measurement's ``device_id``;
+* **CPU**: no catalog entry exists, so the roofline is built from the measurement's own micro-benchmarks (dense
+  matmul FLOP/s in the run's dtype as the matmul *and* vector peak, copy bandwidth as the memory peak).
+
+Three predictions per measurement: *uncalibrated* (the documented default profile for eager PyTorch),
+*calibrated* (a profile fitted on every measurement of the same device and dtype: an in-sample fit) and
+*leave-one-out* (fitted on the *other* measurements of that device and dtype, when there are any: the honest
+out-of-sample number).  The cost tree of each measurement (what the model does for its workload) comes from a
+caller-supplied function, so this module stays free of torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+from attrs import field, frozen
+
+from llm_perf_opt.hardware import DeviceSpec, get_device
+from llm_perf_opt.measure.compare import StageComparison, compare
+from llm_perf_opt.measure.record import Measurement, MeasurementError
+from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, CalibrationCase, fit_device_profile
+from llm_perf_opt.perf.efficiency import DeviceProfile, default_profile
+from llm_perf_opt.perf.roofline import Rates, time_tree
+from llm_perf_opt.perf.tree import CostTree
+
+__all__ = [
+    "CPU_DEVICE_ID",
+    "Validation",
+    "ValidationRow",
+    "calibration_case",
+    "device_key",
+    "device_spec_for",
+    "measured_stage_seconds",
+    "predict",
+    "rates_for",
+    "slug",
+    "traced_kernels_per_step",
+    "validate",
+]
+
+CPU_DEVICE_ID = "cpu"
+"""``device_id`` of a CPU roofline built from a measurement's micro-benchmarks (and of profiles fitted on it)."""
+
+TreeFor = Callable[[Measurement], CostTree]
+
+
+def device_key(measurement: Measurement) -> str:
+    """The device a profile is fitted for: the catalog id of a GPU, :data:`CPU_DEVICE_ID` for a CPU."""
+    if measurement.device.runtime == "cpu":
+        return CPU_DEVICE_ID
+    if measurement.device.device_id is None:
+        raise MeasurementError(
+            f"measurement {measurement.run_id} ran on GPU {measurement.device.name!r}, which has no hardware catalog "
+            "id; re-run measure with --device-id ID (see `llm-perf-opt devices`)"
+        )
+    return measurement.device.device_id
+
+
+def device_spec_for(measurement: Measurement) -> DeviceSpec:
+    """The roofline device of a measurement (catalog GPU, or a CPU spec from the micro-benchmarks)."""
+    key = device_key(measurement)
+    if key != CPU_DEVICE_ID:
+        return get_device(key)
+    dev = measurement.device
+    if dev.matmul_flops_per_s is None or dev.memory_bytes_per_s is None:
+        raise MeasurementError(
+            f"CPU measurement {measurement.run_id} has no micro-benchmark rates, so it has no roofline; "
+            "re-run measure without --no-benchmark"
+        )
+    rate = {measurement.dtype: dev.matmul_flops_per_s, "fp32": dev.matmul_flops_per_s}
+    return DeviceSpec(
+        device_id=CPU_DEVICE_ID,
+        name=dev.name,
+        architecture=f"CPU, {dev.threads} thread(s), rates measured by the harness",
+        sm_count=max(dev.threads, 1),
+        memory_capacity_bytes=dev.memory_capacity_bytes or 1,
+        memory_bandwidth_bytes_per_s=dev.memory_bytes_per_s,
+        peak_flops=rate,
+        source=f"micro-benchmarks of measurement {measurement.run_id} (dense matmul, device copy)",
+        source_date=measurement.created_utc[:10],
+    )
+
+
+def rates_for(measurement: Measurement, profile: DeviceProfile, *, counted_dtype: str) -> Rates:
+    """Peaks of the measured device in the measured dtype, with ``profile``'s efficiencies.
+
+    ``counted_dtype`` is the dtype the cost tree's bytes were counted in (byte counts are rescaled to the run's).
+    """
+    return Rates.for_device(
+        device_spec_for(measurement), dtype=measurement.dtype, profile=profile, counted_dtype=counted_dtype
+    )
+
+
+def measured_stage_seconds(measurement: Measurement) -> dict[str, float]:
+    """``vision``, ``projector``, ``prefill`` and ``decode`` (all steps) in seconds: medians over repeats."""
+    t = measurement.timings()
+    return {"vision": t.vision_s, "projector": t.projector_s, "prefill": t.prefill_s, "decode": t.decode_s}
+
+
+def predict(tree: CostTree, rates: Rates) -> dict[str, float]:
+    """Predicted seconds per stage (the time model's ``stage_s``)."""
+    return dict(time_tree(tree, rates).stage_s)
+
+
+def calibration_case(measurement: Measurement, tree: CostTree, *, counted_dtype: str) -> CalibrationCase:
+    """What :func:`~llm_perf_opt.perf.calibrate.fit_device_profile` needs from one measurement."""
+    return CalibrationCase(
+        label=measurement.run_id,
+        tree=tree,
+        rates=rates_for(measurement, default_profile("eager"), counted_dtype=counted_dtype),
+        measured_s=measured_stage_seconds(measurement),
+    )
+
+
+@frozen(kw_only=True)
+class ValidationRow:
+    """One measurement with its three comparisons (``leave_one_out`` is None when it is alone on its device)."""
+
+    measurement: Measurement
+    traced_kernels_per_step: float | None = field(metadata={"help": "decode-stage kernels / decode steps (tracer)"})
+    uncalibrated: StageComparison
+    calibrated: StageComparison
+    leave_one_out: StageComparison | None
+
+
+@frozen(kw_only=True)
+class Validation:
+    rows: tuple[ValidationRow, ...] = field(metadata={"help": "one per measurement, sorted by device then run id"})
+    profiles: Mapping[str, DeviceProfile] = field(metadata={"help": "'device dtype' -> profile fitted on all of it"})
+    prior: DeviceProfile = field(metadata={"help": "the uncalibrated profile"})
+
+
+def _group(m: Measurement) -> str:
+    return f"{device_key(m)} {m.dtype}"
+
+
+def validate(
+    measurements: Sequence[Measurement],
+    tree_for: TreeFor,
+    *,
+    counted_dtype: Callable[[Measurement], str],
+    groups: Mapping[str, str] = DEFAULT_GROUPS,
+) -> Validation:
+    """Uncalibrated, calibrated and leave-one-out comparisons for every measurement."""
+    prior = default_profile("eager")
+    ordered = sorted(measurements, key=lambda m: (_group(m), m.run_id))
+    trees = {m.run_id: tree_for(m) for m in ordered}
+    cases = {m.run_id: calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m)) for m in ordered}
+    by_group: dict[str, list[Measurement]] = {}
+    for m in ordered:
+        by_group.setdefault(_group(m), []).append(m)
+
+    def fit(members: Sequence[Measurement], key: str, what: str) -> DeviceProfile:
+        source = f"llm-perf-opt calibrate ({what}: {', '.join(m.run_id for m in members)})"
+        return fit_device_profile(
+            [cases[m.run_id] for m in members], prior=prior, device_id=key.split()[0], source=source, groups=groups
+        ).profile
+
+    profiles = {key: fit(members, key, "all") for key, members in by_group.items()}
+    rows = []
+    for m in ordered:
+        tree, dtype, key = trees[m.run_id], counted_dtype(m), _group(m)
+        others = [o for o in by_group[key] if o.run_id != m.run_id]
+        loo = None
+        if others:
+            loo_profile = fit(others, key, "leave-one-out")
+            loo = compare(predict(tree, rates_for(m, loo_profile, counted_dtype=dtype)), m)
+        rows.append(
+            ValidationRow(
+                measurement=m,
+                traced_kernels_per_step=traced_kernels_per_step(tree, m.workload.max_new_tokens - 1),
+                uncalibrated=compare(predict(tree, rates_for(m, prior, counted_dtype=dtype)), m),
+                calibrated=compare(predict(tree, rates_for(m, profiles[key], counted_dtype=dtype)), m),
+                leave_one_out=loo,
+            )
+        )
+    return Validation(rows=tuple(rows), profiles=profiles, prior=prior)
+
+
+def traced_kernels_per_step(tree: CostTree, steps: int) -> float | None:
+    """Kernels the tracer counted in the decode stage, per decode step (None without decode steps)."""
+    node = tree.get("decode")
+    if node is None or steps <= 0:
+        return None
+    return sum(cost.kernels for cost in node.by_category.values()) / steps
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slug(text: str) -> str:
+    """File-name-safe lower-case form (``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3``)."""
+    return _SLUG.sub("-", text.lower()).strip("-")

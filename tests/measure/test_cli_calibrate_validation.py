@@ -1,0 +1,72 @@
+"""``llm-perf-opt calibrate`` and ``validation-doc`` on a real tiny CPU measurement (traced once, a few seconds)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from attrs import evolve
+from click.testing import CliRunner
+
+from llm_perf_opt.cli import cli
+from llm_perf_opt.measure.record import load_measurement, save_measurement
+from llm_perf_opt.perf.efficiency import load_device_profile
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("measurements")
+    args = [
+        "measure", "--model", "deepseek-ocr-v1-tiny", "--mode", "tiny", "--page", "512x512", "--max-new-tokens", "3",
+        "--warmup", "1", "--repeats", "2", "--attention", "sdpa", "--out", str(folder / "tiny-cpu-sdpa.json"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_calibrate_writes_a_profile_analyze_can_read(measured: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cpu.yaml"
+    result = CliRunner().invoke(cli, ["calibrate", str(measured / "tiny-cpu-sdpa.json"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    profile = load_device_profile(out)
+    assert profile.device_id == "cpu"
+    assert 0 < profile.efficiency("linear") <= 1 and profile.kernel_overhead_s >= 0
+    m = load_measurement(measured / "tiny-cpu-sdpa.json")
+    assert m.run_id in profile.source
+    for stage in ("vision", "projector", "prefill", "decode"):
+        assert f"{m.run_id} / {stage}:" in result.output
+
+
+def test_calibrate_refuses_two_devices(measured: Path, tmp_path: Path) -> None:
+    m = load_measurement(measured / "tiny-cpu-sdpa.json")
+    gpu = evolve(m, run_id="meas-gpu", dtype="bf16", device=evolve(m.device, runtime="cuda", device_id="h100-sxm"))
+    save_measurement(gpu, tmp_path / "gpu.json")
+    args = ["calibrate", str(measured / "tiny-cpu-sdpa.json"), str(tmp_path / "gpu.json"), "--out", "x.json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "one device and dtype at a time, got cpu fp32, h100-sxm bf16" in result.output
+
+
+def test_validation_doc_writes_checks_and_detects_staleness(measured: Path, tmp_path: Path) -> None:
+    source = tmp_path / "measurements"
+    shutil.copytree(measured, source)
+    doc = tmp_path / "validation.md"
+    args = ["validation-doc", "--measurements", str(source), "--out", str(doc)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    text = doc.read_text(encoding="utf-8")
+    m = load_measurement(source / "tiny-cpu-sdpa.json")
+    assert f"### `{m.run_id}`" in text and "No GPU measurement exists yet" in text
+    assert CliRunner().invoke(cli, [*args, "--check"]).exit_code == 0
+    doc.write_text(text + "edited by hand\n", encoding="utf-8")
+    stale = CliRunner().invoke(cli, [*args, "--check"])
+    assert stale.exit_code == 1 and "out of date" in stale.output
+
+
+def test_validation_doc_without_measurements_is_an_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["validation-doc", "--measurements", str(tmp_path), "--out", str(tmp_path / "v.md")]
+    )
+    assert result.exit_code == 1 and "no measurement files" in result.output
