@@ -20,8 +20,10 @@ __all__ = ["main"]
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "calibrate": "calibrate:calibrate",
     "devices": "devices:devices",
     "measure": "measure:measure",
+    "validation-doc": "validation_doc:validation_doc",
     "workloads": "workloads:workloads",
 }
 
