@@ -22,7 +22,7 @@ from llm_perf_opt.contracts import (
 )
 from llm_perf_opt.core import Cost
 from llm_perf_opt.perf import TimedTree
-from llm_perf_opt.tracer.result import TraceResult, TracedNode
+from llm_perf_opt.tracer.result import TracedNode, TraceResult
 
 __all__ = ["TOP_MODULES", "build_model_contract", "build_summary", "rounded", "top_module_ids"]
 
@@ -107,9 +107,7 @@ def build_model_contract(
         profile_run_id=profile_run_id,
         predicted_total_time_ms=predicted_ms,
         measured_total_time_ms=None if measured_total_ms is None else rounded(measured_total_ms),
-        predicted_vs_measured_ratio=(
-            None if not measured_total_ms else rounded(predicted_ms / measured_total_ms)
-        ),
+        predicted_vs_measured_ratio=(None if not measured_total_ms else rounded(predicted_ms / measured_total_ms)),
         notes=notes,
     )
 

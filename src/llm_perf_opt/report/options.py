@@ -26,10 +26,10 @@ __all__ = [
     "DEFAULT_MODEL",
     "REPORT_ID_PATTERN",
     "AnalysisOptions",
+    "report_id_for",
     "resolve_device",
     "resolve_routing",
     "resolve_workload",
-    "report_id_for",
 ]
 
 DEFAULT_MODEL = "deepseek-ocr-v1-base"
