@@ -97,22 +97,22 @@ def _best_time_s(fn: Callable[[], object], *, device: torch.device, repeats: int
 
 
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, *, n: int | None = None, repeats: int = 5) -> float:
-    """Best dense ``n x n`` matmul rate, ``2 n^3`` FLOPs per call (n = 4096 on CUDA, 512 on CPU)."""
+    """Best dense ``n x n`` matmul rate, ``2 n^3`` FLOPs per call (n = 4096 on CUDA, 512 on CPU); 6 digits."""
     side = n if n is not None else (4096 if device.type == "cuda" else 512)
     a = torch.randn(side, side, device=device, dtype=dtype)
     b = torch.randn(side, side, device=device, dtype=dtype)
     with torch.inference_mode():
         seconds = _best_time_s(lambda: torch.mm(a, b), device=device, repeats=repeats)
-    return 2.0 * side**3 / seconds
+    return float(f"{2.0 * side**3 / seconds:.6g}")
 
 
 def copy_bandwidth_bytes_per_s(device: torch.device, *, nbytes: int | None = None, repeats: int = 5) -> float:
-    """Best ``dst.copy_(src)`` rate counting bytes read plus bytes written (1 GiB on CUDA, 64 MiB on CPU)."""
+    """Best ``dst.copy_(src)`` rate, bytes read plus written (1 GiB on CUDA, 64 MiB on CPU); 6 digits."""
     size = nbytes if nbytes is not None else (1 << 30 if device.type == "cuda" else 64 << 20)
     src = torch.ones(size // 4, device=device, dtype=torch.float32)
     dst = torch.empty_like(src)
     seconds = _best_time_s(lambda: dst.copy_(src), device=device, repeats=repeats)
-    return 2.0 * src.numel() * 4 / seconds
+    return float(f"{2.0 * src.numel() * 4 / seconds:.6g}")
 
 
 def describe_device(

@@ -198,10 +198,10 @@ def time_run(
     clock.finish()
     stage_s = marks.seconds()
     return StageTimings(
-        vision_s=stage_s["vision"],
-        projector_s=stage_s["projector"],
-        prefill_s=stage_s["prefill"],
-        decode_steps_s=tuple(clock.seconds(a, b) for a, b in step_marks),
+        vision_s=round(stage_s["vision"], 9),
+        projector_s=round(stage_s["projector"], 9),
+        prefill_s=round(stage_s["prefill"], 9),
+        decode_steps_s=tuple(round(clock.seconds(a, b), 9) for a, b in step_marks),
     )
 
 
