@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from llm_perf_opt.measure.clock import HostClock, StageMarks, stage_anchors
 from llm_perf_opt.measure.harness import (
     HarnessOptions,
     builtin_config,
+    count_cpu_work_ops,
+    count_cuda_kernels,
     count_decode_launches,
     resolve_device,
     run_measurement,
@@ -113,3 +116,26 @@ def test_unknown_model_and_missing_gpu_are_user_errors() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="needs a CUDA GPU"):
             resolve_device("cuda")
+
+
+def _event(name: str, device: str, children: tuple[object, ...] = (), kernels: tuple[str, ...] = ()) -> object:
+    return SimpleNamespace(
+        name=name, device_type=SimpleNamespace(name=device), cpu_children=list(children), kernels=list(kernels)
+    )
+
+
+def test_cuda_kernel_count_from_profiler_events() -> None:
+    cpu = _event("aten::mm", "CPU")
+    events = [cpu, _event("ampere_bf16_gemm", "CUDA"), _event("Memcpy HtoD (Pageable -> Device)", "CUDA"),
+              _event("Memset (Device)", "CUDA"), _event("elementwise_kernel", "CUDA")]  # fmt: skip
+    assert count_cuda_kernels(events) == 2
+    # kernels attached to CPU ops (older layouts), and no device activity at all
+    assert count_cuda_kernels([_event("aten::mm", "CPU", kernels=("gemm", "splitk"))]) == 2
+    assert count_cuda_kernels([cpu]) is None
+
+
+def test_cpu_work_ops_skip_views_and_parents() -> None:
+    leaf = _event("aten::mm", "CPU")
+    view = _event("aten::as_strided", "CPU")
+    parent = _event("aten::linear", "CPU", children=(leaf, view))
+    assert count_cpu_work_ops([parent, leaf, view, _event("aten::softmax", "CPU"), _event("cudaLaunch", "CPU")]) == 2

@@ -39,6 +39,7 @@ __all__ = [
     "HarnessOptions",
     "builtin_config",
     "count_cpu_work_ops",
+    "count_cuda_kernels",
     "count_decode_launches",
     "resolve_device",
     "run_measurement",
@@ -226,16 +227,25 @@ def count_decode_launches(model: DeepseekOCRForCausalLM, inputs: WorkloadInputs)
     except (RuntimeError, AssertionError):
         return None
     if cuda:
-        device_events = [e for e in events if getattr(e.device_type, "name", "") == "CUDA"]
-        kernels = [e for e in device_events if not e.name.startswith(("Memcpy", "Memset"))]
-        if not device_events:  # older layouts attach kernels to their CPU ops
-            kernels = [k for e in events for k in getattr(e, "kernels", [])]
-        return KernelCount(per_decode_step=len(kernels), method="cuda-kernels (torch.profiler)", step=1)
+        count = count_cuda_kernels(events)
+        if count is None:
+            return None
+        return KernelCount(per_decode_step=count, method="cuda-kernels (torch.profiler)", step=1)
     return KernelCount(
         per_decode_step=count_cpu_work_ops(events),
         method="cpu-leaf-aten-ops-excluding-views (a proxy: the CPU launches no kernels)",
         step=1,
     )
+
+
+def count_cuda_kernels(events: Sequence[Any]) -> int | None:
+    """Device-side CUDA events that are kernels (memcpy/memset excluded); None when the profiler saw no device
+    activity at all (no CUPTI), rather than a misleading 0."""
+    device_events = [e for e in events if getattr(e.device_type, "name", "") == "CUDA"]
+    kernels = [e for e in device_events if not str(e.name).startswith(("Memcpy", "Memset"))]
+    if not device_events:  # older layouts attach kernels to their CPU ops instead
+        kernels = [k for e in events for k in getattr(e, "kernels", [])]
+    return len(kernels) if kernels else None
 
 
 def count_cpu_work_ops(events: Sequence[Any]) -> int:
