@@ -88,3 +88,18 @@ def test_any_cost_changing_field_is_refused(measurement_factory: Factory, change
             model="deepseek-ocr-v1-tiny",
             workload=Workload.create(mode="tiny", page=(512, 512), **kwargs),  # type: ignore[arg-type]
         )
+
+
+def test_device_and_dtype_are_checked_when_given(measurement_factory: Factory) -> None:
+    m = measurement_factory()
+    same = {
+        "model": "deepseek-ocr-v1-tiny",
+        "workload": Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4),
+    }
+    check_compatible(m, **same, device_id="cpu", dtype="float32")  # type: ignore[arg-type]
+    with pytest.raises(UserError) as info:
+        check_compatible(m, **same, device_id="h100-sxm", dtype="bf16")  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "measurement meas-test-1 ran on cpu in fp32, but the report is for h100-sxm in bf16; "
+        "use a measurement taken on h100-sxm in bf16 (llm-perf-opt measure --runtime-device cuda ...)"
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 from attrs import field, frozen
 
+from llm_perf_opt.hardware import normalize_dtype
 from llm_perf_opt.measure.record import Measurement, MeasurementError, WorkloadRecord
 
 __all__ = [
@@ -112,12 +113,21 @@ def compare(prediction_stage_times: Mapping[str, float], measurement: Measuremen
     return StageComparison(run_id=measurement.run_id, rows=tuple(rows))
 
 
-def check_compatible(measurement: Measurement, *, model: str, workload: Any, workload_id: str | None = None) -> None:
+def check_compatible(
+    measurement: Measurement,
+    *,
+    model: str,
+    workload: Any,
+    workload_id: str | None = None,
+    device_id: str | None = None,
+    dtype: str | None = None,
+) -> None:
     """Refuse a measurement taken for another model variant or another workload (one-line :class:`MeasurementError`).
 
     ``workload`` is a resolved ``llm_perf_opt.workloads.Workload`` (or a :class:`WorkloadRecord`); workloads are the
     same when mode, crop grid, prefill length, ``max_new_tokens`` and batch size agree (page pixels that give the same
-    grid cost the same).
+    grid cost the same).  When ``device_id`` (hardware catalog id) or ``dtype`` is given, the measurement must have
+    run there too (a CPU run matches only ``device_id="cpu"``).
     """
     wanted = (
         workload
@@ -126,10 +136,24 @@ def check_compatible(measurement: Measurement, *, model: str, workload: Any, wor
     )
     got = measurement.workload
     if measurement.model == model and got.cost_key() == wanted.cost_key():
+        _check_device(measurement, device_id=device_id, dtype=dtype)
         return
     raise MeasurementError(
         f"measurement {measurement.run_id} was taken for model {measurement.model} / workload {got.describe()}, "
         f"but the report is for {model} / {wanted.describe()}; re-run measure with {rerun_flags(model, wanted)}"
+    )
+
+
+def _check_device(measurement: Measurement, *, device_id: str | None, dtype: str | None) -> None:
+    ran_on = "cpu" if measurement.device.runtime == "cpu" else (measurement.device.device_id or measurement.device.name)
+    ran_dtype = normalize_dtype(measurement.dtype)
+    wanted_dtype = None if dtype is None else normalize_dtype(dtype)
+    if (device_id is None or device_id == ran_on) and (wanted_dtype is None or wanted_dtype == ran_dtype):
+        return
+    raise MeasurementError(
+        f"measurement {measurement.run_id} ran on {ran_on} in {ran_dtype}, but the report is for "
+        f"{device_id or ran_on} in {wanted_dtype or ran_dtype}; use a measurement taken on "
+        f"{device_id or ran_on} in {wanted_dtype or ran_dtype} (llm-perf-opt measure --runtime-device cuda ...)"
     )
 
 
