@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate:calibrate",
     "devices": "devices:devices",
     "measure": "measure:measure",
+    "serve": "serve:serve",
     "validation-doc": "validation_doc:validation_doc",
     "workloads": "workloads:workloads",
 }

@@ -1,0 +1,93 @@
+"""What the service builds with: the analysis pipeline by default, or another backend given to the app factory.
+
+A :class:`BuildBackend` is three callables: request -> options, options -> report id, options -> report files.
+``build`` runs in a worker process, so it and the options it receives must be picklable (module-level functions and
+attrs classes are).  The default backend imports :mod:`llm_perf_opt.report.pipeline` only when it is first used, so
+the service starts (and its tests run) without torch being imported in the server process until a request arrives.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
+from llm_perf_opt.errors import TrustError, UserError
+
+__all__ = ["REMOTE_CODE_PREFIXES", "BuildBackend", "check_trust", "load_backend", "pipeline_backend"]
+
+#: ``model_variant`` prefixes that name model sources whose code comes from outside this package.
+REMOTE_CODE_PREFIXES = ("hf:", "hf-snapshot:")
+
+_PIPELINE = "llm_perf_opt.report.pipeline"
+
+
+@frozen(kw_only=True)
+class BuildBackend:
+    """How a request becomes a report: ``options_for``, ``report_id_for`` run in the server, ``build`` in a worker."""
+
+    name: str
+    options_for: Callable[[DeepSeekOCRAnalyticRequest, bool], Any]  # (request, allow_remote_code) -> options
+    report_id_for: Callable[[Any], str]
+    build: Callable[[Any], Mapping[str, bytes]]
+
+
+def check_trust(request: DeepSeekOCRAnalyticRequest, *, allow_remote_code: bool) -> None:
+    """Refuse model sources that would run remote code unless the server was started with ``--allow-remote-code``."""
+    variant = request.model_variant.strip().lower()
+    if not allow_remote_code and variant.startswith(REMOTE_CODE_PREFIXES):
+        raise TrustError(
+            f"model_variant {request.model_variant!r} runs code from outside this package and this server does not "
+            "allow it; expected a built-in variant (e.g. deepseek-ocr-v1-base); fix: use one, or restart the server "
+            "with `llm-perf-opt serve --allow-remote-code`"
+        )
+
+
+def _pipeline() -> Any:
+    return importlib.import_module(_PIPELINE)
+
+
+def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bool) -> Any:
+    options = _pipeline().options_from_request(request)
+    # The server's --allow-remote-code is the trust decision; pass it on when the options can carry it.
+    if allow_remote_code and attrs.has(type(options)) and "trust_remote_code" in attrs.fields_dict(type(options)):
+        options = attrs.evolve(options, trust_remote_code=True)
+    return options
+
+
+def _pipeline_report_id(options: Any) -> str:
+    return str(_pipeline().report_id_for(options))
+
+
+def _pipeline_build(options: Any) -> Mapping[str, bytes]:
+    files: Mapping[str, bytes] = _pipeline().build_report_files(options)
+    return files
+
+
+def pipeline_backend() -> BuildBackend:
+    """The real analysis pipeline (``llm_perf_opt.report.pipeline``), imported on first use."""
+    return BuildBackend(
+        name=_PIPELINE,
+        options_for=_pipeline_options,
+        report_id_for=_pipeline_report_id,
+        build=_pipeline_build,
+    )
+
+
+def load_backend(spec: str) -> BuildBackend:
+    """Load a :class:`BuildBackend` named ``"module:attribute"`` (an object, or a function returning one)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(f"invalid backend {spec!r}; expected 'module:attribute'")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot load backend {spec!r}: {exc}; expected an importable 'module:attribute'") from exc
+    backend = target() if callable(target) and not isinstance(target, BuildBackend) else target
+    if not isinstance(backend, BuildBackend):
+        raise UserError(f"backend {spec!r} is a {type(backend).__name__}; expected a BuildBackend")
+    return backend

@@ -1,0 +1,239 @@
+"""The service app in process (Starlette's TestClient, real worker processes) with the fake backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import service_fakes
+from starlette.testclient import TestClient
+
+from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary, from_json
+from llm_perf_opt.service import create_app, openapi_bytes
+from llm_perf_opt.store import ReportStore
+
+RUN = "/analytic/deepseek-ocr/run"
+BASE = {"model_id": "deepseek-ai/DeepSeek-OCR", "model_variant": "deepseek-ocr-v1-base"}
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "src" / "llm_perf_opt" / "contracts" / "openapi.yaml"
+
+
+def _request(workload: str, **extra: Any) -> dict[str, Any]:
+    return {**BASE, "workload_profile_id": workload, **extra}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    root = tmp_path_factory.mktemp("service_app")
+    paths = {"store": root / "store", "log": root / "builds"}
+    saved = os.environ.get("SERVICE_FAKES_LOG")
+    os.environ["SERVICE_FAKES_LOG"] = str(paths["log"])  # read by the spawned workers
+    yield paths
+    if saved is None:
+        del os.environ["SERVICE_FAKES_LOG"]
+    else:
+        os.environ["SERVICE_FAKES_LOG"] = saved
+
+
+@pytest.fixture(scope="module")
+def client(env: dict[str, Path]) -> Iterator[TestClient]:
+    app = create_app(store_root=env["store"], workers=2, backend=service_fakes.FAKE, max_body_bytes=4096)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _builds(env: dict[str, Path], report_id: str) -> int:
+    """How many times the fake builder ran for ``report_id`` (each run leaves one file)."""
+    if not env["log"].is_dir():
+        return 0
+    options = [json.loads(p.read_text()) for p in env["log"].iterdir()]
+    return sum(service_fakes.fake_report_id(o) == report_id for o in options)
+
+
+def _poll(client: TestClient, path: str, *, until: int, timeout_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get(path)
+        if response.status_code == until or time.monotonic() > deadline:
+            return response
+        assert response.status_code == 409, response.text
+        assert response.headers["retry-after"] == "1"
+        time.sleep(0.05)
+
+
+def test_openapi_is_the_shipped_file_byte_for_byte(client: TestClient) -> None:
+    response = client.get("/openapi.yaml")
+    assert response.status_code == 200
+    assert response.content == OPENAPI_FILE.read_bytes() == openapi_bytes()
+    assert response.headers["content-type"].startswith("application/yaml")
+
+
+def test_health(client: TestClient) -> None:
+    doc = client.get("/health").json()
+    assert doc["status"] == "ok"
+    assert doc["backend"] == "service_fakes"
+    assert doc["workers"] == 2
+    assert doc["allow_remote_code"] is False
+
+
+def test_post_poll_get_summary_and_model(client: TestClient, env: dict[str, Path]) -> None:
+    body = _request("app-e2e")
+    first = client.post(RUN, json=body)
+    assert first.status_code == 202
+    report_id = first.json()["report_id"]
+    assert first.json() == {"report_id": report_id, "status": first.json()["status"]}
+    assert first.json()["status"] in ("queued", "running")
+    assert report_id == service_fakes.fake_report_id(
+        service_fakes.fake_options(from_json(json.dumps(body), _req()), False)
+    )
+
+    summary = _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=200)
+    assert summary.status_code == 200
+    parsed = from_json(summary.content, DeepSeekOCRAnalyticReportSummary)
+    assert parsed.report_id == report_id and parsed.workload_profile_id == "app-e2e"
+    model = client.get(f"/analytic/deepseek-ocr/{report_id}/model")
+    assert model.status_code == 200
+    assert from_json(model.content, DeepSeekOCRAnalyticModel).report_id == report_id
+    # the bytes served are the bytes stored
+    assert summary.content == ReportStore(env["store"]).read(report_id, "summary.json")
+
+    # idempotent: the same request again is answered at once with the stored summary, without a new build
+    again = client.post(RUN, json=body)
+    assert again.status_code == 200
+    assert again.content == summary.content
+    assert _builds(env, report_id) == 1
+
+
+def _req() -> type:
+    from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
+
+    return DeepSeekOCRAnalyticRequest
+
+
+def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) -> None:
+    body = _request("app-force")
+    report_id = client.post(RUN, json=body).json()["report_id"]
+    assert _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=200).status_code == 200
+    forced = client.post(RUN, json={**body, "force_rebuild": True})
+    assert forced.status_code == 202
+    assert forced.json()["report_id"] == report_id  # force_rebuild does not change the id
+    assert _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=200).status_code == 200
+    assert _builds(env, report_id) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "words"),
+    [
+        ({**BASE, "workload_profile_id": "w", "force_rebuild": "yes"}, "$.force_rebuild", "expected bool"),
+        ({**BASE}, "$.workload_profile_id", "workload_profile_id"),
+        ({**BASE, "workload_profile_id": "w", "colour": 1}, "$", "unknown field(s) colour"),
+        ({**BASE, "workload_profile_id": "w", "page_width": 1.5}, "$.page_width", "expected int"),
+        ([1, 2], "$", "expected object"),
+        ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
+        (
+            {**BASE, "model_variant": "hf:deepseek-ai/DeepSeek-OCR@main", "workload_profile_id": "w"},
+            "$.model_variant",
+            "--allow-remote-code",
+        ),
+        (
+            {**BASE, "model_variant": "hf-snapshot:/tmp/x", "workload_profile_id": "w"},
+            "$.model_variant",
+            "--allow-remote-code",
+        ),
+    ],
+)
+def test_invalid_requests_get_422_naming_the_field(client: TestClient, body: Any, path: str, words: str) -> None:
+    response = client.post(RUN, json=body)
+    assert response.status_code == 422, response.text
+    doc = response.json()
+    assert set(doc) == {"error", "path"}
+    assert doc["path"] == path
+    assert words in doc["error"]
+
+
+def test_body_that_is_not_json_gets_422(client: TestClient) -> None:
+    response = client.post(RUN, content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["path"] == "$"
+    assert "invalid JSON" in response.json()["error"]
+
+
+def test_body_over_the_limit_gets_413(client: TestClient) -> None:
+    big = _request("w", profile_run_id="x" * 5000)  # the fixture's limit is 4096 bytes
+    response = client.post(RUN, json=big)
+    assert response.status_code == 413
+    assert "over 4096 bytes" in response.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
+        yield json.dumps(big).encode()
+
+    assert client.post(RUN, content=chunks()).status_code == 413
+
+
+@pytest.mark.parametrize(
+    "report_id",
+    [
+        "..",
+        "..%2F..%2Fetc%2Fpasswd",
+        "dsocr-0123456789ABCDEF",
+        "dsocr-0123456789abcdef0",
+        "dsocr-0123456789abcde",
+        ".jobs",
+        "dsocr-0123456789abcdef%0A",
+    ],
+)
+def test_malformed_or_traversal_ids_are_refused(client: TestClient, report_id: str) -> None:
+    for part in ("summary", "model"):
+        response = client.get(f"/analytic/deepseek-ocr/{report_id}/{part}")
+        assert response.status_code == 404
+        assert set(response.json()) == {"error", "path"}
+
+
+def test_well_formed_unknown_id_is_404_naming_report_id(client: TestClient) -> None:
+    response = client.get("/analytic/deepseek-ocr/dsocr-0000000000000000/summary")
+    assert response.status_code == 404
+    assert response.json()["path"] == "report_id"
+    assert "POST its request" in response.json()["error"]
+
+
+def test_failed_build_gives_500_with_reason_and_a_new_post_retries(client: TestClient, env: dict[str, Path]) -> None:
+    body = _request("app-fail", routing="fail")
+    report_id = client.post(RUN, json=body).json()["report_id"]
+    failed = _poll(client, f"/analytic/deepseek-ocr/{report_id}/model", until=500)
+    assert failed.status_code == 500
+    assert failed.json()["path"] == "report_id"
+    assert "routing 'fail' asked this fake build to fail" in failed.json()["error"]
+    assert client.post(RUN, json=body).status_code == 202  # a failed report is not "existing": it is built again
+    assert _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=500).status_code == 500
+    assert _builds(env, report_id) == 2
+
+
+def test_worker_crash_fails_the_build_and_the_pool_recovers(client: TestClient) -> None:
+    crashed = client.post(RUN, json=_request("app-crash", routing="crash")).json()["report_id"]
+    response = _poll(client, f"/analytic/deepseek-ocr/{crashed}/summary", until=500)
+    assert response.status_code == 500
+    assert "worker process building this report died" in response.json()["error"]
+    healthy = client.post(RUN, json=_request("app-after-crash")).json()["report_id"]
+    assert _poll(client, f"/analytic/deepseek-ocr/{healthy}/summary", until=200).status_code == 200
+
+
+def test_unknown_path_and_method_get_json_errors(client: TestClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404
+    assert set(missing.json()) == {"error", "path"}
+    wrong = client.get(RUN)
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_remote_code_allowed_only_with_the_flag(tmp_path: Path) -> None:
+    app = create_app(store_root=tmp_path, workers=1, backend=service_fakes.FAKE, allow_remote_code=True)
+    with TestClient(app) as allowed:
+        body = _request("w", model_variant="hf-snapshot:/tmp/snapshot")
+        response = allowed.post(RUN, json=body)
+        assert response.status_code == 202
+        assert allowed.get("/health").json()["allow_remote_code"] is True
