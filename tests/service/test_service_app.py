@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary, from_json
 from llm_perf_opt.service import create_app, openapi_bytes
-from llm_perf_opt.store import ReportStore
+from llm_perf_opt.store import JobRecord, ReportStore
 
 RUN = "/analytic/deepseek-ocr/run"
 BASE = {"model_id": "deepseek-ai/DeepSeek-OCR", "model_variant": "deepseek-ocr-v1-base"}
@@ -237,3 +237,40 @@ def test_remote_code_allowed_only_with_the_flag(tmp_path: Path) -> None:
         response = allowed.post(RUN, json=body)
         assert response.status_code == 202
         assert allowed.get("/health").json()["allow_remote_code"] is True
+
+
+def test_build_by_another_process_on_the_same_store_is_not_ready(client: TestClient, env: dict[str, Path]) -> None:
+    report_id = "dsocr-00000000000000aa"
+    ReportStore(env["store"]).set_job(JobRecord(report_id=report_id, status="running", owner_pid=os.getpid()))
+    response = client.get(f"/analytic/deepseek-ocr/{report_id}/summary")
+    assert response.status_code == 409
+    assert response.json() == {"report_id": report_id, "status": "running"}
+
+
+def test_damaged_report_is_never_served_and_a_post_rebuilds_it(client: TestClient, env: dict[str, Path]) -> None:
+    body = _request("app-damaged")
+    report_id = client.post(RUN, json=body).json()["report_id"]
+    assert _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=200).status_code == 200
+    summary_file = env["store"] / report_id / "summary.json"
+    summary_file.write_bytes(summary_file.read_bytes().replace(b"fake backend", b"FAKE BACKEND"))
+    damaged = client.get(f"/analytic/deepseek-ocr/{report_id}/summary")
+    assert damaged.status_code == 500
+    assert "does not match its manifest" in damaged.json()["error"]
+    assert client.post(RUN, json=body).status_code == 202  # not reused: rebuilt in place
+    repaired = _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=200)
+    assert b"fake backend" in repaired.content
+
+
+def test_clean_stop_records_unfinished_builds_as_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_FAKES_DELAY_S", "30")  # inherited by the worker spawned below
+    app = create_app(store_root=tmp_path, workers=1, backend=service_fakes.FAKE)
+    started = time.monotonic()
+    with TestClient(app) as slow:
+        report_id = slow.post(RUN, json=_request("app-stop")).json()["report_id"]
+        queued = slow.post(RUN, json=_request("app-stop-2")).json()["report_id"]
+        assert slow.get(f"/analytic/deepseek-ocr/{queued}/model").json()["status"] == "queued"  # one worker
+    assert time.monotonic() - started < 15  # the 30 s build was abandoned, not awaited
+    for rid in (report_id, queued):
+        record = ReportStore(tmp_path).job(rid)
+        assert record is not None and record.status == "failed"
+        assert record.reason is not None and "server stopped" in record.reason
