@@ -257,6 +257,46 @@ class DeepseekOCRConfig:
             raise ConfigError("use_mla=true (multi-head latent attention) is not supported; DeepSeek-OCR v1 uses MHA")
         if self.topk_method != "greedy":
             raise ConfigError(f"topk_method {self.topk_method!r} is not supported; expected 'greedy'")
+        if self.head_dim % 2:
+            raise ConfigError(f"head_dim {self.head_dim} (hidden_size / num_attention_heads) must be even for RoPE")
+        self._check_vision()
+
+    def _check_vision(self) -> None:
+        """The vision sizes must chain: SAM -> CLIP (fed SAM features) -> projector -> decoder."""
+        sam, clip, proj = self.sam, self.clip, self.projector
+        sam_out = sam.downsample_channels[1]
+        rules = (
+            (
+                sam.embed_dim % sam.num_heads == 0,
+                f"sam embed_dim {sam.embed_dim} must be divisible by num_heads {sam.num_heads}",
+            ),
+            (
+                clip.hidden_size % clip.num_attention_heads == 0,
+                f"clip hidden_size {clip.hidden_size} must be divisible by "
+                f"num_attention_heads {clip.num_attention_heads}",
+            ),
+            (
+                clip.hidden_size == sam_out,
+                f"clip hidden_size {clip.hidden_size} must equal the SAM net_3 channels {sam_out} "
+                "(CLIP consumes SAM features)",
+            ),
+            (
+                proj.input_dim == clip.hidden_size + sam_out,
+                f"projector input_dim {proj.input_dim} must equal clip hidden_size + SAM net_3 channels "
+                f"= {clip.hidden_size + sam_out}",
+            ),
+            (
+                proj.n_embed == self.hidden_size,
+                f"projector n_embed {proj.n_embed} must equal hidden_size {self.hidden_size}",
+            ),
+            (
+                all(0 <= i < sam.depth for i in sam.global_attn_indexes),
+                f"sam global_attn_indexes {sam.global_attn_indexes} must lie in 0..{sam.depth - 1}",
+            ),
+        )
+        for ok, message in rules:
+            if not ok:
+                raise ConfigError(message)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

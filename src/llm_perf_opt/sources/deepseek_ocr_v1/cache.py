@@ -1,0 +1,79 @@
+"""Preallocated key/value cache for the decoder.
+
+Layout: per decoder layer one key and one value buffer, each ``[B, H_kv, L_max, D]`` in the model dtype, allocated
+once (on any device, meta included).  Keys are stored **after** RoPE.  :meth:`KVCache.update` writes only the new
+positions ``[L, L + q)`` of a layer with one slice copy per tensor (``buffer[:, :, L:L+q].copy_(new)``) and returns
+views ``buffer[:, :, :L+q]`` of everything written so far; nothing is re-allocated or concatenated.
+
+For the tracer: :meth:`KVCache.buffers` returns the underlying buffers; every tensor the cache hands out is a view
+whose ``._base`` is one of them, so a KV read or write can be recognised by identity of the base tensor.
+The fill level is host-side Python state (one int per layer), never read from tensor data.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from llm_perf_opt.errors import TraceError
+
+__all__ = ["KVCache"]
+
+
+class KVCache:
+    """Key/value buffers ``[B, H_kv, L_max, D]`` per layer with an append that writes the new positions only."""
+
+    def __init__(
+        self,
+        *,
+        num_layers: int,
+        batch_size: int,
+        num_kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> None:
+        shape = (batch_size, num_kv_heads, max_len, head_dim)
+        self.max_len = max_len
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self._lengths = [0] * num_layers
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.keys)
+
+    def seq_length(self, layer_idx: int = 0) -> int:
+        """Positions already written in layer ``layer_idx``."""
+        return self._lengths[layer_idx]
+
+    def update(self, layer_idx: int, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Write ``key``/``value`` ``[B, H_kv, q, D]`` at the next ``q`` positions; return the filled prefix views."""
+        start = self._lengths[layer_idx]
+        end = start + key.shape[2]
+        if end > self.max_len:
+            raise TraceError(
+                f"KV cache overflow in layer {layer_idx}: {end} positions needed, {self.max_len} allocated; "
+                "allocate the cache with max_len >= prompt length + new tokens"
+            )
+        self.keys[layer_idx][:, :, start:end].copy_(key)
+        self.values[layer_idx][:, :, start:end].copy_(value)
+        self._lengths[layer_idx] = end
+        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+
+    def layer(self, layer_idx: int) -> tuple[Tensor, Tensor]:
+        """Views ``[B, H_kv, L, D]`` of the filled part of layer ``layer_idx``."""
+        end = self._lengths[layer_idx]
+        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+
+    def buffers(self) -> list[Tensor]:
+        """All underlying buffers, keys then values, layer by layer: ``[K0, V0, K1, V1, ...]``."""
+        out: list[Tensor] = []
+        for key, value in zip(self.keys, self.values, strict=True):
+            out += [key, value]
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes allocated for all buffers (``2 * layers * B * H_kv * L_max * D * itemsize``)."""
+        return sum(t.numel() * t.element_size() for t in self.buffers())

@@ -1,0 +1,154 @@
+"""DeepSeek-V2 MLPs and mixture of experts (upstream ``modeling_deepseekv2.py``; facts §2.4).
+
+``DeepseekV2MoE`` dispatches like upstream's inference path (``moe_infer``): sort the token->expert assignments by
+expert, gather the tokens in that order, run every expert that got a non-empty slice, concatenate, scatter back,
+weight by the (raw, fp32) gate probabilities, sum over the top-k, then add the shared experts.
+
+Upstream reads the per-expert slice sizes back to the host (``tokens_per_expert.cpu()``), which cannot work on the
+meta device.  Here the slice sizes come from a *routing model* (any object with :meth:`ExpertRouting.expert_counts`)
+when one is given, and always on meta (``RoutingModel.balanced()`` by default).  Off meta with ``routing=None``
+the real gate decisions are used, which is upstream's exact computation (one host sync per MoE layer).  With a
+routing model the slice sizes follow it everywhere, so the costs are the routing model's and the numbers are not
+the trained model's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.errors import TraceError
+from llm_perf_opt.workloads.routing import RoutingModel
+
+__all__ = ["DEFAULT_ROUTING", "DeepseekV2MLP", "DeepseekV2MoE", "ExpertRouting", "MoEGate"]
+
+
+@runtime_checkable
+class ExpertRouting(Protocol):
+    """What the MoE needs from a routing model (``llm_perf_opt.workloads.routing.RoutingModel`` provides it)."""
+
+    def expert_counts(self, *, layer_idx: int, num_tokens: int, num_experts: int, top_k: int) -> tuple[int, ...]:
+        """Tokens assigned to each expert; sums to ``num_tokens * top_k``."""
+        ...
+
+
+DEFAULT_ROUTING: ExpertRouting = RoutingModel.balanced()
+"""Routing used on meta when none is given: the balanced model of ``llm_perf_opt.workloads.routing``."""
+
+
+class DeepseekV2MLP(nn.Module):
+    """SwiGLU MLP without bias: ``down(silu(gate(x)) * up(x))``; ``act_fn`` is a registered ``nn.SiLU``."""
+
+    def __init__(self, config: DeepseekOCRConfig, intermediate_size: int | None = None) -> None:
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.intermediate_size = config.intermediate_size if intermediate_size is None else intermediate_size
+        self.gate_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
+        if config.hidden_act != "silu":
+            raise TraceError(f"hidden_act {config.hidden_act!r} is not supported; expected 'silu'")
+        self.act_fn = nn.SiLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        return out
+
+
+class MoEGate(nn.Module):
+    """Greedy softmax top-k gate: fp32 logits, softmax over experts, ``topk(sorted=False)``, raw weights x scale."""
+
+    def __init__(self, config: DeepseekOCRConfig) -> None:
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.n_routed_experts = config.n_routed_experts
+        self.routed_scaling_factor = config.routed_scaling_factor
+        self.norm_topk_prob = config.norm_topk_prob
+        self.gating_dim = config.hidden_size
+        self.weight = nn.Parameter(torch.empty(self.n_routed_experts, self.gating_dim))
+
+    def forward(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, None]:
+        """Return ``(topk_idx [T, k], topk_weight [T, k] fp32, None)`` for ``T = B * seq`` tokens."""
+        hidden = hidden_states.view(-1, hidden_states.shape[-1])
+        logits = F.linear(hidden.type(torch.float32), self.weight.type(torch.float32), None)
+        scores = logits.softmax(dim=-1, dtype=torch.float32)
+        topk_weight, topk_idx = torch.topk(scores, k=self.top_k, dim=-1, sorted=False)
+        if self.top_k > 1 and self.norm_topk_prob:
+            topk_weight = topk_weight / (topk_weight.sum(dim=-1, keepdim=True) + 1e-20)
+        topk_weight = topk_weight * self.routed_scaling_factor
+        return topk_idx, topk_weight, None
+
+
+class DeepseekV2MoE(nn.Module):
+    """64 routed experts (top-6) + the fused shared experts, dispatched as upstream's ``moe_infer``."""
+
+    def __init__(self, config: DeepseekOCRConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.num_experts_per_tok = config.num_experts_per_tok
+        self.layer_idx = layer_idx
+        self.ep_size = 1
+        self.experts_per_rank = config.n_routed_experts
+        self.ep_rank = 0
+        self.experts = nn.ModuleList(
+            DeepseekV2MLP(config, intermediate_size=config.moe_intermediate_size)
+            for _ in range(config.n_routed_experts)
+        )
+        self.gate = MoEGate(config)
+        self.shared_experts = DeepseekV2MLP(
+            config, intermediate_size=config.moe_intermediate_size * config.n_shared_experts
+        )
+
+    def forward(self, hidden_states: Tensor, routing: ExpertRouting | None = None) -> Tensor:
+        identity = hidden_states
+        orig_shape = hidden_states.shape
+        topk_idx, topk_weight, _ = self.gate(hidden_states)
+        flat = hidden_states.view(-1, hidden_states.shape[-1])
+        y = self.moe_infer(flat, topk_idx, topk_weight, routing).view(*orig_shape)
+        shared: Tensor = self.shared_experts(identity)
+        return y + shared
+
+    @torch.no_grad()
+    def moe_infer(self, x: Tensor, topk_ids: Tensor, topk_weight: Tensor, routing: ExpertRouting | None) -> Tensor:
+        """Sorted dispatch: gather by expert, run non-empty slices, scatter back, weight (fp32) and sum."""
+        counts = topk_ids.new_zeros((topk_ids.shape[0], len(self.experts)))
+        counts.scatter_(1, topk_ids, 1)
+        tokens_per_expert = counts.sum(dim=0)
+        order = topk_ids.view(-1).argsort()
+        sorted_tokens = x[order // topk_ids.shape[1]]
+        sizes = self._slice_sizes(tokens_per_expert, num_tokens=topk_ids.shape[0], routing=routing)
+        outputs = []
+        start = 0
+        for expert, size in zip(self.experts, sizes, strict=True):
+            if size == 0:
+                continue
+            outputs.append(expert(sorted_tokens[start : start + size]))
+            start += size
+        outs = torch.cat(outputs, dim=0) if outputs else sorted_tokens.new_empty(0)
+        scattered = torch.empty_like(outs)
+        scattered[order] = outs
+        weighted = scattered.view(*topk_ids.shape, -1).type(topk_weight.dtype).mul_(topk_weight.unsqueeze(dim=-1))
+        return weighted.sum(dim=1).type(scattered.dtype)
+
+    def _slice_sizes(
+        self, tokens_per_expert: Tensor, *, num_tokens: int, routing: ExpertRouting | None
+    ) -> Sequence[int]:
+        num_experts, top_k = len(self.experts), self.num_experts_per_tok
+        if routing is None and tokens_per_expert.device.type != "meta":
+            return [int(n) for n in tokens_per_expert.cpu().tolist()]  # upstream's host sync (real devices only)
+        if routing is None:
+            routing = DEFAULT_ROUTING
+        sizes = tuple(
+            routing.expert_counts(layer_idx=self.layer_idx, num_tokens=num_tokens, num_experts=num_experts, top_k=top_k)
+        )
+        if len(sizes) != num_experts or sum(sizes) != num_tokens * top_k or min(sizes) < 0:
+            raise TraceError(
+                f"routing model gave {len(sizes)} expert counts summing to {sum(sizes)} for layer {self.layer_idx}; "
+                f"expected {num_experts} non-negative counts summing to {num_tokens} tokens x top-{top_k} = "
+                f"{num_tokens * top_k}"
+            )
+        return sizes

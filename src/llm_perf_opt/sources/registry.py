@@ -1,0 +1,117 @@
+"""Model sources: a name -> how to build its module tree and its inputs.
+
+Built in: ``deepseek-ocr-v1-base`` (upstream sizes) and ``deepseek-ocr-v1-tiny`` (same structure, small widths).
+Other kinds of source (``hf-snapshot:PATH``, ``hf:REPO@REV``, ``deepseek-ocr-2``) plug in with
+:func:`register_source` (a fixed name) or :func:`register_scheme` (a ``scheme:argument`` family).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from attrs import field, frozen
+from torch import nn
+
+from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.errors import UnknownIdError
+from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs, build_inputs, build_model
+from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
+
+__all__ = [
+    "DEFAULT_MODEL_SOURCE",
+    "ModelSource",
+    "known_model_sources",
+    "register_scheme",
+    "register_source",
+    "resolve_model_source",
+]
+
+DEFAULT_MODEL_SOURCE = "deepseek-ocr-v1-base"
+
+
+class ModelBuilder(Protocol):
+    def __call__(
+        self, config: DeepseekOCRConfig, *, device: torch.device | str, dtype: torch.dtype, attn_implementation: str
+    ) -> nn.Module: ...
+
+
+class InputBuilder(Protocol):
+    def __call__(
+        self, config: DeepseekOCRConfig, workload: WorkloadLike, *, device: torch.device | str, dtype: torch.dtype
+    ) -> WorkloadInputs: ...
+
+
+@frozen(kw_only=True)
+class ModelSource:
+    """A resolved model source: its name, its config, and how to build the tree and a workload's inputs."""
+
+    name: str = field(metadata={"help": "the name it was resolved from"})
+    config: DeepseekOCRConfig = field(metadata={"help": "model configuration"})
+    description: str = field(default="", metadata={"help": "one line for listings"})
+    builder: ModelBuilder = field(default=build_model, repr=False, metadata={"help": "builds the module tree"})
+    input_builder: InputBuilder = field(default=build_inputs, repr=False, metadata={"help": "builds inputs"})
+
+    def build(
+        self,
+        *,
+        device: torch.device | str = "meta",
+        dtype: torch.dtype = torch.bfloat16,
+        attn_implementation: str = "eager",
+    ) -> nn.Module:
+        """The module tree (meta by default: no weights, no allocation)."""
+        return self.builder(self.config, device=device, dtype=dtype, attn_implementation=attn_implementation)
+
+    def make_inputs(
+        self, workload: WorkloadLike, *, device: torch.device | str = "meta", dtype: torch.dtype = torch.bfloat16
+    ) -> WorkloadInputs:
+        """Prefill and decode-step inputs for ``workload`` (see :mod:`llm_perf_opt.sources.deepseek_ocr_v1.inputs`)."""
+        return self.input_builder(self.config, workload, device=device, dtype=dtype)
+
+
+_SOURCES: dict[str, Callable[[], ModelSource]] = {}
+_SCHEMES: dict[str, Callable[[str], ModelSource]] = {}
+
+
+def register_source(name: str, factory: Callable[[], ModelSource]) -> None:
+    """Make ``name`` resolvable; ``factory`` runs on each resolution (keep it cheap)."""
+    _SOURCES[name] = factory
+
+
+def register_scheme(scheme: str, resolver: Callable[[str], ModelSource]) -> None:
+    """Make ``scheme:ARGUMENT`` resolvable; ``resolver`` gets the whole name and raises a UserError if it is bad."""
+    _SCHEMES[scheme] = resolver
+
+
+def known_model_sources() -> list[str]:
+    """Registered names, then ``scheme:...`` patterns, sorted."""
+    return sorted(_SOURCES) + sorted(f"{scheme}:..." for scheme in _SCHEMES)
+
+
+def resolve_model_source(name: str) -> ModelSource:
+    """The source called ``name``; an unknown name is an :class:`UnknownIdError` listing the known ones."""
+    factory = _SOURCES.get(name)
+    if factory is not None:
+        return factory()
+    scheme, sep, _ = name.partition(":")
+    if sep and scheme in _SCHEMES:
+        return _SCHEMES[scheme](name)
+    raise UnknownIdError("model source", name, known_model_sources())
+
+
+def _builtin(name: str, config: Callable[[], DeepseekOCRConfig], description: str) -> Callable[[], ModelSource]:
+    def factory() -> ModelSource:
+        return ModelSource(name=name, config=config(), description=description)
+
+    return factory
+
+
+register_source(
+    "deepseek-ocr-v1-base",
+    _builtin("deepseek-ocr-v1-base", DeepseekOCRConfig.base, "built-in DeepSeek-OCR v1 (upstream sizes, 3.34 B)"),
+)
+register_source(
+    "deepseek-ocr-v1-tiny",
+    _builtin("deepseek-ocr-v1-tiny", DeepseekOCRConfig.tiny, "built-in DeepSeek-OCR v1 structure, small widths"),
+)
