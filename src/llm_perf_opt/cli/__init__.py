@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "devices": "devices:devices",
     "measure": "measure:measure",
     "serve": "serve:serve",
+    "tree": "tree:tree",
     "validation-doc": "validation_doc:validation_doc",
     "workloads": "workloads:workloads",
 }
