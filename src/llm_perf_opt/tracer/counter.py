@@ -1,0 +1,135 @@
+"""The op counter: a ``TorchDispatchMode`` that sees every aten op, and a ``TorchFunctionMode`` that turns
+``F.scaled_dot_product_attention`` into one fused op.
+
+On meta, SDPA runs its unfused math decomposition (bmm, softmax, bmm); a byte counter that saw those pieces would
+charge the L x S score matrix as memory traffic.  With ``fuse_sdpa`` the function mode records the call as one
+fused op (``sdpa_cost``) and returns an output with a flash kernel's layout ([B, L, H, Ev] in memory, so the
+usual ``transpose(1, 2).reshape`` is a view) without running the decomposition.  Without it (the ``eager``
+attention kind) the decomposition runs and is counted op by op, as an eager/math kernel executes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from llm_perf_opt.tracer.fastmeta import FAST_META, fast_output, verify_output
+from llm_perf_opt.tracer.hooks import CallHooks
+from llm_perf_opt.tracer.ops.io import OpIO
+from llm_perf_opt.tracer.ops.matmul import sdpa_cost
+from llm_perf_opt.tracer.ops.registry import FRESH, resolve
+from llm_perf_opt.tracer.ops.rule import Rule, counted
+from llm_perf_opt.tracer.state import TraceState
+
+__all__ = ["FUSED_SDPA_OP", "OpCounter", "SdpaFuser", "counting"]
+
+FUSED_SDPA_OP = "F.scaled_dot_product_attention"
+_SDPA_FUNCS = {F.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention}
+
+
+def _fused_handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+    query, key, value, attn_mask = args
+    sdpa_cost(io, query=query, key=key, value=value, attn_mask=attn_mask, is_causal=kwargs["is_causal"], out=out)
+
+
+_SDPA_RULE: Rule = counted(
+    "attention",
+    "fused SDPA: dense 2*BH*L*S*(E+Ev) FLOPs (causal-effective executed), softmax 5/score entry, "
+    "reads Q K V (+mask), writes O",
+    "attention",
+    _fused_handler,
+)
+
+
+class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Dispatch mode: run each op, then let :class:`TraceState` account for it (rules cached per overload)."""
+
+    def __init__(self, state: TraceState, *, verify_fast_meta: bool = False) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.state = state
+        self.verify = verify_fast_meta
+        self._rules: dict[Any, tuple[str, Rule, int]] = {}
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kw = kwargs or {}
+        out = fast_output(func, args, kw) if func in FAST_META else None
+        if out is None:
+            out = func(*args, **kw)
+        elif self.verify:
+            verify_output(func, out, func(*args, **kw))
+        state = self.state
+        if state.suspended or not state.frames:
+            return out
+        entry = self._rules.get(func)
+        if entry is None:
+            rule, aliasing = resolve(func)
+            entry = self._rules[func] = (str(func), rule, aliasing)
+        state.record(entry[0], entry[1], entry[2], args, kw, out)
+        return out
+
+
+class SdpaFuser(TorchFunctionMode):
+    """Function mode: ``F.scaled_dot_product_attention`` becomes one fused op (see module docstring)."""
+
+    def __init__(self, state: TraceState) -> None:
+        super().__init__()
+        self.state = state
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kw = kwargs or {}
+        if func not in _SDPA_FUNCS or not self.state.frames:
+            return func(*args, **kw)
+        return self._fused(*args, **kw)
+
+    def _fused(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        is_causal: bool = False,
+        scale: float | None = None,
+        enable_gqa: bool = False,
+    ) -> torch.Tensor:
+        state = self.state
+        state.suspended = True
+        try:
+            out = _flash_layout_output(query, value)
+        finally:
+            state.suspended = False
+        args = (query, key, value, attn_mask)
+        state.record(FUSED_SDPA_OP, _SDPA_RULE, FRESH, args, {"is_causal": bool(is_causal)}, out)
+        return out
+
+
+def _flash_layout_output(query: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    shape = (*query.shape[:-1], value.shape[-1])
+    if query.dim() == 4:
+        b, h, length, ev = shape
+        return query.new_empty((b, length, h, ev)).transpose(1, 2)
+    return query.new_empty(shape)
+
+
+@contextmanager
+def counting(state: TraceState, *, fuse_sdpa: bool, verify_fast_meta: bool = False) -> Iterator[TraceState]:
+    """Install the hooks, the dispatch counter and (if ``fuse_sdpa``) the SDPA fuser for the ``with`` body.
+
+    ``verify_fast_meta`` also runs torch's meta kernel for every op the fast path builds, and raises on a mismatch.
+    """
+    with ExitStack() as stack:
+        stack.enter_context(CallHooks(state))
+        if fuse_sdpa:
+            stack.enter_context(SdpaFuser(state))
+        stack.enter_context(OpCounter(state, verify_fast_meta=verify_fast_meta))
+        yield state

@@ -1,0 +1,103 @@
+"""Decode without tracing every step: check that every counter is affine in the step, then integrate exactly.
+
+Step ``i`` (1-based, ``1 <= i <= n`` with ``n = N - 1`` steps) attends over ``S + i`` keys with ``S + i - 1``
+cached, so each cost is expected to be ``a + b*i``.  Three steps ``i1 < i2 < i3`` are traced; every counter of
+every (node, category, op) row, every call count, every peak and every KV-held value must satisfy
+``(v2 - v1) * (i3 - i1) == (v3 - v1) * (i2 - i1)`` exactly.  Then, with ``slope = (v3 - v1) / (i3 - i1)``:
+
+* additive counters and calls: ``sum_{i=1..n} (v1 + slope*(i - i1)) = n*v1 + slope*(n(n+1)/2 - n*i1)``,
+  which must be an integer;
+* peaks: the larger end value ``max(v(1), v(n))`` (an affine function peaks at an end);
+* KV held at the end of decode: ``v(n)``.
+
+Three points can only *refute* affinity: a counter that is affine at the three traced steps but not in between
+(for example one that changes every 64 keys) would pass; a test compares against tracing every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from fractions import Fraction
+
+from llm_perf_opt.tracer.nodedata import NodeData
+
+__all__ = ["AffineFitError", "fit_steps", "integrate", "integrate_affine", "pick_steps"]
+
+
+class AffineFitError(Exception):
+    """A counter is not affine in the decode step; ``where`` names it."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+def pick_steps(n: int) -> tuple[int, ...]:
+    """The steps to trace for ``n`` decode steps: ``(1, mid, n)`` when ``n >= 4``, else every step."""
+    if n < 4:
+        return tuple(range(1, n + 1))
+    return (1, 1 + (n - 1) // 2, n)
+
+
+def _value(v1: int, v3: int, i1: int, i3: int, i: int) -> Fraction:
+    return v1 + Fraction(v3 - v1, i3 - i1) * (i - i1)
+
+
+def _check(name: str, values: tuple[int, int, int], steps: tuple[int, int, int]) -> None:
+    (v1, v2, v3), (i1, i2, i3) = values, steps
+    if (v2 - v1) * (i3 - i1) != (v3 - v1) * (i2 - i1):
+        raise AffineFitError(f"{name}: {v1}, {v2}, {v3} at steps {i1}, {i2}, {i3}")
+
+
+def integrate_affine(*, v1: int, v3: int, i1: int, i3: int, n: int) -> int:
+    """``sum_{i=1..n} v(i)`` for the affine ``v`` through ``(i1, v1)`` and ``(i3, v3)``; exact or AffineFitError."""
+    slope = Fraction(v3 - v1, i3 - i1)
+    total = n * v1 + slope * (Fraction(n * (n + 1), 2) - n * i1)
+    if total.denominator != 1:
+        raise AffineFitError(f"sum over {n} steps is not an integer ({total})")
+    return int(total)
+
+
+def _triple(maps: tuple[Mapping[Hashable, int], ...], key: Hashable) -> tuple[int, int, int]:
+    return maps[0].get(key, 0), maps[1].get(key, 0), maps[2].get(key, 0)
+
+
+def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
+    """Integrate three traced steps over ``n`` steps (see module docstring); raises AffineFitError."""
+    i1, i2, i3 = sorted(steps)
+    idx = (i1, i2, i3)
+    data = [steps[i] for i in idx]
+    out = NodeData()
+    keys = set().union(*(d.table for d in data))
+    zero = [0] * 9
+    for key in keys:
+        rows = [d.table.get(key, zero) for d in data]
+        total = []
+        for col in range(len(zero)):
+            triple = (rows[0][col], rows[1][col], rows[2][col])
+            _check(f"{key} column {col}", triple, idx)
+            total.append(integrate_affine(v1=triple[0], v3=triple[2], i1=i1, i3=i3, n=n))
+        out.table[key] = total
+    for attr in ("calls", "peaks", "kv_held"):
+        maps = tuple(getattr(d, attr) for d in data)
+        target: dict[Hashable, int] = getattr(out, attr)
+        for nk in set().union(*maps):
+            triple = _triple(maps, nk)
+            _check(f"{attr} of {nk}", triple, idx)
+            if attr == "calls":
+                target[nk] = integrate_affine(v1=triple[0], v3=triple[2], i1=i1, i3=i3, n=n)
+            else:
+                first, last = _value(*triple[::2], i1, i3, 1), _value(*triple[::2], i1, i3, n)
+                end = last if attr == "kv_held" else max(first, last)
+                if end.denominator != 1:
+                    raise AffineFitError(f"{attr} of {nk} at an end step is not an integer ({end})")
+                target[nk] = int(end)
+    return out
+
+
+def integrate(steps: Mapping[int, NodeData]) -> NodeData:
+    """Every step traced: sums (peaks and KV held: the max over steps, i.e. the end state for KV)."""
+    out = NodeData()
+    for i in sorted(steps):
+        out.add(steps[i])
+    return out

@@ -1,0 +1,153 @@
+"""Model-agnostic trace driver: run the prefill pass and decode steps under the counter, group, fit, assemble.
+
+A :class:`Driver` says how to run one model: the prefill pass and decode step ``i`` (inputs made outside the
+counter, so building them is not charged).  :func:`trace_model` does the rest and returns a :class:`TraceResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+import torch
+from attrs import field, frozen
+from torch import nn
+
+from llm_perf_opt.tracer.categories import CATEGORIES
+from llm_perf_opt.tracer.counter import counting
+from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
+from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
+from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
+from llm_perf_opt.tracer.nodedata import to_node_data
+from llm_perf_opt.tracer.raw import RawTrace
+from llm_perf_opt.tracer.result import DecodeMethod, TraceResult
+from llm_perf_opt.tracer.stages import StageRules
+from llm_perf_opt.tracer.state import TraceState
+from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
+
+__all__ = ["DecodeMode", "Driver", "PassInputs", "trace_model"]
+
+DecodeMode = Literal["auto", "every-step"]
+
+
+@frozen(kw_only=True, eq=False)
+class PassInputs:
+    """One forward pass, ready to run."""
+
+    run: Callable[[], Any] = field(metadata={"help": "runs the forward (inputs already bound)"})
+    live: Sequence[torch.Tensor] = field(default=(), metadata={"help": "input tensors: live activations"})
+    kv: Sequence[torch.Tensor] = field(default=(), metadata={"help": "KV-cache buffers handed to the pass"})
+    kv_filled: Callable[[Any], Sequence[torch.Tensor]] = field(
+        default=lambda out: (), metadata={"help": "from the pass output: the filled KV views held afterwards"}
+    )
+
+
+class Driver(Protocol):
+    """How to run one model on one workload."""
+
+    @property
+    def decode_steps(self) -> int: ...
+
+    def prefill(self) -> PassInputs: ...
+
+    def step(self, i: int) -> PassInputs: ...
+
+
+@frozen(kw_only=True)
+class _Options:
+    fuse_sdpa: bool
+    verify_fast_meta: bool
+
+
+def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options) -> RawTrace:
+    state.begin_pass(stage)
+    state.mark_kv(inputs.kv)
+    state.track_inputs(inputs.live)
+    with torch.no_grad(), counting(state, fuse_sdpa=opts.fuse_sdpa, verify_fast_meta=opts.verify_fast_meta):
+        out = inputs.run()
+    state.claim_kv_outputs(inputs.kv_filled(out))
+    raw = state.end_pass()
+    state.release_kv()
+    return raw
+
+
+def _groupings(model: nn.Module, structure: Structure, raws: Sequence[RawTrace]) -> dict[str, StageGrouping]:
+    merged = RawTrace()
+    for raw in raws:
+        merged.merge(raw)
+    return {stage: group_stage(model, structure, merged, stage) for stage in STAGE_ORDER}
+
+
+def _decode(
+    driver: Driver, state: TraceState, opts: _Options, *, mode: DecodeMode
+) -> tuple[dict[int, RawTrace], DecodeMethod, str]:
+    n = driver.decode_steps
+    if n == 0:
+        return {}, "none", "max_new_tokens = 1: no decode step"
+    steps = pick_steps(n) if mode == "auto" else tuple(range(1, n + 1))
+    raws = {i: _run_pass(state, "decode", driver.step(i), opts) for i in steps}
+    if len(steps) == n:
+        why = "requested" if mode == "every-step" else f"only {n} step(s)"
+        return raws, "every-step", f"traced all {n} decode steps ({why})"
+    return raws, "affine-fit", f"traced steps {', '.join(map(str, steps))} of {n}; every counter affine, integrated"
+
+
+def trace_model(
+    model: nn.Module,
+    driver: Driver,
+    *,
+    rules: StageRules,
+    attention: Literal["flash", "eager"],
+    routing: str,
+    model_desc: str,
+    workload_desc: str,
+    seq_len: int,
+    max_new_tokens: int,
+    decode: DecodeMode = "auto",
+    verify_fast_meta: bool = False,
+) -> TraceResult:
+    """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
+    opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
+    state = TraceState(model, rules)
+    structure = Structure(model)
+    prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
+    step_raws, method, note = _decode(driver, state, opts, mode=decode)
+    groupings = _groupings(model, structure, [prefill_raw, *step_raws.values()])
+    data = to_node_data(prefill_raw, groupings)
+    step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
+    if method == "affine-fit":
+        try:
+            data.add(fit_steps(step_data, driver.decode_steps))
+        except AffineFitError as exc:
+            n = driver.decode_steps
+            every = {i: _run_pass(state, "decode", driver.step(i), opts) for i in range(1, n + 1)}
+            step_raws = every
+            groupings = _groupings(model, structure, [prefill_raw, *every.values()])
+            data = to_node_data(prefill_raw, groupings)
+            data.add(integrate({i: to_node_data(raw, groupings) for i, raw in every.items()}))
+            method, note = "every-step", f"affine check failed ({exc.where}); traced all {driver.decode_steps} steps"
+    elif step_data:
+        data.add(integrate(step_data))
+    all_raws = [prefill_raw, *step_raws.values()]
+    buckets: dict[str, tuple[str, str, str]] = {}
+    for raw in all_raws:
+        buckets.update(raw.op_buckets)
+    counted = frozenset(op for op, (bucket, _, _) in buckets.items() if bucket == "counted")
+    meta = StageMeta(decode_steps=driver.decode_steps, root_calls=1 + driver.decode_steps, counted_ops=counted)
+    nodes = build_nodes(model, groupings, data, meta)
+    ledger, unsupported = build_ledger(data, buckets)
+    return TraceResult(
+        model=model_desc,
+        workload=workload_desc,
+        seq_len=seq_len,
+        max_new_tokens=max_new_tokens,
+        attention=attention,
+        routing=routing,
+        decode_method=method,
+        decode_note=note,
+        nodes=nodes,
+        op_ledger=ledger,
+        unsupported=unsupported,
+        uncalled_modules=uncalled_modules(model, all_raws),
+        categories={c.category_id: c.match_classes for c in CATEGORIES},
+    )

@@ -1,0 +1,309 @@
+"""Fast output construction for hot aten ops on the meta device.
+
+torch registers Python meta kernels (``torch/_meta_registrations.py``, built on ``torch._refs``) over the C++ ones
+for most elementwise ops, reductions, norms and addmm; each call costs hundreds of microseconds, which dominates
+a trace.  For the common, unambiguous cases this module builds the output directly: ``torch.empty`` with the
+broadcast shape, the promoted dtype and contiguous strides.  A case is taken only when every tensor operand is
+densely row-major (then torch's output is too) and its dtype rule is simple (floating inputs for unary ops
+and reductions); anything else returns ``None`` and the real meta kernel runs.
+
+``verify=True`` in :class:`FastMeta` runs both and raises on any difference in shape, dtype or strides; the test
+suite traces the built-in model that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from llm_perf_opt.errors import TraceError
+
+__all__ = ["FAST_META", "fast_output", "verify_output"]
+
+_META = torch.device("meta")
+_Tensor = torch.Tensor
+_aten = torch.ops.aten
+
+Builder = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _empty(shape: Sequence[int], dtype: torch.dtype) -> _Tensor:
+    return torch.empty(shape, dtype=dtype, device=_META)
+
+
+def _dense(t: _Tensor) -> bool:
+    """Row-major strides exactly as ``torch.empty`` makes them (size-1 dims included: torch propagates odd
+    strides of size-1 dims into elementwise outputs, so such operands take the slow path)."""
+    expected = 1
+    for size, stride in zip(reversed(t.shape), reversed(t.stride()), strict=True):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _broadcast(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    if len(a) < len(b):
+        a, b = b, a
+    out = list(a)
+    off = len(a) - len(b)
+    for i, size in enumerate(b):
+        mine = out[off + i]
+        if mine == size or size == 1:
+            continue
+        if mine == 1:
+            out[off + i] = size
+        else:
+            return None
+    return tuple(out)
+
+
+def _operands(values: Sequence[Any]) -> tuple[tuple[int, ...], list[_Tensor]] | None:
+    """Broadcast shape of the tensor operands (all contiguous), or None."""
+    shape: tuple[int, ...] | None = ()
+    tensors: list[_Tensor] = []
+    for v in values:
+        if isinstance(v, _Tensor):
+            if not _dense(v) or v.device.type != "meta":
+                return None
+            tensors.append(v)
+            shape = _broadcast(shape, v.shape) if shape is not None else None
+        elif not isinstance(v, int | float | bool) or v is None:
+            return None
+    if shape is None or not tensors:
+        return None
+    return shape, tensors
+
+
+def _binary(kind: str) -> Builder:
+    """``kind``: 'promote' (result_type), 'true_div', 'bool' (comparisons / logical)."""
+
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("rounding_mode") is not None and kind == "true_div":
+            return None
+        found = _operands(args[:2])
+        if found is None:
+            return None
+        shape, _ = found
+        if kind == "bool":
+            return _empty(shape, torch.bool)
+        dtype = torch.result_type(args[0], args[1])
+        if kind == "true_div" and not (dtype.is_floating_point or dtype.is_complex):
+            dtype = torch.get_default_dtype()
+        return _empty(shape, dtype)
+
+    return build
+
+
+def _where(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    found = _operands(args[:3])
+    if found is None or not isinstance(args[1], _Tensor) or not isinstance(args[2], _Tensor):
+        return None
+    return _empty(found[0], torch.result_type(args[1], args[2]))
+
+
+def _masked_fill(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    found = _operands(args[:2])
+    if found is None or found[0] != tuple(args[0].shape):
+        return None
+    return _empty(found[0], args[0].dtype)
+
+
+def _inplace(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """In-place elementwise: the output is ``self`` (shapes must broadcast into it)."""
+    found = _operands(args[:2])
+    if found is None or found[0] != tuple(args[0].shape):
+        return None
+    return args[0]
+
+
+def _unary(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    if not isinstance(x, _Tensor) or not x.dtype.is_floating_point or not _dense(x):
+        return None
+    return _empty(x.shape, x.dtype)
+
+
+def _reduce_shape(x: _Tensor, dims: Any, keepdim: bool) -> tuple[int, ...] | None:
+    if not isinstance(dims, list | tuple) or not dims:
+        return None
+    nd = x.dim()
+    norm = {d % nd for d in dims} if nd else set()
+    shape = (
+        [1 if i in norm else s for i, s in enumerate(x.shape)]
+        if keepdim
+        else [s for i, s in enumerate(x.shape) if i not in norm]
+    )
+    return tuple(shape)
+
+
+def _reduction(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    if not isinstance(x, _Tensor) or not x.dtype.is_floating_point or not _dense(x):
+        return None
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdim = bool(args[2]) if len(args) > 2 else bool(kwargs.get("keepdim", False))
+    dtype = kwargs.get("dtype", args[3] if len(args) > 3 else None) or x.dtype
+    shape = _reduce_shape(x, dims, keepdim)
+    return None if shape is None else _empty(shape, dtype)
+
+
+def _softmax(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    if not _dense(x) or not x.dtype.is_floating_point:
+        return None
+    half_to_float = bool(args[2]) if len(args) > 2 else False
+    return _empty(x.shape, torch.float32 if half_to_float else x.dtype)
+
+
+def _safe_softmax(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    if not _dense(x) or not x.dtype.is_floating_point:
+        return None
+    dtype = kwargs.get("dtype", args[2] if len(args) > 2 else None) or x.dtype
+    return _empty(x.shape, dtype)
+
+
+def _layer_norm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x, normalized = args[0], args[1]
+    if not _dense(x) or x.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        return None
+    axis = x.dim() - len(normalized)
+    stat_shape = (*x.shape[:axis], *([1] * len(normalized)))
+    return _empty(x.shape, x.dtype), _empty(stat_shape, torch.float32), _empty(stat_shape, torch.float32)
+
+
+def _mm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    a, b = args[0], args[1]
+    if a.dim() != 2 or b.dim() != 2 or a.dtype != b.dtype or a.size(1) != b.size(0):
+        return None
+    return _empty((a.size(0), b.size(1)), a.dtype)
+
+
+def _addmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    bias = args[0]
+    if not isinstance(bias, _Tensor) or bias.dtype != args[1].dtype:
+        return None
+    return _mm(args[1:], kwargs)
+
+
+def _bmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    a, b = args[0], args[1]
+    if a.dim() != 3 or b.dim() != 3 or a.dtype != b.dtype or a.size(0) != b.size(0) or a.size(2) != b.size(1):
+        return None
+    return _empty((a.size(0), a.size(1), b.size(2)), a.dtype)
+
+
+def _cat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    tensors = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not tensors:
+        return None
+    first = tensors[0]
+    nd = first.dim()
+    if nd == 0:
+        return None
+    d = dim % nd
+    total = 0
+    for t in tensors:
+        if t.dim() != nd or t.dtype != first.dtype or not _dense(t):
+            return None
+        for i in range(nd):
+            if i != d and t.size(i) != first.size(i):
+                return None
+        total += t.size(d)
+    shape = list(first.shape)
+    shape[d] = total
+    return _empty(shape, first.dtype)
+
+
+def _arange(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in args) or len(args) > 3:
+        return None
+    start, end, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) > 2 else 1)
+    if step == 0:
+        return None
+    n = max(0, -(-(end - start) // step)) if step > 0 else max(0, -(-(start - end) // -step))
+    return _empty((n,), kwargs.get("dtype") or torch.int64)
+
+
+def _table() -> dict[Any, Builder]:
+    table: dict[Any, Builder] = {}
+    promote = _binary("promote")
+    for name in ("add", "sub", "mul", "maximum", "minimum", "floor_divide", "remainder", "rsub", "pow"):
+        for overload in ("Tensor", "Scalar", "Tensor_Scalar", "Tensor_Tensor", "default"):
+            op = getattr(getattr(_aten, name), overload, None)
+            if op is not None:
+                table[op] = promote
+        inplace = getattr(_aten, name + "_", None)
+        for overload in ("Tensor", "Scalar"):
+            op = getattr(inplace, overload, None) if inplace is not None else None
+            if op is not None:
+                table[op] = _inplace
+    table[_aten.div.Tensor] = _binary("true_div")
+    table[_aten.div.Scalar] = _binary("true_div")
+    for name in ("eq", "ne", "lt", "le", "gt", "ge"):
+        table[getattr(_aten, name).Tensor] = _binary("bool")
+        table[getattr(_aten, name).Scalar] = _binary("bool")
+    table[_aten.where.self] = _where
+    table[_aten.masked_fill.Scalar] = _masked_fill
+    for name in [
+        "neg",
+        "exp",
+        "log",
+        "sqrt",
+        "rsqrt",
+        "sin",
+        "cos",
+        "tanh",
+        "sigmoid",
+        "silu",
+        "gelu",
+        "relu",
+        "erf",
+        "reciprocal",
+        "abs",
+    ]:
+        table[getattr(_aten, name).default] = _unary
+    table[_aten.sum.dim_IntList] = _reduction
+    table[_aten.mean.dim] = _reduction
+    table[_aten._softmax.default] = _softmax
+    table[_aten._safe_softmax.default] = _safe_softmax
+    table[_aten.native_layer_norm.default] = _layer_norm
+    table[_aten.mm.default] = _mm
+    table[_aten.addmm.default] = _addmm
+    table[_aten.bmm.default] = _bmm
+    table[_aten.cat.default] = _cat
+    table[_aten.arange.default] = _arange
+    table[_aten.arange.start] = _arange
+    table[_aten.arange.start_step] = _arange
+    return table
+
+
+FAST_META: dict[Any, Builder] = _table()
+
+
+def fast_output(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The op's output built directly, or None when the fast path does not apply."""
+    build = FAST_META.get(func)
+    if build is None:
+        return None
+    if kwargs and (kwargs.get("out") is not None or (kwargs.get("device") not in (None, _META, "meta"))):
+        return None
+    return build(args, kwargs)
+
+
+def _describe(out: Any) -> Any:
+    if isinstance(out, _Tensor):
+        return (tuple(out.shape), out.dtype, out.stride())
+    if isinstance(out, tuple | list):
+        return tuple(_describe(o) for o in out)
+    return out
+
+
+def verify_output(func: Any, fast: Any, real: Any) -> None:
+    """Raise TraceError when the fast output differs from the real meta kernel's in shape, dtype or strides."""
+    if _describe(fast) != _describe(real):
+        raise TraceError(f"fast meta output of {func} differs: {_describe(fast)} vs {_describe(real)}")

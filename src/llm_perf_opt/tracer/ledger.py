@@ -1,0 +1,57 @@
+"""The op ledger (every op that ran, with its bucket) and the unsupported list; uncalled modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import nn
+
+from llm_perf_opt.tracer.nodedata import NodeData
+from llm_perf_opt.tracer.raw import RawTrace, row_cost
+from llm_perf_opt.tracer.result import OpLedgerEntry, UnsupportedOp
+from llm_perf_opt.tracer.tree import node_id
+
+__all__ = ["build_ledger", "uncalled_modules"]
+
+
+def build_ledger(
+    data: NodeData, buckets: Mapping[str, tuple[str, str, str]]
+) -> tuple[dict[str, OpLedgerEntry], tuple[UnsupportedOp, ...]]:
+    """Per op: bucket, rule, count and total cost; and the unsupported ops with the node ids they ran in."""
+    sums: dict[str, list[int]] = {}
+    where: dict[str, set[str]] = {}
+    for (stage, pattern, _, op), row in data.table.items():
+        acc = sums.get(op)
+        if acc is None:
+            sums[op] = list(row)
+        else:
+            for i, v in enumerate(row):
+                acc[i] += v
+        if buckets[op][0] == "unsupported":
+            where.setdefault(op, set()).add(node_id(stage, pattern))
+    ledger: dict[str, OpLedgerEntry] = {}
+    for op in sorted(sums):
+        bucket, rule, reason = buckets[op]
+        row = sums[op]
+        ledger[op] = OpLedgerEntry(
+            op=op,
+            bucket=bucket,  # type: ignore[arg-type]
+            rule=rule,
+            reason=reason,
+            count=row[0],
+            cost=row_cost(row, counted=bucket == "counted"),
+        )
+    unsupported = tuple(
+        UnsupportedOp(op=op, count=sums[op][0], module_paths=tuple(sorted(where[op]))) for op in sorted(where)
+    )
+    return ledger, unsupported
+
+
+def uncalled_modules(model: nn.Module, raws: Sequence[RawTrace]) -> tuple[str, ...]:
+    """``named_modules()`` paths (ModuleList/ModuleDict containers excepted) never called in any traced pass."""
+    called = {path for raw in raws for (_, path) in raw.calls}
+    return tuple(
+        path
+        for path, module in model.named_modules()
+        if path not in called and not isinstance(module, nn.ModuleList | nn.ModuleDict)
+    )

@@ -1,0 +1,230 @@
+"""Handlers for elementwise ops, activations, reductions, softmax and norms: ``vector_flops`` and bytes.
+
+Rule: one FLOP per output element, except where the table says the op does more; each transcendental
+(exp, log, erf, tanh, rsqrt, ...) counts as one FLOP.  Per-element factors (``*_FLOPS`` tables) spell out the
+textbook formula they count.  Bytes: every tensor operand read (stride-0 dims once), every output written.
+Comparisons, selects (``where``, ``masked_fill``) and clamps count one FLOP per output element.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from llm_perf_opt.tracer.ops.io import OpIO
+from llm_perf_opt.tracer.ops.matmul import SOFTMAX_FLOPS_PER_ENTRY
+from llm_perf_opt.tracer.ops.rule import Handler, Rule, counted
+
+__all__ = ["ACTIVATION_FLOPS", "ELEMENTWISE_FLOPS", "REDUCTION_FLOPS", "VECTOR_RULES"]
+
+ELEMENTWISE_FLOPS: Mapping[str, int] = {
+    **dict.fromkeys(
+        [
+            "add",
+            "sub",
+            "rsub",
+            "mul",
+            "div",
+            "neg",
+            "abs",
+            "sign",
+            "sgn",
+            "exp",
+            "exp2",
+            "expm1",
+            "log",
+            "log2",
+            "log10",
+            "log1p",
+            "sqrt",
+            "rsqrt",
+            "reciprocal",
+            "pow",
+            "sin",
+            "cos",
+            "tan",
+            "tanh",
+            "asin",
+            "acos",
+            "atan",
+            "atan2",
+            "sinh",
+            "cosh",
+            "erf",
+            "erfc",
+            "erfinv",
+            "floor",
+            "ceil",
+            "round",
+            "trunc",
+            "frac",
+            "clamp",
+            "clamp_min",
+            "clamp_max",
+            "clip",
+            "maximum",
+            "minimum",
+            "fmax",
+            "fmin",
+            "remainder",
+            "fmod",
+            "floor_divide",
+            "square",
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "logical_and",
+            "logical_or",
+            "logical_xor",
+            "logical_not",
+            "bitwise_and",
+            "bitwise_or",
+            "bitwise_xor",
+            "bitwise_not",
+            "bitwise_left_shift",
+            "bitwise_right_shift",
+            "where",
+            "masked_fill",
+            "isnan",
+            "isinf",
+            "isfinite",
+            "nan_to_num",
+            "hypot",
+            "copysign",
+            "xlogy",
+            "heaviside",
+        ],
+        1,
+    ),
+    "lerp": 3,  # a + w*(b - a): sub, mul, add
+    "addcmul": 2,  # self + v*t1*t2 counted as one multiply-add (scalar v folded)
+    "addcdiv": 2,  # self + v*t1/t2 counted as divide + add
+    "logaddexp": 4,  # max + log1p(exp(-|a-b|)): sub, exp, log1p, add
+}
+"""Elementwise ops: FLOPs per output element."""
+
+ACTIVATION_FLOPS: Mapping[str, int] = {
+    "relu": 1,  # max(x, 0)
+    "relu6": 2,  # min(max(x, 0), 6)
+    "leaky_relu": 2,  # x<0 ? a*x : x  (mul, select)
+    "hardtanh": 2,  # clamp
+    "sigmoid": 4,  # 1/(1+exp(-x)): neg, exp, add, div
+    "hardsigmoid": 3,  # clamp(x/6 + 1/2, 0, 1): mul-add, clamp (2)
+    "silu": 5,  # x*sigmoid(x): sigmoid (4) + mul
+    "hardswish": 4,  # x*hardsigmoid(x): 3 + mul
+    "gelu": 5,  # erf form 0.5*x*(1+erf(x/sqrt 2)): div, erf, add, mul, mul (tanh form: 9, see _gelu)
+    "elu": 4,  # x<0 ? a*(exp(x)-1) : x: exp, sub, mul, select
+    "celu": 5,  # elu with a division
+    "selu": 5,  # scale * elu
+    "softplus": 4,  # log(1+exp(b*x))/b: mul, exp, log1p, div
+    "mish": 7,  # x*tanh(softplus(x)): softplus (4), tanh, mul, +1 for the threshold select
+    "log_sigmoid_forward": 5,  # -softplus(-x): neg + softplus
+    "glu": 5,  # a*sigmoid(b)
+}
+"""Activations: FLOPs per output element (the textbook formula in each comment)."""
+
+REDUCTION_FLOPS: Mapping[str, int] = {
+    **dict.fromkeys(
+        ["sum", "nansum", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "any", "all", "count_nonzero"], 1
+    ),
+    "mean": 1,  # sum (1/input element) + one divide per output element (added by the handler)
+    "nanmean": 1,
+    "logsumexp": 3,  # max, exp(x - max) (sub + exp counted as 2 with the sum folded in) -> 3 per input element
+    "var": 3,  # sub mean, square, sum (+ the mean pass is folded into the sub)
+    "std": 3,
+    "var_mean": 3,
+    "std_mean": 3,
+    "linalg_vector_norm": 2,  # square (|x|^p), sum; the final root per output is left out
+    "norm": 2,
+    "cumsum": 1,  # one add per element (a scan)
+    "cumprod": 1,
+    "logcumsumexp": 3,
+}
+"""Reductions and scans: FLOPs per *input* element (mean also divides once per output element)."""
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple | list) else out  # type: ignore[no-any-return]
+
+
+def _elementwise(factor: int) -> Handler:
+    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        io.vec = _first(out).numel() * factor
+        io.read_all(args)
+        io.write_all(out)
+
+    return handler
+
+
+def _gelu(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+    approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
+    # tanh form: 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3))): cube (2), mul, add, mul, tanh, add, mul, mul = 9
+    io.vec = out.numel() * (9 if approximate == "tanh" else ACTIVATION_FLOPS["gelu"])
+    io.read(args[0])
+    io.write(out)
+
+
+def _reduction(factor: int, *, divide: bool = False) -> Handler:
+    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        x = args[0]
+        io.vec = x.numel() * factor + (_first(out).numel() if divide else 0)
+        io.read_all(args)
+        io.write_all(out)
+
+    return handler
+
+
+def _softmax(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+    io.vec = args[0].numel() * SOFTMAX_FLOPS_PER_ENTRY
+    io.read(args[0])
+    io.write_all(out)
+
+
+def _norm(base: int, weight_at: int, bias_at: int | None) -> Handler:
+    """Normalisation over ``base`` FLOPs per element, +1 for an affine weight and +1 for a bias."""
+
+    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        x = args[0]
+        has_w = len(args) > weight_at and args[weight_at] is not None
+        has_b = bias_at is not None and len(args) > bias_at and args[bias_at] is not None
+        io.vec = x.numel() * (base + int(has_w) + int(has_b))
+        io.read_all(args)
+        io.write_all(out)
+
+    return handler
+
+
+_EW = "{f} FLOP(s) per output element; read operands (stride-0 once), write output"
+_NORM_LN = "mean (1) + subtract (1) + square-and-sum (2) + scale by rstd (1) per element, +1 per affine term"
+_NORM_RMS = "square (1) + sum (1) + scale by rstd (1) per element, +1 for the weight"
+_NORM_BN = "subtract mean (1) + scale (1) per element, +1 per affine term (inference statistics)"
+
+
+def _vector_rules() -> dict[str, Rule]:
+    rules: dict[str, Rule] = {}
+    for name, f in ELEMENTWISE_FLOPS.items():
+        rules[name] = counted("elementwise", _EW.format(f=f), "elementwise", _elementwise(f))
+    for name, f in ACTIVATION_FLOPS.items():
+        rules[name] = counted("activation", _EW.format(f=f), "activation", _elementwise(f))
+    rules["gelu"] = counted("activation", "5 FLOPs per element (erf form), 9 (tanh form)", "activation", _gelu)
+    for name, f in REDUCTION_FLOPS.items():
+        divide = name in {"mean", "nanmean"}
+        reason = f"{f} FLOP(s) per input element" + (" + 1 divide per output element" if divide else "")
+        rules[name] = counted("reduction", reason, "elementwise", _reduction(f, divide=divide))
+    softmax_reason = f"{SOFTMAX_FLOPS_PER_ENTRY} FLOPs per element: max, subtract, exp, sum, divide"
+    for name in ("_softmax", "_safe_softmax", "_log_softmax", "softmax", "log_softmax"):
+        rules[name] = counted("softmax", softmax_reason, "attention", _softmax)
+    rules["native_layer_norm"] = counted("norm", _NORM_LN, "norm", _norm(5, 2, 3))
+    rules["native_group_norm"] = counted("norm", _NORM_LN, "norm", _norm(5, 1, 2))
+    rules["native_batch_norm"] = counted("norm", _NORM_BN, "norm", _norm(2, 1, 2))
+    rules["_native_batch_norm_legit_no_training"] = counted("norm", _NORM_BN, "norm", _norm(2, 1, 2))
+    rules["_fused_rms_norm"] = counted("norm", _NORM_RMS, "norm", _norm(3, 2, None))
+    return rules
+
+
+VECTOR_RULES: dict[str, Rule] = _vector_rules()

@@ -1,0 +1,299 @@
+"""Attribution state of one traced pass: the explicit module call stack, the op table, tensor liveness.
+
+The hooks (:mod:`llm_perf_opt.tracer.hooks`) push and pop :class:`Frame` objects; the dispatch counter
+(:mod:`llm_perf_opt.tracer.counter`) calls :meth:`TraceState.record` for each op.  An op is credited to the
+innermost module *call* on the stack.  Live activation bytes are tracked per storage with weak references
+(a storage dies when its last tensor does); each frame keeps the highest live level seen while it was open.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from llm_perf_opt.tracer.categories import category_of_class
+from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpIO
+from llm_perf_opt.tracer.ops.registry import FRESH
+from llm_perf_opt.tracer.ops.rule import Rule
+from llm_perf_opt.tracer.raw import OpKey, RawTrace
+from llm_perf_opt.tracer.stages import CONTAINER, LANGUAGE, PROJECTOR, VISION, StageRules, stage_kind
+
+__all__ = ["Frame", "ModuleInfo", "TraceState", "module_infos"]
+
+_Tensor = torch.Tensor
+_DIGITS = re.compile(r"\d+")
+
+
+class ModuleInfo:
+    """Static facts about one module of the traced root."""
+
+    __slots__ = ("category", "event", "kind", "list_path", "path")
+
+    def __init__(self, path: str, module: nn.Module, rules: StageRules, list_path: str | None) -> None:
+        self.path = path
+        self.kind = stage_kind(path, rules)
+        self.category = category_of_class(type(module).__name__)
+        self.list_path = list_path
+        tail = ".".join(path.split(".")[-2:]) if list_path is not None else path.rsplit(".", 1)[-1]
+        self.event = "@" + _DIGITS.sub("#", tail)
+
+
+def module_infos(root: nn.Module, rules: StageRules) -> dict[int, ModuleInfo]:
+    """``id(module) -> ModuleInfo`` for every module of ``root`` (first path wins for shared modules)."""
+    lists = {id(m) for m in root.modules() if isinstance(m, nn.ModuleList | nn.ModuleDict)}
+    parent_list: dict[str, str] = {}
+    for path, module in root.named_modules():
+        if id(module) in lists:
+            for name, _ in module.named_children():
+                parent_list[f"{path}.{name}" if path else name] = path
+    return {id(module): ModuleInfo(path, module, rules, parent_list.get(path)) for path, module in root.named_modules()}
+
+
+class Frame:
+    """One open module call."""
+
+    __slots__ = ("info", "peaks", "stage", "touched")
+
+    def __init__(self, info: ModuleInfo, stage: str | None, live: int) -> None:
+        self.info = info
+        self.stage = stage  # None: a container, whose ops follow the anchor
+        self.peaks: dict[str, int] = {stage: live} if stage is not None else {}
+        self.touched: set[str] = {stage} if stage is not None else set()
+
+
+class TraceState:
+    """Counters for one pass; :meth:`begin_pass` resets the per-pass parts."""
+
+    def __init__(self, root: nn.Module, rules: StageRules) -> None:
+        self.infos = module_infos(root, rules)
+        self.root_info = self.infos[id(root)]
+        self.kinds: dict[int, int] = {}
+        self._held: list[Any] = []  # weight and KV storages, kept alive so their ids stay unique
+        for p in root.parameters():
+            st = p.untyped_storage()
+            self.kinds[id(st)] = WEIGHT
+            self._held.append(st)
+        self.io = OpIO(self.kinds)
+        self.suspended = False
+        self.raw = RawTrace()
+        self.pass_stage = "prefill"
+        self.anchor: str | None = None
+        self.frames: list[Frame] = []
+        self.live = 0
+        self._alive: dict[int, tuple[Any, int, OpKey, int]] = {}
+        self._producer: dict[int, int] = {}  # id(storage) -> id(weakref) in _alive
+        self._kv_owner: dict[int, tuple[str, str]] = {}
+        self._chain_prev: dict[str, Any] = {}
+
+    # -- passes -----------------------------------------------------------------------------------
+    def begin_pass(self, stage: str) -> None:
+        """Start a forward pass whose language-model calls are ``stage`` (prefill or decode)."""
+        self.raw = RawTrace()
+        self.pass_stage = stage
+        self.anchor = None
+        self._chain_prev = {}
+        self.frames = [Frame(self.root_info, None, self.live)]  # sentinel: ops outside any call
+
+    def end_pass(self) -> RawTrace:
+        sentinel = self.frames[0]
+        for stage, peak in sentinel.peaks.items():
+            key = (stage, "")
+            self.raw.peaks[key] = max(self.raw.peaks.get(key, 0), peak)
+        self.frames = []
+        return self.raw
+
+    def track_inputs(self, tensors: Iterable[_Tensor]) -> None:
+        """Count the pass's input tensors as live activations."""
+        for t in tensors:
+            self._register(t, ("other", "", "data_movement", "<input>"))
+
+    def mark_kv(self, tensors: Iterable[_Tensor]) -> None:
+        """Declare KV-cache tensors handed to the pass (a decode step's past cache)."""
+        for t in tensors:
+            st = t.untyped_storage()
+            self.kinds[id(st)] = KV
+            self._held.append(st)
+
+    def claim_kv_outputs(self, tensors: Iterable[_Tensor]) -> None:
+        """After a pass: the returned cache tensors are KV memory.  Their bytes count as KV held by the module
+        that produced them; a producer that was not already a KV append also gets them as ``kv_bytes_written``."""
+        raw = self.raw
+        for t in tensors:
+            st = t.untyped_storage()
+            n = t.numel() * t.element_size()
+            owner = self._kv_owner.get(id(st))
+            if owner is None:
+                ref_id = self._producer.get(id(st))
+                if ref_id is None:
+                    continue
+                key = self._alive[ref_id][2]
+                row = raw.table.get(key)
+                if row is not None:
+                    row[8] += n
+                owner = (key[0], key[1])
+            raw.kv_held[owner] = raw.kv_held.get(owner, 0) + n
+
+    def release_kv(self) -> None:
+        """Forget KV storages between passes (their ids may be reused afterwards)."""
+        for sid in [sid for sid, kind in self.kinds.items() if kind == KV]:
+            del self.kinds[sid]
+        self._held = [st for st in self._held if id(st) in self.kinds]
+        self._kv_owner.clear()
+
+    # -- calls --------------------------------------------------------------------------------------
+    def push(self, info: ModuleInfo) -> None:
+        kind = info.kind
+        if kind == CONTAINER:
+            stage = None
+        elif kind == VISION:
+            stage = self.anchor = "vision"
+        elif kind == PROJECTOR:
+            stage = self.anchor = "projector"
+        elif kind == LANGUAGE:
+            stage = self.anchor = self.pass_stage
+        else:
+            stage = self.pass_stage
+        parent = self.frames[-1]
+        pstage = parent.stage or stage or self.anchor or "other"
+        sig = self.raw.sigs.get((pstage, parent.info.path))
+        if sig is None:
+            sig = self.raw.sigs[(pstage, parent.info.path)] = {}
+        sig[info.event] = None
+        self.frames.append(Frame(info, stage, self.live))
+
+    def pop(self, info: ModuleInfo, inputs: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        frames = self.frames
+        while len(frames) > 1:
+            frame = frames.pop()
+            self._close(frame)
+            if frame.info is info:
+                break
+        if info.list_path is not None:
+            self._chain(info, inputs, kwargs, output)
+
+    def _close(self, frame: Frame) -> None:
+        raw = self.raw
+        path = frame.info.path
+        parent = self.frames[-1]
+        for stage in frame.touched:
+            key = (stage, path)
+            raw.calls[key] = raw.calls.get(key, 0) + 1
+        for stage, peak in frame.peaks.items():
+            key = (stage, path)
+            if peak > raw.peaks.get(key, -1):
+                raw.peaks[key] = peak
+            if peak > parent.peaks.get(stage, -1):
+                parent.peaks[stage] = peak
+        if parent.stage is None:
+            parent.touched.update(frame.touched)
+
+    def _chain(self, info: ModuleInfo, inputs: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        """Was this list member fed by the previous member's output?  (for = yes, parfor = no)."""
+        first_in = _first_tensor(inputs)
+        if first_in is None:
+            first_in = _first_tensor(kwargs.values())
+        first_out = _first_tensor((output,))
+        lpath = info.list_path
+        assert lpath is not None
+        prev = self._chain_prev.get(lpath)
+        if prev is not None and first_in is not None:
+            stage = self.frames[-1].stage or self.anchor or "other"
+            pair = self.raw.chain.setdefault((stage, lpath), [0, 0])
+            pair[0 if prev() is first_in.untyped_storage() else 1] += 1
+        self._chain_prev[lpath] = weakref.ref(first_out.untyped_storage()) if first_out is not None else None
+
+    # -- ops ----------------------------------------------------------------------------------------
+    def record(
+        self, name: str, rule: Rule, aliasing: int, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> None:
+        """Account one op: formula (if counted), attribution, output liveness."""
+        frame = self.frames[-1]
+        stage = frame.stage
+        if stage is None:
+            stage = self.anchor or "other"
+            frame.touched.add(stage)
+        path = frame.info.path
+        raw = self.raw
+        sig = raw.sigs.get((stage, path))
+        if sig is None:
+            sig = raw.sigs[(stage, path)] = {}
+        sig[name] = None
+        if rule.bucket == "counted":
+            category = "attention" if rule.name == "attention" else (frame.info.category or rule.category)
+        else:
+            category = rule.category if rule.bucket == "unsupported" else "data_movement"
+        key = (stage, path, category, name)
+        row = raw.table.get(key)
+        if row is None:
+            row = raw.table[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0]
+            raw.op_buckets[name] = (rule.bucket, rule.name, rule.reason)
+        row[0] += 1
+        out_kv = False
+        if rule.handler is not None:
+            io = self.io
+            io.reset()
+            rule.handler(io, args, kwargs, out)
+            row[1] += io.mm
+            row[2] += io.mm_exec
+            row[3] += io.vec
+            row[4] += io.read_total
+            row[5] += io.written
+            row[6] += io.w_read
+            row[7] += io.kv_read
+            row[8] += io.kv_written
+            out_kv = io.out_kv
+            if io.kv_target:
+                self._kv_owner.setdefault(io.kv_target, (stage, path))
+        if aliasing == FRESH and out is not None:
+            if out_kv:
+                self._mark_kv_output(out, (stage, path))
+            elif isinstance(out, _Tensor):
+                self._register(out, key)
+            elif isinstance(out, tuple | list):
+                for t in out:
+                    if isinstance(t, _Tensor):
+                        self._register(t, key)
+            peaks = frame.peaks
+            if self.live > peaks.get(stage, -1):
+                peaks[stage] = self.live
+
+    def _mark_kv_output(self, out: _Tensor, owner: tuple[str, str]) -> None:
+        st = out.untyped_storage()
+        self.kinds[id(st)] = KV
+        self._held.append(st)
+        self._kv_owner[id(st)] = owner
+
+    def _register(self, t: _Tensor, key: OpKey) -> None:
+        st = t.untyped_storage()
+        sid = id(st)
+        if sid in self._producer or sid in self.kinds:
+            return
+        n = st.nbytes()
+        ref = weakref.ref(st, self._freed)
+        self._alive[id(ref)] = (ref, n, key, sid)
+        self._producer[sid] = id(ref)
+        self.live += n
+
+    def _freed(self, ref: Any) -> None:
+        entry = self._alive.pop(id(ref), None)
+        if entry is None:
+            return
+        self.live -= entry[1]
+        if self._producer.get(entry[3]) == id(ref):
+            del self._producer[entry[3]]
+
+
+def _first_tensor(values: Iterable[Any]) -> _Tensor | None:
+    for v in values:
+        if isinstance(v, _Tensor):
+            return v
+        if isinstance(v, tuple | list):
+            for item in v:
+                if isinstance(item, _Tensor):
+                    return item
+    return None

@@ -1,0 +1,127 @@
+"""Top level: :func:`trace_workload` traces a model source on a workload and returns a :class:`TraceResult`.
+
+``attention="flash"`` builds the model with ``attn_implementation="sdpa"`` and records every
+``F.scaled_dot_product_attention`` call as one fused op with causal-effective executed FLOPs;
+``attention="eager"`` builds the eager implementation (explicit matmuls, additive mask, fp32 softmax) and lets
+SDPA calls elsewhere (SAM, CLIP) run their math decomposition, counted op by op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
+from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
+from llm_perf_opt.tracer.engine import DecodeMode, PassInputs, trace_model
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.stages import StageRules
+from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
+
+__all__ = ["BuiltinDriver", "trace_workload"]
+
+DEEPSEEK_OCR_STAGES = StageRules()
+
+
+class BuiltinDriver:
+    """Runs the built-in DeepSeek-OCR v1 tree: prefill with the workload's images, decode step ``i`` with a cache
+    pre-filled (outside the counter) to ``S + i - 1`` positions."""
+
+    def __init__(self, model: nn.Module, inputs: WorkloadInputs, routing: RoutingModel) -> None:
+        self.model: Any = model  # DeepseekOCRForCausalLM (or a tree with the same forward and new_cache)
+        self.inputs = inputs
+        self.routing = routing
+
+    @property
+    def decode_steps(self) -> int:
+        return self.inputs.num_decode_steps
+
+    def _new_cache(self) -> Any:
+        # one spare position: a view of the filled prefix is then never the whole buffer (torch skips a slice that
+        # spans a whole dimension, which would make the last step's view count differ from the others')
+        return self.model.new_cache(batch_size=self.inputs.batch_size, max_len=self.inputs.cache_len + 1)
+
+    def _filled(self, out: Any) -> Sequence[torch.Tensor]:
+        cache = out.past_key_values
+        return [t for layer in range(cache.num_layers) for t in cache.layer(layer)]
+
+    def prefill(self) -> PassInputs:
+        cache = self._new_cache()
+        kwargs = self.inputs.prefill.kwargs()
+        live = [kwargs["input_ids"], kwargs["images_seq_mask"], kwargs["position_ids"]]
+        for views in self.inputs.prefill.images:
+            live += [t for t in (views.crops, views.global_view) if t is not None]
+        model, routing = self.model, self.routing
+        return PassInputs(
+            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
+            live=live,
+            kv=cache.buffers(),
+            kv_filled=self._filled,
+        )
+
+    def step(self, i: int) -> PassInputs:
+        inputs = self.inputs
+        cache = self._new_cache()
+        cached = inputs.seq_len + i - 1
+        with torch.no_grad():
+            for layer in range(cache.num_layers):
+                key, _ = cache.layer(layer)
+                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
+                cache.update(layer, past, past)
+        step = inputs.decode_step(i)
+        kwargs = step.kwargs()
+        model, routing = self.model, self.routing
+        return PassInputs(
+            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
+            live=[kwargs["input_ids"], kwargs["position_ids"]],
+            kv=cache.buffers(),
+            kv_filled=self._filled,
+        )
+
+
+def _workload_desc(workload: Workload) -> str:
+    cols, rows = workload.grid
+    return (
+        f"{workload.mode.name} page {workload.page[0]}x{workload.page[1]} grid {cols}x{rows} "
+        f"S={workload.seq_len} max_new_tokens={workload.max_new_tokens} batch={workload.batch_size}"
+    )
+
+
+def trace_workload(
+    model_source: ModelSource | str,
+    workload: Workload | str,
+    *,
+    attention: Literal["flash", "eager"] = "flash",
+    routing: RoutingModel | None = None,
+    decode: DecodeMode = "auto",
+    model: nn.Module | None = None,
+    verify_fast_meta: bool = False,
+) -> TraceResult:
+    """Trace ``workload`` (a Workload or a preset id) on ``model_source`` (a ModelSource or its name).
+
+    ``model`` may pass an already built tree (meta, built with the implementation ``attention`` needs) to skip
+    building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
+    ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
+    """
+    source = resolve_model_source(model_source) if isinstance(model_source, str) else model_source
+    work = preset_workload(workload) if isinstance(workload, str) else workload
+    route = routing if routing is not None else RoutingModel.balanced()
+    if model is None:
+        model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
+    inputs = source.make_inputs(work)
+    return trace_model(
+        model,
+        BuiltinDriver(model, inputs, route),
+        rules=DEEPSEEK_OCR_STAGES,
+        attention=attention,
+        routing=route.describe(),
+        model_desc=f"{source.name} ({type(model).__name__})",
+        workload_desc=_workload_desc(work),
+        seq_len=inputs.seq_len,
+        max_new_tokens=inputs.max_new_tokens,
+        decode=decode,
+        verify_fast_meta=verify_fast_meta,
+    )

@@ -1,0 +1,76 @@
+"""Affine decode fit: the integration arithmetic, the refusal of non-affine counters, and fit == every step."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, pick_steps
+from llm_perf_opt.tracer.nodedata import NodeData
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import preset_workload
+
+
+def test_pick_steps() -> None:
+    assert pick_steps(0) == ()
+    assert pick_steps(3) == (1, 2, 3)
+    assert pick_steps(511) == (1, 256, 511)
+
+
+def test_integrate_affine() -> None:
+    # v(i) = 5 + 3i over i = 1..10: 10*5 + 3*55 = 215
+    assert integrate_affine(v1=8, v3=35, i1=1, i3=10, n=10) == 10 * 5 + 3 * 55
+    assert integrate_affine(v1=7, v3=7, i1=1, i3=511, n=511) == 7 * 511
+
+
+def _data(rows: dict[str, int], peak: int, kv: int) -> NodeData:
+    data = NodeData()
+    for op, flops in rows.items():
+        data.table[("decode", ("layer",), "linear", op)] = [1, flops, flops, 0, 0, 0, 0, 0, 0]
+    data.calls[("decode", ("layer",))] = 1
+    data.peaks[("decode", ("layer",))] = peak
+    data.kv_held[("decode", ("layer",))] = kv
+    return data
+
+
+def test_fit_steps_integrates_and_takes_end_values() -> None:
+    # flops 100 + 10*i, peak 50 + i, KV held 1000 + 4*i; steps 1, 5, 9 of 9
+    steps = {i: _data({"mm": 100 + 10 * i}, 50 + i, 1000 + 4 * i) for i in (1, 5, 9)}
+    out = fit_steps(steps, 9)
+    key = ("decode", ("layer",), "linear", "mm")
+    assert out.table[key][1] == sum(100 + 10 * i for i in range(1, 10))
+    assert out.table[key][0] == 9  # one op per step
+    assert out.calls[("decode", ("layer",))] == 9
+    assert out.peaks[("decode", ("layer",))] == 50 + 9
+    assert out.kv_held[("decode", ("layer",))] == 1000 + 4 * 9
+
+
+def test_fit_steps_refuses_non_affine() -> None:
+    steps = {i: _data({"mm": i * i}, 1, 1) for i in (1, 5, 9)}
+    with pytest.raises(AffineFitError, match="mm"):
+        fit_steps(steps, 9)
+    steps = {i: _data({"mm": 1}, 1, 1) for i in (1, 5, 9)}
+    steps[9].table[("decode", ("other",), "linear", "mm")] = [1, 1, 1, 0, 0, 0, 0, 0, 0]  # appears late
+    with pytest.raises(AffineFitError):
+        fit_steps(steps, 9)
+
+
+def test_affine_fit_equals_every_step_on_tiny_model() -> None:
+    work = attrs.evolve(preset_workload("dsocr-standard-v1"), max_new_tokens=8)  # 7 decode steps
+    fit = trace_workload("deepseek-ocr-v1-tiny", work)
+    every = trace_workload("deepseek-ocr-v1-tiny", work, decode="every-step")
+    assert fit.decode_method == "affine-fit"
+    assert every.decode_method == "every-step"
+    assert fit.nodes.keys() == every.nodes.keys()
+    for node_id, node in fit.nodes.items():
+        other = every.nodes[node_id]
+        assert node.cost == other.cost, node_id
+        assert node.by_category == other.by_category, node_id
+        assert node.calls == other.calls, node_id
+        assert node.peak_activation_bytes == other.peak_activation_bytes, node_id
+        assert node.kv_cache_bytes == other.kv_cache_bytes, node_id
+    assert {op: (e.count, e.cost) for op, e in fit.op_ledger.items()} == {
+        op: (e.count, e.cost) for op, e in every.op_ledger.items()
+    }
+    assert fit.node("decode").repetition_count == 7
+    assert fit.node("decode").calls == 7
