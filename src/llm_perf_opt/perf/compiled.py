@@ -8,8 +8,11 @@ rounding).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from attrs import frozen
 
+from llm_perf_opt.core.counts import COST_FIELDS
 from llm_perf_opt.perf.efficiency import CATEGORIES
 from llm_perf_opt.perf.roofline import Rates
 from llm_perf_opt.perf.tree import STAGES, CostTree, exclusive_by_category, stage_of
@@ -17,6 +20,10 @@ from llm_perf_opt.perf.tree import STAGES, CostTree, exclusive_by_category, stag
 __all__ = ["CompiledTree"]
 
 _Row = tuple[int, int, float, float, float, float]  # stage index, category index, F_mm, F_vec, bytes, kernels
+_USED = tuple(
+    COST_FIELDS.index(name)
+    for name in ("matmul_flops_executed", "vector_flops", "bytes_read", "bytes_written", "kernels")
+)
 
 
 @frozen(kw_only=True)
@@ -42,6 +49,30 @@ class CompiledTree:
                         float(cost.kernels),
                     )
                 )
+        return cls(rows=tuple(rows))
+
+    @classmethod
+    def from_inclusive_vectors(
+        cls, children: Mapping[str, Sequence[str]], inclusive: Mapping[str, Mapping[str, Sequence[int]]]
+    ) -> CompiledTree:
+        """Fast path for producers that keep plain counters: ``inclusive[node][category]`` lists a node's inclusive
+        counters in :data:`~llm_perf_opt.core.counts.COST_FIELDS` order (as ``AnalyticTree.vectors`` does).
+
+        Same rows as :meth:`from_tree` on the equivalent tree, without building a ``Cost`` per node.
+        """
+        rows: list[_Row] = []
+        for nid in sorted(inclusive):
+            stage = STAGES.index(stage_of(nid))
+            kids = [inclusive[c] for c in children.get(nid, ())]
+            for cat, values in sorted(inclusive[nid].items()):
+                own = [values[i] - sum(k[cat][i] for k in kids if cat in k) for i in _USED]
+                if any(v < 0 for v in own):
+                    raise ValueError(f"node {nid!r} category {cat!r}: children's counters exceed the node's")
+                if any(own):
+                    mm, vec, read, written, kernels = own
+                    rows.append(
+                        (stage, _category_index(cat), float(mm), float(vec), float(read + written), float(kernels))
+                    )
         return cls(rows=tuple(rows))
 
     def stage_seconds(self, rates: Rates) -> dict[str, float]:

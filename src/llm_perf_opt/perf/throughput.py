@@ -13,7 +13,9 @@ left out, so these are the rates of static batching.
 With ``T`` tokens in one forward step, each picking ``k`` of ``E`` routed experts, the expected number of distinct
 experts an MoE layer reads weights for is ``E * (1 - (1 - k/E)**T)``
 (:func:`~llm_perf_opt.workloads.routing.expected_distinct_experts`); :func:`moe_expert_weight_bytes` turns it into
-bytes per step.
+bytes per step, and :class:`ExpectedCoverageRouting` is the routing model that makes a cost model (the analytic one
+in sweeps) read expert weights along that curve - instead of the ``min(E, k*T)`` experts of perfectly balanced
+routing.
 """
 
 from __future__ import annotations
@@ -21,9 +23,16 @@ from __future__ import annotations
 from attrs import field, frozen
 
 from llm_perf_opt.perf.stages import StageTimes
-from llm_perf_opt.workloads.routing import expected_distinct_experts
+from llm_perf_opt.workloads.routing import RoutingModel, expected_distinct_experts
 
-__all__ = ["SECONDS_PER_DAY", "Throughput", "expected_distinct_experts", "moe_expert_weight_bytes", "throughput"]
+__all__ = [
+    "SECONDS_PER_DAY",
+    "ExpectedCoverageRouting",
+    "Throughput",
+    "expected_distinct_experts",
+    "moe_expert_weight_bytes",
+    "throughput",
+]
 
 SECONDS_PER_DAY = 86_400
 
@@ -62,8 +71,36 @@ def throughput(stages: StageTimes, *, B: int, N: int) -> Throughput:
 def moe_expert_weight_bytes(*, L_moe: int, E: int, k: int, T: int, W_e: int) -> float:
     """Routed-expert weight bytes one forward step reads: ``L_moe * E * (1 - (1 - k/E)**T) * W_e``.
 
-    ``W_e`` is one expert's weight bytes, ``L_moe`` the MoE layers. Assumes independent uniform top-k picks per token
-    (balanced routing in expectation); skewed routing touches fewer experts. Shared experts and the gate are read in
-    full every step and are not part of this term.
+    ``W_e`` is one expert's weight bytes, ``L_moe`` the MoE layers. Assumes independent uniform top-k picks per token;
+    perfectly balanced routing touches ``min(E, k*T)`` experts, skewed routing fewer. Shared experts and the gate are
+    read in full every step and are not part of this term.
     """
     return L_moe * expected_distinct_experts(E=E, k=k, T=T) * W_e
+
+
+@frozen(kw_only=True)
+class ExpectedCoverageRouting(RoutingModel):
+    """Independent uniform top-k picks: a call with ``T`` tokens touches ``m = round(E*(1-(1-k/E)**T))`` experts.
+
+    The ``T*k`` assignments are spread evenly over those ``m`` experts (each gets at most ``T``, since ``m >= k``),
+    starting at expert ``layer_idx*k mod E`` like balanced routing. Leaves out gate correlation between tokens.
+    """
+
+    def describe(self) -> str:
+        return "uniform(expected coverage E*(1-(1-k/E)^T))"
+
+    def expert_counts(self, *, layer_idx: int, num_tokens: int, num_experts: int, top_k: int) -> tuple[int, ...]:
+        E, k, T = num_experts, top_k, num_tokens
+        if E <= 0 or not 0 < k <= E or T < 0:
+            raise ValueError(
+                f"need num_experts > 0, 0 < top_k <= num_experts, num_tokens >= 0; got E={E}, k={k}, T={T}"
+            )
+        if T == 0:
+            return (0,) * E
+        m = min(max(round(expected_distinct_experts(E=E, k=k, T=T)), k), E, T * k)
+        base, extra = divmod(T * k, m)
+        start = (layer_idx * k) % E
+        counts = [0] * E
+        for r in range(m):
+            counts[(start + r) % E] = base + (1 if r < extra else 0)
+        return tuple(counts)
