@@ -29,7 +29,7 @@ from llm_perf_opt.perf.memory import (
 )
 from llm_perf_opt.perf.roofline import GroupTime, NodeTime, Rates, TimedTree, group_time, roofline_time_s, time_tree
 from llm_perf_opt.perf.stages import StageTimes
-from llm_perf_opt.perf.throughput import Throughput, moe_expert_weight_bytes, throughput
+from llm_perf_opt.perf.throughput import ExpectedCoverageRouting, Throughput, moe_expert_weight_bytes, throughput
 from llm_perf_opt.perf.tree import CostNode, CostTree, exclusive_by_category, tree_from_ids, tree_from_nodes
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "CostNode",
     "CostTree",
     "DeviceProfile",
+    "ExpectedCoverageRouting",
     "GroupTime",
     "MemoryFootprint",
     "NodeTime",
