@@ -83,6 +83,15 @@ def test_cpu_roofline_comes_from_the_micro_benchmarks(measurement_factory: Facto
     assert rates_for(measurement_factory(), TRUTH, counted_dtype="bf16").bytes_scale == 2.0
 
 
+def test_cpu_peaks_are_the_best_benchmarks_of_the_same_cpu(measurement_factory: Factory) -> None:
+    m = measurement_factory()
+    slowed = evolve(m, run_id="slow", device=evolve(m.device, matmul_flops_per_s=2e10, memory_bytes_per_s=3e10))
+    other_cpu = evolve(m, run_id="other", device=evolve(m.device, name="Other CPU", matmul_flops_per_s=9e12))
+    spec = device_spec_for(slowed, peers=[m, other_cpu])
+    assert spec.matmul_peak_flops("fp32") == 1e11  # from m; the other CPU does not count
+    assert spec.memory_bandwidth_bytes_per_s == 3e10  # from the slowed run itself
+
+
 def test_gpu_measurement_uses_the_catalog(measurement_factory: Factory) -> None:
     m = measurement_factory()
     gpu = evolve(m, dtype="bf16", device=evolve(m.device, runtime="cuda", name="NVIDIA H100 80GB HBM3",

@@ -36,7 +36,9 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
         raise UserError(f"calibrate fits one device and dtype at a time, got {found}; pass the files of one of them")
     device, dtype = keys[0]
     trees = {m.run_id: cost_tree(m) for m in measurements}
-    cases = [calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m)) for m in measurements]
+    cases = [
+        calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m), peers=measurements) for m in measurements
+    ]
     prior = default_profile("eager")
     names = ", ".join(m.run_id for m in measurements)
     result = fit_device_profile(
@@ -56,7 +58,7 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
     click.echo(f"profile for {device} {dtype} written to {out} ({result.rounds} round(s))")
     click.echo("  measurement / stage: measured ms, uncalibrated ms (err), calibrated ms (err)")
     for m in measurements:
-        before = predict(trees[m.run_id], rates_for(m, prior, counted_dtype=counted_dtype(m)))
+        before = predict(trees[m.run_id], rates_for(m, prior, counted_dtype=counted_dtype(m), peers=measurements))
         for r in (r for r in result.residuals if r.label == m.run_id):
             uncal = before.get(r.stage, 0.0)
             before_err = uncal / r.measured_s - 1

@@ -96,9 +96,17 @@ def _best_time_s(fn: Callable[[], object], *, device: torch.device, repeats: int
     return best
 
 
-def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, *, n: int | None = None, repeats: int = 5) -> float:
+def _default_repeats(device: torch.device) -> int:
+    """5 on a GPU; 20 on a CPU, where other processes may share the cores and the best call is the clean one."""
+    return 5 if device.type == "cuda" else 20
+
+
+def matmul_flops_per_s(
+    device: torch.device, dtype: torch.dtype, *, n: int | None = None, repeats: int | None = None
+) -> float:
     """Best dense ``n x n`` matmul rate, ``2 n^3`` FLOPs per call (n = 4096 on CUDA, 512 on CPU); 6 digits."""
     side = n if n is not None else (4096 if device.type == "cuda" else 512)
+    repeats = repeats if repeats is not None else _default_repeats(device)
     a = torch.randn(side, side, device=device, dtype=dtype)
     b = torch.randn(side, side, device=device, dtype=dtype)
     with torch.inference_mode():
@@ -106,9 +114,10 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, *, n: int | Non
     return float(f"{2.0 * side**3 / seconds:.6g}")
 
 
-def copy_bandwidth_bytes_per_s(device: torch.device, *, nbytes: int | None = None, repeats: int = 5) -> float:
+def copy_bandwidth_bytes_per_s(device: torch.device, *, nbytes: int | None = None, repeats: int | None = None) -> float:
     """Best ``dst.copy_(src)`` rate, bytes read plus written (1 GiB on CUDA, 64 MiB on CPU); 6 digits."""
     size = nbytes if nbytes is not None else (1 << 30 if device.type == "cuda" else 64 << 20)
+    repeats = repeats if repeats is not None else _default_repeats(device)
     src = torch.ones(size // 4, device=device, dtype=torch.float32)
     dst = torch.empty_like(src)
     seconds = _best_time_s(lambda: dst.copy_(src), device=device, repeats=repeats)

@@ -1,8 +1,10 @@
 """The cost tree of what a measurement ran: the same model and workload traced on the meta device (torch).
 
 The tracer builds the model in bf16 (:data:`TRACE_DTYPE`), so byte counts are bf16 bytes; the time model rescales
-them to the measured dtype (``Rates.bytes_scale``).  ``eager`` measurements are traced with eager attention, ``sdpa``
-ones with the fused ("flash") attention op.  Traces are cached per (model, workload, attention) in the process.
+them to the measured dtype (``Rates.bytes_scale``).  The traced tree is built with the measured decoder attention
+(``eager`` or ``sdpa``) and every ``F.scaled_dot_product_attention`` call is recorded as one fused op - which is what
+ran: SAM and CLIP call that op whatever the decoder uses, so an eager measurement is *not* traced with SAM's attention
+decomposed into its math.  Traces are cached per (model, workload, attention) in the process.
 """
 
 from __future__ import annotations
@@ -53,8 +55,7 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    attention = "eager" if measurement.attention == "eager" else "flash"
-    return _traced(measurement.model, measurement.workload, attention, workload_of(measurement))
+    return _traced(measurement.model, measurement.workload, measurement.attention, workload_of(measurement))
 
 
 @cache
@@ -62,5 +63,7 @@ def _traced(model: str, record: WorkloadRecord, attention: str, workload: Worklo
     from llm_perf_opt.tracer.trace import trace_workload
 
     del record  # part of the cache key only
-    result = trace_workload(model, workload, attention="eager" if attention == "eager" else "flash")
+    source = resolve_model_source(model)
+    tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention
+    result = trace_workload(source, workload, attention="flash", model=tree)  # every SDPA call fused, as it ran
     return tree_from_nodes(result.nodes)

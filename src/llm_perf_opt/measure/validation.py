@@ -3,8 +3,9 @@
 For every measurement the time model runs on the measured device:
 
 * **GPU**: the hardware catalog entry named by the measurement's ``device_id``;
-* **CPU**: no catalog entry exists, so the roofline is built from the measurement's own micro-benchmarks (dense
-  matmul FLOP/s in the run's dtype as the matmul *and* vector peak, copy bandwidth as the memory peak).
+* **CPU**: no catalog entry exists, so the roofline is built from the micro-benchmarks recorded with the
+  measurements (dense matmul FLOP/s in the run's dtype as the matmul *and* vector peak, copy bandwidth as the memory
+  peak; the best value among the measurements of that CPU).
 
 Three predictions per measurement: *uncalibrated* (the documented default profile for eager PyTorch),
 *calibrated* (a profile fitted on every measurement of the same device and dtype: an in-sample fit) and
@@ -61,38 +62,52 @@ def device_key(measurement: Measurement) -> str:
     return measurement.device.device_id
 
 
-def device_spec_for(measurement: Measurement) -> DeviceSpec:
-    """The roofline device of a measurement (catalog GPU, or a CPU spec from the micro-benchmarks)."""
+def device_spec_for(measurement: Measurement, *, peers: Sequence[Measurement] = ()) -> DeviceSpec:
+    """The roofline device of a measurement: its catalog GPU, or a CPU spec from micro-benchmarks.
+
+    A CPU's peaks are the best micro-benchmark results among ``measurement`` and those ``peers`` taken on the same
+    CPU with the same thread count: other processes sharing the cores only ever slow a benchmark down.
+    """
     key = device_key(measurement)
     if key != CPU_DEVICE_ID:
         return get_device(key)
     dev = measurement.device
-    if dev.matmul_flops_per_s is None or dev.memory_bytes_per_s is None:
+    same = [
+        p.device
+        for p in (measurement, *peers)
+        if p.device.runtime == "cpu" and (p.device.name, p.device.threads) == (dev.name, dev.threads)
+    ]
+    flops = [d.matmul_flops_per_s for d in same if d.matmul_flops_per_s is not None]
+    bandwidth = [d.memory_bytes_per_s for d in same if d.memory_bytes_per_s is not None]
+    if not flops or not bandwidth:
         raise MeasurementError(
             f"CPU measurement {measurement.run_id} has no micro-benchmark rates, so it has no roofline; "
             "re-run measure without --no-benchmark"
         )
-    rate = {measurement.dtype: dev.matmul_flops_per_s, "fp32": dev.matmul_flops_per_s}
+    rate = {measurement.dtype: max(flops), "fp32": max(flops)}
     return DeviceSpec(
         device_id=CPU_DEVICE_ID,
         name=dev.name,
         architecture=f"CPU, {dev.threads} thread(s), rates measured by the harness",
         sm_count=max(dev.threads, 1),
         memory_capacity_bytes=dev.memory_capacity_bytes or 1,
-        memory_bandwidth_bytes_per_s=dev.memory_bytes_per_s,
+        memory_bandwidth_bytes_per_s=max(bandwidth),
         peak_flops=rate,
-        source=f"micro-benchmarks of measurement {measurement.run_id} (dense matmul, device copy)",
+        source=f"best micro-benchmarks (dense matmul, device copy) of {len(same)} measurement(s) on this CPU",
         source_date=measurement.created_utc[:10],
     )
 
 
-def rates_for(measurement: Measurement, profile: DeviceProfile, *, counted_dtype: str) -> Rates:
+def rates_for(
+    measurement: Measurement, profile: DeviceProfile, *, counted_dtype: str, peers: Sequence[Measurement] = ()
+) -> Rates:
     """Peaks of the measured device in the measured dtype, with ``profile``'s efficiencies.
 
-    ``counted_dtype`` is the dtype the cost tree's bytes were counted in (byte counts are rescaled to the run's).
+    ``counted_dtype`` is the dtype the cost tree's bytes were counted in (byte counts are rescaled to the run's);
+    ``peers`` as in :func:`device_spec_for`.
     """
     return Rates.for_device(
-        device_spec_for(measurement), dtype=measurement.dtype, profile=profile, counted_dtype=counted_dtype
+        device_spec_for(measurement, peers=peers), dtype=measurement.dtype, profile=profile, counted_dtype=counted_dtype
     )
 
 
@@ -107,12 +122,14 @@ def predict(tree: CostTree, rates: Rates) -> dict[str, float]:
     return dict(time_tree(tree, rates).stage_s)
 
 
-def calibration_case(measurement: Measurement, tree: CostTree, *, counted_dtype: str) -> CalibrationCase:
+def calibration_case(
+    measurement: Measurement, tree: CostTree, *, counted_dtype: str, peers: Sequence[Measurement] = ()
+) -> CalibrationCase:
     """What :func:`~llm_perf_opt.perf.calibrate.fit_device_profile` needs from one measurement."""
     return CalibrationCase(
         label=measurement.run_id,
         tree=tree,
-        rates=rates_for(measurement, default_profile("eager"), counted_dtype=counted_dtype),
+        rates=rates_for(measurement, default_profile("eager"), counted_dtype=counted_dtype, peers=peers),
         measured_s=measured_stage_seconds(measurement),
     )
 
@@ -150,10 +167,12 @@ def validate(
     prior = default_profile("eager")
     ordered = sorted(measurements, key=lambda m: (_group(m), m.run_id))
     trees = {m.run_id: tree_for(m) for m in ordered}
-    cases = {m.run_id: calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m)) for m in ordered}
     by_group: dict[str, list[Measurement]] = {}
     for m in ordered:
         by_group.setdefault(_group(m), []).append(m)
+    cases = {
+        m.run_id: calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m), peers=ordered) for m in ordered
+    }
 
     def fit(members: Sequence[Measurement], key: str, what: str) -> DeviceProfile:
         source = f"llm-perf-opt calibrate ({what}: {', '.join(m.run_id for m in members)})"
@@ -169,13 +188,13 @@ def validate(
         loo = None
         if others:
             loo_profile = fit(others, key, "leave-one-out")
-            loo = compare(predict(tree, rates_for(m, loo_profile, counted_dtype=dtype)), m)
+            loo = compare(predict(tree, rates_for(m, loo_profile, counted_dtype=dtype, peers=ordered)), m)
         rows.append(
             ValidationRow(
                 measurement=m,
                 traced_kernels_per_step=traced_kernels_per_step(tree, m.workload.max_new_tokens - 1),
-                uncalibrated=compare(predict(tree, rates_for(m, prior, counted_dtype=dtype)), m),
-                calibrated=compare(predict(tree, rates_for(m, profiles[key], counted_dtype=dtype)), m),
+                uncalibrated=compare(predict(tree, rates_for(m, prior, counted_dtype=dtype, peers=ordered)), m),
+                calibrated=compare(predict(tree, rates_for(m, profiles[key], counted_dtype=dtype, peers=ordered)), m),
                 leave_one_out=loo,
             )
         )

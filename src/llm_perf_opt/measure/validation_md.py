@@ -136,17 +136,18 @@ def _method() -> list[str]:
         "- **Predicted**: the same model and workload traced on the meta device (bf16 byte counts, rescaled to the "
         "run's dtype), timed by the roofline of `llm_perf_opt.perf.roofline` "
         "(per kernel group max(compute, memory) plus kernels x per-kernel overhead). A GPU uses its hardware "
-        "catalog entry; a CPU has none, so its roofline uses the measurement's own micro-benchmarks (dense matmul "
-        "FLOP/s in the run's dtype for matmul and vector work, device copy bandwidth for memory).",
+        "catalog entry; a CPU has none, so its roofline uses micro-benchmarks recorded with the measurements (dense "
+        "matmul FLOP/s in the run's dtype for matmul and vector work, device copy bandwidth for memory; the best "
+        "value among the measurements of that CPU, since other processes on the cores only ever slow them down).",
         "- **Uncalibrated** uses the default profile (eager PyTorch: 10 us per kernel). **Calibrated** fits "
         "efficiencies and the per-kernel overhead (`llm-perf-opt calibrate`, `llm_perf_opt/perf/calibrate.py`: "
-        "least squares on relative stage errors, alternating with which side of each max binds; efficiencies "
+        "least squares on relative stage errors weighted by each stage's share of its run, alternating with which "
+        "side of each max binds; efficiencies "
         f"bounded to (0, 1]; groups {groups}). With few measurements an in-sample fit is close by construction; "
         "the leave-one-out column is the one to trust.",
-        "- Attention: an `eager` measurement is traced with eager decoder attention, and the tracer then counts "
-        "the SAM/CLIP `scaled_dot_product_attention` calls op by op (their math decomposition); an `sdpa` "
-        "measurement is traced with fused attention everywhere. At run time SAM and CLIP call the same fused op in "
-        "both cases, so the vision predictions of the two differ while the measured vision times should not.",
+        "- Attention: the trace uses the measured decoder attention (`eager`: explicit matmuls, mask, fp32 softmax; "
+        "`sdpa`: one fused call) and records every `scaled_dot_product_attention` call as one fused op, because "
+        "that is what ran: SAM and CLIP call the fused op whatever the decoder uses.",
         "- On a CPU the launches per decode step are leaf aten ops that do work (views and allocations excluded), "
         "counted by `torch.profiler`: a proxy, since a CPU launches no kernels.",
     ]

@@ -13,8 +13,10 @@ changing (at most :data:`MAX_ROUNDS` rounds; the round with the lowest objective
 
 1. fix the binding side of every group at the current parameters;
 2. solve the bounded linear least-squares problem on *relative* residuals ``(predicted - measured) / measured`` of
-   every observed stage, plus a weak ridge ``lambda * sum((x - x0) / x0)^2`` towards the prior profile ``x0``, with
-   ``eta`` in ``[ETA_MIN, 1]`` and ``t_k`` in ``[0, T_K_MAX]``.
+   every observed stage, each weighted by the stage's share of its measurement's total time (so a 0.3 ms projector
+   stage cannot pull as hard as a 100 ms vision stage, and every measurement weighs the same), plus a weak ridge
+   ``lambda * sum((x - x0) / x0)^2`` towards the prior profile ``x0``, with ``eta`` in ``[ETA_MIN, 1]`` and ``t_k``
+   in ``[0, T_K_MAX]``.
 
 The ridge keeps parameters the data cannot see (a category that never binds, or that never runs) at their prior
 values instead of letting them drift.  Efficiencies are grouped (:data:`DEFAULT_GROUPS`: one for matmul-like
@@ -191,12 +193,12 @@ def fit_device_profile(
     profile = _to_profile(best[1], names, groups, device_id=device_id, source=source)
     residuals = tuple(
         Residual(label=label, stage=stage, predicted_s=predict_stage_seconds(g, profile), measured_s=m)
-        for label, stage, g, m in obs
+        for label, stage, g, m, _ in obs
     )
     return CalibrationResult(profile=profile, residuals=residuals, rounds=best[2], groups=dict(groups))
 
 
-_Obs = tuple[str, str, StageGroups, float]
+_Obs = tuple[str, str, StageGroups, float, float]  # label, stage, groups, measured seconds, weight
 
 
 def _observations(cases: Sequence[CalibrationCase]) -> list[_Obs]:
@@ -205,11 +207,14 @@ def _observations(cases: Sequence[CalibrationCase]) -> list[_Obs]:
     obs: list[_Obs] = []
     for case in cases:
         per_stage = stage_groups(case.tree, case.rates)
-        for stage in FITTED_STAGES:
-            measured = case.measured_s.get(stage)
-            if measured is None or measured <= 0 or stage not in per_stage:
-                continue
-            obs.append((case.label, stage, per_stage[stage], measured))
+        usable = {
+            stage: seconds
+            for stage in FITTED_STAGES
+            if (seconds := case.measured_s.get(stage)) is not None and seconds > 0 and stage in per_stage
+        }
+        total = sum(usable.values())
+        for stage, measured in usable.items():
+            obs.append((case.label, stage, per_stage[stage], measured, measured / total))
     if not obs:
         raise UserError("calibration found no stage with both a measured time and predicted work")
     return obs
@@ -224,7 +229,7 @@ def _binding(obs: Sequence[_Obs], x: Sequence[float], col: Mapping[str, int], n:
     """For every group of every observation: does the compute side win the max (ties: compute, as ``GroupTime``)?"""
     return [
         a * x[col[c]] >= m * x[n]
-        for _, _, g, _ in obs
+        for _, _, g, _, _ in obs
         for c, a, m in zip(g.categories, g.compute_s, g.memory_s, strict=True)
     ]
 
@@ -244,13 +249,14 @@ def _coefficients(g: StageGroups, x: Sequence[float], col: Mapping[str, int], n:
 def _linear_system(
     obs: Sequence[_Obs], x: Sequence[float], x0: Sequence[float], col: Mapping[str, int], n: int, ridge: float
 ) -> tuple[list[list[float]], list[float]]:
-    """Rows in scaled unknowns ``z = x / x0``: relative residual rows, then ridge rows ``sqrt(ridge) * (z - 1)``."""
+    """Rows in scaled unknowns ``z = x / x0``: weighted relative residuals, then ridge rows ``sqrt(ridge) (z - 1)``."""
     rows: list[list[float]] = []
     rhs: list[float] = []
-    for _, _, g, measured in obs:
+    for _, _, g, measured, weight in obs:
         coef = _coefficients(g, x, col, n)
-        rows.append([cj * sj / measured for cj, sj in zip(coef, x0, strict=True)])
-        rhs.append(1.0)
+        root = weight**0.5
+        rows.append([root * cj * sj / measured for cj, sj in zip(coef, x0, strict=True)])
+        rhs.append(root)
     w = ridge**0.5
     for j in range(len(x0)):
         rows.append([w if k == j else 0.0 for k in range(len(x0))])
@@ -263,9 +269,9 @@ def _objective(
 ) -> float:
     """The exact (non-linearised) objective at ``x``."""
     total = 0.0
-    for _, _, g, measured in obs:
+    for _, _, g, measured, weight in obs:
         pred = sum(cj * xj for cj, xj in zip(_coefficients(g, x, col, n), x, strict=True))
-        total += (pred / measured - 1.0) ** 2
+        total += weight * (pred / measured - 1.0) ** 2
     return total + ridge * sum((xj / sj - 1.0) ** 2 for xj, sj in zip(x, x0, strict=True))
 
 
