@@ -241,3 +241,30 @@ def test_tiny_real_forward_is_fast(tiny_cpu_pair: tuple[DeepseekOCRForCausalLM, 
     start = time.perf_counter()
     _run(tiny_cpu_pair[1], inputs)
     assert time.perf_counter() - start < 3.0  # ~0.15 s here for prefill + 2 steps; generous for loaded CI
+
+
+def test_clip_block_calls_attn_and_mlp_through_forward_like_upstream() -> None:
+    model = build_model(TINY)
+    block = model.model.vision_model.transformer.layers[0]
+    fired: list[str] = []
+    hooks = [
+        mod.register_forward_hook(lambda *_, name=name: fired.append(name))
+        for name, mod in (("self_attn", block.self_attn), ("mlp", block.mlp), ("qkv_proj", block.self_attn.qkv_proj))
+    ]
+    try:
+        model(**_inputs(NO_CROPS, "meta", torch.bfloat16).prefill.kwargs())
+    finally:
+        for h in hooks:
+            h.remove()
+    assert fired == ["qkv_proj"]  # module hooks of self_attn/mlp never fire upstream either
+
+
+def test_bf16_real_forward_runs_and_attention_implementations_agree() -> None:
+    eager = build_model(TINY, device="cpu", dtype=torch.bfloat16)
+    sdpa = build_model(TINY, device="cpu", dtype=torch.bfloat16, attn_implementation="sdpa")
+    sdpa.load_state_dict(eager.state_dict())
+    inputs = _inputs(CROPS, "cpu", torch.bfloat16)
+    a, b = _run(eager, inputs), _run(sdpa, inputs)
+    assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in a)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0.05, atol=0.02)  # bf16 rounding differs between the two paths

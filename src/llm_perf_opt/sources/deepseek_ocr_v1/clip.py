@@ -117,7 +117,7 @@ class NoTPFeedForward(nn.Module):
 
 
 class NoTPTransformerBlock(nn.Module):
-    """Pre-LN block: ``h = x + attn(ln1(x)); out = h + mlp(ln2(h))``."""
+    """Pre-LN block: ``h = x + attn(ln1(x)); out = h + mlp(ln2(h))`` (attn and mlp via ``.forward``, as upstream)."""
 
     def __init__(self, config: ClipConfig, layer_id: int) -> None:
         super().__init__()
@@ -131,10 +131,10 @@ class NoTPTransformerBlock(nn.Module):
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
 
     def forward(self, x: Tensor) -> Tensor:
-        attn_out: Tensor = self.self_attn(self.layer_norm1(x))
-        h = x + attn_out
-        mlp_out: Tensor = self.mlp(self.layer_norm2(h))
-        return h + mlp_out
+        # Upstream calls ``.forward`` directly on self_attn and mlp, so their module hooks never fire (their
+        # Linear children's do); kept as is so that a hook-based trace sees the same calls as upstream's.
+        h = x + self.self_attn.forward(self.layer_norm1(x))
+        return h + self.mlp.forward(self.layer_norm2(h))
 
 
 class NoTPTransformer(nn.Module):
