@@ -114,9 +114,9 @@ def _status(rows: Sequence[ValidationRow], gpu: Sequence[ValidationRow]) -> list
             "It exercises the whole chain (harness, trace, time model, calibration) and shows how far the "
             "roofline-plus-launch-overhead model is from a real run, but it says nothing about accuracy on a GPU. "
             "The GPU goal (TTFT and TPOT within +-15% after calibration) is open.",
-            f"- A session with a CUDA GPU runs `{GPU_COMMAND}` (about five minutes on an H100): it measures "
-            "`dsocr-standard-v1` and `dsocr-base-v1` (Base mode) on `deepseek-ocr-v1-base` in bf16 with eager and "
-            "SDPA attention, writes the JSON files here, and regenerates this page; then commit both.",
+            f"- A session with a CUDA GPU runs `{GPU_COMMAND}` (every step capped, ends within ten minutes): it "
+            "measures `dsocr-standard-v1` and `dsocr-base-v1` (Base mode) on `deepseek-ocr-v1-base` in bf16 with "
+            "eager and SDPA attention, writes the JSON files here, and regenerates this page; then commit both.",
         ]
     else:
         devices = sorted({f"{r.measurement.device.name} ({r.measurement.device.device_id})" for r in gpu})
