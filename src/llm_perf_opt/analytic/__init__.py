@@ -1,0 +1,12 @@
+"""Torch-free analytic model of DeepSeek-OCR v1: closed-form costs per node, keyed like the trace.
+
+``analytic_costs(config, workload, attention=..., routing=...)`` returns an :class:`AnalyticTree` (module id ->
+inclusive :class:`~llm_perf_opt.core.Cost`, plus per-category costs, weights, KV, peaks and fused-kernel bytes);
+the formulas themselves live in :mod:`llm_perf_opt.analytic.formulas`, the table of known differences from the
+trace in :mod:`llm_perf_opt.analytic.divergences`.
+"""
+
+from llm_perf_opt.analytic.compose import ATTENTION_KINDS, analytic_costs, model_params, model_weight_bytes
+from llm_perf_opt.analytic.tree import AnalyticTree
+
+__all__ = ["ATTENTION_KINDS", "AnalyticTree", "analytic_costs", "model_params", "model_weight_bytes"]

@@ -1,0 +1,160 @@
+"""``analytic_costs``: the whole workload as a tree of closed forms keyed by the tracer's module ids.
+
+Stages (docs/architecture.md): ``vision`` (SAM and CLIP on the crop batch and on the global view of every page,
+plus the feature concat), ``projector`` (projector, newline/separator tokens, injection; also the eager causal
+mask, built after the last stage anchor entered - the projector), ``prefill`` (one pass over ``S`` tokens per
+row) and ``decode`` (``N - 1`` one-token steps, summed in closed form).  Every node is inclusive and a total over
+all calls, group members and decode steps, exactly like :class:`llm_perf_opt.tracer.result.TracedNode`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from llm_perf_opt.analytic._language import LanguagePass, add_language_stage, decoder_weight_bytes
+from llm_perf_opt.analytic._vision import CLIP, SAM, EncoderCall, add_projector_stage, add_vision_stage, index_label
+from llm_perf_opt.analytic.formulas import decoder as dec
+from llm_perf_opt.analytic.tree import AnalyticTree, TreeBuilder
+from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.workloads import RoutingModel, Workload
+
+__all__ = ["ATTENTION_KINDS", "analytic_costs", "model_params", "model_weight_bytes"]
+
+ATTENTION_KINDS = ("flash", "eager")
+_BALANCED = RoutingModel.balanced()
+
+
+def analytic_costs(
+    config: DeepseekOCRConfig,
+    workload: Workload,
+    *,
+    attention: str = "flash",
+    routing: RoutingModel | None = None,
+    act_bytes: int = 2,
+) -> AnalyticTree:
+    """Closed-form costs of ``workload`` on ``config``, node by node (see the module docstring).
+
+    ``attention``: ``flash`` = fused SDPA everywhere (causal-effective executed FLOPs in the decoder prefill);
+    ``eager`` = explicit decoder attention with an additive mask and fp32 softmax, and SAM/CLIP SDPA as torch's math
+    decomposition.  ``routing``: the MoE routing model (balanced by default).  ``act_bytes``: bytes per element of
+    activations and weights (2 for bf16/fp16; the fp32 casts in the model are modelled as for a 16-bit dtype).
+    Results are cached per argument set (all arguments are immutable).
+    """
+    if attention not in ATTENTION_KINDS:
+        raise UserError(f"unknown attention kernel {attention!r}; expected one of: {', '.join(ATTENTION_KINDS)}")
+    return _cached(config, workload, attention, routing or _BALANCED, act_bytes)
+
+
+@lru_cache(maxsize=256)
+def _cached(
+    config: DeepseekOCRConfig, workload: Workload, attention: str, routing: RoutingModel, a: int
+) -> AnalyticTree:
+    eager = attention == "eager"
+    B, S, N = workload.batch_size, workload.seq_len, workload.max_new_tokens
+    tb = TreeBuilder()
+    tb.node("root", calls=N)
+    calls = [EncoderCall(B=workload.num_crops, R=workload.crop_size, times=B)] if workload.num_crops else []
+    calls.append(EncoderCall(B=1, R=workload.global_view_size, times=B))
+    add_vision_stage(tb, config, calls, eager=eager, a=a)
+    add_projector_stage(tb, config, calls, grid=workload.grid, S=S, a=a)
+    if eager:
+        tb.add("projector/model", "data_movement", dec.causal_mask_fills(q=S, a=a))
+        tb.add("projector/model", "elementwise", dec.causal_mask_compare(q=S))
+    _vision_weights(tb, config, a=a)
+    prefill = LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)
+    add_language_stage(tb, config, prefill, eager=eager, routing=routing, a=a)
+    decoder_weight_bytes(tb, config, "prefill", a=a)
+    steps = N - 1
+    if steps:
+        decode = LanguagePass(
+            stage="decode", B=B, q=1, times=steps, sum_k=steps * S + steps * (steps + 1) // 2, kv_end=S + steps
+        )
+        add_language_stage(tb, config, decode, eager=eager, routing=routing, a=a)
+        decoder_weight_bytes(tb, config, "decode", a=a)
+    return tb.build(root_weight_bytes=model_weight_bytes(config, a=a))
+
+
+def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, *, a: int) -> None:
+    """Parameter bytes of every vision/projector module that runs (not CLIP's unused patch conv)."""
+    s, c, p = cfg.sam, cfg.clip, cfg.projector
+    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
+    P = s.img_size // s.patch_size
+    own_model = 2 * p.n_embed * a  # image_newline, view_seperator
+    for stage in ("vision", "projector"):
+        tb.add_weights(f"{stage}/model", own_model)
+    tb.add_weights(SAM, P * P * D * a)
+    tb.add_weights(f"{SAM}.patch_embed.proj", (D * s.in_chans * s.patch_size**2 + D) * a)
+    windowed = [i for i in range(s.depth) if i not in s.global_attn_indexes]
+    global_ = [i for i in range(s.depth) if i in s.global_attn_indexes]
+    for members, side in ((windowed, s.window_size), (global_, P)):
+        if not members:
+            continue
+        nid, L = f"{SAM}.blocks.{index_label(members)}", len(members)
+        for name, n_params in (
+            ("norm1", 2 * D),
+            ("norm2", 2 * D),
+            ("attn", 2 * (2 * side - 1) * s.head_dim),
+            ("attn.qkv", D * 3 * D + 3 * D),
+            ("attn.proj", D * D + D),
+            ("mlp.lin1", D * m + m),
+            ("mlp.lin2", m * D + D),
+        ):
+            tb.add_weights(f"{nid}.{name}", L * n_params * a)
+    for name, n_params in (
+        ("neck.0", out * D),
+        ("neck.1", 2 * out),
+        ("neck.2", out * out * 9),
+        ("neck.3", 2 * out),
+        ("net_2", mid * out * 9),
+        ("net_3", top * mid * 9),
+    ):
+        tb.add_weights(f"{SAM}.{name}", n_params * a)
+    Dc, F = c.hidden_size, c.ffn_hidden_size
+    tb.add_weights(f"{CLIP}.embeddings", Dc * a)
+    tb.add_weights(f"{CLIP}.embeddings.position_embedding", c.num_positions * Dc * a)
+    tb.add_weights(f"{CLIP}.pre_layrnorm", 2 * Dc * a)
+    nid, L = f"{CLIP}.transformer.layers.{index_label(list(range(c.num_layers)))}", c.num_layers
+    for name, n_params in (
+        ("layer_norm1", 2 * Dc),
+        ("layer_norm2", 2 * Dc),
+        ("self_attn.qkv_proj", Dc * 3 * Dc + 3 * Dc),
+        ("self_attn.out_proj", Dc * Dc + Dc),
+        ("mlp.fc1", Dc * F + F),
+        ("mlp.fc2", F * Dc + Dc),
+    ):
+        tb.add_weights(f"{nid}.{name}", L * n_params * a)
+    tb.add_weights("projector/model.projector.layers", (p.input_dim * p.n_embed + p.n_embed) * a)
+
+
+def model_weight_bytes(config: DeepseekOCRConfig, *, a: int = 2) -> int:
+    """Every parameter of the model in bytes (facts §2: 3,336,106,240 params -> 6,672,212,480 B in bf16)."""
+    return model_params(config) * a
+
+
+def model_params(cfg: DeepseekOCRConfig) -> int:
+    """Parameter count of the whole tree, module by module (facts §2.0 table)."""
+    s, c, p = cfg.sam, cfg.clip, cfg.projector
+    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
+    P = s.img_size // s.patch_size
+    n_global = sum(1 for i in range(s.depth) if i in s.global_attn_indexes)
+    block = 4 * D + D * 3 * D + 3 * D + D * D + D + D * m + m + m * D + D
+    sam = P * P * D + D * s.in_chans * s.patch_size**2 + D + s.depth * block
+    sam += 2 * s.head_dim * ((s.depth - n_global) * (2 * s.window_size - 1) + n_global * (2 * P - 1))  # rel-pos
+    sam += out * D + 4 * out + out * out * 9 + mid * out * 9 + top * mid * 9
+    Dc, F = c.hidden_size, c.ffn_hidden_size
+    clip = Dc + 3 * Dc * c.patch_size**2 + c.num_positions * Dc + 2 * Dc
+    clip += c.num_layers * (4 * Dc + Dc * 3 * Dc + 3 * Dc + Dc * Dc + Dc + Dc * F + F + F * Dc + Dc)
+    proj = p.input_dim * p.n_embed + p.n_embed + 2 * p.n_embed
+    d, V, dh = cfg.hidden_size, cfg.vocab_size, cfg.head_dim
+    attn = 2 * d * d + 2 * d * cfg.num_key_value_heads * dh + 2 * d
+    lm = 2 * V * d + d
+    for i in range(cfg.num_hidden_layers):
+        lm += attn
+        if cfg.is_moe_layer(i):
+            Ie = cfg.moe_intermediate_size
+            E = cfg.n_routed_experts
+            lm += E * 3 * d * Ie + E * d + 3 * d * Ie * cfg.n_shared_experts  # experts, gate, shared
+        else:
+            lm += 3 * d * cfg.intermediate_size
+    return sam + clip + proj + lm
