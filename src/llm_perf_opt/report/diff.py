@@ -1,0 +1,289 @@
+"""Compare two reports (or two trees), torch-free: added, removed and changed nodes, and per-node metric deltas.
+
+Inputs (:func:`load_snapshot`): a report folder (its ``model.json``), a ``model.json`` file, or a tree listing from
+``llm-perf-opt tree`` (``--flat`` JSON lines, or the grouped view's ``--format json``).  Both sides must be of the
+same kind.  Structural changes (class, repetition, constructor parameters) always count; numeric metrics (FLOPs,
+bytes, time, memory, calls, parameter counts) count when they differ by more than a relative ``tolerance``:
+``|a - b| > tolerance * max(|a|, |b|)``.  Two snapshots are *equal* when nothing counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+
+from llm_perf_opt.errors import UserError
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "Change",
+    "Delta",
+    "NodeRecord",
+    "ReportDiff",
+    "Snapshot",
+    "diff_snapshots",
+    "load_snapshot",
+    "snapshot_from_mapping",
+]
+
+DEFAULT_TOLERANCE = 1e-6
+"""Relative tolerance: absorbs the 9-significant-digit rounding of report floats, nothing more."""
+
+REPORT_ID = "(report)"
+"""Pseudo node id for report-level quantities (workload, predicted total)."""
+
+# model.json metric field -> (our metric name, factor to SI)
+_METRICS: Mapping[str, tuple[str, float]] = {
+    "calls": ("calls", 1.0),
+    "total_flops_tflops": ("flops", 1e12),
+    "total_io_tb": ("bytes", 1e12),
+    "total_time_ms": ("time_s", 1e-3),
+    "memory_weights_gb": ("weight_bytes", 1e9),
+    "memory_activations_gb": ("activation_bytes", 1e9),
+    "memory_kvcache_gb": ("kv_bytes", 1e9),
+}
+_WORKLOAD_KEYS = ("profile_id", "mode", "page_width", "page_height", "seq_len", "max_new_tokens", "batch_size")
+
+
+@frozen(kw_only=True)
+class NodeRecord:
+    """One node as compared: identity, structure and numeric metrics (SI units)."""
+
+    module_id: str
+    class_name: str
+    repetition: str = "none"
+    repetition_count: int | None = None
+    constructor_params: Mapping[str, Any] = field(factory=dict)
+    metrics: Mapping[str, float] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class Snapshot:
+    """One side of a diff."""
+
+    kind: str = field(metadata={"help": "report | tree"})
+    label: str = field(metadata={"help": "where it came from (as given)"})
+    report_id: str | None = None
+    header: Mapping[str, Any] = field(factory=dict, metadata={"help": "report-level facts (workload, variant)"})
+    totals: Mapping[str, float] = field(factory=dict, metadata={"help": "report-level metrics"})
+    nodes: Mapping[str, NodeRecord] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class Change:
+    """A structural difference of one node (or of the report header): ``field`` went from ``a`` to ``b``."""
+
+    module_id: str
+    field: str
+    a: Any
+    b: Any
+
+
+@frozen(kw_only=True)
+class Delta:
+    """A numeric difference beyond the tolerance; ``rel = (b - a) / max(|a|, |b|)``."""
+
+    module_id: str
+    metric: str
+    a: float
+    b: float
+
+    @property
+    def rel(self) -> float:
+        scale = max(abs(self.a), abs(self.b))
+        return (self.b - self.a) / scale if scale else 0.0
+
+
+@frozen(kw_only=True)
+class ReportDiff:
+    """Everything that differs between ``a`` and ``b``."""
+
+    a: Snapshot
+    b: Snapshot
+    tolerance: float
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()
+    deltas: tuple[Delta, ...] = ()
+
+    @property
+    def equal(self) -> bool:
+        return not (self.added or self.removed or self.changes or self.deltas)
+
+    def nodes_with_differences(self) -> list[str]:
+        """Every node id that differs, in a stable order (added, removed, changed, then metric deltas)."""
+        seen: dict[str, None] = {}
+        for nid in (
+            *self.added,
+            *self.removed,
+            *(c.module_id for c in self.changes),
+            *(d.module_id for d in self.deltas),
+        ):
+            seen.setdefault(nid, None)
+        return list(seen)
+
+
+# -- loading ---------------------------------------------------------------------------------------------------
+
+
+def load_snapshot(path: str | Path) -> Snapshot:
+    """Read a report folder, a ``model.json`` or a tree listing; anything else is a one-line :class:`UserError`."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.json"
+        if not p.is_file():
+            raise UserError(f"{path} is a folder without model.json; pass a report folder written by analyze")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; pass a report folder, a model.json or a tree listing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return snapshot_from_mapping(_parse(text, str(path)), label=str(path))
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:  # JSON lines (tree --flat)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{where} is not JSON or JSON lines ({exc.msg} at line {exc.lineno}); expected model.json or a tree listing"
+        ) from None
+
+
+def snapshot_from_mapping(data: Any, *, label: str) -> Snapshot:
+    """A snapshot from parsed JSON: a ``model.json`` object, or a list of tree records."""
+    if isinstance(data, Mapping) and "modules" in data and "module_metrics" in data:
+        return _from_model(data, label)
+    if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
+        if all("path" in r and "class_name" in r for r in data):
+            return _from_flat_tree(data, label)
+        if all("module_id" in r and "class" in r for r in data):
+            return _from_grouped_tree(data, label)
+    raise UserError(
+        f"{label} is neither a report (model.json with modules and module_metrics) nor a tree listing "
+        "(llm-perf-opt tree --flat, or tree --format json)"
+    )
+
+
+def _from_model(data: Mapping[str, Any], label: str) -> Snapshot:
+    try:
+        metrics = {m["module_id"]: m for m in data["module_metrics"]}
+        nodes = {}
+        for mod in data["modules"]:
+            nid = mod["module_id"]
+            row = metrics.get(nid, {})
+            nodes[nid] = NodeRecord(
+                module_id=nid,
+                class_name=str(mod["qualified_class_name"]),
+                repetition=str(mod.get("repetition", "none")),
+                repetition_count=mod.get("repetition_count"),
+                constructor_params=dict(mod.get("constructor_params") or {}),
+                metrics={name: float(row[key]) * factor for key, (name, factor) in _METRICS.items() if key in row},
+            )
+        workload = data.get("workload") or {}
+        header = {f"workload.{k}": workload.get(k) for k in _WORKLOAD_KEYS if k in workload}
+        header["model_variant"] = (data.get("model") or {}).get("model_variant")
+        total = data.get("predicted_total_time_ms")
+        return Snapshot(
+            kind="report",
+            label=label,
+            report_id=data.get("report_id"),
+            header=header,
+            totals={"predicted_total_time_s": float(total) * 1e-3} if total is not None else {},
+            nodes=nodes,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"{label}: malformed model.json ({type(exc).__name__}: {exc}); regenerate it with analyze"
+        ) from None
+
+
+def _from_flat_tree(records: Sequence[Mapping[str, Any]], label: str) -> Snapshot:
+    nodes = {}
+    for r in records:
+        nid = str(r["path"]) or "(root)"
+        metrics = {k: float(r[k]) for k in ("params", "own_params") if isinstance(r.get(k), int | float)}
+        nodes[nid] = NodeRecord(module_id=nid, class_name=str(r["class_name"]), metrics=metrics)
+    return Snapshot(kind="tree", label=label, nodes=nodes)
+
+
+def _from_grouped_tree(records: Sequence[Mapping[str, Any]], label: str) -> Snapshot:
+    nodes = {}
+    for r in records:
+        nid = str(r["module_id"])
+        metrics = {k: float(r[k]) for k in ("params", "calls") if isinstance(r.get(k), int | float)}
+        nodes[nid] = NodeRecord(
+            module_id=nid,
+            class_name=str(r["class"]),
+            repetition=str(r.get("repetition", "none")),
+            repetition_count=r.get("repetition_count"),
+            constructor_params=dict(r.get("constructor_params") or {}),
+            metrics=metrics,
+        )
+    return Snapshot(kind="tree", label=label, nodes=nodes)
+
+
+# -- comparing -------------------------------------------------------------------------------------------------
+
+
+def _differs(a: float, b: float, tolerance: float) -> bool:
+    return abs(a - b) > tolerance * max(abs(a), abs(b))
+
+
+def _node_changes(a: NodeRecord, b: NodeRecord) -> list[Change]:
+    out = []
+    for name in ("class_name", "repetition", "repetition_count"):
+        if getattr(a, name) != getattr(b, name):
+            out.append(Change(module_id=a.module_id, field=name, a=getattr(a, name), b=getattr(b, name)))
+    for key in sorted(set(a.constructor_params) | set(b.constructor_params)):
+        va, vb = a.constructor_params.get(key), b.constructor_params.get(key)
+        if va != vb:
+            out.append(Change(module_id=a.module_id, field=f"constructor_params.{key}", a=va, b=vb))
+    return out
+
+
+def _metric_deltas(nid: str, a: Mapping[str, float], b: Mapping[str, float], tolerance: float) -> list[Delta]:
+    out = []
+    for metric in sorted(set(a) | set(b)):
+        va, vb = a.get(metric, 0.0), b.get(metric, 0.0)
+        if _differs(va, vb, tolerance):
+            out.append(Delta(module_id=nid, metric=metric, a=va, b=vb))
+    return out
+
+
+def diff_snapshots(a: Snapshot, b: Snapshot, *, tolerance: float = DEFAULT_TOLERANCE) -> ReportDiff:
+    """Compare ``a`` (before) with ``b`` (after); node order follows ``a`` then the nodes only ``b`` has."""
+    if not tolerance >= 0:
+        raise UserError(f"tolerance must be >= 0 (a relative difference such as 0.01), got {tolerance}")
+    if a.kind != b.kind:
+        raise UserError(f"cannot compare a {a.kind} ({a.label}) with a {b.kind} ({b.label}); give two of one kind")
+    changes = [
+        Change(module_id=REPORT_ID, field=key, a=a.header.get(key), b=b.header.get(key))
+        for key in sorted(set(a.header) | set(b.header))
+        if a.header.get(key) != b.header.get(key)
+    ]
+    deltas = _metric_deltas(REPORT_ID, a.totals, b.totals, tolerance)
+    for nid, node in a.nodes.items():
+        other = b.nodes.get(nid)
+        if other is None:
+            continue
+        changes += _node_changes(node, other)
+        deltas += _metric_deltas(nid, node.metrics, other.metrics, tolerance)
+    return ReportDiff(
+        a=a,
+        b=b,
+        tolerance=tolerance,
+        added=tuple(nid for nid in b.nodes if nid not in a.nodes),
+        removed=tuple(nid for nid in a.nodes if nid not in b.nodes),
+        changes=tuple(changes),
+        deltas=tuple(deltas),
+    )

@@ -1,0 +1,101 @@
+"""Text and JSON views of a :class:`~llm_perf_opt.report.diff.ReportDiff` (what ``diff`` and ``check`` print)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_perf_opt.report.diff import REPORT_ID, Delta, ReportDiff
+from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_ms
+
+__all__ = ["DEFAULT_LIMIT", "diff_to_dict", "render_diff_text"]
+
+DEFAULT_LIMIT = 40
+"""Lines shown per section of the text view (the JSON view has everything)."""
+
+
+def _value(metric: str, value: float) -> str:
+    if metric.endswith("time_s"):
+        return fmt_ms(value)
+    if metric == "flops":
+        return fmt_flops(value)
+    if metric.endswith("bytes"):
+        return fmt_bytes(value)
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.6g}"
+
+
+def _delta_text(d: Delta) -> str:
+    return f"{d.metric} {_value(d.metric, d.a)} -> {_value(d.metric, d.b)} ({d.rel * 100:+.3g}%)"
+
+
+def _limited(lines: list[str], limit: int) -> list[str]:
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"  ... and {len(lines) - limit} more (use --limit or --format json)"]
+
+
+def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
+    """A readable diff: header, added/removed/changed nodes, metric deltas by node, and a one-line verdict."""
+    a, b = diff.a, diff.b
+    lines = [
+        f"A: {a.label}" + (f" (report {a.report_id})" if a.report_id else ""),
+        f"B: {b.label}" + (f" (report {b.report_id})" if b.report_id else ""),
+        f"tolerance: {diff.tolerance:g} relative; {len(a.nodes)} nodes in A, {len(b.nodes)} in B",
+    ]
+    report_changes = [c for c in diff.changes if c.module_id == REPORT_ID]
+    report_deltas = [d for d in diff.deltas if d.module_id == REPORT_ID]
+    if report_changes or report_deltas:
+        lines.append("")
+        lines.append("report:")
+        lines += [f"  {c.field}: {c.a} -> {c.b}" for c in report_changes]
+        lines += [f"  {_delta_text(d)}" for d in report_deltas]
+    if diff.added:
+        lines += ["", f"added nodes ({len(diff.added)}):"]
+        lines += _limited([f"  + {nid} ({b.nodes[nid].class_name.rsplit('.', 1)[-1]})" for nid in diff.added], limit)
+    if diff.removed:
+        lines += ["", f"removed nodes ({len(diff.removed)}):"]
+        lines += _limited([f"  - {nid} ({a.nodes[nid].class_name.rsplit('.', 1)[-1]})" for nid in diff.removed], limit)
+    node_changes = [c for c in diff.changes if c.module_id != REPORT_ID]
+    if node_changes:
+        by_node: dict[str, list[str]] = {}
+        for c in node_changes:
+            by_node.setdefault(c.module_id, []).append(f"{c.field} {c.a!r} -> {c.b!r}")
+        lines += ["", f"changed nodes ({len(by_node)}):"]
+        lines += _limited([f"  ~ {nid}: " + "; ".join(items) for nid, items in by_node.items()], limit)
+    node_deltas = [d for d in diff.deltas if d.module_id != REPORT_ID]
+    if node_deltas:
+        grouped: dict[str, list[Delta]] = {}
+        for d in node_deltas:
+            grouped.setdefault(d.module_id, []).append(d)
+        ranked = sorted(grouped.items(), key=lambda item: (-max(abs(d.rel) for d in item[1]), item[0]))
+        lines += ["", f"metric differences beyond the tolerance ({len(grouped)} nodes, largest first):"]
+        lines += _limited([f"  {nid}: " + "; ".join(_delta_text(d) for d in ds) for nid, ds in ranked], limit)
+    lines += ["", _verdict(diff)]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(diff: ReportDiff) -> str:
+    if diff.equal:
+        return f"EQUAL within tolerance {diff.tolerance:g}"
+    changed = len({c.module_id for c in diff.changes if c.module_id != REPORT_ID})
+    metric_nodes = len({d.module_id for d in diff.deltas if d.module_id != REPORT_ID})
+    first = diff.nodes_with_differences()[0]
+    return (
+        f"DIFFERENT: {len(diff.added)} added, {len(diff.removed)} removed, {changed} changed, "
+        f"{metric_nodes} with metric differences; first: {first}"
+    )
+
+
+def diff_to_dict(diff: ReportDiff) -> dict[str, Any]:
+    """Plain data for ``--format json`` (every difference, no limit)."""
+    return {
+        "a": {"label": diff.a.label, "report_id": diff.a.report_id, "nodes": len(diff.a.nodes)},
+        "b": {"label": diff.b.label, "report_id": diff.b.report_id, "nodes": len(diff.b.nodes)},
+        "tolerance": diff.tolerance,
+        "equal": diff.equal,
+        "added": list(diff.added),
+        "removed": list(diff.removed),
+        "changed": [{"module_id": c.module_id, "field": c.field, "a": c.a, "b": c.b} for c in diff.changes],
+        "metric_deltas": [
+            {"module_id": d.module_id, "metric": d.metric, "a": d.a, "b": d.b, "rel": d.rel} for d in diff.deltas
+        ],
+    }

@@ -1,0 +1,112 @@
+"""Human-readable numbers for the Markdown report and layer pages (SI prefixes, fixed precision, no locale).
+
+Every renderer formats through these functions, so one report reads consistently: FLOPs as ``GFLOP``/``TFLOP``,
+bytes as ``MB``/``GB`` (SI: 1 GB = 1e9 B, like the contract fields), times in ``ms`` (``us`` below 0.01 ms, ``s``
+above 10 s), integers with thousands separators.  Output depends only on the value (deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "fmt_bytes",
+    "fmt_count",
+    "fmt_flops",
+    "fmt_int",
+    "fmt_ms",
+    "fmt_rate",
+    "fmt_share",
+    "fmt_signed_pct",
+    "md_table",
+    "si",
+]
+
+_PREFIXES: tuple[tuple[float, str], ...] = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def si(value: float, unit: str, *, digits: int = 3) -> str:
+    """``value`` with the largest SI prefix that keeps it >= 1, ``digits`` significant figures: ``1.47 TFLOP``."""
+    value = float(f"{value:.{digits}g}")  # round first, so 999.7e9 reads 1.00 TFLOP, not 1,000 GFLOP
+    magnitude = abs(value)
+    for factor, prefix in _PREFIXES:
+        if magnitude >= factor:
+            return f"{_sig(value / factor, digits)} {prefix}{unit}"
+    return f"{_sig(value, digits)} {unit}"
+
+
+def _sig(value: float, digits: int) -> str:
+    """``digits`` significant figures, never in exponent form (``1.47``, ``235``, ``0.0123``, ``12,345``)."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
+
+
+def fmt_flops(flops: float) -> str:
+    """FLOPs (an amount): ``235 GFLOP``, ``1.47 TFLOP``."""
+    return si(flops, "FLOP")
+
+
+def fmt_rate(flops_per_s: float) -> str:
+    """FLOP/s: ``989 TFLOP/s``."""
+    return si(flops_per_s, "FLOP/s")
+
+
+def fmt_bytes(nbytes: float) -> str:
+    """Bytes with SI prefixes (1 GB = 1e9 B): ``6.67 GB``, ``61.4 kB``."""
+    return si(nbytes, "B")
+
+
+def fmt_int(value: int) -> str:
+    """An exact integer with thousands separators: ``6,672,212,480``."""
+    return f"{value:,}"
+
+
+def fmt_count(value: float) -> str:
+    """A count that may be large (kernels, calls): exact below a million, SI above."""
+    if float(value).is_integer() and abs(value) < 1e6:
+        return f"{int(value):,}"
+    return si(value, "").strip()
+
+
+def fmt_ms(seconds: float) -> str:
+    """A duration given in seconds, shown in ms (``us`` below 0.1 ms, ``s`` from 10 s)."""
+    if seconds == 0:
+        return "0 ms"
+    if abs(seconds) < 1e-4:
+        return f"{_sig(seconds * 1e6, 3)} us"
+    if abs(seconds) >= 10:
+        return f"{_sig(seconds, 4)} s"
+    return f"{_sig(seconds * 1e3, 4)} ms"
+
+
+def fmt_share(fraction: float) -> str:
+    """A fraction as a percentage with one decimal: ``42.0%`` (``<0.1%`` for tiny non-zero shares)."""
+    if 0 < fraction < 0.0005:
+        return "<0.1%"
+    return f"{fraction * 100:.1f}%"
+
+
+def fmt_signed_pct(fraction: float) -> str:
+    """A relative change as a signed percentage: ``+1.25%``, ``-0.03%``."""
+    return f"{fraction * 100:+.2f}%"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, align: str = "") -> str:
+    """A GitHub Markdown table; ``align`` has one letter per column (``l`` or ``r``; default: first left, rest right).
+
+    Pipes inside cells are escaped so a cell never splits the row.
+    """
+    spec = align or "l" + "r" * (len(header) - 1)
+    lines = [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join("---:" if a == "r" else "---" for a in spec) + "|",
+    ]
+    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,275 @@
+"""``report.md``: the human report of one analysis, rendered from an :class:`AnalysisResult` (no recomputation).
+
+Sections, in order: headline, workload, device, time (stages, bounds, throughput), memory, top modules, operator
+categories, plots, validation, coverage ledger, assumptions, layer pages.  Deterministic: no dates, no absolute paths,
+numbers through :mod:`llm_perf_opt.report.humanize`; the same result always renders the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from llm_perf_opt.report.humanize import (
+    fmt_bytes,
+    fmt_count,
+    fmt_flops,
+    fmt_int,
+    fmt_ms,
+    fmt_rate,
+    fmt_share,
+    md_table,
+)
+from llm_perf_opt.report.md_analysis import (
+    assumptions_section,
+    categories_section,
+    coverage_section,
+    layers_section,
+    plots_section,
+    top_modules_section,
+    validation_section,
+)
+from llm_perf_opt.report.result import AnalysisResult
+
+__all__ = ["render_report_md", "reproduce_command"]
+
+_STAGE_ROWS = (("vision", "Vision (SAM + CLIP)"), ("projector", "Projector + injection"), ("prefill", "Prefill"))
+
+
+def render_report_md(result: AnalysisResult) -> str:
+    """The whole ``report.md`` text (ends with one newline)."""
+    sections = [
+        _title(result),
+        _workload(result),
+        _device(result),
+        _time(result),
+        _memory(result),
+        top_modules_section(result),
+        categories_section(result),
+        plots_section(result),
+        validation_section(result),
+        coverage_section(result),
+        assumptions_section(result),
+        layers_section(result),
+    ]
+    return "\n".join(s.rstrip("\n") + "\n" for s in sections)
+
+
+def reproduce_command(result: AnalysisResult) -> str:
+    """The ``llm-perf-opt analyze`` command line that asks for this report (files by name only)."""
+    o = result.options
+    parts = ["llm-perf-opt analyze", f"--model {o.model}", f"--workload {o.workload_id}"]
+    if o.mode is not None:
+        parts.append(f"--mode {o.mode}")
+    if o.page is not None:
+        parts.append(f"--image {o.page[0]}x{o.page[1]}")
+    for flag, value in (
+        ("--prompt-tokens", o.prompt_tokens),
+        ("--max-new-tokens", o.max_new_tokens),
+        ("--batch", o.batch_size),
+    ):
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    parts += [f"--device {o.device}", f"--dtype {result.dtype}", f"--attention {o.attention}", f"--routing {o.routing}"]
+    if o.measured is not None:
+        parts.append(f"--measured {PurePath(o.measured).name}")
+    if o.device_profile is not None:
+        parts.append(f"--device-profile {PurePath(o.device_profile).name}")
+    return " ".join(parts)
+
+
+def _title(r: AnalysisResult) -> str:
+    w, s, t, cap = r.workload, r.stages, r.throughput, r.capacity
+    batch = f"a batch of {w.batch_size} pages" if w.batch_size > 1 else "one page"
+    fits = (
+        f"fits the {fmt_bytes(cap.capacity_bytes)} device (largest batch {fmt_int(cap.max_batch)})"
+        if cap.fits
+        else f"does **not** fit the {fmt_bytes(cap.capacity_bytes)} device"
+    )
+    steps = f"{fmt_int(s.decode_steps)} decode steps of {fmt_ms(s.tpot_s)} (TPOT)" if s.decode_steps else "no decode"
+    lines = [
+        f"# {r.model.model.model_variant} · {w.mode.name} {w.page_width}x{w.page_height} · {r.device.name}",
+        "",
+        f"Report `{r.report_id}` · model source {r.model_source} · {r.dtype} · {r.trace.attention} attention · "
+        f"routing {r.trace.routing}",
+        "",
+        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {fmt_int(w.max_new_tokens)} tokens each: "
+        f"time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
+        f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
+        f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
+        "",
+        f"Reproduce: `{reproduce_command(r)}`",
+        "",
+        "Predicted on a roofline of the named device from counts traced on PyTorch's meta device; "
+        "no GPU and no weights were used. Units: 1 GB = 1e9 B, 1 TFLOP = 1e12 FLOPs.",
+    ]
+    return "\n".join(lines)
+
+
+def _workload(r: AnalysisResult) -> str:
+    w = r.workload
+    mode = w.mode
+    cols, rows = w.grid
+    crops = (
+        f"{cols} x {rows} (cols x rows): {w.num_crops} crops of {w.crop_size} px"
+        if w.num_crops
+        else "none (global view only)"
+    )
+    view = f"{w.global_view_size} px global view" + (f" + {w.crop_size} px crops" if mode.crop_mode else "")
+    image = (
+        f"{fmt_int(w.image_tokens)} = {w.global_tokens} global + {fmt_int(w.local_tokens)} local"
+        if w.local_tokens
+        else f"{fmt_int(w.image_tokens)} (global view: {w.global_grid_side} rows x ({w.global_grid_side} + 1 newline) "
+        "+ 1 separator)"
+    )
+    table = [
+        ("workload preset", f"`{r.options.workload_id}`" + ("" if w.profile_id else " (with overrides)")),
+        ("page", f"{w.page_width} x {w.page_height} px, {w.num_pages} page(s) per document"),
+        ("resolution mode", f"{mode.name}: {view}, crop mode {'on' if mode.crop_mode else 'off'}"),
+        ("crop grid", crops),
+        ("image tokens per page", image),
+        ("prompt tokens", fmt_int(w.prompt_tokens)),
+        (
+            "prefill length S",
+            f"{fmt_int(w.seq_len)} = 1 BOS + {fmt_int(w.image_tokens)} image + {w.prompt_tokens} prompt",
+        ),
+        (
+            "new tokens N",
+            f"{fmt_int(w.max_new_tokens)} (1 from prefill + {fmt_int(w.decode_steps)} decode steps)",
+        ),
+        ("KV length at the end", f"{fmt_int(w.final_kv_len)} tokens (S + N - 1)"),
+        ("batch B", f"{w.batch_size} sequence(s) per forward"),
+    ]
+    return "## Workload\n\n" + md_table(("", ""), table, align="ll")
+
+
+def _device(r: AnalysisResult) -> str:
+    d, p = r.device, r.profile
+    peak = d.matmul_peak_flops(r.dtype)
+    effs = ", ".join(f"{c} {e:.2f}" for c, e in p.category_efficiency.items())
+    table = [
+        ("device", f"{d.name} (`{d.device_id}`), {d.architecture}, {d.sm_count} SMs"),
+        (f"matmul peak ({r.dtype}, dense)", fmt_rate(peak)),
+        ("vector peak (fp32, non-tensor)", fmt_rate(d.vector_peak_flops)),
+        ("memory bandwidth", f"{fmt_bytes(d.memory_bandwidth_bytes_per_s)}/s"),
+        ("memory capacity", f"{fmt_bytes(d.memory_capacity_bytes)} ({fmt_int(d.memory_capacity_bytes)} B)"),
+        ("ridge point", f"{peak / d.memory_bandwidth_bytes_per_s:,.0f} FLOP/B (matmul peak / bandwidth)"),
+        ("source", f"{d.source} ({d.source_date})"),
+        ("efficiencies", f"compute: {effs}; memory {p.memory_efficiency:.2f}"),
+        ("per-kernel overhead", f"{fmt_ms(p.kernel_overhead_s)} ({p.source})"),
+    ]
+    return "## Device\n\n" + md_table(("", ""), table, align="ll")
+
+
+def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tuple[str, ...]:
+    e2e = r.stages.end_to_end_s
+    node = r.trace.nodes.get(stage)
+    timed = r.timed.nodes.get(stage)
+    flops = fmt_flops(node.cost.total_flops) if node else "-"
+    nbytes = fmt_bytes(node.cost.total_bytes) if node else "-"
+    kernels = fmt_count(node.cost.kernels) if node else "-"
+    if timed and timed.total_s > 0:
+        split = (
+            f"{fmt_share(timed.compute_bound_s / timed.total_s)} / {fmt_share(timed.memory_bound_s / timed.total_s)}"
+            f" / {fmt_share(timed.overhead_s / timed.total_s)}"
+        )
+    else:
+        split = "-"
+    return (label, fmt_ms(seconds), fmt_share(seconds / e2e) if e2e else "-", flops, nbytes, kernels, split)
+
+
+def _time(r: AnalysisResult) -> str:
+    s = r.stages
+    rows = [_stage_row(r, stage, label, getattr(s, f"{stage}_s")) for stage, label in _STAGE_ROWS]
+    rows.append(
+        (
+            "**Time to first token (TTFT)**",
+            f"**{fmt_ms(s.ttft_s)}**",
+            fmt_share(s.ttft_s / s.end_to_end_s) if s.end_to_end_s else "-",
+            "",
+            "",
+            "",
+            "",
+        )
+    )
+    rows.append(_stage_row(r, "decode", f"Decode, {fmt_int(s.decode_steps)} steps", s.decode_s))
+    rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+    if s.other_s > 0 or "other" in r.trace.nodes:
+        rows.append(_stage_row(r, "other", "Other (outside the stages)", s.other_s))
+    rows.append(_stage_row(r, "root", "**End to end**", s.end_to_end_s))
+    header = ("stage", "time", "share", "FLOPs", "bytes moved", "kernels", "compute / memory / overhead")
+    t = r.throughput
+    throughput = md_table(
+        ("batch", "tokens/s (end to end)", "tokens/s (decode)", "pages/s", "pages/day"),
+        [
+            (
+                str(t.batch_size),
+                f"{t.tokens_per_s:,.1f}",
+                f"{t.decode_tokens_per_s:,.1f}",
+                f"{t.pages_per_s:,.3f}",
+                f"{t.pages_per_day:,.0f}",
+            )
+        ],
+    )
+    parts = [
+        "## Time\n",
+        md_table(header, rows),
+        "",
+        "The last column splits each stage's predicted time by what bounds its kernel groups: compute (FLOPs at "
+        "the category efficiency), memory (bytes at the memory efficiency) and per-kernel launch overhead. "
+        "Bytes are eager op-level traffic, an upper bound for fused kernels.",
+        "",
+        "### Throughput (static batching, batches back to back)\n",
+        throughput,
+    ]
+    if r.measured:
+        parts += ["### Predicted vs measured\n", _measured_table(r)]
+    return "\n".join(parts)
+
+
+def _measured_table(r: AnalysisResult) -> str:
+    """Per-stage predicted vs measured (the pipeline's ``measured`` payload: run id, device, stage rows)."""
+    measured = r.measured or {}
+    stages = [row for row in measured.get("stages", []) if isinstance(row, dict)]
+    head = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in measured.items() if not isinstance(v, list | dict))
+    keys: list[str] = []
+    for row in stages:
+        keys += [str(k) for k in row if str(k) not in keys]
+    table = md_table(keys, [[_plain(row.get(k)) for k in keys] for row in stages]) if stages else ""
+    return (f"Measurement: {head}.\n\n" if head else "") + table
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _memory(r: AnalysisResult) -> str:
+    m, c, w = r.memory, r.capacity, r.workload
+    tokens = w.final_kv_len * w.batch_size
+    per_token = m.kv_cache_bytes / tokens if tokens else 0.0
+    per_token_text = fmt_int(int(per_token)) if float(per_token).is_integer() else f"{per_token:,.1f}"
+    rows = [
+        ("weights", fmt_bytes(m.weights_bytes), fmt_int(m.weights_bytes), "all parameters, shared by the batch"),
+        (
+            "KV cache at the final length",
+            fmt_bytes(m.kv_cache_bytes),
+            fmt_int(m.kv_cache_bytes),
+            f"{fmt_int(w.final_kv_len)} tokens x {w.batch_size} sequence(s) x {per_token_text} B per token, "
+            "counted once",
+        ),
+        (
+            "peak activations",
+            fmt_bytes(m.peak_activation_bytes),
+            fmt_int(m.peak_activation_bytes),
+            "largest live set at any point (a max, not a sum)",
+        ),
+        ("**total**", f"**{fmt_bytes(m.total_bytes)}**", fmt_int(m.total_bytes), "weights + KV + peak activations"),
+        ("device capacity", fmt_bytes(c.capacity_bytes), fmt_int(c.capacity_bytes), r.device.device_id),
+        ("headroom", fmt_bytes(c.headroom_bytes), fmt_int(c.headroom_bytes), "fits" if c.fits else "does NOT fit"),
+    ]
+    max_batch = (
+        f"Largest batch that fits: **{fmt_int(c.max_batch)}** (capacity minus weights, over KV + activations per "
+        "sequence). Left out: CUDA context, allocator fragmentation and workspaces."
+    )
+    return "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch

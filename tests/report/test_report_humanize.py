@@ -1,0 +1,29 @@
+"""Number formatting for the human report."""
+
+from __future__ import annotations
+
+from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_ms, fmt_share, md_table
+
+
+def test_si_prefixes_and_significant_figures() -> None:
+    assert fmt_flops(1_469_826_000_000) == "1.47 TFLOP"  # facts §3.7 Base prefill
+    assert fmt_flops(999.7e9) == "1.00 TFLOP"  # rounds up into the next prefix
+    assert fmt_flops(235_000_000) == "235 MFLOP"
+    assert fmt_bytes(6_672_212_480) == "6.67 GB"
+    assert fmt_bytes(61_440) == "61.4 kB"
+    assert fmt_bytes(0) == "0 B"
+
+
+def test_times_integers_shares() -> None:
+    assert fmt_ms(0.0456) == "45.60 ms"
+    assert fmt_ms(1e-5) == "10.0 us"
+    assert fmt_ms(12.3) == "12.30 s"
+    assert fmt_ms(0) == "0 ms"
+    assert fmt_int(3_336_106_240) == "3,336,106,240"
+    assert fmt_count(12) == "12" and fmt_count(1_234_567) == "1.23 M"
+    assert fmt_share(0.42) == "42.0%" and fmt_share(0.0001) == "<0.1%" and fmt_share(0) == "0.0%"
+
+
+def test_markdown_table_escapes_pipes() -> None:
+    table = md_table(("a", "b"), [("x|y", "1")])
+    assert table == "| a | b |\n|---|---:|\n| x\\|y | 1 |\n"

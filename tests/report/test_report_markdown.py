@@ -1,0 +1,136 @@
+"""report.md: a snapshot of a fixed small result, determinism, required sections and human-formatted numbers.
+
+Regenerate the snapshot deliberately with ``LLM_PERF_OPT_UPDATE_SNAPSHOTS=1 pytest tests/report``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from attrs import evolve
+from report_fixture import small_result
+
+from llm_perf_opt.report.markdown import render_report_md, reproduce_command
+from llm_perf_opt.report.result import AnalysisResult
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "report_small.md"
+UPDATE = os.environ.get("LLM_PERF_OPT_UPDATE_SNAPSHOTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def result() -> AnalysisResult:
+    return small_result()
+
+
+@pytest.fixture(scope="module")
+def text(result: AnalysisResult) -> str:
+    return render_report_md(result)
+
+
+def test_matches_the_snapshot(text: str) -> None:
+    if UPDATE:
+        SNAPSHOT.write_text(text, encoding="utf-8")
+    assert SNAPSHOT.read_text(encoding="utf-8") == text, (
+        "report.md changed; regenerate with LLM_PERF_OPT_UPDATE_SNAPSHOTS=1"
+    )
+
+
+def test_is_deterministic_and_holds_no_absolute_path(result: AnalysisResult, text: str) -> None:
+    assert render_report_md(small_result()) == text
+    assert str(Path.cwd()) not in text and "/tmp" not in text and "/home" not in text
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+def test_has_every_section_in_order(text: str) -> None:
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Workload",
+        "## Device",
+        "## Time",
+        "## Memory",
+        "## Where the time goes: top modules",
+        "## Operator categories",
+        "## Plots",
+        "## Validation: analytic vs traced",
+        "## Coverage ledger",
+        "## Assumptions",
+        "## Layer pages",
+    ]
+    assert text.startswith("# deepseek-ocr-v1-base · base 1024x1024 · NVIDIA H100 SXM5 80GB\n")
+
+
+def test_workload_numbers_are_exact(text: str) -> None:
+    assert "| prefill length S | 283 = 1 BOS + 273 image + 9 prompt |" in text  # facts §3.5
+    assert "| new tokens N | 8 (1 from prefill + 7 decode steps) |" in text
+    assert "| KV length at the end | 290 tokens (S + N - 1) |" in text  # 283 + 8 - 1
+
+
+def test_memory_shows_exact_bytes(result: AnalysisResult, text: str) -> None:
+    assert "| weights | 6.67 GB | 6,672,212,480 |" in text  # 2 * 3,336,106,240
+    kv = 2 * 12 * 10 * 128 * 2 * 290  # 61,440 B per token x 290 tokens
+    assert result.memory.kv_cache_bytes == kv
+    assert f"| {17.8} MB | {kv:,} | 290 tokens x 1 sequence(s) x 61,440 B per token" in text
+
+
+def test_stage_times_add_up(result: AnalysisResult, text: str) -> None:
+    s = result.stages
+    assert s.ttft_s == pytest.approx(s.vision_s + s.projector_s + s.prefill_s)
+    assert f"**End to end {s.end_to_end_s * 1e3:.2f} ms**" in text
+    assert "| Time per output token (TPOT) |" in text and "| Decode, 7 steps |" in text
+
+
+def test_links_plots_png_embedded_and_svg_beside(text: str) -> None:
+    for stem in ("stage_times", "category_shares", "roofline"):
+        assert f"](plots/{stem}.png)" in text and f"([SVG](plots/{stem}.svg))" in text
+    assert "[Block](layers/Block.md)" in text and "[Linear](layers/Linear.md)" in text
+
+
+def test_coverage_lists_unsupported_ops_and_says_none_when_empty(result: AnalysisResult, text: str) -> None:
+    assert "| `aten.nonzero.default` | 3 | `prefill/model.layers.{1..11}` |" in text
+    assert "`model.vision_model.embeddings.patch_embedding`" in text
+    clean = evolve(result, trace=evolve(result.trace, unsupported=(), uncalled_modules=()))
+    clean_text = render_report_md(clean)
+    assert "none: no op went uncounted." in clean_text
+    assert "none: every module ran." in clean_text
+
+
+def test_validation_summary_names_the_worst_node(text: str) -> None:
+    assert "- worst relative error: 5% on `vision/model.vision_model` (bytes_read)" in text
+    assert "| `vision/model.vision_model` | bytes_read | 1.05 | 1.05 | bicubic" in text
+
+
+def test_assumptions_cover_the_conventions(result: AnalysisResult) -> None:
+    text = render_report_md(evolve(result, assumptions=()))
+    section = text.split("## Assumptions\n", 1)[1].split("\n## ", 1)[0]
+    for needle in (
+        "2 per multiply-accumulate",
+        "Attention kernel: flash",
+        "MoE routing: balanced",
+        "dense peaks from NVIDIA H100",
+        "per-kernel overhead 10.0 us",
+        "Decode: affine-fit",
+    ):
+        assert needle in section
+    given = render_report_md(evolve(result, assumptions=("decode: every-step (forced)",)))
+    assert "- Decode: every-step (forced)" in given
+
+
+def test_measured_comparison_is_shown_when_given(result: AnalysisResult) -> None:
+    measured = {
+        "run_id": "run-1",
+        "device": "NVIDIA H100",
+        "stages": [{"stage": "prefill", "predicted_ms": 4.19, "measured_ms": 5.0, "ratio": 0.838}],
+    }
+    text = render_report_md(evolve(result, measured=measured))
+    assert "### Predicted vs measured" in text
+    assert "Measurement: run id run-1, device NVIDIA H100." in text
+    assert "| prefill | 4.19 | 5 | 0.838 |" in text
+
+
+def test_reproduce_command_names_every_choice(result: AnalysisResult) -> None:
+    assert reproduce_command(result) == (
+        "llm-perf-opt analyze --model deepseek-ocr-v1-base --workload dsocr-standard-v1 --mode base "
+        "--image 1024x1024 --max-new-tokens 8 --device h100-sxm --dtype bf16 --attention flash --routing balanced"
+    )

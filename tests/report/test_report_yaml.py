@@ -1,0 +1,40 @@
+"""report.yaml: parses back, SI keys with exact integers, deterministic."""
+
+from __future__ import annotations
+
+import yaml
+from report_fixture import small_result
+
+from llm_perf_opt.report.assemble import rounded
+from llm_perf_opt.report.yaml_out import render_report_yaml
+
+
+def test_round_trips_and_is_deterministic() -> None:
+    result = small_result()
+    text = render_report_yaml(result)
+    assert render_report_yaml(small_result()) == text
+    data = yaml.safe_load(text)
+    assert list(data) == [
+        "report",
+        "workload",
+        "device",
+        "time",
+        "memory",
+        "top_modules",
+        "categories",
+        "validation",
+        "coverage",
+        "assumptions",
+        "modules",
+    ]
+    assert data["report"]["report_id"] == result.report_id
+    assert data["workload"]["seq_len"] == 283 and data["workload"]["final_kv_len"] == 290
+    assert data["memory"]["weights_bytes"] == 6_672_212_480
+    assert data["memory"]["kv_cache_bytes"] == 61_440 * 290
+    assert data["coverage"]["unsupported_ops"] == [
+        {"op": "aten.nonzero.default", "count": 3, "module_paths": ["prefill/model.layers.{1..11}"]}
+    ]
+    lm_head = next(m for m in data["modules"] if m["module_id"] == "prefill/lm_head")
+    assert lm_head["matmul_flops"] == 2 * 283 * 1280 * 129280  # exact integer, not rounded
+    assert len(data["modules"]) == len(result.trace.nodes)
+    assert data["time"]["stages_ms"]["end_to_end_ms"] == rounded(result.stages.end_to_end_s * 1e3)
