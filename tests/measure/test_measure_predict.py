@@ -1,0 +1,41 @@
+"""The cost tree of a measurement: its workload re-created, traced with the decoder attention that ran."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from attrs import evolve
+
+from llm_perf_opt.measure.predict import cost_tree, workload_of
+from llm_perf_opt.measure.record import Measurement, MeasurementError
+
+Factory = Callable[..., Measurement]
+
+
+def test_workload_is_recreated_from_the_record(measurement_factory: Factory) -> None:
+    w = workload_of(measurement_factory())
+    assert (w.mode.name, w.page, w.seq_len, w.max_new_tokens, w.batch_size) == ("tiny", (512, 512), 83, 4, 1)
+
+
+def test_a_record_that_no_longer_resolves_is_refused(measurement_factory: Factory) -> None:
+    m = measurement_factory()
+    with pytest.raises(MeasurementError, match="records S=84 but its page and mode give S=83"):
+        workload_of(evolve(m, workload=evolve(m.workload, seq_len=84)))
+    with pytest.raises(MeasurementError, match="not a named mode"):
+        workload_of(evolve(m, workload=evolve(m.workload, mode="custom")))
+
+
+def test_eager_and_sdpa_trees_differ_only_in_decoder_attention(measurement_factory: Factory) -> None:
+    eager = cost_tree(measurement_factory(attention="eager"))
+    sdpa = cost_tree(measurement_factory(attention="sdpa"))
+    # SAM and CLIP call the fused SDPA op either way: identical vision
+    assert eager["vision"].by_category == sdpa["vision"].by_category
+    # the projector stage also holds the eager prefill's additive causal mask (built after the image injection)
+    assert eager["projector"].by_category["linear"] == sdpa["projector"].by_category["linear"]
+    eager_kernels = sum(c.kernels for c in eager["projector"].by_category.values())
+    assert eager_kernels > sum(c.kernels for c in sdpa["projector"].by_category.values())
+    # eager decoder attention: explicit matmuls, scale, fp32 softmax, casts - more kernels than one fused call
+    for stage in ("prefill", "decode"):
+        assert eager[stage].by_category["attention"].kernels > sdpa[stage].by_category["attention"].kernels
+        assert eager[stage].by_category["linear"] == sdpa[stage].by_category["linear"]
