@@ -22,8 +22,10 @@ __all__ = ["main"]
 COMMANDS: dict[str, str] = {
     "calibrate": "calibrate:calibrate",
     "devices": "devices:devices",
+    "diff": "diff:diff",
     "measure": "measure:measure",
     "serve": "serve:serve",
+    "sweep": "sweep:sweep",
     "tree": "tree:tree",
     "validation-doc": "validation_doc:validation_doc",
     "workloads": "workloads:workloads",

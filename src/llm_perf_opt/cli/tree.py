@@ -2,8 +2,9 @@
 
 ``--flat --format json`` prints one JSON object per module, in ``named_modules()`` order (the root first, path ``""``):
 ``{"path": ..., "class_name": ..., "own_params": ..., "params": ...}`` - parameters registered directly on the module
-and the inclusive count.  The grouped view (repeated blocks folded, per-stage nodes) comes from the tracer and is
-not available yet; asking for it is an error rather than a stand-in.
+and the inclusive count.  Without ``--flat`` the workload is traced and the grouped tree is printed (repeated blocks
+folded, per-stage nodes, for/parfor counts, parameters, constructor parameters): as text, or with ``--format json``
+as node records that ``llm-perf-opt diff`` compares (:mod:`llm_perf_opt.report.tree_text`).
 """
 
 from __future__ import annotations
@@ -56,20 +57,83 @@ def module_records(model: nn.Module) -> list[dict[str, Any]]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json"]),
-    default="json",
-    show_default=True,
-    help="json: one JSON object per line.",
+    type=click.Choice(["json", "text"]),
+    default=None,
+    help="--flat: json (one JSON object per line, the default). Grouped: text (default) or json (node records).",
 )
-def tree(model_name: str, flat: bool, fmt: str) -> None:
-    """Print the module tree of a model source, built on the meta device."""
+@click.option("--workload", "workload_id", default=None, help="Grouped view: workload preset to trace.")
+@click.option("--mode", default=None, help="Grouped view: resolution mode override.")
+@click.option("--image", "page", default=None, metavar="WxH", help="Grouped view: page size override, e.g. 1024x1024.")
+@click.option("--max-new-tokens", type=int, default=None, help="Grouped view: generated tokens override.")
+@click.option("--attention", type=click.Choice(["flash", "eager"]), default="flash", show_default=True)
+@click.option("--stage", default=None, help="Grouped view: show one stage (vision, projector, prefill, decode).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Grouped view: levels below the start.")
+def tree(
+    model_name: str,
+    flat: bool,
+    fmt: str | None,
+    workload_id: str | None,
+    mode: str | None,
+    page: str | None,
+    max_new_tokens: int | None,
+    attention: str,
+    stage: str | None,
+    depth: int | None,
+) -> None:
+    """Print the module tree of a model source, built on the meta device.
+
+    Default: the grouped tree a trace produces (repeated blocks folded, per-stage nodes, for/parfor counts,
+    parameters and constructor parameters). --flat: every named_modules() path, no trace.
+    """
     if not flat:
-        raise UserError(
-            "the grouped tree view needs the tracer, which this build does not have yet; "
-            "use --flat for the per-module listing"
-        )
+        _grouped(model_name, fmt or "text", workload_id, mode, page, max_new_tokens, attention, stage, depth)
+        return
+    if fmt == "text":
+        raise UserError("--flat prints JSON lines only; drop --format text or drop --flat for the grouped text view")
     from llm_perf_opt.sources import resolve_model_source
 
     model = resolve_model_source(model_name).build()
     for record in module_records(model):
         click.echo(json.dumps(record))
+
+
+def _grouped(
+    model_name: str,
+    fmt: str,
+    workload_id: str | None,
+    mode: str | None,
+    page: str | None,
+    max_new_tokens: int | None,
+    attention: str,
+    stage: str | None,
+    depth: int | None,
+) -> None:
+    """Trace the workload on the meta device and print the grouped tree (text) or its node records (json)."""
+    from llm_perf_opt.report.options import DEFAULT_MODEL, AnalysisOptions, resolve_workload
+    from llm_perf_opt.report.tree_text import tree_records, tree_text
+    from llm_perf_opt.sources import resolve_model_source
+    from llm_perf_opt.tracer.trace import trace_workload
+    from llm_perf_opt.workloads import DEFAULT_PRESET_ID
+
+    options = AnalysisOptions(
+        model=model_name or DEFAULT_MODEL,
+        mode=mode,
+        page=_parse_page(page) if page else None,
+        max_new_tokens=max_new_tokens,
+        workload_id=workload_id or DEFAULT_PRESET_ID,
+    )
+    source = resolve_model_source(options.model)
+    workload = resolve_workload(options, source.config)
+    click.echo(f"tracing {source.name}: {workload.describe()}", err=True)
+    trace = trace_workload(source, workload, attention="eager" if attention == "eager" else "flash")
+    if fmt == "json":
+        click.echo(json.dumps(tree_records(trace), indent=1))
+    else:
+        click.echo(tree_text(trace, stage=stage, max_depth=depth), nl=False)
+
+
+def _parse_page(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise UserError(f"--image must be WIDTHxHEIGHT in pixels (e.g. 1024x1024), got {text!r}")
+    return int(width), int(height)

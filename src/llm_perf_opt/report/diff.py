@@ -85,7 +85,7 @@ class Change:
 
 @frozen(kw_only=True)
 class Delta:
-    """A numeric difference beyond the tolerance; ``rel = (b - a) / max(|a|, |b|)``."""
+    """A numeric difference beyond the tolerance; ``rel = (b - a) / |a|`` (None when ``a`` is 0)."""
 
     module_id: str
     metric: str
@@ -93,9 +93,8 @@ class Delta:
     b: float
 
     @property
-    def rel(self) -> float:
-        scale = max(abs(self.a), abs(self.b))
-        return (self.b - self.a) / scale if scale else 0.0
+    def rel(self) -> float | None:
+        return (self.b - self.a) / abs(self.a) if self.a else None
 
 
 @frozen(kw_only=True)
@@ -115,7 +114,8 @@ class ReportDiff:
         return not (self.added or self.removed or self.changes or self.deltas)
 
     def nodes_with_differences(self) -> list[str]:
-        """Every node id that differs, in a stable order (added, removed, changed, then metric deltas)."""
+        """Every node id that differs (not the report header), in a stable order: added, removed, changed, then
+        metric deltas."""
         seen: dict[str, None] = {}
         for nid in (
             *self.added,
@@ -123,8 +123,19 @@ class ReportDiff:
             *(c.module_id for c in self.changes),
             *(d.module_id for d in self.deltas),
         ):
-            seen.setdefault(nid, None)
+            if nid != REPORT_ID:
+                seen.setdefault(nid, None)
         return list(seen)
+
+    def innermost(self) -> list[str]:
+        """Differing nodes none of whose descendants differ: where a change starts (its ancestors follow it)."""
+        nodes = self.nodes_with_differences()
+        return [n for n in nodes if not any(_is_descendant(other, n) for other in nodes if other != n)]
+
+
+def _is_descendant(node: str, ancestor: str) -> bool:
+    """By id: ``root`` holds everything, a stage its ``<stage>/...`` ids, a path its ``<path>.`` extensions."""
+    return ancestor == "root" or node.startswith((ancestor + "/", ancestor + "."))
 
 
 # -- loading ---------------------------------------------------------------------------------------------------

@@ -23,8 +23,24 @@ def _value(metric: str, value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:.6g}"
 
 
+_NAMES = {
+    "flops": "FLOPs",
+    "bytes": "bytes",
+    "time_s": "time",
+    "weight_bytes": "weights",
+    "activation_bytes": "peak activations",
+    "kv_bytes": "KV",
+    "predicted_total_time_s": "predicted end to end",
+}
+
+
 def _delta_text(d: Delta) -> str:
-    return f"{d.metric} {_value(d.metric, d.a)} -> {_value(d.metric, d.b)} ({d.rel * 100:+.3g}%)"
+    change = "new" if d.rel is None else f"{d.rel * 100:+.3g}%"
+    return f"{_NAMES.get(d.metric, d.metric)} {_value(d.metric, d.a)} -> {_value(d.metric, d.b)} ({change})"
+
+
+def _size(d: Delta) -> float:
+    return float("inf") if d.rel is None else abs(d.rel)
 
 
 def _limited(lines: list[str], limit: int) -> list[str]:
@@ -66,7 +82,7 @@ def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
         grouped: dict[str, list[Delta]] = {}
         for d in node_deltas:
             grouped.setdefault(d.module_id, []).append(d)
-        ranked = sorted(grouped.items(), key=lambda item: (-max(abs(d.rel) for d in item[1]), item[0]))
+        ranked = sorted(grouped.items(), key=lambda item: (-max(_size(d) for d in item[1]), item[0]))
         lines += ["", f"metric differences beyond the tolerance ({len(grouped)} nodes, largest first):"]
         lines += _limited([f"  {nid}: " + "; ".join(_delta_text(d) for d in ds) for nid, ds in ranked], limit)
     lines += ["", _verdict(diff)]
@@ -78,10 +94,12 @@ def _verdict(diff: ReportDiff) -> str:
         return f"EQUAL within tolerance {diff.tolerance:g}"
     changed = len({c.module_id for c in diff.changes if c.module_id != REPORT_ID})
     metric_nodes = len({d.module_id for d in diff.deltas if d.module_id != REPORT_ID})
-    first = diff.nodes_with_differences()[0]
+    inner = diff.innermost()
+    shown = ", ".join(inner[:5]) + (f" and {len(inner) - 5} more" if len(inner) > 5 else "")
+    first = f"; innermost: {shown}" if inner else "; only the report header differs"
     return (
         f"DIFFERENT: {len(diff.added)} added, {len(diff.removed)} removed, {changed} changed, "
-        f"{metric_nodes} with metric differences; first: {first}"
+        f"{metric_nodes} with metric differences{first}"
     )
 
 

@@ -1,0 +1,166 @@
+"""``llm-perf-opt sweep``: a what-if table over devices x modes/pages x batch sizes x output lengths x dtypes.
+
+Counts come from the analytic model (no tracing, no torch); each distinct workload is costed once and re-timed for
+every device and dtype.  Without ``--out`` the Markdown table goes to stdout (``--format csv`` for CSV); with
+``--out DIR`` the folder gets ``sweep.csv`` (every column), ``sweep.md`` (the readable columns) and the plot
+``sweep.png`` / ``sweep.svg``, all published atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llm_perf_opt.core import staged_directory
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.hardware import get_device
+from llm_perf_opt.perf import load_device_profile
+from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
+from llm_perf_opt.workloads import RoutingModel
+from llm_perf_opt.workloads.modes import get_mode
+
+__all__ = ["MD_COLUMNS", "parse_int_list", "parse_pages", "sweep"]
+
+MD_COLUMNS: tuple[str, ...] = (
+    "device",
+    "dtype",
+    "mode",
+    "page_width",
+    "page_height",
+    "batch_size",
+    "max_new_tokens",
+    "seq_len",
+    "ttft_ms",
+    "tpot_ms",
+    "end_to_end_ms",
+    "tokens_per_s",
+    "pages_per_day",
+    "memory_gb",
+    "fits",
+    "max_batch",
+)
+"""Columns of the Markdown table (the CSV has all of them)."""
+
+
+def _items(text: str, flag: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{flag} needs at least one value (comma-separated), got {text!r}")
+    return items
+
+
+def parse_int_list(text: str, flag: str) -> list[int]:
+    """``"1,8,32"`` -> ``[1, 8, 32]``; each must be a positive integer."""
+    out = []
+    for item in _items(text, flag):
+        if not item.isdigit() or int(item) < 1:
+            raise UserError(f"{flag} takes positive integers separated by commas (e.g. 1,8), got {item!r}")
+        out.append(int(item))
+    return out
+
+
+def parse_pages(text: str) -> list[tuple[int, int]]:
+    """``"1024x1024,1240x1754"`` -> page sizes in pixels."""
+    out = []
+    for item in _items(text, "--page"):
+        width, sep, height = item.lower().partition("x")
+        if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+            raise UserError(f"--page takes WIDTHxHEIGHT in pixels separated by commas (e.g. 1024x1024), got {item!r}")
+        out.append((int(width), int(height)))
+    return out
+
+
+@click.command(name="sweep")
+@click.option("--device", "devices", default="h100-sxm", show_default=True, help="Catalog ids, comma-separated.")
+@click.option("--mode", "modes", default="gundam", show_default=True, help="Resolution modes, comma-separated.")
+@click.option("--page", "pages", default="1024x1024", show_default=True, help="Page sizes WxH, comma-separated.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--max-new-tokens", "lengths", default="512", show_default=True, help="Output lengths, comma-separated.")
+@click.option("--dtype", "dtypes", default="bf16", show_default=True, help="Dtypes, comma-separated.")
+@click.option("--prompt-tokens", type=click.IntRange(min=0), default=9, show_default=True)
+@click.option("--attention", type=click.Choice(["flash", "eager"]), default="flash", show_default=True)
+@click.option("--routing", default="balanced", show_default=True, help="balanced, skewed:ALPHA or histogram:FILE.")
+@click.option("--execution", type=click.Choice(["eager", "cuda-graph"]), default="eager", show_default=True)
+@click.option("--device-profile", type=click.Path(dir_okay=False), default=None, help="Calibrated profile file.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write the files here.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+def sweep(
+    devices: str,
+    modes: str,
+    pages: str,
+    batches: str,
+    lengths: str,
+    dtypes: str,
+    prompt_tokens: int,
+    attention: str,
+    routing: str,
+    execution: str,
+    device_profile: str | None,
+    out_dir: str | None,
+    fmt: str,
+) -> None:
+    """What-if table over devices, modes/pages, batch sizes and output lengths (analytic model, no tracing)."""
+    spec = SweepSpec(
+        devices=_items(devices, "--device"),
+        pages=[(mode, page) for mode in _items(modes, "--mode") for page in parse_pages(pages)],
+        batch_sizes=parse_int_list(batches, "--batch"),
+        max_new_tokens=parse_int_list(lengths, "--max-new-tokens"),
+        dtypes=_items(dtypes, "--dtype"),
+        prompt_tokens=prompt_tokens,
+        attention=attention,
+        routing=RoutingModel.parse(routing),
+        execution=execution,
+    )
+    profiles = None
+    if device_profile is not None:
+        profile = load_device_profile(device_profile)
+        profiles = dict.fromkeys(spec.devices, profile) if profile.device_id == "*" else {profile.device_id: profile}
+    for device_id in spec.devices:
+        get_device(device_id)  # unknown ids fail here, before any output
+    for mode, _ in spec.pages:
+        get_mode(mode)
+    click.echo(f"sweep: {spec.num_points} point(s)", err=True)
+    result = run_sweep(spec, profiles=profiles)
+    for note in result.skipped:
+        click.echo(f"skipped: {note}", err=True)
+    if out_dir is None:
+        text = rows_to_csv(result.rows) if fmt == "csv" else rows_to_markdown(result.rows, MD_COLUMNS)
+        click.echo(text, nl=False)
+        return
+    files = _files(spec, result)
+    _publish(Path(out_dir), files)
+    click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
+
+
+def _files(spec: SweepSpec, result: SweepResult) -> dict[str, bytes]:
+    from llm_perf_opt.report.plots import render_sweep_plot  # matplotlib: only when files are written
+
+    grid = (
+        f"devices {', '.join(spec.devices)}; pages "
+        + ", ".join(f"{m} {w}x{h}" for m, (w, h) in spec.pages)
+        + f"; batch {', '.join(map(str, spec.batch_sizes))}; max_new_tokens {', '.join(map(str, spec.max_new_tokens))}"
+        + f"; dtypes {', '.join(spec.dtypes)}; prompt {spec.prompt_tokens} tokens; {spec.attention} attention; "
+        f"routing {spec.routing.describe()}; {spec.execution} execution"
+    )
+    skipped = "".join(f"- skipped: {s}\n" for s in result.skipped)
+    md = (
+        "# What-if sweep\n\n"
+        f"Grid: {grid}. Counts from the analytic model; time on each device's roofline. "
+        "Times in ms, memory in GB (1e9 B). `sweep.csv` has every column.\n\n"
+        + rows_to_markdown(result.rows, MD_COLUMNS)
+        + ("\n" + skipped if skipped else "")
+        + "\n![Pages per day against batch size](sweep.png) ([SVG](sweep.svg))\n"
+    )
+    files = {"sweep.csv": rows_to_csv(result.rows).encode("utf-8"), "sweep.md": md.encode("utf-8")}
+    files.update(render_sweep_plot(result.rows))
+    return files
+
+
+def _publish(out_dir: Path, files: dict[str, bytes]) -> None:
+    try:
+        with staged_directory(out_dir) as stage:
+            for rel, data in files.items():
+                (stage / rel).write_bytes(data)
+    except OSError as exc:
+        raise UserError(f"cannot write the sweep to {out_dir}: {exc.strerror or exc}; choose another --out") from None

@@ -1,0 +1,78 @@
+"""``llm-perf-opt sweep``: the what-if table from the analytic model, as Markdown, CSV, or files with a plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from llm_perf_opt.cli import cli
+
+GRID = [
+    "--device",
+    "h100-sxm,a100-80gb",
+    "--mode",
+    "base",
+    "--page",
+    "1024x1024",
+    "--batch",
+    "1,4",
+    "--max-new-tokens",
+    "32",
+]
+
+
+def test_markdown_table_has_one_row_per_point() -> None:
+    result = CliRunner().invoke(cli, ["sweep", *GRID])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| device | dtype | mode | page_width | page_height | batch_size |")
+    rows = [line for line in lines[2:] if line.startswith("| ")]
+    assert len(rows) == 2 * 1 * 2 * 1  # devices x pages x batches x lengths
+    assert "sweep: 4 point(s)" in result.stderr
+    assert all("| 283 |" in row for row in rows)  # S = 1 + 273 + 9 for a Base 1024 page (facts §3.5)
+
+
+def test_csv_has_every_column_and_times_grow_with_batch() -> None:
+    result = CliRunner().invoke(cli, ["sweep", *GRID, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 4 and "vision_ms" in rows[0] and "kv_cache_gb" in rows[0]
+    h100 = {int(r["batch_size"]): r for r in rows if r["device"] == "h100-sxm"}
+    assert float(h100[4]["ttft_ms"]) > float(h100[1]["ttft_ms"])
+    assert float(h100[4]["pages_per_day"]) > float(h100[1]["pages_per_day"])
+
+
+def test_out_writes_csv_markdown_and_plot_deterministically(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = CliRunner().invoke(cli, ["sweep", *GRID, "--dtype", "bf16,fp8", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "skipped: a100-80gb fp8: the device has no fp8 peak" in result.stderr
+        runs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert sorted(runs[0]) == ["sweep.csv", "sweep.md", "sweep.png", "sweep.svg"]
+    assert runs[0] == runs[1]
+    md = runs[0]["sweep.md"].decode()
+    assert md.startswith("# What-if sweep\n") and "![Pages per day against batch size](sweep.png)" in md
+    assert "- skipped: a100-80gb fp8" in md
+
+
+def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
+    cases = [
+        (["--device", "h999"], "unknown device"),
+        (["--mode", "huge"], "unknown"),
+        (["--page", "0x0"], "--page takes WIDTHxHEIGHT"),
+        (["--batch", "1,x"], "--batch takes positive integers"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(cli, ["sweep", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.startswith("error: ") and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(blocker / "sub")])
+    assert result.exit_code == 1 and "cannot write the sweep" in result.stderr
