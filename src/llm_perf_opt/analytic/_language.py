@@ -14,19 +14,19 @@ from attrs import frozen
 
 from llm_perf_opt.analytic._vision import index_label
 from llm_perf_opt.analytic.formulas import decoder as dec
-from llm_perf_opt.analytic.tree import TreeBuilder, vec
+from llm_perf_opt.analytic.tree import Sink, TreeBuilder, vec
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import Cost
 from llm_perf_opt.workloads.routing import RoutingModel
 
-__all__ = ["LanguagePass", "add_language_stage", "decoder_weight_bytes"]
+__all__ = ["LanguagePass", "add_attention_cores", "add_language_pass", "decoder_weight_bytes", "layer_groups"]
 
 _SWIGLU = ("gate_proj", "up_proj", "down_proj")
 
 
 @frozen(kw_only=True)
 class LanguagePass:
-    """``times`` passes of ``B`` rows x ``q`` tokens; ``k0`` keys in the first, ``sum_k`` keys over all passes."""
+    """``times`` passes of ``B`` rows x ``q`` tokens, ``sum_k`` keys over all passes, ``kv_end`` cached at the end."""
 
     stage: str
     B: int
@@ -37,48 +37,57 @@ class LanguagePass:
 
 
 def _affine(f0: Cost, f1: Cost, *, times: int, sum_k: int) -> tuple[int, ...]:
-    """``times*f0 + sum_k*(f1 - f0)`` field by field (``f`` affine in the key count)."""
+    """``times*f0 + sum_k*(f1 - f0)`` field by field (``f`` affine in ``k``; ``sum_k`` the sum of ``k``)."""
     return tuple(times * a + sum_k * (b - a) for a, b in zip(vec(f0), vec(f1), strict=True))
 
 
-def add_language_stage(
-    tb: TreeBuilder, cfg: DeepseekOCRConfig, lp: LanguagePass, *, eager: bool, routing: RoutingModel, a: int
-) -> None:
-    """One language stage (see module docstring) on the tracer's ids ``<stage>/model.layers.{...}`` etc."""
-    st, B, q, n = lp.stage, lp.B, lp.q, lp.times
-    N, d, V = B * q, cfg.hidden_size, cfg.vocab_size
-    tb.node(st, calls=n)
-    tb.node(f"{st}/model", calls=n)
-    tb.add(f"{st}/model.embed_tokens", "embedding", dec.embedding(N=N, d=d, a=a), n)
-    tb.node(f"{st}/model.embed_tokens", calls=n)
+def layer_groups(cfg: DeepseekOCRConfig) -> list[tuple[list[int], bool]]:
+    """``(members, is_moe)`` for the dense and the MoE layer groups that exist."""
     dense = [i for i in range(cfg.num_hidden_layers) if not cfg.is_moe_layer(i)]
     moe = [i for i in range(cfg.num_hidden_layers) if cfg.is_moe_layer(i)]
-    for members in (dense, moe):
-        if members:
-            _layers(tb, cfg, lp, members, moe=members is moe, eager=eager, routing=routing, a=a)
-    tb.add(f"{st}/model.norm", "norm", dec.rms_norm(N=N, d=d, a=a), n)
-    tb.node(f"{st}/model.norm", calls=n)
-    tb.add(f"{st}/lm_head", "linear", dec.lm_head(N=N, d=d, V=V, a=a), n)
-    tb.node(f"{st}/lm_head", calls=n)
-    tb.add(st, "data_movement", dec.logits_upcast(N=N, V=V, a=a), n)
+    return [(members, is_moe) for members, is_moe in ((dense, False), (moe, True)) if members]
+
+
+def add_language_pass(
+    tb: Sink, cfg: DeepseekOCRConfig, *, stage: str, B: int, q: int, routing: RoutingModel, a: int
+) -> None:
+    """One forward pass of ``B`` rows x ``q`` tokens, everything but the attention core (see module docstring)."""
+    N, d, V = B * q, cfg.hidden_size, cfg.vocab_size
+    for nid in (stage, f"{stage}/model", f"{stage}/model.embed_tokens", f"{stage}/model.norm", f"{stage}/lm_head"):
+        tb.node(nid, calls=1)
+    tb.add(f"{stage}/model.embed_tokens", "embedding", dec.embedding(N=N, d=d, a=a))
+    for members, moe in layer_groups(cfg):
+        _layers(tb, cfg, stage, members, B=B, q=q, moe=moe, routing=routing, a=a)
+    tb.add(f"{stage}/model.norm", "norm", dec.rms_norm(N=N, d=d, a=a))
+    tb.add(f"{stage}/lm_head", "linear", dec.lm_head(N=N, d=d, V=V, a=a))
+    tb.add(stage, "data_movement", dec.logits_upcast(N=N, V=V, a=a))
+
+
+def add_attention_cores(tb: TreeBuilder, cfg: DeepseekOCRConfig, lp: LanguagePass, *, eager: bool, a: int) -> None:
+    """The key-dependent attention core of every layer, summed over the stage's passes, and the KV held."""
+    Hkv, c = cfg.num_key_value_heads, cfg.head_dim
+    core = _core_total(cfg, lp, eager=eager, a=a)
+    for members, _ in layer_groups(cfg):
+        nid, L = f"{lp.stage}/model.layers.{index_label(members)}.self_attn", len(members)
+        tb.add(nid, "attention", core, L)
+        tb.set_kv(nid, L * 2 * lp.B * Hkv * lp.kv_end * c * a)
 
 
 def _layers(
-    tb: TreeBuilder,
+    tb: Sink,
     cfg: DeepseekOCRConfig,
-    lp: LanguagePass,
+    stage: str,
     members: list[int],
     *,
+    B: int,
+    q: int,
     moe: bool,
-    eager: bool,
     routing: RoutingModel,
     a: int,
 ) -> None:
-    st, B, q = lp.stage, lp.B, lp.q
     N, d, H, Hkv, c = B * q, cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-    nid = f"{st}/model.layers.{index_label(members)}"
-    L = len(members)
-    k = lp.times * L  # calls of each per-layer module
+    nid = f"{stage}/model.layers.{index_label(members)}"
+    k = len(members)  # calls of each per-layer module in one pass
     for name in ("", ".self_attn", ".self_attn.rotary_emb", ".input_layernorm", ".post_attention_layernorm"):
         tb.node(nid + name, calls=k)
     for name in (".input_layernorm", ".post_attention_layernorm"):
@@ -89,11 +98,9 @@ def _layers(
     tb.add(f"{nid}.self_attn.rotary_emb", "attention", dec.rotary_cos_sin(B=B, q=q, c=c, a=a), k)
     own = dec.rope(N=N, H=H, c=c, a=a) + dec.rope(N=N, H=Hkv, c=c, a=a) + dec.kv_append(N=N, d_kv=Hkv * c, a=a)
     tb.add(f"{nid}.self_attn", "attention", own, k)
-    tb.add(f"{nid}.self_attn", "attention", _core_total(cfg, lp, eager=eager, a=a), L)
-    tb.set_kv(f"{nid}.self_attn", L * 2 * B * Hkv * lp.kv_end * c * a)
     tb.add(nid, "elementwise", dec.residual_add(n=N * d, a=a), 2 * k)
     if moe:
-        _moe(tb, cfg, lp, members, nid=f"{nid}.mlp", routing=routing, a=a)
+        _moe(tb, cfg, members, nid=f"{nid}.mlp", T=N, routing=routing, a=a)
     else:
         _swiglu(tb, f"{nid}.mlp", N=N, d=d, d_ff=cfg.intermediate_size, calls=k, a=a)
 
@@ -113,7 +120,7 @@ def _core_total(cfg: DeepseekOCRConfig, lp: LanguagePass, *, eager: bool, a: int
     return _affine(core(0), core(1), times=lp.times, sum_k=lp.sum_k)
 
 
-def _swiglu(tb: TreeBuilder, nid: str, *, N: int, d: int, d_ff: int, calls: int, a: int) -> None:
+def _swiglu(tb: Sink, nid: str, *, N: int, d: int, d_ff: int, calls: int, a: int) -> None:
     """A SwiGLU MLP on ``N`` rows, ``calls`` times: three linears, ``act_fn``, and the gating multiply (own)."""
     for name, cost in dec.swiglu_linears(N=N, d=d, d_ff=d_ff, a=a).items():
         tb.add(f"{nid}.{name}", "linear", cost, calls)
@@ -125,17 +132,17 @@ def _swiglu(tb: TreeBuilder, nid: str, *, N: int, d: int, d_ff: int, calls: int,
 
 
 def _moe(
-    tb: TreeBuilder,
+    tb: Sink,
     cfg: DeepseekOCRConfig,
-    lp: LanguagePass,
     members: list[int],
     *,
     nid: str,
+    T: int,
     routing: RoutingModel,
     a: int,
 ) -> None:
-    T, d, E, k_top = lp.B * lp.q, cfg.hidden_size, cfg.n_routed_experts, cfg.num_experts_per_tok
-    k = lp.times * len(members)
+    d, E, k_top = cfg.hidden_size, cfg.n_routed_experts, cfg.num_experts_per_tok
+    k = len(members)
     tb.node(nid, calls=k)
     tb.add(f"{nid}.gate", "moe_routing", dec.moe_gate(T=T, d=d, E=E, k_top=k_top, a=a), k)
     tb.node(f"{nid}.gate", calls=k)
@@ -148,13 +155,12 @@ def _moe(
         sum(1 for count in routing.expert_counts(layer_idx=i, num_tokens=T, num_experts=E, top_k=k_top) if count)
         for i in members
     )
-    xid = f"{nid}.experts.{index_label(list(range(E)))}"
     tb.node(f"{nid}.experts")
-    assignments = T * k_top * len(members)
-    _routed(tb, xid, d=d, d_ff=cfg.moe_intermediate_size, a=a, calls=called * lp.times, rows=assignments * lp.times)
+    xid = f"{nid}.experts.{index_label(list(range(E)))}"
+    _routed(tb, xid, d=d, d_ff=cfg.moe_intermediate_size, a=a, calls=called, rows=T * k_top * len(members))
 
 
-def _routed(tb: TreeBuilder, xid: str, *, d: int, d_ff: int, a: int, calls: int, rows: int) -> None:
+def _routed(tb: Sink, xid: str, *, d: int, d_ff: int, a: int, calls: int, rows: int) -> None:
     """Routed experts: ``calls`` expert calls over ``rows`` token rows in all (each call reads its weights)."""
 
     def parts(N: int) -> dict[str, tuple[str, Cost]]:

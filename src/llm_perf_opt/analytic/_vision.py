@@ -15,7 +15,7 @@ from llm_perf_opt.analytic.formulas import clip as clipf
 from llm_perf_opt.analytic.formulas import common
 from llm_perf_opt.analytic.formulas import projector as projf
 from llm_perf_opt.analytic.formulas import sam as samf
-from llm_perf_opt.analytic.tree import TreeBuilder
+from llm_perf_opt.analytic.tree import Sink
 from llm_perf_opt.config import DeepseekOCRConfig
 
 __all__ = ["EncoderCall", "add_projector_stage", "add_vision_stage", "index_label"]
@@ -50,10 +50,8 @@ def _sam_side(cfg: DeepseekOCRConfig, R: int) -> tuple[int, int, int]:
     return g, h2, -(-h2 // 2)
 
 
-def add_vision_stage(tb: TreeBuilder, cfg: DeepseekOCRConfig, calls: list[EncoderCall], *, eager: bool, a: int) -> None:
+def add_vision_stage(tb: Sink, cfg: DeepseekOCRConfig, calls: list[EncoderCall], *, eager: bool, a: int) -> None:
     """All encoder calls of the workload (crop batch and global view per row), plus the feature concat."""
-    tb.node("vision", calls=1)  # the one prefill call of the root and of ``model``
-    tb.node("vision/model", calls=1)
     for call in calls:
         _sam(tb, cfg, call, eager=eager, a=a)
         t = _sam_side(cfg, call.R)[2]
@@ -65,7 +63,7 @@ def add_vision_stage(tb: TreeBuilder, cfg: DeepseekOCRConfig, calls: list[Encode
         tb.add("vision/model", "data_movement", concat, call.times)
 
 
-def _sam(tb: TreeBuilder, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: bool, a: int) -> None:
+def _sam(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: bool, a: int) -> None:
     s = cfg.sam
     B, k = call.B, call.times
     g, h2, h3 = _sam_side(cfg, call.R)
@@ -105,7 +103,7 @@ def _sam(tb: TreeBuilder, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: b
 
 
 def _sam_blocks(
-    tb: TreeBuilder, cfg: DeepseekOCRConfig, nid: str, *, B: int, g: int, k: int, win: bool, eager: bool, a: int
+    tb: Sink, cfg: DeepseekOCRConfig, nid: str, *, B: int, g: int, k: int, win: bool, eager: bool, a: int
 ) -> None:
     """A group of identical blocks, ``k`` calls in all (members x encoder calls)."""
     s = cfg.sam
@@ -140,7 +138,7 @@ def _sam_blocks(
     tb.add(nid, "elementwise", samf.residual_add(n=B * g * g * D, a=a), 2 * k)
 
 
-def _clip(tb: TreeBuilder, cfg: DeepseekOCRConfig, call: EncoderCall, *, t: int, eager: bool, a: int) -> None:
+def _clip(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, t: int, eager: bool, a: int) -> None:
     c = cfg.clip
     B, k = call.B, call.times
     L, D, F, H = t * t + 1, c.hidden_size, c.ffn_hidden_size, c.num_attention_heads
@@ -170,13 +168,11 @@ def _clip(tb: TreeBuilder, cfg: DeepseekOCRConfig, call: EncoderCall, *, t: int,
 
 
 def add_projector_stage(
-    tb: TreeBuilder, cfg: DeepseekOCRConfig, calls: list[EncoderCall], *, grid: tuple[int, int], S: int, a: int
+    tb: Sink, cfg: DeepseekOCRConfig, calls: list[EncoderCall], *, grid: tuple[int, int], S: int, a: int
 ) -> None:
     """Projector per encoder call, then per row the view tokens and the injection into the embeddings."""
     d = cfg.projector.n_embed
     rows = calls[0].times
-    tb.node("projector", calls=1)
-    tb.node("projector/model", calls=1)
     sides = []
     for call in calls:
         t = _sam_side(cfg, call.R)[2]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from llm_perf_opt.analytic._language import LanguagePass, add_language_stage, decoder_weight_bytes
+from llm_perf_opt.analytic._language import LanguagePass, add_attention_cores, add_language_pass, decoder_weight_bytes
 from llm_perf_opt.analytic._vision import CLIP, SAM, EncoderCall, add_projector_stage, add_vision_stage, index_label
 from llm_perf_opt.analytic.formulas import decoder as dec
-from llm_perf_opt.analytic.tree import AnalyticTree, TreeBuilder
+from llm_perf_opt.analytic.tree import AnalyticTree, Recorder, Recording, TreeBuilder
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import RoutingModel, Workload
@@ -54,25 +54,45 @@ def _cached(
     B, S, N = workload.batch_size, workload.seq_len, workload.max_new_tokens
     tb = TreeBuilder()
     tb.node("root", calls=N)
-    calls = [EncoderCall(B=workload.num_crops, R=workload.crop_size, times=B)] if workload.num_crops else []
-    calls.append(EncoderCall(B=1, R=workload.global_view_size, times=B))
-    add_vision_stage(tb, config, calls, eager=eager, a=a)
-    add_projector_stage(tb, config, calls, grid=workload.grid, S=S, a=a)
+    for nid in ("vision", "vision/model", "projector", "projector/model"):
+        tb.node(nid, calls=1)  # the one prefill call of the root and of ``model``
+    crops: tuple[tuple[int, int], ...] = ((workload.num_crops, workload.crop_size),) if workload.num_crops else ()
+    views = (*crops, (1, workload.global_view_size))
+    tb.replay(_page_records(config, views, workload.grid, S, eager, a), B)
     if eager:
         tb.add("projector/model", "data_movement", dec.causal_mask_fills(q=S, a=a))
         tb.add("projector/model", "elementwise", dec.causal_mask_compare(q=S))
     _vision_weights(tb, config, a=a)
-    prefill = LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)
-    add_language_stage(tb, config, prefill, eager=eager, routing=routing, a=a)
-    decoder_weight_bytes(tb, config, "prefill", a=a)
     steps = N - 1
+    passes = [LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)]
     if steps:
-        decode = LanguagePass(
-            stage="decode", B=B, q=1, times=steps, sum_k=steps * S + steps * (steps + 1) // 2, kv_end=S + steps
-        )
-        add_language_stage(tb, config, decode, eager=eager, routing=routing, a=a)
-        decoder_weight_bytes(tb, config, "decode", a=a)
+        sum_k = steps * S + steps * (steps + 1) // 2
+        passes.append(LanguagePass(stage="decode", B=B, q=1, times=steps, sum_k=sum_k, kv_end=S + steps))
+    for lp in passes:
+        tb.replay(_pass_records(config, lp.stage, lp.B, lp.q, routing, a), lp.times)
+        add_attention_cores(tb, config, lp, eager=eager, a=a)
+        decoder_weight_bytes(tb, config, lp.stage, a=a)
     return tb.build(root_weight_bytes=model_weight_bytes(config, a=a))
+
+
+@lru_cache(maxsize=512)
+def _page_records(
+    config: DeepseekOCRConfig, views: tuple[tuple[int, int], ...], grid: tuple[int, int], S: int, eager: bool, a: int
+) -> Recording:
+    """Vision and projector work of one page (batch row): ``views`` = ``(B, R)`` per encoder call."""
+    rec = Recorder()
+    calls = [EncoderCall(B=b, R=r, times=1) for b, r in views]
+    add_vision_stage(rec, config, calls, eager=eager, a=a)
+    add_projector_stage(rec, config, calls, grid=grid, S=S, a=a)
+    return rec.frozen()
+
+
+@lru_cache(maxsize=512)
+def _pass_records(config: DeepseekOCRConfig, stage: str, B: int, q: int, routing: RoutingModel, a: int) -> Recording:
+    """One language pass without its attention cores (memoised: decode passes of any length share it)."""
+    rec = Recorder()
+    add_language_pass(rec, config, stage=stage, B=B, q=q, routing=routing, a=a)
+    return rec.frozen()
 
 
 def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, *, a: int) -> None:

@@ -9,23 +9,26 @@ path component, so the tree is implied by the ids exactly as in the tracer.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Protocol
 
 from attrs import field, frozen
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.core.counts import COST_FIELDS
 
-__all__ = ["AnalyticTree", "TreeBuilder", "components", "parent_id"]
+__all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id"]
 
 _NF = len(COST_FIELDS)
 _ZERO = (0,) * _NF
 Vec = list[int]
 
 
-def components(path: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def components(path: str) -> tuple[str, ...]:
     """Split a module path on dots outside braces: ``a.{1..11}.b`` -> ``[a, {1..11}, b]``."""
     if "{" not in path:
-        return path.split(".")
+        return tuple(path.split("."))
     parts: list[str] = []
     depth, start = 0, 0
     for i, ch in enumerate(path):
@@ -37,9 +40,10 @@ def components(path: str) -> list[str]:
             parts.append(path[start:i])
             start = i + 1
     parts.append(path[start:])
-    return parts
+    return tuple(parts)
 
 
+@lru_cache(maxsize=8192)
 def parent_id(node_id: str) -> str | None:
     """``s/a.b`` -> ``s/a``; ``s/a`` -> ``s``; a stage -> ``root``; ``root`` -> None."""
     if node_id == "root":
@@ -70,11 +74,93 @@ def _cost(values: Vec | tuple[int, ...]) -> Cost:
     return Cost(**dict(zip(COST_FIELDS, values, strict=True)))
 
 
-class TreeBuilder:
-    """Accumulates each node's *own* cost per category, then rolls up to inclusive totals."""
+class Sink(Protocol):
+    """Where a composition step charges its costs: a :class:`TreeBuilder`, or a :class:`Recorder` to replay."""
+
+    def node(self, node_id: str, *, calls: int = 0) -> None: ...
+
+    def add(self, node_id: str, category: str, cost: Cost | tuple[int, ...], times: int = 1) -> None: ...
+
+    def add_fused(self, node_id: str, nbytes: int) -> None: ...
+
+    def set_peak(self, node_id: str, nbytes: int) -> None: ...
+
+
+@lru_cache(maxsize=8192)
+def chain(node_id: str) -> tuple[str, ...]:
+    """``node_id`` and all its ancestors up to ``root``, nearest first."""
+    parent = parent_id(node_id)
+    return (node_id,) if parent is None else (node_id, *chain(parent))
+
+
+def _accumulate(
+    target: dict[str, dict[str, Vec]], node_id: str, category: str, values: tuple[int, ...] | Vec, times: int
+) -> None:
+    cats = target.get(node_id)
+    if cats is None:
+        cats = target[node_id] = {}
+    slot = cats.get(category)
+    if slot is None:
+        cats[category] = [v * times for v in values]
+    else:
+        for i, v in enumerate(values):
+            slot[i] += v * times
+
+
+@frozen
+class Recording:
+    """Composition steps rolled up once (inclusive within themselves) so a replay is a flat, scaled add."""
+
+    costs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    calls: tuple[tuple[str, int], ...]
+    fused: tuple[tuple[str, int], ...]
+    peaks: tuple[tuple[str, int], ...]
+
+
+class Recorder:
+    """Records ``node``/``add``/``add_fused``/``set_peak`` once for replay into many trees (memoised steps)."""
 
     def __init__(self) -> None:
-        self.own: dict[str, dict[str, Vec]] = {"root": {}}
+        self._costs: dict[str, dict[str, Vec]] = {}
+        self._calls: dict[str, int] = {}
+        self._fused: dict[str, int] = {}
+        self._peaks: dict[str, int] = {}
+
+    def node(self, node_id: str, *, calls: int = 0) -> None:
+        for nid in chain(node_id):
+            self._costs.setdefault(nid, {})
+        if calls:
+            self._calls[node_id] = self._calls.get(node_id, 0) + calls
+
+    def add(self, node_id: str, category: str, cost: Cost | tuple[int, ...], times: int = 1) -> None:
+        values = vec(cost) if isinstance(cost, Cost) else cost
+        for nid in chain(node_id):
+            _accumulate(self._costs, nid, category, values, times)
+
+    def add_fused(self, node_id: str, nbytes: int) -> None:
+        for nid in chain(node_id):
+            self._fused[nid] = self._fused.get(nid, 0) + nbytes
+
+    def set_peak(self, node_id: str, nbytes: int) -> None:
+        for nid in chain(node_id):
+            self._peaks[nid] = max(self._peaks.get(nid, 0), nbytes)
+
+    def frozen(self) -> Recording:
+        costs = tuple((nid, cat, tuple(v)) for nid, cats in self._costs.items() for cat, v in cats.items())
+        bare = tuple((nid, "", _ZERO) for nid, cats in self._costs.items() if not cats)
+        return Recording(
+            costs=costs + bare,
+            calls=tuple(self._calls.items()),
+            fused=tuple(self._fused.items()),
+            peaks=tuple(self._peaks.items()),
+        )
+
+
+class TreeBuilder:
+    """Accumulates inclusive costs per node and category directly (every add walks the node's ancestor chain)."""
+
+    def __init__(self) -> None:
+        self.incl: dict[str, dict[str, Vec]] = {"root": {}}
         self.calls: dict[str, int] = {}
         self.weights: dict[str, int] = {}
         self.kv: dict[str, int] = {}
@@ -83,91 +169,80 @@ class TreeBuilder:
 
     def node(self, node_id: str, *, calls: int = 0) -> None:
         """Make sure ``node_id`` (and its ancestors) exist; add ``calls`` forward calls to it."""
-        if node_id not in self.own:
-            self.own[node_id] = {}
-            parent = parent_id(node_id)
-            if parent is not None:
-                self.node(parent)
+        if node_id not in self.incl:
+            for nid in chain(node_id):
+                self.incl.setdefault(nid, {})
         if calls:
             self.calls[node_id] = self.calls.get(node_id, 0) + calls
 
     def add(self, node_id: str, category: str, cost: Cost | tuple[int, ...], times: int = 1) -> None:
-        """Charge ``times`` x ``cost`` to ``node_id``'s own ops in ``category``."""
+        """Charge ``times`` x ``cost`` to ``node_id`` (and so to every ancestor) in ``category``."""
         if times == 0:
             return
-        self.node(node_id)
         values = vec(cost) if isinstance(cost, Cost) else cost
-        slot = self.own[node_id].get(category)
-        if slot is None:
-            self.own[node_id][category] = [v * times for v in values]
-        else:
-            for i, v in enumerate(values):
-                slot[i] += v * times
+        for nid in chain(node_id):
+            _accumulate(self.incl, nid, category, values, times)
+
+    def replay(self, rec: Recording, times: int) -> None:
+        """Apply a recording ``times`` over (costs, calls and fused bytes scaled; peaks as they are)."""
+        incl = self.incl
+        for nid, category, values in rec.costs:
+            if category:
+                _accumulate(incl, nid, category, values, times)
+            elif nid not in incl:
+                incl[nid] = {}
+        for nid, n in rec.calls:
+            self.calls[nid] = self.calls.get(nid, 0) + n * times
+        for nid, n in rec.fused:
+            self.fused[nid] = self.fused.get(nid, 0) + n * times
+        for nid, n in rec.peaks:
+            self.peaks[nid] = max(self.peaks.get(nid, 0), n)
 
     def add_weights(self, node_id: str, nbytes: int) -> None:
-        """Parameters owned directly by the module(s) of ``node_id`` (summed up the tree at build time)."""
+        """Parameters owned by the module(s) of ``node_id``: added to it and its ancestors below ``root``."""
         self.node(node_id)
-        self.weights[node_id] = self.weights.get(node_id, 0) + nbytes
+        for nid in chain(node_id)[:-1]:
+            self.weights[nid] = self.weights.get(nid, 0) + nbytes
 
     def set_kv(self, node_id: str, nbytes: int) -> None:
-        """KV bytes held at the end of the stage by ``node_id``'s own appends (summed up the tree)."""
+        """KV bytes held at the end of the stage by ``node_id``'s appends: added to it and its ancestors below
+        ``root`` (the root holds the largest stage's, set at build time)."""
         self.node(node_id)
-        self.kv[node_id] = self.kv.get(node_id, 0) + nbytes
+        for nid in chain(node_id)[:-1]:
+            self.kv[nid] = self.kv.get(nid, 0) + nbytes
 
     def set_peak(self, node_id: str, nbytes: int) -> None:
-        """Peak live activation bytes while ``node_id`` runs (maxima propagate up the tree)."""
+        """A live-activation level reached while ``node_id`` runs (maxima propagate up the tree)."""
         self.node(node_id)
-        self.peaks[node_id] = max(self.peaks.get(node_id, 0), nbytes)
+        for nid in chain(node_id):
+            self.peaks[nid] = max(self.peaks.get(nid, 0), nbytes)
 
     def add_fused(self, node_id: str, nbytes: int) -> None:
-        """Fused-kernel bytes of ``node_id``'s own kernels (summed up the tree)."""
+        """Fused-kernel bytes of kernels run by ``node_id`` (added up the tree)."""
         self.node(node_id)
-        self.fused[node_id] = self.fused.get(node_id, 0) + nbytes
+        for nid in chain(node_id):
+            self.fused[nid] = self.fused.get(nid, 0) + nbytes
 
     def build(self, *, root_weight_bytes: int) -> AnalyticTree:
-        """Roll everything up (children before parents) and freeze."""
-        order = sorted(self.own, key=_depth, reverse=True)
-        incl: dict[str, dict[str, Vec]] = {nid: {c: list(v) for c, v in cats.items()} for nid, cats in self.own.items()}
-        weights, kv, fused = dict(self.weights), dict(self.kv), dict(self.fused)
-        peaks = dict(self.peaks)
-        children: dict[str, list[str]] = {nid: [] for nid in self.own}
-        for nid in order:
+        """Freeze: children lists from the ids, root weights, root KV = the largest stage's."""
+        children: dict[str, list[str]] = {nid: [] for nid in self.incl}
+        for nid in self.incl:
             parent = parent_id(nid)
-            if parent is None:
-                continue
-            children[parent].append(nid)
-            target = incl[parent]
-            for cat, values in incl[nid].items():
-                slot = target.get(cat)
-                if slot is None:
-                    target[cat] = list(values)
-                else:
-                    for i, v in enumerate(values):
-                        slot[i] += v
-            if parent != "root":
-                weights[parent] = weights.get(parent, 0) + weights.get(nid, 0)
-            kv[parent] = (
-                kv.get(parent, 0) + kv.get(nid, 0) if parent != "root" else max(kv.get("root", 0), kv.get(nid, 0))
-            )
-            fused[parent] = fused.get(parent, 0) + fused.get(nid, 0)
-            peaks[parent] = max(peaks.get(parent, 0), peaks.get(nid, 0))
+            if parent is not None:
+                children[parent].append(nid)
+        weights = dict(self.weights)
         weights["root"] = root_weight_bytes
+        kv = dict(self.kv)
+        kv["root"] = max((kv.get(stage, 0) for stage in children["root"]), default=0)
         return AnalyticTree(
-            vectors=incl,
+            vectors=self.incl,
             children={nid: tuple(sorted(kids)) for nid, kids in children.items()},
             calls=dict(self.calls),
             weight_bytes=weights,
             kv_cache_bytes=kv,
-            peak_activation_bytes=peaks,
-            fused_bytes=fused,
+            peak_activation_bytes=dict(self.peaks),
+            fused_bytes=dict(self.fused),
         )
-
-
-def _depth(node_id: str) -> int:
-    if node_id == "root":
-        return 0
-    _stage, sep, path = node_id.partition("/")
-    return 1 + (len(components(path)) if sep else 0)
 
 
 @frozen(kw_only=True)
