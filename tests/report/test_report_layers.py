@@ -79,7 +79,7 @@ def test_an_undescribed_class_says_so(result: AnalysisResult) -> None:
 def test_every_symbol_is_defined_and_valued(result: AnalysisResult) -> None:
     used = {s for doc in LAYER_DOCS.values() for s in doc.symbols}
     assert used <= set(SYMBOLS)
-    generic = {"T", "d_in", "d_out", "C_in", "C_out", "k_h, k_w", "H_out, W_out", "n", "C"}  # differ per call
+    generic = {"d_in", "d_out", "C_in", "C_out", "k_h, k_w", "H_out, W_out", "n", "C"}  # differ per call
     assert set(SYMBOLS) - set(symbol_values(result)) == generic
     values = symbol_values(result)
     assert values["S"] == "283" and values["I_s"] == "1,792" and values["n_w"] == "25 (global view)"  # (70/14)^2

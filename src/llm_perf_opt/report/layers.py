@@ -51,7 +51,7 @@ class LayerSummary:
     calls: int
     cost: Cost
     seconds: float
-    weight_bytes: int
+    weight_bytes: int  # per stage (the same parameters serve prefill and decode): the largest stage's sum
 
 
 def _outermost(r: AnalysisResult, cls: str) -> list[TracedNode]:
@@ -81,7 +81,9 @@ def layer_summary(r: AnalysisResult, cls: str) -> LayerSummary:
         calls=sum(n.calls for n in nodes),
         cost=Cost.total(n.cost for n in nodes),
         seconds=sum(r.timed.nodes[n.module_id].total_s for n in nodes if n.module_id in r.timed.nodes),
-        weight_bytes=sum(n.weight_bytes for n in nodes),
+        weight_bytes=max(
+            (sum(n.weight_bytes for n in nodes if n.stage == stage) for stage in {n.stage for n in nodes}), default=0
+        ),
     )
 
 
@@ -101,6 +103,7 @@ def symbol_values(r: AnalysisResult) -> dict[str, str]:
         return 14 * ceil((R // 16) / 14)
 
     return {
+        "T": f"{fmt_int(w.seq_len)} per sequence at prefill, 1 per decode step (vision: tokens of all views)",
         "B": str(w.batch_size),
         "a": f"{a} ({r.dtype})",
         "w": f"{a} ({r.dtype})",
@@ -150,19 +153,19 @@ def _page(r: AnalysisResult, cls: str, values: dict[str, str]) -> str:
     doc = doc_for(cls)
     nodes = _outermost(r, cls)
     qualified = sorted({n.qualified_class_name for n in _module_nodes(r) if _short(n) == cls})
+    intro = (
+        doc.what if doc else "No description is written for this class; the numbers below are what the trace counted."
+    )
     parts = [
-        f"# {cls}\n",
-        f"{doc.role if doc else 'Layer class'} · report `{r.report_id}` · [back to the report](../report.md)\n",
-        "## What it is in DeepSeek-OCR\n",
-        doc.what if doc else "No description is written for this class; the numbers below are what the trace counted.",
-        "",
-        "Class: " + ", ".join(f"`{q}`" for q in qualified),
-        "",
+        f"# {cls}",
+        f"{doc.role if doc else 'Layer class'} · report `{r.report_id}` · [back to the report](../report.md)",
+        "## What it is in DeepSeek-OCR",
+        intro + "\n\nClass: " + ", ".join(f"`{q}`" for q in qualified),
         _config(r, cls),
-        _formulas(doc, values) if doc else "## Formulas\n\nNone written for this class: see the traced numbers.\n",
+        _formulas(doc, values) if doc else "## Formulas\n\nNone written for this class: see the traced numbers.",
         _numbers(r, cls, nodes),
     ]
-    return "\n".join(p.rstrip("\n") + "\n" for p in parts)
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
 
 def _config(r: AnalysisResult, cls: str) -> str:
@@ -207,7 +210,7 @@ def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
         f"executed {fmt_flops(s.cost.matmul_flops_executed)}), "
         f"vector FLOPs {fmt_flops(s.cost.vector_flops)}, bytes read {fmt_bytes(s.cost.bytes_read)} "
         f"(weights {fmt_bytes(s.cost.weight_bytes_read)}), written {fmt_bytes(s.cost.bytes_written)}, "
-        f"parameters held {fmt_bytes(s.weight_bytes)}, predicted time {fmt_ms(s.seconds)}"
+        f"parameters held (per stage) {fmt_bytes(s.weight_bytes)}, predicted time {fmt_ms(s.seconds)}"
         + (f" ({fmt_share(s.seconds / total_s)} of the total)." if total_s else "."),
         "",
     ]

@@ -144,9 +144,11 @@ def validation_section(r: AnalysisResult) -> str:
         "(`validation.json` holds all of it).\n",
         f"- nodes compared: {fmt_int(len(nodes))}; matmul FLOPs equal on {fmt_int(exact)} of them",
     ]
-    if worst:
+    if worst and worst[0][0] > 0:
         err, nid, metric, _ = worst[0]
         lines.append(f"- worst relative error: {err * 100:.3g}% on `{nid}` ({metric})")
+    elif nodes:
+        lines.append("- worst relative error: 0 (every compared counter is equal)")
     for key, value in r.validation_summary.items():
         if not isinstance(value, Mapping | list):
             lines.append(f"- {key.replace('_', ' ')}: {value}")

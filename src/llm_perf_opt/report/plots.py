@@ -15,17 +15,17 @@ from typing import Any
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter
 
 from llm_perf_opt.perf import Rates
 from llm_perf_opt.perf.tree import id_components
-from llm_perf_opt.report.humanize import si
+from llm_perf_opt.report.humanize import fmt_ms, si
 from llm_perf_opt.report.result import AnalysisResult
 
-__all__ = ["ROOFLINE_NODES", "figure_bytes", "heaviest_leaves", "render_plots", "render_sweep_plot"]
+__all__ = ["ROOFLINE_PER_STAGE", "figure_bytes", "heaviest_leaves", "render_plots", "render_sweep_plot"]
 
-ROOFLINE_NODES = 12
-"""How many of the heaviest leaf modules the roofline shows."""
+ROOFLINE_PER_STAGE = 3
+"""How many of each stage's slowest leaf modules the roofline shows."""
 
 _SIZE = (8.0, 4.5)
 _DPI = 100
@@ -92,32 +92,38 @@ def _bound(draw: Callable[[Figure, AnalysisResult], None], result: AnalysisResul
     return bound
 
 
+def _stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float]]:
+    """(label, compute-bound, memory-bound, overhead seconds): the TTFT stages, then one mean decode step (so a long
+    generation does not dwarf the rest), then ``other`` when it is not empty."""
+    rows = []
+    steps = max(r.stages.decode_steps, 1)
+    for stage in _STAGE_ORDER:
+        t = r.timed.nodes.get(stage)
+        if t is None or (stage == "other" and t.total_s <= 0):
+            continue
+        scale = 1.0 / steps if stage == "decode" else 1.0
+        label = "decode step (TPOT)" if stage == "decode" else stage
+        rows.append((label, t.compute_bound_s * scale, t.memory_bound_s * scale, t.overhead_s * scale))
+    return rows
+
+
 def _stage_times(fig: Figure, r: AnalysisResult) -> None:
     ax = fig.add_subplot(1, 1, 1)
-    stages = [s for s in _STAGE_ORDER if s in r.timed.nodes and (s != "other" or r.timed.nodes[s].total_s > 0)]
-    labels = []
-    for i, stage in enumerate(stages):
-        t = r.timed.nodes[stage]
+    rows = _stage_rows(r)
+    for i, (_, *parts) in enumerate(rows):
         left = 0.0
-        for (name, colour), sec in zip(
-            _BOUND_COLOURS, (t.compute_bound_s, t.memory_bound_s, t.overhead_s), strict=True
-        ):
-            ax.barh(
-                i,
-                sec * 1e3,
-                left=left,
-                color=colour,
-                label=f"{name}-bound" if name != "overhead" else "launch overhead",
-            )
+        for (name, colour), sec in zip(_BOUND_COLOURS, parts, strict=True):
+            label = f"{name}-bound" if name != "overhead" else "launch overhead"
+            ax.barh(i, sec * 1e3, left=left, color=colour, label=label)
             left += sec * 1e3
-        ax.text(left, i, f"  {t.total_s * 1e3:.3g} ms", va="center")
-        labels.append(stage)
-    ax.set_yticks(range(len(stages)), labels)
+        ax.text(left, i, "  " + fmt_ms(left / 1e3), va="center")
+    ax.set_yticks(range(len(rows)), [row[0] for row in rows])
     ax.invert_yaxis()
     ax.set_xlabel("predicted time (ms)")
+    s = r.stages
     ax.set_title(
-        f"Stage times on {r.device.name}: TTFT {r.stages.ttft_s * 1e3:.3g} ms, "
-        f"end to end {r.stages.end_to_end_s * 1e3:.3g} ms"
+        f"TTFT {fmt_ms(s.ttft_s)} · TPOT {fmt_ms(s.tpot_s)} · end to end {fmt_ms(s.end_to_end_s)} "
+        f"({s.decode_steps} decode steps)"
     )
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles, strict=True))
@@ -162,8 +168,9 @@ def _category_shares(fig: Figure, r: AnalysisResult) -> None:
     ax.legend(**_BELOW)
 
 
-def heaviest_leaves(r: AnalysisResult, n: int = ROOFLINE_NODES) -> list[str]:
-    """Ids of the ``n`` slowest leaf modules (no children) that have both FLOPs and bytes, slowest first."""
+def heaviest_leaves(r: AnalysisResult, per_stage: int = ROOFLINE_PER_STAGE) -> list[str]:
+    """The ``per_stage`` slowest leaf modules (no children, with FLOPs and bytes) of each stage, in stage order and
+    slowest first within a stage - so a decode-dominated run still shows its vision and prefill kernels."""
     leaves = [
         nid
         for nid, node in r.trace.nodes.items()
@@ -174,11 +181,12 @@ def heaviest_leaves(r: AnalysisResult, n: int = ROOFLINE_NODES) -> list[str]:
         and nid in r.timed.nodes
         and r.timed.nodes[nid].total_s > 0
     ]
-    return sorted(leaves, key=lambda nid: (-r.timed.nodes[nid].total_s, nid))[:n]
+    ranked = sorted(leaves, key=lambda nid: (-r.timed.nodes[nid].total_s, nid))
+    return [nid for stage in _STAGE_ORDER for nid in [n for n in ranked if n.startswith(stage + "/")][:per_stage]]
 
 
 def _roofline(fig: Figure, r: AnalysisResult) -> None:
-    ax = fig.add_subplot(1, 1, 1)
+    ax = fig.add_axes((0.15, 0.2, 0.45, 0.7))
     rates = Rates.for_device(r.device, dtype=r.dtype, profile=r.profile)
     peak, vec, bw = rates.matmul_peak_flops, rates.vector_peak_flops, rates.memory_bandwidth_bytes_per_s
     points = []
@@ -191,28 +199,30 @@ def _roofline(fig: Figure, r: AnalysisResult) -> None:
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     ax.loglog(grid, [min(peak, bw * x) for x in grid], color="black", lw=1.5, label=f"{r.dtype} matmul peak + DRAM")
     ax.loglog(grid, [min(vec, bw * x) for x in grid], color="grey", lw=1, ls="--", label="fp32 vector peak + DRAM")
-    for nid, x, y in points:
+    listing = []
+    for k, (nid, x, y) in enumerate(points, 1):
         stage = nid.split("/", 1)[0]
-        ax.scatter([x], [y], color=_STAGE_COLOURS.get(stage, "#333333"), s=24, zorder=3)
-        ax.annotate(_short_id(nid), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    for stage in _STAGE_ORDER:
-        if any(p[0].startswith(stage + "/") for p in points):
-            ax.scatter([], [], color=_STAGE_COLOURS[stage], s=24, label=stage)
+        colour = _STAGE_COLOURS.get(stage, "#333333")
+        ax.scatter([x], [y], color=colour, s=22, zorder=3)
+        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        listing.append((f"{k:>2}  {_short_id(nid)}", colour))
+    for k, (text, colour) in enumerate(listing):
+        fig.text(0.63, 0.88 - k * 0.055, text, fontsize=7, color=colour, va="top", family="DejaVu Sans Mono")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: si(v, "FLOP/s", digits=2)))
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_minor_formatter(NullFormatter())  # plain text labels: no mathtext parsing, readable units
+    ax.minorticks_off()  # plain major labels only: no mathtext parsing, no hundreds of minor ticks to lay out
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
     ax.set_ylabel("achieved rate (incl. launch overhead)")
-    ax.set_title(f"Roofline on {r.device.name}: the {len(points)} slowest leaf modules")
-    ax.legend(loc="lower right", frameon=False, fontsize=7)
+    ax.set_title(f"Roofline on {r.device.name}", loc="left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False, fontsize=7)
 
 
 def _short_id(nid: str) -> str:
     stage, _, path = nid.partition("/")
     parts = id_components(path)
-    tail = ".".join(parts[-2:]) if len(parts) > 1 else path
-    return f"{stage}:{tail}" if len(tail) <= 24 else f"{stage}:{tail[:22]}.."
+    tail = ".".join(parts[-3:])
+    text = f"{stage} {tail}"
+    return text if len(text) <= 44 else text[:42] + ".."
 
 
 def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, bytes]:
