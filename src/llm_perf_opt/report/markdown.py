@@ -97,12 +97,40 @@ def _title(r: AnalysisResult) -> str:
         f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
         f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
         "",
+        *_key_facts(r),
+        "",
         f"Reproduce: `{reproduce_command(r)}`",
         "",
         "Predicted on a roofline of the named device from counts traced on PyTorch's meta device; "
         "no GPU and no weights were used. Units: 1 GB = 1e9 B, 1 TFLOP = 1e12 FLOPs.",
     ]
     return "\n".join(lines)
+
+
+def _key_facts(r: AnalysisResult) -> list[str]:
+    """Three bullets a reader should take away: the dominant stage, what bounds the time, the top module."""
+    s, root = r.stages, r.timed.nodes.get("root")
+    e2e = s.end_to_end_s
+    facts = []
+    if e2e > 0:
+        stages = {"vision": s.vision_s, "projector": s.projector_s, "prefill": s.prefill_s, "decode": s.decode_s}
+        big = max(stages, key=lambda k: (stages[k], k))
+        facts.append(f"- Largest stage: {big}, {fmt_share(stages[big] / e2e)} of end to end.")
+    if root is not None and root.total_s > 0:
+        kernels = r.trace.root.cost.kernels
+        facts.append(
+            f"- Bound: compute {fmt_share(root.compute_bound_s / root.total_s)}, memory "
+            f"{fmt_share(root.memory_bound_s / root.total_s)}, launch overhead "
+            f"{fmt_share(root.overhead_s / root.total_s)} ({fmt_int(kernels)} kernels at "
+            f"{fmt_ms(r.profile.kernel_overhead_s)} each)."
+        )
+    if r.summary.top_modules:
+        top = r.summary.top_modules[0]
+        facts.append(
+            f"- Slowest module (own time): `{top.module_id}`, {fmt_ms(top.total_time_ms / 1e3)} "
+            f"({fmt_share(top.share_of_model_time)})."
+        )
+    return facts
 
 
 def _workload(r: AnalysisResult) -> str:
