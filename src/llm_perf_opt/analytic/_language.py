@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from llm_perf_opt.analytic._vision import index_label
+from llm_perf_opt.analytic._vision import index_label, put_fused
 from llm_perf_opt.analytic.formulas import decoder as dec
+from llm_perf_opt.analytic.formulas import fused as fz
+from llm_perf_opt.analytic.formulas.common import F32, I64
 from llm_perf_opt.analytic.tree import Sink, TreeBuilder, vec
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import Cost
@@ -61,16 +63,31 @@ def add_language_pass(
     tb.add(f"{stage}/model.norm", "norm", dec.rms_norm(N=N, d=d, a=a))
     tb.add(f"{stage}/lm_head", "linear", dec.lm_head(N=N, d=d, V=V, a=a))
     tb.add(stage, "data_movement", dec.logits_upcast(N=N, V=V, a=a))
+    put_fused(tb, f"{stage}/model.embed_tokens", fz.layer(weights=N * d * a, inputs=N * I64, outputs=N * d * a), 1)
+    put_fused(tb, f"{stage}/model.norm", fz.norm_layer(N=N, d=d, affine=1, a=a), 1)
+    head = fz.linear_layer(N=N, d_in=d, d_out=V, bias=False, a=a, out_bytes=F32)
+    tb.add_fused(f"{stage}/lm_head", head.nbytes)
+    tb.set_peak(f"{stage}/lm_head", N * d * a + N * V * a)  # eager: bf16 logits
+    tb.set_peak(stage, N * V * (a + F32))  # the upcast holds the bf16 and the fp32 logits
 
 
 def add_attention_cores(tb: TreeBuilder, cfg: DeepseekOCRConfig, lp: LanguagePass, *, eager: bool, a: int) -> None:
     """The key-dependent attention core of every layer, summed over the stage's passes, and the KV held."""
     Hkv, c = cfg.num_key_value_heads, cfg.head_dim
     core = _core_total(cfg, lp, eager=eager, a=a)
+    B, q, H = lp.B, lp.q, cfg.num_attention_heads
+
+    def layer(keys: int) -> fz.FusedLayer:
+        return fz.decoder_attention_layer(B=B, q=q, k=keys, H=H, Hkv=Hkv, c=c, a=a, eager=eager)
+
+    f0, f1 = layer(0).nbytes, layer(1).nbytes
+    fused = lp.times * f0 + lp.sum_k * (f1 - f0)
     for members, _ in layer_groups(cfg):
         nid, L = f"{lp.stage}/model.layers.{index_label(members)}.self_attn", len(members)
         tb.add(nid, "attention", core, L)
         tb.set_kv(nid, L * 2 * lp.B * Hkv * lp.kv_end * c * a)
+        tb.add_fused(nid, fused * L)
+        tb.set_peak(nid, layer(lp.kv_end).live)
 
 
 def _layers(
@@ -99,6 +116,12 @@ def _layers(
     own = dec.rope(N=N, H=H, c=c, a=a) + dec.rope(N=N, H=Hkv, c=c, a=a) + dec.kv_append(N=N, d_kv=Hkv * c, a=a)
     tb.add(f"{nid}.self_attn", "attention", own, k)
     tb.add(nid, "elementwise", dec.residual_add(n=N * d, a=a), 2 * k)
+    put_fused(tb, nid, fz.elementwise_layer(n=N * d, operands=2, a=a), 2 * k)
+    for name in (".input_layernorm", ".post_attention_layernorm"):
+        put_fused(tb, nid + name, fz.norm_layer(N=N, d=d, affine=1, a=a), k)
+    for name, d_out in (("q_proj", H * c), ("k_proj", Hkv * c), ("v_proj", Hkv * c)):
+        put_fused(tb, f"{nid}.self_attn.{name}", fz.linear_layer(N=N, d_in=d, d_out=d_out, bias=False, a=a), k)
+    put_fused(tb, f"{nid}.self_attn.o_proj", fz.linear_layer(N=N, d_in=H * c, d_out=d, bias=False, a=a), k)
     if moe:
         _moe(tb, cfg, members, nid=f"{nid}.mlp", T=N, routing=routing, a=a)
     else:
@@ -126,6 +149,8 @@ def _swiglu(tb: Sink, nid: str, *, N: int, d: int, d_ff: int, calls: int, a: int
         tb.add(f"{nid}.{name}", "linear", cost, calls)
         tb.node(f"{nid}.{name}", calls=calls)
     tb.add(f"{nid}.act_fn", "activation", dec.swiglu_silu(N=N, d_ff=d_ff, a=a), calls)
+    for name, d_in, d_out in (("gate_proj", d, d_ff), ("up_proj", d, d_ff), ("down_proj", d_ff, d)):
+        put_fused(tb, f"{nid}.{name}", fz.linear_layer(N=N, d_in=d_in, d_out=d_out, bias=False, a=a), calls)
     tb.node(f"{nid}.act_fn", calls=calls)
     tb.add(nid, "activation", dec.swiglu_mul(N=N, d_ff=d_ff, a=a), calls)
     tb.node(nid, calls=calls)
@@ -148,6 +173,9 @@ def _moe(
     tb.node(f"{nid}.gate", calls=k)
     own = dec.moe_dispatch(T=T, d=d, E=E, k_top=k_top, a=a) + dec.moe_combine(T=T, d=d, k_top=k_top, a=a)
     tb.add(nid, "moe_routing", own, k)
+    gate = fz.layer(weights=E * d * a, inputs=T * d * a, outputs=T * k_top * (F32 + I64))
+    put_fused(tb, f"{nid}.gate", gate, k)
+    put_fused(tb, nid, fz.layer(weights=0, inputs=T * k_top * d * a + T * d * a, outputs=T * d * a), k)
     shared = cfg.moe_intermediate_size * cfg.n_shared_experts
     if cfg.n_shared_experts:
         _swiglu(tb, f"{nid}.shared_experts", N=T, d=d, d_ff=shared, calls=k, a=a)
@@ -173,6 +201,10 @@ def _routed(tb: Sink, xid: str, *, d: int, d_ff: int, a: int, calls: int, rows: 
     for node_id, (category, f0) in zero.items():
         tb.add(node_id, category, _affine(f0, one[node_id][1], times=calls, sum_k=rows))
         tb.node(node_id, calls=calls)
+    for name, d_in, d_out in (("gate_proj", d, d_ff), ("up_proj", d, d_ff), ("down_proj", d_ff, d)):
+        w0 = fz.linear_layer(N=0, d_in=d_in, d_out=d_out, bias=False, a=a).nbytes
+        w1 = fz.linear_layer(N=1, d_in=d_in, d_out=d_out, bias=False, a=a).nbytes
+        tb.add_fused(f"{xid}.{name}", calls * w0 + rows * (w1 - w0))
 
 
 def decoder_weight_bytes(tb: TreeBuilder, cfg: DeepseekOCRConfig, stage: str, *, a: int) -> None:

@@ -13,12 +13,13 @@ from attrs import frozen
 
 from llm_perf_opt.analytic.formulas import clip as clipf
 from llm_perf_opt.analytic.formulas import common
+from llm_perf_opt.analytic.formulas import fused as fz
 from llm_perf_opt.analytic.formulas import projector as projf
 from llm_perf_opt.analytic.formulas import sam as samf
 from llm_perf_opt.analytic.tree import Sink
 from llm_perf_opt.config import DeepseekOCRConfig
 
-__all__ = ["EncoderCall", "add_projector_stage", "add_vision_stage", "index_label"]
+__all__ = ["EncoderCall", "add_projector_stage", "add_vision_stage", "index_label", "put_fused"]
 
 SAM = "vision/model.sam_model"
 CLIP = "vision/model.vision_model"
@@ -32,6 +33,12 @@ def index_label(indices: list[int] | tuple[int, ...]) -> str:
     if idx == list(range(idx[0], idx[-1] + 1)):
         return f"{{{idx[0]}..{idx[-1]}}}"
     return "{" + ",".join(str(i) for i in idx) + "}"
+
+
+def put_fused(tb: Sink, node_id: str, fl: fz.FusedLayer, times: int) -> None:
+    """Charge ``times`` calls of a fused layer to ``node_id`` (bytes add up, the working set is a maximum)."""
+    tb.add_fused(node_id, fl.nbytes * times)
+    tb.set_peak(node_id, fl.live)
 
 
 @frozen(kw_only=True)
@@ -61,6 +68,8 @@ def add_vision_stage(tb: Sink, cfg: DeepseekOCRConfig, calls: list[EncoderCall],
             B=call.B, n=n, D_clip=cfg.clip.hidden_size, C_sam=cfg.sam.downsample_channels[1], a=a
         )
         tb.add("vision/model", "data_movement", concat, call.times)
+        both = call.B * n * (cfg.clip.hidden_size + cfg.sam.downsample_channels[1]) * a
+        put_fused(tb, "vision/model", fz.layer(weights=0, inputs=both, outputs=both), call.times)
 
 
 def _sam(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: bool, a: int) -> None:
@@ -76,6 +85,10 @@ def _sam(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: bool, a:
     tb.node(f"{SAM}.patch_embed.proj", calls=k)
     tb.add(SAM, "data_movement", samf.abs_pos_resize(g=g, P=P, D=D, a=a), k)
     tb.add(SAM, "elementwise", samf.abs_pos_add(B=B, g=g, P=P, D=D, a=a), k)
+    n_px, n = call.R * call.R, B * g * g * D
+    patch = fz.conv_layer(B=B, C_in=s.in_chans, C_out=D, n_in=n_px, n_out=g * g, taps=s.patch_size**2, bias=True, a=a)
+    put_fused(tb, f"{SAM}.patch_embed.proj", patch, k)
+    put_fused(tb, SAM, fz.layer(weights=P * P * D * a, inputs=n * a, outputs=n * a), k)
     windowed = [i for i in range(s.depth) if i not in s.global_attn_indexes]
     global_ = [i for i in range(s.depth) if i in s.global_attn_indexes]
     for members, win in ((windowed, True), (global_, False)):
@@ -90,9 +103,16 @@ def _sam(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: bool, a:
         common.conv2d(B=B, C_in=out, C_out=out, H_in=g, W_in=g, H_out=g, W_out=g, kh=3, kw=3, bias=False, a=a),
         samf.layer_norm2d(B=B, C=out, H=g, W=g, a=a),
     ]
+    neck_fused = [
+        fz.conv_layer(B=B, C_in=D, C_out=out, n_in=g * g, n_out=g * g, taps=1, bias=False, a=a),
+        fz.norm_layer(N=B * g * g, d=out, affine=2, a=a),
+        fz.conv_layer(B=B, C_in=out, C_out=out, n_in=g * g, n_out=g * g, taps=9, bias=False, a=a),
+        fz.norm_layer(N=B * g * g, d=out, affine=2, a=a),
+    ]
     for i, cost in enumerate(neck):
         tb.add(f"{SAM}.neck.{i}", "conv2d" if i % 2 == 0 else "norm", cost, k)
         tb.node(f"{SAM}.neck.{i}", calls=k)
+        put_fused(tb, f"{SAM}.neck.{i}", neck_fused[i], k)
     net2 = common.conv2d(B=B, C_in=out, C_out=mid, H_in=g, W_in=g, H_out=h2, W_out=h2, kh=3, kw=3, bias=False, a=a)
     net3 = common.conv2d(B=B, C_in=mid, C_out=top, H_in=h2, W_in=h2, H_out=h3, W_out=h3, kh=3, kw=3, bias=False, a=a)
     tb.add(f"{SAM}.net_2", "conv2d", net2, k)
@@ -100,6 +120,10 @@ def _sam(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, eager: bool, a:
     tb.add(SAM, "data_movement", samf.net_clone(B=B, C=mid, H=h2, a=a), k)
     tb.add(f"{SAM}.net_3", "conv2d", net3, k)
     tb.node(f"{SAM}.net_3", calls=k)
+    net2_fused = fz.conv_layer(B=B, C_in=out, C_out=mid, n_in=g * g, n_out=h2 * h2, taps=9, bias=False, a=a)
+    put_fused(tb, f"{SAM}.net_2", net2_fused, k)
+    net3_fused = fz.conv_layer(B=B, C_in=mid, C_out=top, n_in=h2 * h2, n_out=h3 * h3, taps=9, bias=False, a=a)
+    put_fused(tb, f"{SAM}.net_3", net3_fused, k)
 
 
 def _sam_blocks(
@@ -136,6 +160,17 @@ def _sam_blocks(
     if win:
         tb.add(nid, "data_movement", samf.window_copies(B=B, g=g, w=w, D=D, a=a), k)
     tb.add(nid, "elementwise", samf.residual_add(n=B * g * g * D, a=a), 2 * k)
+    N_attn, N = Bw * side * side, B * g * g
+    for name in ("norm1", "norm2"):
+        put_fused(tb, f"{nid}.{name}", fz.norm_layer(N=N, d=D, affine=2, a=a), k)
+    put_fused(tb, f"{nid}.attn.qkv", fz.linear_layer(N=N_attn, d_in=D, d_out=3 * D, bias=True, a=a), k)
+    put_fused(tb, f"{nid}.attn.proj", fz.linear_layer(N=N_attn, d_in=D, d_out=D, bias=True, a=a), k)
+    put_fused(tb, f"{nid}.mlp.lin1", fz.linear_layer(N=N, d_in=D, d_out=m, bias=True, a=a), k)
+    put_fused(tb, f"{nid}.mlp.lin2", fz.linear_layer(N=N, d_in=m, d_out=D, bias=True, a=a), k)
+    core = fz.attention_layer(BH=Bw * h, q=side * side, k=side * side, d=c, a=a, eager=eager, masked=True)
+    put_fused(tb, f"{nid}.attn", core, k)
+    tb.add_fused(f"{nid}.attn", 2 * rows * c * a * k)  # the two rel-pos tables
+    put_fused(tb, nid, fz.elementwise_layer(n=N * D, operands=2, a=a), 2 * k)
 
 
 def _clip(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, t: int, eager: bool, a: int) -> None:
@@ -148,6 +183,11 @@ def _clip(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, t: int, eager:
     tb.add(f"{CLIP}.embeddings.position_embedding", "embedding", clipf.position_lookup(P=P, D=D, a=a), k)
     tb.add(f"{CLIP}.embeddings", "embedding", clipf.embeddings_own(B=B, t=t, P=P, D=D, a=a), k)
     tb.add(f"{CLIP}.pre_layrnorm", "norm", clipf.layer_norm_clip(B=B, L=L, D=D, a=a), k)
+    put_fused(
+        tb, f"{CLIP}.embeddings.position_embedding", fz.layer(weights=(P * P + 1) * D * a, inputs=0, outputs=0), k
+    )
+    put_fused(tb, f"{CLIP}.embeddings", fz.layer(weights=D * a, inputs=B * t * t * D * a, outputs=B * L * D * a), k)
+    put_fused(tb, f"{CLIP}.pre_layrnorm", fz.norm_layer(N=B * L, d=D, affine=2, a=a), k)
     nid = f"{CLIP}.transformer.layers.{index_label(list(range(c.num_layers)))}"
     n = k * c.num_layers
     for name in ("", ".layer_norm1", ".layer_norm2"):
@@ -165,6 +205,19 @@ def _clip(tb: Sink, cfg: DeepseekOCRConfig, call: EncoderCall, *, t: int, eager:
         for category, cost in parts.items():
             tb.add(nid, category, cost, n)
     tb.add(nid, "elementwise", clipf.residual_add(n=B * L * D, a=a), 2 * n)
+    N = B * L
+    for name, d_in, d_out in (
+        ("self_attn.qkv_proj", D, 3 * D),
+        ("self_attn.out_proj", D, D),
+        ("mlp.fc1", D, F),
+        ("mlp.fc2", F, D),
+    ):
+        put_fused(tb, f"{nid}.{name}", fz.linear_layer(N=N, d_in=d_in, d_out=d_out, bias=True, a=a), n)
+    for name in ("layer_norm1", "layer_norm2"):
+        put_fused(tb, f"{nid}.{name}", fz.norm_layer(N=N, d=D, affine=2, a=a), n)
+    core = fz.attention_layer(BH=B * H, q=L, k=L, d=c.head_dim, a=a, eager=eager, masked=False)
+    put_fused(tb, nid, core, n)
+    put_fused(tb, nid, fz.elementwise_layer(n=N * D, operands=2, a=a), 2 * n)
 
 
 def add_projector_stage(
@@ -181,8 +234,12 @@ def add_projector_stage(
         tb.add("projector/model.projector.layers", "linear", cost, call.times)
         tb.node("projector/model.projector", calls=call.times)
         tb.node("projector/model.projector.layers", calls=call.times)
+        proj = fz.linear_layer(N=call.B * t * t, d_in=cfg.projector.input_dim, d_out=d, bias=True, a=a)
+        put_fused(tb, "projector/model.projector.layers", proj, call.times)
     i, j = grid if len(calls) == 2 else (1, 1)
     t_g, t_c = sides[-1], sides[0]
     tokens = projf.view_tokens(i=i, j=j, t_c=t_c, t_g=t_g, d=d, a=a)
     n_img = (t_c * j) * (t_c * i + 1) * (len(calls) == 2) + t_g * (t_g + 1) + 1
     tb.add("projector/model", "data_movement", tokens + projf.injection(N_img=n_img, S=S, d=d, a=a), rows)
+    features = sum(call.B * t * t for call, t in zip(calls, sides, strict=True)) * d * a
+    put_fused(tb, "projector/model", fz.layer(weights=2 * d * a, inputs=features, outputs=n_img * d * a), rows)

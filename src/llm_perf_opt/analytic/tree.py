@@ -234,14 +234,15 @@ class TreeBuilder:
         weights["root"] = root_weight_bytes
         kv = dict(self.kv)
         kv["root"] = max((kv.get(stage, 0) for stage in children["root"]), default=0)
+        ids = self.incl
         return AnalyticTree(
-            vectors=self.incl,
+            vectors=ids,
             children={nid: tuple(sorted(kids)) for nid, kids in children.items()},
-            calls=dict(self.calls),
-            weight_bytes=weights,
-            kv_cache_bytes=kv,
-            peak_activation_bytes=dict(self.peaks),
-            fused_bytes=dict(self.fused),
+            calls={nid: self.calls.get(nid, 0) for nid in ids},
+            weight_bytes={nid: weights.get(nid, 0) for nid in ids},
+            kv_cache_bytes={nid: kv.get(nid, 0) for nid in ids},
+            peak_activation_bytes={nid: self.peaks.get(nid, 0) for nid in ids},
+            fused_bytes={nid: self.fused.get(nid, 0) for nid in ids},
         )
 
 
