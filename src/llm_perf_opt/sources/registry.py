@@ -115,3 +115,9 @@ register_source(
     "deepseek-ocr-v1-tiny",
     _builtin("deepseek-ocr-v1-tiny", DeepseekOCRConfig.tiny, "built-in DeepSeek-OCR v1 structure, small widths"),
 )
+
+# -- Upstream sources (issue 7): hf-snapshot:PATH, hf:REPO@REVISION, deepseek-ocr-2 -----------------------------------
+# Registered by llm_perf_opt.sources.upstream.register; its resolvers import their modules only when used.
+from llm_perf_opt.sources.upstream.register import register_upstream_sources  # noqa: E402
+
+register_upstream_sources()

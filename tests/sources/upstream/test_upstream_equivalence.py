@@ -1,0 +1,59 @@
+"""Equivalence (issue 7 item 5): the real upstream snapshot and the built-in model trace to the same tree.
+
+Needs a real DeepSeek-OCR v1 snapshot folder (config.json + remote code) in LLM_PERF_OPT_UPSTREAM_SNAPSHOT and an
+environment that can import it (transformers 4.46.x, einops, easydict; see docs/upstream.md); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
+from llm_perf_opt.sources.upstream.equivalence import compare_traces
+from llm_perf_opt.sources.upstream.source import resolve_snapshot, trace_upstream
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import Workload, preset_workload
+
+SNAPSHOT = os.environ.get("LLM_PERF_OPT_UPSTREAM_SNAPSHOT")
+
+pytestmark = [
+    pytest.mark.upstream,
+    pytest.mark.skipif(not SNAPSHOT, reason="set LLM_PERF_OPT_UPSTREAM_SNAPSHOT to a DeepSeek-OCR v1 snapshot folder"),
+    pytest.mark.skipif(
+        version_tuple(installed_transformers() or "0")[:2] != (4, 46),
+        reason="upstream v1 remote code imports transformers 4.46-era classes",
+    ),
+]
+
+WORKLOADS = {
+    "standard": lambda: preset_workload("dsocr-standard-v1"),
+    "base-no-crops": lambda: Workload.create(mode="base", page=(1024, 1024), max_new_tokens=16),
+    "gundam-4x2": lambda: Workload.create(mode="gundam", page=(1920, 1080), max_new_tokens=3),
+}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> tuple[object, object]:
+    source = resolve_snapshot(f"hf-snapshot:{SNAPSHOT}").trust(True)
+    return source, source.build()
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_upstream_and_builtin_trace_to_the_same_tree(name: str, upstream: tuple[object, object]) -> None:
+    source, model = upstream
+    workload = WORKLOADS[name]()
+    theirs, provenance = trace_upstream(source, workload, model=model)  # type: ignore[arg-type]
+    ours = trace_workload("deepseek-ocr-v1-base", workload, attention="eager")
+    assert [str(d) for d in compare_traces(ours, theirs)] == []
+    assert theirs.unsupported == ours.unsupported == ()
+    params = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
+    assert params == 3_336_106_240  # facts §2: checkpoint index total_size / 2 bytes
+    assert {r.kind for r in provenance.adapters} == {
+        "item-from-workload",
+        "cuda-noop-on-meta",
+        "autocast-skipped-on-meta",
+        "moe-shape-only-dispatch",
+        "kv-cache-preallocated",
+    }

@@ -1,0 +1,10 @@
+"""Helpers shared by the upstream-source tests (imported by name; not a test module)."""
+
+from __future__ import annotations
+
+from llm_perf_opt.workloads import Workload
+
+
+def small_workload(max_new_tokens: int = 4) -> Workload:
+    """Gundam 2x2 crops (S = 703), a few decode steps: every adapted spot runs, quickly."""
+    return Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=max_new_tokens)
