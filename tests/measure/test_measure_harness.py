@@ -112,7 +112,7 @@ def test_sdpa_decode_runs_fewer_ops_than_eager(eager_model: torch.nn.Module) -> 
 
 def test_unknown_model_and_missing_gpu_are_user_errors() -> None:
     with pytest.raises(UserError, match="deepseek-ocr-v1-tiny"):
-        builtin_config("hf:someone/else")
+        builtin_config("no-such-model")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="needs a CUDA GPU"):
             resolve_device("cuda")

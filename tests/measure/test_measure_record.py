@@ -33,6 +33,12 @@ def test_timings_are_medians_stage_by_stage_and_step_by_step(measurement_factory
     assert t.end_to_end_s == pytest.approx(0.018 + 0.008)
 
 
+def test_min_statistic_takes_the_fastest_repeat(measurement_factory: Factory) -> None:
+    t = measurement_factory(statistic="min").timings()
+    assert (t.vision_s, t.projector_s, t.prefill_s) == pytest.approx((0.010, 0.001, 0.004))
+    assert t.decode_steps_s == pytest.approx((0.002, 0.002, 0.002))  # per step: min(2,2,3) min(3,2,2) min(4,2,9) ms
+
+
 def test_json_round_trip_is_exact(measurement_factory: Factory, tmp_path: Path) -> None:
     m = measurement_factory()
     path = tmp_path / "m.json"

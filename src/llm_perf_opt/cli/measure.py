@@ -75,7 +75,14 @@ def resolve_workload(
 @click.option("--attention", type=click.Choice(["eager", "sdpa"]), default="eager", show_default=True)
 @click.option("--warmup", type=int, default=1, show_default=True, help="untimed warm-up runs")
 @click.option("--warmup-decode-steps", type=int, default=None, help="decode steps per warm-up run [all]")
-@click.option("--repeats", type=int, default=3, show_default=True, help="timed runs (medians are reported)")
+@click.option("--repeats", type=int, default=3, show_default=True, help="timed runs")
+@click.option(
+    "--statistic",
+    type=click.Choice(["median", "min"]),
+    default="median",
+    show_default=True,
+    help="summary over repeats (min: for a CPU shared with other processes)",
+)
 @click.option("--threads", type=int, default=None, help="CPU threads [1 on cpu: stable timings]")
 @click.option("--device-id", default=None, help="hardware catalog id of the GPU [guessed from its name]")
 @click.option("--no-profile", is_flag=True, help="skip counting launches per decode step")
@@ -96,6 +103,7 @@ def measure(
     warmup: int,
     warmup_decode_steps: int | None,
     repeats: int,
+    statistic: str,
     threads: int | None,
     device_id: str | None,
     no_profile: bool,
@@ -126,6 +134,7 @@ def measure(
         warmup_runs=warmup,
         warmup_decode_steps=warmup_decode_steps,
         repeats=repeats,
+        statistic="min" if statistic == "min" else "median",
         threads=threads if threads is not None else (1 if runtime_device == "cpu" else None),
         profile_kernels=not no_profile,
         benchmark=not no_benchmark,

@@ -87,7 +87,8 @@ class HarnessOptions:
     attention: Literal["eager", "sdpa"] = field(default="eager", metadata={"help": "decoder attention"})
     warmup_runs: int = field(default=1, metadata={"help": "untimed runs before the timed ones"})
     warmup_decode_steps: int | None = field(default=None, metadata={"help": "decode steps per warm-up (None: all)"})
-    repeats: int = field(default=3, metadata={"help": "timed runs; medians are reported"})
+    repeats: int = field(default=3, metadata={"help": "timed runs"})
+    statistic: Literal["median", "min"] = field(default="median", metadata={"help": "summary over repeats"})
     threads: int | None = field(default=None, metadata={"help": "CPU intra-op threads (None: leave torch's)"})
     profile_kernels: bool = field(default=True, metadata={"help": "count launches of one decode step"})
     benchmark: bool = field(default=True, metadata={"help": "run the matmul/copy micro-benchmarks"})
@@ -164,6 +165,7 @@ def _measure(
         attention=options.attention,
         warmup_runs=options.warmup_runs,
         clock=clock.name,
+        statistic=options.statistic,
         runs=runs,
         kernels=kernels,
         notes=options.notes,

@@ -179,7 +179,7 @@ class KernelCount:
 
 @frozen(kw_only=True)
 class Measurement:
-    """One measured run; :meth:`timings` is the per-stage median over the timed repeats."""
+    """One measured run; :meth:`timings` summarises the timed repeats per stage (median unless ``statistic``)."""
 
     schema_version: int = field(default=SCHEMA_VERSION, metadata={"help": "JSON layout version"})
     run_id: str = field(metadata={"help": "unique id of this run"})
@@ -193,6 +193,10 @@ class Measurement:
     attention: Literal["eager", "sdpa"] = field(metadata={"help": "decoder attention implementation"})
     warmup_runs: int = field(metadata={"help": "untimed runs of the whole workload before the timed ones"})
     clock: str = field(metadata={"help": "how time was taken (cuda-events, or perf_counter)"})
+    statistic: Literal["median", "min"] = field(
+        default="median",
+        metadata={"help": "how repeats are summarised: median, or min (a CPU shared with other processes)"},
+    )
     runs: tuple[StageTimings, ...] = field(metadata={"help": "every timed repeat"})
     kernels: KernelCount | None = field(default=None, metadata={"help": "launches per decode step, if profiled"})
     notes: str = field(default="", metadata={"help": "free text"})
@@ -206,14 +210,13 @@ class Measurement:
             raise ValueError(f"every run must time {expected} decode steps (max_new_tokens - 1), got {sorted(steps)}")
 
     def timings(self) -> StageTimings:
-        """Median over repeats, stage by stage and decode step by decode step."""
+        """:attr:`statistic` (median or min) over repeats, stage by stage and decode step by decode step."""
+        pick = statistics.median if self.statistic == "median" else min
         return StageTimings(
-            vision_s=statistics.median(run.vision_s for run in self.runs),
-            projector_s=statistics.median(run.projector_s for run in self.runs),
-            prefill_s=statistics.median(run.prefill_s for run in self.runs),
-            decode_steps_s=tuple(
-                statistics.median(step) for step in zip(*(r.decode_steps_s for r in self.runs), strict=True)
-            ),
+            vision_s=pick(run.vision_s for run in self.runs),
+            projector_s=pick(run.projector_s for run in self.runs),
+            prefill_s=pick(run.prefill_s for run in self.runs),
+            decode_steps_s=tuple(pick(step) for step in zip(*(r.decode_steps_s for r in self.runs), strict=True)),
         )
 
     def label(self) -> str:

@@ -129,9 +129,10 @@ def _method() -> list[str]:
     return [
         "## How the numbers are made",
         "",
-        "- **Measured**: medians over the timed repeats after the warm-up runs, stage by stage and decode step by "
-        "decode step. Vision, projector and prefill are split inside one prefill forward by forward pre-hooks on "
-        "the stage anchors (CUDA events on a GPU, `perf_counter` on a CPU); a decode step is one cached model call. "
+        "- **Measured**: the median (or, where a measurement says so, the minimum: a CPU shared with other "
+        "processes) over the timed repeats after the warm-up runs, stage by stage and decode step by decode step. "
+        "Vision, projector and prefill are split inside one prefill forward by forward pre-hooks on the stage anchors "
+        "(CUDA events on a GPU, `perf_counter` on a CPU); a decode step is one cached model call. "
         "Decoding is greedy and HF-style: one token per call, the device waits at the end of each step.",
         "- **Predicted**: the same model and workload traced on the meta device (bf16 byte counts, rescaled to the "
         "run's dtype), timed by the roofline of `llm_perf_opt.perf.roofline` "
@@ -184,7 +185,8 @@ def _measurement_section(r: ValidationRow) -> list[str]:
         f"- device: {m.device.name} ({m.device.runtime}, {m.device.threads} thread(s)); {sw.platform}",
         f"- software: Python {sw.python}, torch {sw.torch}, CUDA {sw.cuda or '-'}, cuDNN {sw.cudnn or '-'}, "
         f"llm-perf-opt {sw.llm_perf_opt}",
-        f"- timing: {m.warmup_runs} warm-up run(s), {runs} timed run(s), clock {m.clock}; weights {m.weights}",
+        f"- timing: {m.warmup_runs} warm-up run(s), {runs} timed run(s) summarised by their {m.statistic}, "
+        f"clock {m.clock}; weights {m.weights}",
         f"- launches per decode step: {launches}; traced {traced}",
     ]
     if m.device.matmul_flops_per_s is not None and m.device.memory_bytes_per_s is not None:
