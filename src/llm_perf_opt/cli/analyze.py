@@ -1,0 +1,154 @@
+"""``llm-perf-opt analyze``: trace, validate, time and report one workload on one device."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from llm_perf_opt.errors import UserError
+
+__all__ = ["analyze", "parse_page"]
+
+
+def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> tuple[int, int] | None:
+    """``WxH`` -> (W, H); the numbers' ranges are checked by the workload (one-line error, exit 1)."""
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise click.BadParameter(f"expected WIDTHxHEIGHT in pixels, e.g. 1024x1024; got {value!r}")
+    return int(parts[0]), int(parts[1])
+
+
+class _Progress:
+    """Progress lines on stderr (``[  1.2s] tracing decode ...``); silent with ``--quiet``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"[{time.perf_counter() - self.start:6.1f}s] {message}", err=True)
+
+
+@click.command()
+@click.option("--model", default="deepseek-ocr-v1-base", show_default=True, help="Model source id.")
+@click.option("--workload", "workload_id", default="dsocr-standard-v1", show_default=True, help="Workload preset id.")
+@click.option("--mode", default=None, help="Resolution mode override: tiny, small, base, large, gundam, gundam-m.")
+@click.option("--image", "page", default=None, callback=parse_page, metavar="WxH", help="Page size override (px).")
+@click.option("--prompt-tokens", type=int, default=None, help="Prompt length override (text tokens).")
+@click.option("--max-new-tokens", type=int, default=None, help="Generated tokens override (N).")
+@click.option("--batch", "batch_size", type=int, default=None, help="Pages per forward override (B).")
+@click.option("--device", default="h100-sxm", show_default=True, help="Device id (see `llm-perf-opt devices`).")
+@click.option("--dtype", default="bf16", show_default=True, help="Weights/activations dtype.")
+@click.option(
+    "--attention",
+    type=click.Choice(["flash", "eager"]),
+    default="flash",
+    show_default=True,
+    help="Attention kernel whose FLOPs and bytes feed time.",
+)
+@click.option(
+    "--routing",
+    default="balanced",
+    show_default=True,
+    help="MoE routing model: balanced, skewed:ALPHA, histogram:FILE.",
+)
+@click.option(
+    "--measured",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Measurement JSON (from `llm-perf-opt measure`) to compare against.",
+)
+@click.option(
+    "--device-profile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Calibrated device profile (from `llm-perf-opt calibrate`).",
+)
+@click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Output folder (files appear complete or not at all).",
+)
+@click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
+def analyze(
+    model: str,
+    workload_id: str,
+    mode: str | None,
+    page: tuple[int, int] | None,
+    prompt_tokens: int | None,
+    max_new_tokens: int | None,
+    batch_size: int | None,
+    device: str,
+    dtype: str,
+    attention: str,
+    routing: str,
+    measured: str | None,
+    device_profile: str | None,
+    trust_remote_code: bool,
+    out_dir: Path,
+    quiet: bool,
+) -> None:
+    """Trace DeepSeek-OCR on the meta device for one workload and write the report folder.
+
+    Writes model.json, summary.json, report.yaml, validation.json, report.md (with plots/) and layers/*.md.
+    """
+    from llm_perf_opt.report.options import AnalysisOptions
+    from llm_perf_opt.report.pipeline import run_analysis, write_report
+
+    options = AnalysisOptions(
+        model=model,
+        workload_id=workload_id,
+        mode=mode,
+        page=page,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        attention=attention,
+        routing=routing,
+        measured=measured,
+        device_profile=device_profile,
+        trust_remote_code=trust_remote_code,
+    )
+    progress = _Progress(quiet)
+    _check_writable(out_dir)
+    result = run_analysis(options, progress=progress)
+    written = write_report(result, out_dir, progress=progress)
+    if not quiet:
+        s = result.stages
+        click.echo(
+            f"{result.workload.describe()} on {result.device.name} ({result.dtype}, {options.attention} attention)",
+            err=True,
+        )
+        click.echo(
+            f"TTFT {s.ttft_s * 1e3:.1f} ms  TPOT {s.tpot_s * 1e3:.2f} ms  end-to-end {s.end_to_end_s * 1e3:.1f} ms",
+            err=True,
+        )
+    click.echo(str(out_dir / "report.md") if "report.md" in written else str(out_dir))
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Fail before any work when ``--out`` cannot be created or written (no partial output is ever left)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} exists and is not a folder; pass a folder path")
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path.cwd())
+    if not existing.is_dir():
+        raise UserError(f"--out {out_dir} cannot be created: {existing} is a file; pass a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out_dir} is not writable (no write permission on {existing}); choose another folder")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    analyze(sys.argv[1:])

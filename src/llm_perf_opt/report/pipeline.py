@@ -1,0 +1,288 @@
+"""The one library call behind ``analyze`` and the HTTP service: options in, an :class:`AnalysisResult` and files out.
+
+Steps: resolve the model source, workload, device and routing -> trace on the meta device -> analytic model ->
+validation (analytic vs traced, node by node) -> roofline time per node -> memory and throughput -> contracts ->
+rendered files, published atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from attrs import asdict
+
+from llm_perf_opt.contracts import DeepSeekOCRModelSpec, OperatorCategory
+from llm_perf_opt.contracts.converter import to_json
+from llm_perf_opt.core import staged_directory
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT
+from llm_perf_opt.perf import (
+    MemoryFootprint,
+    Rates,
+    StageTimes,
+    capacity_check,
+    default_profile,
+    kv_bytes_per_token_for,
+    load_device_profile,
+    throughput,
+    time_tree,
+    tree_from_nodes,
+)
+from llm_perf_opt.report.assemble import build_model_contract, build_summary
+from llm_perf_opt.report.options import (
+    AnalysisOptions,
+    check_attention,
+    report_id_for,
+    resolve_device,
+    resolve_routing,
+    resolve_workload,
+)
+from llm_perf_opt.report.result import AnalysisResult
+from llm_perf_opt.workloads import get_preset, profile_from_workload
+
+__all__ = ["Progress", "build_report_files", "report_files", "run_analysis", "write_report"]
+
+Progress = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    """The default progress sink: says nothing."""
+
+
+def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) -> AnalysisResult:
+    """Trace, validate and time one workload; every number the reports show comes out of here."""
+    say = progress or _silent
+    check_attention(options)
+    from llm_perf_opt.analytic import analytic_costs
+    from llm_perf_opt.report.validation import validation_payload, validation_summary
+    from llm_perf_opt.sources.registry import resolve_model_source
+    from llm_perf_opt.tracer.trace import trace_workload
+
+    source = resolve_model_source(options.model)
+    config = source.config
+    workload = resolve_workload(options, config)
+    device, dtype = resolve_device(options)
+    routing = resolve_routing(options)
+    profile = load_device_profile(options.device_profile) if options.device_profile else default_profile("eager")
+    report_id = report_id_for(options)
+
+    say(f"tracing {source.name} on the meta device: {workload.describe()}")
+    attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
+    trace = trace_workload(source, workload, attention=attention, routing=routing)
+    say(f"traced {len(trace.nodes)} nodes ({trace.decode_method} decode); analytic model and validation")
+    analytic = analytic_costs(config, workload, attention=options.attention, routing=routing)
+    validation = validation_payload(trace, analytic)
+    checked = validation_summary(validation)
+
+    say(f"timing on {device.device_id} ({dtype})")
+    rates = Rates.for_device(device, dtype=dtype, profile=profile)
+    timed = time_tree(tree_from_nodes(trace.nodes.values()), rates)
+    stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=max(workload.max_new_tokens - 1, 0))
+    scale = rates.bytes_scale
+    memory = MemoryFootprint(
+        weights_bytes=int(trace.root.weight_bytes * scale),
+        kv_cache_bytes=kv_bytes_per_token_for(config, dtype=dtype)
+        * (workload.seq_len + workload.max_new_tokens - 1)
+        * workload.batch_size,
+        peak_activation_bytes=int(trace.root.peak_activation_bytes * scale),
+        batch_size=workload.batch_size,
+    )
+    capacity = capacity_check(memory, device)
+    rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
+
+    measured, measured_total_ms = _measured(options, stages, workload)
+    assumptions = _assumptions(options, trace, device, dtype, profile, routing)
+    notes = " | ".join(assumptions)
+    profile_contract = profile_from_workload(
+        workload,
+        profile_id=workload.profile_id or f"{options.workload_id}+overrides",
+        description=_workload_description(options, workload),
+        doc_kind=get_preset(options.workload_id).doc_kind,
+    )
+    model = build_model_contract(
+        report_id=report_id,
+        trace=trace,
+        timed=timed,
+        model_spec=_model_spec(source.name, config),
+        workload=profile_contract,
+        categories=_categories(trace.categories),
+        profile_run_id=None,
+        measured_total_ms=measured_total_ms,
+        notes=notes,
+    )
+    summary = build_summary(model=model, trace=trace, timed=timed, notes=notes)
+    return AnalysisResult(
+        options=options,
+        report_id=report_id,
+        model_source=source.name,
+        config=config,
+        workload=workload,
+        device=device,
+        dtype=dtype,
+        routing=routing,
+        profile=profile,
+        trace=trace,
+        analytic=dict(analytic.items()),
+        validation=validation,
+        validation_summary=checked,
+        timed=timed,
+        stages=stages,
+        memory=memory,
+        capacity=capacity,
+        throughput=rate,
+        model=model,
+        summary=summary,
+        measured=measured,
+        assumptions=tuple(assumptions),
+    )
+
+
+def report_files(result: AnalysisResult) -> dict[str, bytes]:
+    """Every output file of one analysis, by relative path (deterministic bytes)."""
+    from llm_perf_opt.report.layers import render_layer_pages
+    from llm_perf_opt.report.markdown import render_report_md
+    from llm_perf_opt.report.plots import render_plots
+    from llm_perf_opt.report.yaml_out import render_report_yaml
+
+    files: dict[str, bytes] = {
+        "options.json": _json_bytes(_options_payload(result.options)),
+        "model.json": to_json(result.model).encode("utf-8"),
+        "summary.json": to_json(result.summary).encode("utf-8"),
+        "validation.json": _json_bytes(result.validation),
+        "report.yaml": render_report_yaml(result).encode("utf-8"),
+        "report.md": render_report_md(result).encode("utf-8"),
+    }
+    files.update(render_plots(result))
+    files.update({path: text.encode("utf-8") for path, text in render_layer_pages(result).items()})
+    return files
+
+
+def build_report_files(options: AnalysisOptions, *, progress: Progress | None = None) -> dict[str, bytes]:
+    """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores)."""
+    return report_files(run_analysis(options, progress=progress))
+
+
+def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | None = None) -> dict[str, bytes]:
+    """Render and publish into ``out_dir``: every file appears complete or not at all."""
+    say = progress or _silent
+    files = report_files(result)
+    try:
+        with staged_directory(out_dir) as stage:
+            for rel, data in files.items():
+                target = stage / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+    except OSError as exc:
+        raise UserError(f"cannot write report to {out_dir}: {exc.strerror or exc}; choose another --out") from None
+    say(f"wrote {len(files)} files to {out_dir}")
+    return files
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _options_payload(options: AnalysisOptions) -> dict[str, Any]:
+    data = asdict(options, recurse=False)
+    data["page"] = list(options.page) if options.page else None
+    return data
+
+
+def _model_spec(name: str, config: Any) -> DeepSeekOCRModelSpec:
+    return DeepSeekOCRModelSpec(
+        model_id="deepseek-ai/DeepSeek-OCR",
+        model_variant=config.variant if name.startswith("deepseek-ocr-v1") else name,
+        hf_revision=None,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        vision_backbone="sam_vit_b",
+        uses_moe=config.n_routed_experts > 0,
+        config_path=None,
+        notes="vision: SAM ViT-B feeding CLIP-L (two encoders); decoder: DeepSeek-V2 MoE with MHA",
+    )
+
+
+def _categories(categories: Mapping[str, tuple[str, ...]]) -> list[OperatorCategory]:
+    from llm_perf_opt.tracer.categories import CATEGORIES
+
+    specs = {spec.category_id: spec for spec in CATEGORIES}
+    return [
+        OperatorCategory(
+            category_id=cid,
+            display_name=specs[cid].display_name if cid in specs else cid,
+            description=specs[cid].description if cid in specs else "",
+            match_classes=list(classes),
+        )
+        for cid, classes in categories.items()
+    ]
+
+
+def _workload_description(options: AnalysisOptions, workload: Any) -> str:
+    text = str(workload.describe())
+    return text if workload.profile_id else f"{options.workload_id} with overrides: {text}"
+
+
+def _assumptions(
+    options: AnalysisOptions, trace: Any, device: Any, dtype: str, profile: Any, routing: Any
+) -> list[str]:
+    peak = device.matmul_peak_flops(dtype)
+    kernel = (
+        "flash: fused SDPA, causal-effective products, no score materialisation"
+        if options.attention == "flash"
+        else "eager: explicit matmuls and softmax, dense products, scores materialised"
+    )
+    effs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(profile.category_efficiency.items()))
+    return [
+        "FLOPs: 2 per multiply-accumulate; matmul (tensor-core) and vector FLOPs counted separately",
+        f"attention kernel: {kernel}",
+        f"MoE routing: {routing.describe()}",
+        f"device: {device.name} ({device.device_id}), dense {dtype} peak {peak / 1e12:.1f} TFLOP/s, "
+        f"{device.memory_bandwidth_bytes_per_s / 1e12:.2f} TB/s, {device.memory_capacity_bytes / 1e9:.0f} GB; "
+        f"source: {device.source} ({device.source_date})",
+        f"time: per kernel group max(compute at category efficiency, bytes at memory efficiency "
+        f"{profile.memory_efficiency:.2f}) + {profile.kernel_overhead_s * 1e6:.1f} us per kernel; "
+        f"efficiencies: {effs}; profile: {profile.source}",
+        f"bytes: eager op-level traffic counted on the meta device ({BYTES_PER_ELEMENT[dtype]} B per element for "
+        f"{dtype}); an upper bound for fused kernels",
+        f"decode: {trace.decode_method} ({trace.decode_note})",
+    ]
+
+
+def _measured(
+    options: AnalysisOptions, stages: StageTimes, workload: Any
+) -> tuple[dict[str, Any] | None, float | None]:
+    """Per-stage predicted vs measured (seconds and ratios) when ``--measured`` names a measurement."""
+    if options.measured is None:
+        return None, None
+    from llm_perf_opt.measure.compare import check_compatible, compare
+    from llm_perf_opt.measure.record import load_measurement
+
+    measurement = load_measurement(Path(options.measured))
+    check_compatible(measurement, model=options.model, workload=workload, workload_id=options.workload_id)
+    predicted = {
+        "vision": stages.vision_s,
+        "projector": stages.projector_s,
+        "prefill": stages.prefill_s,
+        "decode": stages.decode_s,
+        "other": stages.other_s,
+    }
+    comparison = compare(predicted, measurement)
+    payload: dict[str, Any] = {
+        "run_id": comparison.run_id,
+        "device": measurement.device.name,
+        "stages": [
+            {
+                "stage": row.stage,
+                "predicted_ms": row.predicted_s * 1e3,
+                "measured_ms": row.measured_s * 1e3,
+                "ratio": row.ratio,
+            }
+            for row in comparison.rows
+        ],
+    }
+    return payload, comparison.measured_total_time_ms

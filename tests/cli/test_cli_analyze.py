@@ -1,0 +1,73 @@
+"""`llm-perf-opt analyze` through click's runner: files, exit codes, one-line errors, no partial output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from llm_perf_opt.cli import cli
+
+TINY = ["--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max-new-tokens", "4"]
+
+
+def test_analyze_writes_the_report_folder(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out / "report.md")
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"model.json", "summary.json", "report.yaml", "validation.json", "report.md"} <= names
+    assert not [p for p in tmp_path.iterdir() if p.name != "r"]  # no staging folder left behind
+
+
+def test_progress_goes_to_stderr(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0
+    assert "tracing deepseek-ocr-v1-tiny" in result.stderr
+    assert "TTFT" in result.stderr
+
+
+def _one_line_error(args: list[str], tmp_path: Path, expected: str) -> None:
+    out = tmp_path / "never"
+    result = CliRunner().invoke(cli, ["analyze", *args, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_unknown_device(tmp_path: Path) -> None:
+    _one_line_error(["--device", "h999"], tmp_path, "h100-sxm")
+
+
+def test_unknown_mode(tmp_path: Path) -> None:
+    _one_line_error(["--mode", "huge"], tmp_path, "gundam")
+
+
+def test_unknown_workload(tmp_path: Path) -> None:
+    _one_line_error(["--workload", "nope"], tmp_path, "dsocr-standard-v1")
+
+
+def test_zero_page(tmp_path: Path) -> None:
+    _one_line_error(["--image", "0x0"], tmp_path, "page width")
+
+
+def test_unknown_model(tmp_path: Path) -> None:
+    _one_line_error(["--model", "gpt-9"], tmp_path, "deepseek-ocr-v1-base")
+
+
+def test_unwritable_out(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(blocker / "sub")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "--out" in result.stderr
+    assert blocker.read_text() == "x"
+
+
+def test_malformed_image_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", "--image", "big", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "WIDTHxHEIGHT" in result.stderr

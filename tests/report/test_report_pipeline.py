@@ -1,0 +1,80 @@
+"""The analysis pipeline end to end on the tiny variant (seconds), plus its contract output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
+from llm_perf_opt.contracts.converter import from_json
+from llm_perf_opt.contracts.validation import load_report
+from llm_perf_opt.report.options import AnalysisOptions, report_id_for
+from llm_perf_opt.report.pipeline import report_files, run_analysis, write_report
+from llm_perf_opt.report.result import AnalysisResult
+
+TINY = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_result() -> AnalysisResult:
+    return run_analysis(TINY)
+
+
+def test_result_carries_the_request_and_its_id(tiny_result: AnalysisResult) -> None:
+    assert tiny_result.report_id == report_id_for(TINY)
+    assert tiny_result.model.report_id == tiny_result.summary.report_id == tiny_result.report_id
+    assert tiny_result.workload.seq_len == 1 + 73 + 9  # tiny mode: 73 image tokens, 9 prompt tokens
+    assert tiny_result.stages.decode_steps == 8 - 1
+
+
+def test_contract_totals_are_the_trace_and_timing(tiny_result: AnalysisResult) -> None:
+    root = tiny_result.trace.root
+    metrics = {m.module_id: m for m in tiny_result.model.module_metrics}
+    assert metrics["root"].total_flops_tflops == pytest.approx(root.cost.total_flops / 1e12, rel=1e-8)
+    assert metrics["root"].total_time_ms == pytest.approx(tiny_result.timed.total_s * 1e3, rel=1e-8)
+    assert tiny_result.model.predicted_total_time_ms == pytest.approx(tiny_result.stages.end_to_end_s * 1e3, rel=1e-6)
+    assert metrics["root"].share_of_model_time == 1.0
+    assert {m.module_id for m in tiny_result.model.modules} == set(tiny_result.trace.nodes)
+
+
+def test_stage_times_add_up(tiny_result: AnalysisResult) -> None:
+    s = tiny_result.stages
+    assert s.ttft_s == pytest.approx(s.vision_s + s.projector_s + s.prefill_s)
+    assert s.tpot_s == pytest.approx(s.decode_s / 7)
+    assert s.end_to_end_s == pytest.approx(tiny_result.timed.total_s)
+
+
+def test_summary_lists_modules_by_own_time(tiny_result: AnalysisResult) -> None:
+    times = [m.total_time_ms for m in tiny_result.summary.top_modules]
+    assert times == sorted(times, reverse=True)
+    assert len(times) == 10
+    assert all("/" in m.module_id for m in tiny_result.summary.top_modules)
+    assert "attention kernel: flash" in tiny_result.summary.notes
+    assert "MoE routing: balanced" in tiny_result.summary.notes
+
+
+def test_kv_cache_counted_once_at_the_final_length(tiny_result: AnalysisResult) -> None:
+    cfg = tiny_result.config
+    per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim * 2  # K and V, bf16
+    assert tiny_result.memory.kv_cache_bytes == per_token * (83 + 8 - 1)
+
+
+def test_files_are_complete_valid_and_deterministic(tiny_result: AnalysisResult, tmp_path: Path) -> None:
+    files = report_files(tiny_result)
+    for name in ("model.json", "summary.json", "report.yaml", "validation.json", "report.md", "options.json"):
+        assert name in files
+    assert any(p.startswith("layers/") for p in files)
+    assert any(p.startswith("plots/") and p.endswith(".png") for p in files)
+    model = load_report(files["model.json"].decode())  # strict: raises on any validation problem
+    assert isinstance(model, DeepSeekOCRAnalyticModel)
+    summary = from_json(files["summary.json"].decode(), DeepSeekOCRAnalyticReportSummary)
+    assert summary.report_id == tiny_result.report_id
+    validation = json.loads(files["validation.json"])
+    assert set(validation) >= {"stages", "nodes", "divergences"}
+    again = report_files(run_analysis(TINY))
+    for name in ("model.json", "summary.json", "report.md"):
+        assert files[name] == again[name], name
+    write_report(tiny_result, tmp_path / "out")
+    assert (tmp_path / "out" / "report.md").read_bytes() == files["report.md"]
