@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "analyze": "analyze:analyze",
     "calibrate": "calibrate:calibrate",
     "devices": "devices:devices",
     "diff": "diff:diff",
