@@ -96,9 +96,16 @@ def test_coverage_lists_unsupported_ops_and_says_none_when_empty(result: Analysi
     assert "none: every module ran." in clean_text
 
 
-def test_validation_summary_names_the_worst_node(text: str) -> None:
+def test_validation_summary_names_the_worst_node(result: AnalysisResult, text: str) -> None:
+    assert "- **status: pass** - 18 nodes compared, 18 passed, 0 failed (other counters within 2%" in text
     assert "- worst relative error: 5% on `vision/model.vision_model` (bytes_read)" in text
-    assert "| `vision/model.vision_model` | bytes_read | 1.05 | 1.05 | bicubic" in text
+    assert (
+        "| clip-position-interpolation | bytes_read | `vision/model.vision_model` | 1..1.1 | "
+        "1.05 on `vision/model.vision_model` | 0 of 1 | bicubic" in text
+    )
+    failing = dict(result.validation_summary, status="fail", nodes_failed=1, failures={"root": ["kernels: +0.5"]})
+    failed = render_report_md(evolve(result, validation_summary=failing))
+    assert "| `root` | kernels: +0.5 |" in failed and "**status: fail**" in failed
 
 
 def test_assumptions_cover_the_conventions(result: AnalysisResult) -> None:

@@ -7,6 +7,7 @@ numbers through :mod:`llm_perf_opt.report.humanize`; the same result always rend
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
 
 from llm_perf_opt.report.humanize import (
@@ -51,7 +52,8 @@ def render_report_md(result: AnalysisResult) -> str:
         assumptions_section(result),
         layers_section(result),
     ]
-    return "\n".join(s.rstrip("\n") + "\n" for s in sections)
+    text = "\n".join(s.rstrip("\n") + "\n" for s in sections)
+    return re.sub(r"\n{3,}", "\n\n", text)  # one blank line between blocks, however the sections end
 
 
 def reproduce_command(result: AnalysisResult) -> str:
