@@ -71,3 +71,14 @@ def test_malformed_image_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["analyze", "--image", "big", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert "WIDTHxHEIGHT" in result.stderr
+
+
+def test_store_receives_the_same_report(tmp_path: Path) -> None:
+    from llm_perf_opt.store import ReportStore
+
+    out, store = tmp_path / "r", tmp_path / "store"
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(out), "--store", str(store), "--quiet"])
+    assert result.exit_code == 0, result.output
+    reports = ReportStore(store).list_reports()
+    assert len(reports) == 1
+    assert ReportStore(store).read(reports[0], "summary.json") == (out / "summary.json").read_bytes()

@@ -80,6 +80,13 @@ class _Progress:
     show_default=True,
     help="Output folder (files appear complete or not at all).",
 )
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also publish the report into this report store (shared with `llm-perf-opt serve`).",
+)
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def analyze(
     model: str,
@@ -97,6 +104,7 @@ def analyze(
     device_profile: str | None,
     trust_remote_code: bool,
     out_dir: Path,
+    store_dir: Path | None,
     quiet: bool,
 ) -> None:
     """Trace DeepSeek-OCR on the meta device for one workload and write the report folder.
@@ -126,6 +134,11 @@ def analyze(
     _check_writable(out_dir)
     result = run_analysis(options, progress=progress)
     written = write_report(result, out_dir, progress=progress)
+    if store_dir is not None:
+        from llm_perf_opt.store import ReportStore
+
+        ReportStore(store_dir).publish(result.report_id, written, replace=True)
+        progress(f"published {result.report_id} into the store {store_dir}")
     if not quiet:
         s = result.stages
         click.echo(
