@@ -22,6 +22,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, str] = {
     "analyze": "analyze:analyze",
     "calibrate": "calibrate:calibrate",
+    "check": "check:check",
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
