@@ -27,16 +27,31 @@ _NAMES = {
     "flops": "FLOPs",
     "bytes": "bytes",
     "time_s": "time",
+    "calls": "calls",
     "weight_bytes": "weights",
-    "activation_bytes": "peak activations",
     "kv_bytes": "KV",
+    "activation_bytes": "peak activations",
+    "params": "params",
+    "own_params": "own params",
     "predicted_total_time_s": "predicted end to end",
 }
 
 
+_ORDER = tuple(_NAMES)
+
+
 def _delta_text(d: Delta) -> str:
-    change = "new" if d.rel is None else f"{d.rel * 100:+.3g}%"
+    if d.rel is None:
+        change = "new"
+    elif abs(d.rel) >= 9.995:  # beyond +999%: a factor reads better
+        change = f"x{d.b / d.a:.3g}"
+    else:
+        change = f"{d.rel * 100:+.3g}%"
     return f"{_NAMES.get(d.metric, d.metric)} {_value(d.metric, d.a)} -> {_value(d.metric, d.b)} ({change})"
+
+
+def _ordered(deltas: list[Delta]) -> list[Delta]:
+    return sorted(deltas, key=lambda d: (_ORDER.index(d.metric) if d.metric in _ORDER else len(_ORDER), d.metric))
 
 
 def _size(d: Delta) -> float:
@@ -84,7 +99,7 @@ def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
             grouped.setdefault(d.module_id, []).append(d)
         ranked = sorted(grouped.items(), key=lambda item: (-max(_size(d) for d in item[1]), item[0]))
         lines += ["", f"metric differences beyond the tolerance ({len(grouped)} nodes, largest first):"]
-        lines += _limited([f"  {nid}: " + "; ".join(_delta_text(d) for d in ds) for nid, ds in ranked], limit)
+        lines += _limited([f"  {nid}: " + "; ".join(_delta_text(d) for d in _ordered(ds)) for nid, ds in ranked], limit)
     lines += ["", _verdict(diff)]
     return "\n".join(lines) + "\n"
 
