@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from llm_perf_opt.tracer.fastmeta import FAST_META, fast_output, verify_output
 from llm_perf_opt.tracer.hooks import CallHooks
@@ -30,6 +30,7 @@ from llm_perf_opt.tracer.state import TraceState
 __all__ = ["FUSED_SDPA_OP", "OpCounter", "SdpaFuser", "counting"]
 
 FUSED_SDPA_OP = "F.scaled_dot_product_attention"
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _SDPA_FUNCS = {F.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention}
 
 
@@ -56,24 +57,33 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.verify = verify_fast_meta
         self._rules: dict[Any, tuple[str, Rule, int]] = {}
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps __torch_dispatch__ in a dynamo-disable shim unless this says False; a trace never runs
+        # torch.compile, and the shim costs a few microseconds per op (and a 3 s import of torch._dynamo)
+        return False
+
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
-        kw = kwargs or {}
-        out = fast_output(func, args, kw) if func in FAST_META else None
-        if out is None:
-            out = func(*args, **kw)
-        elif self.verify:
-            verify_output(func, out, func(*args, **kw))
-        state = self.state
-        if state.suspended or not state.frames:
+        # The accounting calls tensor methods (size, stride, untyped_storage, ...); with the SDPA fuser active each
+        # would detour through its __torch_function__, so torch-function handling is off while an op is accounted.
+        with _NO_TORCH_FUNCTION():
+            kw = kwargs or {}
+            out = fast_output(func, args, kw) if func in FAST_META else None
+            if out is None:
+                out = func(*args, **kw)
+            elif self.verify:
+                verify_output(func, out, func(*args, **kw))
+            state = self.state
+            if not state.frames:
+                return out
+            entry = self._rules.get(func)
+            if entry is None:
+                rule, aliasing = resolve(func)
+                entry = self._rules[func] = (str(func), rule, aliasing)
+            state.record(entry[0], entry[1], entry[2], args, kw, out)
             return out
-        entry = self._rules.get(func)
-        if entry is None:
-            rule, aliasing = resolve(func)
-            entry = self._rules[func] = (str(func), rule, aliasing)
-        state.record(entry[0], entry[1], entry[2], args, kw, out)
-        return out
 
 
 class SdpaFuser(TorchFunctionMode):
@@ -103,11 +113,9 @@ class SdpaFuser(TorchFunctionMode):
         enable_gqa: bool = False,
     ) -> torch.Tensor:
         state = self.state
-        state.suspended = True
-        try:
+        # built with every dispatch mode off: the allocation is part of the fused op, not an op of its own
+        with _disable_current_modes():
             out = _flash_layout_output(query, value)
-        finally:
-            state.suspended = False
         args = (query, key, value, attn_mask)
         state.record(FUSED_SDPA_OP, _SDPA_RULE, FRESH, args, {"is_causal": bool(is_causal)}, out)
         return out

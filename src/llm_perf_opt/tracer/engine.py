@@ -17,6 +17,7 @@ from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.counter import counting
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
 from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
+from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
@@ -71,11 +72,11 @@ def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options)
     return raw
 
 
-def _groupings(model: nn.Module, structure: Structure, raws: Sequence[RawTrace]) -> dict[str, StageGrouping]:
+def _groupings(index: ModelIndex, structure: Structure, raws: Sequence[RawTrace]) -> dict[str, StageGrouping]:
     merged = RawTrace()
     for raw in raws:
         merged.merge(raw)
-    return {stage: group_stage(model, structure, merged, stage) for stage in STAGE_ORDER}
+    return {stage: group_stage(index, structure, merged, stage) for stage in STAGE_ORDER}
 
 
 def _decode(
@@ -108,11 +109,12 @@ def trace_model(
 ) -> TraceResult:
     """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
     opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
-    state = TraceState(model, rules)
+    index = ModelIndex(model)
+    state = TraceState(model, rules, index)
     structure = Structure(model)
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=decode)
-    groupings = _groupings(model, structure, [prefill_raw, *step_raws.values()])
+    groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
     data = to_node_data(prefill_raw, groupings)
     step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
     if method == "affine-fit":
@@ -122,7 +124,7 @@ def trace_model(
             n = driver.decode_steps
             every = {i: _run_pass(state, "decode", driver.step(i), opts) for i in range(1, n + 1)}
             step_raws = every
-            groupings = _groupings(model, structure, [prefill_raw, *every.values()])
+            groupings = _groupings(index, structure, [prefill_raw, *every.values()])
             data = to_node_data(prefill_raw, groupings)
             data.add(integrate({i: to_node_data(raw, groupings) for i, raw in every.items()}))
             method, note = "every-step", f"affine check failed ({exc.where}); traced all {driver.decode_steps} steps"
@@ -134,7 +136,7 @@ def trace_model(
         buckets.update(raw.op_buckets)
     counted = frozenset(op for op, (bucket, _, _) in buckets.items() if bucket == "counted")
     meta = StageMeta(decode_steps=driver.decode_steps, root_calls=1 + driver.decode_steps, counted_ops=counted)
-    nodes = build_nodes(model, groupings, data, meta)
+    nodes = build_nodes(index, groupings, data, meta)
     ledger, unsupported = build_ledger(data, buckets)
     return TraceResult(
         model=model_desc,
@@ -148,6 +150,6 @@ def trace_model(
         nodes=nodes,
         op_ledger=ledger,
         unsupported=unsupported,
-        uncalled_modules=uncalled_modules(model, all_raws),
+        uncalled_modules=uncalled_modules(index, all_raws),
         categories={c.category_id: c.match_classes for c in CATEGORIES},
     )

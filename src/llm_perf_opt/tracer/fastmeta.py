@@ -167,12 +167,21 @@ def _safe_softmax(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _layer_norm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Outputs are dense row-major whatever the input's layout (torch's meta kernel allocates them fresh)."""
     x, normalized = args[0], args[1]
-    if not _dense(x) or x.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+    if x.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         return None
     axis = x.dim() - len(normalized)
     stat_shape = (*x.shape[:axis], *([1] * len(normalized)))
     return _empty(x.shape, x.dtype), _empty(stat_shape, torch.float32), _empty(stat_shape, torch.float32)
+
+
+def _upsample_1d(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``[N, C, L] -> [N, C, output_size]``, a fresh dense tensor."""
+    x, size = args[0], args[1]
+    if x.dim() != 3 or not isinstance(size, list | tuple) or len(size) != 1:
+        return None
+    return _empty((x.size(0), x.size(1), int(size[0])), x.dtype)
 
 
 def _mm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -272,6 +281,7 @@ def _table() -> dict[Any, Builder]:
     table[_aten._softmax.default] = _softmax
     table[_aten._safe_softmax.default] = _safe_softmax
     table[_aten.native_layer_norm.default] = _layer_norm
+    table[_aten.upsample_linear1d.default] = _upsample_1d
     table[_aten.mm.default] = _mm
     table[_aten.addmm.default] = _addmm
     table[_aten.bmm.default] = _bmm

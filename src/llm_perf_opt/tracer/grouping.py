@@ -23,6 +23,7 @@ from attrs import define, field
 from torch import nn
 
 from llm_perf_opt.contracts.vocab import ParamValue
+from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.raw import RawTrace
 
 __all__ = [
@@ -159,7 +160,8 @@ def _repetition(raw: RawTrace, stage: str, list_path: str) -> str:
 
 
 class _Grouper:
-    def __init__(self, structure: Structure, raw: RawTrace, stage: str) -> None:
+    def __init__(self, index: ModelIndex, structure: Structure, raw: RawTrace, stage: str) -> None:
+        self.index = index
         self.structure = structure
         self.raw = raw
         self.stage = stage
@@ -171,8 +173,7 @@ class _Grouper:
         own = self.raw.sigs.get(key)
         active = own is not None or key in self.raw.calls
         children: list[tuple[str, int | None]] = []
-        for name, child in module.named_children():
-            cpath = f"{path}.{name}" if path else name
+        for name, cpath, child in self.index.children[path]:
             view = self.list_view(cpath, child) if isinstance(child, nn.ModuleList) else self.tsig(cpath, child)
             active = active or view is not None
             children.append((name, view))
@@ -181,7 +182,7 @@ class _Grouper:
         return self.intern((tuple(own or ()), tuple(children)))
 
     def list_view(self, lpath: str, lst: nn.ModuleList) -> int | None:
-        members = [(int(name), child) for name, child in lst.named_children()]
+        members = [(int(name), child) for name, _, child in self.index.children[lpath]]
         sigs = {i: self.tsig(f"{lpath}.{i}", child) for i, child in members}
         if all(s is None for s in sigs.values()):
             return None
@@ -219,8 +220,8 @@ def _partition(indices: list[int], sigs: dict[int, int | None]) -> list[tuple[li
     return parts
 
 
-def group_stage(root: nn.Module, structure: Structure, raw: RawTrace, stage: str) -> StageGrouping:
-    """Group the ModuleList members of ``root`` for one stage of ``raw``."""
-    grouper = _Grouper(structure, raw, stage)
-    grouper.tsig("", root)
+def group_stage(index: ModelIndex, structure: Structure, raw: RawTrace, stage: str) -> StageGrouping:
+    """Group the ModuleList members of the indexed root for one stage of ``raw``."""
+    grouper = _Grouper(index, structure, raw, stage)
+    grouper.tsig("", index.root)
     return grouper.result

@@ -2,7 +2,9 @@
 
 The post hook is registered with ``always_call=True`` so a call that raises still pops its frame.  Modules that
 are not part of the traced root (``named_modules()`` of the root) are ignored: their ops go to the enclosing
-call.  Each call of a module is its own frame, so a module called twice is two calls.
+call.  Each call of a module is its own frame, so a module called twice is two calls.  A direct
+``module.forward(x)`` call (upstream CLIP calls its attention and MLP that way) fires no hook and so is not a
+call: its ops go to the caller, exactly as every hook-based tool (and the analytic model) sees it.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from torch import nn
-
+from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData
 from llm_perf_opt.tracer.raw import RawTrace, row_cost
 from llm_perf_opt.tracer.result import OpLedgerEntry, UnsupportedOp
@@ -47,11 +46,19 @@ def build_ledger(
     return ledger, unsupported
 
 
-def uncalled_modules(model: nn.Module, raws: Sequence[RawTrace]) -> tuple[str, ...]:
-    """``named_modules()`` paths (ModuleList/ModuleDict containers excepted) never called in any traced pass."""
-    called = {path for raw in raws for (_, path) in raw.calls}
-    return tuple(
-        path
-        for path, module in model.named_modules()
-        if path not in called and not isinstance(module, nn.ModuleList | nn.ModuleDict)
-    )
+def uncalled_modules(index: ModelIndex, raws: Sequence[RawTrace]) -> tuple[str, ...]:
+    """``named_modules()`` paths whose whole subtree saw no call and no op in any traced pass.
+
+    A module run through ``module.forward(...)`` fires no hook, but when its children were called it is not
+    listed (CLIP's attention and MLP); ModuleList/ModuleDict containers are never called and never listed.
+    """
+    active: set[str] = set()
+    for raw in raws:
+        active.update(path for (_, path) in raw.calls)
+        active.update(path for (_, path, _, _) in raw.table)
+    reached = set(active)
+    for path in active:
+        while path:
+            path = path.rpartition(".")[0]
+            reached.add(path)
+    return tuple(path for path, _ in index.entries if path not in reached and path not in index.list_paths)

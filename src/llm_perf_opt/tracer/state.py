@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from llm_perf_opt.tracer.categories import category_of_class
+from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpIO
 from llm_perf_opt.tracer.ops.registry import FRESH
 from llm_perf_opt.tracer.ops.rule import Rule
@@ -43,15 +44,10 @@ class ModuleInfo:
         self.event = "@" + _DIGITS.sub("#", tail)
 
 
-def module_infos(root: nn.Module, rules: StageRules) -> dict[int, ModuleInfo]:
-    """``id(module) -> ModuleInfo`` for every module of ``root`` (first path wins for shared modules)."""
-    lists = {id(m) for m in root.modules() if isinstance(m, nn.ModuleList | nn.ModuleDict)}
-    parent_list: dict[str, str] = {}
-    for path, module in root.named_modules():
-        if id(module) in lists:
-            for name, _ in module.named_children():
-                parent_list[f"{path}.{name}" if path else name] = path
-    return {id(module): ModuleInfo(path, module, rules, parent_list.get(path)) for path, module in root.named_modules()}
+def module_infos(index: ModelIndex, rules: StageRules) -> dict[int, ModuleInfo]:
+    """``id(module) -> ModuleInfo`` for every module of the indexed root (first path wins for shared modules)."""
+    parent_list = {cpath: path for path in index.list_paths for _, cpath, _ in index.children[path]}
+    return {id(module): ModuleInfo(path, module, rules, parent_list.get(path)) for path, module in index.entries}
 
 
 class Frame:
@@ -69,8 +65,8 @@ class Frame:
 class TraceState:
     """Counters for one pass; :meth:`begin_pass` resets the per-pass parts."""
 
-    def __init__(self, root: nn.Module, rules: StageRules) -> None:
-        self.infos = module_infos(root, rules)
+    def __init__(self, root: nn.Module, rules: StageRules, index: ModelIndex | None = None) -> None:
+        self.infos = module_infos(index or ModelIndex(root), rules)
         self.root_info = self.infos[id(root)]
         self.kinds: dict[int, int] = {}
         self._held: list[Any] = []  # weight and KV storages, kept alive so their ids stay unique
@@ -79,7 +75,6 @@ class TraceState:
             self.kinds[id(st)] = WEIGHT
             self._held.append(st)
         self.io = OpIO(self.kinds)
-        self.suspended = False
         self.raw = RawTrace()
         self.pass_stage = "prefill"
         self.anchor: str | None = None

@@ -82,14 +82,6 @@ class BuiltinDriver:
         )
 
 
-def _workload_desc(workload: Workload) -> str:
-    cols, rows = workload.grid
-    return (
-        f"{workload.mode.name} page {workload.page[0]}x{workload.page[1]} grid {cols}x{rows} "
-        f"S={workload.seq_len} max_new_tokens={workload.max_new_tokens} batch={workload.batch_size}"
-    )
-
-
 def trace_workload(
     model_source: ModelSource | str,
     workload: Workload | str,
@@ -119,7 +111,7 @@ def trace_workload(
         attention=attention,
         routing=route.describe(),
         model_desc=f"{source.name} ({type(model).__name__})",
-        workload_desc=_workload_desc(work),
+        workload_desc=work.describe(),
         seq_len=inputs.seq_len,
         max_new_tokens=inputs.max_new_tokens,
         decode=decode,

@@ -18,6 +18,7 @@ from torch import nn
 from llm_perf_opt.contracts.vocab import Repetition, Stage
 from llm_perf_opt.core import Cost
 from llm_perf_opt.tracer.grouping import StageGrouping, constructor_params, qualified_class_name
+from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
 from llm_perf_opt.tracer.raw import row_cost
 from llm_perf_opt.tracer.result import TracedNode
@@ -44,8 +45,9 @@ class _StageTree:
     """Roll-up of one stage."""
 
     def __init__(
-        self, stage: str, root: nn.Module, grouping: StageGrouping, data: NodeData, counted: frozenset[str]
+        self, stage: str, index: ModelIndex, grouping: StageGrouping, data: NodeData, counted: frozenset[str]
     ) -> None:
+        self.index = index
         self.stage = stage
         self.grouping = grouping
         sums: dict[Pattern, dict[str, list[int]]] = {}
@@ -74,7 +76,7 @@ class _StageTree:
         self.peaks = self._max_up({pat: n for (st, pat), n in data.peaks.items() if st == stage})
         self.kv = self._sum_up({pat: n for (st, pat), n in data.kv_held.items() if st == stage})
         self.members: dict[Pattern, list[tuple[str, nn.Module]]] = {}
-        for path, module in root.named_modules():
+        for path, module in index.entries:
             pat = grouping.pattern(path)
             if pat in self.nodes:
                 self.members.setdefault(pat, []).append((path, module))
@@ -98,11 +100,10 @@ class _StageTree:
     def _weights(self) -> dict[Pattern, int]:
         owned: dict[Pattern, dict[int, int]] = {}
         for pat, modules in self.members.items():
-            for _, module in modules:
-                for p in module.parameters(recurse=False):
-                    nbytes = p.numel() * p.element_size()
+            for path, _ in modules:
+                for pid, nbytes in self.index.own_params[path]:
                     for depth in range(len(pat) + 1):
-                        owned.setdefault(pat[:depth], {})[id(p)] = nbytes
+                        owned.setdefault(pat[:depth], {})[pid] = nbytes
         return {pat: sum(ids.values()) for pat, ids in owned.items()}
 
     def repetition(self, pat: Pattern) -> tuple[Repetition, int | None]:
@@ -125,12 +126,13 @@ def _name(stage: str, pattern: Pattern) -> str:
 
 
 def build_nodes(
-    root: nn.Module, groupings: Mapping[str, StageGrouping], data: NodeData, meta: StageMeta
+    index: ModelIndex, groupings: Mapping[str, StageGrouping], data: NodeData, meta: StageMeta
 ) -> dict[str, TracedNode]:
     """All nodes, parents before children (root, then each stage depth-first in module order)."""
-    order = {path: i for i, (path, _) in enumerate(root.named_modules())}
+    root = index.root
+    order = index.order
     stages = [s for s in STAGE_ORDER if any(k[0] == s for k in data.table) or any(k[0] == s for k in data.calls)]
-    trees = {s: _StageTree(s, root, groupings[s], data, meta.counted_ops) for s in stages}
+    trees = {s: _StageTree(s, index, groupings[s], data, meta.counted_ops) for s in stages}
     nodes: dict[str, TracedNode] = {}
     root_cls = qualified_class_name(root)
     total = Cost()
@@ -153,7 +155,7 @@ def build_nodes(
         calls=meta.root_calls,
         cost=total,
         by_category=_ordered(cats),
-        weight_bytes=sum({id(p): p.numel() * p.element_size() for p in root.parameters()}.values()),
+        weight_bytes=index.total_weight_bytes(),
         peak_activation_bytes=max((t.peaks.get((), 0) for t in trees.values()), default=0),
         kv_cache_bytes=max((t.kv.get((), 0) for t in trees.values()), default=0),
     )
