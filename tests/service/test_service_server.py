@@ -276,7 +276,11 @@ def test_end_to_end_with_the_real_pipeline(tmp_path: Path) -> None:
         pytest.skip(f"llm_perf_opt.report.pipeline does not define {', '.join(missing)} yet (docs/architecture.md)")
     srv = Server(tmp_path / "store", fake=False)
     try:
-        body = _request("dsocr-standard-v1")
+        # the real pipeline on the small built-in variant and a short workload: the whole path, in seconds
+        body = {
+            **_request("dsocr-standard-v1", mode="tiny", max_new_tokens=2),
+            "model_variant": "deepseek-ocr-v1-tiny",
+        }
         accepted = httpx.post(srv.url + RUN, json=body, timeout=60)
         assert accepted.status_code == 202, accepted.text
         report_id = accepted.json()["report_id"]
