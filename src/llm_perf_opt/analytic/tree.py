@@ -17,7 +17,7 @@ from attrs import field, frozen
 from llm_perf_opt.core import Cost
 from llm_perf_opt.core.counts import COST_FIELDS
 
-__all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id"]
+__all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id", "vec"]
 
 _NF = len(COST_FIELDS)
 _ZERO = (0,) * _NF

@@ -36,6 +36,8 @@ __all__ = [
     "abs_pos_add",
     "abs_pos_resize",
     "attention_core",
+    "block_linears",
+    "block_norm",
     "gelu",
     "layer_norm2d",
     "net_clone",
