@@ -36,7 +36,10 @@ __all__ = [
 
 
 def position_lookup(*, P: int, D: int, a: int) -> Cost:
-    """``position_embedding(position_ids)``: gather all ``P^2 + 1`` rows (weight bytes) with an int64 index."""
+    """``position_embedding(position_ids)``: gather all ``P^2 + 1`` rows (weight bytes) with an int64 index.
+
+    Source: facts §2.2 (``Embedding(257, 1024)`` with ``position_ids``). Leaves out nothing.
+    """
     rows = P * P + 1
     return gather(rows_bytes=rows * D * a, index_bytes=rows * I64, weight=True)
 
@@ -47,6 +50,8 @@ def embeddings_own(*, B: int, t: int, P: int, D: int, a: int) -> Cost:
     Concat ``[CLS ; SAM tokens]`` (CLS read once, a weight); when ``t != P`` the grid part of the table is copied,
     cast to fp32, resized ``P x P -> t x t`` (bicubic antialias: ``2*taps*D*t^2`` FLOPs), cast back and concatenated
     after the CLS row (``get_abs_pos``); then ``B*L*D`` adds with the ``[1, L, D]`` table read once.
+    Source: ``CLIPVisionEmbeddings.forward`` / ``get_abs_pos`` (facts §2.2).
+    Leaves out the unused patch conv (never runs).
     """
     n, L = t * t, t * t + 1
     cost = copy(read=D * a + B * n * D * a, written=B * L * D * a, weight=D * a)
@@ -64,12 +69,18 @@ def embeddings_own(*, B: int, t: int, P: int, D: int, a: int) -> Cost:
 
 
 def layer_norm_clip(*, B: int, L: int, D: int, a: int) -> Cost:
-    """``pre_layrnorm`` / ``layer_norm1`` / ``layer_norm2``: LayerNorm over ``B*L`` rows of ``D``."""
+    """``pre_layrnorm`` / ``layer_norm1`` / ``layer_norm2``: LayerNorm over ``B*L`` rows of ``D``.
+
+    Source: facts §2.2 (LayerNorm eps 1e-5). Leaves out nothing.
+    """
     return layer_norm(N=B * L, d=D, a=a)
 
 
 def layer_linears(*, B: int, L: int, D: int, F: int, a: int) -> dict[str, Cost]:
-    """The four linears of one layer (bias everywhere): ``2*B*L*(D*3D + D^2 + 2*D*F)`` matmul FLOPs in total."""
+    """The four linears of one layer (bias everywhere): ``2*B*L*(D*3D + D^2 + 2*D*F)`` matmul FLOPs in total.
+
+    Source: facts §2.2, §3.7. Leaves out nothing.
+    """
     N = B * L
     return {
         "self_attn.qkv_proj": linear(N=N, d_in=D, d_out=3 * D, bias=True, a=a, w=a),
@@ -87,6 +98,7 @@ def attention_core(*, B: int, L: int, H: int, c: int, a: int, eager: bool) -> di
     FLOPs per score, ``attention``), whose output layout makes the head merge a view.  ``eager=True``: torch's math
     decomposition (Q, K^T, V copied before the products when ``B > 1``: the split heads cannot be folded into the
     batch) and the head-merge copy of the output.
+    Source: facts §2.2; ``NoTPAttention.forward``. Leaves out dropout (0).
     """
     if not eager:
         return {"attention": sdpa(BH=B * H, q=L, k=L, d=c, causal=False, mask_bytes=0, a=a)}
@@ -98,7 +110,10 @@ def attention_core(*, B: int, L: int, H: int, c: int, a: int, eager: bool) -> di
 
 def quick_gelu(*, N: int, F: int, a: int) -> dict[str, Cost]:
     """``x * sigmoid(1.702 x)`` over ``N*F`` elements as three ops: scale (1) and multiply (1) are elementwise,
-    sigmoid (4) an activation (the block calls ``mlp.forward`` directly, so op families decide the category)."""
+    sigmoid (4) an activation (the block calls ``mlp.forward`` directly, so op families decide the category).
+    Source: upstream ``quick_gelu`` (facts §2.2).
+    Leaves out TorchScript fusion (upstream scripts it; the ops are the same).
+    """
     n = N * F
     scale_mul = elementwise(n=n, read=n * a, written=n * a) + elementwise(n=n, read=2 * n * a, written=n * a)
     return {
@@ -108,5 +123,8 @@ def quick_gelu(*, N: int, F: int, a: int) -> dict[str, Cost]:
 
 
 def residual_add(*, n: int, a: int) -> Cost:
-    """A residual add over ``n`` elements."""
+    """A residual add over ``n`` elements.
+
+    Source: ``NoTPTransformerBlock.forward``. Leaves out nothing.
+    """
     return elementwise(n=n, read=2 * n * a, written=n * a)

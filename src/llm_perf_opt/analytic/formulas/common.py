@@ -72,7 +72,10 @@ def op(
     kv_written: int = 0,
     kernels: int = 1,
 ) -> Cost:
-    """One counted op (``kernels`` launches) with its counters; ``mm_exec`` defaults to ``mm``."""
+    """One counted op (``kernels`` launches) with its counters; ``mm_exec`` defaults to ``mm``.
+
+    Source: DESIGN.md §3 counters. Leaves out nothing: it only packs the counters.
+    """
     return Cost(
         matmul_flops=mm,
         matmul_flops_executed=mm if mm_exec is None else mm_exec,
@@ -118,6 +121,7 @@ def matmul(
     """A batched product ``[b,m,k] @ [b,k,n]`` of two activations (``bmm``): ``2*b*m*k*n``.
 
     Read ``b*m*k*a_bytes + b*k*n*b_bytes`` (either may be KV-cache memory), write ``b*m*n*out_bytes``.
+    Source: FlopCounterMode bmm; tracer ``_bmm``. Leaves out the expand/reshape views around it (free).
     """
     left, right = b * m * k * a_bytes, b * k * n * b_bytes
     return op(
@@ -135,6 +139,7 @@ def conv2d(
 
     Vector ``B*C_out*H_out*W_out`` for a bias; read input + weight (+ bias), write output; weights at ``a`` bytes.
     Leaves out padding (padded taps are counted, as torch does).
+    Source: FlopCounterMode ``conv_flop_count``; tracer ``_convolution``.
     """
     weight_bytes = (C_out * C_in * kh * kw + (C_out if bias else 0)) * a
     out = B * C_out * H_out * W_out
@@ -148,7 +153,10 @@ def conv2d(
 
 
 def causal_entries(*, q: int, k: int) -> int:
-    """Score entries a causal kernel computes for the last ``q`` of ``k`` positions: ``q*k - q*(q-1)/2``."""
+    """Score entries a causal kernel computes for the last ``q`` of ``k`` positions: ``q*k - q*(q-1)/2``.
+
+    Source: tracer ``causal_score_entries``. Leaves out tile granularity of real flash kernels.
+    """
     return q * k - q * (q - 1) // 2
 
 
@@ -161,6 +169,7 @@ def sdpa(
     mask), else ``q*k``.  Vector ``BH*e*5`` softmax (+1 per entry with an additive mask, ``mask_bytes > 0``).
     Bytes: read Q, K, V once and the mask (``mask_bytes``), write the output; the scores are never stored.
     ``kv``: K and V are KV-cache memory.  Source: tracer ``sdpa_cost``; FlopCounterMode SDPA.
+    Leaves out dropout (0 at inference) and tile granularity.
     """
     entries = causal_entries(q=q, k=k) if causal else q * k
     kv_bytes = 2 * BH * k * d * a
@@ -183,6 +192,7 @@ def sdpa_math(*, BH: int, q: int, k: int, d: int, mask_bytes: int, a: int, fold_
     next op); ``PV`` in fp32 (``2*BH*q*k*d``); the cast of the output back.  ``fold_copies``: Q, K^T and V are
     copied before their products because their batch and head dimensions cannot be folded into one (a
     non-contiguous layout with more than one batch item).  Source: torch ``_scaled_dot_product_attention_math``.
+    Leaves out dropout (0 at inference).
     """
     nq, nk, s = BH * q * d, BH * k * d, BH * q * k
     moves = (
@@ -203,17 +213,27 @@ def sdpa_math(*, BH: int, q: int, k: int, d: int, mask_bytes: int, a: int, fold_
 
 
 def elementwise(*, n: int, flops: int = 1, read: int, written: int, weight: int = 0, kernels: int = 1) -> Cost:
-    """An elementwise op with ``n`` output elements and ``flops`` FLOPs each; bytes as given by the caller."""
+    """An elementwise op with ``n`` output elements and ``flops`` FLOPs each; bytes as given by the caller.
+
+    Source: tracer ``ELEMENTWISE_FLOPS``/``ACTIVATION_FLOPS`` (1 FLOP per output unless listed).
+    Leaves out vectorisation and special-function cost.
+    """
     return op(vec=n * flops, read=read, written=written, weight=weight, kernels=kernels)
 
 
 def reduction(*, n_in: int, n_out: int, in_bytes: int, out_bytes: int, mean: bool) -> Cost:
-    """``sum``/``mean`` over ``n_in`` elements into ``n_out``: 1 FLOP per input (+1 divide per output for mean)."""
+    """``sum``/``mean`` over ``n_in`` elements into ``n_out``: 1 FLOP per input (+1 divide per output for mean).
+
+    Source: tracer ``REDUCTION_FLOPS`` (mean adds one divide per output). Leaves out tree-reduction order.
+    """
     return op(vec=n_in + (n_out if mean else 0), read=n_in * in_bytes, written=n_out * out_bytes)
 
 
 def softmax(*, n: int, e: int) -> Cost:
-    """``_softmax`` over ``n`` elements of ``e`` bytes: ``5*n`` FLOPs, read and write ``n*e`` bytes."""
+    """``_softmax`` over ``n`` elements of ``e`` bytes: ``5*n`` FLOPs, read and write ``n*e`` bytes.
+
+    Source: tracer ``SOFTMAX_FLOPS_PER_ENTRY``. Leaves out the numerically-safe variant's extra select.
+    """
     return op(vec=SOFTMAX_FLOPS * n, read=n * e, written=n * e)
 
 
@@ -221,6 +241,7 @@ def layer_norm(*, N: int, d: int, a: int, affine: int = 2) -> Cost:
     """``native_layer_norm`` over ``N`` rows of ``d``: ``(5 + affine)*N*d`` FLOPs (``affine`` = weight, bias).
 
     Read ``N*d*a`` + the affine vectors; write the output ``N*d*a`` plus fp32 mean and rstd (``2*N*4``).
+    Source: tracer ``_norm`` (5 per element + affine). Leaves out the fp32 accumulation inside the kernel.
     """
     weight_bytes = affine * d * a
     return op(
@@ -232,36 +253,58 @@ def layer_norm(*, N: int, d: int, a: int, affine: int = 2) -> Cost:
 
 
 def copy(*, read: int, written: int, weight: int = 0, kv_read: int = 0, kv_written: int = 0) -> Cost:
-    """A copy-like op (clone, cast, pad, cat, index_put): no FLOPs, the given bytes."""
+    """A copy-like op (clone, cast, pad, cat, index_put): no FLOPs, the given bytes.
+
+    Source: tracer ``_copy``/``_copy_``/``_cat`` (movement rules). Leaves out nothing: copies do no arithmetic.
+    """
     return op(read=read, written=written, weight=weight, kv_read=kv_read, kv_written=kv_written)
 
 
 def fill(*, written: int) -> Cost:
-    """A factory or fill (arange, full, zeros): writes its output."""
+    """A factory or fill (arange, full, zeros): writes its output.
+
+    Source: tracer ``_fill``. Leaves out nothing.
+    """
     return op(written=written)
 
 
 def gather(*, rows_bytes: int, index_bytes: int, weight: bool) -> Cost:
     """Embedding/index: read the selected rows (``rows_bytes``, from a weight table if ``weight``) and the index,
-    write the same rows."""
+    write the same rows.
+    Source: tracer ``_gather_rows`` (DESIGN.md §3: a gather reads the rows it selects).
+    Leaves out cache-line granularity of the row reads.
+    """
     return op(read=rows_bytes + index_bytes, written=rows_bytes, weight=rows_bytes if weight else 0)
 
 
 def sort(*, n: int, row: int, in_bytes: int, out_bytes: int) -> Cost:
-    """``sort``/``argsort`` of ``n`` elements in rows of ``row``: ``n*ceil(log2 row)`` comparisons."""
+    """``sort``/``argsort`` of ``n`` elements in rows of ``row``: ``n*ceil(log2 row)`` comparisons.
+
+    Source: tracer ``sort_flops``. Leaves out the data-dependent cost of a real sort.
+    """
     return op(vec=n * max(1, ceil(log2(row))) if row > 1 else 0, read=n * in_bytes, written=out_bytes)
 
 
 def topk(*, n: int, in_bytes: int, out_bytes: int) -> Cost:
-    """``topk`` over ``n`` input elements: one comparison each."""
+    """``topk`` over ``n`` input elements: one comparison each.
+
+    Source: tracer ``_topk``. Leaves out the partial sort's log factor.
+    """
     return op(vec=n, read=n * in_bytes, written=out_bytes)
 
 
 def interpolate(*, taps: int, n_out: int, read: int, written: int) -> Cost:
-    """Separable interpolation: 2 FLOPs per tap per output element (``taps`` = product over dimensions)."""
+    """Separable interpolation: 2 FLOPs per tap per output element (``taps`` = product over dimensions).
+
+    Source: tracer ``_interpolate`` / ``interpolate_taps``.
+    Leaves out boundary taps (every output counts the full support).
+    """
     return op(vec=2 * taps * n_out, read=read, written=written)
 
 
 def fused_bytes(*, weights: int, inputs: int, outputs: int) -> int:
-    """Fused-kernel convention: a fused layer reads its weights and inputs once and writes its outputs once."""
+    """Fused-kernel convention: a fused layer reads its weights and inputs once and writes its outputs once.
+
+    Source: DESIGN.md §3 (traced bytes are an upper bound for fused kernels). Leaves out cache reuse across layers.
+    """
     return weights + inputs + outputs

@@ -51,13 +51,18 @@ __all__ = [
 
 
 def padded_grid(*, g: int, w: int) -> int:
-    """``gp = w*ceil(g/w)``: the grid side after zero-padding to whole windows (40 -> 42, 64 -> 70)."""
+    """``gp = w*ceil(g/w)``: the grid side after zero-padding to whole windows (40 -> 42, 64 -> 70).
+
+    Source: facts §2.1 (windows padded to a multiple of 14). Leaves out nothing: pure arithmetic.
+    """
     return w * ceil(g / w)
 
 
 def aa_taps(*, n_in: int, n_out: int, taps_1d: int) -> int:
     """Taps per output of one dimension of an antialiased resize: ``ceil(taps_1d * n_in/n_out)`` when shrinking,
-    else ``taps_1d`` (the tracer's ``interpolate_taps``; bicubic 64 -> 40 is ``ceil(6.4) = 7``)."""
+    else ``taps_1d`` (the tracer's ``interpolate_taps``; bicubic 64 -> 40 is ``ceil(6.4) = 7``).
+    Leaves out boundary taps.
+    """
     scale = n_in / n_out if n_in > n_out else 1.0
     return ceil(taps_1d * scale)
 
@@ -66,6 +71,7 @@ def patch_conv(*, B: int, R: int, p: int, C_in: int, D: int, a: int) -> Cost:
     """Patch embedding conv ``C_in -> D``, kernel = stride = ``p``, with bias: ``2*B*g^2*D*C_in*p^2``.
 
     Facts §3.7: ``2*B*g^2*768*768`` (3*16*16 = 768 inputs per output).  The permute to channels-last is a view.
+    Leaves out the permute to channels-last (a view).
     """
     g = R // p
     return conv2d(B=B, C_in=C_in, C_out=D, H_in=R, W_in=R, H_out=g, W_out=g, kh=p, kw=p, bias=True, a=a)
@@ -76,6 +82,7 @@ def abs_pos_resize(*, g: int, P: int, D: int, a: int) -> Cost:
 
     Ops: cast to fp32 (read the table as weight bytes), ``_upsample_bicubic2d_aa`` (2 FLOPs per tap, taps per
     dimension :func:`aa_taps`), cast back.  Source: ``get_abs_pos_sam`` (facts §2.1).
+    Leaves out the resize's boundary taps.
     """
     if g == P:
         return Cost()
@@ -89,13 +96,19 @@ def abs_pos_resize(*, g: int, P: int, D: int, a: int) -> Cost:
 
 
 def abs_pos_add(*, B: int, g: int, P: int, D: int, a: int) -> Cost:
-    """``x + pos``: ``B*g^2*D`` adds; the ``[1,g,g,D]`` table is read once (weight bytes when not resized)."""
+    """``x + pos``: ``B*g^2*D`` adds; the ``[1,g,g,D]`` table is read once (weight bytes when not resized).
+
+    Source: ``ImageEncoderViT.forward`` (facts §2.1). Leaves out nothing.
+    """
     n, table = B * g * g * D, g * g * D * a
     return elementwise(n=n, read=n * a + table, written=n * a, weight=table if g == P else 0)
 
 
 def residual_add(*, n: int, a: int) -> Cost:
-    """A residual ``x + y`` over ``n`` elements: ``n`` FLOPs, read ``2*n*a``, write ``n*a``."""
+    """A residual ``x + y`` over ``n`` elements: ``n`` FLOPs, read ``2*n*a``, write ``n*a``.
+
+    Source: ``Block.forward`` (facts §2.1). Leaves out nothing.
+    """
     return elementwise(n=n, read=2 * n * a, written=n * a)
 
 
@@ -104,6 +117,7 @@ def window_copies(*, B: int, g: int, w: int, D: int, a: int) -> Cost:
 
     Pad ``g -> gp`` (``constant_pad_nd``, only if ``gp > g``), the permuted copy into windows and back (two clones
     of ``B*gp^2*D``, skipped when there is a single window), and the copy that crops the padding (if any).
+    Source: ``window_partition``/``window_unpartition`` (facts §2.1). Leaves out nothing.
     """
     gp = padded_grid(g=g, w=w)
     full, padded = B * g * g * D * a, B * gp * gp * D * a
@@ -122,6 +136,7 @@ def rel_pos_table(*, s: int, rows: int, c: int, a: int) -> Cost:
     (``upsample_linear1d``, 2 taps) to ``2s-1`` rows and cast back.  Then the offset grid: two ``arange`` (int64),
     two scalings (fp32), a subtract and an add over ``s^2``, a cast to int64 and the gather of ``s^2`` rows (weight
     bytes when the table is used as is).  Source: ``get_rel_pos`` (facts §2.1).
+    Leaves out the Python-side shape logic.
     """
     span = 2 * s - 1
     cost = Cost()
@@ -148,6 +163,7 @@ def rel_pos_terms(*, Bw: int, h: int, s: int, c: int, a: int) -> Cost:
     ``4*B*nw*12*t*14*64`` for both), the copies of q the einsums make (the first always; the second too when
     ``Bw == 1``, where q is still a strided view of the qkv output), the two reshaping copies of the terms and the
     broadcast add into the ``[Bw*h, T, T]`` bias (``T = s^2``).
+    Leaves out nothing.
     """
     BH, T = Bw * h, s * s
     q_bytes, r_bytes, term = BH * T * c * a, s * s * c * a, BH * T * s * a
@@ -176,7 +192,11 @@ def attention_core(*, Bw: int, h: int, s: int, c: int, a: int, eager: bool) -> C
 
 
 def gelu(*, n: int, a: int) -> Cost:
-    """Exact (erf) GELU over ``n`` elements: 5 FLOPs each, read and write ``n*a``."""
+    """Exact (erf) GELU over ``n`` elements: 5 FLOPs each, read and write ``n*a``.
+
+    Source: tracer ``ACTIVATION_FLOPS['gelu']``; facts §2.1 (``nn.GELU``, erf form).
+    Leaves out the cost of erf relative to a multiply.
+    """
     return elementwise(n=n, flops=ACT_FLOPS["gelu"], read=n * a, written=n * a)
 
 
@@ -185,6 +205,7 @@ def layer_norm2d(*, B: int, C: int, H: int, W: int, a: int) -> Cost:
     scale, shift - ten ops over ``n = B*C*H*W`` (reductions over ``C`` into ``r = B*H*W``).
 
     FLOPs ``8n + 4r`` (the affine scale and shift included); each affine vector is read once (``C*a``).
+    Source: upstream ``LayerNorm2d`` as written (facts §2.1). Leaves out nothing.
     """
     n, r = B * C * H * W, B * H * W
     mean = reduction(n_in=n, n_out=r, in_bytes=a, out_bytes=a, mean=True)
@@ -202,7 +223,10 @@ def layer_norm2d(*, B: int, C: int, H: int, W: int, a: int) -> Cost:
 
 
 def net_clone(*, B: int, C: int, H: int, a: int) -> Cost:
-    """The ``x2.clone()`` between ``net_2`` and ``net_3``: read and write ``B*C*H^2*a``."""
+    """The ``x2.clone()`` between ``net_2`` and ``net_3``: read and write ``B*C*H^2*a``.
+
+    Source: the built-in model's ``net_3(x2.clone())``. Leaves out nothing.
+    """
     n = B * C * H * H * a
     return copy(read=n, written=n)
 
@@ -211,6 +235,7 @@ def block_linears(*, N_attn: int, N_mlp: int, D: int, m: int, a: int) -> dict[st
     """The four linears of one block: qkv and proj on ``N_attn`` (padded) rows, lin1/lin2 on ``N_mlp`` rows.
 
     Facts §3.7: ``2*B*gp^2*(768*2304 + 768^2)`` windowed (``2*B*g^2*...`` global) + ``2*B*g^2*2*768*3072``.
+    Leaves out the bias adds' fusion into addmm.
     """
     return {
         "attn.qkv": linear(N=N_attn, d_in=D, d_out=3 * D, bias=True, a=a, w=a),
@@ -221,5 +246,8 @@ def block_linears(*, N_attn: int, N_mlp: int, D: int, m: int, a: int) -> dict[st
 
 
 def block_norm(*, N: int, D: int, a: int) -> Cost:
-    """``norm1``/``norm2``: LayerNorm over ``N`` rows of ``D`` (weight and bias)."""
+    """``norm1``/``norm2``: LayerNorm over ``N`` rows of ``D`` (weight and bias).
+
+    Source: facts §2.1 (``norm1``/``norm2``, LayerNorm eps 1e-6). Leaves out nothing.
+    """
     return layer_norm(N=N, d=D, a=a)
