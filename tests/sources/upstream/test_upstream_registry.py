@@ -13,7 +13,7 @@ from llm_perf_opt.sources.upstream.source import UpstreamModelSource
 
 def test_schemes_and_names_are_listed() -> None:
     known = known_model_sources()
-    assert {"hf-snapshot:...", "hf:..."} <= set(known)
+    assert {"hf-snapshot:...", "hf:...", "deepseek-ocr-2"} <= set(known)
 
 
 def test_hf_snapshot_resolves_with_the_v1_config(fixture_dir: Path) -> None:

@@ -34,7 +34,7 @@ from llm_perf_opt.sources.upstream.compat import (
 )
 from llm_perf_opt.sources.upstream.snapshot import Snapshot
 
-__all__ = ["PACKAGE_PREFIX", "RemoteCode", "build_meta_model", "load_remote_code"]
+__all__ = ["PACKAGE_PREFIX", "RemoteCode", "build_meta_model", "load_remote_code", "no_init_weights"]
 
 PACKAGE_PREFIX = "transformers_modules.llm_perf_opt_"
 _LOADED: dict[str, RemoteCode] = {}
@@ -212,7 +212,7 @@ def make_config(remote: RemoteCode, *, attn_implementation: str = "eager") -> An
 
 
 @contextlib.contextmanager
-def _no_init() -> Iterator[None]:
+def no_init_weights() -> Iterator[None]:
     """transformers' weight-init skipping, wherever this version keeps it (initialisers are no-ops on meta anyway)."""
     for where in ("transformers.initialization", "transformers.modeling_utils"):
         try:
@@ -229,7 +229,7 @@ def build_meta_model(remote: RemoteCode, *, dtype: torch.dtype, attn_implementat
     """The snapshot's model on the meta device in ``dtype``, eval mode, no gradients; weights are never read."""
     config = make_config(remote, attn_implementation=attn_implementation)
     try:
-        with torch.device("meta"), _no_init():
+        with torch.device("meta"), no_init_weights():
             model = remote.model_class(config)
     except UserError:
         raise

@@ -1,0 +1,174 @@
+"""``deepseek-ocr-2``: DeepSeek-OCR-2 through transformers' own ``deepseek_ocr2`` model, as a model source.
+
+``config`` holds the decoder values as a :class:`DeepseekOCRConfig` (OCR-2's decoder is v1's: same keys and values
+in ``language_config``); the vision side lives in the transformers config the tree is built from.  Workloads are
+:class:`~.modes.Ocr2Workload`; a v1 ``Workload`` maps onto one by page, prompt length, generated tokens and batch
+(resolution mode ``dynamic``).  :func:`trace_deepseek_ocr2` traces one with the OCR-2 stage anchors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from attrs import field, frozen
+from torch import nn
+
+from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.sources.deepseek_ocr2.config import published_config, source_facts
+from llm_perf_opt.sources.deepseek_ocr2.experts import EXPERTS_IMPLEMENTATION
+from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
+from llm_perf_opt.sources.registry import ModelSource
+from llm_perf_opt.sources.upstream.compat import installed_transformers
+from llm_perf_opt.sources.upstream.records import AdapterRecord, UpstreamProvenance
+from llm_perf_opt.workloads import RoutingModel
+
+__all__ = ["OCR2_STAGE_ANCHORS", "Ocr2ModelSource", "deepseek_ocr2_source", "to_ocr2_workload", "trace_deepseek_ocr2"]
+
+NAME = "deepseek-ocr-2"
+OCR2_STAGE_ANCHORS = {
+    "vision": ("model.vision_tower",),
+    "projector": ("model.multi_modal_projector",),
+    "language": (
+        "model.language_model.embed_tokens",
+        "model.language_model.layers",
+        "model.language_model.norm",
+        "lm_head",
+    ),
+}
+"""``StageRules`` prefixes for the transformers tree (vision tower, projector, language model)."""
+
+
+def to_ocr2_workload(workload: Any) -> Ocr2Workload:
+    """An :class:`Ocr2Workload` as is; anything with ``page``, ``prompt_tokens``, ``max_new_tokens``,
+    ``batch_size`` (a v1 ``Workload``) mapped onto the ``dynamic`` mode."""
+    if isinstance(workload, Ocr2Workload):
+        return workload
+    try:
+        page = tuple(workload.page)
+        return Ocr2Workload.create(
+            mode="dynamic",
+            page=(int(page[0]), int(page[1])),
+            prompt_tokens=int(workload.prompt_tokens),
+            max_new_tokens=int(workload.max_new_tokens),
+            batch_size=int(workload.batch_size),
+        )
+    except AttributeError:
+        raise UserError(
+            f"cannot map {type(workload).__name__} to a DeepSeek-OCR-2 workload; expected an Ocr2Workload or a "
+            "workload with page, prompt_tokens, max_new_tokens and batch_size"
+        ) from None
+
+
+@frozen(kw_only=True)
+class Ocr2ModelSource(ModelSource):
+    """DeepSeek-OCR-2 as a model source (see the module docstring)."""
+
+    stage_anchors: dict[str, tuple[str, ...]] = field(factory=lambda: dict(OCR2_STAGE_ANCHORS))
+
+    def build(
+        self,
+        *,
+        device: torch.device | str = "meta",
+        dtype: torch.dtype = torch.bfloat16,
+        attn_implementation: str = "sdpa",
+    ) -> nn.Module:
+        from llm_perf_opt.sources.deepseek_ocr2.build import build_ocr2_model
+
+        if torch.device(device).type != "meta":
+            raise UserError(f"model source {NAME} is built on the meta device only; got device {device!r}")
+        return build_ocr2_model(dtype=dtype, attn_implementation=attn_implementation)
+
+    def make_inputs(
+        self, workload: Any, *, device: torch.device | str = "meta", dtype: torch.dtype = torch.bfloat16
+    ) -> Any:
+        raise UserError(
+            f"model source {NAME} is driven by its own driver (transformers' calling convention), not the built-in "
+            "input builder; trace it with llm_perf_opt.sources.deepseek_ocr2.source.trace_deepseek_ocr2"
+        )
+
+    def make_driver(self, model: nn.Module, workload: Any, routing: RoutingModel) -> Any:
+        from llm_perf_opt.sources.deepseek_ocr2.driver import Ocr2Driver
+
+        return Ocr2Driver(model, to_ocr2_workload(workload), routing)
+
+    def provenance(self, driver: Any = None) -> UpstreamProvenance:
+        """The published config's hash and source, the transformers version, and the workarounds with their uses."""
+        facts = source_facts()
+        records: tuple[AdapterRecord, ...] = (
+            AdapterRecord(
+                kind="counting-experts",
+                target="transformers.models.deepseek_ocr2.modeling_deepseek_ocr2.DeepseekOcr2TextExperts.forward",
+                description=f"experts implementation {EXPERTS_IMPLEMENTATION!r}: sorted dispatch, per-expert slice "
+                "sizes from the routing model",
+                reviewed_as="transformers ExpertsInterface",
+                uses=driver.expert_calls[0] if driver is not None else 0,
+            ),
+            AdapterRecord(
+                kind="placeholder-check-from-workload",
+                target="transformers.models.deepseek_ocr2.modeling_deepseek_ocr2.torch_compilable_check",
+                description="the image-token count check (a host read on meta) is skipped; inputs are built with the "
+                "workload's N_img tokens",
+                reviewed_as="meta tensors only",
+                uses=driver.checks.skipped if driver is not None else 0,
+            ),
+            AdapterRecord(
+                kind="kv-cache-preallocated",
+                target="transformers.cache_utils.DynamicLayer.update",
+                description="cache layers write into a preallocated buffer (append writes the new positions only)",
+                reviewed_as="transformers Cache layers",
+                uses=driver.kv_appends[0] if driver is not None else 0,
+            ),
+        )
+        return UpstreamProvenance(
+            source=NAME,
+            hf_repo=str(facts["model"]),
+            config_sha256=str(facts["config_json"]["sha256"]),
+            transformers_version=installed_transformers(),
+            adapters=records,
+        )
+
+
+def deepseek_ocr2_source() -> Ocr2ModelSource:
+    """The ``deepseek-ocr-2`` model source (decoder config from the published ``language_config``)."""
+    decoder = DeepseekOCRConfig.from_hf_config(published_config()["language_config"], variant=NAME)
+    return Ocr2ModelSource(
+        name=NAME,
+        config=decoder,
+        description="DeepSeek-OCR-2 via transformers' deepseek_ocr2 model (transformers >= 5.10.1), published config",
+    )
+
+
+def trace_deepseek_ocr2(
+    workload: Any,
+    *,
+    attention: Literal["flash", "eager"] = "flash",
+    routing: RoutingModel | None = None,
+    decode: Literal["auto", "every-step"] = "auto",
+    model: nn.Module | None = None,
+    source: Ocr2ModelSource | None = None,
+) -> tuple[Any, UpstreamProvenance]:
+    """Trace ``workload`` on DeepSeek-OCR-2: ``(TraceResult, provenance)``."""
+    from llm_perf_opt.tracer.engine import trace_model
+    from llm_perf_opt.tracer.stages import StageRules
+
+    src = source or deepseek_ocr2_source()
+    route = routing if routing is not None else RoutingModel.balanced()
+    work = to_ocr2_workload(workload)
+    built = model if model is not None else src.build(attn_implementation="sdpa" if attention == "flash" else "eager")
+    driver = src.make_driver(built, work, route)
+    anchors = src.stage_anchors
+    result = trace_model(
+        built,
+        driver,
+        rules=StageRules(vision=anchors["vision"], projector=anchors["projector"], language=anchors["language"]),
+        attention=attention,
+        routing=route.describe(),
+        model_desc=f"{src.name} ({type(built).__name__})",
+        workload_desc=work.describe(),
+        seq_len=work.seq_len,
+        max_new_tokens=work.max_new_tokens,
+        decode=decode,
+    )
+    return result, src.provenance(driver)
