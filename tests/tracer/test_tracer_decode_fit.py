@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import pytest
+import torch
+from torch import nn
 
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, pick_steps
+from llm_perf_opt.tracer.engine import PassInputs, trace_model
 from llm_perf_opt.tracer.nodedata import NodeData
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import preset_workload
 
@@ -74,3 +81,63 @@ def test_affine_fit_equals_every_step_on_tiny_model() -> None:
     }
     assert fit.node("decode").repetition_count == 7
     assert fit.node("decode").calls == 7
+
+
+class _StepDriver:
+    """Prefill on 4 rows, decode step i on ``rows(i)`` rows of a toy linear model."""
+
+    def __init__(self, model: nn.Module, steps: int, rows: Callable[[int], int]) -> None:
+        self.model, self.steps, self.rows = model, steps, rows
+
+    @property
+    def decode_steps(self) -> int:
+        return self.steps
+
+    def _pass(self, n: int) -> PassInputs:
+        x = torch.empty(n, 8, device="meta")
+        model = self.model
+        return PassInputs(run=lambda: model(x), live=[x])
+
+    def prefill(self) -> PassInputs:
+        return self._pass(4)
+
+    def step(self, i: int) -> PassInputs:
+        return self._pass(self.rows(i))
+
+
+class _Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+def _trace_steps(rows: Callable[[int], int], steps: int) -> TraceResult:
+    model = _Toy().to("meta")
+    return trace_model(
+        model,
+        _StepDriver(model, steps, rows),
+        rules=StageRules(vision=(), projector=(), language=("lin",)),
+        attention="flash",
+        routing="balanced",
+        model_desc="toy",
+        workload_desc="toy",
+        seq_len=4,
+        max_new_tokens=steps + 1,
+    )
+
+
+def test_affine_toy_integrates_exactly() -> None:
+    result = _trace_steps(lambda i: 3 + i, 50)
+    assert result.decode_method == "affine-fit"
+    assert result.node("decode/lin").cost.matmul_flops == sum(2 * (3 + i) * 8 * 8 for i in range(1, 51))
+    assert result.node("decode/lin").calls == 50
+
+
+def test_non_affine_falls_back_to_every_step() -> None:
+    result = _trace_steps(lambda i: i * i, 9)
+    assert result.decode_method == "every-step"
+    assert "affine check failed" in result.decode_note
+    assert result.node("decode/lin").cost.matmul_flops == sum(2 * i * i * 8 * 8 for i in range(1, 10))

@@ -93,6 +93,27 @@ def _decode(
     return raws, "affine-fit", f"traced steps {', '.join(map(str, steps))} of {n}; every counter affine, integrated"
 
 
+def _fit_or_fall_back(
+    driver: Driver,
+    state: TraceState,
+    opts: _Options,
+    step_raws: dict[int, RawTrace],
+    method: DecodeMethod,
+    note: str,
+) -> tuple[dict[int, RawTrace], DecodeMethod, str]:
+    """Keep the three traced steps if every counter is affine in the step, else trace every step."""
+    if method != "affine-fit":
+        return step_raws, method, note
+    groupings = _groupings(state.index, state.structure, list(step_raws.values()))
+    try:
+        fit_steps({i: to_node_data(raw, groupings) for i, raw in step_raws.items()}, driver.decode_steps)
+    except AffineFitError as exc:
+        n = driver.decode_steps
+        every = {i: _run_pass(state, "decode", driver.step(i), opts) for i in range(1, n + 1)}
+        return every, "every-step", f"affine check failed ({exc.where}); traced all {n} steps"
+    return step_raws, method, note
+
+
 def trace_model(
     model: nn.Module,
     driver: Driver,
@@ -109,25 +130,16 @@ def trace_model(
 ) -> TraceResult:
     """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
     opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
-    index = ModelIndex(model)
-    state = TraceState(model, rules, index)
-    structure = Structure(model)
+    state = TraceState(model, rules, ModelIndex(model))
+    index, structure = state.index, state.structure
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=decode)
+    step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
     groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
     data = to_node_data(prefill_raw, groupings)
     step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
     if method == "affine-fit":
-        try:
-            data.add(fit_steps(step_data, driver.decode_steps))
-        except AffineFitError as exc:
-            n = driver.decode_steps
-            every = {i: _run_pass(state, "decode", driver.step(i), opts) for i in range(1, n + 1)}
-            step_raws = every
-            groupings = _groupings(index, structure, [prefill_raw, *every.values()])
-            data = to_node_data(prefill_raw, groupings)
-            data.add(integrate({i: to_node_data(raw, groupings) for i, raw in every.items()}))
-            method, note = "every-step", f"affine check failed ({exc.where}); traced all {driver.decode_steps} steps"
+        data.add(fit_steps(step_data, driver.decode_steps))
     elif step_data:
         data.add(integrate(step_data))
     all_raws = [prefill_raw, *step_raws.values()]

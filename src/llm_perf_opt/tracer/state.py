@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from llm_perf_opt.tracer.categories import category_of_class
+from llm_perf_opt.tracer.grouping import Structure
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpIO
 from llm_perf_opt.tracer.ops.registry import FRESH
@@ -66,7 +67,9 @@ class TraceState:
     """Counters for one pass; :meth:`begin_pass` resets the per-pass parts."""
 
     def __init__(self, root: nn.Module, rules: StageRules, index: ModelIndex | None = None) -> None:
-        self.infos = module_infos(index or ModelIndex(root), rules)
+        self.index = index or ModelIndex(root)
+        self.structure = Structure(root)
+        self.infos = module_infos(self.index, rules)
         self.root_info = self.infos[id(root)]
         self.kinds: dict[int, int] = {}
         self._held: list[Any] = []  # weight and KV storages, kept alive so their ids stay unique
@@ -91,6 +94,10 @@ class TraceState:
         self.raw = RawTrace()
         self.pass_stage = stage
         self.anchor = None
+        # liveness starts from zero: tensors of earlier passes still alive are forgotten (their refs die here)
+        self.live = 0
+        self._alive.clear()
+        self._producer.clear()
         self._chain_prev = {}
         self.frames = [Frame(self.root_info, None, self.live)]  # sentinel: ops outside any call
 
