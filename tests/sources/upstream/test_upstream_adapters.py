@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from upstream_helpers import REQUIRES_TRANSFORMERS
 
 from llm_perf_opt.sources.upstream.adapters import (
     REVIEWED_MOE_INFER,
@@ -20,6 +21,8 @@ from llm_perf_opt.sources.upstream.adapters import (
 from llm_perf_opt.sources.upstream.fingerprint import method_source
 from llm_perf_opt.sources.upstream.source import UpstreamModelSource, resolve_snapshot
 from llm_perf_opt.workloads import RoutingModel
+
+pytestmark = REQUIRES_TRANSFORMERS
 
 META = torch.device("meta")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from upstream_helpers import REQUIRES_TRANSFORMERS
 
 from llm_perf_opt.sources.upstream.compat import (
     RemoteCodeImportError,
@@ -15,6 +16,8 @@ from llm_perf_opt.sources.upstream.compat import (
 )
 from llm_perf_opt.sources.upstream.loader import load_remote_code
 from llm_perf_opt.sources.upstream.snapshot import read_snapshot
+
+pytestmark = REQUIRES_TRANSFORMERS
 
 LLAMA_46 = "from transformers.models.llama.modeling_llama import LlamaFlashAttention2\n"
 

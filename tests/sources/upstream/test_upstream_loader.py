@@ -8,10 +8,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from upstream_helpers import REQUIRES_TRANSFORMERS
 
 from llm_perf_opt.sources.upstream.loader import PACKAGE_PREFIX, build_meta_model, load_remote_code
 from llm_perf_opt.sources.upstream.snapshot import read_snapshot
 from llm_perf_opt.tracer.grouping import qualified_class_name
+
+pytestmark = REQUIRES_TRANSFORMERS
 
 
 def test_classes_live_under_a_transformers_modules_package(fixture_model: nn.Module) -> None:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
+
 from llm_perf_opt.workloads import Workload
 
 
 def small_workload(max_new_tokens: int = 4) -> Workload:
     """Gundam 2x2 crops (S = 703), a few decode steps: every adapted spot runs, quickly."""
     return Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=max_new_tokens)
+
+
+REQUIRES_TRANSFORMERS = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None,
+    reason="loading remote code needs transformers: pip install 'llm-perf-opt[hf]' (scripts/test-transformers-compat)",
+)

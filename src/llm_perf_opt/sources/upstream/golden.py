@@ -54,9 +54,14 @@ def golden_from_trace(trace: TraceResult, *, source: Mapping[str, Any] | None = 
 
 
 def write_golden(path: Path, golden: Mapping[str, Any]) -> None:
-    """Write sorted, indented JSON (stable bytes for the same golden)."""
+    """Write sorted JSON, one line per node (stable bytes for the same golden, line diffs name nodes)."""
+    head = {k: v for k, v in golden.items() if k != "nodes"}
+    nodes = golden.get("nodes", {})
+    lines = [f" {json.dumps(k)}: {json.dumps(nodes[k], sort_keys=True)}" for k in sorted(nodes)]
+    body = json.dumps(head, indent=1, sort_keys=True)[:-2]
+    text = body + ',\n "nodes": {\n' + ",\n".join(" " + line for line in lines) + "\n }\n}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
 
 
 def read_golden(path: Path) -> dict[str, Any]:

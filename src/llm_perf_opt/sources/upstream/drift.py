@@ -1,0 +1,182 @@
+"""Drift gate for upstream revisions: trace a model source on pinned workloads and compare with golden trees.
+
+``python -m llm_perf_opt.sources.upstream.drift --model hf:deepseek-ai/DeepSeek-OCR@main --trust-remote-code
+--golden third_party/deepseek-ai--DeepSeek-OCR/<revision>`` re-traces every workload that has a golden under
+``<golden>/golden/``, compares node by node (:mod:`.golden`) and exits 1 naming every node that moved; it also lists
+remote-code files whose sha256 differs from ``<golden>/code_hashes.json``.  ``--write DIR`` writes fresh goldens (and
+the code hashes) instead, for pinning a new revision.  Works for every source: built-in, ``hf-snapshot:``, ``hf:`` and
+``deepseek-ocr-2``; all goldens use eager attention (the only kind upstream v1 code runs on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_perf_opt.errors import ConfigError, UserError
+from llm_perf_opt.sources.upstream.golden import compare_golden, golden_from_trace, read_golden, write_golden
+
+__all__ = ["OCR2_WORKLOADS", "STANDARD_WORKLOADS", "main", "make_workload", "trace_source"]
+
+STANDARD_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
+    "dsocr-standard-v1": {"preset": "dsocr-standard-v1"},
+    "base-1024-no-crops": {"mode": "base", "page": [1024, 1024], "max_new_tokens": 16},
+    "gundam-1920x1080": {"mode": "gundam", "page": [1920, 1080], "max_new_tokens": 3},
+}
+"""The standard workload and two more: crops 2x2 with 512 tokens, no crops, a wide 4x2 grid."""
+
+OCR2_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
+    "dynamic-1024x1024-n512": {"ocr2_mode": "dynamic", "page": [1024, 1024], "max_new_tokens": 512},
+    "single-1024x1024": {"ocr2_mode": "single", "page": [1024, 1024], "max_new_tokens": 16},
+    "dynamic-2480x3508": {"ocr2_mode": "dynamic", "page": [2480, 3508], "max_new_tokens": 3},
+}
+"""DeepSeek-OCR-2's: the standard page and length in its default mode, its single-view mode, an A4 page (2x3 tiles)."""
+
+
+def make_workload(spec: Mapping[str, Any]) -> Any:
+    """A workload from a golden's spec: a v1 preset id, v1 mode/page/prompt/N/batch, or an OCR-2 mode/page/..."""
+    from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
+    from llm_perf_opt.workloads import Workload, preset_workload
+
+    if "ocr2_mode" in spec:
+        return Ocr2Workload.create(
+            mode=str(spec["ocr2_mode"]),
+            page=(int(spec["page"][0]), int(spec["page"][1])),
+            prompt_tokens=int(spec.get("prompt_tokens", 9)),
+            max_new_tokens=int(spec.get("max_new_tokens", 1)),
+            batch_size=int(spec.get("batch_size", 1)),
+        )
+    if "preset" in spec:
+        return preset_workload(str(spec["preset"]))
+    return Workload.create(
+        mode=str(spec["mode"]),
+        page=(int(spec["page"][0]), int(spec["page"][1])),
+        prompt_tokens=int(spec.get("prompt_tokens", 9)),
+        max_new_tokens=int(spec.get("max_new_tokens", 1)),
+        batch_size=int(spec.get("batch_size", 1)),
+    )
+
+
+def trace_source(source: Any, workload: Any, *, model: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Trace with eager attention through the right driver: ``(TraceResult, provenance dict)``."""
+    from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource, trace_deepseek_ocr2
+    from llm_perf_opt.sources.upstream.source import UpstreamModelSource, trace_upstream
+
+    if isinstance(source, UpstreamModelSource):
+        result, provenance = trace_upstream(source, workload, model=model)
+        return result, provenance.as_dict()
+    if isinstance(source, Ocr2ModelSource):
+        result, provenance = trace_deepseek_ocr2(workload, attention="eager", model=model, source=source)
+        return result, provenance.as_dict()
+    from llm_perf_opt.tracer.trace import trace_workload
+
+    return trace_workload(source, workload, attention="eager", model=model), {"source": source.name}
+
+
+def _code_changes(golden_dir: Path, provenance: Mapping[str, Any]) -> list[str]:
+    path = golden_dir / "code_hashes.json"
+    if not path.is_file():
+        return []
+    pinned: dict[str, str] = json.loads(path.read_text(encoding="utf-8")).get("sha256", {})
+    current: Mapping[str, str] = provenance.get("code_hashes", {})
+    out = [
+        f"{name}: sha256 {pinned[name]} -> {current.get(name, 'missing')}"
+        for name in sorted(pinned)
+        if pinned[name] != current.get(name)
+    ]
+    out += [f"{name}: new file sha256 {current[name]}" for name in sorted(set(current) - set(pinned))]
+    return out
+
+
+def _git_blobs(source: Any) -> dict[str, str]:
+    """Git blob ids of the code files (what mirrors on GitHub can be matched by)."""
+    snapshot = getattr(source, "snapshot", None)
+    if snapshot is None:
+        return {}
+    return {
+        name: hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() for name, data in sorted(snapshot.code.items())
+    }
+
+
+def _resolve(model: str, trust: bool) -> Any:
+    from llm_perf_opt.sources import resolve_model_source
+    from llm_perf_opt.sources.upstream.source import grant_trust
+
+    return grant_trust(resolve_model_source(model), trust)
+
+
+def write(model: str, out: Path, *, trust: bool, names: Sequence[str] | None = None) -> None:
+    """Trace the standard workloads (``names`` of them) and write goldens (and code hashes) under ``out``."""
+    from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
+
+    source = _resolve(model, trust)
+    table = OCR2_WORKLOADS if isinstance(source, Ocr2ModelSource) else STANDARD_WORKLOADS
+    built = source.build(attn_implementation="eager")
+    provenance: dict[str, Any] = {}
+    for name in names or list(table):
+        spec = table[name]
+        result, provenance = trace_source(source, make_workload(spec), model=built)
+        golden = golden_from_trace(result, source={"model": model, "workload_spec": dict(spec), **provenance})
+        write_golden(out / "golden" / f"{name}.json", golden)
+        print(f"wrote {out / 'golden' / f'{name}.json'} ({len(result.nodes)} nodes)")
+    if provenance.get("code_hashes"):
+        hashes = {
+            "source": model,
+            "hf_revision": provenance.get("hf_revision"),
+            "config_sha256": provenance.get("config_sha256"),
+            "sha256": provenance["code_hashes"],
+            "git_blob": _git_blobs(source),
+        }
+        (out / "code_hashes.json").write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def check(model: str, golden_dir: Path, *, trust: bool, names: Sequence[str] | None = None) -> list[str]:
+    """Every difference between fresh traces of ``model`` and the goldens under ``golden_dir/golden`` (all of them,
+    or the ``names`` given)."""
+    source = _resolve(model, trust)
+    files = sorted(p for p in (golden_dir / "golden").glob("*.json") if names is None or p.stem in names)
+    if not files:
+        raise ConfigError(f"no goldens under {golden_dir / 'golden'}; write them with --write")
+    built = source.build(attn_implementation="eager")
+    problems: list[str] = []
+    provenance: dict[str, Any] = {}
+    for path in files:
+        golden = read_golden(path)
+        result, provenance = trace_source(source, make_workload(golden["source"]["workload_spec"]), model=built)
+        problems += [f"[{path.stem}] {p}" for p in compare_golden(golden, golden_from_trace(result))]
+    return [f"[code] {c}" for c in _code_changes(golden_dir, provenance)] + problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llm_perf_opt.sources.upstream.drift", description=__doc__)
+    parser.add_argument("--model", required=True, help="model source (hf:REPO@REV, hf-snapshot:PATH, built-in name)")
+    parser.add_argument("--golden", type=Path, help="pinned folder holding golden/*.json (and code_hashes.json)")
+    parser.add_argument("--write", type=Path, help="write fresh goldens to this folder instead of checking")
+    parser.add_argument("--workload", action="append", help="only this golden/standard workload (default: all)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the source's remote code to run")
+    args = parser.parse_args(argv)
+    try:
+        if args.write is not None:
+            write(args.model, args.write, trust=args.trust_remote_code, names=args.workload)
+            return 0
+        if args.golden is None:
+            raise UserError("give --golden DIR to check against, or --write DIR to pin")
+        problems = check(args.model, args.golden, trust=args.trust_remote_code, names=args.workload)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    code = [p for p in problems if p.startswith("[code]")]
+    tree = [p for p in problems if not p.startswith("[code]")]
+    for line in problems:
+        print(line)
+    print(f"drift: {len(tree)} tree/count difference(s), {len(code)} code file change(s) vs {args.golden}")
+    return 1 if tree else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
