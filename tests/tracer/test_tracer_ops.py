@@ -186,3 +186,16 @@ def test_registry_views_and_inplace() -> None:
     assert (rule.bucket, rule.name, aliasing) == ("counted", "elementwise", 2)
     rule, aliasing = resolve(torch.ops.aten.empty.memory_format)
     assert (rule.bucket, rule.name, aliasing) == ("zero-cost", "allocation", 0)
+
+
+def test_grouped_mm_counted_where_flop_counter_mode_sees_zero() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    a, b = meta(16, 32, dtype=torch.bfloat16), meta(4, 32, 24, dtype=torch.bfloat16)
+    offs = torch.empty(4, device="meta", dtype=torch.int32)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        torch._grouped_mm(a, b, offs=offs)
+    assert counter.get_total_flops() == 0  # the documented difference (prior-art notes)
+    r = _trace(lambda m, x, w, o: torch._grouped_mm(x, w, offs=o), a, b, offs)
+    assert _cost(r, "aten._grouped_mm.default").matmul_flops == 2 * 16 * 32 * 24  # every row meets one 32x24 matrix

@@ -17,6 +17,7 @@ from torch import nn
 
 from llm_perf_opt.contracts.vocab import Repetition, Stage
 from llm_perf_opt.core import Cost
+from llm_perf_opt.tracer.categories import CATEGORY_IDS
 from llm_perf_opt.tracer.grouping import StageGrouping, constructor_params, qualified_class_name
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
@@ -206,6 +207,4 @@ def _emit_stage(tree: _StageTree, order: Mapping[str, int], meta: StageMeta, nod
 
 
 def _ordered(cats: Mapping[str, Cost]) -> dict[str, Cost]:
-    from llm_perf_opt.tracer.categories import CATEGORY_IDS
-
     return {c: cats[c] for c in CATEGORY_IDS if c in cats}
