@@ -117,6 +117,18 @@ class Ocr2Driver:
     def decode_steps(self) -> int:
         return self.workload.decode_steps
 
+    @property
+    def seq_len(self) -> int:
+        """Prefill length S of the driven (OCR-2) workload."""
+        return self.workload.seq_len
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.workload.max_new_tokens
+
+    def describe(self) -> str:
+        return self.workload.describe()
+
     def _new_cache(self) -> KVCache:
         text, work = self.text_config, self.workload
         return KVCache(

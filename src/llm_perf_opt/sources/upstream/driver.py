@@ -49,6 +49,15 @@ class UpstreamDriver:
     def decode_steps(self) -> int:
         return self.inputs.num_decode_steps
 
+    @property
+    def seq_len(self) -> int:
+        """Prefill length S of the driven workload."""
+        return self.inputs.seq_len
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.inputs.max_new_tokens
+
     @staticmethod
     def _filled(kv: KVCache) -> Sequence[Tensor]:
         return [t for layer in range(kv.num_layers) for t in kv.layer(layer)]

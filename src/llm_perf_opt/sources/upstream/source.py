@@ -172,8 +172,8 @@ def trace_upstream(
         routing=route.describe(),
         model_desc=f"{source.name} ({type(built).__name__})",
         workload_desc=workload.describe(),
-        seq_len=driver.inputs.seq_len,
-        max_new_tokens=driver.inputs.max_new_tokens,
+        seq_len=driver.seq_len,
+        max_new_tokens=driver.max_new_tokens,
         decode=decode,
     )
     return result, source.provenance(driver)
