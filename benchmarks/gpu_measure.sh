@@ -11,8 +11,8 @@
 #
 # Needs: a CUDA build of torch plus attrs, cattrs, click, pyyaml (the package need not be installed: src/ is put on
 # PYTHONPATH). PYTHON picks the interpreter (default python3). DEVICE_ID names the hardware catalog entry when the GPU
-# name does not give it (see `llm-perf-opt devices`), e.g. DEVICE_ID=h100-pcie. REPEATS sets the timed runs (default 2;
-# use 1 if a measurement runs past its cap). SKIP_DOC=1 skips the page (regenerate it where CI's torch runs).
+# name does not give it (see `llm-perf-opt devices`), e.g. DEVICE_ID=h100-pcie. REPEATS sets the timed runs (default 3, so
+# that the median survives one run slowed by the host: decode at batch 1 is host-bound; use 2 if a run hits its cap). SKIP_DOC=1 skips the page (regenerate it where CI's torch runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -31,7 +31,7 @@ for workload in dsocr-standard-v1 dsocr-base-v1; do
     echo "== measure $workload $attention -> $out"
     if ! timeout 120 "$PY" -c 'import sys; from llm_perf_opt.cli import main; main(sys.argv[1:])' \
       measure --model deepseek-ocr-v1-base --runtime-device cuda --dtype bf16 --workload "$workload" \
-      --attention "$attention" --warmup 1 --warmup-decode-steps 32 --repeats "${REPEATS:-2}" ${device_flag[@]+"${device_flag[@]}"} \
+      --attention "$attention" --warmup 1 --warmup-decode-steps 32 --repeats "${REPEATS:-3}" ${device_flag[@]+"${device_flag[@]}"} \
       --notes "benchmarks/gpu_measure.sh" --out "$out"; then
       echo "!! measure $workload $attention failed or ran past 120 s; continuing with the others" >&2
       failed=1
