@@ -78,3 +78,43 @@ def test_files_are_complete_valid_and_deterministic(tiny_result: AnalysisResult,
         assert files[name] == again[name], name
     write_report(tiny_result, tmp_path / "out")
     assert (tmp_path / "out" / "report.md").read_bytes() == files["report.md"]
+
+
+def test_request_becomes_options_with_its_extensions() -> None:
+    from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
+    from llm_perf_opt.report.pipeline import options_from_request
+
+    req = DeepSeekOCRAnalyticRequest(
+        model_id="deepseek-ai/DeepSeek-OCR",
+        model_variant="deepseek-ocr-v1-tiny",
+        workload_profile_id="dsocr-standard-v1",
+        device="h200",
+        page_width=1920,
+        page_height=1080,
+        max_new_tokens=32,
+    )
+    options = options_from_request(req)
+    assert (options.model, options.workload_id, options.device) == ("deepseek-ocr-v1-tiny", "dsocr-standard-v1", "h200")
+    assert (options.page, options.max_new_tokens, options.attention) == ((1920, 1080), 32, "flash")
+    plain = DeepSeekOCRAnalyticRequest(
+        model_id="deepseek-ai/DeepSeek-OCR",
+        model_variant="deepseek-ocr-v1-base",
+        workload_profile_id="dsocr-standard-v1",
+    )
+    assert report_id_for(options_from_request(plain)) == report_id_for(AnalysisOptions())
+
+
+def test_profile_run_id_resolves_to_a_measurement(tmp_path: Path) -> None:
+    from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
+    from llm_perf_opt.errors import UserError
+    from llm_perf_opt.report.pipeline import options_from_request
+
+    shipped = sorted(Path(__file__).resolve().parents[2].glob("benchmarks/measurements/*.json"))
+    assert shipped, "benchmarks/measurements holds the committed CPU measurements"
+    run_id = json.loads(shipped[0].read_text())["run_id"]
+    req = DeepSeekOCRAnalyticRequest(
+        model_id="m", model_variant="deepseek-ocr-v1-tiny", workload_profile_id="dsocr-tiny-v1", profile_run_id=run_id
+    )
+    assert options_from_request(req, measurements=shipped[0].parent).measured == str(shipped[0])
+    with pytest.raises(UserError, match="no measurement with run id"):
+        options_from_request(req, measurements=tmp_path)

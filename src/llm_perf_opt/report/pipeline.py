@@ -8,13 +8,14 @@ rendered files, published atomically.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from attrs import asdict
 
-from llm_perf_opt.contracts import DeepSeekOCRModelSpec, OperatorCategory
+from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest, DeepSeekOCRModelSpec, OperatorCategory
 from llm_perf_opt.contracts.converter import to_json
 from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
@@ -43,13 +44,72 @@ from llm_perf_opt.report.options import (
 from llm_perf_opt.report.result import AnalysisResult
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
-__all__ = ["Progress", "build_report_files", "report_files", "run_analysis", "write_report"]
+__all__ = [
+    "MEASUREMENTS_ENV",
+    "Progress",
+    "build_report_files",
+    "options_from_request",
+    "report_files",
+    "report_id_for",
+    "run_analysis",
+    "write_report",
+]
+
+MEASUREMENTS_ENV = "LLM_PERF_OPT_MEASUREMENTS"
+"""Folder of measurement JSON files that a request's ``profile_run_id`` is looked up in (default
+``benchmarks/measurements`` under the working directory)."""
 
 Progress = Callable[[str], None]
 
 
 def _silent(message: str) -> None:
     """The default progress sink: says nothing."""
+
+
+def options_from_request(request: DeepSeekOCRAnalyticRequest, *, measurements: Path | None = None) -> AnalysisOptions:
+    """The HTTP request as analysis options: ``model_variant`` names the model source, extensions override.
+
+    ``profile_run_id`` names a measurement (by its ``run_id``) in ``measurements`` (or ``$LLM_PERF_OPT_MEASUREMENTS``,
+    or ``benchmarks/measurements``) that the report is compared against.
+    """
+    if (request.page_width is None) != (request.page_height is None):
+        raise UserError("set both page_width and page_height, or neither")
+    page = None if request.page_width is None else (request.page_width, request.page_height or 0)
+    defaults = AnalysisOptions()
+    measured = None
+    if request.profile_run_id is not None:
+        measured = str(_measurement_file(request.profile_run_id, measurements))
+    return AnalysisOptions(
+        model=request.model_variant,
+        workload_id=request.workload_profile_id,
+        mode=request.mode,
+        page=page,
+        prompt_tokens=request.prompt_tokens,
+        max_new_tokens=request.max_new_tokens,
+        batch_size=request.batch_size,
+        device=request.device or defaults.device,
+        dtype=request.dtype or defaults.dtype,
+        attention=request.attention or defaults.attention,
+        routing=request.routing or defaults.routing,
+        measured=measured,
+    )
+
+
+def _measurement_file(run_id: str, folder: Path | None) -> Path:
+    """The measurement file whose ``run_id`` is ``run_id`` (a one-line error naming the folder when none is)."""
+    from llm_perf_opt.measure.record import load_measurement
+
+    root = folder or Path(os.environ.get(MEASUREMENTS_ENV, "benchmarks/measurements"))
+    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            if load_measurement(path).run_id == run_id:
+                return path
+        except UserError:
+            continue
+    raise UserError(
+        f"no measurement with run id {run_id!r} in {root}; run `llm-perf-opt measure --out {root}/<name>.json` "
+        f"or set {MEASUREMENTS_ENV} to the folder that holds it"
+    )
 
 
 def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) -> AnalysisResult:
