@@ -163,4 +163,19 @@ def fake_build(options: dict[str, Any]) -> dict[str, bytes]:
     return files
 
 
+def fake_prepare() -> None:
+    """Warm-up: leave ``<pid>`` in ``$SERVICE_FAKES_WARM`` (the server and each worker run it once at start)."""
+    folder = Path(os.environ["SERVICE_FAKES_WARM"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+
+
+WARMED = BuildBackend(
+    name="service_fakes_warmed",
+    options_for=fake_options,
+    report_id_for=fake_report_id,
+    build=fake_build,
+    prepare=fake_prepare,
+)
+
 FAKE = BuildBackend(name="service_fakes", options_for=fake_options, report_id_for=fake_report_id, build=fake_build)

@@ -274,3 +274,18 @@ def test_clean_stop_records_unfinished_builds_as_failed(tmp_path: Path, monkeypa
         record = ReportStore(tmp_path).job(rid)
         assert record is not None and record.status == "failed"
         assert record.reason is not None and "server stopped" in record.reason
+
+
+def test_backend_warm_up_runs_in_the_server_and_in_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm = tmp_path / "warm"
+    monkeypatch.setenv("SERVICE_FAKES_WARM", str(warm))
+    app = create_app(store_root=tmp_path / "store", workers=2, backend=service_fakes.WARMED)
+    with TestClient(app):
+        deadline = time.monotonic() + 20
+        while len(list(warm.glob("*"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    pids = {int(p.name) for p in warm.iterdir()}
+    assert os.getpid() in pids  # the server process
+    assert len(pids - {os.getpid()}) == 2  # one per worker process

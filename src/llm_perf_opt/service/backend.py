@@ -34,6 +34,8 @@ class BuildBackend:
     options_for: Callable[[DeepSeekOCRAnalyticRequest, bool], Any]  # (request, allow_remote_code) -> options
     report_id_for: Callable[[Any], str]
     build: Callable[[Any], Mapping[str, bytes]]
+    #: optional warm-up run once in the server and in each worker at start (e.g. import torch and the pipeline)
+    prepare: Callable[[], None] | None = None
 
 
 def check_trust(request: DeepSeekOCRAnalyticRequest, *, allow_remote_code: bool) -> None:
@@ -49,6 +51,10 @@ def check_trust(request: DeepSeekOCRAnalyticRequest, *, allow_remote_code: bool)
 
 def _pipeline() -> Any:
     return importlib.import_module(_PIPELINE)
+
+
+def _pipeline_import() -> None:
+    _pipeline()
 
 
 def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bool) -> Any:
@@ -75,6 +81,7 @@ def pipeline_backend() -> BuildBackend:
         options_for=_pipeline_options,
         report_id_for=_pipeline_report_id,
         build=_pipeline_build,
+        prepare=_pipeline_import,
     )
 
 

@@ -29,6 +29,11 @@ __all__ = ["BuildCounters", "BuildManager", "ServiceBusyError"]
 log = logging.getLogger("llm_perf_opt.service")
 
 
+def _log_warmup_failure(future: asyncio.Task[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("backend warm-up failed (builds will report the error): %s", future.exception())
+
+
 class ServiceBusyError(Exception):
     """Too many builds are waiting; the client should retry later."""
 
@@ -65,17 +70,23 @@ class BuildManager:
         self._active: dict[str, _Job] = {}
         self._slots = asyncio.Semaphore(workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._warmup: asyncio.Task[None] | None = None
 
     async def start(self) -> list[str]:
         """Recover the store after an earlier crash and start the worker pool; returns ids marked failed."""
         failed = await asyncio.to_thread(self.store.recover)
         for report_id in failed:
             log.warning("build of %s was interrupted by an earlier stop; marked failed", report_id)
-        self._pool = new_pool(self.workers)
+        self._pool = new_pool(self.workers, self.backend.prepare)
+        if self.backend.prepare is not None:  # warm up in the background: the first request should not pay imports
+            self._warmup = asyncio.create_task(asyncio.to_thread(self.backend.prepare))
+            self._warmup.add_done_callback(_log_warmup_failure)
         return failed
 
     async def stop(self) -> None:
         """Mark unfinished builds failed, cancel them and stop the workers."""
+        if self._warmup is not None:
+            self._warmup.cancel()
         jobs = list(self._active.values())
         for job in jobs:
             if job.task is not None:
@@ -155,7 +166,7 @@ class BuildManager:
         except BrokenProcessPool:
             if self._pool is pool:  # the first job to notice replaces the pool; the others just fail
                 stop_pool(pool)
-                self._pool = new_pool(self.workers)
+                self._pool = new_pool(self.workers, self.backend.prepare)
             return BuildOutcome(error="the worker process building this report died (out of memory or killed)")
 
     async def _fail(self, job: _Job, outcome: BuildOutcome) -> None:

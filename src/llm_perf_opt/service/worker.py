@@ -25,7 +25,7 @@ from attrs import frozen
 
 from llm_perf_opt.errors import UserError
 
-__all__ = ["BuildOutcome", "new_pool", "run_build", "stop_pool"]
+__all__ = ["BuildOutcome", "new_pool", "run_build", "started", "stop_pool"]
 
 
 @frozen(kw_only=True)
@@ -45,9 +45,19 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker() -> None:
+def _init_worker(prepare: Callable[[], None] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
+    if prepare is not None:
+        try:
+            prepare()
+        except Exception:  # an initializer that raises breaks the whole pool; the builds will report the error
+            traceback.print_exc()
+
+
+def started() -> int:
+    """A no-op task: submitting one per worker makes the pool start (and warm up) every process now."""
+    return os.getpid()
 
 
 def run_build(build: Callable[[Any], Mapping[str, bytes]], options: Any) -> BuildOutcome:
@@ -65,11 +75,17 @@ def run_build(build: Callable[[Any], Mapping[str, bytes]], options: Any) -> Buil
         return BuildOutcome(error=f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
 
 
-def new_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes that die with the server."""
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+def new_pool(workers: int, prepare: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes that die with the server; each runs ``prepare()`` once at start."""
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(prepare,),
     )
+    for _ in range(workers):  # processes start on demand: one submission each starts them all
+        pool.submit(started)
+    return pool
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:
