@@ -20,8 +20,16 @@ from llm_perf_opt.tracer.engine import DecodeMode, PassInputs, trace_model
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["BuiltinDriver", "trace_workload"]
+__all__ = [
+    "DEEPSEEK_OCR_STAGES",
+    "BuiltinDriver",
+    "make_driver",
+    "stage_rules",
+    "trace_with_driver",
+    "trace_workload",
+]
 
 DEEPSEEK_OCR_STAGES = StageRules()
 
@@ -38,6 +46,15 @@ class BuiltinDriver:
     @property
     def decode_steps(self) -> int:
         return self.inputs.num_decode_steps
+
+    @property
+    def seq_len(self) -> int:
+        """Prefill length S."""
+        return self.inputs.seq_len
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.inputs.max_new_tokens
 
     def _new_cache(self) -> Any:
         # one spare position: a view of the filled prefix is then never the whole buffer (torch skips a slice that
@@ -84,7 +101,7 @@ class BuiltinDriver:
 
 def trace_workload(
     model_source: ModelSource | str,
-    workload: Workload | str,
+    workload: Workload | Ocr2Workload | str,
     *,
     attention: Literal["flash", "eager"] = "flash",
     routing: RoutingModel | None = None,
@@ -97,23 +114,70 @@ def trace_workload(
     ``model`` may pass an already built tree (meta, built with the implementation ``attention`` needs) to skip
     building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
     ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
+    Sources with their own driver (``make_driver``: upstream remote code, DeepSeek-OCR-2) and stage anchors
+    (``stage_anchors``) are driven through them; see :func:`trace_with_driver` for the driver afterwards.
     """
+    result, _ = trace_with_driver(
+        model_source,
+        workload,
+        attention=attention,
+        routing=routing,
+        decode=decode,
+        model=model,
+        verify_fast_meta=verify_fast_meta,
+    )
+    return result
+
+
+def trace_with_driver(
+    model_source: ModelSource | str,
+    workload: Workload | Ocr2Workload | str,
+    *,
+    attention: Literal["flash", "eager"] = "flash",
+    routing: RoutingModel | None = None,
+    decode: DecodeMode = "auto",
+    model: nn.Module | None = None,
+    verify_fast_meta: bool = False,
+) -> tuple[TraceResult, Any]:
+    """:func:`trace_workload`, also returning the driver that ran (it counts what a source's adapters did, which
+    ``source.provenance(driver)`` reports)."""
     source = resolve_model_source(model_source) if isinstance(model_source, str) else model_source
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
     if model is None:
         model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
-    inputs = source.make_inputs(work)
-    return trace_model(
+    driver = make_driver(source, model, work, route)
+    describe = getattr(driver, "describe", None)
+    result = trace_model(
         model,
-        BuiltinDriver(model, inputs, route),
-        rules=DEEPSEEK_OCR_STAGES,
+        driver,
+        rules=stage_rules(source),
         attention=attention,
         routing=route.describe(),
         model_desc=f"{source.name} ({type(model).__name__})",
-        workload_desc=work.describe(),
-        seq_len=inputs.seq_len,
-        max_new_tokens=inputs.max_new_tokens,
+        workload_desc=str(describe() if callable(describe) else work.describe()),
+        seq_len=driver.seq_len,
+        max_new_tokens=driver.max_new_tokens,
         decode=decode,
         verify_fast_meta=verify_fast_meta,
     )
+    return result, driver
+
+
+def make_driver(source: ModelSource, model: nn.Module, workload: Workload | Ocr2Workload, routing: RoutingModel) -> Any:
+    """The source's own driver (``source.make_driver``: upstream remote code, DeepSeek-OCR-2), else the built-in one.
+
+    Either has ``prefill()``, ``step(i)``, ``decode_steps``, ``seq_len`` and ``max_new_tokens``.
+    """
+    custom = getattr(source, "make_driver", None)
+    if callable(custom):
+        return custom(model, workload, routing)
+    return BuiltinDriver(model, source.make_inputs(workload), routing)
+
+
+def stage_rules(source: ModelSource) -> StageRules:
+    """The source's stage anchors (``source.stage_anchors``: vision/projector/language prefixes), else v1's."""
+    anchors = getattr(source, "stage_anchors", None)
+    if not anchors:
+        return DEEPSEEK_OCR_STAGES
+    return StageRules(**{kind: tuple(prefixes) for kind, prefixes in anchors.items()})

@@ -5,6 +5,6 @@ rule, token counts; torch-free), :mod:`.experts` (counting experts implementatio
 :mod:`.source` (the ``deepseek-ocr-2`` model source and :func:`~.source.trace_deepseek_ocr2`).
 """
 
-from llm_perf_opt.sources.deepseek_ocr2.modes import OCR2_MODES, Ocr2Mode, Ocr2Workload, ocr2_grid, view_tokens
+from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Mode, Ocr2Workload, ocr2_grid, view_tokens
 
 __all__ = ["OCR2_MODES", "Ocr2Mode", "Ocr2Workload", "ocr2_grid", "view_tokens"]

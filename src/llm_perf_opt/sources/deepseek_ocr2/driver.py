@@ -20,10 +20,10 @@ from torch import Tensor, nn
 
 from llm_perf_opt.sources.deepseek_ocr2.build import experts_layers
 from llm_perf_opt.sources.deepseek_ocr2.experts import routing_scope
-from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
 from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.tracer.engine import PassInputs
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["Ocr2Driver", "preallocated_cache"]
 

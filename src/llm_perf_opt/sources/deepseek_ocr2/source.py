@@ -18,11 +18,11 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.deepseek_ocr2.config import published_config, source_facts
 from llm_perf_opt.sources.deepseek_ocr2.experts import EXPERTS_IMPLEMENTATION
-from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
 from llm_perf_opt.sources.registry import ModelSource
 from llm_perf_opt.sources.upstream.compat import installed_transformers
 from llm_perf_opt.sources.upstream.records import AdapterRecord, UpstreamProvenance
 from llm_perf_opt.workloads import RoutingModel
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["OCR2_STAGE_ANCHORS", "Ocr2ModelSource", "deepseek_ocr2_source", "to_ocr2_workload", "trace_deepseek_ocr2"]
 
@@ -150,25 +150,9 @@ def trace_deepseek_ocr2(
     source: Ocr2ModelSource | None = None,
 ) -> tuple[Any, UpstreamProvenance]:
     """Trace ``workload`` on DeepSeek-OCR-2: ``(TraceResult, provenance)``."""
-    from llm_perf_opt.tracer.engine import trace_model
-    from llm_perf_opt.tracer.stages import StageRules
+    from llm_perf_opt.tracer.trace import trace_with_driver
 
     src = source or deepseek_ocr2_source()
-    route = routing if routing is not None else RoutingModel.balanced()
     work = to_ocr2_workload(workload)
-    built = model if model is not None else src.build(attn_implementation="sdpa" if attention == "flash" else "eager")
-    driver = src.make_driver(built, work, route)
-    anchors = src.stage_anchors
-    result = trace_model(
-        built,
-        driver,
-        rules=StageRules(vision=anchors["vision"], projector=anchors["projector"], language=anchors["language"]),
-        attention=attention,
-        routing=route.describe(),
-        model_desc=f"{src.name} ({type(built).__name__})",
-        workload_desc=work.describe(),
-        seq_len=work.seq_len,
-        max_new_tokens=work.max_new_tokens,
-        decode=decode,
-    )
+    result, driver = trace_with_driver(src, work, attention=attention, routing=routing, decode=decode, model=model)
     return result, src.provenance(driver)

@@ -40,8 +40,8 @@ OCR2_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
 
 def make_workload(spec: Mapping[str, Any]) -> Any:
     """A workload from a golden's spec: a v1 preset id, v1 mode/page/prompt/N/batch, or an OCR-2 mode/page/..."""
-    from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
     from llm_perf_opt.workloads import Workload, preset_workload
+    from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
     if "ocr2_mode" in spec:
         return Ocr2Workload.create(

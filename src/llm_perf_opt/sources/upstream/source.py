@@ -158,22 +158,9 @@ def trace_upstream(
     model: nn.Module | None = None,
 ) -> tuple[Any, UpstreamProvenance]:
     """Trace ``workload`` on an upstream source: ``(TraceResult, provenance with adapter use counts)``."""
-    from llm_perf_opt.tracer.engine import trace_model
-    from llm_perf_opt.tracer.trace import DEEPSEEK_OCR_STAGES
+    from llm_perf_opt.tracer.trace import trace_with_driver
 
-    route = routing if routing is not None else RoutingModel.balanced()
-    built = model if model is not None else source.build(attn_implementation=attention)
-    driver = source.make_driver(built, workload, route)
-    result = trace_model(
-        built,
-        driver,
-        rules=DEEPSEEK_OCR_STAGES,
-        attention=attention,
-        routing=route.describe(),
-        model_desc=f"{source.name} ({type(built).__name__})",
-        workload_desc=workload.describe(),
-        seq_len=driver.seq_len,
-        max_new_tokens=driver.max_new_tokens,
-        decode=decode,
+    result, driver = trace_with_driver(
+        source, workload, attention=attention, routing=routing, decode=decode, model=model
     )
     return result, source.provenance(driver)

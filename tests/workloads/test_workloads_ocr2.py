@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_perf_opt.errors import UnknownIdError, WorkloadError
-from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload, ocr2_grid, view_tokens
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload, ocr2_grid, view_tokens
 
 
 def test_view_tokens() -> None:
