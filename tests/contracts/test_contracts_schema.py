@@ -86,7 +86,7 @@ def test_nullable_and_enum_derivation() -> None:
     ("path", "method", "answers"),
     [
         (RUN, "post", {"200": "DeepSeekOCRAnalyticReportSummary", "202": "DeepSeekOCRAnalyticAccepted",
-                       "422": "ErrorResponse"}),
+                       "413": "ErrorResponse", "422": "ErrorResponse"}),
         (SUMMARY, "get", {"200": "DeepSeekOCRAnalyticReportSummary", "404": "ErrorResponse",
                           "409": "DeepSeekOCRAnalyticAccepted", "500": "ErrorResponse"}),
         (MODEL, "get", {"200": "DeepSeekOCRAnalyticModel", "404": "ErrorResponse",
