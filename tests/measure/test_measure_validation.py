@@ -150,3 +150,27 @@ def test_rendered_page_says_there_is_no_gpu_measurement(measurement_factory: Fac
 
 def test_traced_kernels_per_step_without_decode() -> None:
     assert traced_kernels_per_step(_tree(1), 0) is None
+
+
+def test_rendered_page_with_gpu_measurements_counts_the_goal(measurement_factory: Factory) -> None:
+    def gpu(run_id: str, scale: int) -> Measurement:
+        base = measurement_factory(run_id=run_id)
+        base = evolve(base, dtype="bf16", device=evolve(base.device, runtime="cuda", name="H100", device_id="h100-sxm"))
+        stage_s = predict(_tree(scale), rates_for(base, TRUTH, counted_dtype="bf16"))
+        run = StageTimings(
+            vision_s=stage_s["vision"],
+            projector_s=stage_s["projector"],
+            prefill_s=stage_s["prefill"],
+            decode_steps_s=(stage_s["decode"] / 3,) * 3,
+        )
+        return evolve(base, runs=(run, run))
+
+    ms = [gpu("gpu-0", 1), gpu("gpu-1", 2), gpu("gpu-2", 4)]
+    trees = {"gpu-0": _tree(1), "gpu-1": _tree(2), "gpu-2": _tree(4)}
+    v = validate(ms, lambda m: trees[m.run_id], counted_dtype=lambda m: "bf16")
+    page = render_validation(v, source_dir="benchmarks/measurements", command="llm-perf-opt validation-doc")
+    assert "No GPU measurement" not in page
+    assert "- GPUs measured: H100 (h100-sxm)." in page
+    assert "in-sample fit: TTFT 3/3, TPOT 3/3; leave-one-out: TTFT 3/3, TPOT 3/3." in page
+    ttft = ms[0].timings().ttft_s * 1e3
+    assert f"TTFT {ttft:.3f} to {ttft:.3f} ms" in page  # two identical runs: no spread

@@ -14,9 +14,11 @@ from llm_perf_opt.measure.validation import Validation, ValidationRow
 from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS
 from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile
 
-__all__ = ["GPU_COMMAND", "render_validation"]
+__all__ = ["GOAL", "GPU_COMMAND", "render_validation"]
 
 GPU_COMMAND = "bash benchmarks/gpu_measure.sh"
+GOAL = 0.15
+"""The issue's target for TTFT and TPOT after calibration (relative error)."""
 
 _STAGE_NAMES = {
     "vision": "vision (SAM + CLIP)",
@@ -33,6 +35,10 @@ _WHICH = ("uncalibrated", "calibrated", "leave_one_out")
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{min(values) * 1e3:.3f} to {max(values) * 1e3:.3f}"
 
 
 def _err(value: float | None) -> str:
@@ -121,7 +127,28 @@ def _status(rows: Sequence[ValidationRow], gpu: Sequence[ValidationRow]) -> list
     else:
         devices = sorted({f"{r.measurement.device.name} ({r.measurement.device.device_id})" for r in gpu})
         out.append(f"- GPUs measured: {', '.join(devices)}.")
+        out.append(
+            f"- GPU goal, TTFT and TPOT within +-{GOAL:.0%} after calibration: "
+            + "; ".join(_goal_count(gpu, which) for which in ("calibrated", "leave_one_out"))
+            + "."
+        )
     return out
+
+
+def _goal_count(rows: Sequence[ValidationRow], which: str) -> str:
+    """``in-sample: TTFT 3/4, TPOT 4/4`` - measurements whose error is within :data:`GOAL`."""
+    parts = []
+    for stage in ("ttft", "tpot"):
+        errors = [e for r in rows if (e := _error_of(getattr(r, which), stage)) is not None]
+        hits = sum(abs(e) <= GOAL for e in errors)
+        parts.append(f"{stage.upper()} {hits}/{len(errors)}")
+    label = "in-sample fit" if which == "calibrated" else "leave-one-out"
+    return f"{label}: {', '.join(parts)}"
+
+
+def _error_of(comparison: StageComparison | None, stage: str) -> float | None:
+    row = None if comparison is None else comparison.get(stage)
+    return None if row is None else row.error
 
 
 def _method() -> list[str]:
@@ -188,6 +215,8 @@ def _measurement_section(r: ValidationRow) -> list[str]:
         f"- timing: {m.warmup_runs} warm-up run(s), {runs} timed run(s) summarised by their {m.statistic}, "
         f"clock {m.clock}; weights {m.weights}",
         f"- launches per decode step: {launches}; traced {traced}",
+        f"- spread over the timed runs: TTFT {_spread([run.ttft_s for run in m.runs])} ms, "
+        f"TPOT {_spread([run.tpot_s or 0.0 for run in m.runs])} ms",
     ]
     if m.device.matmul_flops_per_s is not None and m.device.memory_bytes_per_s is not None:
         lines.append(
