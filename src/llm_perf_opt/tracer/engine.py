@@ -18,6 +18,7 @@ from llm_perf_opt.tracer.counter import counting
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
 from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
 from llm_perf_opt.tracer.index import ModelIndex
+from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
@@ -129,6 +130,36 @@ def trace_model(
     verify_fast_meta: bool = False,
 ) -> TraceResult:
     """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
+    with without_dynamo_import():
+        return _trace_model(
+            model,
+            driver,
+            rules=rules,
+            attention=attention,
+            routing=routing,
+            model_desc=model_desc,
+            workload_desc=workload_desc,
+            seq_len=seq_len,
+            max_new_tokens=max_new_tokens,
+            decode=decode,
+            verify_fast_meta=verify_fast_meta,
+        )
+
+
+def _trace_model(
+    model: nn.Module,
+    driver: Driver,
+    *,
+    rules: StageRules,
+    attention: Literal["flash", "eager"],
+    routing: str,
+    model_desc: str,
+    workload_desc: str,
+    seq_len: int,
+    max_new_tokens: int,
+    decode: DecodeMode,
+    verify_fast_meta: bool,
+) -> TraceResult:
     opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
     state = TraceState(model, rules, ModelIndex(model))
     index, structure = state.index, state.structure
