@@ -14,10 +14,19 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from llm_perf_opt.config import DeepseekOCRConfig, SamConfig
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config, Qwen2EncoderConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
 
-__all__ = ["MIN_TRANSFORMERS", "ocr2_config_kwargs", "published_config", "require_transformers", "source_facts"]
+__all__ = [
+    "MIN_TRANSFORMERS",
+    "analytic_config",
+    "ocr2_config_kwargs",
+    "published_config",
+    "require_transformers",
+    "source_facts",
+]
 
 MIN_TRANSFORMERS = (5, 10, 1)
 
@@ -94,6 +103,33 @@ def ocr2_config_kwargs(raw: dict[str, Any] | None = None) -> dict[str, Any]:
         "image_token_id": facts["image_token_id"],
         "tie_word_embeddings": False,
     }
+
+
+@cache
+def analytic_config() -> DeepseekOCR2Config:
+    """The torch-free config the analytic model reads, from the same values as :func:`ocr2_config_kwargs`."""
+    kwargs = ocr2_config_kwargs()
+    sam, enc = kwargs["vision_config"]["sam_config"], kwargs["vision_config"]["encoder_config"]
+    decoder = DeepseekOCRConfig.from_hf_config(published_config()["language_config"], variant="deepseek-ocr-2")
+    return DeepseekOCR2Config(
+        decoder=decoder,
+        sam=SamConfig(
+            embed_dim=int(sam["hidden_size"]),
+            depth=int(sam["num_hidden_layers"]),
+            num_heads=int(sam["num_attention_heads"]),
+            global_attn_indexes=tuple(int(i) for i in sam["global_attn_indexes"]),
+            downsample_channels=(int(sam["downsample_channels"][0]), int(sam["downsample_channels"][1])),
+        ),
+        encoder=Qwen2EncoderConfig(
+            hidden_size=int(enc["hidden_size"]),
+            num_hidden_layers=int(enc["num_hidden_layers"]),
+            num_attention_heads=int(enc["num_attention_heads"]),
+            num_key_value_heads=int(enc["num_key_value_heads"]),
+            intermediate_size=int(enc["intermediate_size"]),
+            rms_norm_eps=float(enc["rms_norm_eps"]),
+            rope_theta=float(enc["rope_parameters"]["rope_theta"]),
+        ),
+    )
 
 
 def require_transformers() -> str:

@@ -1,0 +1,201 @@
+"""``ocr2_analytic_costs``: DeepSeek-OCR-2 (transformers' ``deepseek_ocr2``) as closed forms keyed by its trace's ids.
+
+Stages as the trace has them: ``vision`` (the vision tower on the global views, then on the tiles: SAM ViT-B, the
+query concat, the Qwen2 encoder), ``projector`` (``multi_modal_projector`` per call, view features, injection,
+eager prefill mask), ``prefill`` (one pass over ``S`` tokens) and ``decode`` (``N - 1`` one-token passes in closed
+form).  v1's formulas cover SAM's blocks and the decoder; :mod:`.formulas.qwen2_vision` the encoder and
+:mod:`.formulas.ocr2` what transformers does differently.  Known differences from the trace:
+:data:`llm_perf_opt.analytic.divergences.OCR2_DIVERGENCES`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Protocol
+
+from llm_perf_opt.analytic._language import LanguagePass
+from llm_perf_opt.analytic._ocr2_language import add_ocr2_attention, add_ocr2_pass, ocr2_decoder_weights
+from llm_perf_opt.analytic._ocr2_vision import (
+    ENC,
+    SAM,
+    ViewCall,
+    add_ocr2_projector_stage,
+    add_ocr2_vision_stage,
+)
+from llm_perf_opt.analytic._vision import index_label
+from llm_perf_opt.analytic.compose import ATTENTION_KINDS
+from llm_perf_opt.analytic.tree import AnalyticTree, TreeBuilder
+from llm_perf_opt.config import DeepseekOCR2Config
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.workloads import RoutingModel
+
+__all__ = ["Ocr2WorkloadLike", "ocr2_analytic_costs", "ocr2_model_params"]
+
+_BALANCED = RoutingModel.balanced()
+
+
+class Ocr2WorkloadLike(Protocol):
+    """What is read from a :class:`llm_perf_opt.workloads.ocr2.Ocr2Workload` (hashable, for the cache)."""
+
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def seq_len(self) -> int: ...
+    @property
+    def max_new_tokens(self) -> int: ...
+    @property
+    def image_tokens(self) -> int: ...
+    @property
+    def global_view_size(self) -> int: ...
+    @property
+    def num_crops(self) -> int: ...
+    @property
+    def crop_size(self) -> int: ...
+    def __hash__(self) -> int: ...
+
+
+def ocr2_analytic_costs(
+    config: DeepseekOCR2Config,
+    workload: Ocr2WorkloadLike,
+    *,
+    attention: str = "flash",
+    routing: RoutingModel | None = None,
+    act_bytes: int = 2,
+) -> AnalyticTree:
+    """Closed-form costs of a DeepSeek-OCR-2 ``workload`` node by node (see the module docstring).
+
+    ``attention``: ``flash`` (fused SDPA; the SAM and encoder masks are explicit, the decoder prefill causal) or
+    ``eager`` (explicit products, fp32 softmax; SAM's SDPA as torch's math decomposition).  ``act_bytes``: bytes
+    per activation and weight element (2 for bf16).  Cached per argument set.
+    """
+    if attention not in ATTENTION_KINDS:
+        raise UserError(f"unknown attention kernel {attention!r}; expected one of: {', '.join(ATTENTION_KINDS)}")
+    return _cached(config, workload, attention == "eager", routing or _BALANCED, act_bytes)
+
+
+@lru_cache(maxsize=64)
+def _cached(
+    cfg: DeepseekOCR2Config, work: Ocr2WorkloadLike, eager: bool, routing: RoutingModel, a: int
+) -> AnalyticTree:
+    B, S, N = work.batch_size, work.seq_len, work.max_new_tokens
+    tb = TreeBuilder()
+    tb.node("root", calls=N)
+    for nid in ("vision", "vision/model", "projector", "projector/model"):
+        tb.node(nid, calls=1)
+    calls = [ViewCall(B=B, R=work.global_view_size)]
+    if work.num_crops:
+        calls.append(ViewCall(B=B * work.num_crops, R=work.crop_size))
+    add_ocr2_vision_stage(tb, cfg, calls, eager=eager, a=a)
+    add_ocr2_projector_stage(tb, cfg, calls, B=B, S=S, N_img=work.image_tokens, eager=eager, a=a)
+    _vision_weights(tb, cfg, a=a)
+    steps = N - 1
+    passes = [LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)]
+    if steps:
+        sum_k = steps * S + steps * (steps + 1) // 2
+        passes.append(LanguagePass(stage="decode", B=B, q=1, times=steps, sum_k=sum_k, kv_end=S + steps))
+    dec = cfg.decoder
+    for lp in passes:
+        one = TreeBuilder()
+        add_ocr2_pass(
+            one, dec, stage=lp.stage, B=lp.B, q=lp.q, positions_shared=lp.stage == "prefill", routing=routing, a=a
+        )
+        _merge(tb, one, lp.times)
+        add_ocr2_attention(tb, dec, lp, eager=eager, a=a)
+        ocr2_decoder_weights(tb, dec, lp.stage, a=a)
+    return tb.build(root_weight_bytes=ocr2_model_params(cfg) * a)
+
+
+def _merge(tb: TreeBuilder, one: TreeBuilder, times: int) -> None:
+    """Add ``times`` copies of a one-pass tree (costs, calls, fused bytes scaled; peaks as they are)."""
+    for nid, cats in one.incl.items():
+        tb.node(nid)
+        for category, values in cats.items():
+            target = tb.incl[nid].setdefault(category, [0] * len(values))
+            for i, v in enumerate(values):
+                target[i] += v * times
+    for nid, n in one.calls.items():
+        tb.calls[nid] = tb.calls.get(nid, 0) + n * times
+    for nid, n in one.fused.items():
+        tb.fused[nid] = tb.fused.get(nid, 0) + n * times
+    for nid, n in one.peaks.items():
+        tb.peaks[nid] = max(tb.peaks.get(nid, 0), n)
+
+
+def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCR2Config, *, a: int) -> None:
+    """Parameter bytes of every vision/projector module that runs (the query banks are read by the tower's concat
+    but belong to ``Embedding`` modules that are never called, so no node owns them)."""
+    s, e = cfg.sam, cfg.encoder
+    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
+    P = s.img_size // s.patch_size
+    d = cfg.projector_out
+    for stage in ("vision", "projector"):
+        tb.add_weights(f"{stage}/model", d * a)  # view_separator
+    tb.add_weights(SAM, P * P * D * a)
+    tb.add_weights(f"{SAM}.patch_embed.projection", (D * s.in_chans * s.patch_size**2 + D) * a)
+    windowed = [i for i in range(s.depth) if i not in s.global_attn_indexes]
+    global_ = [i for i in range(s.depth) if i in s.global_attn_indexes]
+    for members, span in ((windowed, s.window_size), (global_, P)):
+        if not members:
+            continue
+        nid, L = f"{SAM}.layers.{index_label(members)}", len(members)
+        for name, n_params in (
+            ("layer_norm1", 2 * D),
+            ("layer_norm2", 2 * D),
+            ("attn", 2 * (2 * span - 1) * s.head_dim),
+            ("attn.qkv", D * 3 * D + 3 * D),
+            ("attn.proj", D * D + D),
+            ("mlp.lin1", D * m + m),
+            ("mlp.lin2", m * D + D),
+        ):
+            tb.add_weights(f"{nid}.{name}", L * n_params * a)
+    for name, n_params in (
+        ("neck.conv1", out * D),
+        ("neck.layer_norm1", 2 * out),
+        ("neck.conv2", out * out * 9),
+        ("neck.layer_norm2", 2 * out),
+        ("proj.conv1", mid * out * 9),
+        ("proj.conv2", top * mid * 9),
+    ):
+        tb.add_weights(f"{SAM}.{name}", n_params * a)
+    Dq, c, Hkv, F, n = e.hidden_size, e.head_dim, e.num_key_value_heads, e.intermediate_size, e.num_hidden_layers
+    nid = f"{ENC}.layers.{index_label(list(range(n)))}"
+    for name, n_params in (
+        ("input_layernorm", Dq),
+        ("post_attention_layernorm", Dq),
+        ("self_attn.q_proj", Dq * Dq + Dq),
+        ("self_attn.k_proj", Dq * Hkv * c + Hkv * c),
+        ("self_attn.v_proj", Dq * Hkv * c + Hkv * c),
+        ("self_attn.o_proj", Dq * Dq),
+        ("mlp.gate_proj", Dq * F),
+        ("mlp.up_proj", Dq * F),
+        ("mlp.down_proj", F * Dq),
+    ):
+        tb.add_weights(f"{nid}.{name}", n * n_params * a)
+    tb.add_weights(f"{ENC}.norm", Dq * a)
+    tb.add_weights("projector/model.multi_modal_projector", (cfg.projector_in * d + d) * a)
+
+
+def ocr2_model_params(cfg: DeepseekOCR2Config) -> int:
+    """Parameter count of the whole tree (3,389,119,360 with the published config)."""
+    s, e, dcfg = cfg.sam, cfg.encoder, cfg.decoder
+    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
+    P = s.img_size // s.patch_size
+    n_global = sum(1 for i in range(s.depth) if i in s.global_attn_indexes)
+    block = 4 * D + D * 3 * D + 3 * D + D * D + D + D * m + m + m * D + D
+    sam = P * P * D + D * s.in_chans * s.patch_size**2 + D + s.depth * block
+    sam += 2 * s.head_dim * ((s.depth - n_global) * (2 * s.window_size - 1) + n_global * (2 * P - 1))
+    sam += out * D + 4 * out + out * out * 9 + mid * out * 9 + top * mid * 9
+    Dq, c, Hkv, F = e.hidden_size, e.head_dim, e.num_key_value_heads, e.intermediate_size
+    layer = 2 * Dq + (Dq * Dq + Dq) + 2 * (Dq * Hkv * c + Hkv * c) + Dq * Dq + 3 * Dq * F
+    encoder = e.num_hidden_layers * layer + Dq + sum(q for _, q in cfg.query_tokens) * Dq
+    d, V = dcfg.hidden_size, dcfg.vocab_size
+    projector = cfg.projector_in * d + d + d  # + view_separator
+    lm = 2 * V * d + d
+    for i in range(dcfg.num_hidden_layers):
+        lm += 2 * d * d + 2 * d * dcfg.num_key_value_heads * dcfg.head_dim + 2 * d
+        if dcfg.is_moe_layer(i):
+            Ie, E = dcfg.moe_intermediate_size, dcfg.n_routed_experts
+            lm += E * 3 * d * Ie + E * d + 3 * d * Ie * dcfg.n_shared_experts
+        else:
+            lm += 3 * d * dcfg.intermediate_size
+    return sam + encoder + projector + lm
