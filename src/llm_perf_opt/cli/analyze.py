@@ -37,7 +37,13 @@ class _Progress:
 
 
 @click.command()
-@click.option("--model", default="deepseek-ocr-v1-base", show_default=True, help="Model source id.")
+@click.option(
+    "--model",
+    default="deepseek-ocr-v1-base",
+    show_default=True,
+    help="Model source: deepseek-ocr-v1-base, deepseek-ocr-v1-tiny, hf-snapshot:PATH, hf:REPO@REVISION, "
+    "deepseek-ocr-2.",
+)
 @click.option("--workload", "workload_id", default="dsocr-standard-v1", show_default=True, help="Workload preset id.")
 @click.option("--mode", default=None, help="Resolution mode override: tiny, small, base, large, gundam, gundam-m.")
 @click.option("--image", "page", default=None, callback=parse_page, metavar="WxH", help="Page size override (px).")
@@ -49,9 +55,9 @@ class _Progress:
 @click.option(
     "--attention",
     type=click.Choice(["flash", "eager"]),
-    default="flash",
-    show_default=True,
-    help="Attention kernel whose FLOPs and bytes feed time.",
+    default=None,
+    help="Attention kernel whose FLOPs and bytes feed time [default: flash; eager for hf-snapshot:/hf: sources, "
+    "whose remote code runs eager only].",
 )
 @click.option(
     "--routing",
@@ -98,7 +104,7 @@ def analyze(
     batch_size: int | None,
     device: str,
     dtype: str,
-    attention: str,
+    attention: str | None,
     routing: str,
     measured: str | None,
     device_profile: str | None,
@@ -111,7 +117,7 @@ def analyze(
 
     Writes model.json, summary.json, report.yaml, validation.json, report.md (with plots/) and layers/*.md.
     """
-    from llm_perf_opt.report.options import AnalysisOptions
+    from llm_perf_opt.report.options import AnalysisOptions, default_attention
     from llm_perf_opt.report.pipeline import run_analysis, write_report
 
     options = AnalysisOptions(
@@ -124,7 +130,7 @@ def analyze(
         batch_size=batch_size,
         device=device,
         dtype=dtype,
-        attention=attention,
+        attention=attention or default_attention(model),
         routing=routing,
         measured=measured,
         device_profile=device_profile,

@@ -1,13 +1,19 @@
 """``llm-perf-opt check --golden DIR``: the CI gate for "did an upstream or code change move the tree or the costs".
 
-Reads the golden's options (``options.json`` beside its ``model.json``), regenerates the report with the same model
-source, workload and options, and diffs the fresh ``model.json`` against the golden: exit 0 when equal within
-``--tolerance``, 1 otherwise, with the differing nodes printed.
+A report golden (a folder written by ``analyze``): its options (``options.json`` beside ``model.json``) are run again
+- with ``--model`` another model source, e.g. a new Hub revision - and the fresh ``model.json`` is diffed against the
+golden: exit 0 when equal within ``--tolerance``, 1 otherwise, with the differing nodes printed.
+
+A pinned golden (``third_party/<repo>/<revision>/``, or one of its ``golden/*.json``): every golden workload is
+traced again on ``--model`` (default: the source the goldens were traced from) and compared node by node exactly;
+exit 1 names every node that moved, and remote-code files whose sha256 changed are listed either way.
+``llm-perf-opt check --model hf:deepseek-ai/DeepSeek-OCR@main --trust-remote-code --golden
+third_party/deepseek-ai--DeepSeek-OCR/<commit>`` is the gate for a new upstream revision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -33,20 +39,43 @@ __all__ = ["check"]
     show_default=True,
     help="Relative tolerance for FLOPs, bytes, time and memory: |a-b| <= tol * max(|a|, |b|).",
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Also write the fresh report.")
+@click.option(
+    "--model",
+    default=None,
+    help="Model source to check instead of the golden's (e.g. hf:deepseek-ai/DeepSeek-OCR@REV, hf-snapshot:PATH).",
+)
+@click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the fresh report (report golden) or the fresh goldens (pinned golden).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=40, show_default=True, help="Lines per diff section.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def check(golden: str, tolerance: float, out_dir: str | None, limit: int, quiet: bool) -> None:
-    """Regenerate the report a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
+def check(
+    golden: str,
+    tolerance: float,
+    model: str | None,
+    trust_remote_code: bool,
+    out_dir: str | None,
+    limit: int,
+    quiet: bool,
+) -> None:
+    """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
     from llm_perf_opt.report.diff_render import render_diff_text
-    from llm_perf_opt.report.golden import check_golden
+    from llm_perf_opt.report.golden import check_golden, is_pinned_golden
 
     def say(message: str) -> None:
         if not quiet:
             click.echo(message, err=True)
 
-    say(f"check: regenerating {golden}")
-    result = check_golden(golden, tolerance=tolerance, progress=say)
+    if is_pinned_golden(golden):
+        _check_pinned(golden, model, trust_remote_code, out_dir, limit, say)
+        return
+    say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
+    result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
     if out_dir is not None:
         _write(Path(out_dir), result.files)
         say(f"wrote {len(result.files)} files to {out_dir}")
@@ -57,6 +86,33 @@ def check(golden: str, tolerance: float, out_dir: str | None, limit: int, quiet:
         )
     click.echo(render_diff_text(result.diff, limit=limit), nl=False)
     click.get_current_context().exit(0 if result.diff.equal else 1)
+
+
+def _check_pinned(
+    golden: str, model: str | None, trust: bool, out_dir: str | None, limit: int, say: Callable[[str], None]
+) -> None:
+    """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
+    from llm_perf_opt.report.golden import check_pinned
+    from llm_perf_opt.sources.upstream.golden import write_golden
+
+    say(f"check: tracing the workloads of the pinned golden {golden}")
+    result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say)
+    if out_dir is not None:
+        for name, fresh in result.fresh.items():
+            write_golden(Path(out_dir) / "golden" / f"{name}.json", fresh)
+        say(f"wrote {len(result.fresh)} fresh golden(s) to {Path(out_dir) / 'golden'}")
+    for line in result.code_changes:
+        click.echo(f"code changed: {line}")
+    for line in result.problems[:limit]:
+        click.echo(line)
+    if len(result.problems) > limit:
+        click.echo(f"... {len(result.problems) - limit} more difference(s) (raise --limit to see them)")
+    verdict = "equal" if not result.problems else f"{len(result.problems)} difference(s)"
+    click.echo(
+        f"{result.model} vs {golden}: {verdict} over {len(result.fresh)} workload(s) "
+        f"({', '.join(result.fresh)}); {len(result.code_changes)} code file change(s)"
+    )
+    click.get_current_context().exit(0 if not result.problems else 1)
 
 
 def _write(out_dir: Path, files: Mapping[str, bytes]) -> None:

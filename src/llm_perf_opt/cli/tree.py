@@ -51,8 +51,10 @@ def module_records(model: nn.Module) -> list[dict[str, Any]]:
     "model_name",
     default=_DEFAULT_MODEL,
     show_default=True,
-    help="Model source name (e.g. deepseek-ocr-v1-base, deepseek-ocr-v1-tiny).",
+    help="Model source (deepseek-ocr-v1-base, deepseek-ocr-v1-tiny, hf-snapshot:PATH, hf:REPO@REVISION, "
+    "deepseek-ocr-2).",
 )
+@click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
 @click.option("--flat", is_flag=True, help="One record per module (every named_modules() path), no grouping.")
 @click.option(
     "--format",
@@ -65,18 +67,24 @@ def module_records(model: nn.Module) -> list[dict[str, Any]]:
 @click.option("--mode", default=None, help="Grouped view: resolution mode override.")
 @click.option("--image", "page", default=None, metavar="WxH", help="Grouped view: page size override, e.g. 1024x1024.")
 @click.option("--max-new-tokens", type=int, default=None, help="Grouped view: generated tokens override.")
-@click.option("--attention", type=click.Choice(["flash", "eager"]), default="flash", show_default=True)
+@click.option(
+    "--attention",
+    type=click.Choice(["flash", "eager"]),
+    default=None,
+    help="Grouped view: attention kernel [default: flash; eager for hf-snapshot:/hf: sources].",
+)
 @click.option("--stage", default=None, help="Grouped view: show one stage (vision, projector, prefill, decode).")
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="Grouped view: levels below the start.")
 def tree(
     model_name: str,
+    trust_remote_code: bool,
     flat: bool,
     fmt: str | None,
     workload_id: str | None,
     mode: str | None,
     page: str | None,
     max_new_tokens: int | None,
-    attention: str,
+    attention: str | None,
     stage: str | None,
     depth: int | None,
 ) -> None:
@@ -85,20 +93,24 @@ def tree(
     Default: the grouped tree a trace produces (repeated blocks folded, per-stage nodes, for/parfor counts,
     parameters and constructor parameters). --flat: every named_modules() path, no trace.
     """
+    from llm_perf_opt.report.model_source import trusted_source
+    from llm_perf_opt.report.options import default_attention
+
+    kernel = attention or default_attention(model_name)
     if not flat:
-        _grouped(model_name, fmt or "text", workload_id, mode, page, max_new_tokens, attention, stage, depth)
+        source = trusted_source(model_name, trust_remote_code)
+        _grouped(source, fmt or "text", workload_id, mode, page, max_new_tokens, kernel, stage, depth)
         return
     if fmt == "text":
         raise UserError("--flat prints JSON lines only; drop --format text or drop --flat for the grouped text view")
-    from llm_perf_opt.sources import resolve_model_source
-
-    model = resolve_model_source(model_name).build()
+    source = trusted_source(model_name, trust_remote_code)
+    model = source.build(attn_implementation="sdpa" if kernel == "flash" else "eager")
     for record in module_records(model):
         click.echo(json.dumps(record))
 
 
 def _grouped(
-    model_name: str,
+    source: Any,
     fmt: str,
     workload_id: str | None,
     mode: str | None,
@@ -109,21 +121,21 @@ def _grouped(
     depth: int | None,
 ) -> None:
     """Trace the workload on the meta device and print the grouped tree (text) or its node records (json)."""
-    from llm_perf_opt.report.options import DEFAULT_MODEL, AnalysisOptions, resolve_workload
+    from llm_perf_opt.report.model_source import check_source_attention, resolve_source_workload
+    from llm_perf_opt.report.options import AnalysisOptions
     from llm_perf_opt.report.tree_text import tree_records, tree_text
-    from llm_perf_opt.sources import resolve_model_source
     from llm_perf_opt.tracer.trace import trace_workload
     from llm_perf_opt.workloads import DEFAULT_PRESET_ID
 
     options = AnalysisOptions(
-        model=model_name or DEFAULT_MODEL,
+        model=source.name,
         mode=mode,
         page=_parse_page(page) if page else None,
         max_new_tokens=max_new_tokens,
         workload_id=workload_id or DEFAULT_PRESET_ID,
     )
-    source = resolve_model_source(options.model)
-    workload = resolve_workload(options, source.config)
+    check_source_attention(source, attention)
+    workload = resolve_source_workload(options, source)
     click.echo(f"tracing {source.name}: {workload.describe()}", err=True)
     trace = trace_workload(source, workload, attention="eager" if attention == "eager" else "flash")
     if fmt == "json":

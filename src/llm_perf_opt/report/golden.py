@@ -1,9 +1,17 @@
 """Golden reports for CI: find a golden's ``model.json`` and the options that made it, regenerate, and compare.
 
-A golden is a report folder written by ``analyze`` (or the path of its ``model.json``); ``options.json`` beside
-``model.json`` holds the :class:`AnalysisOptions` (model source, workload and overrides, device, dtype, attention,
-routing) that produced it.  :func:`check_golden` runs the same analysis again and diffs the fresh ``model.json``
-against the golden one: any moved node or cost beyond the tolerance is a difference.
+Two kinds of golden:
+
+* a **report golden**: a report folder written by ``analyze`` (or the path of its ``model.json``); ``options.json``
+  beside ``model.json`` holds the :class:`AnalysisOptions` (model source, workload and overrides, device, dtype,
+  attention, routing) that produced it.  :func:`check_golden` runs the same analysis again (optionally with another
+  model source) and diffs the fresh ``model.json`` against the golden one: any moved node or cost beyond the
+  tolerance is a difference.
+* a **pinned golden** (``third_party/<repo>/<revision>/``): ``golden/*.json`` traced trees
+  (``llm-perf-opt-golden/1``, :mod:`llm_perf_opt.sources.upstream.golden`) and ``code_hashes.json``.
+  :func:`check_pinned` re-traces each golden's workload on the model source (the one recorded in the goldens, or
+  another) and compares every node's class, stage, parent, repetition, calls, weight and KV bytes and every counter
+  exactly; remote-code files whose sha256 moved are listed.  A single golden file checks that workload only.
 """
 
 from __future__ import annotations
@@ -13,13 +21,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attrs import fields, frozen
+from attrs import evolve, fields, frozen
 
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.report.diff import DEFAULT_TOLERANCE, ReportDiff, diff_snapshots, load_snapshot, snapshot_from_mapping
 from llm_perf_opt.report.options import AnalysisOptions
 
-__all__ = ["CheckResult", "Golden", "check_golden", "load_golden", "options_from_payload"]
+__all__ = [
+    "CheckResult",
+    "Golden",
+    "check_golden",
+    "check_pinned",
+    "is_pinned_golden",
+    "load_golden",
+    "options_from_payload",
+]
 
 _OPTION_FIELDS = tuple(a.name for a in fields(AnalysisOptions))
 
@@ -115,18 +131,60 @@ def check_golden(
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     progress: Any = None,
+    model: str | None = None,
+    trust_remote_code: bool = False,
 ) -> CheckResult:
-    """Regenerate the report ``path`` describes and diff its ``model.json`` against the golden's."""
+    """Regenerate the report ``path`` describes and diff its ``model.json`` against the golden's.
+
+    ``model`` re-runs the golden's options with another model source (e.g. a new ``hf:REPO@REV``);
+    ``trust_remote_code`` allows a remote-code source to run.
+    """
     from llm_perf_opt.report.pipeline import build_report_files
 
     golden = load_golden(path)
+    options = golden.options
+    if model is not None or trust_remote_code:
+        options = evolve(
+            options, model=model or options.model, trust_remote_code=trust_remote_code or options.trust_remote_code
+        )
     before = load_snapshot(golden.model_json)
-    files = build_report_files(golden.options, progress=progress)
+    files = build_report_files(options, progress=progress)
     fresh = json.loads(files["model.json"].decode("utf-8"))
     after = snapshot_from_mapping(fresh, label="regenerated")
     return CheckResult(
-        golden=golden,
+        golden=evolve(golden, options=options),
         fresh_report_id=fresh.get("report_id") if isinstance(fresh, Mapping) else None,
         diff=diff_snapshots(before, after, tolerance=tolerance),
         files=files,
+    )
+
+
+def is_pinned_golden(path: str | Path) -> bool:
+    """Whether ``path`` is a pinned golden: a folder with ``golden/*.json`` (and no ``model.json``), or one
+    ``llm-perf-opt-golden/1`` file."""
+    p = Path(path)
+    if p.is_dir():
+        return not (p / "model.json").is_file() and any((p / "golden").glob("*.json"))
+    if p.is_file() and p.suffix == ".json" and p.name != "model.json":
+        try:
+            head = p.read_text(encoding="utf-8")[:4096]
+        except (OSError, UnicodeDecodeError):
+            return False
+        return '"format": "llm-perf-opt-golden/1"' in head
+    return False
+
+
+def check_pinned(
+    path: str | Path, *, model: str | None = None, trust_remote_code: bool = False, progress: Any = None
+) -> Any:
+    """Re-trace the workloads of a pinned golden (folder or one golden file) on ``model`` (default: the source the
+    goldens were traced from) and compare: a :class:`~llm_perf_opt.sources.upstream.drift.DriftResult`."""
+    from llm_perf_opt.sources.upstream.drift import check_traces, recorded_model
+
+    p = Path(path)
+    folder, names = (p, None) if p.is_dir() else (p.parent.parent if p.parent.name == "golden" else p.parent, [p.stem])
+    if p.is_file() and p.parent.name != "golden":
+        raise UserError(f"golden file {p} must sit in a golden/ folder of a pinned revision (third_party/.../golden/)")
+    return check_traces(
+        model or recorded_model(folder), folder, trust=trust_remote_code, names=names, progress=progress
     )

@@ -76,6 +76,8 @@ def reproduce_command(result: AnalysisResult) -> str:
         parts.append(f"--measured {PurePath(o.measured).name}")
     if o.device_profile is not None:
         parts.append(f"--device-profile {PurePath(o.device_profile).name}")
+    if o.trust_remote_code:
+        parts.append("--trust-remote-code")
     return " ".join(parts)
 
 

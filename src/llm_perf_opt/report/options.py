@@ -24,8 +24,10 @@ __all__ = [
     "ATTENTION_KINDS",
     "DEFAULT_DEVICE",
     "DEFAULT_MODEL",
+    "REMOTE_CODE_SCHEMES",
     "REPORT_ID_PATTERN",
     "AnalysisOptions",
+    "default_attention",
     "report_id_for",
     "resolve_device",
     "resolve_routing",
@@ -36,6 +38,14 @@ DEFAULT_MODEL = "deepseek-ocr-v1-base"
 DEFAULT_DEVICE = "h100-sxm"
 ATTENTION_KINDS = ("flash", "eager")
 REPORT_ID_PATTERN = r"^dsocr-[0-9a-f]{16}$"
+REMOTE_CODE_SCHEMES = ("hf-snapshot:", "hf:")
+"""Model-source name prefixes whose sources run upstream v1 remote code (eager attention only)."""
+
+
+def default_attention(model: str) -> str:
+    """The attention kernel a model source is analysed with when none is asked for: ``eager`` for upstream v1
+    remote code (``hf-snapshot:``, ``hf:``; the only kind it runs on the meta device), ``flash`` otherwise."""
+    return "eager" if model.startswith(REMOTE_CODE_SCHEMES) else "flash"
 
 
 def _page(value: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:

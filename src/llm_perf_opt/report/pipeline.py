@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from attrs import asdict
 
-from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest, DeepSeekOCRModelSpec, OperatorCategory
+from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest, OperatorCategory
 from llm_perf_opt.contracts.converter import to_json
 from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
@@ -33,13 +33,14 @@ from llm_perf_opt.perf import (
     tree_from_nodes,
 )
 from llm_perf_opt.report.assemble import build_model_contract, build_summary
+from llm_perf_opt.report.model_source import model_spec, provenance_lines
 from llm_perf_opt.report.options import (
     AnalysisOptions,
     check_attention,
+    default_attention,
     report_id_for,
     resolve_device,
     resolve_routing,
-    resolve_workload,
 )
 from llm_perf_opt.report.result import AnalysisResult
 from llm_perf_opt.workloads import get_preset, profile_from_workload
@@ -89,7 +90,7 @@ def options_from_request(request: DeepSeekOCRAnalyticRequest, *, measurements: P
         batch_size=request.batch_size,
         device=request.device or defaults.device,
         dtype=request.dtype or defaults.dtype,
-        attention=request.attention or defaults.attention,
+        attention=request.attention or default_attention(request.model_variant),
         routing=request.routing or defaults.routing,
         measured=measured,
     )
@@ -116,14 +117,19 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     """Trace, validate and time one workload; every number the reports show comes out of here."""
     say = progress or _silent
     check_attention(options)
-    from llm_perf_opt.analytic import analytic_costs
+    from llm_perf_opt.report.model_source import (
+        analytic_for,
+        check_source_attention,
+        resolve_source_workload,
+        trusted_source,
+    )
     from llm_perf_opt.report.validation import validation_payload, validation_summary
-    from llm_perf_opt.sources.registry import resolve_model_source
-    from llm_perf_opt.tracer.trace import trace_workload
+    from llm_perf_opt.tracer.trace import trace_with_driver
 
-    source = resolve_model_source(options.model)
+    source = trusted_source(options.model, options.trust_remote_code)
+    check_source_attention(source, options.attention)
     config = source.config
-    workload = resolve_workload(options, config)
+    workload = resolve_source_workload(options, source)
     device, dtype = resolve_device(options)
     routing = resolve_routing(options)
     profile = load_device_profile(options.device_profile) if options.device_profile else default_profile("eager")
@@ -131,9 +137,11 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
 
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
     attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
-    trace = trace_workload(source, workload, attention=attention, routing=routing)
+    trace, driver = trace_with_driver(source, workload, attention=attention, routing=routing)
+    provenance_of = getattr(source, "provenance", None)
+    provenance = provenance_of(driver).as_dict() if callable(provenance_of) else None
     say(f"traced {len(trace.nodes)} nodes ({trace.decode_method} decode); analytic model and validation")
-    analytic = analytic_costs(config, workload, attention=options.attention, routing=routing)
+    analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
     validation = validation_payload(trace, analytic)
     checked = validation_summary(validation)
 
@@ -154,7 +162,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
     measured, measured_total_ms = _measured(options, stages, workload)
-    assumptions = _assumptions(options, trace, device, dtype, profile, routing)
+    assumptions = _assumptions(options, trace, device, dtype, profile, routing) + provenance_lines(provenance or {})
     notes = " | ".join(assumptions)
     profile_contract = profile_from_workload(
         workload,
@@ -166,7 +174,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
         report_id=report_id,
         trace=trace,
         timed=timed,
-        model_spec=_model_spec(source.name, config),
+        model_spec=model_spec(source, provenance),
         workload=profile_contract,
         categories=_categories(trace.categories),
         profile_run_id=None,
@@ -197,6 +205,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
         summary=summary,
         measured=measured,
         assumptions=tuple(assumptions),
+        provenance=provenance,
     )
 
 
@@ -249,22 +258,6 @@ def _options_payload(options: AnalysisOptions) -> dict[str, Any]:
     data = asdict(options, recurse=False)
     data["page"] = list(options.page) if options.page else None
     return data
-
-
-def _model_spec(name: str, config: Any) -> DeepSeekOCRModelSpec:
-    return DeepSeekOCRModelSpec(
-        model_id="deepseek-ai/DeepSeek-OCR",
-        model_variant=config.variant if name.startswith("deepseek-ocr-v1") else name,
-        hf_revision=None,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        vision_backbone="sam_vit_b",
-        uses_moe=config.n_routed_experts > 0,
-        config_path=None,
-        notes="vision: SAM ViT-B feeding CLIP-L (two encoders); decoder: DeepSeek-V2 MoE with MHA",
-    )
 
 
 def _categories(categories: Mapping[str, tuple[str, ...]]) -> list[OperatorCategory]:

@@ -19,6 +19,7 @@ from llm_perf_opt.perf import CapacityCheck, DeviceProfile, MemoryFootprint, Sta
 from llm_perf_opt.report.options import AnalysisOptions
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel, Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["AnalysisResult"]
 
@@ -31,7 +32,9 @@ class AnalysisResult:
     report_id: str = field(metadata={"help": "derived from the options (report_id_for)"})
     model_source: str = field(metadata={"help": "model source id and how it was obtained"})
     config: DeepseekOCRConfig = field(metadata={"help": "model configuration that was traced"})
-    workload: Workload = field(metadata={"help": "resolved workload (page, grid, tokens, S, N, batch)"})
+    workload: Workload | Ocr2Workload = field(
+        metadata={"help": "resolved workload (page, grid, tokens, S, N, batch); DeepSeek-OCR-2's for that source"}
+    )
     device: DeviceSpec = field(metadata={"help": "catalog device that times the model"})
     dtype: str = field(metadata={"help": "normalised dtype"})
     routing: RoutingModel = field(metadata={"help": "MoE routing model"})
@@ -51,3 +54,7 @@ class AnalysisResult:
         default=None, metadata={"help": "per-stage predicted vs measured (when --measured was given)"}
     )
     assumptions: tuple[str, ...] = field(default=(), metadata={"help": "one line per modelling assumption"})
+    provenance: Mapping[str, Any] | None = field(
+        default=None,
+        metadata={"help": "remote-code sources: code hashes, Hub revision, meta adapters and their uses (as_dict)"},
+    )

@@ -14,6 +14,7 @@ from attrs import evolve, frozen
 from llm_perf_opt.contracts.analytic import OCRWorkloadProfile
 from llm_perf_opt.contracts.vocab import DocKind
 from llm_perf_opt.errors import UnknownIdError
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 from llm_perf_opt.workloads.workload import Workload
 
 __all__ = ["DEFAULT_PRESET_ID", "PRESETS", "get_preset", "preset_workload", "profile_from_workload"]
@@ -22,7 +23,7 @@ DEFAULT_PRESET_ID = "dsocr-standard-v1"
 
 
 def profile_from_workload(
-    workload: Workload, *, profile_id: str, description: str, doc_kind: DocKind
+    workload: Workload | Ocr2Workload, *, profile_id: str, description: str, doc_kind: DocKind
 ) -> OCRWorkloadProfile:
     """Contract view of ``workload``: seed fields (``seq_len`` derived) plus page/prompt/batch/mode extensions."""
     return OCRWorkloadProfile(

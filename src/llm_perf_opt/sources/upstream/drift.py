@@ -18,10 +18,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from attrs import field, frozen
+
 from llm_perf_opt.errors import ConfigError, UserError
 from llm_perf_opt.sources.upstream.golden import compare_golden, golden_from_trace, read_golden, write_golden
 
-__all__ = ["OCR2_WORKLOADS", "STANDARD_WORKLOADS", "main", "make_workload", "trace_source"]
+__all__ = [
+    "OCR2_WORKLOADS",
+    "STANDARD_WORKLOADS",
+    "DriftResult",
+    "check",
+    "check_traces",
+    "golden_files",
+    "main",
+    "make_workload",
+    "recorded_model",
+    "trace_source",
+    "write",
+]
 
 STANDARD_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
     "dsocr-standard-v1": {"preset": "dsocr-standard-v1"},
@@ -135,21 +149,67 @@ def write(model: str, out: Path, *, trust: bool, names: Sequence[str] | None = N
         (out / "code_hashes.json").write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def check(model: str, golden_dir: Path, *, trust: bool, names: Sequence[str] | None = None) -> list[str]:
-    """Every difference between fresh traces of ``model`` and the goldens under ``golden_dir/golden`` (all of them,
-    or the ``names`` given)."""
+@frozen(kw_only=True)
+class DriftResult:
+    """Fresh traces of a model source compared with pinned goldens."""
+
+    model: str = field(metadata={"help": "the model source that was traced"})
+    problems: tuple[str, ...] = field(metadata={"help": "tree/count differences, '[workload] node: ...' each"})
+    code_changes: tuple[str, ...] = field(metadata={"help": "remote-code files whose sha256 differs from the pin"})
+    fresh: Mapping[str, Mapping[str, Any]] = field(metadata={"help": "workload -> fresh golden (with provenance)"})
+
+
+def golden_files(golden_dir: Path, names: Sequence[str] | None = None) -> list[Path]:
+    """The golden files under ``golden_dir/golden`` (all, or those named), sorted."""
+    return sorted(p for p in (golden_dir / "golden").glob("*.json") if names is None or p.stem in names)
+
+
+def recorded_model(golden_dir: Path) -> str:
+    """The model source the goldens under ``golden_dir`` were traced from (their ``source.model``)."""
+    files = golden_files(golden_dir)
+    if not files:
+        raise ConfigError(f"no goldens under {golden_dir / 'golden'}; write them with --write")
+    model = read_golden(files[0]).get("source", {}).get("model")
+    if not isinstance(model, str) or not model:
+        raise ConfigError(f"golden {files[0]} does not record its model source; pass --model")
+    return model
+
+
+def check_traces(
+    model: str, golden_dir: Path, *, trust: bool, names: Sequence[str] | None = None, progress: Any = None
+) -> DriftResult:
+    """Trace ``model`` on the workload of every golden under ``golden_dir/golden`` (or the ``names`` given) and
+    compare node by node; remote-code files are compared with ``golden_dir/code_hashes.json``."""
     source = _resolve(model, trust)
-    files = sorted(p for p in (golden_dir / "golden").glob("*.json") if names is None or p.stem in names)
+    files = golden_files(golden_dir, names)
     if not files:
         raise ConfigError(f"no goldens under {golden_dir / 'golden'}; write them with --write")
     built = source.build(attn_implementation="eager")
     problems: list[str] = []
+    fresh: dict[str, Mapping[str, Any]] = {}
     provenance: dict[str, Any] = {}
     for path in files:
         golden = read_golden(path)
-        result, provenance = trace_source(source, make_workload(golden["source"]["workload_spec"]), model=built)
-        problems += [f"[{path.stem}] {p}" for p in compare_golden(golden, golden_from_trace(result))]
-    return [f"[code] {c}" for c in _code_changes(golden_dir, provenance)] + problems
+        spec = golden["source"]["workload_spec"]
+        if progress is not None:
+            progress(f"tracing {model} for golden {path.stem}")
+        result, provenance = trace_source(source, make_workload(spec), model=built)
+        candidate = golden_from_trace(result, source={"model": model, "workload_spec": dict(spec), **provenance})
+        fresh[path.stem] = candidate
+        problems += [f"[{path.stem}] {p}" for p in compare_golden(golden, candidate)]
+    return DriftResult(
+        model=model,
+        problems=tuple(problems),
+        code_changes=tuple(_code_changes(golden_dir, provenance)),
+        fresh=fresh,
+    )
+
+
+def check(model: str, golden_dir: Path, *, trust: bool, names: Sequence[str] | None = None) -> list[str]:
+    """Every difference between fresh traces of ``model`` and the goldens under ``golden_dir/golden`` (all of them,
+    or the ``names`` given): ``[code] ...`` lines first, then ``[workload] node: ...`` lines."""
+    result = check_traces(model, golden_dir, trust=trust, names=names)
+    return [f"[code] {c}" for c in result.code_changes] + list(result.problems)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
