@@ -13,13 +13,10 @@ third_party/deepseek-ai--DeepSeek-OCR/<commit>`` is the gate for a new upstream 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import click
-
-from llm_perf_opt.core import staged_directory
-from llm_perf_opt.errors import UserError
 
 __all__ = ["check"]
 
@@ -77,7 +74,9 @@ def check(
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
     result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
     if out_dir is not None:
-        _write(Path(out_dir), result.files)
+        from llm_perf_opt.report.pipeline import publish_files
+
+        publish_files(result.files, Path(out_dir))
         say(f"wrote {len(result.files)} files to {out_dir}")
     if result.golden.report_id and result.fresh_report_id and result.golden.report_id != result.fresh_report_id:
         click.echo(
@@ -113,14 +112,3 @@ def _check_pinned(
         f"({', '.join(result.fresh)}); {len(result.code_changes)} code file change(s)"
     )
     click.get_current_context().exit(0 if not result.problems else 1)
-
-
-def _write(out_dir: Path, files: Mapping[str, bytes]) -> None:
-    try:
-        with staged_directory(out_dir) as stage:
-            for rel, data in files.items():
-                target = stage / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose another --out") from None

@@ -50,6 +50,7 @@ __all__ = [
     "Progress",
     "build_report_files",
     "options_from_request",
+    "publish_files",
     "report_files",
     "report_id_for",
     "run_analysis",
@@ -238,6 +239,13 @@ def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | 
     """Render and publish into ``out_dir``: every file appears complete or not at all."""
     say = progress or _silent
     files = report_files(result)
+    publish_files(files, out_dir)
+    say(f"wrote {len(files)} files to {out_dir}")
+    return files
+
+
+def publish_files(files: Mapping[str, bytes], out_dir: Path) -> None:
+    """Write ``files`` (relative path -> bytes) into ``out_dir`` through a staging folder; an OSError is one line."""
     try:
         with staged_directory(out_dir) as stage:
             for rel, data in files.items():
@@ -246,8 +254,6 @@ def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | 
                 target.write_bytes(data)
     except OSError as exc:
         raise UserError(f"cannot write report to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    say(f"wrote {len(files)} files to {out_dir}")
-    return files
 
 
 def _json_bytes(payload: Any) -> bytes:
