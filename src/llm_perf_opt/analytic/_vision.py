@@ -9,6 +9,9 @@ that of their op family.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from attrs import frozen
 
 from llm_perf_opt.analytic.formulas import clip as clipf
@@ -16,10 +19,10 @@ from llm_perf_opt.analytic.formulas import common
 from llm_perf_opt.analytic.formulas import fused as fz
 from llm_perf_opt.analytic.formulas import projector as projf
 from llm_perf_opt.analytic.formulas import sam as samf
-from llm_perf_opt.analytic.tree import Sink
+from llm_perf_opt.analytic.tree import Sink, TreeBuilder
 from llm_perf_opt.config import DeepseekOCRConfig
 
-__all__ = ["EncoderCall", "add_projector_stage", "add_vision_stage", "index_label", "put_fused"]
+__all__ = ["EncoderCall", "add_projector_stage", "add_sam_weights", "add_vision_stage", "index_label", "put_fused"]
 
 SAM = "vision/model.sam_model"
 CLIP = "vision/model.vision_model"
@@ -243,3 +246,45 @@ def add_projector_stage(
     tb.add("projector/model", "data_movement", tokens + projf.injection(N_img=n_img, S=S, d=d, a=a), rows)
     features = sum(call.B * t * t for call, t in zip(calls, sides, strict=True)) * d * a
     put_fused(tb, "projector/model", fz.layer(weights=2 * d * a, inputs=features, outputs=n_img * d * a), rows)
+
+
+def add_sam_weights(tb: TreeBuilder, s: Any, *, root: str, names: Mapping[str, str], a: int) -> None:
+    """Parameter bytes of a SAM ViT-B encoder under ``root``.
+
+    ``names`` maps v1 attribute names (``patch_embed.proj``, ``blocks``, ``norm1``, ``norm2``, ``neck.0``..``neck.3``,
+    ``net_2``, ``net_3``) to the source's own; a missing key keeps the v1 name.  Windowed and global blocks are grouped
+    as the tracer groups them; rel-pos tables have 2*side-1 rows.
+    """
+
+    def name(key: str) -> str:
+        return names.get(key, key)
+
+    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
+    P = s.img_size // s.patch_size
+    tb.add_weights(root, P * P * D * a)  # absolute position table
+    tb.add_weights(f"{root}.{name('patch_embed.proj')}", (D * s.in_chans * s.patch_size**2 + D) * a)
+    windowed = [i for i in range(s.depth) if i not in s.global_attn_indexes]
+    global_ = [i for i in range(s.depth) if i in s.global_attn_indexes]
+    for members, side in ((windowed, s.window_size), (global_, P)):
+        if not members:
+            continue
+        nid, L = f"{root}.{name('blocks')}.{index_label(members)}", len(members)
+        for key, n_params in (
+            (name("norm1"), 2 * D),
+            (name("norm2"), 2 * D),
+            ("attn", 2 * (2 * side - 1) * s.head_dim),
+            ("attn.qkv", D * 3 * D + 3 * D),
+            ("attn.proj", D * D + D),
+            ("mlp.lin1", D * m + m),
+            ("mlp.lin2", m * D + D),
+        ):
+            tb.add_weights(f"{nid}.{key}", L * n_params * a)
+    for key, n_params in (
+        ("neck.0", out * D),
+        ("neck.1", 2 * out),
+        ("neck.2", out * out * 9),
+        ("neck.3", 2 * out),
+        ("net_2", mid * out * 9),
+        ("net_3", top * mid * 9),
+    ):
+        tb.add_weights(f"{root}.{name(key)}", n_params * a)

@@ -12,7 +12,15 @@ from __future__ import annotations
 from functools import lru_cache
 
 from llm_perf_opt.analytic._language import LanguagePass, add_attention_cores, add_language_pass, decoder_weight_bytes
-from llm_perf_opt.analytic._vision import CLIP, SAM, EncoderCall, add_projector_stage, add_vision_stage, index_label
+from llm_perf_opt.analytic._vision import (
+    CLIP,
+    SAM,
+    EncoderCall,
+    add_projector_stage,
+    add_sam_weights,
+    add_vision_stage,
+    index_label,
+)
 from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.tree import AnalyticTree, Recorder, Recording, TreeBuilder
 from llm_perf_opt.config import DeepseekOCRConfig
@@ -98,38 +106,10 @@ def _pass_records(config: DeepseekOCRConfig, stage: str, B: int, q: int, routing
 def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, *, a: int) -> None:
     """Parameter bytes of every vision/projector module that runs (not CLIP's unused patch conv)."""
     s, c, p = cfg.sam, cfg.clip, cfg.projector
-    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
-    P = s.img_size // s.patch_size
     own_model = 2 * p.n_embed * a  # image_newline, view_seperator
     for stage in ("vision", "projector"):
         tb.add_weights(f"{stage}/model", own_model)
-    tb.add_weights(SAM, P * P * D * a)
-    tb.add_weights(f"{SAM}.patch_embed.proj", (D * s.in_chans * s.patch_size**2 + D) * a)
-    windowed = [i for i in range(s.depth) if i not in s.global_attn_indexes]
-    global_ = [i for i in range(s.depth) if i in s.global_attn_indexes]
-    for members, side in ((windowed, s.window_size), (global_, P)):
-        if not members:
-            continue
-        nid, L = f"{SAM}.blocks.{index_label(members)}", len(members)
-        for name, n_params in (
-            ("norm1", 2 * D),
-            ("norm2", 2 * D),
-            ("attn", 2 * (2 * side - 1) * s.head_dim),
-            ("attn.qkv", D * 3 * D + 3 * D),
-            ("attn.proj", D * D + D),
-            ("mlp.lin1", D * m + m),
-            ("mlp.lin2", m * D + D),
-        ):
-            tb.add_weights(f"{nid}.{name}", L * n_params * a)
-    for name, n_params in (
-        ("neck.0", out * D),
-        ("neck.1", 2 * out),
-        ("neck.2", out * out * 9),
-        ("neck.3", 2 * out),
-        ("net_2", mid * out * 9),
-        ("net_3", top * mid * 9),
-    ):
-        tb.add_weights(f"{SAM}.{name}", n_params * a)
+    add_sam_weights(tb, s, root=SAM, names={}, a=a)
     Dc, F = c.hidden_size, c.ffn_hidden_size
     tb.add_weights(f"{CLIP}.embeddings", Dc * a)
     tb.add_weights(f"{CLIP}.embeddings.position_embedding", c.num_positions * Dc * a)

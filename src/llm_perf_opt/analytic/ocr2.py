@@ -22,12 +22,26 @@ from llm_perf_opt.analytic._ocr2_vision import (
     add_ocr2_projector_stage,
     add_ocr2_vision_stage,
 )
-from llm_perf_opt.analytic._vision import index_label
+from llm_perf_opt.analytic._vision import add_sam_weights, index_label
 from llm_perf_opt.analytic.compose import ATTENTION_KINDS
 from llm_perf_opt.analytic.tree import AnalyticTree, TreeBuilder
 from llm_perf_opt.config import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import RoutingModel
+
+# transformers' deepseek_ocr2 names for the SAM modules whose v1 names differ
+_SAM_NAMES = {
+    "patch_embed.proj": "patch_embed.projection",
+    "blocks": "layers",
+    "norm1": "layer_norm1",
+    "norm2": "layer_norm2",
+    "neck.0": "neck.conv1",
+    "neck.1": "neck.layer_norm1",
+    "neck.2": "neck.conv2",
+    "neck.3": "neck.layer_norm2",
+    "net_2": "proj.conv1",
+    "net_3": "proj.conv2",
+}
 
 __all__ = ["Ocr2WorkloadLike", "ocr2_analytic_costs", "ocr2_model_params"]
 
@@ -125,38 +139,10 @@ def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCR2Config, *, a: int) -> None
     """Parameter bytes of every vision/projector module that runs (the query banks are read by the tower's concat
     but belong to ``Embedding`` modules that are never called, so no node owns them)."""
     s, e = cfg.sam, cfg.encoder
-    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
-    P = s.img_size // s.patch_size
     d = cfg.projector_out
     for stage in ("vision", "projector"):
         tb.add_weights(f"{stage}/model", d * a)  # view_separator
-    tb.add_weights(SAM, P * P * D * a)
-    tb.add_weights(f"{SAM}.patch_embed.projection", (D * s.in_chans * s.patch_size**2 + D) * a)
-    windowed = [i for i in range(s.depth) if i not in s.global_attn_indexes]
-    global_ = [i for i in range(s.depth) if i in s.global_attn_indexes]
-    for members, span in ((windowed, s.window_size), (global_, P)):
-        if not members:
-            continue
-        nid, L = f"{SAM}.layers.{index_label(members)}", len(members)
-        for name, n_params in (
-            ("layer_norm1", 2 * D),
-            ("layer_norm2", 2 * D),
-            ("attn", 2 * (2 * span - 1) * s.head_dim),
-            ("attn.qkv", D * 3 * D + 3 * D),
-            ("attn.proj", D * D + D),
-            ("mlp.lin1", D * m + m),
-            ("mlp.lin2", m * D + D),
-        ):
-            tb.add_weights(f"{nid}.{name}", L * n_params * a)
-    for name, n_params in (
-        ("neck.conv1", out * D),
-        ("neck.layer_norm1", 2 * out),
-        ("neck.conv2", out * out * 9),
-        ("neck.layer_norm2", 2 * out),
-        ("proj.conv1", mid * out * 9),
-        ("proj.conv2", top * mid * 9),
-    ):
-        tb.add_weights(f"{SAM}.{name}", n_params * a)
+    add_sam_weights(tb, s, root=SAM, names=_SAM_NAMES, a=a)
     Dq, c, Hkv, F, n = e.hidden_size, e.head_dim, e.num_key_value_heads, e.intermediate_size, e.num_hidden_layers
     nid = f"{ENC}.layers.{index_label(list(range(n)))}"
     for name, n_params in (
