@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from attrs import define, field
 
 from llm_perf_opt.tracer.grouping import StageGrouping
-from llm_perf_opt.tracer.raw import RawTrace
+from llm_perf_opt.tracer.raw import RawTrace, accumulate
 
 __all__ = ["NodeData", "NodeKey", "Pattern", "to_node_data"]
 
@@ -31,19 +31,7 @@ class NodeData:
 
     def add(self, other: NodeData) -> None:
         """Sum ``other`` into this (peaks: max; KV held: max, as both describe the end of a stage)."""
-        for key, row in other.table.items():
-            mine = self.table.get(key)
-            if mine is None:
-                self.table[key] = list(row)
-            else:
-                for i, v in enumerate(row):
-                    mine[i] += v
-        for nk, n in other.calls.items():
-            self.calls[nk] = self.calls.get(nk, 0) + n
-        for nk, n in other.peaks.items():
-            self.peaks[nk] = max(self.peaks.get(nk, 0), n)
-        for nk, n in other.kv_held.items():
-            self.kv_held[nk] = max(self.kv_held.get(nk, 0), n)
+        accumulate(self, other)
 
 
 def to_node_data(raw: RawTrace, groupings: Mapping[str, StageGrouping]) -> NodeData:

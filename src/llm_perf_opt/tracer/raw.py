@@ -5,11 +5,13 @@ Row layout of :attr:`RawTrace.table` (one list of ints per ``(stage, path, categ
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from attrs import define, field
 
 from llm_perf_opt.core import Cost
 
-__all__ = ["KEY_COUNT", "ROW_FIELDS", "OpKey", "PathKey", "RawTrace", "row_cost"]
+__all__ = ["KEY_COUNT", "ROW_FIELDS", "Counters", "OpKey", "PathKey", "RawTrace", "accumulate", "row_cost"]
 
 ROW_FIELDS: tuple[str, ...] = (
     "count",
@@ -45,6 +47,33 @@ def row_cost(row: list[int], *, counted: bool) -> Cost:
     )
 
 
+class Counters(Protocol):
+    """What :func:`accumulate` adds up: op rows and calls (summed), peaks and KV held (maxima)."""
+
+    table: Any
+    calls: Any
+    peaks: Any
+    kv_held: Any
+
+
+def accumulate(into: Counters, other: Counters) -> None:
+    """Add ``other``'s counters into ``into``: rows and calls are summed; peaks and KV held take the max (both
+    describe a level, not an amount).  Shared by :class:`RawTrace` (module paths) and ``NodeData`` (grouped nodes)."""
+    for key, row in other.table.items():
+        mine = into.table.get(key)
+        if mine is None:
+            into.table[key] = list(row)
+        else:
+            for i, v in enumerate(row):
+                mine[i] += v
+    for key, n in other.calls.items():
+        into.calls[key] = into.calls.get(key, 0) + n
+    for key, n in other.peaks.items():
+        into.peaks[key] = max(into.peaks.get(key, 0), n)
+    for key, n in other.kv_held.items():
+        into.kv_held[key] = max(into.kv_held.get(key, 0), n)
+
+
 @define
 class RawTrace:
     """Counters keyed by concrete module path; several passes may be merged into one."""
@@ -61,19 +90,7 @@ class RawTrace:
 
     def merge(self, other: RawTrace) -> None:
         """Add ``other`` into this trace (sums; peaks and KV held take the max; signatures union in order)."""
-        for key, row in other.table.items():
-            mine = self.table.get(key)
-            if mine is None:
-                self.table[key] = list(row)
-            else:
-                for i, v in enumerate(row):
-                    mine[i] += v
-        for pk, n in other.calls.items():
-            self.calls[pk] = self.calls.get(pk, 0) + n
-        for pk, n in other.peaks.items():
-            self.peaks[pk] = max(self.peaks.get(pk, 0), n)
-        for pk, n in other.kv_held.items():
-            self.kv_held[pk] = max(self.kv_held.get(pk, 0), n)
+        accumulate(self, other)
         for pk, sig in other.sigs.items():
             self.sigs.setdefault(pk, {}).update(sig)
         for pk, pair in other.chain.items():
