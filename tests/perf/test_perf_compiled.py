@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from attrs import evolve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,26 @@ def _tree(leaves: dict[str, dict[str, Cost]]) -> dict[str, CostNode]:
 def test_compiled_stage_seconds_equal_tree_walk(leaves: dict[str, dict[str, Cost]]) -> None:
     tree = _tree(leaves)
     rates = Rates.for_device("a100-80gb", profile=default_profile("eager"))
+    walked = time_tree(tree, rates)
+    compiled = CompiledTree.from_tree(tree).stage_seconds(rates)
+    for stage in STAGES:
+        assert compiled[stage] == pytest.approx(walked.stage_s.get(stage, 0.0), rel=1e-12, abs=1e-18)
+    assert sum(compiled.values()) == pytest.approx(walked.total_s, rel=1e-12, abs=1e-18)
+
+
+@settings(max_examples=50)
+@given(leaves=st.dictionaries(st.sampled_from([f"{s}/m.x" for s in STAGES[:4]] + ["other/y"]), leaf, min_size=1))
+def test_compiled_stage_seconds_equal_tree_walk_with_overlap_and_stage_overheads(
+    leaves: dict[str, dict[str, Cost]],
+) -> None:
+    tree = _tree(leaves)
+    profile = evolve(
+        default_profile("eager"),
+        overlap=True,
+        device_kernel_s=2e-6,
+        stage_kernel_overhead_s={"vision": 18e-6, "prefill": 12e-6, "decode": 17e-6},
+    )
+    rates = Rates.for_device("h100-sxm", profile=profile)
     walked = time_tree(tree, rates)
     compiled = CompiledTree.from_tree(tree).stage_seconds(rates)
     for stage in STAGES:

@@ -68,6 +68,11 @@ def test_profile_file_round_trip_with_partial_override(tmp_path: Path, suffix: s
         ({"kernel_overhead_s": -1}, r"kernel_overhead_s must be in \[0, 1\)"),
         ({"kernel_overhead_s": "10us"}, "kernel_overhead_s must be a number"),
         ({"speed": 3}, "unknown key.*speed"),
+        ({"stage_kernel_overhead_s": {"decoding": 1e-5}}, "unknown stage.*decoding; expected some of: vision"),
+        ({"stage_kernel_overhead_s": {"decode": 2}}, r"stage_kernel_overhead_s\[decode\] must be in \[0, 1\)"),
+        ({"stage_kernel_overhead_s": [1e-5]}, "stage_kernel_overhead_s must map stage -> seconds"),
+        ({"overlap": "yes"}, "overlap must be true or false"),
+        ({"device_kernel_s": -1e-6}, r"device_kernel_s must be in \[0, 1\)"),
     ],
 )
 def test_bad_profile_values_are_one_line_user_errors(tmp_path: Path, change: dict[str, object], message: str) -> None:
@@ -91,3 +96,30 @@ def test_missing_keys_and_unreadable_files(tmp_path: Path) -> None:
 def test_unknown_category_lookup() -> None:
     with pytest.raises(UserError, match="unknown operator category 'gemm'"):
         default_profile().efficiency("gemm")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_overlap_profile_round_trip(tmp_path: Path, suffix: str) -> None:
+    data = {
+        "device_id": "h100-sxm",
+        "source": "calibrate",
+        "memory_efficiency": 0.9,
+        "kernel_overhead_s": 1.6e-5,
+        "stage_kernel_overhead_s": {"prefill": 1.25e-5, "vision": 1.85e-5},
+        "overlap": True,
+        "device_kernel_s": 2.3e-6,
+    }
+    profile = load_device_profile(_write(tmp_path / f"p{suffix}", data))
+    assert profile.overlap and profile.device_kernel_s == 2.3e-6
+    assert profile.kernel_overhead("prefill") == 1.25e-5
+    assert profile.kernel_overhead("decode") == 1.6e-5  # not named: the shared value
+    assert DeviceProfile.from_mapping(profile.as_dict()) == profile
+    assert list(profile.as_dict()["stage_kernel_overhead_s"]) == ["prefill", "vision"]  # sorted: stable files
+    note = profile.overhead_note()
+    assert note is not None and "2.30 us per kernel" in note and "18.50 us (vision)" in note
+
+
+def test_plain_profile_writes_no_optional_keys() -> None:
+    data = default_profile("eager").as_dict()
+    assert set(data) == {"device_id", "source", "category_efficiency", "memory_efficiency", "kernel_overhead_s"}
+    assert default_profile("eager").overhead_note() is None

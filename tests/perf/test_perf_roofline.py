@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from llm_perf_opt.core import Cost
 from llm_perf_opt.errors import UnknownIdError, UserError
 from llm_perf_opt.perf import CATEGORIES, CostNode, DeviceProfile, Rates, group_time, roofline_time_s, time_tree
+from llm_perf_opt.perf.roofline import overlapped_time_s
 
 H100_BF16 = 989.4e12
 H100_FP32 = 66.9e12
@@ -196,3 +197,68 @@ def test_cycle_is_an_error() -> None:
     tree = {"a": CostNode(children=("b",)), "b": CostNode(children=("a",))}
     with pytest.raises(UserError, match=r"no root|cycle"):
         time_tree(tree, ideal())
+
+
+# -- overlap of host issue and device execution ---------------------------------------------------
+
+
+def overlapped(*, host_s: float, device_s: float, stages: dict[str, float] | None = None) -> Rates:
+    profile = DeviceProfile(
+        source="test: overlap",
+        category_efficiency=dict.fromkeys(CATEGORIES, 1.0),
+        memory_efficiency=1.0,
+        kernel_overhead_s=host_s,
+        stage_kernel_overhead_s=stages or {},
+        overlap=True,
+        device_kernel_s=device_s,
+    )
+    return Rates.for_device("h100-sxm", dtype="bf16", profile=profile)
+
+
+def test_overlapped_time_is_the_slower_side() -> None:
+    assert overlapped_time_s(D_roof=1e-3, K=10, t_d=2e-6, t_k=20e-6) == pytest.approx(1.02e-3)  # device: 1 ms + 20 us
+    assert overlapped_time_s(D_roof=1e-5, K=100, t_d=2e-6, t_k=20e-6) == pytest.approx(2e-3)  # host: 100 x 20 us
+
+
+def _two_stage_tree() -> dict[str, CostNode]:
+    """A compute-heavy vision stage (device-bound) and a launch-heavy decode stage (host-bound)."""
+    conv = Cost(matmul_flops=10**13, matmul_flops_executed=10**13, kernels=10)  # 10.107 ms at the bf16 peak
+    small = Cost(bytes_read=335 * 10**6, kernels=1000)  # 0.1 ms of bytes, 1000 launches
+    return {
+        "root": CostNode(children=("vision", "decode"), by_category={"conv2d": conv, "elementwise": small}),
+        "vision": CostNode(children=("vision/sam",), by_category={"conv2d": conv}),
+        "vision/sam": CostNode(by_category={"conv2d": conv}),
+        "decode": CostNode(children=("decode/layers",), by_category={"elementwise": small}),
+        "decode/layers": CostNode(by_category={"elementwise": small}),
+    }
+
+
+def test_overlap_takes_the_max_per_stage_and_sums_the_stages() -> None:
+    timed = time_tree(_two_stage_tree(), overlapped(host_s=20e-6, device_s=2e-6, stages={"vision": 30e-6}))
+    vision = max(1e13 / H100_BF16 + 10 * 2e-6, 10 * 30e-6)  # device-bound: 10.127 ms against 0.3 ms of host
+    decode = max(335e6 / H100_BW + 1000 * 2e-6, 1000 * 20e-6)  # host-bound: 20 ms against 2.1 ms of device
+    assert vision == pytest.approx(1e13 / H100_BF16 + 2e-5)
+    assert decode == pytest.approx(0.02)
+    assert timed.stage_s["vision"] == pytest.approx(vision)
+    assert timed.stage_s["decode"] == pytest.approx(decode)
+    assert timed.nodes["vision"].total_s == pytest.approx(vision)
+    assert timed.total_s == pytest.approx(vision + decode)  # the root sums its stages, it does not take one max
+    assert timed.nodes["root"].total_s == pytest.approx(vision + decode)
+    for node in timed.nodes.values():  # total = compute-bound + memory-bound + overhead, categories share the total
+        assert node.compute_bound_s + node.memory_bound_s + node.overhead_s == pytest.approx(node.total_s)
+        assert sum(node.by_category_s.values()) == pytest.approx(node.total_s)
+    assert timed.nodes["decode"].overhead_s == pytest.approx(0.02 - 335e6 / H100_BW)  # exposed host time
+
+
+def test_without_overlap_a_stage_overhead_is_added_per_stage() -> None:
+    profile = DeviceProfile(
+        source="test",
+        category_efficiency=dict.fromkeys(CATEGORIES, 1.0),
+        memory_efficiency=1.0,
+        kernel_overhead_s=20e-6,
+        stage_kernel_overhead_s={"vision": 30e-6},
+        device_kernel_s=2e-6,  # ignored without overlap
+    )
+    timed = time_tree(_two_stage_tree(), Rates.for_device("h100-sxm", dtype="bf16", profile=profile))
+    assert timed.stage_s["vision"] == pytest.approx(1e13 / H100_BF16 + 10 * 30e-6)
+    assert timed.stage_s["decode"] == pytest.approx(335e6 / H100_BW + 1000 * 20e-6)

@@ -76,18 +76,28 @@ class CompiledTree:
         return cls(rows=tuple(rows))
 
     def stage_seconds(self, rates: Rates) -> dict[str, float]:
-        """Seconds per stage on ``rates``: ``sum over groups of max(compute, memory) + K*t_k``."""
+        """Seconds per stage on ``rates``: ``sum over groups of max(compute, memory) + K*t_k``, or with the
+        profile's ``overlap`` ``max(sum of max(compute, memory) + K*t_d, K*t_k)`` per stage."""
         profile = rates.profile
         inv_eff = [1.0 / profile.category_efficiency[c] for c in CATEGORIES]
         inv_mm = 1.0 / rates.matmul_peak_flops
         inv_vec = 1.0 / rates.vector_peak_flops
         per_byte = rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
-        t_k = profile.kernel_overhead_s
-        totals = [0.0] * len(STAGES)
+        t_k = [profile.kernel_overhead(stage) for stage in STAGES]
+        t_d = profile.device_kernel_s if profile.overlap else 0.0
+        roof = [0.0] * len(STAGES)
+        kernels_per_stage = [0.0] * len(STAGES)
         for stage, cat, f_mm, f_vec, nbytes, kernels in self.rows:
             compute = (f_mm * inv_mm + f_vec * inv_vec) * inv_eff[cat]
             memory = nbytes * per_byte
-            totals[stage] += (compute if compute >= memory else memory) + kernels * t_k
+            roof[stage] += compute if compute >= memory else memory
+            kernels_per_stage[stage] += kernels
+        if profile.overlap:
+            totals = [
+                max(roof[i] + kernels_per_stage[i] * t_d, kernels_per_stage[i] * t_k[i]) for i in range(len(STAGES))
+            ]
+        else:
+            totals = [roof[i] + kernels_per_stage[i] * t_k[i] for i in range(len(STAGES))]
         return {stage: totals[i] for i, stage in enumerate(STAGES)}
 
 

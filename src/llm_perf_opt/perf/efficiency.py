@@ -5,7 +5,12 @@ A :class:`DeviceProfile` holds, for one device (or ``"*"`` for any):
 * ``category_efficiency[c]``: fraction of the peak FLOP rate kernels of operator category ``c`` reach
   (matmul FLOPs against the dtype's tensor-core peak, vector FLOPs against the FP32 CUDA-core peak);
 * ``memory_efficiency``: fraction of peak DRAM bandwidth any kernel's traffic moves at;
-* ``kernel_overhead_s``: time added per kernel launch (host dispatch + launch latency + the tail of a small grid).
+* ``kernel_overhead_s``: time added per kernel launch (host dispatch + launch latency + the tail of a small grid);
+  ``stage_kernel_overhead_s`` may set it per stage (the host runs different code per stage: the vision encoders, the
+  prefill's MoE expert loop, the cached decode step);
+* ``overlap``: off (the default, issue 5's model) adds the per-kernel term to the roofline sum; on, the host's issue
+  time and the device's execution time overlap (asynchronous CUDA launches), a stage takes the larger of the two, and
+  ``device_kernel_s`` is the device's own time per kernel beyond its roofline (launch gap, minimum kernel duration).
 
 The defaults below are generic (not calibrated on any one GPU); each has its basis in :data:`EFFICIENCY_BASIS`.
 A calibration run writes a profile file (YAML or JSON) with the same keys; :func:`load_device_profile` reads it.
@@ -31,6 +36,7 @@ __all__ = [
     "EFFICIENCY_BASIS",
     "EXECUTION_MODES",
     "KERNEL_OVERHEAD_S",
+    "PROFILE_STAGES",
     "DeviceProfile",
     "default_profile",
     "load_device_profile",
@@ -51,6 +57,9 @@ CATEGORIES: tuple[str, ...] = (
 """Operator categories (docs/architecture.md); every Cost breakdown is keyed by these."""
 
 EXECUTION_MODES: tuple[str, ...] = ("eager", "cuda-graph")
+
+PROFILE_STAGES: tuple[str, ...] = ("vision", "projector", "prefill", "decode", "other")
+"""Stages a per-stage kernel overhead may name (the time model's stages)."""
 
 KERNEL_OVERHEAD_S: Mapping[str, float] = {"eager": 10e-6, "cuda-graph": 2e-6}
 """Per-kernel overhead by execution mode (basis in :data:`EFFICIENCY_BASIS`)."""
@@ -123,7 +132,23 @@ def _category_fractions(instance: Any, attribute: Any, value: Mapping[str, float
 
 def _overhead(instance: Any, attribute: Any, value: float) -> None:
     if not 0.0 <= value < 1.0:
-        raise UserError(f"kernel_overhead_s must be in [0, 1) seconds, got {value!r} (10 us is 1e-05)")
+        raise UserError(f"{attribute.name} must be in [0, 1) seconds, got {value!r} (10 us is 1e-05)")
+
+
+def _float_map(value: Mapping[str, float]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _stage_overheads(instance: Any, attribute: Any, value: Mapping[str, float]) -> None:
+    unknown = sorted(set(value) - set(PROFILE_STAGES))
+    if unknown:
+        raise UserError(
+            f"stage_kernel_overhead_s has unknown stage(s) {', '.join(unknown)}; expected some of: "
+            f"{', '.join(PROFILE_STAGES)}"
+        )
+    for stage, seconds in value.items():
+        if not 0.0 <= seconds < 1.0:
+            raise UserError(f"stage_kernel_overhead_s[{stage}] must be in [0, 1) seconds, got {seconds!r}")
 
 
 def _full_categories(value: Mapping[str, float]) -> dict[str, float]:
@@ -141,13 +166,16 @@ def _full_categories(value: Mapping[str, float]) -> dict[str, float]:
 class DeviceProfile:
     """Efficiencies and per-kernel overhead for one device (``device_id="*"``: any device).
 
-    File schema (YAML or JSON), every key but ``category_efficiency`` entries required::
+    File schema (YAML or JSON); ``source``, ``memory_efficiency`` and ``kernel_overhead_s`` are required::
 
         device_id: h100-sxm            # or "*"
         source: "calibrate 2026-01-02, torch 2.6, eager"
         category_efficiency: {linear: 0.62, attention: 0.45}   # missing categories take the defaults
         memory_efficiency: 0.8
         kernel_overhead_s: 1.0e-05
+        stage_kernel_overhead_s: {prefill: 1.2e-05}            # optional, per stage
+        overlap: true                                          # optional, default false
+        device_kernel_s: 2.0e-06                               # optional, default 0 (used with overlap)
     """
 
     device_id: str = field(default="*", metadata={"help": "device the profile was measured on, or '*' for any"})
@@ -159,6 +187,25 @@ class DeviceProfile:
     )
     memory_efficiency: float = field(validator=_fraction, metadata={"help": "fraction of peak DRAM bandwidth"})
     kernel_overhead_s: float = field(validator=_overhead, metadata={"help": "seconds added per kernel launch"})
+    stage_kernel_overhead_s: Mapping[str, float] = field(
+        factory=dict,
+        converter=_float_map,
+        validator=_stage_overheads,
+        metadata={"help": "per-stage kernel_overhead_s (stages not named take kernel_overhead_s)"},
+    )
+    overlap: bool = field(
+        default=False,
+        metadata={"help": "host issue overlaps device execution: a stage takes max(device, host), not their sum"},
+    )
+    device_kernel_s: float = field(
+        default=0.0,
+        validator=_overhead,
+        metadata={"help": "device seconds per kernel beyond its roofline (launch gap); counted with overlap only"},
+    )
+
+    def kernel_overhead(self, stage: str) -> float:
+        """Seconds per kernel launched in ``stage``: its own value, else :attr:`kernel_overhead_s`."""
+        return self.stage_kernel_overhead_s.get(stage, self.kernel_overhead_s)
 
     def efficiency(self, category: str) -> float:
         """Compute efficiency of ``category``; an unknown category is a :class:`UserError`."""
@@ -168,6 +215,24 @@ class DeviceProfile:
             raise UserError(
                 f"unknown operator category {category!r}; expected one of: {', '.join(CATEGORIES)}"
             ) from None
+
+    def overhead_note(self) -> str | None:
+        """How kernels cost time under this profile, in words; None for the plain form (one per-kernel time, added),
+        which reports state as ``<t> per kernel``."""
+        if not self.overlap and not self.stage_kernel_overhead_s:
+            return None
+        host = ", ".join(
+            f"{self.kernel_overhead(st) * 1e6:.2f} us ({st})"
+            for st in PROFILE_STAGES
+            if st in self.stage_kernel_overhead_s
+        )
+        host = host or f"{self.kernel_overhead_s * 1e6:.2f} us"
+        if self.overlap:
+            return (
+                f"per stage the larger of device time (roofline + {self.device_kernel_s * 1e6:.2f} us per kernel) and "
+                f"host issue time ({host} per kernel)"
+            )
+        return f"{host} per kernel, added to the roofline"
 
     def check_device(self, device_id: str) -> None:
         """A profile measured on one device must not time another (``"*"`` fits all)."""
@@ -179,20 +244,39 @@ class DeviceProfile:
 
     def as_dict(self) -> dict[str, Any]:
         """The file schema, in a stable key order."""
-        return {
+        out: dict[str, Any] = {
             "device_id": self.device_id,
             "source": self.source,
             "category_efficiency": dict(self.category_efficiency),
             "memory_efficiency": self.memory_efficiency,
             "kernel_overhead_s": self.kernel_overhead_s,
         }
+        # the optional keys only when set, so a profile without them reads and writes exactly as before
+        if self.stage_kernel_overhead_s:
+            out["stage_kernel_overhead_s"] = {
+                s: self.stage_kernel_overhead_s[s] for s in sorted(self.stage_kernel_overhead_s)
+            }
+        if self.overlap:
+            out["overlap"] = True
+        if self.device_kernel_s:
+            out["device_kernel_s"] = self.device_kernel_s
+        return out
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str = "device profile") -> DeviceProfile:
         """Build from parsed YAML/JSON; unknown keys and bad values are one-line :class:`UserError` s."""
         if not isinstance(data, Mapping):
             raise UserError(f"{where} must hold a mapping of profile keys, got {type(data).__name__}")
-        allowed = {"device_id", "source", "category_efficiency", "memory_efficiency", "kernel_overhead_s"}
+        allowed = {
+            "device_id",
+            "source",
+            "category_efficiency",
+            "memory_efficiency",
+            "kernel_overhead_s",
+            "stage_kernel_overhead_s",
+            "overlap",
+            "device_kernel_s",
+        }
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
@@ -202,6 +286,12 @@ class DeviceProfile:
         cats = data.get("category_efficiency") or {}
         if not isinstance(cats, Mapping):
             raise UserError(f"{where}: category_efficiency must map category -> fraction")
+        stages = data.get("stage_kernel_overhead_s") or {}
+        if not isinstance(stages, Mapping):
+            raise UserError(f"{where}: stage_kernel_overhead_s must map stage -> seconds")
+        overlap = data.get("overlap", False)
+        if not isinstance(overlap, bool):
+            raise UserError(f"{where}: overlap must be true or false, got {overlap!r}")
         try:
             return cls(
                 device_id=str(data.get("device_id", "*")),
@@ -209,6 +299,11 @@ class DeviceProfile:
                 category_efficiency={str(k): _number(v, f"category_efficiency[{k}]", where) for k, v in cats.items()},
                 memory_efficiency=_number(data["memory_efficiency"], "memory_efficiency", where),
                 kernel_overhead_s=_number(data["kernel_overhead_s"], "kernel_overhead_s", where),
+                stage_kernel_overhead_s={
+                    str(k): _number(v, f"stage_kernel_overhead_s[{k}]", where) for k, v in stages.items()
+                },
+                overlap=overlap,
+                device_kernel_s=_number(data.get("device_kernel_s", 0.0), "device_kernel_s", where),
             )
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None

@@ -9,11 +9,23 @@ bytes moved, taking each kernel as the group average::
 
 ``P_mm`` is the dtype's dense tensor-core peak (plain FP32 for fp32), ``P_vec`` the FP32 non-tensor peak (vector
 work - elementwise, norms, softmax, activations - runs on CUDA cores), ``W`` the DRAM bandwidth, ``eta_c`` the
-category's efficiency, ``eta_m`` the memory efficiency, ``t_k`` the per-kernel overhead. A node's time is the sum
-over its own groups plus its children's times (kernels run one after another on one stream).
+category's efficiency, ``eta_m`` the memory efficiency, ``t_k`` the per-kernel overhead (per stage where the profile
+says so). A node's time is the sum over its own groups plus its children's times (kernels run one after another on
+one stream).
+
+With a profile's ``overlap`` on, the host and the device work at the same time (asynchronous launches), so a node
+(and a stage) takes the larger of its two sides instead of their sum::
+
+    D = sum_j max(compute_j, memory_j) + K * t_d        (device: roofline plus a device gap per kernel)
+    H = K * t_k                                         (host: issuing the kernels)
+    t = max(D, H)
+
+and the whole run (the root) sums its stages, which follow one another (separated by host waits). Reports split a node's
+time into compute-bound, memory-bound and *overhead* = ``t`` minus both (device gaps plus exposed host time).
 
 Left out: overlap between kernels (streams), L2 reuse across kernels (bytes are DRAM traffic as counted),
-tail effects of partial waves (folded into the efficiencies), clock throttling, multi-GPU.
+tail effects of partial waves (folded into the efficiencies), clock throttling, multi-GPU; with overlap, the host
+waits inside a stage (upstream's MoE reads its expert counts once per layer), which make the max per segment.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from llm_perf_opt.core import Cost
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec, get_device, normalize_dtype
 from llm_perf_opt.perf.efficiency import DeviceProfile, default_profile
-from llm_perf_opt.perf.tree import CostTree, exclusive_by_category, roots_of, stage_of
+from llm_perf_opt.perf.tree import ROOT_ID, CostTree, exclusive_by_category, roots_of, stage_of
 
 __all__ = [
     "GroupTime",
@@ -34,6 +46,7 @@ __all__ = [
     "Rates",
     "TimedTree",
     "group_time",
+    "overlapped_time_s",
     "roofline_time_s",
     "time_tree",
 ]
@@ -60,6 +73,18 @@ def roofline_time_s(
     compute_s = (F_mm / P_mm + F_vec / P_vec) / eta_c
     memory_s = B / (W * eta_m)
     return max(compute_s, memory_s) + K * t_k
+
+
+def overlapped_time_s(*, D_roof: float, K: float, t_d: float, t_k: float) -> float:
+    """``t = max(D_roof + K*t_d, K*t_k)`` (seconds): device time against host issue time of ``K`` kernels.
+
+    ``D_roof`` is the roofline sum ``sum_j max(compute_j, memory_j)`` of the kernels, ``t_d`` the device's own time
+    per kernel beyond it (launch gap, minimum kernel duration), ``t_k`` the host's time to issue one kernel (Python,
+    dispatcher, launch call). Source: an asynchronous launch queue - the host enqueues, the device drains, and
+    without a host wait in between the slower side sets the pace (what makes batch-1 decoding "launch bound").
+    Leaves out: host waits inside the span (each one makes the max per segment), queue-depth limits, pipeline fill.
+    """
+    return max(D_roof + K * t_d, K * t_k)
 
 
 @frozen(kw_only=True)
@@ -124,8 +149,9 @@ class GroupTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def group_time(cost: Cost, category: str, rates: Rates) -> GroupTime:
-    """The roofline terms of one kernel group (``cost`` = the group's counts, ``category`` its operator category)."""
+def group_time(cost: Cost, category: str, rates: Rates, *, stage: str = "other") -> GroupTime:
+    """The roofline terms of one kernel group (``cost`` = the group's counts, ``category`` its operator category,
+    ``stage`` the stage it runs in, which picks the per-kernel overhead)."""
     eta_c = rates.profile.efficiency(category)
     compute_s = (
         cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
@@ -133,7 +159,9 @@ def group_time(cost: Cost, category: str, rates: Rates) -> GroupTime:
     memory_s = (
         cost.total_bytes * rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * rates.profile.memory_efficiency)
     )
-    return GroupTime(compute_s=compute_s, memory_s=memory_s, overhead_s=cost.kernels * rates.profile.kernel_overhead_s)
+    return GroupTime(
+        compute_s=compute_s, memory_s=memory_s, overhead_s=cost.kernels * rates.profile.kernel_overhead(stage)
+    )
 
 
 @frozen(kw_only=True)
@@ -174,11 +202,11 @@ class TimedTree:
         return ranked[: max(n, 0)]
 
 
-def _own_node_time(costs: Mapping[str, Cost], rates: Rates) -> NodeTime:
+def _own_node_time(costs: Mapping[str, Cost], rates: Rates, stage: str) -> NodeTime:
     by_cat: dict[str, float] = {}
     compute = memory = overhead = 0.0
     for cat, cost in costs.items():
-        g = group_time(cost, cat, rates)
+        g = group_time(cost, cat, rates, stage=stage)
         by_cat[cat] = g.total_s
         overhead += g.overhead_s
         if g.bound == "compute":
@@ -210,10 +238,75 @@ def _plus(a: NodeTime, b: NodeTime) -> NodeTime:
     )
 
 
+@frozen(kw_only=True)
+class _Sides:
+    """Inclusive device and host seconds of a node (overlap mode), per category and by what bounds the device."""
+
+    device: Mapping[str, float]
+    host: Mapping[str, float]
+    compute_bound_s: float
+    memory_bound_s: float
+
+    def plus(self, other: _Sides) -> _Sides:
+        return _Sides(
+            device=_add(self.device, other.device),
+            host=_add(self.host, other.host),
+            compute_bound_s=self.compute_bound_s + other.compute_bound_s,
+            memory_bound_s=self.memory_bound_s + other.memory_bound_s,
+        )
+
+    def node_time(self, *, own_s: float) -> NodeTime:
+        """``total = max(device, host)``; categories share it by their own ``max(device_c, host_c)``."""
+        total = max(sum(self.device.values()), sum(self.host.values()))
+        return _node_time(self, total_s=total, own_s=own_s)
+
+
+def _add(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def _node_time(sides: _Sides, *, total_s: float, own_s: float) -> NodeTime:
+    weights = {c: max(sides.device.get(c, 0.0), sides.host.get(c, 0.0)) for c in sorted({*sides.device, *sides.host})}
+    weight_sum = sum(weights.values())
+    return NodeTime(
+        total_s=total_s,
+        own_s=own_s,
+        compute_bound_s=sides.compute_bound_s,
+        memory_bound_s=sides.memory_bound_s,
+        overhead_s=max(0.0, total_s - sides.compute_bound_s - sides.memory_bound_s),
+        by_category_s={c: total_s * w / weight_sum if weight_sum > 0 else 0.0 for c, w in weights.items()},
+    )
+
+
+def _own_sides(costs: Mapping[str, Cost], rates: Rates, stage: str) -> _Sides:
+    device: dict[str, float] = {}
+    host: dict[str, float] = {}
+    compute = memory = 0.0
+    t_d = rates.profile.device_kernel_s
+    for cat, cost in costs.items():
+        g = group_time(cost, cat, rates, stage=stage)
+        device[cat] = max(g.compute_s, g.memory_s) + cost.kernels * t_d
+        host[cat] = g.overhead_s
+        if g.bound == "compute":
+            compute += g.compute_s
+        else:
+            memory += g.memory_s
+    return _Sides(device=device, host=host, compute_bound_s=compute, memory_bound_s=memory)
+
+
 def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
-    """Time every node of ``tree`` on ``rates``: roofline on each node's own kernel groups, summed upward."""
+    """Time every node of ``tree`` on ``rates``: roofline on each node's own kernel groups, summed upward (or, with
+    the profile's ``overlap``, the larger of device and host time per node; the root sums its stages)."""
+    roots = roots_of(tree)
+    if tree and not roots:
+        raise UserError("cost tree has no root (every node is some node's child)")
     own = exclusive_by_category(tree)
-    own_times = {nid: _own_node_time(costs, rates) for nid, costs in own.items()}
+    if rates.profile.overlap:
+        return _time_tree_overlapped(tree, rates, own, roots)
+    own_times = {nid: _own_node_time(costs, rates, stage_of(nid)) for nid, costs in own.items()}
     done: dict[str, NodeTime] = {}
 
     def visit(nid: str, trail: frozenset[str]) -> NodeTime:
@@ -227,9 +320,6 @@ def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
         done[nid] = result
         return result
 
-    roots = roots_of(tree)
-    if tree and not roots:
-        raise UserError("cost tree has no root (every node is some node's child)")
     total = sum(visit(r, frozenset()).total_s for r in roots)
     for nid in tree:  # nodes unreachable from a root can only sit on a cycle
         visit(nid, frozenset())
@@ -237,4 +327,39 @@ def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
     for nid, t in own_times.items():
         stage = stage_of(nid)
         stage_s[stage] = stage_s.get(stage, 0.0) + t.own_s
+    return TimedTree(nodes=done, total_s=total, stage_s=stage_s)
+
+
+def _time_tree_overlapped(
+    tree: CostTree, rates: Rates, own: Mapping[str, Mapping[str, Cost]], roots: Iterable[str]
+) -> TimedTree:
+    own_sides = {nid: _own_sides(costs, rates, stage_of(nid)) for nid, costs in own.items()}
+    sides: dict[str, _Sides] = {}
+    done: dict[str, NodeTime] = {}
+
+    def visit(nid: str, trail: frozenset[str]) -> _Sides:
+        if nid in sides:
+            return sides[nid]
+        if nid in trail:
+            raise UserError(f"cost tree has a cycle through {nid!r}; each node must have one parent")
+        result = own_sides[nid]
+        kids = [visit(child, trail | {nid}) for child in tree[nid].children]
+        for kid in kids:
+            result = result.plus(kid)
+        done[nid] = result.node_time(own_s=own_sides[nid].node_time(own_s=0.0).total_s)
+        sides[nid] = result
+        return result
+
+    for r in roots:
+        visit(r, frozenset())
+    for nid in tree:
+        visit(nid, frozenset())
+    stage_sides: dict[str, _Sides] = {}
+    for nid, side in own_sides.items():
+        stage = stage_of(nid)
+        stage_sides[stage] = stage_sides[stage].plus(side) if stage in stage_sides else side
+    stage_s = {stage: side.node_time(own_s=0.0).total_s for stage, side in stage_sides.items()}
+    total = sum(stage_s.values())  # stages run one after another: the max is taken per stage, then summed
+    if ROOT_ID in done:
+        done[ROOT_ID] = _node_time(sides[ROOT_ID], total_s=total, own_s=done[ROOT_ID].own_s)
     return TimedTree(nodes=done, total_s=total, stage_s=stage_s)

@@ -125,8 +125,13 @@ def _key_facts(r: AnalysisResult) -> list[str]:
         facts.append(
             f"- Bound: compute {fmt_share(root.compute_bound_s / root.total_s)}, memory "
             f"{fmt_share(root.memory_bound_s / root.total_s)}, launch overhead "
-            f"{fmt_share(root.overhead_s / root.total_s)} ({fmt_int(kernels)} kernels at "
-            f"{fmt_ms(r.profile.kernel_overhead_s)} each)."
+            f"{fmt_share(root.overhead_s / root.total_s)} ({fmt_int(kernels)} kernels"
+            + (
+                f"; {note}"
+                if (note := r.profile.overhead_note())
+                else f" at {fmt_ms(r.profile.kernel_overhead_s)} each"
+            )
+            + ")."
         )
     if r.summary.top_modules:
         top = r.summary.top_modules[0]
@@ -187,7 +192,7 @@ def _device(r: AnalysisResult) -> str:
         ("ridge point", f"{peak / d.memory_bandwidth_bytes_per_s:,.0f} FLOP/B (matmul peak / bandwidth)"),
         ("source", f"{d.source} ({d.source_date})"),
         ("efficiencies", f"compute: {effs}; memory {p.memory_efficiency:.2f}"),
-        ("per-kernel overhead", f"{fmt_ms(p.kernel_overhead_s)} ({p.source})"),
+        ("per-kernel overhead", f"{p.overhead_note() or fmt_ms(p.kernel_overhead_s)} ({p.source})"),
     ]
     return "## Device\n\n" + md_table(("", ""), table, align="ll")
 

@@ -296,7 +296,7 @@ def _derived_assumptions(r: AnalysisResult) -> list[str]:
         f"MoE routing: {t.routing} (FLOPs do not depend on it; which expert weights are read does).",
         f"Device: {d.name}, dense peaks from {d.source} ({d.source_date}).",
         f"Efficiencies ({p.source}): {effs}; memory {p.memory_efficiency:.2f}; "
-        f"per-kernel overhead {fmt_ms(p.kernel_overhead_s)}.",
+        f"per-kernel overhead {p.overhead_note() or fmt_ms(p.kernel_overhead_s)}.",
         f"Decode: {t.decode_method} ({t.decode_note}).",
         "Bytes: eager op-level traffic, an upper bound for fused kernels.",
     ]

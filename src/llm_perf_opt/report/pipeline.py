@@ -296,6 +296,8 @@ def _assumptions(
         else "eager: explicit matmuls and softmax, dense products, scores materialised"
     )
     effs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(profile.category_efficiency.items()))
+    note = profile.overhead_note()
+    overhead = f"; {note}" if note else f" + {profile.kernel_overhead_s * 1e6:.1f} us per kernel"
     return [
         "FLOPs: 2 per multiply-accumulate; matmul (tensor-core) and vector FLOPs counted separately",
         f"attention kernel: {kernel}",
@@ -304,8 +306,7 @@ def _assumptions(
         f"{device.memory_bandwidth_bytes_per_s / 1e12:.2f} TB/s, {device.memory_capacity_bytes / 1e9:.0f} GB; "
         f"source: {device.source} ({device.source_date})",
         f"time: per kernel group max(compute at category efficiency, bytes at memory efficiency "
-        f"{profile.memory_efficiency:.2f}) + {profile.kernel_overhead_s * 1e6:.1f} us per kernel; "
-        f"efficiencies: {effs}; profile: {profile.source}",
+        f"{profile.memory_efficiency:.2f}){overhead}; efficiencies: {effs}; profile: {profile.source}",
         f"bytes: eager op-level traffic counted on the meta device ({BYTES_PER_ELEMENT[dtype]} B per element for "
         f"{dtype}); an upper bound for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
