@@ -12,6 +12,7 @@ from llm_perf_opt.perf.calibrate import (
     PER_CATEGORY_GROUPS,
     CalibrationCase,
     fit_device_profile,
+    predict_device_seconds,
     predict_stage_seconds,
     stage_groups,
 )
@@ -84,7 +85,9 @@ def test_recovers_group_efficiencies_and_overhead() -> None:
         memory_efficiency=0.7,
         kernel_overhead_s=6e-6,
     )
-    result = fit_device_profile(_cases(truth), prior=default_profile("eager"), device_id="h100-sxm", source="test")
+    result = fit_device_profile(
+        _cases(truth), prior=default_profile("eager"), device_id="h100-sxm", source="test", per_stage=False
+    )
     fitted = result.profile
     assert fitted.efficiency("linear") == pytest.approx(matmul, rel=0.01)
     assert fitted.efficiency("conv2d") == pytest.approx(matmul, rel=0.01)
@@ -103,7 +106,12 @@ def test_recovers_per_category_efficiencies_that_the_data_sees() -> None:
         kernel_overhead_s=4e-6,
     )
     result = fit_device_profile(
-        _cases(truth), prior=default_profile("eager"), device_id="h100-sxm", source="test", groups=PER_CATEGORY_GROUPS
+        _cases(truth),
+        prior=default_profile("eager"),
+        device_id="h100-sxm",
+        source="test",
+        groups=PER_CATEGORY_GROUPS,
+        per_stage=False,
     )
     fitted = result.profile
     for category in ("conv2d", "attention", "linear"):
@@ -133,3 +141,79 @@ def test_no_usable_observation_is_a_user_error() -> None:
         fit_device_profile([case], prior=default_profile("eager"), device_id="*", source="test")
     with pytest.raises(UserError, match="at least one"):
         fit_device_profile([], prior=default_profile("eager"), device_id="*", source="test")
+
+
+STAGE_HOST = {"vision": 18e-6, "projector": 30e-6, "prefill": 12e-6, "decode": 17e-6}
+
+
+def _overlap_truth() -> DeviceProfile:
+    return DeviceProfile(
+        source="truth",
+        category_efficiency={c: 0.35 if DEFAULT_GROUPS[c] == "matmul" else 0.5 for c in CATEGORIES},
+        memory_efficiency=0.9,
+        kernel_overhead_s=15e-6,
+        stage_kernel_overhead_s=STAGE_HOST,
+        overlap=True,
+        device_kernel_s=2.5e-6,
+    )
+
+
+def _overlap_cases(truth: DeviceProfile, *, busy: bool = True, steps: int = 100) -> list[CalibrationCase]:
+    """Stage times from the time model under ``truth``, plus the device busy time a profiler would report."""
+    cases = []
+    for i, (scale, tokens) in enumerate([(1, 1), (3, 2), (9, 5), (2, 8)]):
+        tree = _tree(scale, tokens)
+        timed = time_tree(tree, Rates.for_device(get_device("h100-sxm"), dtype="bf16", profile=truth))
+        groups = stage_groups(tree, RATES)
+        forward = groups["vision"].plus(groups["projector"]).plus(groups["prefill"])
+        device = {
+            "prefill forward": predict_device_seconds(forward, truth),
+            "decode step": predict_device_seconds(groups["decode"].scaled(1 / steps), truth),
+        }
+        cases.append(
+            CalibrationCase(
+                label=f"synthetic-{i}",
+                tree=tree,
+                rates=RATES,
+                measured_s={s: timed.stage_s[s] for s in ("vision", "projector", "prefill", "decode")},
+                device_busy_s=device if busy else {},
+                decode_steps=steps,
+            )
+        )
+    return cases
+
+
+def test_overlap_stage_sum_equals_the_time_model() -> None:
+    tree = _tree(3, 2)
+    truth = _overlap_truth()
+    timed = time_tree(tree, Rates.for_device(get_device("h100-sxm"), dtype="bf16", profile=truth))
+    for stage, groups in stage_groups(tree, RATES).items():
+        assert predict_stage_seconds(groups, truth, stage=stage) == pytest.approx(timed.stage_s[stage], rel=1e-12)
+
+
+def test_recovers_host_time_per_stage_and_the_device_side_with_overlap() -> None:
+    truth = _overlap_truth()
+    result = fit_device_profile(
+        _overlap_cases(truth), prior=default_profile("eager"), device_id="h100-sxm", source="test", overlap=True
+    )
+    fitted = result.profile
+    assert fitted.overlap
+    # every stage observation fits, and so does every device observation
+    assert max(abs(r.error) for r in result.residuals) < 0.01
+    assert {r.stage for r in result.residuals} >= {"device: prefill forward", "device: decode step"}
+    # the host-bound stages pin their host time per kernel; the device observations pin the device side
+    for stage in ("prefill", "decode"):
+        assert fitted.kernel_overhead(stage) == pytest.approx(STAGE_HOST[stage], rel=0.01)
+    assert fitted.device_kernel_s == pytest.approx(2.5e-6, rel=0.02)
+    assert fitted.efficiency("linear") == pytest.approx(0.35, rel=0.02)
+    assert fitted.memory_efficiency == pytest.approx(0.9, rel=0.02)
+
+
+def test_without_overlap_device_observations_are_not_used() -> None:
+    truth = _overlap_truth()
+    result = fit_device_profile(
+        _overlap_cases(truth), prior=default_profile("eager"), device_id="h100-sxm", source="test", overlap=False
+    )
+    assert not result.profile.overlap
+    assert not any(r.stage.startswith("device") for r in result.residuals)
+    assert set(result.profile.stage_kernel_overhead_s) == {"vision", "projector", "prefill", "decode"}

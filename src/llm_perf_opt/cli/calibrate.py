@@ -25,7 +25,7 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
     from llm_perf_opt.core import atomic_write_text
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype
     from llm_perf_opt.measure.record import load_measurement
-    from llm_perf_opt.measure.validation import calibration_case, device_key, predict, rates_for
+    from llm_perf_opt.measure.validation import calibration_case, device_key, fits_overlap, predict, rates_for
     from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, PER_CATEGORY_GROUPS, fit_device_profile
     from llm_perf_opt.perf.efficiency import default_profile
 
@@ -47,6 +47,7 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
         device_id=device,
         source=f"llm-perf-opt calibrate on {names} ({measurements[0].device.name}, {dtype})",
         groups=PER_CATEGORY_GROUPS if per_category else DEFAULT_GROUPS,
+        overlap=fits_overlap(measurements[0]),
     )
     data = result.profile.as_dict()
     text = (
@@ -60,7 +61,12 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
     for m in measurements:
         before = predict(trees[m.run_id], rates_for(m, prior, counted_dtype=counted_dtype(m), peers=measurements))
         for r in (r for r in result.residuals if r.label == m.run_id):
-            uncal = before.get(r.stage, 0.0)
+            if r.stage not in before:  # a device-busy observation: the uncalibrated profile has no device side
+                click.echo(
+                    f"  {r.label} / {r.stage}: {r.measured_s * 1e3:.3f}, -, {r.predicted_s * 1e3:.3f} ({r.error:+.1%})"
+                )
+                continue
+            uncal = before[r.stage]
             before_err = uncal / r.measured_s - 1
             click.echo(
                 f"  {r.label} / {r.stage}: {r.measured_s * 1e3:.3f}, {uncal * 1e3:.3f} ({before_err:+.1%}), "
