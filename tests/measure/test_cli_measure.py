@@ -29,6 +29,26 @@ def test_measure_writes_a_loadable_file(tmp_path: Path) -> None:
     assert "TTFT" in result.output and str(out) in result.output
 
 
+def test_two_attentions_in_one_process_write_one_file_each(tmp_path: Path) -> None:
+    args = [
+        "measure", "--model", "deepseek-ocr-v1-tiny", "--mode", "tiny", "--page", "512x512", "--max-new-tokens", "2",
+        "--warmup", "0", "--repeats", "2", "--no-benchmark", "--attention", "sdpa", "--attention", "eager",
+        "--out", str(tmp_path / "m-{attention}.json"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    sdpa, eager = load_measurement(tmp_path / "m-sdpa.json"), load_measurement(tmp_path / "m-eager.json")
+    assert (sdpa.attention, eager.attention) == ("sdpa", "eager")
+    assert len(sdpa.runs) == len(eager.runs) == 2
+    assert "timed round-robin with eager" in sdpa.notes and "timed round-robin with sdpa" in eager.notes
+    assert sdpa.run_id != eager.run_id
+    # the extra profiled prefill: more ops than one decode step; CPU has no device busy time
+    assert sdpa.prefill_kernels is not None and sdpa.kernels is not None
+    assert sdpa.prefill_kernels.step == 0 and sdpa.prefill_kernels.per_decode_step > sdpa.kernels.per_decode_step
+    assert sdpa.prefill_kernels.device_busy_s is None
+    assert eager.kernels is not None and eager.kernels.per_decode_step > sdpa.kernels.per_decode_step
+
+
 def test_preset_with_a_changed_length_is_no_longer_the_preset() -> None:
     from llm_perf_opt.cli.measure import resolve_workload
     from llm_perf_opt.config import DeepseekOCRConfig
@@ -49,6 +69,7 @@ def test_preset_with_a_changed_length_is_no_longer_the_preset() -> None:
         (["--mode", "tiny", "--page", "512"], "WIDTHxHEIGHT"),
         (["--model", "nope", "--mode", "tiny", "--page", "512x512"], "unknown model source 'nope'"),
         (["--mode", "tiny", "--page", "512x512", "--repeats", "0"], "--repeats must be >= 1"),
+        (["--mode", "tiny", "--page", "512x512", "--attention", "eager", "--attention", "sdpa"], "put {attention}"),
     ],
 )
 def test_bad_flags_are_one_line_errors(tmp_path: Path, extra: list[str], fragment: str) -> None:

@@ -17,6 +17,7 @@ from llm_perf_opt.measure.harness import (
     count_cpu_work_ops,
     count_cuda_kernels,
     count_decode_launches,
+    device_busy_s,
     resolve_device,
     run_measurement,
     time_run,
@@ -139,3 +140,23 @@ def test_cpu_work_ops_skip_views_and_parents() -> None:
     view = _event("aten::as_strided", "CPU")
     parent = _event("aten::linear", "CPU", children=(leaf, view))
     assert count_cpu_work_ops([parent, leaf, view, _event("aten::softmax", "CPU"), _event("cudaLaunch", "CPU")]) == 2
+
+
+def test_device_busy_sums_kernel_durations() -> None:
+    def device(name: str, start: float, end: float) -> object:
+        return SimpleNamespace(
+            name=name,
+            device_type=SimpleNamespace(name="CUDA"),
+            cpu_children=[],
+            kernels=[],
+            time_range=SimpleNamespace(start=start, end=end),
+        )
+
+    events = [_event("aten::mm", "CPU"), device("gemm", 10.0, 25.0), device("Memcpy DtoH", 25.0, 90.0),
+              device("elementwise_kernel", 30.0, 32.5)]  # fmt: skip
+    assert device_busy_s(events) == pytest.approx(17.5e-6)  # 15 us + 2.5 us; the copy is not a kernel
+    # older layouts: Kernel(name, device, duration) attached to CPU ops
+    older = [_event("aten::mm", "CPU", kernels=())]
+    older[0].kernels = [SimpleNamespace(name="gemm", device=0, duration=4.0)]  # type: ignore[attr-defined]
+    assert device_busy_s(older) == pytest.approx(4e-6)
+    assert device_busy_s([_event("aten::mm", "CPU")]) is None

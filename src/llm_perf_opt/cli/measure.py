@@ -72,7 +72,15 @@ def resolve_workload(
 @click.option("--max-new-tokens", type=int, default=None, help="tokens to generate [32, or the preset's]")
 @click.option("--batch", type=int, default=None, help="sequences per forward [1]")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="[fp32 on cpu, bf16 on cuda]")
-@click.option("--attention", type=click.Choice(["eager", "sdpa"]), default="eager", show_default=True)
+@click.option(
+    "--attention",
+    "attentions",
+    type=click.Choice(["eager", "sdpa"]),
+    multiple=True,
+    default=("eager",),
+    show_default=True,
+    help="decoder attention; give it twice to time both round-robin in one process (--out then needs {attention})",
+)
 @click.option("--warmup", type=int, default=1, show_default=True, help="untimed warm-up runs")
 @click.option("--warmup-decode-steps", type=int, default=None, help="decode steps per warm-up run [all]")
 @click.option("--repeats", type=int, default=3, show_default=True, help="timed runs")
@@ -88,7 +96,13 @@ def resolve_workload(
 @click.option("--no-profile", is_flag=True, help="skip counting launches per decode step")
 @click.option("--no-benchmark", is_flag=True, help="skip the matmul/copy micro-benchmarks")
 @click.option("--notes", default="", help="free text stored in the file")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="measurement JSON")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="measurement JSON; {attention} in the name is replaced by the attention",
+)
 def measure(
     model: str,
     runtime_device: str,
@@ -99,7 +113,7 @@ def measure(
     max_new_tokens: int | None,
     batch: int | None,
     dtype: str | None,
-    attention: str,
+    attentions: tuple[str, ...],
     warmup: int,
     warmup_decode_steps: int | None,
     repeats: int,
@@ -112,11 +126,18 @@ def measure(
     out: Path,
 ) -> None:
     """Run MODEL for real on the CPU or a CUDA GPU and time vision, projector, prefill and every decode step."""
-    from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurement
+    from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurements
     from llm_perf_opt.measure.record import save_measurement
 
     if repeats < 1 or warmup < 0:
         raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
+    chosen = tuple(dict.fromkeys(attentions))  # order kept, repeats dropped
+    if len(chosen) > 1 and "{attention}" not in str(out):
+        raise UserError(
+            f"--out {out} names one file but {len(chosen)} attentions are measured; put {{attention}} in the name, "
+            "e.g. --out 'run-{attention}.json'"
+        )
+    outs = {a: Path(str(out).replace("{attention}", a)) for a in chosen}
     config = builtin_config(model)
     workload, preset = resolve_workload(
         config=config,
@@ -130,7 +151,7 @@ def measure(
     options = HarnessOptions(
         runtime_device="cuda" if runtime_device == "cuda" else "cpu",
         dtype=dtype or ("bf16" if runtime_device == "cuda" else "fp32"),
-        attention="sdpa" if attention == "sdpa" else "eager",
+        attention="sdpa" if chosen[0] == "sdpa" else "eager",
         warmup_runs=warmup,
         warmup_decode_steps=warmup_decode_steps,
         repeats=repeats,
@@ -142,20 +163,28 @@ def measure(
         workload_id=preset,
         notes=notes,
     )
-    result = run_measurement(config, workload, options, model_name=model)
-    save_measurement(result, out)
-    t = result.timings()
-    ms = {
-        k: f"{v * 1e3:.3f} ms"
-        for k, v in (
-            ("vision", t.vision_s),
-            ("projector", t.projector_s),
-            ("prefill", t.prefill_s),
-            ("TTFT", t.ttft_s),
-            ("TPOT", t.tpot_s or 0.0),
-            ("end to end", t.end_to_end_s),
-        )
-    }
-    click.echo(f"{result.run_id}: {result.label()}")
-    click.echo("  " + ", ".join(f"{k} {v}" for k, v in ms.items()))
-    click.echo(f"  written to {out}")
+    results = run_measurements(
+        config,
+        workload,
+        options,
+        attentions=tuple("sdpa" if a == "sdpa" else "eager" for a in chosen),
+        model_name=model,
+    )
+    for result in results:
+        path = outs[result.attention]
+        save_measurement(result, path)
+        t = result.timings()
+        ms = {
+            k: f"{v * 1e3:.3f} ms"
+            for k, v in (
+                ("vision", t.vision_s),
+                ("projector", t.projector_s),
+                ("prefill", t.prefill_s),
+                ("TTFT", t.ttft_s),
+                ("TPOT", t.tpot_s or 0.0),
+                ("end to end", t.end_to_end_s),
+            )
+        }
+        click.echo(f"{result.run_id}: {result.label()}")
+        click.echo("  " + ", ".join(f"{k} {v}" for k, v in ms.items()))
+        click.echo(f"  written to {path}")

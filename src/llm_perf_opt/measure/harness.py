@@ -10,9 +10,15 @@ prefill by :class:`~llm_perf_opt.measure.clock.StageMarks` (forward pre-hooks on
 unchanged); each decode step is timed around the model call only (the argmax and the input tensors are outside).
 On CUDA the clock is CUDA events, read after one synchronisation per run; on CPU it is ``time.perf_counter``.
 
-Kernel launches per decode step: one extra, untimed decode step 1 under ``torch.profiler``.  On CUDA the profiler's
-device kernels are counted (memcpy/memset excluded).  On CPU there are no kernels; the leaf aten ops that do work
-(views, aliases and allocations excluded) are counted instead and the measurement says so.
+Several decoder attentions can be measured in one process (:func:`run_measurements`): one model per attention, built
+from the same seed (same weights, same routing), warmed up in turn, then timed round-robin - repeat 1 of each, repeat
+2 of each, ... - so that a slow spell of the host (batch-1 GPU inference is host-bound) hits every variant alike
+instead of one process.
+
+Kernel launches: one extra, untimed prefill and decode step 1 under ``torch.profiler``.  On CUDA the profiler's
+device kernels are counted (memcpy/memset excluded) and their durations summed (*device busy* time: what the GPU
+spent executing, without the gaps in which it waited for the host).  On CPU there are no kernels; the leaf aten ops
+that do work (views, aliases and allocations excluded) are counted instead and the measurement says so.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ __all__ = [
     "count_cpu_work_ops",
     "count_cuda_kernels",
     "count_decode_launches",
+    "device_busy_s",
+    "profile_launches",
     "resolve_device",
     "run_measurement",
+    "run_measurements",
     "time_run",
 ]
 
@@ -130,46 +139,89 @@ def run_measurement(
     config: DeepseekOCRConfig, workload: Any, options: HarnessOptions, *, model_name: str | None = None
 ) -> Measurement:
     """Build the model with random weights on the device, run warm-ups and timed runs, return the measurement."""
+    return run_measurements(config, workload, options, attentions=(options.attention,), model_name=model_name)[0]
+
+
+def run_measurements(
+    config: DeepseekOCRConfig,
+    workload: Any,
+    options: HarnessOptions,
+    *,
+    attentions: Sequence[Literal["eager", "sdpa"]],
+    model_name: str | None = None,
+) -> list[Measurement]:
+    """One measurement per decoder attention in ``attentions`` (in that order), timed round-robin in this process."""
     if getattr(workload, "num_pages", 1) != 1:
         raise UserError(f"measure runs one page per request; the workload has num_pages={workload.num_pages}")
+    if not attentions or len(set(attentions)) != len(attentions):
+        raise UserError(f"measure needs distinct decoder attentions, got {', '.join(attentions) or 'none'}")
     device = resolve_device(options.runtime_device)
     threads_before = torch.get_num_threads()
     if device.type == "cpu" and options.threads is not None:
         torch.set_num_threads(options.threads)
     try:
-        return _measure(config, workload, options, device=device, model_name=model_name)
+        return _measure(config, workload, options, attentions, device=device, model_name=model_name)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _measure(
-    config: DeepseekOCRConfig, workload: Any, options: HarnessOptions, *, device: torch.device, model_name: str | None
-) -> Measurement:
+    config: DeepseekOCRConfig,
+    workload: Any,
+    options: HarnessOptions,
+    attentions: Sequence[Literal["eager", "sdpa"]],
+    *,
+    device: torch.device,
+    model_name: str | None,
+) -> list[Measurement]:
     dtype = torch_dtype(options.dtype)
-    model = build_model(config, device=device, dtype=dtype, attn_implementation=options.attention)
+    models = {a: build_model(config, device=device, dtype=dtype, attn_implementation=a) for a in attentions}
     inputs = build_inputs(config, workload, device=device, dtype=dtype)
     clock = make_clock(device)
+    runs: dict[str, list[StageTimings]] = {a: [] for a in attentions}
+    launches: dict[str, tuple[KernelCount | None, KernelCount | None]] = {}
     with torch.inference_mode():
-        for _ in range(options.warmup_runs):
-            time_run(model, inputs, clock, decode_steps=options.warmup_decode_steps)
-        runs = tuple(time_run(model, inputs, clock) for _ in range(options.repeats))
-        kernels = count_decode_launches(model, inputs) if options.profile_kernels and inputs.num_decode_steps else None
-    return Measurement(
-        run_id=f"meas-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
-        created_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        model=model_name or config.variant,
-        workload=WorkloadRecord.from_workload(workload, workload_id=options.workload_id),
-        device=describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark),
-        software=software_record(),
-        dtype=options.dtype,
-        attention=options.attention,
-        warmup_runs=options.warmup_runs,
-        clock=clock.name,
-        statistic=options.statistic,
-        runs=runs,
-        kernels=kernels,
-        notes=options.notes,
+        for model in models.values():
+            for _ in range(options.warmup_runs):
+                time_run(model, inputs, clock, decode_steps=options.warmup_decode_steps)
+        for _ in range(options.repeats):
+            for attention, model in models.items():
+                runs[attention].append(time_run(model, inputs, clock))
+        for attention, model in models.items():
+            launches[attention] = profile_launches(model, inputs) if options.profile_kernels else (None, None)
+    device_record = describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark)
+    software = software_record()
+    done = datetime.now(UTC)
+    return [
+        Measurement(
+            run_id=f"meas-{done:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+            created_utc=done.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            model=model_name or config.variant,
+            workload=WorkloadRecord.from_workload(workload, workload_id=options.workload_id),
+            device=device_record,
+            software=software,
+            dtype=options.dtype,
+            attention=attention,
+            warmup_runs=options.warmup_runs,
+            clock=clock.name,
+            statistic=options.statistic,
+            runs=tuple(runs[attention]),
+            kernels=launches[attention][1] if inputs.num_decode_steps else None,
+            prefill_kernels=launches[attention][0],
+            notes=_with_peers(options.notes, attention, attentions),
+        )
+        for attention in attentions
+    ]
+
+
+def _with_peers(notes: str, attention: str, attentions: Sequence[str]) -> str:
+    """The notes, plus which variants shared the process (round-robin), when there were several."""
+    if len(attentions) < 2:
+        return notes
+    peers = "; ".join(
+        filter(None, [notes, f"timed round-robin with {', '.join(a for a in attentions if a != attention)}"])
     )
+    return peers
 
 
 def _greedy(logits: Tensor) -> Tensor:
@@ -210,43 +262,96 @@ def time_run(
 
 def count_decode_launches(model: DeepseekOCRForCausalLM, inputs: WorkloadInputs) -> KernelCount | None:
     """Launches of decode step 1 under ``torch.profiler`` (None when the profiler cannot run here)."""
-    from torch.profiler import ProfilerActivity, profile
+    return profile_launches(model, inputs)[1]
 
+
+def profile_launches(
+    model: DeepseekOCRForCausalLM, inputs: WorkloadInputs
+) -> tuple[KernelCount | None, KernelCount | None]:
+    """Launches (and, on CUDA, device busy seconds) of one prefill forward and of decode step 1 under
+    ``torch.profiler``; None for a part the profiler cannot see here (or a workload without decode steps)."""
     cuda = inputs.device.type == "cuda"
     cache = inputs.new_cache()
-    out = model(**inputs.prefill.kwargs(), past_key_values=cache)
+    prefill_events = _profiled(lambda: model(**inputs.prefill.kwargs(), past_key_values=cache), cuda=cuda)
+    prefill = _launches(prefill_events, cuda=cuda, step=0) if prefill_events is not None else None
+    if not inputs.num_decode_steps:
+        return prefill, None
+    with torch.inference_mode():
+        out = model(**inputs.prefill.kwargs(), past_key_values=(cache := inputs.new_cache()))
     token = _greedy(out.logits)
     position_ids = inputs.decode_step(1).position_ids
-    if cuda:
-        torch.cuda.synchronize(inputs.device)
+    decode_events = _profiled(
+        lambda: model(input_ids=token, position_ids=position_ids, past_key_values=cache), cuda=cuda
+    )
+    decode = _launches(decode_events, cuda=cuda, step=1) if decode_events is not None else None
+    return prefill, decode
+
+
+def _profiled(call: Any, *, cuda: bool) -> list[Any] | None:
+    """The profiler's events of ``call()`` (device synchronised before and after), or None if it cannot run."""
+    from torch.profiler import ProfilerActivity, profile
+
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    if cuda:
+        torch.cuda.synchronize()
     try:
-        with profile(activities=activities) as prof:
-            model(input_ids=token, position_ids=position_ids, past_key_values=cache)
+        with torch.inference_mode(), profile(activities=activities) as prof:
+            call()
             if cuda:
-                torch.cuda.synchronize(inputs.device)
-        events = list(prof.events())
+                torch.cuda.synchronize()
+        return list(prof.events())
     except (RuntimeError, AssertionError):
         return None
+
+
+def _launches(events: Sequence[Any], *, cuda: bool, step: int) -> KernelCount | None:
     if cuda:
         count = count_cuda_kernels(events)
         if count is None:
             return None
-        return KernelCount(per_decode_step=count, method="cuda-kernels (torch.profiler)", step=1)
+        return KernelCount(
+            per_decode_step=count,
+            method="cuda-kernels (torch.profiler)",
+            step=step,
+            device_busy_s=device_busy_s(events),
+        )
     return KernelCount(
         per_decode_step=count_cpu_work_ops(events),
         method="cpu-leaf-aten-ops-excluding-views (a proxy: the CPU launches no kernels)",
-        step=1,
+        step=step,
     )
+
+
+def device_busy_s(events: Sequence[Any]) -> float | None:
+    """Sum of the device kernels' durations in seconds (memcpy/memset excluded); None without device events.
+
+    Kernels on one stream do not overlap, so the sum is the time the GPU spent executing: the device side of the
+    roofline, without the gaps in which it waited for the host.
+    """
+    durations = [_duration_us(k) for k in _device_kernels(events)]
+    return round(sum(durations) * 1e-6, 9) if durations else None
+
+
+def _duration_us(kernel: Any) -> float:
+    """A device event's duration (``time_range``), or an older layout's ``Kernel.duration``, in microseconds."""
+    span = getattr(kernel, "time_range", None)
+    if span is not None:
+        return float(span.end - span.start)
+    return float(getattr(kernel, "duration", 0.0) or 0.0)
+
+
+def _device_kernels(events: Sequence[Any]) -> list[Any]:
+    device_events = [e for e in events if getattr(e.device_type, "name", "") == "CUDA"]
+    kernels = [e for e in device_events if not str(e.name).startswith(("Memcpy", "Memset"))]
+    if not device_events:  # older layouts attach kernels to their CPU ops instead
+        kernels = [k for e in events for k in getattr(e, "kernels", [])]
+    return kernels
 
 
 def count_cuda_kernels(events: Sequence[Any]) -> int | None:
     """Device-side CUDA events that are kernels (memcpy/memset excluded); None when the profiler saw no device
     activity at all (no CUPTI), rather than a misleading 0."""
-    device_events = [e for e in events if getattr(e.device_type, "name", "") == "CUDA"]
-    kernels = [e for e in device_events if not str(e.name).startswith(("Memcpy", "Memset"))]
-    if not device_events:  # older layouts attach kernels to their CPU ops instead
-        kernels = [k for e in events for k in getattr(e, "kernels", [])]
+    kernels = _device_kernels(events)
     return len(kernels) if kernels else None
 
 

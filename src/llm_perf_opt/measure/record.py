@@ -170,11 +170,15 @@ class StageTimings:
 
 @frozen(kw_only=True)
 class KernelCount:
-    """Launches in one decode step, as the torch profiler saw them."""
+    """Launches in one profiled forward (a decode step, or the prefill), as the torch profiler saw them."""
 
-    per_decode_step: int = field(metadata={"help": "launches counted in one decode step"})
+    per_decode_step: int = field(metadata={"help": "launches counted in the profiled forward"})
     method: str = field(metadata={"help": "what was counted: CUDA kernels, or CPU leaf aten ops as a proxy"})
-    step: int = field(metadata={"help": "which decode step (1-based) was profiled"})
+    step: int = field(metadata={"help": "which decode step (1-based) was profiled; 0: the prefill forward"})
+    device_busy_s: float | None = field(
+        default=None,
+        metadata={"help": "sum of the kernels' durations (CUDA): the device's own time, without waits for the host"},
+    )
 
 
 @frozen(kw_only=True)
@@ -199,6 +203,9 @@ class Measurement:
     )
     runs: tuple[StageTimings, ...] = field(metadata={"help": "every timed repeat"})
     kernels: KernelCount | None = field(default=None, metadata={"help": "launches per decode step, if profiled"})
+    prefill_kernels: KernelCount | None = field(
+        default=None, metadata={"help": "launches of one prefill forward (vision + projector + prefill), if profiled"}
+    )
     notes: str = field(default="", metadata={"help": "free text"})
 
     def __attrs_post_init__(self) -> None:
