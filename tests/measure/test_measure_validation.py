@@ -9,7 +9,7 @@ from attrs import evolve
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import get_device
-from llm_perf_opt.measure.record import Measurement, MeasurementError, StageTimings
+from llm_perf_opt.measure.record import KernelCount, Measurement, MeasurementError, StageTimings
 from llm_perf_opt.measure.validation import (
     CPU_DEVICE_ID,
     device_key,
@@ -21,7 +21,7 @@ from llm_perf_opt.measure.validation import (
     validate,
 )
 from llm_perf_opt.measure.validation_md import GPU_COMMAND, render_validation
-from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS
+from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, predict_device_seconds, stage_groups
 from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile
 from llm_perf_opt.perf.tree import CostTree, tree_from_ids
 
@@ -126,7 +126,11 @@ def test_validate_calibration_closes_the_gap_on_model_generated_data(measurement
             for stage in ("vision", "prefill", "ttft", "tpot", "end_to_end"):
                 assert comparison.get(stage).error == pytest.approx(0.0, abs=0.01)  # type: ignore[union-attr]
         assert row.traced_kernels_per_step == pytest.approx(600 / 3)
-    assert v.profiles["cpu fp32"].kernel_overhead_s == pytest.approx(20e-6, rel=0.01)
+    fitted = v.profiles["cpu fp32"]
+    assert not fitted.overlap  # a CPU does the work itself: host and device time add up
+    # one host time per kernel per stage; with three measurements several profiles fit exactly (a stage's
+    # efficiency trades against its overhead), so the predictions above are what is checked, not the values
+    assert set(fitted.stage_kernel_overhead_s) == {"vision", "projector", "prefill", "decode"}
 
 
 def test_a_lone_measurement_has_no_leave_one_out(measurement_factory: Factory) -> None:
@@ -174,3 +178,60 @@ def test_rendered_page_with_gpu_measurements_counts_the_goal(measurement_factory
     assert "in-sample fit: TTFT 3/3, TPOT 3/3; leave-one-out: TTFT 3/3, TPOT 3/3." in page
     ttft = ms[0].timings().ttft_s * 1e3
     assert f"TTFT {ttft:.3f} to {ttft:.3f} ms" in page  # two identical runs: no spread
+
+
+def test_gpu_profiles_overlap_and_compare_the_device_busy_time(measurement_factory: Factory) -> None:
+    """GPU measurements fit an overlap profile; a recorded device busy time is compared with the device side."""
+    truth = evolve(
+        TRUTH,
+        overlap=True,
+        device_kernel_s=3e-6,
+        stage_kernel_overhead_s={"vision": 25e-6, "projector": 30e-6, "prefill": 15e-6, "decode": 20e-6},
+    )
+
+    def gpu(run_id: str, scale: int) -> Measurement:
+        base = measurement_factory(run_id=run_id)
+        base = evolve(base, dtype="bf16", device=evolve(base.device, runtime="cuda", name="H100", device_id="h100-sxm"))
+        rates = rates_for(base, truth, counted_dtype="bf16")
+        tree = _tree(scale)
+        stage_s = predict(tree, rates)
+        groups = stage_groups(tree, rates)
+        forward = groups["vision"].plus(groups["projector"]).plus(groups["prefill"])
+        run = StageTimings(
+            vision_s=stage_s["vision"],
+            projector_s=stage_s["projector"],
+            prefill_s=stage_s["prefill"],
+            decode_steps_s=(stage_s["decode"] / 3,) * 3,
+        )
+        method = "cuda-kernels (torch.profiler)"
+        return evolve(
+            base,
+            runs=(run,),
+            prefill_kernels=KernelCount(
+                per_decode_step=398, method=method, step=0, device_busy_s=predict_device_seconds(forward, truth)
+            ),
+            kernels=KernelCount(
+                per_decode_step=200,
+                method=method,
+                step=1,
+                device_busy_s=predict_device_seconds(groups["decode"].scaled(1 / 3), truth),
+            ),
+        )
+
+    ms = [gpu("gpu-0", 1), gpu("gpu-1", 2), gpu("gpu-2", 4)]
+    trees = {"gpu-0": _tree(1), "gpu-1": _tree(2), "gpu-2": _tree(4)}
+    v = validate(ms, lambda m: trees[m.run_id], counted_dtype=lambda m: "bf16")
+    profile = v.profiles["h100-sxm bf16"]
+    assert profile.overlap and profile.device_kernel_s > 0
+    for row in v.rows:
+        assert [d.part for d in row.device] == ["prefill forward", "decode step"]
+        assert row.device[0].traced_kernels == 40 + 30 + 20 + 8 + 300  # vision + projector + prefill
+        assert row.device[1].traced_kernels == pytest.approx(200)  # 600 decode kernels over 3 steps
+        assert all(abs(d.error) < 0.05 for d in row.device)
+        ttft = row.calibrated.get("ttft")
+        assert ttft is not None and ttft.error is not None and abs(ttft.error) < 0.05
+    page = render_validation(v, source_dir="benchmarks/measurements", command="llm-perf-opt validation-doc")
+    assert "| h100-sxm bf16 | overlap (max) |" in page
+    assert (
+        "- device busy, prefill forward:" in page and "- launches per prefill forward: 398 measured; traced 398" in page
+    )

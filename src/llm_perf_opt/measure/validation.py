@@ -7,10 +7,13 @@ For every measurement the time model runs on the measured device:
   measurements (dense matmul FLOP/s in the run's dtype as the matmul *and* vector peak, copy bandwidth as the memory
   peak; the best value among the measurements of that CPU).
 
-Three predictions per measurement: *uncalibrated* (the documented default profile for eager PyTorch),
+Three predictions per measurement: *uncalibrated* (the documented default profile for eager PyTorch: additive
+per-kernel overhead),
 *calibrated* (a profile fitted on every measurement of the same device and dtype: an in-sample fit) and
 *leave-one-out* (fitted on the *other* measurements of that device and dtype, when there are any: the honest
-out-of-sample number).  The cost tree of each measurement (what the model does for its workload) comes from a
+out-of-sample number).  Profiles fitted on a GPU overlap host and device time (the host issues kernels while the
+device runs earlier ones; see :func:`~llm_perf_opt.perf.roofline.overlapped_time_s`); on a CPU, where the host does
+the work, they stay additive.  The cost tree of each measurement (what the model does for its workload) comes from a
 caller-supplied function, so this module stays free of torch.
 """
 
@@ -24,18 +27,29 @@ from attrs import field, frozen
 from llm_perf_opt.hardware import DeviceSpec, get_device
 from llm_perf_opt.measure.compare import StageComparison, compare
 from llm_perf_opt.measure.record import Measurement, MeasurementError
-from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, CalibrationCase, fit_device_profile
+from llm_perf_opt.perf.calibrate import (
+    DEFAULT_GROUPS,
+    DEVICE_PARTS,
+    CalibrationCase,
+    fit_device_profile,
+    predict_device_seconds,
+    stage_groups,
+)
 from llm_perf_opt.perf.efficiency import DeviceProfile, default_profile
 from llm_perf_opt.perf.roofline import Rates, time_tree
 from llm_perf_opt.perf.tree import CostTree
 
 __all__ = [
     "CPU_DEVICE_ID",
+    "DeviceBusy",
     "Validation",
     "ValidationRow",
     "calibration_case",
+    "device_busy_seconds",
+    "device_comparison",
     "device_key",
     "device_spec_for",
+    "fits_overlap",
     "measured_stage_seconds",
     "predict",
     "rates_for",
@@ -122,6 +136,21 @@ def predict(tree: CostTree, rates: Rates) -> dict[str, float]:
     return dict(time_tree(tree, rates).stage_s)
 
 
+def device_busy_seconds(measurement: Measurement) -> dict[str, float]:
+    """The profiler's device busy time: ``prefill forward`` and ``decode step`` where recorded (CUDA only)."""
+    out: dict[str, float] = {}
+    if measurement.prefill_kernels is not None and measurement.prefill_kernels.device_busy_s:
+        out["prefill forward"] = measurement.prefill_kernels.device_busy_s
+    if measurement.kernels is not None and measurement.kernels.device_busy_s:
+        out["decode step"] = measurement.kernels.device_busy_s
+    return out
+
+
+def fits_overlap(measurement: Measurement) -> bool:
+    """Whether a profile fitted on this measurement overlaps host and device time: on a GPU, yes."""
+    return measurement.device.runtime == "cuda"
+
+
 def calibration_case(
     measurement: Measurement, tree: CostTree, *, counted_dtype: str, peers: Sequence[Measurement] = ()
 ) -> CalibrationCase:
@@ -131,7 +160,53 @@ def calibration_case(
         tree=tree,
         rates=rates_for(measurement, default_profile("eager"), counted_dtype=counted_dtype, peers=peers),
         measured_s=measured_stage_seconds(measurement),
+        device_busy_s=device_busy_seconds(measurement),
+        decode_steps=max(measurement.workload.max_new_tokens - 1, 0),
     )
+
+
+@frozen(kw_only=True)
+class DeviceBusy:
+    """The device side alone: the profiler's busy time against the model's device time (roofline + K * t_d)."""
+
+    part: str = field(metadata={"help": "'prefill forward' or 'decode step'"})
+    measured_s: float = field(metadata={"help": "sum of the profiled kernels' durations"})
+    predicted_s: float = field(metadata={"help": "device time under the calibrated profile"})
+    measured_kernels: int = field(metadata={"help": "kernels the profiler saw"})
+    traced_kernels: float = field(metadata={"help": "kernels the tracer counted (a decode step: the mean step)"})
+
+    @property
+    def error(self) -> float:
+        return self.predicted_s / self.measured_s - 1.0
+
+
+def device_comparison(tree: CostTree, rates: Rates, measurement: Measurement) -> tuple[DeviceBusy, ...]:
+    """:class:`DeviceBusy` for each part the measurement profiled with durations (none on a CPU)."""
+    busy = device_busy_seconds(measurement)
+    groups = stage_groups(tree, rates)
+    steps = max(measurement.workload.max_new_tokens - 1, 0)
+    counts = {"prefill forward": measurement.prefill_kernels, "decode step": measurement.kernels}
+    out = []
+    for part, stages in DEVICE_PARTS.items():
+        present = [groups[st] for st in stages if st in groups]
+        count = counts[part]
+        if part not in busy or not present or count is None or (part == "decode step" and steps <= 0):
+            continue
+        combined = present[0]
+        for extra in present[1:]:
+            combined = combined.plus(extra)
+        if part == "decode step":
+            combined = combined.scaled(1.0 / steps)
+        out.append(
+            DeviceBusy(
+                part=part,
+                measured_s=busy[part],
+                predicted_s=predict_device_seconds(combined, rates.profile),
+                measured_kernels=count.per_decode_step,
+                traced_kernels=combined.kernels,
+            )
+        )
+    return tuple(out)
 
 
 @frozen(kw_only=True)
@@ -140,6 +215,7 @@ class ValidationRow:
 
     measurement: Measurement
     traced_kernels_per_step: float | None = field(metadata={"help": "decode-stage kernels / decode steps (tracer)"})
+    device: tuple[DeviceBusy, ...] = field(default=(), metadata={"help": "device busy time, calibrated profile"})
     uncalibrated: StageComparison
     calibrated: StageComparison
     leave_one_out: StageComparison | None
@@ -177,7 +253,12 @@ def validate(
     def fit(members: Sequence[Measurement], key: str, what: str) -> DeviceProfile:
         source = f"llm-perf-opt calibrate ({what}: {', '.join(m.run_id for m in members)})"
         return fit_device_profile(
-            [cases[m.run_id] for m in members], prior=prior, device_id=key.split()[0], source=source, groups=groups
+            [cases[m.run_id] for m in members],
+            prior=prior,
+            device_id=key.split()[0],
+            source=source,
+            groups=groups,
+            overlap=fits_overlap(members[0]),
         ).profile
 
     profiles = {key: fit(members, key, "all") for key, members in by_group.items()}
@@ -189,12 +270,14 @@ def validate(
         if others:
             loo_profile = fit(others, key, "leave-one-out")
             loo = compare(predict(tree, rates_for(m, loo_profile, counted_dtype=dtype, peers=ordered)), m)
+        calibrated_rates = rates_for(m, profiles[key], counted_dtype=dtype, peers=ordered)
         rows.append(
             ValidationRow(
                 measurement=m,
                 traced_kernels_per_step=traced_kernels_per_step(tree, m.workload.max_new_tokens - 1),
+                device=device_comparison(tree, calibrated_rates, m),
                 uncalibrated=compare(predict(tree, rates_for(m, prior, counted_dtype=dtype, peers=ordered)), m),
-                calibrated=compare(predict(tree, rates_for(m, profiles[key], counted_dtype=dtype, peers=ordered)), m),
+                calibrated=compare(predict(tree, calibrated_rates), m),
                 leave_one_out=loo,
             )
         )

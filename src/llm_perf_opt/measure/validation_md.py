@@ -156,21 +156,30 @@ def _method() -> list[str]:
     return [
         "## How the numbers are made",
         "",
-        "- **Measured**: the median (or, where a measurement says so, the minimum: a CPU shared with other "
-        "processes) over the timed repeats after the warm-up runs, stage by stage and decode step by decode step. "
+        "- **Measured**: the median or, where a measurement says so, the minimum (noise from other processes on "
+        "the host only ever slows a run down, and batch-1 GPU inference is host-bound) over the timed repeats after "
+        "the warm-up runs, stage by stage and decode step by decode step. "
+        "Measurements of several attentions in one process were timed round-robin (repeat 1 of each, then repeat 2, "
+        "...), so a slow spell of the host hits them alike. "
         "Vision, projector and prefill are split inside one prefill forward by forward pre-hooks on the stage anchors "
         "(CUDA events on a GPU, `perf_counter` on a CPU); a decode step is one cached model call. "
         "Decoding is greedy and HF-style: one token per call, the device waits at the end of each step.",
         "- **Predicted**: the same model and workload traced on the meta device (bf16 byte counts, rescaled to the "
-        "run's dtype), timed by the roofline of `llm_perf_opt.perf.roofline` "
-        "(per kernel group max(compute, memory) plus kernels x per-kernel overhead). A GPU uses its hardware "
+        "run's dtype), timed by the roofline of `llm_perf_opt.perf.roofline`: per kernel group max(compute, memory), "
+        "plus kernels x per-kernel overhead (additive: the default profile, and any profile fitted on a CPU, where the "
+        "host does the work); a profile fitted on a GPU overlaps the two sides instead, stage by stage: "
+        "max(roofline + kernels x device time per kernel, kernels x host time per kernel), because the host issues "
+        "kernels while the device runs earlier ones. A GPU uses its hardware "
         "catalog entry; a CPU has none, so its roofline uses micro-benchmarks recorded with the measurements (dense "
         "matmul FLOP/s in the run's dtype for matmul and vector work, device copy bandwidth for memory; the best "
         "value among the measurements of that CPU, since other processes on the cores only ever slow them down).",
-        "- **Uncalibrated** uses the default profile (eager PyTorch: 10 us per kernel). **Calibrated** fits "
-        "efficiencies and the per-kernel overhead (`llm-perf-opt calibrate`, `llm_perf_opt/perf/calibrate.py`: "
-        "least squares on relative stage errors weighted by each stage's share of its run, alternating with which "
-        "side of each max binds; efficiencies "
+        "- **Uncalibrated** uses the default profile (eager PyTorch: 10 us per kernel, added). **Calibrated** fits "
+        "efficiencies, the host time per kernel of each stage (the stages run different host code: the encoders, the "
+        "prefill's MoE expert loop, the cached decode step) and, on a GPU, the device time per kernel "
+        "(`llm-perf-opt calibrate`, `llm_perf_opt/perf/calibrate.py`: "
+        "least squares on relative stage errors weighted by each stage's share of its run, plus the profiler's "
+        "device busy time of the prefill forward and of one decode step where recorded (weight 0.25 each), "
+        "alternating with which side of each max binds; efficiencies "
         f"bounded to (0, 1]; groups {groups}). With few measurements an in-sample fit is close by construction; "
         "the leave-one-out column is the one to trust.",
         "- Attention: the trace uses the measured decoder attention (`eager`: explicit matmuls, mask, fp32 softmax; "
@@ -178,20 +187,47 @@ def _method() -> list[str]:
         "that is what ran: SAM and CLIP call the fused op whatever the decoder uses.",
         "- On a CPU the launches per decode step are leaf aten ops that do work (views and allocations excluded), "
         "counted by `torch.profiler`: a proxy, since a CPU launches no kernels.",
+        "- Weights are random, so MoE routing is not a trained model's: with random weights similar tokens pick the "
+        "same experts, and fewer experts run than under the balanced routing the prediction assumes (the measured "
+        "prefill launches fewer kernels than traced; a batch of 4 pages decodes with the experts of one). Host time "
+        "per kernel is fitted per traced kernel, so it absorbs that difference for these workloads.",
+        "- **Device busy** (GPU): the sum of the kernels' durations that `torch.profiler` saw in one extra prefill "
+        "forward and in decode step 1, against the model's device side under the calibrated profile. At batch 1 on "
+        "an H100 the device is busy for a fraction of each stage: the host's issue rate sets the pace, which is why "
+        "the overlap form and not the roofline decides TTFT and TPOT there.",
     ]
 
 
+_HOST_STAGES = ("vision", "projector", "prefill", "decode")
+
+
 def _profiles(validation: Validation) -> list[str]:
-    head = "| device dtype | " + " | ".join(CATEGORIES) + " | memory | overhead (us/kernel) |"
-    lines = [head, "|---|" + "---:|" * (len(CATEGORIES) + 2)]
+    head = "| device dtype | " + " | ".join(CATEGORIES) + " | memory |"
+    lines = [head, "|---|" + "---:|" * (len(CATEGORIES) + 1)]
 
     def row(name: str, p: DeviceProfile) -> str:
         effs = " | ".join(f"{p.efficiency(c):.3f}" for c in CATEGORIES)
-        return f"| {name} | {effs} | {p.memory_efficiency:.3f} | {p.kernel_overhead_s * 1e6:.2f} |"
+        return f"| {name} | {effs} | {p.memory_efficiency:.3f} |"
+
+    def overhead_row(name: str, p: DeviceProfile) -> str:
+        host = " | ".join(f"{p.kernel_overhead(st) * 1e6:.2f}" for st in _HOST_STAGES)
+        device = f"{p.device_kernel_s * 1e6:.2f}" if p.overlap else "-"
+        return f"| {name} | {'overlap (max)' if p.overlap else 'additive (sum)'} | {host} | {device} |"
 
     lines.append(row("uncalibrated default", validation.prior))
     for key in sorted(validation.profiles):
         lines.append(row(key, validation.profiles[key]))
+    lines += [
+        "",
+        "Per-kernel times, microseconds (host: issuing one kernel in that stage; device: a kernel's own time beyond "
+        "its roofline, counted with overlap only):",
+        "",
+        "| device dtype | host and device | host vision | host projector | host prefill | host decode | device |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        overhead_row("uncalibrated default", validation.prior),
+    ]
+    for key in sorted(validation.profiles):
+        lines.append(overhead_row(key, validation.profiles[key]))
     lines += ["", "Profiles fitted on:"]
     lines += [f"- {key}: {validation.profiles[key].source}" for key in sorted(validation.profiles)]
     return lines
@@ -223,6 +259,16 @@ def _measurement_section(r: ValidationRow) -> list[str]:
             f"- micro-benchmarks: matmul {m.device.matmul_flops_per_s / 1e9:.1f} GFLOP/s ({m.dtype}), "
             f"copy {m.device.memory_bytes_per_s / 1e9:.1f} GB/s"
         )
+    if m.prefill_kernels is not None:
+        lines.append(
+            f"- launches per prefill forward: {m.prefill_kernels.per_decode_step} measured; {_traced_prefill(r)}"
+        )
+    for d in r.device:
+        lines.append(
+            f"- device busy, {d.part}: {_ms(d.measured_s)} ms measured ({d.measured_kernels} kernels), "
+            f"{_ms(d.predicted_s)} ms predicted with the calibrated profile ({d.traced_kernels:.0f} kernels, "
+            f"{_err(d.error)})"
+        )
     if m.notes:
         lines.append(f"- notes: {m.notes}")
     lines += [
@@ -239,3 +285,8 @@ def _measurement_section(r: ValidationRow) -> list[str]:
             f"{'-' if loo is None else _ms(loo.predicted_s)} | {'-' if loo is None else _err(loo.error)} |"
         )
     return lines
+
+
+def _traced_prefill(r: ValidationRow) -> str:
+    found = next((d for d in r.device if d.part == "prefill forward"), None)
+    return "traced: see the device line" if found is None else f"traced {found.traced_kernels:.0f}"
