@@ -4,13 +4,15 @@
 #
 #   bash benchmarks/gpu_measure.sh
 #
-# Runs `llm-perf-opt measure` for the built-in deepseek-ocr-v1-base (random weights, bf16):
+# Runs `llm-perf-opt measure` for the built-in deepseek-ocr-v1-base (random weights, bf16, --routing balanced: the MoE
+# runs the balanced expert slices the predictions assume - random weights would send similar tokens to the same
+# experts - while the host still reads the gate's counts once per layer, as upstream does):
 #   * dsocr-standard-v1 (Gundam, 2x2 crops, S=703) and dsocr-base-v1 (Base mode, S=283), 512 new tokens each, eager
 #     and SDPA decoder attention timed round-robin in one process per workload (a slow spell of the host - batch-1
 #     decoding is host-bound - then hits both attentions alike), 1 warm-up run each (prefill + 32 decode steps) and
 #     REPEATS timed runs summarised by their minimum (host noise only ever slows a run down);
-#   * an out-of-sample point: dsocr-base-v1 at batch 4 with 128 new tokens, SDPA (more experts active per decode
-#     step, a different host/device balance).
+#   * dsocr-base-v1 at batch 4 with 128 new tokens, SDPA: 24 experts per MoE layer in a decode step instead of 6, a
+#     different mix of kernels behind the per-stage host times.
 # Then it regenerates docs/validation.md from benchmarks/measurements/*.json unless SKIP_DOC=1 (the page traces every
 # measured workload on the meta device: about two minutes; regenerate it where CI's torch runs). Commit the new JSON
 # files and the page afterwards.
@@ -33,7 +35,7 @@ measure() {  # measure CAP_SECONDS ARGS...
   local cap=$1
   shift
   timeout "$cap" "$PY" -c 'import sys; from llm_perf_opt.cli import main; main(sys.argv[1:])' \
-    measure --model deepseek-ocr-v1-base --runtime-device cuda --dtype bf16 --statistic min \
+    measure --model deepseek-ocr-v1-base --runtime-device cuda --dtype bf16 --statistic min --routing balanced \
     --warmup 1 --warmup-decode-steps 32 --repeats "${REPEATS:-3}" ${device_flag[@]+"${device_flag[@]}"} \
     --notes "benchmarks/gpu_measure.sh" "$@"
 }

@@ -25,16 +25,25 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
     from llm_perf_opt.core import atomic_write_text
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype
     from llm_perf_opt.measure.record import load_measurement
-    from llm_perf_opt.measure.validation import calibration_case, device_key, fits_overlap, predict, rates_for
+    from llm_perf_opt.measure.validation import (
+        calibration_case,
+        device_key,
+        fits_overlap,
+        group_key,
+        predict,
+        rates_for,
+    )
     from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, PER_CATEGORY_GROUPS, fit_device_profile
     from llm_perf_opt.perf.efficiency import default_profile
 
     measurements = [load_measurement(f) for f in files]
-    keys = sorted({(device_key(m), m.dtype) for m in measurements})
-    if len(keys) != 1:
-        found = ", ".join(f"{d} {t}" for d, t in keys)
-        raise UserError(f"calibrate fits one device and dtype at a time, got {found}; pass the files of one of them")
-    device, dtype = keys[0]
+    groups = sorted({group_key(m) for m in measurements})  # the grouping validation-doc fits by
+    if len(groups) != 1:
+        raise UserError(
+            f"calibrate fits one device, dtype and MoE routing at a time, got {', '.join(groups)}; "
+            "pass the files of one of them"
+        )
+    device, dtype = device_key(measurements[0]), measurements[0].dtype
     trees = {m.run_id: cost_tree(m) for m in measurements}
     cases = [
         calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m), peers=measurements) for m in measurements

@@ -81,6 +81,13 @@ def resolve_workload(
     show_default=True,
     help="decoder attention; give it twice to time both round-robin in one process (--out then needs {attention})",
 )
+@click.option(
+    "--routing",
+    type=click.Choice(["gate", "balanced"]),
+    default="gate",
+    show_default=True,
+    help="MoE slice sizes: the random gate's own decisions, or the balanced model predictions assume",
+)
 @click.option("--warmup", type=int, default=1, show_default=True, help="untimed warm-up runs")
 @click.option("--warmup-decode-steps", type=int, default=None, help="decode steps per warm-up run [all]")
 @click.option("--repeats", type=int, default=3, show_default=True, help="timed runs")
@@ -114,6 +121,7 @@ def measure(
     batch: int | None,
     dtype: str | None,
     attentions: tuple[str, ...],
+    routing: str,
     warmup: int,
     warmup_decode_steps: int | None,
     repeats: int,
@@ -152,6 +160,7 @@ def measure(
         runtime_device="cuda" if runtime_device == "cuda" else "cpu",
         dtype=dtype or ("bf16" if runtime_device == "cuda" else "fp32"),
         attention="sdpa" if chosen[0] == "sdpa" else "eager",
+        routing="balanced" if routing == "balanced" else "gate",
         warmup_runs=warmup,
         warmup_decode_steps=warmup_decode_steps,
         repeats=repeats,

@@ -3,7 +3,8 @@
 One *run* of a workload = one prefill forward (images in, logits out) and ``max_new_tokens - 1`` decode steps, greedy,
 HF style: each step feeds the argmax token of the previous logits, one cached model call per token, and waits for the
 device at the end of the step (HF's stopping check does the same).  Weights are random (no checkpoint); the MoE takes
-its slice sizes from its own gate, as upstream does (one host read per MoE layer).
+its slice sizes from its own gate, as upstream does (one host read per MoE layer), or with ``routing="balanced"``
+from the balanced routing model the predictions assume (the host read stays).
 
 Timing: warm-up runs first (discarded), then ``repeats`` timed runs.  The prefill is split into vision, projector and
 prefill by :class:`~llm_perf_opt.measure.clock.StageMarks` (forward pre-hooks on the stage anchors; the op sequence is
@@ -38,7 +39,9 @@ from llm_perf_opt.measure.clock import Clock, StageMarks, make_clock, stage_anch
 from llm_perf_opt.measure.environment import describe_device, software_record, torch_dtype
 from llm_perf_opt.measure.record import KernelCount, Measurement, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.workloads.routing import RoutingModel
 
 __all__ = [
     "CPU_FREE_OPS",
@@ -94,6 +97,12 @@ class HarnessOptions:
     runtime_device: Literal["cpu", "cuda"] = field(default="cpu", metadata={"help": "torch device type"})
     dtype: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16"})
     attention: Literal["eager", "sdpa"] = field(default="eager", metadata={"help": "decoder attention"})
+    routing: Literal["gate", "balanced"] = field(
+        default="gate",
+        metadata={
+            "help": "MoE slice sizes: the random gate's decisions, or the balanced routing model predictions use"
+        },
+    )
     warmup_runs: int = field(default=1, metadata={"help": "untimed runs before the timed ones"})
     warmup_decode_steps: int | None = field(default=None, metadata={"help": "decode steps per warm-up (None: all)"})
     repeats: int = field(default=3, metadata={"help": "timed runs"})
@@ -178,17 +187,20 @@ def _measure(
     models = {a: build_model(config, device=device, dtype=dtype, attn_implementation=a) for a in attentions}
     inputs = build_inputs(config, workload, device=device, dtype=dtype)
     clock = make_clock(device)
+    routing = RoutingModel.balanced() if options.routing == "balanced" else None
     runs: dict[str, list[StageTimings]] = {a: [] for a in attentions}
     launches: dict[str, tuple[KernelCount | None, KernelCount | None]] = {}
     with torch.inference_mode():
         for model in models.values():
             for _ in range(options.warmup_runs):
-                time_run(model, inputs, clock, decode_steps=options.warmup_decode_steps)
+                time_run(model, inputs, clock, decode_steps=options.warmup_decode_steps, routing=routing)
         for _ in range(options.repeats):
             for attention, model in models.items():
-                runs[attention].append(time_run(model, inputs, clock))
+                runs[attention].append(time_run(model, inputs, clock, routing=routing))
         for attention, model in models.items():
-            launches[attention] = profile_launches(model, inputs) if options.profile_kernels else (None, None)
+            launches[attention] = (
+                profile_launches(model, inputs, routing=routing) if options.profile_kernels else (None, None)
+            )
     device_record = describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark)
     software = software_record()
     done = datetime.now(UTC)
@@ -202,6 +214,7 @@ def _measure(
             software=software,
             dtype=options.dtype,
             attention=attention,
+            routing=options.routing,
             warmup_runs=options.warmup_runs,
             clock=clock.name,
             statistic=options.statistic,
@@ -230,21 +243,27 @@ def _greedy(logits: Tensor) -> Tensor:
 
 
 def time_run(
-    model: DeepseekOCRForCausalLM, inputs: WorkloadInputs, clock: Clock, *, decode_steps: int | None = None
+    model: DeepseekOCRForCausalLM,
+    inputs: WorkloadInputs,
+    clock: Clock,
+    *,
+    decode_steps: int | None = None,
+    routing: ExpertRouting | None = None,
 ) -> StageTimings:
-    """One timed run: the prefill split by stage, then each decode step (``decode_steps``: fewer, for warm-ups)."""
+    """One timed run: the prefill split by stage, then each decode step (``decode_steps``: fewer, for warm-ups);
+    ``routing`` sets the MoE slice sizes (None: the gate's)."""
     steps = inputs.num_decode_steps if decode_steps is None else min(decode_steps, inputs.num_decode_steps)
     cuda = inputs.device.type == "cuda"
     cache = inputs.new_cache()
     marks = StageMarks(clock, stage_anchors(model))
     with marks.recording():
-        out = model(**inputs.prefill.kwargs(), past_key_values=cache)
+        out = model(**inputs.prefill.kwargs(), past_key_values=cache, routing=routing)
     token = _greedy(out.logits)
     step_marks: list[tuple[Any, Any]] = []
     for step in range(1, steps + 1):
         position_ids = inputs.decode_step(step).position_ids
         start = clock.mark()
-        out = model(input_ids=token, position_ids=position_ids, past_key_values=cache)
+        out = model(input_ids=token, position_ids=position_ids, past_key_values=cache, routing=routing)
         end = clock.mark()
         token = _greedy(out.logits)
         if cuda:
@@ -260,28 +279,32 @@ def time_run(
     )
 
 
-def count_decode_launches(model: DeepseekOCRForCausalLM, inputs: WorkloadInputs) -> KernelCount | None:
+def count_decode_launches(
+    model: DeepseekOCRForCausalLM, inputs: WorkloadInputs, *, routing: ExpertRouting | None = None
+) -> KernelCount | None:
     """Launches of decode step 1 under ``torch.profiler`` (None when the profiler cannot run here)."""
-    return profile_launches(model, inputs)[1]
+    return profile_launches(model, inputs, routing=routing)[1]
 
 
 def profile_launches(
-    model: DeepseekOCRForCausalLM, inputs: WorkloadInputs
+    model: DeepseekOCRForCausalLM, inputs: WorkloadInputs, *, routing: ExpertRouting | None = None
 ) -> tuple[KernelCount | None, KernelCount | None]:
     """Launches (and, on CUDA, device busy seconds) of one prefill forward and of decode step 1 under
     ``torch.profiler``; None for a part the profiler cannot see here (or a workload without decode steps)."""
     cuda = inputs.device.type == "cuda"
     cache = inputs.new_cache()
-    prefill_events = _profiled(lambda: model(**inputs.prefill.kwargs(), past_key_values=cache), cuda=cuda)
+    prefill_events = _profiled(
+        lambda: model(**inputs.prefill.kwargs(), past_key_values=cache, routing=routing), cuda=cuda
+    )
     prefill = _launches(prefill_events, cuda=cuda, step=0) if prefill_events is not None else None
     if not inputs.num_decode_steps:
         return prefill, None
     with torch.inference_mode():
-        out = model(**inputs.prefill.kwargs(), past_key_values=(cache := inputs.new_cache()))
+        out = model(**inputs.prefill.kwargs(), past_key_values=(cache := inputs.new_cache()), routing=routing)
     token = _greedy(out.logits)
     position_ids = inputs.decode_step(1).position_ids
     decode_events = _profiled(
-        lambda: model(input_ids=token, position_ids=position_ids, past_key_values=cache), cuda=cuda
+        lambda: model(input_ids=token, position_ids=position_ids, past_key_values=cache, routing=routing), cuda=cuda
     )
     decode = _launches(decode_events, cuda=cuda, step=1) if decode_events is not None else None
     return prefill, decode

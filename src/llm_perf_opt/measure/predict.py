@@ -4,7 +4,9 @@ The tracer builds the model in bf16 (:data:`TRACE_DTYPE`), so byte counts are bf
 them to the measured dtype (``Rates.bytes_scale``).  The traced tree is built with the measured decoder attention
 (``eager`` or ``sdpa``) and every ``F.scaled_dot_product_attention`` call is recorded as one fused op - which is what
 ran: SAM and CLIP call that op whatever the decoder uses, so an eager measurement is *not* traced with SAM's attention
-decomposed into its math.  Traces are cached per (model, workload, attention) in the process.
+decomposed into its math.  MoE routing is the tracer's balanced model: exactly what a ``--routing balanced``
+measurement ran, and an approximation of a gate-routed one (random weights concentrate tokens on fewer experts).
+Traces are cached per (model, workload, attention) in the process.
 """
 
 from __future__ import annotations

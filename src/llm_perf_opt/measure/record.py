@@ -195,6 +195,13 @@ class Measurement:
     software: SoftwareRecord = field(metadata={"help": "versions"})
     dtype: str = field(metadata={"help": "activation and weight dtype (fp32, bf16, fp16)"})
     attention: Literal["eager", "sdpa"] = field(metadata={"help": "decoder attention implementation"})
+    routing: Literal["gate", "balanced"] = field(
+        default="gate",
+        metadata={
+            "help": "MoE slice sizes: 'gate' (the random weights' own gate decisions) or 'balanced' (the balanced "
+            "routing model that predictions assume)"
+        },
+    )
     warmup_runs: int = field(metadata={"help": "untimed runs of the whole workload before the timed ones"})
     clock: str = field(metadata={"help": "how time was taken (cuda-events, or perf_counter)"})
     statistic: Literal["median", "min"] = field(
@@ -228,7 +235,10 @@ class Measurement:
 
     def label(self) -> str:
         """``deepseek-ocr-v1-tiny / tiny mode ... / cpu fp32 eager`` one-liner for tables and messages."""
-        return f"{self.model} / {self.workload.describe()} / {self.device.runtime} {self.dtype} {self.attention}"
+        routing = "" if self.routing == "gate" else f", {self.routing} routing"
+        return (
+            f"{self.model} / {self.workload.describe()} / {self.device.runtime} {self.dtype} {self.attention}{routing}"
+        )
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

@@ -50,6 +50,7 @@ __all__ = [
     "device_key",
     "device_spec_for",
     "fits_overlap",
+    "group_key",
     "measured_stage_seconds",
     "predict",
     "rates_for",
@@ -224,12 +225,16 @@ class ValidationRow:
 @frozen(kw_only=True)
 class Validation:
     rows: tuple[ValidationRow, ...] = field(metadata={"help": "one per measurement, sorted by device then run id"})
-    profiles: Mapping[str, DeviceProfile] = field(metadata={"help": "'device dtype' -> profile fitted on all of it"})
+    profiles: Mapping[str, DeviceProfile] = field(metadata={"help": "group_key -> profile fitted on all of it"})
     prior: DeviceProfile = field(metadata={"help": "the uncalibrated profile"})
 
 
-def _group(m: Measurement) -> str:
-    return f"{device_key(m)} {m.dtype}"
+def group_key(m: Measurement) -> str:
+    """Measurements fitted together: one device, one dtype, one MoE routing (``h100-sxm bf16``, or
+    ``h100-sxm bf16 balanced-routing``): a profile's host time per kernel is fitted per traced kernel, and the
+    routing decides how many kernels really ran."""
+    routing = "" if m.routing == "gate" else f" {m.routing}-routing"
+    return f"{device_key(m)} {m.dtype}{routing}"
 
 
 def validate(
@@ -241,11 +246,11 @@ def validate(
 ) -> Validation:
     """Uncalibrated, calibrated and leave-one-out comparisons for every measurement."""
     prior = default_profile("eager")
-    ordered = sorted(measurements, key=lambda m: (_group(m), m.run_id))
+    ordered = sorted(measurements, key=lambda m: (group_key(m), m.run_id))
     trees = {m.run_id: tree_for(m) for m in ordered}
     by_group: dict[str, list[Measurement]] = {}
     for m in ordered:
-        by_group.setdefault(_group(m), []).append(m)
+        by_group.setdefault(group_key(m), []).append(m)
     cases = {
         m.run_id: calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m), peers=ordered) for m in ordered
     }
@@ -264,7 +269,7 @@ def validate(
     profiles = {key: fit(members, key, "all") for key, members in by_group.items()}
     rows = []
     for m in ordered:
-        tree, dtype, key = trees[m.run_id], counted_dtype(m), _group(m)
+        tree, dtype, key = trees[m.run_id], counted_dtype(m), group_key(m)
         others = [o for o in by_group[key] if o.run_id != m.run_id]
         loo = None
         if others:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llm_perf_opt.measure.compare import StageComparison
-from llm_perf_opt.measure.validation import Validation, ValidationRow
+from llm_perf_opt.measure.record import Measurement
+from llm_perf_opt.measure.validation import Validation, ValidationRow, group_key
 from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS
 from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile
 
@@ -79,8 +80,8 @@ def render_validation(validation: Validation, *, source_dir: str, command: str) 
         "## Summary",
         "",
         "Error = predicted / measured - 1 (positive: the prediction is too slow). *uncal*: default efficiencies; "
-        "*cal*: profile fitted on all measurements of the device and dtype (in-sample); *LOO*: profile fitted on the "
-        "other measurements of the device and dtype (out-of-sample).",
+        "*cal*: profile fitted on all measurements of the same device, dtype and MoE routing (in-sample); *LOO*: "
+        "profile fitted on the other measurements of that group (out-of-sample).",
         "",
         "| measurement | device | attention | workload | TTFT uncal | TTFT cal | TTFT LOO | TPOT uncal | TPOT cal "
         "| TPOT LOO |",
@@ -89,7 +90,7 @@ def render_validation(validation: Validation, *, source_dir: str, command: str) 
     for r in rows:
         m = r.measurement
         lines.append(
-            f"| `{m.run_id}` | {m.device.name} ({m.dtype}) | {m.attention} | {m.workload.describe()} | "
+            f"| `{m.run_id}` | {m.device.name} ({m.dtype}) | {_attention(m)} | {m.workload.describe()} | "
             f"{_row_err(r.uncalibrated, 'ttft')} | {_row_err(r.calibrated, 'ttft')} | "
             f"{_row_err(r.leave_one_out, 'ttft')} | {_row_err(r.uncalibrated, 'tpot')} | "
             f"{_row_err(r.calibrated, 'tpot')} | {_row_err(r.leave_one_out, 'tpot')} |"
@@ -111,6 +112,11 @@ def render_validation(validation: Validation, *, source_dir: str, command: str) 
     return "\n".join(lines) + "\n"
 
 
+def _attention(m: Measurement) -> str:
+    """``sdpa``, or ``sdpa, balanced routing`` when the MoE ran the balanced routing model."""
+    return m.attention if m.routing == "gate" else f"{m.attention}, {m.routing} routing"
+
+
 def _status(rows: Sequence[ValidationRow], gpu: Sequence[ValidationRow]) -> list[str]:
     cpu = len(rows) - len(gpu)
     out = [f"- {len(rows)} measurement(s): {len(gpu)} on a GPU, {cpu} on a CPU."]
@@ -127,11 +133,15 @@ def _status(rows: Sequence[ValidationRow], gpu: Sequence[ValidationRow]) -> list
     else:
         devices = sorted({f"{r.measurement.device.name} ({r.measurement.device.device_id})" for r in gpu})
         out.append(f"- GPUs measured: {', '.join(devices)}.")
-        out.append(
-            f"- GPU goal, TTFT and TPOT within +-{GOAL:.0%} after calibration: "
-            + "; ".join(_goal_count(gpu, which) for which in ("calibrated", "leave_one_out"))
-            + "."
-        )
+        groups = sorted({group_key(r.measurement) for r in gpu})
+        for key in groups:
+            members = [r for r in gpu if group_key(r.measurement) == key]
+            scope = "" if len(groups) == 1 else f" ({key}: {len(members)} measurement(s), fitted together)"
+            out.append(
+                f"- GPU goal, TTFT and TPOT within +-{GOAL:.0%} after calibration{scope}: "
+                + "; ".join(_goal_count(members, which) for which in ("calibrated", "leave_one_out"))
+                + "."
+            )
     return out
 
 
@@ -187,10 +197,17 @@ def _method() -> list[str]:
         "that is what ran: SAM and CLIP call the fused op whatever the decoder uses.",
         "- On a CPU the launches per decode step are leaf aten ops that do work (views and allocations excluded), "
         "counted by `torch.profiler`: a proxy, since a CPU launches no kernels.",
-        "- Weights are random, so MoE routing is not a trained model's: with random weights similar tokens pick the "
-        "same experts, and fewer experts run than under the balanced routing the prediction assumes (the measured "
-        "prefill launches fewer kernels than traced; a batch of 4 pages decodes with the experts of one). Host time "
-        "per kernel is fitted per traced kernel, so it absorbs that difference for these workloads.",
+        "- Weights are random, so MoE routing is not a trained model's. With the random gate's own decisions "
+        "(*gate* routing, the default of `measure`) similar tokens pick the same experts and fewer experts run than "
+        "under the balanced routing the prediction assumes: the prefill launches about 20% fewer kernels than traced "
+        "and a batch of 4 pages decodes with the experts of one (that point is kept in `excluded/`). Host time per "
+        "kernel is fitted per traced kernel, so a gate-routed profile absorbs the difference and suits only "
+        "gate-routed runs. `measure --routing balanced` runs the balanced expert slices instead (the host still "
+        "reads the gate's counts once per layer, as upstream does): launches then match the trace within 1-4%. "
+        "Each routing is fitted as its own group.",
+        "- The device side of a GPU profile (efficiencies, device time per kernel) is weakly identified at batch 1: "
+        "the host sets the pace, and only the device busy time constrains it, so the fitted values trade against "
+        "each other (an efficiency at its bound of 1.0 is such a trade, not a measured peak).",
         "- **Device busy** (GPU): the sum of the kernels' durations that `torch.profiler` saw in one extra prefill "
         "forward and in decode step 1, against the model's device side under the calibrated profile. At batch 1 on "
         "an H100 the device is busy for a fraction of each stage: the host's issue rate sets the pace, which is why "
@@ -254,6 +271,13 @@ def _measurement_section(r: ValidationRow) -> list[str]:
         f"- spread over the timed runs: TTFT {_spread([run.ttft_s for run in m.runs])} ms, "
         f"TPOT {_spread([run.tpot_s or 0.0 for run in m.runs])} ms",
     ]
+    steps = sorted(step for run in m.runs for step in run.decode_steps_s)
+    if len(steps) >= 10:
+        q = [steps[round(f * (len(steps) - 1))] for f in (0.1, 0.5, 0.9)]
+        lines.append(
+            f"- decode steps of all timed runs: p10 {_ms(q[0])}, median {_ms(q[1])}, p90 {_ms(q[2])} ms "
+            "(the same work every step: a wide spread is the host, not the model)"
+        )
     if m.device.matmul_flops_per_s is not None and m.device.memory_bytes_per_s is not None:
         lines.append(
             f"- micro-benchmarks: matmul {m.device.matmul_flops_per_s / 1e9:.1f} GFLOP/s ({m.dtype}), "

@@ -9,7 +9,8 @@ meta device.  Here the slice sizes come from a *routing model* (any object with 
 when one is given, and always on meta (``RoutingModel.balanced()`` by default).  Off meta with ``routing=None``
 the real gate decisions are used, which is upstream's exact computation (one host sync per MoE layer).  With a
 routing model the slice sizes follow it everywhere, so the costs are the routing model's and the numbers are not
-the trained model's.
+the trained model's; off meta the host still reads the gate's counts once per layer, so the host waits where
+upstream's does.
 """
 
 from __future__ import annotations
@@ -138,8 +139,10 @@ class DeepseekV2MoE(nn.Module):
         self, tokens_per_expert: Tensor, *, num_tokens: int, routing: ExpertRouting | None
     ) -> Sequence[int]:
         num_experts, top_k = len(self.experts), self.num_experts_per_tok
-        if routing is None and tokens_per_expert.device.type != "meta":
-            return [int(n) for n in tokens_per_expert.cpu().tolist()]  # upstream's host sync (real devices only)
+        if tokens_per_expert.device.type != "meta":
+            gate_sizes = [int(n) for n in tokens_per_expert.cpu().tolist()]  # upstream's host sync (real devices)
+            if routing is None:
+                return gate_sizes
         if routing is None:
             routing = DEFAULT_ROUTING
         sizes = tuple(
