@@ -18,13 +18,14 @@ def test_measure_writes_a_loadable_file(tmp_path: Path) -> None:
     args = [
         "measure", "--model", "deepseek-ocr-v1-tiny", "--runtime-device", "cpu", "--mode", "tiny", "--page", "512x512",
         "--max-new-tokens", "2", "--warmup", "0", "--repeats", "1", "--no-benchmark", "--no-profile",
-        "--attention", "sdpa", "--statistic", "min", "--out", str(out),
+        "--attention", "sdpa", "--statistic", "min", "--routing", "balanced", "--out", str(out),
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     m = load_measurement(out)
     assert (m.attention, m.dtype, m.device.threads, m.workload.seq_len) == ("sdpa", "fp32", 1, 83)
-    assert m.statistic == "min"
+    assert m.statistic == "min" and m.routing == "balanced"
+    assert m.label().endswith("cpu fp32 sdpa, balanced routing")
     assert m.kernels is None and m.device.matmul_flops_per_s is None
     assert "TTFT" in result.output and str(out) in result.output
 

@@ -212,6 +212,29 @@ def test_meta_moe_slices_follow_the_routing_model() -> None:
         assert sum(rows) == tokens * k  # 83 * 2 = 166: MoE FLOPs do not depend on routing
 
 
+def test_real_moe_slices_follow_a_routing_model_and_keep_the_host_read() -> None:
+    """Off meta a routing model sets the slice sizes too (``measure --routing balanced``), and the host still reads
+    the gate's counts once per MoE layer, as upstream does."""
+    torch.manual_seed(0)
+    model = build_model(TINY, device="cpu", dtype=torch.float32)
+    inputs = _inputs(NO_CROPS, "cpu", torch.float32)
+    tokens, experts, k = inputs.seq_len, TINY.n_routed_experts, TINY.num_experts_per_tok
+    moe_layers = TINY.num_hidden_layers - TINY.first_k_dense_replace
+    reads: list[int] = []
+    real_cpu = torch.Tensor.cpu
+
+    def counting_cpu(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        reads.append(self.numel())
+        return real_cpu(self, *args, **kwargs)
+
+    routing = RoutingModel.balanced()
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.Tensor, "cpu", counting_cpu)
+        rows = _expert_rows(model, 2, lambda: model(**inputs.prefill.kwargs(), routing=routing))
+    assert tuple(rows) == routing.expert_counts(layer_idx=2, num_tokens=tokens, num_experts=experts, top_k=k)
+    assert reads.count(experts) == moe_layers  # one read of the per-expert counts per MoE layer
+
+
 class _BadRouting:
     def expert_counts(self, *, layer_idx: int, num_tokens: int, num_experts: int, top_k: int) -> tuple[int, ...]:
         return (num_tokens,) * num_experts
