@@ -149,10 +149,7 @@ def stage_groups(tree: CostTree, rates: Rates) -> dict[str, StageGroups]:
 def predict_stage_seconds(groups: StageGroups, profile: DeviceProfile, *, stage: str = "other") -> float:
     """One stage under ``profile`` (equals ``time_tree``'s stage seconds): the roofline sum plus the kernels' overhead,
     or with the profile's ``overlap`` the larger of device and host time."""
-    roof = sum(
-        max(a / profile.efficiency(cat), m / profile.memory_efficiency)
-        for cat, a, m in zip(groups.categories, groups.compute_s, groups.memory_s, strict=True)
-    )
+    roof = _roofline_sum(groups, profile)
     host = groups.kernels * profile.kernel_overhead(stage)
     if profile.overlap:
         return max(roof + groups.kernels * profile.device_kernel_s, host)
@@ -161,11 +158,15 @@ def predict_stage_seconds(groups: StageGroups, profile: DeviceProfile, *, stage:
 
 def predict_device_seconds(groups: StageGroups, profile: DeviceProfile) -> float:
     """The device side of ``groups``: roofline sum plus ``K * t_d`` (what a profiler's kernel durations add up to)."""
-    roof = sum(
+    return _roofline_sum(groups, profile) + groups.kernels * profile.device_kernel_s
+
+
+def _roofline_sum(groups: StageGroups, profile: DeviceProfile) -> float:
+    """``sum_j max(A_j / eta_c(j), M_j / eta_m)`` over the groups."""
+    return sum(
         max(a / profile.efficiency(cat), m / profile.memory_efficiency)
         for cat, a, m in zip(groups.categories, groups.compute_s, groups.memory_s, strict=True)
     )
-    return roof + groups.kernels * profile.device_kernel_s
 
 
 DEVICE_PARTS: Mapping[str, tuple[str, ...]] = {

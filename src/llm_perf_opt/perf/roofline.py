@@ -30,7 +30,8 @@ waits inside a stage (upstream's MoE reads its expert counts once per layer), wh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from attrs import field, frozen
 
@@ -307,22 +308,8 @@ def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
     if rates.profile.overlap:
         return _time_tree_overlapped(tree, rates, own, roots)
     own_times = {nid: _own_node_time(costs, rates, stage_of(nid)) for nid, costs in own.items()}
-    done: dict[str, NodeTime] = {}
-
-    def visit(nid: str, trail: frozenset[str]) -> NodeTime:
-        if nid in done:
-            return done[nid]
-        if nid in trail:
-            raise UserError(f"cost tree has a cycle through {nid!r}; each node must have one parent")
-        result = own_times[nid]
-        for child in tree[nid].children:
-            result = _plus(result, visit(child, trail | {nid}))
-        done[nid] = result
-        return result
-
-    total = sum(visit(r, frozenset()).total_s for r in roots)
-    for nid in tree:  # nodes unreachable from a root can only sit on a cycle
-        visit(nid, frozenset())
+    done = _inclusive(tree, own_times, _plus, roots)
+    total = sum(done[r].total_s for r in roots)
     stage_s: dict[str, float] = {}
     for nid, t in own_times.items():
         stage = stage_of(nid)
@@ -330,30 +317,40 @@ def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
     return TimedTree(nodes=done, total_s=total, stage_s=stage_s)
 
 
-def _time_tree_overlapped(
-    tree: CostTree, rates: Rates, own: Mapping[str, Mapping[str, Cost]], roots: Iterable[str]
-) -> TimedTree:
-    own_sides = {nid: _own_sides(costs, rates, stage_of(nid)) for nid, costs in own.items()}
-    sides: dict[str, _Sides] = {}
-    done: dict[str, NodeTime] = {}
+_T = TypeVar("_T")
 
-    def visit(nid: str, trail: frozenset[str]) -> _Sides:
-        if nid in sides:
-            return sides[nid]
+
+def _inclusive(
+    tree: CostTree, own: Mapping[str, _T], plus: Callable[[_T, _T], _T], roots: Iterable[str]
+) -> dict[str, _T]:
+    """Every node's own value plus its children's inclusive values (depth first from the roots; a cycle is a
+    :class:`UserError`)."""
+    done: dict[str, _T] = {}
+
+    def visit(nid: str, trail: frozenset[str]) -> _T:
+        if nid in done:
+            return done[nid]
         if nid in trail:
             raise UserError(f"cost tree has a cycle through {nid!r}; each node must have one parent")
-        result = own_sides[nid]
-        kids = [visit(child, trail | {nid}) for child in tree[nid].children]
-        for kid in kids:
-            result = result.plus(kid)
-        done[nid] = result.node_time(own_s=own_sides[nid].node_time(own_s=0.0).total_s)
-        sides[nid] = result
+        result = own[nid]
+        for child in tree[nid].children:
+            result = plus(result, visit(child, trail | {nid}))
+        done[nid] = result
         return result
 
     for r in roots:
         visit(r, frozenset())
-    for nid in tree:
+    for nid in tree:  # nodes unreachable from a root can only sit on a cycle
         visit(nid, frozenset())
+    return done
+
+
+def _time_tree_overlapped(
+    tree: CostTree, rates: Rates, own: Mapping[str, Mapping[str, Cost]], roots: Iterable[str]
+) -> TimedTree:
+    own_sides = {nid: _own_sides(costs, rates, stage_of(nid)) for nid, costs in own.items()}
+    sides = _inclusive(tree, own_sides, _Sides.plus, roots)
+    done = {nid: side.node_time(own_s=own_sides[nid].node_time(own_s=0.0).total_s) for nid, side in sides.items()}
     stage_sides: dict[str, _Sides] = {}
     for nid, side in own_sides.items():
         stage = stage_of(nid)
