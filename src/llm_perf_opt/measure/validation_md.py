@@ -205,6 +205,9 @@ def _method() -> list[str]:
         "gate-routed runs. `measure --routing balanced` runs the balanced expert slices instead (the host still "
         "reads the gate's counts once per layer, as upstream does): launches then match the trace within 1-4%. "
         "Each routing is fitted as its own group.",
+        "- Host time per kernel is one value per stage. When a stage's mix of kernels changes, a fit from other "
+        "workloads misses: decode at batch 4 runs 24 experts per MoE layer instead of 6, and those expert-loop "
+        "kernels cost less host time than the rest of the step, so a batch-1 fit over-predicts its TPOT.",
         "- The device side of a GPU profile (efficiencies, device time per kernel) is weakly identified at batch 1: "
         "the host sets the pace, and only the device busy time constrains it, so the fitted values trade against "
         "each other (an efficiency at its bound of 1.0 is such a trade, not a measured peak).",
