@@ -16,6 +16,7 @@ from attrs import field, frozen
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.core.counts import COST_FIELDS
+from llm_perf_opt.core.paths import split_module_path
 
 __all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id", "vec"]
 
@@ -26,21 +27,8 @@ Vec = list[int]
 
 @lru_cache(maxsize=8192)
 def components(path: str) -> tuple[str, ...]:
-    """Split a module path on dots outside braces: ``a.{1..11}.b`` -> ``[a, {1..11}, b]``."""
-    if "{" not in path:
-        return tuple(path.split("."))
-    parts: list[str] = []
-    depth, start = 0, 0
-    for i, ch in enumerate(path):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif ch == "." and depth == 0:
-            parts.append(path[start:i])
-            start = i + 1
-    parts.append(path[start:])
-    return tuple(parts)
+    """Split a module path on dots outside braces: ``a.{1..11}.b`` -> ``(a, {1..11}, b)``."""
+    return split_module_path(path)
 
 
 @lru_cache(maxsize=8192)

@@ -18,6 +18,7 @@ from attrs import field, frozen
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.core.counts import COST_FIELDS
+from llm_perf_opt.core.paths import split_module_path
 
 __all__ = [
     "ROOT_ID",
@@ -92,18 +93,7 @@ def stage_of(node_id: str) -> str:
 
 def id_components(path: str) -> list[str]:
     """Split a module path on dots outside braces: ``a.{1..11}.b`` -> ``[a, {1..11}, b]``."""
-    parts: list[str] = []
-    depth, start = 0, 0
-    for i, ch in enumerate(path):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif ch == "." and depth == 0:
-            parts.append(path[start:i])
-            start = i + 1
-    parts.append(path[start:])
-    return parts
+    return list(split_module_path(path))
 
 
 def parent_candidates(node_id: str) -> list[str]:

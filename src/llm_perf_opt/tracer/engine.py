@@ -27,7 +27,7 @@ from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
 
-__all__ = ["DecodeMode", "Driver", "PassInputs", "trace_model"]
+__all__ = ["DecodeMode", "Driver", "InputsDriver", "PassInputs", "trace_model"]
 
 DecodeMode = Literal["auto", "every-step"]
 
@@ -42,6 +42,25 @@ class PassInputs:
     kv_filled: Callable[[Any], Sequence[torch.Tensor]] = field(
         default=lambda out: (), metadata={"help": "from the pass output: the filled KV views held afterwards"}
     )
+
+
+class InputsDriver:
+    """What every driver of a workload's inputs (``self.inputs``) says about it: decode steps, S and N."""
+
+    inputs: Any  # sources.deepseek_ocr_v1.WorkloadInputs
+
+    @property
+    def decode_steps(self) -> int:
+        return int(self.inputs.num_decode_steps)
+
+    @property
+    def seq_len(self) -> int:
+        """Prefill length S of the driven workload."""
+        return int(self.inputs.seq_len)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return int(self.inputs.max_new_tokens)
 
 
 class Driver(Protocol):

@@ -16,7 +16,7 @@ from torch import nn
 
 from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
 from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
-from llm_perf_opt.tracer.engine import DecodeMode, PassInputs, trace_model
+from llm_perf_opt.tracer.engine import DecodeMode, InputsDriver, PassInputs, trace_model
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
@@ -34,7 +34,7 @@ __all__ = [
 DEEPSEEK_OCR_STAGES = StageRules()
 
 
-class BuiltinDriver:
+class BuiltinDriver(InputsDriver):
     """Runs the built-in DeepSeek-OCR v1 tree: prefill with the workload's images, decode step ``i`` with a cache
     pre-filled (outside the counter) to ``S + i - 1`` positions."""
 
@@ -42,19 +42,6 @@ class BuiltinDriver:
         self.model: Any = model  # DeepseekOCRForCausalLM (or a tree with the same forward and new_cache)
         self.inputs = inputs
         self.routing = routing
-
-    @property
-    def decode_steps(self) -> int:
-        return self.inputs.num_decode_steps
-
-    @property
-    def seq_len(self) -> int:
-        """Prefill length S."""
-        return self.inputs.seq_len
-
-    @property
-    def max_new_tokens(self) -> int:
-        return self.inputs.max_new_tokens
 
     def _new_cache(self) -> Any:
         # one spare position: a view of the filled prefix is then never the whole buffer (torch skips a slice that

@@ -27,12 +27,12 @@ from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadInputs
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.upstream.adapters import AdapterSet, Presence, UnadaptedSpotError
 from llm_perf_opt.sources.upstream.cache import cache_adapter
-from llm_perf_opt.tracer.engine import PassInputs
+from llm_perf_opt.tracer.engine import InputsDriver, PassInputs
 
 __all__ = ["UpstreamDriver"]
 
 
-class UpstreamDriver:
+class UpstreamDriver(InputsDriver):
     """The tracer's :class:`~llm_perf_opt.tracer.engine.Driver` for a v1-family remote-code model."""
 
     def __init__(
@@ -44,19 +44,6 @@ class UpstreamDriver:
         self.adapters = adapters
         self.base_size = base_size
         self.kv_appends = [0]
-
-    @property
-    def decode_steps(self) -> int:
-        return self.inputs.num_decode_steps
-
-    @property
-    def seq_len(self) -> int:
-        """Prefill length S of the driven workload."""
-        return self.inputs.seq_len
-
-    @property
-    def max_new_tokens(self) -> int:
-        return self.inputs.max_new_tokens
 
     @staticmethod
     def _filled(kv: KVCache) -> Sequence[Tensor]:
