@@ -7,10 +7,12 @@ GEMM).  :func:`fuse_tree` applies a runtime's rules to a cost tree node by node:
 * FLOPs never change (every node keeps its counted FLOPs per category);
 * kernels: a unit node carries ``kernels_per_call * calls`` kernels, its descendants none (they are inside the
   unit's kernels);
-* bytes: weight and KV traffic stay as counted; the activation traffic of every node in a unit is scaled by
-  ``K_fused / K_eager`` of the unit (capped at 1): each kernel the runtime removes takes its average
-  intermediate round trip through DRAM with it.  This is a proxy: it leaves out that a fused kernel's input and
-  output sizes differ from the average eager op's.
+* bytes: weight and KV traffic stay as counted, and so does the activation traffic of GEMMs (``linear``: a
+  GEMM reads its input and writes its output however it is launched); the other activation traffic of every node
+  in a unit (norms, activations, elementwise, routing, data movement: pointwise chains) is scaled by
+  ``K_fused / K_eager`` of the unit (capped at 1): each kernel the runtime removes takes its intermediate round
+  trip through DRAM with it.  This is a proxy: it leaves out that a fused kernel's input and output sizes differ
+  from the average eager op's, and the merged QKV / gate-up GEMMs reading their input once instead of 2-3 times.
 
 Nodes outside every unit stay as counted (eager).  Rules apply only to the decoder stages (prefill, decode);
 vision and projector are counted eager for every runtime (listed as unmapped by the runtime).
@@ -153,7 +155,7 @@ def fuse_tree(nodes: Mapping[str, RuntimeNode], rules: Mapping[str, UnitRule]) -
         eager_k = sum(c.kernels for c in scope_costs.values())
         fused_k = eager_k if rule.kernels_per_call == AS_COUNTED else rule.kernels_per_call * nodes[unit].calls
         ratio = min(1.0, fused_k / eager_k) if eager_k else 1.0
-        mine = {cat: _scaled_activation(cost, ratio) for cat, cost in costs.items()}
+        mine = {cat: _scaled_activation(cost, 1.0 if cat == "linear" else ratio) for cat, cost in costs.items()}
         if nid == unit:
             weights = {cat: c.kernels for cat, c in scope_costs.items()}
             for cat, k in _split_kernels(min(fused_k, eager_k), weights).items():
