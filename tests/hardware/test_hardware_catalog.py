@@ -146,7 +146,9 @@ def test_devices_of_published_measurements_are_sourced(device_id: str) -> None:
     spec = get_device(device_id)
     assert spec.memory_capacity_bytes > 0 and spec.memory_bandwidth_bytes_per_s > 0
     assert spec.peak_flops["fp16"] > spec.peak_flops["fp32"] > 0  # tensor cores beat the vector units
-    assert all(math.isclose(spec.sparse_peak_flops[d], 2 * spec.peak_flops[d]) for d in spec.sparse_peak_flops)
+    assert all(
+        math.isclose(spec.sparse_peak_flops[d], 2 * spec.peak_flops[d], rel_tol=1e-3) for d in spec.sparse_peak_flops
+    )
     assert spec.source.strip()
     assert re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?", spec.source_date)
 
