@@ -270,10 +270,12 @@ def _assert_store_whole(store_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_end_to_end_with_the_real_pipeline(tmp_path: Path) -> None:
-    pipeline = pytest.importorskip("llm_perf_opt.report.pipeline", reason="the analysis pipeline (issue 6) is not here")
+    pipeline = pytest.importorskip(
+        "llm_perf_opt.analysis.pipeline", reason="the analysis pipeline (issue 6) is not here"
+    )
     missing = [name for name in _PIPELINE_API if not hasattr(pipeline, name)]
     if missing:
-        pytest.skip(f"llm_perf_opt.report.pipeline does not define {', '.join(missing)} yet (docs/architecture.md)")
+        pytest.skip(f"llm_perf_opt.analysis.pipeline does not define {', '.join(missing)} yet (docs/architecture.md)")
     srv = Server(tmp_path / "store", fake=False)
     try:
         # the real pipeline on the small built-in variant and a short workload: the whole path, in seconds

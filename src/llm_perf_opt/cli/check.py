@@ -74,7 +74,7 @@ def check(
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
     result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
     if out_dir is not None:
-        from llm_perf_opt.report.pipeline import publish_files
+        from llm_perf_opt.analysis.pipeline import publish_files
 
         publish_files(result.files, Path(out_dir))
         say(f"wrote {len(result.files)} files to {out_dir}")

@@ -23,9 +23,9 @@ from typing import Any
 
 from attrs import evolve, fields, frozen
 
+from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.report.diff import DEFAULT_TOLERANCE, ReportDiff, diff_snapshots, load_snapshot, snapshot_from_mapping
-from llm_perf_opt.report.options import AnalysisOptions
 
 __all__ = [
     "CheckResult",
@@ -139,7 +139,7 @@ def check_golden(
     ``model`` re-runs the golden's options with another model source (e.g. a new ``hf:REPO@REV``);
     ``trust_remote_code`` allows a remote-code source to run.
     """
-    from llm_perf_opt.report.pipeline import build_report_files
+    from llm_perf_opt.analysis.pipeline import build_report_files
 
     golden = load_golden(path)
     options = golden.options

@@ -2,7 +2,7 @@
 
 A :class:`BuildBackend` is three callables: request -> options, options -> report id, options -> report files.
 ``build`` runs in a worker process, so it and the options it receives must be picklable (module-level functions and
-attrs classes are).  The default backend imports :mod:`llm_perf_opt.report.pipeline` only when it is first used, so
+attrs classes are).  The default backend imports :mod:`llm_perf_opt.analysis.pipeline` only when it is first used, so
 the service starts (and its tests run) without torch being imported in the server process until a request arrives.
 """
 
@@ -23,7 +23,7 @@ __all__ = ["REMOTE_CODE_PREFIXES", "BuildBackend", "check_trust", "load_backend"
 #: ``model_variant`` prefixes that name model sources whose code comes from outside this package.
 REMOTE_CODE_PREFIXES = ("hf:", "hf-snapshot:")
 
-_PIPELINE = "llm_perf_opt.report.pipeline"
+_PIPELINE = "llm_perf_opt.analysis.pipeline"
 
 
 @frozen(kw_only=True)
@@ -75,7 +75,7 @@ def _pipeline_build(options: Any) -> Mapping[str, bytes]:
 
 
 def pipeline_backend() -> BuildBackend:
-    """The real analysis pipeline (``llm_perf_opt.report.pipeline``), imported on first use."""
+    """The real analysis pipeline (``llm_perf_opt.analysis.pipeline``), imported on first use."""
     return BuildBackend(
         name=_PIPELINE,
         options_for=_pipeline_options,

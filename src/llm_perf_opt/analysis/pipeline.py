@@ -15,6 +15,17 @@ from typing import Any, Literal
 
 from attrs import asdict
 
+from llm_perf_opt.analysis.assemble import build_model_contract, build_summary
+from llm_perf_opt.analysis.model_source import model_spec, provenance_lines
+from llm_perf_opt.analysis.options import (
+    AnalysisOptions,
+    check_attention,
+    default_attention,
+    report_id_for,
+    resolve_device,
+    resolve_routing,
+)
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest, OperatorCategory
 from llm_perf_opt.contracts.converter import to_json
 from llm_perf_opt.core import staged_directory
@@ -32,17 +43,6 @@ from llm_perf_opt.perf import (
     time_tree,
     tree_from_nodes,
 )
-from llm_perf_opt.report.assemble import build_model_contract, build_summary
-from llm_perf_opt.report.model_source import model_spec, provenance_lines
-from llm_perf_opt.report.options import (
-    AnalysisOptions,
-    check_attention,
-    default_attention,
-    report_id_for,
-    resolve_device,
-    resolve_routing,
-)
-from llm_perf_opt.report.result import AnalysisResult
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
 __all__ = [
@@ -118,13 +118,13 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     """Trace, validate and time one workload; every number the reports show comes out of here."""
     say = progress or _silent
     check_attention(options)
-    from llm_perf_opt.report.model_source import (
+    from llm_perf_opt.analysis.model_source import (
         analytic_for,
         check_source_attention,
         resolve_source_workload,
         trusted_source,
     )
-    from llm_perf_opt.report.validation import validation_payload, validation_summary
+    from llm_perf_opt.analysis.validation import validation_payload, validation_summary
     from llm_perf_opt.tracer.trace import trace_with_driver
 
     source = trusted_source(options.model, options.trust_remote_code)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from llm_perf_opt.analysis.options import AnalysisOptions, resolve_workload
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.report.options import AnalysisOptions, resolve_workload
 from llm_perf_opt.workloads import RoutingModel, Workload, get_preset
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
 
