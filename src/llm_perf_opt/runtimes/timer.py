@@ -22,6 +22,7 @@ KV-block paging granularity, speculative decoding, tensor parallelism.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -168,6 +169,9 @@ class RuntimeIterationTimer:
     prefill_rows: Mapping[str, _Row]
     decode_rows: Mapping[str, _Row]
     vision_s: Mapping[str, float] = field(metadata={"help": "vision + projector seconds per page, by vision key"})
+    vision_split: Mapping[str, tuple[float, float]] = field(
+        metadata={"help": "(vision, projector) seconds per page, by vision key"}
+    )
     experts: tuple[int, int] = field(metadata={"help": "(E, k) of the MoE layers"})
     probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
     _cache: dict[BatchComposition, float] = field(factory=dict)
@@ -225,13 +229,19 @@ class RuntimeIterationTimer:
         empty = _Side(tokens=0, pairs=0, keys=0)
         return self._terms(empty, dec, self._graph_mode(empty, dec))
 
+    def decode_terms_of(self, key: str, *, contexts: tuple[int, ...]) -> ForwardTerms:
+        """:meth:`decode_terms` of one kernel group (``"<path>|<category>"``, a key of ``decode_rows``)."""
+        dec = _Side(tokens=len(contexts), pairs=sum(contexts), keys=sum(contexts))
+        empty = _Side(tokens=0, pairs=0, keys=0)
+        return self._terms(empty, dec, self._graph_mode(empty, dec), only=key)
+
     def prefill_terms(self, *, tokens: int) -> ForwardTerms:
         """What a prefill of ``tokens`` prompt tokens (no cache, no page) is made of."""
         pre = _Side(tokens=tokens, pairs=tokens * (tokens + 1) // 2, keys=tokens)
         empty = _Side(tokens=0, pairs=0, keys=0)
         return self._terms(pre, empty, self._graph_mode(pre, empty))
 
-    def _terms(self, pre: _Side, dec: _Side, graphed: str) -> ForwardTerms:
+    def _terms(self, pre: _Side, dec: _Side, graphed: str, only: str | None = None) -> ForwardTerms:
         profile = self.rates.profile
         inv_mm = 1.0 / self.rates.matmul_peak_flops
         inv_vec = 1.0 / self.rates.vector_peak_flops
@@ -241,6 +251,8 @@ class RuntimeIterationTimer:
         roof = compute_s = gap = launch = 0.0
         kernels_total = bytes_total = 0.0
         keys = set(self.prefill_rows if pre.tokens else ()) | set(self.decode_rows if dec.tokens else ())
+        if only is not None:
+            keys &= {only}
         for key in sorted(keys):
             f = v = b = kernels = fixed = 0.0
             first: _Row | None = None
@@ -325,8 +337,9 @@ def _timer(
     dtype: str,
     workloads: tuple[tuple[str, WorkloadLike], ...],
     attention: str,
-    profile: DeviceProfile | None,
+    profile_json: str | None,
 ) -> RuntimeIterationTimer:
+    profile = None if profile_json is None else DeviceProfile.from_mapping(json.loads(profile_json))
     device = get_device(device_id)
     rates = Rates.for_device(device, dtype=dtype, profile=_runtime_profile(runtime, profile))
     probe = _probe_workload(workloads[0][1])
@@ -338,9 +351,11 @@ def _timer(
     prefill_rows = _rows(nodes, "prefill", tokens=s, pairs=pairs, keys=s)
     decode_rows = _rows(nodes, "decode", tokens=1, pairs=s + 1, keys=s + 1)
     vision: dict[str, float] = {}
+    split: dict[str, tuple[float, float]] = {}
     for key, wl in workloads:
         if key:
-            vision[key] = _vision_seconds(runtime, config, wl, attention, rates, device)
+            split[key] = _vision_seconds(runtime, config, wl, attention, rates, device)
+            vision[key] = sum(split[key])
     timer = RuntimeIterationTimer(
         runtime=runtime,
         rates=rates,
@@ -348,6 +363,7 @@ def _timer(
         prefill_rows=prefill_rows,
         decode_rows=decode_rows,
         vision_s=vision,
+        vision_split=split,
         experts=(e, k),
         probe_coverage={"prefill": float(min(e, s * k)), "decode": float(min(e, k))},
     )
@@ -356,27 +372,30 @@ def _timer(
 
 def _vision_seconds(
     runtime: Runtime, config: ModelConfig, workload: WorkloadLike, attention: str, rates: Rates, device: DeviceSpec
-) -> float:
+) -> tuple[float, float]:
+    """(vision, projector) seconds of one page, run op by op as traced (no runtime graphs or fuses the encoders)."""
     nodes = fused_costs(runtime, config, _probe_workload(workload), attention=attention)
     profile = rates.profile
     per_byte = rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
-    device_s = host_s = 0.0
     gap = device_kernel_gap_s(device)
-    for nid, node in nodes.items():
-        stage = stage_of(nid)
-        if stage not in ("vision", "projector"):
-            continue
-        for cat, cost in node.own.items():
-            compute = (
-                cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
-            ) / profile.category_efficiency[cat]
-            device_s += max(compute, cost.total_bytes * per_byte)
-            if runtime.overlap:
-                device_s += cost.kernels * gap
-                host_s += cost.kernels * runtime.host_per_kernel_s
-            else:
-                host_s += cost.kernels * profile.kernel_overhead(stage)
-    return max(device_s, host_s) if runtime.overlap else device_s + host_s
+    out: list[float] = []
+    for stage in ("vision", "projector"):
+        device_s = host_s = 0.0
+        for nid, node in nodes.items():
+            if stage_of(nid) != stage:
+                continue
+            for cat, cost in node.own.items():
+                compute = (
+                    cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
+                ) / profile.category_efficiency[cat]
+                device_s += max(compute, cost.total_bytes * per_byte)
+                if runtime.overlap:
+                    device_s += cost.kernels * gap
+                    host_s += cost.kernels * runtime.host_per_kernel_s
+                else:
+                    host_s += cost.kernels * profile.kernel_overhead(stage)
+        out.append(max(device_s, host_s) if runtime.overlap else device_s + host_s)
+    return out[0], out[1]
 
 
 def runtime_iteration_timer(
@@ -399,7 +418,8 @@ def runtime_iteration_timer(
     if not workloads:
         raise UserError("runtime_iteration_timer needs at least one workload (its page prices the vision encoder)")
     chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
-    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, profile)
+    key = None if profile is None else json.dumps(profile.as_dict(), sort_keys=True)  # hashable for the cache
+    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, key)
 
 
 def single_request_times(
