@@ -171,7 +171,8 @@ def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates],
 
 
 def _files(spec: SweepSpec, result: SweepResult, runtime: str) -> dict[str, bytes]:
-    from llm_perf_opt.report.plots import render_sweep_plot  # matplotlib: only when files are written
+    # lazy: matplotlib loads only when files are written
+    from llm_perf_opt.report.plots import render_sweep_plot
 
     grid = (
         f"devices {', '.join(spec.devices)}; pages "
