@@ -13,11 +13,15 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf import Rates, load_device_profile
 from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
+from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes.costs import check_supported
+from llm_perf_opt.runtimes.request import runtime_run
 from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.modes import get_mode
 
@@ -109,9 +113,6 @@ def sweep(
     fmt: str,
 ) -> None:
     """What-if table over devices, modes/pages, batch sizes and output lengths (analytic model, no tracing)."""
-    from llm_perf_opt.runtimes import get_runtime
-    from llm_perf_opt.runtimes.costs import check_supported
-
     if execution is not None:
         runtime = {"eager": "hf-eager", "cuda-graph": "hf-cuda-graph"}[execution]
         click.echo(f"warning: --execution is deprecated; use --runtime {runtime}", err=True)
@@ -151,9 +152,6 @@ def sweep(
 
 def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates], dict[str, float]]:
     """Stage seconds of a sweep point as ``runtime`` runs it (the same model as ``analyze --runtime``)."""
-    from llm_perf_opt.config import DeepseekOCRConfig
-    from llm_perf_opt.runtimes.request import runtime_run
-
     config = DeepseekOCRConfig.base()
 
     def stages(workload: Workload, rates: Rates) -> dict[str, float]:
