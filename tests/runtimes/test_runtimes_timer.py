@@ -70,3 +70,24 @@ def test_analyze_stage_times_equal_the_request_alone(
     assert math.isclose(run.stages.tpot_s, alone.tpot_s, rel_tol=1e-12)
     assert run.kernels_per_decode_step == run.decode.kernels > 0
     assert math.isclose(sum(m.seconds for m in run.breakdown), run.decode.roofline_s + run.decode.gap_s)
+
+
+@pytest.mark.parametrize("runtime", ["hf-eager", "hf-cuda-graph", "vllm", "sglang"])
+@pytest.mark.parametrize("batch", [1, 32, 600])
+def test_fast_paths_equal_the_itemised_terms(
+    runtime: str, batch: int, v1_config: DeepseekOCRConfig, standard: Workload
+) -> None:
+    timer = runtime_iteration_timer(runtime=runtime, config=v1_config, device="h100-sxm", workloads={"p": standard})
+    contexts = tuple(900 + i for i in range(batch))
+    terms = timer.decode_terms(contexts=contexts)
+    if timer.runtime.overlap:
+        expected = max(terms.roofline_s + terms.gap_s, terms.launch_s) + terms.step_host_s
+    else:
+        expected = terms.roofline_s + terms.launch_s + terms.step_host_s
+    assert math.isclose(timer.iteration_s(BatchComposition(decode_context=contexts)), expected, rel_tol=1e-12)
+    pre = timer.prefill_terms(tokens=300)
+    got = timer.iteration_s(BatchComposition(prefill=(PrefillChunk(new_tokens=300),)))
+    want = (
+        max(pre.roofline_s + pre.gap_s, pre.launch_s) if timer.runtime.overlap else pre.roofline_s + pre.launch_s
+    ) + pre.step_host_s
+    assert math.isclose(got, want, rel_tol=1e-12)

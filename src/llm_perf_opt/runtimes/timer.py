@@ -175,6 +175,8 @@ class RuntimeIterationTimer:
     experts: tuple[int, int] = field(metadata={"help": "(E, k) of the MoE layers"})
     probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
     _cache: dict[BatchComposition, float] = field(factory=dict)
+    _aligned: list[tuple[_Row | None, _Row | None, list[float]]] = field(factory=list)
+    _decode_coeffs: list[tuple[float, float, float, float, float, bool, float, bool, bool]] = field(factory=list)
 
     def iteration_s(self, batch: BatchComposition) -> float:
         """Seconds of one engine iteration (see the module docstring); cached per composition."""
@@ -217,11 +219,114 @@ class RuntimeIterationTimer:
         e, k = self.experts
         return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
-    def _forward_s(self, pre: _Side, dec: _Side, graphed: str) -> float:
-        terms = self._terms(pre, dec, graphed)
+    def _decode_only_s(self, dec: _Side, graphed: str) -> float:
+        """Decode-only iterations (the common case in serving): each row's counters folded into seconds per token,
+        per pair and per key once, so a step costs a few float operations per kernel group."""
+        if not self._decode_coeffs:
+            self._fold_decode()
+        base = self.probe_coverage["decode"]
+        scale = self._coverage(dec.tokens) / base if base else 1.0
+        t, pairs, keys = dec.tokens, dec.pairs, dec.keys
+        roof = launch = 0.0
+        for c_tok, c_pair, m_tok, m_key, m_fixed, expert, kernels, graphable, attention in self._decode_coeffs:
+            compute = c_tok * t + c_pair * pairs
+            memory = m_tok * t + m_key * keys + (m_fixed * scale if expert else m_fixed)
+            roof += compute if compute >= memory else memory
+            k = kernels * scale if expert and not self.runtime.rules else kernels
+            if self.runtime.overlap:
+                if not (graphable and (graphed == "full" or (graphed == "piecewise" and not attention))):
+                    launch += k * self.runtime.host_per_kernel_s
+            else:
+                launch += k * self.rates.profile.kernel_overhead("decode")
         if self.runtime.overlap:
-            return max(terms.roofline_s + terms.gap_s, terms.launch_s)
-        return terms.roofline_s + terms.launch_s
+            return max(roof + self._decode_kernels(scale) * self.gap_s, launch)
+        return roof + launch
+
+    def _decode_kernels(self, scale: float) -> float:
+        return sum(row[6] * scale if row[5] and not self.runtime.rules else row[6] for row in self._decode_coeffs)
+
+    def _fold_decode(self) -> None:
+        profile = self.rates.profile
+        per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+        for key in sorted(self.decode_rows):
+            r = self.decode_rows[key]
+            inv = 1.0 / profile.category_efficiency[CATEGORIES[r.category]]
+            self._decode_coeffs.append(
+                (
+                    (r.f_tok / self.rates.matmul_peak_flops + r.v_tok / self.rates.vector_peak_flops) * inv,
+                    (r.f_pair / self.rates.matmul_peak_flops + r.v_pair / self.rates.vector_peak_flops) * inv,
+                    r.b_tok * per_byte,
+                    r.b_key * per_byte,
+                    r.b_fixed * per_byte,
+                    r.expert,
+                    r.kernels,
+                    r.graphable,
+                    r.attention,
+                )
+            )
+
+    def _forward_s(self, pre: _Side, dec: _Side, graphed: str) -> float:
+        """The hot path of :meth:`iteration_s`: the same sums as :meth:`_terms`, over precomputed aligned rows."""
+        if pre.tokens == 0:
+            return self._decode_only_s(dec, graphed)
+        if not self._aligned:
+            self._align()
+        profile = self.rates.profile
+        inv_mm = 1.0 / self.rates.matmul_peak_flops
+        inv_vec = 1.0 / self.rates.vector_peak_flops
+        per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+        scale = self._coverage(pre.tokens + dec.tokens)
+        base = self.probe_coverage["prefill" if pre.tokens else "decode"]
+        scale = scale / base if base else 1.0
+        op_by_op = not self.runtime.rules
+        overlap = self.runtime.overlap
+        host_k = self.runtime.host_per_kernel_s
+        t_k = profile.kernel_overhead("decode" if pre.tokens == 0 else "prefill")
+        roof = kernels_gap = launch = 0.0
+        pt, pp, pk = pre.tokens, pre.pairs, pre.keys
+        dt, dp, dk = dec.tokens, dec.pairs, dec.keys
+        for prow, drow, inv_eff in self._aligned:
+            p = prow if pt else None
+            d = drow if dt else None
+            if p is None and d is None:
+                continue
+            first = p if p is not None else d
+            assert first is not None
+            f = v = b = fixed = kernels = 0.0
+            if p is not None:
+                f += p.f_tok * pt + p.f_pair * pp
+                v += p.v_tok * pt + p.v_pair * pp
+                b += p.b_tok * pt + p.b_key * pk
+                fixed = p.b_fixed
+                kernels = p.kernels
+            if d is not None:
+                f += d.f_tok * dt + d.f_pair * dp
+                v += d.v_tok * dt + d.v_pair * dp
+                b += d.b_tok * dt + d.b_key * dk
+                fixed = max(fixed, d.b_fixed)
+                kernels = max(kernels, d.kernels)
+            if first.expert:
+                fixed *= scale
+                if op_by_op:
+                    kernels *= scale
+            compute = (f * inv_mm + v * inv_vec) * inv_eff[first.category]
+            memory = (b + fixed) * per_byte
+            roof += compute if compute >= memory else memory
+            if overlap:
+                kernels_gap += kernels
+                in_graph = first.graphable and (graphed == "full" or (graphed == "piecewise" and not first.attention))
+                if not in_graph:
+                    launch += kernels * host_k
+            else:
+                launch += kernels * t_k
+        if overlap:
+            return max(roof + kernels_gap * self.gap_s, launch)
+        return roof + launch
+
+    def _align(self) -> None:
+        inv_eff = [1.0 / self.rates.profile.category_efficiency[c] for c in CATEGORIES]
+        keys = sorted(set(self.prefill_rows) | set(self.decode_rows))
+        self._aligned.extend((self.prefill_rows.get(k), self.decode_rows.get(k), inv_eff) for k in keys)
 
     def decode_terms(self, *, contexts: tuple[int, ...]) -> ForwardTerms:
         """What one decode step of sequences at ``contexts`` is made of (for reports and the validation page)."""
