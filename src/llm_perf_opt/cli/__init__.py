@@ -8,6 +8,7 @@ becomes one line on stderr and exit code 1; click's usage errors exit with 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 
 from llm_perf_opt import __version__
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.tracer import DYNAMO_STAND_IN_ENV
 
 __all__ = ["main"]
 
@@ -66,5 +68,7 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.  This process and those it starts (the server's workers) are ours: their traces
+    may use the ``torch._dynamo`` stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
+    os.environ.setdefault(DYNAMO_STAND_IN_ENV, "1")
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt")
