@@ -162,6 +162,18 @@ def render_runtime_validation(
     out[-1] += ", ".join(f"{vendor} {gap * 1e6:.0f} us" for vendor, gap in DEVICE_KERNEL_GAP_S.items()) + "."
     out += ["", "Basis:", ""]
     out += [f"- {rid}: {text}" for rid, text in HOST_BASIS.items()]
+    out += [
+        "",
+        "## Record format",
+        "",
+        "One YAML file per source in `benchmarks/published/`: `source` (URL), `title`, `publisher`, `accessed`, "
+        "`conditions` (as stated, in our words) and `points`, each with `id` (unique), `kind` (single-request | "
+        "serving), `model`, `runtime`, `device` (catalog id), `dtype`, `mode` (or text-only), optional `page`, "
+        "`prompt_tokens`, `output_tokens`, `concurrency`, then `metric` (ttft_ms, tpot_ms, e2e_ms, "
+        "output_tokens_per_s, pages_per_s, pages_per_day, peak_memory_gib), `value`, `stated`, `inferred`, "
+        "`conditions_stated` (false when the number depends on something the source leaves out) and `role` (fit | "
+        "holdout; at most half fit). Loader: `llm_perf_opt.runtimes.published`.",
+    ]
     out += ["", "## Sources", ""]
     for src in sources:
         out.append(f"- `{src.path}`: [{src.title}]({src.source}), {src.publisher}, accessed {src.accessed}.")
