@@ -18,6 +18,7 @@ TORCH_FREE = (
     "analytic",
     "perf",
     "store",
+    "runtimes",
     "serving",
 )
 FOUNDATION = ("errors.py", "core", "config", "contracts")
