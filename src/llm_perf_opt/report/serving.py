@@ -17,17 +17,27 @@ def _stats_row(name: str, stats: Mapping[str, float]) -> str:
     return f"| {name} | {stats['mean']:,.2f} | {stats['p50']:,.2f} | {stats['p90']:,.2f} | {stats['p99']:,.2f} |"
 
 
-def simulation_text(m: Mapping[str, Any]) -> str:
-    """The plain-text summary ``simulate`` prints."""
-    load, req, thr, mem, sch = m["load"], m["requests"], m["throughput"], m["memory"], m["scheduler"]
+def _load(load: Mapping[str, Any]) -> str:
     loop = (
         f"closed loop, {load['concurrency']} clients" if load["concurrency"] else f"open loop, {load['rate']:g} req/s"
     )
-    page = "text-only" if req["page"] is None else f"{req['mode']} {req['page'][0]}x{req['page'][1]}"
+    return f"{loop}, {load['requests']} requests, seed {load['seed']}"
+
+
+def _requests(req: Mapping[str, Any]) -> str:
+    page = "text-only" if req["page"] is None else f"{req['mode']} {req['page'][0]}x{req['page'][1]} pages"
+    return (
+        f"{page} ({req['image_tokens']} image tokens), prompt {req['prompt_tokens']} + output {req['output_tokens']} "
+        f"tokens, repetition share {req['repetition_share']:g} (to {req['max_model_len']} tokens)"
+    )
+
+
+def simulation_text(m: Mapping[str, Any]) -> str:
+    """The plain-text summary ``simulate`` prints."""
+    thr, mem, sch = m["throughput"], m["memory"], m["scheduler"]
     lines = [
         f"simulate: {m['model']} on {m['device']} ({m['dtype']}), runtime {m['runtime']} - timer: {m['timer']}",
-        f"load: {loop}, {load['requests']} requests ({page}, {req['image_tokens']} image tokens, output "
-        f"{req['output_tokens']} tokens, repetition share {req['repetition_share']:g}), seed {load['seed']}",
+        f"load: {_load(m['load'])}; {_requests(m['requests'])}",
         f"throughput: {thr['requests_per_s']:,.3f} requests/s, {thr['pages_per_day']:,.0f} pages/day, "
         f"{thr['output_tokens_per_s']:,.1f} output tokens/s, {thr['input_tokens_per_s']:,.1f} input tokens/s",
     ]
@@ -56,7 +66,7 @@ def simulation_markdown(m: Mapping[str, Any], curve: Sequence[tuple[int, Mapping
     settings = "\n".join(f"| {k} | {v} |" for k, v in m["scheduler"].items())
     return (
         f"# Serving simulation: {m['model']} on {m['device']} ({m['dtype']}), {m['runtime']}\n\n"
-        f"Iteration times: {m['timer']}. Load: {m['load']}. Requests: {m['requests']}.\n\n"
+        f"Iteration times: {m['timer']}. Load: {_load(m['load'])}. Requests: {_requests(m['requests'])}.\n\n"
         f"**Throughput** {thr['requests_per_s']:,.3f} requests/s, {thr['pages_per_day']:,.0f} pages/day, "
         f"{thr['output_tokens_per_s']:,.1f} output tokens/s, {thr['input_tokens_per_s']:,.1f} input tokens/s.\n\n"
         "| latency (ms) | mean | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|\n"

@@ -49,11 +49,21 @@ def render_simulation_plots(
         ax.set_ylabel("KV cache used (%)")
         ax.set_ylim(0, 105)
         ax2 = ax.twinx()
+        ax2.spines["right"].set_visible(True)
         ax2.plot(t, [p.running for p in pts], color="#4C72B0", label="running requests")
         ax2.set_ylabel("running requests (batch)")
+        ax2.set_ylim(0, max((p.running for p in pts), default=1) * 1.05)
+        fig.subplots_adjust(right=0.88)
         ax.set_title("KV cache usage and batch size over time")
         lines = ax.get_lines() + ax2.get_lines()
-        ax.legend(lines, [str(line.get_label()) for line in lines], frameon=False, loc="lower center")
+        ax.legend(
+            lines,
+            [str(line.get_label()) for line in lines],
+            frameon=False,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            ncol=2,
+        )
 
     return figure_bytes(draw_curve, "curve") | figure_bytes(draw_timeline, "timeline")
 

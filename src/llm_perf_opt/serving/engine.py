@@ -152,6 +152,7 @@ class _Req:
         "off",
         "preempted",
         "prompt",
+        "ready",
         "reserve",
         "rid",
         "state",
@@ -161,6 +162,7 @@ class _Req:
 
     def __init__(self, rid: int, arrival: float, prompt: int, n_out: int, image: int, key: str, looped: bool) -> None:
         self.rid, self.arrival, self.prompt, self.n_out = rid, arrival, prompt, n_out
+        self.ready = arrival  # when the engine can first schedule it (arrival + per-request overhead)
         self.image, self.key, self.looped = image, key, looped
         self.g = 0  # tokens generated (materialised while not decoding)
         self.computed = 0  # prompt positions whose KV exists (prefill phase)
@@ -297,7 +299,7 @@ class _Engine:
 
     def _admissible(self, r: _Req, budget: int, encoder_left: int) -> tuple[int, int] | None:
         """``(chunk, blocks)`` for the first chunk of waiting request ``r``, or None if it cannot start now."""
-        if len(self.running) >= self.s.max_num_seqs or budget <= 0:
+        if len(self.running) >= self.s.max_num_seqs or budget <= 0 or r.ready > self.clock:
             return None
         if r.image and encoder_left < r.image:
             return None
@@ -354,8 +356,6 @@ class _Engine:
             admit = (not preempted or not s.mixed_batches) and not (s.static_batching and self.running)
             while admit and self.waiting:
                 r = self.waiting[0]
-                if r.arrival > self.clock:
-                    break
                 got = self._admissible(r, budget, encoder_left)
                 if got is None:
                     break
@@ -387,6 +387,11 @@ class _Engine:
             if r.computed >= r.target:
                 self._emit(r)
         return True
+
+    def idle_until(self, t: float) -> None:
+        """Nothing runs until ``t`` (requests not yet ready still count as in the system)."""
+        self.area += len(self.waiting) * (t - self.clock)
+        self.clock = t
 
     def _pop_finished(self) -> None:
         heap = self.heap
@@ -428,10 +433,12 @@ def run_engine(
     settings: SchedulerSettings,
     kv_blocks: int,
     seed: int = 0,
+    request_overhead_s: float = 0.0,
     on_finish: Callable[[int], None] | None = None,
 ) -> SimulationRun:
     """Simulate ``load.requests`` requests of ``mix``; deterministic for ``seed`` (two ``random.Random`` streams:
-    one draws the requests, one the Poisson gaps)."""
+    one draws the requests, one the Poisson gaps). A request reaches the scheduler ``request_overhead_s`` after it
+    arrives (the runtime's per-request work outside the model: API, tokenizer, image preprocessing)."""
     eng = _Engine(timer, settings, kv_blocks, mix.image_tokens)
     draw_rng, gap_rng = random.Random(f"{seed}:requests"), random.Random(f"{seed}:arrivals")
     issued = 0
@@ -440,6 +447,7 @@ def run_engine(
         nonlocal issued
         spec = mix.draw(draw_rng)
         r = _Req(issued, at, spec.prompt_tokens, spec.output_tokens, spec.image_tokens, spec.vision_key, spec.looped)
+        r.ready = at + request_overhead_s
         eng.waiting.append(r)
         eng.area += eng.clock - at  # it arrived during the iteration that just ended
         issued += 1
@@ -456,14 +464,15 @@ def run_engine(
         while load.rate is not None and issued < load.requests and next_arrival <= eng.clock:
             issue(next_arrival)
             next_arrival = next_arrival + gap_rng.expovariate(load.rate) if issued < load.requests else float("inf")
-        if not eng.running and not eng.waiting:
-            if next_arrival == float("inf"):
+        head_ready = eng.waiting[0].ready if eng.waiting else float("inf")
+        if not eng.running and (not eng.waiting or head_ready > eng.clock):
+            if min(next_arrival, head_ready) == float("inf"):
                 break
-            eng.clock = next_arrival  # idle until the next request
+            eng.idle_until(min(next_arrival, head_ready))
             continue
         before, ran = len(eng.done), True
         if eng.dec_n and not eng.can_prefill():
-            eng.decode_run(next_arrival)
+            eng.decode_run(min(next_arrival, head_ready if head_ready > eng.clock else float("inf")))
             if len(eng.done) == before and eng.dec_n and not eng.can_prefill():
                 ran = eng.step()  # blocks ran out or an arrival is due: the full scheduler decides
         else:

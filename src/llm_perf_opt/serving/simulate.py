@@ -77,7 +77,8 @@ def simulate(
     context_quantum: int = 64,
     describe: dict[str, Any] | None = None,
 ) -> SimulationResult:
-    """Run the engine and summarise it. ``describe`` (model, device, runtime, timer...) is copied into the metrics."""
+    """Run the engine and summarise it. ``describe`` (model, device, runtime, timer...) is copied into the metrics.
+    A timer with a ``request_overhead_s`` attribute delays each request's entry into the scheduler by that much."""
     if load.requests < 1:
         raise UserError(f"--requests must be >= 1, got {load.requests}")
     if (load.concurrency is None) == (load.rate is None):
@@ -96,7 +97,16 @@ def simulate(
             "lower --output-tokens or --repetition-share, or pick a device with more memory"
         )
     cached = CachedTimer(timer, context_quantum=context_quantum)
-    run = run_engine(mix=mix, load=load, timer=cached, settings=settings, kv_blocks=budget.blocks, seed=seed)
+    overhead = float(getattr(timer, "request_overhead_s", 0.0))
+    run = run_engine(
+        mix=mix,
+        load=load,
+        timer=cached,
+        settings=settings,
+        kv_blocks=budget.blocks,
+        seed=seed,
+        request_overhead_s=overhead,
+    )
     records = run.records
     ttft = [r.first_token_s - r.arrival_s for r in records]
     tpot = [(r.finish_s - r.first_token_s) / (r.output_tokens - 1) for r in records if r.output_tokens > 1]
@@ -118,6 +128,8 @@ def simulate(
             "makespan_s": round(run.makespan_s, 6),
             "timer_calls": run.timer_calls,
             "context_quantum": context_quantum,
+            "request_overhead_ms": round(overhead * 1e3, 3),
+            "vision_runs": run.vision_runs,
             "looped_requests": sum(1 for r in records if r.looped),
             "mean_running": round(sum(s.running for s in run.timeline) / len(run.timeline) if run.timeline else 0.0, 3),
         },
