@@ -42,14 +42,29 @@ from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, Prefil
 from llm_perf_opt.serving.requests import RequestMix
 from llm_perf_opt.serving.settings import SchedulerSettings
 
-__all__ = ["CachedTimer", "Load", "RequestRecord", "SimulationRun", "TimelineSample", "run_engine"]
+__all__ = ["EXACT_BATCH", "CachedTimer", "Load", "RequestRecord", "SimulationRun", "TimelineSample", "run_engine"]
+
+
+EXACT_BATCH = 32
+"""Decode batches up to this size are timed exactly; larger ones interpolate between grid sizes (see CachedTimer)."""
+
+
+def _batch_grid(n: int) -> tuple[int, int]:
+    """The grid sizes around ``n > EXACT_BATCH``: four per doubling (32, 40, 48, 56, 64, 80, ...)."""
+    step = max(1, 1 << max(0, n.bit_length() - 3))
+    low = n // step * step
+    return low, low if low == n else low + step
 
 
 class CachedTimer:
     """An :class:`IterationTimer` behind a cache keyed by the iteration's composition signature.
 
-    Decode contexts enter the key as their sum rounded to ``n * context_quantum`` tokens (``context_quantum = 1``:
-    exact), and the composition handed to the timer spreads that sum evenly over the ``n`` sequences.
+    Decode contexts enter the key as their mean rounded to ``context_quantum`` tokens (the composition handed to the
+    timer gives every sequence that mean); prefill chunk sizes and their cached prefixes are rounded to
+    ``context_quantum`` tokens (sizes at least 1). Decode batches above :data:`EXACT_BATCH` sequences interpolate
+    linearly between the two grid sizes around them (four per doubling: at most 12.5% apart), with the same mean
+    context and prefill chunks: an iteration's cost is smooth in the batch there (every expert is already read).
+    ``context_quantum = 1`` is exact throughout (no rounding, no interpolation).
     """
 
     def __init__(self, timer: IterationTimer, *, context_quantum: int = 64) -> None:
@@ -60,25 +75,34 @@ class CachedTimer:
         self.cache: dict[tuple[object, ...], float] = {}
         self.calls = 0
 
-    def _rounded(self, total: int, n: int) -> int:
-        step = n * self.quantum
-        return total if self.quantum == 1 else max(n, round(total / step) * step)
-
     def seconds(self, n_decode: int, keys_total: int, prefill: tuple[tuple[int, int, int, str], ...] = ()) -> float:
         """Seconds of one iteration: ``n_decode`` one-token steps attending ``keys_total`` keys together, beside
         prefill chunks ``(new_tokens, cached_tokens, vision_pages, vision_key)``."""
-        total = self._rounded(keys_total, n_decode) if n_decode else 0
-        chunks = tuple((new, self._rounded(cached, 1), pages, key) for new, cached, pages, key in prefill)
-        sig = (n_decode, total, chunks)
+        q = self.quantum
+        if q == 1:
+            return self._time(n_decode, keys_total, prefill)
+        chunks = tuple((max(1, round(new / q) * q), round(cached / q) * q, p, k) for new, cached, p, k in prefill)
+        mean = max(1, round(keys_total / (n_decode * q)) * q) if n_decode else 0
+        if n_decode <= EXACT_BATCH:
+            return self._time(n_decode, mean * n_decode, chunks)
+        low, high = _batch_grid(n_decode)
+        t_low = self._time(low, mean * low, chunks)
+        if high == low:
+            return t_low
+        t_high = self._time(high, mean * high, chunks)
+        return t_low + (t_high - t_low) * (n_decode - low) / (high - low)
+
+    def _time(self, n: int, total: int, chunks: tuple[tuple[int, int, int, str], ...]) -> float:
+        sig = (n, total, chunks)
         found = self.cache.get(sig)
         if found is None:
-            base, extra = divmod(total, n_decode) if n_decode else (0, 0)
+            base, extra = divmod(total, n) if n else (0, 0)
             batch = BatchComposition(
                 prefill=tuple(
                     PrefillChunk(new_tokens=new, cached_tokens=cached, vision_pages=pages, vision_key=key)
                     for new, cached, pages, key in chunks
                 ),
-                decode_context=(base + 1,) * extra + (base,) * (n_decode - extra),
+                decode_context=(base + 1,) * extra + (base,) * (n - extra),
             )
             found = self.cache[sig] = float(self.timer.iteration_s(batch))
             self.calls += 1
@@ -442,10 +466,11 @@ def run_engine(
     eng = _Engine(timer, settings, kv_blocks, mix.image_tokens)
     draw_rng, gap_rng = random.Random(f"{seed}:requests"), random.Random(f"{seed}:arrivals")
     issued = 0
+    draw = mix.sampler()
 
     def issue(at: float) -> None:
         nonlocal issued
-        spec = mix.draw(draw_rng)
+        spec = draw(draw_rng)
         r = _Req(issued, at, spec.prompt_tokens, spec.output_tokens, spec.image_tokens, spec.vision_key, spec.looped)
         r.ready = at + request_overhead_s
         eng.waiting.append(r)

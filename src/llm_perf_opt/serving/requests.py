@@ -17,7 +17,7 @@ import csv
 import io
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,18 +188,25 @@ class RequestMix:
 
     def draw(self, rng: random.Random) -> RequestSpec:
         """One request; consumes ``rng`` in a fixed order (prompt, output, loop) so a seed reproduces a run."""
-        prompt = 1 + self.image_tokens + _draw(self.prompt_tokens, rng)
-        output = _draw(self.output_tokens, rng)
-        looped = self.workload is not None and self.repetition_share > 0 and rng.random() < self.repetition_share
-        if looped:
-            output = self.max_model_len - prompt
-        return RequestSpec(
-            prompt_tokens=prompt,
-            output_tokens=output,
-            image_tokens=self.image_tokens,
-            vision_key=self.vision_key,
-            looped=looped,
-        )
+        return self.sampler()(rng)
+
+    def sampler(self) -> Callable[[random.Random], RequestSpec]:
+        """:meth:`draw` with the page's token counts resolved once (the engine draws thousands of requests)."""
+        image, key, share, limit = self.image_tokens, self.vision_key, self.repetition_share, self.max_model_len
+        loops = self.workload is not None and share > 0
+        prompts, outputs = self.prompt_tokens, self.output_tokens
+
+        def draw(rng: random.Random) -> RequestSpec:
+            prompt = 1 + image + _draw(prompts, rng)
+            output = _draw(outputs, rng)
+            looped = loops and rng.random() < share
+            if looped:
+                output = limit - prompt
+            return RequestSpec(
+                prompt_tokens=prompt, output_tokens=output, image_tokens=image, vision_key=key, looped=looped
+            )
+
+        return draw
 
     def summary(self) -> str:
         """One line: pages, prompt and output lengths, repetition share."""
