@@ -2,7 +2,9 @@
 page volume needs, the cost per million pages, and which device wins and why.
 
 Each device runs the closed-loop simulation over its concurrency grid (powers of two up to the runtime's
-``max_num_seqs``; ``max(4 * C, 16)`` requests, or ``--requests`` if larger, per point). Prints a table and the
+``max_num_seqs``; ``max(4 * C, 16)`` requests, or ``--requests`` if larger, per point); its latency percentiles
+leave out the opening burst of the first ``C`` requests (all sent at once), so they describe the steady state
+a planned service runs in. Prints a table and the
 verdict (``--format json``: one object); ``--out DIR`` writes ``plan.json``, ``plan.md`` and ``plan.{png,svg}``.
 An SLA no device meets prints one line naming the closest device and its p90s, and exits 1.
 """
@@ -108,7 +110,8 @@ def plan(
     def point(device: str, concurrency: int) -> SimulationResult:
         p = prepared[device]
         requests = max(4 * concurrency, 16, flags["requests"] or 0)
-        results[(device, concurrency)] = p.run(p.load(concurrency=concurrency, requests=requests))
+        load = p.load(concurrency=concurrency, requests=requests)
+        results[(device, concurrency)] = p.run(load, skip_first=concurrency)  # steady state: not the opening burst
         return results[(device, concurrency)]
 
     result = make_plan(

@@ -84,8 +84,8 @@ class DevicePlan:
 
     @property
     def pages_per_day(self) -> float:
-        """Pages per day per GPU at the chosen point (0 if none)."""
-        return self.chosen.pages_per_s * 86_400 if self.chosen else 0.0
+        """Pages per day per GPU at the chosen point (0 if none), rounded to 0.1 page as every output shows it."""
+        return round(self.chosen.pages_per_s * 86_400, 1) if self.chosen else 0.0
 
     def gpus_for(self, pages_per_day: float) -> int | None:
         """Replicas for ``pages_per_day`` (None if the SLA is unreachable here)."""

@@ -87,9 +87,10 @@ class Prepared:
             "timer": self.timer_source,
         }
 
-    def run(self, load: Load | None = None) -> SimulationResult:
-        """Simulate ``load`` (default: the options' load)."""
+    def run(self, load: Load | None = None, *, skip_first: int = 0) -> SimulationResult:
+        """Simulate ``load`` (default: the options' load); ``skip_first``: see :func:`simulate`."""
         return simulate(
+            skip_first=skip_first,
             mix=self.mix,
             load=load or self.load(),
             timer=self.timer,

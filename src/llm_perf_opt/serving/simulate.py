@@ -76,9 +76,12 @@ def simulate(
     seed: int = 0,
     context_quantum: int = 64,
     describe: dict[str, Any] | None = None,
+    skip_first: int = 0,
 ) -> SimulationResult:
     """Run the engine and summarise it. ``describe`` (model, device, runtime, timer...) is copied into the metrics.
-    A timer with a ``request_overhead_s`` attribute delays each request's entry into the scheduler by that much."""
+    A timer with a ``request_overhead_s`` attribute delays each request's entry into the scheduler by that much.
+    ``skip_first`` leaves the first requests issued out of the latency percentiles (a closed loop's opening burst of
+    ``C`` simultaneous requests, for steady-state latencies); throughput always counts the whole run."""
     if load.requests < 1:
         raise UserError(f"--requests must be >= 1, got {load.requests}")
     if (load.concurrency is None) == (load.rate is None):
@@ -107,14 +110,21 @@ def simulate(
         seed=seed,
         request_overhead_s=overhead,
     )
-    records = run.records
+    records = run.records[skip_first:] if skip_first < len(run.records) else run.records
     ttft = [r.first_token_s - r.arrival_s for r in records]
     tpot = [(r.finish_s - r.first_token_s) / (r.output_tokens - 1) for r in records if r.output_tokens > 1]
     e2e = [r.finish_s - r.arrival_s for r in records]
+    records = run.records
     peak_blocks = max((s.kv_blocks_used for s in run.timeline), default=0)
     metrics: dict[str, Any] = dict(describe or {})
     metrics |= {
-        "load": {"requests": load.requests, "concurrency": load.concurrency, "rate": load.rate, "seed": seed},
+        "load": {
+            "requests": load.requests,
+            "concurrency": load.concurrency,
+            "rate": load.rate,
+            "seed": seed,
+            "latency_skips_first": skip_first,
+        },
         "requests": mix.describe(),
         "throughput": _throughput(run),
         "ttft_ms": summary_stats(ttft),
