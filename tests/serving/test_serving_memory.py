@@ -42,3 +42,15 @@ def test_no_room_for_a_cache_is_one_error() -> None:
     settings = default_settings("vllm", device, gpu_memory_utilization=0.1)
     with pytest.raises(UserError, match="no room for a KV cache"):
         kv_budget(config=config, device=device, dtype="bf16", settings=settings, mix=RequestMix(workload=None))
+
+
+def test_deepseek_ocr2_pool_uses_its_own_parameters_and_v1s_decoder() -> None:
+    from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config  # the published OCR-2 config
+
+    config, device = analytic_config(), get_device("h200")
+    settings = default_settings("vllm", device)
+    mix = RequestMix.pages(mode="dynamic", page=(1024, 1024), config=config)
+    budget = kv_budget(config=config, device=device, dtype="bf16", settings=settings, mix=mix)
+    assert budget.weights_bytes == 3_389_119_360 * 2  # ocr2_model_params with the published config
+    assert budget.kv_bytes_per_token == 61_440  # the decoder is v1's: 2 x 12 x 10 x 128 x 2 B
+    assert mix.image_tokens == 833 and mix.vision_key == "dynamic:1024x1024"

@@ -16,7 +16,15 @@ from typing import Any
 
 import click
 
-from llm_perf_opt.cli.simulate import TIMER_FACTORY, dumps, options_from_flags, publish, workload_options
+from llm_perf_opt.cli.simulate import (
+    TIMER_FACTORY,
+    dumps,
+    options_from_flags,
+    publish,
+    resolve_config,
+    workload_options,
+)
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf.iteration import BatchComposition
@@ -25,6 +33,8 @@ from llm_perf_opt.serving.bounds import classify_step, decode_floors
 from llm_perf_opt.serving.plan import PlanPoint, PlanResult, concurrency_grid, make_plan, parse_prices
 from llm_perf_opt.serving.session import Prepared, prepare, with_device
 from llm_perf_opt.serving.simulate import SimulationResult
+from llm_perf_opt.workloads import Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["plan", "plan_table"]
 
@@ -58,6 +68,13 @@ def plan_table(result: PlanResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _probe(p: Prepared) -> Workload | Ocr2Workload:
+    """A page of the model for text-only mixes (only its decoder counts are read)."""
+    if isinstance(p.config, DeepseekOCR2Config):
+        return Ocr2Workload.create(mode="single", page=(1024, 1024))
+    return Workload.create(mode="gundam", page=(1024, 1024), config=p.config)
+
+
 class _Classifier:
     """The bound of a device's chosen point: its mean decode batch against the floors of :mod:`serving.bounds`."""
 
@@ -71,11 +88,7 @@ class _Classifier:
         records = self.results[(device, point.concurrency)].run.records
         context = round(sum(r.prompt_tokens + r.output_tokens / 2 for r in records) / len(records))
         step_s = p.timer.iteration_s(BatchComposition(decode_context=(context,) * n))
-        workload = p.mix.workload
-        if workload is None:
-            from llm_perf_opt.workloads import Workload
-
-            workload = Workload.create(mode="gundam", page=(1024, 1024), config=p.config)
+        workload = p.mix.workload or _probe(p)
         floors = decode_floors(p.config, workload, dtype=p.dtype)
         return classify_step(floors, p.device, dtype=p.dtype, n=n, keys=n * context, step_s=step_s)
 
@@ -103,7 +116,8 @@ def plan(
     ids = _devices(devices)
     prices = parse_prices(price, ids)
     base = options_from_flags(flags | {"concurrency": 1}, device=ids[0])
-    prepared = {d: prepare(with_device(base, d), timer_factory=TIMER_FACTORY["default"]) for d in ids}
+    factory = TIMER_FACTORY["default"]
+    prepared = {d: prepare(with_device(base, d), timer_factory=factory, config_resolver=resolve_config) for d in ids}
     grids = {d: concurrency_grid(p.settings.max_num_seqs) for d, p in prepared.items()}
     results: dict[tuple[str, int], SimulationResult] = {}
 

@@ -17,13 +17,22 @@ import click
 from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.report.serving import simulation_markdown, simulation_text
+from llm_perf_opt.serving.memory import ModelConfig
 from llm_perf_opt.serving.plan import concurrency_grid
 from llm_perf_opt.serving.requests import LengthDistribution, load_lengths
-from llm_perf_opt.serving.session import MODELS, Prepared, SimulateOptions, TimerFactory, curve, prepare
+from llm_perf_opt.serving.session import (
+    MODELS,
+    Prepared,
+    SimulateOptions,
+    TimerFactory,
+    builtin_config,
+    curve,
+    prepare,
+)
 from llm_perf_opt.serving.settings import RUNTIMES
 from llm_perf_opt.serving.timing import runtime_timer
 
-__all__ = ["TIMER_FACTORY", "parse_image", "parse_lengths", "simulate", "workload_options"]
+__all__ = ["TIMER_FACTORY", "parse_image", "parse_lengths", "resolve_config", "simulate", "workload_options"]
 
 TIMER_FACTORY: dict[str, TimerFactory] = {"default": runtime_timer}
 """The timer factory the commands use (tests swap in closed-form timers here)."""
@@ -57,7 +66,7 @@ def workload_options(fn: F) -> F:
         click.option("--model", default="deepseek-ocr-v1-base", show_default=True, help=f"One of {', '.join(MODELS)}."),
         click.option("--runtime", default="vllm", show_default=True, help=f"One of {', '.join(RUNTIMES)}."),
         click.option("--dtype", default="bf16", show_default=True, help="bf16 or fp16."),
-        click.option("--mode", default="gundam", show_default=True, help="Resolution mode of the pages."),
+        click.option("--mode", default=None, help="Resolution mode of the pages [default: gundam; OCR-2: dynamic]."),
         click.option("--image", default="1024x1024", show_default=True, help="Page size WxH in pixels."),
         click.option("--text-only", is_flag=True, help="Requests carry no page (prompt tokens only)."),
         click.option("--prompt-tokens", default="9", show_default=True, help="Text prompt tokens, or a length file."),
@@ -72,6 +81,16 @@ def workload_options(fn: F) -> F:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def resolve_config(model: str) -> ModelConfig:
+    """The model's config: v1 built in; DeepSeek-OCR-2's read from its published config by ``sources``."""
+    if model == "deepseek-ocr-2":
+        # lazy: sources imports torch, needed only for this model's config file
+        from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
+
+        return analytic_config()
+    return builtin_config(model)
 
 
 def options_from_flags(flags: dict[str, Any], *, device: str) -> SimulateOptions:
@@ -134,7 +153,7 @@ def _simulation_files(prepared: Prepared, metrics: dict[str, Any]) -> dict[str, 
 def simulate(device: str, fmt: str, out_dir: str | None, **flags: Any) -> None:
     """Serve DeepSeek-OCR with continuous batching on one device: throughput, latency percentiles, KV cache."""
     options = options_from_flags(flags, device=device)
-    prepared = prepare(options, timer_factory=TIMER_FACTORY["default"])
+    prepared = prepare(options, timer_factory=TIMER_FACTORY["default"], config_resolver=resolve_config)
     result = prepared.run()
     if out_dir is not None:
         files = _simulation_files(prepared, result.metrics)

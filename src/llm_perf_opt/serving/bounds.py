@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from attrs import evolve, frozen
 
-from llm_perf_opt.analytic import analytic_costs
-from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.analytic import analytic_costs, ocr2_analytic_costs
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.hardware import DeviceSpec
 from llm_perf_opt.perf.memory import kv_bytes_per_token_for
+from llm_perf_opt.serving.memory import ModelConfig, decoder_of
 from llm_perf_opt.workloads import Workload, expected_distinct_experts
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["DecodeFloors", "classify_step", "decode_floors"]
 
@@ -44,17 +46,24 @@ class DecodeFloors:
         return self.step_weight_bytes + (self.all_weight_bytes - self.step_weight_bytes) * max(0.0, min(1.0, cover))
 
 
-def decode_floors(config: DeepseekOCRConfig, workload: Workload, *, dtype: str = "bf16") -> DecodeFloors:
+def decode_floors(config: ModelConfig, workload: Workload | Ocr2Workload, *, dtype: str = "bf16") -> DecodeFloors:
     """Counts from the analytic model of ``workload`` with one decode step."""
-    tree = analytic_costs(config, evolve(workload, max_new_tokens=2, batch_size=1))
+    probe = evolve(workload, max_new_tokens=2, batch_size=1)
+    if isinstance(config, DeepseekOCR2Config) and isinstance(probe, Ocr2Workload):
+        tree = ocr2_analytic_costs(config, probe)
+    elif not isinstance(config, DeepseekOCR2Config) and isinstance(probe, Workload):
+        tree = analytic_costs(config, probe)
+    else:
+        raise ValueError("the workload does not belong to the model")
     step, pre = tree["decode"], tree["prefill"]
+    dec = decoder_of(config)
     return DecodeFloors(
         step_weight_bytes=step.weight_bytes_read,
         all_weight_bytes=max(pre.weight_bytes_read, step.weight_bytes_read),
         step_matmul_flops=step.matmul_flops_executed,
-        kv_bytes_per_token=kv_bytes_per_token_for(config, dtype=dtype),
-        experts=config.n_routed_experts,
-        top_k=config.num_experts_per_tok,
+        kv_bytes_per_token=kv_bytes_per_token_for(dec, dtype=dtype),
+        experts=dec.n_routed_experts,
+        top_k=dec.num_experts_per_tok,
     )
 
 

@@ -6,7 +6,8 @@ and one encoder batch; CUDA graphs are captured after sizing, inside the ``1 - f
 ``mem_fraction_static`` already excludes its reserved workspace (``settings.reserved_bytes`` = 0), and HF keeps no
 pool: its cache grows inside whatever the weights leave.
 
-Weights are the model's parameter bytes (:func:`llm_perf_opt.analytic.compose.model_weight_bytes`); KV bytes per
+Weights are the model's parameter bytes (:func:`llm_perf_opt.analytic.compose.model_weight_bytes`,
+:func:`llm_perf_opt.analytic.ocr2_model_params` for DeepSeek-OCR-2); KV bytes per
 token are ``2 * L * H_kv * D_h * b`` (:func:`llm_perf_opt.perf.memory.kv_bytes_per_token_for`). The decoder
 workspace of a ``T``-token forward is ``T * b * (3 * h + 2 * I)`` (residual, normed input and attention output of
 width ``h``, the dense layer's fused gate/up output of width ``2 * I``) plus fp32 logits of the sampled positions
@@ -20,16 +21,29 @@ from typing import Any
 
 from attrs import field, frozen
 
-from llm_perf_opt.analytic import analytic_costs
+from llm_perf_opt.analytic import analytic_costs, ocr2_analytic_costs, ocr2_model_params
 from llm_perf_opt.analytic.compose import model_weight_bytes
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec, normalize_dtype
 from llm_perf_opt.perf.memory import kv_bytes_per_token_for
 from llm_perf_opt.serving.requests import LengthDistribution, RequestMix
 from llm_perf_opt.serving.settings import GIB, SchedulerSettings
+from llm_perf_opt.workloads import Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["NON_TORCH_BYTES", "KvBudget", "decoder_workspace_bytes", "kv_budget"]
+ModelConfig = DeepseekOCRConfig | DeepseekOCR2Config
+
+__all__ = [
+    "NON_TORCH_BYTES",
+    "KvBudget",
+    "ModelConfig",
+    "decoder_of",
+    "decoder_workspace_bytes",
+    "kv_budget",
+    "weights_of",
+]
 
 NON_TORCH_BYTES = GIB // 2
 """CUDA context, cuBLAS and NCCL buffers vLLM counts as non-torch memory during profiling (assumed 0.5 GiB)."""
@@ -82,19 +96,38 @@ def _longest(lengths: int | LengthDistribution) -> int:
     return lengths if isinstance(lengths, int) else max(lengths.values)
 
 
-def _vision_peak(config: DeepseekOCRConfig, mix: RequestMix, b: int) -> int:
-    if mix.workload is None:
+def decoder_of(config: ModelConfig) -> DeepseekOCRConfig:
+    """The language model's config (DeepSeek-OCR-2 keeps v1's decoder)."""
+    return config.decoder if isinstance(config, DeepseekOCR2Config) else config
+
+
+def weights_of(config: ModelConfig, *, b: int) -> int:
+    """Every parameter in bytes (v1: :func:`model_weight_bytes`; OCR-2: :func:`ocr2_model_params` x ``b``)."""
+    if isinstance(config, DeepseekOCR2Config):
+        return ocr2_model_params(config) * b
+    return model_weight_bytes(config, a=b)
+
+
+def _vision_peak(config: ModelConfig, mix: RequestMix, b: int) -> int:
+    w = mix.workload
+    if w is None:
         return 0
-    tree = analytic_costs(config, mix.workload, act_bytes=b)
+    if isinstance(config, DeepseekOCR2Config) and isinstance(w, Ocr2Workload):
+        tree = ocr2_analytic_costs(config, w, act_bytes=b)
+    elif isinstance(config, DeepseekOCRConfig) and isinstance(w, Workload):
+        tree = analytic_costs(config, w, act_bytes=b)
+    else:
+        raise UserError("the request mix's pages do not belong to the model (v1 page with OCR-2 or the reverse)")
     return int(tree.peak_activation_bytes.get("vision", 0))
 
 
 def kv_budget(
-    *, config: DeepseekOCRConfig, device: DeviceSpec, dtype: str, settings: SchedulerSettings, mix: RequestMix
+    *, config: ModelConfig, device: DeviceSpec, dtype: str, settings: SchedulerSettings, mix: RequestMix
 ) -> KvBudget:
     """The KV pool ``settings.runtime`` builds on ``device`` for ``mix`` (see the module docstring)."""
     b = BYTES_PER_ELEMENT[normalize_dtype(dtype)]
-    weights = model_weight_bytes(config, a=b)
+    weights = weights_of(config, b=b)
+    dec = decoder_of(config)
     if settings.runtime == "sglang":
         workspace = settings.reserved_bytes
     else:
@@ -103,10 +136,10 @@ def kv_budget(
         else:
             tokens, sampled = settings.max_num_batched_tokens, settings.max_num_seqs
         decoder = decoder_workspace_bytes(
-            T=tokens, h=config.hidden_size, I=config.intermediate_size, V=config.vocab_size, B_s=sampled, b=b
+            T=tokens, h=dec.hidden_size, I=dec.intermediate_size, V=dec.vocab_size, B_s=sampled, b=b
         )
         workspace = max(decoder, _vision_peak(config, mix, b)) + NON_TORCH_BYTES
-    per_token = kv_bytes_per_token_for(config, dtype=dtype)
+    per_token = kv_bytes_per_token_for(dec, dtype=dtype)
     kv_bytes = int(settings.memory_fraction * device.memory_capacity_bytes) - weights - workspace
     blocks = kv_bytes // (per_token * settings.block_size)
     if blocks < 1:

@@ -24,8 +24,10 @@ from typing import Any
 from attrs import field, frozen
 
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["DEFAULT_MAX_MODEL_LEN", "LengthDistribution", "RequestMix", "RequestSpec", "load_lengths"]
 
@@ -123,7 +125,9 @@ def _draw(lengths: Lengths, rng: random.Random) -> int:
 class RequestMix:
     """Pages in one mode/page size (or text-only prompts), prompt and output lengths, repetition loops."""
 
-    workload: Workload | None = field(metadata={"help": "page workload (mode, page size); None = text-only"})
+    workload: Workload | Ocr2Workload | None = field(
+        metadata={"help": "page workload (mode, page size; v1 or DeepSeek-OCR-2); None = text-only"}
+    )
     prompt_tokens: Lengths = field(default=9, metadata={"help": "text prompt tokens after BOS (fixed or a file)"})
     output_tokens: Lengths = field(default=1000, metadata={"help": "tokens generated per request (fixed or a file)"})
     repetition_share: float = field(default=0.0, metadata={"help": "share of pages generating to the token limit"})
@@ -139,10 +143,14 @@ class RequestMix:
         output_tokens: Lengths = 1000,
         repetition_share: float = 0.0,
         max_model_len: int = DEFAULT_MAX_MODEL_LEN,
-        config: DeepseekOCRConfig | None = None,
+        config: DeepseekOCRConfig | DeepseekOCR2Config | None = None,
     ) -> RequestMix:
-        """Page requests in ``mode`` at ``page`` = (W, H) px."""
-        workload = Workload.create(mode=mode, page=page, prompt_tokens=9, max_new_tokens=1, config=config)
+        """Page requests in ``mode`` at ``page`` = (W, H) px (DeepSeek-OCR-2 pages when ``config`` is its config)."""
+        workload: Workload | Ocr2Workload
+        if isinstance(config, DeepseekOCR2Config):
+            workload = Ocr2Workload.create(mode=mode, page=page, prompt_tokens=9, max_new_tokens=1)
+        else:
+            workload = Workload.create(mode=mode, page=page, prompt_tokens=9, max_new_tokens=1, config=config)
         return cls(
             workload=workload,
             prompt_tokens=prompt_tokens,

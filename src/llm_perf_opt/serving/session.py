@@ -16,15 +16,41 @@ from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import DeviceSpec, get_device, normalize_dtype
 from llm_perf_opt.perf.iteration import IterationTimer
 from llm_perf_opt.serving.engine import Load
-from llm_perf_opt.serving.memory import KvBudget, kv_budget
+from llm_perf_opt.serving.memory import KvBudget, ModelConfig, kv_budget
 from llm_perf_opt.serving.requests import LengthDistribution, RequestMix
 from llm_perf_opt.serving.settings import RUNTIMES, SchedulerSettings, default_settings
 from llm_perf_opt.serving.simulate import SimulationResult, simulate
 
-__all__ = ["MODELS", "Prepared", "SimulateOptions", "TimerFactory", "curve", "prepare", "run_simulation", "with_device"]
+__all__ = [
+    "DEFAULT_MODES",
+    "MODELS",
+    "ConfigResolver",
+    "Prepared",
+    "SimulateOptions",
+    "TimerFactory",
+    "builtin_config",
+    "curve",
+    "prepare",
+    "run_simulation",
+    "with_device",
+]
 
-MODELS: tuple[str, ...] = ("deepseek-ocr-v1-base",)
-"""Models the simulator serves (DeepSeek-OCR-2 needs its torch-free config path; see docs/serving.md)."""
+MODELS: tuple[str, ...] = ("deepseek-ocr-v1-base", "deepseek-ocr-2")
+"""Models the simulator serves."""
+
+DEFAULT_MODES: dict[str, str] = {"deepseek-ocr-v1-base": "gundam", "deepseek-ocr-2": "dynamic"}
+"""The page mode when none is given."""
+
+ConfigResolver = Callable[[str], ModelConfig]
+"""``model id -> config``; DeepSeek-OCR-2's config is read by ``sources`` (the CLI passes a resolver that does)."""
+
+
+def builtin_config(model: str) -> ModelConfig:
+    """v1's config; anything else needs a resolver from the caller."""
+    if model == "deepseek-ocr-v1-base":
+        return DeepseekOCRConfig.base()
+    raise UserError(f"model {model!r} needs its config from the caller (the CLI resolves deepseek-ocr-2)")
+
 
 Lengths = int | LengthDistribution
 
@@ -37,7 +63,7 @@ class SimulateOptions:
     runtime: str = "vllm"
     device: str = "h100-sxm"
     dtype: str = "bf16"
-    mode: str = "gundam"
+    mode: str | None = None
     image: tuple[int, int] = (1024, 1024)
     text_only: bool = False
     prompt_tokens: Lengths = 9
@@ -53,7 +79,7 @@ class SimulateOptions:
     context_quantum: int = field(default=64, metadata={"help": "decode context rounding of the timer cache"})
 
 
-TimerFactory = Callable[[str, DeepseekOCRConfig, DeviceSpec, str, RequestMix], IterationTimer]
+TimerFactory = Callable[[str, ModelConfig, DeviceSpec, str, RequestMix], IterationTimer]
 """``(runtime, config, device, dtype, mix) -> IterationTimer``."""
 
 
@@ -62,7 +88,7 @@ class Prepared:
     """A simulation ready to run."""
 
     options: SimulateOptions
-    config: DeepseekOCRConfig
+    config: ModelConfig
     device: DeviceSpec
     dtype: str
     mix: RequestMix
@@ -113,8 +139,15 @@ def _check_load(o: SimulateOptions) -> None:
         raise UserError(f"--requests must be >= 1, got {o.requests}")
 
 
-def prepare(options: SimulateOptions, *, timer_factory: TimerFactory, check_load: bool = True) -> Prepared:
-    """Resolve and check everything (see the module docstring); the timer comes from ``timer_factory``."""
+def prepare(
+    options: SimulateOptions,
+    *,
+    timer_factory: TimerFactory,
+    check_load: bool = True,
+    config_resolver: ConfigResolver = builtin_config,
+) -> Prepared:
+    """Resolve and check everything (see the module docstring); the timer comes from ``timer_factory``, the model's
+    config from ``config_resolver``."""
     if check_load:
         _check_load(options)
     if options.model not in MODELS:
@@ -127,7 +160,7 @@ def prepare(options: SimulateOptions, *, timer_factory: TimerFactory, check_load
         raise UserError(f"--dtype must be bf16 or fp16 for serving, got {options.dtype!r}")
     if dtype not in device.peak_flops:
         raise UserError(f"{device.device_id} has no {dtype} peak ({', '.join(device.dtypes)}); pick another --dtype")
-    config = DeepseekOCRConfig.base()
+    config = config_resolver(options.model)
     if options.text_only:
         mix = RequestMix(
             workload=None,
@@ -137,7 +170,7 @@ def prepare(options: SimulateOptions, *, timer_factory: TimerFactory, check_load
         )
     else:
         mix = RequestMix.pages(
-            mode=options.mode,
+            mode=options.mode or DEFAULT_MODES[options.model],
             page=options.image,
             prompt_tokens=options.prompt_tokens,
             output_tokens=options.output_tokens,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.hardware import DeviceSpec
 from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer
 from llm_perf_opt.runtimes import runtime_iteration_timer
+from llm_perf_opt.serving.memory import ModelConfig
 from llm_perf_opt.serving.requests import RequestMix
 from llm_perf_opt.workloads import Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["RuntimeTimer", "runtime_timer"]
 
@@ -36,11 +38,15 @@ class RuntimeTimer:
         return self.label
 
 
-def runtime_timer(
-    runtime: str, config: DeepseekOCRConfig, device: DeviceSpec, dtype: str, mix: RequestMix
-) -> RuntimeTimer:
+def runtime_timer(runtime: str, config: ModelConfig, device: DeviceSpec, dtype: str, mix: RequestMix) -> RuntimeTimer:
     """The ``runtime`` kernel model on ``device`` for ``mix``'s pages (see the module docstring)."""
-    probe = mix.workload or Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=2, config=config)
+    probe: Workload | Ocr2Workload
+    if mix.workload is not None:
+        probe = mix.workload
+    elif isinstance(config, DeepseekOCR2Config):
+        probe = Ocr2Workload.create(mode="single", page=(1024, 1024), max_new_tokens=2)
+    else:
+        probe = Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=2, config=config)
     inner = runtime_iteration_timer(
         runtime=runtime, config=config, device=device.device_id, dtype=dtype, workloads={mix.vision_key: probe}
     )
