@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from attrs import evolve
 
 from llm_perf_opt.runtimes import runtime_iteration_timer
 from llm_perf_opt.serving.session import SimulateOptions, prepare
@@ -36,3 +37,13 @@ def test_the_runtime_timer_says_which_model_timed_it() -> None:
     prepared = prepare(SimulateOptions(device="h100-sxm", concurrency=1, requests=1), timer_factory=runtime_timer)
     assert prepared.timer_source == "llm_perf_opt.runtimes vllm kernel model (default profile)"
     assert prepared.run().metrics["engine"]["request_overhead_ms"] > 0
+
+
+def test_the_timer_cache_rounding_and_batch_interpolation_cost_under_one_percent() -> None:
+    base = SimulateOptions(device="a100-40gb", mode="base", output_tokens=128, concurrency=50, requests=300)
+    exact = prepare(evolve(base, context_quantum=1), timer_factory=runtime_timer).run().metrics
+    cached = prepare(base, timer_factory=runtime_timer).run().metrics
+    assert cached["engine"]["timer_calls"] < exact["engine"]["timer_calls"] / 5
+    for key in ("output_tokens_per_s", "pages_per_s"):
+        assert cached["throughput"][key] == pytest.approx(exact["throughput"][key], rel=0.01)
+    assert cached["tpot_ms"]["p50"] == pytest.approx(exact["tpot_ms"]["p50"], rel=0.01)
