@@ -44,3 +44,8 @@ def test_flags_override_and_are_checked() -> None:
         default_settings("vllm", get_device("a100-40gb"), gpu_memory_utilization=1.5)
     with pytest.raises(UserError, match="unknown runtime 'tgi'"):
         default_settings("tgi", get_device("a100-40gb"))
+
+
+def test_sglang_batches_are_not_bound_by_the_chunk_size() -> None:
+    s = default_settings("sglang", get_device("a100-40gb"))
+    assert (s.max_num_batched_tokens, s.max_num_seqs) == (4096, 4096)  # < 60 GiB tier; decode batches apart

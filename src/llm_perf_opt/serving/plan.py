@@ -1,8 +1,9 @@
 """Capacity plans: per device the highest-throughput concurrency that meets an SLA, GPUs for a daily volume, cost.
 
 For each device the closed-loop simulation runs over a concurrency grid (powers of two up to the runtime's
-``max_num_seqs``, plus that value); a point *meets* the SLA when its p90 TTFT and p90 TPOT are both within the
-targets. The device's plan is the feasible point with the most pages per second (ties: the lower concurrency).
+``max_num_seqs`` or :data:`GRID_CAP`, plus that value); a point *meets* the SLA when its p90 TTFT and p90 TPOT are
+both within the targets. The device's plan is the feasible point with the most pages per second (ties: the lower
+concurrency).
 ``GPUs = ceil(target pages/day / pages/day per GPU)`` data-parallel replicas; cost per million pages =
 ``price per GPU-hour * 24 / pages per day per GPU * 1e6``. The winner has the most pages/day per GPU, or the lowest
 cost per million pages when every device has a price.
@@ -24,18 +25,32 @@ from attrs import field, frozen
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.serving.simulate import SimulationResult
 
-__all__ = ["BOUNDS", "DevicePlan", "PlanPoint", "PlanResult", "concurrency_grid", "make_plan", "parse_prices"]
+__all__ = [
+    "BOUNDS",
+    "GRID_CAP",
+    "DevicePlan",
+    "PlanPoint",
+    "PlanResult",
+    "concurrency_grid",
+    "make_plan",
+    "parse_prices",
+]
 
 BOUNDS = ("compute", "bandwidth", "memory", "launch")
 
 
+GRID_CAP = 1024
+"""Largest concurrency a plan simulates (SGLang admits up to 4096; DeepSeek-OCR's TPOT targets bind well before)."""
+
+
 def concurrency_grid(max_num_seqs: int) -> tuple[int, ...]:
-    """``1, 2, 4, ...`` below ``max_num_seqs``, then ``max_num_seqs`` itself."""
+    """``1, 2, 4, ...`` below ``min(max_num_seqs, GRID_CAP)``, then that value itself."""
+    top = min(max_num_seqs, GRID_CAP)
     grid, c = [], 1
-    while c < max_num_seqs:
+    while c < top:
         grid.append(c)
         c *= 2
-    grid.append(max_num_seqs)
+    grid.append(top)
     return tuple(grid)
 
 

@@ -20,7 +20,8 @@ SGLang (``python/sglang/srt/server_args.py`` ``ServerArgs`` and ``_handle_gpu_me
   weights + KV pool. Its VLM adjustment (a few percent less for a large ViT) is left out.
 * Prefill and decode run as separate batches (``enable_mixed_chunk`` off); new requests are admitted while
   ``new_token_ratio`` (0.7 initially) x min(max_new_tokens, 4096) future tokens per running request still fit.
-  The decay of ``new_token_ratio`` and retraction ordering are left out; ``max_running_requests`` is left to memory.
+  The decay of ``new_token_ratio`` and retraction ordering are left out; ``max_running_requests`` is capped at 4096
+  (SGLang's request-pool ceiling) and otherwise left to memory.
 
 Hugging Face (``hf-eager``, ``hf-flash``, ``hf-cuda-graph``): ``model.generate`` has no scheduler - one static batch
 (default one request, as upstream's ``infer``) runs prefill then decode to its longest member before the next starts.
@@ -71,7 +72,7 @@ class SchedulerSettings:
         """One :class:`UserError` per bound a person can break with a flag."""
         if self.max_num_seqs < 1:
             raise UserError(f"--max-num-seqs must be >= 1, got {self.max_num_seqs}")
-        if self.max_num_batched_tokens < self.max_num_seqs and not self.static_batching:
+        if self.max_num_batched_tokens < self.max_num_seqs and self.mixed_batches:
             raise UserError(
                 f"--max-num-batched-tokens ({self.max_num_batched_tokens}) must be >= --max-num-seqs "
                 f"({self.max_num_seqs}), as vLLM requires: every running request decodes one token per iteration"
