@@ -144,7 +144,8 @@ def plan(
         f"closed loop per concurrency, seed {base.seed}."
     )
     if out_dir is not None:
-        from llm_perf_opt.report.serving_plots import render_plan_plot  # matplotlib: only when files are written
+        # lazy: matplotlib, only when files are written
+        from llm_perf_opt.report.serving_plots import render_plan_plot
 
         files = {
             "plan.json": dumps(result.as_dict() | {"header": header}).encode("utf-8"),

@@ -132,7 +132,8 @@ def dumps(data: Any) -> str:
 
 
 def _simulation_files(prepared: Prepared, metrics: dict[str, Any]) -> dict[str, bytes]:
-    from llm_perf_opt.report.serving_plots import render_simulation_plots  # matplotlib: only when files are written
+    # lazy: matplotlib, only when files are written
+    from llm_perf_opt.report.serving_plots import render_simulation_plots
 
     points = [(c, r.metrics) for c, r in curve(prepared, concurrency_grid(prepared.settings.max_num_seqs))]
     result = prepared.run()
