@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.runtimes.published import PublishedPoint, load_published
 from llm_perf_opt.runtimes.validation import point_workload
+from llm_perf_opt.serving.trust import QUOTED_ERRORS, SERVING_ERROR_BANDS, trust_line
 from llm_perf_opt.serving.validation import REQUESTS_PER_CLIENT, around, serving_predictor, simulate_point
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "benchmarks" / "published"
@@ -46,3 +48,14 @@ def test_a_serving_point_without_concurrency_is_one_error() -> None:
     point = evolve(_point("readme-a100-pdf-output-tps"), concurrency=None)
     with pytest.raises(UserError, match="needs concurrency and output_tokens"):
         simulate_point(point, CONFIGS, point_workload)
+
+
+def test_the_quoted_serving_errors_are_the_pages() -> None:
+    page = (PUBLISHED.parents[1] / "docs" / "validation-runtimes.md").read_text(encoding="utf-8")
+    for point_id, error in QUOTED_ERRORS.items():
+        row = next(line for line in page.splitlines() if line.startswith(f"| {point_id} |"))
+        assert f"| {error * 100:+.1f}% |" in row
+        pct = f"+{round(error * 100):d}%"
+        runtime = _point(point_id).runtime
+        assert pct in SERVING_ERROR_BANDS[runtime], (point_id, pct)
+    assert re.search(r"expected error .*: throughput \+127%", trust_line("vllm"))

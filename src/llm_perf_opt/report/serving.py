@@ -51,6 +51,7 @@ def simulation_text(m: Mapping[str, Any]) -> str:
         f"({mem['kv_capacity_tokens']:,} tokens, peak {mem['kv_peak_usage']:.0%} used); preemptions {m['preemptions']}",
         f"scheduler: max_num_seqs {sch['max_num_seqs']}, max_num_batched_tokens {sch['max_num_batched_tokens']}, "
         f"block size {sch['block_size']}, memory fraction {sch['memory_fraction']:g} ({sch['source']})",
+        m["expected_error"],
     ]
     return "\n".join(lines) + "\n"
 
@@ -67,6 +68,7 @@ def simulation_markdown(m: Mapping[str, Any], curve: Sequence[tuple[int, Mapping
     return (
         f"# Serving simulation: {m['model']} on {m['device']} ({m['dtype']}), {m['runtime']}\n\n"
         f"Iteration times: {m['timer']}. Load: {_load(m['load'])}. Requests: {_requests(m['requests'])}.\n\n"
+        f"{m['expected_error'][0].upper()}{m['expected_error'][1:]}.\n\n"
         f"**Throughput** {thr['requests_per_s']:,.3f} requests/s, {thr['pages_per_day']:,.0f} pages/day, "
         f"{thr['output_tokens_per_s']:,.1f} output tokens/s, {thr['input_tokens_per_s']:,.1f} input tokens/s.\n\n"
         "| latency (ms) | mean | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|\n"

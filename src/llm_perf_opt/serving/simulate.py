@@ -21,6 +21,7 @@ from llm_perf_opt.serving.engine import CachedTimer, Load, SimulationRun, run_en
 from llm_perf_opt.serving.memory import KvBudget
 from llm_perf_opt.serving.requests import RequestMix
 from llm_perf_opt.serving.settings import SchedulerSettings
+from llm_perf_opt.serving.trust import trust_line
 
 __all__ = ["SimulationResult", "percentile", "simulate", "summary_stats"]
 
@@ -133,6 +134,7 @@ def simulate(
         "memory": budget.as_dict() | {"kv_peak_usage": round(peak_blocks / budget.blocks, 4)},
         "preemptions": run.preemptions,
         "scheduler": settings.as_dict(),
+        "expected_error": trust_line(settings.runtime),
         "engine": {
             "iterations": run.iterations,
             "makespan_s": round(run.makespan_s, 6),
