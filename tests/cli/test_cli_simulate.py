@@ -97,6 +97,7 @@ def test_out_writes_json_markdown_and_plots(tmp_path: Path) -> None:
         (["--concurrency", "4", "--dtype", "fp8"], "error: --dtype must be bf16 or fp16"),
         (["--concurrency", "4", "--max-num-seqs", "0"], "error: --max-num-seqs must be >= 1"),
         (["--concurrency", "4", "--model", "deepseek-ocr-v9"], "error: unknown model 'deepseek-ocr-v9'"),
+        (["--concurrency", "4", "--text-only"], "error: --text-only requests carry no page"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(args: list[str], message: str) -> None:

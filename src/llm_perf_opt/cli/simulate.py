@@ -67,7 +67,7 @@ def workload_options(fn: F) -> F:
         click.option("--runtime", default="vllm", show_default=True, help=f"One of {', '.join(RUNTIMES)}."),
         click.option("--dtype", default="bf16", show_default=True, help="bf16 or fp16."),
         click.option("--mode", default=None, help="Resolution mode of the pages [default: gundam; OCR-2: dynamic]."),
-        click.option("--image", default="1024x1024", show_default=True, help="Page size WxH in pixels."),
+        click.option("--image", default=None, help="Page size WxH in pixels [default: 1024x1024]."),
         click.option("--text-only", is_flag=True, help="Requests carry no page (prompt tokens only)."),
         click.option("--prompt-tokens", default="9", show_default=True, help="Text prompt tokens, or a length file."),
         click.option("--output-tokens", default="512", show_default=True, help="Output tokens, or a length file."),
@@ -95,13 +95,15 @@ def resolve_config(model: str) -> ModelConfig:
 
 def options_from_flags(flags: dict[str, Any], *, device: str) -> SimulateOptions:
     """The shared flags (and ``--concurrency``/``--rate`` when present) as :class:`SimulateOptions`."""
+    if flags["text_only"] and (flags["mode"] is not None or flags["image"] is not None):
+        raise UserError("--text-only requests carry no page; drop --mode/--image (or --text-only)")
     return SimulateOptions(
         model=flags["model"],
         runtime=flags["runtime"],
         device=device,
         dtype=flags["dtype"],
         mode=flags["mode"],
-        image=parse_image(flags["image"]),
+        image=parse_image(flags["image"] or "1024x1024"),
         text_only=flags["text_only"],
         prompt_tokens=parse_lengths(flags["prompt_tokens"], "--prompt-tokens"),
         output_tokens=parse_lengths(flags["output_tokens"], "--output-tokens"),
