@@ -63,5 +63,7 @@ def test_bad_length_files_are_one_line(tmp_path: Path, name: str, text: str, mat
 def test_mix_checks_share_and_lengths() -> None:
     with pytest.raises(UserError, match="repetition-share"):
         RequestMix.pages(mode="base", page=(1024, 1024), repetition_share=1.5).check()
+    with pytest.raises(UserError, match="text-only requests have none"):
+        RequestMix(workload=None, repetition_share=0.1).check()
     with pytest.raises(UserError, match="above max_model_len"):
         RequestMix.pages(mode="base", page=(1024, 1024), output_tokens=8000).check()

@@ -179,6 +179,8 @@ class RequestMix:
         """Bounds a person can get wrong, as one :class:`UserError` each."""
         if not 0.0 <= self.repetition_share <= 1.0:
             raise UserError(f"--repetition-share must be in 0..1 (a share of pages), got {self.repetition_share}")
+        if self.workload is None and self.repetition_share > 0:
+            raise UserError("--repetition-share is a share of pages; --text-only requests have none (drop one)")
         for name, value in (("--prompt-tokens", self.prompt_tokens), ("--output-tokens", self.output_tokens)):
             if isinstance(value, int) and value < (0 if name == "--prompt-tokens" else 1):
                 raise UserError(f"{name} must be >= {0 if name == '--prompt-tokens' else 1}, got {value}")
