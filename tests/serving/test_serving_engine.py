@@ -148,3 +148,15 @@ def test_a_request_that_cannot_start_is_one_error(linear_timer: Timers) -> None:
 
     with pytest.raises(UserError, match="can never start"):
         _run(linear_timer(), PAGES, Load(requests=1, concurrency=1), blocks=2)
+
+
+def test_sglang_under_kv_pressure_admits_within_its_reserve_or_retracts(linear_timer: Timers) -> None:
+    sglang = evolve(VLLM, runtime="sglang", block_size=1, mixed_batches=False, admission_reserve_ratio=0.7)
+    mix = evolve(PAGES, output_tokens=LengthDistribution(values=(100, 600)))
+    load = Load(requests=40, concurrency=12)
+    reserved = _run(linear_timer(), mix, load, settings=sglang, blocks=3000, quantum=16)
+    assert len(reserved.records) == 40 and reserved.preemptions == 0  # the reserve keeps admissions safe
+    assert max(s.running for s in reserved.timeline) < 12
+    bare = _run(linear_timer(), mix, load, settings=evolve(sglang, admission_reserve_ratio=0.0), blocks=3000)
+    assert len(bare.records) == 40 and bare.preemptions > 0 and bare.min_free_blocks >= 0
+    assert all(0 <= s.kv_blocks_used <= 3000 for s in bare.timeline)

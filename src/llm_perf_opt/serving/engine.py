@@ -345,12 +345,13 @@ class _Engine:
         first = self.waiting[0]
         return self._admissible(first, self.s.max_num_batched_tokens, self.encoder_budget) is not None
 
-    def step(self) -> bool:
-        """One iteration through the full scheduler (prefill work, preemption, admission); False if nothing ran."""
+    def step(self, *, decode_only: bool = False) -> bool:
+        """One iteration through the full scheduler (prefill work, preemption, admission); False if nothing ran.
+        ``decode_only``: skip prefill work (a prefill batch that could place nothing)."""
         s = self.s
         budget = s.max_num_batched_tokens
         preempted = False
-        prefill_only = not s.mixed_batches and self.can_prefill()
+        prefill_only = not s.mixed_batches and not decode_only and self.can_prefill()
         decoding = self.dec_n > 0 and not prefill_only
         if decoding:
             while self._decode_blocks_needed() > self.free:
@@ -363,7 +364,7 @@ class _Engine:
         budget -= n_dec
         encoder_left = self.encoder_budget
         chunks: list[tuple[_Req, int, bool]] = []
-        if s.mixed_batches or not decoding:
+        if not decode_only and (s.mixed_batches or not decoding):
             for r in list(self.prefilling):
                 if budget <= 0:
                     break
@@ -502,6 +503,8 @@ def run_engine(
                 ran = eng.step()  # blocks ran out or an arrival is due: the full scheduler decides
         else:
             ran = eng.step()
+        if not ran and eng.dec_n:
+            ran = eng.step(decode_only=True)  # SGLang: the prefill batch placed nothing, decode instead
         if not ran and eng.running:
             eng._preempt_tail()  # prefills hold every block and none can grow: make room for the oldest
         elif not ran:
