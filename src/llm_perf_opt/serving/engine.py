@@ -159,6 +159,7 @@ class SimulationRun:
     timer_calls: int
     vision_runs: int = field(metadata={"help": "vision encoder runs (one per prefill start, recomputes included)"})
     in_system_area: float = field(metadata={"help": "integral of requests in the system over time (request-seconds)"})
+    running_area: float = field(default=0.0, metadata={"help": "integral of running requests over time"})
 
 
 class _Req:
@@ -230,6 +231,7 @@ class _Engine:
         self.vision_runs = 0
         self.iterations = 0
         self.area = 0.0
+        self.running_area = 0.0
         self.timeline: list[TimelineSample] = []
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -312,6 +314,7 @@ class _Engine:
 
     def _advance(self, seconds: float) -> None:
         self.area += (len(self.running) + len(self.waiting)) * seconds
+        self.running_area += len(self.running) * seconds
         self.clock += seconds
 
     # -- one scheduling decision ------------------------------------------------------------------
@@ -443,6 +446,7 @@ class _Engine:
             self.used += need
             t = seconds(n, self.dec_a + n * self.tick)
             self.area += (len(self.running) + len(self.waiting)) * t
+            self.running_area += len(self.running) * t
             self.clock += t
             self.tick += 1
             self.iterations += 1
@@ -544,4 +548,5 @@ def run_engine(
         timer_calls=timer.calls,
         vision_runs=eng.vision_runs,
         in_system_area=eng.area,
+        running_area=eng.running_area,
     )

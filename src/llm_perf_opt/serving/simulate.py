@@ -143,7 +143,8 @@ def simulate(
             "request_overhead_ms": round(overhead * 1e3, 3),
             "vision_runs": run.vision_runs,
             "looped_requests": sum(1 for r in records if r.looped),
-            "mean_running": round(sum(s.running for s in run.timeline) / len(run.timeline) if run.timeline else 0.0, 3),
+            "mean_running": round(run.running_area / run.makespan_s if run.makespan_s > 0 else 0.0, 3),
+            "mean_in_system": round(run.in_system_area / run.makespan_s if run.makespan_s > 0 else 0.0, 3),
         },
     }
     return SimulationResult(run=run, metrics=metrics)
