@@ -231,7 +231,9 @@ def make_plan(
                 price_per_hour=prices.get(device),
             )
         )
-    winner, verdict = _verdict(plans, slo_ttft_p90_ms, slo_tpot_p90_ms, all(d in prices for d in devices))
+    winner, verdict = _verdict(
+        plans, slo_ttft_p90_ms, slo_tpot_p90_ms, all(d in prices for d in devices), pages_per_day=pages_per_day
+    )
     return PlanResult(
         plans=tuple(plans),
         pages_per_day=pages_per_day,
@@ -242,7 +244,9 @@ def make_plan(
     )
 
 
-def _verdict(plans: Sequence[DevicePlan], ttft_ms: float, tpot_ms: float, priced: bool) -> tuple[str | None, str]:
+def _verdict(
+    plans: Sequence[DevicePlan], ttft_ms: float, tpot_ms: float, priced: bool, *, pages_per_day: float
+) -> tuple[str | None, str]:
     ok = [p for p in plans if p.chosen]
     if not ok:
         best = min(
@@ -278,5 +282,6 @@ def _verdict(plans: Sequence[DevicePlan], ttft_ms: float, tpot_ms: float, priced
     why = f"; {win.bound} bound ({win.bound_detail})" if win.bound else ""
     return (
         win.device,
-        f"{win.device} wins: {basis} at concurrency {win.chosen.concurrency if win.chosen else 0}{versus}{why}",
+        f"{win.device} wins: {basis} at concurrency {win.chosen.concurrency if win.chosen else 0}{versus}, "
+        f"{win.gpus_for(pages_per_day)} GPU(s) for {pages_per_day:,.0f} pages/day{why}",
     )
