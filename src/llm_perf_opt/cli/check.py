@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_model_source_flag
+
 __all__ = ["check"]
 
 
@@ -63,6 +65,8 @@ def check(
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
     from llm_perf_opt.report.diff_render import render_diff_text
     from llm_perf_opt.report.golden import check_golden, is_pinned_golden
+
+    check_model_source_flag(model)
 
     def say(message: str) -> None:
         if not quiet:

@@ -9,8 +9,10 @@ extensions carry "Extension:" in their ``help``.  Serialization lives outside th
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import define, field
-from attrs.validators import in_, optional
+from attrs.validators import deep_mapping, in_, instance_of, optional
 
 from llm_perf_opt.contracts._validators import (
     BOOL,
@@ -62,6 +64,7 @@ __all__ = [
 ]
 
 _OVERRIDE = "Extension: overrides the workload profile's"
+_OPTIONAL_HISTOGRAM: Any = optional(deep_mapping(key_validator=instance_of(str), value_validator=list_of(int)))
 
 
 @define(kw_only=True)
@@ -129,6 +132,14 @@ class DeepSeekOCRAnalyticRequest:
         default=None,
         validator=OPTIONAL_STR,
         metadata={"help": "Extension: MoE routing model (e.g. balanced); null for balanced. Reports name it."},
+    )
+    routing_histogram: dict[str, list[int]] | None = field(
+        default=None,
+        validator=_OPTIONAL_HISTOGRAM,
+        metadata={
+            "help": "Extension: measured tokens per routed expert, {MoE layer index: [count per expert]}, with "
+            "routing histogram; null otherwise."
+        },
     )
 
 
