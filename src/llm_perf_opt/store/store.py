@@ -167,7 +167,18 @@ class ReportStore:
 
     def manifest(self, report_id: str) -> dict[str, dict[str, Any]]:
         """File name -> ``{"bytes", "sha256"}`` of a published report; :class:`ReportNotFoundError` if none."""
-        return self._manifest_in(self._version(report_id), report_id)
+        return self._current_manifest(report_id)[1]
+
+    def _current_manifest(self, report_id: str) -> tuple[Path, dict[str, dict[str, Any]]]:
+        """The current version's folder and manifest (resolved again if a rebuild retires it meanwhile)."""
+        for _attempt in range(3):
+            folder = self._version(report_id)
+            try:
+                return folder, self._manifest_in(folder, report_id)
+            except ReportNotFoundError:
+                if self._version(report_id) == folder:
+                    raise
+        raise ReportNotFoundError(f"report {report_id!r} is being replaced; read it again")
 
     def _version(self, report_id: str) -> Path:
         """The folder holding the current version of a report (the symlink resolved once)."""
@@ -189,14 +200,14 @@ class ReportStore:
         """The bytes of one file of a published report, checked against the manifest of the same version."""
         _check_member(name)
         for _attempt in range(3):  # a rebuild may retire the version between resolving and reading: resolve again
-            folder = self._version(report_id)
-            entry = self._manifest_in(folder, report_id).get(name)
+            folder, manifest = self._current_manifest(report_id)
+            entry = manifest.get(name)
             if entry is None:
                 raise ReportNotFoundError(f"report {report_id!r} has no file {name!r}")
             try:
                 data = (folder / name).read_bytes()
             except FileNotFoundError:
-                if Path(os.path.realpath(self.report_dir(report_id))) != folder:
+                if self._version(report_id) != folder:
                     continue
                 raise ReportDamagedError(f"report {report_id}: {name} is listed but missing") from None
             if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
