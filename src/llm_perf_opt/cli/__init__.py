@@ -65,6 +65,6 @@ def cli() -> None:
     predicted from the model's module tree traced on PyTorch's meta device (no weights, no GPU)."""
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt")
+def main(argv: list[str] | None = None, *, obj: dict[str, Any] | None = None) -> None:
+    """Console-script entry point (``obj``: the click context object; tests pass a build backend through it)."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt", obj=obj)

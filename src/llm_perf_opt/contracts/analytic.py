@@ -19,6 +19,7 @@ from llm_perf_opt.contracts._validators import (
     FLOAT,
     GB,
     INCLUSIVE,
+    INT,
     MS,
     OPTIONAL_FLOAT,
     OPTIONAL_INT,
@@ -42,9 +43,11 @@ from llm_perf_opt.contracts.report_model import (
 from llm_perf_opt.contracts.vocab import (
     ACCEPTED_STATUSES,
     ATTENTION_KINDS,
+    REPORT_STATUSES,
     STAGES,
     AcceptedStatus,
     AttentionKind,
+    ReportStatus,
     Stage,
 )
 
@@ -61,6 +64,8 @@ __all__ = [
     "OCRWorkloadProfile",
     "OperatorCategory",
     "OperatorMetrics",
+    "ReportList",
+    "ReportListEntry",
 ]
 
 _OVERRIDE = "Extension: overrides the workload profile's"
@@ -154,6 +159,19 @@ class DeepSeekOCRAnalyticAccepted:
     status: AcceptedStatus = field(
         validator=in_(ACCEPTED_STATUSES), metadata={"help": "Build status: queued or running."}
     )
+    stage: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={
+            "help": "Extension: what the build is doing (queued, waiting for another server building the same "
+            "report, building, publishing); null when not known (built by another server)."
+        },
+    )
+    queue_position: int | None = field(
+        default=None,
+        validator=OPTIONAL_INT,
+        metadata={"help": "Extension: place in the queue while queued (1 = next to start); null once it runs."},
+    )
 
 
 @define(kw_only=True)
@@ -233,3 +251,28 @@ class ErrorResponse:
             " or a URL parameter name (report_id)."
         },
     )
+
+
+@define(kw_only=True)
+class ReportListEntry:
+    """One report the service knows: published, or a build that is queued, running or failed."""
+
+    report_id: str = field(validator=STR, metadata={"help": "Report id (use it in the GET paths)."})
+    status: ReportStatus = field(
+        validator=in_(REPORT_STATUSES), metadata={"help": "published, queued, running or failed."}
+    )
+    reason: str | None = field(
+        default=None, validator=OPTIONAL_STR, metadata={"help": "Why the build failed; null otherwise."}
+    )
+
+
+@define(kw_only=True)
+class ReportList:
+    """A page of the reports the service knows, by report id."""
+
+    reports: list[ReportListEntry] = field(
+        validator=list_of(ReportListEntry), metadata={"help": "The reports of this page, sorted by report id."}
+    )
+    total: int = field(validator=INT, metadata={"help": "Reports in all pages."})
+    offset: int = field(validator=INT, metadata={"help": "Index of the first report of this page."})
+    limit: int = field(validator=INT, metadata={"help": "Largest number of reports per page."})
