@@ -25,6 +25,8 @@ from llm_perf_opt.contracts.schema import type_schema
 RUN = "/analytic/deepseek-ocr/run"
 SUMMARY = "/analytic/deepseek-ocr/{report_id}/summary"
 MODEL = "/analytic/deepseek-ocr/{report_id}/model"
+REPORTS = "/analytic/deepseek-ocr/reports"
+REPORT = "/analytic/deepseek-ocr/{report_id}"
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +99,13 @@ def test_nullable_and_enum_derivation() -> None:
     ("path", "method", "answers"),
     [
         (RUN, "post", {"200": "DeepSeekOCRAnalyticReportSummary", "202": "DeepSeekOCRAnalyticAccepted",
-                       "413": "ErrorResponse", "422": "ErrorResponse"}),
-        (SUMMARY, "get", {"200": "DeepSeekOCRAnalyticReportSummary", "404": "ErrorResponse",
+                       "401": "ErrorResponse", "413": "ErrorResponse", "422": "ErrorResponse",
+                       "503": "ErrorResponse"}),
+        (SUMMARY, "get", {"200": "DeepSeekOCRAnalyticReportSummary", "401": "ErrorResponse", "404": "ErrorResponse",
                           "409": "DeepSeekOCRAnalyticAccepted", "500": "ErrorResponse"}),
-        (MODEL, "get", {"200": "DeepSeekOCRAnalyticModel", "404": "ErrorResponse",
+        (MODEL, "get", {"200": "DeepSeekOCRAnalyticModel", "401": "ErrorResponse", "404": "ErrorResponse",
                         "409": "DeepSeekOCRAnalyticAccepted", "500": "ErrorResponse"}),
+        (REPORTS, "get", {"200": "ReportList", "401": "ErrorResponse", "422": "ErrorResponse"}),
     ],
 )  # fmt: skip
 def test_paths_answer_with_the_documented_bodies(
@@ -116,13 +120,17 @@ def test_paths_answer_with_the_documented_bodies(
     if method == "post":
         body = operation["requestBody"]["content"]["application/json"]
         assert body["schema"]["$ref"].endswith("/DeepSeekOCRAnalyticRequest")
+    elif path == REPORTS:
+        assert [(p["name"], p["in"]) for p in operation["parameters"]] == [("offset", "query"), ("limit", "query")]
     else:
         (param,) = [_resolve(document, p["$ref"]) for p in operation["parameters"]]
         assert (param["name"], param["in"], param["required"]) == ("report_id", "path", True)
 
 
-def test_paths_are_exactly_the_three_of_the_seed(document: dict[str, Any]) -> None:
-    assert sorted(document["paths"]) == sorted([RUN, SUMMARY, MODEL])
+def test_paths_are_the_three_of_the_seed_plus_list_and_delete(document: dict[str, Any]) -> None:
+    assert sorted(document["paths"]) == sorted([RUN, SUMMARY, MODEL, REPORTS, REPORT])
+    delete = document["paths"][REPORT]["delete"]["responses"]
+    assert sorted(delete) == ["204", "401", "404", "409"]
 
 
 def test_openapi_text_is_the_packaged_yaml() -> None:
