@@ -19,6 +19,7 @@ TORCH_FREE = (
     "perf",
     "store",
     "admission",
+    "runtimes",
 )
 FOUNDATION = ("errors.py", "core", "config", "contracts")
 

@@ -2,9 +2,12 @@
 
 A :class:`BuildBackend` is three callables: request -> options, options -> report id, options -> report files.
 ``build`` runs in a worker process, so it and the options it receives must be picklable (module-level functions and
-attrs classes are).  Tests pass their own backend to :func:`~llm_perf_opt.service.create_app`; the server never
-imports a backend named at run time.  The default backend imports :mod:`llm_perf_opt.report.pipeline` only when it
-is first used, so the service starts without torch being imported in the server process until a request arrives.
+attrs classes are).  The default backend computes options and report ids with the torch-free
+:mod:`llm_perf_opt.analysis.options` and builds with :mod:`llm_perf_opt.report.files` (the analysis and its
+rendering, torch), imported only when first used, so the service starts (and its tests run) without torch being
+imported in the server process until a request arrives.
+Tests pass their own backend to :func:`~llm_perf_opt.service.create_app`; the server never imports a backend
+named at run time.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ __all__ = ["REMOTE_CODE_PREFIXES", "BuildBackend", "check_trust", "pipeline_back
 #: ``model_variant`` prefixes that name model sources whose code comes from outside this package.
 REMOTE_CODE_PREFIXES = ("hf:", "hf-snapshot:")
 
-_PIPELINE = "llm_perf_opt.report.pipeline"
+_OPTIONS = "llm_perf_opt.analysis.options"
+_PIPELINE = "llm_perf_opt.report.files"
 
 
 @frozen(kw_only=True)
@@ -61,9 +65,9 @@ def _pipeline_import() -> None:
 
 def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bool) -> Any:
     histogram = request.routing_histogram
-    if histogram is not None:  # the counts travel inline as routing text; the pipeline never opens a file for them
+    if histogram is not None:  # the counts travel inline as routing text; the analysis never opens a file for them
         request = attrs.evolve(request, routing=None, routing_histogram=None)
-    options = _pipeline().options_from_request(request)
+    options = importlib.import_module(_OPTIONS).options_from_request(request)
     if histogram is not None:
         options = attrs.evolve(options, routing=inline_routing_text(histogram))
     # The server's --allow-remote-code is the trust decision; pass it on when the options can carry it.
@@ -73,7 +77,7 @@ def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bo
 
 
 def _pipeline_report_id(options: Any) -> str:
-    return str(_pipeline().report_id_for(options))
+    return str(importlib.import_module(_OPTIONS).report_id_for(options))
 
 
 def _pipeline_build(options: Any) -> Mapping[str, bytes]:
@@ -82,7 +86,7 @@ def _pipeline_build(options: Any) -> Mapping[str, bytes]:
 
 
 def pipeline_backend() -> BuildBackend:
-    """The real analysis pipeline (``llm_perf_opt.report.pipeline``), imported on first use."""
+    """The real analysis (``llm_perf_opt.analysis``, ``llm_perf_opt.report.files``), imported on first use."""
     return BuildBackend(
         name=_PIPELINE,
         options_for=_pipeline_options,
