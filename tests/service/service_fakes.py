@@ -9,8 +9,8 @@ the environment:
 * ``SERVICE_FAKES_PAD_BYTES``: size of an extra ``pad.bin`` file (widens the publish window).
 
 Tests tag requests with ``profile_run_id`` (the fake never looks a measurement up).  A tag starting with ``fail`` makes
-the build raise a user error, ``crash`` kills the worker process, ``hog`` allocates memory until it runs out, ``trace``
-raises an error whose text holds a traceback-like frame and a server path.
+the build raise a user error, ``crash`` kills the worker process, ``hog`` allocates memory until it runs out, ``sleep``
+sleeps a minute, ``trace`` raises an error whose text holds a C++-like frame and a server path.
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ def fake_build(options: dict[str, Any]) -> dict[str, bytes]:
         hoard = []
         while True:  # until RLIMIT_AS says no
             hoard.append(bytearray(64 << 20))
+    if tag.startswith("sleep"):
+        time.sleep(60)
     if tag.startswith("trace"):
         raise RuntimeError("boom at /usr/lib/secret/site-packages/x.py:12\nframe #0: 0x7f00deadbeef in c10::Error")
     time.sleep(float(os.environ.get("SERVICE_FAKES_DELAY_S", "0")))

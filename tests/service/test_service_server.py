@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,14 +62,20 @@ class Server:
         launch = LAUNCH_FAKE if fake else "from llm_perf_opt.cli import main; main()"
         cmd = [sys.executable, "-c", launch, "serve", "--port", str(self.port)]
         cmd += ["--store", str(store), "--workers", "2", "--log-level", "warning", *extra]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop): a chatty server never blocks
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
         self._wait_ready()
+
+    def log_text(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        self.stderr.seek(0)
+        return self.stderr.read().decode("utf-8", errors="replace")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                raise RuntimeError(f"server exited: {self.log_text()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
@@ -87,8 +94,7 @@ class Server:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill9()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self.stderr.close()
 
 
 def _request(tag: str, **extra: Any) -> dict[str, Any]:
