@@ -69,7 +69,7 @@ def _is_loopback(host: str) -> bool:
 )
 @click.option(
     "--build-memory-mb",
-    default=16384,
+    default=8192,
     show_default=True,
     type=click.IntRange(0, 1 << 22),
     help="Address-space limit of each build worker (RLIMIT_AS), 0 for none.",

@@ -186,7 +186,7 @@ class _Service:
             return _error(413, f"request body over {self.max_body} bytes; expected a small JSON object", "$")
         except UserError as exc:
             return _error(422, str(exc), _user_error_path(exc))
-        except (RecursionError, ValueError) as exc:  # a body the JSON parser cannot take apart
+        except RecursionError as exc:  # a body the JSON parser cannot take apart (json_depth should stop it first)
             return _error(422, f"request body is not a JSON object ({type(exc).__name__})", "$")
         replace = req.force_rebuild
         if not replace and self.manager.status(report_id) is None and self.store.exists(report_id):

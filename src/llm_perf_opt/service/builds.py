@@ -71,7 +71,7 @@ class BuildLimits:
     """Per-build bounds (``serve --build-timeout-s``, ``--build-memory-mb``) and record retention."""
 
     timeout_s: float = 600.0
-    memory_mb: int = 16384
+    memory_mb: int = 8192
     failed_retention_s: float = 7 * 24 * 3600.0
     lock_poll_s: float = 0.2
 
