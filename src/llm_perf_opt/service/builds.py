@@ -36,7 +36,8 @@ __all__ = ["BuildCounters", "BuildLimits", "BuildManager", "ServiceBusyError", "
 
 log = logging.getLogger("llm_perf_opt.service")
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)*[\w.@+-]+")
+# an absolute file path, but not one of this API's own URL paths (which messages name on purpose)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?!analytic/|openapi\.yaml|health)(?:[\w.@+-]+/)*[\w.@+-]+")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 _MAX_PUBLIC_CHARS = 400
 
