@@ -17,7 +17,7 @@ from typing import Any
 
 from attrs import frozen
 
-from llm_perf_opt.admission import limits as L
+import llm_perf_opt.admission.limits as L
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
 from llm_perf_opt.errors import ContractError, UserError

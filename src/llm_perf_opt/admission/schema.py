@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from llm_perf_opt.admission import limits as L
+import llm_perf_opt.admission.limits as L
 from llm_perf_opt.hardware import DTYPE_ALIASES, DTYPES, device_ids
 from llm_perf_opt.workloads import MODES, PRESETS
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES

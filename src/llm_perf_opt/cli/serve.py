@@ -122,6 +122,7 @@ def serve(
     Listens on loopback unless --host says otherwise; without --token-file there is no authentication, so put a
     proxy in front (or set a token) before exposing it.  SIGINT/SIGTERM stop it within a few seconds.
     """
+    # lazy: the serve extra (uvicorn, starlette) loads only when the server starts
     from llm_perf_opt.service import BuildLimits, ServeOptions, create_app, serve_app
 
     token = _read_token(token_file) if token_file is not None else None

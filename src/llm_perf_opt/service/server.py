@@ -77,6 +77,7 @@ class _HeaderTimeoutProtocol(H11Protocol):
 
 def serve_app(app: Starlette, options: ServeOptions) -> None:
     """Serve ``app`` until SIGINT or SIGTERM."""
+    # lazy: the serve extra (uvicorn) loads only when the server starts
     import uvicorn
 
     logging.basicConfig(format=LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S", level=options.log_level.upper())
