@@ -59,6 +59,7 @@ TORCH_FREE = (
     "perf",
     "runtimes",
     "serving",
+    "admission",
     "store",
 )
 """Packages that never load torch (``analysis``, ``measure``, ``report`` load it only through their torch modules)."""
