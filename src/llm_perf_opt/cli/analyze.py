@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_analysis_flags
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.store import ReportStore
@@ -135,6 +136,19 @@ def analyze(
     from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.report.files import write_report
 
+    check_analysis_flags(
+        model=model,
+        workload_id=workload_id,
+        mode=mode,
+        page=page,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        attention=attention,
+        routing=routing,
+    )
     options = AnalysisOptions(
         model=model,
         workload_id=workload_id,

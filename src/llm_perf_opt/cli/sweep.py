@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_sweep_flags
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
@@ -119,12 +120,25 @@ def sweep(
         click.echo(f"warning: --execution is deprecated; use --runtime {runtime}", err=True)
     chosen = get_runtime(runtime)
     check_supported(chosen, attention=attention)
+    device_list, mode_list, page_list = _items(devices, "--device"), _items(modes, "--mode"), parse_pages(pages)
+    batch_list, length_list = parse_int_list(batches, "--batch"), parse_int_list(lengths, "--max-new-tokens")
+    dtype_list = _items(dtypes, "--dtype")
+    check_sweep_flags(
+        devices=device_list,
+        modes=mode_list,
+        pages=page_list,
+        batch_sizes=batch_list,
+        max_new_tokens=length_list,
+        dtypes=dtype_list,
+        prompt_tokens=prompt_tokens,
+        routing=routing,
+    )
     spec = SweepSpec(
-        devices=_items(devices, "--device"),
-        pages=[(mode, page) for mode in _items(modes, "--mode") for page in parse_pages(pages)],
-        batch_sizes=parse_int_list(batches, "--batch"),
-        max_new_tokens=parse_int_list(lengths, "--max-new-tokens"),
-        dtypes=_items(dtypes, "--dtype"),
+        devices=device_list,
+        pages=[(mode, page) for mode in mode_list for page in page_list],
+        batch_sizes=batch_list,
+        max_new_tokens=length_list,
+        dtypes=dtype_list,
         prompt_tokens=prompt_tokens,
         attention=attention,
         routing=RoutingModel.parse(routing),
