@@ -20,6 +20,9 @@ Kernel launches: one extra, untimed prefill and decode step 1 under ``torch.prof
 device kernels are counted (memcpy/memset excluded) and their durations summed (*device busy* time: what the GPU
 spent executing, without the gaps in which it waited for the host).  On CPU there are no kernels; the leaf aten ops
 that do work (views, aliases and allocations excluded) are counted instead and the measurement says so.
+
+Memory: one more untimed run per model, stage by stage (:mod:`llm_perf_opt.measure.peak_memory`): live tensor
+storage on CPU, the caching allocator's peak statistics on CUDA.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.clock import Clock, StageMarks, make_clock, stage_anchors
 from llm_perf_opt.measure.environment import describe_device, software_record, torch_dtype
-from llm_perf_opt.measure.record import KernelCount, Measurement, StageTimings, WorkloadRecord
+from llm_perf_opt.measure.peak_memory import measure_memory
+from llm_perf_opt.measure.record import KernelCount, Measurement, MemoryRecord, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import resolve_model_source
@@ -109,6 +113,7 @@ class HarnessOptions:
     statistic: Literal["median", "min"] = field(default="median", metadata={"help": "summary over repeats"})
     threads: int | None = field(default=None, metadata={"help": "CPU intra-op threads (None: leave torch's)"})
     profile_kernels: bool = field(default=True, metadata={"help": "count launches of one decode step"})
+    record_memory: bool = field(default=True, metadata={"help": "one extra untimed run that records peak memory"})
     benchmark: bool = field(default=True, metadata={"help": "run the matmul/copy micro-benchmarks"})
     device_id: str | None = field(default=None, metadata={"help": "hardware catalog id of the device"})
     workload_id: str | None = field(default=None, metadata={"help": "preset id the workload came from"})
@@ -201,6 +206,10 @@ def _measure(
             launches[attention] = (
                 profile_launches(model, inputs, routing=routing) if options.profile_kernels else (None, None)
             )
+    memory: dict[str, MemoryRecord | None] = {
+        a: measure_memory(model, inputs, routing=routing) if options.record_memory else None
+        for a, model in models.items()
+    }
     device_record = describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark)
     software = software_record()
     done = datetime.now(UTC)
@@ -221,6 +230,7 @@ def _measure(
             runs=tuple(runs[attention]),
             kernels=launches[attention][1] if inputs.num_decode_steps else None,
             prefill_kernels=launches[attention][0],
+            memory=memory[attention],
             notes=_with_peers(options.notes, attention, attentions),
         )
         for attention in attentions

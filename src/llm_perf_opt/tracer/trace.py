@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from llm_perf_opt.errors import TraceError
 from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
 from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
 from llm_perf_opt.tracer.engine import DecodeMode, InputsDriver, PassInputs, trace_model
@@ -95,12 +96,15 @@ def trace_workload(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> TraceResult:
     """Trace ``workload`` (a Workload or a preset id) on ``model_source`` (a ModelSource or its name).
 
     ``model`` may pass an already built tree (meta, built with the implementation ``attention`` needs) to skip
     building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
     ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
+    ``dtype`` (built-in sources only; default bf16) is the dtype the model and its inputs are built in - bytes and
+    live-activation peaks are then counted at that width (a given ``model`` must already be in it).
     Sources with their own driver (``make_driver``: upstream remote code, DeepSeek-OCR-2) and stage anchors
     (``stage_anchors``) are driven through them; see :func:`trace_with_driver` for the driver afterwards.
     """
@@ -112,6 +116,7 @@ def trace_workload(
         decode=decode,
         model=model,
         verify_fast_meta=verify_fast_meta,
+        dtype=dtype,
     )
     return result
 
@@ -125,6 +130,7 @@ def trace_with_driver(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> tuple[TraceResult, Any]:
     """:func:`trace_workload`, also returning the driver that ran (it counts what a source's adapters did, which
     ``source.provenance(driver)`` reports)."""
@@ -132,8 +138,10 @@ def trace_with_driver(
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
     if model is None:
-        model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
-    driver = make_driver(source, model, work, route)
+        model = source.build(
+            attn_implementation="sdpa" if attention == "flash" else "eager", dtype=dtype or torch.bfloat16
+        )
+    driver = make_driver(source, model, work, route, dtype=dtype)
     describe = getattr(driver, "describe", None)
     result = trace_model(
         model,
@@ -151,15 +159,25 @@ def trace_with_driver(
     return result, driver
 
 
-def make_driver(source: ModelSource, model: nn.Module, workload: Workload | Ocr2Workload, routing: RoutingModel) -> Any:
-    """The source's own driver (``source.make_driver``: upstream remote code, DeepSeek-OCR-2), else the built-in one.
+def make_driver(
+    source: ModelSource,
+    model: nn.Module,
+    workload: Workload | Ocr2Workload,
+    routing: RoutingModel,
+    *,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """The source's own driver (``source.make_driver``: upstream remote code, DeepSeek-OCR-2), else the built-in one
+    (inputs in ``dtype``, default bf16; a source with its own driver takes no ``dtype``).
 
     Either has ``prefill()``, ``step(i)``, ``decode_steps``, ``seq_len`` and ``max_new_tokens``.
     """
     custom = getattr(source, "make_driver", None)
     if callable(custom):
+        if dtype not in (None, torch.bfloat16):
+            raise TraceError(f"model source {source.name} is traced in bf16 only, not {dtype}")
         return custom(model, workload, routing)
-    return BuiltinDriver(model, source.make_inputs(workload), routing)
+    return BuiltinDriver(model, source.make_inputs(workload, dtype=dtype or torch.bfloat16), routing)
 
 
 def stage_rules(source: ModelSource) -> StageRules:
