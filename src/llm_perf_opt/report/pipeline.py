@@ -163,6 +163,9 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
     measured, measured_total_ms = _measured(options, stages, workload)
+    memory_rows = _measured_memory(options)
+    if memory_rows is not None:
+        validation = {**validation, "memory": memory_rows}
     assumptions = _assumptions(options, trace, device, dtype, profile, routing) + provenance_lines(provenance or {})
     notes = " | ".join(assumptions)
     profile_contract = profile_from_workload(
@@ -311,6 +314,21 @@ def _assumptions(
         f"{dtype}); an upper bound for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
     ]
+
+
+def _measured_memory(options: AnalysisOptions) -> list[dict[str, Any]] | None:
+    """``validation.json`` -> ``memory`` when ``--measured`` names a measurement with memory: predicted vs measured
+    peak bytes per stage, predicted by a trace of what the measurement ran (its dtype and decoder attention)."""
+    if options.measured is None:
+        return None
+    from llm_perf_opt.measure.compare import compare_memory, memory_rows_payload
+    from llm_perf_opt.measure.predict import predicted_stage_peaks
+    from llm_perf_opt.measure.record import load_measurement
+
+    measurement = load_measurement(Path(options.measured))
+    if measurement.memory is None:
+        return None
+    return memory_rows_payload(compare_memory(predicted_stage_peaks(measurement), measurement))
 
 
 def _measured(
