@@ -27,7 +27,8 @@ COMMAND = "llm-perf-opt validation-doc"
 def validation_doc(source: Path, out: Path, check: bool) -> None:
     """Predicted versus measured, per stage, uncalibrated and calibrated, for every measurement file."""
     from llm_perf_opt.core import atomic_write_text
-    from llm_perf_opt.measure.predict import cost_tree, counted_dtype
+    from llm_perf_opt.measure.compare import compare_memory
+    from llm_perf_opt.measure.predict import cost_tree, counted_dtype, predicted_stage_peaks
     from llm_perf_opt.measure.record import load_measurement
     from llm_perf_opt.measure.validation import validate
     from llm_perf_opt.measure.validation_md import render_validation
@@ -35,8 +36,10 @@ def validation_doc(source: Path, out: Path, check: bool) -> None:
     files = sorted(source.glob("*.json"))
     if not files:
         raise UserError(f"no measurement files (*.json) in {source}; write some with `llm-perf-opt measure --out`")
-    validation = validate([load_measurement(f) for f in files], cost_tree, counted_dtype=counted_dtype)
-    text = render_validation(validation, source_dir=source.as_posix(), command=COMMAND)
+    measurements = [load_measurement(f) for f in files]
+    validation = validate(measurements, cost_tree, counted_dtype=counted_dtype)
+    memory = {m.run_id: compare_memory(predicted_stage_peaks(m), m) for m in measurements if m.memory is not None}
+    text = render_validation(validation, source_dir=source.as_posix(), command=COMMAND, memory=memory)
     if check:
         current = out.read_text(encoding="utf-8") if out.exists() else ""
         if current != text:
