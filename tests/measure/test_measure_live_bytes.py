@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llm_perf_opt.measure.live_bytes import LiveBytes
+from llm_perf_opt.measure.live_bytes import LiveBytes, live_set_at_peak, live_sets_at_peaks
 
 F32 = 4
 
@@ -99,3 +99,18 @@ def test_storages_outliving_the_mode_do_not_call_back() -> None:
         kept = torch.ones(10)
     del kept  # freed after the mode closed: the total stays as it was at exit
     assert meter.live == 40
+
+
+def test_live_sets_name_the_ops_alive_at_each_modules_peak() -> None:
+    mlp = nn.Sequential(nn.Linear(16, 48), nn.GELU(), nn.Linear(48, 16))
+    x = torch.randn(2, 16)  # 128 B input
+    sets = live_sets_at_peaks(mlp, lambda: mlp(x), ["0", "1", "2"], inputs=[x])
+    # Linear 0: input + its addmm output [2,48] (384 B)
+    assert sets["0"].peak_bytes == 128 + 384
+    assert sets["0"].by_op == {"<input>": 128, "aten.addmm.default": 384}
+    # GELU: input + Linear 0's output (still referenced by Sequential's loop variable) + its own output
+    assert sets["1"].by_op == {"<input>": 128, "aten.addmm.default": 384, "aten.gelu.default": 384}
+    # Linear 2: Linear 0's output is gone; GELU's output and the new [2,16] output (128 B) are live
+    assert sets["2"].by_op == {"<input>": 128, "aten.gelu.default": 384, "aten.addmm.default": 128}
+    assert sets["1"].difference(sets["2"]) == {"aten.addmm.default": -256}
+    assert live_set_at_peak(mlp, lambda: None, "0").peak_bytes == -1  # never called
