@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
+    "measure-memory": "measure_memory:measure_memory",
     "serve": "serve:serve",
     "sweep": "sweep:sweep",
     "tree": "tree:tree",

@@ -41,6 +41,7 @@ from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.clock import Clock, StageMarks, make_clock, stage_anchors
 from llm_perf_opt.measure.environment import describe_device, software_record, torch_dtype
 from llm_perf_opt.measure.peak_memory import measure_memory
+from llm_perf_opt.measure.predict import workload_of
 from llm_perf_opt.measure.record import KernelCount, Measurement, MemoryRecord, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
@@ -56,6 +57,7 @@ __all__ = [
     "count_decode_launches",
     "device_busy_s",
     "profile_launches",
+    "record_memory_for",
     "resolve_device",
     "run_measurement",
     "run_measurements",
@@ -399,3 +401,24 @@ def count_cpu_work_ops(events: Sequence[Any]) -> int:
             continue
         count += 1
     return count
+
+
+def record_memory_for(measurement: Measurement, *, threads: int | None = 1) -> MemoryRecord:
+    """Peak memory per stage of the model and workload ``measurement`` ran (same dtype, decoder attention and
+    routing), from one untimed run on this machine's device of the measurement's kind; its timings are not touched.
+
+    A CUDA measurement needs a CUDA GPU here (a one-line :class:`UserError` otherwise).
+    """
+    config = builtin_config(measurement.model)
+    device = resolve_device(measurement.device.runtime)
+    dtype = torch_dtype(measurement.dtype)
+    routing = RoutingModel.balanced() if measurement.routing == "balanced" else None
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        model = build_model(config, device=device, dtype=dtype, attn_implementation=measurement.attention)
+        inputs = build_inputs(config, workload_of(measurement), device=device, dtype=dtype)
+        return measure_memory(model, inputs, routing=routing)
+    finally:
+        torch.set_num_threads(threads_before)
