@@ -6,7 +6,7 @@ from attrs import evolve
 
 from llm_perf_opt.measure.peak_explain import member_paths, node_live_sets, peak_differences
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracer.trace import make_driver, trace_workload
+from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import RoutingModel, Workload
 
 
@@ -21,7 +21,7 @@ def test_every_traced_node_peak_is_the_live_set_the_ops_leave() -> None:
     workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=3, config=source.config)
     model = source.build(attn_implementation="eager")
     trace = trace_workload(source, workload, attention="eager", model=model)
-    driver = make_driver(source, model, workload, RoutingModel.balanced())
+    driver = source.make_driver(model, workload, RoutingModel.balanced())
     modules = [m for m, n in trace.nodes.items() if n.path]
     sets = node_live_sets(model, driver, trace, modules)
     assert len(sets) > 0.9 * len(modules)  # the rest: containers whose peak is reached by their own ops

@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from attrs import evolve
+
+from llm_perf_opt.measure.record import load_measurement, save_measurement
 
 __all__ = ["measure_memory"]
 
@@ -19,10 +22,8 @@ def measure_memory(files: tuple[Path, ...], threads: int) -> None:
     The timings, kernel counts and run id stay as they were; the notes say when the memory was added. Use it for
     measurements taken before memory was recorded (schema 1); a CUDA measurement needs a CUDA GPU here.
     """
-    from attrs import evolve
-
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.harness import record_memory_for
-    from llm_perf_opt.measure.record import load_measurement, save_measurement
 
     for path in files:
         measurement = load_measurement(path)

@@ -19,13 +19,17 @@ from __future__ import annotations
 from functools import cache
 
 import torch
+from torch import nn
 
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, normalize_dtype
 from llm_perf_opt.measure.record import MEMORY_STAGES, Measurement, MeasurementError, WorkloadRecord
 from llm_perf_opt.perf.memory import kv_cache_bytes
 from llm_perf_opt.perf.tree import CostTree, tree_from_nodes
-from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
 from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import MODES, Workload
 
 __all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "predicted_stage_peaks", "workload_of"]
@@ -92,13 +96,27 @@ def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
     return {s: result.node(s).peak_activation_bytes + kv for s in MEMORY_STAGES if s in result.nodes}
 
 
+class _InDtype:
+    """A built-in model source whose tree and meta inputs are built in ``dtype`` (the tracer's default is bf16)."""
+
+    def __init__(self, source: ModelSource, dtype: torch.dtype) -> None:
+        self.source = source
+        self.dtype = dtype
+        self.name = source.name
+
+    def build(self, *, attn_implementation: str) -> nn.Module:
+        return self.source.build(attn_implementation=attn_implementation, dtype=self.dtype)
+
+    def make_driver(self, model: nn.Module, workload: Workload, routing: ExpertRouting) -> BuiltinDriver:
+        return BuiltinDriver(model, self.source.make_inputs(workload, dtype=self.dtype), routing)
+
+
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @cache
 def _traced(model: str, record: WorkloadRecord, attention: str, dtype: str, workload: Workload) -> TraceResult:
-    from llm_perf_opt.tracer.trace import trace_workload
-
     del record  # part of the cache key only
-    source = resolve_model_source(model)
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    tree = source.build(attn_implementation=attention, dtype=torch_dtype)  # meta, the measured decoder attention
-    # every SDPA call fused, as it ran
-    return trace_workload(source, workload, attention="flash", model=tree, dtype=torch_dtype)
+    source = _InDtype(resolve_model_source(model), _TORCH_DTYPES[dtype])
+    tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention
+    return trace_workload(source, workload, attention="flash", model=tree)  # every SDPA call fused, as it ran

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from upstream_helpers import trace_upstream
 
 from llm_perf_opt.measure.peak_explain import node_live_sets, peak_differences
-from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
-from llm_perf_opt.sources.upstream.equivalence import KNOWN_PEAK_DIFFERENCES, compare_traces
-from llm_perf_opt.sources.upstream.source import resolve_snapshot, trace_upstream
-from llm_perf_opt.tracer.trace import make_driver, trace_workload
+from llm_perf_opt.sources.upstream.source import resolve_snapshot
+from llm_perf_opt.tracer.equivalence import KNOWN_PEAK_DIFFERENCES, compare_traces
+from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
 
 SNAPSHOT = os.environ.get("LLM_PERF_OPT_UPSTREAM_SNAPSHOT")
@@ -47,7 +48,7 @@ def test_upstream_and_builtin_trace_to_the_same_tree(name: str, upstream: tuple[
     source, model = upstream
     workload = WORKLOADS[name]()
     theirs, provenance = trace_upstream(source, workload, model=model)  # type: ignore[arg-type]
-    ours = trace_workload("deepseek-ocr-v1-base", workload, attention="eager")
+    ours = trace_workload(resolve_model_source("deepseek-ocr-v1-base"), workload, attention="eager")
     assert [str(d) for d in compare_traces(ours, theirs)] == []
     assert theirs.unsupported == ours.unsupported == ()
     params = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
@@ -73,8 +74,8 @@ def test_peak_activations_differ_only_by_explained_tensors(name: str, upstream: 
     ours = trace_workload(builtin_source, workload, attention="eager", model=ours_model)
     differing = peak_differences(ours, theirs)
     routing = RoutingModel.balanced()
-    their_sets = node_live_sets(model, make_driver(source, model, workload, routing), theirs, differing)  # type: ignore[arg-type]
-    our_sets = node_live_sets(ours_model, make_driver(builtin_source, ours_model, workload, routing), ours, differing)
+    their_sets = node_live_sets(model, source.make_driver(model, workload, routing), theirs, differing)  # type: ignore[arg-type]
+    our_sets = node_live_sets(ours_model, builtin_source.make_driver(ours_model, workload, routing), ours, differing)
     explained = 0
     for module_id, delta in differing.items():
         if module_id not in their_sets or module_id not in our_sets:
