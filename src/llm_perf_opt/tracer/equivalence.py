@@ -78,11 +78,15 @@ KNOWN_PEAK_DIFFERENCES: dict[str, str] = {
     "aten.add.Tensor": "the same frame keeps CLIP's embeddings (patch + position) alive through CLIP and the "
     "language layers",
     "aten.addmm.default": "upstream's CLIP keeps one more projection output alive inside its transformer layers",
+    "aten.native_layer_norm.default": "with local crops the two copies hold different CLIP tensors at CLIP's "
+    "pre-layernorm: the built-in still references a layer-norm output (and a class-token concatenation, "
+    "aten.cat) that upstream has released, while upstream holds SAM/CLIP outputs of the other view (negative "
+    "for upstream)",
     "aten.sum.dim_IntList": "the built-in MoE keeps its per-expert token counts (n_experts x int64) through the "
     "expert loop; upstream's dispatch runs through the moe-shape-only-dispatch adapter, which does not (-512 B)",
 }
 """Producing op -> why upstream's live set at a node's peak differs by that op's tensors from the built-in's.
 
 Measured with :func:`llm_perf_opt.measure.peak_explain.node_live_sets` on the assembled v1 snapshot (transformers
-4.46.3, Base 1024 no crops, eager): 103 of 137 nodes differ in peak, every difference is made of these ops' tensors;
-the op sequences (every Cost counter) are equal on all nodes."""
+4.46.3, eager): Base 1024 without crops, 103 of 137 nodes differ in peak; Gundam 1920x1080 (4x2 crops), 64 of 137;
+every difference is made of these ops' tensors, and the op sequences (every Cost counter) are equal on all nodes."""
