@@ -151,6 +151,13 @@ def _peaks(measurements: Sequence[Measurement], memory: Mapping[str, Sequence[Me
         "| measurement | model | workload | dtype, attention | stage | predicted MB | measured MB | error |",
         "|---|---|---|---|---|---:|---:|---:|",
     ]
+    if not any(m.device.runtime == "cuda" and memory.get(m.run_id) for m in measurements):
+        lines[3:3] = [
+            "**No GPU measurement records memory yet.** A session with a CUDA GPU runs "
+            "`bash benchmarks/gpu_memory.sh` (batch 1, 8 and 32 on `dsocr-standard-v1` and `dsocr-base-v1`, files in "
+            "`memory/`) and `llm-perf-opt measure-memory FILE...` on the GPU files above (their timings are kept).",
+            "",
+        ]
     for m in measurements:
         for row in memory.get(m.run_id, ()):
             lines.append(

@@ -68,8 +68,10 @@ def render_validation(
     source_dir: str,
     command: str,
     memory: Mapping[str, Sequence[MemoryRow]] | None = None,
+    memory_only: Sequence[Measurement] = (),
 ) -> str:
-    """The whole page; ``memory`` (run id -> predicted vs measured peak per stage) adds the memory sections."""
+    """The whole page; ``memory`` (run id -> predicted vs measured peak per stage) adds the memory sections, which
+    also list ``memory_only`` measurements (taken for memory; not in the time comparison)."""
     rows = validation.rows
     gpu = [r for r in rows if r.measurement.device.runtime == "cuda"]
     lines = [
@@ -113,7 +115,7 @@ def render_validation(
         "",
         *_profiles(validation),
         "",
-        *([*memory_sections([r.measurement for r in rows], memory), ""] if memory is not None else []),
+        *([*memory_sections([*(r.measurement for r in rows), *memory_only], memory), ""] if memory is not None else []),
         "## Per measurement",
     ]
     for r in rows:
