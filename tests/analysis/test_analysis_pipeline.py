@@ -140,3 +140,7 @@ def test_measured_memory_rows_compare_every_stage_with_the_trace(tmp_path: Path)
     text = render_report_md(result)
     assert "### Peak memory: predicted vs measured" in text
     assert "| vision |" in text and "+0.0% |" in text
+    budget = result.validation["memory_budget"]
+    assert budget["device"] == result.device.device_id
+    assert budget["largest_batch_predicted"] == budget["largest_batch_measured"] > 0  # exact peaks, same batch
+    assert f"predicted **{budget['largest_batch_predicted']:,}**" in text

@@ -33,8 +33,9 @@ from llm_perf_opt.analysis.options import (
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.contracts import OperatorCategory
-from llm_perf_opt.hardware import BYTES_PER_ELEMENT
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
 from llm_perf_opt.measure.compare import check_compatible, compare, compare_memory, memory_rows_payload
+from llm_perf_opt.measure.memory_md import largest_batches
 from llm_perf_opt.measure.predict import predicted_stage_peaks
 from llm_perf_opt.measure.record import load_measurement
 from llm_perf_opt.perf import (
@@ -49,6 +50,7 @@ from llm_perf_opt.perf import (
     time_tree,
     tree_from_nodes,
 )
+from llm_perf_opt.perf.memory import ProcessOverhead
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import get_preset, profile_from_workload
@@ -102,9 +104,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
     measured, measured_total_ms = _measured(options, stages, workload)
-    memory_rows = _measured_memory(options)
-    if memory_rows is not None:
-        validation = {**validation, "memory": memory_rows}
+    validation = {**validation, **_measured_memory(options, device)}
     assumptions = _assumptions(options, trace, device, dtype, profile, routing) + provenance_lines(provenance or {})
     notes = " | ".join(assumptions)
     profile_contract = profile_from_workload(
@@ -197,15 +197,28 @@ def _assumptions(
     ]
 
 
-def _measured_memory(options: AnalysisOptions) -> list[dict[str, Any]] | None:
-    """``validation.json`` -> ``memory`` when ``--measured`` names a measurement with memory: predicted vs measured
-    peak bytes per stage, predicted by a trace of what the measurement ran (its dtype and decoder attention)."""
+def _measured_memory(options: AnalysisOptions, device: DeviceSpec) -> dict[str, Any]:
+    """``validation.json`` -> ``memory`` and ``memory_budget`` when ``--measured`` names a measurement with memory:
+    predicted vs measured peak bytes per stage (predicted by a trace of what the measurement ran: its dtype and
+    decoder attention), and the largest batch of that run that would fit the report device's memory."""
     if options.measured is None:
-        return None
+        return {}
     measurement = load_measurement(Path(options.measured))
     if measurement.memory is None:
-        return None
-    return memory_rows_payload(compare_memory(predicted_stage_peaks(measurement), measurement))
+        return {}
+    rows = compare_memory(predicted_stage_peaks(measurement), measurement)
+    overhead = ProcessOverhead()
+    predicted, measured = largest_batches(
+        rows, measurement, budget_bytes=device.memory_capacity_bytes, overhead=overhead
+    )
+    budget = {
+        "device": device.device_id,
+        "budget_bytes": device.memory_capacity_bytes,
+        "includes": f"the measured run's weights, B x its highest stage peak per sequence, {overhead.describe()}",
+        "largest_batch_predicted": predicted,
+        "largest_batch_measured": measured,
+    }
+    return {"memory": memory_rows_payload(rows), "memory_budget": budget}
 
 
 def _measured(

@@ -29,6 +29,7 @@ __all__ = [
     "MEMORY_GOAL",
     "PUBLISHED",
     "PublishedFigure",
+    "largest_batches",
     "memory_sections",
     "memory_status",
 ]
@@ -108,6 +109,22 @@ def _published() -> tuple[PublishedFigure, ...]:
 
 PUBLISHED = _published()
 """Published DeepSeek-OCR memory figures and this tool's numbers for the same quantities."""
+
+
+def largest_batches(
+    rows: Sequence[MemoryRow], measurement: Measurement, *, budget_bytes: int, overhead: ProcessOverhead
+) -> tuple[int, int]:
+    """``(predicted, measured)`` largest batch that fits ``budget_bytes``: the measurement's weights plus ``B`` times
+    the highest stage peak per sequence (predicted or measured) plus ``overhead`` (:func:`largest_batch`)."""
+    if measurement.memory is None or not rows:
+        raise ValueError(f"measurement {measurement.run_id} has no memory to size a batch with")
+    w = measurement.memory.weights_bytes
+    per_pred = max(r.predicted_peak_bytes for r in rows) // measurement.workload.batch_size
+    per_meas = max(r.measured_peak_bytes for r in rows) // measurement.workload.batch_size
+    return (
+        largest_batch(M=budget_bytes, W=w, m_seq=per_pred, overhead=overhead),
+        largest_batch(M=budget_bytes, W=w, m_seq=per_meas, overhead=overhead),
+    )
 
 
 def memory_status(memory: Mapping[str, Sequence[MemoryRow]]) -> list[str]:
@@ -190,8 +207,7 @@ def _largest_batch(measurements: Sequence[Measurement], memory: Mapping[str, Seq
         w = m.memory.weights_bytes
         pred = max(r.predicted_peak_bytes for r in rows) // m.workload.batch_size
         meas = max(r.measured_peak_bytes for r in rows) // m.workload.batch_size
-        b_pred = largest_batch(M=budget, W=w, m_seq=pred, overhead=overhead)
-        b_meas = largest_batch(M=budget, W=w, m_seq=meas, overhead=overhead)
+        b_pred, b_meas = largest_batches(rows, m, budget_bytes=budget, overhead=overhead)
         lines.append(
             f"| `{m.run_id}` | {m.model} | {m.workload.describe()} | {m.dtype} | {w / 1e9:.2f} | "
             f"{_mb(pred)} / {_mb(meas)} | {b_pred:,} | {b_meas:,} |"

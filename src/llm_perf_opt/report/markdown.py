@@ -313,6 +313,13 @@ def _memory(r: AnalysisResult) -> str:
     measured = r.validation.get("memory")
     if measured:
         text += "\n\n" + _measured_memory_table(measured)
+    budget = r.validation.get("memory_budget")
+    if budget:
+        text += (
+            f"\n\nLargest batch of the measured run that fits {budget['device']} "
+            f"({fmt_bytes(budget['budget_bytes'])}): predicted **{fmt_int(budget['largest_batch_predicted'])}**, "
+            f"measured **{fmt_int(budget['largest_batch_measured'])}** ({budget['includes']})."
+        )
     return text
 
 
