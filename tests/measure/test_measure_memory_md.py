@@ -58,9 +58,9 @@ def test_published_figures_match_where_the_quantity_is_exact() -> None:
 
 def test_the_page_asks_for_gpu_memory_until_a_gpu_file_has_it(measurement_factory: Factory) -> None:
     cpu = _measured(measurement_factory)
-    rows = {cpu.run_id: compare_memory({s: 1 for s in MEMORY_STAGES}, cpu)}
+    rows = {cpu.run_id: compare_memory(dict.fromkeys(MEMORY_STAGES, 1), cpu)}
     assert "No GPU measurement records memory yet" in "\n".join(memory_sections([cpu], rows))
     gpu = evolve(cpu, run_id="gpu-1", device=evolve(cpu.device, runtime="cuda", device_id="h100-sxm"))
-    rows[gpu.run_id] = compare_memory({s: 1 for s in MEMORY_STAGES}, gpu)
+    rows[gpu.run_id] = compare_memory(dict.fromkeys(MEMORY_STAGES, 1), gpu)
     text = "\n".join(memory_sections([cpu, gpu], rows))
     assert "No GPU measurement" not in text and "| `gpu-1` |" in text
