@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from attrs import evolve
 
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.analytic import AnalyticTree, analytic_costs
@@ -99,3 +100,19 @@ def test_base_model_gundam_every_node_equal() -> None:
     assert _compare(trace, tree) == []
     assert tree["root"].matmul_flops == trace.root.cost.matmul_flops
     assert trace.root.weight_bytes == tree.weight_bytes["root"] == 6_672_212_480
+
+
+@pytest.mark.parametrize(("attention", "B", "N"), [("flash", 1, 4), ("eager", 2, 3)])
+def test_text_only_request_every_node_equal(tiny_models: dict[str, Any], attention: str, B: int, N: int) -> None:
+    """No image: no vision or projector node on either side, S = 1 BOS + prompt, the eager mask in prefill/model."""
+    source = resolve_model_source(TINY)
+    workload = Workload.create(
+        mode="gundam", page=(1024, 1024), prompt_tokens=12, max_new_tokens=N, batch_size=B, config=source.config
+    )
+    text = evolve(workload, text_only=True)
+    assert (text.image_tokens, text.seq_len) == (0, 13)
+    trace = trace_workload(source, text, attention=attention, model=tiny_models[attention])
+    tree = analytic_costs(source.config, text, attention=attention)
+    assert _compare(trace, tree) == []
+    assert not [nid for nid in trace.nodes if nid.startswith(("vision", "projector"))]
+    assert validation_summary(validation_payload(trace, tree))["status"] == "pass"

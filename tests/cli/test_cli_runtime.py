@@ -67,6 +67,19 @@ def test_text_only_and_named_profile(tmp_path: Path) -> None:
     time = yaml.safe_load((out / "report.yaml").read_text(encoding="utf-8"))["time"]["stages_ms"]
     assert time["vision_ms"] == 0.0 and time["ttft_ms"] > 0
     assert "Text-only request" in (out / "report.md").read_text(encoding="utf-8")
+    # the text-only request is what was traced: no encoder node anywhere, S = 1 BOS + prompt, validation passes
+    model = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert not [m["module_id"] for m in model["modules"] if m["module_id"].startswith(("vision", "projector"))]
+    assert model["workload"]["seq_len"] == model["workload"]["prompt_tokens"] + 1
+    assert "**status: pass**" in (out / "report.md").read_text(encoding="utf-8")
+    assert "gundam" not in (out / "report.md").read_text(encoding="utf-8").splitlines()[0]
+
+
+def test_text_only_is_refused_for_deepseek_ocr_2(tmp_path: Path) -> None:
+    args = ["analyze", "--model", "deepseek-ocr-2", "--text-only", "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "--text-only is traced only for the built-in DeepSeek-OCR v1 sources" in result.output
 
 
 def test_sweep_runtime_and_deprecated_execution() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from attrs import evolve
+
 from llm_perf_opt.analysis.options import AnalysisOptions, resolve_workload
 from llm_perf_opt.analytic import analytic_costs
 from llm_perf_opt.analytic.ocr2 import ocr2_analytic_costs
@@ -72,8 +74,15 @@ def resolve_source_workload(options: AnalysisOptions, source: Any) -> Workload |
     length, generated tokens and batch (and the overrides) in OCR-2's ``dynamic`` mode, or the ``--mode`` given
     (``dynamic`` or ``single``); the preset id is kept when nothing was overridden.
     """
-    if source_kind(source) != "deepseek-ocr-2":
-        return resolve_workload(options, source.config)
+    kind = source_kind(source)
+    if options.text_only and kind != "builtin-v1":
+        raise UserError(
+            f"--text-only is traced only for the built-in DeepSeek-OCR v1 sources, not {source.name}; "
+            "drop --text-only or use --model deepseek-ocr-v1-base"
+        )
+    if kind != "deepseek-ocr-2":
+        workload = resolve_workload(options, source.config)
+        return evolve(workload, text_only=True) if options.text_only else workload
     base = Workload.from_profile(get_preset(options.workload_id))
     mode = options.mode or "dynamic"
     if mode not in OCR2_MODES:

@@ -114,7 +114,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
         profile=profile if runtime.is_baseline else None,
         text_only=options.text_only,
     )
-    if not runtime.is_baseline or options.text_only:
+    if not runtime.is_baseline:
         stages = run.stages  # the runtime's kernels time the request; hf-eager keeps the traced tree's time
     scale = rates.bytes_scale
     memory = MemoryFootprint(
@@ -152,7 +152,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
         profile_run_id=None,
         measured_total_ms=measured_total_ms,
         notes=notes,
-        predicted_total_s=None if runtime.is_baseline and not options.text_only else stages.end_to_end_s,
+        predicted_total_s=None if runtime.is_baseline else stages.end_to_end_s,
     )
     summary = build_summary(model=model, trace=trace, timed=timed, notes=notes)
     return AnalysisResult(
@@ -192,12 +192,12 @@ def _runtime_lines(
     calibrated = profile.device_id == device.device_id
     where = (
         "the traced tree's time"
-        if rt.is_baseline and not options.text_only
+        if rt.is_baseline
         else "the runtime's kernel model (stage times, bounds and kernel counts); per-module and per-category "
         "times in model.json, summary.json and report.yaml are the eager op-by-op breakdown (hf-eager, end to end "
         f"{eager_s * 1e3:.1f} ms) and their shares are of that total"
     )
-    text = "; text-only request (no page, S = prompt + BOS)" if options.text_only else ""
+    text = "; text-only request traced as such (no image, S = 1 BOS + prompt tokens)" if options.text_only else ""
     return [
         f"runtime: {rt.runtime_id} ({rt.description}); time from {where}{text}",
         f"profile: {profile.source}; calibrated on this device: {'yes' if calibrated else 'no'} ({profile.device_id})",

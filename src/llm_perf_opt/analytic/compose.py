@@ -62,15 +62,18 @@ def _cached(
     B, S, N = workload.batch_size, workload.seq_len, workload.max_new_tokens
     tb = TreeBuilder()
     tb.node("root", calls=N)
-    for nid in ("vision", "vision/model", "projector", "projector/model"):
-        tb.node(nid, calls=1)  # the one prefill call of the root and of ``model``
-    crops: tuple[tuple[int, int], ...] = ((workload.num_crops, workload.crop_size),) if workload.num_crops else ()
-    views = (*crops, (1, workload.global_view_size))
-    tb.replay(_page_records(config, views, workload.grid, S, eager, a), B)
+    # a text-only request runs no encoder: the eager mask is built in ``model`` after the language anchors entered
+    mask_node = "prefill/model" if workload.text_only else "projector/model"
+    if not workload.text_only:
+        for nid in ("vision", "vision/model", "projector", "projector/model"):
+            tb.node(nid, calls=1)  # the one prefill call of the root and of ``model``
+        crops: tuple[tuple[int, int], ...] = ((workload.num_crops, workload.crop_size),) if workload.num_crops else ()
+        views = (*crops, (1, workload.global_view_size))
+        tb.replay(_page_records(config, views, workload.grid, S, eager, a), B)
+        _vision_weights(tb, config, a=a)
     if eager:
-        tb.add("projector/model", "data_movement", dec.causal_mask_fills(q=S, a=a))
-        tb.add("projector/model", "elementwise", dec.causal_mask_compare(q=S))
-    _vision_weights(tb, config, a=a)
+        tb.add(mask_node, "data_movement", dec.causal_mask_fills(q=S, a=a))
+        tb.add(mask_node, "elementwise", dec.causal_mask_compare(q=S))
     steps = N - 1
     passes = [LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)]
     if steps:

@@ -90,7 +90,8 @@ def reproduce_command(result: AnalysisResult) -> str:
 
 def _title(r: AnalysisResult) -> str:
     w, s, t, cap = r.workload, r.stages, r.throughput, r.capacity
-    batch = f"a batch of {w.batch_size} pages" if w.batch_size > 1 else "one page"
+    item = "text-only request" if w.text_only else "page"
+    batch = f"a batch of {w.batch_size} {item}s" if w.batch_size > 1 else f"one {item}"
     fits = (
         f"fits the {fmt_bytes(cap.capacity_bytes)} device (largest batch {fmt_int(cap.max_batch)})"
         if cap.fits
@@ -98,7 +99,9 @@ def _title(r: AnalysisResult) -> str:
     )
     steps = f"{fmt_int(s.decode_steps)} decode steps of {fmt_ms(s.tpot_s)} (TPOT)" if s.decode_steps else "no decode"
     lines = [
-        f"# {r.model.model.model_variant} · {w.mode.name} {w.page_width}x{w.page_height} · {r.device.name}",
+        f"# {r.model.model.model_variant} · "
+        + ("text only (no image)" if w.text_only else f"{w.mode.name} {w.page_width}x{w.page_height}")
+        + f" · {r.device.name}",
         "",
         f"Report `{r.report_id}` · model source {r.model_source} · {r.dtype} · {r.trace.attention} attention · "
         f"routing {r.trace.routing}",
@@ -161,12 +164,15 @@ def _workload(r: AnalysisResult) -> str:
         else f"{fmt_int(w.image_tokens)} (global view: {w.global_grid_side} rows x ({w.global_grid_side} + 1 newline) "
         "+ 1 separator)"
     )
-    table = [
-        ("workload preset", f"`{r.options.workload_id}`" + ("" if w.profile_id else " (with overrides)")),
+    pages = [
         ("page", f"{w.page_width} x {w.page_height} px, {w.num_pages} page(s) per document"),
         ("resolution mode", f"{mode.name}: {view}, crop mode {'on' if mode.crop_mode else 'off'}"),
         ("crop grid", crops),
         ("image tokens per page", image),
+    ]
+    table = [
+        ("workload preset", f"`{r.options.workload_id}`" + ("" if w.profile_id else " (with overrides)")),
+        *([("image", "none: a text-only request (no vision or projector stage)")] if w.text_only else pages),
         ("prompt tokens", fmt_int(w.prompt_tokens)),
         (
             "prefill length S",
@@ -218,7 +224,8 @@ def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tup
 
 def _time(r: AnalysisResult) -> str:
     s = r.stages
-    rows = [_stage_row(r, stage, label, getattr(s, f"{stage}_s")) for stage, label in _STAGE_ROWS]
+    shown = _STAGE_ROWS[2:] if r.workload.text_only else _STAGE_ROWS  # no encoder runs for a text-only request
+    rows = [_stage_row(r, stage, label, getattr(s, f"{stage}_s")) for stage, label in shown]
     rows.append(
         (
             "**Time to first token (TTFT)**",

@@ -121,8 +121,8 @@ def runtime_section(r: AnalysisResult) -> str:
     )
     calibrated = r.profile.device_id == r.device.device_id
     scope = (
-        f"Text-only request: the time is for the prompt alone (S = {run.seq_len}); the counts and module tables "
-        "elsewhere in this report are of the page workload that was traced."
+        f"Text-only request: no image, S = {run.seq_len} (1 BOS + prompt tokens); it was traced as such, so every "
+        "count, time and table in this report is of that request (no vision or projector stage)."
         if run.text_only
         else ""
     )

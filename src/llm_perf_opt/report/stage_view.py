@@ -18,7 +18,7 @@ __all__ = ["eager_note", "runtime_timed", "stage_bound"]
 def runtime_timed(r: AnalysisResult) -> bool:
     """True when the runtime's kernel model (not the traced op-by-op tree) timed the request's stages."""
     run = r.runtime_run
-    return run is not None and (not run.runtime.is_baseline or run.text_only)
+    return run is not None and not run.runtime.is_baseline
 
 
 def stage_bound(r: AnalysisResult, stage: str) -> StageBound | None:

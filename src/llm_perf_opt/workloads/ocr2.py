@@ -175,6 +175,11 @@ class Ocr2Workload:
         return view_tokens(self.mode.tile_size) * self.num_crops
 
     @property
+    def text_only(self) -> bool:
+        """Always False: a text-only DeepSeek-OCR-2 request is not traced (``--text-only`` is refused for it)."""
+        return False
+
+    @property
     def image_tokens(self) -> int:
         """``global + 144 * tiles + 1`` (the view separator)."""
         return self.global_tokens + self.local_tokens + 1

@@ -101,6 +101,10 @@ class Workload:
     patch_size: int = field(default=16, validator=_at_least(1), metadata={"help": "SAM patch size p (px)"})
     downsample_ratio: int = field(default=4, validator=_at_least(1), metadata={"help": "SAM downsampling d"})
     profile_id: str | None = field(default=None, metadata={"help": "preset/profile this came from, if any"})
+    text_only: bool = field(
+        default=False,
+        metadata={"help": "a request with no image: no vision or projector work, S = 1 BOS + prompt tokens"},
+    )
 
     # -- named constructors -------------------------------------------------------------------
     @classmethod
@@ -227,7 +231,9 @@ class Workload:
 
     @property
     def image_tokens(self) -> int:
-        """``N_img`` per page = global + local tokens (facts §3.2)."""
+        """``N_img`` per page = global + local tokens (facts §3.2); 0 for a text-only request."""
+        if self.text_only:
+            return 0
         return image_tokens(mode=self.mode, grid=self.grid, p=self.patch_size, d=self.downsample_ratio)
 
     @property
@@ -266,6 +272,11 @@ class Workload:
     def describe(self) -> str:
         """One line for reports: mode, page, grid, tokens, S, N, batch."""
         cols, rows = self.grid
+        if self.text_only:
+            return (
+                f"text only (no image), {self.prompt_tokens} prompt tokens, S={self.seq_len}, "
+                f"N={self.max_new_tokens}, batch {self.batch_size}"
+            )
         return (
             f"{self.mode.name} {self.page_width}x{self.page_height} px, grid {cols}x{rows}, "
             f"{self.image_tokens} image + {self.prompt_tokens} prompt tokens, S={self.seq_len}, "

@@ -82,7 +82,7 @@ class PrefillInputs:
         """Keyword arguments for ``model(**kwargs, past_key_values=cache, routing=...)``."""
         return {
             "input_ids": self.input_ids,
-            "images": list(self.images),
+            "images": list(self.images) if self.images else None,  # a text-only request: no encoder runs
             "images_seq_mask": self.images_seq_mask,
             "image_grid": list(self.image_grid),
             "position_ids": self.position_ids,
@@ -177,12 +177,18 @@ def make_inputs(
     batch_size: int = 1,
     device: torch.device | str = "meta",
     dtype: torch.dtype = torch.bfloat16,
+    text_only: bool = False,
 ) -> WorkloadInputs:
-    """Build the inputs from explicit workload numbers (what :func:`build_inputs` reads from a workload)."""
+    """Build the inputs from explicit workload numbers (what :func:`build_inputs` reads from a workload);
+    ``text_only``: no image (BOS and the prompt; the model runs no encoder)."""
     _check(grid=grid, num_crops=num_crops, prompt_tokens=prompt_tokens, batch_size=batch_size)
     device = torch.device(device)
-    n_img = image_token_count(
-        config, grid=grid, num_crops=num_crops, global_view_size=global_view_size, crop_size=crop_size
+    n_img = (
+        0
+        if text_only
+        else image_token_count(
+            config, grid=grid, num_crops=num_crops, global_view_size=global_view_size, crop_size=crop_size
+        )
     )
     seq_len = 1 + n_img + prompt_tokens
     row_ids = [config.bos_token_id] + [config.image_token_id] * n_img + _text_ids(config, prompt_tokens)
@@ -197,7 +203,7 @@ def make_inputs(
             else None,
             global_view=_pixels((1, 3, global_view_size, global_view_size), device, dtype, seed=_SEED + 2 * b + 1),
         )
-        for b in range(batch_size)
+        for b in range(0 if text_only else batch_size)
     )
     prefill = PrefillInputs(
         input_ids=_to(ids, device),
@@ -236,6 +242,7 @@ def build_inputs(
         batch_size=workload.batch_size,
         device=device,
         dtype=dtype,
+        text_only=bool(getattr(workload, "text_only", False)),
     )
     if inputs.seq_len != workload.seq_len:
         raise WorkloadError(
