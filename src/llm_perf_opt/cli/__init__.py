@@ -28,7 +28,10 @@ COMMANDS: dict[str, str] = {
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
+    "measure-memory": "measure_memory:measure_memory",
+    "plan": "plan:plan",
     "serve": "serve:serve",
+    "simulate": "simulate:simulate",
     "sweep": "sweep:sweep",
     "tree": "tree:tree",
     "validation-doc": "validation_doc:validation_doc",
@@ -68,8 +71,9 @@ def cli() -> None:
     predicted from the model's module tree traced on PyTorch's meta device (no weights, no GPU)."""
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point.  This process and those it starts (the server's workers) are ours: their traces
-    may use the ``torch._dynamo`` stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
+def main(argv: list[str] | None = None, *, obj: dict[str, Any] | None = None) -> None:
+    """Console-script entry point (``obj``: the click context object; tests pass a build backend through it).
+    This process and those it starts (the server's workers) are ours: their traces may use the ``torch._dynamo``
+    stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
     os.environ.setdefault(DYNAMO_STAND_IN_ENV, "1")
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt")
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt", obj=obj)

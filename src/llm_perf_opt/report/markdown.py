@@ -30,6 +30,7 @@ from llm_perf_opt.report.md_analysis import (
     top_modules_section,
     validation_section,
 )
+from llm_perf_opt.report.md_runtime import runtime_section
 
 __all__ = ["render_report_md", "reproduce_command"]
 
@@ -43,6 +44,7 @@ def render_report_md(result: AnalysisResult) -> str:
         _workload(result),
         _device(result),
         _time(result),
+        runtime_section(result),
         _memory(result),
         top_modules_section(result),
         categories_section(result),
@@ -78,6 +80,10 @@ def reproduce_command(result: AnalysisResult) -> str:
         parts.append(f"--device-profile {PurePath(o.device_profile).name}")
     if o.trust_remote_code:
         parts.append("--trust-remote-code")
+    if o.runtime != "hf-eager":
+        parts.append(f"--runtime {o.runtime}")
+    if o.text_only:
+        parts.append("--text-only")
     return " ".join(parts)
 
 
@@ -309,4 +315,34 @@ def _memory(r: AnalysisResult) -> str:
         f"Largest batch that fits: **{fmt_int(c.max_batch)}** (capacity minus weights, over KV + activations per "
         "sequence). Left out: CUDA context, allocator fragmentation and workspaces."
     )
-    return "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
+    text = "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
+    measured = r.validation.get("memory")
+    if measured:
+        text += "\n\n" + _measured_memory_table(measured)
+    budget = r.validation.get("memory_budget")
+    if budget:
+        text += (
+            f"\n\nLargest batch of the measured run that fits {budget['device']} "
+            f"({fmt_bytes(budget['budget_bytes'])}): predicted **{fmt_int(budget['largest_batch_predicted'])}**, "
+            f"measured **{fmt_int(budget['largest_batch_measured'])}** ({budget['includes']})."
+        )
+    return text
+
+
+def _measured_memory_table(rows: list[dict[str, object]]) -> str:
+    """``validation.json`` -> ``memory``: predicted vs measured peak per stage (bytes above the weights)."""
+    body = [
+        (
+            str(row["stage"]),
+            fmt_bytes(int(str(row["predicted_peak_bytes"]))),
+            fmt_bytes(int(str(row["measured_peak_bytes"]))),
+            "-" if row["rel_error"] is None else f"{float(str(row['rel_error'])):+.1%}",
+        )
+        for row in rows
+    ]
+    return (
+        "### Peak memory: predicted vs measured\n\n"
+        "Bytes above the resident weights at each stage's peak of the `--measured` run (its inputs, the KV cache at "
+        "its final length and the live activations), predicted by a trace in the measured dtype and decoder "
+        "attention.\n\n" + md_table(("stage", "predicted", "measured", "error"), body, align="lrrr")
+    )
