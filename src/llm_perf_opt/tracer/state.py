@@ -19,7 +19,7 @@ from torch import nn
 from llm_perf_opt.tracer.categories import category_of_class
 from llm_perf_opt.tracer.grouping import Structure
 from llm_perf_opt.tracer.index import ModelIndex
-from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex
+from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex, tensors_in
 from llm_perf_opt.tracer.ops.registry import FRESH
 from llm_perf_opt.tracer.ops.rule import Rule
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
@@ -297,11 +297,4 @@ class TraceState:
 
 
 def _first_tensor(values: Iterable[Any]) -> _Tensor | None:
-    for v in values:
-        if isinstance(v, _Tensor):
-            return v
-        if isinstance(v, tuple | list):
-            for item in v:
-                if isinstance(item, _Tensor):
-                    return item
-    return None
+    return next(iter(tensors_in(values)), None)
