@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import attrs
 import torch
 from torch import nn
 
 from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
 from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
-from llm_perf_opt.tracer.engine import DecodeMode, InputsDriver, PassInputs, trace_model
+from llm_perf_opt.tracer.engine import DecodeMode, InputsDriver, PassInputs, trace_model, trace_model_batched
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
@@ -24,6 +25,8 @@ from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = [
     "DEEPSEEK_OCR_STAGES",
+    "EXTRAPOLATE_FROM",
+    "BatchMode",
     "BuiltinDriver",
     "make_driver",
     "stage_rules",
@@ -32,6 +35,11 @@ __all__ = [
 ]
 
 DEEPSEEK_OCR_STAGES = StageRules()
+
+BatchMode = Literal["auto", "extrapolate", "every-row"]
+EXTRAPOLATE_FROM = 8
+"""``batch="auto"`` extrapolates the vision stages from batch 1, 2, 3 at this many rows or more (below it, tracing
+every row costs about as much as the three points)."""
 
 
 class BuiltinDriver(InputsDriver):
@@ -95,12 +103,16 @@ def trace_workload(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
+    batch: BatchMode = "auto",
 ) -> TraceResult:
     """Trace ``workload`` (a Workload or a preset id) on ``model_source`` (a ModelSource or its name).
 
     ``model`` may pass an already built tree (meta, built with the implementation ``attention`` needs) to skip
     building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
     ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
+    ``batch="extrapolate"`` traces the vision stages at batch 1, 2, 3 and extrapolates them exactly (see
+    :func:`~llm_perf_opt.tracer.engine.trace_model_batched`), ``"every-row"`` traces every row, ``"auto"``
+    extrapolates from :data:`EXTRAPOLATE_FROM` rows on.
     Sources with their own driver (``make_driver``: upstream remote code, DeepSeek-OCR-2) and stage anchors
     (``stage_anchors``) are driven through them; see :func:`trace_with_driver` for the driver afterwards.
     """
@@ -112,6 +124,7 @@ def trace_workload(
         decode=decode,
         model=model,
         verify_fast_meta=verify_fast_meta,
+        batch=batch,
     )
     return result
 
@@ -125,6 +138,7 @@ def trace_with_driver(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
+    batch: BatchMode = "auto",
 ) -> tuple[TraceResult, Any]:
     """:func:`trace_workload`, also returning the driver that ran (it counts what a source's adapters did, which
     ``source.provenance(driver)`` reports)."""
@@ -135,20 +149,26 @@ def trace_with_driver(
         model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
     driver = make_driver(source, model, work, route)
     describe = getattr(driver, "describe", None)
-    result = trace_model(
-        model,
-        driver,
-        rules=stage_rules(source),
-        attention=attention,
-        routing=route.describe(),
-        model_desc=f"{source.name} ({type(model).__name__})",
-        workload_desc=str(describe() if callable(describe) else work.describe()),
-        seq_len=driver.seq_len,
-        max_new_tokens=driver.max_new_tokens,
-        decode=decode,
-        verify_fast_meta=verify_fast_meta,
-    )
-    return result, driver
+    common: dict[str, Any] = {
+        "rules": stage_rules(source),
+        "attention": attention,
+        "routing": route.describe(),
+        "model_desc": f"{source.name} ({type(model).__name__})",
+        "workload_desc": str(describe() if callable(describe) else work.describe()),
+        "seq_len": driver.seq_len,
+        "max_new_tokens": driver.max_new_tokens,
+        "decode": decode,
+        "verify_fast_meta": verify_fast_meta,
+    }
+    rows = work.batch_size
+    if batch == "extrapolate" or (batch == "auto" and rows >= EXTRAPOLATE_FROM):
+        built = model
+
+        def driver_for(b: int) -> Any:
+            return driver if b == rows else make_driver(source, built, attrs.evolve(work, batch_size=b), route)
+
+        return trace_model_batched(model, driver_for, batch=rows, **common), driver
+    return trace_model(model, driver, **common), driver
 
 
 def make_driver(source: ModelSource, model: nn.Module, workload: Workload | Ocr2Workload, routing: RoutingModel) -> Any:
