@@ -61,8 +61,9 @@ def check(
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
+    from llm_perf_opt.analysis.pinned import is_pinned_golden
     from llm_perf_opt.report.diff_render import render_diff_text
-    from llm_perf_opt.report.golden import check_golden, is_pinned_golden
+    from llm_perf_opt.report.golden import check_golden
 
     def say(message: str) -> None:
         if not quiet:
@@ -74,7 +75,7 @@ def check(
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
     result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
     if out_dir is not None:
-        from llm_perf_opt.report.pipeline import publish_files
+        from llm_perf_opt.report.files import publish_files
 
         publish_files(result.files, Path(out_dir))
         say(f"wrote {len(result.files)} files to {out_dir}")
@@ -91,7 +92,7 @@ def _check_pinned(
     golden: str, model: str | None, trust: bool, out_dir: str | None, limit: int, say: Callable[[str], None]
 ) -> None:
     """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
-    from llm_perf_opt.report.golden import check_pinned
+    from llm_perf_opt.analysis.pinned import check_pinned
     from llm_perf_opt.sources.upstream.golden import write_golden
 
     say(f"check: tracing the workloads of the pinned golden {golden}")
