@@ -30,6 +30,7 @@ from llm_perf_opt.analysis.options import (
     resolve_routing,
 )
 from llm_perf_opt.analysis.result import AnalysisResult
+from llm_perf_opt.analysis.trace_step import traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.contracts import OperatorCategory
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
@@ -47,8 +48,8 @@ from llm_perf_opt.perf import (
     time_tree,
     tree_from_nodes,
 )
+from llm_perf_opt.tracecache import TraceCache
 from llm_perf_opt.tracer.categories import CATEGORIES
-from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
 __all__ = ["Progress", "run_analysis"]
@@ -61,8 +62,14 @@ def _silent(message: str) -> None:
     """The default progress sink: says nothing."""
 
 
-def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) -> AnalysisResult:
-    """Trace, validate and time one workload; every number the reports show comes out of here."""
+def run_analysis(
+    options: AnalysisOptions, *, progress: Progress | None = None, use_cache: bool = True
+) -> AnalysisResult:
+    """Trace, validate and time one workload; every number the reports show comes out of here.
+
+    With ``use_cache`` the trace comes from the trace cache (:mod:`llm_perf_opt.tracecache`, under
+    ``$LLM_PERF_OPT_CACHE_DIR``) when the same shapes were traced before, and is stored there otherwise.
+    """
     say = progress or _silent
     check_attention(options)
     source = trusted_source(options.model, options.trust_remote_code)
@@ -76,10 +83,10 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
 
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
     attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
-    trace, driver = trace_with_driver(source, workload, attention=attention, routing=routing)
-    provenance_of = getattr(source, "provenance", None)
-    provenance = provenance_of(driver).as_dict() if callable(provenance_of) else None
-    say(f"traced {len(trace.nodes)} nodes ({trace.decode_method} decode); analytic model and validation")
+    cache = TraceCache() if use_cache else None
+    trace, provenance, hit = traced(source, workload, attention=attention, routing=routing, cache=cache)
+    how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
+    say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")
     analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
     validation = validation_payload(trace, analytic)
     checked = validation_summary(validation)

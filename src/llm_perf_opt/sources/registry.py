@@ -8,16 +8,19 @@ Other kinds of source (``hf-snapshot:PATH``, ``hf:REPO@REV``, ``deepseek-ocr-2``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import torch
 from attrs import field, frozen
-from torch import nn
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UnknownIdError
-from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs, build_inputs, build_model
-from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
+    from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
 
 __all__ = [
     "DEFAULT_MODEL_SOURCE",
@@ -43,9 +46,40 @@ class InputBuilder(Protocol):
     ) -> WorkloadInputs: ...
 
 
+def build_model(
+    config: DeepseekOCRConfig, *, device: torch.device | str, dtype: torch.dtype, attn_implementation: str
+) -> nn.Module:
+    """The built-in DeepSeek-OCR v1 tree (:func:`llm_perf_opt.sources.deepseek_ocr_v1.build_model`)."""
+    # lazy: the module tree needs torch; resolving a source (name, config) must not import it, so that a cached
+    # trace is analysed without torch
+    from llm_perf_opt.sources.deepseek_ocr_v1 import build_model as build
+
+    return build(config, device=device, dtype=dtype, attn_implementation=attn_implementation)
+
+
+def build_inputs(
+    config: DeepseekOCRConfig, workload: WorkloadLike, *, device: torch.device | str, dtype: torch.dtype
+) -> WorkloadInputs:
+    """The built-in v1 inputs (:func:`llm_perf_opt.sources.deepseek_ocr_v1.build_inputs`)."""
+    from llm_perf_opt.sources.deepseek_ocr_v1 import build_inputs as build  # lazy: torch, as build_model
+
+    return build(config, workload, device=device, dtype=dtype)
+
+
+def _bfloat16() -> Any:
+    import torch  # lazy: torch, as build_model
+
+    return torch.bfloat16
+
+
 @frozen(kw_only=True)
 class ModelSource:
-    """A resolved model source: its name, its config, and how to build the tree and a workload's inputs."""
+    """A resolved model source: its name, its config, and how to build the tree and a workload's inputs.
+
+    Resolving one imports no torch; :meth:`build` and :meth:`make_inputs` do."""
+
+    kind: ClassVar[str] = "builtin-v1"
+    """builtin-v1 | upstream-v1 | deepseek-ocr-2 (subclasses say theirs)."""
 
     name: str = field(metadata={"help": "the name it was resolved from"})
     config: DeepseekOCRConfig = field(metadata={"help": "model configuration"})
@@ -57,17 +91,19 @@ class ModelSource:
         self,
         *,
         device: torch.device | str = "meta",
-        dtype: torch.dtype = torch.bfloat16,
+        dtype: torch.dtype | None = None,
         attn_implementation: str = "eager",
     ) -> nn.Module:
-        """The module tree (meta by default: no weights, no allocation)."""
-        return self.builder(self.config, device=device, dtype=dtype, attn_implementation=attn_implementation)
+        """The module tree (meta by default: no weights, no allocation; ``dtype`` default bfloat16)."""
+        return self.builder(
+            self.config, device=device, dtype=dtype or _bfloat16(), attn_implementation=attn_implementation
+        )
 
     def make_inputs(
-        self, workload: WorkloadLike, *, device: torch.device | str = "meta", dtype: torch.dtype = torch.bfloat16
+        self, workload: WorkloadLike, *, device: torch.device | str = "meta", dtype: torch.dtype | None = None
     ) -> WorkloadInputs:
         """Prefill and decode-step inputs for ``workload`` (see :mod:`llm_perf_opt.sources.deepseek_ocr_v1.inputs`)."""
-        return self.input_builder(self.config, workload, device=device, dtype=dtype)
+        return self.input_builder(self.config, workload, device=device, dtype=dtype or _bfloat16())
 
 
 _SOURCES: dict[str, Callable[[], ModelSource]] = {}
