@@ -197,7 +197,7 @@ def _assumptions(
         f"bytes: eager op-level traffic counted on the meta device ({BYTES_PER_ELEMENT[dtype]} B per element for "
         f"{dtype}); an upper bound for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
-    ]
+    ] + ([f"batch: {trace.batch_method} ({trace.batch_note})"] if trace.batch_note else [])
 
 
 def _measured(
