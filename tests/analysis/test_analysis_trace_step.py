@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from llm_perf_opt.analysis.model_source import resolve_source_workload, trusted_source
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pipeline import run_analysis
-from llm_perf_opt.analysis.trace_step import trace_key_parts
+from llm_perf_opt.analysis.trace_step import analysis_key_parts
 from llm_perf_opt.cli import cli
 from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
 from llm_perf_opt.workloads import RoutingModel
@@ -80,7 +80,7 @@ def test_the_key_follows_shapes_attention_and_routing_not_the_preset_name() -> N
 
     def key(routing: RoutingModel = BALANCED, attention: str = "flash", **over: object) -> str:
         workload = resolve_source_workload(AnalysisOptions(**over), source)  # type: ignore[arg-type]
-        return trace_key(trace_key_parts(source, workload, attention=attention, routing=routing))
+        return trace_key(analysis_key_parts(source, workload, attention=attention, routing=routing))
 
     base = key()
     assert key(batch_size=2) != base
@@ -91,7 +91,7 @@ def test_the_key_follows_shapes_attention_and_routing_not_the_preset_name() -> N
     assert key(max_new_tokens=512) == base  # the preset's own value: the same shapes
     tiny = trusted_source("deepseek-ocr-v1-tiny", False)
     workload = resolve_source_workload(AnalysisOptions(), tiny)
-    assert trace_key(trace_key_parts(tiny, workload, attention="flash", routing=RoutingModel.balanced())) != base
+    assert trace_key(analysis_key_parts(tiny, workload, attention="flash", routing=RoutingModel.balanced())) != base
 
 
 def test_cache_info_and_clear_commands() -> None:

@@ -6,17 +6,23 @@ them to the measured dtype (``Rates.bytes_scale``).  The traced tree is built wi
 ran: SAM and CLIP call that op whatever the decoder uses, so an eager measurement is *not* traced with SAM's attention
 decomposed into its math.  MoE routing is the tracer's balanced model: exactly what a ``--routing balanced``
 measurement ran, and an approximation of a gate-routed one (random weights concentrate tokens on fewer experts).
-Traces are cached per (model, workload, attention) in the process.
+Traces are kept per (model, workload shapes, attention) in the process and in the trace cache on disk
+(:mod:`llm_perf_opt.tracecache`), so measurement files of one workload share one trace and a later run traces
+nothing.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from llm_perf_opt.measure.record import Measurement, MeasurementError, WorkloadRecord
+import attrs
+
+from llm_perf_opt.measure.record import Measurement, MeasurementError
 from llm_perf_opt.perf.tree import CostTree, tree_from_nodes
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.workloads import MODES, Workload
+from llm_perf_opt.tracecache import TraceCache, trace_key_parts
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.workloads import MODES, RoutingModel, Workload
 
 __all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "workload_of"]
 
@@ -57,15 +63,25 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    return _traced(measurement.model, measurement.workload, measurement.attention, workload_of(measurement))
+    shapes = attrs.evolve(workload_of(measurement), profile_id=None)  # files of one workload share one trace
+    return _traced(measurement.model, measurement.attention, shapes)
 
 
 @cache
-def _traced(model: str, record: WorkloadRecord, attention: str, workload: Workload) -> CostTree:
-    from llm_perf_opt.tracer.trace import trace_workload
-
-    del record  # part of the cache key only
+def _traced(model: str, attention: str, workload: Workload) -> CostTree:
     source = resolve_model_source(model)
-    tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention
-    result = trace_workload(source, workload, attention="flash", model=tree)  # every SDPA call fused, as it ran
+    routing = RoutingModel.balanced()
+
+    def trace() -> tuple[TraceResult, None]:
+        # lazy: tracing needs torch; a trace found in the cache does not
+        from llm_perf_opt.tracer.trace import trace_workload
+
+        tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention
+        # every SDPA call fused, as it ran
+        return trace_workload(source, workload, attention="flash", routing=routing, model=tree), None
+
+    parts = trace_key_parts(
+        source, workload, attention="flash", routing=routing, extra={"decoder_attention": attention}
+    )
+    result, _, _ = TraceCache().get_or_trace(parts, trace)
     return tree_from_nodes(result.nodes)

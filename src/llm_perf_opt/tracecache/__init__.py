@@ -9,7 +9,7 @@
 The application layer (``llm_perf_opt.analysis``) computes the key, asks the cache, and traces only on a miss.
 """
 
-from llm_perf_opt.tracecache.key import TRACER_VERSION, code_hash, trace_key
+from llm_perf_opt.tracecache.key import TRACED_CODE, TRACER_VERSION, code_hash, trace_key, trace_key_parts
 from llm_perf_opt.tracecache.store import (
     CACHE_DIR_ENV,
     CachedTrace,
@@ -21,6 +21,7 @@ from llm_perf_opt.tracecache.store import (
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "TRACED_CODE",
     "TRACER_VERSION",
     "CacheInfo",
     "CachedTrace",
@@ -29,4 +30,5 @@ __all__ = [
     "code_hash",
     "default_cache_dir",
     "trace_key",
+    "trace_key_parts",
 ]

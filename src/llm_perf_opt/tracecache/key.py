@@ -15,13 +15,40 @@ from pathlib import Path
 from typing import Any
 
 import llm_perf_opt
+from llm_perf_opt.contracts.converter import converter
 
-__all__ = ["TRACER_VERSION", "code_hash", "trace_key"]
+__all__ = ["TRACED_CODE", "TRACER_VERSION", "code_hash", "trace_key", "trace_key_parts"]
 
 TRACER_VERSION = 1
 """Bumped when a cached trace of unchanged code would no longer be what the tracer returns (format changes)."""
 
 _PACKAGE_ROOT = Path(llm_perf_opt.__file__).resolve().parent
+
+TRACED_CODE = ("sources", "tracer", "config", "workloads", "core")
+"""Packages (under ``llm_perf_opt``) whose files decide what a trace returns: the model builders and drivers, the
+tracer, configs, workloads and the cost arithmetic."""
+
+
+def trace_key_parts(
+    source: Any, workload: Any, *, attention: str, routing: Any, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The key parts of tracing ``workload`` (attrs) on ``source`` (``name``, ``config``, optional ``kind``) with
+    ``attention`` and ``routing`` (attrs); ``extra`` adds what else decides the trace (remote code fingerprints, the
+    decoder attention a tree was built with).  A workload's preset name is left out: it does not change the trace."""
+    shapes = converter.unstructure(workload)
+    shapes.pop("profile_id", None)
+    parts: dict[str, Any] = {
+        "source": source.name,
+        "kind": str(getattr(source, "kind", "builtin-v1")),
+        "code": code_hash(TRACED_CODE),
+        "config": converter.unstructure(source.config),
+        "workload": {"type": type(workload).__name__, **shapes},
+        "attention": attention,
+        "routing": converter.unstructure(routing),
+    }
+    if extra:
+        parts["extra"] = dict(extra)
+    return parts
 
 
 def trace_key(parts: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from attrs import field, frozen
 
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.core.atomic import atomic_write_bytes
+from llm_perf_opt.tracecache.key import trace_key
 from llm_perf_opt.tracer.result import TraceResult
 
 __all__ = [
@@ -124,6 +126,19 @@ class TraceCache:
                 TraceCacheWarning,
                 stacklevel=2,
             )
+
+    def get_or_trace(
+        self, parts: Mapping[str, Any], trace: Callable[[], tuple[TraceResult, dict[str, Any] | None]]
+    ) -> tuple[TraceResult, dict[str, Any] | None, bool]:
+        """``(trace, provenance, hit)``: the entry for the key of ``parts``, else ``trace()`` stored under it."""
+        key = trace_key(parts)
+        hit = self.load(key)
+        if hit is not None:
+            return hit.trace, hit.provenance, True
+        result, provenance = trace()
+        parts_text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        self.store(CachedTrace(format=FORMAT, key=key, parts=parts_text, trace=result, provenance=provenance))
+        return result, provenance, False
 
     def info(self) -> CacheInfo:
         files = self._entries()
