@@ -16,6 +16,7 @@ from llm_perf_opt.analysis.options import AnalysisOptions, resolve_workload
 from llm_perf_opt.analytic import analytic_costs
 from llm_perf_opt.analytic.ocr2 import ocr2_analytic_costs
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
@@ -31,6 +32,7 @@ __all__ = [
     "provenance_lines",
     "resolve_source_workload",
     "source_kind",
+    "source_provenance",
     "trusted_source",
 ]
 
@@ -107,6 +109,12 @@ def analytic_for(
     return analytic_costs(source.config, workload, attention=attention, routing=routing, act_bytes=act_bytes)
 
 
+def runtime_config(source: Any, workload: Workload | Ocr2Workload) -> DeepseekOCRConfig | DeepseekOCR2Config:
+    """The torch-free config the runtime kernel models read: DeepSeek-OCR-2's analytic config for its workloads,
+    else the source's v1 config."""
+    return analytic_config() if isinstance(workload, Ocr2Workload) else source.config
+
+
 def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCRModelSpec:
     """The ``model.json`` model spec; for remote-code sources the Hub revision, the config's location and the
     code hashes and adapters (in ``notes``)."""
@@ -148,6 +156,13 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
         config_path=config_path,
         notes=f"{vision}; decoder: DeepSeek-V2 MoE with MHA; " + "; ".join(provenance_lines(prov)),
     )
+
+
+def source_provenance(source: Any, driver: Any) -> dict[str, Any] | None:
+    """What a remote-code source reports about the code that was traced (``source.provenance(driver)``: hashes, Hub
+    revision, adapters with their uses), as a dict; None for sources without provenance (the built-in model)."""
+    provenance_of = getattr(source, "provenance", None)
+    return dict(provenance_of(driver).as_dict()) if callable(provenance_of) else None
 
 
 def _config_location(source: Any) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from llm_perf_opt.analysis.model_source import source_provenance
 from llm_perf_opt.sources.upstream.compat import installed_transformers
 from llm_perf_opt.tracecache import TraceCache, trace_key_parts
 from llm_perf_opt.tracer.result import TraceResult
@@ -45,8 +46,7 @@ def traced(
         from llm_perf_opt.tracer.trace import trace_with_driver
 
         result, driver = trace_with_driver(source, workload, attention=attention, routing=routing)
-        provenance_of = getattr(source, "provenance", None)
-        return result, provenance_of(driver).as_dict() if callable(provenance_of) else None
+        return result, source_provenance(source, driver)
 
     if cache is None:
         return (*trace(), False)

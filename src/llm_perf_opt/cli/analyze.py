@@ -9,7 +9,10 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_analysis_flags
+from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.store import ReportStore
 
 __all__ = ["analyze", "parse_page"]
 
@@ -75,9 +78,19 @@ class _Progress:
     "--device-profile",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Calibrated device profile (from `llm-perf-opt calibrate`).",
+    help="Calibrated device profile: a file (from `llm-perf-opt calibrate`) or a shipped name, e.g. "
+    "h100-sxm-hf-eager-gate.",
 )
 @click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
+@click.option(
+    "--runtime",
+    default="hf-eager",
+    show_default=True,
+    help="Inference runtime whose kernels time the model: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang.",
+)
+@click.option(
+    "--text-only", is_flag=True, default=False, help="Time a request with no image (S = prompt tokens + BOS)."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -116,6 +129,8 @@ def analyze(
     measured: str | None,
     device_profile: str | None,
     trust_remote_code: bool,
+    runtime: str,
+    text_only: bool,
     out_dir: Path,
     store_dir: Path | None,
     no_cache: bool,
@@ -125,10 +140,23 @@ def analyze(
 
     Writes model.json, summary.json, report.yaml, validation.json, report.md (with plots/) and layers/*.md.
     """
-    from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.report.files import write_report
 
+    check_analysis_flags(
+        model=model,
+        workload_id=workload_id,
+        mode=mode,
+        page=page,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        attention=attention,
+        routing=routing,
+    )
     options = AnalysisOptions(
         model=model,
         workload_id=workload_id,
@@ -144,20 +172,21 @@ def analyze(
         measured=measured,
         device_profile=device_profile,
         trust_remote_code=trust_remote_code,
+        runtime=runtime,
+        text_only=text_only,
     )
     progress = _Progress(quiet)
     _check_writable(out_dir)
     result = run_analysis(options, progress=progress, use_cache=not no_cache)
     written = write_report(result, out_dir, progress=progress)
     if store_dir is not None:
-        from llm_perf_opt.store import ReportStore
-
         ReportStore(store_dir).publish(result.report_id, written, replace=True)
         progress(f"published {result.report_id} into the store {store_dir}")
     if not quiet:
         s = result.stages
         click.echo(
-            f"{result.workload.describe()} on {result.device.name} ({result.dtype}, {options.attention} attention)",
+            f"{result.workload.describe()}{' (text only)' if text_only else ''} on {result.device.name} "
+            f"({result.dtype}, {options.attention} attention, runtime {options.runtime})",
             err=True,
         )
         click.echo(

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_model_source_flag
+from llm_perf_opt.report.diff_render import render_diff_text
+from llm_perf_opt.tracer.golden import write_golden
+
 __all__ = ["check"]
 
 
@@ -61,9 +65,11 @@ def check(
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pinned import is_pinned_golden
-    from llm_perf_opt.report.diff_render import render_diff_text
     from llm_perf_opt.report.golden import check_golden
+
+    check_model_source_flag(model)
 
     def say(message: str) -> None:
         if not quiet:
@@ -75,6 +81,7 @@ def check(
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
     result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
     if out_dir is not None:
+        # lazy: torch loads only when the command runs (--help imports every command module)
         from llm_perf_opt.report.files import publish_files
 
         publish_files(result.files, Path(out_dir))
@@ -92,8 +99,8 @@ def _check_pinned(
     golden: str, model: str | None, trust: bool, out_dir: str | None, limit: int, say: Callable[[str], None]
 ) -> None:
     """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pinned import check_pinned
-    from llm_perf_opt.sources.upstream.golden import write_golden
 
     say(f"check: tracing the workloads of the pinned golden {golden}")
     result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say)

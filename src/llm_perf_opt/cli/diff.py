@@ -9,6 +9,9 @@ import json
 
 import click
 
+from llm_perf_opt.report.diff import diff_snapshots, load_snapshot
+from llm_perf_opt.report.diff_render import diff_to_dict, render_diff_text
+
 __all__ = ["diff"]
 
 
@@ -30,9 +33,6 @@ def diff(a: str, b: str, tolerance: float, fmt: str, limit: int) -> None:
     Lists added, removed and changed nodes (class, repetition, constructor parameters) and per-node FLOP, byte,
     time and memory differences beyond the tolerance. Exit 0 when equal, 1 when different.
     """
-    from llm_perf_opt.report.diff import diff_snapshots, load_snapshot
-    from llm_perf_opt.report.diff_render import diff_to_dict, render_diff_text
-
     result = diff_snapshots(load_snapshot(a), load_snapshot(b), tolerance=tolerance)
     if fmt == "json":
         click.echo(json.dumps(diff_to_dict(result), indent=2, sort_keys=False))

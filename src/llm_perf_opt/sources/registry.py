@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
+    from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
     from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
+    from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 
 __all__ = [
     "DEFAULT_MODEL_SOURCE",
@@ -105,6 +107,12 @@ class ModelSource:
         """Prefill and decode-step inputs for ``workload`` (see :mod:`llm_perf_opt.sources.deepseek_ocr_v1.inputs`)."""
         return self.input_builder(self.config, workload, device=device, dtype=dtype or _bfloat16())
 
+    def make_driver(self, model: nn.Module, workload: WorkloadLike, routing: ExpertRouting) -> BuiltinDriver:
+        """The driver the tracer runs: ``model`` (built by :meth:`build`) on ``workload``'s meta inputs."""
+        from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver  # lazy: torch, as build_model
+
+        return BuiltinDriver(model, self.make_inputs(workload), routing)
+
 
 _SOURCES: dict[str, Callable[[], ModelSource]] = {}
 _SCHEMES: dict[str, Callable[[str], ModelSource]] = {}
@@ -153,7 +161,3 @@ register_source(
 )
 
 # -- Upstream sources (issue 7): hf-snapshot:PATH, hf:REPO@REVISION, deepseek-ocr-2 -----------------------------------
-# Registered by llm_perf_opt.sources.upstream.register; its resolvers import their modules only when used.
-from llm_perf_opt.sources.upstream.register import register_upstream_sources  # noqa: E402
-
-register_upstream_sources()

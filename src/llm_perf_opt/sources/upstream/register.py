@@ -1,7 +1,8 @@
 """Registration of the upstream model sources with :mod:`llm_perf_opt.sources.registry`.
 
-``hf-snapshot:PATH`` and ``hf:REPO@REVISION`` (schemes) and ``deepseek-ocr-2`` (a name).  The resolvers import their
-modules on first use, so importing the registry stays cheap.
+``hf-snapshot:PATH`` and ``hf:REPO@REVISION`` (schemes) and ``deepseek-ocr-2`` (a name).  :mod:`llm_perf_opt.sources`
+calls :func:`register_upstream_sources` when the package is imported; the registry itself knows nothing of them.
+Resolving reads and hashes files only: no remote code runs and transformers is not imported until a tree is built.
 """
 
 from __future__ import annotations
@@ -10,21 +11,24 @@ from llm_perf_opt.sources.registry import ModelSource, register_scheme, register
 
 __all__ = ["register_upstream_sources"]
 
+# The resolvers import their modules when first used (lazy: those modules import torch, and resolving a built-in
+# source - all an analysis served from the trace cache does - must not).
+
 
 def _snapshot(name: str) -> ModelSource:
-    from llm_perf_opt.sources.upstream.source import resolve_snapshot
+    from llm_perf_opt.sources.upstream.source import resolve_snapshot  # lazy: torch (see above)
 
     return resolve_snapshot(name)
 
 
 def _hub(name: str) -> ModelSource:
-    from llm_perf_opt.sources.upstream.source import resolve_hub
+    from llm_perf_opt.sources.upstream.source import resolve_hub  # lazy: torch (see above)
 
     return resolve_hub(name)
 
 
 def _ocr2() -> ModelSource:
-    from llm_perf_opt.sources.deepseek_ocr2.source import deepseek_ocr2_source
+    from llm_perf_opt.sources.deepseek_ocr2.source import deepseek_ocr2_source  # lazy: torch (see above)
 
     return deepseek_ocr2_source()
 
