@@ -52,8 +52,8 @@ def build_model(
     config: DeepseekOCRConfig, *, device: torch.device | str, dtype: torch.dtype, attn_implementation: str
 ) -> nn.Module:
     """The built-in DeepSeek-OCR v1 tree (:func:`llm_perf_opt.sources.deepseek_ocr_v1.build_model`)."""
-    # lazy: the module tree needs torch; resolving a source (name, config) must not import it, so that a cached
-    # trace is analysed without torch
+    # the module tree needs torch; resolving a source (name, config) must not import it, so that a cached trace
+    # lazy: is analysed without torch
     from llm_perf_opt.sources.deepseek_ocr_v1 import build_model as build
 
     return build(config, device=device, dtype=dtype, attn_implementation=attn_implementation)
@@ -63,13 +63,15 @@ def build_inputs(
     config: DeepseekOCRConfig, workload: WorkloadLike, *, device: torch.device | str, dtype: torch.dtype
 ) -> WorkloadInputs:
     """The built-in v1 inputs (:func:`llm_perf_opt.sources.deepseek_ocr_v1.build_inputs`)."""
-    from llm_perf_opt.sources.deepseek_ocr_v1 import build_inputs as build  # lazy: torch, as build_model
+    # lazy: torch, as build_model
+    from llm_perf_opt.sources.deepseek_ocr_v1 import build_inputs as build
 
     return build(config, workload, device=device, dtype=dtype)
 
 
 def _bfloat16() -> Any:
-    import torch  # lazy: torch, as build_model
+    # lazy: torch, as build_model
+    import torch
 
     return torch.bfloat16
 
@@ -109,7 +111,8 @@ class ModelSource:
 
     def make_driver(self, model: nn.Module, workload: WorkloadLike, routing: ExpertRouting) -> BuiltinDriver:
         """The driver the tracer runs: ``model`` (built by :meth:`build`) on ``workload``'s meta inputs."""
-        from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver  # lazy: torch, as build_model
+        # lazy: torch, as build_model
+        from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 
         return BuiltinDriver(model, self.make_inputs(workload), routing)
 

@@ -16,19 +16,22 @@ __all__ = ["register_upstream_sources"]
 
 
 def _snapshot(name: str) -> ModelSource:
-    from llm_perf_opt.sources.upstream.source import resolve_snapshot  # lazy: torch (see above)
+    # lazy: torch (see above)
+    from llm_perf_opt.sources.upstream.source import resolve_snapshot
 
     return resolve_snapshot(name)
 
 
 def _hub(name: str) -> ModelSource:
-    from llm_perf_opt.sources.upstream.source import resolve_hub  # lazy: torch (see above)
+    # lazy: torch (see above)
+    from llm_perf_opt.sources.upstream.source import resolve_hub
 
     return resolve_hub(name)
 
 
 def _ocr2() -> ModelSource:
-    from llm_perf_opt.sources.deepseek_ocr2.source import deepseek_ocr2_source  # lazy: torch (see above)
+    # lazy: torch (see above)
+    from llm_perf_opt.sources.deepseek_ocr2.source import deepseek_ocr2_source
 
     return deepseek_ocr2_source()
 
