@@ -20,9 +20,7 @@ from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
-from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.sources.upstream.source import UpstreamModelSource, grant_trust
 from llm_perf_opt.workloads import RoutingModel, Workload, get_preset
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
 
@@ -42,18 +40,21 @@ SourceKind = Literal["builtin-v1", "upstream-v1", "deepseek-ocr-2"]
 
 
 def source_kind(source: Any) -> SourceKind:
-    """Which kind of model source ``source`` is (see the module docstring)."""
-    if isinstance(source, Ocr2ModelSource):
-        return "deepseek-ocr-2"
-    if isinstance(source, UpstreamModelSource):
-        return "upstream-v1"
-    return "builtin-v1"
+    """Which kind of model source ``source`` is (see the module docstring): its class's ``kind``."""
+    kind: SourceKind = getattr(source, "kind", "builtin-v1")
+    return kind
 
 
 def trusted_source(name: str, trust_remote_code: bool) -> Any:
     """Resolve ``name`` and apply the ``--trust-remote-code`` decision: a remote-code source without it is a
     one-line TrustError listing the files that would run with their sha256."""
-    return grant_trust(resolve_model_source(name), trust_remote_code)
+    source = resolve_model_source(name)
+    if source_kind(source) == "builtin-v1":
+        return source  # nothing remote to trust; and no torch import (the upstream sources' module needs it)
+    # lazy: the upstream sources' module imports torch, which an analysis served from the trace cache never needs
+    from llm_perf_opt.sources.upstream.source import grant_trust
+
+    return grant_trust(source, trust_remote_code)
 
 
 def check_source_attention(source: Any, attention: str) -> None:

@@ -25,10 +25,14 @@ from llm_perf_opt.tracer.ops.rule import Rule
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
 from llm_perf_opt.tracer.stages import CONTAINER, LANGUAGE, PROJECTOR, VISION, StageRules, stage_kind
 
-__all__ = ["Frame", "ModuleInfo", "TraceState", "module_infos"]
+__all__ = ["Frame", "ModuleInfo", "PassCutError", "TraceState", "module_infos"]
 
 _Tensor = torch.Tensor
 _DIGITS = re.compile(r"\d+")
+
+
+class PassCutError(Exception):
+    """Raised on entering the language model after the vision stages when :attr:`TraceState.cut_after_vision`."""
 
 
 class ModuleInfo:
@@ -87,6 +91,9 @@ class TraceState:
         self._producer: dict[int, int] = {}  # id(storage) -> id(weakref) in _alive
         self._kv_owner: dict[int, tuple[str, str]] = {}
         self._chain_prev: dict[str, Any] = {}
+        self.cut_after_vision = False
+        """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
+        or projector anchor; only the vision and projector stages of such a pass are used."""
 
     # -- passes -----------------------------------------------------------------------------------
     def begin_pass(self, stage: str) -> None:
@@ -100,6 +107,11 @@ class TraceState:
         self._producer.clear()
         self._chain_prev = {}
         self.frames = [Frame(self.root_info, None, self.live)]  # sentinel: ops outside any call
+
+    def close_open_frames(self) -> None:
+        """Close the calls still open (after a :class:`PassCutError`), innermost first."""
+        while len(self.frames) > 1:
+            self._close(self.frames.pop())
 
     def end_pass(self) -> RawTrace:
         sentinel = self.frames[0]
@@ -157,6 +169,8 @@ class TraceState:
         elif kind == PROJECTOR:
             stage = self.anchor = "projector"
         elif kind == LANGUAGE:
+            if self.cut_after_vision and self.anchor in ("vision", "projector"):
+                raise PassCutError(info.path)
             stage = self.anchor = self.pass_stage
         else:
             stage = self.pass_stage
