@@ -139,7 +139,7 @@ def run_analysis(
     validation = {**validation, **_measured_memory(options, device)}
     assumptions = (
         _assumptions(options, trace, device, dtype, profile, routing)
-        + _runtime_lines(options, run, profile, device)
+        + _runtime_lines(options, run, profile, device, eager_s=timed.total_s)
         + provenance_lines(provenance or {})
     )
     notes = " | ".join(assumptions)
@@ -190,7 +190,9 @@ def run_analysis(
     )
 
 
-def _runtime_lines(options: AnalysisOptions, run: RuntimeRun, profile: Any, device: Any) -> list[str]:
+def _runtime_lines(
+    options: AnalysisOptions, run: RuntimeRun, profile: Any, device: Any, *, eager_s: float
+) -> list[str]:
     """Which runtime and profile made the time, whether the profile was calibrated on this device, and how far the
     time can be trusted (docs/validation-runtimes.md, docs/validation.md)."""
     rt = run.runtime
@@ -198,7 +200,9 @@ def _runtime_lines(options: AnalysisOptions, run: RuntimeRun, profile: Any, devi
     where = (
         "the traced tree's time"
         if rt.is_baseline and not options.text_only
-        else "the runtime's kernel model (per-module times in model.json stay the op-by-op breakdown)"
+        else "the runtime's kernel model (stage times, bounds and kernel counts); per-module and per-category "
+        "times in model.json, summary.json and report.yaml are the eager op-by-op breakdown (hf-eager, end to end "
+        f"{eager_s * 1e3:.1f} ms) and their shares are of that total"
     )
     text = "; text-only request (no page, S = prompt + BOS)" if options.text_only else ""
     return [

@@ -18,6 +18,7 @@ from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_int, fmt_ms, fmt_share, fmt_signed_pct, md_table
 from llm_perf_opt.report.layer_docs import SYMBOLS, LayerDoc, doc_for
+from llm_perf_opt.report.stage_view import eager_note
 from llm_perf_opt.tracer.result import TracedNode
 
 __all__ = ["LayerSummary", "layer_classes", "layer_summary", "render_layer_pages", "symbol_values"]
@@ -203,8 +204,10 @@ def _formulas(doc: LayerDoc, values: dict[str, str]) -> str:
 def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
     s = layer_summary(r, cls)
     total_s = r.timed.total_s
+    note = eager_note(r)
     lines = [
         "## This workload\n",
+        *([note, ""] if note else []),
         f"Totals over {s.nodes} outermost node(s), {fmt_int(s.calls)} call(s): matmul FLOPs "
         f"{fmt_int(s.cost.matmul_flops)} ({fmt_flops(s.cost.matmul_flops)}; "
         f"executed {fmt_flops(s.cost.matmul_flops_executed)}), "

@@ -30,7 +30,8 @@ from llm_perf_opt.report.md_analysis import (
     top_modules_section,
     validation_section,
 )
-from llm_perf_opt.report.md_runtime import runtime_section
+from llm_perf_opt.report.md_runtime import kernel_note, overhead_label, runtime_section, time_note, top_group_fact
+from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
 
 __all__ = ["render_report_md", "reproduce_command"]
 
@@ -119,27 +120,23 @@ def _title(r: AnalysisResult) -> str:
 
 def _key_facts(r: AnalysisResult) -> list[str]:
     """Three bullets a reader should take away: the dominant stage, what bounds the time, the top module."""
-    s, root = r.stages, r.timed.nodes.get("root")
+    s = r.stages
     e2e = s.end_to_end_s
     facts = []
     if e2e > 0:
         stages = {"vision": s.vision_s, "projector": s.projector_s, "prefill": s.prefill_s, "decode": s.decode_s}
         big = max(stages, key=lambda k: (stages[k], k))
         facts.append(f"- Largest stage: {big}, {fmt_share(stages[big] / e2e)} of end to end.")
-    if root is not None and root.total_s > 0:
-        kernels = r.trace.root.cost.kernels
+    bound = stage_bound(r, "root")
+    if bound is not None and bound.total_s > 0:
         facts.append(
-            f"- Bound: compute {fmt_share(root.compute_bound_s / root.total_s)}, memory "
-            f"{fmt_share(root.memory_bound_s / root.total_s)}, launch overhead "
-            f"{fmt_share(root.overhead_s / root.total_s)} ({fmt_int(kernels)} kernels"
-            + (
-                f"; {note}"
-                if (note := r.profile.overhead_note())
-                else f" at {fmt_ms(r.profile.kernel_overhead_s)} each"
-            )
-            + ")."
+            f"- Bound: compute {fmt_share(bound.compute_s / bound.total_s)}, memory "
+            f"{fmt_share(bound.memory_s / bound.total_s)}, {overhead_label(r)} "
+            f"{fmt_share(bound.overhead_s / bound.total_s)} ({fmt_int(round(bound.kernels))} kernels{kernel_note(r)})."
         )
-    if r.summary.top_modules:
+    if runtime_timed(r):
+        facts.append(top_group_fact(r))
+    elif r.summary.top_modules:
         top = r.summary.top_modules[0]
         facts.append(
             f"- Slowest module (own time): `{top.module_id}`, {fmt_ms(top.total_time_ms / 1e3)} "
@@ -205,15 +202,14 @@ def _device(r: AnalysisResult) -> str:
 
 def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tuple[str, ...]:
     e2e = r.stages.end_to_end_s
-    node = r.trace.nodes.get(stage)
-    timed = r.timed.nodes.get(stage)
+    node, bound = r.trace.nodes.get(stage), stage_bound(r, stage)
     flops = fmt_flops(node.cost.total_flops) if node else "-"
-    nbytes = fmt_bytes(node.cost.total_bytes) if node else "-"
-    kernels = fmt_count(node.cost.kernels) if node else "-"
-    if timed and timed.total_s > 0:
+    nbytes = fmt_bytes(bound.bytes) if bound else "-"
+    kernels = fmt_count(bound.kernels) if bound else "-"
+    if bound and bound.total_s > 0:
         split = (
-            f"{fmt_share(timed.compute_bound_s / timed.total_s)} / {fmt_share(timed.memory_bound_s / timed.total_s)}"
-            f" / {fmt_share(timed.overhead_s / timed.total_s)}"
+            f"{fmt_share(bound.compute_s / bound.total_s)} / {fmt_share(bound.memory_s / bound.total_s)}"
+            f" / {fmt_share(bound.overhead_s / bound.total_s)}"
         )
     else:
         split = "-"
@@ -257,9 +253,7 @@ def _time(r: AnalysisResult) -> str:
         "## Time\n",
         md_table(header, rows),
         "",
-        "The last column splits each stage's predicted time by what bounds its kernel groups: compute (FLOPs at "
-        "the category efficiency), memory (bytes at the memory efficiency) and per-kernel launch overhead. "
-        "Bytes are eager op-level traffic, an upper bound for fused kernels.",
+        time_note(r),
         "",
         "### Throughput (static batching, batches back to back)\n",
         throughput,

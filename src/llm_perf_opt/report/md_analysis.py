@@ -12,6 +12,7 @@ from typing import Any
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_ms, fmt_share, md_table
 from llm_perf_opt.report.layers import layer_classes, layer_summary
+from llm_perf_opt.report.stage_view import eager_note
 
 __all__ = [
     "PLOTS",
@@ -61,10 +62,17 @@ def top_modules_section(r: AnalysisResult) -> str:
     header = ("#", "module", "class", "stage", "own time", "share", "own FLOPs", "peak activations")
     return (
         "## Where the time goes: top modules\n\n"
-        "Ranked by *own* time (ops run directly in the module; a parent never hides its children). "
+        + _labelled(r)
+        + "Ranked by *own* time (ops run directly in the module; a parent never hides its children). "
         "Grouped ids such as `layers.{1..11}` are totals over every member and every call.\n\n"
         + md_table(header, rows, align="rllrrrrr")
     )
+
+
+def _labelled(r: AnalysisResult) -> str:
+    """The eager-breakdown label (:func:`~llm_perf_opt.report.stage_view.eager_note`) as a paragraph, or ''."""
+    note = eager_note(r)
+    return f"{note}\n\n" if note else ""
 
 
 def categories_section(r: AnalysisResult) -> str:
@@ -97,6 +105,7 @@ def categories_section(r: AnalysisResult) -> str:
     other = r.trace.other_flops_share()
     return (
         "## Operator categories\n\n"
+        + _labelled(r)
         + md_table(header, rows)
         + f"\nFLOPs in the `other` category: {fmt_share(other)} of the total. "
         "Each op belongs to the category of the innermost module it runs in (an op run directly in a container "
@@ -317,7 +326,8 @@ def layers_section(r: AnalysisResult) -> str:
         )
     return (
         "## Layer pages\n\n"
-        "One page per analysed layer class: what it is in DeepSeek-OCR, its configuration here, its formulas "
+        + _labelled(r)
+        + "One page per analysed layer class: what it is in DeepSeek-OCR, its configuration here, its formulas "
         "with their symbols and sources, and this workload's numbers (totals over the outermost nodes of the "
         "class).\n\n" + md_table(("class", "role", "nodes", "FLOPs", "time"), rows, align="llrrr")
     )

@@ -21,6 +21,7 @@ from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.perf import Rates
 from llm_perf_opt.perf.tree import id_components
 from llm_perf_opt.report.humanize import fmt_ms, si
+from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
 
 __all__ = ["ROOFLINE_PER_STAGE", "figure_bytes", "heaviest_leaves", "render_plots", "render_sweep_plot"]
 
@@ -98,12 +99,12 @@ def _stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float]]:
     rows = []
     steps = max(r.stages.decode_steps, 1)
     for stage in _STAGE_ORDER:
-        t = r.timed.nodes.get(stage)
+        t = stage_bound(r, stage)
         if t is None or (stage == "other" and t.total_s <= 0):
             continue
         scale = 1.0 / steps if stage == "decode" else 1.0
         label = "decode step (TPOT)" if stage == "decode" else stage
-        rows.append((label, t.compute_bound_s * scale, t.memory_bound_s * scale, t.overhead_s * scale))
+        rows.append((label, t.compute_s * scale, t.memory_s * scale, t.overhead_s * scale))
     return rows
 
 
@@ -164,7 +165,8 @@ def _category_shares(fig: Figure, r: AnalysisResult) -> None:
     ax.set_yticks(range(len(cats)), cats)
     ax.invert_yaxis()
     ax.set_xlabel("share of the whole workload (%)")
-    ax.set_title("Operator categories: share of time, FLOPs and bytes")
+    eager = " (time: eager op-by-op breakdown)" if runtime_timed(r) else ""
+    ax.set_title(f"Operator categories: share of time, FLOPs and bytes{eager}")
     ax.legend(**_BELOW)
 
 
@@ -213,7 +215,8 @@ def _roofline(fig: Figure, r: AnalysisResult) -> None:
     ax.minorticks_off()  # plain major labels only: no mathtext parsing, no hundreds of minor ticks to lay out
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
     ax.set_ylabel("achieved rate (incl. launch overhead)")
-    ax.set_title(f"Roofline on {r.device.name}", loc="left")
+    eager = " (eager op-by-op breakdown)" if runtime_timed(r) else ""
+    ax.set_title(f"Roofline on {r.device.name}{eager}", loc="left")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False, fontsize=7)
 
 
