@@ -10,8 +10,8 @@
 #
 # Then deepseek-ocr-v1-base (random weights, fp32: about 13.3 GB of weights, ~17 GB of RAM in all; one thread) on
 # the same two workloads, 8 new tokens, eager attention, balanced MoE routing (what predictions assume: the expert
-# slices then have the traced shapes), 1 warm-up and 3 timed runs - mostly for peak memory per stage, which every
-# measurement records in one extra untimed run. PARTS=tiny or PARTS=base runs one half. Then it regenerates
+# slices then have the traced shapes), 1 warm-up and 3 timed runs - for peak memory per stage, which every
+# measurement records in one extra untimed run; written to measurements/memory/ (compared for memory only). PARTS=tiny or PARTS=base runs one half. Then it regenerates
 # docs/validation.md (SKIP_DOC=1 skips that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ for spec in tiny:512x512 base:1024x1024; do
   [[ " $PARTS " == *" base "* ]] || break
   mode="${spec%%:*}"
   page="${spec#*:}"
-  out="$OUT/cpu-base-${mode}-${page}-fp32-eager.json"
+  out="$OUT/memory/cpu-base-${mode}-${page}-fp32-eager.json"
   echo "== measure deepseek-ocr-v1-base $mode $page eager -> $out"
   "$PY" -c 'import sys; from llm_perf_opt.cli import main; main(sys.argv[1:])' \
     measure --model deepseek-ocr-v1-base --runtime-device cpu --threads 1 --mode "$mode" --page "$page" \

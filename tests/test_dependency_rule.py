@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "core", "config", "contracts", "hardware"),
     ("workloads",),
     ("analytic", "perf", "runtimes", "serving", "admission"),
-    ("sources", "tracer"),
+    ("sources", "tracer", "tracecache"),
     ("measure", "analysis"),
     ("report", "store"),
     ("cli", "service"),
@@ -61,6 +61,7 @@ TORCH_FREE = (
     "serving",
     "admission",
     "store",
+    "tracecache",
 )
 """Packages that never load torch (``analysis``, ``measure``, ``report`` load it only through their torch modules)."""
 

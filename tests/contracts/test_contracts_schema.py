@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import schema_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import schema_errors
 from llm_perf_opt.admission import constrained_request_schema
 from llm_perf_opt.contracts import (
     CONTRACT_CLASSES,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from attrs import evolve
@@ -39,3 +40,26 @@ def test_eager_and_sdpa_trees_differ_only_in_decoder_attention(measurement_facto
     for stage in ("prefill", "decode"):
         assert eager[stage].by_category["attention"].kernels > sdpa[stage].by_category["attention"].kernels
         assert eager[stage].by_category["linear"] == sdpa[stage].by_category["linear"]
+
+
+def test_files_of_one_workload_share_one_trace_and_later_runs_trace_nothing(
+    measurement_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_perf_opt.measure import predict
+
+    calls: list[str] = []
+    real = predict.trace_workload
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append("trace")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "trace_workload", counting)
+    predict._traced.cache_clear()  # earlier tests traced this workload in this process
+    first = measurement_factory()
+    other_run = evolve(first, run_id="another-run", workload=evolve(first.workload, workload_id="renamed"))
+    assert cost_tree(first) == cost_tree(other_run)
+    assert calls == ["trace"]
+    predict._traced.cache_clear()  # a new process: only the trace cache on disk remains
+    assert cost_tree(first) == cost_tree(other_run)
+    assert calls == ["trace"]

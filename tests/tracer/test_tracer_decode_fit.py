@@ -143,3 +143,27 @@ def test_non_affine_falls_back_to_every_step() -> None:
     assert result.decode_method == "every-step"
     assert "affine check failed" in result.decode_note
     assert result.node("decode/lin").cost.matmul_flops == sum(2 * i * i * 8 * 8 for i in range(1, 10))
+
+
+def test_peaks_need_only_be_convex() -> None:
+    # a peak that is flat, then grows (another tensor overtakes): not affine, but convex -> the larger end value
+    steps = {i: _data({"mm": 100 + 10 * i}, max(500, 400 + 2 * i), 1000 + 4 * i) for i in (1, 64, 127)}
+    out = fit_steps(steps, 127)
+    assert out.peaks[("decode", ("layer",))] == 654
+    concave = {i: _data({"mm": 1}, min(500, 400 + 2 * i), 1) for i in (1, 64, 127)}
+    with pytest.raises(AffineFitError, match="not convex"):
+        fit_steps(concave, 127)
+
+
+@pytest.mark.slow
+def test_eager_decode_peak_with_a_kink_is_fitted_and_equals_every_step() -> None:
+    # eager decoder, fused SDPA elsewhere (how measurements are traced): layer 0's decode peak is flat for the first
+    # ~64 steps and then follows the score matrix; it used to refuse the fit and trace all 127 steps
+    source = resolve_model_source("deepseek-ocr-v1-base")
+    model = source.build(attn_implementation="eager")
+    work = attrs.evolve(preset_workload("dsocr-base-v1"), max_new_tokens=128)
+    fit = trace_workload(source, work, attention="flash", model=model)
+    every = trace_workload(source, work, attention="flash", model=model, decode="every-step")
+    assert fit.decode_method == "affine-fit", fit.decode_note
+    assert fit.nodes == every.nodes
+    assert fit.op_ledger == every.op_ledger

@@ -22,9 +22,7 @@ from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
-from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.sources.upstream.source import UpstreamModelSource, grant_trust
 from llm_perf_opt.workloads import RoutingModel, Workload, get_preset
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
 
@@ -44,18 +42,21 @@ SourceKind = Literal["builtin-v1", "upstream-v1", "deepseek-ocr-2"]
 
 
 def source_kind(source: Any) -> SourceKind:
-    """Which kind of model source ``source`` is (see the module docstring)."""
-    if isinstance(source, Ocr2ModelSource):
-        return "deepseek-ocr-2"
-    if isinstance(source, UpstreamModelSource):
-        return "upstream-v1"
-    return "builtin-v1"
+    """Which kind of model source ``source`` is (see the module docstring): its class's ``kind``."""
+    kind: SourceKind = getattr(source, "kind", "builtin-v1")
+    return kind
 
 
 def trusted_source(name: str, trust_remote_code: bool) -> Any:
     """Resolve ``name`` and apply the ``--trust-remote-code`` decision: a remote-code source without it is a
     one-line TrustError listing the files that would run with their sha256."""
-    return grant_trust(resolve_model_source(name), trust_remote_code)
+    source = resolve_model_source(name)
+    if source_kind(source) == "builtin-v1":
+        return source  # nothing remote to trust; and no torch import (the upstream sources' module needs it)
+    # lazy: the upstream sources' module imports torch, which an analysis served from the trace cache never needs
+    from llm_perf_opt.sources.upstream.source import grant_trust
+
+    return grant_trust(source, trust_remote_code)
 
 
 def check_source_attention(source: Any, attention: str) -> None:
@@ -129,16 +130,11 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
     config: DeepseekOCRConfig = source.config
     kind = source_kind(source)
     if kind == "builtin-v1":
-        return DeepSeekOCRModelSpec(
+        return _spec(
+            config,
             model_id="deepseek-ai/DeepSeek-OCR",
             model_variant=config.variant if source.name.startswith("deepseek-ocr-v1") else source.name,
             hf_revision=None,
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads,
-            vision_backbone="sam_vit_b",
-            uses_moe=config.n_routed_experts > 0,
             config_path=None,
             notes="vision: SAM ViT-B feeding CLIP-L (two encoders); decoder: DeepSeek-V2 MoE with MHA",
         )
@@ -151,10 +147,30 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
         vision = "vision: SAM ViT-B feeding CLIP-L (two encoders)"
         model_id = str(prov.get("hf_repo") or "deepseek-ai/DeepSeek-OCR")
         config_path = _config_location(source)
-    return DeepSeekOCRModelSpec(
+    return _spec(
+        config,
         model_id=model_id,
         model_variant=source.name,
         hf_revision=prov.get("hf_revision"),
+        config_path=config_path,
+        notes=f"{vision}; decoder: DeepSeek-V2 MoE with MHA; " + "; ".join(provenance_lines(prov)),
+    )
+
+
+def _spec(
+    config: DeepseekOCRConfig,
+    *,
+    model_id: str,
+    model_variant: str,
+    hf_revision: str | None,
+    config_path: str | None,
+    notes: str,
+) -> DeepSeekOCRModelSpec:
+    """The model spec: identity and provenance as given, sizes from ``config``."""
+    return DeepSeekOCRModelSpec(
+        model_id=model_id,
+        model_variant=model_variant,
+        hf_revision=hf_revision,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
         num_layers=config.num_hidden_layers,
@@ -162,7 +178,7 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
         vision_backbone="sam_vit_b",
         uses_moe=config.n_routed_experts > 0,
         config_path=config_path,
-        notes=f"{vision}; decoder: DeepSeek-V2 MoE with MHA; " + "; ".join(provenance_lines(prov)),
+        notes=notes,
     )
 
 

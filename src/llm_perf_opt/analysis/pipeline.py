@@ -21,7 +21,6 @@ from llm_perf_opt.analysis.model_source import (
     provenance_lines,
     resolve_source_workload,
     runtime_config,
-    source_provenance,
     trusted_source,
 )
 from llm_perf_opt.analysis.options import (
@@ -32,6 +31,7 @@ from llm_perf_opt.analysis.options import (
     resolve_routing,
 )
 from llm_perf_opt.analysis.result import AnalysisResult
+from llm_perf_opt.analysis.trace_step import traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.contracts import OperatorCategory
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
@@ -57,8 +57,8 @@ from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.runtimes.costs import check_supported
 from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
+from llm_perf_opt.tracecache import TraceCache
 from llm_perf_opt.tracer.categories import CATEGORIES
-from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
 __all__ = ["Progress", "run_analysis"]
@@ -71,8 +71,14 @@ def _silent(message: str) -> None:
     """The default progress sink: says nothing."""
 
 
-def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) -> AnalysisResult:
-    """Trace, validate and time one workload; every number the reports show comes out of here."""
+def run_analysis(
+    options: AnalysisOptions, *, progress: Progress | None = None, use_cache: bool = True
+) -> AnalysisResult:
+    """Trace, validate and time one workload; every number the reports show comes out of here.
+
+    With ``use_cache`` the trace comes from the trace cache (:mod:`llm_perf_opt.tracecache`, under
+    ``$LLM_PERF_OPT_CACHE_DIR``) when the same shapes were traced before, and is stored there otherwise.
+    """
     say = progress or _silent
     check_attention(options)
     runtime = get_runtime(options.runtime)
@@ -92,9 +98,10 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
 
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
     attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
-    trace, driver = trace_with_driver(source, workload, attention=attention, routing=routing)
-    provenance = source_provenance(source, driver)
-    say(f"traced {len(trace.nodes)} nodes ({trace.decode_method} decode); analytic model and validation")
+    cache = TraceCache() if use_cache else None
+    trace, provenance, hit = traced(source, workload, attention=attention, routing=routing, cache=cache)
+    how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
+    say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")
     analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
     validation = validation_payload(trace, analytic)
     checked = validation_summary(validation)
@@ -247,7 +254,7 @@ def _assumptions(
         f"bytes: eager op-level traffic counted on the meta device ({BYTES_PER_ELEMENT[dtype]} B per element for "
         f"{dtype}); an upper bound for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
-    ]
+    ] + ([f"batch: {trace.batch_method} ({trace.batch_note})"] if trace.batch_note else [])
 
 
 def _measured_memory(options: AnalysisOptions, device: DeviceSpec) -> dict[str, Any]:

@@ -23,6 +23,7 @@ __all__ = ["main"]
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
     "analyze": "analyze:analyze",
+    "cache": "cache:cache",
     "calibrate": "calibrate:calibrate",
     "check": "check:check",
     "devices": "devices:devices",

@@ -106,6 +106,13 @@ class _Progress:
     default=None,
     help="Also publish the report into this report store (shared with `llm-perf-opt serve`).",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    default=False,
+    help="Trace again instead of reading the trace cache ($LLM_PERF_OPT_CACHE_DIR; see `llm-perf-opt cache info`); "
+    "nothing is stored either.",
+)
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def analyze(
     model: str,
@@ -126,6 +133,7 @@ def analyze(
     text_only: bool,
     out_dir: Path,
     store_dir: Path | None,
+    no_cache: bool,
     quiet: bool,
 ) -> None:
     """Trace DeepSeek-OCR on the meta device for one workload and write the report folder.
@@ -148,6 +156,7 @@ def analyze(
         dtype=dtype,
         attention=attention,
         routing=routing,
+        runtime=runtime,
     )
     options = AnalysisOptions(
         model=model,
@@ -169,7 +178,7 @@ def analyze(
     )
     progress = _Progress(quiet)
     _check_writable(out_dir)
-    result = run_analysis(options, progress=progress)
+    result = run_analysis(options, progress=progress, use_cache=not no_cache)
     written = write_report(result, out_dir, progress=progress)
     if store_dir is not None:
         ReportStore(store_dir).publish(result.report_id, written, replace=True)

@@ -54,6 +54,9 @@ __all__ = ["check"]
     help="Also write the fresh report (report golden) or the fresh goldens (pinned golden).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=40, show_default=True, help="Lines per diff section.")
+@click.option(
+    "--no-cache", is_flag=True, help="Trace a report golden afresh instead of reading the trace cache (stores nothing)."
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def check(
     golden: str,
@@ -62,6 +65,7 @@ def check(
     trust_remote_code: bool,
     out_dir: str | None,
     limit: int,
+    no_cache: bool,
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
@@ -79,7 +83,14 @@ def check(
         _check_pinned(golden, model, trust_remote_code, out_dir, limit, say)
         return
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
-    result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
+    result = check_golden(
+        golden,
+        tolerance=tolerance,
+        progress=say,
+        model=model,
+        trust_remote_code=trust_remote_code,
+        use_cache=not no_cache,
+    )
     if out_dir is not None:
         # lazy: torch loads only when the command runs (--help imports every command module)
         from llm_perf_opt.report.files import publish_files

@@ -45,6 +45,7 @@ from llm_perf_opt.measure.predict import workload_of
 from llm_perf_opt.measure.record import KernelCount, Measurement, MemoryRecord, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+from llm_perf_opt.sources.registry import build_model as builtin_builder
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.workloads.routing import RoutingModel
 
@@ -129,7 +130,7 @@ def builtin_config(model: str) -> DeepseekOCRConfig:
     snapshot) is a :class:`UserError`, because the harness drives the built-in forward API.
     """
     source = resolve_model_source(model)
-    if source.builder is not build_model:
+    if source.builder is not builtin_builder:
         raise UserError(
             f"measure runs the built-in DeepSeek-OCR v1 module tree only, and model source {model!r} is built "
             "another way; measure a built-in variant (deepseek-ocr-v1-base or deepseek-ocr-v1-tiny)"

@@ -6,7 +6,9 @@ them to the measured dtype (``Rates.bytes_scale``).  The traced tree is built wi
 ran: SAM and CLIP call that op whatever the decoder uses, so an eager measurement is *not* traced with SAM's attention
 decomposed into its math.  MoE routing is the tracer's balanced model: exactly what a ``--routing balanced``
 measurement ran, and an approximation of a gate-routed one (random weights concentrate tokens on fewer experts).
-Traces are cached per (model, workload, attention, dtype) in the process.
+Traces are kept per (model, workload shapes, attention, dtype) in the process and in the trace cache on disk
+(:mod:`llm_perf_opt.tracecache`), so measurement files of one workload share one trace and a later run traces
+nothing.
 
 Memory (:func:`predicted_stage_peaks`) is traced in the *measured* dtype instead (an fp32 run's logits are not twice
 a bf16 run's: the bf16 model's fp32 upcast is a second tensor, the fp32 model's is the same one), and a stage's
@@ -18,19 +20,21 @@ from __future__ import annotations
 
 from functools import cache
 
+import attrs
 import torch
 from torch import nn
 
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, normalize_dtype
-from llm_perf_opt.measure.record import MEMORY_STAGES, Measurement, MeasurementError, WorkloadRecord
+from llm_perf_opt.measure.record import MEMORY_STAGES, Measurement, MeasurementError
 from llm_perf_opt.perf.memory import kv_cache_bytes
 from llm_perf_opt.perf.tree import CostTree, tree_from_nodes
 from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
+from llm_perf_opt.tracecache import TraceCache, trace_key_parts
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.trace import trace_workload
-from llm_perf_opt.workloads import MODES, Workload
+from llm_perf_opt.workloads import MODES, RoutingModel, Workload
 
 __all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "predicted_stage_peaks", "workload_of"]
 
@@ -71,10 +75,7 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    result = _traced(
-        measurement.model, measurement.workload, measurement.attention, TRACE_DTYPE, workload_of(measurement)
-    )
-    return tree_from_nodes(result.nodes)
+    return tree_from_nodes(_traced(measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)).nodes)
 
 
 def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
@@ -82,7 +83,7 @@ def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
     the live-activation peak traced in the measured dtype plus the KV cache at its final length."""
     workload = workload_of(measurement)
     dtype = normalize_dtype(measurement.dtype)
-    result = _traced(measurement.model, measurement.workload, measurement.attention, dtype, workload)
+    result = _traced(measurement.model, measurement.attention, dtype, _shapes(measurement))
     config = resolve_model_source(measurement.model).config
     kv = kv_cache_bytes(
         L=config.num_hidden_layers,
@@ -114,9 +115,24 @@ class _InDtype:
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def _shapes(measurement: Measurement) -> Workload:
+    """The measured workload without its preset id: files of one workload share one trace."""
+    return attrs.evolve(workload_of(measurement), profile_id=None)
+
+
 @cache
-def _traced(model: str, record: WorkloadRecord, attention: str, dtype: str, workload: Workload) -> TraceResult:
-    del record  # part of the cache key only
-    source = _InDtype(resolve_model_source(model), _TORCH_DTYPES[dtype])
-    tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention
-    return trace_workload(source, workload, attention="flash", model=tree)  # every SDPA call fused, as it ran
+def _traced(model: str, attention: str, dtype: str, workload: Workload) -> TraceResult:
+    source = resolve_model_source(model)
+    in_dtype = _InDtype(source, _TORCH_DTYPES[dtype])
+    routing = RoutingModel.balanced()
+
+    def trace() -> tuple[TraceResult, None]:
+        tree = in_dtype.build(attn_implementation=attention)  # meta, the measured decoder attention
+        # every SDPA call fused, as it ran
+        return trace_workload(in_dtype, workload, attention="flash", routing=routing, model=tree), None
+
+    parts = trace_key_parts(
+        source, workload, attention="flash", routing=routing, extra={"decoder_attention": attention, "dtype": dtype}
+    )
+    result, _, _ = TraceCache().get_or_trace(parts, trace)
+    return result

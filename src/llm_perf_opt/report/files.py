@@ -43,9 +43,12 @@ def report_files(result: AnalysisResult) -> dict[str, bytes]:
     return files
 
 
-def build_report_files(options: AnalysisOptions, *, progress: Progress | None = None) -> dict[str, bytes]:
-    """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores)."""
-    return report_files(run_analysis(options, progress=progress))
+def build_report_files(
+    options: AnalysisOptions, *, progress: Progress | None = None, use_cache: bool = True
+) -> dict[str, bytes]:
+    """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores); ``use_cache``: the trace
+    cache (see :func:`run_analysis`)."""
+    return report_files(run_analysis(options, progress=progress, use_cache=use_cache))
 
 
 def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | None = None) -> dict[str, bytes]:

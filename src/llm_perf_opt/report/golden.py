@@ -88,11 +88,12 @@ def check_golden(
     progress: Any = None,
     model: str | None = None,
     trust_remote_code: bool = False,
+    use_cache: bool = True,
 ) -> CheckResult:
     """Regenerate the report ``path`` describes and diff its ``model.json`` against the golden's.
 
     ``model`` re-runs the golden's options with another model source (e.g. a new ``hf:REPO@REV``);
-    ``trust_remote_code`` allows a remote-code source to run.
+    ``trust_remote_code`` allows a remote-code source to run; without ``use_cache`` the trace is made afresh.
     """
     golden = load_golden(path)
     options = golden.options
@@ -101,7 +102,7 @@ def check_golden(
             options, model=model or options.model, trust_remote_code=trust_remote_code or options.trust_remote_code
         )
     before = load_snapshot(golden.model_json)
-    files = build_report_files(options, progress=progress)
+    files = build_report_files(options, progress=progress, use_cache=use_cache)
     fresh = json.loads(files["model.json"].decode("utf-8"))
     after = snapshot_from_mapping(fresh, label="regenerated")
     return CheckResult(

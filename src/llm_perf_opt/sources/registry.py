@@ -8,18 +8,21 @@ Other kinds of source (``hf-snapshot:PATH``, ``hf:REPO@REV``, ``deepseek-ocr-2``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import torch
 from attrs import field, frozen
-from torch import nn
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UnknownIdError
-from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs, build_inputs, build_model
-from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
-from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
-from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
+    from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
+    from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
+    from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 
 __all__ = [
     "DEFAULT_MODEL_SOURCE",
@@ -45,9 +48,42 @@ class InputBuilder(Protocol):
     ) -> WorkloadInputs: ...
 
 
+def build_model(
+    config: DeepseekOCRConfig, *, device: torch.device | str, dtype: torch.dtype, attn_implementation: str
+) -> nn.Module:
+    """The built-in DeepSeek-OCR v1 tree (:func:`llm_perf_opt.sources.deepseek_ocr_v1.build_model`)."""
+    # the module tree needs torch; resolving a source (name, config) must not import it, so that a cached trace
+    # lazy: is analysed without torch
+    from llm_perf_opt.sources.deepseek_ocr_v1 import build_model as build
+
+    return build(config, device=device, dtype=dtype, attn_implementation=attn_implementation)
+
+
+def build_inputs(
+    config: DeepseekOCRConfig, workload: WorkloadLike, *, device: torch.device | str, dtype: torch.dtype
+) -> WorkloadInputs:
+    """The built-in v1 inputs (:func:`llm_perf_opt.sources.deepseek_ocr_v1.build_inputs`)."""
+    # lazy: torch, as build_model
+    from llm_perf_opt.sources.deepseek_ocr_v1 import build_inputs as build
+
+    return build(config, workload, device=device, dtype=dtype)
+
+
+def _bfloat16() -> Any:
+    # lazy: torch, as build_model
+    import torch
+
+    return torch.bfloat16
+
+
 @frozen(kw_only=True)
 class ModelSource:
-    """A resolved model source: its name, its config, and how to build the tree and a workload's inputs."""
+    """A resolved model source: its name, its config, and how to build the tree and a workload's inputs.
+
+    Resolving one imports no torch; :meth:`build` and :meth:`make_inputs` do."""
+
+    kind: ClassVar[str] = "builtin-v1"
+    """builtin-v1 | upstream-v1 | deepseek-ocr-2 (subclasses say theirs)."""
 
     name: str = field(metadata={"help": "the name it was resolved from"})
     config: DeepseekOCRConfig = field(metadata={"help": "model configuration"})
@@ -59,20 +95,25 @@ class ModelSource:
         self,
         *,
         device: torch.device | str = "meta",
-        dtype: torch.dtype = torch.bfloat16,
+        dtype: torch.dtype | None = None,
         attn_implementation: str = "eager",
     ) -> nn.Module:
-        """The module tree (meta by default: no weights, no allocation)."""
-        return self.builder(self.config, device=device, dtype=dtype, attn_implementation=attn_implementation)
+        """The module tree (meta by default: no weights, no allocation; ``dtype`` default bfloat16)."""
+        return self.builder(
+            self.config, device=device, dtype=dtype or _bfloat16(), attn_implementation=attn_implementation
+        )
 
     def make_inputs(
-        self, workload: WorkloadLike, *, device: torch.device | str = "meta", dtype: torch.dtype = torch.bfloat16
+        self, workload: WorkloadLike, *, device: torch.device | str = "meta", dtype: torch.dtype | None = None
     ) -> WorkloadInputs:
         """Prefill and decode-step inputs for ``workload`` (see :mod:`llm_perf_opt.sources.deepseek_ocr_v1.inputs`)."""
-        return self.input_builder(self.config, workload, device=device, dtype=dtype)
+        return self.input_builder(self.config, workload, device=device, dtype=dtype or _bfloat16())
 
     def make_driver(self, model: nn.Module, workload: WorkloadLike, routing: ExpertRouting) -> BuiltinDriver:
         """The driver the tracer runs: ``model`` (built by :meth:`build`) on ``workload``'s meta inputs."""
+        # lazy: torch, as build_model
+        from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
+
         return BuiltinDriver(model, self.make_inputs(workload), routing)
 
 

@@ -7,7 +7,11 @@ every (node, category, op) row, every call count, every peak and every KV-held v
 
 * additive counters and calls: ``sum_{i=1..n} (v1 + slope*(i - i1)) = n*v1 + slope*(n(n+1)/2 - n*i1)``,
   which must be an integer;
-* peaks: the larger end value ``max(v(1), v(n))`` (an affine function peaks at an end);
+* peaks: the larger end value ``max(v(1), v(n))``.  A peak need not be affine: it is the maximum over the step's
+  ops of live levels that are each affine in the step, so it is convex in the step (in eager decode, for example,
+  the score matrix overtakes another tensor part way through), and a convex function peaks at an end.  With the
+  traced steps ``1 < mid < n`` the check is convexity at ``mid`` (``v2`` on or below the chord of ``v1``, ``v3``);
+  with other steps, affinity;
 * KV held at the end of decode: ``v(n)``.
 
 Three points can only *refute* affinity: a counter that is affine at the three traced steps but not in between
@@ -49,6 +53,12 @@ def _check(name: str, values: tuple[int, int, int], steps: tuple[int, int, int])
         raise AffineFitError(f"{name}: {v1}, {v2}, {v3} at steps {i1}, {i2}, {i3}")
 
 
+def _check_convex(name: str, values: tuple[int, int, int], steps: tuple[int, int, int]) -> None:
+    (v1, v2, v3), (i1, i2, i3) = values, steps
+    if (v2 - v1) * (i3 - i1) > (v3 - v1) * (i2 - i1):
+        raise AffineFitError(f"{name}: {v1}, {v2}, {v3} at steps {i1}, {i2}, {i3} (above the chord: not convex)")
+
+
 def integrate_affine(*, v1: int, v3: int, i1: int, i3: int, n: int) -> int:
     """``sum_{i=1..n} v(i)`` for the affine ``v`` through ``(i1, v1)`` and ``(i3, v3)``; exact or AffineFitError."""
     slope = Fraction(v3 - v1, i3 - i1)
@@ -83,6 +93,10 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
         target: dict[Hashable, int] = getattr(out, attr)
         for nk in set().union(*maps):
             triple = _triple(maps, nk)
+            if attr == "peaks" and (i1, i3) == (1, n):
+                _check_convex(f"{attr} of {nk}", triple, idx)
+                target[nk] = max(triple[0], triple[2])
+                continue
             _check(f"{attr} of {nk}", triple, idx)
             if attr == "calls":
                 target[nk] = integrate_affine(v1=triple[0], v3=triple[2], i1=i1, i3=i3, n=n)

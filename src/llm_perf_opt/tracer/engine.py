@@ -7,14 +7,17 @@ rest and returns a :class:`TraceResult`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
+import attrs
 import torch
 from attrs import frozen
 from torch import nn
 
 from llm_perf_opt.core.driving import Driver, PassInputs
+from llm_perf_opt.tracer.anchor_stubs import AnchorStubs, StubMissError
+from llm_perf_opt.tracer.batch_fit import BATCH_POINTS, BatchFitError, extrapolate_stages, split_stages
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.counter import counting
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
@@ -24,12 +27,12 @@ from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
-from llm_perf_opt.tracer.result import DecodeMethod, TraceResult
+from llm_perf_opt.tracer.result import BatchMethod, DecodeMethod, TraceResult
 from llm_perf_opt.tracer.stages import StageRules
-from llm_perf_opt.tracer.state import TraceState
+from llm_perf_opt.tracer.state import PassCutError, TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
 
-__all__ = ["DecodeMode", "trace_model"]
+__all__ = ["DecodeMode", "trace_model", "trace_model_batched"]
 
 DecodeMode = Literal["auto", "every-step"]
 
@@ -44,9 +47,13 @@ def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options)
     state.begin_pass(stage)
     state.mark_kv(inputs.kv)
     state.track_inputs(inputs.live)
-    with torch.no_grad(), counting(state, fuse_sdpa=opts.fuse_sdpa, verify_fast_meta=opts.verify_fast_meta):
-        out = inputs.run()
-    state.claim_kv_outputs(inputs.kv_filled(out))
+    try:
+        with torch.no_grad(), counting(state, fuse_sdpa=opts.fuse_sdpa, verify_fast_meta=opts.verify_fast_meta):
+            out = inputs.run()
+    except PassCutError:
+        state.close_open_frames()
+    else:
+        state.claim_kv_outputs(inputs.kv_filled(out))
     raw = state.end_pass()
     state.release_kv()
     return raw
@@ -141,10 +148,44 @@ def _trace_model(
 ) -> TraceResult:
     opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
     state = TraceState(model, rules, ModelIndex(model))
-    index, structure = state.index, state.structure
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=decode)
     step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
+    return _assemble(
+        state,
+        driver,
+        prefill_raw,
+        step_raws,
+        method=method,
+        note=note,
+        attention=attention,
+        routing=routing,
+        model_desc=model_desc,
+        workload_desc=workload_desc,
+        seq_len=seq_len,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def _assemble(
+    state: TraceState,
+    driver: Driver,
+    prefill_raw: RawTrace,
+    step_raws: dict[int, RawTrace],
+    *,
+    method: DecodeMethod,
+    note: str,
+    attention: Literal["flash", "eager"],
+    routing: str,
+    model_desc: str,
+    workload_desc: str,
+    seq_len: int,
+    max_new_tokens: int,
+    batch_method: BatchMethod = "traced",
+    batch_note: str = "",
+) -> TraceResult:
+    """Group, fit the decode steps, roll up the tree and the ledger of the traced passes."""
+    index, structure = state.index, state.structure
     groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
     data = to_node_data(prefill_raw, groupings)
     step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
@@ -174,4 +215,106 @@ def _trace_model(
         unsupported=unsupported,
         uncalled_modules=uncalled_modules(index, all_raws),
         categories={c.category_id: c.match_classes for c in CATEGORIES},
+        batch_method=batch_method,
+        batch_note=batch_note,
     )
+
+
+_ROW_STAGES = ("vision", "projector")
+"""Stages whose cost grows with the rows of a batch: extrapolated by :func:`trace_model_batched`."""
+
+
+def trace_model_batched(
+    model: nn.Module,
+    driver_for: Callable[[int], Driver],
+    *,
+    batch: int,
+    rules: StageRules,
+    attention: Literal["flash", "eager"],
+    routing: str,
+    model_desc: str,
+    workload_desc: str,
+    seq_len: int,
+    max_new_tokens: int,
+    decode: DecodeMode = "auto",
+    verify_fast_meta: bool = False,
+    points: tuple[int, int, int] = BATCH_POINTS,
+) -> TraceResult:
+    """:func:`trace_model` at ``batch`` rows (``driver_for(b)`` drives ``b`` rows) without tracing every row.
+
+    The prefill's vision and projector stages are traced at the three ``points`` (each pass stops when the language
+    model starts) and extrapolated (:mod:`llm_perf_opt.tracer.batch_fit`); the prefill's language stages and the
+    decode steps are traced at ``batch`` with the vision and projector anchors returning recorded empty outputs
+    (:mod:`llm_perf_opt.tracer.anchor_stubs`).  A counter that is not affine, an anchor call no point saw, or an
+    anchor call count that disagrees with the extrapolation falls back to a full trace, saying why in
+    ``batch_note``.
+    """
+    opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
+    describe: dict[str, Any] = {
+        "attention": attention,
+        "routing": routing,
+        "model_desc": model_desc,
+        "workload_desc": workload_desc,
+        "seq_len": seq_len,
+        "max_new_tokens": max_new_tokens,
+    }
+    with without_dynamo_import():
+        state = TraceState(model, rules, ModelIndex(model))
+        driver = driver_for(batch)
+        try:
+            prefill_raw = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, rules)
+        except (BatchFitError, StubMissError) as exc:
+            result = _trace_model(
+                model, driver, rules=rules, decode=decode, verify_fast_meta=verify_fast_meta, **describe
+            )
+            why = exc.where if isinstance(exc, BatchFitError) else str(exc)
+            return attrs.evolve(result, batch_note=f"batch extrapolation refused ({why}); traced all {batch} rows")
+        step_raws, method, note = _decode(driver, state, opts, mode=decode)
+        step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
+        traced = ", ".join(map(str, points))
+        return _assemble(
+            state,
+            driver,
+            prefill_raw,
+            step_raws,
+            method=method,
+            note=note,
+            batch_method="extrapolated",
+            batch_note=f"vision and projector traced at batch {traced} and extrapolated to {batch}; "
+            f"language traced at batch {batch}",
+            **describe,
+        )
+
+
+def _extrapolated_prefill(
+    state: TraceState,
+    driver_for: Callable[[int], Driver],
+    driver: Driver,
+    batch: int,
+    points: tuple[int, int, int],
+    opts: _Options,
+    rules: StageRules,
+) -> RawTrace:
+    """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced with stubbed anchors."""
+    prefixes = rules.vision + rules.projector
+    anchors = {path: module for path, module in state.index.entries if path in prefixes}
+    stubs = AnchorStubs(anchors)
+    rows: dict[int, RawTrace] = {}
+    state.cut_after_vision = True
+    try:
+        with stubs.recording():
+            for b in points:
+                rows[b], _ = split_stages(_run_pass(state, "prefill", driver_for(b).prefill(), opts), _ROW_STAGES)
+    finally:
+        state.cut_after_vision = False
+    extrapolated = extrapolate_stages(rows, batch)
+    with stubs.replaying():
+        full = _run_pass(state, "prefill", driver.prefill(), opts)
+    stubbed, kept = split_stages(full, _ROW_STAGES)
+    for key, calls in stubbed.calls.items():
+        if key[1] in anchors and extrapolated.calls.get(key) != calls:
+            raise BatchFitError(
+                f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
+            )
+    kept.merge(extrapolated)
+    return kept

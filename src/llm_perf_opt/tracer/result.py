@@ -18,6 +18,7 @@ from llm_perf_opt.contracts.vocab import ParamValue, Repetition, Stage
 from llm_perf_opt.core import Cost
 
 __all__ = [
+    "BatchMethod",
     "Bucket",
     "DecodeMethod",
     "OpLedgerEntry",
@@ -28,6 +29,7 @@ __all__ = [
 
 Bucket: TypeAlias = Literal["counted", "zero-cost", "unsupported"]
 DecodeMethod: TypeAlias = Literal["affine-fit", "every-step", "none"]
+BatchMethod: TypeAlias = Literal["traced", "extrapolated"]
 
 
 @frozen(kw_only=True)
@@ -95,6 +97,10 @@ class TraceResult:
     unsupported: tuple[UnsupportedOp, ...] = field(metadata={"help": "ops with no formula and no rule"})
     uncalled_modules: tuple[str, ...] = field(metadata={"help": "named_modules() paths never called"})
     categories: Mapping[str, tuple[str, ...]] = field(metadata={"help": "category id -> match_classes"})
+    batch_method: BatchMethod = field(
+        default="traced", metadata={"help": "traced (every row) | extrapolated (vision stages from small batches)"}
+    )
+    batch_note: str = field(default="", metadata={"help": "which batches were traced, and why a fallback happened"})
 
     @property
     def root(self) -> TracedNode:

@@ -19,16 +19,20 @@ from torch import nn
 from llm_perf_opt.tracer.categories import category_of_class
 from llm_perf_opt.tracer.grouping import Structure
 from llm_perf_opt.tracer.index import ModelIndex
-from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex
+from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex, tensors_in
 from llm_perf_opt.tracer.ops.registry import FRESH
 from llm_perf_opt.tracer.ops.rule import Rule
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
 from llm_perf_opt.tracer.stages import CONTAINER, LANGUAGE, PROJECTOR, VISION, StageRules, stage_kind
 
-__all__ = ["Frame", "ModuleInfo", "TraceState", "module_infos"]
+__all__ = ["Frame", "ModuleInfo", "PassCutError", "TraceState", "module_infos"]
 
 _Tensor = torch.Tensor
 _DIGITS = re.compile(r"\d+")
+
+
+class PassCutError(Exception):
+    """Raised on entering the language model after the vision stages when :attr:`TraceState.cut_after_vision`."""
 
 
 class ModuleInfo:
@@ -87,6 +91,9 @@ class TraceState:
         self._producer: dict[int, int] = {}  # id(storage) -> id(weakref) in _alive
         self._kv_owner: dict[int, tuple[str, str]] = {}
         self._chain_prev: dict[str, Any] = {}
+        self.cut_after_vision = False
+        """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
+        or projector anchor; only the vision and projector stages of such a pass are used."""
 
     # -- passes -----------------------------------------------------------------------------------
     def begin_pass(self, stage: str) -> None:
@@ -100,6 +107,11 @@ class TraceState:
         self._producer.clear()
         self._chain_prev = {}
         self.frames = [Frame(self.root_info, None, self.live)]  # sentinel: ops outside any call
+
+    def close_open_frames(self) -> None:
+        """Close the calls still open (after a :class:`PassCutError`), innermost first."""
+        while len(self.frames) > 1:
+            self._close(self.frames.pop())
 
     def end_pass(self) -> RawTrace:
         sentinel = self.frames[0]
@@ -157,6 +169,8 @@ class TraceState:
         elif kind == PROJECTOR:
             stage = self.anchor = "projector"
         elif kind == LANGUAGE:
+            if self.cut_after_vision and self.anchor in ("vision", "projector"):
+                raise PassCutError(info.path)
             stage = self.anchor = self.pass_stage
         else:
             stage = self.pass_stage
@@ -297,11 +311,4 @@ class TraceState:
 
 
 def _first_tensor(values: Iterable[Any]) -> _Tensor | None:
-    for v in values:
-        if isinstance(v, _Tensor):
-            return v
-        if isinstance(v, tuple | list):
-            for item in v:
-                if isinstance(item, _Tensor):
-                    return item
-    return None
+    return next(iter(tensors_in(values)), None)

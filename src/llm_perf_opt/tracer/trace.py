@@ -12,18 +12,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import attrs
 from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
-from llm_perf_opt.tracer.engine import DecodeMode, trace_model
+from llm_perf_opt.tracer.engine import DecodeMode, trace_model, trace_model_batched
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["DEEPSEEK_OCR_STAGES", "stage_rules", "trace_with_driver", "trace_workload"]
+__all__ = ["DEEPSEEK_OCR_STAGES", "EXTRAPOLATE_FROM", "BatchMode", "stage_rules", "trace_with_driver", "trace_workload"]
 
 DEEPSEEK_OCR_STAGES = StageRules()
+
+BatchMode = Literal["auto", "extrapolate", "every-row"]
+EXTRAPOLATE_FROM = 8
+"""``batch="auto"`` extrapolates the vision stages from batch 1, 2, 3 at this many rows or more (below it, tracing
+every row costs about as much as the three points)."""
 
 
 def trace_workload(
@@ -35,12 +41,16 @@ def trace_workload(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
+    batch: BatchMode = "auto",
 ) -> TraceResult:
     """Trace ``workload`` (a Workload, an Ocr2Workload or a preset id) on ``model_source``.
 
     ``model`` may pass an already built tree (meta, built with the implementation ``attention`` needs) to skip
     building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
     ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
+    ``batch="extrapolate"`` traces the vision stages at batch 1, 2, 3 and extrapolates them exactly (see
+    :func:`~llm_perf_opt.tracer.engine.trace_model_batched`), ``"every-row"`` traces every row, ``"auto"``
+    extrapolates from :data:`EXTRAPOLATE_FROM` rows on.
     The source's driver (``make_driver``) runs the passes; its stage anchors (``stage_anchors`` when it has them,
     v1's otherwise) assign stages.  See :func:`trace_with_driver` for the driver afterwards.
     """
@@ -52,6 +62,7 @@ def trace_workload(
         decode=decode,
         model=model,
         verify_fast_meta=verify_fast_meta,
+        batch=batch,
     )
     return result
 
@@ -65,6 +76,7 @@ def trace_with_driver(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
+    batch: BatchMode = "auto",
 ) -> tuple[TraceResult, Driver]:
     """:func:`trace_workload`, also returning the driver that ran (it counts what a source's adapters did, which
     ``source.provenance(driver)`` reports)."""
@@ -75,20 +87,26 @@ def trace_with_driver(
         model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
     driver = source.make_driver(model, work, route)
     describe: Any = getattr(driver, "describe", None)
-    result = trace_model(
-        model,
-        driver,
-        rules=stage_rules(source),
-        attention=attention,
-        routing=route.describe(),
-        model_desc=f"{source.name} ({type(model).__name__})",
-        workload_desc=str(describe() if callable(describe) else work.describe()),
-        seq_len=driver.seq_len,
-        max_new_tokens=driver.max_new_tokens,
-        decode=decode,
-        verify_fast_meta=verify_fast_meta,
-    )
-    return result, driver
+    common: dict[str, Any] = {
+        "rules": stage_rules(source),
+        "attention": attention,
+        "routing": route.describe(),
+        "model_desc": f"{source.name} ({type(model).__name__})",
+        "workload_desc": str(describe() if callable(describe) else work.describe()),
+        "seq_len": driver.seq_len,
+        "max_new_tokens": driver.max_new_tokens,
+        "decode": decode,
+        "verify_fast_meta": verify_fast_meta,
+    }
+    rows = work.batch_size
+    if batch == "extrapolate" or (batch == "auto" and rows >= EXTRAPOLATE_FROM):
+        built = model
+
+        def driver_for(b: int) -> Driver:
+            return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
+
+        return trace_model_batched(model, driver_for, batch=rows, **common), driver
+    return trace_model(model, driver, **common), driver
 
 
 def stage_rules(source: TraceableSource) -> StageRules:

@@ -8,7 +8,7 @@ in ``language_config``); the vision side lives in the transformers config the tr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from attrs import field, frozen
@@ -67,21 +67,23 @@ def to_ocr2_workload(workload: Any) -> Ocr2Workload:
 class Ocr2ModelSource(ModelSource):
     """DeepSeek-OCR-2 as a model source (see the module docstring)."""
 
+    kind: ClassVar[str] = "deepseek-ocr-2"
+
     stage_anchors: dict[str, tuple[str, ...]] = field(factory=lambda: dict(OCR2_STAGE_ANCHORS))
 
     def build(
         self,
         *,
         device: torch.device | str = "meta",
-        dtype: torch.dtype = torch.bfloat16,
+        dtype: torch.dtype | None = None,
         attn_implementation: str = "sdpa",
     ) -> nn.Module:
         if torch.device(device).type != "meta":
             raise UserError(f"model source {NAME} is built on the meta device only; got device {device!r}")
-        return build_ocr2_model(dtype=dtype, attn_implementation=attn_implementation)
+        return build_ocr2_model(dtype=dtype or torch.bfloat16, attn_implementation=attn_implementation)
 
     def make_inputs(
-        self, workload: Any, *, device: torch.device | str = "meta", dtype: torch.dtype = torch.bfloat16
+        self, workload: Any, *, device: torch.device | str = "meta", dtype: torch.dtype | None = None
     ) -> Any:
         raise UserError(
             f"model source {NAME} is driven by its own driver (transformers' calling convention), not the built-in "

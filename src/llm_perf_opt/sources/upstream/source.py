@@ -8,7 +8,7 @@ upstream's own forward with the meta adapters active (the tracer runs it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from attrs import evolve, field, frozen
@@ -41,6 +41,8 @@ __all__ = [
 class UpstreamModelSource(ModelSource):
     """A v1-family remote-code snapshot as a model source (see the module docstring)."""
 
+    kind: ClassVar[str] = "upstream-v1"
+
     snapshot: Snapshot = field(repr=False, metadata={"help": "the hashed snapshot (config and code bytes)"})
     trusted: bool = field(default=False, metadata={"help": "remote code may run (--trust-remote-code given)"})
 
@@ -53,7 +55,7 @@ class UpstreamModelSource(ModelSource):
         self,
         *,
         device: torch.device | str = "meta",
-        dtype: torch.dtype = torch.bfloat16,
+        dtype: torch.dtype | None = None,
         attn_implementation: str = "eager",
     ) -> nn.Module:
         """Import the remote code and build its tree on meta; the adapters are checked here already."""
@@ -69,7 +71,9 @@ class UpstreamModelSource(ModelSource):
                 "(or flash_attention_2, which needs the flash_attn package and CUDA), not "
                 f"{attn_implementation!r}; trace it with --attention eager"
             )
-        model = build_meta_model(load_remote_code(self.snapshot), dtype=dtype, attn_implementation="eager")
+        model = build_meta_model(
+            load_remote_code(self.snapshot), dtype=dtype or torch.bfloat16, attn_implementation="eager"
+        )
         AdapterSet(model)  # refuse now, before any tracing, if an adapted spot changed
         return model
 

@@ -1,0 +1,141 @@
+"""Issue 19 (speed): what-ifs from the trace cache, and a cost that does not grow with batch or output length.
+
+Usage: ``python benchmarks/bench_speed.py [--repeats 3] [--skip-validation]``
+
+Every case is a fresh process, as a user runs it; "cold" means an empty trace cache (``$LLM_PERF_OPT_CACHE_DIR``
+points at a new temporary folder), "warm" the same cache after one cold run.  Each process reports its own wall time
+(from start to exit, measured here), its peak RSS (``ru_maxrss`` of the child, read by a wrapper) and whether torch
+was imported.  Ratios are taken between cases of the same run, so a busy machine shifts both sides.
+
+Targets: warm standard analyze <= 1.0 s with no torch; cold <= 4 s; ``--batch 256`` cold <= 1.3x ``--batch 1``
+cold; ``--max-new-tokens 8192`` <= 1.1x of 64; calibrate on the committed H100 files <= 10 s; validation-doc <= 10 s;
+peak RSS <= 400 MB for any batch up to 1,024 (the CLI admits batches up to 256; 1,024 is traced through the library).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WRAPPER = """
+import json, resource, sys
+from llm_perf_opt.cli import main
+code = 0
+try:
+    main(sys.argv[2:])
+except SystemExit as exc:
+    code = exc.code or 0
+with open(sys.argv[1], "w") as out:
+    json.dump({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "torch": "torch" in sys.modules, "code": code}, out)
+"""
+
+LIBRARY_BATCH = """
+import json, resource, sys, attrs
+from llm_perf_opt.sources import resolve_model_source
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import preset_workload
+work = attrs.evolve(preset_workload("dsocr-standard-v1"), batch_size=int(sys.argv[2]))
+result = trace_workload(resolve_model_source("deepseek-ocr-v1-base"), work)
+with open(sys.argv[1], "w") as out:
+    json.dump({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": True, "code": 0,
+               "batch_method": result.batch_method}, out)
+"""
+
+H100 = sorted(
+    str(p)
+    for p in Path("benchmarks/measurements").glob("nvidia-h100-*-bf16-*.json")
+    if "gate-routing" not in p.name and "-b4-" not in p.name
+)
+"""The committed H100 files of one calibration group (bf16, balanced routing; the batch-4 point is kept out)."""
+
+
+def run(argv: list[str], cache: Path, *, script: str = WRAPPER) -> dict[str, float | bool | str]:
+    """One fresh process: wall seconds, peak RSS (MB), torch imported."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as stats, tempfile.TemporaryDirectory() as out:
+        args = [a.replace("{out}", out) for a in argv]
+        env = {**os.environ, "LLM_PERF_OPT_CACHE_DIR": str(cache)}
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", script, stats.name, *args], check=True, env=env, stdout=subprocess.DEVNULL
+        )
+        wall = time.perf_counter() - start
+        data: dict[str, float | bool | str] = json.load(stats)
+    if data["code"] not in (0, None):
+        raise SystemExit(f"{argv} exited with {data['code']}")
+    return {**data, "wall_s": wall}
+
+
+def analyze(*extra: str) -> list[str]:
+    return ["analyze", "--quiet", "--out", "{out}/r", *extra]
+
+
+def median_case(argv: list[str], repeats: int, *, warm: bool = False, script: str = WRAPPER) -> dict[str, float]:
+    """Median wall and max RSS over ``repeats`` runs, each with a new cache folder (warmed first if ``warm``)."""
+    walls, rss, torch = [], [], False
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            cache = Path(cache_dir)
+            if warm:
+                run(argv, cache, script=script)
+            got = run(argv, cache, script=script)
+        walls.append(float(got["wall_s"]))
+        rss.append(float(got["rss_mb"]))
+        torch = torch or bool(got["torch"])
+    return {"wall_s": statistics.median(walls), "rss_mb": max(rss), "torch": float(torch)}
+
+
+def row(name: str, case: dict[str, float], target: str = "") -> None:
+    torch = "torch" if case["torch"] else "no torch"
+    print(f"{name:42s} {case['wall_s']:7.2f} s  {case['rss_mb']:6.0f} MB  {torch:8s}  {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-validation", action="store_true", help="leave out calibrate and validation-doc")
+    args = parser.parse_args()
+    n = args.repeats
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, {n} run(s) per case (median wall)")
+    cases = {
+        "analyze standard, warm": median_case(analyze(), n, warm=True),
+        "analyze standard, cold": median_case(analyze(), n),
+        "analyze --batch 1, cold": median_case(analyze("--batch", "1"), n),
+        "analyze --batch 256, cold": median_case(analyze("--batch", "256"), n),
+        "analyze --max-new-tokens 64, cold": median_case(analyze("--max-new-tokens", "64"), n),
+        "analyze --max-new-tokens 8192, cold": median_case(analyze("--max-new-tokens", "8192"), n),
+        "trace batch 1024 (library), cold": median_case(["1024"], n, script=LIBRARY_BATCH),
+    }
+    if not args.skip_validation:
+        calibrate = ["calibrate", *H100, "--out", "{out}/profile.yaml"]
+        cases["calibrate H100 files, cold"] = median_case(calibrate, n)
+        cases["calibrate H100 files, warm"] = median_case(calibrate, n, warm=True)
+        check = ["validation-doc", "--check"]
+        cases["validation-doc --check, cold"] = median_case(check, n)
+        cases["validation-doc --check, warm"] = median_case(check, n, warm=True)
+    targets = {
+        "analyze standard, warm": "target <= 1.0 s, no torch",
+        "analyze standard, cold": "target <= 4 s",
+        "calibrate H100 files, cold": "target <= 10 s",
+        "validation-doc --check, cold": "target <= 10 s",
+    }
+    for name, case in cases.items():
+        row(name, case, targets.get(name, ""))
+    batch = cases["analyze --batch 256, cold"]["wall_s"] / cases["analyze --batch 1, cold"]["wall_s"]
+    tokens = (
+        cases["analyze --max-new-tokens 8192, cold"]["wall_s"] / cases["analyze --max-new-tokens 64, cold"]["wall_s"]
+    )
+    print(f"batch 256 / batch 1 (cold): {batch:.2f}x (target <= 1.3)")
+    print(f"8192 / 64 new tokens (cold): {tokens:.2f}x (target <= 1.1)")
+    print(f"peak RSS over all cases: {max(c['rss_mb'] for c in cases.values()):.0f} MB (target <= 400 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The trace cache on disk: one JSON file per key, written atomically, read defensively.
+
+Layout: ``<root>/traces/<key>.json`` holding a :class:`CachedTrace` (format version, the key and its parts, the
+:class:`~llm_perf_opt.tracer.result.TraceResult` and what the source reported about the run), serialised with the
+project's cattrs converter.  A write goes to a temporary file in the same folder and is renamed over the entry
+(:func:`~llm_perf_opt.core.atomic.atomic_write_bytes`), so concurrent writers of one key leave one complete entry
+and a reader never sees half of one.  An entry that cannot be read back (truncated, corrupted, another format, or
+holding another key) is deleted with a :class:`TraceCacheWarning`, and the caller traces again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+
+from llm_perf_opt.contracts.converter import converter
+from llm_perf_opt.core.atomic import atomic_write_bytes
+from llm_perf_opt.tracecache.key import trace_key
+from llm_perf_opt.tracer.result import TraceResult
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "FORMAT",
+    "CacheInfo",
+    "CachedTrace",
+    "TraceCache",
+    "TraceCacheWarning",
+    "default_cache_dir",
+]
+
+CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
+FORMAT = 1
+"""Version of the entry layout; an entry of another format is a miss (and is replaced)."""
+
+
+class TraceCacheWarning(UserWarning):
+    """A cache entry was unreadable and is rebuilt, or the cache could not be written (the result is still right)."""
+
+
+def default_cache_dir() -> Path:
+    """``$LLM_PERF_OPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/llm-perf-opt``, else ``~/.cache/llm-perf-opt``."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "llm-perf-opt"
+
+
+@frozen(kw_only=True)
+class CachedTrace:
+    """One cache entry."""
+
+    format: int = field(metadata={"help": "entry layout version (FORMAT)"})
+    key: str = field(metadata={"help": "hex sha256 of the parts (tracecache.key.trace_key)"})
+    parts: str = field(metadata={"help": "canonical JSON of the key's parts, for `cache info` and debugging"})
+    trace: TraceResult = field(metadata={"help": "the trace result"})
+    provenance: dict[str, Any] | None = field(
+        default=None, metadata={"help": "what the source reported about the traced run (upstream sources), or None"}
+    )
+
+
+@frozen(kw_only=True)
+class CacheInfo:
+    """What ``llm-perf-opt cache info`` prints."""
+
+    root: Path = field(metadata={"help": "cache folder"})
+    entries: int = field(metadata={"help": "trace entries"})
+    bytes: int = field(metadata={"help": "bytes on disk of the entries"})
+
+
+class TraceCache:
+    """Trace entries under ``root`` (default :func:`default_cache_dir`)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.folder = self.root / "traces"
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def load(self, key: str) -> CachedTrace | None:
+        """The entry for ``key``, or None (missing; unreadable ones are deleted with a warning)."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            warnings.warn(
+                f"trace cache entry {path} cannot be read ({exc.strerror}); tracing again",
+                TraceCacheWarning,
+                stacklevel=2,
+            )
+            return None
+        try:
+            raw = json.loads(data)
+            if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("key") != key:
+                raise ValueError("another format or key")
+            entry = converter.structure(raw, CachedTrace)
+        except Exception as exc:  # any decoding failure means the same thing: the entry is unusable
+            why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            warnings.warn(
+                f"trace cache entry {path} is unreadable ({why}); rebuilding it", TraceCacheWarning, stacklevel=2
+            )
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return entry
+
+    def store(self, entry: CachedTrace) -> None:
+        """Write ``entry`` atomically; a failure to write is a warning (the cache is an optimisation)."""
+        text = json.dumps(converter.unstructure(entry), separators=(",", ":"))
+        try:
+            atomic_write_bytes(self.path(entry.key), text.encode("utf-8"))
+        except OSError as exc:
+            warnings.warn(
+                f"trace cache {self.folder} is not writable ({exc.strerror}); not cached",
+                TraceCacheWarning,
+                stacklevel=2,
+            )
+
+    def get_or_trace(
+        self, parts: Mapping[str, Any], trace: Callable[[], tuple[TraceResult, dict[str, Any] | None]]
+    ) -> tuple[TraceResult, dict[str, Any] | None, bool]:
+        """``(trace, provenance, hit)``: the entry for the key of ``parts``, else ``trace()`` stored under it."""
+        key = trace_key(parts)
+        hit = self.load(key)
+        if hit is not None:
+            return hit.trace, hit.provenance, True
+        result, provenance = trace()
+        parts_text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        self.store(CachedTrace(format=FORMAT, key=key, parts=parts_text, trace=result, provenance=provenance))
+        return result, provenance, False
+
+    def info(self) -> CacheInfo:
+        files = self._entries()
+        return CacheInfo(root=self.root, entries=len(files), bytes=sum(_size(p) for p in files))
+
+    def clear(self) -> int:
+        """Delete every entry (and leftover temporary files); returns the entries deleted."""
+        files = self._entries()
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if self.folder.is_dir():
+            for tmp in self.folder.glob(".*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        return len(files)
+
+    def _entries(self) -> list[Path]:
+        return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,104 @@
+"""The analysis's trace step through the trace cache: a warm analyze imports no torch and writes the same report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llm_perf_opt.analysis.model_source import resolve_source_workload, trusted_source
+from llm_perf_opt.analysis.options import AnalysisOptions
+from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.analysis.trace_step import analysis_key_parts
+from llm_perf_opt.cli import cli
+from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
+from llm_perf_opt.workloads import RoutingModel
+
+TINY = ["--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max-new-tokens", "4"]
+BALANCED = RoutingModel.balanced()
+WARM_SCRIPT = """
+import sys
+from llm_perf_opt.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def _entries() -> int:
+    return TraceCache().info().entries
+
+
+def test_a_warm_analyze_imports_no_torch_and_writes_the_same_report(tmp_path: Path) -> None:
+    cold = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "cold"), "--quiet"])
+    assert cold.exit_code == 0, cold.output
+    assert _entries() == 1
+    args = ["analyze", *TINY, "--device", "a100-80gb", "--out", str(tmp_path / "warm")]
+    other_device = CliRunner().invoke(cli, args)
+    assert other_device.exit_code == 0, other_device.output
+    assert "from the trace cache" in other_device.stderr
+    assert _entries() == 1  # the device is not part of the key
+    warm = subprocess.run(
+        [sys.executable, "-c", WARM_SCRIPT, "analyze", *TINY, "--out", str(tmp_path / "warm"), "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, CACHE_DIR_ENV: os.environ[CACHE_DIR_ENV]},
+        timeout=300,
+    )
+    assert warm.returncode == 0, warm.stderr
+    assert "torch imported: False" in warm.stdout
+    for name in ("model.json", "summary.json", "validation.json", "report.yaml"):
+        assert (tmp_path / "warm" / name).read_bytes() == (tmp_path / "cold" / name).read_bytes(), name
+
+
+def test_no_cache_neither_reads_nor_writes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--no-cache", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert _entries() == 0
+    assert "traced (" in result.stderr
+
+
+def test_a_corrupted_entry_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
+    options = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=2, batch_size=2)
+    first = run_analysis(options)
+    (path,) = list((TraceCache().folder).glob("*.json"))
+    path.write_text(path.read_text()[:1000])
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = run_analysis(options)
+    assert again.trace == first.trace and again.summary == first.summary
+    assert TraceCache().load(path.stem) is not None  # stored again, complete
+
+
+def test_the_key_follows_shapes_attention_and_routing_not_the_preset_name() -> None:
+    source = trusted_source("deepseek-ocr-v1-base", False)
+
+    def key(routing: RoutingModel = BALANCED, attention: str = "flash", **over: object) -> str:
+        workload = resolve_source_workload(AnalysisOptions(**over), source)  # type: ignore[arg-type]
+        return trace_key(analysis_key_parts(source, workload, attention=attention, routing=routing))
+
+    base = key()
+    assert key(batch_size=2) != base
+    assert key(max_new_tokens=64) != base
+    assert key(page=(1240, 1754)) != base
+    assert key(attention="eager") != base
+    assert key(routing=RoutingModel.skewed(1.2)) != base
+    assert key(max_new_tokens=512) == base  # the preset's own value: the same shapes
+    tiny = trusted_source("deepseek-ocr-v1-tiny", False)
+    workload = resolve_source_workload(AnalysisOptions(), tiny)
+    assert trace_key(analysis_key_parts(tiny, workload, attention="flash", routing=RoutingModel.balanced())) != base
+
+
+def test_cache_info_and_clear_commands() -> None:
+    assert "entries: 0" in CliRunner().invoke(cli, ["cache", "info"]).output
+    run_analysis(AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=2))
+    info = CliRunner().invoke(cli, ["cache", "info"])
+    assert info.exit_code == 0 and "entries: 1," in info.output and os.environ[CACHE_DIR_ENV] in info.output
+    cleared = CliRunner().invoke(cli, ["cache", "clear"])
+    assert cleared.exit_code == 0 and cleared.output.startswith("removed 1 trace(s)")
+    assert _entries() == 0

@@ -1,0 +1,18 @@
+"""Suite-wide fixtures: each test gets its own empty trace cache, never the user's cache directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_perf_opt.tracecache import CACHE_DIR_ENV
+
+
+@pytest.fixture(autouse=True)
+def _private_trace_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``$LLM_PERF_OPT_CACHE_DIR`` points at a fresh folder for each test (subprocesses inherit it), so no test
+    reads a trace another test cached, and none writes into the home directory."""
+    folder = tmp_path_factory.mktemp("trace-cache")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(folder))
+    return folder

@@ -1,0 +1,168 @@
+"""Batch extrapolation: the arithmetic, its refusals, and extrapolated == every row traced, on every node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from torch import nn
+
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracer import engine
+from llm_perf_opt.tracer.batch_fit import BatchFitError, extrapolate_stages, split_stages
+from llm_perf_opt.tracer.raw import RawTrace
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import RoutingModel, preset_workload
+
+KEY = ("vision", "sam.blocks.0", "linear", "aten.mm.default")
+
+
+def _raw(b: int, *, flops: int, peak: int, sig: tuple[str, ...] = ("aten.mm.default",)) -> RawTrace:
+    raw = RawTrace()
+    raw.table[KEY] = [b, flops, flops, 0, 10 * b, 0, 7, 0, 0]
+    raw.calls[("vision", "sam.blocks.0")] = b
+    raw.peaks[("vision", "sam.blocks.0")] = peak
+    raw.sigs[("vision", "sam.blocks.0")] = dict.fromkeys(sig)
+    raw.chain[("vision", "sam.blocks")] = [2 * b, 0]
+    raw.op_buckets["aten.mm.default"] = ("counted", "mm", "")
+    return raw
+
+
+def test_additive_counters_are_extrapolated_and_levels_follow_the_later_points() -> None:
+    # flops 100*b + 5; the peak of batch 1 is special (no previous row alive), 40 + 3*b from batch 2 on
+    points = {b: _raw(b, flops=100 * b + 5, peak=(42 if b == 1 else 40 + 3 * b)) for b in (1, 2, 3)}
+    out = extrapolate_stages(points, 32)
+    assert out.table[KEY] == [32, 3205, 3205, 0, 320, 0, 7, 0, 0]
+    assert out.calls[("vision", "sam.blocks.0")] == 32
+    assert out.peaks[("vision", "sam.blocks.0")] == 40 + 3 * 32
+    assert out.chain[("vision", "sam.blocks")] == [64, 0]
+    assert extrapolate_stages(points, 1).peaks[("vision", "sam.blocks.0")] == 42
+
+
+def test_non_affine_counters_and_changing_signatures_are_refused() -> None:
+    points = {b: _raw(b, flops=b * b, peak=1) for b in (1, 2, 3)}
+    with pytest.raises(BatchFitError, match=r"column 1: 1, 4, 9 at batch 1, 2, 3"):
+        extrapolate_stages(points, 8)
+    points = {b: _raw(b, flops=b, peak=1, sig=("aten.mm.default",) * (1 if b < 3 else 2)) for b in (1, 2, 3)}
+    points[3].sigs[("vision", "sam.blocks.0")]["aten.add.Tensor"] = None
+    with pytest.raises(BatchFitError, match="trace signature"):
+        extrapolate_stages(points, 8)
+    falling = {b: _raw(b, flops=b, peak=100 - 40 * b) for b in (1, 2, 3)}
+    with pytest.raises(BatchFitError, match="not a non-negative integer"):
+        extrapolate_stages(falling, 8)
+
+
+def test_split_stages_keeps_op_buckets_with_their_rows() -> None:
+    raw = _raw(1, flops=1, peak=1)
+    raw.table[("prefill", "layers.0", "linear", "aten.addmm.default")] = [1] * 9
+    raw.op_buckets["aten.addmm.default"] = ("counted", "addmm", "")
+    rows, rest = split_stages(raw, ("vision",))
+    assert set(rows.op_buckets) == {"aten.mm.default"} and set(rest.op_buckets) == {"aten.addmm.default"}
+    assert all(k[0] == "vision" for k in rows.calls) and not rest.calls
+
+
+# -- end to end: the built-in v1 model ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v1() -> tuple[Any, nn.Module]:
+    source = resolve_model_source("deepseek-ocr-v1-base")
+    return source, source.build(attn_implementation="sdpa")
+
+
+def _same(extrapolated: TraceResult, full: TraceResult) -> None:
+    assert extrapolated.batch_method == "extrapolated", extrapolated.batch_note
+    assert full.batch_method == "traced"
+    assert list(extrapolated.nodes) == list(full.nodes)
+    for node_id, node in full.nodes.items():
+        assert extrapolated.nodes[node_id] == node, node_id
+    assert extrapolated.op_ledger == full.op_ledger
+    assert extrapolated.unsupported == full.unsupported
+    assert extrapolated.uncalled_modules == full.uncalled_modules
+    assert (extrapolated.decode_method, extrapolated.decode_note) == (full.decode_method, full.decode_note)
+
+
+def _both(v1: tuple[Any, nn.Module], work: Any, routing: RoutingModel) -> tuple[TraceResult, TraceResult]:
+    source, model = v1
+    kwargs: dict[str, Any] = {"model": model, "routing": routing}
+    return (
+        trace_workload(source, work, batch="extrapolate", **kwargs),
+        trace_workload(source, work, batch="every-row", **kwargs),
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_v1_gundam_extrapolated_equals_every_row(v1: tuple[Any, nn.Module], batch: int) -> None:
+    # crops and a global view per row; decode fitted from 3 of 5 steps; at batch 1..10 decode touches 6*batch
+    # experts of 64, so expert coverage changes between the points and the target
+    work = attrs.evolve(preset_workload("dsocr-standard-v1"), batch_size=batch, max_new_tokens=6)
+    _same(*_both(v1, work, RoutingModel.balanced()))
+
+
+@pytest.mark.slow
+def test_v1_batch_32_extrapolated_equals_every_row(v1: tuple[Any, nn.Module]) -> None:
+    # every row traced costs 32 vision passes: the Tiny mode keeps that short
+    work = attrs.evolve(preset_workload("dsocr-tiny-v1"), batch_size=32, max_new_tokens=6)
+    _same(*_both(v1, work, RoutingModel.balanced()))
+
+
+@pytest.mark.parametrize(("alpha", "batch"), [(1.2, 3), (8.0, 8), pytest.param(1.2, 32, marks=pytest.mark.slow)])
+def test_v1_skewed_routing_extrapolated_equals_every_row(v1: tuple[Any, nn.Module], alpha: float, batch: int) -> None:
+    # alpha 8 starves the unpopular experts: which experts run at all depends on the batch
+    work = attrs.evolve(preset_workload("dsocr-tiny-v1"), batch_size=batch, max_new_tokens=6)
+    _same(*_both(v1, work, RoutingModel.skewed(alpha)))
+
+
+def test_auto_extrapolates_large_batches_only(v1: tuple[Any, nn.Module]) -> None:
+    source, model = v1
+    small = attrs.evolve(preset_workload("dsocr-tiny-v1"), batch_size=2, max_new_tokens=2)
+    assert trace_workload(source, small, model=model).batch_method == "traced"
+    large = attrs.evolve(small, batch_size=9)
+    result = trace_workload(source, large, model=model)
+    assert result.batch_method == "extrapolated"
+    assert result.batch_note == (
+        "vision and projector traced at batch 1, 2, 3 and extrapolated to 9; language traced at batch 9"
+    )
+
+
+def test_a_refused_fit_falls_back_to_every_row_and_says_why(
+    v1: tuple[Any, nn.Module], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(points: Any, batch: int) -> RawTrace:
+        raise BatchFitError("vision/sam column 1: 1, 4, 9 at batch 1, 2, 3")
+
+    monkeypatch.setattr(engine, "extrapolate_stages", refuse)
+    source, model = v1
+    work = attrs.evolve(preset_workload("dsocr-tiny-v1"), batch_size=2, max_new_tokens=2)
+    result = trace_workload(source, work, model=model, batch="extrapolate")
+    full = trace_workload(source, work, model=model, batch="every-row")
+    assert result.batch_method == "traced"
+    assert result.batch_note == (
+        "batch extrapolation refused (vision/sam column 1: 1, 4, 9 at batch 1, 2, 3); traced all 2 rows"
+    )
+    assert result.nodes == full.nodes and result.op_ledger == full.op_ledger
+
+
+# -- DeepSeek-OCR-2 (transformers' model; vision batched over rows, its own driver and anchors) -----------------
+
+
+@pytest.fixture(scope="module")
+def ocr2() -> tuple[Any, nn.Module]:
+    from llm_perf_opt.sources.deepseek_ocr2 import config as ocr2_config
+    from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
+
+    if version_tuple(installed_transformers() or "0") < ocr2_config.MIN_TRANSFORMERS:
+        pytest.skip("needs transformers >= 5.10.1")
+    source = resolve_model_source("deepseek-ocr-2")
+    return source, source.build()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("batch", "routing"), [(1, "balanced"), (3, "balanced"), (8, "skewed:8"), (32, "skewed:1.2")])
+def test_ocr2_extrapolated_equals_every_row(ocr2: tuple[Any, nn.Module], batch: int, routing: str) -> None:
+    from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
+
+    work = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=6, batch_size=batch)
+    _same(*_both(ocr2, work, RoutingModel.parse(routing)))
