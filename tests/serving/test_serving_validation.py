@@ -10,10 +10,18 @@ from attrs import evolve
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes.fit import FITTED_ON
 from llm_perf_opt.runtimes.published import PublishedPoint, load_published
 from llm_perf_opt.runtimes.validation import point_workload
 from llm_perf_opt.serving.trust import QUOTED_ERRORS, SERVING_ERROR_BANDS, trust_line
-from llm_perf_opt.serving.validation import REQUESTS_PER_CLIENT, around, serving_predictor, simulate_point
+from llm_perf_opt.serving.validation import (
+    REQUESTS_PER_CLIENT,
+    around,
+    fit_prefill_host_s,
+    serving_predictor,
+    simulate_point,
+)
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "benchmarks" / "published"
 CONFIGS = {"deepseek-ocr-v1-base": DeepseekOCRConfig.base()}
@@ -59,3 +67,15 @@ def test_the_quoted_serving_errors_are_the_pages() -> None:
         runtime = _point(point_id).runtime
         assert pct in SERVING_ERROR_BANDS[runtime], (point_id, pct)
     assert re.search(r"expected error .*: throughput \+127%", trust_line("vllm"))
+
+
+def test_sglang_prefill_host_time_rederives_from_its_fit_point() -> None:
+    """The catalog's split of the c=1 TTFT residual re-derives from the MI300X c=100 point (within 0.1 ms), and the
+    split leaves the fitted c=1 TTFT unchanged."""
+    rt = get_runtime("sglang")
+    point = _point(FITTED_ON["sglang.prefill_host_s"])
+    assert point.role == "fit"
+    total = rt.request_overhead_s + rt.prefill_host_s
+    fitted = fit_prefill_host_s(point=point, configs=CONFIGS, workloads=point_workload, total_s=total)
+    assert abs(fitted - rt.prefill_host_s) < 1e-4
+    assert 0.0 < rt.prefill_host_s < total

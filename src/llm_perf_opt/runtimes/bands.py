@@ -31,7 +31,7 @@ ERROR_BANDS: Mapping[str, str] = {
     ),
     "sglang": (
         "+-19% on 2 published single-request holdout(s) (docs/validation-runtimes.md: MI300X TPOT, H200 OCR-2 TTFT; "
-        "the two host constants are fitted on the other two points)"
+        "three host constants are fitted on the other three SGLang points)"
     ),
 }
 """Per runtime: the expected error of TTFT/TPOT, in words, with the page it comes from."""

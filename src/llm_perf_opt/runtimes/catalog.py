@@ -154,6 +154,13 @@ class Runtime:
     request_overhead_s: float = field(
         default=0.0, metadata={"help": "per-request time outside the model (API, tokenizer, first schedule)"}
     )
+    prefill_host_s: float = field(
+        default=0.0,
+        metadata={
+            "help": "host time of an iteration that prefills, beyond its kernel launches (batch building, the eager "
+            "forward's Python); on the engine thread, so it stalls every sequence of that iteration"
+        },
+    )
     overlap: bool = field(default=True, metadata={"help": "host launches overlap device execution"})
     attention: tuple[str, ...] = field(default=("flash", "eager"), metadata={"help": "attention kinds it runs"})
     unmapped: tuple[str, ...] = field(
@@ -183,10 +190,15 @@ HOST_BASIS: Mapping[str, str] = {
     "sglang": (
         "decode in CUDA/HIP graphs (cuda_graph_max_bs), prefill eager with custom kernels launched from Python at "
         "~15 us each; per step 0.43 ms of host time (scheduler, sampling, output processing; fitted on the H200 "
-        "OCR-2 TPOT point) and per request 17.8 ms outside the model (HTTP server, tokenizer manager and "
-        "detokenizer processes, first schedule; fitted on the MI300X OCR TTFT point)"
+        "OCR-2 TPOT point); a c=1 TTFT spends 17.8 ms beyond the prefill's kernels (fitted on the MI300X OCR TTFT "
+        "point), of which 11.4 ms per prefill iteration on the scheduler thread (batch building and the eager "
+        "forward's Python; stalls the decode batch; the split fitted on the MI300X c=100 throughput point) and "
+        "6.4 ms per request outside the engine (HTTP server, tokenizer manager and detokenizer processes)"
     ),
 }
+
+_SGLANG_PREFILL_HOST_S = 11.4e-3
+"""SGLang's host time per prefill iteration on the scheduler (fitted; see :data:`runtimes.fit.FITTED_ON`)."""
 
 RUNTIMES: Mapping[str, Runtime] = {
     "hf-eager": Runtime(
@@ -238,7 +250,9 @@ RUNTIMES: Mapping[str, Runtime] = {
         max_graph_batch=160,
         host_per_kernel_s=15e-6,
         step_host_s=430e-6,  # fitted: runtimes.fit.FITTED_ON["sglang.step_host_s"]
-        request_overhead_s=17.8e-3,  # fitted: runtimes.fit.FITTED_ON["sglang.request_overhead_s"]
+        # the 17.8 ms a c=1 TTFT spends beyond the prefill's kernels, split between the engine thread and outside it
+        request_overhead_s=17.8e-3 - _SGLANG_PREFILL_HOST_S,  # fitted: FITTED_ON["sglang.request_overhead_s"]
+        prefill_host_s=_SGLANG_PREFILL_HOST_S,  # fitted: runtimes.fit.FITTED_ON["sglang.prefill_host_s"]
         attention=("flash",),
     ),
 }

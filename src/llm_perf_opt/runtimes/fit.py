@@ -1,11 +1,19 @@
-"""The two runtime constants fitted on published points (role: fit), and how.
+"""The three runtime constants fitted on published points (role: fit), and how.
 
-Everything else in the runtimes is set from documented facts.  Two host-side constants of SGLang have no
-first-principles value: the per-request time outside the model that a client-side TTFT includes (HTTP, tokenizer
-and detokenizer processes, the first schedule) and the per-step host time of its decode loop.  Each is solved in
-closed form from one published point; the catalog holds the rounded result and tests/runtimes re-derive it.
+Everything else in the runtimes is set from documented facts.  Three host-side constants of SGLang have no
+first-principles value: the time a client-side c=1 TTFT spends beyond the prefill's kernels, how much of it runs on
+the engine thread, and the per-step host time of its decode loop.  The first and third are solved in closed form from
+one published point each, the split by bisection over the serving simulator
+(:func:`llm_perf_opt.serving.validation.fit_prefill_host_s`); the catalog holds the rounded results and tests
+re-derive them.
 
-* ``request_overhead_s = TTFT_published - (vision + prefill)`` (TTFT is additive in it);
+* ``request_overhead_s = TTFT_published - TTFT(request_overhead_s = 0)`` (TTFT is additive in it);
+* ``prefill_host_s``: where that TTFT residual goes.  SGLang's scheduler process (``managers/scheduler.py``) builds
+  each prefill batch and runs its forward eager (CUDA graphs capture decode only), and picks a new prefill batch
+  before the running decode batch, so host time of a prefill iteration stalls every decoding sequence; tokenizing
+  (the tokenizer manager, in the HTTP server's process), detokenizing (its own process) and HTTP stall nothing.  The
+  share on the engine thread is the value at which the simulated c=100 MI300X throughput equals the published one;
+  ``request_overhead_s`` keeps the rest, so the c=1 TTFT stays fitted;
 * ``step_host_s = TPOT_published - TPOT(step_host_s = 0)`` (every decode step adds it once).
 
 Left out: the spread of the requests behind a published mean (the mean request stands for all of them).
@@ -24,6 +32,7 @@ __all__ = ["FITTED_ON", "fit_request_overhead_s", "fit_step_host_s"]
 
 FITTED_ON = {
     "sglang.request_overhead_s": "sglang-mi300x-ocr1-c1-ttft",
+    "sglang.prefill_host_s": "sglang-mi300x-ocr1-c100-output-tps",
     "sglang.step_host_s": "sglang-h200-ocr2-c1-tpot",
 }
 """Which published point each fitted constant comes from (those points have ``role: fit``)."""

@@ -221,7 +221,11 @@ class RuntimeIterationTimer:
         if pre.tokens + dec.tokens == 0:
             return pages
         graphed = self._graph_mode(pre, dec)
-        return pages + self._forward_s(pre, dec, graphed) + self.runtime.step_host_s
+        return pages + self._forward_s(pre, dec, graphed) + self._host_s(pre)
+
+    def _host_s(self, pre: _Side) -> float:
+        """Host time of an iteration beyond its kernel launches: every step's, plus the prefill's when it prefills."""
+        return self.runtime.step_host_s + (self.runtime.prefill_host_s if pre.tokens else 0.0)
 
     def _graph_mode(self, pre: _Side, dec: _Side) -> str:
         rt = self.runtime
@@ -425,7 +429,7 @@ class RuntimeIterationTimer:
             compute_bound_s=compute_s,
             gap_s=gap,
             launch_s=launch,
-            step_host_s=self.runtime.step_host_s,
+            step_host_s=self._host_s(pre),
             kernels=kernels_total,
             bytes=bytes_total,
             graphs=graphed,

@@ -108,7 +108,8 @@ def _single_request(configs: Mapping[str, ModelConfig], workloads: WorkloadFacto
             drivers = (
                 f"request overhead {timer.runtime.request_overhead_s * 1e3:.1f} ms + vision "
                 f"{times.vision_s * 1e3:.2f} ms + prefill {times.prefill_s * 1e3:.2f} ms "
-                f"({terms.kernels:.0f} kernels, launch {terms.launch_s * 1e3:.2f} ms, roofline "
+                f"({terms.kernels:.0f} kernels, host per prefill {timer.runtime.prefill_host_s * 1e3:.1f} ms, "
+                f"launch {terms.launch_s * 1e3:.2f} ms, roofline "
                 f"{terms.roofline_s * 1e3:.2f} ms, bound {terms.bound})"
             )
             return Predicted(value=times.ttft_s * 1e3, drivers=drivers)

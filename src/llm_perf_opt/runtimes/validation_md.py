@@ -26,21 +26,6 @@ EXPLANATIONS: Mapping[str, str] = {
         "Conditions not stated (runtime, mode, tokens per page); same host-side n-gram logits processor as the "
         "README point; pages/day scales with the assumed 1000 tokens per page."
     ),
-    "sglang-mi300x-ocr1-c100-output-tps": (
-        "Serving point, simulated: the decode step agrees (simulated p50 TPOT 4.75 ms against a published median "
-        "inter-token latency of 4.6 ms); the gap is prefill stalls. The published P95 inter-token latency is 21 ms "
-        "where the simulated p99 TPOT stays under 6 ms: SGLang runs each prefill batch eager and apart from "
-        "decode, and the runtime model prices that batch at a few ms while the TTFT fit puts 17.8 ms per request "
-        "outside the engine (request overhead, which stalls nothing). If about 15 ms of it is the prefill batch "
-        "itself, the 691 prefill batches of the simulated run (2.7 s of its 9.8 s) take about 10 s more, which "
-        "would bring the throughput within the goal; the run also averaged 85.5 in flight where the simulation "
-        "keeps 94 (time-weighted, queued requests included)."
-    ),
-    "sglang-h200-ocr2-c100-output-tps": (
-        "Serving point, simulated: as the MI300X one - decode steps at the measured pace, prefill stalls priced "
-        "too cheap (the fitted 17.8 ms request overhead sits outside the engine), 95 in flight where the run "
-        "averaged 86.9 (time-weighted, queued requests included)."
-    ),
 }
 """Why a holdout misses the goal, written after reading its drivers (shown under the table)."""
 

@@ -13,6 +13,7 @@ from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.hardware import DeviceSpec
 from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer
 from llm_perf_opt.runtimes import runtime_iteration_timer
+from llm_perf_opt.runtimes.catalog import Runtime
 from llm_perf_opt.serving.memory import ModelConfig
 from llm_perf_opt.serving.requests import RequestMix
 from llm_perf_opt.workloads import Workload
@@ -38,7 +39,9 @@ class RuntimeTimer:
         return self.label
 
 
-def runtime_timer(runtime: str, config: ModelConfig, device: DeviceSpec, dtype: str, mix: RequestMix) -> RuntimeTimer:
+def runtime_timer(
+    runtime: str | Runtime, config: ModelConfig, device: DeviceSpec, dtype: str, mix: RequestMix
+) -> RuntimeTimer:
     """The ``runtime`` kernel model on ``device`` for ``mix``'s pages (see the module docstring)."""
     probe: Workload | Ocr2Workload
     if mix.workload is not None:
@@ -52,6 +55,6 @@ def runtime_timer(runtime: str, config: ModelConfig, device: DeviceSpec, dtype: 
     )
     return RuntimeTimer(
         inner=inner,
-        label=f"llm_perf_opt.runtimes {runtime} kernel model (default profile)",
+        label=f"llm_perf_opt.runtimes {inner.runtime.runtime_id} kernel model (default profile)",
         request_overhead_s=inner.runtime.request_overhead_s,
     )

@@ -6,8 +6,9 @@ of ``concurrency`` clients sending ``10 x concurrency`` requests (the SGLang coo
 that state no count get the same), its page (mode and size) or text-only prompt, and its output length. Published
 lengths are means over requests whose lengths vary (the cookbooks' random dataset draws each request's lengths
 uniformly; pages differ in how much text they hold), so each request draws its output length - and a text-only
-prompt's length - uniformly from ``1 .. 2 x mean - 1``, which keeps the stated mean. Nothing is fitted here: every
-constant comes from the runtime kernel model and the runtimes' documented defaults.
+prompt's length - uniformly from ``1 .. 2 x mean - 1``, which keeps the stated mean. Every constant comes from the
+runtime kernel model and the runtimes' documented defaults; one of them, SGLang's host time per prefill iteration, is
+fitted here on one serving point (:func:`fit_prefill_host_s`, :data:`llm_perf_opt.runtimes.fit.FITTED_ON`).
 
 The metric maps to the simulator's output: ``output_tokens_per_s``, ``pages_per_s``, ``pages_per_day``, and the
 means of ``ttft_ms``, ``tpot_ms``, ``e2e_ms`` (the cookbooks report means).
@@ -18,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from attrs import evolve
+
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
+from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.published import PublishedPoint
 from llm_perf_opt.runtimes.validation import Predicted, Predictor, WorkloadFactory
 from llm_perf_opt.serving.engine import Load
@@ -29,7 +33,7 @@ from llm_perf_opt.serving.settings import default_settings
 from llm_perf_opt.serving.simulate import simulate
 from llm_perf_opt.serving.timing import runtime_timer
 
-__all__ = ["REQUESTS_PER_CLIENT", "around", "serving_predictor", "simulate_point"]
+__all__ = ["REQUESTS_PER_CLIENT", "around", "fit_prefill_host_s", "serving_predictor", "simulate_point"]
 
 REQUESTS_PER_CLIENT = 10
 """Requests per client of a simulated serving point (1,000 at concurrency 100, as the SGLang cookbook runs)."""
@@ -49,9 +53,14 @@ def _mix(point: PublishedPoint, workloads: WorkloadFactory, output: int) -> Requ
 
 
 def simulate_point(
-    point: PublishedPoint, configs: Mapping[str, ModelConfig], workloads: WorkloadFactory
+    point: PublishedPoint,
+    configs: Mapping[str, ModelConfig],
+    workloads: WorkloadFactory,
+    *,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
-    """The simulator's metrics for ``point``'s stated conditions (see the module docstring)."""
+    """The simulator's metrics for ``point``'s stated conditions (see the module docstring); ``runtime``: a variant
+    of the point's runtime to simulate instead of the catalog's (fits)."""
     if point.concurrency is None or point.output_tokens is None:
         raise UserError(f"published point {point.point_id}: a serving point needs concurrency and output_tokens")
     config, device = configs[point.model], get_device(point.device)
@@ -60,7 +69,7 @@ def simulate_point(
     base = default_settings(point.runtime, device)
     settings = default_settings(point.runtime, device, max_num_seqs=max(base.max_num_seqs, c))
     budget = kv_budget(config=config, device=device, dtype=point.dtype, settings=settings, mix=mix)
-    timer = runtime_timer(point.runtime, config, device, point.dtype, mix)
+    timer = runtime_timer(runtime or point.runtime, config, device, point.dtype, mix)
     result = simulate(
         mix=mix,
         load=Load(requests=REQUESTS_PER_CLIENT * c, concurrency=c),
@@ -85,6 +94,22 @@ def _value(point: PublishedPoint, m: Mapping[str, Any]) -> float:
     if point.metric not in values:
         raise UserError(f"published point {point.point_id}: the serving simulator has no {point.metric}")
     return float(values[point.metric])
+
+
+def fit_prefill_host_s(
+    *, point: PublishedPoint, configs: Mapping[str, ModelConfig], workloads: WorkloadFactory, total_s: float
+) -> float:
+    """The host time per prefill iteration (seconds, in ``0 .. total_s``) at which the simulated throughput of
+    ``point`` equals the published one, the rest of ``total_s`` staying outside the engine (``request_overhead_s``),
+    so a c=1 TTFT is unchanged.  Bisection: moving time onto the engine thread only lowers throughput."""
+    base = get_runtime(point.runtime)
+    low, high = 0.0, total_s
+    for _ in range(24):
+        mid = (low + high) / 2
+        variant = evolve(base, prefill_host_s=mid, request_overhead_s=total_s - mid)
+        value = _value(point, simulate_point(point, configs, workloads, runtime=variant))
+        low, high = (mid, high) if value > point.value else (low, mid)
+    return (low + high) / 2
 
 
 def serving_predictor(configs: Mapping[str, ModelConfig], workloads: WorkloadFactory) -> Predictor:
