@@ -39,8 +39,9 @@ def kernel_note(r: AnalysisResult) -> str:
         run.decode.graphs
     ]
     return (
-        f", {rt.runtime_id}: decode steps {where}, host {fmt_ms(rt.step_host_s)} per step and "
-        f"{fmt_ms(rt.request_overhead_s)} per request outside the model"
+        f", {rt.runtime_id}: decode steps {where}, host {fmt_ms(rt.step_host_s)} per step"
+        + (f", {fmt_ms(rt.prefill_host_s)} per prefill iteration" if rt.prefill_host_s else "")
+        + f" and {fmt_ms(rt.request_overhead_s)} per request outside the model"
     )
 
 
@@ -67,7 +68,8 @@ def time_note(r: AnalysisResult) -> str:
         f"Every time, kernel count, byte count and split in this table is the {run.runtime.runtime_id} runtime's "
         "(FLOPs are the traced ones: fusing changes no FLOP). The last column splits each stage by what bounds it: "
         "compute and memory (the roofline of the kernel groups where each wins) and overhead (device gaps or host "
-        "launches beyond the roofline, host time per step, and the per-request time outside the model in prefill). "
+        "launches beyond the roofline, host time per step and per prefill iteration, and the per-request time outside "
+        "the model in prefill). "
         "Bytes are those of the runtime's fused kernels; decode sums every step at its own context."
     )
 
@@ -95,6 +97,11 @@ def runtime_section(r: AnalysisResult) -> str:
             ("vision bound", "-" if run.text_only else "eager launches: " + run.vision_bound),
             ("host time per step", fmt_ms(d.step_host_s)),
             ("per-request time outside the model", fmt_ms(rt.request_overhead_s)),
+            *(
+                [("host time per prefill iteration (stalls decode)", fmt_ms(rt.prefill_host_s))]
+                if rt.prefill_host_s
+                else []
+            ),
         ],
         align="ll",
     )
