@@ -17,10 +17,16 @@ EXPLANATIONS: Mapping[str, str] = {
     "readme-a100-pdf-output-tps": (
         "Conditions not stated (tokens per page, page size, pages per run). The simulated decode step (17 ms at "
         "about 95 sequences) is bandwidth bound; the published rate means about 40 ms per step at 100 in flight. "
-        "The repository's PDF script runs vLLM 0.8.5 with a per-request Python n-gram logits processor "
-        "(NoRepeatNGramLogitsProcessor, window 90, n-gram 30) on every sequence at every step on the host, on the "
-        "order of 10-20 ms per step at 100 sequences; neither the runtime model nor the simulator models "
-        "per-sequence host work, so the prediction is an upper bound."
+        "What upstream's PDF script states (deepseek-ai/DeepSeek-OCR, DeepSeek-OCR-vllm/run_dpsk_ocr_pdf.py and "
+        "config.py, vLLM 0.8.5): the V0 engine (VLLM_USE_V1=0), max_num_seqs = MAX_CONCURRENCY = 100, block size "
+        "256, max_model_len and max_tokens 8192, gundam crops with MAX_CROPS 6, images preprocessed by 64 threads "
+        "before generate() (outside the engine loop, so not a stall), and a per-request Python "
+        "NoRepeatNGramLogitsProcessor (n-gram 20, window 50) that V0's sampler applies row by row on the host at "
+        "every step. The n-gram scan alone measures about 17 us per sequence per step in CPython (a clean-room "
+        "equivalent timed on this project's build machine), under 2 ms per step at 100 sequences; the per-row "
+        "tensor slicing and write-back around it is not measured. Neither the runtime model nor the simulator "
+        "prices per-sequence host work, and pages that loop run to 8192 tokens (SKIP_REPEAT drops them from the "
+        "output, not from the run), so the prediction is an upper bound and the miss is left unexplained in part."
     ),
     "paper-a100-pages-per-day": (
         "Conditions not stated (runtime, mode, tokens per page); same host-side n-gram logits processor as the "
