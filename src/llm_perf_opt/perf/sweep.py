@@ -23,7 +23,7 @@ from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, get_device, normalize_dtype
 from llm_perf_opt.perf.compiled import CompiledTree
 from llm_perf_opt.perf.efficiency import EXECUTION_MODES, DeviceProfile, default_profile
-from llm_perf_opt.perf.memory import MemoryFootprint, capacity_check
+from llm_perf_opt.perf.memory import capacity_check, footprint_at_dtype
 from llm_perf_opt.perf.roofline import Rates
 from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.perf.throughput import ExpectedCoverageRouting, throughput
@@ -205,12 +205,13 @@ def _resolve_rates(
 def _row(workload: Workload, mode: str, costs: WorkloadCosts, stage_s: Mapping[str, float], rates: Rates) -> SweepRow:
     stages = StageTimes.from_stage_seconds(stage_s, decode_steps=workload.decode_steps)
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
-    scale = rates.bytes_scale
-    footprint = MemoryFootprint(
-        weights_bytes=round(costs.weight_bytes * scale),
-        kv_cache_bytes=round(costs.kv_cache_bytes * scale),
-        peak_activation_bytes=round(costs.peak_activation_bytes * scale),
+    footprint = footprint_at_dtype(
+        weight_bytes=costs.weight_bytes,
+        kv_cache_bytes=costs.kv_cache_bytes,
+        peak_activation_bytes=costs.peak_activation_bytes,
         batch_size=workload.batch_size,
+        counted_dtype=costs.counted_dtype,
+        dtype=rates.dtype,
     )
     check = capacity_check(footprint, get_device(rates.device_id))
     ms = stages.as_ms()

@@ -299,7 +299,8 @@ def _memory(r: AnalysisResult) -> str:
             "peak activations",
             fmt_bytes(m.peak_activation_bytes),
             fmt_int(m.peak_activation_bytes),
-            "largest live set at any point (a max, not a sum)",
+            "largest live set at any point (a max, not a sum): the closed-form estimate `sweep` uses too; the traced "
+            f"live set peaks at {fmt_bytes(r.trace.root.peak_activation_bytes)}",
         ),
         ("**total**", f"**{fmt_bytes(m.total_bytes)}**", fmt_int(m.total_bytes), "weights + KV + peak activations"),
         ("device capacity", fmt_bytes(c.capacity_bytes), fmt_int(c.capacity_bytes), r.device.device_id),

@@ -21,12 +21,11 @@ from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
 from llm_perf_opt.perf import (
-    MemoryFootprint,
     Rates,
     StageTimes,
     capacity_check,
     default_profile,
-    kv_bytes_per_token_for,
+    footprint_at_dtype,
     load_device_profile,
     throughput,
     time_tree,
@@ -56,6 +55,9 @@ __all__ = [
     "run_analysis",
     "write_report",
 ]
+
+COUNTED_DTYPE = "bf16"
+"""The dtype the meta trace and the analytic model count bytes in; reports rescale them once to their dtype."""
 
 MEASUREMENTS_ENV = "LLM_PERF_OPT_MEASUREMENTS"
 """Folder of measurement JSON files that a request's ``profile_run_id`` is looked up in (default
@@ -142,23 +144,26 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     provenance_of = getattr(source, "provenance", None)
     provenance = provenance_of(driver).as_dict() if callable(provenance_of) else None
     say(f"traced {len(trace.nodes)} nodes ({trace.decode_method} decode); analytic model and validation")
-    analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
+    analytic_counted = analytic_for(source, workload, attention=options.attention, routing=routing)
+    memory = footprint_at_dtype(
+        weight_bytes=analytic_counted.weight_bytes["root"],
+        kv_cache_bytes=analytic_counted.kv_cache_bytes.get("root", 0),
+        peak_activation_bytes=analytic_counted.peak_activation_bytes.get("root", 0),
+        batch_size=workload.batch_size,
+        counted_dtype=COUNTED_DTYPE,
+        dtype=dtype,
+    )
+    # one source of truth for bytes: the trace and the analytic tree at the report's dtype, read by every output
+    widths = {"counted": BYTES_PER_ELEMENT[COUNTED_DTYPE], "target": BYTES_PER_ELEMENT[dtype]}
+    trace = trace.at_element_bytes(**widths)
+    analytic = analytic_counted.at_element_bytes(**widths)
     validation = validation_payload(trace, analytic)
     checked = validation_summary(validation)
 
     say(f"timing on {device.device_id} ({dtype})")
-    rates = Rates.for_device(device, dtype=dtype, profile=profile)
+    rates = Rates.for_device(device, dtype=dtype, profile=profile, counted_dtype=dtype)
     timed = time_tree(tree_from_nodes(trace.nodes.values()), rates)
     stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=max(workload.max_new_tokens - 1, 0))
-    scale = rates.bytes_scale
-    memory = MemoryFootprint(
-        weights_bytes=int(trace.root.weight_bytes * scale),
-        kv_cache_bytes=kv_bytes_per_token_for(config, dtype=dtype)
-        * (workload.seq_len + workload.max_new_tokens - 1)
-        * workload.batch_size,
-        peak_activation_bytes=int(trace.root.peak_activation_bytes * scale),
-        batch_size=workload.batch_size,
-    )
     capacity = capacity_check(memory, device)
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
@@ -307,8 +312,9 @@ def _assumptions(
         f"source: {device.source} ({device.source_date})",
         f"time: per kernel group max(compute at category efficiency, bytes at memory efficiency "
         f"{profile.memory_efficiency:.2f}){overhead}; efficiencies: {effs}; profile: {profile.source}",
-        f"bytes: eager op-level traffic counted on the meta device ({BYTES_PER_ELEMENT[dtype]} B per element for "
-        f"{dtype}); an upper bound for fused kernels",
+        f"bytes: eager op-level traffic counted on the meta device in {COUNTED_DTYPE}, every byte count (time, "
+        f"tables, memory) rescaled once to {BYTES_PER_ELEMENT[dtype]} B per element for {dtype}; an upper bound "
+        "for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
     ]
 
