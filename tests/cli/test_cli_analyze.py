@@ -67,6 +67,21 @@ def test_unwritable_out(tmp_path: Path) -> None:
     assert blocker.read_text() == "x"
 
 
+def test_out_in_proc_fails_before_the_trace(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", "/proc/x"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --out /proc/x") and "tracing" not in result.stderr
+
+
+def test_out_into_a_used_folder_leaves_nothing_stale(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(out), "--quiet"]).exit_code == 0
+    (out / "layers" / "Ocr2OnlyLayer.md").write_text("a page of another model")
+    assert CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(out), "--quiet"]).exit_code == 0
+    assert not (out / "layers" / "Ocr2OnlyLayer.md").exists()
+    assert (out / "report.md").exists()
+
+
 def test_malformed_image_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["analyze", "--image", "big", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
-
-from llm_perf_opt.errors import UserError
 
 __all__ = ["analyze", "parse_page"]
 
@@ -117,8 +114,9 @@ def analyze(
 
     Writes model.json, summary.json, report.yaml, validation.json, report.md (with plots/) and layers/*.md.
     """
+    from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.options import AnalysisOptions, default_attention
-    from llm_perf_opt.report.pipeline import run_analysis, write_report
+    from llm_perf_opt.report.pipeline import REPORT_FILES, run_analysis, write_report
 
     options = AnalysisOptions(
         model=model,
@@ -137,7 +135,7 @@ def analyze(
         trust_remote_code=trust_remote_code,
     )
     progress = _Progress(quiet)
-    _check_writable(out_dir)
+    check_output_folder(out_dir, recognise=REPORT_FILES)
     result = run_analysis(options, progress=progress)
     written = write_report(result, out_dir, progress=progress)
     if store_dir is not None:
@@ -156,17 +154,6 @@ def analyze(
             err=True,
         )
     click.echo(str(out_dir / "report.md") if "report.md" in written else str(out_dir))
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Fail before any work when ``--out`` cannot be created or written (no partial output is ever left)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a folder; pass a folder path")
-    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path.cwd())
-    if not existing.is_dir():
-        raise UserError(f"--out {out_dir} cannot be created: {existing} is a file; pass a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out_dir} is not writable (no write permission on {existing}); choose another folder")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,11 @@ def check(
         if not quiet:
             click.echo(message, err=True)
 
+    if out_dir is not None and not is_pinned_golden(golden):
+        from llm_perf_opt.core import check_output_folder
+        from llm_perf_opt.report.pipeline import REPORT_FILES
+
+        check_output_folder(Path(out_dir), recognise=REPORT_FILES)
     if is_pinned_golden(golden):
         _check_pinned(golden, model, trust_remote_code, out_dir, limit, say)
         return

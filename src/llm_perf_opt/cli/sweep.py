@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from llm_perf_opt.core import staged_directory
+from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf import load_device_profile
@@ -21,6 +21,9 @@ from llm_perf_opt.workloads import RoutingModel
 from llm_perf_opt.workloads.modes import get_mode
 
 __all__ = ["MD_COLUMNS", "parse_int_list", "parse_pages", "sweep"]
+
+SWEEP_FILES = ("sweep.csv", "sweep.md")
+"""Files that mark a folder as an earlier sweep: ``--out`` may replace it whole."""
 
 MD_COLUMNS: tuple[str, ...] = (
     "device",
@@ -120,6 +123,8 @@ def sweep(
         get_device(device_id)  # unknown ids fail here, before any output
     for mode, _ in spec.pages:
         get_mode(mode)
+    if out_dir is not None:
+        check_output_folder(Path(out_dir), recognise=SWEEP_FILES)
     click.echo(f"sweep: {spec.num_points} point(s)", err=True)
     result = run_sweep(spec, profiles=profiles)
     for note in result.skipped:
@@ -159,7 +164,7 @@ def _files(spec: SweepSpec, result: SweepResult) -> dict[str, bytes]:
 
 def _publish(out_dir: Path, files: dict[str, bytes]) -> None:
     try:
-        with staged_directory(out_dir) as stage:
+        with staged_directory(out_dir, recognise=SWEEP_FILES) as stage:
             for rel, data in files.items():
                 (stage / rel).write_bytes(data)
     except OSError as exc:

@@ -46,6 +46,7 @@ from llm_perf_opt.workloads import get_preset, profile_from_workload
 
 __all__ = [
     "MEASUREMENTS_ENV",
+    "REPORT_FILES",
     "Progress",
     "build_report_files",
     "options_from_request",
@@ -55,6 +56,10 @@ __all__ = [
     "run_analysis",
     "write_report",
 ]
+
+REPORT_FILES = ("report.md", "model.json", "options.json")
+"""Files that mark a folder as an earlier report (written before the output marker existed): ``--out`` may
+replace such a folder whole."""
 
 COUNTED_DTYPE = "bf16"
 """The dtype the meta trace and the analytic model count bytes in; reports rescale them once to their dtype."""
@@ -250,9 +255,10 @@ def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | 
 
 
 def publish_files(files: Mapping[str, bytes], out_dir: Path) -> None:
-    """Write ``files`` (relative path -> bytes) into ``out_dir`` through a staging folder; an OSError is one line."""
+    """Write ``files`` (relative path -> bytes) into a fresh staging folder that then replaces ``out_dir`` whole
+    (nothing stale survives); an OSError is one line."""
     try:
-        with staged_directory(out_dir) as stage:
+        with staged_directory(out_dir, recognise=REPORT_FILES) as stage:
             for rel, data in files.items():
                 target = stage / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
