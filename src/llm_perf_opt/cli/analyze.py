@@ -69,6 +69,12 @@ class _Progress:
     help="Measurement JSON (from `llm-perf-opt measure`) to compare against.",
 )
 @click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    default=False,
+    help="Compare a --measured run taken on another device, dtype, attention, workload or runtime (flagged).",
+)
+@click.option(
     "--device-profile",
     type=click.Path(dir_okay=False),
     default=None,
@@ -104,6 +110,7 @@ def analyze(
     attention: str | None,
     routing: str,
     measured: str | None,
+    allow_mismatch: bool,
     device_profile: str | None,
     trust_remote_code: bool,
     out_dir: Path,
@@ -131,6 +138,7 @@ def analyze(
         attention=attention or default_attention(model),
         routing=routing,
         measured=measured,
+        allow_mismatch=allow_mismatch,
         device_profile=device_profile,
         trust_remote_code=trust_remote_code,
     )

@@ -272,7 +272,15 @@ def _measured_table(r: AnalysisResult) -> str:
     for row in stages:
         keys += [str(k) for k in row if str(k) not in keys]
     table = md_table(keys, [[_plain(row.get(k)) for k in keys] for row in stages]) if stages else ""
-    return (f"Measurement: {head}.\n\n" if head else "") + table
+    flagged = [str(x) for x in measured.get("mismatches", [])]
+    warning = (
+        "**Warning: this measurement does not match the prediction** (compared with `--allow-mismatch`): "
+        + "; ".join(flagged)
+        + ". The ratios below compare different configurations.\n\n"
+        if flagged
+        else ""
+    )
+    return warning + (f"Measurement: {head}.\n\n" if head else "") + table
 
 
 def _plain(value: object) -> str:

@@ -68,6 +68,10 @@ class AnalysisOptions:
     attention: str = field(default="flash", metadata={"help": "attention kernel: flash | eager"})
     routing: str = field(default="balanced", metadata={"help": "MoE routing model (balanced, skewed:A, histogram:F)"})
     measured: str | None = field(default=None, metadata={"help": "measurement JSON to compare against"})
+    allow_mismatch: bool = field(
+        default=False,
+        metadata={"help": "compare a measurement taken on another device/dtype/attention/workload/runtime (flagged)"},
+    )
     device_profile: str | None = field(default=None, metadata={"help": "calibrated device profile file"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow executing a model source's remote code"})
 
@@ -80,6 +84,7 @@ class AnalysisOptions:
             if data[key] is not None:
                 data[key] = {"sha256": _file_sha256(Path(data[key]), key)}
         data.pop("trust_remote_code")
+        data.pop("allow_mismatch")  # a refused comparison writes no report: the id needs no bit for it
         return data
 
 

@@ -172,7 +172,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     capacity = capacity_check(memory, device)
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
-    measured, measured_total_ms = _measured(options, stages, workload)
+    measured, measured_total_ms = _measured(options, stages, workload, device_id=device.device_id, dtype=dtype)
     assumptions = _assumptions(options, trace, device, dtype, profile, routing) + provenance_lines(provenance or {})
     notes = " | ".join(assumptions)
     profile_contract = profile_from_workload(
@@ -326,16 +326,29 @@ def _assumptions(
 
 
 def _measured(
-    options: AnalysisOptions, stages: StageTimes, workload: Any
+    options: AnalysisOptions, stages: StageTimes, workload: Any, *, device_id: str, dtype: str
 ) -> tuple[dict[str, Any] | None, float | None]:
     """Per-stage predicted vs measured (seconds and ratios) when ``--measured`` names a measurement."""
     if options.measured is None:
         return None, None
-    from llm_perf_opt.measure.compare import check_compatible, compare
-    from llm_perf_opt.measure.record import load_measurement
+    from llm_perf_opt.measure.compare import compare, mismatches
+    from llm_perf_opt.measure.record import MeasurementError, load_measurement
 
     measurement = load_measurement(Path(options.measured))
-    check_compatible(measurement, model=options.model, workload=workload, workload_id=options.workload_id)
+    found = mismatches(
+        measurement,
+        model=options.model,
+        workload=workload,
+        workload_id=options.workload_id,
+        device_id=device_id,
+        dtype=dtype,
+        attention=options.attention,
+    )
+    if found and not options.allow_mismatch:
+        raise MeasurementError(
+            f"--measured {measurement.run_id} does not match the prediction ({'; '.join(found)}); measure the same "
+            "configuration, or pass --allow-mismatch to compare anyway (the report then flags it)"
+        )
     predicted = {
         "vision": stages.vision_s,
         "projector": stages.projector_s,
@@ -343,10 +356,14 @@ def _measured(
         "decode": stages.decode_s,
         "other": stages.other_s,
     }
-    comparison = compare(predicted, measurement)
+    try:
+        comparison = compare(predicted, measurement)
+    except ValueError as exc:
+        raise MeasurementError(f"--measured {measurement.run_id} cannot be compared: {exc}") from None
     payload: dict[str, Any] = {
         "run_id": comparison.run_id,
         "device": measurement.device.name,
+        "mismatches": list(found),
         "stages": [
             {
                 "stage": row.stage,
