@@ -50,6 +50,12 @@ __all__ = ["check"]
     help="Also write the fresh report (report golden) or the fresh goldens (pinned golden).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=40, show_default=True, help="Lines per diff section.")
+@click.option(
+    "--counts-only",
+    is_flag=True,
+    default=False,
+    help="Compare tree shape and counters only (class module prefixes and constructor extras ignored).",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def check(
     golden: str,
@@ -58,6 +64,7 @@ def check(
     trust_remote_code: bool,
     out_dir: str | None,
     limit: int,
+    counts_only: bool,
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
@@ -74,10 +81,17 @@ def check(
 
         check_output_folder(Path(out_dir), recognise=REPORT_FILES)
     if is_pinned_golden(golden):
-        _check_pinned(golden, model, trust_remote_code, out_dir, limit, say)
+        _check_pinned(golden, model, trust_remote_code, out_dir, limit, say, counts_only=counts_only)
         return
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
-    result = check_golden(golden, tolerance=tolerance, progress=say, model=model, trust_remote_code=trust_remote_code)
+    result = check_golden(
+        golden,
+        tolerance=tolerance,
+        progress=say,
+        model=model,
+        trust_remote_code=trust_remote_code,
+        counts_only=counts_only,
+    )
     if out_dir is not None:
         from llm_perf_opt.report.pipeline import publish_files
 
@@ -93,19 +107,30 @@ def check(
 
 
 def _check_pinned(
-    golden: str, model: str | None, trust: bool, out_dir: str | None, limit: int, say: Callable[[str], None]
+    golden: str,
+    model: str | None,
+    trust: bool,
+    out_dir: str | None,
+    limit: int,
+    say: Callable[[str], None],
+    *,
+    counts_only: bool = False,
 ) -> None:
     """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
     from llm_perf_opt.report.golden import check_pinned
     from llm_perf_opt.sources.upstream.golden import write_golden
 
     say(f"check: tracing the workloads of the pinned golden {golden}")
-    result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say)
+    result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say, counts_only=counts_only)
     if out_dir is not None:
         for name, fresh in result.fresh.items():
             write_golden(Path(out_dir) / "golden" / f"{name}.json", fresh)
         say(f"wrote {len(result.fresh)} fresh golden(s) to {Path(out_dir) / 'golden'}")
-    for line in result.code_changes:
+    code_changes = list(result.code_changes)
+    if code_changes and all(line.endswith("-> missing") for line in code_changes):
+        click.echo(f"code: not compared ({result.model} runs no remote code; the pinned hashes describe upstream's)")
+        code_changes = []
+    for line in code_changes:
         click.echo(f"code changed: {line}")
     for line in result.problems[:limit]:
         click.echo(line)
@@ -114,6 +139,6 @@ def _check_pinned(
     verdict = "equal" if not result.problems else f"{len(result.problems)} difference(s)"
     click.echo(
         f"{result.model} vs {golden}: {verdict} over {len(result.fresh)} workload(s) "
-        f"({', '.join(result.fresh)}); {len(result.code_changes)} code file change(s)"
+        f"({', '.join(result.fresh)}); {len(code_changes)} code file change(s)"
     )
     click.get_current_context().exit(0 if not result.problems else 1)

@@ -21,10 +21,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from attrs import evolve, fields, frozen
 
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.report.diff import DEFAULT_TOLERANCE, ReportDiff, diff_snapshots, load_snapshot, snapshot_from_mapping
+from llm_perf_opt.report.diff import (
+    DEFAULT_TOLERANCE,
+    ReportDiff,
+    diff_snapshots,
+    load_snapshot,
+    snapshot_from_mapping,
+    with_report_yaml,
+)
 from llm_perf_opt.report.options import AnalysisOptions
 
 __all__ = [
@@ -133,6 +141,7 @@ def check_golden(
     progress: Any = None,
     model: str | None = None,
     trust_remote_code: bool = False,
+    counts_only: bool = False,
 ) -> CheckResult:
     """Regenerate the report ``path`` describes and diff its ``model.json`` against the golden's.
 
@@ -151,10 +160,12 @@ def check_golden(
     files = build_report_files(options, progress=progress)
     fresh = json.loads(files["model.json"].decode("utf-8"))
     after = snapshot_from_mapping(fresh, label="regenerated")
+    if "report.yaml" in files and before.facts.keys() - {"model", "source revision", "workload"}:
+        after = with_report_yaml(after, yaml.safe_load(files["report.yaml"].decode("utf-8")))
     return CheckResult(
         golden=evolve(golden, options=options),
         fresh_report_id=fresh.get("report_id") if isinstance(fresh, Mapping) else None,
-        diff=diff_snapshots(before, after, tolerance=tolerance),
+        diff=diff_snapshots(before, after, tolerance=tolerance, counts_only=counts_only),
         files=files,
     )
 
@@ -175,7 +186,12 @@ def is_pinned_golden(path: str | Path) -> bool:
 
 
 def check_pinned(
-    path: str | Path, *, model: str | None = None, trust_remote_code: bool = False, progress: Any = None
+    path: str | Path,
+    *,
+    model: str | None = None,
+    trust_remote_code: bool = False,
+    progress: Any = None,
+    counts_only: bool = False,
 ) -> Any:
     """Re-trace the workloads of a pinned golden (folder or one golden file) on ``model`` (default: the source the
     goldens were traced from) and compare: a :class:`~llm_perf_opt.sources.upstream.drift.DriftResult`."""
@@ -185,6 +201,25 @@ def check_pinned(
     folder, names = (p, None) if p.is_dir() else (p.parent.parent if p.parent.name == "golden" else p.parent, [p.stem])
     if p.is_file() and p.parent.name != "golden":
         raise UserError(f"golden file {p} must sit in a golden/ folder of a pinned revision (third_party/.../golden/)")
+    chosen = model or recorded_model(folder)
+    if model is None:
+        _check_recorded_source(chosen, folder)
     return check_traces(
-        model or recorded_model(folder), folder, trust=trust_remote_code, names=names, progress=progress
+        chosen, folder, trust=trust_remote_code, names=names, progress=progress, counts_only=counts_only
+    )
+
+
+def _check_recorded_source(model: str, folder: Path) -> None:
+    """The goldens' own source must be on this machine; say how to prepare it (or what to pass instead) if not."""
+    if not model.startswith("hf-snapshot:"):
+        return
+    snapshot = Path(model.removeprefix("hf-snapshot:"))
+    if snapshot.is_dir():
+        return
+    raise UserError(
+        f"the goldens in {folder} were traced from {model}, which is not on this machine; prepare it by putting the "
+        f"remote-code files and config.json of the pinned revision (listed with their sha256 in "
+        f"{folder / 'code_hashes.json'}, sources in {folder / 'SOURCE.md'}) into {snapshot}, or pass "
+        f"--model hf:deepseek-ai/DeepSeek-OCR@{folder.name} --trust-remote-code (Hub access, see docs/upstream.md), "
+        "or --model deepseek-ocr-v1-base --counts-only to check the built-in model against these goldens"
     )
