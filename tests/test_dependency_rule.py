@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "llm_perf_opt"
-TORCH_FREE = ("errors.py", "core", "config", "contracts", "workloads", "hardware", "analytic", "perf", "store")
+TORCH_FREE = (
+    "errors.py",
+    "core",
+    "config",
+    "contracts",
+    "workloads",
+    "hardware",
+    "analytic",
+    "perf",
+    "store",
+    "runtimes",
+)
 FOUNDATION = ("errors.py", "core", "config", "contracts")
 
 

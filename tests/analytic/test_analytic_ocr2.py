@@ -126,7 +126,7 @@ CASES = [
 def test_equals_the_trace_on_every_node(
     mode: str, page: tuple[int, int], n: int, batch: int, attention: str, routing: RoutingModel, decode: Any
 ) -> None:
-    from llm_perf_opt.report.validation import validation_payload, validation_summary
+    from llm_perf_opt.analysis.validation import validation_payload, validation_summary
     from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
     from llm_perf_opt.tracer.trace import trace_workload
 

@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("torch")
 trace_mod = pytest.importorskip("llm_perf_opt.tracer.trace")
 
+from llm_perf_opt.analysis.validation import validation_payload, validation_summary  # noqa: E402
 from llm_perf_opt.analytic import AnalyticTree, analytic_costs  # noqa: E402
-from llm_perf_opt.report.validation import validation_payload, validation_summary  # noqa: E402
 from llm_perf_opt.sources.registry import resolve_model_source  # noqa: E402
 from llm_perf_opt.workloads import RoutingModel, Workload  # noqa: E402
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from llm_perf_opt.analysis.options import AnalysisOptions
+from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.cli import cli
-from llm_perf_opt.report.options import AnalysisOptions
-from llm_perf_opt.report.pipeline import run_analysis, write_report
+from llm_perf_opt.report.files import write_report
 
 OPTIONS = AnalysisOptions(model="deepseek-ocr-v1-tiny", mode="base", page=(1024, 1024), max_new_tokens=4)
 

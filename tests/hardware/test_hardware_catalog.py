@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -135,3 +136,30 @@ def test_malformed_data_is_a_user_error() -> None:
 def test_all_is_complete() -> None:
     public = {name for name in vars(hardware) if not name.startswith("_") and name not in {"catalog", "annotations"}}
     assert public == set(hardware.__all__)
+
+
+PUBLISHED_MEASUREMENT_DEVICES = ("mi300x", "a10", "a10g", "l4", "t4", "rtx-pro-6000")
+
+
+@pytest.mark.parametrize("device_id", PUBLISHED_MEASUREMENT_DEVICES)
+def test_devices_of_published_measurements_are_sourced(device_id: str) -> None:
+    spec = get_device(device_id)
+    assert spec.memory_capacity_bytes > 0 and spec.memory_bandwidth_bytes_per_s > 0
+    assert spec.peak_flops["fp16"] > spec.peak_flops["fp32"] > 0  # tensor cores beat the vector units
+    assert all(
+        math.isclose(spec.sparse_peak_flops[d], 2 * spec.peak_flops[d], rel_tol=1e-3) for d in spec.sparse_peak_flops
+    )
+    assert spec.source.strip()
+    assert re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?", spec.source_date)
+
+
+def test_t4_has_no_bf16_and_says_so() -> None:
+    with pytest.raises(UnknownIdError, match="bf16"):
+        get_device("t4").matmul_peak_flops("bf16")
+
+
+def test_mi300x_datasheet_numbers() -> None:
+    spec = get_device("mi300x")
+    assert spec.peak_flops["bf16"] == 1307.4e12
+    assert spec.memory_bandwidth_bytes_per_s == 5.3e12
+    assert spec.memory_capacity_bytes == 192e9

@@ -3,7 +3,7 @@
 The tree is a trimmed DeepSeek-OCR v1 on the Base workload (1024x1024 page, no crops, S = 283, N = 8): a few
 representative nodes per stage whose costs come from the facts sheet's closed forms (§3.7) - not from the tracer -
 so the renderers can be tested before and independently of it.  Time, memory, throughput and the contracts are the
-real ``perf`` and ``report.assemble`` functions applied to that tree.
+real ``perf`` and ``analysis.assemble`` functions applied to that tree.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llm_perf_opt.analysis.assemble import build_model_contract, build_summary
+from llm_perf_opt.analysis.options import AnalysisOptions, report_id_for
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec, OperatorCategory
 from llm_perf_opt.core import Cost
@@ -26,9 +29,6 @@ from llm_perf_opt.perf import (
     tree_from_nodes,
 )
 from llm_perf_opt.perf.tree import id_components
-from llm_perf_opt.report.assemble import build_model_contract, build_summary
-from llm_perf_opt.report.options import AnalysisOptions, report_id_for
-from llm_perf_opt.report.result import AnalysisResult
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.result import OpLedgerEntry, TracedNode, TraceResult, UnsupportedOp
 from llm_perf_opt.workloads import RoutingModel, Workload

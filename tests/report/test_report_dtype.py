@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from llm_perf_opt.analysis.options import AnalysisOptions
+from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.report.files import report_files
 from llm_perf_opt.report.humanize import fmt_bytes
-from llm_perf_opt.report.options import AnalysisOptions
-from llm_perf_opt.report.pipeline import report_files, run_analysis
 
 DTYPES = ("fp32", "bf16", "fp8")
 

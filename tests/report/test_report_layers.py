@@ -8,10 +8,10 @@ import pytest
 from attrs import evolve
 from report_fixture import small_result
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.core import Cost
 from llm_perf_opt.report.layer_docs import LAYER_DOCS, SYMBOLS
 from llm_perf_opt.report.layers import layer_classes, layer_summary, render_layer_pages, symbol_values
-from llm_perf_opt.report.result import AnalysisResult
 
 
 @pytest.fixture(scope="module")

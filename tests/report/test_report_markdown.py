@@ -12,8 +12,8 @@ import pytest
 from attrs import evolve
 from report_fixture import small_result
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.markdown import render_report_md, reproduce_command
-from llm_perf_opt.report.result import AnalysisResult
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "report_small.md"
 UPDATE = os.environ.get("LLM_PERF_OPT_UPDATE_SNAPSHOTS") == "1"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from report_fixture import small_result, sweep_costs
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
 from llm_perf_opt.report.plots import heaviest_leaves, render_plots, render_sweep_plot
-from llm_perf_opt.report.result import AnalysisResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

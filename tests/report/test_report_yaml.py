@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from report_fixture import small_result
 
-from llm_perf_opt.report.assemble import rounded
+from llm_perf_opt.analysis.assemble import rounded
 from llm_perf_opt.report.yaml_out import render_report_yaml
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llm_perf_opt.analysis.options import options_from_request, report_id_for
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary, from_json, load_report
 from llm_perf_opt.store import ReportStore
 
@@ -270,10 +271,6 @@ def _assert_store_whole(store_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_end_to_end_with_the_real_pipeline(tmp_path: Path) -> None:
-    pipeline = pytest.importorskip("llm_perf_opt.report.pipeline", reason="the analysis pipeline (issue 6) is not here")
-    missing = [name for name in _PIPELINE_API if not hasattr(pipeline, name)]
-    if missing:
-        pytest.skip(f"llm_perf_opt.report.pipeline does not define {', '.join(missing)} yet (docs/architecture.md)")
     srv = Server(tmp_path / "store", fake=False)
     try:
         # the real pipeline on the small built-in variant and a short workload: the whole path, in seconds
@@ -284,7 +281,7 @@ def test_end_to_end_with_the_real_pipeline(tmp_path: Path) -> None:
         accepted = httpx.post(srv.url + RUN, json=body, timeout=60)
         assert accepted.status_code == 202, accepted.text
         report_id = accepted.json()["report_id"]
-        assert report_id == pipeline.report_id_for(pipeline.options_from_request(_as_request(body)))
+        assert report_id == report_id_for(options_from_request(_as_request(body)))
         summary = _poll(f"{srv.url}/analytic/deepseek-ocr/{report_id}/summary", until=200, timeout_s=120)
         assert summary.status_code == 200, summary.text
         parsed = from_json(summary.content, DeepSeekOCRAnalyticReportSummary)
@@ -295,9 +292,6 @@ def test_end_to_end_with_the_real_pipeline(tmp_path: Path) -> None:
         assert httpx.post(srv.url + RUN, json=body, timeout=30).status_code == 200  # reused, not rebuilt
     finally:
         srv.stop()
-
-
-_PIPELINE_API = ("options_from_request", "report_id_for", "build_report_files")
 
 
 def _as_request(body: dict[str, Any]) -> Any:

@@ -121,9 +121,10 @@ def analyze(
 
     Writes model.json, summary.json, report.yaml, validation.json, report.md (with plots/) and layers/*.md.
     """
+    from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+    from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.core import check_output_folder
-    from llm_perf_opt.report.options import AnalysisOptions, default_attention
-    from llm_perf_opt.report.pipeline import REPORT_FILES, run_analysis, write_report
+    from llm_perf_opt.report.files import REPORT_FILES, write_report
 
     options = AnalysisOptions(
         model=model,

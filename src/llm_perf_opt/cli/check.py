@@ -68,8 +68,9 @@ def check(
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
+    from llm_perf_opt.analysis.pinned import is_pinned_golden
     from llm_perf_opt.report.diff_render import render_diff_text
-    from llm_perf_opt.report.golden import check_golden, is_pinned_golden
+    from llm_perf_opt.report.golden import check_golden
 
     def say(message: str) -> None:
         if not quiet:
@@ -77,7 +78,7 @@ def check(
 
     if out_dir is not None and not is_pinned_golden(golden):
         from llm_perf_opt.core import check_output_folder
-        from llm_perf_opt.report.pipeline import REPORT_FILES
+        from llm_perf_opt.report.files import REPORT_FILES
 
         check_output_folder(Path(out_dir), recognise=REPORT_FILES)
     if is_pinned_golden(golden):
@@ -93,7 +94,7 @@ def check(
         counts_only=counts_only,
     )
     if out_dir is not None:
-        from llm_perf_opt.report.pipeline import publish_files
+        from llm_perf_opt.report.files import publish_files
 
         publish_files(result.files, Path(out_dir))
         say(f"wrote {len(result.files)} files to {out_dir}")
@@ -117,7 +118,7 @@ def _check_pinned(
     counts_only: bool = False,
 ) -> None:
     """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
-    from llm_perf_opt.report.golden import check_pinned
+    from llm_perf_opt.analysis.pinned import check_pinned
     from llm_perf_opt.sources.upstream.golden import write_golden
 
     say(f"check: tracing the workloads of the pinned golden {golden}")

@@ -93,8 +93,8 @@ def tree(
     Default: the grouped tree a trace produces (repeated blocks folded, per-stage nodes, for/parfor counts,
     parameters and constructor parameters). --flat: every named_modules() path, no trace.
     """
-    from llm_perf_opt.report.model_source import trusted_source
-    from llm_perf_opt.report.options import default_attention
+    from llm_perf_opt.analysis.model_source import trusted_source
+    from llm_perf_opt.analysis.options import default_attention
 
     kernel = attention or default_attention(model_name)
     if not flat:
@@ -121,8 +121,8 @@ def _grouped(
     depth: int | None,
 ) -> None:
     """Trace the workload on the meta device and print the grouped tree (text) or its node records (json)."""
-    from llm_perf_opt.report.model_source import check_source_attention, resolve_source_workload
-    from llm_perf_opt.report.options import AnalysisOptions
+    from llm_perf_opt.analysis.model_source import check_source_attention, resolve_source_workload
+    from llm_perf_opt.analysis.options import AnalysisOptions
     from llm_perf_opt.report.tree_text import tree_records, tree_text
     from llm_perf_opt.tracer.trace import trace_workload
     from llm_perf_opt.workloads import DEFAULT_PRESET_ID

@@ -13,11 +13,11 @@ from math import ceil
 
 from attrs import frozen
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_int, fmt_ms, fmt_share, fmt_signed_pct, md_table
 from llm_perf_opt.report.layer_docs import SYMBOLS, LayerDoc, doc_for
-from llm_perf_opt.report.result import AnalysisResult
 from llm_perf_opt.tracer.result import TracedNode
 
 __all__ = ["LayerSummary", "layer_classes", "layer_summary", "render_layer_pages", "symbol_values"]

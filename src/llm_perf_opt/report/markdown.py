@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import (
     fmt_bytes,
     fmt_count,
@@ -29,7 +30,6 @@ from llm_perf_opt.report.md_analysis import (
     top_modules_section,
     validation_section,
 )
-from llm_perf_opt.report.result import AnalysisResult
 
 __all__ = ["render_report_md", "reproduce_command"]
 

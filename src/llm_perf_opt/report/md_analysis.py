@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_ms, fmt_share, md_table
 from llm_perf_opt.report.layers import layer_classes, layer_summary
-from llm_perf_opt.report.result import AnalysisResult
 
 __all__ = [
     "PLOTS",

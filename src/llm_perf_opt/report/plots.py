@@ -17,10 +17,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.perf import Rates
 from llm_perf_opt.perf.tree import id_components
 from llm_perf_opt.report.humanize import fmt_ms, si
-from llm_perf_opt.report.result import AnalysisResult
 
 __all__ = ["ROOFLINE_PER_STAGE", "figure_bytes", "heaviest_leaves", "render_plots", "render_sweep_plot"]
 

@@ -1,7 +1,7 @@
 """``report.yaml``: the whole analysis as one YAML document for people and scripts.
 
 SI units with the unit in every key (``*_flops``, ``*_bytes``, ``*_ms``), exact integers for counts, floats
-rounded in one place (:func:`llm_perf_opt.report.assemble.rounded`), keys in a fixed order - deterministic bytes.
+rounded in one place (:func:`llm_perf_opt.analysis.assemble.rounded`), keys in a fixed order - deterministic bytes.
 Sections: ``report``, ``workload``, ``device``, ``time``, ``memory``, ``top_modules``, ``categories``,
 ``validation``, ``coverage``, ``assumptions``, ``modules`` (one compact entry per node of ``model.json``).
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
+from llm_perf_opt.analysis.assemble import rounded
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import unstructure
-from llm_perf_opt.report.assemble import rounded
-from llm_perf_opt.report.result import AnalysisResult
 
 __all__ = ["render_report_yaml", "report_mapping"]
 

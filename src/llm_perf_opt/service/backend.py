@@ -2,8 +2,10 @@
 
 A :class:`BuildBackend` is three callables: request -> options, options -> report id, options -> report files.
 ``build`` runs in a worker process, so it and the options it receives must be picklable (module-level functions and
-attrs classes are).  The default backend imports :mod:`llm_perf_opt.report.pipeline` only when it is first used, so
-the service starts (and its tests run) without torch being imported in the server process until a request arrives.
+attrs classes are).  The default backend computes options and report ids with the torch-free
+:mod:`llm_perf_opt.analysis.options` and builds with :mod:`llm_perf_opt.report.files` (the analysis and its
+rendering, torch), imported only when first used, so the service starts (and its tests run) without torch being
+imported in the server process until a request arrives.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ __all__ = ["REMOTE_CODE_PREFIXES", "BuildBackend", "check_trust", "load_backend"
 #: ``model_variant`` prefixes that name model sources whose code comes from outside this package.
 REMOTE_CODE_PREFIXES = ("hf:", "hf-snapshot:")
 
-_PIPELINE = "llm_perf_opt.report.pipeline"
+_OPTIONS = "llm_perf_opt.analysis.options"
+_PIPELINE = "llm_perf_opt.report.files"
 
 
 @frozen(kw_only=True)
@@ -58,7 +61,7 @@ def _pipeline_import() -> None:
 
 
 def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bool) -> Any:
-    options = _pipeline().options_from_request(request)
+    options = importlib.import_module(_OPTIONS).options_from_request(request)
     # The server's --allow-remote-code is the trust decision; pass it on when the options can carry it.
     if allow_remote_code and attrs.has(type(options)) and "trust_remote_code" in attrs.fields_dict(type(options)):
         options = attrs.evolve(options, trust_remote_code=True)
@@ -66,7 +69,7 @@ def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bo
 
 
 def _pipeline_report_id(options: Any) -> str:
-    return str(_pipeline().report_id_for(options))
+    return str(importlib.import_module(_OPTIONS).report_id_for(options))
 
 
 def _pipeline_build(options: Any) -> Mapping[str, bytes]:
@@ -75,7 +78,7 @@ def _pipeline_build(options: Any) -> Mapping[str, bytes]:
 
 
 def pipeline_backend() -> BuildBackend:
-    """The real analysis pipeline (``llm_perf_opt.report.pipeline``), imported on first use."""
+    """The real analysis (``llm_perf_opt.analysis``, ``llm_perf_opt.report.files``), imported on first use."""
     return BuildBackend(
         name=_PIPELINE,
         options_for=_pipeline_options,

@@ -1,25 +1,40 @@
-"""The one library call behind ``analyze`` and the HTTP service: options in, an :class:`AnalysisResult` and files out.
+"""One request's whole journey: options in, one :class:`AnalysisResult` out.
 
-Steps: resolve the model source, workload, device and routing -> trace on the meta device -> analytic model ->
-validation (analytic vs traced, node by node) -> roofline time per node -> memory and throughput -> contracts ->
-rendered files, published atomically.
+Steps, in order (all in :func:`run_analysis`): resolve the model source and apply the trust decision -> resolve the
+workload in the source's terms, the device, dtype, routing and time profile -> trace on the meta device through the
+source's driver -> compose the analytic model for the source's kind -> validate (analytic vs traced, node by node)
+-> roofline time per node -> memory, capacity and throughput -> compare with a measurement when one is named ->
+the ``model.json``/``summary.json`` contracts.  Rendering and publishing files is :mod:`llm_perf_opt.report.files`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from attrs import asdict
-
-from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest, OperatorCategory
-from llm_perf_opt.contracts.converter import to_json
-from llm_perf_opt.core import staged_directory
-from llm_perf_opt.errors import UserError
+from llm_perf_opt.analysis.assemble import build_model_contract, build_summary
+from llm_perf_opt.analysis.model_source import (
+    analytic_for,
+    check_source_attention,
+    model_spec,
+    provenance_lines,
+    resolve_source_workload,
+    trusted_source,
+)
+from llm_perf_opt.analysis.options import (
+    AnalysisOptions,
+    check_attention,
+    report_id_for,
+    resolve_device,
+    resolve_routing,
+)
+from llm_perf_opt.analysis.result import AnalysisResult
+from llm_perf_opt.analysis.validation import validation_payload, validation_summary
+from llm_perf_opt.contracts import OperatorCategory
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
+from llm_perf_opt.measure.compare import compare, mismatches
+from llm_perf_opt.measure.record import MeasurementError, load_measurement
 from llm_perf_opt.perf import (
     Rates,
     StageTimes,
@@ -31,109 +46,27 @@ from llm_perf_opt.perf import (
     time_tree,
     tree_from_nodes,
 )
-from llm_perf_opt.report.assemble import build_model_contract, build_summary
-from llm_perf_opt.report.model_source import model_spec, provenance_lines
-from llm_perf_opt.report.options import (
-    AnalysisOptions,
-    check_attention,
-    default_attention,
-    report_id_for,
-    resolve_device,
-    resolve_routing,
-)
-from llm_perf_opt.report.result import AnalysisResult
+from llm_perf_opt.tracer.categories import CATEGORIES
+from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
-__all__ = [
-    "MEASUREMENTS_ENV",
-    "REPORT_FILES",
-    "Progress",
-    "build_report_files",
-    "options_from_request",
-    "publish_files",
-    "report_files",
-    "report_id_for",
-    "run_analysis",
-    "write_report",
-]
-
-REPORT_FILES = ("report.md", "model.json", "options.json")
-"""Files that mark a folder as an earlier report (written before the output marker existed): ``--out`` may
-replace such a folder whole."""
+__all__ = ["COUNTED_DTYPE", "Progress", "run_analysis"]
 
 COUNTED_DTYPE = "bf16"
 """The dtype the meta trace and the analytic model count bytes in; reports rescale them once to their dtype."""
 
-MEASUREMENTS_ENV = "LLM_PERF_OPT_MEASUREMENTS"
-"""Folder of measurement JSON files that a request's ``profile_run_id`` is looked up in (default
-``benchmarks/measurements`` under the working directory)."""
-
 Progress = Callable[[str], None]
+"""A progress sink: one line per step (the CLI prints them on stderr; the service says nothing)."""
 
 
 def _silent(message: str) -> None:
     """The default progress sink: says nothing."""
 
 
-def options_from_request(request: DeepSeekOCRAnalyticRequest, *, measurements: Path | None = None) -> AnalysisOptions:
-    """The HTTP request as analysis options: ``model_variant`` names the model source, extensions override.
-
-    ``profile_run_id`` names a measurement (by its ``run_id``) in ``measurements`` (or ``$LLM_PERF_OPT_MEASUREMENTS``,
-    or ``benchmarks/measurements``) that the report is compared against.
-    """
-    if (request.page_width is None) != (request.page_height is None):
-        raise UserError("set both page_width and page_height, or neither")
-    page = None if request.page_width is None else (request.page_width, request.page_height or 0)
-    defaults = AnalysisOptions()
-    measured = None
-    if request.profile_run_id is not None:
-        measured = str(_measurement_file(request.profile_run_id, measurements))
-    return AnalysisOptions(
-        model=request.model_variant,
-        workload_id=request.workload_profile_id,
-        mode=request.mode,
-        page=page,
-        prompt_tokens=request.prompt_tokens,
-        max_new_tokens=request.max_new_tokens,
-        batch_size=request.batch_size,
-        device=request.device or defaults.device,
-        dtype=request.dtype or defaults.dtype,
-        attention=request.attention or default_attention(request.model_variant),
-        routing=request.routing or defaults.routing,
-        measured=measured,
-    )
-
-
-def _measurement_file(run_id: str, folder: Path | None) -> Path:
-    """The measurement file whose ``run_id`` is ``run_id`` (a one-line error naming the folder when none is)."""
-    from llm_perf_opt.measure.record import load_measurement
-
-    root = folder or Path(os.environ.get(MEASUREMENTS_ENV, "benchmarks/measurements"))
-    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-        try:
-            if load_measurement(path).run_id == run_id:
-                return path
-        except UserError:
-            continue
-    raise UserError(
-        f"no measurement with run id {run_id!r} in {root}; run `llm-perf-opt measure --out {root}/<name>.json` "
-        f"or set {MEASUREMENTS_ENV} to the folder that holds it"
-    )
-
-
 def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) -> AnalysisResult:
     """Trace, validate and time one workload; every number the reports show comes out of here."""
     say = progress or _silent
     check_attention(options)
-    from llm_perf_opt.report.model_source import (
-        analytic_for,
-        check_source_attention,
-        resolve_source_workload,
-        trusted_source,
-    )
-    from llm_perf_opt.report.validation import validation_payload, validation_summary
-    from llm_perf_opt.tracer.trace import trace_with_driver
-
     source = trusted_source(options.model, options.trust_remote_code)
     check_source_attention(source, options.attention)
     config = source.config
@@ -220,66 +153,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     )
 
 
-def report_files(result: AnalysisResult) -> dict[str, bytes]:
-    """Every output file of one analysis, by relative path (deterministic bytes)."""
-    from llm_perf_opt.report.layers import render_layer_pages
-    from llm_perf_opt.report.markdown import render_report_md
-    from llm_perf_opt.report.plots import render_plots
-    from llm_perf_opt.report.yaml_out import render_report_yaml
-
-    files: dict[str, bytes] = {
-        "options.json": _json_bytes(_options_payload(result.options)),
-        "model.json": to_json(result.model).encode("utf-8"),
-        "summary.json": to_json(result.summary).encode("utf-8"),
-        "validation.json": _json_bytes(result.validation),
-        "report.yaml": render_report_yaml(result).encode("utf-8"),
-        "report.md": render_report_md(result).encode("utf-8"),
-    }
-    files.update(render_plots(result))
-    files.update({path: text.encode("utf-8") for path, text in render_layer_pages(result).items()})
-    return files
-
-
-def build_report_files(options: AnalysisOptions, *, progress: Progress | None = None) -> dict[str, bytes]:
-    """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores)."""
-    return report_files(run_analysis(options, progress=progress))
-
-
-def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | None = None) -> dict[str, bytes]:
-    """Render and publish into ``out_dir``: every file appears complete or not at all."""
-    say = progress or _silent
-    files = report_files(result)
-    publish_files(files, out_dir)
-    say(f"wrote {len(files)} files to {out_dir}")
-    return files
-
-
-def publish_files(files: Mapping[str, bytes], out_dir: Path) -> None:
-    """Write ``files`` (relative path -> bytes) into a fresh staging folder that then replaces ``out_dir`` whole
-    (nothing stale survives); an OSError is one line."""
-    try:
-        with staged_directory(out_dir, recognise=REPORT_FILES) as stage:
-            for rel, data in files.items():
-                target = stage / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-    except OSError as exc:
-        raise UserError(f"cannot write report to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-
-
-def _json_bytes(payload: Any) -> bytes:
-    return (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _options_payload(options: AnalysisOptions) -> dict[str, Any]:
-    data = asdict(options, recurse=False)
-    data["page"] = list(options.page) if options.page else None
-    return data
-
-
 def _categories(categories: Mapping[str, tuple[str, ...]]) -> list[OperatorCategory]:
-    from llm_perf_opt.tracer.categories import CATEGORIES
-
     specs = {spec.category_id: spec for spec in CATEGORIES}
     return [
         OperatorCategory(
@@ -331,9 +205,6 @@ def _measured(
     """Per-stage predicted vs measured (seconds and ratios) when ``--measured`` names a measurement."""
     if options.measured is None:
         return None, None
-    from llm_perf_opt.measure.compare import compare, mismatches
-    from llm_perf_opt.measure.record import MeasurementError, load_measurement
-
     measurement = load_measurement(Path(options.measured))
     found = mismatches(
         measurement,

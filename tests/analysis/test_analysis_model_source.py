@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_perf_opt.errors import TrustError, UserError
-from llm_perf_opt.report.model_source import (
+from llm_perf_opt.analysis.model_source import (
     analytic_for,
     check_source_attention,
     model_spec,
@@ -16,7 +15,8 @@ from llm_perf_opt.report.model_source import (
     source_kind,
     trusted_source,
 )
-from llm_perf_opt.report.options import AnalysisOptions, default_attention
+from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+from llm_perf_opt.errors import TrustError, UserError
 from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 
 from attrs import evolve, frozen
 
+from llm_perf_opt.analysis.validation import COMPARED, rel_error, validation_payload, validation_summary
 from llm_perf_opt.analytic import AnalyticTree, analytic_costs
 from llm_perf_opt.analytic.divergences import DIVERGENCES, divergence_for
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import Cost
-from llm_perf_opt.report.validation import COMPARED, rel_error, validation_payload, validation_summary
 from llm_perf_opt.workloads import Workload
 
 CONFIG = DeepseekOCRConfig.tiny()

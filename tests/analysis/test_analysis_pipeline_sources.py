@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request
+from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.errors import TrustError, UserError
-from llm_perf_opt.report.options import AnalysisOptions
-from llm_perf_opt.report.pipeline import options_from_request, report_files, run_analysis
+from llm_perf_opt.report.files import report_files
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "upstream_snapshot"

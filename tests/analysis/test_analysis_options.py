@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_perf_opt.errors import UnknownIdError, UserError, WorkloadError
-from llm_perf_opt.report.options import (
+from llm_perf_opt.analysis.options import (
     REPORT_ID_PATTERN,
     AnalysisOptions,
     check_attention,
@@ -14,6 +13,7 @@ from llm_perf_opt.report.options import (
     resolve_device,
     resolve_workload,
 )
+from llm_perf_opt.errors import UnknownIdError, UserError, WorkloadError
 
 
 def test_report_id_is_derived_from_the_request() -> None:

@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attrs import asdict, field, frozen
+from attrs import asdict, field, fields, frozen
 
 from llm_perf_opt import __version__
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import DeviceSpec, get_device, normalize_dtype
+from llm_perf_opt.measure.record import load_measurement
 from llm_perf_opt.workloads import DEFAULT_PRESET_ID, RoutingModel, Workload, get_preset
 
 __all__ = [
     "ATTENTION_KINDS",
     "DEFAULT_DEVICE",
     "DEFAULT_MODEL",
+    "MEASUREMENTS_ENV",
     "REMOTE_CODE_SCHEMES",
     "REPORT_ID_PATTERN",
     "AnalysisOptions",
     "default_attention",
+    "options_from_payload",
+    "options_from_request",
     "report_id_for",
     "resolve_device",
     "resolve_routing",
@@ -40,6 +47,9 @@ ATTENTION_KINDS = ("flash", "eager")
 REPORT_ID_PATTERN = r"^dsocr-[0-9a-f]{16}$"
 REMOTE_CODE_SCHEMES = ("hf-snapshot:", "hf:")
 """Model-source name prefixes whose sources run upstream v1 remote code (eager attention only)."""
+MEASUREMENTS_ENV = "LLM_PERF_OPT_MEASUREMENTS"
+"""Folder of measurement JSON files that a request's ``profile_run_id`` is looked up in (default
+``benchmarks/measurements`` under the working directory)."""
 
 
 def default_attention(model: str) -> str:
@@ -94,6 +104,84 @@ def report_id_for(options: AnalysisOptions) -> str:
     return "dsocr-" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+def options_from_request(request: DeepSeekOCRAnalyticRequest, *, measurements: Path | None = None) -> AnalysisOptions:
+    """The HTTP request as analysis options: ``model_variant`` names the model source, extensions override.
+
+    ``profile_run_id`` names a measurement (by its ``run_id``) in ``measurements`` (or ``$LLM_PERF_OPT_MEASUREMENTS``,
+    or ``benchmarks/measurements``) that the report is compared against.
+    """
+    if (request.page_width is None) != (request.page_height is None):
+        raise UserError("set both page_width and page_height, or neither")
+    page = None if request.page_width is None else (request.page_width, request.page_height or 0)
+    defaults = AnalysisOptions()
+    measured = None
+    if request.profile_run_id is not None:
+        measured = str(_measurement_file(request.profile_run_id, measurements))
+    return AnalysisOptions(
+        model=request.model_variant,
+        workload_id=request.workload_profile_id,
+        mode=request.mode,
+        page=page,
+        prompt_tokens=request.prompt_tokens,
+        max_new_tokens=request.max_new_tokens,
+        batch_size=request.batch_size,
+        device=request.device or defaults.device,
+        dtype=request.dtype or defaults.dtype,
+        attention=request.attention or default_attention(request.model_variant),
+        routing=request.routing or defaults.routing,
+        measured=measured,
+    )
+
+
+def _measurement_file(run_id: str, folder: Path | None) -> Path:
+    """The measurement file whose ``run_id`` is ``run_id`` (a one-line error naming the folder when none is)."""
+    root = folder or Path(os.environ.get(MEASUREMENTS_ENV, "benchmarks/measurements"))
+    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            if load_measurement(path).run_id == run_id:
+                return path
+        except UserError:
+            continue
+    raise UserError(
+        f"no measurement with run id {run_id!r} in {root}; run `llm-perf-opt measure --out {root}/<name>.json` "
+        f"or set {MEASUREMENTS_ENV} to the folder that holds it"
+    )
+
+
+def options_from_payload(payload: Any, *, base: Path) -> AnalysisOptions:
+    """:class:`AnalysisOptions` from ``options.json`` (its fields as JSON; files resolved beside the golden)."""
+    data = payload.get("options", payload) if isinstance(payload, Mapping) else None
+    if not isinstance(data, Mapping):
+        raise UserError("options.json must hold a JSON object of analysis options")
+    unknown = sorted(set(data) - set(_OPTION_FIELDS))
+    if unknown:
+        raise UserError(
+            f"options.json has unknown key(s) {', '.join(unknown)}; expected some of {', '.join(_OPTION_FIELDS)}"
+        )
+    values = dict(data)
+    for key in ("measured", "device_profile"):
+        if values.get(key) is not None:
+            values[key] = _resolve_file(values[key], key, base)
+    if values.get("page") is not None:
+        page = values["page"]
+        if not (isinstance(page, list | tuple) and len(page) == 2 and all(isinstance(v, int) for v in page)):
+            raise UserError(f"options.json page must be [width, height] in pixels, got {page!r}")
+    try:
+        return AnalysisOptions(**values)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"options.json does not describe an analysis: {exc}") from None
+
+
+def _resolve_file(value: Any, key: str, base: Path) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"options.json {key} must be a file path, got {value!r}")
+    candidates = [Path(value), base / value, base / Path(value).name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise UserError(f"options.json names {key} file {value!r}, which is neither where it says nor beside the golden")
+
+
 def resolve_workload(options: AnalysisOptions, config: DeepseekOCRConfig | None = None) -> Workload:
     """The preset named by ``workload_id`` with every given override applied (the crop rule re-derives tokens)."""
     base = Workload.from_profile(get_preset(options.workload_id), config=config)
@@ -140,3 +228,6 @@ def _file_sha256(path: Path, what: str) -> str:
     except OSError as exc:
         flag = "--measured" if what == "measured" else "--device-profile"
         raise UserError(f"cannot read {flag} file {path}: {exc.strerror}") from None
+
+
+_OPTION_FIELDS = tuple(a.name for a in fields(AnalysisOptions))

@@ -1,4 +1,4 @@
-"""What the analysis pipeline needs to know about a model source beyond ``build`` and ``config``.
+"""What the analysis needs to know about a model source beyond ``build`` and ``config``.
 
 Three kinds: the built-in clean-room v1 model (``deepseek-ocr-v1-base``, ``-tiny``), upstream v1 remote code
 (``hf-snapshot:PATH``, ``hf:REPO@REV``: the same tree, so v1's analytic formulas apply; eager attention only) and
@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from llm_perf_opt.analysis.options import AnalysisOptions, resolve_workload
+from llm_perf_opt.analytic import analytic_costs
+from llm_perf_opt.analytic.ocr2 import ocr2_analytic_costs
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.report.options import AnalysisOptions, resolve_workload
+from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
+from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.sources.upstream.source import UpstreamModelSource, grant_trust
 from llm_perf_opt.workloads import RoutingModel, Workload, get_preset
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
 
@@ -35,9 +41,6 @@ SourceKind = Literal["builtin-v1", "upstream-v1", "deepseek-ocr-2"]
 
 def source_kind(source: Any) -> SourceKind:
     """Which kind of model source ``source`` is (see the module docstring)."""
-    from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
-    from llm_perf_opt.sources.upstream.source import UpstreamModelSource
-
     if isinstance(source, Ocr2ModelSource):
         return "deepseek-ocr-2"
     if isinstance(source, UpstreamModelSource):
@@ -48,9 +51,6 @@ def source_kind(source: Any) -> SourceKind:
 def trusted_source(name: str, trust_remote_code: bool) -> Any:
     """Resolve ``name`` and apply the ``--trust-remote-code`` decision: a remote-code source without it is a
     one-line TrustError listing the files that would run with their sha256."""
-    from llm_perf_opt.sources.registry import resolve_model_source
-    from llm_perf_opt.sources.upstream.source import grant_trust
-
     return grant_trust(resolve_model_source(name), trust_remote_code)
 
 
@@ -100,14 +100,9 @@ def analytic_for(
     DeepSeek-OCR-2's (its SAM, Qwen2 encoder, projector and v1 decoder, keyed like its trace) for ``deepseek-ocr-2``.
     """
     if isinstance(workload, Ocr2Workload):
-        from llm_perf_opt.analytic.ocr2 import ocr2_analytic_costs
-        from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
-
         return ocr2_analytic_costs(
             analytic_config(), workload, attention=attention, routing=routing, act_bytes=act_bytes
         )
-    from llm_perf_opt.analytic import analytic_costs
-
     return analytic_costs(source.config, workload, attention=attention, routing=routing, act_bytes=act_bytes)
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request, report_id_for
+from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
 from llm_perf_opt.contracts.converter import from_json
 from llm_perf_opt.contracts.validation import load_report
-from llm_perf_opt.report.options import AnalysisOptions, report_id_for
-from llm_perf_opt.report.pipeline import report_files, run_analysis, write_report
-from llm_perf_opt.report.result import AnalysisResult
+from llm_perf_opt.report.files import report_files, write_report
 
 TINY = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
 
@@ -82,7 +83,6 @@ def test_files_are_complete_valid_and_deterministic(tiny_result: AnalysisResult,
 
 def test_request_becomes_options_with_its_extensions() -> None:
     from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
-    from llm_perf_opt.report.pipeline import options_from_request
 
     req = DeepSeekOCRAnalyticRequest(
         model_id="deepseek-ai/DeepSeek-OCR",
@@ -107,7 +107,6 @@ def test_request_becomes_options_with_its_extensions() -> None:
 def test_profile_run_id_resolves_to_a_measurement(tmp_path: Path) -> None:
     from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
     from llm_perf_opt.errors import UserError
-    from llm_perf_opt.report.pipeline import options_from_request
 
     shipped = sorted(Path(__file__).resolve().parents[2].glob("benchmarks/measurements/*.json"))
     assert shipped, "benchmarks/measurements holds the committed CPU measurements"

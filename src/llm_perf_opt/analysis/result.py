@@ -1,6 +1,6 @@
 """Everything one analysis produced, in one torch-free object that every renderer reads.
 
-Built by :func:`llm_perf_opt.report.pipeline.run_analysis`; rendered by the JSON/YAML/Markdown/plot/layer-page
+Built by :func:`llm_perf_opt.analysis.pipeline.run_analysis`; rendered by the JSON/YAML/Markdown/plot/layer-page
 writers.  Renderers never recompute a number: what they show is here.
 """
 
@@ -11,12 +11,12 @@ from typing import Any
 
 from attrs import field, frozen
 
+from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
 from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import DeviceSpec
 from llm_perf_opt.perf import CapacityCheck, DeviceProfile, MemoryFootprint, StageTimes, Throughput, TimedTree
-from llm_perf_opt.report.options import AnalysisOptions
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload

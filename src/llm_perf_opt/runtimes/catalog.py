@@ -1,0 +1,254 @@
+"""The runtimes: data plus small rules (kernel maps, launch and host costs, which stages run in CUDA graphs).
+
+Every number here has its basis in the rule's ``source`` or in :data:`HOST_BASIS`; nothing is fitted.  Kernel counts
+per call are read from each runtime's own model code (versions named in :data:`SOURCES`).  What no rule covers is
+counted eager (the traced ops, one kernel each): the vision encoders and the projector for every runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from attrs import field, frozen
+
+from llm_perf_opt.errors import UnknownIdError
+from llm_perf_opt.runtimes.kernel_map import AS_COUNTED, UnitRule
+
+__all__ = ["HOST_BASIS", "RUNTIMES", "SOURCES", "Runtime", "get_runtime", "runtime_ids"]
+
+SOURCES: Mapping[str, str] = {
+    "vllm": (
+        "vllm-project/vllm vllm/model_executor/models/deepseek_v2.py @002d6073 (DeepseekAttention: QKVParallelLinear, "
+        "get_rope, Attention, RowParallelLinear; DeepseekV2MLP: MergedColumnParallelLinear + SiluAndMul; "
+        "DeepseekV2MoE: GateLinear + FusedMoE with shared experts) and deepseek_ocr.py @029329a8 (SAM/CLIP/projector "
+        "run as PyTorch modules; the language model is the registered DeepSeek-V2 model)"
+    ),
+    "sglang": (
+        "sgl-project/sglang python/sglang/srt/models/deepseek_ocr.py and deepseek_v2.py (0.5.x: DeepseekV2AttentionMHA "
+        "path for use_mla=false, fused_moe_triton, triton decode attention with a split-k reduce on ROCm, "
+        "fused_add_rmsnorm; CUDA/HIP graphs for decode only, cuda_graph_max_bs)"
+    ),
+    "hf-cuda-graph": (
+        "transformers docs 'Optimizing inference' / static cache + torch.compile(mode='reduce-overhead'): decode "
+        "captured in CUDA graphs, inductor fuses pointwise and reduction chains (norms, rotary, SiLU*mul); "
+        "the MoE's data-dependent expert loop (.cpu() of expert counts / nonzero) breaks the graph and runs eager"
+    ),
+}
+
+_VLLM = SOURCES["vllm"]
+_SGL = SOURCES["sglang"]
+_HFG = SOURCES["hf-cuda-graph"]
+
+
+def _vllm_rules(source: str, attn_kernels: int, attn_names: tuple[str, ...]) -> dict[str, UnitRule]:
+    norm = UnitRule(kernels_per_call=1, kernels=("fused_add_rms_norm",), source=source)
+    attn = UnitRule(kernels_per_call=attn_kernels, kernels=attn_names, source=source)
+    mlp = UnitRule(kernels_per_call=3, kernels=("gate_up GEMM", "silu_and_mul", "down GEMM"), source=source)
+    moe = UnitRule(
+        kernels_per_call=11,
+        kernels=(
+            "gate GEMM",
+            "topk_softmax",
+            "moe_align_block_size",
+            "fused_moe w13 (grouped GEMM)",
+            "silu_and_mul",
+            "fused_moe w2 (grouped GEMM)",
+            "moe_sum",
+            "shared gate_up GEMM",
+            "shared silu_and_mul",
+            "shared down GEMM",
+            "add shared + routed",
+        ),
+        source=source,
+    )
+    nothing = UnitRule(kernels_per_call=0, kernels=(), source=source + "; residual add fused into the next norm")
+    container = UnitRule(
+        kernels_per_call=2, kernels=("embedding merge / logits", "greedy sample"), source=source, scope="own"
+    )
+    gemm = UnitRule(kernels_per_call=1, kernels=("GEMM",), source=source)
+    embed = UnitRule(kernels_per_call=1, kernels=("embedding gather",), source=source)
+    rotary_table = UnitRule(kernels_per_call=0, kernels=(), source=source + "; cos/sin from a cached table")
+    return {
+        # v1 (remote-code class names)
+        "DeepseekV2RMSNorm": norm,
+        "LlamaAttention": attn,
+        "DeepseekV2MLP": mlp,
+        "DeepseekV2MoE": moe,
+        "DeepseekV2DecoderLayer": UnitRule(kernels_per_call=0, source=nothing.source, scope="own"),
+        "DeepseekOCRForCausalLM": container,
+        "DeepseekOCRModel": container,
+        # OCR-2 (transformers class names)
+        "DeepseekOcr2TextRMSNorm": norm,
+        "DeepseekOcr2TextAttention": attn,
+        "DeepseekOcr2TextMLP": mlp,
+        "DeepseekOcr2TextMoe": moe,
+        "DeepseekOcr2TextDecoderLayer": UnitRule(kernels_per_call=0, source=nothing.source, scope="own"),
+        "DeepseekOcr2ForConditionalGeneration": container,
+        "DeepseekOcr2Model": container,
+        "DeepseekOcr2TextModel": container,
+        "DeepseekOcr2TextRotaryEmbedding": rotary_table,
+        # both
+        "Linear": gemm,
+        "Embedding": embed,
+    }
+
+
+def _hf_graph_rules() -> dict[str, UnitRule]:
+    norm = UnitRule(kernels_per_call=1, kernels=("inductor add+rmsnorm",), source=_HFG)
+    attn = UnitRule(
+        kernels_per_call=8,
+        kernels=(
+            "q GEMM",
+            "k GEMM",
+            "v GEMM",
+            "inductor rotary",
+            "cache index_copy k",
+            "cache index_copy v",
+            "sdpa",
+            "o GEMM",
+        ),
+        source=_HFG,
+    )
+    mlp = UnitRule(kernels_per_call=4, kernels=("gate GEMM", "up GEMM", "inductor silu*mul", "down GEMM"), source=_HFG)
+    eager_moe = UnitRule(kernels_per_call=AS_COUNTED, source=_HFG + " (MoE: eager, as traced)", graphable=False)
+    own0 = UnitRule(kernels_per_call=0, source=_HFG + "; residual add fused into the norm", scope="own")
+    container = UnitRule(kernels_per_call=2, kernels=("logits cast", "argmax"), source=_HFG, scope="own")
+    return {
+        "DeepseekV2RMSNorm": norm,
+        "LlamaAttention": attn,
+        "DeepseekV2MLP": mlp,
+        "DeepseekV2MoE": eager_moe,
+        "DeepseekV2DecoderLayer": own0,
+        "DeepseekOCRForCausalLM": container,
+        "DeepseekOCRModel": container,
+        "DeepseekOcr2TextRMSNorm": norm,
+        "DeepseekOcr2TextAttention": attn,
+        "DeepseekOcr2TextMLP": mlp,
+        "DeepseekOcr2TextMoe": eager_moe,
+        "DeepseekOcr2TextDecoderLayer": own0,
+        "DeepseekOcr2ForConditionalGeneration": container,
+        "DeepseekOcr2Model": container,
+        "DeepseekOcr2TextModel": container,
+        "DeepseekOcr2TextRotaryEmbedding": UnitRule(kernels_per_call=1, source=_HFG, graphable=True),
+        "Linear": UnitRule(kernels_per_call=1, kernels=("GEMM",), source=_HFG),
+        "Embedding": UnitRule(kernels_per_call=1, kernels=("embedding",), source=_HFG),
+    }
+
+
+@frozen(kw_only=True)
+class Runtime:
+    """One inference runtime: its kernel map, where it uses CUDA graphs and what the host costs."""
+
+    runtime_id: str
+    description: str
+    rules: Mapping[str, UnitRule] = field(factory=dict, metadata={"help": "module class -> kernels (decoder)"})
+    graph_decode: bool = field(default=False, metadata={"help": "decode-only iterations replay a CUDA graph"})
+    graph_mixed: str = field(
+        default="none", metadata={"help": "iterations with prefill: none (eager) or piecewise (all but attention)"}
+    )
+    max_graph_batch: int = field(default=0, metadata={"help": "largest decode batch captured in a graph"})
+    host_per_kernel_s: float = field(default=10e-6, metadata={"help": "host time to launch one kernel outside graphs"})
+    step_host_s: float = field(default=0.0, metadata={"help": "scheduler/input-prep/sampling host time per iteration"})
+    request_overhead_s: float = field(
+        default=0.0, metadata={"help": "per-request time outside the model (API, tokenizer, first schedule)"}
+    )
+    overlap: bool = field(default=True, metadata={"help": "host launches overlap device execution"})
+    attention: tuple[str, ...] = field(default=("flash", "eager"), metadata={"help": "attention kinds it runs"})
+    unmapped: tuple[str, ...] = field(
+        default=("vision", "projector"), metadata={"help": "stages counted eager (traced ops, one kernel each)"}
+    )
+
+    @property
+    def is_baseline(self) -> bool:
+        """hf-eager: today's op-by-op model, unchanged."""
+        return not self.rules and not self.graph_decode
+
+
+HOST_BASIS: Mapping[str, str] = {
+    "hf-eager": "the documented eager default: 10 us per kernel, added to the roofline (perf.efficiency)",
+    "hf-flash": "as hf-eager; attention must be the fused flash kernel (transformers flash_attention_2)",
+    "hf-cuda-graph": (
+        "graph replay: no host cost per kernel, a device gap per kernel (hardware launch latency); eager MoE between "
+        "graph segments at the eager 10 us per kernel; 0.2 ms per step of generate() bookkeeping (logits "
+        "processors, stopping criteria, cache bookkeeping)"
+    ),
+    "vllm": (
+        "V1 engine: decode replays a full CUDA graph (FULL_AND_PIECEWISE), mixed batches piecewise graphs with "
+        "attention eager; 5 us per eager custom-op launch from the torch.compile'd wrapper; 0.15 ms per step of "
+        "scheduler + input preparation + sampler bookkeeping (async scheduling overlaps part of it); 3 ms per "
+        "request for the OpenAI server, tokenizer and multimodal processor"
+    ),
+    "sglang": (
+        "decode in CUDA/HIP graphs (cuda_graph_max_bs), prefill eager with custom kernels launched from Python at "
+        "~15 us each; the overlap scheduler hides most per-step CPU work: 0.1 ms per step; 3 ms per request for the "
+        "HTTP server, tokenizer manager and detokenizer processes"
+    ),
+}
+
+RUNTIMES: Mapping[str, Runtime] = {
+    "hf-eager": Runtime(
+        runtime_id="hf-eager",
+        description="HuggingFace transformers, eager PyTorch op by op (today's model, the default)",
+        overlap=False,
+        unmapped=("vision", "projector", "prefill", "decode"),
+    ),
+    "hf-flash": Runtime(
+        runtime_id="hf-flash",
+        description="HuggingFace transformers with flash_attention_2 (fused attention, everything else op by op)",
+        overlap=False,
+        attention=("flash",),
+        unmapped=("vision", "projector", "prefill", "decode"),
+    ),
+    "hf-cuda-graph": Runtime(
+        runtime_id="hf-cuda-graph",
+        description="HuggingFace static cache + torch.compile(mode='reduce-overhead'): decode in CUDA graphs",
+        rules=_hf_graph_rules(),
+        graph_decode=True,
+        max_graph_batch=256,
+        host_per_kernel_s=10e-6,
+        step_host_s=200e-6,
+        attention=("flash",),
+    ),
+    "vllm": Runtime(
+        runtime_id="vllm",
+        description="vLLM V1 (fused kernels, paged flash attention, fused MoE, CUDA graphs)",
+        rules=_vllm_rules(
+            _VLLM, 5, ("QKV GEMM", "rotary_embedding", "reshape_and_cache_flash", "flash_attn", "o GEMM")
+        ),
+        graph_decode=True,
+        graph_mixed="piecewise",
+        max_graph_batch=512,
+        host_per_kernel_s=5e-6,
+        step_host_s=150e-6,
+        request_overhead_s=3e-3,
+        attention=("flash",),
+    ),
+    "sglang": Runtime(
+        runtime_id="sglang",
+        description="SGLang (fused kernels, radix/paged attention, fused MoE, CUDA graphs for decode)",
+        rules=_vllm_rules(
+            _SGL,
+            6,
+            ("QKV GEMM", "rotary_embedding", "set_kv_buffer", "decode attention", "attention reduce", "o GEMM"),
+        ),
+        graph_decode=True,
+        max_graph_batch=160,
+        host_per_kernel_s=15e-6,
+        step_host_s=100e-6,
+        request_overhead_s=3e-3,
+        attention=("flash",),
+    ),
+}
+
+
+def runtime_ids() -> tuple[str, ...]:
+    """Known runtime ids, in catalog order."""
+    return tuple(RUNTIMES)
+
+
+def get_runtime(runtime_id: str) -> Runtime:
+    """The runtime named ``runtime_id``; an unknown one is an :class:`UnknownIdError` listing the known ones."""
+    try:
+        return RUNTIMES[runtime_id]
+    except KeyError:
+        raise UnknownIdError("runtime", runtime_id, RUNTIMES) from None

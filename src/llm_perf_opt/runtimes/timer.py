@@ -1,0 +1,374 @@
+"""Serving iterations priced by a runtime: the :class:`~llm_perf_opt.perf.iteration.IterationTimer` of issue 14.
+
+Per-token coefficients come from the fused cost tree of the request's own workload (:mod:`.costs`), read once per
+(runtime, model, workload): the decode stage of a one-step probe gives the cost of one decoded token at context
+``L0``, the prefill stage the cost of ``S`` prompt tokens.  Each (node, category) kernel group becomes a row whose
+counters scale with what the iteration computes:
+
+* weights: read once per forward; routed-expert rows scale with the expected distinct experts of the iteration's
+  tokens (``E(1-(1-k/E)^T)``, :func:`workloads.routing.expected_distinct_experts`) over those of the probe;
+* attention rows: FLOPs per (query, key) pair, KV reads per key held, the rest per token;
+* every other row: FLOPs and activation bytes per token;
+* kernels: per forward (graphs or not); routed-expert rows of an op-by-op runtime scale with the experts hit.
+
+An iteration's time: every row's roofline ``max(compute, memory)`` plus a device gap per kernel, against the host's
+launch time of the kernels not in a graph (overlapped: the larger wins; hf-eager adds them as today), plus the
+runtime's host time per step.  Pages whose vision encoder runs in the iteration add the fused vision + projector
+stages of their workload (eager: no runtime graphs the encoders).
+
+Left out: chunked prefill splitting (a chunk is priced as given), batching of several pages in one encoder call,
+KV-block paging granularity, speculative decoding, tensor parallelism.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+from attrs import evolve, field, frozen
+
+from llm_perf_opt.core import Cost
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.hardware import DeviceSpec, get_device
+from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile, default_profile
+from llm_perf_opt.perf.iteration import BatchComposition, PrefillChunk
+from llm_perf_opt.perf.roofline import Rates
+from llm_perf_opt.perf.tree import stage_of
+from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
+from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, decoder_config, fused_costs
+from llm_perf_opt.runtimes.kernel_map import FusedNode
+from llm_perf_opt.workloads import expected_distinct_experts
+
+__all__ = [
+    "DEVICE_KERNEL_GAP_S",
+    "RequestTimes",
+    "RuntimeIterationTimer",
+    "device_kernel_gap_s",
+    "runtime_iteration_timer",
+    "single_request_times",
+]
+
+DEVICE_KERNEL_GAP_S: Mapping[str, float] = {"nvidia": 2e-6, "amd": 4e-6}
+"""Device time per kernel beyond its roofline when the host is not the limit (graph replay, or launches queued
+ahead): kernel launch latency plus the ramp and tail of a small grid.  NVIDIA: the 1-3 us launch-to-launch gap of
+back-to-back kernels and graph nodes on A100/H100 (the documented ``cuda-graph`` default, 2 us).  AMD CDNA3
+(MI300X): HIP kernel dispatch through the AQL queue measures several microseconds per kernel, about twice NVIDIA's;
+4 us."""
+
+
+def device_kernel_gap_s(device: DeviceSpec) -> float:
+    """:data:`DEVICE_KERNEL_GAP_S` of the device's vendor (AMD when its name says so, else NVIDIA)."""
+    return DEVICE_KERNEL_GAP_S["amd" if device.name.upper().startswith("AMD") else "nvidia"]
+
+
+@frozen
+class _Row:
+    """One kernel group's counters per unit of what it scales with."""
+
+    category: int
+    attention: bool
+    expert: bool
+    graphable: bool
+    f_tok: float  # FLOPs (matmul executed and vector, each weighted by its peak later) per token
+    v_tok: float
+    f_pair: float
+    v_pair: float
+    b_fixed: float
+    b_key: float
+    b_tok: float
+    kernels: float
+
+
+def _rows(nodes: Mapping[str, FusedNode], stage: str, *, tokens: int, pairs: int, keys: int) -> dict[str, _Row]:
+    rows: dict[str, _Row] = {}
+    for nid, node in nodes.items():
+        if stage_of(nid) != stage:
+            continue
+        expert = ".experts" in nid
+        for cat, cost in node.own.items():
+            rows[f"{nid.partition('/')[2]}|{cat}"] = _row(cat, cost, node, expert, tokens, pairs, keys)
+    return rows
+
+
+def _row(cat: str, cost: Cost, node: FusedNode, expert: bool, tokens: int, pairs: int, keys: int) -> _Row:
+    attention = cat == "attention"
+    weight = float(cost.weight_bytes_read)
+    kv_read = float(cost.kv_bytes_read)
+    act = float(cost.total_bytes) - weight - (kv_read if attention else 0.0)
+    return _Row(
+        category=CATEGORIES.index(cat),
+        attention=attention,
+        expert=expert,
+        graphable=node.graphable,
+        f_tok=0.0 if attention else cost.matmul_flops_executed / tokens,
+        v_tok=0.0 if attention else cost.vector_flops / tokens,
+        f_pair=cost.matmul_flops_executed / pairs if attention else 0.0,
+        v_pair=cost.vector_flops / pairs if attention else 0.0,
+        b_fixed=weight,
+        b_key=kv_read / keys if attention else 0.0,
+        b_tok=act / tokens,
+        kernels=float(cost.kernels),
+    )
+
+
+@frozen(kw_only=True)
+class _Side:
+    """What one kind of work (prefill tokens or decode tokens) computes in an iteration."""
+
+    tokens: int
+    pairs: int
+    keys: int
+
+
+@frozen(kw_only=True)
+class RequestTimes:
+    """One request alone on the runtime: time to first token and mean time per output token (seconds)."""
+
+    ttft_s: float
+    tpot_s: float
+    vision_s: float
+    prefill_s: float
+    decode_steps: int
+
+
+@frozen(kw_only=True, eq=False)
+class RuntimeIterationTimer:
+    """Prices :class:`BatchComposition` s for one (runtime, model, device, dtype); build with
+    :func:`runtime_iteration_timer`."""
+
+    runtime: Runtime
+    rates: Rates
+    gap_s: float
+    prefill_rows: Mapping[str, _Row]
+    decode_rows: Mapping[str, _Row]
+    vision_s: Mapping[str, float] = field(metadata={"help": "vision + projector seconds per page, by vision key"})
+    experts: tuple[int, int] = field(metadata={"help": "(E, k) of the MoE layers"})
+    probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
+    _cache: dict[BatchComposition, float] = field(factory=dict)
+
+    def iteration_s(self, batch: BatchComposition) -> float:
+        """Seconds of one engine iteration (see the module docstring); cached per composition."""
+        found = self._cache.get(batch)
+        if found is None:
+            found = self._cache[batch] = self._price(batch)
+        return found
+
+    def _price(self, batch: BatchComposition) -> float:
+        if batch.is_empty:
+            return 0.0
+        pages = 0.0
+        for chunk in batch.prefill:
+            if chunk.vision_pages:
+                if chunk.vision_key not in self.vision_s:
+                    raise UserError(
+                        f"vision_key {chunk.vision_key!r} has no workload; known: {', '.join(sorted(self.vision_s))}"
+                    )
+                pages += chunk.vision_pages * self.vision_s[chunk.vision_key]
+        pre = _Side(
+            tokens=sum(c.new_tokens for c in batch.prefill),
+            pairs=sum(c.new_tokens * c.cached_tokens + c.new_tokens * (c.new_tokens + 1) // 2 for c in batch.prefill),
+            keys=sum(c.cached_tokens + c.new_tokens for c in batch.prefill),
+        )
+        dec = _Side(tokens=len(batch.decode_context), pairs=sum(batch.decode_context), keys=sum(batch.decode_context))
+        if pre.tokens + dec.tokens == 0:
+            return pages
+        graphed = self._graph_mode(pre, dec)
+        return pages + self._forward_s(pre, dec, graphed) + self.runtime.step_host_s
+
+    def _graph_mode(self, pre: _Side, dec: _Side) -> str:
+        rt = self.runtime
+        if pre.tokens == 0 and rt.graph_decode and dec.tokens <= rt.max_graph_batch:
+            return "full"
+        if pre.tokens > 0 and rt.graph_mixed == "piecewise":
+            return "piecewise"
+        return "none"
+
+    def _coverage(self, tokens: int) -> float:
+        e, k = self.experts
+        return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
+
+    def _forward_s(self, pre: _Side, dec: _Side, graphed: str) -> float:
+        profile = self.rates.profile
+        inv_mm = 1.0 / self.rates.matmul_peak_flops
+        inv_vec = 1.0 / self.rates.vector_peak_flops
+        per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+        eff = [profile.category_efficiency[c] for c in CATEGORIES]
+        tokens = pre.tokens + dec.tokens
+        cover = self._coverage(tokens)
+        device = host = 0.0
+        keys = set(self.prefill_rows if pre.tokens else ()) | set(self.decode_rows if dec.tokens else ())
+        for key in keys:
+            f = v = b = 0.0
+            kernels = 0.0
+            fixed = 0.0
+            first: _Row | None = None
+            for side, rows in ((pre, self.prefill_rows), (dec, self.decode_rows)):
+                row = rows.get(key) if side.tokens else None
+                if row is None:
+                    continue
+                first = first or row
+                f += row.f_tok * side.tokens + row.f_pair * side.pairs
+                v += row.v_tok * side.tokens + row.v_pair * side.pairs
+                b += row.b_tok * side.tokens + row.b_key * side.keys
+                fixed = max(fixed, row.b_fixed)
+                kernels = max(kernels, row.kernels)
+            if first is None:
+                continue
+            if first.expert:
+                base = self.probe_coverage["prefill" if pre.tokens else "decode"]
+                scale = cover / base if base else 1.0
+                fixed *= scale
+                if not self.runtime.rules:
+                    kernels *= scale
+            b += fixed
+            compute = (f * inv_mm + v * inv_vec) / eff[first.category]
+            memory = b * per_byte
+            device += max(compute, memory)
+            in_graph = first.graphable and (graphed == "full" or (graphed == "piecewise" and not first.attention))
+            if self.runtime.overlap:
+                device += kernels * self.gap_s
+                if not in_graph:
+                    host += kernels * self.runtime.host_per_kernel_s
+            else:
+                host += kernels * profile.kernel_overhead("decode" if pre.tokens == 0 else "prefill")
+        return max(device, host) if self.runtime.overlap else device + host
+
+    def request_times(self, *, prompt_tokens: int, max_new_tokens: int, vision_key: str = "") -> RequestTimes:
+        """One request alone: a prefill of ``prompt_tokens`` (with its page when ``vision_key`` names one), then
+        ``max_new_tokens - 1`` decode steps over the growing context (TPOT = their mean)."""
+        pages = 1 if vision_key else 0
+        first = BatchComposition(
+            prefill=(PrefillChunk(new_tokens=prompt_tokens, vision_pages=pages, vision_key=vision_key),)
+        )
+        vision = self.vision_s[vision_key] * pages if pages else 0.0
+        prefill = self.iteration_s(first) - vision
+        steps = max_new_tokens - 1
+        decode = sum(
+            self.iteration_s(BatchComposition(decode_context=(prompt_tokens + i,))) for i in range(1, steps + 1)
+        )
+        ttft = self.runtime.request_overhead_s + vision + prefill
+        return RequestTimes(
+            ttft_s=ttft, tpot_s=decode / steps if steps else 0.0, vision_s=vision, prefill_s=prefill, decode_steps=steps
+        )
+
+
+def _probe_workload(workload: WorkloadLike) -> WorkloadLike:
+    """The same page with one decode step (its decode stage is the cost of one token at context S+1)."""
+    return evolve(workload, max_new_tokens=2, batch_size=1)
+
+
+def _runtime_profile(runtime: Runtime, profile: DeviceProfile | None) -> DeviceProfile:
+    if profile is not None:
+        return profile
+    return default_profile("eager")
+
+
+@lru_cache(maxsize=64)
+def _timer(
+    runtime_id: str,
+    config: ModelConfig,
+    device_id: str,
+    dtype: str,
+    workloads: tuple[tuple[str, WorkloadLike], ...],
+    attention: str,
+    profile: DeviceProfile | None,
+) -> RuntimeIterationTimer:
+    runtime = get_runtime(runtime_id)
+    device = get_device(device_id)
+    rates = Rates.for_device(device, dtype=dtype, profile=_runtime_profile(runtime, profile))
+    probe = _probe_workload(workloads[0][1])
+    nodes = fused_costs(runtime, config, probe, attention=attention)
+    s = probe.seq_len
+    dec_cfg = decoder_config(config)
+    e, k = dec_cfg.n_routed_experts, dec_cfg.num_experts_per_tok
+    pairs = s * (s + 1) // 2 if attention == "flash" else s * s
+    prefill_rows = _rows(nodes, "prefill", tokens=s, pairs=pairs, keys=s)
+    decode_rows = _rows(nodes, "decode", tokens=1, pairs=s + 1, keys=s + 1)
+    vision: dict[str, float] = {}
+    for key, wl in workloads:
+        if key:
+            vision[key] = _vision_seconds(runtime, config, wl, attention, rates, device)
+    timer = RuntimeIterationTimer(
+        runtime=runtime,
+        rates=rates,
+        gap_s=device_kernel_gap_s(device),
+        prefill_rows=prefill_rows,
+        decode_rows=decode_rows,
+        vision_s=vision,
+        experts=(e, k),
+        probe_coverage={"prefill": float(min(e, s * k)), "decode": float(min(e, k))},
+    )
+    return timer
+
+
+def _vision_seconds(
+    runtime: Runtime, config: ModelConfig, workload: WorkloadLike, attention: str, rates: Rates, device: DeviceSpec
+) -> float:
+    nodes = fused_costs(runtime, config, _probe_workload(workload), attention=attention)
+    profile = rates.profile
+    per_byte = rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+    device_s = host_s = 0.0
+    gap = device_kernel_gap_s(device)
+    for nid, node in nodes.items():
+        stage = stage_of(nid)
+        if stage not in ("vision", "projector"):
+            continue
+        for cat, cost in node.own.items():
+            compute = (
+                cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
+            ) / profile.category_efficiency[cat]
+            device_s += max(compute, cost.total_bytes * per_byte)
+            if runtime.overlap:
+                device_s += cost.kernels * gap
+                host_s += cost.kernels * runtime.host_per_kernel_s
+            else:
+                host_s += cost.kernels * profile.kernel_overhead(stage)
+    return max(device_s, host_s) if runtime.overlap else device_s + host_s
+
+
+def runtime_iteration_timer(
+    *,
+    runtime: str,
+    config: ModelConfig,
+    device: str,
+    dtype: str = "bf16",
+    workloads: Mapping[str, WorkloadLike],
+    attention: str = "flash",
+    profile: DeviceProfile | None = None,
+) -> RuntimeIterationTimer:
+    """An :class:`~llm_perf_opt.perf.iteration.IterationTimer` for ``runtime`` on ``device``.
+
+    ``workloads`` maps each ``vision_key`` a :class:`~llm_perf_opt.perf.iteration.PrefillChunk` may name to its page
+    workload (``""`` may map a workload used only for the decoder probe); the first entry's workload is the probe.
+    ``config``: a v1 :class:`~llm_perf_opt.config.DeepseekOCRConfig` or a
+    :class:`~llm_perf_opt.config.deepseek_ocr2.DeepseekOCR2Config`.  Cached per argument set.
+    """
+    if not workloads:
+        raise UserError("runtime_iteration_timer needs at least one workload (its page prices the vision encoder)")
+    return _timer(runtime, config, device, dtype, tuple(workloads.items()), attention, profile)
+
+
+def single_request_times(
+    *,
+    runtime: str,
+    config: ModelConfig,
+    device: str,
+    workload: WorkloadLike,
+    dtype: str = "bf16",
+    attention: str = "flash",
+    profile: DeviceProfile | None = None,
+    text_only: bool = False,
+) -> RequestTimes:
+    """TTFT and TPOT of one request of ``workload`` alone on ``runtime`` (``text_only``: no page, the prompt only)."""
+    key = "" if text_only else "page"
+    timer = runtime_iteration_timer(
+        runtime=runtime,
+        config=config,
+        device=device,
+        dtype=dtype,
+        workloads={key: workload},
+        attention=attention,
+        profile=profile,
+    )
+    prompt = workload.prompt_tokens + 1 if text_only else workload.seq_len
+    return timer.request_times(prompt_tokens=prompt, max_new_tokens=workload.max_new_tokens, vision_key=key)

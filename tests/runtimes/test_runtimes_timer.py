@@ -1,0 +1,59 @@
+"""The runtime IterationTimer: one request alone equals single_request_times; batching and graphs behave."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, PrefillChunk
+from llm_perf_opt.runtimes import runtime_iteration_timer, single_request_times
+from llm_perf_opt.workloads import Workload
+
+
+@pytest.mark.parametrize("runtime", ["hf-eager", "hf-cuda-graph", "vllm", "sglang"])
+def test_one_request_alone_equals_single_request_times(
+    runtime: str, v1_config: DeepseekOCRConfig, standard: Workload
+) -> None:
+    timer = runtime_iteration_timer(runtime=runtime, config=v1_config, device="a100-40gb", workloads={"page": standard})
+    as_protocol: IterationTimer = timer  # mypy checks the protocol
+    assert as_protocol is timer
+    s, n = standard.seq_len, 20
+    ttft = timer.runtime.request_overhead_s + timer.iteration_s(
+        BatchComposition(prefill=(PrefillChunk(new_tokens=s, vision_pages=1, vision_key="page"),))
+    )
+    steps = [timer.iteration_s(BatchComposition(decode_context=(s + i,))) for i in range(1, n)]
+    alone = timer.request_times(prompt_tokens=s, max_new_tokens=n, vision_key="page")
+    assert math.isclose(alone.ttft_s, ttft, rel_tol=1e-12)
+    assert math.isclose(alone.tpot_s, sum(steps) / (n - 1), rel_tol=1e-12)
+    full = single_request_times(runtime=runtime, config=v1_config, device="a100-40gb", workload=standard)
+    assert full.decode_steps == standard.max_new_tokens - 1
+    assert math.isclose(full.ttft_s, ttft, rel_tol=1e-12)
+
+
+def test_decode_batch_costs_less_per_token_and_more_per_step(v1_config: DeepseekOCRConfig, standard: Workload) -> None:
+    timer = runtime_iteration_timer(runtime="vllm", config=v1_config, device="h100-sxm", workloads={"page": standard})
+    one = timer.iteration_s(BatchComposition(decode_context=(800,)))
+    many = timer.iteration_s(BatchComposition(decode_context=(800,) * 32))
+    assert one < many < 32 * one
+    longer = timer.iteration_s(BatchComposition(decode_context=(8000,) * 32))
+    assert longer > many  # attention reads the longer KV
+
+
+def test_graphs_make_decode_faster_than_eager_launches(v1_config: DeepseekOCRConfig, standard: Workload) -> None:
+    graphs = runtime_iteration_timer(runtime="vllm", config=v1_config, device="h100-sxm", workloads={"p": standard})
+    eager = runtime_iteration_timer(runtime="hf-eager", config=v1_config, device="h100-sxm", workloads={"p": standard})
+    step = BatchComposition(decode_context=(800,))
+    assert graphs.iteration_s(step) < eager.iteration_s(step) / 4
+
+
+def test_mixed_iteration_and_empty(v1_config: DeepseekOCRConfig, standard: Workload) -> None:
+    timer = runtime_iteration_timer(runtime="sglang", config=v1_config, device="h100-sxm", workloads={"p": standard})
+    assert timer.iteration_s(BatchComposition()) == 0.0
+    prefill = BatchComposition(prefill=(PrefillChunk(new_tokens=512, cached_tokens=256),))
+    mixed = BatchComposition(prefill=prefill.prefill, decode_context=(900, 1000))
+    assert timer.iteration_s(mixed) >= timer.iteration_s(prefill)
+    with pytest.raises(UserError, match="vision_key"):
+        timer.iteration_s(BatchComposition(prefill=(PrefillChunk(new_tokens=8, vision_pages=1, vision_key="x"),)))
