@@ -32,7 +32,7 @@ def test_markdown_table_has_one_row_per_point() -> None:
     rows = [line for line in lines[2:] if line.startswith("| ")]
     assert len(rows) == 2 * 1 * 2 * 1  # devices x pages x batches x lengths
     assert "sweep: 4 point(s)" in result.stderr
-    assert all("| 283 |" in row for row in rows)  # S = 1 + 273 + 9 for a Base 1024 page (facts §3.5)
+    assert all("| 283 |" in row for row in rows)  # S = 1 + 273 + 9 for a Base 1024 page (model-facts §3.5)
 
 
 def test_csv_has_every_column_and_times_grow_with_batch() -> None:

@@ -62,7 +62,7 @@ def test_has_every_section_in_order(text: str) -> None:
 
 
 def test_workload_numbers_are_exact(text: str) -> None:
-    assert "| prefill length S | 283 = 1 BOS + 273 image + 9 prompt |" in text  # facts §3.5
+    assert "| prefill length S | 283 = 1 BOS + 273 image + 9 prompt |" in text  # model-facts §3.5
     assert "| new tokens N | 8 (1 from prefill + 7 decode steps) |" in text
     assert "| KV length at the end | 290 tokens (S + N - 1) |" in text  # 283 + 8 - 1
 

@@ -1,6 +1,6 @@
 """Additive cost counters shared by the tracer, the analytic model, the time model and the reports.
 
-Conventions (``DESIGN.md`` §3): FLOPs are 2 per multiply-accumulate; bytes are read and written
+Conventions (``docs/conventions.md`` §1-§2): FLOPs are 2 per multiply-accumulate; bytes are read and written
 separately; weight and KV-cache bytes are *subsets* of the read/written totals, never extra; every
 field is an exact integer in SI base units (FLOPs, bytes, kernel launches).
 """
@@ -25,7 +25,7 @@ class Cost:
     """Counters for one op, one module call, or any sum of them.
 
     ``matmul_flops`` follows torch's ``FlopCounterMode`` convention (attention counted dense), so it can
-    be checked against torch and against the facts sheet.  ``matmul_flops_executed`` is what the attention
+    be checked against torch and against docs/model-facts.md.  ``matmul_flops_executed`` is what the attention
     kernel in use executes: equal to ``matmul_flops`` except for fused causal attention, where a flash
     kernel skips the masked half (q*k - q*(q-1)/2 score entries instead of q*k).
     """
