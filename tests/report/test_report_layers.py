@@ -109,7 +109,7 @@ def _headings(doc: str) -> set[str]:
 
 
 def test_sources_cite_documents_that_ship_in_the_repository(tiny_pages: dict[str, str]) -> None:
-    """Every citation names a file under docs/ and a section it has, not the shared notes outside the repo (issue 17)."""
+    """Every citation names a file under docs/ and a section it has, not notes outside the repository (issue 17)."""
     docs = {
         name: _headings((ROOT / name).read_text(encoding="utf-8"))
         for name in ("docs/model-facts.md", "docs/conventions.md")
