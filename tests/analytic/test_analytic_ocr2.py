@@ -127,11 +127,14 @@ def test_equals_the_trace_on_every_node(
     mode: str, page: tuple[int, int], n: int, batch: int, attention: str, routing: RoutingModel, decode: Any
 ) -> None:
     from llm_perf_opt.analysis.validation import validation_payload, validation_summary
+    from llm_perf_opt.sources import resolve_model_source
     from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
     from llm_perf_opt.tracer.trace import trace_workload
 
     work = Ocr2Workload.create(mode=mode, page=page, max_new_tokens=n, batch_size=batch)
-    trace = trace_workload("deepseek-ocr-2", work, attention=attention, routing=routing, decode=decode)
+    trace = trace_workload(
+        resolve_model_source("deepseek-ocr-2"), work, attention=attention, routing=routing, decode=decode
+    )
     config = analytic_config()
     assert config.decoder.hidden_size == CFG.decoder.hidden_size and config.encoder == CFG.encoder
     tree = ocr2_analytic_costs(config, work, attention=attention, routing=routing)

@@ -72,7 +72,7 @@ PINNED = Path("third_party/deepseek-ai--DeepSeek-OCR/2c968b433af61a059311cbf8997
 
 def test_counts_only_tells_renames_from_count_changes() -> None:
     """Built-in vs upstream goldens differ only by class module (issue 17: 174 'differences' that were renames)."""
-    from llm_perf_opt.sources.upstream.golden import compare_golden, read_golden
+    from llm_perf_opt.tracer.golden import compare_golden, read_golden
 
     golden = read_golden(PINNED / "golden" / "base-1024-no-crops.json")
     builtin = read_golden(Path("third_party/builtin/deepseek-ocr-v1-base/golden/base-1024-no-crops.json"))

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from llm_perf_opt.analysis.drift import write as pin
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pinned import is_pinned_golden
 from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.cli import cli
 from llm_perf_opt.report.files import write_report
-from llm_perf_opt.sources.upstream.drift import write as pin
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "upstream_snapshot"
 SNAPSHOT = f"hf-snapshot:{FIXTURE}"

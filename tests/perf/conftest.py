@@ -8,7 +8,7 @@ import pytest
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import Cost
-from llm_perf_opt.perf.sweep import WorkloadCosts
+from llm_perf_opt.perf.compiled import WorkloadCosts
 from llm_perf_opt.perf.tree import tree_from_ids
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.routing import RoutingModel

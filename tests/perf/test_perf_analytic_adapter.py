@@ -10,7 +10,8 @@ from llm_perf_opt.analytic import analytic_costs
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.perf import CompiledTree, Rates, StageTimes, time_tree, tree_from_ids
 from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
-from llm_perf_opt.perf.sweep import SweepSpec, WorkloadCosts, run_sweep
+from llm_perf_opt.perf.compiled import WorkloadCosts
+from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
 from llm_perf_opt.perf.throughput import ExpectedCoverageRouting
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.routing import RoutingModel

@@ -11,7 +11,8 @@ import pytest
 
 from llm_perf_opt.errors import UnknownIdError, UserError
 from llm_perf_opt.perf import CATEGORIES, DeviceProfile, Rates, StageTimes
-from llm_perf_opt.perf.sweep import COLUMNS, SweepSpec, WorkloadCosts, rows_to_csv, rows_to_markdown, run_sweep
+from llm_perf_opt.perf.compiled import WorkloadCosts
+from llm_perf_opt.perf.sweep import COLUMNS, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
 from llm_perf_opt.workloads import Workload
 
 FakeFn = Callable[..., WorkloadCosts]

@@ -481,7 +481,7 @@ def sweep_costs(config: DeepseekOCRConfig, workload: Workload, *, attention: str
     Prefill: lm_head ``2*S*d*V`` per sequence; decode: ``N-1`` steps each reading the 1.148 GB of active weights
     (model-facts §2.6) and running the lm_head on one token.  Enough to make time scale with S, N and B.
     """
-    from llm_perf_opt.perf.sweep import WorkloadCosts
+    from llm_perf_opt.perf.compiled import WorkloadCosts
     from llm_perf_opt.perf.tree import tree_from_ids
 
     B, S, steps = workload.batch_size, workload.seq_len, workload.decode_steps

@@ -10,10 +10,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from llm_perf_opt.core.driving import PassInputs
+from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracer.engine import PassInputs, trace_model
+from llm_perf_opt.tracer.engine import trace_model
 from llm_perf_opt.tracer.result import TraceResult
-from llm_perf_opt.tracer.trace import DEEPSEEK_OCR_STAGES, BuiltinDriver, trace_workload
+from llm_perf_opt.tracer.trace import DEEPSEEK_OCR_STAGES, trace_workload
 from llm_perf_opt.workloads import PRESETS, RoutingModel, Workload, preset_workload
 
 pytestmark = pytest.mark.slow
@@ -58,7 +60,7 @@ def prefill_matmul(result: TraceResult) -> int:
 
 @pytest.fixture(scope="module")
 def standard() -> TraceResult:
-    return trace_workload("deepseek-ocr-v1-base", "dsocr-standard-v1")
+    return trace_workload(resolve_model_source("deepseek-ocr-v1-base"), "dsocr-standard-v1")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_gundam_decode_integrates_facts_step(standard: TraceResult) -> None:
 
 
 def test_base_1024_prefill_and_step(base_1024: Workload) -> None:
-    result = trace_workload("deepseek-ocr-v1-base", base_1024)
+    result = trace_workload(resolve_model_source("deepseek-ocr-v1-base"), base_1024)
     closed = sam_flops(1, 1024) + clip_flops(1, 1024) + 2 * 256 * 2048 * 1280 + decoder_flops(283, 283)
     assert prefill_matmul(result) == closed
     assert round(closed / 1e9, 3) == 1469.826  # model-facts §3.7, Base 1024
@@ -248,15 +250,15 @@ def test_categories_cover_the_flops(standard: TraceResult) -> None:
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_categories_on_every_preset_tiny(preset: str) -> None:
     work = attrs.evolve(preset_workload(preset), max_new_tokens=min(preset_workload(preset).max_new_tokens, 8))
-    result = trace_workload("deepseek-ocr-v1-tiny", work)
+    result = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), work)
     assert _named_share(result) >= 0.9
     assert result.unsupported == ()
 
 
 def test_routing_changes_weight_reads_not_flops() -> None:
     tiny_work = attrs.evolve(preset_workload("dsocr-standard-v1"), max_new_tokens=2)
-    balanced = trace_workload("deepseek-ocr-v1-tiny", tiny_work)
-    skewed = trace_workload("deepseek-ocr-v1-tiny", tiny_work, routing=RoutingModel.skewed(8.0))
+    balanced = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), tiny_work)
+    skewed = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), tiny_work, routing=RoutingModel.skewed(8.0))
     assert skewed.routing == "skewed(alpha=8)"
     for stage in ("prefill", "decode"):
         assert balanced.node(stage).cost.matmul_flops == skewed.node(stage).cost.matmul_flops

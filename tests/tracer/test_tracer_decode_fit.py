@@ -9,8 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from llm_perf_opt.core.driving import PassInputs
+from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, pick_steps
-from llm_perf_opt.tracer.engine import PassInputs, trace_model
+from llm_perf_opt.tracer.engine import trace_model
 from llm_perf_opt.tracer.nodedata import NodeData
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
@@ -64,8 +66,8 @@ def test_fit_steps_refuses_non_affine() -> None:
 
 def test_affine_fit_equals_every_step_on_tiny_model() -> None:
     work = attrs.evolve(preset_workload("dsocr-standard-v1"), max_new_tokens=8)  # 7 decode steps
-    fit = trace_workload("deepseek-ocr-v1-tiny", work)
-    every = trace_workload("deepseek-ocr-v1-tiny", work, decode="every-step")
+    fit = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), work)
+    every = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), work, decode="every-step")
     assert fit.decode_method == "affine-fit"
     assert every.decode_method == "every-step"
     assert fit.nodes.keys() == every.nodes.keys()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llm_perf_opt.errors import TraceError
+from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.tracer.fastmeta import fast_output, verify_output
 from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import preset_workload
@@ -58,5 +59,7 @@ def test_falls_back_when_unsure() -> None:
 @pytest.mark.parametrize("attention", ["flash", "eager"])
 def test_tiny_trace_verifies_every_fast_output(attention: str) -> None:
     work = attrs.evolve(preset_workload("dsocr-standard-v1"), max_new_tokens=5)
-    result = trace_workload("deepseek-ocr-v1-tiny", work, attention=attention, verify_fast_meta=True)  # type: ignore[arg-type]
+    result = trace_workload(
+        resolve_model_source("deepseek-ocr-v1-tiny"), work, attention=attention, verify_fast_meta=True
+    )  # type: ignore[arg-type]
     assert result.decode_method == "affine-fit"

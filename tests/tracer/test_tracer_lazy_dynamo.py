@@ -7,8 +7,9 @@ import sys
 
 SCRIPT = """
 import sys
+from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.tracer.trace import trace_workload
-r = trace_workload("deepseek-ocr-v1-tiny", "dsocr-tiny-v1")
+r = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), "dsocr-tiny-v1")
 assert r.root.cost.matmul_flops > 0
 assert "torch._dynamo" not in sys.modules, "the trace imported torch._dynamo"
 import torch

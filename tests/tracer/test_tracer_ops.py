@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +13,8 @@ from tracer_toys import meta, trace_toy
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.tracer.counter import FUSED_SDPA_OP, counting
-from llm_perf_opt.tracer.ops.registry import resolve
+from llm_perf_opt.tracer.ops.registry import RULES, resolve
+from llm_perf_opt.tracer.ops.rule import OpTable, add, merge, zero_cost
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import TraceState
@@ -186,6 +188,31 @@ def test_registry_views_and_inplace() -> None:
     assert (rule.bucket, rule.name, aliasing) == ("counted", "elementwise", 2)
     rule, aliasing = resolve(torch.ops.aten.empty.memory_format)
     assert (rule.bucket, rule.name, aliasing) == ("zero-cost", "allocation", 0)
+
+
+def test_every_registered_op_is_an_op_of_the_installed_torch() -> None:
+    assert len(RULES) > 200
+    for op in RULES:
+        assert isinstance(op, torch._ops.OpOverloadPacket)
+        namespace, _, name = op._qualified_op_name.partition("::")
+        assert namespace == "aten" and getattr(torch.ops.aten, name) is op
+        assert op.overloads(), f"{op} has no overloads in torch {torch.__version__}"
+
+
+def test_the_registry_refuses_a_duplicate_and_an_unknown_op() -> None:
+    table: OpTable = {}
+    add(table, ["mm"], zero_cost("x", "y"))
+    with pytest.raises(ValueError, match=r"aten\.mm is registered twice"):
+        add(table, ["mm"], zero_cost("x", "y"))
+    with pytest.raises(ValueError, match="registered twice"):
+        merge(table, {torch.ops.aten.mm: zero_cost("z", "w")})
+    with pytest.raises(LookupError, match=r"no op aten\.not_an_op"):
+        add(table, ["not_an_op"], zero_cost("x", "y"))
+
+
+def test_an_in_place_op_shares_its_out_of_place_rule_unless_registered_itself() -> None:
+    assert torch.ops.aten.add_ not in RULES and resolve(torch.ops.aten.add_.Tensor)[0] is RULES[torch.ops.aten.add]
+    assert resolve(torch.ops.aten.copy_.default)[0] is RULES[torch.ops.aten.copy_]
 
 
 def test_grouped_mm_counted_where_flop_counter_mode_sees_zero() -> None:

@@ -10,9 +10,10 @@ from attrs import field, frozen
 from torch import nn
 
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.core.driving import PassInputs
+from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.registry import ModelSource
-from llm_perf_opt.tracer.engine import PassInputs
-from llm_perf_opt.tracer.trace import DEEPSEEK_OCR_STAGES, BuiltinDriver, make_driver, stage_rules, trace_with_driver
+from llm_perf_opt.tracer.trace import DEEPSEEK_OCR_STAGES, stage_rules, trace_with_driver
 from llm_perf_opt.workloads import RoutingModel, Workload
 
 
@@ -95,7 +96,7 @@ def test_sources_without_hooks_get_the_builtin_driver_and_v1_anchors() -> None:
     assert stage_rules(_toy_source()).vision == ("encoder",)
     model = source.build()
     work = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=2)
-    driver = make_driver(source, model, work, RoutingModel.balanced())
+    driver = source.make_driver(model, work, RoutingModel.balanced())
     assert isinstance(driver, BuiltinDriver)
     assert (driver.seq_len, driver.max_new_tokens, driver.decode_steps) == (work.seq_len, 2, 1)
 

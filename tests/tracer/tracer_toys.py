@@ -8,7 +8,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from llm_perf_opt.tracer.engine import PassInputs, trace_model
+from llm_perf_opt.core.driving import PassInputs
+from llm_perf_opt.tracer.engine import trace_model
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 

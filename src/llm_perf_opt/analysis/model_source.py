@@ -33,6 +33,7 @@ __all__ = [
     "provenance_lines",
     "resolve_source_workload",
     "source_kind",
+    "source_provenance",
     "trusted_source",
 ]
 
@@ -147,6 +148,13 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
         config_path=config_path,
         notes=f"{vision}; decoder: DeepSeek-V2 MoE with MHA; " + "; ".join(provenance_lines(prov)),
     )
+
+
+def source_provenance(source: Any, driver: Any) -> dict[str, Any] | None:
+    """What a remote-code source reports about the code that was traced (``source.provenance(driver)``: hashes, Hub
+    revision, adapters with their uses), as a dict; None for sources without provenance (the built-in model)."""
+    provenance_of = getattr(source, "provenance", None)
+    return dict(provenance_of(driver).as_dict()) if callable(provenance_of) else None
 
 
 def _config_location(source: Any) -> str | None:

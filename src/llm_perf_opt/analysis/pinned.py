@@ -1,7 +1,7 @@
 """Pinned goldens (``third_party/<repo>/<revision>/``): re-trace their workloads on a model source and compare.
 
 A pinned golden holds ``golden/*.json`` traced trees (``llm-perf-opt-golden/1``,
-:mod:`llm_perf_opt.sources.upstream.golden`) and ``code_hashes.json``.  :func:`check_pinned` re-traces each golden's
+:mod:`llm_perf_opt.tracer.golden`) and ``code_hashes.json``.  :func:`check_pinned` re-traces each golden's
 workload on the model source (the one recorded in the goldens, or another) and compares every node's class, stage,
 parent, repetition, calls, weight and KV bytes and every counter exactly; remote-code files whose sha256 moved are
 listed.  A single golden file checks that workload only.  Report goldens (an ``analyze`` folder) are
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from llm_perf_opt.analysis.drift import DriftResult, check_traces, recorded_model
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.sources.upstream.drift import DriftResult, check_traces, recorded_model
 
 __all__ = ["check_pinned", "is_pinned_golden"]
 
@@ -43,7 +43,7 @@ def check_pinned(
     counts_only: bool = False,
 ) -> DriftResult:
     """Re-trace the workloads of a pinned golden (folder or one golden file) on ``model`` (default: the source the
-    goldens were traced from) and compare: a :class:`~llm_perf_opt.sources.upstream.drift.DriftResult`."""
+    goldens were traced from) and compare: a :class:`~llm_perf_opt.analysis.drift.DriftResult`."""
     p = Path(path)
     folder, names = (p, None) if p.is_dir() else (p.parent.parent if p.parent.name == "golden" else p.parent, [p.stem])
     if p.is_file() and p.parent.name != "golden":

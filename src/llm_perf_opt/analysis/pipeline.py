@@ -20,6 +20,7 @@ from llm_perf_opt.analysis.model_source import (
     model_spec,
     provenance_lines,
     resolve_source_workload,
+    source_provenance,
     trusted_source,
 )
 from llm_perf_opt.analysis.options import (
@@ -79,8 +80,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
     attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
     trace, driver = trace_with_driver(source, workload, attention=attention, routing=routing)
-    provenance_of = getattr(source, "provenance", None)
-    provenance = provenance_of(driver).as_dict() if callable(provenance_of) else None
+    provenance = source_provenance(source, driver)
     say(f"traced {len(trace.nodes)} nodes ({trace.decode_method} decode); analytic model and validation")
     analytic_counted = analytic_for(source, workload, attention=options.attention, routing=routing)
     memory = footprint_at_dtype(

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "sweep:sweep",
     "tree": "tree:tree",
     "validation-doc": "validation_doc:validation_doc",
+    "validation-runtimes-doc": "validation_runtimes_doc:validation_runtimes_doc",
     "workloads": "workloads:workloads",
 }
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+from llm_perf_opt.store import ReportStore
+
 __all__ = ["analyze", "parse_page"]
 
 
@@ -121,7 +124,7 @@ def analyze(
 
     Writes model.json, summary.json, report.yaml, validation.json, report.md (with plots/) and layers/*.md.
     """
-    from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
@@ -148,8 +151,6 @@ def analyze(
     result = run_analysis(options, progress=progress)
     written = write_report(result, out_dir, progress=progress)
     if store_dir is not None:
-        from llm_perf_opt.store import ReportStore
-
         ReportStore(store_dir).publish(result.report_id, written, replace=True)
         progress(f"published {result.report_id} into the store {store_dir}")
     if not quiet:

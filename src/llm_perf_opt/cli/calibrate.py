@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
+import yaml
 
+from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.measure.record import load_measurement
+from llm_perf_opt.measure.validation import (
+    calibration_case,
+    device_key,
+    fits_overlap,
+    group_key,
+    predict,
+    rates_for,
+)
+from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, PER_CATEGORY_GROUPS, fit_device_profile
+from llm_perf_opt.perf.efficiency import default_profile
 
 __all__ = ["calibrate"]
 
@@ -18,23 +32,8 @@ __all__ = ["calibrate"]
 def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
     """Fit efficiencies and the per-kernel overhead to measurements of ONE device and dtype; write a profile
     that `analyze --device-profile` reads."""
-    import json
-
-    import yaml
-
-    from llm_perf_opt.core import atomic_write_text
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype
-    from llm_perf_opt.measure.record import load_measurement
-    from llm_perf_opt.measure.validation import (
-        calibration_case,
-        device_key,
-        fits_overlap,
-        group_key,
-        predict,
-        rates_for,
-    )
-    from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, PER_CATEGORY_GROUPS, fit_device_profile
-    from llm_perf_opt.perf.efficiency import default_profile
 
     measurements = [load_measurement(f) for f in files]
     groups = sorted({group_key(m) for m in measurements})  # the grouping validation-doc fits by

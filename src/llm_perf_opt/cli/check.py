@@ -18,6 +18,10 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.core import check_output_folder
+from llm_perf_opt.report.diff_render import render_diff_text
+from llm_perf_opt.tracer.golden import write_golden
+
 __all__ = ["check"]
 
 
@@ -68,8 +72,8 @@ def check(
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pinned import is_pinned_golden
-    from llm_perf_opt.report.diff_render import render_diff_text
     from llm_perf_opt.report.golden import check_golden
 
     def say(message: str) -> None:
@@ -77,7 +81,7 @@ def check(
             click.echo(message, err=True)
 
     if out_dir is not None and not is_pinned_golden(golden):
-        from llm_perf_opt.core import check_output_folder
+        # lazy: report.files pulls in the pipeline (torch); only needed when --out is given
         from llm_perf_opt.report.files import REPORT_FILES
 
         check_output_folder(Path(out_dir), recognise=REPORT_FILES)
@@ -94,6 +98,7 @@ def check(
         counts_only=counts_only,
     )
     if out_dir is not None:
+        # lazy: torch loads only when the command runs (--help imports every command module)
         from llm_perf_opt.report.files import publish_files
 
         publish_files(result.files, Path(out_dir))
@@ -118,8 +123,8 @@ def _check_pinned(
     counts_only: bool = False,
 ) -> None:
     """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pinned import check_pinned
-    from llm_perf_opt.sources.upstream.golden import write_golden
 
     say(f"check: tracing the workloads of the pinned golden {golden}")
     result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say, counts_only=counts_only)

@@ -10,6 +10,10 @@ import json
 
 import click
 
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.report.diff import diff_snapshots, load_snapshot
+from llm_perf_opt.report.diff_render import diff_to_dict, render_diff_text
+
 __all__ = ["diff"]
 
 
@@ -39,10 +43,6 @@ def diff(a: str, b: str, tolerance: float, fmt: str, limit: int, counts_only: bo
     device, dtype, attention, runtime, profile) and the headline deltas (TTFT, TPOT, end to end, pages/day, peak
     memory, max batch). Exit 0 when equal, 1 when different, 2 when an input cannot be read.
     """
-    from llm_perf_opt.errors import UserError
-    from llm_perf_opt.report.diff import diff_snapshots, load_snapshot
-    from llm_perf_opt.report.diff_render import diff_to_dict, render_diff_text
-
     try:
         result = diff_snapshots(load_snapshot(a), load_snapshot(b), tolerance=tolerance, counts_only=counts_only)
     except UserError as exc:

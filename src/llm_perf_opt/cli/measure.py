@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from attrs import evolve
 
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.measure.record import save_measurement
+from llm_perf_opt.workloads import Workload, get_preset
 
 __all__ = ["measure", "parse_page", "resolve_workload"]
 
@@ -34,10 +37,6 @@ def resolve_workload(
     batch: int | None,
 ) -> tuple[Any, str | None]:
     """The resolved workload and the preset id it still equals (None once a flag changes the preset)."""
-    from attrs import evolve
-
-    from llm_perf_opt.workloads import Workload, get_preset
-
     if workload_id is not None:
         if mode is not None or page is not None or prompt_tokens is not None:
             raise UserError("--workload fixes mode, page and prompt; drop --mode/--page/--prompt-tokens or --workload")
@@ -134,8 +133,8 @@ def measure(
     out: Path,
 ) -> None:
     """Run MODEL for real on the CPU or a CUDA GPU and time vision, projector, prefill and every decode step."""
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurements
-    from llm_perf_opt.measure.record import save_measurement
 
     if repeats < 1 or warmup < 0:
         raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")

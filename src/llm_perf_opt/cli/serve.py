@@ -66,8 +66,10 @@ def serve(
     Listens on loopback unless --host says otherwise; there is no authentication, so put a proxy in front before
     exposing it.
     """
+    # lazy: the serve extra (uvicorn, starlette) loads only when the server starts
     import uvicorn
 
+    # lazy: the serve extra (uvicorn, starlette) loads only when the server starts
     from llm_perf_opt.service import create_app, load_backend
 
     if not _is_loopback(host):

@@ -139,7 +139,8 @@ def sweep(
 
 
 def _files(spec: SweepSpec, result: SweepResult) -> dict[str, bytes]:
-    from llm_perf_opt.report.plots import render_sweep_plot  # matplotlib: only when files are written
+    # lazy: matplotlib loads only when files are written
+    from llm_perf_opt.report.plots import render_sweep_plot
 
     grid = (
         f"devices {', '.join(spec.devices)}; pages "

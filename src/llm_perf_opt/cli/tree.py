@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.report.tree_text import tree_records, tree_text
+from llm_perf_opt.workloads import DEFAULT_PRESET_ID
 
 if TYPE_CHECKING:
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from torch import nn
 
 __all__ = ["module_records", "tree"]
@@ -93,8 +97,8 @@ def tree(
     Default: the grouped tree a trace produces (repeated blocks folded, per-stage nodes, for/parfor counts,
     parameters and constructor parameters). --flat: every named_modules() path, no trace.
     """
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.model_source import trusted_source
-    from llm_perf_opt.analysis.options import default_attention
 
     kernel = attention or default_attention(model_name)
     if not flat:
@@ -121,11 +125,9 @@ def _grouped(
     depth: int | None,
 ) -> None:
     """Trace the workload on the meta device and print the grouped tree (text) or its node records (json)."""
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.model_source import check_source_attention, resolve_source_workload
-    from llm_perf_opt.analysis.options import AnalysisOptions
-    from llm_perf_opt.report.tree_text import tree_records, tree_text
     from llm_perf_opt.tracer.trace import trace_workload
-    from llm_perf_opt.workloads import DEFAULT_PRESET_ID
 
     options = AnalysisOptions(
         model=source.name,

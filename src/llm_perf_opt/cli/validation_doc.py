@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.measure.record import load_measurement
+from llm_perf_opt.measure.validation import validate
+from llm_perf_opt.measure.validation_md import render_validation
 
 __all__ = ["COMMAND", "validation_doc"]
 
@@ -26,11 +30,8 @@ COMMAND = "llm-perf-opt validation-doc"
 @click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
 def validation_doc(source: Path, out: Path, check: bool) -> None:
     """Predicted versus measured, per stage, uncalibrated and calibrated, for every measurement file."""
-    from llm_perf_opt.core import atomic_write_text
+    # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype
-    from llm_perf_opt.measure.record import load_measurement
-    from llm_perf_opt.measure.validation import validate
-    from llm_perf_opt.measure.validation_md import render_validation
 
     files = sorted(source.glob("*.json"))
     if not files:

@@ -312,6 +312,7 @@ def profile_launches(
 
 def _profiled(call: Any, *, cuda: bool) -> list[Any] | None:
     """The profiler's events of ``call()`` (device synchronised before and after), or None if it cannot run."""
+    # lazy: the profiler is loaded only when kernels are profiled
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]

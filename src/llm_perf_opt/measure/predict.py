@@ -16,6 +16,7 @@ from functools import cache
 from llm_perf_opt.measure.record import Measurement, MeasurementError, WorkloadRecord
 from llm_perf_opt.perf.tree import CostTree, tree_from_nodes
 from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import MODES, Workload
 
 __all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "workload_of"]
@@ -62,8 +63,6 @@ def cost_tree(measurement: Measurement) -> CostTree:
 
 @cache
 def _traced(model: str, record: WorkloadRecord, attention: str, workload: Workload) -> CostTree:
-    from llm_perf_opt.tracer.trace import trace_workload
-
     del record  # part of the cache key only
     source = resolve_model_source(model)
     tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention

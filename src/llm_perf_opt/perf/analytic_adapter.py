@@ -1,7 +1,7 @@
 """The analytic model as the sweep's cost function.
 
 :func:`workload_costs_from_analytic` turns :func:`llm_perf_opt.analytic.analytic_costs` into
-:class:`~llm_perf_opt.perf.sweep.WorkloadCosts`: the kernel groups (flattened straight from the analytic model's
+:class:`~llm_perf_opt.perf.compiled.WorkloadCosts`: the kernel groups (flattened straight from the analytic model's
 parent/child links and per-category inclusive counters, eager op-level bytes), the parameter bytes, the KV cache at
 its final length and the activation peak.
 """
@@ -13,8 +13,7 @@ from typing import Literal
 from llm_perf_opt.analytic import analytic_costs
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
-from llm_perf_opt.perf.compiled import CompiledTree
-from llm_perf_opt.perf.sweep import WorkloadCosts
+from llm_perf_opt.perf.compiled import CompiledTree, WorkloadCosts
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.routing import RoutingModel
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from attrs import frozen
+from attrs import field, frozen
 
 from llm_perf_opt.core.counts import COST_FIELDS
 from llm_perf_opt.perf.efficiency import CATEGORIES
 from llm_perf_opt.perf.roofline import Rates
 from llm_perf_opt.perf.tree import STAGES, CostTree, exclusive_by_category, stage_of
 
-__all__ = ["CompiledTree"]
+__all__ = ["CompiledTree", "WorkloadCosts"]
 
 _Row = tuple[int, int, float, float, float, float]  # stage index, category index, F_mm, F_vec, bytes, kernels
 _USED = tuple(
@@ -106,3 +106,33 @@ def _category_index(category: str) -> int:
         return CATEGORIES.index(category)
     except ValueError:
         raise ValueError(f"unknown operator category {category!r}; expected one of {', '.join(CATEGORIES)}") from None
+
+
+@frozen(kw_only=True)
+class WorkloadCosts:
+    """What a sweep needs from a cost model for one workload (all counts in ``counted_dtype``, whole batch)."""
+
+    compiled: CompiledTree = field(metadata={"help": "the workload's kernel groups (see CompiledTree.from_tree)"})
+    weight_bytes: int = field(metadata={"help": "parameter bytes resident on the device"})
+    kv_cache_bytes: int = field(metadata={"help": "KV cache at its final length (S+N-1 tokens), whole batch"})
+    peak_activation_bytes: int = field(metadata={"help": "largest live activation set, whole batch"})
+    counted_dtype: str = field(default="bf16", metadata={"help": "dtype the bytes were counted in"})
+
+    @classmethod
+    def from_tree(
+        cls,
+        tree: CostTree,
+        *,
+        weight_bytes: int,
+        kv_cache_bytes: int,
+        peak_activation_bytes: int,
+        counted_dtype: str = "bf16",
+    ) -> WorkloadCosts:
+        """From a cost tree (node id -> CostNode), for cost functions that build one."""
+        return cls(
+            compiled=CompiledTree.from_tree(tree),
+            weight_bytes=weight_bytes,
+            kv_cache_bytes=kv_cache_bytes,
+            peak_activation_bytes=peak_activation_bytes,
+            counted_dtype=counted_dtype,
+        )

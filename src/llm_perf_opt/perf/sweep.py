@@ -21,13 +21,13 @@ from attrs import asdict, evolve, field, fields, frozen
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, get_device, normalize_dtype
-from llm_perf_opt.perf.compiled import CompiledTree
+from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
+from llm_perf_opt.perf.compiled import WorkloadCosts
 from llm_perf_opt.perf.efficiency import EXECUTION_MODES, DeviceProfile, default_profile
 from llm_perf_opt.perf.memory import capacity_check, footprint_at_dtype
 from llm_perf_opt.perf.roofline import Rates
 from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.perf.throughput import ExpectedCoverageRouting, throughput
-from llm_perf_opt.perf.tree import CostTree
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.modes import get_mode
 from llm_perf_opt.workloads.routing import RoutingModel
@@ -37,41 +37,10 @@ __all__ = [
     "SweepResult",
     "SweepRow",
     "SweepSpec",
-    "WorkloadCosts",
     "rows_to_csv",
     "rows_to_markdown",
     "run_sweep",
 ]
-
-
-@frozen(kw_only=True)
-class WorkloadCosts:
-    """What a sweep needs from a cost model for one workload (all counts in ``counted_dtype``, whole batch)."""
-
-    compiled: CompiledTree = field(metadata={"help": "the workload's kernel groups (see CompiledTree.from_tree)"})
-    weight_bytes: int = field(metadata={"help": "parameter bytes resident on the device"})
-    kv_cache_bytes: int = field(metadata={"help": "KV cache at its final length (S+N-1 tokens), whole batch"})
-    peak_activation_bytes: int = field(metadata={"help": "largest live activation set, whole batch"})
-    counted_dtype: str = field(default="bf16", metadata={"help": "dtype the bytes were counted in"})
-
-    @classmethod
-    def from_tree(
-        cls,
-        tree: CostTree,
-        *,
-        weight_bytes: int,
-        kv_cache_bytes: int,
-        peak_activation_bytes: int,
-        counted_dtype: str = "bf16",
-    ) -> WorkloadCosts:
-        """From a cost tree (node id -> CostNode), for cost functions that build one."""
-        return cls(
-            compiled=CompiledTree.from_tree(tree),
-            weight_bytes=weight_bytes,
-            kv_cache_bytes=kv_cache_bytes,
-            peak_activation_bytes=peak_activation_bytes,
-            counted_dtype=counted_dtype,
-        )
 
 
 class CostFunction(Protocol):
@@ -176,10 +145,7 @@ class SweepResult:
 def analytic_workload_costs(
     config: DeepseekOCRConfig, workload: Workload, *, attention: str, routing: RoutingModel
 ) -> WorkloadCosts:
-    """The default cost function: the analytic model's counts for ``workload`` (imported on first use: the adapter
-    imports this module)."""
-    from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
-
+    """The default cost function: the analytic model's counts for ``workload``."""
     return workload_costs_from_analytic(config, workload, attention=attention, routing=routing)
 
 

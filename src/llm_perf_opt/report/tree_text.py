@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_perf_opt.errors import UserError
 from llm_perf_opt.tracer.result import TracedNode, TraceResult
 
 __all__ = ["tree_records", "tree_text"]
@@ -81,8 +82,6 @@ def tree_text(
     """The tree from ``root`` (or one ``stage``), ``max_depth`` levels below it (None: all)."""
     start = stage if stage is not None else "root"
     if start not in trace.nodes:
-        from llm_perf_opt.errors import UserError
-
         stages = list(trace.nodes["root"].children)
         raise UserError(f"stage {start!r} has no nodes in this trace; stages present: {', '.join(stages)}")
     lines = [f"{trace.model} · {trace.workload} · {len(trace.nodes)} nodes"]

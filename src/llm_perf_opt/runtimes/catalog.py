@@ -1,8 +1,9 @@
 """The runtimes: data plus small rules (kernel maps, launch and host costs, which stages run in CUDA graphs).
 
-Every number here has its basis in the rule's ``source`` or in :data:`HOST_BASIS`; nothing is fitted.  Kernel counts
-per call are read from each runtime's own model code (versions named in :data:`SOURCES`).  What no rule covers is
-counted eager (the traced ops, one kernel each): the vision encoders and the projector for every runtime.
+Every number here has its basis in the rule's ``source`` or in :data:`HOST_BASIS`; two SGLang host constants are
+fitted on one published point each (:mod:`.fit`, role fit), nothing else.  Kernel counts per call are read from each
+runtime's own model code (versions named in :data:`SOURCES`).  What no rule covers is counted eager (the traced ops,
+one kernel each): the vision encoders and the projector for every runtime.
 """
 
 from __future__ import annotations
@@ -135,9 +136,10 @@ def _hf_graph_rules() -> dict[str, UnitRule]:
     }
 
 
-@frozen(kw_only=True)
+@frozen(kw_only=True, eq=False)
 class Runtime:
-    """One inference runtime: its kernel map, where it uses CUDA graphs and what the host costs."""
+    """One inference runtime: its kernel map, where it uses CUDA graphs and what the host costs (compared and hashed
+    by identity: the catalog holds one of each)."""
 
     runtime_id: str
     description: str
@@ -180,8 +182,9 @@ HOST_BASIS: Mapping[str, str] = {
     ),
     "sglang": (
         "decode in CUDA/HIP graphs (cuda_graph_max_bs), prefill eager with custom kernels launched from Python at "
-        "~15 us each; the overlap scheduler hides most per-step CPU work: 0.1 ms per step; 3 ms per request for the "
-        "HTTP server, tokenizer manager and detokenizer processes"
+        "~15 us each; per step 0.43 ms of host time (scheduler, sampling, output processing; fitted on the H200 "
+        "OCR-2 TPOT point) and per request 17.8 ms outside the model (HTTP server, tokenizer manager and "
+        "detokenizer processes, first schedule; fitted on the MI300X OCR TTFT point)"
     ),
 }
 
@@ -234,8 +237,8 @@ RUNTIMES: Mapping[str, Runtime] = {
         graph_decode=True,
         max_graph_batch=160,
         host_per_kernel_s=15e-6,
-        step_host_s=100e-6,
-        request_overhead_s=3e-3,
+        step_host_s=430e-6,  # fitted: runtimes.fit.FITTED_ON["sglang.step_host_s"]
+        request_overhead_s=17.8e-3,  # fitted: runtimes.fit.FITTED_ON["sglang.request_overhead_s"]
         attention=("flash",),
     ),
 }

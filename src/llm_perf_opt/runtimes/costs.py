@@ -13,7 +13,7 @@ from llm_perf_opt.analytic import AnalyticTree, analytic_costs, ocr2_analytic_co
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
+from llm_perf_opt.runtimes.catalog import Runtime
 from llm_perf_opt.runtimes.classes import class_of
 from llm_perf_opt.runtimes.kernel_map import FusedNode, RuntimeNode, fuse_tree, runtime_nodes
 from llm_perf_opt.workloads import RoutingModel, Workload
@@ -68,9 +68,9 @@ def check_supported(runtime: Runtime, *, attention: str, source: str = "") -> No
 
 
 @lru_cache(maxsize=64)
-def _fused(runtime_id: str, config: ModelConfig, workload: WorkloadLike, attention: str) -> dict[str, FusedNode]:
+def _fused(runtime: Runtime, config: ModelConfig, workload: WorkloadLike, attention: str) -> dict[str, FusedNode]:
     tree = analytic_tree(config, workload, attention=attention)
-    return fuse_tree(nodes_of(tree, config), get_runtime(runtime_id).rules)
+    return fuse_tree(nodes_of(tree, config), runtime.rules)
 
 
 def fused_costs(
@@ -78,4 +78,4 @@ def fused_costs(
 ) -> Mapping[str, FusedNode]:
     """Every node of ``workload`` as ``runtime`` runs it (cached)."""
     check_supported(runtime, attention=attention)
-    return _fused(runtime.runtime_id, config, workload, attention)
+    return _fused(runtime, config, workload, attention)

@@ -41,6 +41,7 @@ from llm_perf_opt.workloads import expected_distinct_experts
 
 __all__ = [
     "DEVICE_KERNEL_GAP_S",
+    "ForwardTerms",
     "RequestTimes",
     "RuntimeIterationTimer",
     "device_kernel_gap_s",
@@ -121,6 +122,31 @@ class _Side:
 
 
 @frozen(kw_only=True)
+class ForwardTerms:
+    """One forward's time by what makes it: roofline, device gaps, host launches, per-step host time."""
+
+    roofline_s: float = field(metadata={"help": "sum over kernel groups of max(compute, memory)"})
+    compute_bound_s: float = field(metadata={"help": "part of roofline_s in groups where compute wins"})
+    gap_s: float = field(metadata={"help": "device gap per kernel x kernels (runtimes with overlap)"})
+    launch_s: float = field(metadata={"help": "host launch time of the kernels not in a graph"})
+    step_host_s: float = field(metadata={"help": "scheduler / input / sampling host time per iteration"})
+    kernels: float = field(metadata={"help": "kernels launched"})
+    bytes: float = field(metadata={"help": "DRAM bytes moved"})
+    graphs: str = field(metadata={"help": "full, piecewise or none"})
+
+    @property
+    def bound(self) -> str:
+        """What sets the pace: ``compute``, ``memory``, ``launch`` (device gaps between many small kernels) or
+        ``host`` (the host cannot issue kernels / steps fast enough)."""
+        device = self.roofline_s + self.gap_s
+        if max(self.launch_s, self.step_host_s) > device:
+            return "host"
+        if self.gap_s > self.roofline_s:
+            return "launch"
+        return "compute" if self.compute_bound_s * 2 > self.roofline_s else "memory"
+
+
+@frozen(kw_only=True)
 class RequestTimes:
     """One request alone on the runtime: time to first token and mean time per output token (seconds)."""
 
@@ -188,19 +214,35 @@ class RuntimeIterationTimer:
         return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
     def _forward_s(self, pre: _Side, dec: _Side, graphed: str) -> float:
+        terms = self._terms(pre, dec, graphed)
+        if self.runtime.overlap:
+            return max(terms.roofline_s + terms.gap_s, terms.launch_s)
+        return terms.roofline_s + terms.launch_s
+
+    def decode_terms(self, *, contexts: tuple[int, ...]) -> ForwardTerms:
+        """What one decode step of sequences at ``contexts`` is made of (for reports and the validation page)."""
+        dec = _Side(tokens=len(contexts), pairs=sum(contexts), keys=sum(contexts))
+        empty = _Side(tokens=0, pairs=0, keys=0)
+        return self._terms(empty, dec, self._graph_mode(empty, dec))
+
+    def prefill_terms(self, *, tokens: int) -> ForwardTerms:
+        """What a prefill of ``tokens`` prompt tokens (no cache, no page) is made of."""
+        pre = _Side(tokens=tokens, pairs=tokens * (tokens + 1) // 2, keys=tokens)
+        empty = _Side(tokens=0, pairs=0, keys=0)
+        return self._terms(pre, empty, self._graph_mode(pre, empty))
+
+    def _terms(self, pre: _Side, dec: _Side, graphed: str) -> ForwardTerms:
         profile = self.rates.profile
         inv_mm = 1.0 / self.rates.matmul_peak_flops
         inv_vec = 1.0 / self.rates.vector_peak_flops
         per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
         eff = [profile.category_efficiency[c] for c in CATEGORIES]
-        tokens = pre.tokens + dec.tokens
-        cover = self._coverage(tokens)
-        device = host = 0.0
+        cover = self._coverage(pre.tokens + dec.tokens)
+        roof = compute_s = gap = launch = 0.0
+        kernels_total = bytes_total = 0.0
         keys = set(self.prefill_rows if pre.tokens else ()) | set(self.decode_rows if dec.tokens else ())
-        for key in keys:
-            f = v = b = 0.0
-            kernels = 0.0
-            fixed = 0.0
+        for key in sorted(keys):
+            f = v = b = kernels = fixed = 0.0
             first: _Row | None = None
             for side, rows in ((pre, self.prefill_rows), (dec, self.decode_rows)):
                 row = rows.get(key) if side.tokens else None
@@ -223,15 +265,27 @@ class RuntimeIterationTimer:
             b += fixed
             compute = (f * inv_mm + v * inv_vec) / eff[first.category]
             memory = b * per_byte
-            device += max(compute, memory)
+            roof += max(compute, memory)
+            compute_s += compute if compute >= memory else 0.0
+            kernels_total += kernels
+            bytes_total += b
             in_graph = first.graphable and (graphed == "full" or (graphed == "piecewise" and not first.attention))
             if self.runtime.overlap:
-                device += kernels * self.gap_s
+                gap += kernels * self.gap_s
                 if not in_graph:
-                    host += kernels * self.runtime.host_per_kernel_s
+                    launch += kernels * self.runtime.host_per_kernel_s
             else:
-                host += kernels * profile.kernel_overhead("decode" if pre.tokens == 0 else "prefill")
-        return max(device, host) if self.runtime.overlap else device + host
+                launch += kernels * profile.kernel_overhead("decode" if pre.tokens == 0 else "prefill")
+        return ForwardTerms(
+            roofline_s=roof,
+            compute_bound_s=compute_s,
+            gap_s=gap,
+            launch_s=launch,
+            step_host_s=self.runtime.step_host_s,
+            kernels=kernels_total,
+            bytes=bytes_total,
+            graphs=graphed,
+        )
 
     def request_times(self, *, prompt_tokens: int, max_new_tokens: int, vision_key: str = "") -> RequestTimes:
         """One request alone: a prefill of ``prompt_tokens`` (with its page when ``vision_key`` names one), then
@@ -265,7 +319,7 @@ def _runtime_profile(runtime: Runtime, profile: DeviceProfile | None) -> DeviceP
 
 @lru_cache(maxsize=64)
 def _timer(
-    runtime_id: str,
+    runtime: Runtime,
     config: ModelConfig,
     device_id: str,
     dtype: str,
@@ -273,7 +327,6 @@ def _timer(
     attention: str,
     profile: DeviceProfile | None,
 ) -> RuntimeIterationTimer:
-    runtime = get_runtime(runtime_id)
     device = get_device(device_id)
     rates = Rates.for_device(device, dtype=dtype, profile=_runtime_profile(runtime, profile))
     probe = _probe_workload(workloads[0][1])
@@ -328,7 +381,7 @@ def _vision_seconds(
 
 def runtime_iteration_timer(
     *,
-    runtime: str,
+    runtime: str | Runtime,
     config: ModelConfig,
     device: str,
     dtype: str = "bf16",
@@ -345,12 +398,13 @@ def runtime_iteration_timer(
     """
     if not workloads:
         raise UserError("runtime_iteration_timer needs at least one workload (its page prices the vision encoder)")
-    return _timer(runtime, config, device, dtype, tuple(workloads.items()), attention, profile)
+    chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
+    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, profile)
 
 
 def single_request_times(
     *,
-    runtime: str,
+    runtime: str | Runtime,
     config: ModelConfig,
     device: str,
     workload: WorkloadLike,

@@ -11,6 +11,9 @@ from llm_perf_opt.sources.registry import (
     register_source,
     resolve_model_source,
 )
+from llm_perf_opt.sources.upstream.register import register_upstream_sources
+
+register_upstream_sources()
 
 __all__ = [
     "DEFAULT_MODEL_SOURCE",

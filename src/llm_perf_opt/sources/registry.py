@@ -17,7 +17,9 @@ from torch import nn
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UnknownIdError
 from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs, build_inputs, build_model
+from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 
 __all__ = [
     "DEFAULT_MODEL_SOURCE",
@@ -69,6 +71,10 @@ class ModelSource:
         """Prefill and decode-step inputs for ``workload`` (see :mod:`llm_perf_opt.sources.deepseek_ocr_v1.inputs`)."""
         return self.input_builder(self.config, workload, device=device, dtype=dtype)
 
+    def make_driver(self, model: nn.Module, workload: WorkloadLike, routing: ExpertRouting) -> BuiltinDriver:
+        """The driver the tracer runs: ``model`` (built by :meth:`build`) on ``workload``'s meta inputs."""
+        return BuiltinDriver(model, self.make_inputs(workload), routing)
+
 
 _SOURCES: dict[str, Callable[[], ModelSource]] = {}
 _SCHEMES: dict[str, Callable[[str], ModelSource]] = {}
@@ -117,7 +123,3 @@ register_source(
 )
 
 # -- Upstream sources (issue 7): hf-snapshot:PATH, hf:REPO@REVISION, deepseek-ocr-2 -----------------------------------
-# Registered by llm_perf_opt.sources.upstream.register; its resolvers import their modules only when used.
-from llm_perf_opt.sources.upstream.register import register_upstream_sources  # noqa: E402
-
-register_upstream_sources()

@@ -1,18 +1,20 @@
 """Model-agnostic trace driver: run the prefill pass and decode steps under the counter, group, fit, assemble.
 
-A :class:`Driver` says how to run one model: the prefill pass and decode step ``i`` (inputs made outside the
-counter, so building them is not charged).  :func:`trace_model` does the rest and returns a :class:`TraceResult`.
+A :class:`~llm_perf_opt.core.driving.Driver` (the model source provides it) says how to run one model: the prefill pass
+and decode step ``i`` (inputs made outside the counter, so building them is not charged). :func:`trace_model` does the
+rest and returns a :class:`TraceResult`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
-from attrs import field, frozen
+from attrs import frozen
 from torch import nn
 
+from llm_perf_opt.core.driving import Driver, PassInputs
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.counter import counting
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
@@ -27,51 +29,9 @@ from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
 
-__all__ = ["DecodeMode", "Driver", "InputsDriver", "PassInputs", "trace_model"]
+__all__ = ["DecodeMode", "trace_model"]
 
 DecodeMode = Literal["auto", "every-step"]
-
-
-@frozen(kw_only=True, eq=False)
-class PassInputs:
-    """One forward pass, ready to run."""
-
-    run: Callable[[], Any] = field(metadata={"help": "runs the forward (inputs already bound)"})
-    live: Sequence[torch.Tensor] = field(default=(), metadata={"help": "input tensors: live activations"})
-    kv: Sequence[torch.Tensor] = field(default=(), metadata={"help": "KV-cache buffers handed to the pass"})
-    kv_filled: Callable[[Any], Sequence[torch.Tensor]] = field(
-        default=lambda out: (), metadata={"help": "from the pass output: the filled KV views held afterwards"}
-    )
-
-
-class InputsDriver:
-    """What every driver of a workload's inputs (``self.inputs``) says about it: decode steps, S and N."""
-
-    inputs: Any  # sources.deepseek_ocr_v1.WorkloadInputs
-
-    @property
-    def decode_steps(self) -> int:
-        return int(self.inputs.num_decode_steps)
-
-    @property
-    def seq_len(self) -> int:
-        """Prefill length S of the driven workload."""
-        return int(self.inputs.seq_len)
-
-    @property
-    def max_new_tokens(self) -> int:
-        return int(self.inputs.max_new_tokens)
-
-
-class Driver(Protocol):
-    """How to run one model on one workload."""
-
-    @property
-    def decode_steps(self) -> int: ...
-
-    def prefill(self) -> PassInputs: ...
-
-    def step(self, i: int) -> PassInputs: ...
 
 
 @frozen(kw_only=True)

@@ -1,5 +1,7 @@
 """Top level: :func:`trace_workload` traces a model source on a workload and returns a :class:`TraceResult`.
 
+The source is any :class:`~llm_perf_opt.core.driving.TraceableSource` (resolve a name with
+``llm_perf_opt.sources.resolve_model_source``): it builds the tree and provides the driver; this module runs it.
 ``attention="flash"`` builds the model with ``attn_implementation="sdpa"`` and records every
 ``F.scaled_dot_product_attention`` call as one fused op with causal-effective executed FLOPs;
 ``attention="eager"`` builds the eager implementation (explicit matmuls, additive mask, fp32 softmax) and lets
@@ -8,86 +10,24 @@ SDPA calls elsewhere (SAM, CLIP) run their math decomposition, counted op by op.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
-from llm_perf_opt.sources.deepseek_ocr_v1 import WorkloadInputs
-from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
-from llm_perf_opt.tracer.engine import DecodeMode, InputsDriver, PassInputs, trace_model
+from llm_perf_opt.core.driving import Driver, TraceableSource
+from llm_perf_opt.tracer.engine import DecodeMode, trace_model
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = [
-    "DEEPSEEK_OCR_STAGES",
-    "BuiltinDriver",
-    "make_driver",
-    "stage_rules",
-    "trace_with_driver",
-    "trace_workload",
-]
+__all__ = ["DEEPSEEK_OCR_STAGES", "stage_rules", "trace_with_driver", "trace_workload"]
 
 DEEPSEEK_OCR_STAGES = StageRules()
 
 
-class BuiltinDriver(InputsDriver):
-    """Runs the built-in DeepSeek-OCR v1 tree: prefill with the workload's images, decode step ``i`` with a cache
-    pre-filled (outside the counter) to ``S + i - 1`` positions."""
-
-    def __init__(self, model: nn.Module, inputs: WorkloadInputs, routing: RoutingModel) -> None:
-        self.model: Any = model  # DeepseekOCRForCausalLM (or a tree with the same forward and new_cache)
-        self.inputs = inputs
-        self.routing = routing
-
-    def _new_cache(self) -> Any:
-        # one spare position: a view of the filled prefix is then never the whole buffer (torch skips a slice that
-        # spans a whole dimension, which would make the last step's view count differ from the others')
-        return self.model.new_cache(batch_size=self.inputs.batch_size, max_len=self.inputs.cache_len + 1)
-
-    def _filled(self, out: Any) -> Sequence[torch.Tensor]:
-        cache = out.past_key_values
-        return [t for layer in range(cache.num_layers) for t in cache.layer(layer)]
-
-    def prefill(self) -> PassInputs:
-        cache = self._new_cache()
-        kwargs = self.inputs.prefill.kwargs()
-        live = [kwargs["input_ids"], kwargs["images_seq_mask"], kwargs["position_ids"]]
-        for views in self.inputs.prefill.images:
-            live += [t for t in (views.crops, views.global_view) if t is not None]
-        model, routing = self.model, self.routing
-        return PassInputs(
-            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
-            live=live,
-            kv=cache.buffers(),
-            kv_filled=self._filled,
-        )
-
-    def step(self, i: int) -> PassInputs:
-        inputs = self.inputs
-        cache = self._new_cache()
-        cached = inputs.seq_len + i - 1
-        with torch.no_grad():
-            for layer in range(cache.num_layers):
-                key, _ = cache.layer(layer)
-                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
-                cache.update(layer, past, past)
-        step = inputs.decode_step(i)
-        kwargs = step.kwargs()
-        model, routing = self.model, self.routing
-        return PassInputs(
-            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
-            live=[kwargs["input_ids"], kwargs["position_ids"]],
-            kv=cache.buffers(),
-            kv_filled=self._filled,
-        )
-
-
 def trace_workload(
-    model_source: ModelSource | str,
+    model_source: TraceableSource,
     workload: Workload | Ocr2Workload | str,
     *,
     attention: Literal["flash", "eager"] = "flash",
@@ -96,13 +36,13 @@ def trace_workload(
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
 ) -> TraceResult:
-    """Trace ``workload`` (a Workload or a preset id) on ``model_source`` (a ModelSource or its name).
+    """Trace ``workload`` (a Workload, an Ocr2Workload or a preset id) on ``model_source``.
 
     ``model`` may pass an already built tree (meta, built with the implementation ``attention`` needs) to skip
     building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
     ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
-    Sources with their own driver (``make_driver``: upstream remote code, DeepSeek-OCR-2) and stage anchors
-    (``stage_anchors``) are driven through them; see :func:`trace_with_driver` for the driver afterwards.
+    The source's driver (``make_driver``) runs the passes; its stage anchors (``stage_anchors`` when it has them,
+    v1's otherwise) assign stages.  See :func:`trace_with_driver` for the driver afterwards.
     """
     result, _ = trace_with_driver(
         model_source,
@@ -117,7 +57,7 @@ def trace_workload(
 
 
 def trace_with_driver(
-    model_source: ModelSource | str,
+    model_source: TraceableSource,
     workload: Workload | Ocr2Workload | str,
     *,
     attention: Literal["flash", "eager"] = "flash",
@@ -125,16 +65,16 @@ def trace_with_driver(
     decode: DecodeMode = "auto",
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
-) -> tuple[TraceResult, Any]:
+) -> tuple[TraceResult, Driver]:
     """:func:`trace_workload`, also returning the driver that ran (it counts what a source's adapters did, which
     ``source.provenance(driver)`` reports)."""
-    source = resolve_model_source(model_source) if isinstance(model_source, str) else model_source
+    source = model_source
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
     if model is None:
         model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
-    driver = make_driver(source, model, work, route)
-    describe = getattr(driver, "describe", None)
+    driver = source.make_driver(model, work, route)
+    describe: Any = getattr(driver, "describe", None)
     result = trace_model(
         model,
         driver,
@@ -151,18 +91,7 @@ def trace_with_driver(
     return result, driver
 
 
-def make_driver(source: ModelSource, model: nn.Module, workload: Workload | Ocr2Workload, routing: RoutingModel) -> Any:
-    """The source's own driver (``source.make_driver``: upstream remote code, DeepSeek-OCR-2), else the built-in one.
-
-    Either has ``prefill()``, ``step(i)``, ``decode_steps``, ``seq_len`` and ``max_new_tokens``.
-    """
-    custom = getattr(source, "make_driver", None)
-    if callable(custom):
-        return custom(model, workload, routing)
-    return BuiltinDriver(model, source.make_inputs(workload), routing)
-
-
-def stage_rules(source: ModelSource) -> StageRules:
+def stage_rules(source: TraceableSource) -> StageRules:
     """The source's stage anchors (``source.stage_anchors``: vision/projector/language prefixes), else v1's."""
     anchors = getattr(source, "stage_anchors", None)
     if not anchors:

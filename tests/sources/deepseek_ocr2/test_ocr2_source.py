@@ -12,8 +12,9 @@ from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.sources.deepseek_ocr2 import config as ocr2_config
 from llm_perf_opt.sources.deepseek_ocr2.config import ocr2_config_kwargs, published_config, source_facts
 from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
-from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource, to_ocr2_workload, trace_deepseek_ocr2
+from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource, deepseek_ocr2_source, to_ocr2_workload
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
+from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import Workload
 
 NEW_ENOUGH = version_tuple(installed_transformers() or "0") >= ocr2_config.MIN_TRANSFORMERS
@@ -48,7 +49,7 @@ def test_source_is_registered_with_the_v1_decoder() -> None:
         64,
         6,
     )
-    with pytest.raises(UserError, match="trace_deepseek_ocr2"):
+    with pytest.raises(UserError, match="trace_workload"):
         source.make_inputs(None)
 
 
@@ -85,7 +86,11 @@ def test_parameter_total_matches_the_published_checkpoint(ocr2_model: nn.Module)
 
 @pytest.fixture(scope="module")
 def traced(ocr2_model: nn.Module) -> tuple[Any, Any]:
-    return trace_deepseek_ocr2(Ocr2Workload.create(page=(1024, 1024), max_new_tokens=3), model=ocr2_model)
+    source = deepseek_ocr2_source()
+    result, driver = trace_with_driver(
+        source, Ocr2Workload.create(page=(1024, 1024), max_new_tokens=3), attention="flash", model=ocr2_model
+    )
+    return result, source.provenance(driver)
 
 
 @needs_transformers

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from upstream_helpers import REQUIRES_TRANSFORMERS
 
-from llm_perf_opt.sources.upstream.drift import check, main, write
+from llm_perf_opt.analysis.drift import check, main, write
 
 pytestmark = REQUIRES_TRANSFORMERS
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from torch import nn
-from upstream_helpers import REQUIRES_TRANSFORMERS, small_workload
+from upstream_helpers import REQUIRES_TRANSFORMERS, small_workload, trace_upstream
 
-from llm_perf_opt.sources.upstream.golden import compare_golden, golden_from_trace, read_golden, write_golden
-from llm_perf_opt.sources.upstream.source import UpstreamModelSource, resolve_snapshot, trace_upstream
+from llm_perf_opt.sources.upstream.source import UpstreamModelSource, resolve_snapshot
+from llm_perf_opt.tracer.golden import compare_golden, golden_from_trace, read_golden, write_golden
 
 pytestmark = REQUIRES_TRANSFORMERS
 

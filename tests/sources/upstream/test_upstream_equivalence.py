@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from upstream_helpers import trace_upstream
 
+from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
-from llm_perf_opt.sources.upstream.equivalence import compare_traces
-from llm_perf_opt.sources.upstream.source import resolve_snapshot, trace_upstream
+from llm_perf_opt.sources.upstream.source import resolve_snapshot
+from llm_perf_opt.tracer.equivalence import compare_traces
 from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import Workload, preset_workload
 
@@ -45,7 +47,7 @@ def test_upstream_and_builtin_trace_to_the_same_tree(name: str, upstream: tuple[
     source, model = upstream
     workload = WORKLOADS[name]()
     theirs, provenance = trace_upstream(source, workload, model=model)  # type: ignore[arg-type]
-    ours = trace_workload("deepseek-ocr-v1-base", workload, attention="eager")
+    ours = trace_workload(resolve_model_source("deepseek-ocr-v1-base"), workload, attention="eager")
     assert [str(d) for d in compare_traces(ours, theirs)] == []
     assert theirs.unsupported == ours.unsupported == ()
     params = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]

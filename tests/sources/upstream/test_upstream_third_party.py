@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from llm_perf_opt.analysis.drift import check
 from llm_perf_opt.sources.deepseek_ocr2.config import MIN_TRANSFORMERS
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
-from llm_perf_opt.sources.upstream.drift import check
-from llm_perf_opt.sources.upstream.golden import compare_golden, read_golden
+from llm_perf_opt.tracer.golden import compare_golden, read_golden
 
 THIRD_PARTY = Path(__file__).resolve().parents[3] / "third_party"
 PINNED = THIRD_PARTY / "deepseek-ai--DeepSeek-OCR" / "2c968b433af61a059311cbf8997765023806a24d"

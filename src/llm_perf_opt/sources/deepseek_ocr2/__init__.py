@@ -2,7 +2,7 @@
 
 :mod:`.config` (published ``config.json`` shipped as data, with its source), :mod:`.modes` (resolution modes, tile
 rule, token counts; torch-free), :mod:`.experts` (counting experts implementation), :mod:`.build`, :mod:`.driver`,
-:mod:`.source` (the ``deepseek-ocr-2`` model source and :func:`~.source.trace_deepseek_ocr2`).
+:mod:`.source` (the ``deepseek-ocr-2`` model source).
 """
 
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Mode, Ocr2Workload, ocr2_grid, view_tokens

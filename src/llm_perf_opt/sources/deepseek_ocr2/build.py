@@ -32,6 +32,7 @@ def build_ocr2_model(*, dtype: torch.dtype = torch.bfloat16, attn_implementation
             f"deepseek-ocr-2 attention implementation {attn_implementation!r} is not supported; expected one of "
             f"{', '.join(ATTN_IMPLEMENTATIONS)}"
         )
+    # lazy: transformers is optional (the [hf] extra) and heavy; loaded only when this runs
     from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
 
     register_counting_experts()

@@ -18,11 +18,11 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.sources.deepseek_ocr2.build import experts_layers
 from llm_perf_opt.sources.deepseek_ocr2.experts import routing_scope
 from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
-from llm_perf_opt.tracer.engine import PassInputs
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = ["Ocr2Driver", "preallocated_cache"]
@@ -32,6 +32,7 @@ _TEXT_BASE = 3  # placeholder text ids (0 BOS, 1 EOS, 2 pad)
 
 @functools.cache
 def _layer_class() -> type:
+    # lazy: transformers is optional (the [hf] extra) and heavy; loaded only when this runs
     from transformers.cache_utils import DynamicLayer
 
     base: Any = DynamicLayer
@@ -64,6 +65,7 @@ def _layer_class() -> type:
 
 def preallocated_cache(text_config: Any, kv: KVCache, appends: list[int] | None = None) -> Any:
     """transformers' ``DynamicCache`` for ``text_config``, every layer writing into ``kv`` (``appends[0]`` counts)."""
+    # lazy: transformers is optional (the [hf] extra) and heavy; loaded only when this runs
     from transformers.cache_utils import DynamicCache
 
     cache = DynamicCache(config=text_config)
@@ -80,6 +82,7 @@ class _CheckCounter:
 
 @contextlib.contextmanager
 def _placeholder_check_skipped(counter: _CheckCounter) -> Iterator[None]:
+    # lazy: transformers is optional (the [hf] extra) and heavy; loaded only when this runs
     from transformers.models.deepseek_ocr2 import modeling_deepseek_ocr2
 
     modeling: Any = modeling_deepseek_ocr2

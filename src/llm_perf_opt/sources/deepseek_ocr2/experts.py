@@ -79,6 +79,7 @@ def routed_experts_forward(
 
 def register_counting_experts() -> None:
     """Register :func:`routed_experts_forward` with transformers' experts interface (idempotent)."""
+    # lazy: transformers is optional (the [hf] extra) and heavy; loaded only when this runs
     from transformers.integrations.moe import ExpertsInterface
 
     ExpertsInterface.register(EXPERTS_IMPLEMENTATION, routed_experts_forward)

@@ -3,12 +3,12 @@
 ``config`` holds the decoder values as a :class:`DeepseekOCRConfig` (OCR-2's decoder is v1's: same keys and values
 in ``language_config``); the vision side lives in the transformers config the tree is built from.  Workloads are
 :class:`~.modes.Ocr2Workload`; a v1 ``Workload`` maps onto one by page, prompt length, generated tokens and batch
-(resolution mode ``dynamic``).  :func:`trace_deepseek_ocr2` traces one with the OCR-2 stage anchors.
+(resolution mode ``dynamic``).  Its driver and stage anchors are what the tracer runs it with.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from attrs import field, frozen
@@ -16,15 +16,17 @@ from torch import nn
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.sources.deepseek_ocr2.build import build_ocr2_model
 from llm_perf_opt.sources.deepseek_ocr2.config import published_config, source_facts
+from llm_perf_opt.sources.deepseek_ocr2.driver import Ocr2Driver
 from llm_perf_opt.sources.deepseek_ocr2.experts import EXPERTS_IMPLEMENTATION
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import ModelSource
 from llm_perf_opt.sources.upstream.compat import installed_transformers
 from llm_perf_opt.sources.upstream.records import AdapterRecord, UpstreamProvenance
-from llm_perf_opt.workloads import RoutingModel
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["OCR2_STAGE_ANCHORS", "Ocr2ModelSource", "deepseek_ocr2_source", "to_ocr2_workload", "trace_deepseek_ocr2"]
+__all__ = ["OCR2_STAGE_ANCHORS", "Ocr2ModelSource", "deepseek_ocr2_source", "to_ocr2_workload"]
 
 NAME = "deepseek-ocr-2"
 OCR2_STAGE_ANCHORS = {
@@ -74,8 +76,6 @@ class Ocr2ModelSource(ModelSource):
         dtype: torch.dtype = torch.bfloat16,
         attn_implementation: str = "sdpa",
     ) -> nn.Module:
-        from llm_perf_opt.sources.deepseek_ocr2.build import build_ocr2_model
-
         if torch.device(device).type != "meta":
             raise UserError(f"model source {NAME} is built on the meta device only; got device {device!r}")
         return build_ocr2_model(dtype=dtype, attn_implementation=attn_implementation)
@@ -85,12 +85,10 @@ class Ocr2ModelSource(ModelSource):
     ) -> Any:
         raise UserError(
             f"model source {NAME} is driven by its own driver (transformers' calling convention), not the built-in "
-            "input builder; trace it with llm_perf_opt.sources.deepseek_ocr2.source.trace_deepseek_ocr2"
+            "input builder; trace it with llm_perf_opt.tracer.trace.trace_workload, which runs its driver"
         )
 
-    def make_driver(self, model: nn.Module, workload: Any, routing: RoutingModel) -> Any:
-        from llm_perf_opt.sources.deepseek_ocr2.driver import Ocr2Driver
-
+    def make_driver(self, model: nn.Module, workload: Any, routing: ExpertRouting) -> Any:
         return Ocr2Driver(model, to_ocr2_workload(workload), routing)
 
     def provenance(self, driver: Any = None) -> UpstreamProvenance:
@@ -138,21 +136,3 @@ def deepseek_ocr2_source() -> Ocr2ModelSource:
         config=decoder,
         description="DeepSeek-OCR-2 via transformers' deepseek_ocr2 model (transformers >= 5.10.1), published config",
     )
-
-
-def trace_deepseek_ocr2(
-    workload: Any,
-    *,
-    attention: Literal["flash", "eager"] = "flash",
-    routing: RoutingModel | None = None,
-    decode: Literal["auto", "every-step"] = "auto",
-    model: nn.Module | None = None,
-    source: Ocr2ModelSource | None = None,
-) -> tuple[Any, UpstreamProvenance]:
-    """Trace ``workload`` on DeepSeek-OCR-2: ``(TraceResult, provenance)``."""
-    from llm_perf_opt.tracer.trace import trace_with_driver
-
-    src = source or deepseek_ocr2_source()
-    work = to_ocr2_workload(workload)
-    result, driver = trace_with_driver(src, work, attention=attention, routing=routing, decode=decode, model=model)
-    return result, src.provenance(driver)

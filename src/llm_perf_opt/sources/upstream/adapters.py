@@ -38,6 +38,7 @@ from llm_perf_opt.sources.upstream.fingerprint import (
     method_source,
     parameter_names,
 )
+from llm_perf_opt.sources.upstream.moe_dispatch import shape_only_moe_infer
 from llm_perf_opt.sources.upstream.records import AdapterRecord
 
 __all__ = ["REVIEWED_MOE_INFER", "AdapterRefusedError", "AdapterSet", "Presence", "UnadaptedSpotError"]
@@ -321,8 +322,6 @@ class AdapterSet:
         return forward
 
     def _moe_infer(self, routing: ExpertRouting) -> Callable[..., Any]:
-        from llm_perf_opt.sources.upstream.moe_dispatch import shape_only_moe_infer
-
         layers, adapter = self.moe_layers, self.moe
         assert adapter is not None
 

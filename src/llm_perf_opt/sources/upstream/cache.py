@@ -65,6 +65,7 @@ def _cache_class() -> type:
 def _transformers_cache() -> type | None:
     """transformers' ``Cache`` if it can be built without arguments (4.46.x); None otherwise (5.x, or absent)."""
     try:
+        # lazy: transformers is optional (the [hf] extra) and heavy; loaded only when this runs
         from transformers.cache_utils import Cache
     except ImportError:
         return None

@@ -21,19 +21,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from llm_perf_opt.core.driving import InputsDriver, PassInputs
 from llm_perf_opt.errors import TraceError
 from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache
 from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadInputs
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.upstream.adapters import AdapterSet, Presence, UnadaptedSpotError
 from llm_perf_opt.sources.upstream.cache import cache_adapter
-from llm_perf_opt.tracer.engine import InputsDriver, PassInputs
 
 __all__ = ["UpstreamDriver"]
 
 
 class UpstreamDriver(InputsDriver):
-    """The tracer's :class:`~llm_perf_opt.tracer.engine.Driver` for a v1-family remote-code model."""
+    """The tracer's :class:`~llm_perf_opt.core.driving.Driver` for a v1-family remote-code model."""
 
     def __init__(
         self, model: nn.Module, inputs: WorkloadInputs, routing: ExpertRouting, adapters: AdapterSet, *, base_size: int

@@ -145,6 +145,7 @@ def _call(name: str, fn: Any) -> Any:
 
 def _default_api() -> HubApi:
     try:
+        # lazy: huggingface_hub is optional (the [hf] extra); loaded only when the Hub is asked
         from huggingface_hub import HfApi
     except ImportError:
         raise UserError(

@@ -3,12 +3,12 @@
 Resolving one reads (or fetches) and hashes its code but runs none of it.  :meth:`UpstreamModelSource.build`
 refuses until the source was trusted (:func:`grant_trust`, the ``--trust-remote-code`` decision), then imports the
 code and builds the tree on meta.  :meth:`UpstreamModelSource.make_driver` gives the tracer a driver that runs
-upstream's own forward with the meta adapters active; :func:`trace_upstream` traces a workload end to end.
+upstream's own forward with the meta adapters active (the tracer runs it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from attrs import evolve, field, frozen
@@ -17,20 +17,23 @@ from torch import nn
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import ConfigError, UserError
 from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadLike
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import ModelSource
+from llm_perf_opt.sources.upstream.adapters import AdapterSet
+from llm_perf_opt.sources.upstream.cache import KV_CACHE_RECORD
 from llm_perf_opt.sources.upstream.compat import installed_transformers
+from llm_perf_opt.sources.upstream.driver import UpstreamDriver
 from llm_perf_opt.sources.upstream.hub import HubApi, fetch_snapshot
+from llm_perf_opt.sources.upstream.loader import build_meta_model, load_remote_code, loaded_packages
 from llm_perf_opt.sources.upstream.records import AdapterRecord, UpstreamProvenance
 from llm_perf_opt.sources.upstream.snapshot import Snapshot, read_snapshot
 from llm_perf_opt.sources.upstream.trust import require_trust
-from llm_perf_opt.workloads import RoutingModel
 
 __all__ = [
     "UpstreamModelSource",
     "grant_trust",
     "resolve_hub",
     "resolve_snapshot",
-    "trace_upstream",
 ]
 
 
@@ -54,9 +57,6 @@ class UpstreamModelSource(ModelSource):
         attn_implementation: str = "eager",
     ) -> nn.Module:
         """Import the remote code and build its tree on meta; the adapters are checked here already."""
-        from llm_perf_opt.sources.upstream.adapters import AdapterSet
-        from llm_perf_opt.sources.upstream.loader import build_meta_model, load_remote_code
-
         require_trust(self.snapshot, trust_remote_code=self.trusted)
         if torch.device(device).type != "meta":
             raise UserError(
@@ -73,19 +73,13 @@ class UpstreamModelSource(ModelSource):
         AdapterSet(model)  # refuse now, before any tracing, if an adapted spot changed
         return model
 
-    def make_driver(self, model: nn.Module, workload: WorkloadLike, routing: RoutingModel) -> Any:
+    def make_driver(self, model: nn.Module, workload: WorkloadLike, routing: ExpertRouting) -> Any:
         """The tracer driver for ``workload`` (inputs identical to the built-in source's for the same config)."""
-        from llm_perf_opt.sources.upstream.adapters import AdapterSet
-        from llm_perf_opt.sources.upstream.driver import UpstreamDriver
-
         inputs = self.make_inputs(workload)
         return UpstreamDriver(model, inputs, routing, AdapterSet(model), base_size=workload.global_view_size)
 
     def provenance(self, driver: Any = None) -> UpstreamProvenance:
         """Hashes of the code, the Hub revision and (given the driver that traced) the adapters with use counts."""
-        from llm_perf_opt.sources.upstream.cache import KV_CACHE_RECORD
-        from llm_perf_opt.sources.upstream.loader import loaded_packages
-
         adapters: tuple[AdapterRecord, ...] = ()
         if driver is not None:
             adapters = (*driver.adapters.records(), evolve(KV_CACHE_RECORD, uses=driver.kv_appends[0]))
@@ -146,21 +140,3 @@ def resolve_hub(name: str, *, api: HubApi | None = None, cache_dir: Any = None) 
     """``hf:REPO@REVISION`` -> source (config and code fetched into the cache and hashed, not run)."""
     snapshot = fetch_snapshot(name, api=api, cache_dir=cache_dir)
     return _source(snapshot, f"{snapshot.hf_repo}@{snapshot.hf_revision}")
-
-
-def trace_upstream(
-    source: UpstreamModelSource,
-    workload: Any,
-    *,
-    attention: Literal["eager"] = "eager",
-    routing: RoutingModel | None = None,
-    decode: Literal["auto", "every-step"] = "auto",
-    model: nn.Module | None = None,
-) -> tuple[Any, UpstreamProvenance]:
-    """Trace ``workload`` on an upstream source: ``(TraceResult, provenance with adapter use counts)``."""
-    from llm_perf_opt.tracer.trace import trace_with_driver
-
-    result, driver = trace_with_driver(
-        source, workload, attention=attention, routing=routing, decode=decode, model=model
-    )
-    return result, source.provenance(driver)

@@ -20,7 +20,7 @@ from llm_perf_opt.tracer.ops.formulas import (
     sdpa_flops,
 )
 from llm_perf_opt.tracer.ops.io import OpIO
-from llm_perf_opt.tracer.ops.rule import Handler, Rule, counted
+from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
 
 __all__ = ["MATMUL_RULES", "SOFTMAX_FLOPS_PER_ENTRY", "sdpa_cost"]
 
@@ -155,23 +155,40 @@ def _aten_sdpa(mask_at: int | None, causal_at: int) -> Handler:
 _SDPA = "fused SDPA: see sdpa_cost"
 _MM = "2*m*k*n (FlopCounterMode); read operands, write output"
 _BIAS = "2*m*k*n (FlopCounterMode) + one add per output element for the bias/beta term"
-MATMUL_RULES: dict[str, Rule] = {
-    "mm": counted("matmul", _MM, "linear", _mm),
-    "addmm": counted("matmul", _BIAS, "linear", _addmm),
-    "bmm": counted("matmul", "2*b*m*k*n (FlopCounterMode); read operands, write output", "linear", _bmm),
-    "baddbmm": counted("matmul", _BIAS, "linear", _baddbmm),
-    "addbmm": counted("matmul", _BIAS + " and the batch reduction", "linear", _addbmm),
-    "mv": counted("matmul", "2*m*k", "linear", _mv),
-    "addmv": counted("matmul", "2*m*k + bias add", "linear", _addmv),
-    "dot": counted("matmul", "2*k", "linear", _dot),
-    "vdot": counted("matmul", "2*k", "linear", _dot),
-    "_grouped_mm": counted("matmul", "2*T*K*N over all groups (FlopCounterMode counts 0)", "linear", _grouped_mm),
-    "convolution": counted(
-        "conv", "2*N*C_out*C_in/g*prod(kernel)*prod(out) (FlopCounterMode) + bias", "conv2d", _convolution
-    ),
-    "_convolution": counted("conv", "as convolution", "conv2d", _convolution),
-    "_scaled_dot_product_efficient_attention": counted("attention", _SDPA, "attention", _aten_sdpa(3, 6)),
-    "_scaled_dot_product_flash_attention": counted("attention", _SDPA, "attention", _aten_sdpa(None, 4)),
-    "_scaled_dot_product_flash_attention_for_cpu": counted("attention", _SDPA, "attention", _aten_sdpa(None, 4)),
-    "_scaled_dot_product_cudnn_attention": counted("attention", _SDPA, "attention", _aten_sdpa(3, 6)),
-}
+MATMUL_RULES: OpTable = {}
+add(MATMUL_RULES, ["mm"], counted("matmul", _MM, "linear", _mm))
+add(MATMUL_RULES, ["addmm"], counted("matmul", _BIAS, "linear", _addmm))
+add(
+    MATMUL_RULES, ["bmm"], counted("matmul", "2*b*m*k*n (FlopCounterMode); read operands, write output", "linear", _bmm)
+)
+add(MATMUL_RULES, ["baddbmm"], counted("matmul", _BIAS, "linear", _baddbmm))
+add(MATMUL_RULES, ["addbmm"], counted("matmul", _BIAS + " and the batch reduction", "linear", _addbmm))
+add(MATMUL_RULES, ["mv"], counted("matmul", "2*m*k", "linear", _mv))
+add(MATMUL_RULES, ["addmv"], counted("matmul", "2*m*k + bias add", "linear", _addmv))
+add(MATMUL_RULES, ["dot"], counted("matmul", "2*k", "linear", _dot))
+add(MATMUL_RULES, ["vdot"], counted("matmul", "2*k", "linear", _dot))
+add(
+    MATMUL_RULES,
+    ["_grouped_mm"],
+    counted("matmul", "2*T*K*N over all groups (FlopCounterMode counts 0)", "linear", _grouped_mm),
+)
+add(
+    MATMUL_RULES,
+    ["convolution"],
+    counted("conv", "2*N*C_out*C_in/g*prod(kernel)*prod(out) (FlopCounterMode) + bias", "conv2d", _convolution),
+)
+add(MATMUL_RULES, ["_convolution"], counted("conv", "as convolution", "conv2d", _convolution))
+add(
+    MATMUL_RULES,
+    ["_scaled_dot_product_efficient_attention"],
+    counted("attention", _SDPA, "attention", _aten_sdpa(3, 6)),
+)
+add(
+    MATMUL_RULES, ["_scaled_dot_product_flash_attention"], counted("attention", _SDPA, "attention", _aten_sdpa(None, 4))
+)
+add(
+    MATMUL_RULES,
+    ["_scaled_dot_product_flash_attention_for_cpu"],
+    counted("attention", _SDPA, "attention", _aten_sdpa(None, 4)),
+)
+add(MATMUL_RULES, ["_scaled_dot_product_cudnn_attention"], counted("attention", _SDPA, "attention", _aten_sdpa(3, 6)))

@@ -16,7 +16,7 @@ import torch
 
 from llm_perf_opt.tracer.ops.formulas import interpolate_taps, sort_flops
 from llm_perf_opt.tracer.ops.io import KV, OpIO, read_bytes, tensors_in
-from llm_perf_opt.tracer.ops.rule import Handler, Rule, counted
+from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
 
 __all__ = ["MOVEMENT_RULES"]
 
@@ -203,9 +203,9 @@ _SCATTER = "read source and index, write the updated elements"
 _FILL = "write the output; no FLOPs"
 
 
-def _movement_rules() -> dict[str, Rule]:
+def _movement_rules() -> OpTable:
     dm = "data_movement"
-    rules: dict[str, Rule] = {}
+    rules: OpTable = {}
     for name in [
         "clone",
         "_to_copy",
@@ -244,12 +244,12 @@ def _movement_rules() -> dict[str, Rule]:
         "hstack",
         "vstack",
     ]:
-        rules[name] = counted("copy", _COPY, dm, _copy)
-    rules["copy_"] = counted("copy", "read src (stride-0 dims once), write dst", dm, _copy_)
-    rules["copy"] = counted("copy", _COPY, dm, _copy)
-    rules["cat"] = counted("cat", _COPY + "; a KV-cache append reads/writes the new tokens only", dm, _cat)
-    rules["repeat"] = counted("copy", "read the source once, write the repeated output", dm, _repeat_like)
-    rules["repeat_interleave"] = counted("copy", "read the source once, write the output", dm, _repeat_like)
+        add(rules, [name], counted("copy", _COPY, dm, _copy))
+    add(rules, ["copy_"], counted("copy", "read src (stride-0 dims once), write dst", dm, _copy_))
+    add(rules, ["copy"], counted("copy", _COPY, dm, _copy))
+    add(rules, ["cat"], counted("cat", _COPY + "; a KV-cache append reads/writes the new tokens only", dm, _cat))
+    add(rules, ["repeat"], counted("copy", "read the source once, write the repeated output", dm, _repeat_like))
+    add(rules, ["repeat_interleave"], counted("copy", "read the source once, write the output", dm, _repeat_like))
     for name in [
         "zeros",
         "ones",
@@ -263,7 +263,7 @@ def _movement_rules() -> dict[str, Rule]:
         "ones_like",
         "full_like",
     ]:
-        rules[name] = counted("fill", _FILL, dm, _fill)
+        add(rules, [name], counted("fill", _FILL, dm, _fill))
     for name in [
         "new_zeros",
         "new_ones",
@@ -277,29 +277,35 @@ def _movement_rules() -> dict[str, Rule]:
         "uniform",
         "bernoulli",
     ]:
-        rules[name] = counted("fill", _FILL, dm, _fill)
-    rules["embedding"] = counted("gather", _GATHER, "embedding", _embedding)
-    rules["index_select"] = counted("gather", _GATHER, dm, _index_select)
-    rules["index"] = counted("gather", _GATHER, dm, _index)
-    rules["gather"] = counted("gather", _GATHER, dm, _gather)
-    rules["take"] = counted("gather", _GATHER, dm, _gather_take)
-    rules["index_put"] = counted("scatter", _SCATTER + " (read-modify-write if accumulating)", dm, _index_put)
-    rules["index_copy"] = counted("scatter", _SCATTER, dm, _scatter_like(source_at=3, index_at=2, adds=False))
-    rules["index_add"] = counted(
-        "scatter", _SCATTER + "; one add per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)
+        add(rules, [name], counted("fill", _FILL, dm, _fill))
+    add(rules, ["embedding"], counted("gather", _GATHER, "embedding", _embedding))
+    add(rules, ["index_select"], counted("gather", _GATHER, dm, _index_select))
+    add(rules, ["index"], counted("gather", _GATHER, dm, _index))
+    add(rules, ["gather"], counted("gather", _GATHER, dm, _gather))
+    add(rules, ["take"], counted("gather", _GATHER, dm, _gather_take))
+    add(rules, ["index_put"], counted("scatter", _SCATTER + " (read-modify-write if accumulating)", dm, _index_put))
+    add(rules, ["index_copy"], counted("scatter", _SCATTER, dm, _scatter_like(source_at=3, index_at=2, adds=False)))
+    add(
+        rules,
+        ["index_add"],
+        counted("scatter", _SCATTER + "; one add per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)),
     )
-    rules["index_fill"] = counted("scatter", "write the filled slices, read the index", dm, _index_fill)
-    rules["scatter"] = counted("scatter", _SCATTER, dm, _scatter_like(source_at=3, index_at=2, adds=False))
-    rules["scatter_add"] = counted(
-        "scatter", _SCATTER + "; one add per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)
+    add(rules, ["index_fill"], counted("scatter", "write the filled slices, read the index", dm, _index_fill))
+    add(rules, ["scatter"], counted("scatter", _SCATTER, dm, _scatter_like(source_at=3, index_at=2, adds=False)))
+    add(
+        rules,
+        ["scatter_add"],
+        counted("scatter", _SCATTER + "; one add per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)),
     )
-    rules["scatter_reduce"] = counted(
-        "scatter", _SCATTER + "; one op per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)
+    add(
+        rules,
+        ["scatter_reduce"],
+        counted("scatter", _SCATTER + "; one op per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)),
     )
-    rules["masked_scatter"] = counted("scatter", _SCATTER + " (masked count = source size)", dm, _masked_scatter)
-    rules["sort"] = counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort)
-    rules["argsort"] = counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort)
-    rules["topk"] = counted("sort", "one comparison per input element", "other", _topk)
+    add(rules, ["masked_scatter"], counted("scatter", _SCATTER + " (masked count = source size)", dm, _masked_scatter))
+    add(rules, ["sort"], counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort))
+    add(rules, ["argsort"], counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort))
+    add(rules, ["topk"], counted("sort", "one comparison per input element", "other", _topk))
     interp = "2 FLOPs per tap per output element (taps: linear 2, cubic 4 per dim; antialias widens)"
     for name, taps, aa in (
         ("upsample_nearest1d", 1, False),
@@ -312,7 +318,7 @@ def _movement_rules() -> dict[str, Rule]:
         ("_upsample_bicubic2d_aa", 4, True),
         ("upsample_trilinear3d", 2, False),
     ):
-        rules[name] = counted("interpolate", interp, dm, _interpolate(taps, antialias=aa))
+        add(rules, [name], counted("interpolate", interp, dm, _interpolate(taps, antialias=aa)))
     return rules
 
 
@@ -332,4 +338,4 @@ def _gather_take(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: A
     _gather_rows(io, args[0], args[1], out)
 
 
-MOVEMENT_RULES: dict[str, Rule] = _movement_rules()
+MOVEMENT_RULES: OpTable = _movement_rules()

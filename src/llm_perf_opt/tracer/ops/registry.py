@@ -1,19 +1,18 @@
 """The op registry: one :class:`Rule` per aten op, and how an op's outputs relate to its inputs.
 
-Lookup order for an op overload ``aten::name[_].overload``: an exact entry for ``name_`` (e.g. ``copy_``), then
-the entry for ``name`` (in-place and out-of-place variants share a formula), then the schema: an op whose
-outputs are all marked as non-written aliases of an input is a view (zero-cost).  Anything else is unsupported.
+Rules are keyed by op objects (``torch.ops.aten.<name>``, every overload of it), each registered once.  Lookup
+order for an op overload ``aten::name[_].overload``: the entry for its packet (e.g. ``aten.copy_``), then the entry
+for ``aten.name`` (in-place and out-of-place variants share a formula), then the schema: an op whose outputs are
+all marked as non-written aliases of an input is a view (zero-cost).  Anything else is unsupported.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 
 from llm_perf_opt.tracer.ops.matmul import MATMUL_RULES
 from llm_perf_opt.tracer.ops.movement import MOVEMENT_RULES
-from llm_perf_opt.tracer.ops.rule import Rule
+from llm_perf_opt.tracer.ops.rule import OpTable, Rule, merge
 from llm_perf_opt.tracer.ops.vector import VECTOR_RULES
 from llm_perf_opt.tracer.ops.zero import VIEW, ZERO_RULES
 
@@ -28,7 +27,7 @@ INPLACE = 2
 
 UNSUPPORTED = Rule(bucket="unsupported", name="", reason="no formula and no zero-cost rule", category="other")
 
-RULES: Mapping[str, Rule] = {**MATMUL_RULES, **VECTOR_RULES, **MOVEMENT_RULES, **ZERO_RULES}
+RULES: OpTable = merge(MATMUL_RULES, VECTOR_RULES, MOVEMENT_RULES, ZERO_RULES)
 
 
 def op_name(func: torch._ops.OpOverload) -> str:
@@ -52,9 +51,10 @@ def resolve(func: torch._ops.OpOverload) -> tuple[Rule, int]:
     namespace, _, full = schema.name.partition("::")
     aliasing = _aliasing(schema)
     if namespace == "aten":
-        rule = RULES.get(full)
+        rule = RULES.get(func.overloadpacket)
         if rule is None and full.endswith("_") and not full.endswith("__"):
-            rule = RULES.get(full[:-1])
+            out_of_place = getattr(torch.ops.aten, full[:-1], None)
+            rule = RULES.get(out_of_place) if out_of_place is not None else None
         if rule is not None:
             if rule is VIEW:
                 aliasing = VIEWING

@@ -15,7 +15,7 @@ import torch
 
 from llm_perf_opt.tracer.ops.io import OpIO
 from llm_perf_opt.tracer.ops.matmul import SOFTMAX_FLOPS_PER_ENTRY
-from llm_perf_opt.tracer.ops.rule import Handler, Rule, counted
+from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
 
 __all__ = ["ACTIVATION_FLOPS", "ELEMENTWISE_FLOPS", "REDUCTION_FLOPS", "VECTOR_RULES"]
 
@@ -205,26 +205,27 @@ _NORM_RMS = "square (1) + sum (1) + scale by rstd (1) per element, +1 for the we
 _NORM_BN = "subtract mean (1) + scale (1) per element, +1 per affine term (inference statistics)"
 
 
-def _vector_rules() -> dict[str, Rule]:
-    rules: dict[str, Rule] = {}
+def _vector_rules() -> OpTable:
+    rules: OpTable = {}
     for name, f in ELEMENTWISE_FLOPS.items():
-        rules[name] = counted("elementwise", _EW.format(f=f), "elementwise", _elementwise(f))
+        add(rules, [name], counted("elementwise", _EW.format(f=f), "elementwise", _elementwise(f)))
     for name, f in ACTIVATION_FLOPS.items():
-        rules[name] = counted("activation", _EW.format(f=f), "activation", _elementwise(f))
-    rules["gelu"] = counted("activation", "5 FLOPs per element (erf form), 9 (tanh form)", "activation", _gelu)
+        if name != "gelu":  # its own handler below: the tanh form counts 9
+            add(rules, [name], counted("activation", _EW.format(f=f), "activation", _elementwise(f)))
+    add(rules, ["gelu"], counted("activation", "5 FLOPs per element (erf form), 9 (tanh form)", "activation", _gelu))
     for name, f in REDUCTION_FLOPS.items():
         divide = name in {"mean", "nanmean"}
         reason = f"{f} FLOP(s) per input element" + (" + 1 divide per output element" if divide else "")
-        rules[name] = counted("reduction", reason, "elementwise", _reduction(f, divide=divide))
+        add(rules, [name], counted("reduction", reason, "elementwise", _reduction(f, divide=divide)))
     softmax_reason = f"{SOFTMAX_FLOPS_PER_ENTRY} FLOPs per element: max, subtract, exp, sum, divide"
     for name in ("_softmax", "_safe_softmax", "_log_softmax", "softmax", "log_softmax"):
-        rules[name] = counted("softmax", softmax_reason, "attention", _softmax)
-    rules["native_layer_norm"] = counted("norm", _NORM_LN, "norm", _norm(5, 2, 3))
-    rules["native_group_norm"] = counted("norm", _NORM_LN, "norm", _norm(5, 1, 2))
-    rules["native_batch_norm"] = counted("norm", _NORM_BN, "norm", _norm(2, 1, 2))
-    rules["_native_batch_norm_legit_no_training"] = counted("norm", _NORM_BN, "norm", _norm(2, 1, 2))
-    rules["_fused_rms_norm"] = counted("norm", _NORM_RMS, "norm", _norm(3, 2, None))
+        add(rules, [name], counted("softmax", softmax_reason, "attention", _softmax))
+    add(rules, ["native_layer_norm"], counted("norm", _NORM_LN, "norm", _norm(5, 2, 3)))
+    add(rules, ["native_group_norm"], counted("norm", _NORM_LN, "norm", _norm(5, 1, 2)))
+    add(rules, ["native_batch_norm"], counted("norm", _NORM_BN, "norm", _norm(2, 1, 2)))
+    add(rules, ["_native_batch_norm_legit_no_training"], counted("norm", _NORM_BN, "norm", _norm(2, 1, 2)))
+    add(rules, ["_fused_rms_norm"], counted("norm", _NORM_RMS, "norm", _norm(3, 2, None)))
     return rules
 
 
-VECTOR_RULES: dict[str, Rule] = _vector_rules()
+VECTOR_RULES: OpTable = _vector_rules()

@@ -1,11 +1,12 @@
 """Drift gate for upstream revisions: trace a model source on pinned workloads and compare with golden trees.
 
-``python -m llm_perf_opt.sources.upstream.drift --model hf:deepseek-ai/DeepSeek-OCR@main --trust-remote-code
---golden third_party/deepseek-ai--DeepSeek-OCR/<revision>`` re-traces every workload that has a golden under
-``<golden>/golden/``, compares node by node (:mod:`.golden`) and exits 1 naming every node that moved; it also lists
-remote-code files whose sha256 differs from ``<golden>/code_hashes.json``.  ``--write DIR`` writes fresh goldens (and
-the code hashes) instead, for pinning a new revision.  Works for every source: built-in, ``hf-snapshot:``, ``hf:`` and
-``deepseek-ocr-2``; all goldens use eager attention (the only kind upstream v1 code runs on CPU).
+``python -m llm_perf_opt.analysis.drift --model hf:deepseek-ai/DeepSeek-OCR@main --trust-remote-code --golden
+third_party/deepseek-ai--DeepSeek-OCR/<revision>`` re-traces every workload that has a golden under
+``<golden>/golden/``, compares node by node (:mod:`llm_perf_opt.tracer.golden`) and exits 1 naming every node that
+moved; it also lists remote-code files whose sha256 differs from ``<golden>/code_hashes.json``. ``--write DIR`` writes
+fresh goldens (and the code hashes) instead, for pinning a new revision. Works for every source: built-in,
+``hf-snapshot:``, ``hf:`` and ``deepseek-ocr-2``; all goldens use eager attention (the only kind upstream v1 code runs
+on CPU).
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from typing import Any
 
 from attrs import field, frozen
 
+from llm_perf_opt.analysis.model_source import source_provenance, trusted_source
 from llm_perf_opt.errors import ConfigError, UserError
-from llm_perf_opt.sources.upstream.golden import compare_golden, golden_from_trace, read_golden, write_golden
+from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
+from llm_perf_opt.tracer.golden import compare_golden, golden_from_trace, read_golden, write_golden
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.trace import trace_with_driver
+from llm_perf_opt.workloads import Workload, preset_workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 __all__ = [
     "OCR2_WORKLOADS",
@@ -54,9 +61,6 @@ OCR2_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
 
 def make_workload(spec: Mapping[str, Any]) -> Any:
     """A workload from a golden's spec: a v1 preset id, v1 mode/page/prompt/N/batch, or an OCR-2 mode/page/..."""
-    from llm_perf_opt.workloads import Workload, preset_workload
-    from llm_perf_opt.workloads.ocr2 import Ocr2Workload
-
     if "ocr2_mode" in spec:
         return Ocr2Workload.create(
             mode=str(spec["ocr2_mode"]),
@@ -76,20 +80,10 @@ def make_workload(spec: Mapping[str, Any]) -> Any:
     )
 
 
-def trace_source(source: Any, workload: Any, *, model: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Trace with eager attention through the right driver: ``(TraceResult, provenance dict)``."""
-    from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource, trace_deepseek_ocr2
-    from llm_perf_opt.sources.upstream.source import UpstreamModelSource, trace_upstream
-
-    if isinstance(source, UpstreamModelSource):
-        result, provenance = trace_upstream(source, workload, model=model)
-        return result, provenance.as_dict()
-    if isinstance(source, Ocr2ModelSource):
-        result, provenance = trace_deepseek_ocr2(workload, attention="eager", model=model, source=source)
-        return result, provenance.as_dict()
-    from llm_perf_opt.tracer.trace import trace_workload
-
-    return trace_workload(source, workload, attention="eager", model=model), {"source": source.name}
+def trace_source(source: Any, workload: Any, *, model: Any = None) -> tuple[TraceResult, dict[str, Any]]:
+    """Trace with eager attention through the source's driver: ``(TraceResult, provenance dict)``."""
+    result, driver = trace_with_driver(source, workload, attention="eager", model=model)
+    return result, source_provenance(source, driver) or {"source": source.name}
 
 
 def _code_changes(golden_dir: Path, provenance: Mapping[str, Any]) -> list[str]:
@@ -117,18 +111,9 @@ def _git_blobs(source: Any) -> dict[str, str]:
     }
 
 
-def _resolve(model: str, trust: bool) -> Any:
-    from llm_perf_opt.sources import resolve_model_source
-    from llm_perf_opt.sources.upstream.source import grant_trust
-
-    return grant_trust(resolve_model_source(model), trust)
-
-
 def write(model: str, out: Path, *, trust: bool, names: Sequence[str] | None = None) -> None:
     """Trace the standard workloads (``names`` of them) and write goldens (and code hashes) under ``out``."""
-    from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
-
-    source = _resolve(model, trust)
+    source = trusted_source(model, trust)
     table = OCR2_WORKLOADS if isinstance(source, Ocr2ModelSource) else STANDARD_WORKLOADS
     built = source.build(attn_implementation="eager")
     provenance: dict[str, Any] = {}
@@ -186,7 +171,7 @@ def check_traces(
 ) -> DriftResult:
     """Trace ``model`` on the workload of every golden under ``golden_dir/golden`` (or the ``names`` given) and
     compare node by node; remote-code files are compared with ``golden_dir/code_hashes.json``."""
-    source = _resolve(model, trust)
+    source = trusted_source(model, trust)
     files = golden_files(golden_dir, names)
     if not files:
         raise ConfigError(f"no goldens under {golden_dir / 'golden'}; write them with --write")
@@ -219,7 +204,7 @@ def check(model: str, golden_dir: Path, *, trust: bool, names: Sequence[str] | N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_perf_opt.sources.upstream.drift", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m llm_perf_opt.analysis.drift", description=__doc__)
     parser.add_argument("--model", required=True, help="model source (hf:REPO@REV, hf-snapshot:PATH, built-in name)")
     parser.add_argument("--golden", type=Path, help="pinned folder holding golden/*.json (and code_hashes.json)")
     parser.add_argument("--write", type=Path, help="write fresh goldens to this folder instead of checking")

@@ -1,0 +1,55 @@
+"""``llm-perf-opt validation-runtimes-doc``: regenerate docs/validation-runtimes.md from benchmarks/published/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["COMMAND", "validation_runtimes_doc"]
+
+COMMAND = "llm-perf-opt validation-runtimes-doc"
+
+
+@click.command("validation-runtimes-doc")
+@click.option(
+    "--published",
+    "source",
+    default="benchmarks/published",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder of published-measurement YAML files",
+)
+@click.option(
+    "--out", default="docs/validation-runtimes.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
+def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
+    """Predicted versus published, per point, for every runtime (vLLM, SGLang, HF)."""
+    # lazy: the command's imports load the analytic model and the OCR-2 config only when it runs
+    from llm_perf_opt.config import DeepseekOCRConfig
+    from llm_perf_opt.core import atomic_write_text
+    from llm_perf_opt.errors import UserError
+    from llm_perf_opt.runtimes.costs import ModelConfig
+    from llm_perf_opt.runtimes.published import load_published
+    from llm_perf_opt.runtimes.validation import default_predictors, point_workload, validate
+    from llm_perf_opt.runtimes.validation_md import render_runtime_validation
+    from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
+
+    sources = load_published(source)
+    if not sources:
+        raise UserError(f"no published-measurement files (*.yaml) in {source}")
+    configs: dict[str, ModelConfig] = {
+        "deepseek-ocr-v1-base": DeepseekOCRConfig.base(),
+        "deepseek-ocr-2": analytic_config(),
+    }
+    results = validate(sources, default_predictors(configs, point_workload))
+    text = render_runtime_validation(sources, results, command=COMMAND)
+    if check:
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
+        if current != text:
+            raise UserError(f"{out} is out of date with {source}; run `{COMMAND}` and commit the result")
+        click.echo(f"{out} is up to date ({len(results)} published point(s))")
+        return
+    atomic_write_text(out, text)
+    click.echo(f"{out} written from {len(results)} published point(s) in {source}")

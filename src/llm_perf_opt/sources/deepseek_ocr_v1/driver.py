@@ -1,0 +1,71 @@
+"""The driver of the built-in DeepSeek-OCR v1 tree (and any tree with its forward and ``new_cache``).
+
+Prefill with the workload's images; decode step ``i`` with a cache pre-filled (outside the counter) to
+``S + i - 1`` positions.  The tracer runs it (:class:`~llm_perf_opt.core.driving.Driver`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from llm_perf_opt.core.driving import InputsDriver, PassInputs
+from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadInputs
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+
+__all__ = ["BuiltinDriver"]
+
+
+class BuiltinDriver(InputsDriver):
+    """Runs the built-in DeepSeek-OCR v1 tree: prefill with the workload's images, decode step ``i`` with a cache
+    pre-filled (outside the counter) to ``S + i - 1`` positions."""
+
+    def __init__(self, model: nn.Module, inputs: WorkloadInputs, routing: ExpertRouting) -> None:
+        self.model: Any = model  # DeepseekOCRForCausalLM (or a tree with the same forward and new_cache)
+        self.inputs = inputs
+        self.routing = routing
+
+    def _new_cache(self) -> Any:
+        # one spare position: a view of the filled prefix is then never the whole buffer (torch skips a slice that
+        # spans a whole dimension, which would make the last step's view count differ from the others')
+        return self.model.new_cache(batch_size=self.inputs.batch_size, max_len=self.inputs.cache_len + 1)
+
+    def _filled(self, out: Any) -> Sequence[torch.Tensor]:
+        cache = out.past_key_values
+        return [t for layer in range(cache.num_layers) for t in cache.layer(layer)]
+
+    def prefill(self) -> PassInputs:
+        cache = self._new_cache()
+        kwargs = self.inputs.prefill.kwargs()
+        live = [kwargs["input_ids"], kwargs["images_seq_mask"], kwargs["position_ids"]]
+        for views in self.inputs.prefill.images:
+            live += [t for t in (views.crops, views.global_view) if t is not None]
+        model, routing = self.model, self.routing
+        return PassInputs(
+            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
+            live=live,
+            kv=cache.buffers(),
+            kv_filled=self._filled,
+        )
+
+    def step(self, i: int) -> PassInputs:
+        inputs = self.inputs
+        cache = self._new_cache()
+        cached = inputs.seq_len + i - 1
+        with torch.no_grad():
+            for layer in range(cache.num_layers):
+                key, _ = cache.layer(layer)
+                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
+                cache.update(layer, past, past)
+        step = inputs.decode_step(i)
+        kwargs = step.kwargs()
+        model, routing = self.model, self.routing
+        return PassInputs(
+            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
+            live=[kwargs["input_ids"], kwargs["position_ids"]],
+            kv=cache.buffers(),
+            kv_filled=self._filled,
+        )
