@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -274,17 +275,45 @@ def rows_to_csv(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS) -> s
 
 
 def rows_to_markdown(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS) -> str:
-    """A GitHub Markdown table (numbers right-aligned)."""
+    """A GitHub Markdown table (numbers right-aligned), one format per column and never an exponent: times (ms) with
+    the decimals the column's smallest value needs, GB with 2 decimals, pages/day as whole numbers with separators.
+    A configuration that does not fit the device shows ``-`` for its throughput columns (``fits`` says ``no``)."""
     _check_columns(columns)
     numeric = {c for c in columns if c not in {"device", "dtype", "mode", "fits"}}
+    data = [asdict(row) for row in rows]
+    formats = {c: _column_format(c, [d[c] for d in data]) for c in columns}
     lines = [
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|",
     ]
-    for row in rows:
-        data = asdict(row)
-        lines.append("| " + " | ".join(_cell(data[c]) for c in columns) + " |")
+    for d in data:
+        cells = ["-" if c in _THROUGHPUT_COLUMNS and not d["fits"] else formats[c](d[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+_THROUGHPUT_COLUMNS = frozenset({"tokens_per_s", "pages_per_s", "pages_per_day"})
+
+
+def _column_format(column: str, values: Sequence[Any]) -> Callable[[Any], str]:
+    """One formatter for every cell of ``column`` (fixed decimals chosen from the column's values)."""
+    if column == "fits":
+        return lambda v: "yes" if v else "no"
+    if not values or not isinstance(values[0], float):
+        return lambda v: f"{v:,}" if isinstance(v, int) else str(v)
+    if column.endswith("_ms"):
+        nonzero = [abs(v) for v in values if v]
+        smallest = min(nonzero) if nonzero else 1.0
+        decimals = min(3, max(0, 2 - math.floor(math.log10(smallest))))
+    elif column.endswith("_gb"):
+        decimals = 2
+    elif column == "pages_per_day":
+        decimals = 0
+    elif column == "pages_per_s":
+        decimals = 3
+    else:
+        decimals = 1
+    return lambda v: f"{v:,.{decimals}f}"
 
 
 def _check_columns(columns: Sequence[str]) -> None:

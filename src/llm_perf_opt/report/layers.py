@@ -17,7 +17,16 @@ from attrs import frozen
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
-from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_int, fmt_ms, fmt_share, fmt_signed_pct, md_table
+from llm_perf_opt.report.humanize import (
+    fmt_bytes,
+    fmt_flops,
+    fmt_int,
+    fmt_ms,
+    fmt_ms_column,
+    fmt_share,
+    fmt_signed_pct,
+    md_table,
+)
 from llm_perf_opt.report.layer_docs import CONTAINERS, SYMBOLS, LayerDoc, doc_for, formula_symbols
 from llm_perf_opt.tracer.result import TracedNode
 
@@ -270,7 +279,8 @@ def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
     ]
     ranked = sorted(nodes, key=lambda n: (-_seconds(r, n), n.module_id))
     rows = []
-    for n in ranked[:_ROW_LIMIT]:
+    shown = ranked[:_ROW_LIMIT]
+    for n, time_text in zip(shown, fmt_ms_column([_seconds(r, n) for n in shown]), strict=True):
         rep = repetition_text(r, n)
         rows.append(
             (
@@ -280,7 +290,7 @@ def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
                 fmt_flops(n.cost.total_flops),
                 fmt_bytes(n.cost.total_bytes),
                 fmt_bytes(n.peak_activation_bytes),
-                fmt_ms(_seconds(r, n)),
+                time_text,
                 _closed_form(r, n),
             )
         )

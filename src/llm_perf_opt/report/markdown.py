@@ -17,9 +17,11 @@ from llm_perf_opt.report.humanize import (
     fmt_flops,
     fmt_int,
     fmt_ms,
+    fmt_ms_column,
     fmt_rate,
     fmt_share,
     md_table,
+    plural,
 )
 from llm_perf_opt.report.md_analysis import (
     assumptions_section,
@@ -89,17 +91,25 @@ def _title(r: AnalysisResult) -> str:
         if cap.fits
         else f"does **not** fit the {fmt_bytes(cap.capacity_bytes)} device"
     )
-    steps = f"{fmt_int(s.decode_steps)} decode steps of {fmt_ms(s.tpot_s)} (TPOT)" if s.decode_steps else "no decode"
+    steps = (
+        f"{plural(s.decode_steps, 'decode step')} of {fmt_ms(s.tpot_s)} (TPOT)"
+        if s.decode_steps
+        else "no decode step (the one token comes from prefill)"
+    )
     lines = [
         f"# {r.model.model.model_variant} · {w.mode.name} {w.page_width}x{w.page_height} · {r.device.name}",
         "",
         f"Report `{r.report_id}` · model source {r.model_source} · {r.dtype} · {r.trace.attention} attention · "
         f"routing {r.trace.routing}",
         "",
-        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {fmt_int(w.max_new_tokens)} tokens each: "
-        f"time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
-        f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
-        f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
+        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {plural(w.max_new_tokens, 'token')}"
+        f"{' each' if w.batch_size > 1 else ''}: time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
+        + (
+            f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
+            if cap.fits
+            else "No throughput: this configuration does not fit the device memory. "
+        )
+        + f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
         "",
         *_key_facts(r),
         "",
@@ -214,6 +224,14 @@ def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tup
     return (label, fmt_ms(seconds), fmt_share(seconds / e2e) if e2e else "-", flops, nbytes, kernels, split)
 
 
+def _uniform_times(rows: list[tuple[str, ...]], seconds: list[float]) -> list[tuple[str, ...]]:
+    """The rows with their time column (index 1) in one unit and one format (:func:`fmt_ms_column`)."""
+    out = []
+    for row, text in zip(rows, fmt_ms_column(seconds), strict=True):
+        out.append((row[0], f"**{text}**" if row[1].startswith("**") else text, *row[2:]))
+    return out
+
+
 def _time(r: AnalysisResult) -> str:
     s = r.stages
     rows = [_stage_row(r, stage, label, getattr(s, f"{stage}_s")) for stage, label in _STAGE_ROWS]
@@ -228,11 +246,16 @@ def _time(r: AnalysisResult) -> str:
             "",
         )
     )
-    rows.append(_stage_row(r, "decode", f"Decode, {fmt_int(s.decode_steps)} steps", s.decode_s))
-    rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+    seconds = [getattr(s, f"{stage}_s") for stage, _ in _STAGE_ROWS] + [s.ttft_s]
+    if s.decode_steps:
+        rows.append(_stage_row(r, "decode", f"Decode, {plural(s.decode_steps, 'step')}", s.decode_s))
+        rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+        seconds += [s.decode_s, s.tpot_s]
     if s.other_s > 0 or "other" in r.trace.nodes:
         rows.append(_stage_row(r, "other", "Other (outside the stages)", s.other_s))
+        seconds.append(s.other_s)
     rows.append(_stage_row(r, "root", "**End to end**", s.end_to_end_s))
+    rows = _uniform_times(rows, [*seconds, s.end_to_end_s])
     header = ("stage", "time", "share", "FLOPs", "bytes moved", "kernels", "compute / memory / overhead")
     t = r.throughput
     throughput = md_table(
@@ -241,7 +264,7 @@ def _time(r: AnalysisResult) -> str:
             (
                 str(t.batch_size),
                 f"{t.tokens_per_s:,.1f}",
-                f"{t.decode_tokens_per_s:,.1f}",
+                f"{t.decode_tokens_per_s:,.1f}" if s.decode_steps else "- (no decode step)",
                 f"{t.pages_per_s:,.3f}",
                 f"{t.pages_per_day:,.0f}",
             )
