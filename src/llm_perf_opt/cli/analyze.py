@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
-import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.store import ReportStore
 
 __all__ = ["analyze", "parse_page"]
@@ -22,18 +25,6 @@ def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: 
     if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
         raise click.BadParameter(f"expected WIDTHxHEIGHT in pixels, e.g. 1024x1024; got {value!r}")
     return int(parts[0]), int(parts[1])
-
-
-class _Progress:
-    """Progress lines on stderr (``[  1.2s] tracing decode ...``); silent with ``--quiet``."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.start = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(f"[{time.perf_counter() - self.start:6.1f}s] {message}", err=True)
 
 
 @click.command()
@@ -99,6 +90,14 @@ class _Progress:
     default=None,
     help="Also publish the report into this report store (shared with `llm-perf-opt serve`).",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["path", "json"]),
+    default="path",
+    show_default=True,
+    help="stdout: the path of report.md, or the summary (summary.json plus the headline numbers) as JSON.",
+)
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def analyze(
     model: str,
@@ -118,6 +117,7 @@ def analyze(
     trust_remote_code: bool,
     out_dir: Path,
     store_dir: Path | None,
+    fmt: str,
     quiet: bool,
 ) -> None:
     """Trace DeepSeek-OCR on the meta device for one workload and write the report folder.
@@ -146,24 +146,48 @@ def analyze(
         device_profile=device_profile,
         trust_remote_code=trust_remote_code,
     )
-    progress = _Progress(quiet)
     check_output_folder(out_dir, recognise=REPORT_FILES)
-    result = run_analysis(options, progress=progress)
-    written = write_report(result, out_dir, progress=progress)
-    if store_dir is not None:
-        ReportStore(store_dir).publish(result.report_id, written, replace=True)
-        progress(f"published {result.report_id} into the store {store_dir}")
+    with StepProgress(quiet=quiet) as progress:
+        result = run_analysis(options, progress=progress)
+        progress(f"writing the report to {out_dir}")
+        written = write_report(result, out_dir)
+        if store_dir is not None:
+            progress(f"publishing {result.report_id} into the store {store_dir}")
+            ReportStore(store_dir).publish(result.report_id, written, replace=True)
+    s = result.stages
     if not quiet:
-        s = result.stages
         click.echo(
             f"{result.workload.describe()} on {result.device.name} ({result.dtype}, {options.attention} attention)",
             err=True,
         )
-        click.echo(
-            f"TTFT {s.ttft_s * 1e3:.1f} ms  TPOT {s.tpot_s * 1e3:.2f} ms  end-to-end {s.end_to_end_s * 1e3:.1f} ms",
-            err=True,
-        )
+        tpot = f"  TPOT {s.tpot_s * 1e3:.2f} ms" if s.decode_steps else "  (no decode step)"
+        click.echo(f"TTFT {s.ttft_s * 1e3:.1f} ms{tpot}  end-to-end {s.end_to_end_s * 1e3:.1f} ms", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(summary_payload(result, written, out_dir), indent=2))
+        return
     click.echo(str(out_dir / "report.md") if "report.md" in written else str(out_dir))
+
+
+def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) -> dict[str, Any]:
+    """What ``--format json`` prints: ``summary.json`` as written, plus the headline numbers a script wants
+    (stage times in ms, throughput, memory, fit) and where the report folder is."""
+    s, t, m, c = result.stages, result.throughput, result.memory, result.capacity
+    return {
+        "summary": json.loads(written["summary.json"]),
+        "headline": {
+            "device": result.device.device_id,
+            "dtype": result.dtype,
+            "ttft_ms": s.ttft_s * 1e3,
+            "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
+            "end_to_end_ms": s.end_to_end_s * 1e3,
+            "tokens_per_s": t.tokens_per_s if c.fits else None,
+            "pages_per_day": t.pages_per_day if c.fits else None,
+            "memory_bytes": m.total_bytes,
+            "fits": c.fits,
+            "max_batch": c.max_batch,
+        },
+        "report": str(out_dir),
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

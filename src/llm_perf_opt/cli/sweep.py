@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
@@ -88,6 +89,7 @@ def parse_pages(text: str) -> list[tuple[int, int]]:
 @click.option("--device-profile", type=click.Path(dir_okay=False), default=None, help="Calibrated profile file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write the files here.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def sweep(
     devices: str,
     modes: str,
@@ -102,6 +104,7 @@ def sweep(
     device_profile: str | None,
     out_dir: str | None,
     fmt: str,
+    quiet: bool,
 ) -> None:
     """What-if table over devices, modes/pages, batch sizes and output lengths (analytic model, no tracing)."""
     spec = SweepSpec(
@@ -125,16 +128,19 @@ def sweep(
         get_mode(mode)
     if out_dir is not None:
         check_output_folder(Path(out_dir), recognise=SWEEP_FILES)
-    click.echo(f"sweep: {spec.num_points} point(s)", err=True)
-    result = run_sweep(spec, profiles=profiles)
+    with StepProgress(quiet=quiet) as progress:
+        progress(f"sweep: timing {spec.num_points} point(s)")
+        result = run_sweep(spec, profiles=profiles)
+        if out_dir is not None:
+            progress("drawing sweep.png and writing the tables")
+            files = _files(spec, result)
+            _publish(Path(out_dir), files)
     for note in result.skipped:
         click.echo(f"skipped: {note}", err=True)
     if out_dir is None:
         text = rows_to_csv(result.rows) if fmt == "csv" else rows_to_markdown(result.rows, MD_COLUMNS)
         click.echo(text, nl=False)
         return
-    files = _files(spec, result)
-    _publish(Path(out_dir), files)
     click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
 
 
