@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "analyze:analyze",
     "calibrate": "calibrate:calibrate",
     "check": "check:check",
+    "compare": "compare:compare",
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
