@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate:calibrate",
     "check": "check:check",
     "compare": "compare:compare",
+    "crosscheck": "crosscheck:crosscheck",
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
