@@ -20,8 +20,11 @@ from llm_perf_opt.hardware import device_ids
 from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
 
 TARGET_S = 2.0
+DEVICES = ("a100-40gb", "a100-80gb", "b200", "h100-pcie", "h100-sxm", "h20", "h200", "l40s", "rtx-4090", "rtx-5090")
+"""The ten devices the target was set for (the catalog has grown since; the grid stays 1,000 points)."""
+assert set(DEVICES) <= set(device_ids())
 SPEC = SweepSpec(
-    devices=device_ids(),
+    devices=DEVICES,
     pages=(
         ("gundam", (1024, 1024)),  # 2x2 crops, S = 703
         ("gundam", (2480, 3508)),  # A4 portrait, 2x3 crops, S = 913

@@ -48,7 +48,20 @@ FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
 """Same-layer pairs that must not import each other (sources provide drivers, the tracer runs them: both import
 ``core.driving``)."""
 
-TORCH_FREE = ("errors", "core", "config", "contracts", "hardware", "workloads", "analytic", "perf", "runtimes", "store")
+TORCH_FREE = (
+    "errors",
+    "core",
+    "config",
+    "contracts",
+    "hardware",
+    "workloads",
+    "analytic",
+    "perf",
+    "runtimes",
+    "serving",
+    "admission",
+    "store",
+)
 """Packages that never load torch (``analysis``, ``measure``, ``report`` load it only through their torch modules)."""
 
 

@@ -2,7 +2,6 @@
 
 Matmul FLOPs must be equal on every node; in fact every counter is (vector FLOPs, bytes read/written, weight and
 KV bytes, kernels), as are calls, weight bytes, KV bytes and the per-category split, so this checks all of them.
-Needs torch and the tracer (skipped without them).
 """
 
 from __future__ import annotations
@@ -11,13 +10,11 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("torch")
-trace_mod = pytest.importorskip("llm_perf_opt.tracer.trace")
-
-from llm_perf_opt.analysis.validation import validation_payload, validation_summary  # noqa: E402
-from llm_perf_opt.analytic import AnalyticTree, analytic_costs  # noqa: E402
-from llm_perf_opt.sources.registry import resolve_model_source  # noqa: E402
-from llm_perf_opt.workloads import RoutingModel, Workload  # noqa: E402
+from llm_perf_opt.analysis.validation import validation_payload, validation_summary
+from llm_perf_opt.analytic import AnalyticTree, analytic_costs
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import RoutingModel, Workload
 
 TINY = "deepseek-ocr-v1-tiny"
 BASE = "deepseek-ocr-v1-base"
@@ -77,7 +74,7 @@ def test_tiny_model_every_node_equal(
     source = resolve_model_source(TINY)
     workload = Workload.create(mode=mode, page=page, max_new_tokens=N, batch_size=B, config=source.config)
     route = RoutingModel.parse(routing)
-    trace = trace_mod.trace_workload(source, workload, attention=attention, routing=route, model=tiny_models[attention])
+    trace = trace_workload(source, workload, attention=attention, routing=route, model=tiny_models[attention])
     tree = analytic_costs(source.config, workload, attention=attention, routing=route)
     assert _compare(trace, tree) == []
     summary = validation_summary(validation_payload(trace, tree))
@@ -88,9 +85,7 @@ def test_tiny_model_every_node_equal(
 def test_every_step_decode_equals_the_closed_form(tiny_models: dict[str, Any]) -> None:
     source = resolve_model_source(TINY)
     workload = Workload.create(mode="tiny", page=(800, 800), max_new_tokens=7, config=source.config)
-    trace = trace_mod.trace_workload(
-        source, workload, attention="eager", decode="every-step", model=tiny_models["eager"]
-    )
+    trace = trace_workload(source, workload, attention="eager", decode="every-step", model=tiny_models["eager"])
     assert trace.decode_method == "every-step"
     assert _compare(trace, analytic_costs(source.config, workload, attention="eager")) == []
 
@@ -99,7 +94,7 @@ def test_every_step_decode_equals_the_closed_form(tiny_models: dict[str, Any]) -
 def test_base_model_gundam_every_node_equal() -> None:
     source = resolve_model_source(BASE)
     workload = Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=5)  # S = 703, 4 decode steps
-    trace = trace_mod.trace_workload(source, workload, attention="flash")
+    trace = trace_workload(source, workload, attention="flash")
     tree = analytic_costs(source.config, workload, attention="flash")
     assert _compare(trace, tree) == []
     assert tree["root"].matmul_flops == trace.root.cost.matmul_flops

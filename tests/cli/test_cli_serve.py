@@ -6,13 +6,15 @@ import pytest
 from click.testing import CliRunner
 
 from llm_perf_opt.cli import cli
-from llm_perf_opt.cli.serve import TEST_BACKEND_ENV, _is_loopback
+from llm_perf_opt.cli.serve import _is_loopback
 
 
 def test_serve_is_registered_and_documents_its_flags() -> None:
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0
-    for flag in ("--host", "--port", "--store", "--workers", "--allow-remote-code", "--max-body-bytes"):
+    flags = ("--host", "--port", "--store", "--workers", "--allow-remote-code", "--max-body-bytes", "--snapshot-root")
+    flags += ("--build-timeout-s", "--build-memory-mb", "--token-file", "--cors-origin", "--header-timeout-s")
+    for flag in flags:
         assert flag in result.output
     assert "[default: 127.0.0.1]" in result.output
 
@@ -41,10 +43,23 @@ def test_unwritable_store_is_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_bad_test_backend_is_one_line_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path)], env={TEST_BACKEND_ENV: "no_such_module:X"})
+def test_no_backend_is_ever_imported_by_name() -> None:
+    source = (Path(__file__).resolve().parents[2] / "src" / "llm_perf_opt" / "cli" / "serve.py").read_text()
+    assert "environ" not in source and "import_module" not in source
+
+
+def test_a_short_token_file_is_one_line_error(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("short\n")
+    result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--token-file", str(token)])
     assert result.exit_code == 1
-    assert "error: cannot load backend 'no_such_module:X'" in result.output
+    assert result.output.startswith("error: --token-file")
+
+
+def test_snapshot_roots_need_allow_remote_code(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--snapshot-root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "--allow-remote-code" in result.output
 
 
 def test_workers_must_be_positive(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from typing import Any
 
@@ -58,23 +57,6 @@ def test_output_is_deterministic() -> None:
     second = CliRunner().invoke(cli, ["tree", "--flat", "--model", "deepseek-ocr-v1-tiny"])
     assert first.exit_code == 0 and first.output == second.output
     assert json.loads(first.output.splitlines()[0])["class_name"] == "DeepseekOCRForCausalLM"
-
-
-def _has_tracer() -> bool:
-    try:
-        return importlib.util.find_spec("llm_perf_opt.tracer.trace") is not None
-    except ModuleNotFoundError:  # no llm_perf_opt.tracer package at all
-        return False
-
-
-@pytest.mark.skipif(_has_tracer(), reason="the tracer provides the grouped view")
-def test_grouped_view_is_refused_with_one_line_while_there_is_no_tracer() -> None:
-    result = CliRunner().invoke(cli, ["tree"])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        "error: the grouped tree view needs the tracer, which this build does not have yet; "
-        "use --flat for the per-module listing"
-    ]
 
 
 def test_unknown_model_is_one_line_listing_the_known_ones() -> None:

@@ -63,8 +63,9 @@ SEED_FIELDS: dict[str, list[str]] = {
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "DeepSeekOCRAnalyticRequest": dict.fromkeys(
         ["device", "mode", "page_width", "page_height", "prompt_tokens", "max_new_tokens", "batch_size", "dtype",
-         "attention", "routing"]
+         "attention", "routing", "routing_histogram"]
     ),
+    "DeepSeekOCRAnalyticAccepted": {"stage": None, "queue_position": None},
     "DeepSeekOCRModelSpec": {"config_path": None, "notes": ""},
     "OCRWorkloadProfile": {"page_width": None, "page_height": None, "prompt_tokens": 9, "batch_size": 1, "mode": None},
     "AnalyticModuleNode": {"constructor_params": {}},

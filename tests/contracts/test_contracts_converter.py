@@ -78,7 +78,9 @@ def test_json_round_trip_of_every_class(
 
 def test_to_json_is_deterministic_indented_and_keeps_field_order() -> None:
     accepted = DeepSeekOCRAnalyticAccepted(report_id="r1", status="queued")
-    assert to_json(accepted) == '{\n  "report_id": "r1",\n  "status": "queued"\n}\n'
+    assert to_json(accepted) == (
+        '{\n  "report_id": "r1",\n  "status": "queued",\n  "stage": null,\n  "queue_position": null\n}\n'
+    )
 
 
 def test_float_fields_take_json_integers_and_store_floats() -> None:
@@ -116,7 +118,7 @@ def test_unknown_request_keys_are_refused_with_the_known_ones() -> None:
         structure({**_REQUEST, "forse_rebuild": True}, DeepSeekOCRAnalyticRequest)
     message = str(info.value)
     assert message.startswith("unknown field(s) forse_rebuild; expected only: model_id, model_variant")
-    assert message.endswith("routing @ $")
+    assert message.endswith("routing, routing_histogram @ $")
     assert "\n" not in message
 
 

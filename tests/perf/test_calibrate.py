@@ -217,3 +217,73 @@ def test_without_overlap_device_observations_are_not_used() -> None:
     assert not result.profile.overlap
     assert not any(r.stage.startswith("device") for r in result.residuals)
     assert set(result.profile.stage_kernel_overhead_s) == {"vision", "projector", "prefill", "decode"}
+
+
+def test_noise_free_data_give_tiny_standard_errors_and_a_finite_condition_number() -> None:
+    truth = _overlap_truth()
+    result = fit_device_profile(
+        _overlap_cases(truth), prior=default_profile("eager"), device_id="h100-sxm", source="test", overlap=True
+    )
+    by_name = {p.name: p for p in result.parameters}
+    assert 1 <= result.condition_number < 1e6
+    for name in ("eta[matmul]", "eta_m", "t_d", "t_k[decode]"):
+        parameter = by_name[name]
+        assert parameter.status == "fitted"
+        assert parameter.std_error is not None and parameter.std_error < 0.01 * parameter.value
+    assert by_name["eta[matmul]"].value == pytest.approx(0.35, rel=0.02)
+    assert "+/-" in by_name["eta_m"].describe()
+
+
+def test_noisy_data_give_standard_errors_that_cover_the_truth() -> None:
+    truth = _overlap_truth()
+    noisy = [
+        CalibrationCase(
+            label=case.label,
+            tree=case.tree,
+            rates=case.rates,
+            measured_s={s: v * (1 + 0.03 * ((i + j) % 3 - 1)) for j, (s, v) in enumerate(case.measured_s.items())},
+            device_busy_s=case.device_busy_s,
+            decode_steps=case.decode_steps,
+        )
+        for i, case in enumerate(_overlap_cases(truth))
+    ]
+    result = fit_device_profile(noisy, prior=default_profile("eager"), device_id="*", source="test", overlap=True)
+    memory = next(p for p in result.parameters if p.name == "eta_m")
+    assert memory.std_error is not None and memory.std_error > 0
+    assert abs(memory.value - 0.9) < 4 * memory.std_error + 1e-3
+
+
+def test_a_category_that_never_runs_is_reported_as_not_seen() -> None:
+    truth = _overlap_truth()
+    result = fit_device_profile(
+        _overlap_cases(truth),
+        prior=default_profile("eager"),
+        device_id="*",
+        source="test",
+        groups=PER_CATEGORY_GROUPS,
+        overlap=True,
+    )
+    moe = next(p for p in result.parameters if p.name == "eta[moe_routing]")
+    assert (moe.status, moe.std_error) == ("not seen (prior kept)", None)
+
+
+def test_a_design_that_moves_two_efficiencies_only_together_is_refused() -> None:
+    """conv2d and linear always run the same work in the same stage: their efficiencies cannot be told apart."""
+    truth = default_profile("eager")
+    cases = []
+    for i, scale in enumerate((1, 2, 5)):
+        leaves = {
+            "vision/a": {"conv2d": _mm(500 * G * scale, G, 10), "linear": _mm(500 * G * scale, G, 10)},
+            "prefill/b": {"elementwise": _vec(G, 50 * G * scale, 100)},
+        }
+        ids: dict[str, dict[str, Cost]] = dict(leaves)
+        ids["vision"], ids["prefill"] = leaves["vision/a"], leaves["prefill/b"]
+        ids["root"] = _sum([ids["vision"], ids["prefill"]])
+        tree = tree_from_ids(ids)
+        timed = time_tree(tree, Rates.for_device(get_device("h100-sxm"), dtype="bf16", profile=truth))
+        measured = {s: timed.stage_s[s] for s in ("vision", "prefill")}
+        cases.append(CalibrationCase(label=f"c{i}", tree=tree, rates=RATES, measured_s=measured))
+    with pytest.raises(UserError, match=r"do not tell .*eta\[conv2d\].*eta\[linear\].* apart"):
+        fit_device_profile(
+            cases, prior=truth, device_id="*", source="test", groups=PER_CATEGORY_GROUPS, per_stage=False
+        )

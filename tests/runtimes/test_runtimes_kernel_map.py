@@ -14,7 +14,9 @@ from llm_perf_opt.core.counts import COST_FIELDS
 from llm_perf_opt.runtimes import RUNTIMES, get_runtime
 from llm_perf_opt.runtimes.classes import OCR2_CLASSES, V1_CLASSES, class_of
 from llm_perf_opt.runtimes.costs import analytic_tree, fused_costs, nodes_of
+from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
 from llm_perf_opt.workloads import Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDENS = sorted(ROOT.glob("third_party/**/golden/*.json"))
@@ -137,3 +139,34 @@ def test_hf_cuda_graph_keeps_the_moe_eager_and_fuses_the_rest(v1_config: Deepsee
     )
     assert fused["decode/model.layers.0.self_attn"].graphable is True
     assert _per_step("hf-cuda-graph", v1_config, one_step) < _per_step("hf-eager", v1_config, one_step)
+
+
+def test_ocr2_fused_flops_and_kernels_per_step() -> None:
+    config = analytic_config()
+    workload = Ocr2Workload.create(mode="single", page=(1024, 1024), max_new_tokens=3)
+    tree = analytic_tree(config, workload)
+    fused = fused_costs(get_runtime("vllm"), config, workload)
+    for nid in tree:
+        for cat, eager in tree.by_category(nid).items():
+            mine = fused[nid].by_category.get(cat)
+            flops = (mine.matmul_flops, mine.vector_flops) if mine else (0, 0)
+            assert flops == (eager.matmul_flops, eager.vector_flops), (nid, cat)
+            assert mine is None or mine.total_bytes <= eager.total_bytes
+    dec = config.decoder
+    dense, moe = dec.first_k_dense_replace, dec.num_hidden_layers - dec.first_k_dense_replace
+    per_step = sum(c.kernels for c in fused["decode"].by_category.values()) // (workload.max_new_tokens - 1)
+    root_own = (
+        sum(c.kernels for c in tree.by_category("decode").values())
+        - sum(c.kernels for c in tree.by_category("decode/model").values())
+        - sum(c.kernels for c in tree.by_category("decode/lm_head").values())
+    )
+    model_own = sum(c.kernels for c in tree.by_category("decode/model").values()) - sum(
+        c.kernels for c in tree.by_category("decode/model.language_model").values()
+    )
+    text_own = sum(c.kernels for c in tree.by_category("decode/model.language_model").values()) - sum(
+        sum(c.kernels for c in tree.by_category(k).values()) for k in tree.children["decode/model.language_model"]
+    )
+    steps = workload.max_new_tokens - 1
+    containers = sum(min(2 * steps, own) for own in (root_own, model_own, text_own)) // steps
+    expected = 1 + dense * (2 + 5 + 3) + moe * (2 + 5 + 11) + 1 + 1 + containers
+    assert per_step == expected

@@ -10,6 +10,7 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, PrefillChunk
 from llm_perf_opt.runtimes import runtime_iteration_timer, single_request_times
+from llm_perf_opt.runtimes.request import runtime_run
 from llm_perf_opt.workloads import Workload
 
 
@@ -57,3 +58,36 @@ def test_mixed_iteration_and_empty(v1_config: DeepseekOCRConfig, standard: Workl
     assert timer.iteration_s(mixed) >= timer.iteration_s(prefill)
     with pytest.raises(UserError, match="vision_key"):
         timer.iteration_s(BatchComposition(prefill=(PrefillChunk(new_tokens=8, vision_pages=1, vision_key="x"),)))
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "sglang", "hf-cuda-graph"])
+def test_analyze_stage_times_equal_the_request_alone(
+    runtime: str, v1_config: DeepseekOCRConfig, standard: Workload
+) -> None:
+    run = runtime_run(runtime=runtime, config=v1_config, workload=standard, device="a100-40gb")
+    alone = single_request_times(runtime=runtime, config=v1_config, device="a100-40gb", workload=standard)
+    assert math.isclose(run.stages.ttft_s, alone.ttft_s, rel_tol=1e-12)
+    assert math.isclose(run.stages.tpot_s, alone.tpot_s, rel_tol=1e-12)
+    assert run.kernels_per_decode_step == run.decode.kernels > 0
+    assert math.isclose(sum(m.seconds for m in run.breakdown), run.decode.roofline_s + run.decode.gap_s)
+
+
+@pytest.mark.parametrize("runtime", ["hf-eager", "hf-cuda-graph", "vllm", "sglang"])
+@pytest.mark.parametrize("batch", [1, 32, 600])
+def test_fast_paths_equal_the_itemised_terms(
+    runtime: str, batch: int, v1_config: DeepseekOCRConfig, standard: Workload
+) -> None:
+    timer = runtime_iteration_timer(runtime=runtime, config=v1_config, device="h100-sxm", workloads={"p": standard})
+    contexts = tuple(900 + i for i in range(batch))
+    terms = timer.decode_terms(contexts=contexts)
+    if timer.runtime.overlap:
+        expected = max(terms.roofline_s + terms.gap_s, terms.launch_s) + terms.step_host_s
+    else:
+        expected = terms.roofline_s + terms.launch_s + terms.step_host_s
+    assert math.isclose(timer.iteration_s(BatchComposition(decode_context=contexts)), expected, rel_tol=1e-12)
+    pre = timer.prefill_terms(tokens=300)
+    got = timer.iteration_s(BatchComposition(prefill=(PrefillChunk(new_tokens=300),)))
+    want = (
+        max(pre.roofline_s + pre.gap_s, pre.launch_s) if timer.runtime.overlap else pre.roofline_s + pre.launch_s
+    ) + pre.step_host_s
+    assert math.isclose(got, want, rel_tol=1e-12)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from llm_perf_opt.cli import cli
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes.bands import ERROR_BANDS, trust_line
 from llm_perf_opt.runtimes.costs import ModelConfig
 from llm_perf_opt.runtimes.fit import FITTED_ON, fit_request_overhead_s, fit_step_host_s
 from llm_perf_opt.runtimes.published import PublishedPoint, load_published
@@ -82,3 +83,11 @@ def test_a_serving_predictor_can_be_plugged_in(configs: dict[str, ModelConfig]) 
     results = validate(load_published(), predictors)
     serving = [r for r in results if r.point.kind == "serving"]
     assert serving and all(math.isclose(r.error or 0.0, 0.1) for r in serving)
+
+
+def test_quoted_error_bands_match_the_validation_page(configs: dict[str, ModelConfig]) -> None:
+    live = error_bands(validate(load_published(), default_predictors(configs, point_workload)))
+    for rid in ("sglang", "vllm", "hf-cuda-graph"):
+        assert ERROR_BANDS[rid].startswith(live[rid]), (rid, live[rid])
+    assert set(ERROR_BANDS) == set(live)
+    assert "uncalibrated" in trust_line("hf-eager", calibrated=False)

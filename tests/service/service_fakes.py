@@ -1,13 +1,16 @@
 """Test-only build backends for the service: small, deterministic reports made of real contract objects.
 
-Loaded by the server through ``LLM_PERF_OPT_SERVE_TEST_BACKEND=service_fakes:FAKE`` (with this folder on PYTHONPATH).
-Knobs, read in the worker process from the environment:
+Passed to ``create_app(backend=...)`` in process, or to the real ``serve`` command through the click context object
+(``cli.main(args, obj={"backend": FAKE})``, see ``test_service_server.py``).  Knobs, read in the worker process from
+the environment:
 
 * ``SERVICE_FAKES_DELAY_S``: seconds each build sleeps before returning (makes builds slow enough to kill).
 * ``SERVICE_FAKES_LOG``: a folder; each build invocation creates one file there (counts builds across processes).
 * ``SERVICE_FAKES_PAD_BYTES``: size of an extra ``pad.bin`` file (widens the publish window).
 
-A request whose ``routing`` is ``"fail"`` makes the build raise a user error; ``"crash"`` kills the worker process.
+Tests tag requests with ``profile_run_id`` (the fake never looks a measurement up).  A tag starting with ``fail`` makes
+the build raise a user error, ``crash`` kills the worker process, ``hog`` allocates memory until it runs out, ``sleep``
+sleeps a minute, ``trace`` raises an error whose text holds a C++-like frame and a server path.
 """
 
 from __future__ import annotations
@@ -127,10 +130,19 @@ def fake_build(options: dict[str, Any]) -> dict[str, bytes]:
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         (Path(log_dir) / f"{os.getpid()}-{secrets.token_hex(4)}").write_text(json.dumps(options))
-    if options.get("routing") == "fail":
-        raise WorkloadError("routing 'fail' asked this fake build to fail; expected any other routing")
-    if options.get("routing") == "crash":
+    tag = str(options.get("profile_run_id") or "")
+    if tag.startswith("fail"):
+        raise WorkloadError(f"profile_run_id {tag!r} asked this fake build to fail; expected any other tag")
+    if tag.startswith("crash"):
         os._exit(3)
+    if tag.startswith("hog"):
+        hoard = []
+        while True:  # until RLIMIT_AS says no
+            hoard.append(bytearray(64 << 20))
+    if tag.startswith("sleep"):
+        time.sleep(60)
+    if tag.startswith("trace"):
+        raise RuntimeError("boom at /usr/lib/secret/site-packages/x.py:12\nframe #0: 0x7f00deadbeef in c10::Error")
     time.sleep(float(os.environ.get("SERVICE_FAKES_DELAY_S", "0")))
     report_id = fake_report_id(options)
     total_ms = 100.0 + int(report_id[-4:], 16) / 1000  # deterministic, differs between requests

@@ -22,8 +22,9 @@ BASE = {"model_id": "deepseek-ai/DeepSeek-OCR", "model_variant": "deepseek-ocr-v
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "src" / "llm_perf_opt" / "contracts" / "openapi.yaml"
 
 
-def _request(workload: str, **extra: Any) -> dict[str, Any]:
-    return {**BASE, "workload_profile_id": workload, **extra}
+def _request(tag: str, **extra: Any) -> dict[str, Any]:
+    """A valid request, told apart from the others by its ``profile_run_id`` tag (the fake backend's switch)."""
+    return {**BASE, "workload_profile_id": "dsocr-standard-v1", "profile_run_id": tag, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_post_poll_get_summary_and_model(client: TestClient, env: dict[str, Path
     first = client.post(RUN, json=body)
     assert first.status_code == 202
     report_id = first.json()["report_id"]
-    assert first.json() == {"report_id": report_id, "status": first.json()["status"]}
+    assert set(first.json()) == {"report_id", "status", "stage", "queue_position"}
     assert first.json()["status"] in ("queued", "running")
     assert report_id == service_fakes.fake_report_id(
         service_fakes.fake_options(from_json(json.dumps(body), _req()), False)
@@ -94,7 +95,7 @@ def test_post_poll_get_summary_and_model(client: TestClient, env: dict[str, Path
     summary = _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=200)
     assert summary.status_code == 200
     parsed = from_json(summary.content, DeepSeekOCRAnalyticReportSummary)
-    assert parsed.report_id == report_id and parsed.workload_profile_id == "app-e2e"
+    assert parsed.report_id == report_id and parsed.workload_profile_id == "dsocr-standard-v1"
     model = client.get(f"/analytic/deepseek-ocr/{report_id}/model")
     assert model.status_code == 200
     assert from_json(model.content, DeepSeekOCRAnalyticModel).report_id == report_id
@@ -128,19 +129,21 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
 @pytest.mark.parametrize(
     ("body", "path", "words"),
     [
-        ({**BASE, "workload_profile_id": "w", "force_rebuild": "yes"}, "$.force_rebuild", "expected bool"),
+        ({**_request("x"), "force_rebuild": "yes"}, "$.force_rebuild", "expected bool"),
         ({**BASE}, "$.workload_profile_id", "workload_profile_id"),
-        ({**BASE, "workload_profile_id": "w", "colour": 1}, "$", "unknown field(s) colour"),
-        ({**BASE, "workload_profile_id": "w", "page_width": 1.5}, "$.page_width", "expected int"),
+        ({**_request("x"), "colour": 1}, "$", "unknown field(s) colour"),
+        ({**_request("x"), "page_width": 1.5}, "$.page_width", "expected int"),
+        ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..256"),
+        ({**_request("x"), "routing": "histogram:/etc/passwd"}, "$.routing", "never as a file"),
         ([1, 2], "$", "expected object"),
         ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
         (
-            {**BASE, "model_variant": "hf:deepseek-ai/DeepSeek-OCR@main", "workload_profile_id": "w"},
+            {**_request("x"), "model_variant": "hf:deepseek-ai/DeepSeek-OCR@main"},
             "$.model_variant",
             "--allow-remote-code",
         ),
         (
-            {**BASE, "model_variant": "hf-snapshot:/tmp/x", "workload_profile_id": "w"},
+            {**_request("x"), "model_variant": "hf-snapshot:/tmp/x"},
             "$.model_variant",
             "--allow-remote-code",
         ),
@@ -163,7 +166,7 @@ def test_body_that_is_not_json_gets_422(client: TestClient) -> None:
 
 
 def test_body_over_the_limit_gets_413(client: TestClient) -> None:
-    big = _request("w", profile_run_id="x" * 5000)  # the fixture's limit is 4096 bytes
+    big = _request("x" * 5000)  # the fixture's limit is 4096 bytes
     response = client.post(RUN, json=big)
     assert response.status_code == 413
     assert "over 4096 bytes" in response.json()["error"]
@@ -201,19 +204,19 @@ def test_well_formed_unknown_id_is_404_naming_report_id(client: TestClient) -> N
 
 
 def test_failed_build_gives_500_with_reason_and_a_new_post_retries(client: TestClient, env: dict[str, Path]) -> None:
-    body = _request("app-fail", routing="fail")
+    body = _request("fail-app")
     report_id = client.post(RUN, json=body).json()["report_id"]
     failed = _poll(client, f"/analytic/deepseek-ocr/{report_id}/model", until=500)
     assert failed.status_code == 500
     assert failed.json()["path"] == "report_id"
-    assert "routing 'fail' asked this fake build to fail" in failed.json()["error"]
+    assert "'fail-app' asked this fake build to fail" in failed.json()["error"]
     assert client.post(RUN, json=body).status_code == 202  # a failed report is not "existing": it is built again
     assert _poll(client, f"/analytic/deepseek-ocr/{report_id}/summary", until=500).status_code == 500
     assert _builds(env, report_id) == 2
 
 
 def test_worker_crash_fails_the_build_and_the_pool_recovers(client: TestClient) -> None:
-    crashed = client.post(RUN, json=_request("app-crash", routing="crash")).json()["report_id"]
+    crashed = client.post(RUN, json=_request("crash-app")).json()["report_id"]
     response = _poll(client, f"/analytic/deepseek-ocr/{crashed}/summary", until=500)
     assert response.status_code == 500
     assert "worker process building this report died" in response.json()["error"]
@@ -231,11 +234,21 @@ def test_unknown_path_and_method_get_json_errors(client: TestClient) -> None:
 
 
 def test_remote_code_allowed_only_with_the_flag(tmp_path: Path) -> None:
-    app = create_app(store_root=tmp_path, workers=1, backend=service_fakes.FAKE, allow_remote_code=True)
+    roots = tmp_path / "snapshots"
+    (roots / "ocr").mkdir(parents=True)
+    app = create_app(
+        store_root=tmp_path / "store",
+        workers=1,
+        backend=service_fakes.FAKE,
+        allow_remote_code=True,
+        snapshot_roots=[roots],
+    )
     with TestClient(app) as allowed:
-        body = _request("w", model_variant="hf-snapshot:/tmp/snapshot")
+        body = _request("w", model_variant=f"hf-snapshot:{roots / 'ocr'}")
         response = allowed.post(RUN, json=body)
         assert response.status_code == 202
+        outside = allowed.post(RUN, json=_request("w", model_variant=f"hf-snapshot:{tmp_path}"))
+        assert outside.status_code == 422 and "snapshot root" in outside.json()["error"]
         assert allowed.get("/health").json()["allow_remote_code"] is True
 
 
@@ -244,7 +257,7 @@ def test_build_by_another_process_on_the_same_store_is_not_ready(client: TestCli
     ReportStore(env["store"]).set_job(JobRecord(report_id=report_id, status="running", owner_pid=os.getpid()))
     response = client.get(f"/analytic/deepseek-ocr/{report_id}/summary")
     assert response.status_code == 409
-    assert response.json() == {"report_id": report_id, "status": "running"}
+    assert response.json() == {"report_id": report_id, "status": "running", "stage": None, "queue_position": None}
 
 
 def test_damaged_report_is_never_served_and_a_post_rebuilds_it(client: TestClient, env: dict[str, Path]) -> None:
@@ -268,7 +281,8 @@ def test_clean_stop_records_unfinished_builds_as_failed(tmp_path: Path, monkeypa
     with TestClient(app) as slow:
         report_id = slow.post(RUN, json=_request("app-stop")).json()["report_id"]
         queued = slow.post(RUN, json=_request("app-stop-2")).json()["report_id"]
-        assert slow.get(f"/analytic/deepseek-ocr/{queued}/model").json()["status"] == "queued"  # one worker
+        waiting = slow.get(f"/analytic/deepseek-ocr/{queued}/model").json()
+        assert (waiting["status"], waiting["queue_position"]) == ("queued", 1)  # one worker, busy
     assert time.monotonic() - started < 15  # the 30 s build was abandoned, not awaited
     for rid in (report_id, queued):
         record = ReportStore(tmp_path).job(rid)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,9 +57,70 @@ def test_publish_then_read_round_trip(tmp_path: Path) -> None:
     assert store.read_all(RID) == FILES
     manifest = store.manifest(RID)
     assert manifest["summary.json"] == {"bytes": 9, "sha256": hashlib.sha256(b'{"a": 1}\n').hexdigest()}
-    # nothing but the published folder and the (now empty) staging area remains
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", RID]
+    # nothing but the report's link, its one version and the (now empty) staging area remains
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", ".versions", RID]
     assert list((tmp_path / ".staging").iterdir()) == []
+    assert [p.name for p in (tmp_path / ".versions").iterdir()] == [(tmp_path / RID).readlink().name]
+
+
+def test_a_rebuild_never_leaves_the_report_missing(tmp_path: Path) -> None:
+    store = ReportStore(tmp_path)
+    store.publish(RID, {"summary.json": b"0"})
+    stop = threading.Event()
+    misses: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                store.read(RID, "summary.json")
+            except ReportNotFoundError as exc:
+                misses.append(str(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for n in range(1, 60):
+            store.publish(RID, {"summary.json": str(n).encode()}, replace=True)
+    finally:
+        stop.set()
+        thread.join()
+    assert misses == []
+    assert store.read(RID, "summary.json") == b"59"
+    assert len(list((tmp_path / ".versions").iterdir())) == 1  # old versions are retired
+
+
+def test_the_build_lock_is_exclusive_across_processes_and_dies_with_its_holder(tmp_path: Path) -> None:
+    store = ReportStore(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", _LOCKER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    assert store.try_lock(RID) is None  # held by the other process
+    holder.kill()
+    holder.wait()
+    fd = store.try_lock(RID)  # the kernel released it with the process
+    assert fd is not None
+    store.unlock(fd)
+
+
+_LOCKER = """
+import sys, time
+from llm_perf_opt.store import ReportStore
+fd = ReportStore(sys.argv[1]).try_lock("dsocr-0123456789abcdef")
+print("locked" if fd is not None else "busy", flush=True)
+time.sleep(60)
+"""
+
+
+def test_prune_failed_forgets_only_old_failures(tmp_path: Path) -> None:
+    store = ReportStore(tmp_path)
+    other = "dsocr-fedcba9876543210"
+    store.set_job(JobRecord(report_id=RID, status="failed", reason="x"))
+    store.set_job(JobRecord(report_id=other, status="queued"))
+    assert store.prune_failed(3600) == []
+    old = time.time() - 7200
+    for path in (tmp_path / ".jobs").iterdir():
+        os.utime(path, (old, old))
+    assert store.prune_failed(3600) == [RID]
+    assert [r.report_id for r in store.jobs()] == [other]
 
 
 def test_publish_is_deterministic(tmp_path: Path) -> None:
@@ -213,4 +275,7 @@ def test_kill_9_during_publish_never_leaves_a_half_written_report(tmp_path: Path
                 published += 1
         store.recover()
         assert list((root / ".staging").iterdir()) == []
+        linked = {str(p.readlink()) for p in root.iterdir() if p.is_symlink()}
+        versions = root / ".versions"
+        assert {f".versions/{p.name}" for p in versions.iterdir()} == linked if versions.exists() else not linked
     assert published > 0  # the writer got far enough to publish, so the kills landed among real writes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,29 @@ def test_expected_distinct_experts_prior_art_numbers() -> None:
     assert expected_distinct_experts(E=64, k=6, T=0) == 0.0
     with pytest.raises(ValueError):
         expected_distinct_experts(E=4, k=5, T=1)
+
+
+def test_histogram_files_are_read_only_when_regular_and_small(tmp_path: Path) -> None:
+    from llm_perf_opt.workloads.routing import MAX_HISTOGRAM_FILE_BYTES
+
+    fifo = tmp_path / "h.json"
+    os.mkfifo(fifo)  # opening a FIFO for reading would block until a writer comes: refused before the open
+    big = tmp_path / "big.json"
+    big.write_bytes(b"{" + b" " * MAX_HISTOGRAM_FILE_BYTES + b"}")
+    for path, words in {
+        fifo: "not a regular file",
+        tmp_path: "a folder",
+        big: "larger than",
+        "/dev/zero": "FIFO",
+    }.items():
+        with pytest.raises(UserError, match=words):
+            RoutingModel.parse(f"histogram:{path}")
+
+
+def test_inline_histogram_json_never_names_a_file() -> None:
+    model = RoutingModel.parse('histogram:{"3": [1, 0, 2]}')
+    assert (model.kind, model.source, model.histogram) == ("histogram", "inline", ((3, (1, 0, 2)),))
+    with pytest.raises(UserError, match="not valid JSON"):
+        RoutingModel.parse("histogram:{nope")
+    with pytest.raises(UserError, match=r"0\.\.8"):
+        RoutingModel.skewed(float("nan"))

@@ -16,6 +16,7 @@ from llm_perf_opt.analysis.options import AnalysisOptions, resolve_workload
 from llm_perf_opt.analytic import analytic_costs
 from llm_perf_opt.analytic.ocr2 import ocr2_analytic_costs
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.contracts import DeepSeekOCRModelSpec
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
@@ -105,6 +106,12 @@ def analytic_for(
             analytic_config(), workload, attention=attention, routing=routing, act_bytes=act_bytes
         )
     return analytic_costs(source.config, workload, attention=attention, routing=routing, act_bytes=act_bytes)
+
+
+def runtime_config(source: Any, workload: Workload | Ocr2Workload) -> DeepseekOCRConfig | DeepseekOCR2Config:
+    """The torch-free config the runtime kernel models read: DeepSeek-OCR-2's analytic config for its workloads,
+    else the source's v1 config."""
+    return analytic_config() if isinstance(workload, Ocr2Workload) else source.config
 
 
 def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCRModelSpec:

@@ -22,12 +22,14 @@ from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import DeviceSpec, get_device, normalize_dtype
 from llm_perf_opt.measure.record import load_measurement
+from llm_perf_opt.perf.named_profiles import named_profiles, resolve_profile_path
 from llm_perf_opt.workloads import DEFAULT_PRESET_ID, RoutingModel, Workload, get_preset
 
 __all__ = [
     "ATTENTION_KINDS",
     "DEFAULT_DEVICE",
     "DEFAULT_MODEL",
+    "DEFAULT_RUNTIME",
     "MEASUREMENTS_ENV",
     "REMOTE_CODE_SCHEMES",
     "REPORT_ID_PATTERN",
@@ -43,6 +45,7 @@ __all__ = [
 
 DEFAULT_MODEL = "deepseek-ocr-v1-base"
 DEFAULT_DEVICE = "h100-sxm"
+DEFAULT_RUNTIME = "hf-eager"
 ATTENTION_KINDS = ("flash", "eager")
 REPORT_ID_PATTERN = r"^dsocr-[0-9a-f]{16}$"
 REMOTE_CODE_SCHEMES = ("hf-snapshot:", "hf:")
@@ -84,17 +87,30 @@ class AnalysisOptions:
     )
     device_profile: str | None = field(default=None, metadata={"help": "calibrated device profile file"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow executing a model source's remote code"})
+    runtime: str = field(
+        default=DEFAULT_RUNTIME,
+        metadata={
+            "help": "inference runtime whose kernels time the model: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang"
+        },
+    )
+    text_only: bool = field(default=False, metadata={"help": "time a request with no image (S = prompt tokens + BOS)"})
 
     def canonical(self) -> dict[str, Any]:
-        """The options as they enter the report id: files by content hash, defaults spelled out."""
+        """The options as they enter the report id: files by content hash, defaults spelled out (the runtime and
+        text_only only when not their defaults, so earlier report ids stay as they were)."""
         data = asdict(self, recurse=False)
         data["page"] = list(self.page) if self.page else None
         data["dtype"] = normalize_dtype(self.dtype)
         for key in ("measured", "device_profile"):
             if data[key] is not None:
-                data[key] = {"sha256": _file_sha256(Path(data[key]), key)}
+                path = resolve_profile_path(data[key]) if key == "device_profile" else Path(data[key])
+                data[key] = {"sha256": _file_sha256(path, key)}
         data.pop("trust_remote_code")
         data.pop("allow_mismatch")  # a refused comparison writes no report: the id needs no bit for it
+        if data["runtime"] == DEFAULT_RUNTIME:
+            data.pop("runtime")
+        if not data["text_only"]:
+            data.pop("text_only")
         return data
 
 
@@ -175,6 +191,8 @@ def options_from_payload(payload: Any, *, base: Path) -> AnalysisOptions:
 def _resolve_file(value: Any, key: str, base: Path) -> str:
     if not isinstance(value, str):
         raise UserError(f"options.json {key} must be a file path, got {value!r}")
+    if key == "device_profile" and value in named_profiles():
+        return value
     candidates = [Path(value), base / value, base / Path(value).name]
     for candidate in candidates:
         if candidate.is_file():

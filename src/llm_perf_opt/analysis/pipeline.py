@@ -20,6 +20,7 @@ from llm_perf_opt.analysis.model_source import (
     model_spec,
     provenance_lines,
     resolve_source_workload,
+    runtime_config,
     source_provenance,
     trusted_source,
 )
@@ -47,6 +48,11 @@ from llm_perf_opt.perf import (
     time_tree,
     tree_from_nodes,
 )
+from llm_perf_opt.perf.named_profiles import resolve_profile_path
+from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.costs import check_supported
+from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import get_preset, profile_from_workload
@@ -68,13 +74,19 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     """Trace, validate and time one workload; every number the reports show comes out of here."""
     say = progress or _silent
     check_attention(options)
+    runtime = get_runtime(options.runtime)
+    check_supported(runtime, attention=options.attention, source=options.model)
     source = trusted_source(options.model, options.trust_remote_code)
     check_source_attention(source, options.attention)
     config = source.config
     workload = resolve_source_workload(options, source)
     device, dtype = resolve_device(options)
     routing = resolve_routing(options)
-    profile = load_device_profile(options.device_profile) if options.device_profile else default_profile("eager")
+    profile = (
+        load_device_profile(resolve_profile_path(options.device_profile))
+        if options.device_profile
+        else default_profile("eager")
+    )
     report_id = report_id_for(options)
 
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
@@ -102,11 +114,28 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     rates = Rates.for_device(device, dtype=dtype, profile=profile, counted_dtype=dtype)
     timed = time_tree(tree_from_nodes(trace.nodes.values()), rates)
     stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=max(workload.max_new_tokens - 1, 0))
+    say(f"runtime {runtime.runtime_id}: kernels, launches and graphs{' (text only)' if options.text_only else ''}")
+    run = runtime_run(
+        runtime=runtime,
+        config=runtime_config(source, workload),
+        workload=workload,
+        device=device.device_id,
+        dtype=dtype,
+        attention=options.attention,
+        profile=profile if runtime.is_baseline else None,
+        text_only=options.text_only,
+    )
+    if not runtime.is_baseline or options.text_only:
+        stages = run.stages  # the runtime's kernels time the request; hf-eager keeps the traced tree's time
     capacity = capacity_check(memory, device)
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
     measured, measured_total_ms = _measured(options, stages, workload, device_id=device.device_id, dtype=dtype)
-    assumptions = _assumptions(options, trace, device, dtype, profile, routing) + provenance_lines(provenance or {})
+    assumptions = (
+        _assumptions(options, trace, device, dtype, profile, routing)
+        + _runtime_lines(options, run, profile, device)
+        + provenance_lines(provenance or {})
+    )
     notes = " | ".join(assumptions)
     profile_contract = profile_from_workload(
         workload,
@@ -124,6 +153,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
         profile_run_id=None,
         measured_total_ms=measured_total_ms,
         notes=notes,
+        predicted_total_s=None if runtime.is_baseline and not options.text_only else stages.end_to_end_s,
     )
     summary = build_summary(model=model, trace=trace, timed=timed, notes=notes)
     return AnalysisResult(
@@ -150,7 +180,26 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
         measured=measured,
         assumptions=tuple(assumptions),
         provenance=provenance,
+        runtime_run=run,
     )
+
+
+def _runtime_lines(options: AnalysisOptions, run: RuntimeRun, profile: Any, device: Any) -> list[str]:
+    """Which runtime and profile made the time, whether the profile was calibrated on this device, and how far the
+    time can be trusted (docs/validation-runtimes.md, docs/validation.md)."""
+    rt = run.runtime
+    calibrated = profile.device_id == device.device_id
+    where = (
+        "the traced tree's time"
+        if rt.is_baseline and not options.text_only
+        else "the runtime's kernel model (per-module times in model.json stay the op-by-op breakdown)"
+    )
+    text = "; text-only request (no page, S = prompt + BOS)" if options.text_only else ""
+    return [
+        f"runtime: {rt.runtime_id} ({rt.description}); time from {where}{text}",
+        f"profile: {profile.source}; calibrated on this device: {'yes' if calibrated else 'no'} ({profile.device_id})",
+        trust_line(rt.runtime_id, calibrated=calibrated),
+    ]
 
 
 def _categories(categories: Mapping[str, tuple[str, ...]]) -> list[OperatorCategory]:

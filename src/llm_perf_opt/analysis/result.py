@@ -17,6 +17,7 @@ from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalytic
 from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import DeviceSpec
 from llm_perf_opt.perf import CapacityCheck, DeviceProfile, MemoryFootprint, StageTimes, Throughput, TimedTree
+from llm_perf_opt.runtimes.request import RuntimeRun
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
@@ -54,6 +55,9 @@ class AnalysisResult:
         default=None, metadata={"help": "per-stage predicted vs measured (when --measured was given)"}
     )
     assumptions: tuple[str, ...] = field(default=(), metadata={"help": "one line per modelling assumption"})
+    runtime_run: RuntimeRun | None = field(
+        default=None, metadata={"help": "the request as the chosen runtime runs it (kernels, bounds, breakdown)"}
+    )
     provenance: Mapping[str, Any] | None = field(
         default=None,
         metadata={"help": "remote-code sources: code hashes, Hub revision, meta adapters and their uses (as_dict)"},

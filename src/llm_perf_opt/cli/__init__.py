@@ -8,6 +8,7 @@ becomes one line on stderr and exit code 1; click's usage errors exit with 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 
 from llm_perf_opt import __version__
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.tracer import DYNAMO_STAND_IN_ENV
 
 __all__ = ["main"]
 
@@ -28,7 +30,9 @@ COMMANDS: dict[str, str] = {
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
+    "plan": "plan:plan",
     "serve": "serve:serve",
+    "simulate": "simulate:simulate",
     "sweep": "sweep:sweep",
     "tree": "tree:tree",
     "validation-doc": "validation_doc:validation_doc",
@@ -68,6 +72,9 @@ def cli() -> None:
     predicted from the model's module tree traced on PyTorch's meta device (no weights, no GPU)."""
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt")
+def main(argv: list[str] | None = None, *, obj: dict[str, Any] | None = None) -> None:
+    """Console-script entry point (``obj``: the click context object; tests pass a build backend through it).
+    This process and those it starts (the server's workers) are ours: their traces may use the ``torch._dynamo``
+    stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
+    os.environ.setdefault(DYNAMO_STAND_IN_ENV, "1")
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt", obj=obj)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from llm_perf_opt.admission import check_analysis_flags
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.store import ReportStore
@@ -72,9 +73,19 @@ def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: 
     "--device-profile",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Calibrated device profile (from `llm-perf-opt calibrate`).",
+    help="Calibrated device profile: a file (from `llm-perf-opt calibrate`) or a shipped name, e.g. "
+    "h100-sxm-hf-eager-gate.",
 )
 @click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
+@click.option(
+    "--runtime",
+    default="hf-eager",
+    show_default=True,
+    help="Inference runtime whose kernels time the model: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang.",
+)
+@click.option(
+    "--text-only", is_flag=True, default=False, help="Time a request with no image (S = prompt tokens + BOS)."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -115,6 +126,8 @@ def analyze(
     allow_mismatch: bool,
     device_profile: str | None,
     trust_remote_code: bool,
+    runtime: str,
+    text_only: bool,
     out_dir: Path,
     store_dir: Path | None,
     fmt: str,
@@ -129,6 +142,19 @@ def analyze(
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
 
+    check_analysis_flags(
+        model=model,
+        workload_id=workload_id,
+        mode=mode,
+        page=page,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        attention=attention,
+        routing=routing,
+    )
     options = AnalysisOptions(
         model=model,
         workload_id=workload_id,
@@ -145,6 +171,8 @@ def analyze(
         allow_mismatch=allow_mismatch,
         device_profile=device_profile,
         trust_remote_code=trust_remote_code,
+        runtime=runtime,
+        text_only=text_only,
     )
     check_output_folder(out_dir, recognise=REPORT_FILES)
     with StepProgress(quiet=quiet) as progress:
@@ -157,7 +185,8 @@ def analyze(
     s = result.stages
     if not quiet:
         click.echo(
-            f"{result.workload.describe()} on {result.device.name} ({result.dtype}, {options.attention} attention)",
+            f"{result.workload.describe()}{' (text only)' if text_only else ''} on {result.device.name} "
+            f"({result.dtype}, {options.attention} attention, runtime {options.runtime})",
             err=True,
         )
         tpot = f"  TPOT {s.tpot_s * 1e3:.2f} ms" if s.decode_steps else "  (no decode step)"

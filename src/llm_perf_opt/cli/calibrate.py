@@ -73,6 +73,9 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
     )
     atomic_write_text(out, text)
     click.echo(f"profile for {device} {dtype} written to {out} ({result.rounds} round(s))")
+    click.echo(f"  parameters (condition number {result.condition_number:.3g}):")
+    for parameter in result.parameters:
+        click.echo(f"  {parameter.describe()}")
     click.echo("  measurement / stage: measured ms, uncalibrated ms (err), calibrated ms (err)")
     for m in measurements:
         before = predict(trees[m.run_id], rates_for(m, prior, counted_dtype=counted_dtype(m), peers=measurements))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_model_source_flag
 from llm_perf_opt.core import check_output_folder
 from llm_perf_opt.report.diff_render import render_diff_text
 from llm_perf_opt.tracer.golden import write_golden
@@ -75,6 +76,8 @@ def check(
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pinned import is_pinned_golden
     from llm_perf_opt.report.golden import check_golden
+
+    check_model_source_flag(model)
 
     def say(message: str) -> None:
         if not quiet:

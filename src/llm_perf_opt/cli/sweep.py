@@ -8,17 +8,24 @@ every device and dtype.  Without ``--out`` the Markdown table goes to stdout (``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from llm_perf_opt.admission import check_sweep_flags
 from llm_perf_opt.cli.progress import StepProgress
+from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
-from llm_perf_opt.perf import load_device_profile
+from llm_perf_opt.perf import Rates, load_device_profile
 from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
-from llm_perf_opt.workloads import RoutingModel
+from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.costs import check_supported
+from llm_perf_opt.runtimes.request import runtime_run
+from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.modes import get_mode
 
 __all__ = ["MD_COLUMNS", "parse_int_list", "parse_pages", "sweep"]
@@ -85,7 +92,13 @@ def parse_pages(text: str) -> list[tuple[int, int]]:
 @click.option("--prompt-tokens", type=click.IntRange(min=0), default=9, show_default=True)
 @click.option("--attention", type=click.Choice(["flash", "eager"]), default="flash", show_default=True)
 @click.option("--routing", default="balanced", show_default=True, help="balanced, skewed:ALPHA or histogram:FILE.")
-@click.option("--execution", type=click.Choice(["eager", "cuda-graph"]), default="eager", show_default=True)
+@click.option(
+    "--runtime",
+    default="hf-eager",
+    show_default=True,
+    help="Inference runtime whose kernels time each point: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang.",
+)
+@click.option("--execution", type=click.Choice(["eager", "cuda-graph"]), default=None, hidden=True)
 @click.option("--device-profile", type=click.Path(dir_okay=False), default=None, help="Calibrated profile file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write the files here.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
@@ -100,23 +113,41 @@ def sweep(
     prompt_tokens: int,
     attention: str,
     routing: str,
-    execution: str,
+    runtime: str,
+    execution: str | None,
     device_profile: str | None,
     out_dir: str | None,
     fmt: str,
     quiet: bool,
 ) -> None:
     """What-if table over devices, modes/pages, batch sizes and output lengths (analytic model, no tracing)."""
+    if execution is not None:
+        runtime = {"eager": "hf-eager", "cuda-graph": "hf-cuda-graph"}[execution]
+        click.echo(f"warning: --execution is deprecated; use --runtime {runtime}", err=True)
+    chosen = get_runtime(runtime)
+    check_supported(chosen, attention=attention)
+    device_list, mode_list, page_list = _items(devices, "--device"), _items(modes, "--mode"), parse_pages(pages)
+    batch_list, length_list = parse_int_list(batches, "--batch"), parse_int_list(lengths, "--max-new-tokens")
+    dtype_list = _items(dtypes, "--dtype")
+    check_sweep_flags(
+        devices=device_list,
+        modes=mode_list,
+        pages=page_list,
+        batch_sizes=batch_list,
+        max_new_tokens=length_list,
+        dtypes=dtype_list,
+        prompt_tokens=prompt_tokens,
+        routing=routing,
+    )
     spec = SweepSpec(
-        devices=_items(devices, "--device"),
-        pages=[(mode, page) for mode in _items(modes, "--mode") for page in parse_pages(pages)],
-        batch_sizes=parse_int_list(batches, "--batch"),
-        max_new_tokens=parse_int_list(lengths, "--max-new-tokens"),
-        dtypes=_items(dtypes, "--dtype"),
+        devices=device_list,
+        pages=[(mode, page) for mode in mode_list for page in page_list],
+        batch_sizes=batch_list,
+        max_new_tokens=length_list,
+        dtypes=dtype_list,
         prompt_tokens=prompt_tokens,
         attention=attention,
         routing=RoutingModel.parse(routing),
-        execution=execution,
     )
     profiles = None
     if device_profile is not None:
@@ -128,12 +159,13 @@ def sweep(
         get_mode(mode)
     if out_dir is not None:
         check_output_folder(Path(out_dir), recognise=SWEEP_FILES)
+    stage_fn = None if chosen.is_baseline else _runtime_stages(runtime, attention)
     with StepProgress(quiet=quiet) as progress:
         progress(f"sweep: timing {spec.num_points} point(s)")
-        result = run_sweep(spec, profiles=profiles)
+        result = run_sweep(spec, profiles=profiles, stage_fn=stage_fn)
         if out_dir is not None:
             progress("drawing sweep.png and writing the tables")
-            files = _files(spec, result)
+            files = _files(spec, result, runtime)
             _publish(Path(out_dir), files)
     for note in result.skipped:
         click.echo(f"skipped: {note}", err=True)
@@ -144,7 +176,25 @@ def sweep(
     click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
 
 
-def _files(spec: SweepSpec, result: SweepResult) -> dict[str, bytes]:
+def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates], dict[str, float]]:
+    """Stage seconds of a sweep point as ``runtime`` runs it (the same model as ``analyze --runtime``)."""
+    config = DeepseekOCRConfig.base()
+
+    def stages(workload: Workload, rates: Rates) -> dict[str, float]:
+        s = runtime_run(
+            runtime=runtime,
+            config=config,
+            workload=workload,
+            device=rates.device_id,
+            dtype=rates.dtype,
+            attention=attention,
+        ).stages
+        return {"vision": s.vision_s, "projector": s.projector_s, "prefill": s.prefill_s, "decode": s.decode_s}
+
+    return stages
+
+
+def _files(spec: SweepSpec, result: SweepResult, runtime: str) -> dict[str, bytes]:
     # lazy: matplotlib loads only when files are written
     from llm_perf_opt.report.plots import render_sweep_plot
 
@@ -153,12 +203,13 @@ def _files(spec: SweepSpec, result: SweepResult) -> dict[str, bytes]:
         + ", ".join(f"{m} {w}x{h}" for m, (w, h) in spec.pages)
         + f"; batch {', '.join(map(str, spec.batch_sizes))}; max_new_tokens {', '.join(map(str, spec.max_new_tokens))}"
         + f"; dtypes {', '.join(spec.dtypes)}; prompt {spec.prompt_tokens} tokens; {spec.attention} attention; "
-        f"routing {spec.routing.describe()}; {spec.execution} execution"
+        f"routing {spec.routing.describe()}; runtime {runtime}"
     )
     skipped = "".join(f"- skipped: {s}\n" for s in result.skipped)
     md = (
         "# What-if sweep\n\n"
         f"Grid: {grid}. Counts from the analytic model; time on each device's roofline. "
+        f"Time from runtime {runtime}; {trust_line(runtime, calibrated=False)}. "
         "Times in ms, memory in GB (1e9 B). `sweep.csv` has every column.\n\n"
         + rows_to_markdown(result.rows, MD_COLUMNS)
         + ("\n" + skipped if skipped else "")

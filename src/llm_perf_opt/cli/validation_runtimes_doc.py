@@ -34,6 +34,7 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     from llm_perf_opt.runtimes.published import load_published
     from llm_perf_opt.runtimes.validation import default_predictors, point_workload, validate
     from llm_perf_opt.runtimes.validation_md import render_runtime_validation
+    from llm_perf_opt.serving.validation import serving_predictor
     from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
 
     sources = load_published(source)
@@ -43,7 +44,9 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
         "deepseek-ocr-v1-base": DeepseekOCRConfig.base(),
         "deepseek-ocr-2": analytic_config(),
     }
-    results = validate(sources, default_predictors(configs, point_workload))
+    predictors = default_predictors(configs, point_workload)
+    predictors["serving"] = serving_predictor(configs, point_workload)  # the serving simulator, not the estimate
+    results = validate(sources, predictors)
     text = render_runtime_validation(sources, results, command=COMMAND)
     if check:
         current = out.read_text(encoding="utf-8") if out.exists() else ""

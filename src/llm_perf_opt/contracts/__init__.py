@@ -16,6 +16,8 @@ from llm_perf_opt.contracts.analytic import (
     OCRWorkloadProfile,
     OperatorCategory,
     OperatorMetrics,
+    ReportList,
+    ReportListEntry,
 )
 from llm_perf_opt.contracts.converter import converter, from_json, structure, to_json, unstructure
 from llm_perf_opt.contracts.schema import json_schema, openapi_document, openapi_text, type_schema
@@ -31,6 +33,7 @@ from llm_perf_opt.contracts.vocab import (
     ATTENTION_KINDS,
     DOC_KINDS,
     REPETITIONS,
+    REPORT_STATUSES,
     STAGES,
     VISION_BACKBONES,
     AcceptedStatus,
@@ -38,6 +41,7 @@ from llm_perf_opt.contracts.vocab import (
     DocKind,
     ParamValue,
     Repetition,
+    ReportStatus,
     Stage,
     VisionBackbone,
 )
@@ -56,6 +60,8 @@ CONTRACT_CLASSES: tuple[type, ...] = (
     ModuleMetricsSnapshot,
     OperatorMetrics,
     ErrorResponse,
+    ReportListEntry,
+    ReportList,
 )
 
 __all__ = [
@@ -64,6 +70,7 @@ __all__ = [
     "CONTRACT_CLASSES",
     "DOC_KINDS",
     "REPETITIONS",
+    "REPORT_STATUSES",
     "SHARE_LIMIT",
     "STAGES",
     "VISION_BACKBONES",
@@ -84,6 +91,9 @@ __all__ = [
     "OperatorMetrics",
     "ParamValue",
     "Repetition",
+    "ReportList",
+    "ReportListEntry",
+    "ReportStatus",
     "Stage",
     "ValidationResult",
     "VisionBackbone",

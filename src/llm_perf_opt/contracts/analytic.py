@@ -9,14 +9,17 @@ extensions carry "Extension:" in their ``help``.  Serialization lives outside th
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import define, field
-from attrs.validators import in_, optional
+from attrs.validators import deep_mapping, in_, instance_of, optional
 
 from llm_perf_opt.contracts._validators import (
     BOOL,
     FLOAT,
     GB,
     INCLUSIVE,
+    INT,
     MS,
     OPTIONAL_FLOAT,
     OPTIONAL_INT,
@@ -40,9 +43,11 @@ from llm_perf_opt.contracts.report_model import (
 from llm_perf_opt.contracts.vocab import (
     ACCEPTED_STATUSES,
     ATTENTION_KINDS,
+    REPORT_STATUSES,
     STAGES,
     AcceptedStatus,
     AttentionKind,
+    ReportStatus,
     Stage,
 )
 
@@ -59,9 +64,12 @@ __all__ = [
     "OCRWorkloadProfile",
     "OperatorCategory",
     "OperatorMetrics",
+    "ReportList",
+    "ReportListEntry",
 ]
 
 _OVERRIDE = "Extension: overrides the workload profile's"
+_OPTIONAL_HISTOGRAM: Any = optional(deep_mapping(key_validator=instance_of(str), value_validator=list_of(int)))
 
 
 @define(kw_only=True)
@@ -130,6 +138,14 @@ class DeepSeekOCRAnalyticRequest:
         validator=OPTIONAL_STR,
         metadata={"help": "Extension: MoE routing model (e.g. balanced); null for balanced. Reports name it."},
     )
+    routing_histogram: dict[str, list[int]] | None = field(
+        default=None,
+        validator=_OPTIONAL_HISTOGRAM,
+        metadata={
+            "help": "Extension: measured tokens per routed expert, {MoE layer index: [count per expert]}, with "
+            "routing histogram; null otherwise."
+        },
+    )
 
 
 @define(kw_only=True)
@@ -142,6 +158,19 @@ class DeepSeekOCRAnalyticAccepted:
     )
     status: AcceptedStatus = field(
         validator=in_(ACCEPTED_STATUSES), metadata={"help": "Build status: queued or running."}
+    )
+    stage: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={
+            "help": "Extension: what the build is doing (queued, waiting for another server building the same "
+            "report, building, publishing); null when not known (built by another server)."
+        },
+    )
+    queue_position: int | None = field(
+        default=None,
+        validator=OPTIONAL_INT,
+        metadata={"help": "Extension: place in the queue while queued (1 = next to start); null once it runs."},
     )
 
 
@@ -222,3 +251,28 @@ class ErrorResponse:
             " or a URL parameter name (report_id)."
         },
     )
+
+
+@define(kw_only=True)
+class ReportListEntry:
+    """One report the service knows: published, or a build that is queued, running or failed."""
+
+    report_id: str = field(validator=STR, metadata={"help": "Report id (use it in the GET paths)."})
+    status: ReportStatus = field(
+        validator=in_(REPORT_STATUSES), metadata={"help": "published, queued, running or failed."}
+    )
+    reason: str | None = field(
+        default=None, validator=OPTIONAL_STR, metadata={"help": "Why the build failed; null otherwise."}
+    )
+
+
+@define(kw_only=True)
+class ReportList:
+    """A page of the reports the service knows, by report id."""
+
+    reports: list[ReportListEntry] = field(
+        validator=list_of(ReportListEntry), metadata={"help": "The reports of this page, sorted by report id."}
+    )
+    total: int = field(validator=INT, metadata={"help": "Reports in all pages."})
+    offset: int = field(validator=INT, metadata={"help": "Index of the first report of this page."})
+    limit: int = field(validator=INT, metadata={"help": "Largest number of reports per page."})

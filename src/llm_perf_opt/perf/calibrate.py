@@ -25,17 +25,27 @@ Given which side of each ``max`` binds, every prediction is *linear* in ``u_g = 
    by :data:`DEVICE_WEIGHT`, plus a weak ridge ``lambda * sum((x - x0) / x0)^2`` towards the prior ``x0``, with
    ``eta`` in ``[ETA_MIN, 1]`` and the per-kernel times in ``[0, T_K_MAX]``.
 
-The ridge keeps parameters the data cannot see (a category that never binds, or that never runs) at their prior
-values instead of letting them drift.  Efficiencies are grouped (:data:`DEFAULT_GROUPS`: one for matmul-like
-categories, one for vector categories) unless ``groups`` says otherwise; a few stage times cannot pin down ten
-category efficiencies.  Left out: per-observation noise models, uncertainty of the fitted values.
+Step 2 is ``scipy.optimize.lsq_linear`` (bounded-variable least squares).  The ridge keeps parameters the data cannot
+see (a category that never binds, or that never runs) at their prior values instead of letting them drift.
+Efficiencies are grouped (:data:`DEFAULT_GROUPS`: one for matmul-like categories, one for vector categories) unless
+``groups`` says otherwise; a few stage times cannot pin down ten category efficiencies.
+
+Identification and uncertainty (:class:`FittedParameter`): at the fitted values, the Jacobian ``J`` of the weighted
+relative residuals (data rows only, no ridge) with respect to the parameters the data see and that are not on a
+bound.  Its condition number is reported; a rank-deficient ``J`` (condition number above :data:`MAX_CONDITION`: the
+data move two parameters only together) is refused with one line naming them.  Standard errors are
+``sqrt(diag(s^2 (J^T J)^-1))`` with ``s^2 = RSS / (m - p)`` (``m`` observations, ``p`` free parameters), mapped to
+efficiencies by the delta method (``se(eta) = se(u) / u^2`` for ``u = 1/eta``); none when ``m <= p``.  Left out:
+per-observation noise models, the ridge's and the bounds' effect on the uncertainty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from attrs import field, frozen
+from scipy.optimize import lsq_linear
 
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.perf.efficiency import CATEGORIES, KERNEL_OVERHEAD_S, DeviceProfile
@@ -47,11 +57,13 @@ __all__ = [
     "DEVICE_WEIGHT",
     "ETA_MIN",
     "FITTED_STAGES",
+    "MAX_CONDITION",
     "MAX_ROUNDS",
     "PER_CATEGORY_GROUPS",
     "T_K_MAX",
     "CalibrationCase",
     "CalibrationResult",
+    "FittedParameter",
     "Residual",
     "StageGroups",
     "fit_device_profile",
@@ -64,6 +76,8 @@ ETA_MIN = 1e-3
 T_K_MAX = 1e-2
 MAX_ROUNDS = 50
 RIDGE = 1e-6
+MAX_CONDITION = 1e8
+"""Largest condition number of the free parameters' Jacobian (scaled to the prior) the fit accepts."""
 DEVICE_WEIGHT = 0.25
 """Weight of each device-busy observation (a stage weighs its share of its measurement, all stages together 1)."""
 
@@ -204,11 +218,32 @@ class Residual:
 
 
 @frozen(kw_only=True)
+class FittedParameter:
+    """One fitted parameter: its value, standard error and whether the data determined it."""
+
+    name: str = field(metadata={"help": "eta[group], eta_m, t_k[stage] (or t_k), t_d"})
+    value: float = field(metadata={"help": "efficiency (0-1] or seconds per kernel"})
+    std_error: float | None = field(metadata={"help": "one standard error (None: not fitted freely, or m <= p)"})
+    status: str = field(metadata={"help": "fitted | at bound | not seen (prior kept)"})
+
+    def describe(self) -> str:
+        seconds = self.name.startswith("t_")
+        scale, unit = (1e6, " us") if seconds else (1.0, "")
+        value = f"{self.value * scale:.4g}{unit}"
+        if self.status != "fitted":
+            return f"{self.name} = {value} ({self.status})"
+        spread = "n/a (no spare observations)" if self.std_error is None else f"{self.std_error * scale:.2g}{unit}"
+        return f"{self.name} = {value} +/- {spread}"
+
+
+@frozen(kw_only=True)
 class CalibrationResult:
     profile: DeviceProfile = field(metadata={"help": "the fitted profile"})
     residuals: tuple[Residual, ...] = field(metadata={"help": "per observation, under the fitted profile"})
     rounds: int = field(metadata={"help": "binding-side rounds used"})
     groups: Mapping[str, str] = field(metadata={"help": "category -> efficiency group"})
+    parameters: tuple[FittedParameter, ...] = field(default=(), metadata={"help": "values, errors, status"})
+    condition_number: float = field(default=1.0, metadata={"help": "of the free parameters' Jacobian (1 = none)"})
 
 
 # -- the fit ---------------------------------------------------------------------------------------------------------
@@ -282,16 +317,21 @@ def fit_device_profile(
     x, best = list(x0), (float("inf"), list(x0), 0)
     for rounds in range(1, MAX_ROUNDS + 1):
         rows, rhs = _linear_system(obs, x, x0, col, layout, ridge)
-        z = _box_least_squares(
-            rows, rhs, [a / s for a, s in zip(lo, x0, strict=True)], [b / s for b, s in zip(hi, x0, strict=True)]
-        )
-        new = [zi * s for zi, s in zip(z, x0, strict=True)]
+        z = lsq_linear(
+            np.asarray(rows),
+            np.asarray(rhs),
+            bounds=(np.asarray(lo) / x0, np.asarray(hi) / x0),
+            method="bvls",
+            tol=1e-12,
+        ).x
+        new = [float(zi) * s for zi, s in zip(z, x0, strict=True)]
         score = _objective(obs, new, x0, col, layout, ridge)
         if score < best[0]:
             best = (score, new, rounds)
         if _binding(obs, new, col, layout) == _binding(obs, x, col, layout):
             break
         x = new
+    parameters, condition = _uncertainty(obs, best[1], x0, lo, hi, col, layout, ridge)
     profile = _to_profile(best[1], groups, layout, obs, device_id=device_id, source=source, prior=prior)
     residuals = tuple(
         Residual(
@@ -304,7 +344,14 @@ def fit_device_profile(
         )
         for o in obs
     )
-    return CalibrationResult(profile=profile, residuals=residuals, rounds=best[2], groups=dict(groups))
+    return CalibrationResult(
+        profile=profile,
+        residuals=residuals,
+        rounds=best[2],
+        groups=dict(groups),
+        parameters=parameters,
+        condition_number=condition,
+    )
 
 
 def _observations(cases: Sequence[CalibrationCase], *, overlap: bool) -> list[_Obs]:
@@ -468,59 +515,55 @@ def _to_profile(
     )
 
 
-# -- bounded linear least squares (small dense problems) ------------------------------------------------------------
+# -- identification and uncertainty ---------------------------------------------------------------------------------
 
 
-def _box_least_squares(
-    rows: Sequence[Sequence[float]], rhs: Sequence[float], lo: Sequence[float], hi: Sequence[float]
-) -> list[float]:
-    """``min ||R z - b||^2`` subject to ``lo <= z <= hi`` by an active-set method on the normal equations.
+def _parameter_names(layout: _Layout) -> list[str]:
+    hosts = [f"t_k[{st}]" for st in layout.host_stages] or ["t_k"]
+    return [f"eta[{g}]" for g in layout.names] + ["eta_m", *hosts, "t_d"]
 
-    Free variables are solved exactly; the worst bound violation is clamped, and a clamped variable whose gradient
-    points inside is released, until neither happens (at most ``4 n`` + 20 passes).
-    """
-    n = len(lo)
-    H = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
-    g0 = [sum(r[i] * b for r, b in zip(rows, rhs, strict=True)) for i in range(n)]
-    fixed: dict[int, float] = {}
-    z = [min(max(1.0, lo[i]), hi[i]) for i in range(n)]
-    for _ in range(4 * n + 20):
-        free = [i for i in range(n) if i not in fixed]
-        sol = _solve(
-            [[H[i][j] for j in free] for i in free], [g0[i] - sum(H[i][k] * v for k, v in fixed.items()) for i in free]
+
+def _uncertainty(
+    obs: Sequence[_Obs],
+    x: Sequence[float],
+    x0: Sequence[float],
+    lo: Sequence[float],
+    hi: Sequence[float],
+    col: Mapping[str, int],
+    layout: _Layout,
+    ridge: float,
+) -> tuple[tuple[FittedParameter, ...], float]:
+    """Status, value and standard error of every parameter, and the condition number (see the module docstring).
+
+    A UserError when the data see parameters they cannot tell apart."""
+    rows, _ = _linear_system(obs, x, x0, col, layout, ridge)
+    J = np.asarray(rows[: len(obs)])  # data rows, in scaled unknowns z = x / x0
+    z = np.asarray(x) / np.asarray(x0)
+    names = _parameter_names(layout)
+    seen = np.abs(J).max(axis=0) > 0
+    bound = np.isclose(np.asarray(x), lo, rtol=1e-9, atol=0) | np.isclose(np.asarray(x), hi, rtol=1e-9, atol=0)
+    free = np.flatnonzero(seen & ~bound)
+    Jf = J[:, free]
+    singular = np.linalg.svd(Jf, compute_uv=False) if free.size else np.ones(1)
+    condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else float("inf")
+    if condition > MAX_CONDITION:
+        _, _, vt = np.linalg.svd(Jf)
+        weak = [names[free[i]] for i in np.flatnonzero(np.abs(vt[-1]) > 0.1)]
+        raise UserError(
+            f"calibration: the measurements do not tell {', '.join(weak)} apart (condition number "
+            f"{condition:.3g} > {MAX_CONDITION:.0g}); add measurements that vary them, or fit fewer efficiency groups"
         )
-        z = [fixed.get(i, 0.0) for i in range(n)]
-        for i, value in zip(free, sol, strict=True):
-            z[i] = value
-        worst = max(free, key=lambda i: max(lo[i] - z[i], z[i] - hi[i]), default=None)
-        if worst is not None and (z[worst] < lo[worst] or z[worst] > hi[worst]):
-            fixed[worst] = lo[worst] if z[worst] < lo[worst] else hi[worst]
-            continue
-        grad = {i: sum(H[i][j] * z[j] for j in range(n)) - g0[i] for i in fixed}
-        inward = {i: (-grad[i] if fixed[i] == lo[i] else grad[i]) for i in fixed}
-        release = max(inward, key=lambda i: inward[i], default=None)
-        if release is None or inward[release] <= 1e-12:
-            break
-        del fixed[release]
-    return [min(max(v, lo[i]), hi[i]) for i, v in enumerate(z)]
-
-
-def _solve(A: list[list[float]], b: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting (``A`` square, small); a singular pivot gives 0 for that unknown."""
-    n = len(b)
-    M = [[*row, bi] for row, bi in zip(A, b, strict=True)]
-    for k in range(n):
-        p = max(range(k, n), key=lambda i: abs(M[i][k]))
-        M[k], M[p] = M[p], M[k]
-        if abs(M[k][k]) < 1e-300:
-            continue
-        for i in range(k + 1, n):
-            f = M[i][k] / M[k][k]
-            for j in range(k, n + 1):
-                M[i][j] -= f * M[k][j]
-    out = [0.0] * n
-    for k in range(n - 1, -1, -1):
-        if abs(M[k][k]) < 1e-300:
-            continue
-        out[k] = (M[k][n] - sum(M[k][j] * out[j] for j in range(k + 1, n))) / M[k][k]
-    return out
+    dof = len(obs) - free.size
+    errors = np.full(len(x), np.nan)
+    if dof > 0 and free.size:
+        rss = float(np.sum((J @ z - np.sqrt([o.weight for o in obs])) ** 2))
+        covariance = rss / dof * np.linalg.inv(Jf.T @ Jf)
+        errors[free] = np.sqrt(np.clip(np.diag(covariance), 0.0, None)) * np.asarray(x0)[free]
+    parameters = []
+    for j, name in enumerate(names):
+        status = "fitted" if j in free else ("not seen (prior kept)" if not seen[j] else "at bound")
+        is_efficiency = name.startswith("eta")
+        value = 1.0 / x[j] if is_efficiency else x[j]
+        se = None if np.isnan(errors[j]) else float(errors[j] / x[j] ** 2 if is_efficiency else errors[j])
+        parameters.append(FittedParameter(name=name, value=float(value), std_error=se, status=status))
+    return tuple(parameters), condition

@@ -216,11 +216,14 @@ def run_sweep(
     config: DeepseekOCRConfig | None = None,
     cost_fn: CostFunction | Callable[..., WorkloadCosts] | None = None,
     profiles: Mapping[str, DeviceProfile] | None = None,
+    stage_fn: Callable[[Workload, Rates], Mapping[str, float]] | None = None,
 ) -> SweepResult:
     """Evaluate every point of ``spec``.
 
     ``cost_fn`` defaults to the analytic model; ``profiles`` maps device id -> calibrated
-    :class:`DeviceProfile` (others use the defaults for ``spec.execution``). Unknown devices, dtypes or modes are
+    :class:`DeviceProfile` (others use the defaults for ``spec.execution``); ``stage_fn(workload, rates)``, when
+    given, times each point instead of the compiled tree (a runtime kernel model: ``sweep --runtime``; the counts
+    still give memory). Unknown devices, dtypes or modes are
     :class:`UserError` s listing the allowed values, raised before any work.
     """
     model = config if config is not None else DeepseekOCRConfig.base()
@@ -247,7 +250,8 @@ def run_sweep(
                     if rates is None:
                         continue
                     rates = evolve(rates, bytes_scale=BYTES_PER_ELEMENT[rates.dtype] / counted_bytes)
-                    rows.append(_row(workload, mode, costs, compiled.stage_seconds(rates), rates))
+                    stage_s = stage_fn(workload, rates) if stage_fn is not None else compiled.stage_seconds(rates)
+                    rows.append(_row(workload, mode, costs, stage_s, rates))
     return SweepResult(rows=tuple(rows), skipped=tuple(skipped))
 
 

@@ -32,6 +32,7 @@ from llm_perf_opt.report.md_analysis import (
     top_modules_section,
     validation_section,
 )
+from llm_perf_opt.report.md_runtime import runtime_section
 
 __all__ = ["render_report_md", "reproduce_command"]
 
@@ -45,6 +46,7 @@ def render_report_md(result: AnalysisResult) -> str:
         _workload(result),
         _device(result),
         _time(result),
+        runtime_section(result),
         _memory(result),
         top_modules_section(result),
         categories_section(result),
@@ -80,6 +82,10 @@ def reproduce_command(result: AnalysisResult) -> str:
         parts.append(f"--device-profile {PurePath(o.device_profile).name}")
     if o.trust_remote_code:
         parts.append("--trust-remote-code")
+    if o.runtime != "hf-eager":
+        parts.append(f"--runtime {o.runtime}")
+    if o.text_only:
+        parts.append("--text-only")
     return " ".join(parts)
 
 

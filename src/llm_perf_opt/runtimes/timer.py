@@ -22,6 +22,7 @@ KV-block paging granularity, speculative decoding, tensor parallelism.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -168,9 +169,14 @@ class RuntimeIterationTimer:
     prefill_rows: Mapping[str, _Row]
     decode_rows: Mapping[str, _Row]
     vision_s: Mapping[str, float] = field(metadata={"help": "vision + projector seconds per page, by vision key"})
+    vision_split: Mapping[str, tuple[float, float]] = field(
+        metadata={"help": "(vision, projector) seconds per page, by vision key"}
+    )
     experts: tuple[int, int] = field(metadata={"help": "(E, k) of the MoE layers"})
     probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
     _cache: dict[BatchComposition, float] = field(factory=dict)
+    _aligned: list[tuple[_Row | None, _Row | None, list[float]]] = field(factory=list)
+    _decode_coeffs: list[tuple[float, float, float, float, float, bool, float, bool, bool]] = field(factory=list)
 
     def iteration_s(self, batch: BatchComposition) -> float:
         """Seconds of one engine iteration (see the module docstring); cached per composition."""
@@ -213,11 +219,114 @@ class RuntimeIterationTimer:
         e, k = self.experts
         return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
-    def _forward_s(self, pre: _Side, dec: _Side, graphed: str) -> float:
-        terms = self._terms(pre, dec, graphed)
+    def _decode_only_s(self, dec: _Side, graphed: str) -> float:
+        """Decode-only iterations (the common case in serving): each row's counters folded into seconds per token,
+        per pair and per key once, so a step costs a few float operations per kernel group."""
+        if not self._decode_coeffs:
+            self._fold_decode()
+        base = self.probe_coverage["decode"]
+        scale = self._coverage(dec.tokens) / base if base else 1.0
+        t, pairs, keys = dec.tokens, dec.pairs, dec.keys
+        roof = launch = 0.0
+        for c_tok, c_pair, m_tok, m_key, m_fixed, expert, kernels, graphable, attention in self._decode_coeffs:
+            compute = c_tok * t + c_pair * pairs
+            memory = m_tok * t + m_key * keys + (m_fixed * scale if expert else m_fixed)
+            roof += compute if compute >= memory else memory
+            k = kernels * scale if expert and not self.runtime.rules else kernels
+            if self.runtime.overlap:
+                if not (graphable and (graphed == "full" or (graphed == "piecewise" and not attention))):
+                    launch += k * self.runtime.host_per_kernel_s
+            else:
+                launch += k * self.rates.profile.kernel_overhead("decode")
         if self.runtime.overlap:
-            return max(terms.roofline_s + terms.gap_s, terms.launch_s)
-        return terms.roofline_s + terms.launch_s
+            return max(roof + self._decode_kernels(scale) * self.gap_s, launch)
+        return roof + launch
+
+    def _decode_kernels(self, scale: float) -> float:
+        return sum(row[6] * scale if row[5] and not self.runtime.rules else row[6] for row in self._decode_coeffs)
+
+    def _fold_decode(self) -> None:
+        profile = self.rates.profile
+        per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+        for key in sorted(self.decode_rows):
+            r = self.decode_rows[key]
+            inv = 1.0 / profile.category_efficiency[CATEGORIES[r.category]]
+            self._decode_coeffs.append(
+                (
+                    (r.f_tok / self.rates.matmul_peak_flops + r.v_tok / self.rates.vector_peak_flops) * inv,
+                    (r.f_pair / self.rates.matmul_peak_flops + r.v_pair / self.rates.vector_peak_flops) * inv,
+                    r.b_tok * per_byte,
+                    r.b_key * per_byte,
+                    r.b_fixed * per_byte,
+                    r.expert,
+                    r.kernels,
+                    r.graphable,
+                    r.attention,
+                )
+            )
+
+    def _forward_s(self, pre: _Side, dec: _Side, graphed: str) -> float:
+        """The hot path of :meth:`iteration_s`: the same sums as :meth:`_terms`, over precomputed aligned rows."""
+        if pre.tokens == 0:
+            return self._decode_only_s(dec, graphed)
+        if not self._aligned:
+            self._align()
+        profile = self.rates.profile
+        inv_mm = 1.0 / self.rates.matmul_peak_flops
+        inv_vec = 1.0 / self.rates.vector_peak_flops
+        per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
+        scale = self._coverage(pre.tokens + dec.tokens)
+        base = self.probe_coverage["prefill" if pre.tokens else "decode"]
+        scale = scale / base if base else 1.0
+        op_by_op = not self.runtime.rules
+        overlap = self.runtime.overlap
+        host_k = self.runtime.host_per_kernel_s
+        t_k = profile.kernel_overhead("decode" if pre.tokens == 0 else "prefill")
+        roof = kernels_gap = launch = 0.0
+        pt, pp, pk = pre.tokens, pre.pairs, pre.keys
+        dt, dp, dk = dec.tokens, dec.pairs, dec.keys
+        for prow, drow, inv_eff in self._aligned:
+            p = prow if pt else None
+            d = drow if dt else None
+            if p is None and d is None:
+                continue
+            first = p if p is not None else d
+            assert first is not None
+            f = v = b = fixed = kernels = 0.0
+            if p is not None:
+                f += p.f_tok * pt + p.f_pair * pp
+                v += p.v_tok * pt + p.v_pair * pp
+                b += p.b_tok * pt + p.b_key * pk
+                fixed = p.b_fixed
+                kernels = p.kernels
+            if d is not None:
+                f += d.f_tok * dt + d.f_pair * dp
+                v += d.v_tok * dt + d.v_pair * dp
+                b += d.b_tok * dt + d.b_key * dk
+                fixed = max(fixed, d.b_fixed)
+                kernels = max(kernels, d.kernels)
+            if first.expert:
+                fixed *= scale
+                if op_by_op:
+                    kernels *= scale
+            compute = (f * inv_mm + v * inv_vec) * inv_eff[first.category]
+            memory = (b + fixed) * per_byte
+            roof += compute if compute >= memory else memory
+            if overlap:
+                kernels_gap += kernels
+                in_graph = first.graphable and (graphed == "full" or (graphed == "piecewise" and not first.attention))
+                if not in_graph:
+                    launch += kernels * host_k
+            else:
+                launch += kernels * t_k
+        if overlap:
+            return max(roof + kernels_gap * self.gap_s, launch)
+        return roof + launch
+
+    def _align(self) -> None:
+        inv_eff = [1.0 / self.rates.profile.category_efficiency[c] for c in CATEGORIES]
+        keys = sorted(set(self.prefill_rows) | set(self.decode_rows))
+        self._aligned.extend((self.prefill_rows.get(k), self.decode_rows.get(k), inv_eff) for k in keys)
 
     def decode_terms(self, *, contexts: tuple[int, ...]) -> ForwardTerms:
         """What one decode step of sequences at ``contexts`` is made of (for reports and the validation page)."""
@@ -225,13 +334,19 @@ class RuntimeIterationTimer:
         empty = _Side(tokens=0, pairs=0, keys=0)
         return self._terms(empty, dec, self._graph_mode(empty, dec))
 
+    def decode_terms_of(self, key: str, *, contexts: tuple[int, ...]) -> ForwardTerms:
+        """:meth:`decode_terms` of one kernel group (``"<path>|<category>"``, a key of ``decode_rows``)."""
+        dec = _Side(tokens=len(contexts), pairs=sum(contexts), keys=sum(contexts))
+        empty = _Side(tokens=0, pairs=0, keys=0)
+        return self._terms(empty, dec, self._graph_mode(empty, dec), only=key)
+
     def prefill_terms(self, *, tokens: int) -> ForwardTerms:
         """What a prefill of ``tokens`` prompt tokens (no cache, no page) is made of."""
         pre = _Side(tokens=tokens, pairs=tokens * (tokens + 1) // 2, keys=tokens)
         empty = _Side(tokens=0, pairs=0, keys=0)
         return self._terms(pre, empty, self._graph_mode(pre, empty))
 
-    def _terms(self, pre: _Side, dec: _Side, graphed: str) -> ForwardTerms:
+    def _terms(self, pre: _Side, dec: _Side, graphed: str, only: str | None = None) -> ForwardTerms:
         profile = self.rates.profile
         inv_mm = 1.0 / self.rates.matmul_peak_flops
         inv_vec = 1.0 / self.rates.vector_peak_flops
@@ -241,6 +356,8 @@ class RuntimeIterationTimer:
         roof = compute_s = gap = launch = 0.0
         kernels_total = bytes_total = 0.0
         keys = set(self.prefill_rows if pre.tokens else ()) | set(self.decode_rows if dec.tokens else ())
+        if only is not None:
+            keys &= {only}
         for key in sorted(keys):
             f = v = b = kernels = fixed = 0.0
             first: _Row | None = None
@@ -325,8 +442,9 @@ def _timer(
     dtype: str,
     workloads: tuple[tuple[str, WorkloadLike], ...],
     attention: str,
-    profile: DeviceProfile | None,
+    profile_json: str | None,
 ) -> RuntimeIterationTimer:
+    profile = None if profile_json is None else DeviceProfile.from_mapping(json.loads(profile_json))
     device = get_device(device_id)
     rates = Rates.for_device(device, dtype=dtype, profile=_runtime_profile(runtime, profile))
     probe = _probe_workload(workloads[0][1])
@@ -338,9 +456,11 @@ def _timer(
     prefill_rows = _rows(nodes, "prefill", tokens=s, pairs=pairs, keys=s)
     decode_rows = _rows(nodes, "decode", tokens=1, pairs=s + 1, keys=s + 1)
     vision: dict[str, float] = {}
+    split: dict[str, tuple[float, float]] = {}
     for key, wl in workloads:
         if key:
-            vision[key] = _vision_seconds(runtime, config, wl, attention, rates, device)
+            split[key] = _vision_seconds(runtime, config, wl, attention, rates, device)
+            vision[key] = sum(split[key])
     timer = RuntimeIterationTimer(
         runtime=runtime,
         rates=rates,
@@ -348,6 +468,7 @@ def _timer(
         prefill_rows=prefill_rows,
         decode_rows=decode_rows,
         vision_s=vision,
+        vision_split=split,
         experts=(e, k),
         probe_coverage={"prefill": float(min(e, s * k)), "decode": float(min(e, k))},
     )
@@ -356,27 +477,30 @@ def _timer(
 
 def _vision_seconds(
     runtime: Runtime, config: ModelConfig, workload: WorkloadLike, attention: str, rates: Rates, device: DeviceSpec
-) -> float:
+) -> tuple[float, float]:
+    """(vision, projector) seconds of one page, run op by op as traced (no runtime graphs or fuses the encoders)."""
     nodes = fused_costs(runtime, config, _probe_workload(workload), attention=attention)
     profile = rates.profile
     per_byte = rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
-    device_s = host_s = 0.0
     gap = device_kernel_gap_s(device)
-    for nid, node in nodes.items():
-        stage = stage_of(nid)
-        if stage not in ("vision", "projector"):
-            continue
-        for cat, cost in node.own.items():
-            compute = (
-                cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
-            ) / profile.category_efficiency[cat]
-            device_s += max(compute, cost.total_bytes * per_byte)
-            if runtime.overlap:
-                device_s += cost.kernels * gap
-                host_s += cost.kernels * runtime.host_per_kernel_s
-            else:
-                host_s += cost.kernels * profile.kernel_overhead(stage)
-    return max(device_s, host_s) if runtime.overlap else device_s + host_s
+    out: list[float] = []
+    for stage in ("vision", "projector"):
+        device_s = host_s = 0.0
+        for nid, node in nodes.items():
+            if stage_of(nid) != stage:
+                continue
+            for cat, cost in node.own.items():
+                compute = (
+                    cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
+                ) / profile.category_efficiency[cat]
+                device_s += max(compute, cost.total_bytes * per_byte)
+                if runtime.overlap:
+                    device_s += cost.kernels * gap
+                    host_s += cost.kernels * runtime.host_per_kernel_s
+                else:
+                    host_s += cost.kernels * profile.kernel_overhead(stage)
+        out.append(max(device_s, host_s) if runtime.overlap else device_s + host_s)
+    return out[0], out[1]
 
 
 def runtime_iteration_timer(
@@ -399,7 +523,8 @@ def runtime_iteration_timer(
     if not workloads:
         raise UserError("runtime_iteration_timer needs at least one workload (its page prices the vision encoder)")
     chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
-    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, profile)
+    key = None if profile is None else json.dumps(profile.as_dict(), sort_keys=True)  # hashable for the cache
+    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, key)
 
 
 def single_request_times(

@@ -6,6 +6,8 @@ attrs classes are).  The default backend computes options and report ids with th
 :mod:`llm_perf_opt.analysis.options` and builds with :mod:`llm_perf_opt.report.files` (the analysis and its
 rendering, torch), imported only when first used, so the service starts (and its tests run) without torch being
 imported in the server process until a request arrives.
+Tests pass their own backend to :func:`~llm_perf_opt.service.create_app`; the server never imports a backend
+named at run time.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from llm_perf_opt.admission import inline_routing_text
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
-from llm_perf_opt.errors import TrustError, UserError
+from llm_perf_opt.errors import TrustError
 
-__all__ = ["REMOTE_CODE_PREFIXES", "BuildBackend", "check_trust", "load_backend", "pipeline_backend"]
+__all__ = ["REMOTE_CODE_PREFIXES", "BuildBackend", "check_trust", "pipeline_backend"]
 
 #: ``model_variant`` prefixes that name model sources whose code comes from outside this package.
 REMOTE_CODE_PREFIXES = ("hf:", "hf-snapshot:")
@@ -61,7 +64,12 @@ def _pipeline_import() -> None:
 
 
 def _pipeline_options(request: DeepSeekOCRAnalyticRequest, allow_remote_code: bool) -> Any:
+    histogram = request.routing_histogram
+    if histogram is not None:  # the counts travel inline as routing text; the analysis never opens a file for them
+        request = attrs.evolve(request, routing=None, routing_histogram=None)
     options = importlib.import_module(_OPTIONS).options_from_request(request)
+    if histogram is not None:
+        options = attrs.evolve(options, routing=inline_routing_text(histogram))
     # The server's --allow-remote-code is the trust decision; pass it on when the options can carry it.
     if allow_remote_code and attrs.has(type(options)) and "trust_remote_code" in attrs.fields_dict(type(options)):
         options = attrs.evolve(options, trust_remote_code=True)
@@ -86,18 +94,3 @@ def pipeline_backend() -> BuildBackend:
         build=_pipeline_build,
         prepare=_pipeline_import,
     )
-
-
-def load_backend(spec: str) -> BuildBackend:
-    """Load a :class:`BuildBackend` named ``"module:attribute"`` (an object, or a function returning one)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UserError(f"invalid backend {spec!r}; expected 'module:attribute'")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"cannot load backend {spec!r}: {exc}; expected an importable 'module:attribute'") from exc
-    backend = target() if callable(target) and not isinstance(target, BuildBackend) else target
-    if not isinstance(backend, BuildBackend):
-        raise UserError(f"backend {spec!r} is a {type(backend).__name__}; expected a BuildBackend")
-    return backend

@@ -2,26 +2,32 @@
 
 Layout under a root folder::
 
-    <root>/<report_id>/...           a published report: every file complete, plus MANIFEST_NAME
-    <root>/.staging/<id>.<pid>.<r>/  a report being written (never read)
-    <root>/.jobs/<report_id>.json    the state of a build that has not published (queued, running, failed)
-    <root>/.trash/<id>.<r>/          an old version on its way out during a replace
+    <root>/<report_id> -> .versions/<id>.<pid>.<r>   a published report (a symlink to its current version)
+    <root>/.versions/<id>.<pid>.<r>/  one version of a report: every file complete, plus MANIFEST_NAME
+    <root>/.staging/<id>.<pid>.<r>/   a report being written (never read)
+    <root>/.jobs/<report_id>.json     the state of a build that has not published (queued, running, failed)
+    <root>/.locks/<report_id>.lock    held (``flock``) by the process building that report
+    <root>/.trash/<id>.<pid>.<r>/     a deleted report on its way out
 
-A report is written into a staging folder, each file fsynced, the manifest (size and SHA-256 of every file) last,
-and the folder is then renamed into place: a reader sees a whole report or none.  Reads check the manifest, so a
-damaged folder is reported as damaged, never served.  ``report_id`` is checked against its exact format before it
-touches a path, which rules out traversal.
+A report is written into a staging folder, each file fsynced, the manifest (size and SHA-256 of every file) last;
+the folder is renamed into ``.versions/`` and the report's symlink is created, or for a rebuild renamed over the old
+symlink in one ``rename(2)``: a reader sees the whole old report or the whole new one, never a missing one.  A reader
+resolves the symlink once and reads every file from that version.  Reads check the manifest, so a damaged folder is
+reported as damaged, never served.  ``report_id`` is checked against its exact format before it touches a path,
+which rules out traversal.  (Folders published by older versions, real folders at ``<root>/<id>``, are still read.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -45,7 +51,7 @@ __all__ = [
 REPORT_ID_PATTERN = re.compile(r"dsocr-[0-9a-f]{16}")
 MANIFEST_NAME = "manifest.store.json"
 _MANIFEST_FORMAT = 1
-_STAGING, _JOBS, _TRASH = ".staging", ".jobs", ".trash"
+_STAGING, _JOBS, _TRASH, _VERSIONS, _LOCKS = ".staging", ".jobs", ".trash", ".versions", ".locks"
 
 JobStatus = Literal["queued", "running", "failed"]
 
@@ -83,7 +89,7 @@ def _check_member(name: str) -> str:
         or name.startswith("/")
         or any(part in ("", ".", "..") for part in parts)
         or name == MANIFEST_NAME
-        or parts[0] in (_STAGING, _JOBS, _TRASH)
+        or parts[0] in (_STAGING, _JOBS, _TRASH, _VERSIONS, _LOCKS)
     )
     if bad:
         raise ReportIdError(f"invalid report file name {name!r}; expected a relative path like 'plots/stages.png'")
@@ -161,11 +167,28 @@ class ReportStore:
 
     def manifest(self, report_id: str) -> dict[str, dict[str, Any]]:
         """File name -> ``{"bytes", "sha256"}`` of a published report; :class:`ReportNotFoundError` if none."""
-        path = self.report_dir(report_id) / MANIFEST_NAME
+        return self._current_manifest(report_id)[1]
+
+    def _current_manifest(self, report_id: str) -> tuple[Path, dict[str, dict[str, Any]]]:
+        """The current version's folder and manifest (resolved again if a rebuild retires it meanwhile)."""
+        for _attempt in range(3):
+            folder = self._version(report_id)
+            try:
+                return folder, self._manifest_in(folder, report_id)
+            except ReportNotFoundError:
+                if self._version(report_id) == folder:
+                    raise
+        raise ReportNotFoundError(f"report {report_id!r} is being replaced; read it again")
+
+    def _version(self, report_id: str) -> Path:
+        """The folder holding the current version of a report (the symlink resolved once)."""
+        return Path(os.path.realpath(self.report_dir(report_id)))
+
+    def _manifest_in(self, folder: Path, report_id: str) -> dict[str, dict[str, Any]]:
         try:
-            doc = json.loads(path.read_bytes())
+            doc = json.loads((folder / MANIFEST_NAME).read_bytes())
         except FileNotFoundError:
-            raise ReportNotFoundError(f"no report {report_id!r} in store {str(self.root)!r}") from None
+            raise ReportNotFoundError(f"no report {report_id!r} in the store") from None
         except ValueError as exc:
             raise ReportDamagedError(f"report {report_id}: unreadable manifest ({exc})") from None
         files = doc.get("files") if isinstance(doc, dict) else None
@@ -174,70 +197,111 @@ class ReportStore:
         return files
 
     def read(self, report_id: str, name: str) -> bytes:
-        """The bytes of one file of a published report, checked against the manifest."""
-        entry = self.manifest(report_id).get(_check_member(name))
-        if entry is None:
-            raise ReportNotFoundError(f"report {report_id!r} has no file {name!r}")
-        try:
-            data = (self.report_dir(report_id) / name).read_bytes()
-        except FileNotFoundError:
-            raise ReportDamagedError(f"report {report_id}: {name} is listed but missing") from None
-        if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-            raise ReportDamagedError(f"report {report_id}: {name} does not match its manifest")
-        return data
+        """The bytes of one file of a published report, checked against the manifest of the same version."""
+        _check_member(name)
+        for _attempt in range(3):  # a rebuild may retire the version between resolving and reading: resolve again
+            folder, manifest = self._current_manifest(report_id)
+            entry = manifest.get(name)
+            if entry is None:
+                raise ReportNotFoundError(f"report {report_id!r} has no file {name!r}")
+            try:
+                data = (folder / name).read_bytes()
+            except FileNotFoundError:
+                if self._version(report_id) != folder:
+                    continue
+                raise ReportDamagedError(f"report {report_id}: {name} is listed but missing") from None
+            if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+                raise ReportDamagedError(f"report {report_id}: {name} does not match its manifest")
+            return data
+        raise ReportNotFoundError(f"report {report_id!r} is being replaced; read it again")
 
     def read_all(self, report_id: str) -> dict[str, bytes]:
         """Every file of a published report (manifest excluded), each checked."""
         return {name: self.read(report_id, name) for name in sorted(self.manifest(report_id))}
 
+    def published_at(self, report_id: str) -> float | None:
+        """When the current version was published (seconds since the epoch), or None when there is none."""
+        try:
+            return (self._version(report_id) / MANIFEST_NAME).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def publish(self, report_id: str, files: Mapping[str, bytes], *, replace: bool = False) -> bool:
         """Write ``files`` as report ``report_id`` atomically.
 
         Returns True when this call published, False when a report was already there and ``replace`` is False
-        (the existing one is kept: builds are deterministic, so the first one wins).
+        (the existing one is kept: builds are deterministic, so the first one wins).  With ``replace`` the new
+        version takes the old one's place in one rename: readers never see the report missing.
         """
         check_report_id(report_id)
         names = [_check_member(name) for name in files]
         stage = self._new_private_dir(_STAGING, report_id)
+        version: Path | None = None
         try:
             for name in names:
                 _write_synced(stage / name, files[name])
             _write_synced(stage / MANIFEST_NAME, _manifest_bytes(report_id, files))
             _fsync_dir(stage)
-            return self._move_into_place(stage, report_id, replace=replace)
+            (self.root / _VERSIONS).mkdir(parents=True, exist_ok=True)
+            version = self.root / _VERSIONS / stage.name
+            stage.rename(version)
+            published = self._link(report_id, version, replace=replace)
+            if published:
+                version = None
+            return published
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+            if version is not None:
+                shutil.rmtree(version, ignore_errors=True)
+
+    def _link(self, report_id: str, version: Path, *, replace: bool) -> bool:
+        target = self.root / report_id
+        relative = f"{_VERSIONS}/{version.name}"
+        if not replace:
+            try:
+                target.symlink_to(relative)  # atomic "create if absent": the first publisher wins
+            except FileExistsError:
+                return False
+            _fsync_dir(self.root)
+            return True
+        old = self._current_version(report_id)
+        if target.is_dir() and not target.is_symlink():  # a folder published by an older version of the store
+            self._hide(report_id)
+        link = self.root / _STAGING / f"{report_id}-link.{os.getpid()}.{secrets.token_hex(4)}"
+        link.symlink_to(relative)
+        link.replace(target)  # one rename(2) over the old symlink
+        _fsync_dir(self.root)
+        if old is not None and old != version:
+            shutil.rmtree(old, ignore_errors=True)
+        return True
+
+    def _current_version(self, report_id: str) -> Path | None:
+        target = self.root / report_id
+        if not target.is_symlink():
+            return None
+        return self.root / target.readlink()
 
     def delete(self, report_id: str) -> bool:
         """Remove a published report (atomically hidden first); True if there was one."""
-        target = self.report_dir(report_id)
-        if not target.exists():
+        if not os.path.lexists(self.report_dir(report_id)):
             return False
+        old = self._current_version(report_id)
+        if not self._hide(report_id):
+            return False
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(self.root)
+        return True
+
+    def _hide(self, report_id: str) -> bool:
         trash = self._new_private_dir(_TRASH, report_id)
         try:
-            target.replace(trash / "old")
+            (self.root / report_id).replace(trash / "old")
         except FileNotFoundError:
             return False
         finally:
             shutil.rmtree(trash, ignore_errors=True)
         return True
-
-    def _move_into_place(self, stage: Path, report_id: str, *, replace: bool) -> bool:
-        target = self.root / report_id
-        for _attempt in range(3):
-            if replace:
-                self.delete(report_id)
-            try:
-                stage.rename(target)  # atomic; fails when another writer already published this id
-            except OSError:
-                if not target.is_dir():
-                    raise
-                if not replace:
-                    return False
-                continue  # another writer slipped in between delete and rename: replace theirs
-            _fsync_dir(self.root)
-            return True
-        raise OSError(f"could not publish report {report_id}: other writers keep replacing it")
 
     def _new_private_dir(self, kind: str, report_id: str) -> Path:
         base = self.root / kind
@@ -245,6 +309,29 @@ class ReportStore:
         path = base / f"{report_id}.{os.getpid()}.{secrets.token_hex(4)}"
         path.mkdir()
         return path
+
+    # -- one builder per report id, across processes --------------------------------------------------
+
+    def try_lock(self, report_id: str) -> int | None:
+        """Take the build lock of ``report_id`` (an ``flock`` on ``.locks/<id>.lock``) without waiting: the file
+        descriptor to pass to :meth:`unlock`, or None when another process holds it.  The kernel drops the lock when
+        the holder dies, so a crashed server never blocks another."""
+        folder = self.root / _LOCKS
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{check_report_id(report_id)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def unlock(fd: int) -> None:
+        """Release a lock taken by :meth:`try_lock`."""
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
     # -- build state ---------------------------------------------------------------------------------
 
@@ -283,6 +370,28 @@ class ReportStore:
             request=doc.get("request"),
         )
 
+    def jobs(self) -> list[JobRecord]:
+        """Every recorded build state, by report id."""
+        records = (self.job(report_id) for report_id in self._job_ids())
+        return [record for record in records if record is not None]
+
+    def job_age_s(self, report_id: str) -> float | None:
+        """Seconds since the build state of ``report_id`` was last written, or None."""
+        try:
+            return time.time() - self._job_path(report_id).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def prune_failed(self, older_than_s: float) -> list[str]:
+        """Forget failed builds recorded more than ``older_than_s`` seconds ago; returns their ids."""
+        pruned = []
+        for record in self.jobs():
+            age = self.job_age_s(record.report_id)
+            if record.status == "failed" and age is not None and age > older_than_s:
+                self.clear_job(record.report_id)
+                pruned.append(record.report_id)
+        return pruned
+
     def clear_job(self, report_id: str) -> None:
         """Forget the build state of ``report_id`` (after it published)."""
         with contextlib.suppress(FileNotFoundError):
@@ -297,6 +406,7 @@ class ReportStore:
         """
         self._remove_dead_private_dirs(_STAGING)
         self._remove_dead_private_dirs(_TRASH)
+        self._remove_unlinked_versions()
         self._remove_dead_job_temps()
         failed: list[str] = []
         for report_id in self._job_ids():
@@ -338,7 +448,32 @@ class ReportStore:
         if not folder.is_dir():
             return
         for path in folder.iterdir():
-            fields = path.name.split(".")
-            pid = int(fields[1]) if len(fields) == 3 and fields[1].isdigit() else 0
-            if self._owner_gone(pid):
-                shutil.rmtree(path, ignore_errors=True)
+            if self._owner_gone(_owner_pid(path.name)):
+                _remove(path)
+
+    def _remove_unlinked_versions(self) -> None:
+        """Versions no report points to (left by a publisher that died before linking or tidying up)."""
+        folder = self.root / _VERSIONS
+        if not folder.is_dir():
+            return
+        linked = {
+            str(path.readlink())
+            for path in self.root.iterdir()
+            if path.is_symlink() and REPORT_ID_PATTERN.fullmatch(path.name)
+        }
+        for path in folder.iterdir():
+            if f"{_VERSIONS}/{path.name}" not in linked and self._owner_gone(_owner_pid(path.name)):
+                _remove(path)
+
+
+def _owner_pid(name: str) -> int:
+    """The pid in a private name ``<id>.<pid>.<random>`` (0 when there is none)."""
+    fields = name.split(".")
+    return int(fields[1]) if len(fields) == 3 and fields[1].isdigit() else 0
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)

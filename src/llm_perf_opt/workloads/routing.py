@@ -10,8 +10,9 @@ Kinds:
   start at ``layer_idx*k mod E`` so layers touch different experts (at ``T = 1`` exactly ``k`` experts get 1).
 * ``skewed`` (``alpha``): Zipf-like popularity, the ``r``-th most popular expert (``r = 1..E``) weighted ``r**-alpha``;
   the popularity order is rotated by ``layer_idx*k`` per layer.  ``alpha = 0`` is balanced.
-* ``histogram``: measured per-layer expert counts (a JSON/YAML file mapping layer index -> list of counts),
-  rescaled to ``T*k``.
+* ``histogram``: measured per-layer expert counts (a mapping layer index -> list of counts: inline, or a JSON/YAML
+  file the user names), rescaled to ``T*k``.  A file is read only when it is a regular file of at most
+  :data:`MAX_HISTOGRAM_FILE_BYTES` (never a FIFO, device or folder, which could block or never end).
 
 Every kind obeys the same constraints: counts are integers, sum to ``T*k``, and none exceeds ``T`` (a token picks
 ``k`` distinct experts).  Rescaling is proportional with that cap (excess above ``T`` flows to the other experts),
@@ -21,6 +22,9 @@ rounded by largest remainder with ties to the lower expert index - so results ar
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -31,11 +35,21 @@ from attrs import field, frozen
 
 from llm_perf_opt.errors import UserError
 
-__all__ = ["ROUTING_KINDS", "RoutingModel", "expected_distinct_experts"]
+__all__ = [
+    "MAX_HISTOGRAM_FILE_BYTES",
+    "MAX_SKEW_ALPHA",
+    "ROUTING_KINDS",
+    "RoutingModel",
+    "expected_distinct_experts",
+    "read_histogram_file",
+]
 
 ROUTING_KINDS = ("balanced", "skewed", "histogram")
 _WEIGHT_SCALE = 1 << 40  # skew weights as exact integers: round(r**-alpha * 2**40)
-_MAX_ALPHA = 8.0
+MAX_SKEW_ALPHA = 8.0
+"""Largest skew exponent: at 8 the most popular expert already takes every token it can (the cap ``T``)."""
+MAX_HISTOGRAM_FILE_BYTES = 1 << 20
+"""Largest routing histogram file (1 MiB): 64 layers x 256 experts of 10-digit counts fit in well under that."""
 
 
 def expected_distinct_experts(*, E: int, k: int, T: int) -> float:
@@ -74,8 +88,9 @@ class RoutingModel:
         For E=64, k=6, T=703 the busiest expert gets 4.4x the mean load at alpha=0.5 (the 4-5x seen in a real
         prefill trace, prior-art notes) and hits the cap ``T`` (10.7x) from alpha=1.0 on.
         """
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= _MAX_ALPHA:
-            raise UserError(f"skew alpha must be a number in 0..{_MAX_ALPHA:g}, got {alpha!r}; e.g. skewed:1.2")
+        bad = isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)
+        if bad or not 0.0 <= alpha <= MAX_SKEW_ALPHA:
+            raise UserError(f"skew alpha must be a number in 0..{MAX_SKEW_ALPHA:g}, got {alpha!r}; e.g. skewed:1.2")
         return cls(kind="skewed", alpha=float(alpha))
 
     @classmethod
@@ -92,12 +107,9 @@ class RoutingModel:
 
     @classmethod
     def from_histogram_file(cls, path: str | Path) -> RoutingModel:
-        """Load a histogram from a ``.json`` or ``.yaml``/``.yml`` file."""
+        """Load a histogram from a ``.json`` or ``.yaml``/``.yml`` file (checked by :func:`read_histogram_file`)."""
         file = Path(path)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot read routing histogram {file}: {exc.strerror}") from None
+        text = read_histogram_file(file)
         try:
             data = yaml.safe_load(text) if file.suffix.lower() in {".yaml", ".yml"} else json.loads(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -106,8 +118,18 @@ class RoutingModel:
         return cls.from_histogram(data, source=str(file))
 
     @classmethod
+    def from_histogram_json(cls, text: str) -> RoutingModel:
+        """An inline histogram: a JSON object ``{"layer": [count, ...], ...}`` (what the service passes on)."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UserError(f"inline routing histogram is not valid JSON: {exc}") from None
+        return cls.from_histogram(data, source="inline")
+
+    @classmethod
     def parse(cls, text: str) -> RoutingModel:
-        """CLI form: ``balanced``, ``skewed:ALPHA`` (e.g. ``skewed:1.2``) or ``histogram:PATH`` (JSON or YAML)."""
+        """CLI form: ``balanced``, ``skewed:ALPHA`` (e.g. ``skewed:1.2``), ``histogram:PATH`` (JSON or YAML) or
+        ``histogram:{...}`` (the counts inline, as JSON; never read from a file)."""
         kind, sep, arg = text.strip().partition(":")
         if kind == "balanced" and not sep:
             return cls.balanced()
@@ -117,6 +139,8 @@ class RoutingModel:
             except ValueError:
                 raise UserError(f"routing {text!r}: skew alpha {arg!r} is not a number; e.g. skewed:1.2") from None
             return cls.skewed(alpha)
+        if kind == "histogram" and arg.lstrip().startswith("{"):
+            return cls.from_histogram_json(arg)
         if kind == "histogram" and arg:
             return cls.from_histogram_file(arg)
         raise UserError(
@@ -176,6 +200,47 @@ class RoutingModel:
                 f"{num_experts}; use counts recorded on this model"
             )
         return row
+
+
+def read_histogram_file(file: Path) -> str:
+    """The text of a histogram file the user named: a regular file of at most :data:`MAX_HISTOGRAM_FILE_BYTES`.
+
+    The file is ``stat``-ed before it is opened and opened non-blocking, so a FIFO, a device (``/dev/zero``) or a
+    folder is refused in one line instead of blocking or reading forever.
+    """
+    try:
+        info = file.stat()
+    except OSError as exc:
+        raise UserError(f"cannot read routing histogram {file}: {exc.strerror}; expected a JSON or YAML file") from None
+    _check_regular(file, info)
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UserError(f"cannot read routing histogram {file}: {exc.strerror}; expected a JSON or YAML file") from None
+    with os.fdopen(fd, "rb") as handle:
+        _check_regular(file, os.fstat(handle.fileno()))  # the path may have been swapped since the stat
+        data = handle.read(MAX_HISTOGRAM_FILE_BYTES + 1)
+    if len(data) > MAX_HISTOGRAM_FILE_BYTES:
+        raise UserError(_too_large(file))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"routing histogram {file} is not UTF-8 text; expected a JSON or YAML file") from None
+
+
+def _check_regular(file: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, device or socket)"
+        raise UserError(f"routing histogram {file} is {kind}; expected a JSON or YAML file")
+    if info.st_size > MAX_HISTOGRAM_FILE_BYTES:
+        raise UserError(_too_large(file))
+
+
+def _too_large(file: Path) -> str:
+    return (
+        f"routing histogram {file} is larger than {MAX_HISTOGRAM_FILE_BYTES} bytes; expected per-layer expert "
+        "counts (a few kB)"
+    )
 
 
 def _layer_index(key: Any, where: str) -> int:

@@ -1,0 +1,148 @@
+"""One analysis request as a runtime runs it: stage seconds, what bounds each stage, and why decode is this slow.
+
+``analyze --runtime R`` times its workload here (for every runtime but ``hf-eager``, which keeps the traced tree's
+time).  The numbers come from the same :class:`~llm_perf_opt.runtimes.timer.RuntimeIterationTimer` the serving
+simulator uses, so a request alone in the simulator gets the same TTFT and TPOT.
+
+* batch ``B``: the prefill iteration holds ``B`` chunks of ``S`` tokens and ``B`` pages; each decode step ``B``
+  sequences at context ``S + i``;
+* ``text_only``: no page, ``S = prompt_tokens + 1`` (BOS and the prompt);
+* the prefill stage includes the runtime's per-request time outside the model (server, tokenizer), since published
+  TTFTs are measured by clients.
+"""
+
+from __future__ import annotations
+
+from attrs import field, frozen
+
+from llm_perf_opt.perf.efficiency import DeviceProfile
+from llm_perf_opt.perf.iteration import BatchComposition, PrefillChunk
+from llm_perf_opt.perf.stages import StageTimes
+from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
+from llm_perf_opt.runtimes.classes import class_of
+from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, check_supported, decoder_config, family_of
+from llm_perf_opt.runtimes.timer import ForwardTerms, RuntimeIterationTimer, runtime_iteration_timer
+
+__all__ = ["ModuleShare", "RuntimeRun", "decode_breakdown", "runtime_run"]
+
+
+@frozen(kw_only=True)
+class ModuleShare:
+    """One group of modules in one decode step: kernels, bytes and seconds."""
+
+    module: str
+    kernels: float
+    bytes: float
+    seconds: float
+
+
+@frozen(kw_only=True)
+class RuntimeRun:
+    """A request's time as ``runtime`` runs it."""
+
+    runtime: Runtime
+    stages: StageTimes
+    text_only: bool
+    seq_len: int = field(metadata={"help": "S the decoder prefills (prompt only when text_only)"})
+    decode: ForwardTerms = field(metadata={"help": "one decode step at the middle context"})
+    prefill: ForwardTerms = field(metadata={"help": "the prefill forward (all B chunks, no page)"})
+    vision_bound: str = field(metadata={"help": "what bounds the vision encoders (launch or roofline)"})
+    breakdown: tuple[ModuleShare, ...] = field(metadata={"help": "why decode is this slow, by module group"})
+    batch_size: int
+
+    @property
+    def kernels_per_decode_step(self) -> float:
+        """Kernels one decode step launches."""
+        return self.decode.kernels
+
+    @property
+    def bytes_per_token(self) -> float:
+        """DRAM bytes per generated token (one step's bytes over its B tokens)."""
+        return self.decode.bytes / max(self.batch_size, 1)
+
+
+def _group(path: str, family: str, dense: int) -> str:
+    cls = class_of(f"decode/{path}", family=family, first_k_dense_replace=dense) or ""
+    if ".self_attn" in path:
+        return "attention block (QKV, rotary, KV write, attention, output)"
+    if ".mlp" in path:
+        moe = ".experts" in path or ".gate" in path or ".shared_experts" in path or cls.endswith(("MoE", "Moe"))
+        return "MoE block (router, experts, shared experts)" if moe else "dense MLP"
+    if "layernorm" in path or path.endswith(".norm"):
+        return "norms (+ residual adds)"
+    if "embed_tokens" in path:
+        return "embedding"
+    if path == "lm_head":
+        return "lm_head"
+    return "logits / sampling / containers"
+
+
+def decode_breakdown(
+    timer: RuntimeIterationTimer, *, family: str, dense: int, contexts: tuple[int, ...]
+) -> tuple[ModuleShare, ...]:
+    """One decode step split by module group: each kernel group's roofline plus its kernels' device gap (or host
+    launch time for op-by-op runtimes), largest first.  The groups sum to the step's device time; a host-bound step
+    (see its bound) takes longer than that sum."""
+    groups: dict[str, list[float]] = {}
+    for key in timer.decode_rows:
+        part = timer.decode_terms_of(key, contexts=contexts)
+        slot = groups.setdefault(_group(key.partition("|")[0], family, dense), [0.0, 0.0, 0.0])
+        slot[0] += part.kernels
+        slot[1] += part.bytes
+        slot[2] += part.roofline_s + part.gap_s + (0.0 if timer.runtime.overlap else part.launch_s)
+    shares = [ModuleShare(module=g, kernels=v[0], bytes=v[1], seconds=v[2]) for g, v in groups.items()]
+    return tuple(sorted(shares, key=lambda m: (-m.seconds, m.module)))
+
+
+def runtime_run(
+    *,
+    runtime: str | Runtime,
+    config: ModelConfig,
+    workload: WorkloadLike,
+    device: str,
+    dtype: str = "bf16",
+    attention: str = "flash",
+    profile: DeviceProfile | None = None,
+    text_only: bool = False,
+) -> RuntimeRun:
+    """Stage seconds of ``workload`` (batch ``B``, ``N`` generated tokens) on ``runtime`` (see the module doc)."""
+    chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
+    check_supported(chosen, attention=attention)
+    key = "" if text_only else "page"
+    timer = runtime_iteration_timer(
+        runtime=chosen,
+        config=config,
+        device=device,
+        dtype=dtype,
+        workloads={key: workload},
+        attention=attention,
+        profile=profile,
+    )
+    b = workload.batch_size
+    s = workload.prompt_tokens + 1 if text_only else workload.seq_len
+    pages = 0 if text_only else 1
+    first = BatchComposition(
+        prefill=tuple(PrefillChunk(new_tokens=s, vision_pages=pages, vision_key=key) for _ in range(b))
+    )
+    vision, projector = timer.vision_split.get(key, (0.0, 0.0))
+    prefill = timer.iteration_s(first) - b * (vision + projector) + chosen.request_overhead_s
+    steps = workload.max_new_tokens - 1
+    decode = sum(timer.iteration_s(BatchComposition(decode_context=(s + i,) * b)) for i in range(1, steps + 1))
+    stages = StageTimes(
+        vision_s=b * vision, projector_s=b * projector, prefill_s=prefill, decode_s=decode, decode_steps=steps
+    )
+    mid = (s + max(steps, 1) // 2 + 1,) * b
+    bound = "launch" if chosen.overlap else "launch + roofline"
+    return RuntimeRun(
+        runtime=chosen,
+        stages=stages,
+        text_only=text_only,
+        seq_len=s,
+        decode=timer.decode_terms(contexts=mid),
+        prefill=timer.prefill_terms(tokens=s * b),
+        vision_bound=bound,
+        breakdown=decode_breakdown(
+            timer, family=family_of(config), dense=decoder_config(config).first_k_dense_replace, contexts=mid
+        ),
+        batch_size=b,
+    )

@@ -1,0 +1,165 @@
+"""``llm-perf-opt simulate`` and ``plan``: outputs, files and one-line errors (a closed-form timer stands in for the
+runtime model, so these tests check the commands, not the kernel models)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from llm_perf_opt.cli import cli
+from llm_perf_opt.cli import simulate as simulate_module
+from llm_perf_opt.perf.iteration import BatchComposition
+
+
+class _Timer:
+    """``8 ms + 0.1 ms per sequence + 20 us per prompt token + 30 ms per page``: fast enough to plan in tests."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def iteration_s(self, batch: BatchComposition) -> float:
+        pages = sum(c.vision_pages for c in batch.prefill)
+        prompt = sum(c.new_tokens for c in batch.prefill)
+        return self.scale * (0.008 + 1e-4 * len(batch.decode_context) + 2e-5 * prompt + 0.03 * pages)
+
+
+def _factory(runtime: str, config: Any, device: Any, dtype: str, mix: Any) -> _Timer:
+    return _Timer(1.0 / (device.memory_bandwidth_bytes_per_s / 2e12))
+
+
+@pytest.fixture(autouse=True)
+def closed_form_timer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(simulate_module.TIMER_FACTORY, "default", _factory)
+    yield
+
+
+SIM = ["simulate", "--device", "a100-40gb", "--mode", "base", "--output-tokens", "64", "--requests", "200"]
+
+
+def test_json_has_the_documented_fields() -> None:
+    result = CliRunner().invoke(cli, [*SIM, "--concurrency", "16", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data["throughput"]) == {
+        "requests_per_s",
+        "pages_per_s",
+        "pages_per_day",
+        "output_tokens_per_s",
+        "input_tokens_per_s",
+    }
+    for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        assert set(data[key]) == {"mean", "p50", "p90", "p99"}
+        assert data[key]["p50"] <= data[key]["p90"] <= data[key]["p99"]
+    assert {"weights_gib", "kv_cache_gib", "kv_capacity_tokens"} <= set(data["memory"])
+    assert data["scheduler"]["max_num_seqs"] == 256 and data["scheduler"]["block_size"] == 16
+    assert data["runtime"] == "vllm" and data["preemptions"] == 0
+    assert data["throughput"]["pages_per_day"] == pytest.approx(data["throughput"]["pages_per_s"] * 86_400, rel=1e-6)
+
+
+def test_text_output_and_a_seed_reproduce() -> None:
+    runs = [CliRunner().invoke(cli, [*SIM, "--rate", "5", "--seed", "3"]) for _ in range(2)]
+    assert runs[0].exit_code == 0, runs[0].output
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout.startswith("simulate: deepseek-ocr-v1-base on a100-40gb (bf16), runtime vllm")
+    assert "open loop, 5 req/s" in runs[0].stdout
+
+
+def test_out_writes_json_markdown_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    result = CliRunner().invoke(cli, [*SIM, "--concurrency", "8", "--max-num-seqs", "16", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .llm-perf-opt-output: the marker
+    assert names == ["curve.png", "curve.svg", "simulate.json", "simulate.md", "timeline.png", "timeline.svg"]
+    md = (out / "simulate.md").read_text(encoding="utf-8")
+    data = json.loads((out / "simulate.json").read_text(encoding="utf-8"))
+    assert f"{data['throughput']['pages_per_day']:,.0f} pages/day" in md  # the same number in every file
+    assert "| 16 |" in md  # the curve reaches max_num_seqs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "0"], "error: --concurrency must be >= 1"),
+        ([], "error: give exactly one of --concurrency C"),
+        (["--concurrency", "4", "--rate", "2"], "error: give exactly one of --concurrency C"),
+        (["--rate", "0"], "error: --rate must be > 0"),
+        (["--concurrency", "4", "--device", "tpu-v9"], "error: unknown device 'tpu-v9'"),
+        (["--concurrency", "4", "--runtime", "tgi"], "error: unknown runtime 'tgi'"),
+        (["--concurrency", "4", "--repetition-share", "2"], "error: --repetition-share must be in 0..1"),
+        (["--concurrency", "4", "--image", "big"], "error: --image takes WIDTHxHEIGHT"),
+        (["--concurrency", "4", "--output-tokens", "0"], "error: --output-tokens must be >= 1"),
+        (["--concurrency", "4", "--output-tokens", "lengths.txt"], "error: --output-tokens takes a token count"),
+        (["--concurrency", "4", "--dtype", "fp8"], "error: --dtype must be bf16 or fp16"),
+        (["--concurrency", "4", "--max-num-seqs", "0"], "error: --max-num-seqs must be >= 1"),
+        (["--concurrency", "4", "--model", "deepseek-ocr-v9"], "error: unknown model 'deepseek-ocr-v9'"),
+        (["--concurrency", "4", "--text-only"], "error: --text-only requests carry no page"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, [*SIM, *args])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+
+
+PLAN = [
+    "plan",
+    "--pages-per-day",
+    "1000000",
+    "--runtime",
+    "vllm",
+    "--devices",
+    "a100-40gb,h100-sxm",
+    "--mode",
+    "base",
+    "--output-tokens",
+    "64",
+    "--max-num-seqs",
+    "32",
+]
+
+
+def test_plan_picks_a_device_and_says_why(tmp_path: Path) -> None:
+    args = [*PLAN, "--slo-ttft-p90-ms", "2000", "--slo-tpot-p90-ms", "50", "--price", "a100-40gb=1.2,h100-sxm=2.5"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "plan")])
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert " wins: $" in last and "per million pages at concurrency" in last
+    assert sorted(p.name for p in (tmp_path / "plan").iterdir() if not p.name.startswith(".")) == [
+        "plan.json",
+        "plan.md",
+        "plan.png",
+        "plan.svg",
+    ]
+    data = json.loads((tmp_path / "plan" / "plan.json").read_text(encoding="utf-8"))
+    assert data["winner"] in ("a100-40gb", "h100-sxm") and last == data["verdict"]
+    for d in data["devices"]:
+        feasible = [g for g in d["grid"] if g["meets_sla"]]
+        assert d["concurrency"] == max(feasible, key=lambda g: (g["pages_per_s"], -g["concurrency"]))["concurrency"]
+        assert d["gpus"] == -(-1_000_000 // d["pages_per_day_per_gpu"])
+
+
+def test_plan_unreachable_sla_names_the_closest_device() -> None:
+    result = CliRunner().invoke(cli, [*PLAN, "--slo-ttft-p90-ms", "1", "--slo-tpot-p90-ms", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no device meets p90 TTFT <= 1 ms and p90 TPOT <= 1 ms; closest: ")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--devices", "a100-40gb,nope"], "error: unknown device 'nope'"),
+        (["--price", "h200=2"], "error: --price names 'h200'"),
+        (["--slo-ttft-p90-ms", "0"], "error: --slo-ttft-p90-ms and --slo-tpot-p90-ms must be > 0"),
+    ],
+)
+def test_plan_bad_input(args: list[str], message: str) -> None:
+    base = [*PLAN, "--slo-ttft-p90-ms", "2000", "--slo-tpot-p90-ms", "50"]
+    result = CliRunner().invoke(cli, [*base, *args])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(message)
