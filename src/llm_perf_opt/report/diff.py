@@ -216,7 +216,7 @@ def with_report_yaml(snapshot: Snapshot, report: Mapping[str, Any]) -> Snapshot:
             "device": str(_get(report, "device", "device_id") or "-"),
             "dtype": str(_get(report, "device", "dtype") or "-"),
             "attention": str(_get(report, "report", "attention") or "-"),
-            "runtime": str(_get(report, "report", "runtime") or options.get("runtime") or "eager PyTorch"),
+            "runtime": str(_get(report, "report", "runtime") or options.get("runtime") or "hf-eager"),
             "profile": str(_get(report, "device", "profile", "source") or "-"),
             "workload": f"{workload.get('profile_id') or snapshot.facts.get('workload', '-')}: "
             f"{workload.get('mode', '?')} {page[0]}x{page[1]}, "
