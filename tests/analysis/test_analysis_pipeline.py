@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 
 from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request, report_id_for
 from llm_perf_opt.analysis.pipeline import run_analysis
@@ -13,7 +14,11 @@ from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
 from llm_perf_opt.contracts.converter import from_json
 from llm_perf_opt.contracts.validation import load_report
+from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurement
+from llm_perf_opt.measure.record import save_measurement
 from llm_perf_opt.report.files import report_files, write_report
+from llm_perf_opt.report.markdown import render_report_md
+from llm_perf_opt.workloads import preset_workload
 
 TINY = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
 
@@ -144,3 +149,25 @@ def test_measured_mismatch_is_refused_or_flagged(tmp_path: Path) -> None:
     text = render_report_md(flagged)
     assert "**Warning: this measurement does not match the prediction**" in text
     assert report_id_for(evolve(options, allow_mismatch=True)) == report_id_for(options)
+
+
+def test_measured_memory_rows_compare_every_stage_with_the_trace(tmp_path: Path) -> None:
+    config = builtin_config("deepseek-ocr-v1-tiny")
+    workload = evolve(preset_workload("dsocr-tiny-v1"), max_new_tokens=3)
+    harness = HarnessOptions(threads=1, warmup_runs=0, repeats=1, benchmark=False, profile_kernels=False)
+    measurement = run_measurement(config, workload, harness, model_name="deepseek-ocr-v1-tiny")
+    path = tmp_path / "m.json"
+    save_measurement(measurement, path)
+    result = run_analysis(evolve(TINY, max_new_tokens=3, measured=str(path), allow_mismatch=True))  # a CPU run
+    rows = result.validation["memory"]
+    assert [r["stage"] for r in rows] == ["vision", "projector", "prefill", "decode"]
+    assert measurement.memory is not None
+    assert [r["measured_peak_bytes"] for r in rows] == [s.peak_bytes for s in measurement.memory.stages]
+    assert all(r["rel_error"] == 0.0 for r in rows)  # the trace follows the same storages the run allocated
+    text = render_report_md(result)
+    assert "### Peak memory: predicted vs measured" in text
+    assert "| vision |" in text and "+0.0% |" in text
+    budget = result.validation["memory_budget"]
+    assert budget["device"] == result.device.device_id
+    assert budget["largest_batch_predicted"] == budget["largest_batch_measured"] > 0  # exact peaks, same batch
+    assert f"predicted **{budget['largest_batch_predicted']:,}**" in text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -190,15 +188,6 @@ def test_fused_bytes_below_eager_bytes() -> None:
         == tree["prefill/model.layers.0.mlp.down_proj"].total_bytes
     )
     assert tree.peak_activation_bytes["prefill"] >= 703 * 129280 * (2 + 4)  # bf16 + fp32 logits
-
-
-def test_a_call_takes_a_few_milliseconds() -> None:
-    workloads = [Workload.create(mode="gundam", page=(1024 + 3 * i, 1024), max_new_tokens=64 + i) for i in range(20)]
-    start = time.perf_counter()
-    for w in workloads:
-        analytic_costs(BASE, w)
-    per_call = (time.perf_counter() - start) / len(workloads)
-    assert per_call < 0.02  # ~2 ms measured; generous for a loaded CI machine
 
 
 pages = st.sampled_from(

@@ -17,7 +17,7 @@ TINY = ["--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max
 def test_unknown_runtime_is_one_line_and_exit_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["analyze", "--runtime", "trt", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
-    assert result.output.strip().count("\n") == 0 and "unknown runtime 'trt'" in result.output
+    assert result.output.strip().count("\n") == 0 and "--runtime 'trt': unknown inference runtime" in result.output
 
 
 def test_runtime_that_cannot_run_the_source_is_one_line_and_exit_1(tmp_path: Path) -> None:

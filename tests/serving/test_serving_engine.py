@@ -10,7 +10,8 @@ import pytest
 from attrs import evolve
 
 from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, PrefillChunk
-from llm_perf_opt.serving.engine import CachedTimer, Load, SimulationRun, run_engine
+from llm_perf_opt.serving.cache import CachedTimer
+from llm_perf_opt.serving.engine import Load, SimulationRun, run_engine
 from llm_perf_opt.serving.requests import LengthDistribution, RequestMix
 from llm_perf_opt.serving.settings import SchedulerSettings
 

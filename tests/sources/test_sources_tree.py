@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -180,12 +179,6 @@ def test_meta_build_allocates_nothing_and_is_inference_ready(base_meta: Deepseek
     assert not any(p.requires_grad for p in base_meta.parameters())
     assert not base_meta.training
     assert base_meta.model.layers[0].self_attn.rotary_emb.inv_freq.shape == (64,)
-
-
-def test_meta_build_is_fast() -> None:
-    start = time.perf_counter()
-    build_model(DeepseekOCRConfig.base())
-    assert time.perf_counter() - start < 5.0  # typically ~0.5 s; generous for a loaded 2-core CI machine
 
 
 def test_tiny_variant_has_the_same_structure() -> None:

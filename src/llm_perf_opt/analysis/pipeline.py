@@ -34,8 +34,10 @@ from llm_perf_opt.analysis.options import (
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.contracts import OperatorCategory
-from llm_perf_opt.hardware import BYTES_PER_ELEMENT
-from llm_perf_opt.measure.compare import compare, mismatches
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
+from llm_perf_opt.measure.compare import compare, compare_memory, memory_rows_payload, mismatches
+from llm_perf_opt.measure.memory_md import largest_batches
+from llm_perf_opt.measure.predict import predicted_stage_peaks
 from llm_perf_opt.measure.record import MeasurementError, load_measurement
 from llm_perf_opt.perf import (
     Rates,
@@ -48,6 +50,7 @@ from llm_perf_opt.perf import (
     time_tree,
     tree_from_nodes,
 )
+from llm_perf_opt.perf.memory import ProcessOverhead
 from llm_perf_opt.perf.named_profiles import resolve_profile_path
 from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
@@ -131,6 +134,7 @@ def run_analysis(options: AnalysisOptions, *, progress: Progress | None = None) 
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
     measured, measured_total_ms = _measured(options, stages, workload, device_id=device.device_id, dtype=dtype)
+    validation = {**validation, **_measured_memory(options, device)}
     assumptions = (
         _assumptions(options, trace, device, dtype, profile, routing)
         + _runtime_lines(options, run, profile, device)
@@ -246,6 +250,30 @@ def _assumptions(
         "for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
     ]
+
+
+def _measured_memory(options: AnalysisOptions, device: DeviceSpec) -> dict[str, Any]:
+    """``validation.json`` -> ``memory`` and ``memory_budget`` when ``--measured`` names a measurement with memory:
+    predicted vs measured peak bytes per stage (predicted by a trace of what the measurement ran: its dtype and
+    decoder attention), and the largest batch of that run that would fit the report device's memory."""
+    if options.measured is None:
+        return {}
+    measurement = load_measurement(Path(options.measured))
+    if measurement.memory is None:
+        return {}
+    rows = compare_memory(predicted_stage_peaks(measurement), measurement)
+    overhead = ProcessOverhead()
+    predicted, measured = largest_batches(
+        rows, measurement, budget_bytes=device.memory_capacity_bytes, overhead=overhead
+    )
+    budget = {
+        "device": device.device_id,
+        "budget_bytes": device.memory_capacity_bytes,
+        "includes": f"the measured run's weights, B x its highest stage peak per sequence, {overhead.describe()}",
+        "largest_batch_predicted": predicted,
+        "largest_batch_measured": measured,
+    }
+    return {"memory": memory_rows_payload(rows), "memory_budget": budget}
 
 
 def _measured(

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",
+    "measure-memory": "measure_memory:measure_memory",
     "plan": "plan:plan",
     "serve": "serve:serve",
     "simulate": "simulate:simulate",

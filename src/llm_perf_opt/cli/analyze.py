@@ -154,6 +154,7 @@ def analyze(
         dtype=dtype,
         attention=attention,
         routing=routing,
+        runtime=runtime,
     )
     options = AnalysisOptions(
         model=model,

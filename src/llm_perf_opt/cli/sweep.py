@@ -138,6 +138,8 @@ def sweep(
         dtypes=dtype_list,
         prompt_tokens=prompt_tokens,
         routing=routing,
+        runtime=runtime,
+        attention=attention,
     )
     spec = SweepSpec(
         devices=device_list,

@@ -347,4 +347,34 @@ def _memory(r: AnalysisResult) -> str:
         f"Largest batch that fits: **{fmt_int(c.max_batch)}** (capacity minus weights, over KV + activations per "
         "sequence). Left out: CUDA context, allocator fragmentation and workspaces."
     )
-    return "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
+    text = "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
+    measured = r.validation.get("memory")
+    if measured:
+        text += "\n\n" + _measured_memory_table(measured)
+    budget = r.validation.get("memory_budget")
+    if budget:
+        text += (
+            f"\n\nLargest batch of the measured run that fits {budget['device']} "
+            f"({fmt_bytes(budget['budget_bytes'])}): predicted **{fmt_int(budget['largest_batch_predicted'])}**, "
+            f"measured **{fmt_int(budget['largest_batch_measured'])}** ({budget['includes']})."
+        )
+    return text
+
+
+def _measured_memory_table(rows: list[dict[str, object]]) -> str:
+    """``validation.json`` -> ``memory``: predicted vs measured peak per stage (bytes above the weights)."""
+    body = [
+        (
+            str(row["stage"]),
+            fmt_bytes(int(str(row["predicted_peak_bytes"]))),
+            fmt_bytes(int(str(row["measured_peak_bytes"]))),
+            "-" if row["rel_error"] is None else f"{float(str(row['rel_error'])):+.1%}",
+        )
+        for row in rows
+    ]
+    return (
+        "### Peak memory: predicted vs measured\n\n"
+        "Bytes above the resident weights at each stage's peak of the `--measured` run (its inputs, the KV cache at "
+        "its final length and the live activations), predicted by a trace in the measured dtype and decoder "
+        "attention.\n\n" + md_table(("stage", "predicted", "measured", "error"), body, align="lrrr")
+    )

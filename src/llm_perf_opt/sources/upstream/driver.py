@@ -101,11 +101,7 @@ class UpstreamDriver(InputsDriver):
     def step(self, i: int) -> PassInputs:
         kv = self._new_cache()
         cached = self.inputs.seq_len + i - 1
-        with torch.no_grad():
-            for layer in range(kv.num_layers):
-                key, _ = kv.layer(layer)
-                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
-                kv.update(layer, past, past)
+        kv.fill_to(cached)
         step = self.inputs.decode_step(i)
         kwargs = {"input_ids": step.input_ids, "position_ids": step.position_ids}
         cache = cache_adapter(kv, self.kv_appends)
