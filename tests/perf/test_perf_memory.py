@@ -50,7 +50,7 @@ def test_kv_counted_once_at_final_length() -> None:
     assert kv == 61_440 * (703 + 511)  # 74,588,160 B
     prefill_plus_decode_twice = 61_440 * S + 61_440 * (S + N - 1)
     assert kv < prefill_plus_decode_twice
-    assert kv_cache_bytes(L=12, H_kv=10, D_h=128, b=2, S=S, N=1) == 43_192_320  # facts sheet: S=703 after prefill
+    assert kv_cache_bytes(L=12, H_kv=10, D_h=128, b=2, S=S, N=1) == 43_192_320  # model-facts §3.4: S=703
 
 
 @given(S=st.integers(1, 10_000), N=st.integers(1, 10_000), B=st.integers(1, 64))

@@ -21,7 +21,7 @@ Timers = Callable[[], Any]
 VLLM = SchedulerSettings(
     runtime="vllm", max_num_seqs=256, max_num_batched_tokens=8192, block_size=16, memory_fraction=0.9
 )
-PAGES = RequestMix.pages(mode="base", page=(1024, 1024), output_tokens=50)  # S = 1 + 273 + 9 = 283 (facts §3.5)
+PAGES = RequestMix.pages(mode="base", page=(1024, 1024), output_tokens=50)  # S = 1 + 273 + 9 = 283 (model-facts §3.5)
 
 
 def _run(

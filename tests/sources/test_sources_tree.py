@@ -1,4 +1,4 @@
-"""The built-in DeepSeek-OCR v1 module tree against the facts sheet §2: paths, classes, shapes, counts, order."""
+"""The built-in DeepSeek-OCR v1 module tree against the model-facts §2: paths, classes, shapes, counts, order."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _sub(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path)
 
 
-# facts §2.0 - §2.5, with the arithmetic
+# model-facts §2.0 - §2.5, with the arithmetic
 WINDOWED_BLOCK = 2 * 1536 + (1_771_776 + 590_592 + 2 * 27 * 64) + (768 * 3072 + 3072 + 3072 * 768 + 768)
 GLOBAL_BLOCK = 2 * 1536 + (1_771_776 + 590_592 + 2 * 127 * 64) + (768 * 3072 + 3072 + 3072 * 768 + 768)
 EXPERT = 3 * 1280 * 896

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "cache": "cache:cache",
     "calibrate": "calibrate:calibrate",
     "check": "check:check",
+    "compare": "compare:compare",
+    "crosscheck": "crosscheck:crosscheck",
     "devices": "devices:devices",
     "diff": "diff:diff",
     "measure": "measure:measure",

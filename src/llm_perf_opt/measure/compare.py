@@ -29,6 +29,7 @@ __all__ = [
     "compare",
     "compare_memory",
     "memory_rows_payload",
+    "mismatches",
 ]
 
 PREDICTED_STAGES = ("vision", "projector", "prefill", "decode", "other")
@@ -197,6 +198,44 @@ def check_compatible(
         f"measurement {measurement.run_id} was taken for model {measurement.model} / workload {got.describe()}, "
         f"but the report is for {model} / {wanted.describe()}; re-run measure with {rerun_flags(model, wanted)}"
     )
+
+
+def mismatches(
+    measurement: Measurement,
+    *,
+    model: str,
+    workload: Any,
+    workload_id: str | None,
+    device_id: str,
+    dtype: str,
+    attention: str,
+    runtime: str = "cuda",
+) -> tuple[str, ...]:
+    """Every way ``measurement`` differs from the prediction it is compared with, one ``what: measured X,
+    predicted Y`` string each (empty: they match).  Checked: model, workload (cost key), device (catalog id;
+    ``cpu`` for a CPU run), dtype, attention (the prediction's ``flash`` is the measurement's ``sdpa``) and runtime
+    (``cuda`` or ``cpu``; every catalog prediction is a CUDA GPU)."""
+    wanted = (
+        workload
+        if isinstance(workload, WorkloadRecord)
+        else WorkloadRecord.from_workload(workload, workload_id=workload_id)
+    )
+    ran_on = "cpu" if measurement.device.runtime == "cpu" else (measurement.device.device_id or measurement.device.name)
+    measured_attention = "flash" if measurement.attention == "sdpa" else measurement.attention
+    same_workload = measurement.workload.cost_key() == wanted.cost_key()  # pixels giving the same grid cost the same
+    pairs = (
+        ("model", measurement.model, model),
+        (
+            "workload",
+            measurement.workload.describe(),
+            measurement.workload.describe() if same_workload else wanted.describe(),
+        ),
+        ("device", ran_on, device_id),
+        ("dtype", normalize_dtype(measurement.dtype), normalize_dtype(dtype)),
+        ("attention", measured_attention, attention),
+        ("runtime", measurement.device.runtime, runtime),
+    )
+    return tuple(f"{what}: measured {got}, predicted {want}" for what, got, want in pairs if got != want)
 
 
 def _check_device(measurement: Measurement, *, device_id: str | None, dtype: str | None) -> None:

@@ -27,6 +27,7 @@ storage on CPU, the caching allocator's peak statistics on CUDA.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -328,6 +329,9 @@ def _profiled(call: Any, *, cuda: bool) -> list[Any] | None:
     # lazy: the profiler is loaded only when kernels are profiled
     from torch.profiler import ProfilerActivity, profile
 
+    # kineto logs every profiler start and stop ("USDT: ... profiler_start") on stderr below level 6; a user who
+    # wants those lines sets KINETO_LOG_LEVEL themselves
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
     if cuda:
         torch.cuda.synchronize()

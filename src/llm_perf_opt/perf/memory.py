@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from attrs import field, frozen
 
 from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.core.counts import rescale_bytes
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec, normalize_dtype
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "allocator_segment_bytes",
     "capacity_check",
     "final_cache_tokens",
+    "footprint_at_dtype",
     "kv_bytes_per_token",
     "kv_bytes_per_token_for",
     "kv_cache_bytes",
@@ -145,6 +147,28 @@ def capacity_check(footprint: MemoryFootprint, device: DeviceSpec) -> CapacityCh
         required_bytes=footprint.total_bytes,
         fits=footprint.total_bytes <= capacity,
         max_batch=max_batch,
+    )
+
+
+def footprint_at_dtype(
+    *,
+    weight_bytes: int,
+    kv_cache_bytes: int,
+    peak_activation_bytes: int,
+    batch_size: int,
+    counted_dtype: str,
+    dtype: str,
+) -> MemoryFootprint:
+    """The one memory function of ``analyze`` and ``sweep``: counts made at ``counted_dtype`` (the analytic model's
+    weights, final-length KV cache and activation peak, whole batch) moved to ``dtype``'s width with
+    :func:`~llm_perf_opt.core.counts.rescale_bytes`.  Same inputs, same GB and same max batch in both commands."""
+    counted = BYTES_PER_ELEMENT[normalize_dtype(counted_dtype)]
+    target = BYTES_PER_ELEMENT[normalize_dtype(dtype)]
+    return MemoryFootprint(
+        weights_bytes=rescale_bytes(weight_bytes, counted=counted, target=target),
+        kv_cache_bytes=rescale_bytes(kv_cache_bytes, counted=counted, target=target),
+        peak_activation_bytes=rescale_bytes(peak_activation_bytes, counted=counted, target=target),
+        batch_size=batch_size,
     )
 
 

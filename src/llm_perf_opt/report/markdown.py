@@ -17,9 +17,11 @@ from llm_perf_opt.report.humanize import (
     fmt_flops,
     fmt_int,
     fmt_ms,
+    fmt_ms_column,
     fmt_rate,
     fmt_share,
     md_table,
+    plural,
 )
 from llm_perf_opt.report.md_analysis import (
     assumptions_section,
@@ -97,7 +99,11 @@ def _title(r: AnalysisResult) -> str:
         if cap.fits
         else f"does **not** fit the {fmt_bytes(cap.capacity_bytes)} device"
     )
-    steps = f"{fmt_int(s.decode_steps)} decode steps of {fmt_ms(s.tpot_s)} (TPOT)" if s.decode_steps else "no decode"
+    steps = (
+        f"{plural(s.decode_steps, 'decode step')} of {fmt_ms(s.tpot_s)} (TPOT)"
+        if s.decode_steps
+        else "no decode step (the one token comes from prefill)"
+    )
     lines = [
         f"# {r.model.model.model_variant} · "
         + ("text only (no image)" if w.text_only else f"{w.mode.name} {w.page_width}x{w.page_height}")
@@ -106,10 +112,14 @@ def _title(r: AnalysisResult) -> str:
         f"Report `{r.report_id}` · model source {r.model_source} · {r.dtype} · {r.trace.attention} attention · "
         f"routing {r.trace.routing}",
         "",
-        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {fmt_int(w.max_new_tokens)} tokens each: "
-        f"time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
-        f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
-        f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
+        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {plural(w.max_new_tokens, 'token')}"
+        f"{' each' if w.batch_size > 1 else ''}: time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
+        + (
+            f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
+            if cap.fits
+            else "No throughput: this configuration does not fit the device memory. "
+        )
+        + f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
         "",
         *_key_facts(r),
         "",
@@ -222,6 +232,14 @@ def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tup
     return (label, fmt_ms(seconds), fmt_share(seconds / e2e) if e2e else "-", flops, nbytes, kernels, split)
 
 
+def _uniform_times(rows: list[tuple[str, ...]], seconds: list[float]) -> list[tuple[str, ...]]:
+    """The rows with their time column (index 1) in one unit and one format (:func:`fmt_ms_column`)."""
+    out = []
+    for row, text in zip(rows, fmt_ms_column(seconds), strict=True):
+        out.append((row[0], f"**{text}**" if row[1].startswith("**") else text, *row[2:]))
+    return out
+
+
 def _time(r: AnalysisResult) -> str:
     s = r.stages
     shown = _STAGE_ROWS[2:] if r.workload.text_only else _STAGE_ROWS  # no encoder runs for a text-only request
@@ -237,11 +255,16 @@ def _time(r: AnalysisResult) -> str:
             "",
         )
     )
-    rows.append(_stage_row(r, "decode", f"Decode, {fmt_int(s.decode_steps)} steps", s.decode_s))
-    rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+    seconds = [getattr(s, f"{stage}_s") for stage, _ in _STAGE_ROWS] + [s.ttft_s]
+    if s.decode_steps:
+        rows.append(_stage_row(r, "decode", f"Decode, {plural(s.decode_steps, 'step')}", s.decode_s))
+        rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+        seconds += [s.decode_s, s.tpot_s]
     if s.other_s > 0 or "other" in r.trace.nodes:
         rows.append(_stage_row(r, "other", "Other (outside the stages)", s.other_s))
+        seconds.append(s.other_s)
     rows.append(_stage_row(r, "root", "**End to end**", s.end_to_end_s))
+    rows = _uniform_times(rows, [*seconds, s.end_to_end_s])
     header = ("stage", "time", "share", "FLOPs", "bytes moved", "kernels", "compute / memory / overhead")
     t = r.throughput
     throughput = md_table(
@@ -250,7 +273,7 @@ def _time(r: AnalysisResult) -> str:
             (
                 str(t.batch_size),
                 f"{t.tokens_per_s:,.1f}",
-                f"{t.decode_tokens_per_s:,.1f}",
+                f"{t.decode_tokens_per_s:,.1f}" if s.decode_steps else "- (no decode step)",
                 f"{t.pages_per_s:,.3f}",
                 f"{t.pages_per_day:,.0f}",
             )
@@ -279,7 +302,15 @@ def _measured_table(r: AnalysisResult) -> str:
     for row in stages:
         keys += [str(k) for k in row if str(k) not in keys]
     table = md_table(keys, [[_plain(row.get(k)) for k in keys] for row in stages]) if stages else ""
-    return (f"Measurement: {head}.\n\n" if head else "") + table
+    flagged = [str(x) for x in measured.get("mismatches", [])]
+    warning = (
+        "**Warning: this measurement does not match the prediction** (compared with `--allow-mismatch`): "
+        + "; ".join(flagged)
+        + ". The ratios below compare different configurations.\n\n"
+        if flagged
+        else ""
+    )
+    return warning + (f"Measurement: {head}.\n\n" if head else "") + table
 
 
 def _plain(value: object) -> str:
@@ -306,7 +337,8 @@ def _memory(r: AnalysisResult) -> str:
             "peak activations",
             fmt_bytes(m.peak_activation_bytes),
             fmt_int(m.peak_activation_bytes),
-            "largest live set at any point (a max, not a sum)",
+            "largest live set at any point (a max, not a sum): the closed-form estimate `sweep` uses too; the traced "
+            f"live set peaks at {fmt_bytes(r.trace.root.peak_activation_bytes)}",
         ),
         ("**total**", f"**{fmt_bytes(m.total_bytes)}**", fmt_int(m.total_bytes), "weights + KV + peak activations"),
         ("device capacity", fmt_bytes(c.capacity_bytes), fmt_int(c.capacity_bytes), r.device.device_id),

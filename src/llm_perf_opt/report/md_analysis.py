@@ -10,7 +10,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_ms, fmt_share, md_table
+from llm_perf_opt.report.humanize import (
+    fmt_bytes,
+    fmt_count,
+    fmt_flops,
+    fmt_int,
+    fmt_ms,
+    fmt_ms_column,
+    fmt_share,
+    md_table,
+)
 from llm_perf_opt.report.layers import layer_classes, layer_summary
 from llm_perf_opt.report.stage_view import eager_note
 
@@ -44,6 +53,7 @@ def short_class(qualified: str) -> str:
 
 def top_modules_section(r: AnalysisResult) -> str:
     rows = []
+    times = fmt_ms_column([m.total_time_ms / 1e3 for m in r.summary.top_modules])
     for rank, m in enumerate(r.summary.top_modules, 1):
         node = r.trace.nodes.get(m.module_id)
         cls = short_class(node.qualified_class_name) if node else "-"
@@ -53,7 +63,7 @@ def top_modules_section(r: AnalysisResult) -> str:
                 f"`{m.module_id}`",
                 cls,
                 m.stage,
-                fmt_ms(m.total_time_ms / 1e3),
+                times[rank - 1],
                 fmt_share(m.share_of_model_time),
                 fmt_flops(m.total_flops_tflops * 1e12),
                 fmt_bytes(m.memory_activations_gb * 1e9),
@@ -84,7 +94,8 @@ def categories_section(r: AnalysisResult) -> str:
     names = _display_names(r)
     cats = sorted(set(root.by_category) | set(times), key=lambda c: (-times.get(c, 0.0), c))
     rows = []
-    for cat in cats:
+    time_texts = fmt_ms_column([times.get(cat, 0.0) for cat in cats])
+    for index, cat in enumerate(cats):
         cost = root.by_category.get(cat)
         flops = cost.total_flops if cost else 0
         nbytes = cost.total_bytes if cost else 0
@@ -92,7 +103,7 @@ def categories_section(r: AnalysisResult) -> str:
         rows.append(
             (
                 names.get(cat, cat),
-                fmt_ms(sec),
+                time_texts[index],
                 fmt_share(sec / total_t) if total_t else "-",
                 fmt_flops(flops),
                 fmt_share(flops / total_f) if total_f else "-",
@@ -313,15 +324,16 @@ def _derived_assumptions(r: AnalysisResult) -> list[str]:
 
 def layers_section(r: AnalysisResult) -> str:
     rows = []
-    for cls in layer_classes(r):
-        info = layer_summary(r, cls)
+    classes = layer_classes(r)
+    infos = [layer_summary(r, cls) for cls in classes]
+    for cls, info, time_text in zip(classes, infos, fmt_ms_column([i.seconds for i in infos]), strict=True):
         rows.append(
             (
                 f"[{cls}](layers/{cls}.md)",
                 info.role,
                 fmt_int(info.nodes),
                 fmt_flops(info.cost.total_flops),
-                fmt_ms(info.seconds),
+                time_text,
             )
         )
     return (

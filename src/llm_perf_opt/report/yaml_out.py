@@ -85,6 +85,7 @@ def _report(r: AnalysisResult) -> dict[str, Any]:
         "model_source": r.model_source,
         "options": options,
         "attention": r.trace.attention,
+        "runtime": r.options.runtime,
         "routing": r.trace.routing,
         "decode_method": r.trace.decode_method,
         "decode_note": r.trace.decode_note,

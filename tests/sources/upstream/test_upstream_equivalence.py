@@ -52,7 +52,7 @@ def test_upstream_and_builtin_trace_to_the_same_tree(name: str, upstream: tuple[
     assert [str(d) for d in compare_traces(ours, theirs)] == []
     assert theirs.unsupported == ours.unsupported == ()
     params = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
-    assert params == 3_336_106_240  # facts §2: checkpoint index total_size / 2 bytes
+    assert params == 3_336_106_240  # model-facts §2: checkpoint index total_size / 2 bytes
     assert {r.kind for r in provenance.adapters} == {
         "item-from-workload",
         "cuda-noop-on-meta",

@@ -1,6 +1,6 @@
 """Drive upstream v1 remote code directly: one prefill pass, then decode steps (``generate()`` cannot run on meta).
 
-Inputs follow upstream's own calling convention (``infer`` -> ``generate``, facts §3.1): ``images`` is a list of
+Inputs follow upstream's own calling convention (``infer`` -> ``generate``, model-facts §3.1): ``images`` is a list of
 ``(crops, global_view)`` per batch row, with a dummy all-zero ``[1, 3, base, base]`` crop tensor when the workload
 has no crops; ``images_seq_mask`` marks the image tokens.  ``images_spatial_crop`` goes in as host ``(cols, rows)``
 integers rather than upstream's CPU LongTensor: upstream only reads the two numbers, and CPU-scalar tensor arithmetic

@@ -1,7 +1,7 @@
 """One op as a formula sees it (:class:`OpCall`), what the formula returns (:class:`OpCounts`), and the byte
 accounting that turns those counts into the trace's counters (:class:`OpIO`, owned by the trace state).
 
-Rules (DESIGN.md §3): a tensor operand is read once per element it *addresses*: dimensions with stride 0
+Rules (docs/conventions.md §2): a tensor operand is read once per element it *addresses*: dimensions with stride 0
 (broadcast/expand) are read once, so ``read_bytes = element_size * prod(size[d] for d with stride[d] != 0)``.
 Outputs are written in full.  Bytes are classified by the storage they live in: a parameter's storage (or any
 view of it) is *weight* memory, a KV-cache storage is *KV* memory, anything else is an activation.  Weight and

@@ -1,7 +1,7 @@
 """Handlers for data movement: copies, concatenation (and the KV append), gathers, scatters, sorts, fills,
 interpolation.  No FLOPs except where noted (scatter-add adds, sorts compare, interpolation multiplies-adds).
 
-Byte rules (DESIGN.md §3): a copy reads its source and writes its destination; a gather reads the rows it
+Byte rules (docs/conventions.md §2): a copy reads its source and writes its destination; a gather reads the rows it
 selects (plus the index), not the whole table; a scatter writes the rows it updates; a fill writes its output;
 a KV-cache append (``cat`` with a KV-cache operand) reads and writes the new tokens only - a static cache
 writes them in place, so the eager ``cat``'s copy of the old cache is not charged.
