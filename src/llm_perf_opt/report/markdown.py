@@ -255,7 +255,7 @@ def _time(r: AnalysisResult) -> str:
             "",
         )
     )
-    seconds = [getattr(s, f"{stage}_s") for stage, _ in _STAGE_ROWS] + [s.ttft_s]
+    seconds = [getattr(s, f"{stage}_s") for stage, _ in shown] + [s.ttft_s]
     if s.decode_steps:
         rows.append(_stage_row(r, "decode", f"Decode, {plural(s.decode_steps, 'step')}", s.decode_s))
         rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
