@@ -244,3 +244,16 @@ def test_runtimes_are_checked_with_the_attention_they_run() -> None:
         _flags(runtime="vllm", attention="eager")
     with pytest.raises(AdmissionError, match="flash attention only"):
         _flags(runtime="vllm", model="hf-snapshot:some/folder")  # remote code runs eager only
+
+
+def test_runtime_and_text_only_are_checked_at_the_door() -> None:
+    _check(runtime="vllm", text_only=True)
+    _refused("$.runtime", "runtime 'trt'", "hf-eager", runtime="trt")
+    _refused("$.runtime", "flash attention only", runtime="vllm", attention="eager")
+    _refused(
+        "$.text_only",
+        "not traced for deepseek-ocr-2",
+        model_variant="deepseek-ocr-2",
+        model_id="deepseek-ai/DeepSeek-OCR-2",
+        text_only=True,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 from attrs import evolve
 
@@ -107,6 +108,10 @@ def test_request_becomes_options_with_its_extensions() -> None:
         workload_profile_id="dsocr-standard-v1",
     )
     assert report_id_for(options_from_request(plain)) == report_id_for(AnalysisOptions())
+    assert (options.runtime, options.text_only) == ("hf-eager", False)  # the extensions left out keep the defaults
+    chosen = options_from_request(attrs.evolve(plain, runtime="sglang", text_only=True))
+    assert (chosen.runtime, chosen.text_only) == ("sglang", True)
+    assert report_id_for(chosen) == report_id_for(AnalysisOptions(runtime="sglang", text_only=True))
 
 
 def test_profile_run_id_resolves_to_a_measurement(tmp_path: Path) -> None:

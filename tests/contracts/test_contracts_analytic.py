@@ -63,7 +63,7 @@ SEED_FIELDS: dict[str, list[str]] = {
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "DeepSeekOCRAnalyticRequest": dict.fromkeys(
         ["device", "mode", "page_width", "page_height", "prompt_tokens", "max_new_tokens", "batch_size", "dtype",
-         "attention", "routing", "routing_histogram"]
+         "attention", "routing", "routing_histogram", "runtime", "text_only"]
     ),
     "DeepSeekOCRAnalyticAccepted": {"stage": None, "queue_position": None},
     "DeepSeekOCRModelSpec": {"config_path": None, "notes": ""},

@@ -118,7 +118,7 @@ def test_unknown_request_keys_are_refused_with_the_known_ones() -> None:
         structure({**_REQUEST, "forse_rebuild": True}, DeepSeekOCRAnalyticRequest)
     message = str(info.value)
     assert message.startswith("unknown field(s) forse_rebuild; expected only: model_id, model_variant")
-    assert message.endswith("routing, routing_histogram @ $")
+    assert message.endswith("routing, routing_histogram, runtime, text_only @ $")
     assert "\n" not in message
 
 

@@ -75,6 +75,7 @@ class _Inputs:
     routing_histogram: Any = None
     profile_run_id: str | None = None
     runtime: str | None = None
+    text_only: bool = False
 
 
 _HTTP_NAMES = {
@@ -160,6 +161,8 @@ def check_request(
         routing=request.routing,
         routing_histogram=getattr(request, "routing_histogram", None),
         profile_run_id=request.profile_run_id,
+        runtime=request.runtime,
+        text_only=bool(request.text_only),
     )
     _check(inputs, door)
 
@@ -301,6 +304,10 @@ def _check(inputs: _Inputs, door: _Door) -> None:
     _check_attention(inputs, kind, door)
     if inputs.runtime is not None:
         _check_runtime(inputs.runtime, inputs.attention or ("eager" if kind in ("hub", "snapshot") else "flash"), door)
+    if inputs.text_only and kind != "v1":
+        raise door.fail(
+            "text_only", inputs.text_only, f"not traced for {inputs.model}", "false", "use a built-in v1 source"
+        )
     _check_routing(inputs, door)
     _check_workload_context(inputs, kind, door)
 

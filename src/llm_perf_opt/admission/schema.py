@@ -13,6 +13,7 @@ from typing import Any
 
 import llm_perf_opt.admission.limits as L
 from llm_perf_opt.hardware import DTYPE_ALIASES, DTYPES, device_ids
+from llm_perf_opt.runtimes.catalog import RUNTIMES
 from llm_perf_opt.workloads import MODES, PRESETS
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES
 
@@ -90,6 +91,11 @@ def _constraints() -> dict[str, tuple[dict[str, Any], str]]:
             "Needs routing histogram; one list per MoE layer of the model, as many counts as it has experts "
             "(64 for DeepSeek-OCR), not all zero.",
         ),
+        "runtime": (
+            {"enum": [*RUNTIMES, None]},
+            "Every runtime but hf-eager runs flash attention only.",
+        ),
+        "text_only": ({}, "Built-in DeepSeek-OCR v1 sources only."),
     }
 
 

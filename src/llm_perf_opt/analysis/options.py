@@ -146,6 +146,8 @@ def options_from_request(request: DeepSeekOCRAnalyticRequest, *, measurements: P
         attention=request.attention or default_attention(request.model_variant),
         routing=request.routing or defaults.routing,
         measured=measured,
+        runtime=request.runtime or defaults.runtime,
+        text_only=bool(request.text_only),
     )
 
 

@@ -146,6 +146,22 @@ class DeepSeekOCRAnalyticRequest:
             "routing histogram; null otherwise."
         },
     )
+    runtime: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={
+            "help": "Extension: inference runtime whose kernels time the request (hf-eager, hf-flash, hf-cuda-graph, "
+            "vllm, sglang); null for hf-eager."
+        },
+    )
+    text_only: bool | None = field(
+        default=None,
+        validator=optional(instance_of(bool)),
+        metadata={
+            "help": "Extension: true for a request with no image (S = 1 BOS + prompt tokens, no vision stage); "
+            "null or false for a page."
+        },
+    )
 
 
 @define(kw_only=True)
