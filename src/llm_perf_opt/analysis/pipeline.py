@@ -37,7 +37,6 @@ from llm_perf_opt.contracts import OperatorCategory
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
 from llm_perf_opt.measure.compare import check_compatible, compare, compare_memory, memory_rows_payload
 from llm_perf_opt.measure.memory_md import largest_batches
-from llm_perf_opt.measure.predict import predicted_stage_peaks
 from llm_perf_opt.measure.record import load_measurement
 from llm_perf_opt.perf import (
     MemoryFootprint,
@@ -266,6 +265,9 @@ def _measured_memory(options: AnalysisOptions, device: DeviceSpec) -> dict[str, 
     measurement = load_measurement(Path(options.measured))
     if measurement.memory is None:
         return {}
+    # lazy: torch loads only to trace what a measurement ran; an analysis served from the trace cache never needs it
+    from llm_perf_opt.measure.predict import predicted_stage_peaks
+
     rows = compare_memory(predicted_stage_peaks(measurement), measurement)
     overhead = ProcessOverhead()
     predicted, measured = largest_batches(
