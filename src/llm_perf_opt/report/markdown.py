@@ -32,7 +32,14 @@ from llm_perf_opt.report.md_analysis import (
     top_modules_section,
     validation_section,
 )
-from llm_perf_opt.report.md_runtime import kernel_note, overhead_label, runtime_section, time_note, top_group_fact
+from llm_perf_opt.report.md_runtime import (
+    kernel_note,
+    overhead_label,
+    runtime_section,
+    time_note,
+    top_group_fact,
+    trust_fact,
+)
 from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
 
 __all__ = ["render_report_md", "reproduce_command"]
@@ -155,6 +162,7 @@ def _key_facts(r: AnalysisResult) -> list[str]:
             f"- Slowest module (own time): `{top.module_id}`, {fmt_ms(top.total_time_ms / 1e3)} "
             f"({fmt_share(top.share_of_model_time)})."
         )
+    facts.append(trust_fact(r))
     return facts
 
 

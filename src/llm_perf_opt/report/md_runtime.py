@@ -12,7 +12,7 @@ from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_ms, fmt_share
 from llm_perf_opt.report.stage_view import runtime_timed
 from llm_perf_opt.runtimes.bands import trust_line
 
-__all__ = ["kernel_note", "overhead_label", "runtime_section", "time_note", "top_group_fact"]
+__all__ = ["kernel_note", "overhead_label", "runtime_section", "time_note", "top_group_fact", "trust_fact"]
 
 _EAGER_TIME_NOTE = (
     "The last column splits each stage's predicted time by what bounds its kernel groups: compute (FLOPs at "
@@ -71,6 +71,17 @@ def time_note(r: AnalysisResult) -> str:
         "launches beyond the roofline, host time per step and per prefill iteration, and the per-request time outside "
         "the model in prefill). "
         "Bytes are those of the runtime's fused kernels; decode sums every step at its own context."
+    )
+
+
+def trust_fact(r: AnalysisResult) -> str:
+    """The headline bullet that says which runtime and profile made the times and how far they can be trusted."""
+    runtime_id = r.runtime_run.runtime.runtime_id if r.runtime_run is not None else "hf-eager"
+    calibrated = r.profile.device_id == r.device.device_id
+    where = "calibrated on this device" if calibrated else "not calibrated on this device"
+    return (
+        f"- Times from runtime {runtime_id} with profile {r.profile.source} ({where}); "
+        f"{trust_line(runtime_id, calibrated=calibrated)}."
     )
 
 
