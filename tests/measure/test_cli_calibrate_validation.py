@@ -26,17 +26,31 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_calibrate_writes_a_profile_analyze_can_read(measured: Path, tmp_path: Path) -> None:
+COMMITTED_CPU = sorted((Path(__file__).parents[2] / "benchmarks" / "measurements").glob("cpu-tiny-*.json"))
+
+
+def test_calibrate_writes_a_profile_analyze_can_read(tmp_path: Path) -> None:
+    """The four committed CPU runs of the tiny variant (two workloads, two attentions) identify every parameter."""
+    assert len(COMMITTED_CPU) == 4
     out = tmp_path / "cpu.yaml"
-    result = CliRunner().invoke(cli, ["calibrate", str(measured / "tiny-cpu-sdpa.json"), "--out", str(out)])
+    result = CliRunner().invoke(cli, ["calibrate", *map(str, COMMITTED_CPU), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     profile = load_device_profile(out)
     assert profile.device_id == "cpu"
     assert 0 < profile.efficiency("linear") <= 1 and profile.kernel_overhead_s >= 0
-    m = load_measurement(measured / "tiny-cpu-sdpa.json")
-    assert m.run_id in profile.source
-    for stage in ("vision", "projector", "prefill", "decode"):
-        assert f"{m.run_id} / {stage}:" in result.output
+    for path in COMMITTED_CPU:
+        m = load_measurement(path)
+        assert m.run_id in profile.source
+        for stage in ("vision", "projector", "prefill", "decode"):
+            assert f"{m.run_id} / {stage}:" in result.output
+
+
+def test_calibrate_refuses_a_lone_run_that_cannot_identify_its_parameters(measured: Path, tmp_path: Path) -> None:
+    """One workload cannot tell an efficiency from a per-kernel overhead: one line naming them, exit 1."""
+    result = CliRunner().invoke(cli, ["calibrate", str(measured / "tiny-cpu-sdpa.json"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: calibration: the measurements do not tell ")
+    assert "add measurements that vary them" in result.output and "Traceback" not in result.output
 
 
 def test_calibrate_refuses_two_devices(measured: Path, tmp_path: Path) -> None:
