@@ -232,3 +232,15 @@ def test_sweep_flags() -> None:
             check_sweep_flags(**{**good, name: value})
     with pytest.raises(AdmissionError, match="points"):
         check_sweep_flags(**{**good, "batch_sizes": list(range(1, 201)), "max_new_tokens": list(range(1, 101))})
+
+
+def test_runtimes_are_checked_with_the_attention_they_run() -> None:
+    _flags(runtime="hf-eager")
+    _flags(runtime="vllm", attention="flash")
+    with pytest.raises(AdmissionError, match="unknown inference runtime") as info:
+        _flags(runtime="nope")
+    assert info.value.path == "--runtime"
+    with pytest.raises(AdmissionError, match="flash attention only"):
+        _flags(runtime="vllm", attention="eager")
+    with pytest.raises(AdmissionError, match="flash attention only"):
+        _flags(runtime="vllm", model="hf-snapshot:some/folder")  # remote code runs eager only

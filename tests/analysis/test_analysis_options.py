@@ -51,7 +51,7 @@ def test_standard_workload_resolves_to_the_facts_sheet_numbers() -> None:
 def test_overrides_rederive_tokens_from_the_crop_rule() -> None:
     w = resolve_workload(AnalysisOptions(page=(1920, 1080), max_new_tokens=64, batch_size=4))
     assert w.grid == (4, 2)
-    assert w.image_tokens == 273 + 100 * 4 * 2 + 10 * 2  # facts §3.2: 1093
+    assert w.image_tokens == 273 + 100 * 4 * 2 + 10 * 2  # model-facts §3.2: 1093
     assert (w.max_new_tokens, w.batch_size) == (64, 4)
     assert resolve_workload(AnalysisOptions(mode="base")).seq_len == 1 + 273 + 9
 

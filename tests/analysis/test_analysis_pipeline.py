@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 
 from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request, report_id_for
 from llm_perf_opt.analysis.pipeline import run_analysis
@@ -13,7 +14,11 @@ from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
 from llm_perf_opt.contracts.converter import from_json
 from llm_perf_opt.contracts.validation import load_report
+from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurement
+from llm_perf_opt.measure.record import save_measurement
 from llm_perf_opt.report.files import report_files, write_report
+from llm_perf_opt.report.markdown import render_report_md
+from llm_perf_opt.workloads import preset_workload
 
 TINY = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
 
@@ -117,3 +122,52 @@ def test_profile_run_id_resolves_to_a_measurement(tmp_path: Path) -> None:
     assert options_from_request(req, measurements=shipped[0].parent).measured == str(shipped[0])
     with pytest.raises(UserError, match="no measurement with run id"):
         options_from_request(req, measurements=tmp_path)
+
+
+def test_measured_mismatch_is_refused_or_flagged(tmp_path: Path) -> None:
+    """A CPU fp32 eager measurement against the default H100 bf16 flash prediction (issue 17, item 4)."""
+    from attrs import evolve
+    from tests.measure.conftest import make_measurement
+
+    from llm_perf_opt.errors import UserError
+    from llm_perf_opt.measure.record import save_measurement
+    from llm_perf_opt.report.markdown import render_report_md
+
+    path = tmp_path / "cpu.json"
+    save_measurement(make_measurement(), path)
+    options = AnalysisOptions(
+        model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, measured=str(path)
+    )
+    with pytest.raises(
+        UserError,
+        match=r"does not match the prediction \(device: measured cpu, predicted h100-sxm; "
+        r"dtype: measured fp32, predicted bf16; attention: .*; runtime: .*--allow-mismatch",
+    ):
+        run_analysis(options)
+    flagged = run_analysis(evolve(options, allow_mismatch=True))
+    assert flagged.measured is not None and len(flagged.measured["mismatches"]) == 4
+    text = render_report_md(flagged)
+    assert "**Warning: this measurement does not match the prediction**" in text
+    assert report_id_for(evolve(options, allow_mismatch=True)) == report_id_for(options)
+
+
+def test_measured_memory_rows_compare_every_stage_with_the_trace(tmp_path: Path) -> None:
+    config = builtin_config("deepseek-ocr-v1-tiny")
+    workload = evolve(preset_workload("dsocr-tiny-v1"), max_new_tokens=3)
+    harness = HarnessOptions(threads=1, warmup_runs=0, repeats=1, benchmark=False, profile_kernels=False)
+    measurement = run_measurement(config, workload, harness, model_name="deepseek-ocr-v1-tiny")
+    path = tmp_path / "m.json"
+    save_measurement(measurement, path)
+    result = run_analysis(evolve(TINY, max_new_tokens=3, measured=str(path), allow_mismatch=True))  # a CPU run
+    rows = result.validation["memory"]
+    assert [r["stage"] for r in rows] == ["vision", "projector", "prefill", "decode"]
+    assert measurement.memory is not None
+    assert [r["measured_peak_bytes"] for r in rows] == [s.peak_bytes for s in measurement.memory.stages]
+    assert all(r["rel_error"] == 0.0 for r in rows)  # the trace follows the same storages the run allocated
+    text = render_report_md(result)
+    assert "### Peak memory: predicted vs measured" in text
+    assert "| vision |" in text and "+0.0% |" in text
+    budget = result.validation["memory_budget"]
+    assert budget["device"] == result.device.device_id
+    assert budget["largest_batch_predicted"] == budget["largest_batch_measured"] > 0  # exact peaks, same batch
+    assert f"predicted **{budget['largest_batch_predicted']:,}**" in text

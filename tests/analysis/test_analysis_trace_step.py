@@ -14,7 +14,7 @@ from llm_perf_opt.analysis.model_source import resolve_source_workload, trusted_
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.analysis.trace_step import analysis_key_parts
-from llm_perf_opt.cli import cli
+from llm_perf_opt.cli import cli, progress
 from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
 from llm_perf_opt.workloads import RoutingModel
 
@@ -35,7 +35,16 @@ def _entries() -> int:
     return TraceCache().info().entries
 
 
-def test_a_warm_analyze_imports_no_torch_and_writes_the_same_report(tmp_path: Path) -> None:
+def _every_step_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress lines on a non-terminal stderr, for every step however short (the steps name the cache's answer)."""
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    monkeypatch.setattr(progress, "SLOW_STEP_S", -1.0)
+
+
+def test_a_warm_analyze_imports_no_torch_and_writes_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _every_step_on_stderr(monkeypatch)
     cold = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "cold"), "--quiet"])
     assert cold.exit_code == 0, cold.output
     assert _entries() == 1
@@ -57,7 +66,8 @@ def test_a_warm_analyze_imports_no_torch_and_writes_the_same_report(tmp_path: Pa
         assert (tmp_path / "warm" / name).read_bytes() == (tmp_path / "cold" / name).read_bytes(), name
 
 
-def test_no_cache_neither_reads_nor_writes(tmp_path: Path) -> None:
+def test_no_cache_neither_reads_nor_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _every_step_on_stderr(monkeypatch)
     result = CliRunner().invoke(cli, ["analyze", *TINY, "--no-cache", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert _entries() == 0

@@ -1,4 +1,4 @@
-"""Hand-arithmetic goldens for the CLIP and projector formulas (facts sheet §2.2-§2.3, §3.7)."""
+"""Hand-arithmetic goldens for the CLIP and projector formulas (model-facts §2.2-§2.3, §3.7)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from llm_perf_opt.core import Cost
 
 
 def test_clip_layer_matmul_matches_facts() -> None:
-    # 4 crops of 101 tokens: facts §3.7 row "CLIP on 4x101 tokens" = 248.019 GFLOP over 24 layers
+    # 4 crops of 101 tokens: model-facts §3.7 row "CLIP on 4x101 tokens" = 248.019 GFLOP over 24 layers
     B, L = 4, 101
     linears = Cost.total(clip.layer_linears(B=B, L=L, D=1024, F=4096, a=2).values())
     core = Cost.total(clip.attention_core(B=B, L=L, H=16, c=64, a=2, eager=False).values())
@@ -42,13 +42,13 @@ def test_projector_matches_facts() -> None:
     cost = projector.projector_linear(B=4, n=100, d_in=2048, d=1280, a=2) + projector.projector_linear(
         B=1, n=256, d_in=2048, d=1280, a=2
     )
-    assert cost.matmul_flops == 2 * 656 * 2048 * 1280  # facts §3.7: 3.439 GFLOP
+    assert cost.matmul_flops == 2 * 656 * 2048 * 1280  # model-facts §3.7: 3.439 GFLOP
     assert cost.matmul_flops == 3_439_329_280
 
 
 def test_view_tokens_write_every_image_token() -> None:
     crops = projector.view_tokens(i=2, j=2, t_c=10, t_g=16, d=1280, a=2)
-    final_rows = 693  # 420 local + 272 global + 1 separator (facts §3.6)
+    final_rows = 693  # 420 local + 272 global + 1 separator (model-facts §3.6)
     assert crops.kernels == 4  # re-tile copy, local newlines, global newlines, final concat
     assert crops.bytes_written == (400 + 420 + 272 + final_rows) * 1280 * 2
     plain = projector.view_tokens(i=1, j=1, t_c=0, t_g=16, d=1280, a=2)

@@ -28,7 +28,7 @@ def test_linear_without_bias_has_no_vector_flops() -> None:
 def test_conv2d_counts_like_flopcounter() -> None:
     # SAM patch conv on one 1024 view: 64x64 outputs, 768 channels, 3*16*16 = 768 inputs per output
     cost = common.conv2d(B=1, C_in=3, C_out=768, H_in=1024, W_in=1024, H_out=64, W_out=64, kh=16, kw=16, bias=True, a=2)
-    assert cost.matmul_flops == 2 * 64 * 64 * 768 * 768  # facts §3.7: 2*B*g^2*768*768
+    assert cost.matmul_flops == 2 * 64 * 64 * 768 * 768  # model-facts §3.7: 2*B*g^2*768*768
     assert cost.vector_flops == 768 * 64 * 64  # bias
     assert cost.bytes_read == 3 * 1024 * 1024 * 2 + (768 * 768 + 768) * 2
     assert cost.bytes_written == 768 * 64 * 64 * 2

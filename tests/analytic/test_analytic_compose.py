@@ -1,8 +1,6 @@
-"""``analytic_costs`` against the facts sheet (§2, §3.4, §3.7), the module-id scheme, and its properties."""
+"""``analytic_costs`` against docs/model-facts.md (§2, §3.4, §3.7), the module-id scheme, and its properties."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -24,7 +22,7 @@ CLIP = "vision/model.vision_model"
 
 
 def sam_closed_form(B: int, R: int) -> int:
-    """Facts §3.7 closed form for SAM on ``B`` views of side ``R`` (8 windowed + 4 global blocks, neck, net_2/3)."""
+    """model-facts §3.7 closed form: SAM on ``B`` views of side ``R`` (8 windowed + 4 global blocks, neck, net_2/3)."""
     g = R // 16
     gp = 14 * -(-g // 14)
     nw, t = (gp // 14) ** 2, 196
@@ -37,13 +35,13 @@ def sam_closed_form(B: int, R: int) -> int:
 
 
 def clip_closed_form(B: int, R: int) -> int:
-    """Facts §3.7: ``24*[2*B*L*(1024*3072 + 1024^2 + 2*1024*4096) + 4*B*16*L^2*64]`` with ``L = 1 + (R/64)^2``."""
+    """model-facts §3.7: ``24*[2*B*L*(1024*3072 + 1024^2 + 2*1024*4096) + 4*B*16*L^2*64]`` with ``L = 1 + (R/64)^2``."""
     L = 1 + (R // 64) ** 2
     return 24 * (2 * B * L * (1024 * 3072 + 1024**2 + 2 * 1024 * 4096) + 4 * B * 16 * L * L * 64)
 
 
 def decoder_closed_form(q: int, k: int) -> int:
-    """Facts §3.7: per layer attention ``2q*4*1280^2 + 4*10*q*k*128`` (+ rotary ``2*64*q``), dense MLP
+    """model-facts §3.7: per layer attention ``2q*4*1280^2 + 4*10*q*k*128`` (+ rotary ``2*64*q``), dense MLP
     ``2q*3*1280*6848`` in layer 0, MoE ``2q*(1280*64 + 3*1280*1792 + 6*3*1280*896)`` in layers 1-11."""
     attention = 2 * q * 4 * 1280**2 + 4 * 10 * q * k * 128 + 2 * 64 * q
     moe = 2 * q * (1280 * 64 + 3 * 1280 * 1792 + 6 * 3 * 1280 * 896)
@@ -87,7 +85,7 @@ def test_base_prefill_matches_facts() -> None:
 
 
 def test_decode_totals_are_closed_form_sums() -> None:
-    # N = 2: one decode step at 704 keys = 1191.446 MFLOP (facts §3.7)
+    # N = 2: one decode step at 704 keys = 1191.446 MFLOP (model-facts §3.7)
     one = analytic_costs(BASE, Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=2))
     assert _mm(one, "decode") == 1_191_446_016
     # N = 4: steps at 704, 705, 706 keys; only attention grows, by 4*10*128*12 FLOPs per key
@@ -102,7 +100,7 @@ def test_weights_are_exact() -> None:
     assert model_weight_bytes(BASE) == 6_672_212_480
     tree = analytic_costs(BASE, GUNDAM)
     assert tree.weight_bytes["root"] == 6_672_212_480
-    assert tree.weight_bytes["prefill/model.layers.0"] == 32_852_480 * 2  # facts §2.4
+    assert tree.weight_bytes["prefill/model.layers.0"] == 32_852_480 * 2  # model-facts §2.4
     assert tree.weight_bytes["prefill/model.layers.{1..11}"] == 11 * 233_720_320 * 2
     assert tree.weight_bytes[SAM] == 95_569_152 * 2
     unused_patch_conv = 3 * 1024 * 14 * 14  # CLIP's patch conv never runs, so no node holds it
@@ -190,15 +188,6 @@ def test_fused_bytes_below_eager_bytes() -> None:
         == tree["prefill/model.layers.0.mlp.down_proj"].total_bytes
     )
     assert tree.peak_activation_bytes["prefill"] >= 703 * 129280 * (2 + 4)  # bf16 + fp32 logits
-
-
-def test_a_call_takes_a_few_milliseconds() -> None:
-    workloads = [Workload.create(mode="gundam", page=(1024 + 3 * i, 1024), max_new_tokens=64 + i) for i in range(20)]
-    start = time.perf_counter()
-    for w in workloads:
-        analytic_costs(BASE, w)
-    per_call = (time.perf_counter() - start) / len(workloads)
-    assert per_call < 0.02  # ~2 ms measured; generous for a loaded CI machine
 
 
 pages = st.sampled_from(

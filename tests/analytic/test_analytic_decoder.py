@@ -1,4 +1,4 @@
-"""Hand-arithmetic goldens for the decoder formulas (facts sheet §2.4-§2.6, §3.4, §3.7)."""
+"""Hand-arithmetic goldens for the decoder formulas (model-facts §2.4-§2.6, §3.4, §3.7)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _attention_matmul(q: int, k: int) -> int:
 
 
 def test_attention_matches_facts() -> None:
-    assert _attention_matmul(703, 703) == 2 * 703 * 4 * 1280**2 + 4 * 10 * 703 * 703 * 128  # facts §3.7
+    assert _attention_matmul(703, 703) == 2 * 703 * 4 * 1280**2 + 4 * 10 * 703 * 703 * 128  # model-facts §3.7
 
 
 def test_prefill_layers_match_facts() -> None:
@@ -35,7 +35,7 @@ def test_prefill_layers_match_facts() -> None:
 
 
 def test_decode_step_matches_facts() -> None:
-    # one token at 704 keys: layers 860.489 MFLOP + lm_head 330.957 MFLOP = 1191.446 MFLOP (facts §3.7)
+    # one token at 704 keys: layers 860.489 MFLOP + lm_head 330.957 MFLOP = 1191.446 MFLOP (model-facts §3.7)
     rotary = dec.rotary_cos_sin(B=1, q=1, c=C, a=2).matmul_flops
     dense = Cost.total(dec.swiglu_linears(N=1, d=D, d_ff=6848, a=2).values()).matmul_flops
     moe = 2 * (1280 * 64 + 3 * 1280 * 1792 + 6 * 3 * 1280 * 896)

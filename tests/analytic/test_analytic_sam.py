@@ -1,4 +1,4 @@
-"""Hand-arithmetic goldens for the SAM formulas (facts sheet §2.1, §3.7)."""
+"""Hand-arithmetic goldens for the SAM formulas (model-facts §2.1, §3.7)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_patch_conv_matches_facts() -> None:
 def test_rel_pos_terms_matmul() -> None:
     # windowed block on 4 crops: 36 windows, 12 heads, 14x14 tokens, head 64
     cost = sam.rel_pos_terms(Bw=36, h=12, s=14, c=64, a=2)
-    assert cost.matmul_flops == 4 * 36 * 12 * 196 * 14 * 64  # facts §3.7: 4*B*nw*12*t*14*64
+    assert cost.matmul_flops == 4 * 36 * 12 * 196 * 14 * 64  # model-facts §3.7: 4*B*nw*12*t*14*64
     assert cost.vector_flops == 36 * 12 * 196 * 196  # the broadcast add into the bias
     assert cost.kernels == 1 + 2 + 2 + 1  # q copy, 2 einsums, 2 term copies, bias add
 
@@ -48,7 +48,7 @@ def test_rel_pos_table_gather_reads_weights_without_interpolation() -> None:
 
 def test_attention_core_flash_and_eager() -> None:
     flash = sam.attention_core(Bw=36, h=12, s=14, c=64, a=2, eager=False)
-    assert flash.matmul_flops == 4 * 36 * 12 * 196 * 196 * 64  # facts §3.7: 4*B*nw*12*t^2*64
+    assert flash.matmul_flops == 4 * 36 * 12 * 196 * 196 * 64  # model-facts §3.7: 4*B*nw*12*t^2*64
     assert flash.kernels == 2  # head split + fused SDPA
     eager = sam.attention_core(Bw=36, h=12, s=14, c=64, a=2, eager=True)
     assert eager.matmul_flops == flash.matmul_flops

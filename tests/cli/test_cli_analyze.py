@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from llm_perf_opt.cli import cli
@@ -21,11 +22,33 @@ def test_analyze_writes_the_report_folder(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name != "r"]  # no staging folder left behind
 
 
-def test_progress_goes_to_stderr(tmp_path: Path) -> None:
+def test_progress_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal: no progress unless asked for; asked for: one line per finished step, on stderr only."""
+    from llm_perf_opt.cli import progress
+
+    quiet = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "r")])
+    assert quiet.exit_code == 0
+    assert "tracing" not in quiet.stderr and "TTFT" in quiet.stderr
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    monkeypatch.setattr(progress, "SLOW_STEP_S", 0.0)
     result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0
-    assert "tracing deepseek-ocr-v1-tiny" in result.stderr
-    assert "TTFT" in result.stderr
+    assert "tracing deepseek-ocr-v1-tiny" in result.stderr and "writing the report" in result.stderr
+    assert "tracing" not in result.stdout
+    silent = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "r"), "--quiet"])
+    assert silent.stderr == ""
+
+
+def test_format_json_prints_the_summary_for_scripts(tmp_path: Path) -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(tmp_path / "r"), "--quiet", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["summary"] == json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert (
+        data["headline"]["fits"] is True and data["headline"]["ttft_ms"] > 0 and data["report"] == str(tmp_path / "r")
+    )
 
 
 def _one_line_error(args: list[str], tmp_path: Path, expected: str) -> None:
@@ -65,6 +88,21 @@ def test_unwritable_out(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "--out" in result.stderr
     assert blocker.read_text() == "x"
+
+
+def test_out_in_proc_fails_before_the_trace(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--out", "/proc/x"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --out /proc/x") and "tracing" not in result.stderr
+
+
+def test_out_into_a_used_folder_leaves_nothing_stale(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(out), "--quiet"]).exit_code == 0
+    (out / "layers" / "Ocr2OnlyLayer.md").write_text("a page of another model")
+    assert CliRunner().invoke(cli, ["analyze", *TINY, "--out", str(out), "--quiet"]).exit_code == 0
+    assert not (out / "layers" / "Ocr2OnlyLayer.md").exists()
+    assert (out / "report.md").exists()
 
 
 def test_malformed_image_is_a_usage_error(tmp_path: Path) -> None:

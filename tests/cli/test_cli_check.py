@@ -65,3 +65,39 @@ def test_bad_goldens_are_one_line_errors(golden: Path, tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
     usage = CliRunner().invoke(cli, ["check"])
     assert usage.exit_code == 2
+
+
+PINNED = Path("third_party/deepseek-ai--DeepSeek-OCR/2c968b433af61a059311cbf8997765023806a24d")
+
+
+def test_counts_only_tells_renames_from_count_changes() -> None:
+    """Built-in vs upstream goldens differ only by class module (issue 17: 174 'differences' that were renames)."""
+    from llm_perf_opt.tracer.golden import compare_golden, read_golden
+
+    golden = read_golden(PINNED / "golden" / "base-1024-no-crops.json")
+    builtin = read_golden(Path("third_party/builtin/deepseek-ocr-v1-base/golden/base-1024-no-crops.json"))
+    renames = compare_golden(golden, builtin)
+    assert renames and all(": class " in p for p in renames)
+    assert compare_golden(golden, builtin, counts_only=True) == []
+    result = CliRunner().invoke(
+        cli,
+        [
+            "check",
+            "--golden",
+            str(PINNED / "golden" / "base-1024-no-crops.json"),
+            "--model",
+            "deepseek-ocr-v1-base",
+            "--counts-only",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "equal over 1 workload(s)" in result.stdout and "code changed" not in result.stdout
+
+
+def test_pinned_check_without_its_snapshot_says_how_to_prepare_it() -> None:
+    result = CliRunner().invoke(cli, ["check", "--golden", str(PINNED), "--quiet"])
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("error: ") and len(line.splitlines()) == 1
+    assert "_cache/assembled" in line and "code_hashes.json" in line and "--counts-only" in line

@@ -17,7 +17,7 @@ TINY = ["--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max
 def test_unknown_runtime_is_one_line_and_exit_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["analyze", "--runtime", "trt", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
-    assert result.output.strip().count("\n") == 0 and "unknown runtime 'trt'" in result.output
+    assert result.output.strip().count("\n") == 0 and "--runtime 'trt': unknown inference runtime" in result.output
 
 
 def test_runtime_that_cannot_run_the_source_is_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -45,6 +45,17 @@ def test_analyze_with_vllm_shows_the_runtime_everywhere(tmp_path: Path) -> None:
     assert abs(summary["predicted_total_time_ms"] - time["end_to_end_ms"]) < 1e-3
     assert "runtime: vllm" in summary["notes"] and "expected error" in summary["notes"]
     assert "calibrated on this device: no" in summary["notes"]
+    # every stage number is the runtime's: the bound split sums to the runtime's stage times, the eager tree's
+    # per-module times are labelled as such and never enter a headline share
+    bounds = yaml.safe_load((out / "report.yaml").read_text(encoding="utf-8"))["time"]["bounds"]
+    for stage in ("vision", "prefill", "decode", "root"):
+        b = bounds[stage]
+        parts = b["compute_bound_ms"] + b["memory_bound_ms"] + b["overhead_ms"]
+        assert abs(parts - time[f"{'end_to_end' if stage == 'root' else stage}_ms"]) < 1e-3, stage
+    assert "Slowest module (own time)" not in report and "Largest module group of a decode step (vllm)" in report
+    top = report.split("## Where the time goes: top modules")[1].split("##")[0]
+    assert "**Eager op-by-op breakdown**, not the vllm runtime" in top
+    assert "eager op-by-op breakdown (hf-eager, end to end" in summary["notes"]
 
 
 def test_text_only_and_named_profile(tmp_path: Path) -> None:

@@ -31,8 +31,8 @@ def test_markdown_table_has_one_row_per_point() -> None:
     assert lines[0].startswith("| device | dtype | mode | page_width | page_height | batch_size |")
     rows = [line for line in lines[2:] if line.startswith("| ")]
     assert len(rows) == 2 * 1 * 2 * 1  # devices x pages x batches x lengths
-    assert "sweep: 4 point(s)" in result.stderr
-    assert all("| 283 |" in row for row in rows)  # S = 1 + 273 + 9 for a Base 1024 page (facts §3.5)
+    assert result.stderr == ""  # progress only on a terminal (issue 17); the table is all that is printed
+    assert all("| 283 |" in row for row in rows)  # S = 1 + 273 + 9 for a Base 1024 page (model-facts §3.5)
 
 
 def test_csv_has_every_column_and_times_grow_with_batch() -> None:
@@ -52,7 +52,7 @@ def test_out_writes_csv_markdown_and_plot_deterministically(tmp_path: Path) -> N
         result = CliRunner().invoke(cli, ["sweep", *GRID, "--dtype", "bf16,fp8", "--out", str(out)])
         assert result.exit_code == 0, result.output
         assert "skipped: a100-80gb fp8: the device has no fp8 peak" in result.stderr
-        runs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+        runs.append({p.name: p.read_bytes() for p in sorted(out.iterdir()) if not p.name.startswith(".")})
     assert sorted(runs[0]) == ["sweep.csv", "sweep.md", "sweep.png", "sweep.svg"]
     assert runs[0] == runs[1]
     md = runs[0]["sweep.md"].decode()
@@ -75,4 +75,18 @@ def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(blocker / "sub")])
-    assert result.exit_code == 1 and "cannot write the sweep" in result.stderr
+    assert result.exit_code == 1 and result.stderr.startswith("error: --out ") and "cannot be created" in result.stderr
+
+
+def test_out_replaces_an_earlier_sweep_whole_and_refuses_a_foreign_folder(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    assert CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(out)]).exit_code == 0
+    (out / "stale.png").write_bytes(b"old plot")
+    assert CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(out)]).exit_code == 0
+    assert not (out / "stale.png").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    result = CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(foreign)])
+    assert result.exit_code == 1 and result.stderr.startswith("error: --out ") and "sweep:" not in result.stderr
+    assert (foreign / "notes.txt").read_text() == "keep"

@@ -11,7 +11,7 @@ from attrs import evolve
 from llm_perf_opt.config import ClipConfig, DeepseekOCRConfig, ProjectorConfig, SamConfig
 from llm_perf_opt.errors import ConfigError
 
-# config.json keys of upstream deepseek-ai/DeepSeek-OCR (facts §1a), a subset plus keys the model ignores
+# config.json keys of upstream deepseek-ai/DeepSeek-OCR (model-facts §1a), a subset plus keys the model ignores
 UPSTREAM_CONFIG = {
     "vocab_size": 129280,
     "hidden_size": 1280,

@@ -74,6 +74,21 @@ def test_validation_doc_writes_checks_and_detects_staleness(measured: Path, tmp_
     assert stale.exit_code == 1 and "out of date" in stale.output
 
 
+def test_validation_doc_compares_memory_only_files_for_memory(measured: Path, tmp_path: Path) -> None:
+    source = tmp_path / "measurements"
+    shutil.copytree(measured, source)
+    m = load_measurement(source / "tiny-cpu-sdpa.json")
+    (source / "memory").mkdir()
+    save_measurement(evolve(m, run_id="meas-memory-only"), source / "memory" / "extra.json")
+    doc = tmp_path / "validation.md"
+    result = CliRunner().invoke(cli, ["validation-doc", "--measurements", str(source), "--out", str(doc)])
+    assert result.exit_code == 0, result.output
+    text = doc.read_text(encoding="utf-8")
+    assert "Peak memory goal, every stage within +-10%: 8/8 stage peaks of 2 measurement(s)." in text
+    assert "| `meas-memory-only` | deepseek-ocr-v1-tiny |" in text  # in the memory tables
+    assert "### `meas-memory-only`" not in text  # not in the time comparison
+
+
 def test_validation_doc_without_measurements_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["validation-doc", "--measurements", str(tmp_path), "--out", str(tmp_path / "v.md")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 from llm_perf_opt.cli import cli
 from llm_perf_opt.cli.measure import parse_page
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.measure.record import load_measurement
+from llm_perf_opt.measure.record import Measurement, load_measurement, save_measurement
 
 
 def test_measure_writes_a_loadable_file(tmp_path: Path) -> None:
@@ -84,3 +85,22 @@ def test_parse_page() -> None:
     assert parse_page(" 1240x1754 ") == (1240, 1754)
     with pytest.raises(UserError):
         parse_page("1240 by 1754")
+
+
+def test_measure_memory_adds_memory_and_keeps_the_timings(
+    tmp_path: Path, measurement_factory: Callable[..., Measurement]
+) -> None:
+    path = tmp_path / "old.json"
+    save_measurement(measurement_factory(), path)  # tiny model, tiny mode, N=4, no memory (as schema 1 files)
+    result = CliRunner().invoke(cli, ["measure-memory", str(path)])
+    assert result.exit_code == 0, result.output
+    before, after = measurement_factory(), load_measurement(path)
+    assert after.runs == before.runs and after.run_id == before.run_id
+    assert after.memory is not None and [s.stage for s in after.memory.stages] == [
+        "vision",
+        "projector",
+        "prefill",
+        "decode",
+    ]
+    assert "memory added" in after.notes and "timings unchanged" in after.notes
+    assert "peak above weights (live-bytes)" in result.output

@@ -103,3 +103,49 @@ def test_device_and_dtype_are_checked_when_given(measurement_factory: Factory) -
         "measurement meas-test-1 ran on cpu in fp32, but the report is for h100-sxm in bf16; "
         "use a measurement taken on h100-sxm in bf16 (llm-perf-opt measure --runtime-device cuda ...)"
     )
+
+
+def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
+    """A CPU fp32 eager run against an H100 bf16 flash prediction: four differences, each named (issue 17)."""
+    from llm_perf_opt.measure.compare import mismatches
+
+    m = measurement_factory()
+    workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4)
+    found = mismatches(
+        m,
+        model="deepseek-ocr-v1-tiny",
+        workload=workload,
+        workload_id=None,
+        device_id="h100-sxm",
+        dtype="bf16",
+        attention="flash",
+    )
+    assert found == (
+        "device: measured cpu, predicted h100-sxm",
+        "dtype: measured fp32, predicted bf16",
+        "attention: measured eager, predicted flash",
+        "runtime: measured cpu, predicted cuda",
+    )
+    same = mismatches(
+        m,
+        model="deepseek-ocr-v1-tiny",
+        workload=workload,
+        workload_id=None,
+        device_id="cpu",
+        dtype="fp32",
+        attention="eager",
+        runtime="cpu",
+    )
+    assert same == ()
+    other = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=8)
+    (row,) = mismatches(
+        m,
+        model="deepseek-ocr-v1-tiny",
+        workload=other,
+        workload_id=None,
+        device_id="cpu",
+        dtype="fp32",
+        attention="eager",
+        runtime="cpu",
+    )
+    assert row.startswith("workload: measured ")

@@ -160,3 +160,15 @@ def test_device_busy_sums_kernel_durations() -> None:
     older[0].kernels = [SimpleNamespace(name="gemm", device=0, duration=4.0)]  # type: ignore[attr-defined]
     assert device_busy_s(older) == pytest.approx(4e-6)
     assert device_busy_s([_event("aten::mm", "CPU")]) is None
+
+
+def test_profiler_runs_without_third_party_noise_on_stderr(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kineto printed 'USDT: ... profiler_start/stop' for every profiled forward (issue 17)."""
+    from llm_perf_opt.measure.harness import _profiled
+
+    monkeypatch.delenv("KINETO_LOG_LEVEL", raising=False)
+    events = _profiled(lambda: torch.ones(3) + 1, cuda=False)
+    assert events
+    assert "USDT" not in capfd.readouterr().err

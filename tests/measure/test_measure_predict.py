@@ -45,17 +45,16 @@ def test_eager_and_sdpa_trees_differ_only_in_decoder_attention(measurement_facto
 def test_files_of_one_workload_share_one_trace_and_later_runs_trace_nothing(
     measurement_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llm_perf_opt.tracer.trace as trace_module
     from llm_perf_opt.measure import predict
 
     calls: list[str] = []
-    real = trace_module.trace_workload
+    real = predict.trace_workload
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append("trace")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trace_module, "trace_workload", counting)
+    monkeypatch.setattr(predict, "trace_workload", counting)
     predict._traced.cache_clear()  # earlier tests traced this workload in this process
     first = measurement_factory()
     other_run = evolve(first, run_id="another-run", workload=evolve(first.workload, workload_id="renamed"))

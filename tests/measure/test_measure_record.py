@@ -11,8 +11,11 @@ from attrs import evolve
 
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.record import (
+    MEMORY_STAGES,
     Measurement,
     MeasurementError,
+    MemoryRecord,
+    StageMemory,
     dumps_measurement,
     load_measurement,
     loads_measurement,
@@ -46,7 +49,7 @@ def test_json_round_trip_is_exact(measurement_factory: Factory, tmp_path: Path) 
     assert load_measurement(path) == m
     assert path.read_text(encoding="utf-8") == dumps_measurement(m)
     payload = json.loads(path.read_text(encoding="utf-8"))
-    assert payload["schema_version"] == 1
+    assert payload["schema_version"] == 2
     assert payload["workload"]["seq_len"] == 1 + 73 + 9  # BOS + tiny-mode image tokens + prompt
 
 
@@ -62,7 +65,7 @@ def test_run_must_time_every_decode_step(measurement_factory: Factory) -> None:
     [
         ("{", "not valid JSON"),
         ("[]", "must hold a JSON object"),
-        ('{"schema_version": 99}', "schema_version 99, expected 1"),
+        ('{"schema_version": 99}', "schema_version 99, expected one of 1, 2"),
         ('{"schema_version": 1, "run_id": "x"}', "does not match the measurement schema"),
     ],
 )
@@ -83,3 +86,48 @@ def test_extra_keys_are_refused(measurement_factory: Factory) -> None:
     payload["surprise"] = 1
     with pytest.raises(MeasurementError, match="surprise"):
         loads_measurement(json.dumps(payload))
+
+
+def _with_memory(m: Measurement) -> Measurement:
+    stages = tuple(
+        StageMemory(stage=s, peak_bytes=1000 * (i + 1), reserved_bytes=None) for i, s in enumerate(MEMORY_STAGES)
+    )
+    return evolve(m, memory=MemoryRecord(method="live-bytes", weights_bytes=10_000, kv_cache_bytes=500, stages=stages))
+
+
+def test_memory_round_trips_and_is_found_by_stage(measurement_factory: Factory) -> None:
+    m = _with_memory(measurement_factory())
+    again = loads_measurement(dumps_measurement(m))
+    assert again == m
+    assert again.memory is not None
+    peak = again.memory.peak("prefill")
+    assert peak is not None and peak.peak_bytes == 3000
+    assert again.memory.peak("other") is None
+
+
+def test_a_schema_1_file_is_read_as_schema_2_without_memory(measurement_factory: Factory) -> None:
+    m = measurement_factory()
+    payload = json.loads(dumps_measurement(m))
+    del payload["memory"]
+    payload["schema_version"] = 1  # the layout before memory was recorded
+    old = loads_measurement(json.dumps(payload))
+    assert old == m
+    assert old.schema_version == 2
+    assert old.memory is None
+    # a malformed memory entry is refused like any other mismatch
+    payload["memory"] = {"method": "live-bytes"}
+    with pytest.raises(MeasurementError, match="does not match"):
+        loads_measurement(json.dumps(payload))
+
+
+def test_the_committed_schema_1_gpu_files_still_load() -> None:
+    folder = Path(__file__).resolve().parents[2] / "benchmarks" / "measurements"
+    old = [p for p in sorted(folder.glob("*.json")) if json.loads(p.read_text())["schema_version"] == 1]
+    assert old, "expected schema 1 files among the committed measurements"
+    for path in old:
+        assert load_measurement(path).memory is None
+
+
+def test_negative_peaks_are_refused() -> None:
+    with pytest.raises(ValueError, match="non-negative integer"):
+        StageMemory(stage="vision", peak_bytes=-1)

@@ -14,6 +14,8 @@ TORCH_FREE = [
     "measure/compare.py",
     "measure/validation.py",
     "measure/validation_md.py",
+    "measure/memory_md.py",
+    "perf/memory.py",
     "perf/calibrate.py",
 ]
 

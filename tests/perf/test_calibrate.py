@@ -287,3 +287,15 @@ def test_a_design_that_moves_two_efficiencies_only_together_is_refused() -> None
         fit_device_profile(
             cases, prior=truth, device_id="*", source="test", groups=PER_CATEGORY_GROUPS, per_stage=False
         )
+    kept = fit_device_profile(
+        cases,
+        prior=truth,
+        device_id="*",
+        source="test",
+        groups=PER_CATEGORY_GROUPS,
+        per_stage=False,
+        refuse_unidentified=False,
+    )
+    status = {p.name: (p.status, p.std_error) for p in kept.parameters}
+    assert status["eta[conv2d]"] == status["eta[linear]"] == ("not identified (prior kept)", None)
+    assert kept.condition_number > 1e8

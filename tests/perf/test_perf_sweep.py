@@ -158,3 +158,20 @@ def test_csv_and_markdown(fake_cost_fn: FakeFn) -> None:
     assert len(table) == 2 + len(rows)
     with pytest.raises(UserError, match="unknown sweep column"):
         rows_to_csv(rows, columns=("speed",))
+
+
+def test_markdown_has_one_format_per_column_and_no_exponents(fake_cost_fn: FakeFn) -> None:
+    """Issue 17: ``1.20229e+06`` pages/day; a column mixing ``0.1837`` with ``91.8``; non-fitting rows headlined."""
+    from attrs import evolve
+
+    rows = list(run_sweep(SPEC, cost_fn=fake_cost_fn).rows)
+    big = evolve(rows[0], pages_per_day=1_202_290.0, ttft_ms=0.1837, batch_size=2)
+    small = evolve(rows[0], ttft_ms=91.8)
+    no_fit = evolve(rows[0], fits=False, pages_per_day=9_999_999.0, batch_size=4)
+    columns = ("batch_size", "ttft_ms", "pages_per_day", "memory_gb", "fits")
+    lines = rows_to_markdown([big, small, no_fit], columns=columns).splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert not any("e+" in c or "e-" in c for row in cells for c in row)
+    assert cells[0][2] == "1,202,290"
+    assert [row[1] for row in cells[:2]] == ["0.184", "91.800"]  # one number of decimals in the column
+    assert cells[2][2] == "-" and cells[2][4] == "no"  # a configuration that does not fit headlines no pages/day

@@ -1,7 +1,7 @@
 """A small, hand-built :class:`AnalysisResult` for renderer tests (no torch, no tracer run).
 
 The tree is a trimmed DeepSeek-OCR v1 on the Base workload (1024x1024 page, no crops, S = 283, N = 8): a few
-representative nodes per stage whose costs come from the facts sheet's closed forms (§3.7) - not from the tracer -
+representative nodes per stage whose costs come from docs/model-facts.md's closed forms (§3.7) - not from the tracer -
 so the renderers can be tested before and independently of it.  Time, memory, throughput and the contracts are the
 real ``perf`` and ``analysis.assemble`` functions applied to that tree.
 """
@@ -60,7 +60,7 @@ def _linear(n: int, d_in: int, d_out: int, *, times: int = 1) -> Cost:
 
 
 def _sam_block(*, windowed: bool, g: int = 64) -> dict[str, Cost]:
-    """One SAM block on one 1024 view: facts §3.7 closed forms (windowed on the 70x70 padded grid)."""
+    """One SAM block on one 1024 view: model-facts §3.7 closed forms (windowed on the 70x70 padded grid)."""
     tokens = g * g
     gp, nw, t = 70, 25, 196
     proj_tokens = gp * gp if windowed else tokens
@@ -476,10 +476,10 @@ def small_result(*, max_new_tokens: int = 8, device: str = "h100-sxm") -> Analys
 
 
 def sweep_costs(config: DeepseekOCRConfig, workload: Workload, *, attention: str, routing: RoutingModel) -> Any:
-    """A small cost function for sweep tests: the facts-sheet lm_head and decoder-weight counts per stage.
+    """A small cost function for sweep tests: the model-facts lm_head and decoder-weight counts per stage.
 
     Prefill: lm_head ``2*S*d*V`` per sequence; decode: ``N-1`` steps each reading the 1.148 GB of active weights
-    (facts §2.6) and running the lm_head on one token.  Enough to make time scale with S, N and B.
+    (model-facts §2.6) and running the lm_head on one token.  Enough to make time scale with S, N and B.
     """
     from llm_perf_opt.perf.compiled import WorkloadCosts
     from llm_perf_opt.perf.tree import tree_from_ids

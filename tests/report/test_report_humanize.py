@@ -6,7 +6,7 @@ from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_in
 
 
 def test_si_prefixes_and_significant_figures() -> None:
-    assert fmt_flops(1_469_826_000_000) == "1.47 TFLOP"  # facts §3.7 Base prefill
+    assert fmt_flops(1_469_826_000_000) == "1.47 TFLOP"  # model-facts §3.7 Base prefill
     assert fmt_flops(999.7e9) == "1.00 TFLOP"  # rounds up into the next prefix
     assert fmt_flops(235_000_000) == "235 MFLOP"
     assert fmt_bytes(6_672_212_480) == "6.67 GB"

@@ -62,7 +62,7 @@ def test_has_every_section_in_order(text: str) -> None:
 
 
 def test_workload_numbers_are_exact(text: str) -> None:
-    assert "| prefill length S | 283 = 1 BOS + 273 image + 9 prompt |" in text  # facts §3.5
+    assert "| prefill length S | 283 = 1 BOS + 273 image + 9 prompt |" in text  # model-facts §3.5
     assert "| new tokens N | 8 (1 from prefill + 7 decode steps) |" in text
     assert "| KV length at the end | 290 tokens (S + N - 1) |" in text  # 283 + 8 - 1
 
@@ -141,3 +141,43 @@ def test_reproduce_command_names_every_choice(result: AnalysisResult) -> None:
         "llm-perf-opt analyze --model deepseek-ocr-v1-base --workload dsocr-standard-v1 --mode base "
         "--image 1024x1024 --max-new-tokens 8 --device h100-sxm --dtype bf16 --attention flash --routing balanced"
     )
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    tables, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables + ([current] if current else [])
+
+
+def test_every_time_column_has_one_unit_and_one_format(text: str) -> None:
+    """No ``0.1837 ms`` beside ``91.8 us`` (issue 17): each time column shares its unit and its decimals."""
+    checked = 0
+    for table in _tables(text):
+        header = table[0]
+        for index, name in enumerate(header):
+            if "time" not in name or "%" in name:
+                continue
+            cells = [row[index].strip("*") for row in table[2:] if index < len(row) and row[index]]
+            units = {c.rsplit(" ", 1)[-1] for c in cells}
+            decimals = {len(c.split(" ")[0].split(".")[1]) if "." in c else 0 for c in cells}
+            assert len(units) == 1 and len(decimals) == 1, (name, cells)
+            checked += 1
+    assert checked >= 3
+
+
+def test_one_token_reads_as_one_token_and_no_decode_rate() -> None:
+    one = render_report_md(small_result(max_new_tokens=1))
+    assert "generating 1 token:" in one and "1 tokens" not in one
+    assert "no decode step" in one
+    assert "| 0.0 |" not in one.split("### Throughput", 1)[1].split("\n\n", 2)[1]
+
+
+def test_a_configuration_that_does_not_fit_headlines_no_throughput(result: AnalysisResult) -> None:
+    text = render_report_md(evolve(result, capacity=evolve(result.capacity, fits=False)))
+    title = text.split("\n\n")[2]
+    assert "pages/day" not in title and "does not fit the device memory" in title

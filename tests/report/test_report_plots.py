@@ -64,3 +64,55 @@ def test_sweep_plot_is_deterministic() -> None:
     rows = run_sweep(spec, cost_fn=sweep_costs).rows
     first, second = render_sweep_plot(rows), render_sweep_plot(rows)
     assert sorted(first) == ["sweep.png", "sweep.svg"] and first == second
+
+
+def test_one_naming_rule_for_module_ids() -> None:
+    """Stage, then up to three path units (a group index stays with its container), ``…`` for what is left out."""
+    from llm_perf_opt.report.plots import short_id
+
+    assert short_id("prefill/model.layers.{1..11}.mlp.experts.{0..63}.down_proj") == (
+        "prefill …mlp.experts.{0..63}.down_proj"
+    )
+    assert short_id("vision/model.sam_model.blocks.{0,1,3,4,6,7,9,10}.mlp.lin1") == (
+        "vision …blocks.{0,1,3,4,6,7,9,10}.mlp.lin1"
+    )
+    assert short_id("projector/model.projector.layers") == "projector model.projector.layers"
+    assert short_id("decode/lm_head") == "decode lm_head"
+    long = short_id("decode/model.layers.{1..11}.post_attention_layernorm")
+    assert long == "decode …post_attention_layernorm" and len(long) <= 46
+
+
+def test_roofline_labels_of_coinciding_points_are_merged() -> None:
+    from llm_perf_opt.report.plots import _point_labels
+
+    labels = _point_labels([(500.0, 4e14), (510.0, 4.1e14), (60.0, 1e13), (500.0, 4e14), (0.1, 6e7)])
+    assert [text for text, _ in labels] == ["1,2,4", "3", "5"]
+
+
+def test_stage_chart_draws_decode_as_a_stage_total(result: AnalysisResult) -> None:
+    from llm_perf_opt.report.plots import _stage_rows
+
+    rows = _stage_rows(result)
+    assert rows[-1][0] == f"decode ({result.stages.decode_steps} steps)"
+    total = sum(sum(parts) for _, *parts in rows)
+    assert total == pytest.approx(result.stages.end_to_end_s, rel=1e-9)
+    assert max(rows, key=lambda row: sum(row[1:]))[0].startswith("decode")  # the 98% stage is the longest bar
+
+
+def test_sweep_best_is_the_best_configuration_that_fits() -> None:
+    from attrs import evolve
+
+    from llm_perf_opt.report.plots import best_fitting
+
+    spec = SweepSpec(
+        devices=["h100-sxm"],
+        pages=[("base", (1024, 1024))],
+        batch_sizes=[1, 4, 16],
+        max_new_tokens=[64],
+        dtypes=["bf16"],
+    )
+    rows = list(run_sweep(spec, cost_fn=sweep_costs).rows)
+    assert best_fitting(rows).batch_size == 16
+    rows[-1] = evolve(rows[-1], fits=False)  # the fastest one no longer fits: it is not the best
+    assert best_fitting(rows).batch_size == 4
+    assert best_fitting([evolve(r, fits=False) for r in rows]) is None

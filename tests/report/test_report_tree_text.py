@@ -15,7 +15,7 @@ def test_text_shows_class_repetition_params_and_constructor_params() -> None:
     lines = tree_text(trace).splitlines()
     assert lines[1] == "[root]  DeepseekOCRForCausalLM  params 3.34B"  # 6,672,212,480 B / 2 B per bf16 param
     block = next(line for line in lines if "blocks.{2,5,8,11}" in line)
-    # 4 global blocks x 7,104,128 params (facts §2.1)
+    # 4 global blocks x 7,104,128 params (model-facts §2.1)
     assert block == "      blocks.{2,5,8,11}  Block  for x4  params 28.4M  (dim=768, num_heads=12, window_size=0)"
     experts = next(line for line in lines if "experts.{0..63}" in line)
     assert "  parfor x64  " in experts

@@ -14,8 +14,11 @@ from llm_perf_opt.core.counts import COST_FIELDS
 from llm_perf_opt.runtimes import RUNTIMES, get_runtime
 from llm_perf_opt.runtimes.classes import OCR2_CLASSES, V1_CLASSES, class_of
 from llm_perf_opt.runtimes.costs import analytic_tree, fused_costs, nodes_of
+from llm_perf_opt.runtimes.kernel_map import fuse_tree, nodes_from_traced
+from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.sources.deepseek_ocr2.config import analytic_config
-from llm_perf_opt.workloads import Workload
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import Workload, preset_workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,3 +173,18 @@ def test_ocr2_fused_flops_and_kernels_per_step() -> None:
     containers = sum(min(2 * steps, own) for own in (root_own, model_own, text_own)) // steps
     expected = 1 + dense * (2 + 5 + 3) + moe * (2 + 5 + 11) + 1 + 1 + containers
     assert per_step == expected
+
+
+def test_the_traced_tree_fuses_like_the_analytic_tree() -> None:
+    workload = evolve(preset_workload("dsocr-tiny-v1"), max_new_tokens=3)
+    trace = trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), workload)
+    config = DeepseekOCRConfig.tiny()
+    rules = get_runtime("vllm").rules
+    traced = fuse_tree(nodes_from_traced(trace.nodes), rules)
+    analytic = fuse_tree(nodes_of(analytic_tree(config, workload), config), rules)
+    decode = [nid for nid in traced if nid.startswith("decode")]
+    assert decode
+    for nid in decode:
+        mine = {c: v.kernels for c, v in traced[nid].by_category.items() if v.kernels}
+        theirs = {c: v.kernels for c, v in analytic[nid].by_category.items() if v.kernels}
+        assert mine == theirs, nid

@@ -9,7 +9,7 @@ the environment:
 * ``SERVICE_FAKES_PAD_BYTES``: size of an extra ``pad.bin`` file (widens the publish window).
 
 Tests tag requests with ``profile_run_id`` (the fake never looks a measurement up).  A tag starting with ``fail`` makes
-the build raise a user error, ``crash`` kills the worker process, ``hog`` allocates memory until it runs out, ``sleep``
+the build raise a user error, ``crash`` kills the worker process, ``hog`` asks for 4 GiB at once, ``sleep``
 sleeps a minute, ``trace`` raises an error whose text holds a C++-like frame and a server path.
 """
 
@@ -136,9 +136,7 @@ def fake_build(options: dict[str, Any]) -> dict[str, bytes]:
     if tag.startswith("crash"):
         os._exit(3)
     if tag.startswith("hog"):
-        hoard = []
-        while True:  # until RLIMIT_AS says no
-            hoard.append(bytearray(64 << 20))
+        bytearray(4 << 30)  # 4 GiB at once: refused by RLIMIT_AS before a page is touched
     if tag.startswith("sleep"):
         time.sleep(60)
     if tag.startswith("trace"):

@@ -10,7 +10,8 @@ import pytest
 from attrs import evolve
 
 from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, PrefillChunk
-from llm_perf_opt.serving.engine import CachedTimer, Load, SimulationRun, run_engine
+from llm_perf_opt.serving.cache import CachedTimer
+from llm_perf_opt.serving.engine import Load, SimulationRun, run_engine
 from llm_perf_opt.serving.requests import LengthDistribution, RequestMix
 from llm_perf_opt.serving.settings import SchedulerSettings
 
@@ -20,7 +21,7 @@ Timers = Callable[[], Any]
 VLLM = SchedulerSettings(
     runtime="vllm", max_num_seqs=256, max_num_batched_tokens=8192, block_size=16, memory_fraction=0.9
 )
-PAGES = RequestMix.pages(mode="base", page=(1024, 1024), output_tokens=50)  # S = 1 + 273 + 9 = 283 (facts §3.5)
+PAGES = RequestMix.pages(mode="base", page=(1024, 1024), output_tokens=50)  # S = 1 + 273 + 9 = 283 (model-facts §3.5)
 
 
 def _run(

@@ -18,7 +18,7 @@ def test_vllm_pool_on_an_a100_40gb() -> None:
     settings = default_settings("vllm", device)
     mix = RequestMix.pages(mode="gundam", page=(1024, 1024))
     budget = kv_budget(config=config, device=device, dtype="bf16", settings=settings, mix=mix)
-    assert budget.weights_bytes == 6_672_212_480  # 3,336,106,240 params x 2 B (facts §2)
+    assert budget.weights_bytes == 6_672_212_480  # 3,336,106,240 params x 2 B (model-facts §2)
     assert budget.kv_bytes_per_token == 2 * 12 * 10 * 128 * 2  # 61,440 B
     decoder = decoder_workspace_bytes(T=2048, h=1280, I=6848, V=129280, B_s=256, b=2)
     assert decoder == 2048 * 2 * (3 * 1280 + 2 * 6848) + 256 * 129280 * 4

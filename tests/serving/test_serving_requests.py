@@ -14,7 +14,7 @@ from llm_perf_opt.serving.requests import LengthDistribution, RequestMix, load_l
 def test_a_page_request_prompts_bos_image_tokens_and_text() -> None:
     mix = RequestMix.pages(mode="base", page=(1024, 1024), prompt_tokens=9, output_tokens=100)
     spec = mix.draw(random.Random(0))
-    assert spec.prompt_tokens == 1 + 273 + 9  # facts §3.5: Base 1024 -> 273 image tokens
+    assert spec.prompt_tokens == 1 + 273 + 9  # model-facts §3.5: Base 1024 -> 273 image tokens
     assert (spec.output_tokens, spec.image_tokens, spec.vision_key) == (100, 273, "base:1024x1024")
 
 

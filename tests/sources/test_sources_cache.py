@@ -42,7 +42,7 @@ def test_meta_cache_allocates_nothing() -> None:
         num_layers=12, batch_size=1, num_kv_heads=10, head_dim=128, max_len=703, dtype=torch.bfloat16, device="meta"
     )
     assert {t.device.type for t in cache.buffers()} == {"meta"}
-    assert cache.nbytes() == 703 * 61_440  # 12 x 2 x 10 x 128 x 2 B per token (facts §3.4)
+    assert cache.nbytes() == 703 * 61_440  # 12 x 2 x 10 x 128 x 2 B per token (model-facts §3.4)
 
 
 def test_overflow_is_one_clear_line() -> None:

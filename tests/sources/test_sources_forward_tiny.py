@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -256,14 +255,6 @@ def test_crops_that_do_not_fit_the_grid_are_one_clear_line() -> None:
     views = [ImageInputs(crops=None, global_view=inputs.prefill.images[0].global_view)]
     with pytest.raises(WorkloadError, match=r"images need images_seq_mask and one image_grid entry per batch row"):
         model(inputs.prefill.input_ids, images=views)
-
-
-def test_tiny_real_forward_is_fast(tiny_cpu_pair: tuple[DeepseekOCRForCausalLM, DeepseekOCRForCausalLM]) -> None:
-    inputs = _inputs(NO_CROPS, "cpu")
-    _run(tiny_cpu_pair[1], inputs)  # warm-up
-    start = time.perf_counter()
-    _run(tiny_cpu_pair[1], inputs)
-    assert time.perf_counter() - start < 3.0  # ~0.15 s here for prefill + 2 steps; generous for loaded CI
 
 
 def test_clip_block_calls_attn_and_mlp_through_forward_like_upstream() -> None:

@@ -1,6 +1,6 @@
-"""The full-size model's meta forward for every resolution mode, and its FLOPs against the facts sheet §3.7.
+"""The full-size model's meta forward for every resolution mode, and its FLOPs against the model-facts §3.7.
 
-FLOPs are torch's ``FlopCounterMode`` on meta (matmul + conv, 2 FLOP per MAC), exactly as the facts sheet counted.
+FLOPs are torch's ``FlopCounterMode`` on meta (matmul + conv, 2 FLOP per MAC), exactly as docs/model-facts.md counted.
 Each case runs a full prefill and one decode step of the 3.3 B-parameter model on meta (seconds): marked slow.
 """
 
@@ -70,7 +70,7 @@ def _trace(model: DeepseekOCRForCausalLM, mode: str, *, count: bool) -> dict[str
     }
 
 
-COUNTED = ("gundam", "base")  # the two workloads of the facts sheet's FLOP table
+COUNTED = ("gundam", "base")  # the two workloads of docs/model-facts.md's FLOP table
 
 
 @pytest.fixture(scope="module")

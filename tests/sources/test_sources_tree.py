@@ -1,8 +1,7 @@
-"""The built-in DeepSeek-OCR v1 module tree against the facts sheet §2: paths, classes, shapes, counts, order."""
+"""The built-in DeepSeek-OCR v1 module tree against the model-facts §2: paths, classes, shapes, counts, order."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -22,7 +21,7 @@ def _sub(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path)
 
 
-# facts §2.0 - §2.5, with the arithmetic
+# model-facts §2.0 - §2.5, with the arithmetic
 WINDOWED_BLOCK = 2 * 1536 + (1_771_776 + 590_592 + 2 * 27 * 64) + (768 * 3072 + 3072 + 3072 * 768 + 768)
 GLOBAL_BLOCK = 2 * 1536 + (1_771_776 + 590_592 + 2 * 127 * 64) + (768 * 3072 + 3072 + 3072 * 768 + 768)
 EXPERT = 3 * 1280 * 896
@@ -180,12 +179,6 @@ def test_meta_build_allocates_nothing_and_is_inference_ready(base_meta: Deepseek
     assert not any(p.requires_grad for p in base_meta.parameters())
     assert not base_meta.training
     assert base_meta.model.layers[0].self_attn.rotary_emb.inv_freq.shape == (64,)
-
-
-def test_meta_build_is_fast() -> None:
-    start = time.perf_counter()
-    build_model(DeepseekOCRConfig.base())
-    assert time.perf_counter() - start < 5.0  # typically ~0.5 s; generous for a loaded 2-core CI machine
 
 
 def test_tiny_variant_has_the_same_structure() -> None:

@@ -1,4 +1,4 @@
-"""The built-in DeepSeek-OCR v1 traced on meta: facts §3.7 exactly, torch's FlopCounterMode, full op coverage."""
+"""The built-in DeepSeek-OCR v1 traced on meta: model-facts §3.7 exactly, torch's FlopCounterMode, full op coverage."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 PREFILL_STAGES = ("vision", "projector", "prefill")
 
-# -- closed forms of facts §3.7 (an independent derivation: 2 FLOPs per MAC, matmul/conv/attention only) --------
+# -- closed forms of model-facts §3.7 (an independent derivation: 2 FLOPs per MAC, matmul/conv/attention only) --------
 
 
 def sam_flops(B: int, R: int) -> int:
@@ -76,13 +76,13 @@ def test_gundam_prefill_matmul_flops_match_facts(standard: TraceResult) -> None:
         + decoder_flops(S, S)
     )
     assert prefill_matmul(standard) == closed
-    assert round(closed / 1e9, 3) == 3530.110  # facts §3.7, Gundam 2x2 total prefill incl. lm_head
+    assert round(closed / 1e9, 3) == 3530.110  # model-facts §3.7, Gundam 2x2 total prefill incl. lm_head
     assert standard.node("prefill/lm_head").cost.matmul_flops == 2 * 703 * 1280 * 129280
 
 
 def test_gundam_decode_integrates_facts_step(standard: TraceResult) -> None:
     step_704 = decoder_flops(1, 704)
-    assert round(step_704 / 1e6, 3) == 1191.446  # facts §3.7: decode step at 704 keys
+    assert round(step_704 / 1e6, 3) == 1191.446  # model-facts §3.7: decode step at 704 keys
     # step i attends over 703 + i keys; 511 steps
     assert standard.node("decode").cost.matmul_flops == sum(decoder_flops(1, 703 + i) for i in range(1, 512))
     assert standard.decode_method == "affine-fit"
@@ -94,7 +94,7 @@ def test_base_1024_prefill_and_step(base_1024: Workload) -> None:
     result = trace_workload(resolve_model_source("deepseek-ocr-v1-base"), base_1024)
     closed = sam_flops(1, 1024) + clip_flops(1, 1024) + 2 * 256 * 2048 * 1280 + decoder_flops(283, 283)
     assert prefill_matmul(result) == closed
-    assert round(closed / 1e9, 3) == 1469.826  # facts §3.7, Base 1024
+    assert round(closed / 1e9, 3) == 1469.826  # model-facts §3.7, Base 1024
     assert result.node("decode").cost.matmul_flops == decoder_flops(1, 284)
     assert round(decoder_flops(1, 284) / 1e6, 3) == 1165.641
 
@@ -198,7 +198,7 @@ def test_every_op_of_the_standard_workload_has_a_bucket() -> None:
 
 
 def test_memory_numbers(standard: TraceResult) -> None:
-    assert standard.root.weight_bytes == 6_672_212_480  # facts §2: 2 B x 3,336,106,240 params
+    assert standard.root.weight_bytes == 6_672_212_480  # model-facts §2: 2 B x 3,336,106,240 params
     assert standard.node("prefill").kv_cache_bytes == 61_440 * 703  # 12 x 2 x 10 x 128 x 2 B per token
     assert standard.node("decode").kv_cache_bytes == 61_440 * (703 + 511)
     assert standard.node("decode/model.layers.0").kv_cache_bytes == 5_120 * (703 + 511)

@@ -49,7 +49,7 @@ def test_causal_entries_sum_per_query(q: int, extra: int) -> None:
 
 def test_sdpa_flops_dense_and_causal() -> None:
     dense = sdpa_flops(BH=10, L=703, S=703, E=128, Ev=128)
-    assert dense == 4 * 10 * 703 * 703 * 128  # facts §3.7: 4*10*q*k*128
+    assert dense == 4 * 10 * 703 * 703 * 128  # model-facts §3.7: 4*10*q*k*128
     causal = sdpa_flops(BH=10, L=703, S=703, E=128, Ev=128, entries=causal_score_entries(q=703, k=703))
     assert causal == 4 * 10 * (703 * 704 // 2) * 128
 

@@ -1,4 +1,4 @@
-"""The crop rule, row by row against facts §3.1, plus its tie rule and invariants."""
+"""The crop rule, row by row against model-facts §3.1, plus its tie rule and invariants."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from llm_perf_opt.workloads.crops import candidate_grids, choose_grid, crop_grid
 
-# facts §3.1 "Worked grid choices" (upstream dynamic_preprocess run there)
+# model-facts §3.1 "Worked grid choices" (upstream dynamic_preprocess run there)
 FACTS_TABLE = [
     ((640, 640), (1, 1)),
     ((500, 640), (1, 1)),

@@ -1,4 +1,4 @@
-"""Resolution modes: upstream sizes and view semantics (facts §3.1 item 3, §3.2)."""
+"""Resolution modes: upstream sizes and view semantics (model-facts §3.1 item 3, §3.2)."""
 
 from __future__ import annotations
 

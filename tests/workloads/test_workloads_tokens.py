@@ -1,4 +1,4 @@
-"""Image-token counts (facts §3.2) and the worked examples §3.5 / §3.6."""
+"""Image-token counts (model-facts §3.2) and the worked examples §3.5 / §3.6."""
 
 from __future__ import annotations
 
@@ -85,13 +85,13 @@ def test_config_supplies_patch_and_downsample() -> None:
 
 
 def test_example_a_base_1024() -> None:
-    # facts §3.5: 273 image tokens, S = 1 + 273 + 9 = 283
+    # model-facts §3.5: 273 image tokens, S = 1 + 273 + 9 = 283
     w = Workload.create(mode="base", page=(1024, 1024))
     assert (w.image_tokens, w.seq_len, w.grid, w.num_crops) == (273, 1 + 273 + 9, (1, 1), 0)
 
 
 def test_example_b_gundam_2x2() -> None:
-    # facts §3.6: global 16*17+1 = 273, local (10*2)*(10*2+1) = 420, N_img = 693, S = 1 + 693 + 9 = 703
+    # model-facts §3.6: global 16*17+1 = 273, local (10*2)*(10*2+1) = 420, N_img = 693, S = 1 + 693 + 9 = 703
     w = Workload.create(mode="gundam", page=(1024, 1024))
     assert w.grid == (2, 2) and w.num_crops == 4
     assert (w.global_tokens, w.local_tokens) == (273, 20 * 21)

@@ -47,7 +47,7 @@ def test_generation_semantics() -> None:
     S = 703
     assert w.decode_steps == 512 - 1
     assert w.cached_len_at_step(1) == S  # step 1 starts with the prefill cache
-    assert w.kv_len_at_step(1) == S + 1  # facts §3.7: decode step ctx 704
+    assert w.kv_len_at_step(1) == S + 1  # model-facts §3.7: decode step ctx 704
     assert w.kv_len_at_step(511) == S + 511
     assert w.final_kv_len == S + 512 - 1 == w.kv_len_at_step(w.decode_steps)
 

@@ -22,6 +22,7 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticRequest
 from llm_perf_opt.errors import ContractError, UserError
 from llm_perf_opt.hardware import DTYPE_ALIASES, DTYPES, device_ids, get_device, normalize_dtype
+from llm_perf_opt.runtimes.catalog import RUNTIMES
 from llm_perf_opt.workloads import MODES, PRESETS, RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
 
@@ -46,6 +47,7 @@ _NOUNS = {
     "mode": "resolution mode",
     "device": "device",
     "attention": "attention kernel",
+    "runtime": "inference runtime",
 }
 
 
@@ -72,6 +74,7 @@ class _Inputs:
     routing: str | None = None
     routing_histogram: Any = None
     profile_run_id: str | None = None
+    runtime: str | None = None
 
 
 _HTTP_NAMES = {
@@ -174,6 +177,7 @@ def check_analysis_flags(
     dtype: str | None = None,
     attention: str | None = None,
     routing: str | None = None,
+    runtime: str | None = None,
 ) -> None:
     """Check ``analyze``'s flags (names are flags); a ``histogram:FILE`` routing is read here, safely."""
     inputs = _Inputs(
@@ -189,6 +193,7 @@ def check_analysis_flags(
         dtype=dtype,
         attention=attention,
         routing=routing,
+        runtime=runtime,
     )
     _check(inputs, _Door(http=False))
 
@@ -214,9 +219,13 @@ def check_sweep_flags(
     dtypes: Sequence[str],
     prompt_tokens: int,
     routing: str,
+    runtime: str | None = None,
+    attention: str | None = None,
 ) -> None:
     """Check ``sweep``'s flags: every listed value, the number of points, and the context of every combination."""
     door = _Door(http=False)
+    if runtime is not None:
+        _check_runtime(runtime, attention or "flash", door)
     for device in devices:
         _check_device(device, door)
     for dtype in dtypes:
@@ -290,6 +299,8 @@ def _check(inputs: _Inputs, door: _Door) -> None:
                 "dtype", inputs.dtype, f"device {spec.device_id} has no peak for it", "one of " + ", ".join(spec.dtypes)
             )
     _check_attention(inputs, kind, door)
+    if inputs.runtime is not None:
+        _check_runtime(inputs.runtime, inputs.attention or ("eager" if kind in ("hub", "snapshot") else "flash"), door)
     _check_routing(inputs, door)
     _check_workload_context(inputs, kind, door)
 
@@ -440,6 +451,19 @@ def _check_attention(inputs: _Inputs, kind: str, door: _Door) -> None:
             inputs.attention,
             "upstream v1 remote code implements attention as eager only",
             "eager (or leave it out) for hf: and hf-snapshot: sources",
+        )
+
+
+def _check_runtime(runtime: str, attention: str, door: _Door) -> None:
+    _check_choice("runtime", runtime, RUNTIMES, door, "the inference runtimes of `llm_perf_opt.runtimes`")
+    supported = RUNTIMES[runtime].attention
+    if attention not in supported:
+        raise door.fail(
+            "runtime",
+            runtime,
+            f"runs {'/'.join(supported)} attention only, not {attention}",
+            "a runtime that runs this attention",
+            "use --runtime hf-eager, or --attention " + supported[0],
         )
 
 

@@ -161,7 +161,13 @@ def recorded_model(golden_dir: Path) -> str:
 
 
 def check_traces(
-    model: str, golden_dir: Path, *, trust: bool, names: Sequence[str] | None = None, progress: Any = None
+    model: str,
+    golden_dir: Path,
+    *,
+    trust: bool,
+    names: Sequence[str] | None = None,
+    progress: Any = None,
+    counts_only: bool = False,
 ) -> DriftResult:
     """Trace ``model`` on the workload of every golden under ``golden_dir/golden`` (or the ``names`` given) and
     compare node by node; remote-code files are compared with ``golden_dir/code_hashes.json``."""
@@ -181,7 +187,7 @@ def check_traces(
         result, provenance = trace_source(source, make_workload(spec), model=built)
         candidate = golden_from_trace(result, source={"model": model, "workload_spec": dict(spec), **provenance})
         fresh[path.stem] = candidate
-        problems += [f"[{path.stem}] {p}" for p in compare_golden(golden, candidate)]
+        problems += [f"[{path.stem}] {p}" for p in compare_golden(golden, candidate, counts_only=counts_only)]
     return DriftResult(
         model=model,
         problems=tuple(problems),

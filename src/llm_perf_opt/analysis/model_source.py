@@ -121,16 +121,11 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
     config: DeepseekOCRConfig = source.config
     kind = source_kind(source)
     if kind == "builtin-v1":
-        return DeepSeekOCRModelSpec(
+        return _spec(
+            config,
             model_id="deepseek-ai/DeepSeek-OCR",
             model_variant=config.variant if source.name.startswith("deepseek-ocr-v1") else source.name,
             hf_revision=None,
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads,
-            vision_backbone="sam_vit_b",
-            uses_moe=config.n_routed_experts > 0,
             config_path=None,
             notes="vision: SAM ViT-B feeding CLIP-L (two encoders); decoder: DeepSeek-V2 MoE with MHA",
         )
@@ -143,10 +138,30 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
         vision = "vision: SAM ViT-B feeding CLIP-L (two encoders)"
         model_id = str(prov.get("hf_repo") or "deepseek-ai/DeepSeek-OCR")
         config_path = _config_location(source)
-    return DeepSeekOCRModelSpec(
+    return _spec(
+        config,
         model_id=model_id,
         model_variant=source.name,
         hf_revision=prov.get("hf_revision"),
+        config_path=config_path,
+        notes=f"{vision}; decoder: DeepSeek-V2 MoE with MHA; " + "; ".join(provenance_lines(prov)),
+    )
+
+
+def _spec(
+    config: DeepseekOCRConfig,
+    *,
+    model_id: str,
+    model_variant: str,
+    hf_revision: str | None,
+    config_path: str | None,
+    notes: str,
+) -> DeepSeekOCRModelSpec:
+    """The model spec: identity and provenance as given, sizes from ``config``."""
+    return DeepSeekOCRModelSpec(
+        model_id=model_id,
+        model_variant=model_variant,
+        hf_revision=hf_revision,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
         num_layers=config.num_hidden_layers,
@@ -154,7 +169,7 @@ def model_spec(source: Any, provenance: Mapping[str, Any] | None) -> DeepSeekOCR
         vision_backbone="sam_vit_b",
         uses_moe=config.n_routed_experts > 0,
         config_path=config_path,
-        notes=f"{vision}; decoder: DeepSeek-V2 MoE with MHA; " + "; ".join(provenance_lines(prov)),
+        notes=notes,
     )
 
 

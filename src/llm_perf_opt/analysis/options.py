@@ -81,6 +81,10 @@ class AnalysisOptions:
     attention: str = field(default="flash", metadata={"help": "attention kernel: flash | eager"})
     routing: str = field(default="balanced", metadata={"help": "MoE routing model (balanced, skewed:A, histogram:F)"})
     measured: str | None = field(default=None, metadata={"help": "measurement JSON to compare against"})
+    allow_mismatch: bool = field(
+        default=False,
+        metadata={"help": "compare a measurement taken on another device/dtype/attention/workload/runtime (flagged)"},
+    )
     device_profile: str | None = field(default=None, metadata={"help": "calibrated device profile file"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow executing a model source's remote code"})
     runtime: str = field(
@@ -102,6 +106,7 @@ class AnalysisOptions:
                 path = resolve_profile_path(data[key]) if key == "device_profile" else Path(data[key])
                 data[key] = {"sha256": _file_sha256(path, key)}
         data.pop("trust_remote_code")
+        data.pop("allow_mismatch")  # a refused comparison writes no report: the id needs no bit for it
         if data["runtime"] == DEFAULT_RUNTIME:
             data.pop("runtime")
         if not data["text_only"]:

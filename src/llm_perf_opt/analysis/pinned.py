@@ -40,6 +40,7 @@ def check_pinned(
     model: str | None = None,
     trust_remote_code: bool = False,
     progress: Callable[[str], None] | None = None,
+    counts_only: bool = False,
 ) -> DriftResult:
     """Re-trace the workloads of a pinned golden (folder or one golden file) on ``model`` (default: the source the
     goldens were traced from) and compare: a :class:`~llm_perf_opt.analysis.drift.DriftResult`."""
@@ -47,6 +48,25 @@ def check_pinned(
     folder, names = (p, None) if p.is_dir() else (p.parent.parent if p.parent.name == "golden" else p.parent, [p.stem])
     if p.is_file() and p.parent.name != "golden":
         raise UserError(f"golden file {p} must sit in a golden/ folder of a pinned revision (third_party/.../golden/)")
+    chosen = model or recorded_model(folder)
+    if model is None:
+        _check_recorded_source(chosen, folder)
     return check_traces(
-        model or recorded_model(folder), folder, trust=trust_remote_code, names=names, progress=progress
+        chosen, folder, trust=trust_remote_code, names=names, progress=progress, counts_only=counts_only
+    )
+
+
+def _check_recorded_source(model: str, folder: Path) -> None:
+    """The goldens' own source must be on this machine; say how to prepare it (or what to pass instead) if not."""
+    if not model.startswith("hf-snapshot:"):
+        return
+    snapshot = Path(model.removeprefix("hf-snapshot:"))
+    if snapshot.is_dir():
+        return
+    raise UserError(
+        f"the goldens in {folder} were traced from {model}, which is not on this machine; prepare it by putting the "
+        f"remote-code files and config.json of the pinned revision (listed with their sha256 in "
+        f"{folder / 'code_hashes.json'}, sources in {folder / 'SOURCE.md'}) into {snapshot}, or pass "
+        f"--model hf:deepseek-ai/DeepSeek-OCR@{folder.name} --trust-remote-code (Hub access, see docs/upstream.md), "
+        "or --model deepseek-ocr-v1-base --counts-only to check the built-in model against these goldens"
     )

@@ -34,21 +34,22 @@ from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.analysis.trace_step import traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.contracts import OperatorCategory
-from llm_perf_opt.hardware import BYTES_PER_ELEMENT
-from llm_perf_opt.measure.compare import check_compatible, compare
-from llm_perf_opt.measure.record import load_measurement
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
+from llm_perf_opt.measure.compare import compare, compare_memory, memory_rows_payload, mismatches
+from llm_perf_opt.measure.memory_md import largest_batches
+from llm_perf_opt.measure.record import MeasurementError, load_measurement
 from llm_perf_opt.perf import (
-    MemoryFootprint,
     Rates,
     StageTimes,
     capacity_check,
     default_profile,
-    kv_bytes_per_token_for,
+    footprint_at_dtype,
     load_device_profile,
     throughput,
     time_tree,
     tree_from_nodes,
 )
+from llm_perf_opt.perf.memory import ProcessOverhead
 from llm_perf_opt.perf.named_profiles import resolve_profile_path
 from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
@@ -58,7 +59,10 @@ from llm_perf_opt.tracecache import TraceCache
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
-__all__ = ["Progress", "run_analysis"]
+__all__ = ["COUNTED_DTYPE", "Progress", "run_analysis"]
+
+COUNTED_DTYPE = "bf16"
+"""The dtype the meta trace and the analytic model count bytes in; reports rescale them once to their dtype."""
 
 Progress = Callable[[str], None]
 """A progress sink: one line per step (the CLI prints them on stderr; the service says nothing)."""
@@ -99,12 +103,24 @@ def run_analysis(
     trace, provenance, hit = traced(source, workload, attention=attention, routing=routing, cache=cache)
     how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
     say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")
-    analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
+    analytic_counted = analytic_for(source, workload, attention=options.attention, routing=routing)
+    memory = footprint_at_dtype(
+        weight_bytes=analytic_counted.weight_bytes["root"],
+        kv_cache_bytes=analytic_counted.kv_cache_bytes.get("root", 0),
+        peak_activation_bytes=analytic_counted.peak_activation_bytes.get("root", 0),
+        batch_size=workload.batch_size,
+        counted_dtype=COUNTED_DTYPE,
+        dtype=dtype,
+    )
+    # one source of truth for bytes: the trace and the analytic tree at the report's dtype, read by every output
+    widths = {"counted": BYTES_PER_ELEMENT[COUNTED_DTYPE], "target": BYTES_PER_ELEMENT[dtype]}
+    trace = trace.at_element_bytes(**widths)
+    analytic = analytic_counted.at_element_bytes(**widths)
     validation = validation_payload(trace, analytic)
     checked = validation_summary(validation)
 
     say(f"timing on {device.device_id} ({dtype})")
-    rates = Rates.for_device(device, dtype=dtype, profile=profile)
+    rates = Rates.for_device(device, dtype=dtype, profile=profile, counted_dtype=dtype)
     timed = time_tree(tree_from_nodes(trace.nodes.values()), rates)
     stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=max(workload.max_new_tokens - 1, 0))
     say(f"runtime {runtime.runtime_id}: kernels, launches and graphs{' (text only)' if options.text_only else ''}")
@@ -120,22 +136,14 @@ def run_analysis(
     )
     if not runtime.is_baseline or options.text_only:
         stages = run.stages  # the runtime's kernels time the request; hf-eager keeps the traced tree's time
-    scale = rates.bytes_scale
-    memory = MemoryFootprint(
-        weights_bytes=int(trace.root.weight_bytes * scale),
-        kv_cache_bytes=kv_bytes_per_token_for(config, dtype=dtype)
-        * (workload.seq_len + workload.max_new_tokens - 1)
-        * workload.batch_size,
-        peak_activation_bytes=int(trace.root.peak_activation_bytes * scale),
-        batch_size=workload.batch_size,
-    )
     capacity = capacity_check(memory, device)
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
 
-    measured, measured_total_ms = _measured(options, stages, workload)
+    measured, measured_total_ms = _measured(options, stages, workload, device_id=device.device_id, dtype=dtype)
+    validation = {**validation, **_measured_memory(options, device)}
     assumptions = (
         _assumptions(options, trace, device, dtype, profile, routing)
-        + _runtime_lines(options, run, profile, device)
+        + _runtime_lines(options, run, profile, device, eager_s=timed.total_s)
         + provenance_lines(provenance or {})
     )
     notes = " | ".join(assumptions)
@@ -186,7 +194,9 @@ def run_analysis(
     )
 
 
-def _runtime_lines(options: AnalysisOptions, run: RuntimeRun, profile: Any, device: Any) -> list[str]:
+def _runtime_lines(
+    options: AnalysisOptions, run: RuntimeRun, profile: Any, device: Any, *, eager_s: float
+) -> list[str]:
     """Which runtime and profile made the time, whether the profile was calibrated on this device, and how far the
     time can be trusted (docs/validation-runtimes.md, docs/validation.md)."""
     rt = run.runtime
@@ -194,7 +204,9 @@ def _runtime_lines(options: AnalysisOptions, run: RuntimeRun, profile: Any, devi
     where = (
         "the traced tree's time"
         if rt.is_baseline and not options.text_only
-        else "the runtime's kernel model (per-module times in model.json stay the op-by-op breakdown)"
+        else "the runtime's kernel model (stage times, bounds and kernel counts); per-module and per-category "
+        "times in model.json, summary.json and report.yaml are the eager op-by-op breakdown (hf-eager, end to end "
+        f"{eager_s * 1e3:.1f} ms) and their shares are of that total"
     )
     text = "; text-only request (no page, S = prompt + BOS)" if options.text_only else ""
     return [
@@ -243,20 +255,61 @@ def _assumptions(
         f"source: {device.source} ({device.source_date})",
         f"time: per kernel group max(compute at category efficiency, bytes at memory efficiency "
         f"{profile.memory_efficiency:.2f}){overhead}; efficiencies: {effs}; profile: {profile.source}",
-        f"bytes: eager op-level traffic counted on the meta device ({BYTES_PER_ELEMENT[dtype]} B per element for "
-        f"{dtype}); an upper bound for fused kernels",
+        f"bytes: eager op-level traffic counted on the meta device in {COUNTED_DTYPE}, every byte count (time, "
+        f"tables, memory) rescaled once to {BYTES_PER_ELEMENT[dtype]} B per element for {dtype}; an upper bound "
+        "for fused kernels",
         f"decode: {trace.decode_method} ({trace.decode_note})",
     ] + ([f"batch: {trace.batch_method} ({trace.batch_note})"] if trace.batch_note else [])
 
 
+def _measured_memory(options: AnalysisOptions, device: DeviceSpec) -> dict[str, Any]:
+    """``validation.json`` -> ``memory`` and ``memory_budget`` when ``--measured`` names a measurement with memory:
+    predicted vs measured peak bytes per stage (predicted by a trace of what the measurement ran: its dtype and
+    decoder attention), and the largest batch of that run that would fit the report device's memory."""
+    if options.measured is None:
+        return {}
+    measurement = load_measurement(Path(options.measured))
+    if measurement.memory is None:
+        return {}
+    # lazy: predicting a measured run's peaks traces it with torch; a warm analyze without --measured stays torch-free
+    from llm_perf_opt.measure.predict import predicted_stage_peaks
+
+    rows = compare_memory(predicted_stage_peaks(measurement), measurement)
+    overhead = ProcessOverhead()
+    predicted, measured = largest_batches(
+        rows, measurement, budget_bytes=device.memory_capacity_bytes, overhead=overhead
+    )
+    budget = {
+        "device": device.device_id,
+        "budget_bytes": device.memory_capacity_bytes,
+        "includes": f"the measured run's weights, B x its highest stage peak per sequence, {overhead.describe()}",
+        "largest_batch_predicted": predicted,
+        "largest_batch_measured": measured,
+    }
+    return {"memory": memory_rows_payload(rows), "memory_budget": budget}
+
+
 def _measured(
-    options: AnalysisOptions, stages: StageTimes, workload: Any
+    options: AnalysisOptions, stages: StageTimes, workload: Any, *, device_id: str, dtype: str
 ) -> tuple[dict[str, Any] | None, float | None]:
     """Per-stage predicted vs measured (seconds and ratios) when ``--measured`` names a measurement."""
     if options.measured is None:
         return None, None
     measurement = load_measurement(Path(options.measured))
-    check_compatible(measurement, model=options.model, workload=workload, workload_id=options.workload_id)
+    found = mismatches(
+        measurement,
+        model=options.model,
+        workload=workload,
+        workload_id=options.workload_id,
+        device_id=device_id,
+        dtype=dtype,
+        attention=options.attention,
+    )
+    if found and not options.allow_mismatch:
+        raise MeasurementError(
+            f"--measured {measurement.run_id} does not match the prediction ({'; '.join(found)}); measure the same "
+            "configuration, or pass --allow-mismatch to compare anyway (the report then flags it)"
+        )
     predicted = {
         "vision": stages.vision_s,
         "projector": stages.projector_s,
@@ -264,10 +317,14 @@ def _measured(
         "decode": stages.decode_s,
         "other": stages.other_s,
     }
-    comparison = compare(predicted, measurement)
+    try:
+        comparison = compare(predicted, measurement)
+    except ValueError as exc:
+        raise MeasurementError(f"--measured {measurement.run_id} cannot be compared: {exc}") from None
     payload: dict[str, Any] = {
         "run_id": comparison.run_id,
         "device": measurement.device.name,
+        "mismatches": list(found),
         "stages": [
             {
                 "stage": row.stage,

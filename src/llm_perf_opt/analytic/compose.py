@@ -128,12 +128,12 @@ def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, *, a: int) -> None:
 
 
 def model_weight_bytes(config: DeepseekOCRConfig, *, a: int = 2) -> int:
-    """Every parameter of the model in bytes (facts §2: 3,336,106,240 params -> 6,672,212,480 B in bf16)."""
+    """Every parameter of the model in bytes (model-facts §2: 3,336,106,240 params -> 6,672,212,480 B in bf16)."""
     return model_params(config) * a
 
 
 def model_params(cfg: DeepseekOCRConfig) -> int:
-    """Parameter count of the whole tree, module by module (facts §2.0 table)."""
+    """Parameter count of the whole tree, module by module (model-facts §2.0 table)."""
     s, c, p = cfg.sam, cfg.clip, cfg.projector
     D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
     P = s.img_size // s.patch_size

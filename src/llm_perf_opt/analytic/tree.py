@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Protocol
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from llm_perf_opt.core import Cost
-from llm_perf_opt.core.counts import COST_FIELDS
+from llm_perf_opt.core.counts import BYTE_FIELDS, COST_FIELDS, rescale_bytes
 from llm_perf_opt.core.paths import split_module_path
 
 __all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id", "vec"]
@@ -269,6 +269,32 @@ class AnalyticTree(Mapping[str, Cost]):
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def at_element_bytes(self, *, counted: int, target: int) -> AnalyticTree:
+        """This tree with every byte count moved from ``counted`` to ``target`` bytes per element (the same floor
+        rescale as ``TraceResult.at_element_bytes``, so the two sides stay comparable)."""
+        if counted == target:
+            return self
+        byte_index = {COST_FIELDS.index(name) for name in BYTE_FIELDS}
+
+        def size(n: int) -> int:
+            return rescale_bytes(n, counted=counted, target=target)
+
+        def vec(values: Vec) -> Vec:
+            return [size(v) if i in byte_index else v for i, v in enumerate(values)]
+
+        def sizes(values: Mapping[str, int]) -> dict[str, int]:
+            return {nid: size(n) for nid, n in values.items()}
+
+        return evolve(
+            self,
+            vectors={nid: {cat: vec(list(v)) for cat, v in cats.items()} for nid, cats in self.vectors.items()},
+            weight_bytes=sizes(self.weight_bytes),
+            kv_cache_bytes=sizes(self.kv_cache_bytes),
+            peak_activation_bytes=sizes(self.peak_activation_bytes),
+            fused_bytes=sizes(self.fused_bytes),
+            cache={},
+        )
 
     def by_category(self, module_id: str) -> dict[str, Cost]:
         """The node's inclusive cost per operator category (categories with a non-zero counter only)."""

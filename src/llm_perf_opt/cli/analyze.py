@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import json
 import sys
-import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
 from llm_perf_opt.admission import check_analysis_flags
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
-from llm_perf_opt.errors import UserError
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.store import ReportStore
 
 __all__ = ["analyze", "parse_page"]
@@ -25,18 +26,6 @@ def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: 
     if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
         raise click.BadParameter(f"expected WIDTHxHEIGHT in pixels, e.g. 1024x1024; got {value!r}")
     return int(parts[0]), int(parts[1])
-
-
-class _Progress:
-    """Progress lines on stderr (``[  1.2s] tracing decode ...``); silent with ``--quiet``."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.start = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(f"[{time.perf_counter() - self.start:6.1f}s] {message}", err=True)
 
 
 @click.command()
@@ -73,6 +62,12 @@ class _Progress:
     type=click.Path(dir_okay=False),
     default=None,
     help="Measurement JSON (from `llm-perf-opt measure`) to compare against.",
+)
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    default=False,
+    help="Compare a --measured run taken on another device, dtype, attention, workload or runtime (flagged).",
 )
 @click.option(
     "--device-profile",
@@ -113,6 +108,14 @@ class _Progress:
     help="Trace again instead of reading the trace cache ($LLM_PERF_OPT_CACHE_DIR; see `llm-perf-opt cache info`); "
     "nothing is stored either.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["path", "json"]),
+    default="path",
+    show_default=True,
+    help="stdout: the path of report.md, or the summary (summary.json plus the headline numbers) as JSON.",
+)
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def analyze(
     model: str,
@@ -127,6 +130,7 @@ def analyze(
     attention: str | None,
     routing: str,
     measured: str | None,
+    allow_mismatch: bool,
     device_profile: str | None,
     trust_remote_code: bool,
     runtime: str,
@@ -134,6 +138,7 @@ def analyze(
     out_dir: Path,
     store_dir: Path | None,
     no_cache: bool,
+    fmt: str,
     quiet: bool,
 ) -> None:
     """Trace DeepSeek-OCR on the meta device for one workload and write the report folder.
@@ -142,7 +147,8 @@ def analyze(
     """
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pipeline import run_analysis
-    from llm_perf_opt.report.files import write_report
+    from llm_perf_opt.core import check_output_folder
+    from llm_perf_opt.report.files import REPORT_FILES, write_report
 
     check_analysis_flags(
         model=model,
@@ -156,6 +162,7 @@ def analyze(
         dtype=dtype,
         attention=attention,
         routing=routing,
+        runtime=runtime,
     )
     options = AnalysisOptions(
         model=model,
@@ -170,41 +177,55 @@ def analyze(
         attention=attention or default_attention(model),
         routing=routing,
         measured=measured,
+        allow_mismatch=allow_mismatch,
         device_profile=device_profile,
         trust_remote_code=trust_remote_code,
         runtime=runtime,
         text_only=text_only,
     )
-    progress = _Progress(quiet)
-    _check_writable(out_dir)
-    result = run_analysis(options, progress=progress, use_cache=not no_cache)
-    written = write_report(result, out_dir, progress=progress)
-    if store_dir is not None:
-        ReportStore(store_dir).publish(result.report_id, written, replace=True)
-        progress(f"published {result.report_id} into the store {store_dir}")
+    check_output_folder(out_dir, recognise=REPORT_FILES)
+    with StepProgress(quiet=quiet) as progress:
+        result = run_analysis(options, progress=progress, use_cache=not no_cache)
+        progress(f"writing the report to {out_dir}")
+        written = write_report(result, out_dir)
+        if store_dir is not None:
+            progress(f"publishing {result.report_id} into the store {store_dir}")
+            ReportStore(store_dir).publish(result.report_id, written, replace=True)
+    s = result.stages
     if not quiet:
-        s = result.stages
         click.echo(
             f"{result.workload.describe()}{' (text only)' if text_only else ''} on {result.device.name} "
             f"({result.dtype}, {options.attention} attention, runtime {options.runtime})",
             err=True,
         )
-        click.echo(
-            f"TTFT {s.ttft_s * 1e3:.1f} ms  TPOT {s.tpot_s * 1e3:.2f} ms  end-to-end {s.end_to_end_s * 1e3:.1f} ms",
-            err=True,
-        )
+        tpot = f"  TPOT {s.tpot_s * 1e3:.2f} ms" if s.decode_steps else "  (no decode step)"
+        click.echo(f"TTFT {s.ttft_s * 1e3:.1f} ms{tpot}  end-to-end {s.end_to_end_s * 1e3:.1f} ms", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(summary_payload(result, written, out_dir), indent=2))
+        return
     click.echo(str(out_dir / "report.md") if "report.md" in written else str(out_dir))
 
 
-def _check_writable(out_dir: Path) -> None:
-    """Fail before any work when ``--out`` cannot be created or written (no partial output is ever left)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a folder; pass a folder path")
-    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path.cwd())
-    if not existing.is_dir():
-        raise UserError(f"--out {out_dir} cannot be created: {existing} is a file; pass a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out_dir} is not writable (no write permission on {existing}); choose another folder")
+def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) -> dict[str, Any]:
+    """What ``--format json`` prints: ``summary.json`` as written, plus the headline numbers a script wants
+    (stage times in ms, throughput, memory, fit) and where the report folder is."""
+    s, t, m, c = result.stages, result.throughput, result.memory, result.capacity
+    return {
+        "summary": json.loads(written["summary.json"]),
+        "headline": {
+            "device": result.device.device_id,
+            "dtype": result.dtype,
+            "ttft_ms": s.ttft_s * 1e3,
+            "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
+            "end_to_end_ms": s.end_to_end_s * 1e3,
+            "tokens_per_s": t.tokens_per_s if c.fits else None,
+            "pages_per_day": t.pages_per_day if c.fits else None,
+            "memory_bytes": m.total_bytes,
+            "fits": c.fits,
+            "max_batch": c.max_batch,
+        },
+        "report": str(out_dir),
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.record import load_measurement
@@ -29,7 +30,8 @@ __all__ = ["calibrate"]
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help=".yaml or .json")
 @click.option("--per-category", is_flag=True, help="fit one efficiency per operator category (needs varied data)")
-def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
+@click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
+def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: bool) -> None:
     """Fit efficiencies and the per-kernel overhead to measurements of ONE device and dtype; write a profile
     that `analyze --device-profile` reads."""
     # lazy: torch loads only when the command runs (--help imports every command module)
@@ -43,20 +45,26 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool) -> None:
             "pass the files of one of them"
         )
     device, dtype = device_key(measurements[0]), measurements[0].dtype
-    trees = {m.run_id: cost_tree(m) for m in measurements}
-    cases = [
-        calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m), peers=measurements) for m in measurements
-    ]
-    prior = default_profile("eager")
-    names = ", ".join(m.run_id for m in measurements)
-    result = fit_device_profile(
-        cases,
-        prior=prior,
-        device_id=device,
-        source=f"llm-perf-opt calibrate on {names} ({measurements[0].device.name}, {dtype})",
-        groups=PER_CATEGORY_GROUPS if per_category else DEFAULT_GROUPS,
-        overlap=fits_overlap(measurements[0]),
-    )
+    with StepProgress(quiet=quiet) as progress:
+        trees = {}
+        for index, m in enumerate(measurements, 1):
+            progress(f"tracing the model of measurement {index}/{len(measurements)} ({m.run_id})")
+            trees[m.run_id] = cost_tree(m)
+        cases = [
+            calibration_case(m, trees[m.run_id], counted_dtype=counted_dtype(m), peers=measurements)
+            for m in measurements
+        ]
+        prior = default_profile("eager")
+        names = ", ".join(m.run_id for m in measurements)
+        progress(f"fitting efficiencies and per-kernel overhead to {len(cases)} measurement(s)")
+        result = fit_device_profile(
+            cases,
+            prior=prior,
+            device_id=device,
+            source=f"llm-perf-opt calibrate on {names} ({measurements[0].device.name}, {dtype})",
+            groups=PER_CATEGORY_GROUPS if per_category else DEFAULT_GROUPS,
+            overlap=fits_overlap(measurements[0]),
+        )
     data = result.profile.as_dict()
     text = (
         yaml.safe_dump(data, sort_keys=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from llm_perf_opt.admission import check_model_source_flag
+from llm_perf_opt.core import check_output_folder
 from llm_perf_opt.report.diff_render import render_diff_text
 from llm_perf_opt.tracer.golden import write_golden
 
@@ -57,6 +58,12 @@ __all__ = ["check"]
 @click.option(
     "--no-cache", is_flag=True, help="Trace a report golden afresh instead of reading the trace cache (stores nothing)."
 )
+@click.option(
+    "--counts-only",
+    is_flag=True,
+    default=False,
+    help="Compare tree shape and counters only (class module prefixes and constructor extras ignored).",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def check(
     golden: str,
@@ -66,6 +73,7 @@ def check(
     out_dir: str | None,
     limit: int,
     no_cache: bool,
+    counts_only: bool,
     quiet: bool,
 ) -> None:
     """Regenerate what a golden describes and compare it with the golden (exit 0 equal, 1 different)."""
@@ -79,8 +87,13 @@ def check(
         if not quiet:
             click.echo(message, err=True)
 
+    if out_dir is not None and not is_pinned_golden(golden):
+        # lazy: report.files pulls in the pipeline (torch); only needed when --out is given
+        from llm_perf_opt.report.files import REPORT_FILES
+
+        check_output_folder(Path(out_dir), recognise=REPORT_FILES)
     if is_pinned_golden(golden):
-        _check_pinned(golden, model, trust_remote_code, out_dir, limit, say)
+        _check_pinned(golden, model, trust_remote_code, out_dir, limit, say, counts_only=counts_only)
         return
     say(f"check: regenerating {golden}" + (f" with model source {model}" if model else ""))
     result = check_golden(
@@ -90,6 +103,7 @@ def check(
         model=model,
         trust_remote_code=trust_remote_code,
         use_cache=not no_cache,
+        counts_only=counts_only,
     )
     if out_dir is not None:
         # lazy: torch loads only when the command runs (--help imports every command module)
@@ -107,19 +121,30 @@ def check(
 
 
 def _check_pinned(
-    golden: str, model: str | None, trust: bool, out_dir: str | None, limit: int, say: Callable[[str], None]
+    golden: str,
+    model: str | None,
+    trust: bool,
+    out_dir: str | None,
+    limit: int,
+    say: Callable[[str], None],
+    *,
+    counts_only: bool = False,
 ) -> None:
     """A pinned golden: re-trace every golden workload, compare exactly, list code changes (exit 0/1)."""
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.pinned import check_pinned
 
     say(f"check: tracing the workloads of the pinned golden {golden}")
-    result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say)
+    result = check_pinned(golden, model=model, trust_remote_code=trust, progress=say, counts_only=counts_only)
     if out_dir is not None:
         for name, fresh in result.fresh.items():
             write_golden(Path(out_dir) / "golden" / f"{name}.json", fresh)
         say(f"wrote {len(result.fresh)} fresh golden(s) to {Path(out_dir) / 'golden'}")
-    for line in result.code_changes:
+    code_changes = list(result.code_changes)
+    if code_changes and all(line.endswith("-> missing") for line in code_changes):
+        click.echo(f"code: not compared ({result.model} runs no remote code; the pinned hashes describe upstream's)")
+        code_changes = []
+    for line in code_changes:
         click.echo(f"code changed: {line}")
     for line in result.problems[:limit]:
         click.echo(line)
@@ -128,6 +153,6 @@ def _check_pinned(
     verdict = "equal" if not result.problems else f"{len(result.problems)} difference(s)"
     click.echo(
         f"{result.model} vs {golden}: {verdict} over {len(result.fresh)} workload(s) "
-        f"({', '.join(result.fresh)}); {len(result.code_changes)} code file change(s)"
+        f"({', '.join(result.fresh)}); {len(code_changes)} code file change(s)"
     )
     click.get_current_context().exit(0 if not result.problems else 1)

@@ -100,6 +100,7 @@ def resolve_workload(
 @click.option("--threads", type=int, default=None, help="CPU threads [1 on cpu: stable timings]")
 @click.option("--device-id", default=None, help="hardware catalog id of the GPU [guessed from its name]")
 @click.option("--no-profile", is_flag=True, help="skip counting launches per decode step")
+@click.option("--no-memory", is_flag=True, help="skip the untimed run that records peak memory per stage")
 @click.option("--no-benchmark", is_flag=True, help="skip the matmul/copy micro-benchmarks")
 @click.option("--notes", default="", help="free text stored in the file")
 @click.option(
@@ -128,6 +129,7 @@ def measure(
     threads: int | None,
     device_id: str | None,
     no_profile: bool,
+    no_memory: bool,
     no_benchmark: bool,
     notes: str,
     out: Path,
@@ -166,6 +168,7 @@ def measure(
         statistic="min" if statistic == "min" else "median",
         threads=threads if threads is not None else (1 if runtime_device == "cpu" else None),
         profile_kernels=not no_profile,
+        record_memory=not no_memory,
         benchmark=not no_benchmark,
         device_id=device_id,
         workload_id=preset,
@@ -195,4 +198,7 @@ def measure(
         }
         click.echo(f"{result.run_id}: {result.label()}")
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in ms.items()))
+        if result.memory is not None:
+            peaks = ", ".join(f"{s.stage} {s.peak_bytes / 1e6:,.1f} MB" for s in result.memory.stages)
+            click.echo(f"  peak above weights ({result.memory.method}): {peaks}")
         click.echo(f"  written to {path}")

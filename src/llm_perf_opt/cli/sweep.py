@@ -14,8 +14,9 @@ from pathlib import Path
 import click
 
 from llm_perf_opt.admission import check_sweep_flags
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.config import DeepseekOCRConfig
-from llm_perf_opt.core import staged_directory
+from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf import Rates, load_device_profile
@@ -28,6 +29,9 @@ from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.modes import get_mode
 
 __all__ = ["MD_COLUMNS", "parse_int_list", "parse_pages", "sweep"]
+
+SWEEP_FILES = ("sweep.csv", "sweep.md")
+"""Files that mark a folder as an earlier sweep: ``--out`` may replace it whole."""
 
 MD_COLUMNS: tuple[str, ...] = (
     "device",
@@ -98,6 +102,7 @@ def parse_pages(text: str) -> list[tuple[int, int]]:
 @click.option("--device-profile", type=click.Path(dir_okay=False), default=None, help="Calibrated profile file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write the files here.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def sweep(
     devices: str,
     modes: str,
@@ -113,6 +118,7 @@ def sweep(
     device_profile: str | None,
     out_dir: str | None,
     fmt: str,
+    quiet: bool,
 ) -> None:
     """What-if table over devices, modes/pages, batch sizes and output lengths (analytic model, no tracing)."""
     if execution is not None:
@@ -132,6 +138,8 @@ def sweep(
         dtypes=dtype_list,
         prompt_tokens=prompt_tokens,
         routing=routing,
+        runtime=runtime,
+        attention=attention,
     )
     spec = SweepSpec(
         devices=device_list,
@@ -151,17 +159,22 @@ def sweep(
         get_device(device_id)  # unknown ids fail here, before any output
     for mode, _ in spec.pages:
         get_mode(mode)
-    click.echo(f"sweep: {spec.num_points} point(s)", err=True)
+    if out_dir is not None:
+        check_output_folder(Path(out_dir), recognise=SWEEP_FILES)
     stage_fn = None if chosen.is_baseline else _runtime_stages(runtime, attention)
-    result = run_sweep(spec, profiles=profiles, stage_fn=stage_fn)
+    with StepProgress(quiet=quiet) as progress:
+        progress(f"sweep: timing {spec.num_points} point(s)")
+        result = run_sweep(spec, profiles=profiles, stage_fn=stage_fn)
+        if out_dir is not None:
+            progress("drawing sweep.png and writing the tables")
+            files = _files(spec, result, runtime)
+            _publish(Path(out_dir), files)
     for note in result.skipped:
         click.echo(f"skipped: {note}", err=True)
     if out_dir is None:
         text = rows_to_csv(result.rows) if fmt == "csv" else rows_to_markdown(result.rows, MD_COLUMNS)
         click.echo(text, nl=False)
         return
-    files = _files(spec, result, runtime)
-    _publish(Path(out_dir), files)
     click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
 
 
@@ -211,7 +224,7 @@ def _files(spec: SweepSpec, result: SweepResult, runtime: str) -> dict[str, byte
 
 def _publish(out_dir: Path, files: dict[str, bytes]) -> None:
     try:
-        with staged_directory(out_dir) as stage:
+        with staged_directory(out_dir, recognise=SWEEP_FILES) as stage:
             for rel, data in files.items():
                 (stage / rel).write_bytes(data)
     except OSError as exc:

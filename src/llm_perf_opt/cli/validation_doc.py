@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.measure.compare import compare_memory
 from llm_perf_opt.measure.record import load_measurement
 from llm_perf_opt.measure.validation import validate
 from llm_perf_opt.measure.validation_md import render_validation
 
-__all__ = ["COMMAND", "validation_doc"]
+__all__ = ["COMMAND", "MEMORY_DIR", "validation_doc"]
 
 COMMAND = "llm-perf-opt validation-doc"
+
+MEMORY_DIR = "memory"
+"""Sub-folder of measurements taken for memory only (compared for memory, left out of the time calibration)."""
 
 
 @click.command("validation-doc")
@@ -28,16 +34,39 @@ COMMAND = "llm-perf-opt validation-doc"
 )
 @click.option("--out", default="docs/validation.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
-def validation_doc(source: Path, out: Path, check: bool) -> None:
+@click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
+def validation_doc(source: Path, out: Path, check: bool, quiet: bool) -> None:
     """Predicted versus measured, per stage, uncalibrated and calibrated, for every measurement file."""
     # lazy: torch loads only when the command runs (--help imports every command module)
-    from llm_perf_opt.measure.predict import cost_tree, counted_dtype
+    from llm_perf_opt.measure.predict import cost_tree, counted_dtype, predicted_stage_peaks
 
     files = sorted(source.glob("*.json"))
     if not files:
         raise UserError(f"no measurement files (*.json) in {source}; write some with `llm-perf-opt measure --out`")
-    validation = validate([load_measurement(f) for f in files], cost_tree, counted_dtype=counted_dtype)
-    text = render_validation(validation, source_dir=source.as_posix(), command=COMMAND)
+    measurements = [load_measurement(f) for f in files]
+    with StepProgress(quiet=quiet) as progress:
+        done = iter(range(1, len(measurements) + 1))
+
+        def traced(measurement: Any) -> Any:
+            index = next(done, len(measurements))
+            progress(f"tracing the model of measurement {index}/{len(measurements)} ({measurement.run_id})")
+            tree = cost_tree(measurement)
+            if index == len(measurements):
+                progress("fitting the calibrated and leave-one-out profiles")
+            return tree
+
+        validation = validate(measurements, traced, counted_dtype=counted_dtype)
+        progress("predicting the peak memory of the measured runs")
+        memory_only = [load_measurement(f) for f in sorted((source / MEMORY_DIR).glob("*.json"))]
+        memory = {
+            m.run_id: compare_memory(predicted_stage_peaks(m), m)
+            for m in [*measurements, *memory_only]
+            if m.memory is not None
+        }
+        progress("rendering the page")
+        text = render_validation(
+            validation, source_dir=source.as_posix(), command=COMMAND, memory=memory, memory_only=memory_only
+        )
     if check:
         current = out.read_text(encoding="utf-8") if out.exists() else ""
         if current != text:

@@ -1,6 +1,6 @@
 """DeepSeek-OCR v1 configuration, torch-free.
 
-The language-model keys are upstream's ``config.json`` keys (facts sheet §1a) with the defaults of
+The language-model keys are upstream's ``config.json`` keys (model-facts §1a) with the defaults of
 ``DeepseekV2Config`` where ``config.json`` leaves them out.  The vision and projector sizes that upstream
 hard-codes in ``deepencoder.py`` / ``DeepseekOCRModel.__init__`` are fields here, defaulting to upstream's values.
 """
@@ -21,7 +21,7 @@ __all__ = ["ClipConfig", "DeepseekOCRConfig", "ProjectorConfig", "SamConfig"]
 
 @frozen(kw_only=True)
 class SamConfig:
-    """SAM ViT-B image encoder (``build_sam_vit_b``); facts §2.1."""
+    """SAM ViT-B image encoder (``build_sam_vit_b``); model-facts §2.1."""
 
     img_size: int = field(default=1024, metadata={"help": "input side the absolute position table is built for (px)"})
     patch_size: int = field(default=16, metadata={"help": "patch conv kernel and stride (px)"})
@@ -51,7 +51,7 @@ class SamConfig:
 
 @frozen(kw_only=True)
 class ClipConfig:
-    """CLIP-L encoder fed with SAM features (``build_clip_l``); facts §2.2."""
+    """CLIP-L encoder fed with SAM features (``build_clip_l``); model-facts §2.2."""
 
     num_layers: int = field(default=24, metadata={"help": "transformer blocks"})
     hidden_size: int = field(default=1024, metadata={"help": "width"})
@@ -73,7 +73,7 @@ class ClipConfig:
 
 @frozen(kw_only=True)
 class ProjectorConfig:
-    """Linear projector from fused [CLIP ; SAM] features to the decoder width; facts §2.3."""
+    """Linear projector from fused [CLIP ; SAM] features to the decoder width; model-facts §2.3."""
 
     projector_type: str = field(default="linear", metadata={"help": "only 'linear' is on the executed path"})
     input_dim: int = field(default=2048, metadata={"help": "CLIP width + SAM net_3 channels"})
@@ -189,7 +189,7 @@ class DeepseekOCRConfig:
 
     @classmethod
     def from_hf_config(cls, mapping: Mapping[str, Any], *, variant: str = "deepseek-ocr-v1-base") -> DeepseekOCRConfig:
-        """Build from a ``config.json``-style mapping (upstream keys, facts §1a).
+        """Build from a ``config.json``-style mapping (upstream keys, model-facts §1a).
 
         Keys upstream's ``config.json`` carries are required; ``DeepseekV2Config`` defaults fill the rest.
         Unknown keys are ignored (``config.json`` carries many the model does not read).

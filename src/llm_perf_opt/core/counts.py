@@ -1,6 +1,6 @@
 """Additive cost counters shared by the tracer, the analytic model, the time model and the reports.
 
-Conventions (``DESIGN.md`` §3): FLOPs are 2 per multiply-accumulate; bytes are read and written
+Conventions (``docs/conventions.md`` §1-§2): FLOPs are 2 per multiply-accumulate; bytes are read and written
 separately; weight and KV-cache bytes are *subsets* of the read/written totals, never extra; every
 field is an exact integer in SI base units (FLOPs, bytes, kernel launches).
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from attrs import field, fields, frozen
 
-__all__ = ["COST_FIELDS", "Cost"]
+__all__ = ["BYTE_FIELDS", "COST_FIELDS", "Cost", "rescale_bytes"]
 
 
 def _nonneg(instance: object, attribute: object, value: int) -> None:
@@ -25,7 +25,7 @@ class Cost:
     """Counters for one op, one module call, or any sum of them.
 
     ``matmul_flops`` follows torch's ``FlopCounterMode`` convention (attention counted dense), so it can
-    be checked against torch and against the facts sheet.  ``matmul_flops_executed`` is what the attention
+    be checked against torch and against docs/model-facts.md.  ``matmul_flops_executed`` is what the attention
     kernel in use executes: equal to ``matmul_flops`` except for fused causal attention, where a flash
     kernel skips the masked half (q*k - q*(q-1)/2 score entries instead of q*k).
     """
@@ -65,6 +65,16 @@ class Cost:
             raise ValueError(f"factor must be >= 0, got {factor}")
         return Cost(**{name: getattr(self, name) * factor for name in COST_FIELDS})
 
+    def at_element_bytes(self, *, counted: int, target: int) -> Cost:
+        """This cost with every byte counter moved from ``counted`` to ``target`` bytes per element
+        (:func:`rescale_bytes`); FLOPs and kernels unchanged."""
+        if counted == target:
+            return self
+        values = self.as_dict()
+        for name in BYTE_FIELDS:
+            values[name] = rescale_bytes(values[name], counted=counted, target=target)
+        return Cost(**values)
+
     def as_dict(self) -> dict[str, int]:
         """Field name -> value, in declaration order (stable for JSON output)."""
         return {name: getattr(self, name) for name in COST_FIELDS}
@@ -87,3 +97,17 @@ class Cost:
 
 
 COST_FIELDS: tuple[str, ...] = tuple(a.name for a in fields(Cost))
+BYTE_FIELDS: tuple[str, ...] = tuple(name for name in COST_FIELDS if "bytes" in name)
+"""The counters that change with the storage width (every one but the FLOPs and kernels)."""
+
+
+def rescale_bytes(n: int, *, counted: int, target: int) -> int:
+    """``floor(n * target / counted)``: ``n`` bytes counted at ``counted`` bytes per element, at ``target`` bytes.
+
+    The one dtype rescale of the project (every byte of a run - weights, activations, KV - changes width together;
+    fp32 logits and int64 ids are rescaled with the rest, a what-if).  The floor keeps sums consistent: a parent's
+    rescaled inclusive count is never below the sum of its children's, and a subset never exceeds its total.
+    """
+    if counted <= 0 or target <= 0:
+        raise ValueError(f"bytes per element must be > 0, got counted={counted}, target={target}")
+    return n * target // counted

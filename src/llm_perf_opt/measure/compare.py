@@ -4,6 +4,9 @@ A prediction is a mapping ``stage -> seconds`` with the stage names of ``docs/ar
 ``projector``, ``prefill`` (decoder over the prompt) and ``decode`` (all decode steps of the workload, summed);
 ``other`` is accepted and counted in end-to-end only (as :class:`llm_perf_opt.perf.stages.StageTimes` does).
 Ratios are ``predicted / measured``: 1.0 is a perfect prediction, 0.5 a prediction twice too fast.
+
+Memory (:func:`compare_memory`): one :class:`MemoryRow` per stage the measurement recorded a peak for, bytes above
+the resident weights, ``rel_error = predicted / measured - 1``.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from llm_perf_opt.measure.record import Measurement, MeasurementError, WorkloadR
 __all__ = [
     "COMPARED_STAGES",
     "PREDICTED_STAGES",
+    "MemoryRow",
     "StageComparison",
     "StageRatio",
     "check_compatible",
     "compare",
+    "compare_memory",
+    "memory_rows_payload",
+    "mismatches",
 ]
 
 PREDICTED_STAGES = ("vision", "projector", "prefill", "decode", "other")
@@ -113,6 +120,55 @@ def compare(prediction_stage_times: Mapping[str, float], measurement: Measuremen
     return StageComparison(run_id=measurement.run_id, rows=tuple(rows))
 
 
+@frozen(kw_only=True)
+class MemoryRow:
+    """Peak bytes of one stage above the resident weights, predicted and measured."""
+
+    stage: str = field(metadata={"help": "vision, projector, prefill or decode"})
+    predicted_peak_bytes: int = field(metadata={"help": "traced live-activation peak + KV cache at its final length"})
+    measured_peak_bytes: int = field(metadata={"help": "the measurement's peak for the stage"})
+
+    @property
+    def rel_error(self) -> float | None:
+        """``predicted / measured - 1``; None when nothing was measured."""
+        m = self.measured_peak_bytes
+        return self.predicted_peak_bytes / m - 1.0 if m > 0 else None
+
+
+def compare_memory(predicted_peaks: Mapping[str, int], measurement: Measurement) -> tuple[MemoryRow, ...]:
+    """One row per stage the measurement has a peak for (none for a measurement without memory).
+
+    A recorded stage the prediction lacks is a :class:`ValueError` (the two describe different runs).
+    """
+    if measurement.memory is None:
+        return ()
+    rows = []
+    for peak in measurement.memory.stages:
+        if peak.stage not in predicted_peaks:
+            raise ValueError(f"no predicted peak for stage {peak.stage!r} of measurement {measurement.run_id}")
+        rows.append(
+            MemoryRow(
+                stage=peak.stage,
+                predicted_peak_bytes=int(predicted_peaks[peak.stage]),
+                measured_peak_bytes=peak.peak_bytes,
+            )
+        )
+    return tuple(rows)
+
+
+def memory_rows_payload(rows: tuple[MemoryRow, ...]) -> list[dict[str, Any]]:
+    """``validation.json`` -> ``memory``: ``{stage, predicted_peak_bytes, measured_peak_bytes, rel_error}``."""
+    return [
+        {
+            "stage": r.stage,
+            "predicted_peak_bytes": r.predicted_peak_bytes,
+            "measured_peak_bytes": r.measured_peak_bytes,
+            "rel_error": None if r.rel_error is None else round(r.rel_error, 6),
+        }
+        for r in rows
+    ]
+
+
 def check_compatible(
     measurement: Measurement,
     *,
@@ -142,6 +198,44 @@ def check_compatible(
         f"measurement {measurement.run_id} was taken for model {measurement.model} / workload {got.describe()}, "
         f"but the report is for {model} / {wanted.describe()}; re-run measure with {rerun_flags(model, wanted)}"
     )
+
+
+def mismatches(
+    measurement: Measurement,
+    *,
+    model: str,
+    workload: Any,
+    workload_id: str | None,
+    device_id: str,
+    dtype: str,
+    attention: str,
+    runtime: str = "cuda",
+) -> tuple[str, ...]:
+    """Every way ``measurement`` differs from the prediction it is compared with, one ``what: measured X,
+    predicted Y`` string each (empty: they match).  Checked: model, workload (cost key), device (catalog id;
+    ``cpu`` for a CPU run), dtype, attention (the prediction's ``flash`` is the measurement's ``sdpa``) and runtime
+    (``cuda`` or ``cpu``; every catalog prediction is a CUDA GPU)."""
+    wanted = (
+        workload
+        if isinstance(workload, WorkloadRecord)
+        else WorkloadRecord.from_workload(workload, workload_id=workload_id)
+    )
+    ran_on = "cpu" if measurement.device.runtime == "cpu" else (measurement.device.device_id or measurement.device.name)
+    measured_attention = "flash" if measurement.attention == "sdpa" else measurement.attention
+    same_workload = measurement.workload.cost_key() == wanted.cost_key()  # pixels giving the same grid cost the same
+    pairs = (
+        ("model", measurement.model, model),
+        (
+            "workload",
+            measurement.workload.describe(),
+            measurement.workload.describe() if same_workload else wanted.describe(),
+        ),
+        ("device", ran_on, device_id),
+        ("dtype", normalize_dtype(measurement.dtype), normalize_dtype(dtype)),
+        ("attention", measured_attention, attention),
+        ("runtime", measurement.device.runtime, runtime),
+    )
+    return tuple(f"{what}: measured {got}, predicted {want}" for what, got, want in pairs if got != want)
 
 
 def _check_device(measurement: Measurement, *, device_id: str | None, dtype: str | None) -> None:

@@ -20,10 +20,14 @@ Kernel launches: one extra, untimed prefill and decode step 1 under ``torch.prof
 device kernels are counted (memcpy/memset excluded) and their durations summed (*device busy* time: what the GPU
 spent executing, without the gaps in which it waited for the host).  On CPU there are no kernels; the leaf aten ops
 that do work (views, aliases and allocations excluded) are counted instead and the measurement says so.
+
+Memory: one more untimed run per model, stage by stage (:mod:`llm_perf_opt.measure.peak_memory`): live tensor
+storage on CPU, the caching allocator's peak statistics on CUDA.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,7 +41,9 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.clock import Clock, StageMarks, make_clock, stage_anchors
 from llm_perf_opt.measure.environment import describe_device, software_record, torch_dtype
-from llm_perf_opt.measure.record import KernelCount, Measurement, StageTimings, WorkloadRecord
+from llm_perf_opt.measure.peak_memory import measure_memory
+from llm_perf_opt.measure.predict import workload_of
+from llm_perf_opt.measure.record import KernelCount, Measurement, MemoryRecord, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import build_model as builtin_builder
@@ -53,6 +59,7 @@ __all__ = [
     "count_decode_launches",
     "device_busy_s",
     "profile_launches",
+    "record_memory_for",
     "resolve_device",
     "run_measurement",
     "run_measurements",
@@ -110,6 +117,7 @@ class HarnessOptions:
     statistic: Literal["median", "min"] = field(default="median", metadata={"help": "summary over repeats"})
     threads: int | None = field(default=None, metadata={"help": "CPU intra-op threads (None: leave torch's)"})
     profile_kernels: bool = field(default=True, metadata={"help": "count launches of one decode step"})
+    record_memory: bool = field(default=True, metadata={"help": "one extra untimed run that records peak memory"})
     benchmark: bool = field(default=True, metadata={"help": "run the matmul/copy micro-benchmarks"})
     device_id: str | None = field(default=None, metadata={"help": "hardware catalog id of the device"})
     workload_id: str | None = field(default=None, metadata={"help": "preset id the workload came from"})
@@ -202,6 +210,10 @@ def _measure(
             launches[attention] = (
                 profile_launches(model, inputs, routing=routing) if options.profile_kernels else (None, None)
             )
+    memory: dict[str, MemoryRecord | None] = {
+        a: measure_memory(model, inputs, routing=routing) if options.record_memory else None
+        for a, model in models.items()
+    }
     device_record = describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark)
     software = software_record()
     done = datetime.now(UTC)
@@ -222,6 +234,7 @@ def _measure(
             runs=tuple(runs[attention]),
             kernels=launches[attention][1] if inputs.num_decode_steps else None,
             prefill_kernels=launches[attention][0],
+            memory=memory[attention],
             notes=_with_peers(options.notes, attention, attentions),
         )
         for attention in attentions
@@ -316,6 +329,9 @@ def _profiled(call: Any, *, cuda: bool) -> list[Any] | None:
     # lazy: the profiler is loaded only when kernels are profiled
     from torch.profiler import ProfilerActivity, profile
 
+    # kineto logs every profiler start and stop ("USDT: ... profiler_start") on stderr below level 6; a user who
+    # wants those lines sets KINETO_LOG_LEVEL themselves
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
     if cuda:
         torch.cuda.synchronize()
@@ -391,3 +407,24 @@ def count_cpu_work_ops(events: Sequence[Any]) -> int:
             continue
         count += 1
     return count
+
+
+def record_memory_for(measurement: Measurement, *, threads: int | None = 1) -> MemoryRecord:
+    """Peak memory per stage of the model and workload ``measurement`` ran (same dtype, decoder attention and
+    routing), from one untimed run on this machine's device of the measurement's kind; its timings are not touched.
+
+    A CUDA measurement needs a CUDA GPU here (a one-line :class:`UserError` otherwise).
+    """
+    config = builtin_config(measurement.model)
+    device = resolve_device(measurement.device.runtime)
+    dtype = torch_dtype(measurement.dtype)
+    routing = RoutingModel.balanced() if measurement.routing == "balanced" else None
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        model = build_model(config, device=device, dtype=dtype, attn_implementation=measurement.attention)
+        inputs = build_inputs(config, workload_of(measurement), device=device, dtype=dtype)
+        return measure_memory(model, inputs, routing=routing)
+    finally:
+        torch.set_num_threads(threads_before)

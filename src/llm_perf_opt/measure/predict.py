@@ -6,9 +6,14 @@ them to the measured dtype (``Rates.bytes_scale``).  The traced tree is built wi
 ran: SAM and CLIP call that op whatever the decoder uses, so an eager measurement is *not* traced with SAM's attention
 decomposed into its math.  MoE routing is the tracer's balanced model: exactly what a ``--routing balanced``
 measurement ran, and an approximation of a gate-routed one (random weights concentrate tokens on fewer experts).
-Traces are kept per (model, workload shapes, attention) in the process and in the trace cache on disk
+Traces are kept per (model, workload shapes, attention, dtype) in the process and in the trace cache on disk
 (:mod:`llm_perf_opt.tracecache`), so measurement files of one workload share one trace and a later run traces
 nothing.
+
+Memory (:func:`predicted_stage_peaks`) is traced in the *measured* dtype instead (an fp32 run's logits are not twice
+a bf16 run's: the bf16 model's fp32 upcast is a second tensor, the fp32 model's is the same one), and a stage's
+predicted peak is its traced live-activation peak (inputs included) plus the KV cache at its final length
+``S + N - 1`` - the measurement allocates the cache before the vision stage, so every stage holds it.
 """
 
 from __future__ import annotations
@@ -16,15 +21,22 @@ from __future__ import annotations
 from functools import cache
 
 import attrs
+import torch
+from torch import nn
 
-from llm_perf_opt.measure.record import Measurement, MeasurementError
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT, normalize_dtype
+from llm_perf_opt.measure.record import MEMORY_STAGES, Measurement, MeasurementError
+from llm_perf_opt.perf.memory import kv_cache_bytes
 from llm_perf_opt.perf.tree import CostTree, tree_from_nodes
-from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key_parts
 from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import MODES, RoutingModel, Workload
 
-__all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "workload_of"]
+__all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "predicted_stage_peaks", "workload_of"]
 
 TRACE_DTYPE = "bf16"
 
@@ -63,25 +75,64 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    shapes = attrs.evolve(workload_of(measurement), profile_id=None)  # files of one workload share one trace
-    return _traced(measurement.model, measurement.attention, shapes)
+    return tree_from_nodes(_traced(measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)).nodes)
+
+
+def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
+    """``stage -> bytes`` above the weights at the stage's peak, for :data:`MEMORY_STAGES` the measurement ran:
+    the live-activation peak traced in the measured dtype plus the KV cache at its final length."""
+    workload = workload_of(measurement)
+    dtype = normalize_dtype(measurement.dtype)
+    result = _traced(measurement.model, measurement.attention, dtype, _shapes(measurement))
+    config = resolve_model_source(measurement.model).config
+    kv = kv_cache_bytes(
+        L=config.num_hidden_layers,
+        H_kv=config.num_key_value_heads,
+        D_h=config.head_dim,
+        b=BYTES_PER_ELEMENT[dtype],
+        S=workload.seq_len,
+        N=workload.max_new_tokens,
+        B=workload.batch_size,
+    )
+    return {s: result.node(s).peak_activation_bytes + kv for s in MEMORY_STAGES if s in result.nodes}
+
+
+class _InDtype:
+    """A built-in model source whose tree and meta inputs are built in ``dtype`` (the tracer's default is bf16)."""
+
+    def __init__(self, source: ModelSource, dtype: torch.dtype) -> None:
+        self.source = source
+        self.dtype = dtype
+        self.name = source.name
+
+    def build(self, *, attn_implementation: str) -> nn.Module:
+        return self.source.build(attn_implementation=attn_implementation, dtype=self.dtype)
+
+    def make_driver(self, model: nn.Module, workload: Workload, routing: ExpertRouting) -> BuiltinDriver:
+        return BuiltinDriver(model, self.source.make_inputs(workload, dtype=self.dtype), routing)
+
+
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _shapes(measurement: Measurement) -> Workload:
+    """The measured workload without its preset id: files of one workload share one trace."""
+    return attrs.evolve(workload_of(measurement), profile_id=None)
 
 
 @cache
-def _traced(model: str, attention: str, workload: Workload) -> CostTree:
+def _traced(model: str, attention: str, dtype: str, workload: Workload) -> TraceResult:
     source = resolve_model_source(model)
+    in_dtype = _InDtype(source, _TORCH_DTYPES[dtype])
     routing = RoutingModel.balanced()
 
     def trace() -> tuple[TraceResult, None]:
-        # lazy: tracing needs torch; a trace found in the cache does not
-        from llm_perf_opt.tracer.trace import trace_workload
-
-        tree = source.build(attn_implementation=attention)  # meta, the measured decoder attention
+        tree = in_dtype.build(attn_implementation=attention)  # meta, the measured decoder attention
         # every SDPA call fused, as it ran
-        return trace_workload(source, workload, attention="flash", routing=routing, model=tree), None
+        return trace_workload(in_dtype, workload, attention="flash", routing=routing, model=tree), None
 
     parts = trace_key_parts(
-        source, workload, attention="flash", routing=routing, extra={"decoder_attention": attention}
+        source, workload, attention="flash", routing=routing, extra={"decoder_attention": attention, "dtype": dtype}
     )
     result, _, _ = TraceCache().get_or_trace(parts, trace)
-    return tree_from_nodes(result.nodes)
+    return result

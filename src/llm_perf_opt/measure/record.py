@@ -5,6 +5,10 @@ dtype, attention implementation), how it was timed (warm-up runs, timed repeats,
 every timed repeat (vision, projector, prefill and every decode step) and, when the torch profiler ran, the kernel
 launches of one decode step.  Times are seconds (``*_s``), SI like everything else in the package.
 
+Since schema version 2 a measurement may also hold :class:`MemoryRecord`: per stage the peak bytes allocated above
+the resident weights (the run's inputs, the KV cache and every activation alive at the peak), the resident weights
+and the KV cache at the end.  Version 1 files are read as version 2 without memory.
+
 Stage boundaries follow ``docs/architecture.md``: ``vision`` is time inside ``model.sam_model`` and
 ``model.vision_model`` (plus container ops after them), ``projector`` the projector call plus view assembly and
 injection, ``prefill`` the decoder over the prompt (embedding, layers, norm, ``lm_head``); a decode step is one
@@ -26,22 +30,33 @@ from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
 
 __all__ = [
+    "MEMORY_STAGES",
+    "READABLE_VERSIONS",
     "SCHEMA_VERSION",
     "DeviceRecord",
     "KernelCount",
     "Measurement",
     "MeasurementError",
+    "MemoryRecord",
     "SoftwareRecord",
+    "StageMemory",
     "StageTimings",
     "WorkloadRecord",
     "dumps_measurement",
     "load_measurement",
     "loads_measurement",
+    "migrate",
     "save_measurement",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of the JSON layout; a file with another version is refused with a message."""
+SCHEMA_VERSION = 2
+"""Version of the JSON layout; version 1 files are migrated on read, any other version is refused with a message."""
+
+READABLE_VERSIONS = (1, 2)
+"""Versions :func:`loads_measurement` reads (1: before memory was recorded)."""
+
+MEMORY_STAGES = ("vision", "projector", "prefill", "decode")
+"""Stages a :class:`MemoryRecord` has a peak for (``decode``: the highest over every decode step)."""
 
 
 class MeasurementError(UserError):
@@ -181,6 +196,51 @@ class KernelCount:
     )
 
 
+def _nonneg_int(instance: object, attribute: Any, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{attribute.name} must be a non-negative integer of bytes, got {value!r}")
+
+
+@frozen(kw_only=True)
+class StageMemory:
+    """The peak of one stage."""
+
+    stage: str = field(metadata={"help": "vision, projector, prefill or decode (every decode step)"})
+    peak_bytes: int = field(
+        validator=_nonneg_int,
+        metadata={
+            "help": "highest bytes allocated above the resident weights while the stage ran: inputs, KV cache and "
+            "live activations (CPU: live tensor storage; CUDA: max_memory_allocated minus the weights)"
+        },
+    )
+    reserved_bytes: int | None = field(
+        default=None,
+        validator=_nonneg_int,
+        metadata={"help": "CUDA: highest bytes the caching allocator held (max_memory_reserved, weights included)"},
+    )
+
+
+@frozen(kw_only=True)
+class MemoryRecord:
+    """Memory of one untimed run of the workload, stage by stage."""
+
+    method: Literal["live-bytes", "cuda-allocator"] = field(
+        metadata={
+            "help": "live-bytes: peak of live tensor storages seen by a dispatch mode (CPU); cuda-allocator: "
+            "torch.cuda.max_memory_allocated reset at every stage boundary"
+        }
+    )
+    weights_bytes: int = field(
+        validator=_nonneg_int, metadata={"help": "parameters and buffers resident before the run"}
+    )
+    kv_cache_bytes: int = field(validator=_nonneg_int, metadata={"help": "KV cache allocated at the end of the run"})
+    stages: tuple[StageMemory, ...] = field(metadata={"help": "one peak per stage, in MEMORY_STAGES order"})
+
+    def peak(self, stage: str) -> StageMemory | None:
+        """The stage's entry (None when the run had no such stage, e.g. no decode step)."""
+        return next((s for s in self.stages if s.stage == stage), None)
+
+
 @frozen(kw_only=True)
 class Measurement:
     """One measured run; :meth:`timings` summarises the timed repeats per stage (median unless ``statistic``)."""
@@ -212,6 +272,9 @@ class Measurement:
     kernels: KernelCount | None = field(default=None, metadata={"help": "launches per decode step, if profiled"})
     prefill_kernels: KernelCount | None = field(
         default=None, metadata={"help": "launches of one prefill forward (vision + projector + prefill), if profiled"}
+    )
+    memory: MemoryRecord | None = field(
+        default=None, metadata={"help": "peak memory per stage of one untimed run (None: not recorded, schema 1)"}
     )
     notes: str = field(default="", metadata={"help": "free text"})
 
@@ -258,16 +321,25 @@ def loads_measurement(text: str, *, source: str = "<string>") -> Measurement:
     if not isinstance(payload, Mapping):
         raise MeasurementError(f"measurement {source} must hold a JSON object, got {type(payload).__name__}")
     version = payload.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise MeasurementError(
-            f"measurement {source} has schema_version {version!r}, expected {SCHEMA_VERSION}; "
-            "re-run `llm-perf-opt measure` with this version of the tool"
+            f"measurement {source} has schema_version {version!r}, expected one of "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; re-run `llm-perf-opt measure` with this version of the tool"
         )
     try:
-        return _converter.structure(payload, Measurement)
+        return _converter.structure(migrate(payload), Measurement)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         detail = "; ".join(_flatten(exc))
         raise MeasurementError(f"measurement {source} does not match the measurement schema: {detail}") from None
+
+
+def migrate(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload of any readable version as the current version: version 1 had no ``memory`` (read as None)."""
+    out = dict(payload)
+    if out.get("schema_version") == 1:
+        out["schema_version"] = SCHEMA_VERSION
+        out.setdefault("memory", None)
+    return out
 
 
 def _flatten(exc: BaseException) -> list[str]:

@@ -7,9 +7,10 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from llm_perf_opt.measure.compare import StageComparison
+from llm_perf_opt.measure.compare import MemoryRow, StageComparison
+from llm_perf_opt.measure.memory_md import memory_sections, memory_status
 from llm_perf_opt.measure.record import Measurement
 from llm_perf_opt.measure.validation import Validation, ValidationRow, group_key
 from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS
@@ -61,8 +62,16 @@ def _mean_abs(rows: Sequence[ValidationRow], which: str, stage: str) -> str:
     return "-" if not errors else f"{100 * sum(errors) / len(errors):.1f}%"
 
 
-def render_validation(validation: Validation, *, source_dir: str, command: str) -> str:
-    """The whole page."""
+def render_validation(
+    validation: Validation,
+    *,
+    source_dir: str,
+    command: str,
+    memory: Mapping[str, Sequence[MemoryRow]] | None = None,
+    memory_only: Sequence[Measurement] = (),
+) -> str:
+    """The whole page; ``memory`` (run id -> predicted vs measured peak per stage) adds the memory sections, which
+    also list ``memory_only`` measurements (taken for memory; not in the time comparison)."""
     rows = validation.rows
     gpu = [r for r in rows if r.measurement.device.runtime == "cuda"]
     lines = [
@@ -76,6 +85,7 @@ def render_validation(validation: Validation, *, source_dir: str, command: str) 
         "## Status",
         "",
         *_status(rows, gpu),
+        *(memory_status(memory) if memory is not None else []),
         "",
         "## Summary",
         "",
@@ -105,6 +115,7 @@ def render_validation(validation: Validation, *, source_dir: str, command: str) 
         "",
         *_profiles(validation),
         "",
+        *([*memory_sections([*(r.measurement for r in rows), *memory_only], memory), ""] if memory is not None else []),
         "## Per measurement",
     ]
     for r in rows:

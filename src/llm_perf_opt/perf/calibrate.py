@@ -224,7 +224,7 @@ class FittedParameter:
     name: str = field(metadata={"help": "eta[group], eta_m, t_k[stage] (or t_k), t_d"})
     value: float = field(metadata={"help": "efficiency (0-1] or seconds per kernel"})
     std_error: float | None = field(metadata={"help": "one standard error (None: not fitted freely, or m <= p)"})
-    status: str = field(metadata={"help": "fitted | at bound | not seen (prior kept)"})
+    status: str = field(metadata={"help": "fitted | at bound | not seen (prior kept) | not identified (prior kept)"})
 
     def describe(self) -> str:
         seconds = self.name.startswith("t_")
@@ -295,11 +295,14 @@ def fit_device_profile(
     ridge: float = RIDGE,
     overlap: bool | None = None,
     per_stage: bool = True,
+    refuse_unidentified: bool = True,
 ) -> CalibrationResult:
     """Fit ``prior``'s efficiencies (by group) and per-kernel overheads to the measurements of ``cases``.
 
     ``overlap`` picks the time form (None: the prior's); ``per_stage`` fits one host time per kernel for each stage
     (the fitted profile's ``kernel_overhead_s`` is then their kernel-weighted mean, for stages not observed).
+    ``refuse_unidentified`` (default) refuses data that cannot tell fitted parameters apart; off, they are reported as
+    not identified and kept near the prior by the ridge (a validation page's leave-one-out fits on few measurements).
     """
     use_overlap = prior.overlap if overlap is None else overlap
     obs = _observations(cases, overlap=use_overlap)
@@ -331,7 +334,7 @@ def fit_device_profile(
         if _binding(obs, new, col, layout) == _binding(obs, x, col, layout):
             break
         x = new
-    parameters, condition = _uncertainty(obs, best[1], x0, lo, hi, col, layout, ridge)
+    parameters, condition = _uncertainty(obs, best[1], x0, lo, hi, col, layout, ridge, refuse=refuse_unidentified)
     profile = _to_profile(best[1], groups, layout, obs, device_id=device_id, source=source, prior=prior)
     residuals = tuple(
         Residual(
@@ -532,10 +535,14 @@ def _uncertainty(
     col: Mapping[str, int],
     layout: _Layout,
     ridge: float,
+    *,
+    refuse: bool,
 ) -> tuple[tuple[FittedParameter, ...], float]:
     """Status, value and standard error of every parameter, and the condition number (see the module docstring).
 
-    A UserError when the data see parameters they cannot tell apart."""
+    Parameters in a direction the data do not determine (a singular value below ``1/MAX_CONDITION`` of the largest,
+    or more free parameters than observations) are a UserError naming them when ``refuse``, else reported as not
+    identified (the ridge holds them near the prior)."""
     rows, _ = _linear_system(obs, x, x0, col, layout, ridge)
     J = np.asarray(rows[: len(obs)])  # data rows, in scaled unknowns z = x / x0
     z = np.asarray(x) / np.asarray(x0)
@@ -543,25 +550,37 @@ def _uncertainty(
     seen = np.abs(J).max(axis=0) > 0
     bound = np.isclose(np.asarray(x), lo, rtol=1e-9, atol=0) | np.isclose(np.asarray(x), hi, rtol=1e-9, atol=0)
     free = np.flatnonzero(seen & ~bound)
-    Jf = J[:, free]
-    singular = np.linalg.svd(Jf, compute_uv=False) if free.size else np.ones(1)
-    condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else float("inf")
-    if condition > MAX_CONDITION:
-        _, _, vt = np.linalg.svd(Jf)
-        weak = [names[free[i]] for i in np.flatnonzero(np.abs(vt[-1]) > 0.1)]
+    weak: set[int] = set()
+    condition = 1.0
+    if free.size:
+        _, singular, vt = np.linalg.svd(J[:, free], full_matrices=True)
+        smallest = singular[-1] if singular.size == free.size else 0.0
+        condition = float(singular[0] / smallest) if smallest > 0 else float("inf")
+        for k in range(free.size):
+            if k >= singular.size or singular[k] * MAX_CONDITION < singular[0]:
+                weak.update(int(free[i]) for i in np.flatnonzero(np.abs(vt[k]) > 0.1))
+    if weak and refuse:
         raise UserError(
-            f"calibration: the measurements do not tell {', '.join(weak)} apart (condition number "
-            f"{condition:.3g} > {MAX_CONDITION:.0g}); add measurements that vary them, or fit fewer efficiency groups"
+            f"calibration: the measurements do not tell {', '.join(names[j] for j in sorted(weak))} apart "
+            f"(condition number {condition:.3g} > {MAX_CONDITION:.0g}); add measurements that vary them, or fit "
+            "fewer efficiency groups"
         )
-    dof = len(obs) - free.size
+    identified = np.asarray([j for j in free if j not in weak], dtype=int)
+    dof = len(obs) - identified.size
     errors = np.full(len(x), np.nan)
-    if dof > 0 and free.size:
+    if dof > 0 and identified.size:
         rss = float(np.sum((J @ z - np.sqrt([o.weight for o in obs])) ** 2))
-        covariance = rss / dof * np.linalg.inv(Jf.T @ Jf)
-        errors[free] = np.sqrt(np.clip(np.diag(covariance), 0.0, None)) * np.asarray(x0)[free]
+        Ji = J[:, identified]
+        covariance = rss / dof * np.linalg.pinv(Ji.T @ Ji)
+        errors[identified] = np.sqrt(np.clip(np.diag(covariance), 0.0, None)) * np.asarray(x0)[identified]
     parameters = []
     for j, name in enumerate(names):
-        status = "fitted" if j in free else ("not seen (prior kept)" if not seen[j] else "at bound")
+        if not seen[j]:
+            status = "not seen (prior kept)"
+        elif bound[j]:
+            status = "at bound"
+        else:
+            status = "not identified (prior kept)" if j in weak else "fitted"
         is_efficiency = name.startswith("eta")
         value = 1.0 / x[j] if is_efficiency else x[j]
         se = None if np.isnan(errors[j]) else float(errors[j] / x[j] ** 2 if is_efficiency else errors[j])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from llm_perf_opt.hardware import BYTES_PER_ELEMENT, get_device, normalize_dtype
 from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
 from llm_perf_opt.perf.compiled import WorkloadCosts
 from llm_perf_opt.perf.efficiency import EXECUTION_MODES, DeviceProfile, default_profile
-from llm_perf_opt.perf.memory import MemoryFootprint, capacity_check
+from llm_perf_opt.perf.memory import capacity_check, footprint_at_dtype
 from llm_perf_opt.perf.roofline import Rates
 from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.perf.throughput import ExpectedCoverageRouting, throughput
@@ -171,12 +172,13 @@ def _resolve_rates(
 def _row(workload: Workload, mode: str, costs: WorkloadCosts, stage_s: Mapping[str, float], rates: Rates) -> SweepRow:
     stages = StageTimes.from_stage_seconds(stage_s, decode_steps=workload.decode_steps)
     rate = throughput(stages, B=workload.batch_size, N=workload.max_new_tokens)
-    scale = rates.bytes_scale
-    footprint = MemoryFootprint(
-        weights_bytes=round(costs.weight_bytes * scale),
-        kv_cache_bytes=round(costs.kv_cache_bytes * scale),
-        peak_activation_bytes=round(costs.peak_activation_bytes * scale),
+    footprint = footprint_at_dtype(
+        weight_bytes=costs.weight_bytes,
+        kv_cache_bytes=costs.kv_cache_bytes,
+        peak_activation_bytes=costs.peak_activation_bytes,
         batch_size=workload.batch_size,
+        counted_dtype=costs.counted_dtype,
+        dtype=rates.dtype,
     )
     check = capacity_check(footprint, get_device(rates.device_id))
     ms = stages.as_ms()
@@ -277,17 +279,45 @@ def rows_to_csv(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS) -> s
 
 
 def rows_to_markdown(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS) -> str:
-    """A GitHub Markdown table (numbers right-aligned)."""
+    """A GitHub Markdown table (numbers right-aligned), one format per column and never an exponent: times (ms) with
+    the decimals the column's smallest value needs, GB with 2 decimals, pages/day as whole numbers with separators.
+    A configuration that does not fit the device shows ``-`` for its throughput columns (``fits`` says ``no``)."""
     _check_columns(columns)
     numeric = {c for c in columns if c not in {"device", "dtype", "mode", "fits"}}
+    data = [asdict(row) for row in rows]
+    formats = {c: _column_format(c, [d[c] for d in data]) for c in columns}
     lines = [
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|",
     ]
-    for row in rows:
-        data = asdict(row)
-        lines.append("| " + " | ".join(_cell(data[c]) for c in columns) + " |")
+    for d in data:
+        cells = ["-" if c in _THROUGHPUT_COLUMNS and not d["fits"] else formats[c](d[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+_THROUGHPUT_COLUMNS = frozenset({"tokens_per_s", "pages_per_s", "pages_per_day"})
+
+
+def _column_format(column: str, values: Sequence[Any]) -> Callable[[Any], str]:
+    """One formatter for every cell of ``column`` (fixed decimals chosen from the column's values)."""
+    if column == "fits":
+        return lambda v: "yes" if v else "no"
+    if not values or not isinstance(values[0], float):
+        return lambda v: f"{v:,}" if isinstance(v, int) else str(v)
+    if column.endswith("_ms"):
+        nonzero = [abs(v) for v in values if v]
+        smallest = min(nonzero) if nonzero else 1.0
+        decimals = min(3, max(0, 2 - math.floor(math.log10(smallest))))
+    elif column.endswith("_gb"):
+        decimals = 2
+    elif column == "pages_per_day":
+        decimals = 0
+    elif column == "pages_per_s":
+        decimals = 3
+    else:
+        decimals = 1
+    return lambda v: f"{v:,.{decimals}f}"
 
 
 def _check_columns(columns: Sequence[str]) -> None:

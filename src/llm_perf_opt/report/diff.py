@@ -5,6 +5,12 @@ Inputs (:func:`load_snapshot`): a report folder (its ``model.json``), a ``model.
 same kind.  Structural changes (class, repetition, constructor parameters) always count; numeric metrics (FLOPs,
 bytes, time, memory, calls, parameter counts) count when they differ by more than a relative ``tolerance``:
 ``|a - b| > tolerance * max(|a|, |b|)``.  Two snapshots are *equal* when nothing counts.
+
+A report folder's ``report.yaml`` (read when it sits beside ``model.json``) adds the header facts (model, source
+revision, workload, device, dtype, attention, runtime, profile) and the headline numbers (TTFT, TPOT, end to end,
+pages/day, peak memory, max batch); a change in either counts.  ``counts_only`` compares the tree shape and the
+counters alone: class names by their last component (``deepencoder.Block`` = ``llm_perf_opt...sam.Block``),
+constructor parameters only where both sides record them, no time, memory-capacity or header facts.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from attrs import field, frozen
 
 from llm_perf_opt.errors import UserError
 
 __all__ = [
+    "COUNT_METRICS",
     "DEFAULT_TOLERANCE",
+    "FACTS",
+    "HEADLINE",
     "Change",
     "Delta",
     "NodeRecord",
@@ -46,6 +56,22 @@ _METRICS: Mapping[str, tuple[str, float]] = {
     "memory_activations_gb": ("activation_bytes", 1e9),
     "memory_kvcache_gb": ("kv_bytes", 1e9),
 }
+COUNT_METRICS = ("calls", "flops", "bytes", "weight_bytes", "kv_bytes", "params", "own_params")
+"""What ``counts_only`` compares per node."""
+
+FACTS: tuple[str, ...] = ("model", "source revision", "workload", "device", "dtype", "attention", "runtime", "profile")
+"""Header facts of a report, in display order."""
+
+HEADLINE: Mapping[str, str] = {
+    "ttft_s": "TTFT",
+    "tpot_s": "TPOT",
+    "end_to_end_s": "end to end",
+    "pages_per_day": "pages/day",
+    "peak_memory_bytes": "peak memory",
+    "max_batch": "max batch",
+}
+"""Headline metrics (report.yaml) -> display name, in display order."""
+
 _WORKLOAD_KEYS = ("profile_id", "mode", "page_width", "page_height", "seq_len", "max_new_tokens", "batch_size")
 
 
@@ -71,6 +97,7 @@ class Snapshot:
     header: Mapping[str, Any] = field(factory=dict, metadata={"help": "report-level facts (workload, variant)"})
     totals: Mapping[str, float] = field(factory=dict, metadata={"help": "report-level metrics"})
     nodes: Mapping[str, NodeRecord] = field(factory=dict)
+    facts: Mapping[str, str] = field(factory=dict, metadata={"help": "FACTS -> value (reports only)"})
 
 
 @frozen(kw_only=True)
@@ -108,6 +135,7 @@ class ReportDiff:
     removed: tuple[str, ...] = ()
     changes: tuple[Change, ...] = ()
     deltas: tuple[Delta, ...] = ()
+    counts_only: bool = False
 
     @property
     def equal(self) -> bool:
@@ -154,7 +182,73 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raise UserError(f"{path} does not exist; pass a report folder, a model.json or a tree listing") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return snapshot_from_mapping(_parse(text, str(path)), label=str(path))
+    snapshot = snapshot_from_mapping(_parse(text, str(path)), label=str(path))
+    side = p.parent / "report.yaml"
+    if snapshot.kind == "report" and side.is_file():
+        snapshot = with_report_yaml(snapshot, _read_yaml(side))
+    return snapshot
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; regenerate the report with analyze") from None
+    return data if isinstance(data, Mapping) else {}
+
+
+def _get(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
+
+
+def with_report_yaml(snapshot: Snapshot, report: Mapping[str, Any]) -> Snapshot:
+    """``snapshot`` with the header facts and headline numbers of its ``report.yaml``."""
+    options = _get(report, "report", "options") or {}
+    workload = _get(report, "workload") or {}
+    page = workload.get("page") or ["?", "?"]
+    facts = dict(snapshot.facts)
+    facts.update(
+        {
+            "device": str(_get(report, "device", "device_id") or "-"),
+            "dtype": str(_get(report, "device", "dtype") or "-"),
+            "attention": str(_get(report, "report", "attention") or "-"),
+            "runtime": str(_get(report, "report", "runtime") or options.get("runtime") or "hf-eager"),
+            "profile": str(_get(report, "device", "profile", "source") or "-"),
+            "workload": f"{workload.get('profile_id') or snapshot.facts.get('workload', '-')}: "
+            f"{workload.get('mode', '?')} {page[0]}x{page[1]}, "
+            f"S={workload.get('seq_len', '?')}, N={workload.get('max_new_tokens', '?')}, "
+            f"batch {workload.get('batch_size', '?')}",
+        }
+    )
+    stages = _get(report, "time", "stages_ms") or {}
+    totals = dict(snapshot.totals)
+    for key in ("ttft", "tpot", "end_to_end"):
+        if isinstance(stages.get(f"{key}_ms"), int | float):
+            totals[f"{key}_s"] = float(stages[f"{key}_ms"]) * 1e-3
+    per_day = _get(report, "time", "throughput", "pages_per_day")
+    memory = _get(report, "memory") or {}
+    for key, value in (
+        ("pages_per_day", per_day),
+        ("peak_memory_bytes", memory.get("total_bytes")),
+        ("max_batch", memory.get("max_batch")),
+    ):
+        if isinstance(value, int | float):
+            totals[key] = float(value)
+    header = dict(snapshot.header)
+    header.update({f"fact.{k}": v for k, v in facts.items() if k not in ("model", "workload", "source revision")})
+    return Snapshot(
+        kind=snapshot.kind,
+        label=snapshot.label,
+        report_id=snapshot.report_id,
+        header=header,
+        totals=totals,
+        nodes=snapshot.nodes,
+        facts=facts,
+    )
 
 
 def _parse(text: str, where: str) -> Any:
@@ -202,8 +296,15 @@ def _from_model(data: Mapping[str, Any], label: str) -> Snapshot:
             )
         workload = data.get("workload") or {}
         header = {f"workload.{k}": workload.get(k) for k in _WORKLOAD_KEYS if k in workload}
-        header["model_variant"] = (data.get("model") or {}).get("model_variant")
+        spec = data.get("model") or {}
+        header["model_variant"] = spec.get("model_variant")
+        header["fact.source revision"] = spec.get("hf_revision") or "built-in"
         total = data.get("predicted_total_time_ms")
+        facts = {
+            "model": str(spec.get("model_variant") or "-"),
+            "source revision": str(spec.get("hf_revision") or "built-in"),
+            "workload": str(workload.get("profile_id") or "-"),
+        }
         return Snapshot(
             kind="report",
             label=label,
@@ -211,6 +312,7 @@ def _from_model(data: Mapping[str, Any], label: str) -> Snapshot:
             header=header,
             totals={"predicted_total_time_s": float(total) * 1e-3} if total is not None else {},
             nodes=nodes,
+            facts=facts,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(
@@ -250,12 +352,22 @@ def _differs(a: float, b: float, tolerance: float) -> bool:
     return abs(a - b) > tolerance * max(abs(a), abs(b))
 
 
-def _node_changes(a: NodeRecord, b: NodeRecord) -> list[Change]:
+def short_class(name: str) -> str:
+    """``deepencoder.Block`` -> ``Block``: a class name without its module prefix."""
+    return name.rsplit(".", 1)[-1]
+
+
+def _node_changes(a: NodeRecord, b: NodeRecord, *, counts_only: bool = False) -> list[Change]:
     out = []
     for name in ("class_name", "repetition", "repetition_count"):
-        if getattr(a, name) != getattr(b, name):
-            out.append(Change(module_id=a.module_id, field=name, a=getattr(a, name), b=getattr(b, name)))
-    for key in sorted(set(a.constructor_params) | set(b.constructor_params)):
+        va, vb = getattr(a, name), getattr(b, name)
+        same = short_class(va) == short_class(vb) if counts_only and name == "class_name" else va == vb
+        if not same:
+            out.append(Change(module_id=a.module_id, field=name, a=va, b=vb))
+    keys = set(a.constructor_params) | set(b.constructor_params)
+    if counts_only:  # constructor extras (a key only one side records) do not count
+        keys = set(a.constructor_params) & set(b.constructor_params)
+    for key in sorted(keys):
         va, vb = a.constructor_params.get(key), b.constructor_params.get(key)
         if va != vb:
             out.append(Change(module_id=a.module_id, field=f"constructor_params.{key}", a=va, b=vb))
@@ -271,24 +383,35 @@ def _metric_deltas(nid: str, a: Mapping[str, float], b: Mapping[str, float], tol
     return out
 
 
-def diff_snapshots(a: Snapshot, b: Snapshot, *, tolerance: float = DEFAULT_TOLERANCE) -> ReportDiff:
-    """Compare ``a`` (before) with ``b`` (after); node order follows ``a`` then the nodes only ``b`` has."""
+def diff_snapshots(
+    a: Snapshot, b: Snapshot, *, tolerance: float = DEFAULT_TOLERANCE, counts_only: bool = False
+) -> ReportDiff:
+    """Compare ``a`` (before) with ``b`` (after); node order follows ``a`` then the nodes only ``b`` has.
+
+    ``counts_only``: tree shape and :data:`COUNT_METRICS` only (see the module docstring)."""
     if not tolerance >= 0:
         raise UserError(f"tolerance must be >= 0 (a relative difference such as 0.01), got {tolerance}")
     if a.kind != b.kind:
         raise UserError(f"cannot compare a {a.kind} ({a.label}) with a {b.kind} ({b.label}); give two of one kind")
+    header_keys = sorted(set(a.header) | set(b.header))
+    if counts_only:
+        header_keys = [k for k in header_keys if k.startswith("workload.") and k != "workload.profile_id"]
     changes = [
         Change(module_id=REPORT_ID, field=key, a=a.header.get(key), b=b.header.get(key))
-        for key in sorted(set(a.header) | set(b.header))
+        for key in header_keys
         if a.header.get(key) != b.header.get(key)
     ]
-    deltas = _metric_deltas(REPORT_ID, a.totals, b.totals, tolerance)
+    deltas = [] if counts_only else _metric_deltas(REPORT_ID, a.totals, b.totals, tolerance)
     for nid, node in a.nodes.items():
         other = b.nodes.get(nid)
         if other is None:
             continue
-        changes += _node_changes(node, other)
-        deltas += _metric_deltas(nid, node.metrics, other.metrics, tolerance)
+        changes += _node_changes(node, other, counts_only=counts_only)
+        mine, theirs = node.metrics, other.metrics
+        if counts_only:
+            mine = {k: v for k, v in mine.items() if k in COUNT_METRICS}
+            theirs = {k: v for k, v in theirs.items() if k in COUNT_METRICS}
+        deltas += _metric_deltas(nid, mine, theirs, tolerance)
     return ReportDiff(
         a=a,
         b=b,
@@ -297,4 +420,5 @@ def diff_snapshots(a: Snapshot, b: Snapshot, *, tolerance: float = DEFAULT_TOLER
         removed=tuple(nid for nid in a.nodes if nid not in b.nodes),
         changes=tuple(changes),
         deltas=tuple(deltas),
+        counts_only=counts_only,
     )

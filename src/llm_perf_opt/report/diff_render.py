@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from llm_perf_opt.report.diff import REPORT_ID, Delta, ReportDiff
+from llm_perf_opt.report.diff import FACTS, HEADLINE, REPORT_ID, Delta, ReportDiff
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_ms
 
 __all__ = ["DEFAULT_LIMIT", "diff_to_dict", "render_diff_text"]
@@ -14,12 +15,14 @@ DEFAULT_LIMIT = 40
 
 
 def _value(metric: str, value: float) -> str:
-    if metric.endswith("time_s"):
+    if metric.endswith("time_s") or metric in ("ttft_s", "tpot_s", "end_to_end_s"):
         return fmt_ms(value)
     if metric == "flops":
         return fmt_flops(value)
     if metric.endswith("bytes"):
         return fmt_bytes(value)
+    if metric == "pages_per_day":
+        return f"{value:,.0f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:.6g}"
 
 
@@ -34,6 +37,7 @@ _NAMES = {
     "params": "params",
     "own_params": "own params",
     "predicted_total_time_s": "predicted end to end",
+    **HEADLINE,
 }
 
 
@@ -72,8 +76,14 @@ def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
         f"B: {b.label}" + (f" (report {b.report_id})" if b.report_id else ""),
         f"tolerance: {diff.tolerance:g} relative; {len(a.nodes)} nodes in A, {len(b.nodes)} in B",
     ]
-    report_changes = [c for c in diff.changes if c.module_id == REPORT_ID]
-    report_deltas = [d for d in diff.deltas if d.module_id == REPORT_ID]
+    if diff.counts_only:
+        lines.append("counts only: tree shape and counters; class module prefixes and constructor extras ignored")
+    lines += _facts_block(diff) + _headline_block(diff)
+    shown = {f"fact.{k}" for k in FACTS} | {"model_variant"} | set(HEADLINE)
+    if "end_to_end_s" in a.totals or "end_to_end_s" in b.totals:
+        shown.add("predicted_total_time_s")  # the headline's end to end
+    report_changes = [c for c in diff.changes if c.module_id == REPORT_ID and c.field not in shown]
+    report_deltas = [d for d in diff.deltas if d.module_id == REPORT_ID and d.metric not in shown]
     if report_changes or report_deltas:
         lines.append("")
         lines.append("report:")
@@ -104,6 +114,55 @@ def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _facts_block(diff: ReportDiff) -> list[str]:
+    """What each report is: model, source revision, workload, device, dtype, attention, runtime, profile; a ``*``
+    marks every fact that differs."""
+    a, b = diff.a.facts, diff.b.facts
+    if not a and not b:
+        return []
+    rows = [("", "A", "B", "")]
+    for key in FACTS:
+        if key in a or key in b:
+            va, vb = str(a.get(key, "-")), str(b.get(key, "-"))
+            rows.append((key, _clip(va), "same" if va == vb else _clip(vb), "" if va == vb else "* differs"))
+    return ["", "what was compared:", *_table(rows)]
+
+
+def _clip(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _headline_block(diff: ReportDiff) -> list[str]:
+    """TTFT, TPOT, end to end, pages/day, peak memory, max batch: A, B and the change."""
+    a, b = diff.a.totals, diff.b.totals
+    keys = [k for k in HEADLINE if k in a or k in b]
+    if not keys or diff.counts_only:
+        return []
+    rows = [("", "A", "B", "change")]
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        if va is None or vb is None:
+            change = "-"
+        elif va == vb:
+            change = "same"
+        else:
+            change = "new" if not va else f"{(vb - va) / abs(va) * 100:+.1f}%"
+        rows.append(
+            (
+                HEADLINE[key],
+                "-" if va is None else _value(key, va),
+                "-" if vb is None else _value(key, vb),
+                change,
+            )
+        )
+    return ["", "headline:", *_table(rows)]
+
+
 def _verdict(diff: ReportDiff) -> str:
     if diff.equal:
         return f"EQUAL within tolerance {diff.tolerance:g}"
@@ -124,6 +183,9 @@ def diff_to_dict(diff: ReportDiff) -> dict[str, Any]:
         "a": {"label": diff.a.label, "report_id": diff.a.report_id, "nodes": len(diff.a.nodes)},
         "b": {"label": diff.b.label, "report_id": diff.b.report_id, "nodes": len(diff.b.nodes)},
         "tolerance": diff.tolerance,
+        "counts_only": diff.counts_only,
+        "facts": {"a": dict(diff.a.facts), "b": dict(diff.b.facts)},
+        "headline": {k: {"a": diff.a.totals.get(k), "b": diff.b.totals.get(k)} for k in HEADLINE},
         "equal": diff.equal,
         "added": list(diff.added),
         "removed": list(diff.removed),

@@ -25,7 +25,11 @@ from llm_perf_opt.report.markdown import render_report_md
 from llm_perf_opt.report.plots import render_plots
 from llm_perf_opt.report.yaml_out import render_report_yaml
 
-__all__ = ["build_report_files", "publish_files", "report_files", "write_report"]
+__all__ = ["REPORT_FILES", "build_report_files", "publish_files", "report_files", "write_report"]
+
+REPORT_FILES = ("report.md", "model.json", "options.json")
+"""Files that mark a folder as an earlier report (written before the output marker existed): ``--out`` may
+replace such a folder whole."""
 
 
 def report_files(result: AnalysisResult) -> dict[str, bytes]:
@@ -61,9 +65,10 @@ def write_report(result: AnalysisResult, out_dir: Path, *, progress: Progress | 
 
 
 def publish_files(files: Mapping[str, bytes], out_dir: Path) -> None:
-    """Write ``files`` (relative path -> bytes) into ``out_dir`` through a staging folder; an OSError is one line."""
+    """Write ``files`` (relative path -> bytes) into a fresh staging folder that then replaces ``out_dir`` whole
+    (nothing stale survives); an OSError is one line."""
     try:
-        with staged_directory(out_dir) as stage:
+        with staged_directory(out_dir, recognise=REPORT_FILES) as stage:
             for rel, data in files.items():
                 target = stage / rel
                 target.parent.mkdir(parents=True, exist_ok=True)

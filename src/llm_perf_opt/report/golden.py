@@ -14,11 +14,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from attrs import evolve, frozen
 
 from llm_perf_opt.analysis.options import AnalysisOptions, options_from_payload
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.report.diff import DEFAULT_TOLERANCE, ReportDiff, diff_snapshots, load_snapshot, snapshot_from_mapping
+from llm_perf_opt.report.diff import (
+    DEFAULT_TOLERANCE,
+    ReportDiff,
+    diff_snapshots,
+    load_snapshot,
+    snapshot_from_mapping,
+    with_report_yaml,
+)
 from llm_perf_opt.report.files import build_report_files
 
 __all__ = [
@@ -89,6 +97,7 @@ def check_golden(
     model: str | None = None,
     trust_remote_code: bool = False,
     use_cache: bool = True,
+    counts_only: bool = False,
 ) -> CheckResult:
     """Regenerate the report ``path`` describes and diff its ``model.json`` against the golden's.
 
@@ -105,9 +114,11 @@ def check_golden(
     files = build_report_files(options, progress=progress, use_cache=use_cache)
     fresh = json.loads(files["model.json"].decode("utf-8"))
     after = snapshot_from_mapping(fresh, label="regenerated")
+    if "report.yaml" in files and before.facts.keys() - {"model", "source revision", "workload"}:
+        after = with_report_yaml(after, yaml.safe_load(files["report.yaml"].decode("utf-8")))
     return CheckResult(
         golden=evolve(golden, options=options),
         fresh_report_id=fresh.get("report_id") if isinstance(fresh, Mapping) else None,
-        diff=diff_snapshots(before, after, tolerance=tolerance),
+        diff=diff_snapshots(before, after, tolerance=tolerance, counts_only=counts_only),
         files=files,
     )

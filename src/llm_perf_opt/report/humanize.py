@@ -16,10 +16,12 @@ __all__ = [
     "fmt_flops",
     "fmt_int",
     "fmt_ms",
+    "fmt_ms_column",
     "fmt_rate",
     "fmt_share",
     "fmt_signed_pct",
     "md_table",
+    "plural",
     "si",
 ]
 
@@ -80,6 +82,24 @@ def fmt_ms(seconds: float) -> str:
     if abs(seconds) >= 10:
         return f"{_sig(seconds, 4)} s"
     return f"{_sig(seconds * 1e3, 4)} ms"
+
+
+def fmt_ms_column(seconds: Sequence[float]) -> list[str]:
+    """Durations of one table column in one unit with one number of decimals (never ``0.1837 ms`` beside
+    ``91.8 us``): ms, or us when every value is below 0.1 ms; decimals so the smallest non-zero value keeps three
+    significant digits (at most 3, at least 0 when every value is 100 or more)."""
+    values = [abs(v) for v in seconds if v]
+    if not values:
+        return ["0 ms" for _ in seconds]
+    unit, factor = ("us", 1e6) if max(values) < 1e-4 else ("ms", 1e3)
+    smallest = min(values) * factor
+    decimals = min(3, max(0, 2 - math.floor(math.log10(smallest))))
+    return [f"{v * factor:,.{decimals}f} {unit}" for v in seconds]
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 token``, ``512 tokens``, ``0 decode steps`` (thousands separated)."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def fmt_share(fraction: float) -> str:

@@ -1,18 +1,19 @@
 """What each DeepSeek-OCR layer class is and how it costs: the text of the ``layers/<Class>.md`` pages.
 
 Data only: one :class:`LayerDoc` per class of the built-in v1 tree (and the torch leaf classes it uses), with the
-formulas in readable math, their symbols, the facts-sheet sections they come from and what they leave out.  The
+formulas in readable math, their symbols, the model-facts sections they come from and what they leave out.  The
 formulas are the eager op-level counts the tracer and the analytic model both produce (2 FLOPs per
 multiply-accumulate; vector FLOPs per output element as in ``analytic/formulas/common.py``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from attrs import frozen
 
-__all__ = ["CONTAINER_DOC", "LAYER_DOCS", "SYMBOLS", "LayerDoc", "doc_for"]
+__all__ = ["CONTAINERS", "CONTAINER_DOC", "LAYER_DOCS", "SYMBOLS", "LayerDoc", "doc_for", "formula_symbols"]
 
 
 @frozen(kw_only=True)
@@ -36,8 +37,10 @@ SYMBOLS: Mapping[str, str] = {
     "d_out": "output features of a Linear",
     "C_in": "input channels of a convolution",
     "C_out": "output channels of a convolution",
-    "k_h, k_w": "kernel height and width",
-    "H_out, W_out": "output height and width",
+    "k_h": "kernel height",
+    "k_w": "kernel width",
+    "H_out": "output height",
+    "W_out": "output width",
     "n": "elements of the tensor the op produces",
     "C": "channels / width normalised over",
     "S": "prefill length: 1 BOS + image tokens + prompt tokens",
@@ -73,6 +76,9 @@ SYMBOLS: Mapping[str, str] = {
     "T_c": "CLIP tokens per view: 1 CLS + (R / 64)^2",
     "n_v": "views in one vision call (crops of a page, or 1 global view)",
     "d_p": "projector input: CLIP width + SAM net_3 channels",
+    "T_img": "image tokens injected per sequence (crop grid + global grid, with a newline per row, + 1 view separator)",
+    "T_p": "tokens the SAM projections see per view: g_p^2 in windowed blocks (padded grid), g^2 in global blocks",
+    "taps": "input elements one interpolated output element reads (bicubic: 16)",
 }
 """Every symbol a formula uses, with its meaning."""
 
@@ -91,7 +97,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("weights", "`(d_in * d_out + d_out) * w` (bias term only with a bias)"),
         ),
         symbols=("T", "d_in", "d_out", "a", "w"),
-        source="facts sheet §2 (shapes and parameter counts), §3.7 (closed forms); torch FlopCounterMode mm/addmm",
+        source="model-facts §2 (shapes and parameter counts), §3.7 (closed forms); torch FlopCounterMode mm/addmm",
         assumptions=(
             "No fusion with the following activation or bias; weights are re-read on every call (no cache reuse).",
         ),
@@ -105,8 +111,8 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "`B * C_out * H_out * W_out` with a bias"),
             ("bytes", "read input + weights (+ bias), write `B * C_out * H_out * W_out * a`"),
         ),
-        symbols=("B", "C_in", "C_out", "k_h, k_w", "H_out, W_out", "a"),
-        source="facts sheet §2.1 (SAM modules), §3.7 (neck, net_2, net_3 closed forms)",
+        symbols=("B", "C_in", "C_out", "k_h", "k_w", "H_out", "W_out", "a"),
+        source="model-facts §2.1 (SAM modules), §3.7 (neck, net_2, net_3 closed forms)",
         assumptions=("Padded taps are counted, as torch counts them.",),
     ),
     "LayerNorm": LayerDoc(
@@ -117,7 +123,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "read `T * C * a + 2 * C * w`, write `T * C * a + 2 * T * 4` (fp32 mean and rstd)"),
         ),
         symbols=("T", "C", "a", "w"),
-        source="facts sheet §2.1, §2.2; analytic/formulas/common.py layer_norm",
+        source="model-facts §2.1, §2.2; analytic/formulas/common.py layer_norm",
     ),
     "LayerNorm2d": LayerDoc(
         role="channel-wise LayerNorm on NCHW maps (SAM neck)",
@@ -127,7 +133,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "every eager op reads its inputs and writes its output in full (one pass per op)"),
         ),
         symbols=("n", "B", "C"),
-        source="facts sheet §2.1 (neck)",
+        source="model-facts §2.1 (neck)",
         assumptions=(_BYTES_NOTE,),
     ),
     "GELU": LayerDoc(
@@ -138,14 +144,14 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "read `n * a`, write `n * a`"),
         ),
         symbols=("n", "a"),
-        source="facts sheet §2.1; tracer ACTIVATION_FLOPS['gelu']",
+        source="model-facts §2.1; tracer ACTIVATION_FLOPS['gelu']",
     ),
     "SiLU": LayerDoc(
         role="SiLU activation x * sigmoid(x)",
         what="act_fn of every decoder MLP (dense layer 0, shared and routed experts).",
         formulas=(("vector FLOPs", "`5 * n` (sigmoid 4 + multiply)"), ("bytes", "read `n * a`, write `n * a`")),
         symbols=("n", "a"),
-        source="facts sheet §2.4; tracer ACTIVATION_FLOPS['silu']",
+        source="model-facts §2.4; tracer ACTIVATION_FLOPS['silu']",
     ),
     "Embedding": LayerDoc(
         role="table lookup",
@@ -156,7 +162,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "read the selected rows `T * d * w` and the int64 ids `T * 8`, write `T * d * a`"),
         ),
         symbols=("T", "d", "a", "w"),
-        source="facts sheet §2 (embed_tokens), §3.3 step 1; DESIGN §3 (gathers read the rows they select)",
+        source="model-facts §2 (embed_tokens), §3.3 step 1; conventions §2 (gathers read the rows they select)",
         assumptions=("Image positions get a real embedding that injection later overwrites (as upstream does).",),
     ),
     "PatchEmbed": LayerDoc(
@@ -167,21 +173,21 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "`n_v * g^2 * C_s` bias"),
         ),
         symbols=("n_v", "g", "C_s"),
-        source="facts sheet §2.1, §3.7 (SAM patch conv)",
+        source="model-facts §2.1, §3.7 (SAM patch conv)",
     ),
     "Attention": LayerDoc(
         role="SAM attention with decomposed relative positions (windowed or global)",
         what="Windowed blocks attend inside 14x14 windows of the zero-padded grid; global blocks (2, 5, 8, 11) over "
         "the whole g x g grid. The rel-pos terms are an additive bias passed to scaled_dot_product_attention.",
         formulas=(
-            ("qkv + proj (matmul)", "`2 * n_v * T_p * (C_s * 3 C_s + C_s^2)`, T_p = g_p^2 windowed, g^2 global"),
+            ("qkv + proj (matmul)", "`2 * n_v * T_p * (C_s * 3 C_s + C_s^2)`"),
             ("rel-pos einsums (matmul)", "`4 * n_v * n_w * h_s * t * s * D_s`"),
             ("scores and values (matmul)", "`4 * n_v * n_w * h_s * t^2 * D_s`"),
             ("softmax (vector)", "`(5 + 1) * n_v * n_w * h_s * t^2` (+1: the additive bias)"),
             ("bias bytes", "`n_v * n_w * h_s * t^2 * a` written once and read by the attention kernel"),
         ),
         symbols=("n_v", "g", "g_p", "n_w", "t", "s", "C_s", "h_s", "D_s", "a"),
-        source="facts sheet §2.1 (behaviour), §3.7 (windowed and global block closed forms, IO notes)",
+        source="model-facts §2.1 (behaviour), §3.7 (windowed and global block closed forms, IO notes)",
         assumptions=(
             "With an additive mask SDPA cannot take the flash kernel; the bias is materialised in activation dtype.",
             "Global blocks at 640 px interpolate the 127-row rel-pos table to 79 rows (counted as interpolation).",
@@ -196,7 +202,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "window partition/unpartition pad and copy the grid (data movement) besides the children"),
         ),
         symbols=("n_v", "g", "C_s", "M_s"),
-        source="facts sheet §2.1, §3.7",
+        source="model-facts §2.1, §3.7",
     ),
     "MLPBlock": LayerDoc(
         role="SAM MLP: lin1 (768 -> 3072), GELU, lin2 (3072 -> 768)",
@@ -206,7 +212,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "`5 * n_v * g^2 * M_s` (GELU) + biases `n_v * g^2 * (M_s + C_s)`"),
         ),
         symbols=("n_v", "g", "C_s", "M_s"),
-        source="facts sheet §2.1, §3.7",
+        source="model-facts §2.1, §3.7",
     ),
     "ImageEncoderViT": LayerDoc(
         role="SAM-B image encoder (the first vision tower)",
@@ -220,7 +226,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("net_2 + net_3", "`2 * n_v * (g/2)^2 * 9 * 256 * 512 + 2 * n_v * (g/4)^2 * 9 * 512 * 1024`"),
         ),
         symbols=("n_v", "g", "C_s"),
-        source="facts sheet §2.1, §3.7 (SAM 976.909 GFLOP on the 1024 view; 1302.483 on 4 crops)",
+        source="model-facts §2.1, §3.7 (SAM 976.909 GFLOP on the 1024 view; 1302.483 on 4 crops)",
     ),
     "CLIPVisionEmbeddings": LayerDoc(
         role="CLIP embeddings fed by SAM features",
@@ -231,7 +237,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "concat and add passes over `n_v * T_c * C_c * a`"),
         ),
         symbols=("n_v", "T_c", "C_c", "a"),
-        source="facts sheet §2.2 (how it consumes SAM)",
+        source="model-facts §2.2 (how it consumes SAM)",
     ),
     "NoTPAttention": LayerDoc(
         role="CLIP self-attention (non-causal, no mask)",
@@ -241,7 +247,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "softmax `5 * n_v * h_c * T_c^2` + biases"),
         ),
         symbols=("n_v", "T_c", "C_c", "h_c", "D_c"),
-        source="facts sheet §2.2, §3.7 (CLIP closed form)",
+        source="model-facts §2.2, §3.7 (CLIP closed form)",
     ),
     "NoTPFeedForward": LayerDoc(
         role="CLIP MLP: fc1, quick_gelu x * sigmoid(1.702 x), fc2",
@@ -251,7 +257,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "quick_gelu about `6 * n_v * T_c * F_c` (scale, sigmoid, multiply) + biases"),
         ),
         symbols=("n_v", "T_c", "C_c", "F_c"),
-        source="facts sheet §2.2, §3.7",
+        source="model-facts §2.2, §3.7",
     ),
     "NoTPTransformerBlock": LayerDoc(
         role="CLIP block: pre-LN attention + pre-LN MLP, residuals",
@@ -260,14 +266,14 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("matmul FLOPs", "`2 * n_v * T_c * (C_c * 3 C_c + C_c^2 + 2 * C_c * F_c) + 4 * n_v * h_c * T_c^2 * D_c`"),
         ),
         symbols=("n_v", "T_c", "C_c", "F_c", "h_c", "D_c"),
-        source="facts sheet §2.2, §3.7",
+        source="model-facts §2.2, §3.7",
     ),
     "NoTPTransformer": LayerDoc(
         role="CLIP transformer stack (24 blocks)",
         what="Holds the ModuleList of CLIP blocks.",
         formulas=(("matmul FLOPs", "`L_c` x NoTPTransformerBlock"),),
         symbols=("L_c",),
-        source="facts sheet §2.2",
+        source="model-facts §2.2",
     ),
     "VitModel": LayerDoc(
         role="CLIP-L vision tower (the second vision tower, fed by SAM)",
@@ -280,7 +286,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ),
         ),
         symbols=("L_c", "n_v", "T_c", "C_c", "F_c", "h_c", "D_c"),
-        source="facts sheet §2.2, §3.7 (161.716 GFLOP on the 1024 view; 248.019 on 4 crops)",
+        source="model-facts §2.2, §3.7 (161.716 GFLOP on the 1024 view; 248.019 on 4 crops)",
     ),
     "MlpProjector": LayerDoc(
         role="projector: Linear 2048 -> 1280 on fused vision tokens",
@@ -288,7 +294,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
         "decoder width; newline and separator vectors are then inserted and the result injected into the embeddings.",
         formulas=(("matmul FLOPs", "`2 * n_v * (T_c - 1) * d_p * d`"), ("vector FLOPs", "bias `n_v * (T_c - 1) * d`")),
         symbols=("n_v", "T_c", "d_p", "d"),
-        source="facts sheet §2.3, §3.3 step 2, §3.7 (projector 1.342 GFLOP at 256 tokens)",
+        source="model-facts §2.3, §3.3 step 2, §3.7 (projector 1.342 GFLOP at 256 tokens)",
     ),
     "DeepseekV2RMSNorm": LayerDoc(
         role="RMSNorm (fp32 compute, cast back, weight multiply)",
@@ -302,7 +308,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("bytes", "fp32 upcast and downcast passes plus the normalised output (eager op by op)"),
         ),
         symbols=("T", "d"),
-        source="facts sheet §2.4",
+        source="model-facts §2.4",
         assumptions=(_BYTES_NOTE,),
     ),
     "LlamaRotaryEmbedding": LayerDoc(
@@ -313,7 +319,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "cos and sin of `q * D_h`"),
         ),
         symbols=("q", "D_h"),
-        source="facts sheet §2.4, §3.7 (extra rotary matmuls)",
+        source="model-facts §2.4, §3.7 (extra rotary matmuls)",
     ),
     "LlamaAttention": LayerDoc(
         role="decoder multi-head attention with RoPE and a KV cache",
@@ -327,7 +333,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("KV read per decode step", "`2 * H_kv * k * D_h * a` per layer"),
         ),
         symbols=("q", "k", "d", "H", "H_kv", "D_h", "a"),
-        source="facts sheet §2.4, §3.4 (KV cache), §3.7 (decoder closed forms)",
+        source="model-facts §2.4, §3.4 (KV cache), §3.7 (decoder closed forms)",
         assumptions=(
             "The report's attention kernel decides which count feeds time (see the report's assumptions).",
             "KV cache: 2 * L * H_kv * D_h * a bytes per cached token, counted once at the final length S + N - 1.",
@@ -343,7 +349,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("weights", "`3 * d * I * w`"),
         ),
         symbols=("T", "d", "I", "I_s", "I_e", "w"),
-        source="facts sheet §2.4 (parameter table), §3.7",
+        source="model-facts §2.4 (parameter table), §3.7",
     ),
     "MoEGate": LayerDoc(
         role="MoE router: fp32 scores, softmax over experts, top-k",
@@ -353,7 +359,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "softmax `5 * T * E` + top-k `T * E` comparisons"),
         ),
         symbols=("T", "d", "E"),
-        source="facts sheet §2.4 (MoE semantics)",
+        source="model-facts §2.4 (MoE semantics)",
     ),
     "DeepseekV2MoE": LayerDoc(
         role="mixture-of-experts MLP: gate, routed experts, shared experts",
@@ -366,7 +372,8 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("expert weights read", "distinct experts touched x `3 * d * I_e * w`; expected `E * (1 - (1 - K/E)^T)`"),
         ),
         symbols=("T", "K", "E", "d", "I_e", "I_s", "w"),
-        source="facts sheet §2.4, §2.6 (active parameters), §3.7; prior-art notes on expert coverage",
+        source="model-facts §2.4, §2.6 (active parameters), §3.7; expected distinct experts `E * (1 - (1 - K/E)^T)` "
+        "(`llm_perf_opt.workloads.routing.expected_distinct_experts`)",
         assumptions=("FLOPs do not depend on routing; the weight bytes (distinct experts per step) do.",),
     ),
     "DeepseekV2DecoderLayer": LayerDoc(
@@ -381,7 +388,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("vector FLOPs", "2 RMSNorms + attention softmax + activation + 2 residual adds `2 * q * d`"),
         ),
         symbols=("q", "k", "d", "H", "D_h", "I", "I_s", "I_e", "E", "K"),
-        source="facts sheet §2.4, §3.7 (48.717 / 50.560 GFLOP per layer at S = 703)",
+        source="model-facts §2.4, §3.7 (48.717 / 50.560 GFLOP per layer at S = 703)",
     ),
     "DeepseekOCRModel": LayerDoc(
         role="the multimodal model body",
@@ -389,7 +396,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
         "tokens (masked_scatter), then the 12 decoder layers and the final norm.",
         formulas=(("total", "sum of its children; injection copies `T_img * d * a` bytes"),),
         symbols=("d", "a"),
-        source="facts sheet §3.3",
+        source="model-facts §3.3",
     ),
     "DeepseekOCRForCausalLM": LayerDoc(
         role="the root: model body + lm_head",
@@ -401,7 +408,7 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
             ("logits bytes", "`S * V * 4` written at prefill (fp32)"),
         ),
         symbols=("S", "d", "V"),
-        source="facts sheet §2.5, §3.3 step 5, §3.7",
+        source="model-facts §2.5, §3.3 step 4, §3.7",
     ),
 }
 """Class name -> its page text."""
@@ -409,14 +416,27 @@ LAYER_DOCS: Mapping[str, LayerDoc] = {
 CONTAINER_DOC = LayerDoc(
     role="container (no ops of its own)",
     what="Holds child modules; its numbers are the sums of its children's.",
-    source="DESIGN §3 (inclusive metrics)",
+    source="conventions §8 (inclusive metrics)",
 )
 
-_CONTAINERS = frozenset({"ModuleList", "Sequential", "ModuleDict"})
+CONTAINERS = frozenset({"ModuleList", "Sequential", "ModuleDict"})
+"""Classes that only hold children: no page of their own unless they run ops themselves."""
 
 
 def doc_for(class_name: str) -> LayerDoc | None:
     """The page text for ``class_name`` (containers share one); None for a class with no written description."""
-    if class_name in _CONTAINERS:
+    if class_name in CONTAINERS:
         return CONTAINER_DOC
     return LAYER_DOCS.get(class_name)
+
+
+def formula_symbols(doc: LayerDoc) -> tuple[str, ...]:
+    """The symbols a page must define: those the doc lists, then every :data:`SYMBOLS` key its formulas use (inside
+    backticks), in order of first use."""
+    found: dict[str, None] = dict.fromkeys(doc.symbols)
+    for _, formula in doc.formulas:
+        for part in re.findall(r"`([^`]*)`", formula):
+            for token in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", part):
+                if token in SYMBOLS:
+                    found.setdefault(token, None)
+    return tuple(found)

@@ -8,6 +8,7 @@ class nested in another of the same class is not counted twice) and a row per no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from math import ceil
 
@@ -16,11 +17,29 @@ from attrs import frozen
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.core import Cost
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT
-from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_int, fmt_ms, fmt_share, fmt_signed_pct, md_table
-from llm_perf_opt.report.layer_docs import SYMBOLS, LayerDoc, doc_for
+from llm_perf_opt.report.humanize import (
+    fmt_bytes,
+    fmt_flops,
+    fmt_int,
+    fmt_ms,
+    fmt_ms_column,
+    fmt_share,
+    fmt_signed_pct,
+    md_table,
+)
+from llm_perf_opt.report.layer_docs import CONTAINERS, SYMBOLS, LayerDoc, doc_for, formula_symbols
+from llm_perf_opt.report.stage_view import eager_note
 from llm_perf_opt.tracer.result import TracedNode
 
-__all__ = ["LayerSummary", "layer_classes", "layer_summary", "render_layer_pages", "symbol_values"]
+__all__ = [
+    "LayerSummary",
+    "cite_docs",
+    "layer_classes",
+    "layer_summary",
+    "render_layer_pages",
+    "repetition_text",
+    "symbol_values",
+]
 
 _ROW_LIMIT = 25
 
@@ -35,11 +54,43 @@ def _module_nodes(r: AnalysisResult) -> Iterator[TracedNode]:
 
 
 def layer_classes(r: AnalysisResult) -> list[str]:
-    """Short class names of the analysed module nodes, in order of first appearance in the tree."""
+    """Short class names of the analysed module nodes, in order of first appearance in the tree; containers
+    (``ModuleList``, ``Sequential``) only when one of them runs ops of its own (else it has nothing to say)."""
     seen: dict[str, None] = {}
     for node in _module_nodes(r):
+        if _short(node) in CONTAINERS and not _has_own_ops(r, node):
+            continue
         seen.setdefault(_short(node), None)
     return list(seen)
+
+
+def _has_own_ops(r: AnalysisResult, node: TracedNode) -> bool:
+    children = Cost.total(r.trace.nodes[c].cost for c in node.children)
+    return node.cost.kernels > children.kernels
+
+
+def repetition_text(r: AnalysisResult, node: TracedNode) -> str:
+    """How often the node's work repeats, outermost first, as the tree prints it: ``for x11``, ``for x11 · parfor
+    x64`` (a node inside a group repeats with it), ``for x511 steps`` for decode; ``-`` when it runs once."""
+    chain: list[TracedNode] = []
+    current: TracedNode | None = node
+    while current is not None and current.module_id != "root":
+        chain.append(current)
+        current = r.trace.nodes.get(current.parent_id) if current.parent_id else None
+    parts = []
+    for item in reversed(chain):
+        if item.repetition == "none" or not item.repetition_count:
+            continue
+        steps = " steps" if "/" not in item.module_id else ""
+        parts.append(f"{item.repetition} x{fmt_int(item.repetition_count)}{steps}")
+    return " · ".join(parts) or "-"
+
+
+def cite_docs(text: str) -> str:
+    """``model-facts §2.1`` -> ```docs/model-facts.md` §2.1``; the same for ``conventions §N``: sources name the
+    documents that ship in the llm-perf-opt repository."""
+    text = re.sub(r"\bmodel-facts §", "`docs/model-facts.md` §", text)
+    return re.sub(r"(?<![\w/.-])conventions §", "`docs/conventions.md` §", text)
 
 
 @frozen(kw_only=True)
@@ -140,6 +191,18 @@ def symbol_values(r: AnalysisResult) -> dict[str, str]:
         "T_c": per_view(lambda R: 1 + (R // 64) ** 2),
         "n_v": ", ".join(f"{n} ({name})" for name, _, n in views),
         "d_p": fmt_int(c.projector.input_dim),
+        "T_img": fmt_int(w.image_tokens),
+        "T_p": "g_p^2 = "
+        + per_view(lambda R: padded(R) ** 2)
+        + " (windowed); g^2 = "
+        + per_view(lambda R: (R // 16) ** 2)
+        + " (global)",
+        "taps": "16 (bicubic)",
+        "k_h": "16 (SAM patch), 1 or 3 (neck), 3 (net_2, net_3)",
+        "k_w": "as k_h",
+        "H_out": "per convolution: "
+        + per_view(lambda R: f"{R // 16} (patch, neck), {R // 32} (net_2), {R // 64} (net_3)"),
+        "W_out": "as H_out (square views)",
     }
 
 
@@ -187,11 +250,12 @@ def _param(value: object) -> str:
 
 def _formulas(doc: LayerDoc, values: dict[str, str]) -> str:
     parts = ["## Formulas\n", md_table(("quantity", "formula"), doc.formulas, align="ll")]
-    if doc.symbols:
-        rows = [(f"`{s}`", SYMBOLS.get(s, ""), values.get(s, "-")) for s in doc.symbols]
+    symbols = formula_symbols(doc)
+    if symbols:
+        rows = [(f"`{s}`", SYMBOLS.get(s, ""), values.get(s, "-")) for s in symbols]
         parts += ["Symbols:\n", md_table(("symbol", "meaning", "value here"), rows, align="lll")]
     if doc.source:
-        parts.append(f"Source: {doc.source}.\n")
+        parts.append(f"Source: {cite_docs(doc.source)} (documents in the llm-perf-opt repository).\n")
     assumptions = [
         "FLOPs are 2 per multiply-accumulate; vector FLOPs are counted apart from matmul FLOPs.",
         *doc.assumptions,
@@ -203,8 +267,10 @@ def _formulas(doc: LayerDoc, values: dict[str, str]) -> str:
 def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
     s = layer_summary(r, cls)
     total_s = r.timed.total_s
+    note = eager_note(r)
     lines = [
         "## This workload\n",
+        *([note, ""] if note else []),
         f"Totals over {s.nodes} outermost node(s), {fmt_int(s.calls)} call(s): matmul FLOPs "
         f"{fmt_int(s.cost.matmul_flops)} ({fmt_flops(s.cost.matmul_flops)}; "
         f"executed {fmt_flops(s.cost.matmul_flops_executed)}), "
@@ -216,8 +282,9 @@ def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
     ]
     ranked = sorted(nodes, key=lambda n: (-_seconds(r, n), n.module_id))
     rows = []
-    for n in ranked[:_ROW_LIMIT]:
-        rep = f"{n.repetition} x{n.repetition_count}" if n.repetition != "none" else "-"
+    shown = ranked[:_ROW_LIMIT]
+    for n, time_text in zip(shown, fmt_ms_column([_seconds(r, n) for n in shown]), strict=True):
+        rep = repetition_text(r, n)
         rows.append(
             (
                 f"`{n.module_id}`",
@@ -226,7 +293,7 @@ def _numbers(r: AnalysisResult, cls: str, nodes: list[TracedNode]) -> str:
                 fmt_flops(n.cost.total_flops),
                 fmt_bytes(n.cost.total_bytes),
                 fmt_bytes(n.peak_activation_bytes),
-                fmt_ms(_seconds(r, n)),
+                time_text,
                 _closed_form(r, n),
             )
         )

@@ -17,9 +17,11 @@ from llm_perf_opt.report.humanize import (
     fmt_flops,
     fmt_int,
     fmt_ms,
+    fmt_ms_column,
     fmt_rate,
     fmt_share,
     md_table,
+    plural,
 )
 from llm_perf_opt.report.md_analysis import (
     assumptions_section,
@@ -30,7 +32,8 @@ from llm_perf_opt.report.md_analysis import (
     top_modules_section,
     validation_section,
 )
-from llm_perf_opt.report.md_runtime import runtime_section
+from llm_perf_opt.report.md_runtime import kernel_note, overhead_label, runtime_section, time_note, top_group_fact
+from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
 
 __all__ = ["render_report_md", "reproduce_command"]
 
@@ -95,17 +98,25 @@ def _title(r: AnalysisResult) -> str:
         if cap.fits
         else f"does **not** fit the {fmt_bytes(cap.capacity_bytes)} device"
     )
-    steps = f"{fmt_int(s.decode_steps)} decode steps of {fmt_ms(s.tpot_s)} (TPOT)" if s.decode_steps else "no decode"
+    steps = (
+        f"{plural(s.decode_steps, 'decode step')} of {fmt_ms(s.tpot_s)} (TPOT)"
+        if s.decode_steps
+        else "no decode step (the one token comes from prefill)"
+    )
     lines = [
         f"# {r.model.model.model_variant} · {w.mode.name} {w.page_width}x{w.page_height} · {r.device.name}",
         "",
         f"Report `{r.report_id}` · model source {r.model_source} · {r.dtype} · {r.trace.attention} attention · "
         f"routing {r.trace.routing}",
         "",
-        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {fmt_int(w.max_new_tokens)} tokens each: "
-        f"time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
-        f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
-        f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
+        f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {plural(w.max_new_tokens, 'token')}"
+        f"{' each' if w.batch_size > 1 else ''}: time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
+        + (
+            f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
+            if cap.fits
+            else "No throughput: this configuration does not fit the device memory. "
+        )
+        + f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
         "",
         *_key_facts(r),
         "",
@@ -119,27 +130,23 @@ def _title(r: AnalysisResult) -> str:
 
 def _key_facts(r: AnalysisResult) -> list[str]:
     """Three bullets a reader should take away: the dominant stage, what bounds the time, the top module."""
-    s, root = r.stages, r.timed.nodes.get("root")
+    s = r.stages
     e2e = s.end_to_end_s
     facts = []
     if e2e > 0:
         stages = {"vision": s.vision_s, "projector": s.projector_s, "prefill": s.prefill_s, "decode": s.decode_s}
         big = max(stages, key=lambda k: (stages[k], k))
         facts.append(f"- Largest stage: {big}, {fmt_share(stages[big] / e2e)} of end to end.")
-    if root is not None and root.total_s > 0:
-        kernels = r.trace.root.cost.kernels
+    bound = stage_bound(r, "root")
+    if bound is not None and bound.total_s > 0:
         facts.append(
-            f"- Bound: compute {fmt_share(root.compute_bound_s / root.total_s)}, memory "
-            f"{fmt_share(root.memory_bound_s / root.total_s)}, launch overhead "
-            f"{fmt_share(root.overhead_s / root.total_s)} ({fmt_int(kernels)} kernels"
-            + (
-                f"; {note}"
-                if (note := r.profile.overhead_note())
-                else f" at {fmt_ms(r.profile.kernel_overhead_s)} each"
-            )
-            + ")."
+            f"- Bound: compute {fmt_share(bound.compute_s / bound.total_s)}, memory "
+            f"{fmt_share(bound.memory_s / bound.total_s)}, {overhead_label(r)} "
+            f"{fmt_share(bound.overhead_s / bound.total_s)} ({fmt_int(round(bound.kernels))} kernels{kernel_note(r)})."
         )
-    if r.summary.top_modules:
+    if runtime_timed(r):
+        facts.append(top_group_fact(r))
+    elif r.summary.top_modules:
         top = r.summary.top_modules[0]
         facts.append(
             f"- Slowest module (own time): `{top.module_id}`, {fmt_ms(top.total_time_ms / 1e3)} "
@@ -205,19 +212,26 @@ def _device(r: AnalysisResult) -> str:
 
 def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tuple[str, ...]:
     e2e = r.stages.end_to_end_s
-    node = r.trace.nodes.get(stage)
-    timed = r.timed.nodes.get(stage)
+    node, bound = r.trace.nodes.get(stage), stage_bound(r, stage)
     flops = fmt_flops(node.cost.total_flops) if node else "-"
-    nbytes = fmt_bytes(node.cost.total_bytes) if node else "-"
-    kernels = fmt_count(node.cost.kernels) if node else "-"
-    if timed and timed.total_s > 0:
+    nbytes = fmt_bytes(bound.bytes) if bound else "-"
+    kernels = fmt_count(bound.kernels) if bound else "-"
+    if bound and bound.total_s > 0:
         split = (
-            f"{fmt_share(timed.compute_bound_s / timed.total_s)} / {fmt_share(timed.memory_bound_s / timed.total_s)}"
-            f" / {fmt_share(timed.overhead_s / timed.total_s)}"
+            f"{fmt_share(bound.compute_s / bound.total_s)} / {fmt_share(bound.memory_s / bound.total_s)}"
+            f" / {fmt_share(bound.overhead_s / bound.total_s)}"
         )
     else:
         split = "-"
     return (label, fmt_ms(seconds), fmt_share(seconds / e2e) if e2e else "-", flops, nbytes, kernels, split)
+
+
+def _uniform_times(rows: list[tuple[str, ...]], seconds: list[float]) -> list[tuple[str, ...]]:
+    """The rows with their time column (index 1) in one unit and one format (:func:`fmt_ms_column`)."""
+    out = []
+    for row, text in zip(rows, fmt_ms_column(seconds), strict=True):
+        out.append((row[0], f"**{text}**" if row[1].startswith("**") else text, *row[2:]))
+    return out
 
 
 def _time(r: AnalysisResult) -> str:
@@ -234,11 +248,16 @@ def _time(r: AnalysisResult) -> str:
             "",
         )
     )
-    rows.append(_stage_row(r, "decode", f"Decode, {fmt_int(s.decode_steps)} steps", s.decode_s))
-    rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+    seconds = [getattr(s, f"{stage}_s") for stage, _ in _STAGE_ROWS] + [s.ttft_s]
+    if s.decode_steps:
+        rows.append(_stage_row(r, "decode", f"Decode, {plural(s.decode_steps, 'step')}", s.decode_s))
+        rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
+        seconds += [s.decode_s, s.tpot_s]
     if s.other_s > 0 or "other" in r.trace.nodes:
         rows.append(_stage_row(r, "other", "Other (outside the stages)", s.other_s))
+        seconds.append(s.other_s)
     rows.append(_stage_row(r, "root", "**End to end**", s.end_to_end_s))
+    rows = _uniform_times(rows, [*seconds, s.end_to_end_s])
     header = ("stage", "time", "share", "FLOPs", "bytes moved", "kernels", "compute / memory / overhead")
     t = r.throughput
     throughput = md_table(
@@ -247,7 +266,7 @@ def _time(r: AnalysisResult) -> str:
             (
                 str(t.batch_size),
                 f"{t.tokens_per_s:,.1f}",
-                f"{t.decode_tokens_per_s:,.1f}",
+                f"{t.decode_tokens_per_s:,.1f}" if s.decode_steps else "- (no decode step)",
                 f"{t.pages_per_s:,.3f}",
                 f"{t.pages_per_day:,.0f}",
             )
@@ -257,9 +276,7 @@ def _time(r: AnalysisResult) -> str:
         "## Time\n",
         md_table(header, rows),
         "",
-        "The last column splits each stage's predicted time by what bounds its kernel groups: compute (FLOPs at "
-        "the category efficiency), memory (bytes at the memory efficiency) and per-kernel launch overhead. "
-        "Bytes are eager op-level traffic, an upper bound for fused kernels.",
+        time_note(r),
         "",
         "### Throughput (static batching, batches back to back)\n",
         throughput,
@@ -278,7 +295,15 @@ def _measured_table(r: AnalysisResult) -> str:
     for row in stages:
         keys += [str(k) for k in row if str(k) not in keys]
     table = md_table(keys, [[_plain(row.get(k)) for k in keys] for row in stages]) if stages else ""
-    return (f"Measurement: {head}.\n\n" if head else "") + table
+    flagged = [str(x) for x in measured.get("mismatches", [])]
+    warning = (
+        "**Warning: this measurement does not match the prediction** (compared with `--allow-mismatch`): "
+        + "; ".join(flagged)
+        + ". The ratios below compare different configurations.\n\n"
+        if flagged
+        else ""
+    )
+    return warning + (f"Measurement: {head}.\n\n" if head else "") + table
 
 
 def _plain(value: object) -> str:
@@ -305,7 +330,8 @@ def _memory(r: AnalysisResult) -> str:
             "peak activations",
             fmt_bytes(m.peak_activation_bytes),
             fmt_int(m.peak_activation_bytes),
-            "largest live set at any point (a max, not a sum)",
+            "largest live set at any point (a max, not a sum): the closed-form estimate `sweep` uses too; the traced "
+            f"live set peaks at {fmt_bytes(r.trace.root.peak_activation_bytes)}",
         ),
         ("**total**", f"**{fmt_bytes(m.total_bytes)}**", fmt_int(m.total_bytes), "weights + KV + peak activations"),
         ("device capacity", fmt_bytes(c.capacity_bytes), fmt_int(c.capacity_bytes), r.device.device_id),
@@ -315,4 +341,34 @@ def _memory(r: AnalysisResult) -> str:
         f"Largest batch that fits: **{fmt_int(c.max_batch)}** (capacity minus weights, over KV + activations per "
         "sequence). Left out: CUDA context, allocator fragmentation and workspaces."
     )
-    return "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
+    text = "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
+    measured = r.validation.get("memory")
+    if measured:
+        text += "\n\n" + _measured_memory_table(measured)
+    budget = r.validation.get("memory_budget")
+    if budget:
+        text += (
+            f"\n\nLargest batch of the measured run that fits {budget['device']} "
+            f"({fmt_bytes(budget['budget_bytes'])}): predicted **{fmt_int(budget['largest_batch_predicted'])}**, "
+            f"measured **{fmt_int(budget['largest_batch_measured'])}** ({budget['includes']})."
+        )
+    return text
+
+
+def _measured_memory_table(rows: list[dict[str, object]]) -> str:
+    """``validation.json`` -> ``memory``: predicted vs measured peak per stage (bytes above the weights)."""
+    body = [
+        (
+            str(row["stage"]),
+            fmt_bytes(int(str(row["predicted_peak_bytes"]))),
+            fmt_bytes(int(str(row["measured_peak_bytes"]))),
+            "-" if row["rel_error"] is None else f"{float(str(row['rel_error'])):+.1%}",
+        )
+        for row in rows
+    ]
+    return (
+        "### Peak memory: predicted vs measured\n\n"
+        "Bytes above the resident weights at each stage's peak of the `--measured` run (its inputs, the KV cache at "
+        "its final length and the live activations), predicted by a trace in the measured dtype and decoder "
+        "attention.\n\n" + md_table(("stage", "predicted", "measured", "error"), body, align="lrrr")
+    )

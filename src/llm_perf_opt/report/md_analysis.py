@@ -10,8 +10,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_ms, fmt_share, md_table
+from llm_perf_opt.report.humanize import (
+    fmt_bytes,
+    fmt_count,
+    fmt_flops,
+    fmt_int,
+    fmt_ms,
+    fmt_ms_column,
+    fmt_share,
+    md_table,
+)
 from llm_perf_opt.report.layers import layer_classes, layer_summary
+from llm_perf_opt.report.stage_view import eager_note
 
 __all__ = [
     "PLOTS",
@@ -43,6 +53,7 @@ def short_class(qualified: str) -> str:
 
 def top_modules_section(r: AnalysisResult) -> str:
     rows = []
+    times = fmt_ms_column([m.total_time_ms / 1e3 for m in r.summary.top_modules])
     for rank, m in enumerate(r.summary.top_modules, 1):
         node = r.trace.nodes.get(m.module_id)
         cls = short_class(node.qualified_class_name) if node else "-"
@@ -52,7 +63,7 @@ def top_modules_section(r: AnalysisResult) -> str:
                 f"`{m.module_id}`",
                 cls,
                 m.stage,
-                fmt_ms(m.total_time_ms / 1e3),
+                times[rank - 1],
                 fmt_share(m.share_of_model_time),
                 fmt_flops(m.total_flops_tflops * 1e12),
                 fmt_bytes(m.memory_activations_gb * 1e9),
@@ -61,10 +72,17 @@ def top_modules_section(r: AnalysisResult) -> str:
     header = ("#", "module", "class", "stage", "own time", "share", "own FLOPs", "peak activations")
     return (
         "## Where the time goes: top modules\n\n"
-        "Ranked by *own* time (ops run directly in the module; a parent never hides its children). "
+        + _labelled(r)
+        + "Ranked by *own* time (ops run directly in the module; a parent never hides its children). "
         "Grouped ids such as `layers.{1..11}` are totals over every member and every call.\n\n"
         + md_table(header, rows, align="rllrrrrr")
     )
+
+
+def _labelled(r: AnalysisResult) -> str:
+    """The eager-breakdown label (:func:`~llm_perf_opt.report.stage_view.eager_note`) as a paragraph, or ''."""
+    note = eager_note(r)
+    return f"{note}\n\n" if note else ""
 
 
 def categories_section(r: AnalysisResult) -> str:
@@ -76,7 +94,8 @@ def categories_section(r: AnalysisResult) -> str:
     names = _display_names(r)
     cats = sorted(set(root.by_category) | set(times), key=lambda c: (-times.get(c, 0.0), c))
     rows = []
-    for cat in cats:
+    time_texts = fmt_ms_column([times.get(cat, 0.0) for cat in cats])
+    for index, cat in enumerate(cats):
         cost = root.by_category.get(cat)
         flops = cost.total_flops if cost else 0
         nbytes = cost.total_bytes if cost else 0
@@ -84,7 +103,7 @@ def categories_section(r: AnalysisResult) -> str:
         rows.append(
             (
                 names.get(cat, cat),
-                fmt_ms(sec),
+                time_texts[index],
                 fmt_share(sec / total_t) if total_t else "-",
                 fmt_flops(flops),
                 fmt_share(flops / total_f) if total_f else "-",
@@ -97,6 +116,7 @@ def categories_section(r: AnalysisResult) -> str:
     other = r.trace.other_flops_share()
     return (
         "## Operator categories\n\n"
+        + _labelled(r)
         + md_table(header, rows)
         + f"\nFLOPs in the `other` category: {fmt_share(other)} of the total. "
         "Each op belongs to the category of the innermost module it runs in (an op run directly in a container "
@@ -304,20 +324,22 @@ def _derived_assumptions(r: AnalysisResult) -> list[str]:
 
 def layers_section(r: AnalysisResult) -> str:
     rows = []
-    for cls in layer_classes(r):
-        info = layer_summary(r, cls)
+    classes = layer_classes(r)
+    infos = [layer_summary(r, cls) for cls in classes]
+    for cls, info, time_text in zip(classes, infos, fmt_ms_column([i.seconds for i in infos]), strict=True):
         rows.append(
             (
                 f"[{cls}](layers/{cls}.md)",
                 info.role,
                 fmt_int(info.nodes),
                 fmt_flops(info.cost.total_flops),
-                fmt_ms(info.seconds),
+                time_text,
             )
         )
     return (
         "## Layer pages\n\n"
-        "One page per analysed layer class: what it is in DeepSeek-OCR, its configuration here, its formulas "
+        + _labelled(r)
+        + "One page per analysed layer class: what it is in DeepSeek-OCR, its configuration here, its formulas "
         "with their symbols and sources, and this workload's numbers (totals over the outermost nodes of the "
         "class).\n\n" + md_table(("class", "role", "nodes", "FLOPs", "time"), rows, align="llrrr")
     )

@@ -9,9 +9,67 @@ from __future__ import annotations
 
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_ms, fmt_share, md_table
+from llm_perf_opt.report.stage_view import runtime_timed
 from llm_perf_opt.runtimes.bands import trust_line
 
-__all__ = ["runtime_section"]
+__all__ = ["kernel_note", "overhead_label", "runtime_section", "time_note", "top_group_fact"]
+
+_EAGER_TIME_NOTE = (
+    "The last column splits each stage's predicted time by what bounds its kernel groups: compute (FLOPs at "
+    "the category efficiency), memory (bytes at the memory efficiency) and per-kernel launch overhead. "
+    "Bytes are eager op-level traffic, an upper bound for fused kernels."
+)
+
+
+def overhead_label(r: AnalysisResult) -> str:
+    """What the third share of the headline's bound line counts."""
+    return "launch and host overhead" if runtime_timed(r) else "launch overhead"
+
+
+def kernel_note(r: AnalysisResult) -> str:
+    """After the kernel count in the headline's bound line: what each kernel costs in the model that timed it."""
+    run = r.runtime_run
+    if run is None or not runtime_timed(r):
+        note = r.profile.overhead_note()
+        return f"; {note}" if note else f" at {fmt_ms(r.profile.kernel_overhead_s)} each"
+    rt = run.runtime
+    if not rt.overlap:
+        return f", {run.runtime.runtime_id}: {fmt_ms(r.profile.kernel_overhead_s)} each, op by op"
+    where = {"full": "in a CUDA graph", "piecewise": "in piecewise graphs", "none": "launched eagerly"}[
+        run.decode.graphs
+    ]
+    return (
+        f", {rt.runtime_id}: decode steps {where}, host {fmt_ms(rt.step_host_s)} per step and "
+        f"{fmt_ms(rt.request_overhead_s)} per request outside the model"
+    )
+
+
+def top_group_fact(r: AnalysisResult) -> str:
+    """The headline bullet naming the module group a decode step spends most of its device time in."""
+    run = r.runtime_run
+    assert run is not None
+    step = run.decode.roofline_s + run.decode.gap_s + (0.0 if run.runtime.overlap else run.decode.launch_s)
+    if not run.breakdown or step <= 0:
+        return "- Largest module group of a decode step: - (no decode step)."
+    top = run.breakdown[0]
+    return (
+        f"- Largest module group of a decode step ({run.runtime.runtime_id}): {top.module}, "
+        f"{fmt_ms(top.seconds)} ({fmt_share(top.seconds / step)} of the step's device time)."
+    )
+
+
+def time_note(r: AnalysisResult) -> str:
+    """The paragraph under the Time table: which model made its numbers and what its columns count."""
+    run = r.runtime_run
+    if run is None or not runtime_timed(r):
+        return _EAGER_TIME_NOTE
+    return (
+        f"Every time, kernel count, byte count and split in this table is the {run.runtime.runtime_id} runtime's "
+        "(FLOPs are the traced ones: fusing changes no FLOP). The last column splits each stage by what bounds it: "
+        "compute and memory (the roofline of the kernel groups where each wins) and overhead (device gaps or host "
+        "launches beyond the roofline, host time per step, and the per-request time outside the model in prefill). "
+        "Bytes are those of the runtime's fused kernels; decode sums every step at its own context."
+    )
 
 
 def runtime_section(r: AnalysisResult) -> str:

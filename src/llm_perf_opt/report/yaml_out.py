@@ -15,6 +15,7 @@ import yaml
 from llm_perf_opt.analysis.assemble import rounded
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import unstructure
+from llm_perf_opt.report.stage_view import eager_note, runtime_timed, stage_bound
 
 __all__ = ["render_report_yaml", "report_mapping"]
 
@@ -84,6 +85,7 @@ def _report(r: AnalysisResult) -> dict[str, Any]:
         "model_source": r.model_source,
         "options": options,
         "attention": r.trace.attention,
+        "runtime": r.options.runtime,
         "routing": r.trace.routing,
         "decode_method": r.trace.decode_method,
         "decode_note": r.trace.decode_note,
@@ -134,17 +136,18 @@ def _time(r: AnalysisResult) -> dict[str, Any]:
     stages = {k: rounded(v) for k, v in r.stages.as_ms().items()}
     bounds = {}
     for stage in ("vision", "projector", "prefill", "decode", "other", "root"):
-        node = r.timed.nodes.get(stage)
-        if node is not None:
+        bound = stage_bound(r, stage)
+        if bound is not None:
             bounds[stage] = {
-                "compute_bound_ms": rounded(node.compute_bound_s * 1e3),
-                "memory_bound_ms": rounded(node.memory_bound_s * 1e3),
-                "overhead_ms": rounded(node.overhead_s * 1e3),
+                "compute_bound_ms": rounded(bound.compute_s * 1e3),
+                "memory_bound_ms": rounded(bound.memory_s * 1e3),
+                "overhead_ms": rounded(bound.overhead_s * 1e3),
             }
     return {
         "stages_ms": stages,
         "decode_steps": r.stages.decode_steps,
         "bounds": bounds,
+        **({"per_module_times": eager_note(r).replace("**", "")} if runtime_timed(r) else {}),
         "throughput": {
             "batch_size": t.batch_size,
             "tokens_per_s": rounded(t.tokens_per_s),

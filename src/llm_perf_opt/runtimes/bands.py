@@ -27,7 +27,7 @@ ERROR_BANDS: Mapping[str, str] = {
     ),
     "vllm": (
         "not validated against a published single-request measurement (docs/validation-runtimes.md); the A100-40G "
-        "serving points (conditions not stated) come out 2.4-2.6x above the published throughput"
+        "serving points (conditions not stated) come out 2.3-2.4x above the published throughput, simulated"
     ),
     "sglang": (
         "+-19% on 2 published single-request holdout(s) (docs/validation-runtimes.md: MI300X TPOT, H200 OCR-2 TTFT; "

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from llm_perf_opt.core.paths import split_module_path
 
-__all__ = ["FAMILIES", "OCR2_CLASSES", "V1_CLASSES", "class_of", "pattern_of"]
+__all__ = ["DECODER_PREFIXES", "FAMILIES", "OCR2_CLASSES", "V1_CLASSES", "class_of", "encoder_classes", "pattern_of"]
 
 _L = "model.layers.N"
 V1_CLASSES: Mapping[str, str] = {
@@ -169,6 +169,19 @@ OCR2_CLASSES: Mapping[str, str] = {
 """DeepSeek-OCR-2 as transformers builds it (``models/deepseek_ocr2``)."""
 
 FAMILIES: Mapping[str, Mapping[str, str]] = {"v1": V1_CLASSES, "ocr2": OCR2_CLASSES}
+DECODER_PREFIXES = ("model.layers", "model.language_model", "model.embed_tokens", "model.norm", "lm_head")
+"""Path prefixes of the language model (with ``""`` and ``model``, the containers): what the kernel maps cover."""
+
+
+def encoder_classes(family: str) -> tuple[str, ...]:
+    """Classes that occur only outside the language model (vision encoders, projector): every runtime counts them
+    eager, op by op as traced."""
+    table = FAMILIES[family]
+    decoder = {c for p, c in table.items() if p in ("", "model") or p.startswith(DECODER_PREFIXES)}
+    index_dependent = {"v1": {"LayerNorm2d"}}.get(family, set())  # neck.N: odd indices (class_of)
+    return tuple(sorted((set(table.values()) | index_dependent) - decoder))
+
+
 _DENSE = {"v1": "DeepseekV2MLP", "ocr2": "DeepseekOcr2TextMLP"}
 _LAYERS = {"v1": ("model", "layers"), "ocr2": ("model", "language_model", "layers")}
 

@@ -21,13 +21,24 @@ vision and projector are counted eager for every runtime (listed as unmapped by 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from attrs import field, frozen
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.perf.tree import stage_of
 
-__all__ = ["AS_COUNTED", "DECODER_STAGES", "FusedNode", "RuntimeNode", "UnitRule", "fuse_tree", "unit_of"]
+__all__ = [
+    "AS_COUNTED",
+    "DECODER_STAGES",
+    "FusedNode",
+    "RuntimeNode",
+    "UnitRule",
+    "fuse_tree",
+    "nodes_from_traced",
+    "runtime_nodes",
+    "unit_of",
+]
 
 DECODER_STAGES: tuple[str, ...] = ("prefill", "decode")
 AS_COUNTED = -1
@@ -196,4 +207,18 @@ def runtime_nodes(
             by_category=by_category[nid],
         )
         for nid in by_category
+    }
+
+
+def nodes_from_traced(nodes: Mapping[str, Any]) -> dict[str, RuntimeNode]:
+    """The traced tree (``TraceResult.nodes``: anything with ``qualified_class_name``, ``calls``, ``children`` and
+    ``by_category``) as :class:`RuntimeNode` s; class names are taken short (after the last dot)."""
+    return {
+        nid: RuntimeNode(
+            class_name=str(node.qualified_class_name).rsplit(".", 1)[-1],
+            calls=int(node.calls),
+            children=tuple(node.children),
+            by_category=dict(node.by_category),
+        )
+        for nid, node in nodes.items()
     }

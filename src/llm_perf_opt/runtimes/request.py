@@ -23,7 +23,47 @@ from llm_perf_opt.runtimes.classes import class_of
 from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, check_supported, decoder_config, family_of
 from llm_perf_opt.runtimes.timer import ForwardTerms, RuntimeIterationTimer, runtime_iteration_timer
 
-__all__ = ["ModuleShare", "RuntimeRun", "decode_breakdown", "runtime_run"]
+__all__ = ["ModuleShare", "RuntimeRun", "StageBound", "decode_breakdown", "runtime_run"]
+
+
+@frozen(kw_only=True)
+class StageBound:
+    """One stage's time as the runtime runs it, split by what bounds it, with the kernels it launches and the DRAM
+    bytes its (fused) kernels move.  ``compute_s + memory_s + overhead_s`` is the stage's time."""
+
+    compute_s: float = field(metadata={"help": "roofline of the kernel groups where compute wins"})
+    memory_s: float = field(metadata={"help": "roofline of the kernel groups where memory wins"})
+    overhead_s: float = field(
+        metadata={"help": "beyond the roofline: device gaps or host launches, host per step, time outside the model"}
+    )
+    kernels: float = field(metadata={"help": "kernels launched over the whole stage"})
+    bytes: float = field(metadata={"help": "DRAM bytes moved over the whole stage"})
+
+    @property
+    def total_s(self) -> float:
+        """The stage's seconds."""
+        return self.compute_s + self.memory_s + self.overhead_s
+
+    @classmethod
+    def of(cls, terms: ForwardTerms, *, overlap: bool, times: float = 1.0, extra_s: float = 0.0) -> StageBound:
+        """``times`` forwards of ``terms`` plus ``extra_s`` of host time outside them."""
+        compute, memory, overhead = terms.split(overlap=overlap)
+        return cls(
+            compute_s=compute * times,
+            memory_s=memory * times,
+            overhead_s=overhead * times + extra_s,
+            kernels=terms.kernels * times,
+            bytes=terms.bytes * times,
+        )
+
+    def __add__(self, other: StageBound) -> StageBound:
+        return StageBound(
+            compute_s=self.compute_s + other.compute_s,
+            memory_s=self.memory_s + other.memory_s,
+            overhead_s=self.overhead_s + other.overhead_s,
+            kernels=self.kernels + other.kernels,
+            bytes=self.bytes + other.bytes,
+        )
 
 
 @frozen(kw_only=True)
@@ -49,6 +89,10 @@ class RuntimeRun:
     vision_bound: str = field(metadata={"help": "what bounds the vision encoders (launch or roofline)"})
     breakdown: tuple[ModuleShare, ...] = field(metadata={"help": "why decode is this slow, by module group"})
     batch_size: int
+    bounds: dict[str, StageBound] = field(
+        factory=dict,
+        metadata={"help": "vision, projector, prefill, decode and root (end to end) split by what bounds them"},
+    )
 
     @property
     def kernels_per_decode_step(self) -> float:
@@ -131,6 +175,7 @@ def runtime_run(
     stages = StageTimes(
         vision_s=b * vision, projector_s=b * projector, prefill_s=prefill, decode_s=decode, decode_steps=steps
     )
+    bounds = _stage_bounds(timer, first, key=key, batch=b, seq_len=s, steps=steps)
     mid = (s + max(steps, 1) // 2 + 1,) * b
     bound = "launch" if chosen.overlap else "launch + roofline"
     return RuntimeRun(
@@ -139,10 +184,38 @@ def runtime_run(
         text_only=text_only,
         seq_len=s,
         decode=timer.decode_terms(contexts=mid),
-        prefill=timer.prefill_terms(tokens=s * b),
+        prefill=timer.forward_terms(first),
         vision_bound=bound,
         breakdown=decode_breakdown(
             timer, family=family_of(config), dense=decoder_config(config).first_k_dense_replace, contexts=mid
         ),
         batch_size=b,
+        bounds=bounds,
     )
+
+
+def _stage_bounds(
+    timer: RuntimeIterationTimer, first: BatchComposition, *, key: str, batch: int, seq_len: int, steps: int
+) -> dict[str, StageBound]:
+    """Each stage's :class:`StageBound`: the encoders of ``batch`` pages, the prefill forward plus the per-request
+    time outside the model, and every decode step at its own context (summed, not scaled from one step)."""
+    overlap = timer.runtime.overlap
+    out: dict[str, StageBound] = {}
+    if key in timer.vision_terms:
+        vision, projector = timer.vision_terms[key]
+        out["vision"] = StageBound.of(vision, overlap=overlap, times=batch)
+        out["projector"] = StageBound.of(projector, overlap=overlap, times=batch)
+    out["prefill"] = StageBound.of(
+        timer.forward_terms(first), overlap=overlap, extra_s=timer.runtime.request_overhead_s
+    )
+    decode = StageBound(compute_s=0.0, memory_s=0.0, overhead_s=0.0, kernels=0.0, bytes=0.0)
+    for i in range(1, steps + 1):
+        step = timer.forward_terms(BatchComposition(decode_context=(seq_len + i,) * batch))
+        decode = decode + StageBound.of(step, overlap=overlap)
+    out["decode"] = decode
+    root = decode
+    for stage in ("vision", "projector", "prefill"):
+        if stage in out:
+            root = root + out[stage]
+    out["root"] = root
+    return out

@@ -135,6 +135,19 @@ class ForwardTerms:
     bytes: float = field(metadata={"help": "DRAM bytes moved"})
     graphs: str = field(metadata={"help": "full, piecewise or none"})
 
+    def seconds(self, *, overlap: bool) -> float:
+        """The forward's time: ``max(roofline + gaps, launches)`` when the host issues ahead of the device
+        (``overlap``), else ``roofline + launches`` (op by op); plus the host time per step."""
+        device = max(self.roofline_s + self.gap_s, self.launch_s) if overlap else self.roofline_s + self.launch_s
+        return device + self.step_host_s
+
+    def split(self, *, overlap: bool) -> tuple[float, float, float]:
+        """(compute-bound, memory-bound, overhead) seconds summing to :meth:`seconds`: the roofline of the groups
+        where compute wins, the rest of the roofline, and everything beyond the roofline (device gaps or host
+        launches, host time per step)."""
+        total = self.seconds(overlap=overlap)
+        return self.compute_bound_s, self.roofline_s - self.compute_bound_s, total - self.roofline_s
+
     @property
     def bound(self) -> str:
         """What sets the pace: ``compute``, ``memory``, ``launch`` (device gaps between many small kernels) or
@@ -173,6 +186,9 @@ class RuntimeIterationTimer:
         metadata={"help": "(vision, projector) seconds per page, by vision key"}
     )
     experts: tuple[int, int] = field(metadata={"help": "(E, k) of the MoE layers"})
+    vision_terms: Mapping[str, tuple[ForwardTerms, ForwardTerms]] = field(
+        metadata={"help": "(vision, projector) terms of one page, by vision key"}
+    )
     probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
     _cache: dict[BatchComposition, float] = field(factory=dict)
     _aligned: list[tuple[_Row | None, _Row | None, list[float]]] = field(factory=list)
@@ -328,6 +344,17 @@ class RuntimeIterationTimer:
         keys = sorted(set(self.prefill_rows) | set(self.decode_rows))
         self._aligned.extend((self.prefill_rows.get(k), self.decode_rows.get(k), inv_eff) for k in keys)
 
+    def forward_terms(self, batch: BatchComposition) -> ForwardTerms:
+        """What the decoder forward of ``batch`` is made of (its pages' encoders left out: :attr:`vision_terms`);
+        :meth:`ForwardTerms.seconds` equals :meth:`iteration_s` minus the pages' encoder seconds."""
+        pre = _Side(
+            tokens=sum(c.new_tokens for c in batch.prefill),
+            pairs=sum(c.new_tokens * c.cached_tokens + c.new_tokens * (c.new_tokens + 1) // 2 for c in batch.prefill),
+            keys=sum(c.cached_tokens + c.new_tokens for c in batch.prefill),
+        )
+        dec = _Side(tokens=len(batch.decode_context), pairs=sum(batch.decode_context), keys=sum(batch.decode_context))
+        return self._terms(pre, dec, self._graph_mode(pre, dec))
+
     def decode_terms(self, *, contexts: tuple[int, ...]) -> ForwardTerms:
         """What one decode step of sequences at ``contexts`` is made of (for reports and the validation page)."""
         dec = _Side(tokens=len(contexts), pairs=sum(contexts), keys=sum(contexts))
@@ -457,9 +484,14 @@ def _timer(
     decode_rows = _rows(nodes, "decode", tokens=1, pairs=s + 1, keys=s + 1)
     vision: dict[str, float] = {}
     split: dict[str, tuple[float, float]] = {}
+    terms: dict[str, tuple[ForwardTerms, ForwardTerms]] = {}
     for key, wl in workloads:
         if key:
-            split[key] = _vision_seconds(runtime, config, wl, attention, rates, device)
+            terms[key] = _encoder_terms(runtime, config, wl, attention, rates, device)
+            split[key] = (
+                terms[key][0].seconds(overlap=runtime.overlap),
+                terms[key][1].seconds(overlap=runtime.overlap),
+            )
             vision[key] = sum(split[key])
     timer = RuntimeIterationTimer(
         runtime=runtime,
@@ -469,23 +501,26 @@ def _timer(
         decode_rows=decode_rows,
         vision_s=vision,
         vision_split=split,
+        vision_terms=terms,
         experts=(e, k),
         probe_coverage={"prefill": float(min(e, s * k)), "decode": float(min(e, k))},
     )
     return timer
 
 
-def _vision_seconds(
+def _encoder_terms(
     runtime: Runtime, config: ModelConfig, workload: WorkloadLike, attention: str, rates: Rates, device: DeviceSpec
-) -> tuple[float, float]:
-    """(vision, projector) seconds of one page, run op by op as traced (no runtime graphs or fuses the encoders)."""
+) -> tuple[ForwardTerms, ForwardTerms]:
+    """(vision, projector) terms of one page, run op by op as traced (no runtime graphs or fuses the encoders):
+    each kernel group's roofline, and per kernel a device gap with the host's launch overlapped (runtimes with
+    overlap) or the profile's per-kernel overhead added (op by op)."""
     nodes = fused_costs(runtime, config, _probe_workload(workload), attention=attention)
     profile = rates.profile
     per_byte = rates.bytes_scale / (rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
     gap = device_kernel_gap_s(device)
-    out: list[float] = []
+    out: list[ForwardTerms] = []
     for stage in ("vision", "projector"):
-        device_s = host_s = 0.0
+        roof = compute_s = host_s = kernels = nbytes = 0.0
         for nid, node in nodes.items():
             if stage_of(nid) != stage:
                 continue
@@ -493,13 +528,25 @@ def _vision_seconds(
                 compute = (
                     cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
                 ) / profile.category_efficiency[cat]
-                device_s += max(compute, cost.total_bytes * per_byte)
-                if runtime.overlap:
-                    device_s += cost.kernels * gap
-                    host_s += cost.kernels * runtime.host_per_kernel_s
-                else:
-                    host_s += cost.kernels * profile.kernel_overhead(stage)
-        out.append(max(device_s, host_s) if runtime.overlap else device_s + host_s)
+                memory = cost.total_bytes * per_byte
+                roof += max(compute, memory)
+                compute_s += compute if compute >= memory else 0.0
+                kernels += cost.kernels
+                nbytes += cost.total_bytes
+                per_kernel = runtime.host_per_kernel_s if runtime.overlap else profile.kernel_overhead(stage)
+                host_s += cost.kernels * per_kernel
+        out.append(
+            ForwardTerms(
+                roofline_s=roof,
+                compute_bound_s=compute_s,
+                gap_s=kernels * gap if runtime.overlap else 0.0,
+                launch_s=host_s,
+                step_host_s=0.0,
+                kernels=kernels,
+                bytes=nbytes,
+                graphs="none",
+            )
+        )
     return out[0], out[1]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from llm_perf_opt.runtimes.catalog import HOST_BASIS, RUNTIMES
+from llm_perf_opt.runtimes.catalog import HOST_BASIS, RUNTIMES, SOURCES
+from llm_perf_opt.runtimes.classes import encoder_classes
 from llm_perf_opt.runtimes.fit import FITTED_ON
 from llm_perf_opt.runtimes.published import PublishedSource
 from llm_perf_opt.runtimes.timer import DEVICE_KERNEL_GAP_S
@@ -167,6 +168,29 @@ def render_runtime_validation(
         out.append(
             f"| {rid} | {graphs} | {host} | {rt.step_host_s * 1e3:.2f} ms | {rt.request_overhead_s * 1e3:.1f} ms |"
         )
+    out += ["", "## Kernel maps (decoder classes -> kernels per call)", ""]
+    for rid, rt in RUNTIMES.items():
+        if not rt.rules:
+            out.append(f"- {rid}: none (every traced op is one kernel)")
+            continue
+        cells = ", ".join(
+            f"{cls} {'as traced' if rule.kernels_per_call < 0 else rule.kernels_per_call}"
+            + (" (own ops)" if rule.scope == "own" else "")
+            for cls, rule in sorted(rt.rules.items())
+        )
+        out.append(f"- {rid}: {cells}.")
+    out.append("")
+    out.append("Sources of the maps:")
+    out.append("")
+    out += [f"- {rid}: {text}" for rid, text in SOURCES.items()]
+    out.append("")
+    out.append(
+        "Counted eager by every runtime (vision encoders and projector, unmapped): v1 "
+        + ", ".join(encoder_classes("v1"))
+        + "; OCR-2 "
+        + ", ".join(encoder_classes("ocr2"))
+        + "."
+    )
     out += ["", "Device gap per kernel (graph replay or queued launches): "]
     out[-1] += ", ".join(f"{vendor} {gap * 1e6:.0f} us" for vendor, gap in DEVICE_KERNEL_GAP_S.items()) + "."
     out += ["", "Basis:", ""]

@@ -10,7 +10,8 @@ runtime's per-iteration cost (:class:`~llm_perf_opt.perf.iteration.IterationTime
 docs/serving.md describes the model, the defaults and what is left out.
 """
 
-from llm_perf_opt.serving.engine import CachedTimer, Load, SimulationRun
+from llm_perf_opt.serving.cache import CachedTimer
+from llm_perf_opt.serving.engine import Load, SimulationRun
 from llm_perf_opt.serving.memory import KvBudget, kv_budget
 from llm_perf_opt.serving.plan import PlanResult, make_plan
 from llm_perf_opt.serving.requests import LengthDistribution, RequestMix, load_lengths

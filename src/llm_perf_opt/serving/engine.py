@@ -35,131 +35,13 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-from attrs import field, frozen
-
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, PrefillChunk
+from llm_perf_opt.serving.cache import CachedTimer
+from llm_perf_opt.serving.records import Load, RequestRecord, SimulationRun, TimelineSample
 from llm_perf_opt.serving.requests import RequestMix
 from llm_perf_opt.serving.settings import SchedulerSettings
 
-__all__ = ["EXACT_BATCH", "CachedTimer", "Load", "RequestRecord", "SimulationRun", "TimelineSample", "run_engine"]
-
-
-EXACT_BATCH = 32
-"""Decode batches up to this size are timed exactly; larger ones interpolate between grid sizes (see CachedTimer)."""
-
-
-def _batch_grid(n: int) -> tuple[int, int]:
-    """The grid sizes around ``n > EXACT_BATCH``: four per doubling (32, 40, 48, 56, 64, 80, ...)."""
-    step = max(1, 1 << max(0, n.bit_length() - 3))
-    low = n // step * step
-    return low, low if low == n else low + step
-
-
-class CachedTimer:
-    """An :class:`IterationTimer` behind a cache keyed by the iteration's composition signature.
-
-    Decode contexts enter the key as their mean rounded to ``context_quantum`` tokens (the composition handed to the
-    timer gives every sequence that mean); prefill chunk sizes and their cached prefixes are rounded to
-    ``context_quantum`` tokens (sizes at least 1). Decode batches above :data:`EXACT_BATCH` sequences interpolate
-    linearly between the two grid sizes around them (four per doubling: at most 12.5% apart), with the same mean
-    context and prefill chunks: an iteration's cost is smooth in the batch there (every expert is already read).
-    ``context_quantum = 1`` is exact throughout (no rounding, no interpolation).
-    """
-
-    def __init__(self, timer: IterationTimer, *, context_quantum: int = 64) -> None:
-        if context_quantum < 1:
-            raise ValueError(f"context_quantum must be >= 1, got {context_quantum}")
-        self.timer = timer
-        self.quantum = context_quantum
-        self.cache: dict[tuple[object, ...], float] = {}
-        self.calls = 0
-
-    def seconds(self, n_decode: int, keys_total: int, prefill: tuple[tuple[int, int, int, str], ...] = ()) -> float:
-        """Seconds of one iteration: ``n_decode`` one-token steps attending ``keys_total`` keys together, beside
-        prefill chunks ``(new_tokens, cached_tokens, vision_pages, vision_key)``."""
-        q = self.quantum
-        if q == 1:
-            return self._time(n_decode, keys_total, prefill)
-        chunks = tuple((max(1, round(new / q) * q), round(cached / q) * q, p, k) for new, cached, p, k in prefill)
-        mean = max(1, round(keys_total / (n_decode * q)) * q) if n_decode else 0
-        if n_decode <= EXACT_BATCH:
-            return self._time(n_decode, mean * n_decode, chunks)
-        low, high = _batch_grid(n_decode)
-        t_low = self._time(low, mean * low, chunks)
-        if high == low:
-            return t_low
-        t_high = self._time(high, mean * high, chunks)
-        return t_low + (t_high - t_low) * (n_decode - low) / (high - low)
-
-    def _time(self, n: int, total: int, chunks: tuple[tuple[int, int, int, str], ...]) -> float:
-        sig = (n, total, chunks)
-        found = self.cache.get(sig)
-        if found is None:
-            base, extra = divmod(total, n) if n else (0, 0)
-            batch = BatchComposition(
-                prefill=tuple(
-                    PrefillChunk(new_tokens=new, cached_tokens=cached, vision_pages=pages, vision_key=key)
-                    for new, cached, pages, key in chunks
-                ),
-                decode_context=(base + 1,) * extra + (base,) * (n - extra),
-            )
-            found = self.cache[sig] = float(self.timer.iteration_s(batch))
-            self.calls += 1
-            if not found >= 0.0:
-                raise ValueError(f"the iteration timer returned {found} s for {batch}")
-        return found
-
-
-@frozen(kw_only=True)
-class Load:
-    """How requests arrive: a closed loop of ``concurrency`` clients, or Poisson arrivals at ``rate`` per second."""
-
-    requests: int = field(metadata={"help": "requests in the run"})
-    concurrency: int | None = field(default=None, metadata={"help": "closed loop: clients, each sends on completion"})
-    rate: float | None = field(default=None, metadata={"help": "open loop: mean arrivals per second (Poisson)"})
-
-
-@frozen(kw_only=True)
-class RequestRecord:
-    """One finished request (seconds from the start of the run)."""
-
-    arrival_s: float
-    first_token_s: float
-    finish_s: float
-    prompt_tokens: int
-    output_tokens: int
-    image: bool
-    looped: bool
-    preemptions: int
-
-
-@frozen(kw_only=True)
-class TimelineSample:
-    """Engine state at the start of an iteration (or of a run of identical decode iterations)."""
-
-    time_s: float
-    running: int
-    waiting: int
-    kv_blocks_used: int
-    batch_tokens: int
-
-
-@frozen(kw_only=True)
-class SimulationRun:
-    """What the engine did: finished requests, state over time, counters."""
-
-    records: tuple[RequestRecord, ...]
-    timeline: tuple[TimelineSample, ...]
-    makespan_s: float
-    iterations: int
-    preemptions: int
-    kv_blocks_total: int
-    min_free_blocks: int
-    timer_calls: int
-    vision_runs: int = field(metadata={"help": "vision encoder runs (one per prefill start, recomputes included)"})
-    in_system_area: float = field(metadata={"help": "integral of requests in the system over time (request-seconds)"})
-    running_area: float = field(default=0.0, metadata={"help": "integral of running requests over time"})
+__all__ = ["Load", "RequestRecord", "SimulationRun", "TimelineSample", "run_engine"]
 
 
 class _Req:

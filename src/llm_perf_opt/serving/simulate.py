@@ -17,7 +17,8 @@ from attrs import field, frozen
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.perf.iteration import IterationTimer
 from llm_perf_opt.perf.throughput import SECONDS_PER_DAY
-from llm_perf_opt.serving.engine import CachedTimer, Load, SimulationRun, run_engine
+from llm_perf_opt.serving.cache import CachedTimer
+from llm_perf_opt.serving.engine import Load, SimulationRun, run_engine
 from llm_perf_opt.serving.memory import KvBudget
 from llm_perf_opt.serving.requests import RequestMix
 from llm_perf_opt.serving.settings import SchedulerSettings

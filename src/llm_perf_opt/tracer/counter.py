@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 
 from llm_perf_opt.tracer.fastmeta import FAST_META, fast_output, verify_output
 from llm_perf_opt.tracer.hooks import CallHooks
-from llm_perf_opt.tracer.ops.io import OpIO
+from llm_perf_opt.tracer.ops.io import OpCall, OpCounts, SchemaIndex, schema_index
 from llm_perf_opt.tracer.ops.matmul import sdpa_cost
 from llm_perf_opt.tracer.ops.registry import FRESH, resolve
 from llm_perf_opt.tracer.ops.rule import Rule, counted
@@ -34,9 +34,25 @@ _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _SDPA_FUNCS = {F.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention}
 
 
-def _fused_handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    query, key, value, attn_mask = args
-    sdpa_cost(io, query=query, key=key, value=value, attn_mask=attn_mask, is_causal=kwargs["is_causal"], out=out)
+def _fused_handler(op: OpCall) -> OpCounts:
+    return sdpa_cost(
+        query=op["query"],
+        key=op["key"],
+        value=op["value"],
+        attn_mask=op["attn_mask"],
+        is_causal=op["is_causal"],
+        out=op.out,
+    )
+
+
+_FUSED_INDEX: SchemaIndex = {
+    "query": (0, None),
+    "key": (1, None),
+    "value": (2, None),
+    "attn_mask": (3, None),
+    "is_causal": (4, False),
+}
+"""The fused SDPA call's arguments as :meth:`SdpaFuser._fused` records them (``is_causal`` by keyword)."""
 
 
 _SDPA_RULE: Rule = counted(
@@ -55,7 +71,7 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
         super().__init__()  # type: ignore[no-untyped-call]
         self.state = state
         self.verify = verify_fast_meta
-        self._rules: dict[Any, tuple[str, Rule, int]] = {}
+        self._rules: dict[Any, tuple[str, Rule, int, SchemaIndex]] = {}
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -81,8 +97,8 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
             entry = self._rules.get(func)
             if entry is None:
                 rule, aliasing = resolve(func)
-                entry = self._rules[func] = (str(func), rule, aliasing)
-            state.record(entry[0], entry[1], entry[2], args, kw, out)
+                entry = self._rules[func] = (str(func), rule, aliasing, schema_index(func))
+            state.record(entry[0], entry[1], entry[2], args, kw, out, entry[3])
             return out
 
 
@@ -117,7 +133,7 @@ class SdpaFuser(TorchFunctionMode):
         with _disable_current_modes():
             out = _flash_layout_output(query, value)
         args = (query, key, value, attn_mask)
-        state.record(FUSED_SDPA_OP, _SDPA_RULE, FRESH, args, {"is_causal": bool(is_causal)}, out)
+        state.record(FUSED_SDPA_OP, _SDPA_RULE, FRESH, args, {"is_causal": bool(is_causal)}, out, _FUSED_INDEX)
         return out
 
 

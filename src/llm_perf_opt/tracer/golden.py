@@ -77,8 +77,13 @@ def read_golden(path: Path) -> dict[str, Any]:
     return data
 
 
-def _diff_node(module_id: str, want: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+def _diff_node(
+    module_id: str, want: Mapping[str, Any], got: Mapping[str, Any], *, counts_only: bool = False
+) -> list[str]:
     out = []
+    if counts_only:  # class names by their last component: deepencoder.Block = ...deepseek_ocr_v1.sam.Block
+        want = {**want, "class": str(want.get("class", "")).rsplit(".", 1)[-1]}
+        got = {**got, "class": str(got.get("class", "")).rsplit(".", 1)[-1]}
     for key in (
         "class",
         "stage",
@@ -98,8 +103,9 @@ def _diff_node(module_id: str, want: Mapping[str, Any], got: Mapping[str, Any]) 
     return out
 
 
-def compare_golden(golden: Mapping[str, Any], candidate: Mapping[str, Any]) -> list[str]:
-    """Every difference between two golden records (``candidate`` usually from :func:`golden_from_trace`)."""
+def compare_golden(golden: Mapping[str, Any], candidate: Mapping[str, Any], *, counts_only: bool = False) -> list[str]:
+    """Every difference between two golden records (``candidate`` usually from :func:`golden_from_trace`);
+    ``counts_only`` compares class names without their module prefix."""
     out: list[str] = []
     for key in ("seq_len", "max_new_tokens", "attention", "routing"):
         if golden.get(key) != candidate.get(key):
@@ -108,7 +114,7 @@ def compare_golden(golden: Mapping[str, Any], candidate: Mapping[str, Any]) -> l
     out += [f"{m}: node removed" for m in sorted(set(want) - set(got))]
     out += [f"{m}: node added" for m in sorted(set(got) - set(want))]
     for module_id in sorted(set(want) & set(got)):
-        out += _diff_node(module_id, want[module_id], got[module_id])
+        out += _diff_node(module_id, want[module_id], got[module_id], counts_only=counts_only)
     if sorted(golden.get("unsupported", [])) != sorted(candidate.get("unsupported", [])):
         out.append(f"unsupported ops {golden.get('unsupported')} -> {candidate.get('unsupported')}")
     return out

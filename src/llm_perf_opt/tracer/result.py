@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Literal, TypeAlias
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from llm_perf_opt.contracts.vocab import ParamValue, Repetition, Stage
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.counts import rescale_bytes
 
 __all__ = [
     "BatchMethod",
@@ -101,6 +102,33 @@ class TraceResult:
         default="traced", metadata={"help": "traced (every row) | extrapolated (vision stages from small batches)"}
     )
     batch_note: str = field(default="", metadata={"help": "which batches were traced, and why a fallback happened"})
+
+    def at_element_bytes(self, *, counted: int, target: int) -> TraceResult:
+        """This trace with every byte count (costs, categories, weights, peaks, KV, op ledger) moved from
+        ``counted`` to ``target`` bytes per element (``llm_perf_opt.core.counts.rescale_bytes``): the one rescale
+        every report reads for a dtype other than the traced one."""
+        if counted == target:
+            return self
+
+        def width(cost: Cost) -> Cost:
+            return cost.at_element_bytes(counted=counted, target=target)
+
+        def size(n: int) -> int:
+            return rescale_bytes(n, counted=counted, target=target)
+
+        nodes = {
+            nid: evolve(
+                node,
+                cost=width(node.cost),
+                by_category={cat: width(cost) for cat, cost in node.by_category.items()},
+                weight_bytes=size(node.weight_bytes),
+                peak_activation_bytes=size(node.peak_activation_bytes),
+                kv_cache_bytes=size(node.kv_cache_bytes),
+            )
+            for nid, node in self.nodes.items()
+        }
+        ledger = {op: evolve(entry, cost=width(entry.cost)) for op, entry in self.op_ledger.items()}
+        return evolve(self, nodes=nodes, op_ledger=ledger)
 
     @property
     def root(self) -> TracedNode:

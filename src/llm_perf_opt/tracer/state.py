@@ -19,7 +19,7 @@ from torch import nn
 from llm_perf_opt.tracer.categories import category_of_class
 from llm_perf_opt.tracer.grouping import Structure
 from llm_perf_opt.tracer.index import ModelIndex
-from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpIO
+from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex, tensors_in
 from llm_perf_opt.tracer.ops.registry import FRESH
 from llm_perf_opt.tracer.ops.rule import Rule
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
@@ -225,9 +225,16 @@ class TraceState:
 
     # -- ops ----------------------------------------------------------------------------------------
     def record(
-        self, name: str, rule: Rule, aliasing: int, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+        self,
+        name: str,
+        rule: Rule,
+        aliasing: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        out: Any,
+        index: SchemaIndex,
     ) -> None:
-        """Account one op: formula (if counted), attribution, output liveness."""
+        """Account one op: formula (if counted; ``index`` names its arguments), attribution, output liveness."""
         frame = self.frames[-1]
         stage = frame.stage
         if stage is None:
@@ -252,8 +259,7 @@ class TraceState:
         out_kv = False
         if rule.handler is not None:
             io = self.io
-            io.reset()
-            rule.handler(io, args, kwargs, out)
+            io.charge(rule.handler(OpCall(args, kwargs, out, index, self.kinds)))
             row[1] += io.mm
             row[2] += io.mm_exec
             row[3] += io.vec
@@ -305,11 +311,4 @@ class TraceState:
 
 
 def _first_tensor(values: Iterable[Any]) -> _Tensor | None:
-    for v in values:
-        if isinstance(v, _Tensor):
-            return v
-        if isinstance(v, tuple | list):
-            for item in v:
-                if isinstance(item, _Tensor):
-                    return item
-    return None
+    return next(iter(tensors_in(values)), None)

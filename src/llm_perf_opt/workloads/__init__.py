@@ -1,6 +1,6 @@
 """Torch-free OCR workloads: resolution modes, the crop rule, token counts, resolved workloads, presets, routing.
 
-See docs/architecture.md ("Workloads") and the facts sheet §3.1-§3.6.
+See docs/architecture.md ("Workloads") and the model-facts §3.1-§3.6.
 """
 
 from llm_perf_opt.workloads.crops import crop_grid

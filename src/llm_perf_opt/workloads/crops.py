@@ -1,6 +1,6 @@
-"""The dynamic crop rule of DeepSeek-OCR's host preprocessing (facts sheet §3.1).
+"""The dynamic crop rule of DeepSeek-OCR's host preprocessing (model-facts §3.1).
 
-Written from the facts sheet's description:
+Written from docs/model-facts.md's description:
 
 1. A page whose sides are both ``<= image_size`` gets no local crops: grid ``(1, 1)``.
 2. Otherwise the candidates are every grid ``(i, j)`` (``i`` columns, ``j`` rows) with ``min_num <= i*j <= max_num``,
@@ -45,7 +45,7 @@ def choose_grid(width: int, height: int, *, image_size: int, candidates: Sequenc
 
 
 def crop_grid(width: int, height: int, *, image_size: int = 640, min_num: int = 2, max_num: int = 9) -> tuple[int, int]:
-    """Crop grid ``(cols i, rows j)`` for a ``width`` x ``height`` page (px), facts §3.1.
+    """Crop grid ``(cols i, rows j)`` for a ``width`` x ``height`` page (px), model-facts §3.1.
 
     ``(1, 1)`` means no local crops (both sides ``<= image_size``); any other grid cuts the page, resized to
     ``(image_size*i, image_size*j)``, into ``i*j`` crops of ``image_size`` x ``image_size``, row-major.

@@ -1,4 +1,4 @@
-"""DeepSeek-OCR resolution modes (facts sheet §3.1-§3.2).
+"""DeepSeek-OCR resolution modes (model-facts §3.1-§3.2).
 
 A mode fixes the side of the global view (``base_size``), the side of the local crops (``image_size``) and whether
 the page is cut into crops at all (``crop_mode``).  Upstream semantics: with ``crop_mode=False`` the single view is

@@ -1,4 +1,4 @@
-"""Image-token counts and prefill length (facts sheet §3.2).
+"""Image-token counts and prefill length (model-facts §3.2).
 
 Symbols: ``R`` a view side (px), ``p`` the SAM patch size (16), ``d`` the SAM ``net_2``/``net_3`` spatial
 downsampling (4), ``n`` the token-grid side of one view, ``i``/``j`` the crop grid (cols/rows).
@@ -24,7 +24,7 @@ def view_grid_side(*, R: int, p: int = 16, d: int = 4) -> int:
     """Token-grid side of one view: ``n = ceil(floor(R/p) / d)``.
 
     SAM's stride-``p`` patch conv gives ``floor(R/p)`` patches a side; ``net_2`` and ``net_3`` (3x3, stride 2,
-    padding 1) each halve it rounding up.  Equals the facts sheet's ``ceil((R/16)/4)`` for every ``R`` that is a
+    padding 1) each halve it rounding up.  Equals docs/model-facts.md's ``ceil((R/16)/4)`` for every ``R`` that is a
     multiple of ``p`` (all upstream modes): 512 -> 8, 640 -> 10, 1024 -> 16, 1280 -> 20.
     """
     return -(-(R // p) // d)
@@ -45,7 +45,7 @@ def local_view_tokens(*, n_q: int, i: int, j: int) -> int:
 
 
 def image_tokens(*, mode: ResolutionMode, grid: tuple[int, int], p: int = 16, d: int = 4) -> int:
-    """``N_img`` for one page: global view tokens plus local crop tokens (facts §3.2).
+    """``N_img`` for one page: global view tokens plus local crop tokens (model-facts §3.2).
 
     crop_mode: ``n_b(n_b+1) + 1 + (n_q*j)(n_q*i + 1)`` with ``n_b`` from ``base_size`` and ``n_q`` from
     ``image_size`` (Gundam: ``273 + 100*i*j + 10*j``, or 273 without crops).  No crop_mode: one view at
@@ -73,5 +73,5 @@ def token_geometry(config: DeepseekOCRConfig | None = None) -> tuple[int, int]:
 
 
 def prefill_seq_len(*, N_img: int, T_prompt: int) -> int:
-    """Prefill length ``S = 1 (BOS) + N_img + T_prompt`` for one page (facts §3.2; 1 + 693 + 9 = 703)."""
+    """Prefill length ``S = 1 (BOS) + N_img + T_prompt`` for one page (model-facts §3.2; 1 + 693 + 9 = 703)."""
     return 1 + N_img + T_prompt

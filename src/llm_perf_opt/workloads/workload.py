@@ -181,7 +181,7 @@ class Workload:
 
     @property
     def grid(self) -> tuple[int, int]:
-        """Crop grid ``(cols, rows)``; ``(1, 1)`` when there are no local crops (facts §3.1)."""
+        """Crop grid ``(cols, rows)``; ``(1, 1)`` when there are no local crops (model-facts §3.1)."""
         if not self.mode.crop_mode:
             return (1, 1)
         return crop_grid(self.page_width, self.page_height, image_size=self.mode.image_size)
@@ -227,7 +227,7 @@ class Workload:
 
     @property
     def image_tokens(self) -> int:
-        """``N_img`` per page = global + local tokens (facts §3.2)."""
+        """``N_img`` per page = global + local tokens (model-facts §3.2)."""
         return image_tokens(mode=self.mode, grid=self.grid, p=self.patch_size, d=self.downsample_ratio)
 
     @property

@@ -31,7 +31,7 @@ def test_pinned_revision_lists_hashes_and_config() -> None:
         "modeling_deepseekocr.py",
         "modeling_deepseekv2.py",
     }
-    assert hashes["git_blob"]["modeling_deepseekv2.py"].startswith("ff008470")  # facts sheet section 0
+    assert hashes["git_blob"]["modeling_deepseekv2.py"].startswith("ff008470")  # model-facts §0
     config = json.loads((PINNED / "config.json").read_text(encoding="utf-8"))
     assert (config["hidden_size"], config["n_routed_experts"], config["vocab_size"]) == (1280, 64, 129280)
 

@@ -1,8 +1,8 @@
-"""CLIP-L encoder fed with SAM features (facts sheet §2.2, §3.7): closed forms per node, eager op-level convention.
+"""CLIP-L encoder fed with SAM features (model-facts §2.2, §3.7): closed forms per node, eager op-level convention.
 
 Symbols (one ``VitModel`` call): ``B`` views, ``t`` side of the SAM feature grid (16 at 1024 px, 10 at 640 px),
 ``n = t^2`` patch tokens, ``L = n + 1`` tokens with CLS, ``P`` side of the position grid (224/14 = 16), ``D`` width
-(1024), ``H`` heads, ``c = D/H``, ``F`` MLP width (4096), ``a`` bytes per element.  Facts §3.7:
+(1024), ``H`` heads, ``c = D/H``, ``F`` MLP width (4096), ``a`` bytes per element.  model-facts §3.7:
 ``24*[2*B*L*(1024*3072 + 1024^2 + 2*1024*4096) + 4*B*16*L^2*64]`` is the sum of the layer nodes below.
 """
 
@@ -38,7 +38,7 @@ __all__ = [
 def position_lookup(*, P: int, D: int, a: int) -> Cost:
     """``position_embedding(position_ids)``: gather all ``P^2 + 1`` rows (weight bytes) with an int64 index.
 
-    Source: facts §2.2 (``Embedding(257, 1024)`` with ``position_ids``). Leaves out nothing.
+    Source: model-facts §2.2 (``Embedding(257, 1024)`` with ``position_ids``). Leaves out nothing.
     """
     rows = P * P + 1
     return gather(rows_bytes=rows * D * a, index_bytes=rows * I64, weight=True)
@@ -50,7 +50,7 @@ def embeddings_own(*, B: int, t: int, P: int, D: int, a: int) -> Cost:
     Concat ``[CLS ; SAM tokens]`` (CLS read once, a weight); when ``t != P`` the grid part of the table is copied,
     cast to fp32, resized ``P x P -> t x t`` (bicubic antialias: ``2*taps*D*t^2`` FLOPs), cast back and concatenated
     after the CLS row (``get_abs_pos``); then ``B*L*D`` adds with the ``[1, L, D]`` table read once.
-    Source: ``CLIPVisionEmbeddings.forward`` / ``get_abs_pos`` (facts §2.2).
+    Source: ``CLIPVisionEmbeddings.forward`` / ``get_abs_pos`` (model-facts §2.2).
     Leaves out the unused patch conv (never runs).
     """
     n, L = t * t, t * t + 1
@@ -71,7 +71,7 @@ def embeddings_own(*, B: int, t: int, P: int, D: int, a: int) -> Cost:
 def layer_norm_clip(*, B: int, L: int, D: int, a: int) -> Cost:
     """``pre_layrnorm`` / ``layer_norm1`` / ``layer_norm2``: LayerNorm over ``B*L`` rows of ``D``.
 
-    Source: facts §2.2 (LayerNorm eps 1e-5). Leaves out nothing.
+    Source: model-facts §2.2 (LayerNorm eps 1e-5). Leaves out nothing.
     """
     return layer_norm(N=B * L, d=D, a=a)
 
@@ -79,7 +79,7 @@ def layer_norm_clip(*, B: int, L: int, D: int, a: int) -> Cost:
 def layer_linears(*, B: int, L: int, D: int, F: int, a: int) -> dict[str, Cost]:
     """The four linears of one layer (bias everywhere): ``2*B*L*(D*3D + D^2 + 2*D*F)`` matmul FLOPs in total.
 
-    Source: facts §2.2, §3.7. Leaves out nothing.
+    Source: model-facts §2.2, §3.7. Leaves out nothing.
     """
     N = B * L
     return {
@@ -98,7 +98,7 @@ def attention_core(*, B: int, L: int, H: int, c: int, a: int, eager: bool) -> di
     FLOPs per score, ``attention``), whose output layout makes the head merge a view.  ``eager=True``: torch's math
     decomposition (Q, K^T, V copied before the products when ``B > 1``: the split heads cannot be folded into the
     batch) and the head-merge copy of the output.
-    Source: facts §2.2; ``NoTPAttention.forward``. Leaves out dropout (0).
+    Source: model-facts §2.2; ``NoTPAttention.forward``. Leaves out dropout (0).
     """
     if not eager:
         return {"attention": sdpa(BH=B * H, q=L, k=L, d=c, causal=False, mask_bytes=0, a=a)}
@@ -111,7 +111,7 @@ def attention_core(*, B: int, L: int, H: int, c: int, a: int, eager: bool) -> di
 def quick_gelu(*, N: int, F: int, a: int) -> dict[str, Cost]:
     """``x * sigmoid(1.702 x)`` over ``N*F`` elements as three ops: scale (1) and multiply (1) are elementwise,
     sigmoid (4) an activation (the block calls ``mlp.forward`` directly, so op families decide the category).
-    Source: upstream ``quick_gelu`` (facts §2.2).
+    Source: upstream ``quick_gelu`` (model-facts §2.2).
     Leaves out TorchScript fusion (upstream scripts it; the ops are the same).
     """
     n = N * F

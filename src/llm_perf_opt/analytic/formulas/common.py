@@ -1,6 +1,6 @@
 """Primitive op costs shared by every layer family, in the tracer's eager op-level convention.
 
-Two byte conventions live side by side (docs/architecture.md, DESIGN.md §3):
+Two byte conventions live side by side (docs/architecture.md, docs/conventions.md):
 
 * **Eager op-level** (every :class:`~llm_perf_opt.core.Cost` returned here and by the family modules): one entry
   per aten op the eager model runs, exactly as ``llm_perf_opt.tracer.ops`` charges it.  Each op reads every tensor
@@ -74,7 +74,7 @@ def op(
 ) -> Cost:
     """One counted op (``kernels`` launches) with its counters; ``mm_exec`` defaults to ``mm``.
 
-    Source: DESIGN.md §3 counters. Leaves out nothing: it only packs the counters.
+    Source: docs/conventions.md counters. Leaves out nothing: it only packs the counters.
     """
     return Cost(
         matmul_flops=mm,
@@ -271,7 +271,7 @@ def fill(*, written: int) -> Cost:
 def gather(*, rows_bytes: int, index_bytes: int, weight: bool) -> Cost:
     """Embedding/index: read the selected rows (``rows_bytes``, from a weight table if ``weight``) and the index,
     write the same rows.
-    Source: tracer ``_gather_rows`` (DESIGN.md §3: a gather reads the rows it selects).
+    Source: tracer ``_gather_rows`` (docs/conventions.md §2: a gather reads the rows it selects).
     Leaves out cache-line granularity of the row reads.
     """
     return op(read=rows_bytes + index_bytes, written=rows_bytes, weight=rows_bytes if weight else 0)
@@ -305,6 +305,7 @@ def interpolate(*, taps: int, n_out: int, read: int, written: int) -> Cost:
 def fused_bytes(*, weights: int, inputs: int, outputs: int) -> int:
     """Fused-kernel convention: a fused layer reads its weights and inputs once and writes its outputs once.
 
-    Source: DESIGN.md §3 (traced bytes are an upper bound for fused kernels). Leaves out cache reuse across layers.
+    Source: docs/conventions.md §2 (traced bytes are an upper bound for fused kernels). Leaves out cache reuse
+    across layers.
     """
     return weights + inputs + outputs

@@ -1,10 +1,10 @@
-"""Language decoder (facts sheet §2.4-§2.5, §3.3-§3.4, §3.7): closed forms per node, eager op-level convention.
+"""Language decoder (model-facts §2.4-§2.5, §3.3-§3.4, §3.7): closed forms per node, eager op-level convention.
 
 Symbols for one forward over ``B`` sequences of ``q`` new tokens (``q = S`` at prefill, 1 per decode step):
 ``N = B*q`` rows, ``k`` keys each query row attends over (``S`` at prefill, ``S + i`` at decode step ``i``),
 ``d`` width (1280), ``H`` heads, ``c = d/H`` head width (128), ``d_ff`` dense MLP width (6848), ``Ie`` expert width
 (896), ``Is`` shared-expert width (1792), ``E`` routed experts (64), ``k_top`` experts per token (6), ``V`` vocab
-(129280), ``a`` bytes per element.  Facts §3.7: attention ``2*q*4*d^2 + 4*H*q*k*c`` per layer, dense MLP
+(129280), ``a`` bytes per element.  model-facts §3.7: attention ``2*q*4*d^2 + 4*H*q*k*c`` per layer, dense MLP
 ``2*q*3*d*d_ff``, MoE ``2*q*(d*E + 3*d*Is + k_top*3*d*Ie)``, lm_head ``2*q*d*V``, rotary ``2*(c/2)*q``.
 """
 
@@ -58,7 +58,7 @@ __all__ = [
 def embedding(*, N: int, d: int, a: int) -> Cost:
     """``embed_tokens`` over ``N`` ids: gather ``N`` rows of the table (weight bytes) with an int64 index.
 
-    Source: facts §3.3 step 1 (all ``S`` ids embedded, image rows later overwritten). Leaves out nothing.
+    Source: model-facts §3.3 step 1 (all ``S`` ids embedded, image rows later overwritten). Leaves out nothing.
     """
     return gather(rows_bytes=N * d * a, index_bytes=N * I64, weight=True)
 
@@ -74,7 +74,7 @@ def position_ids(*, q: int) -> Cost:
 def causal_mask_fills(*, q: int, a: int) -> Cost:
     """Data movement of the eager path's additive causal mask for a fresh prefill of ``q`` queries:
     ``full(q, q)`` in fp32, ``arange(q)`` and the final cast of the mask to the activation dtype.
-    Source: transformers 4.46 ``_make_causal_mask`` (facts §3.3 step 4).
+    Source: transformers 4.46 ``_make_causal_mask`` (model-facts §3.3 step 4).
     Leaves out the past-columns concat (never needed here).
     """
     qq = q * q
@@ -98,7 +98,7 @@ def rms_norm(*, N: int, d: int, a: int) -> Cost:
     """``DeepseekV2RMSNorm`` as eight ops: cast to fp32, square, mean, +eps, rsqrt, scale, cast back, weight.
 
     FLOPs ``4*N*d + 3*N`` (square, sum, scale, weight per element; divide, +eps, rsqrt per row).
-    Source: ``DeepseekV2RMSNorm`` (facts §2.4: fp32, cast back, then weight). Leaves out nothing.
+    Source: ``DeepseekV2RMSNorm`` (model-facts §2.4: fp32, cast back, then weight). Leaves out nothing.
     """
     n = N * d
     return (
@@ -115,7 +115,7 @@ def rms_norm(*, N: int, d: int, a: int) -> Cost:
 def qkvo(*, N: int, d: int, d_kv: int, a: int) -> dict[str, Cost]:
     """``q_proj``, ``k_proj``, ``v_proj``, ``o_proj`` (no bias): ``2*N*(2*d*d + 2*d*d_kv)``.
 
-    Source: facts §2.4 (MHA, no bias), §3.7. Leaves out nothing.
+    Source: model-facts §2.4 (MHA, no bias), §3.7. Leaves out nothing.
     """
     return {
         "q_proj": linear(N=N, d_in=d, d_out=d, bias=False, a=a, w=a),
@@ -127,7 +127,7 @@ def qkvo(*, N: int, d: int, d_kv: int, a: int) -> dict[str, Cost]:
 
 def rotary_cos_sin(*, B: int, q: int, c: int, a: int) -> Cost:
     """``LlamaRotaryEmbedding`` for ``position_ids [B, q]``: the ``inv_freq`` buffer (``c/2``, model dtype) and the
-    positions cast to fp32, the ``[c/2, 1] x [1, q]`` product per row (``2*B*(c/2)*q`` matmul FLOPs; facts §3.7
+    positions cast to fp32, the ``[c/2, 1] x [1, q]`` product per row (``2*B*(c/2)*q`` matmul FLOPs; model-facts §3.7
     ``2*64*q`` at ``B = 1``), concat, cos, sin, two scalings by ``attention_scaling``, two casts back.
     Leaves out a shared cos/sin cache (upstream recomputes per layer, so does this).
     """
@@ -145,7 +145,7 @@ def rotary_cos_sin(*, B: int, q: int, c: int, a: int) -> Cost:
 def rope(*, N: int, H: int, c: int, a: int) -> Cost:
     """Rotate-half RoPE on the ``N`` rows of q or k (``n = N*H*c`` elements): ``x*cos + rotate_half(x)*sin`` as five
     ops (mul, neg of one half, concat, mul, add); ``cos``/``sin`` (``N*c``) are read once per multiply.
-    Source: transformers 4.46 ``apply_rotary_pos_emb``/``rotate_half`` (facts §2.4). Leaves out nothing.
+    Source: transformers 4.46 ``apply_rotary_pos_emb``/``rotate_half`` (model-facts §2.4). Leaves out nothing.
     """
     n, cs = N * H * c, N * c * a
     return (
@@ -159,7 +159,7 @@ def rope(*, N: int, H: int, c: int, a: int) -> Cost:
 
 def kv_append(*, N: int, d_kv: int, a: int) -> Cost:
     """Write the ``q`` new keys and values into the static cache: two slice ``copy_`` of ``N*d_kv*a`` each
-    (the new positions only; facts §3.4).
+    (the new positions only; model-facts §3.4).
     Leaves out cache re-allocation (upstream's ``DynamicCache`` grows by ``cat``; the static cache does not).
     """
     n = N * d_kv * a
@@ -172,7 +172,7 @@ def attention_eager(*, B: int, q: int, k: int, H: int, c: int, a: int, masked: b
 
     RoPE leaves the queries in the projection's ``[B, q, H, c]`` layout, so with ``B > 1`` and ``q > 1`` the
     batch and head dimensions cannot be folded for ``bmm`` and ``matmul`` copies the queries first.
-    Source: transformers 4.46 ``LlamaAttention`` eager path (facts §2.4).
+    Source: transformers 4.46 ``LlamaAttention`` eager path (model-facts §2.4).
     """
     BH, s = B * H, B * H * q * k
     cost = copy(read=B * q * H * c * a, written=B * q * H * c * a) if B > 1 and q > 1 else Cost()
@@ -187,7 +187,7 @@ def attention_eager(*, B: int, q: int, k: int, H: int, c: int, a: int, masked: b
 def attention_flash(*, B: int, q: int, k: int, H: int, c: int, a: int, causal: bool) -> Cost:
     """Fused SDPA over a cache of ``k`` keys: dense ``4*B*H*q*k*c``; executed causal-effective when ``causal``
     (a fresh prefill: ``q*k - q*(q-1)/2`` scores per head); K and V read from the KV cache.
-    Source: facts §2.4, §3.7; tracer ``sdpa_cost``. Leaves out tile granularity of the causal mask.
+    Source: model-facts §2.4, §3.7; tracer ``sdpa_cost``. Leaves out tile granularity of the causal mask.
     """
     return sdpa(BH=B * H, q=q, k=k, d=c, causal=causal, mask_bytes=0, a=a, kv=True)
 
@@ -203,7 +203,7 @@ def head_merge(*, N: int, d: int, a: int) -> Cost:
 def residual_add(*, n: int, a: int) -> Cost:
     """A residual add over ``n`` elements.
 
-    Source: ``DeepseekV2DecoderLayer.forward`` (facts §2.4). Leaves out nothing.
+    Source: ``DeepseekV2DecoderLayer.forward`` (model-facts §2.4). Leaves out nothing.
     """
     return elementwise(n=n, read=2 * n * a, written=n * a)
 
@@ -211,7 +211,7 @@ def residual_add(*, n: int, a: int) -> Cost:
 def swiglu_linears(*, N: int, d: int, d_ff: int, a: int) -> dict[str, Cost]:
     """``gate_proj``, ``up_proj`` (``d -> d_ff``) and ``down_proj`` (``d_ff -> d``), no bias: ``2*N*3*d*d_ff``.
 
-    Source: facts §2.4, §3.7. Leaves out nothing.
+    Source: model-facts §2.4, §3.7. Leaves out nothing.
     """
     return {
         "gate_proj": linear(N=N, d_in=d, d_out=d_ff, bias=False, a=a, w=a),
@@ -239,7 +239,7 @@ def swiglu_mul(*, N: int, d_ff: int, a: int) -> Cost:
 def expert_mlp(*, N: int, d: int, d_ff: int, a: int) -> Cost:
     """One SwiGLU MLP call on ``N`` rows (dense MLP, a routed expert's slice, or the shared experts).
 
-    Source: facts §2.4 (``DeepseekV2MLP``). Leaves out nothing.
+    Source: model-facts §2.4 (``DeepseekV2MLP``). Leaves out nothing.
     """
     return (
         Cost.total(swiglu_linears(N=N, d=d, d_ff=d_ff, a=a).values())
@@ -250,7 +250,7 @@ def expert_mlp(*, N: int, d: int, d_ff: int, a: int) -> Cost:
 
 def moe_gate(*, T: int, d: int, E: int, k_top: int, a: int) -> Cost:
     """``MoEGate`` on ``T`` tokens: fp32 casts of the tokens and the ``[E, d]`` weight, fp32 logits
-    (``2*T*d*E``, facts §3.7), softmax over ``E``, top-``k_top``, scaling by ``routed_scaling_factor``.
+    (``2*T*d*E``, model-facts §3.7), softmax over ``E``, top-``k_top``, scaling by ``routed_scaling_factor``.
     Leaves out group-limited and noaux branches (unused: greedy).
     """
     return (
@@ -266,7 +266,7 @@ def moe_gate(*, T: int, d: int, E: int, k_top: int, a: int) -> Cost:
 def moe_dispatch(*, T: int, d: int, E: int, k_top: int, a: int) -> Cost:
     """``moe_infer`` up to the experts: per-expert counts (zeros, scatter, sum), ``argsort`` of the ``A = T*k_top``
     assignments (``A*ceil(log2 A)`` comparisons), token index ``// k_top`` and the gather of ``A`` token rows.
-    Source: upstream ``moe_infer`` (facts §2.4, §4 #10).
+    Source: upstream ``moe_infer`` (model-facts §2.4, §4: `moe_infer`).
     Leaves out the host sync of the counts (a routing model supplies them).
     """
     A = T * k_top
@@ -283,7 +283,7 @@ def moe_dispatch(*, T: int, d: int, E: int, k_top: int, a: int) -> Cost:
 def moe_combine(*, T: int, d: int, k_top: int, a: int) -> Cost:
     """``moe_infer`` after the experts: concat the expert outputs, scatter back (``index_put_``), cast to fp32,
     weight in place, sum over ``k_top``, cast back; then the shared-expert residual add (``T*d``).
-    Source: upstream ``moe_infer`` (facts §2.4). Leaves out nothing.
+    Source: upstream ``moe_infer`` (model-facts §2.4). Leaves out nothing.
     """
     A, n = T * k_top, T * k_top * d
     return (
@@ -298,7 +298,7 @@ def moe_combine(*, T: int, d: int, k_top: int, a: int) -> Cost:
 
 
 def lm_head(*, N: int, d: int, V: int, a: int) -> Cost:
-    """``lm_head`` (no bias) on all ``N`` positions: ``2*N*d*V`` (facts §3.7: 232.663 GFLOP at N = 703).
+    """``lm_head`` (no bias) on all ``N`` positions: ``2*N*d*V`` (model-facts §3.7: 232.663 GFLOP at N = 703).
 
     Leaves out logits-to-keep (this revision computes every position).
     """
@@ -308,6 +308,6 @@ def lm_head(*, N: int, d: int, V: int, a: int) -> Cost:
 def logits_upcast(*, N: int, V: int, a: int) -> Cost:
     """``logits.float()``: read ``N*V*a``, write fp32 ``N*V*4`` (363.5 MB at N = 703).
 
-    Source: facts §3.3 step 5. Leaves out nothing.
+    Source: model-facts §3.3 step 4. Leaves out nothing.
     """
     return copy(read=N * V * a, written=N * V * F32)

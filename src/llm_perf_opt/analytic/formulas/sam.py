@@ -1,11 +1,11 @@
-"""SAM ViT-B image encoder (facts sheet §2.1, §3.7): closed forms per node, eager op-level convention.
+"""SAM ViT-B image encoder (model-facts §2.1, §3.7): closed forms per node, eager op-level convention.
 
 Symbols (one ``ImageEncoderViT`` call on a batch of views): ``B`` views, ``R`` view side (px), ``p`` patch size,
 ``g = R/p`` patch-grid side, ``P`` side of the absolute position table (64), ``D`` width (768), ``h`` heads,
 ``c = D/h`` head width, ``m`` MLP width (3072), ``w`` window side (14), ``gp = w*ceil(g/w)`` padded grid,
 ``nw = (gp/w)^2`` windows per view, ``s`` side of the token grid an attention call sees (``w`` windowed, ``g``
 global), ``T = s^2`` tokens per attention batch item, ``Bw`` attention batch (``B*nw`` windowed, ``B`` global),
-``a`` bytes per activation element.  Facts §3.7 closed forms (matmul only) are the sums of these nodes.
+``a`` bytes per activation element.  model-facts §3.7 closed forms (matmul only) are the sums of these nodes.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ __all__ = [
 def padded_grid(*, g: int, w: int) -> int:
     """``gp = w*ceil(g/w)``: the grid side after zero-padding to whole windows (40 -> 42, 64 -> 70).
 
-    Source: facts §2.1 (windows padded to a multiple of 14). Leaves out nothing: pure arithmetic.
+    Source: model-facts §2.1 (windows padded to a multiple of 14). Leaves out nothing: pure arithmetic.
     """
     return w * ceil(g / w)
 
@@ -70,7 +70,7 @@ def aa_taps(*, n_in: int, n_out: int, taps_1d: int) -> int:
 def patch_conv(*, B: int, R: int, p: int, C_in: int, D: int, a: int) -> Cost:
     """Patch embedding conv ``C_in -> D``, kernel = stride = ``p``, with bias: ``2*B*g^2*D*C_in*p^2``.
 
-    Facts §3.7: ``2*B*g^2*768*768`` (3*16*16 = 768 inputs per output).  The permute to channels-last is a view.
+    model-facts §3.7: ``2*B*g^2*768*768`` (3*16*16 = 768 inputs per output).  The permute to channels-last is a view.
     Leaves out the permute to channels-last (a view).
     """
     g = R // p
@@ -81,7 +81,7 @@ def abs_pos_resize(*, g: int, P: int, D: int, a: int) -> Cost:
     """Absolute position table ``[1,P,P,D]`` resized to ``g x g`` (bicubic, antialias, fp32): 0 when ``g == P``.
 
     Ops: cast to fp32 (read the table as weight bytes), ``_upsample_bicubic2d_aa`` (2 FLOPs per tap, taps per
-    dimension :func:`aa_taps`), cast back.  Source: ``get_abs_pos_sam`` (facts §2.1).
+    dimension :func:`aa_taps`), cast back.  Source: ``get_abs_pos_sam`` (model-facts §2.1).
     Leaves out the resize's boundary taps.
     """
     if g == P:
@@ -98,7 +98,7 @@ def abs_pos_resize(*, g: int, P: int, D: int, a: int) -> Cost:
 def abs_pos_add(*, B: int, g: int, P: int, D: int, a: int) -> Cost:
     """``x + pos``: ``B*g^2*D`` adds; the ``[1,g,g,D]`` table is read once (weight bytes when not resized).
 
-    Source: ``ImageEncoderViT.forward`` (facts §2.1). Leaves out nothing.
+    Source: ``ImageEncoderViT.forward`` (model-facts §2.1). Leaves out nothing.
     """
     n, table = B * g * g * D, g * g * D * a
     return elementwise(n=n, read=n * a + table, written=n * a, weight=table if g == P else 0)
@@ -107,7 +107,7 @@ def abs_pos_add(*, B: int, g: int, P: int, D: int, a: int) -> Cost:
 def residual_add(*, n: int, a: int) -> Cost:
     """A residual ``x + y`` over ``n`` elements: ``n`` FLOPs, read ``2*n*a``, write ``n*a``.
 
-    Source: ``Block.forward`` (facts §2.1). Leaves out nothing.
+    Source: ``Block.forward`` (model-facts §2.1). Leaves out nothing.
     """
     return elementwise(n=n, read=2 * n * a, written=n * a)
 
@@ -117,7 +117,7 @@ def window_copies(*, B: int, g: int, w: int, D: int, a: int) -> Cost:
 
     Pad ``g -> gp`` (``constant_pad_nd``, only if ``gp > g``), the permuted copy into windows and back (two clones
     of ``B*gp^2*D``, skipped when there is a single window), and the copy that crops the padding (if any).
-    Source: ``window_partition``/``window_unpartition`` (facts §2.1). Leaves out nothing.
+    Source: ``window_partition``/``window_unpartition`` (model-facts §2.1). Leaves out nothing.
     """
     gp = padded_grid(g=g, w=w)
     full, padded = B * g * g * D * a, B * gp * gp * D * a
@@ -135,7 +135,7 @@ def rel_pos_table(*, s: int, rows: int, c: int, a: int) -> Cost:
     A table whose length ``rows`` differs from ``2s-1`` is first cast to fp32, linearly interpolated
     (``upsample_linear1d``, 2 taps) to ``2s-1`` rows and cast back.  Then the offset grid: two ``arange`` (int64),
     two scalings (fp32), a subtract and an add over ``s^2``, a cast to int64 and the gather of ``s^2`` rows (weight
-    bytes when the table is used as is).  Source: ``get_rel_pos`` (facts §2.1).
+    bytes when the table is used as is).  Source: ``get_rel_pos`` (model-facts §2.1).
     Leaves out the Python-side shape logic.
     """
     span = 2 * s - 1
@@ -159,7 +159,7 @@ def rel_pos_table(*, s: int, rows: int, c: int, a: int) -> Cost:
 def rel_pos_terms(*, Bw: int, h: int, s: int, c: int, a: int) -> Cost:
     """The decomposed rel-pos bias of one attention call (``add_decomposed_rel_pos``), after the two tables.
 
-    Two einsums ``q . R`` (``bmm`` of ``[s, Bw*h*s, c] x [s, c, s]``: ``2*Bw*h*s^3*c`` each, facts §3.7
+    Two einsums ``q . R`` (``bmm`` of ``[s, Bw*h*s, c] x [s, c, s]``: ``2*Bw*h*s^3*c`` each, model-facts §3.7
     ``4*B*nw*12*t*14*64`` for both), the copies of q the einsums make (the first always; the second too when
     ``Bw == 1``, where q is still a strided view of the qkv output), the two reshaping copies of the terms and the
     broadcast add into the ``[Bw*h, T, T]`` bias (``T = s^2``).
@@ -177,7 +177,7 @@ def attention_core(*, Bw: int, h: int, s: int, c: int, a: int, eager: bool) -> C
     """What ``Attention.forward`` runs besides qkv/proj and the rel-pos terms.
 
     The head-split copy of the qkv output (``3*Bw*T*D``; a view when ``Bw == 1``), then SDPA with the additive
-    ``[Bw*h, T, T]`` rel-pos mask (``4*Bw*h*T^2*c`` dense, facts §3.7 ``4*B*nw*12*t^2*64``).
+    ``[Bw*h, T, T]`` rel-pos mask (``4*Bw*h*T^2*c`` dense, model-facts §3.7 ``4*B*nw*12*t^2*64``).
     ``eager=False``: one fused kernel (6 vector FLOPs per score: softmax + mask add), whose output layout makes the
     head merge a view.  ``eager=True``: torch's math decomposition (``common.sdpa_math``) and the head-merge
     copy.  Leaves out the backend choice on a real GPU (the mask rules out flash kernels).
@@ -194,7 +194,7 @@ def attention_core(*, Bw: int, h: int, s: int, c: int, a: int, eager: bool) -> C
 def gelu(*, n: int, a: int) -> Cost:
     """Exact (erf) GELU over ``n`` elements: 5 FLOPs each, read and write ``n*a``.
 
-    Source: tracer ``ACTIVATION_FLOPS['gelu']``; facts §2.1 (``nn.GELU``, erf form).
+    Source: tracer ``ACTIVATION_FLOPS['gelu']``; model-facts §2.1 (``nn.GELU``, erf form).
     Leaves out the cost of erf relative to a multiply.
     """
     return elementwise(n=n, flops=ACT_FLOPS["gelu"], read=n * a, written=n * a)
@@ -205,7 +205,7 @@ def layer_norm2d(*, B: int, C: int, H: int, W: int, a: int) -> Cost:
     scale, shift - ten ops over ``n = B*C*H*W`` (reductions over ``C`` into ``r = B*H*W``).
 
     FLOPs ``8n + 4r`` (the affine scale and shift included); each affine vector is read once (``C*a``).
-    Source: upstream ``LayerNorm2d`` as written (facts §2.1). Leaves out nothing.
+    Source: upstream ``LayerNorm2d`` as written (model-facts §2.1). Leaves out nothing.
     """
     n, r = B * C * H * W, B * H * W
     mean = reduction(n_in=n, n_out=r, in_bytes=a, out_bytes=a, mean=True)
@@ -234,7 +234,7 @@ def net_clone(*, B: int, C: int, H: int, a: int) -> Cost:
 def block_linears(*, N_attn: int, N_mlp: int, D: int, m: int, a: int) -> dict[str, Cost]:
     """The four linears of one block: qkv and proj on ``N_attn`` (padded) rows, lin1/lin2 on ``N_mlp`` rows.
 
-    Facts §3.7: ``2*B*gp^2*(768*2304 + 768^2)`` windowed (``2*B*g^2*...`` global) + ``2*B*g^2*2*768*3072``.
+    model-facts §3.7: ``2*B*gp^2*(768*2304 + 768^2)`` windowed (``2*B*g^2*...`` global) + ``2*B*g^2*2*768*3072``.
     Leaves out the bias adds' fusion into addmm.
     """
     return {
@@ -248,6 +248,6 @@ def block_linears(*, N_attn: int, N_mlp: int, D: int, m: int, a: int) -> dict[st
 def block_norm(*, N: int, D: int, a: int) -> Cost:
     """``norm1``/``norm2``: LayerNorm over ``N`` rows of ``D`` (weight and bias).
 
-    Source: facts §2.1 (``norm1``/``norm2``, LayerNorm eps 1e-6). Leaves out nothing.
+    Source: model-facts §2.1 (``norm1``/``norm2``, LayerNorm eps 1e-6). Leaves out nothing.
     """
     return layer_norm(N=N, d=D, a=a)

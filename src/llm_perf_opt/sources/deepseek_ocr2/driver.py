@@ -178,11 +178,7 @@ class Ocr2Driver:
         work = self.workload
         kv = self._new_cache()
         cached = work.seq_len + i - 1
-        with torch.no_grad():
-            for layer in range(kv.num_layers):
-                key, _ = kv.layer(layer)
-                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
-                kv.update(layer, past, past)
+        kv.fill_to(cached)
         cache = preallocated_cache(self.text_config, kv, self.kv_appends)
         ids = torch.full((work.batch_size, 1), _TEXT_BASE, dtype=torch.long, device="meta")
         positions = torch.full((work.batch_size, 1), cached, dtype=torch.long, device="meta")

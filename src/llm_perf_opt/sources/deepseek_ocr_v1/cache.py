@@ -62,6 +62,15 @@ class KVCache:
         self._lengths[layer_idx] = end
         return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
 
+    def fill_to(self, length: int) -> None:
+        """Write ``length`` positions into every layer (uninitialised tensors: the contents are never read) - the
+        past a decode step's cache holds, written outside the counter so that it is not charged."""
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                key, _ = self.layer(layer)
+                past = key.new_empty((key.shape[0], key.shape[1], length, key.shape[3]))
+                self.update(layer, past, past)
+
     def layer(self, layer_idx: int) -> tuple[Tensor, Tensor]:
         """Views ``[B, H_kv, L, D]`` of the filled part of layer ``layer_idx``."""
         end = self._lengths[layer_idx]

@@ -1,4 +1,4 @@
-"""CLIP-L encoder fed with SAM features, and the linear projector (upstream ``deepencoder.py``; facts §2.2-§2.3).
+"""CLIP-L encoder fed with SAM features, and the linear projector (upstream ``deepencoder.py``; model-facts §2.2-§2.3).
 
 ``VitModel(pixels, sam_features)`` uses the pixel tensor only for its batch size: the SAM output ``[B, 1024, h, w]``
 replaces the patch convolution (``embeddings.patch_embedding`` exists, with its parameters, but never runs).  A CLS

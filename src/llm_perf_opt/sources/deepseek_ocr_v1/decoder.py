@@ -1,6 +1,6 @@
 """Decoder layers of DeepSeek-OCR v1 (upstream ``modeling_deepseekv2.py`` + transformers 4.46 Llama attention).
 
-With ``use_mla=false`` upstream instantiates transformers 4.46's ``LlamaAttention`` (facts §2.4): q/k/v/o without
+With ``use_mla=false`` upstream instantiates transformers 4.46's ``LlamaAttention`` (model-facts §2.4): q/k/v/o without
 bias, a per-layer ``LlamaRotaryEmbedding`` recomputing cos/sin from ``position_ids`` in every layer (fp32 matmul of
 ``inv_freq`` with the positions), rotate-half RoPE, scores scaled by ``1/sqrt(head_dim)``.  Two attention
 implementations share the same parameters:

@@ -55,11 +55,7 @@ class BuiltinDriver(InputsDriver):
         inputs = self.inputs
         cache = self._new_cache()
         cached = inputs.seq_len + i - 1
-        with torch.no_grad():
-            for layer in range(cache.num_layers):
-                key, _ = cache.layer(layer)
-                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
-                cache.update(layer, past, past)
+        cache.fill_to(cached)
         step = inputs.decode_step(i)
         kwargs = step.kwargs()
         model, routing = self.model, self.routing

@@ -1,6 +1,6 @@
 """Exact model inputs for a workload, on any device (meta included): prefill tensors, decode steps, the KV cache.
 
-Token layout of the prefill (facts §3.1, §3.6): position 0 is BOS, then the image block (all ``image_token_id``;
+Token layout of the prefill (model-facts §3.1, §3.6): position 0 is BOS, then the image block (all ``image_token_id``;
 the model fills it with local grid, global grid, separator), then the prompt's text tokens.  Text ids are fixed
 placeholders (the tokenizer is not part of the model); only their count matters for cost.  Pixel tensors are
 ``torch.empty`` on meta and seeded uniform noise in [-1, 1] elsewhere.
@@ -155,7 +155,7 @@ def view_side_tokens(config: DeepseekOCRConfig, pixels: int) -> int:
 def image_token_count(
     config: DeepseekOCRConfig, *, grid: tuple[int, int], num_crops: int, global_view_size: int, crop_size: int
 ) -> int:
-    """``nb (nb + 1) + 1`` for the global view, plus ``(nq rows)(nq cols + 1)`` with crops (facts §3.2)."""
+    """``nb (nb + 1) + 1`` for the global view, plus ``(nq rows)(nq cols + 1)`` with crops (model-facts §3.2)."""
     nb = view_side_tokens(config, global_view_size)
     total = nb * (nb + 1) + 1
     if num_crops:

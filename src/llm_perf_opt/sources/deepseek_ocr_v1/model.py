@@ -1,4 +1,4 @@
-"""DeepSeek-OCR v1 top-level modules: ``DeepseekOCRModel`` and ``DeepseekOCRForCausalLM`` (facts §2, §3.3-§3.4).
+"""DeepSeek-OCR v1 top-level modules: ``DeepseekOCRModel`` and ``DeepseekOCRForCausalLM`` (model-facts §2, §3.3-§3.4).
 
 Forward API (one call per prefill or decode step)::
 
@@ -115,7 +115,7 @@ class DeepseekOCRModel(nn.Module):
     def image_features(self, views: ImageInputs, grid: tuple[int, int]) -> Tensor:
         """Projected vision tokens for one image in injection order: local grid, global grid, separator.
 
-        Each grid gets one ``image_newline`` per row; ``[N_img, n_embed]`` (facts §3.2-§3.3).
+        Each grid gets one ``image_newline`` per row; ``[N_img, n_embed]`` (model-facts §3.2-§3.3).
         """
         if views.crops is None:
             global_rows = self._with_newlines(self._encode(views.global_view))

@@ -1,4 +1,4 @@
-"""DeepSeek-V2 MLPs and mixture of experts (upstream ``modeling_deepseekv2.py``; facts §2.4).
+"""DeepSeek-V2 MLPs and mixture of experts (upstream ``modeling_deepseekv2.py``; model-facts §2.4).
 
 ``DeepseekV2MoE`` dispatches like upstream's inference path (``moe_infer``): sort the token->expert assignments by
 expert, gather the tokens in that order, run every expert that got a non-empty slice, concatenate, scatter back,

@@ -1,6 +1,6 @@
 """SAM ViT-B image encoder of DeepSeek-OCR v1 (upstream ``deepencoder.py``: ``ImageEncoderViT`` and its parts).
 
-Class names, attribute names, registration order and parameter shapes follow upstream (facts sheet §2.1), so
+Class names, attribute names, registration order and parameter shapes follow upstream (model-facts §2.1), so
 ``named_modules()`` paths match.  The forward runs the same tensor ops in the same order wherever they matter for
 costs: bicubic (antialias) resize of the absolute position table when the patch grid differs from 64x64, linear
 interpolation of a rel-pos table whose length does not fit the q/k grid, the two rel-pos einsums, the additive

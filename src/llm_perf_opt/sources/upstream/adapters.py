@@ -1,4 +1,4 @@
-"""Meta adapters for DeepSeek-OCR v1 remote code (facts §4, §5), applied only while a pass runs, undone after.
+"""Meta adapters for DeepSeek-OCR v1 remote code (model-facts §4, §5), applied only while a pass runs, undone after.
 
 Keyed by class and method; each one checks its target before acting and refuses (:class:`AdapterRefusedError`,
 one line) when the upstream code there is not what it was written for:

@@ -1,6 +1,6 @@
 """A transformers ``Cache`` backed by the built-in preallocated :class:`KVCache`, handed to upstream code.
 
-Upstream v1 grows a ``DynamicCache`` by ``torch.cat`` every step (facts §3.4).  Traced with this cache instead, an
+Upstream v1 grows a ``DynamicCache`` by ``torch.cat`` every step (model-facts §3.4).  Traced with this cache instead, an
 append writes the new positions only (the project's KV convention) and the tracer recognises the KV buffers, so
 KV reads and writes are counted as such; reports list it as the ``kv-cache-preallocated`` adapter.  It subclasses
 transformers' ``Cache`` where that class can be built without arguments (4.46.x: upstream checks ``isinstance``).

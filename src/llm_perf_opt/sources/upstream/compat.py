@@ -1,7 +1,7 @@
 """transformers version handling for remote code: what is installed, what a snapshot needs, and why it failed.
 
-Upstream DeepSeek-OCR v1 remote code imports transformers 4.46-era Llama attention classes (facts §4 #8) that later
-releases removed.  Before any remote code runs, its unconditional module-level imports are checked statically:
+Upstream DeepSeek-OCR v1 remote code imports transformers 4.46-era Llama attention classes (model-facts §4, §5) that
+later releases removed.  Before any remote code runs, its unconditional module-level imports are checked statically:
 ``from transformers... import NAME`` names the installed transformers lacks, and third-party packages that are not
 installed, are reported in one line together with the version the snapshot was written for (``config.json``'s
 ``transformers_version``).  A failure while executing the code gets the same context.
@@ -34,7 +34,7 @@ __all__ = [
 
 HOST_ONLY_PACKAGES = frozenset({"torchvision", "PIL", "addict", "requests", "tqdm", "matplotlib"})
 """Packages DeepSeek-OCR's remote code imports only for host-side pre/post-processing (``infer``), never in the
-model's forward (facts §4 #7, §5): when missing they are replaced by stubs that raise if ever called."""
+model's forward (model-facts §4, §5): when missing they are replaced by stubs that raise if ever called."""
 
 
 class RemoteCodeImportError(UserError):

@@ -1,6 +1,6 @@
 """Drive upstream v1 remote code directly: one prefill pass, then decode steps (``generate()`` cannot run on meta).
 
-Inputs follow upstream's own calling convention (``infer`` -> ``generate``, facts §3.1): ``images`` is a list of
+Inputs follow upstream's own calling convention (``infer`` -> ``generate``, model-facts §3.1): ``images`` is a list of
 ``(crops, global_view)`` per batch row, with a dummy all-zero ``[1, 3, base, base]`` crop tensor when the workload
 has no crops; ``images_seq_mask`` marks the image tokens.  ``images_spatial_crop`` goes in as host ``(cols, rows)``
 integers rather than upstream's CPU LongTensor: upstream only reads the two numbers, and CPU-scalar tensor arithmetic
@@ -101,11 +101,7 @@ class UpstreamDriver(InputsDriver):
     def step(self, i: int) -> PassInputs:
         kv = self._new_cache()
         cached = self.inputs.seq_len + i - 1
-        with torch.no_grad():
-            for layer in range(kv.num_layers):
-                key, _ = kv.layer(layer)
-                past = key.new_empty((key.shape[0], key.shape[1], cached, key.shape[3]))
-                kv.update(layer, past, past)
+        kv.fill_to(cached)
         step = self.inputs.decode_step(i)
         kwargs = {"input_ids": step.input_ids, "position_ids": step.position_ids}
         cache = cache_adapter(kv, self.kv_appends)

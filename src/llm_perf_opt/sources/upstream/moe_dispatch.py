@@ -1,4 +1,4 @@
-"""Shape-only MoE dispatch for upstream ``DeepseekV2MoE.moe_infer`` (facts §4 #10), driven by a routing model.
+"""Shape-only MoE dispatch for upstream ``DeepseekV2MoE.moe_infer`` (model-facts §4), driven by a routing model.
 
 Upstream sorts the token->expert assignments by expert, gathers the tokens in that order, copies the per-expert
 counts to the host (``.cpu().numpy()``: impossible on meta) and runs every expert on its slice.  This function runs

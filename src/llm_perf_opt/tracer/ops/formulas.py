@@ -1,4 +1,4 @@
-"""Pure FLOP formulas on shapes (no tensors): 2 FLOPs per multiply-accumulate (DESIGN.md §3).
+"""Pure FLOP formulas on shapes (no tensors): 2 FLOPs per multiply-accumulate (docs/conventions.md §1).
 
 Each function's docstring gives the formula, where it comes from and what it leaves out.  The matmul and
 convolution formulas are the ones torch's ``FlopCounterMode`` uses (``torch/utils/flop_counter.py``), so

@@ -1,6 +1,7 @@
-"""Byte accounting for one op: which operand bytes are read and written, and whose memory they are.
+"""One op as a formula sees it (:class:`OpCall`), what the formula returns (:class:`OpCounts`), and the byte
+accounting that turns those counts into the trace's counters (:class:`OpIO`, owned by the trace state).
 
-Rules (DESIGN.md §3): a tensor operand is read once per element it *addresses*: dimensions with stride 0
+Rules (docs/conventions.md §2): a tensor operand is read once per element it *addresses*: dimensions with stride 0
 (broadcast/expand) are read once, so ``read_bytes = element_size * prod(size[d] for d with stride[d] != 0)``.
 Outputs are written in full.  Bytes are classified by the storage they live in: a parameter's storage (or any
 view of it) is *weight* memory, a KV-cache storage is *KV* memory, anything else is an activation.  Weight and
@@ -9,12 +10,26 @@ KV bytes are subsets of the read/written totals, never extra.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
-__all__ = ["ACTIVATION", "KV", "WEIGHT", "OpIO", "nbytes", "read_bytes", "tensors_in"]
+__all__ = [
+    "ACTIVATION",
+    "KV",
+    "WEIGHT",
+    "OpCall",
+    "OpCounts",
+    "OpIO",
+    "SchemaIndex",
+    "Touch",
+    "nbytes",
+    "read_bytes",
+    "schema_index",
+    "tensors_in",
+    "touched",
+]
 
 ACTIVATION = 0
 WEIGHT = 1
@@ -50,12 +65,109 @@ def tensors_in(values: Iterable[Any]) -> Iterable[torch.Tensor]:
                     yield item
 
 
+SchemaIndex = Mapping[str, tuple[int, Any]]
+"""Argument name -> (position, default) of one op overload's schema."""
+
+Touch = tuple[torch.Tensor, int]
+"""A tensor and the bytes of it an op reads or writes (``-1``: read its addressed bytes, or write all of it)."""
+
+
+def schema_index(func: Any) -> SchemaIndex:
+    """Every argument of ``func``'s schema by name: its position and its default (None when it has none)."""
+    return {
+        a.name: (i, a.default_value if a.has_default_value() else None) for i, a in enumerate(func._schema.arguments)
+    }
+
+
+def touched(values: Iterable[Any]) -> tuple[Touch, ...]:
+    """Every tensor among ``values`` (one level into lists), whole: ``(t, -1)`` each."""
+    return tuple((t, -1) for t in tensors_in(values))
+
+
+class OpCall:
+    """One op call: its arguments by their schema names, its output, and whose memory a tensor is (read-only)."""
+
+    __slots__ = ("_index", "_kinds", "args", "kwargs", "out")
+
+    def __init__(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any, index: SchemaIndex, kinds: Mapping[int, int]
+    ) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.out = out
+        self._index = index
+        self._kinds = kinds
+
+    def __getitem__(self, name: str) -> Any:
+        """The argument called ``name`` (given by position or keyword, else its schema default)."""
+        position, default = self._index[name]
+        if position < len(self.args):
+            return self.args[position]
+        return self.kwargs.get(name, default)
+
+    def has(self, name: str) -> bool:
+        """Whether this overload's schema has an argument called ``name``."""
+        return name in self._index
+
+    def first_of(self, *names: str) -> Any:
+        """The first of ``names`` this overload has (e.g. ``src``/``source``/``value`` across scatter overloads)."""
+        return next((self[n] for n in names if n in self._index), None)
+
+    @property
+    def first(self) -> Any:
+        """The first operand (``self``/``input``: what elementwise, reduction and copy formulas size by)."""
+        return self.args[0]
+
+    @property
+    def result(self) -> torch.Tensor:
+        """The (first) output tensor."""
+        out = self.out
+        return out[0] if isinstance(out, tuple | list) else out  # type: ignore[no-any-return]
+
+    def operands(self, *, skip: int = 0) -> tuple[Touch, ...]:
+        """The tensors passed positionally (after the first ``skip``), whole."""
+        return touched(self.args[skip:])
+
+    def outputs(self) -> tuple[Touch, ...]:
+        """Every output tensor, whole."""
+        return touched((self.out,))
+
+    def kind(self, t: torch.Tensor) -> int:
+        """ACTIVATION, WEIGHT or KV: the memory ``t``'s storage is."""
+        return self._kinds.get(id(t.untyped_storage()), ACTIVATION)
+
+
+class OpCounts:
+    """What one op costs: FLOPs, and which tensors it reads and writes (bytes classified by :class:`OpIO`)."""
+
+    __slots__ = ("kv_append", "mm", "mm_exec", "reads", "vec", "writes")
+
+    def __init__(
+        self,
+        *,
+        mm: int = 0,
+        mm_exec: int | None = None,
+        vec: int = 0,
+        reads: tuple[Touch, ...] = (),
+        writes: tuple[Touch, ...] = (),
+        kv_append: int | None = None,
+    ) -> None:
+        self.mm = mm
+        self.mm_exec = mm if mm_exec is None else mm_exec
+        self.vec = vec
+        self.reads = reads
+        self.writes = writes
+        self.kv_append = kv_append
+        """A KV append that builds a new cache tensor (``cat``): the bytes it adds are written and KV, and the
+        output becomes KV-cache memory.  None: not an append."""
+
+
 class OpIO:
-    """Scratch accumulator for one op, reused across ops (reset before each).
+    """The trace state's byte accounting for one op at a time (:meth:`charge` resets it).
 
     ``kinds`` maps ``id(storage)`` to WEIGHT or KV; the owner keeps those storages alive so ids stay unique.
-    Formula handlers set ``mm``/``mm_exec``/``vec`` and call :meth:`read`/:meth:`write`; ``out_kv`` asks the
-    counter to mark the op's output storage as KV cache (a KV append); ``kv_target`` is the KV storage written.
+    :meth:`charge` classifies an :class:`OpCounts`' reads and writes; ``out_kv`` asks the counter to mark the op's
+    output storage as KV cache (a KV append); ``kv_target`` is the KV storage written.
     """
 
     __slots__ = (
@@ -88,8 +200,20 @@ class OpIO:
         self.kv_target = 0
         self.out_kv = False
 
-    def kind(self, t: torch.Tensor) -> int:
-        return self.kinds.get(id(t.untyped_storage()), ACTIVATION)
+    def charge(self, counts: OpCounts) -> None:
+        """Account one op's counts: FLOPs as given, every read and write classified by the storage it touches."""
+        self.reset()
+        self.mm = counts.mm
+        self.mm_exec = counts.mm_exec
+        self.vec = counts.vec
+        for t, n in counts.reads:
+            self.read(t, n)
+        for t, n in counts.writes:
+            self.write(t, n)
+        if counts.kv_append is not None:
+            self.written += counts.kv_append
+            self.kv_written += counts.kv_append
+            self.out_kv = True
 
     def read(self, t: torch.Tensor, n: int = -1) -> None:
         """Charge reading ``t`` (``n`` bytes if given, else its addressed bytes)."""
@@ -112,15 +236,3 @@ class OpIO:
             if self.kinds.get(sid, ACTIVATION) == KV:
                 self.kv_written += n
                 self.kv_target = sid
-
-    def read_all(self, values: Iterable[Any]) -> None:
-        for t in tensors_in(values):
-            self.read(t)
-
-    def write_all(self, out: Any) -> None:
-        if isinstance(out, _Tensor):
-            self.write(out)
-        elif isinstance(out, list | tuple):
-            for item in out:
-                if isinstance(item, _Tensor):
-                    self.write(item)

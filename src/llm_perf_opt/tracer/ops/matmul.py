@@ -8,8 +8,6 @@ attention (see :func:`sdpa_cost`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from llm_perf_opt.tracer.ops.formulas import (
@@ -19,8 +17,8 @@ from llm_perf_opt.tracer.ops.formulas import (
     matmul_flops,
     sdpa_flops,
 )
-from llm_perf_opt.tracer.ops.io import OpIO
-from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
+from llm_perf_opt.tracer.ops.io import OpCall, OpCounts, touched
+from llm_perf_opt.tracer.ops.rule import OpTable, add, counted
 
 __all__ = ["MATMUL_RULES", "SOFTMAX_FLOPS_PER_ENTRY", "sdpa_cost"]
 
@@ -28,87 +26,78 @@ SOFTMAX_FLOPS_PER_ENTRY = 5
 """Vector FLOPs per softmax element: max, subtract, exp, sum, divide (the scale is folded into the subtract)."""
 
 
-def _io(io: OpIO, args: tuple[Any, ...], out: Any) -> None:
-    io.read_all(args)
-    io.write_all(out)
+def _product(op: OpCall, flops: int, *, vec: int = 0) -> OpCounts:
+    """A product: ``flops`` (dense = executed), read every tensor operand, write the output."""
+    return OpCounts(mm=flops, vec=vec, reads=op.operands(), writes=op.outputs())
 
 
-def _mm(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a, b = args[0], args[1]
-    io.mm = io.mm_exec = matmul_flops(m=a.size(0), k=a.size(1), n=b.size(1))
-    _io(io, args, out)
+def _mm(op: OpCall) -> OpCounts:
+    a, b = op["self"], op["mat2"]
+    return _product(op, matmul_flops(m=a.size(0), k=a.size(1), n=b.size(1)))
 
 
-def _addmm(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a, b = args[1], args[2]
-    io.mm = io.mm_exec = matmul_flops(m=a.size(0), k=a.size(1), n=b.size(1))
-    io.vec = out.numel()  # + bias (beta * self)
-    _io(io, args, out)
+def _addmm(op: OpCall) -> OpCounts:
+    a, b = op["mat1"], op["mat2"]
+    return _product(op, matmul_flops(m=a.size(0), k=a.size(1), n=b.size(1)), vec=op.result.numel())  # + beta*self
 
 
-def _bmm(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a, b = args[0], args[1]
-    io.mm = io.mm_exec = matmul_flops(b=a.size(0), m=a.size(1), k=a.size(2), n=b.size(2))
-    _io(io, args, out)
+def _bmm(op: OpCall) -> OpCounts:
+    a, b = op["self"], op["mat2"]
+    return _product(op, matmul_flops(b=a.size(0), m=a.size(1), k=a.size(2), n=b.size(2)))
 
 
-def _baddbmm(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a, b = args[1], args[2]
-    io.mm = io.mm_exec = matmul_flops(b=a.size(0), m=a.size(1), k=a.size(2), n=b.size(2))
-    io.vec = out.numel()
-    _io(io, args, out)
+def _baddbmm(op: OpCall) -> OpCounts:
+    a, b = op["batch1"], op["batch2"]
+    return _product(op, matmul_flops(b=a.size(0), m=a.size(1), k=a.size(2), n=b.size(2)), vec=op.result.numel())
 
 
-def _addbmm(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a, b = args[1], args[2]
-    io.mm = io.mm_exec = matmul_flops(b=a.size(0), m=a.size(1), k=a.size(2), n=b.size(2))
-    io.vec = out.numel() + (a.size(0) - 1) * out.numel()  # beta*self add + sum over the batch
-    _io(io, args, out)
+def _addbmm(op: OpCall) -> OpCounts:
+    a, b = op["batch1"], op["batch2"]
+    out = op.result.numel()
+    # beta*self add + sum over the batch
+    return _product(
+        op, matmul_flops(b=a.size(0), m=a.size(1), k=a.size(2), n=b.size(2)), vec=out + (a.size(0) - 1) * out
+    )
 
 
-def _mv(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a = args[0]
-    io.mm = io.mm_exec = matmul_flops(m=a.size(0), k=a.size(1), n=1)
-    _io(io, args, out)
+def _mv(op: OpCall) -> OpCounts:
+    a = op["self"]
+    return _product(op, matmul_flops(m=a.size(0), k=a.size(1), n=1))
 
 
-def _addmv(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a = args[1]
-    io.mm = io.mm_exec = matmul_flops(m=a.size(0), k=a.size(1), n=1)
-    io.vec = out.numel()
-    _io(io, args, out)
+def _addmv(op: OpCall) -> OpCounts:
+    a = op["mat"]
+    return _product(op, matmul_flops(m=a.size(0), k=a.size(1), n=1), vec=op.result.numel())
 
 
-def _dot(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    io.mm = io.mm_exec = matmul_flops(m=1, k=args[0].numel(), n=1)
-    _io(io, args, out)
+def _dot(op: OpCall) -> OpCounts:
+    return _product(op, matmul_flops(m=1, k=op["self"].numel(), n=1))
 
 
-def _grouped_mm(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    a, b = args[0], args[1]
+def _grouped_mm(op: OpCall) -> OpCounts:
+    a, b, out = op["self"], op["mat2"], op.result
     if a.dim() == 2 and b.dim() == 2:  # groups split K: out [G, M, N]
         flops = grouped_mm_flops(T=a.size(0), K=a.size(1), N=b.size(1))
     else:  # every output row meets one K-long contraction
         flops = grouped_mm_flops(T=out.numel() // out.size(-1), K=a.size(-1), N=out.size(-1))
-    io.mm = io.mm_exec = flops
-    _io(io, args, out)
+    return _product(op, flops)
 
 
-def _convolution(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    x, w, bias = args[0], args[1], args[2]
-    transposed = bool(args[6]) if len(args) > 6 else False
-    spatial = tuple(x.size())[2:] if transposed else tuple(out.size())[2:]
-    c_out, c_in = w.size(0), w.size(1)
-    io.mm = io.mm_exec = conv_flops(
-        N=x.size(0), C_out=c_out, C_in_per_group=c_in, kernel=tuple(w.size())[2:], out_spatial=spatial
+def _convolution(op: OpCall) -> OpCounts:
+    x, w, bias, out = op["input"], op["weight"], op["bias"], op.result
+    spatial = tuple(x.size())[2:] if op["transposed"] else tuple(out.size())[2:]
+    flops = conv_flops(
+        N=x.size(0), C_out=w.size(0), C_in_per_group=w.size(1), kernel=tuple(w.size())[2:], out_spatial=spatial
     )
-    if bias is not None:
-        io.vec = out.numel()
-    _io(io, (x, w, bias), out)
+    return OpCounts(
+        mm=flops,
+        vec=out.numel() if bias is not None else 0,
+        reads=touched((x, w, bias)),
+        writes=op.outputs(),
+    )
 
 
 def sdpa_cost(
-    io: OpIO,
     *,
     query: torch.Tensor,
     key: torch.Tensor,
@@ -116,7 +105,7 @@ def sdpa_cost(
     attn_mask: torch.Tensor | None,
     is_causal: bool,
     out: torch.Tensor,
-) -> None:
+) -> OpCounts:
     """Fused scaled-dot-product attention as one kernel.
 
     FLOPs: dense ``4*BH*L*S*E`` (``2*BH*L*S*(E+Ev)``, FlopCounterMode's SDPA count) in ``mm``; in ``mm_exec`` the
@@ -131,25 +120,25 @@ def sdpa_cost(
     dense = sdpa_flops(BH=BH, L=L, S=S, E=E, Ev=Ev)
     causal = is_causal and attn_mask is None
     entries = causal_score_entries(q=L, k=S) if causal else L * S
-    io.mm = dense
-    io.mm_exec = sdpa_flops(BH=BH, L=L, S=S, E=E, Ev=Ev, entries=entries) if causal else dense
-    io.vec = BH * entries * (SOFTMAX_FLOPS_PER_ENTRY + (1 if attn_mask is not None else 0))
-    for t in (query, key, value, attn_mask):
-        if t is not None:
-            io.read(t)
-    io.write(out)
+    return OpCounts(
+        mm=dense,
+        mm_exec=sdpa_flops(BH=BH, L=L, S=S, E=E, Ev=Ev, entries=entries) if causal else dense,
+        vec=BH * entries * (SOFTMAX_FLOPS_PER_ENTRY + (1 if attn_mask is not None else 0)),
+        reads=touched((query, key, value, attn_mask)),
+        writes=((out, -1),),
+    )
 
 
-def _aten_sdpa(mask_at: int | None, causal_at: int) -> Handler:
-    """Handler for an aten SDPA kernel whose mask and ``is_causal`` sit at these positions (None: kwarg only)."""
-
-    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        mask = args[mask_at] if mask_at is not None and len(args) > mask_at else kwargs.get("attn_mask")
-        causal = bool(args[causal_at]) if len(args) > causal_at else bool(kwargs.get("is_causal", False))
-        first = out[0] if isinstance(out, tuple | list) else out
-        sdpa_cost(io, query=args[0], key=args[1], value=args[2], attn_mask=mask, is_causal=causal, out=first)
-
-    return handler
+def _aten_sdpa(op: OpCall) -> OpCounts:
+    """An aten SDPA kernel: its additive mask is ``attn_bias`` (efficient, cuDNN), ``attn_mask`` (CPU flash) or none."""
+    return sdpa_cost(
+        query=op["query"],
+        key=op["key"],
+        value=op["value"],
+        attn_mask=op.first_of("attn_bias", "attn_mask"),
+        is_causal=bool(op["is_causal"]),
+        out=op.result,
+    )
 
 
 _SDPA = "fused SDPA: see sdpa_cost"
@@ -181,14 +170,12 @@ add(MATMUL_RULES, ["_convolution"], counted("conv", "as convolution", "conv2d", 
 add(
     MATMUL_RULES,
     ["_scaled_dot_product_efficient_attention"],
-    counted("attention", _SDPA, "attention", _aten_sdpa(3, 6)),
+    counted("attention", _SDPA, "attention", _aten_sdpa),
 )
-add(
-    MATMUL_RULES, ["_scaled_dot_product_flash_attention"], counted("attention", _SDPA, "attention", _aten_sdpa(None, 4))
-)
+add(MATMUL_RULES, ["_scaled_dot_product_flash_attention"], counted("attention", _SDPA, "attention", _aten_sdpa))
 add(
     MATMUL_RULES,
     ["_scaled_dot_product_flash_attention_for_cpu"],
-    counted("attention", _SDPA, "attention", _aten_sdpa(None, 4)),
+    counted("attention", _SDPA, "attention", _aten_sdpa),
 )
-add(MATMUL_RULES, ["_scaled_dot_product_cudnn_attention"], counted("attention", _SDPA, "attention", _aten_sdpa(3, 6)))
+add(MATMUL_RULES, ["_scaled_dot_product_cudnn_attention"], counted("attention", _SDPA, "attention", _aten_sdpa))

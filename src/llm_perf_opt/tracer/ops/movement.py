@@ -1,7 +1,7 @@
 """Handlers for data movement: copies, concatenation (and the KV append), gathers, scatters, sorts, fills,
 interpolation.  No FLOPs except where noted (scatter-add adds, sorts compare, interpolation multiplies-adds).
 
-Byte rules (DESIGN.md §3): a copy reads its source and writes its destination; a gather reads the rows it
+Byte rules (docs/conventions.md §2): a copy reads its source and writes its destination; a gather reads the rows it
 selects (plus the index), not the whole table; a scatter writes the rows it updates; a fill writes its output;
 a KV-cache append (``cat`` with a KV-cache operand) reads and writes the new tokens only - a static cache
 writes them in place, so the eager ``cat``'s copy of the old cache is not charged.
@@ -10,12 +10,11 @@ writes them in place, so the eager ``cat``'s copy of the old cache is not charge
 from __future__ import annotations
 
 from math import prod
-from typing import Any
 
 import torch
 
 from llm_perf_opt.tracer.ops.formulas import interpolate_taps, sort_flops
-from llm_perf_opt.tracer.ops.io import KV, OpIO, read_bytes, tensors_in
+from llm_perf_opt.tracer.ops.io import KV, OpCall, OpCounts, Touch, tensors_in, touched
 from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
 
 __all__ = ["MOVEMENT_RULES"]
@@ -23,88 +22,68 @@ __all__ = ["MOVEMENT_RULES"]
 _Tensor = torch.Tensor
 
 
-def _copy(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+def _copy(op: OpCall) -> OpCounts:
     """Out-of-place copy-like op: read tensor operands, write outputs."""
-    io.read_all(args)
-    io.write_all(out)
+    return OpCounts(reads=op.operands(), writes=op.outputs())
 
 
-def _copy_(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+def _copy_(op: OpCall) -> OpCounts:
     """``dst.copy_(src)``: read src (broadcast dims once), write dst."""
-    dst, src = args[0], args[1]
-    io.read(src)
-    io.write(dst)
+    return OpCounts(reads=((op.first_of("src", "other"), -1),), writes=((op.first, -1),))
 
 
-def _cat(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    parts = [t for t in tensors_in(args[:1]) if t.numel()]
-    kv_parts = [t for t in parts if io.kind(t) == KV]
-    if not kv_parts:
-        for t in parts:
-            io.read(t)
-        io.write(out)
-        return
-    new_bytes = 0
-    for t in parts:
-        if io.kind(t) != KV:
-            io.read(t)
-            new_bytes += t.numel() * t.element_size()
-    io.written += new_bytes
-    io.kv_written += new_bytes
-    io.out_kv = True
+def _cat(op: OpCall) -> OpCounts:
+    """Concatenate: read the parts, write the output.  A KV-cache append (a part is KV memory) reads and writes
+    only the new tokens, and the output becomes the KV cache."""
+    parts = [t for t in tensors_in((op["tensors"],)) if t.numel()]
+    if not any(op.kind(t) == KV for t in parts):
+        return OpCounts(reads=tuple((t, -1) for t in parts), writes=((op.out, -1),))
+    new = [t for t in parts if op.kind(t) != KV]
+    return OpCounts(reads=tuple((t, -1) for t in new), kv_append=sum(t.numel() * t.element_size() for t in new))
 
 
-def _fill(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+def _fill(op: OpCall) -> OpCounts:
     """Factory or fill: write the output (a fill value that is a tensor is read)."""
-    for t in tensors_in(args[1:]):
-        io.read(t)
-    io.write_all(out)
+    return OpCounts(reads=op.operands(skip=1), writes=op.outputs())
 
 
-def _gather_rows(io: OpIO, table: torch.Tensor, index: torch.Tensor | None, out: torch.Tensor) -> None:
-    io.read(table, out.numel() * table.element_size())
-    if index is not None:
-        io.read(index)
-    io.write(out)
+def _rows(op: OpCall, table: torch.Tensor, index: torch.Tensor | None, *extra: Touch) -> OpCounts:
+    """Gather rows of ``table``: read the selected rows (output size) and the index, write the output."""
+    out = op.out
+    reads = ((table, out.numel() * table.element_size()), *(((index, -1),) if index is not None else ()), *extra)
+    return OpCounts(reads=reads, writes=((out, -1),))
 
 
-def _embedding(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    _gather_rows(io, args[0], args[1], out)
+def _embedding(op: OpCall) -> OpCounts:
+    return _rows(op, op["weight"], op["indices"])
 
 
-def _index_select(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    _gather_rows(io, args[0], args[2], out)
+def _index_select(op: OpCall) -> OpCounts:
+    return _rows(op, op["self"], op["index"])
 
 
-def _index(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    for t in tensors_in(args[1:]):
-        io.read(t)
-    _gather_rows(io, args[0], None, out)
+def _index(op: OpCall) -> OpCounts:
+    return _rows(op, op["self"], None, *op.operands(skip=1))
 
 
-def _gather(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    _gather_rows(io, args[0], args[2], out)
+def _gather(op: OpCall) -> OpCounts:
+    return _rows(op, op["self"], op["index"])
 
 
-def _index_put(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+def _index_put(op: OpCall) -> OpCounts:
     """``self[indices] = values``: read indices and values, write the indexed elements (read them too if
     accumulating).  Indexed elements = broadcast index shape x the trailing dims when every index is a leading
     integer tensor; otherwise (boolean masks, gaps) the values' element count."""
-    self_, indices, values = args[0], args[1], args[2]
-    accumulate = bool(args[3]) if len(args) > 3 else bool(kwargs.get("accumulate", False))
-    idx = list(indices)
+    self_, idx, values = op["self"], list(op["indices"]), op["values"]
     if idx and all(isinstance(i, _Tensor) and i.dtype != torch.bool for i in idx):
         n = _broadcast_numel([tuple(i.shape) for i in idx]) * prod(self_.shape[len(idx) :])
     else:
         n = values.numel()
-    for t in tensors_in(idx):
-        io.read(t)
-    io.read(values)
-    elem = self_.element_size()
-    if accumulate:
-        io.read(self_, n * elem)
-        io.vec = n
-    io.write(self_, n * elem)
+    nbytes = n * self_.element_size()
+    reads = (*touched(idx), (values, -1))
+    if op["accumulate"]:
+        return OpCounts(vec=n, reads=(*reads, (self_, nbytes)), writes=((self_, nbytes),))
+    return OpCounts(reads=reads, writes=((self_, nbytes),))
 
 
 def _broadcast_numel(shapes: list[tuple[int, ...]]) -> int:
@@ -114,87 +93,70 @@ def _broadcast_numel(shapes: list[tuple[int, ...]]) -> int:
     return prod(max(sizes) for sizes in zip(*padded, strict=True))
 
 
-def _scatter_like(*, source_at: int, index_at: int | None, adds: bool) -> Handler:
+def _into(op: OpCall, self_: torch.Tensor, n: int, reads: tuple[Touch, ...], *, vec: int = 0) -> OpCounts:
+    """``n`` elements of ``self_`` written in place, or, for an out-of-place variant, the whole output written
+    and the untouched rest of ``self_`` read (it is copied too)."""
+    elem = self_.element_size()
+    target = op.result if op.out is not None else self_
+    if target is not self_ and target.untyped_storage() is not self_.untyped_storage():
+        return OpCounts(vec=vec, reads=(*reads, (self_, (self_.numel() - n) * elem)), writes=((target, -1),))
+    return OpCounts(vec=vec, reads=reads, writes=((self_, n * elem),))
+
+
+def _scatter(*, adds: bool) -> Handler:
     """Scatter ``source`` into ``self`` (in place or into a copy): read source/index, write that many elements."""
 
-    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        self_ = args[0]
-        src = args[source_at] if len(args) > source_at else None
-        index = args[index_at] if index_at is not None else None
-        n = index.numel() if isinstance(index, _Tensor) and not isinstance(src, _Tensor) else None
+    def handler(op: OpCall) -> OpCounts:
+        self_, index, src = op["self"], op["index"], op.first_of("src", "source", "value")
+        reads: tuple[Touch, ...] = ()
         if isinstance(src, _Tensor):
             n = min(src.numel(), self_.numel())
-            io.read(src, n * src.element_size())
-        if isinstance(index, _Tensor):
-            io.read(index)
-        n = self_.numel() if n is None else n
-        elem = self_.element_size()
-        if adds:
-            io.read(self_, n * elem)
-            io.vec = n
-        target = _first(out) if out is not None else self_
-        if target is not self_ and target.untyped_storage() is not self_.untyped_storage():
-            # out-of-place variant: the untouched rest of self is copied too
-            io.read(self_, (self_.numel() - n) * elem)
-            io.write(target)
+            reads = ((src, n * src.element_size()),)
         else:
-            io.write(self_, n * elem)
+            n = index.numel() if isinstance(index, _Tensor) else self_.numel()
+        if isinstance(index, _Tensor):
+            reads = (*reads, (index, -1))
+        if adds:
+            reads = (*reads, (self_, n * self_.element_size()))
+        return _into(op, self_, n, reads, vec=n if adds else 0)
 
     return handler
 
 
-def _masked_scatter(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+def _masked_scatter(op: OpCall) -> OpCounts:
     """``self.masked_scatter_(mask, source)``: the masked count is data-dependent; on meta it is taken as
     ``min(source, self)`` elements (the model always supplies exactly one source row per masked row)."""
-    self_, mask, src = args[0], args[1], args[2]
+    self_, mask, src = op["self"], op["mask"], op["source"]
     n = min(src.numel(), self_.numel())
-    io.read(mask)
-    io.read(src, n * src.element_size())
-    target = _first(out)
-    if target.untyped_storage() is self_.untyped_storage():
-        io.write(self_, n * self_.element_size())
-    else:
-        io.read(self_, (self_.numel() - n) * self_.element_size())
-        io.write(target)
+    return _into(op, self_, n, ((mask, -1), (src, n * src.element_size())))
 
 
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple | list) else out  # type: ignore[no-any-return]
+def _sort(op: OpCall) -> OpCounts:
+    x = op["self"]
+    n = x.size(op["dim"]) if x.dim() else 1
+    return OpCounts(vec=sort_flops(numel=x.numel(), n=n), reads=((x, -1),), writes=op.outputs())
 
 
-def _sort(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    x = args[0]
-    dim = kwargs.get("dim", args[1] if len(args) > 1 and isinstance(args[1], int) else -1)
-    n = x.size(dim) if x.dim() else 1
-    io.vec = sort_flops(numel=x.numel(), n=n)
-    io.read(x)
-    io.write_all(out)
-
-
-def _topk(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+def _topk(op: OpCall) -> OpCounts:
     """A partial selection: one comparison per input element (k is small against the row)."""
-    x = args[0]
-    io.vec = x.numel()
-    io.read(x)
-    io.write_all(out)
+    x = op["self"]
+    return OpCounts(vec=x.numel(), reads=((x, -1),), writes=op.outputs())
 
 
 def _interpolate(taps_1d: int, *, antialias: bool) -> Handler:
-    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        x = args[0]
+    def handler(op: OpCall) -> OpCounts:
+        x, out = op.first, op.out
         in_sizes = tuple(x.size())[2:]
         out_sizes = tuple(out.size())[2:]
         taps = interpolate_taps(taps_1d=taps_1d, in_sizes=in_sizes, out_sizes=out_sizes, antialias=antialias)
-        io.vec = 2 * taps * out.numel() if taps_1d > 1 else 0
-        io.read(x)
-        io.write(out)
+        vec = 2 * taps * out.numel() if taps_1d > 1 else 0
+        return OpCounts(vec=vec, reads=((x, -1),), writes=((out, -1),))
 
     return handler
 
 
-def _repeat_like(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    io.read(args[0], read_bytes(args[0]))
-    io.write_all(out)
+def _repeat_like(op: OpCall) -> OpCounts:
+    return OpCounts(reads=((op.first, -1),), writes=op.outputs())
 
 
 _COPY = "read the source, write the destination; no FLOPs"
@@ -284,23 +246,23 @@ def _movement_rules() -> OpTable:
     add(rules, ["gather"], counted("gather", _GATHER, dm, _gather))
     add(rules, ["take"], counted("gather", _GATHER, dm, _gather_take))
     add(rules, ["index_put"], counted("scatter", _SCATTER + " (read-modify-write if accumulating)", dm, _index_put))
-    add(rules, ["index_copy"], counted("scatter", _SCATTER, dm, _scatter_like(source_at=3, index_at=2, adds=False)))
+    add(rules, ["index_copy"], counted("scatter", _SCATTER, dm, _scatter(adds=False)))
     add(
         rules,
         ["index_add"],
-        counted("scatter", _SCATTER + "; one add per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)),
+        counted("scatter", _SCATTER + "; one add per element", dm, _scatter(adds=True)),
     )
     add(rules, ["index_fill"], counted("scatter", "write the filled slices, read the index", dm, _index_fill))
-    add(rules, ["scatter"], counted("scatter", _SCATTER, dm, _scatter_like(source_at=3, index_at=2, adds=False)))
+    add(rules, ["scatter"], counted("scatter", _SCATTER, dm, _scatter(adds=False)))
     add(
         rules,
         ["scatter_add"],
-        counted("scatter", _SCATTER + "; one add per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)),
+        counted("scatter", _SCATTER + "; one add per element", dm, _scatter(adds=True)),
     )
     add(
         rules,
         ["scatter_reduce"],
-        counted("scatter", _SCATTER + "; one op per element", dm, _scatter_like(source_at=3, index_at=2, adds=True)),
+        counted("scatter", _SCATTER + "; one op per element", dm, _scatter(adds=True)),
     )
     add(rules, ["masked_scatter"], counted("scatter", _SCATTER + " (masked count = source size)", dm, _masked_scatter))
     add(rules, ["sort"], counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort))
@@ -322,20 +284,18 @@ def _movement_rules() -> OpTable:
     return rules
 
 
-def _index_fill(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    self_, dim, index = args[0], args[1], args[2]
+def _index_fill(op: OpCall) -> OpCounts:
+    """Fill the slices ``index`` selects along ``dim``: read the index, write those slices (in place), or read
+    ``self`` and write the whole output (out of place)."""
+    self_, dim, index = op["self"], op["dim"], op["index"]
     row = self_.numel() // self_.size(dim) if self_.size(dim) else 0
-    io.read(index)
-    target = _first(out)
-    if target.untyped_storage() is self_.untyped_storage():
-        io.write(self_, index.numel() * row * self_.element_size())
-    else:
-        io.read(self_)
-        io.write(target)
+    if op.result.untyped_storage() is self_.untyped_storage():
+        return OpCounts(reads=((index, -1),), writes=((self_, index.numel() * row * self_.element_size()),))
+    return OpCounts(reads=((index, -1), (self_, -1)), writes=((op.result, -1),))
 
 
-def _gather_take(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    _gather_rows(io, args[0], args[1], out)
+def _gather_take(op: OpCall) -> OpCounts:
+    return _rows(op, op["self"], op["index"])
 
 
 MOVEMENT_RULES: OpTable = _movement_rules()

@@ -8,18 +8,17 @@ overload), as torch's own ``flop_counter`` registers its formulas: a name torch 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 from attrs import field, frozen
 
-from llm_perf_opt.tracer.ops.io import OpIO
+from llm_perf_opt.tracer.ops.io import OpCall, OpCounts
 from llm_perf_opt.tracer.result import Bucket
 
 __all__ = ["Handler", "OpTable", "Rule", "add", "aten_op", "counted", "merge", "zero_cost"]
 
-Handler = Callable[[OpIO, tuple[Any, ...], dict[str, Any], Any], None]
-"""``handler(io, args, kwargs, out)``: sets ``io.mm``/``io.mm_exec``/``io.vec`` and charges reads and writes."""
+Handler = Callable[[OpCall], OpCounts]
+"""``handler(op) -> counts``: reads the op's arguments by schema name and returns its FLOPs, reads and writes."""
 
 
 @frozen(kw_only=True)

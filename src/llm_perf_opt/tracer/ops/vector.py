@@ -9,11 +9,8 @@ Comparisons, selects (``where``, ``masked_fill``) and clamps count one FLOP per 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-import torch
-
-from llm_perf_opt.tracer.ops.io import OpIO
+from llm_perf_opt.tracer.ops.io import OpCall, OpCounts
 from llm_perf_opt.tracer.ops.matmul import SOFTMAX_FLOPS_PER_ENTRY
 from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
 
@@ -148,53 +145,38 @@ REDUCTION_FLOPS: Mapping[str, int] = {
 """Reductions and scans: FLOPs per *input* element (mean also divides once per output element)."""
 
 
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple | list) else out  # type: ignore[no-any-return]
-
-
 def _elementwise(factor: int) -> Handler:
-    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        io.vec = _first(out).numel() * factor
-        io.read_all(args)
-        io.write_all(out)
+    def handler(op: OpCall) -> OpCounts:
+        return OpCounts(vec=op.result.numel() * factor, reads=op.operands(), writes=op.outputs())
 
     return handler
 
 
-def _gelu(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
+def _gelu(op: OpCall) -> OpCounts:
     # tanh form: 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3))): cube (2), mul, add, mul, tanh, add, mul, mul = 9
-    io.vec = out.numel() * (9 if approximate == "tanh" else ACTIVATION_FLOPS["gelu"])
-    io.read(args[0])
-    io.write(out)
+    per_element = 9 if op["approximate"] == "tanh" else ACTIVATION_FLOPS["gelu"]
+    return OpCounts(vec=op.out.numel() * per_element, reads=((op["self"], -1),), writes=((op.out, -1),))
 
 
 def _reduction(factor: int, *, divide: bool = False) -> Handler:
-    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        x = args[0]
-        io.vec = x.numel() * factor + (_first(out).numel() if divide else 0)
-        io.read_all(args)
-        io.write_all(out)
+    def handler(op: OpCall) -> OpCounts:
+        vec = op.first.numel() * factor + (op.result.numel() if divide else 0)
+        return OpCounts(vec=vec, reads=op.operands(), writes=op.outputs())
 
     return handler
 
 
-def _softmax(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    io.vec = args[0].numel() * SOFTMAX_FLOPS_PER_ENTRY
-    io.read(args[0])
-    io.write_all(out)
+def _softmax(op: OpCall) -> OpCounts:
+    x = op.first
+    return OpCounts(vec=x.numel() * SOFTMAX_FLOPS_PER_ENTRY, reads=((x, -1),), writes=op.outputs())
 
 
-def _norm(base: int, weight_at: int, bias_at: int | None) -> Handler:
-    """Normalisation over ``base`` FLOPs per element, +1 for an affine weight and +1 for a bias."""
+def _norm(base: int) -> Handler:
+    """Normalisation over ``base`` FLOPs per element, +1 for an affine ``weight`` and +1 for a ``bias``."""
 
-    def handler(io: OpIO, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        x = args[0]
-        has_w = len(args) > weight_at and args[weight_at] is not None
-        has_b = bias_at is not None and len(args) > bias_at and args[bias_at] is not None
-        io.vec = x.numel() * (base + int(has_w) + int(has_b))
-        io.read_all(args)
-        io.write_all(out)
+    def handler(op: OpCall) -> OpCounts:
+        affine = sum(1 for name in ("weight", "bias") if op.has(name) and op[name] is not None)
+        return OpCounts(vec=op.first.numel() * (base + affine), reads=op.operands(), writes=op.outputs())
 
     return handler
 
@@ -220,11 +202,11 @@ def _vector_rules() -> OpTable:
     softmax_reason = f"{SOFTMAX_FLOPS_PER_ENTRY} FLOPs per element: max, subtract, exp, sum, divide"
     for name in ("_softmax", "_safe_softmax", "_log_softmax", "softmax", "log_softmax"):
         add(rules, [name], counted("softmax", softmax_reason, "attention", _softmax))
-    add(rules, ["native_layer_norm"], counted("norm", _NORM_LN, "norm", _norm(5, 2, 3)))
-    add(rules, ["native_group_norm"], counted("norm", _NORM_LN, "norm", _norm(5, 1, 2)))
-    add(rules, ["native_batch_norm"], counted("norm", _NORM_BN, "norm", _norm(2, 1, 2)))
-    add(rules, ["_native_batch_norm_legit_no_training"], counted("norm", _NORM_BN, "norm", _norm(2, 1, 2)))
-    add(rules, ["_fused_rms_norm"], counted("norm", _NORM_RMS, "norm", _norm(3, 2, None)))
+    add(rules, ["native_layer_norm"], counted("norm", _NORM_LN, "norm", _norm(5)))
+    add(rules, ["native_group_norm"], counted("norm", _NORM_LN, "norm", _norm(5)))
+    add(rules, ["native_batch_norm"], counted("norm", _NORM_BN, "norm", _norm(2)))
+    add(rules, ["_native_batch_norm_legit_no_training"], counted("norm", _NORM_BN, "norm", _norm(2)))
+    add(rules, ["_fused_rms_norm"], counted("norm", _NORM_RMS, "norm", _norm(3)))
     return rules
 
 

@@ -1,0 +1,51 @@
+"""``llm-perf-opt compare --device a,b``: one trace, each device's column equal to its own analyze run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llm_perf_opt.analysis.options import AnalysisOptions
+from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.cli import cli
+
+TINY = ["--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max-new-tokens", "4", "--quiet"]
+
+
+def test_each_column_is_that_devices_analysis(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(
+        cli, ["compare", "--device", "h100-sxm,a100-80gb", *TINY, "--format", "json", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [d["device_id"] for d in data["devices"]] == ["h100-sxm", "a100-80gb"]
+    for column in data["devices"]:
+        alone = run_analysis(
+            AnalysisOptions(
+                model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, device=column["device_id"]
+            )
+        )
+        assert column["stages_ms"]["end_to_end_ms"] == pytest.approx(alone.stages.end_to_end_s * 1e3, rel=1e-8)
+        assert column["max_batch"] == alone.capacity.max_batch
+    md = (out / "compare.md").read_text()
+    assert "| **end to end** |" in md and "(`a100-80gb`)" in md and "Fastest end to end" in md
+
+
+def test_devices_without_the_dtype_are_listed_and_one_device_is_refused() -> None:
+    result = CliRunner().invoke(cli, ["compare", "--device", "h100-sxm,a100-80gb", *TINY, "--dtype", "fp8"])
+    assert result.exit_code == 0, result.output
+    assert "- skipped: a100-80gb: no fp8 peak" in result.stdout
+    one = CliRunner().invoke(cli, ["compare", "--device", "h100-sxm", *TINY])
+    assert one.exit_code == 1 and one.stderr.startswith("error: --device lists 1 device(s)")
+
+
+def test_shell_completion_as_the_readme_documents_it() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "_LLM_PERF_OPT_COMPLETE=bash_source llm-perf-opt" in readme
+    env = {"_LLM_PERF_OPT_COMPLETE": "bash_complete", "COMP_WORDS": "llm-perf-opt comp", "COMP_CWORD": "1"}
+    result = CliRunner().invoke(cli, [], prog_name="llm-perf-opt", env=env)
+    assert "plain,compare" in result.stdout
