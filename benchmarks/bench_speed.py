@@ -8,7 +8,8 @@ points at a new temporary folder), "warm" the same cache after one cold run.  Ea
 was imported.  Ratios are taken between cases of the same run, so a busy machine shifts both sides.
 
 Targets: warm standard analyze <= 1.0 s with no torch; cold <= 4 s; ``--batch 256`` cold <= 1.3x ``--batch 1``
-cold; ``--max-new-tokens 8192`` <= 1.1x of 64; calibrate on the committed H100 files <= 10 s; validation-doc <= 10 s;
+cold; ``--max-new-tokens 8192`` <= 1.1x of 64 (measured at 7490, the most the standard workload's 8,192-token context
+leaves); calibrate on the committed H100 files <= 10 s; validation-doc <= 10 s;
 peak RSS <= 400 MB for any batch up to 1,024 (the CLI admits batches up to 256; 1,024 is traced through the library).
 """
 
@@ -33,7 +34,8 @@ try:
 except SystemExit as exc:
     code = exc.code or 0
 with open(sys.argv[1], "w") as out:
-    json.dump({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    json.dump({"rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
                "torch": "torch" in sys.modules, "code": code}, out)
 """
 
@@ -44,8 +46,9 @@ from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import preset_workload
 work = attrs.evolve(preset_workload("dsocr-standard-v1"), batch_size=int(sys.argv[2]))
 result = trace_workload(resolve_model_source("deepseek-ocr-v1-base"), work)
+usage = resource.getrusage(resource.RUSAGE_SELF)
 with open(sys.argv[1], "w") as out:
-    json.dump({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": True, "code": 0,
+    json.dump({"rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime, "torch": True, "code": 0,
                "batch_method": result.batch_method}, out)
 """
 
@@ -78,8 +81,9 @@ def analyze(*extra: str) -> list[str]:
 
 
 def median_case(argv: list[str], repeats: int, *, warm: bool = False, script: str = WRAPPER) -> dict[str, float]:
-    """Median wall and max RSS over ``repeats`` runs, each with a new cache folder (warmed first if ``warm``)."""
-    walls, rss, torch = [], [], False
+    """Median wall and CPU time, max RSS over ``repeats`` runs, each with a new cache folder (warmed first if
+    ``warm``)."""
+    walls, cpus, rss, torch = [], [], [], False
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache_dir:
             cache = Path(cache_dir)
@@ -87,14 +91,21 @@ def median_case(argv: list[str], repeats: int, *, warm: bool = False, script: st
                 run(argv, cache, script=script)
             got = run(argv, cache, script=script)
         walls.append(float(got["wall_s"]))
+        cpus.append(float(got["cpu_s"]))
         rss.append(float(got["rss_mb"]))
         torch = torch or bool(got["torch"])
-    return {"wall_s": statistics.median(walls), "rss_mb": max(rss), "torch": float(torch)}
+    return {
+        "wall_s": statistics.median(walls),
+        "cpu_s": statistics.median(cpus),
+        "rss_mb": max(rss),
+        "torch": float(torch),
+    }
 
 
 def row(name: str, case: dict[str, float], target: str = "") -> None:
     torch = "torch" if case["torch"] else "no torch"
-    print(f"{name:42s} {case['wall_s']:7.2f} s  {case['rss_mb']:6.0f} MB  {torch:8s}  {target}")
+    times = f"{case['wall_s']:7.2f} s wall {case['cpu_s']:7.2f} s cpu"
+    print(f"{name:38s} {times} {case['rss_mb']:5.0f} MB  {torch:8s} {target}")
 
 
 def main() -> None:
@@ -110,7 +121,7 @@ def main() -> None:
         "analyze --batch 1, cold": median_case(analyze("--batch", "1"), n),
         "analyze --batch 256, cold": median_case(analyze("--batch", "256"), n),
         "analyze --max-new-tokens 64, cold": median_case(analyze("--max-new-tokens", "64"), n),
-        "analyze --max-new-tokens 8192, cold": median_case(analyze("--max-new-tokens", "8192"), n),
+        "analyze --max-new-tokens 7490, cold": median_case(analyze("--max-new-tokens", "7490"), n),
         "trace batch 1024 (library), cold": median_case(["1024"], n, script=LIBRARY_BATCH),
     }
     if not args.skip_validation:
@@ -128,12 +139,13 @@ def main() -> None:
     }
     for name, case in cases.items():
         row(name, case, targets.get(name, ""))
-    batch = cases["analyze --batch 256, cold"]["wall_s"] / cases["analyze --batch 1, cold"]["wall_s"]
-    tokens = (
-        cases["analyze --max-new-tokens 8192, cold"]["wall_s"] / cases["analyze --max-new-tokens 64, cold"]["wall_s"]
-    )
-    print(f"batch 256 / batch 1 (cold): {batch:.2f}x (target <= 1.3)")
-    print(f"8192 / 64 new tokens (cold): {tokens:.2f}x (target <= 1.1)")
+    for what in ("wall_s", "cpu_s"):
+        batch = cases["analyze --batch 256, cold"][what] / cases["analyze --batch 1, cold"][what]
+        long = cases["analyze --max-new-tokens 7490, cold"][what] / cases["analyze --max-new-tokens 64, cold"][what]
+        print(
+            f"{what[:-2]:4s} ratios: batch 256 / 1 (cold) {batch:.2f}x (target <= 1.3); 7490 / 64 new tokens (cold) "
+            f"{long:.2f}x (target <= 1.1 at 8192; 7490 is the most S=703 leaves in 8,192)"
+        )
     print(f"peak RSS over all cases: {max(c['rss_mb'] for c in cases.values()):.0f} MB (target <= 400 MB)")
 
 
