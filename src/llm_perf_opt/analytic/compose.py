@@ -84,21 +84,24 @@ def _cached(
         tb.replay(_pass_records(config, lp.stage, lp.B, lp.q, routing, a), lp.times)
         add_attention_cores(tb, config, lp, eager=eager, a=a)
         decoder_weight_bytes(tb, config, lp.stage, a=a)
-    if not workload.text_only:
-        _set_stage_peaks(tb, config, workload, eager=eager, a=a)
+    _set_stage_peaks(tb, config, workload, eager=eager, a=a)
     return tb.build(root_weight_bytes=model_weight_bytes(config, a=a))
 
 
 def _set_stage_peaks(tb: TreeBuilder, cfg: DeepseekOCRConfig, w: Workload, *, eager: bool, a: int) -> None:
     """Stage and root peaks: the traced live set at each stage's highest point (``formulas.stage_peaks``), not the
     largest leaf working set (leaf nodes keep theirs; ``divergences``)."""
-    B, S, D, n_e, N_img = w.batch_size, w.seq_len, cfg.hidden_size, cfg.projector.n_embed, w.image_tokens
-    n_c, c, G, t_c = w.num_crops, w.crop_size, w.global_view_size, w.crop_grid_side
-    H, V = cfg.num_attention_heads, cfg.vocab_size
+    B, S, D, H, V = w.batch_size, w.seq_len, cfg.hidden_size, cfg.num_attention_heads, cfg.vocab_size
     h_d = D // H
-    s = cfg.sam
-    peaks = {
-        "vision": sp.vision_peak(
+    images = not w.text_only
+    n_c, c, G = (w.num_crops, w.crop_size, w.global_view_size) if images else (0, 0, 0)
+    inputs = sp.pass_inputs(B=B, S=S, n_c=n_c, c=c, G=G, a=a)
+    peaks = {"prefill": sp.prefill_peak(inputs=inputs, B=B, S=S, D=D, H=H, h_d=h_d, V=V, eager=eager, a=a)}
+    if w.max_new_tokens > 1:
+        peaks["decode"] = sp.decode_peak(B=B, K=w.final_kv_len, D=D, H=H, h_d=h_d, V=V, eager=eager, a=a)
+    if images:
+        s, n_e, N_img, t_c = cfg.sam, cfg.projector.n_embed, w.image_tokens, w.crop_grid_side
+        peaks["vision"] = sp.vision_peak(
             B=B,
             S=S,
             D=D,
@@ -113,14 +116,15 @@ def _set_stage_peaks(tb: TreeBuilder, cfg: DeepseekOCRConfig, w: Workload, *, ea
             H_s=s.num_heads,
             eager=eager,
             a=a,
-        ),
-        "projector": sp.projector_peak(
+        )
+        peaks["projector"] = sp.projector_peak(
             B=B,
             S=S,
             D=D,
             n_e=n_e,
             N_img=N_img,
             n_c=n_c,
+            i=w.grid[0],
             c=c,
             G=G,
             t_c=t_c,
@@ -129,21 +133,7 @@ def _set_stage_peaks(tb: TreeBuilder, cfg: DeepseekOCRConfig, w: Workload, *, ea
             D_c=cfg.clip.hidden_size,
             eager=eager,
             a=a,
-        ),
-        "prefill": sp.prefill_peak(
-            inputs=sp.pass_inputs(B=B, S=S, n_c=n_c, c=c, G=G, a=a),
-            B=B,
-            S=S,
-            D=D,
-            H=H,
-            h_d=h_d,
-            V=V,
-            eager=eager,
-            a=a,
-        ),
-    }
-    if w.max_new_tokens > 1:
-        peaks["decode"] = sp.decode_peak(B=B, K=w.final_kv_len, D=D, H=H, h_d=h_d, V=V, eager=eager, a=a)
+        )
     tb.peaks.update(peaks)
     tb.peaks["root"] = max(peaks.values())
 

@@ -8,13 +8,14 @@ flash and eager, batch 1-4, and checked equal to the trace byte for byte (``test
 
 Symbols: ``B`` batch rows (one page each), ``S`` prefill length, ``K`` keys of the last decode step (``S + N - 1``),
 ``D`` decoder width, ``H`` decoder heads, ``h_d`` head width, ``V`` vocabulary, ``n_e`` projector width, ``N_img``
-image tokens of one page, ``G``/``c`` global-view and crop sides (px), ``n_c`` crops per page, ``t_g``/``t_c``
-token-grid sides of the global view and of one crop (after SAM's 16x downsampling), ``E``/``H_s``/``p`` SAM width,
-heads and patch size, ``C_s`` SAM ``net_3`` channels, ``D_c`` CLIP width, ``a`` bytes per activation element (the
-fp32 upcasts are 4 bytes, token ids and positions int64, the image mask bool, whatever ``a`` is).
+image tokens of one page, ``G``/``c`` global-view and crop sides (px), ``n_c`` crops per page (``i`` columns),
+``t_g``/``t_c`` token-grid sides of the global view and of one crop (after SAM's 16x downsampling), ``E``/``H_s``/``p``
+SAM width, heads and patch size, ``C_s`` SAM ``net_3`` channels, ``D_c`` CLIP width, ``a`` bytes per activation
+element (the fp32 upcasts are 4 bytes, token ids and positions int64, the image mask bool, whatever ``a`` is).
 
-Leaves out: memory a kernel uses inside itself (workspaces), allocator rounding and caching (``perf.memory``), and
-the text-only path (no images; those stages keep the leaf-maximum estimate).
+A text-only request has no vision or projector stage; its prefill and decode peaks are the same formulas without
+images.  Leaves out: memory a kernel uses inside itself (workspaces), allocator rounding and caching
+(``perf.memory``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def sam_global_attention_live(*, B_v: int, R: int, p: int, E: int, H_s: int, eag
 
     Flash (SDPA with the decomposed rel-pos bias as mask): the mask ``B_v*H_s*T^2*a``, the rel-pos terms
     ``B_v*H_s*T*2*sqrt(T)*a``, qkv ``3*B_v*T*E*a`` and four ``B_v*T*E*a`` tensors (block input, norm1, attention
-    output, proj).  Eager (math SDPA): five ``T^2`` tensors (scores, scaled/biased scores, softmax), the fp32 q/k/v
+    output, proj), and with ``B_v > 1`` the head-split copy of qkv ``3*B_v*T*E*a`` (one view splits as a view).
+    Eager (math SDPA): five ``T^2`` tensors (scores, scaled/biased scores, softmax), the fp32 q/k/v
     ``3*B_v*T*E*4``, the scaled q and k ``2*B_v*T*E*a`` and the same rel-pos, qkv and block tensors but for the
     proj output.  Source: live sets of ``model.sam_model.blocks.*.attn`` (``measure.peak_explain``).
     """
@@ -53,9 +55,10 @@ def sam_global_attention_live(*, B_v: int, R: int, p: int, E: int, H_s: int, eag
     u = B_v * T * E * a
     scores = B_v * H_s * T * T * a
     rel = B_v * H_s * T * 2 * t * a
+    split = 3 * u if B_v > 1 else 0  # q/k/v split by head: a copy unless there is one view
     if eager:
-        return 5 * scores + rel + 3 * u + 3 * B_v * T * E * _F32 + 2 * u + 2 * u
-    return scores + rel + 7 * u
+        return 5 * scores + rel + 3 * u + split + 3 * B_v * T * E * _F32 + 2 * u + 2 * u
+    return scores + rel + 7 * u + split
 
 
 def vision_peak(
@@ -96,6 +99,7 @@ def projector_peak(
     n_e: int,
     N_img: int,
     n_c: int,
+    i: int,
     c: int,
     G: int,
     t_c: int,
@@ -111,15 +115,17 @@ def projector_peak(
     view's projector output while its SAM ``net_3`` output ``t_g^2*C_s*a``, CLIP output ``(t_g^2+1)*D_c*a`` and their
     concat ``t_g^2*(C_s+D_c)*a`` are alive (plus the crops' projected tokens), or, with crops, the page's final
     concat: its pieces and result ``(2*N_img - 1)*n_e*a``, both projector outputs ``(n_c*t_c^2 + t_g^2)*n_e*a`` and
-    the re-tiled crop copy ``n_c*t_c^2*n_e*a``.  Eager adds the causal mask build after the last projector call: the
-    fp32 fill ``4*S^2``, its ``a*S^2`` cast and the ``int64`` positions ``8*S``, once for the batch.
+    the re-tiled crop copy ``n_c*t_c^2*n_e*a`` (none with one crop column, ``i = 1``: the re-tiling is a view).
+    Eager adds the causal mask build after the last projector call: the fp32 fill ``4*S^2``, its ``a*S^2`` cast
+    and the ``int64`` positions ``8*S``, once for the batch.
     """
     held = pass_inputs(B=B, S=S, n_c=n_c, c=c, G=G, a=a) + B * S * D * a
     prev = min(B - 1, 1) * N_img * n_e * a
     local = n_c * t_c * t_c
     tg2 = t_g * t_g
     at_global = prev + local * n_e * a + (tg2 * C_s + (tg2 + 1) * D_c + tg2 * (C_s + D_c) + tg2 * n_e) * a
-    at_concat = prev + ((2 * N_img - 1) + local + tg2 + local) * n_e * a if n_c else 0
+    retiled = local if i > 1 else 0
+    at_concat = prev + ((2 * N_img - 1) + local + tg2 + retiled) * n_e * a if n_c else 0
     mask = (_F32 + a) * S * S + _I64 * S if eager else 0
     return held + max(at_global, at_concat, mask)
 
