@@ -61,18 +61,12 @@ OCR2_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
 
 def make_workload(spec: Mapping[str, Any]) -> Any:
     """A workload from a golden's spec: a v1 preset id, v1 mode/page/prompt/N/batch, or an OCR-2 mode/page/..."""
-    if "ocr2_mode" in spec:
-        return Ocr2Workload.create(
-            mode=str(spec["ocr2_mode"]),
-            page=(int(spec["page"][0]), int(spec["page"][1])),
-            prompt_tokens=int(spec.get("prompt_tokens", 9)),
-            max_new_tokens=int(spec.get("max_new_tokens", 1)),
-            batch_size=int(spec.get("batch_size", 1)),
-        )
-    if "preset" in spec:
+    ocr2 = "ocr2_mode" in spec
+    if "preset" in spec and not ocr2:
         return preset_workload(str(spec["preset"]))
-    return Workload.create(
-        mode=str(spec["mode"]),
+    create = Ocr2Workload.create if ocr2 else Workload.create
+    return create(
+        mode=str(spec["ocr2_mode" if ocr2 else "mode"]),
         page=(int(spec["page"][0]), int(spec["page"][1])),
         prompt_tokens=int(spec.get("prompt_tokens", 9)),
         max_new_tokens=int(spec.get("max_new_tokens", 1)),

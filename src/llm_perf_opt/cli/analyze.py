@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import click
 
@@ -16,6 +16,21 @@ from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.store import ReportStore
 
 __all__ = ["analyze", "parse_page"]
+
+
+class _WorkloadFlags(TypedDict):
+    """The flags ``analyze`` both checks at the door and runs with, as they were given (one set, so the two agree)."""
+
+    model: str
+    workload_id: str
+    mode: str | None
+    page: tuple[int, int] | None
+    prompt_tokens: int | None
+    max_new_tokens: int | None
+    batch_size: int | None
+    device: str
+    dtype: str
+    routing: str
 
 
 def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> tuple[int, int] | None:
@@ -150,7 +165,7 @@ def analyze(
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
 
-    check_analysis_flags(
+    flags = _WorkloadFlags(
         model=model,
         workload_id=workload_id,
         mode=mode,
@@ -160,22 +175,12 @@ def analyze(
         batch_size=batch_size,
         device=device,
         dtype=dtype,
-        attention=attention,
         routing=routing,
-        runtime=runtime,
     )
+    check_analysis_flags(**flags, attention=attention, runtime=runtime)
     options = AnalysisOptions(
-        model=model,
-        workload_id=workload_id,
-        mode=mode,
-        page=page,
-        prompt_tokens=prompt_tokens,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
+        **flags,
         attention=attention or default_attention(model),
-        routing=routing,
         measured=measured,
         allow_mismatch=allow_mismatch,
         device_profile=device_profile,

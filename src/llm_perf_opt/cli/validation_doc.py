@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from llm_perf_opt.cli.pages import write_or_check
 from llm_perf_opt.cli.progress import StepProgress
-from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.compare import compare_memory
 from llm_perf_opt.measure.record import load_measurement
@@ -67,11 +67,4 @@ def validation_doc(source: Path, out: Path, check: bool, quiet: bool) -> None:
         text = render_validation(
             validation, source_dir=source.as_posix(), command=COMMAND, memory=memory, memory_only=memory_only
         )
-    if check:
-        current = out.read_text(encoding="utf-8") if out.exists() else ""
-        if current != text:
-            raise UserError(f"{out} is out of date with {source}; run `{COMMAND}` and commit the result")
-        click.echo(f"{out} is up to date ({len(files)} measurement(s))")
-        return
-    atomic_write_text(out, text)
-    click.echo(f"{out} written from {len(files)} measurement(s) in {source}")
+    write_or_check(out, text, check=check, source=source, command=COMMAND, counted=f"{len(files)} measurement(s)")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from llm_perf_opt.cli.pages import write_or_check
+
 __all__ = ["COMMAND", "validation_runtimes_doc"]
 
 COMMAND = "llm-perf-opt validation-runtimes-doc"
@@ -28,7 +30,6 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     """Predicted versus published, per point, for every runtime (vLLM, SGLang, HF)."""
     # lazy: the command's imports load the analytic model and the OCR-2 config only when it runs
     from llm_perf_opt.config import DeepseekOCRConfig
-    from llm_perf_opt.core import atomic_write_text
     from llm_perf_opt.errors import UserError
     from llm_perf_opt.runtimes.costs import ModelConfig
     from llm_perf_opt.runtimes.published import load_published
@@ -48,11 +49,4 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     predictors["serving"] = serving_predictor(configs, point_workload)  # the serving simulator, not the estimate
     results = validate(sources, predictors)
     text = render_runtime_validation(sources, results, command=COMMAND)
-    if check:
-        current = out.read_text(encoding="utf-8") if out.exists() else ""
-        if current != text:
-            raise UserError(f"{out} is out of date with {source}; run `{COMMAND}` and commit the result")
-        click.echo(f"{out} is up to date ({len(results)} published point(s))")
-        return
-    atomic_write_text(out, text)
-    click.echo(f"{out} written from {len(results)} published point(s) in {source}")
+    write_or_check(out, text, check=check, source=source, command=COMMAND, counted=f"{len(results)} published point(s)")

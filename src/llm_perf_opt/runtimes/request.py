@@ -21,7 +21,7 @@ from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.classes import class_of
 from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, check_supported, decoder_config, family_of
-from llm_perf_opt.runtimes.timer import ForwardTerms, RuntimeIterationTimer, runtime_iteration_timer
+from llm_perf_opt.runtimes.timer import ForwardTerms, RuntimeIterationTimer, lone_request_timer
 
 __all__ = ["ModuleShare", "RuntimeRun", "StageBound", "decode_breakdown", "runtime_run"]
 
@@ -152,18 +152,17 @@ def runtime_run(
     """Stage seconds of ``workload`` (batch ``B``, ``N`` generated tokens) on ``runtime`` (see the module doc)."""
     chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
     check_supported(chosen, attention=attention)
-    key = "" if text_only else "page"
-    timer = runtime_iteration_timer(
+    timer, key, s = lone_request_timer(
         runtime=chosen,
         config=config,
         device=device,
+        workload=workload,
         dtype=dtype,
-        workloads={key: workload},
         attention=attention,
         profile=profile,
+        text_only=text_only,
     )
     b = workload.batch_size
-    s = workload.prompt_tokens + 1 if text_only else workload.seq_len
     pages = 0 if text_only else 1
     first = BatchComposition(
         prefill=tuple(PrefillChunk(new_tokens=s, vision_pages=pages, vision_key=key) for _ in range(b))

@@ -46,6 +46,7 @@ __all__ = [
     "RequestTimes",
     "RuntimeIterationTimer",
     "device_kernel_gap_s",
+    "lone_request_timer",
     "runtime_iteration_timer",
     "single_request_times",
 ]
@@ -590,6 +591,34 @@ def single_request_times(
     text_only: bool = False,
 ) -> RequestTimes:
     """TTFT and TPOT of one request of ``workload`` alone on ``runtime`` (``text_only``: no page, the prompt only)."""
+    timer, key, prompt = lone_request_timer(
+        runtime=runtime,
+        config=config,
+        device=device,
+        workload=workload,
+        dtype=dtype,
+        attention=attention,
+        profile=profile,
+        text_only=text_only,
+    )
+    return timer.request_times(prompt_tokens=prompt, max_new_tokens=workload.max_new_tokens, vision_key=key)
+
+
+def lone_request_timer(
+    *,
+    runtime: str | Runtime,
+    config: ModelConfig,
+    device: str,
+    workload: WorkloadLike,
+    dtype: str = "bf16",
+    attention: str = "flash",
+    profile: DeviceProfile | None = None,
+    text_only: bool = False,
+) -> tuple[RuntimeIterationTimer, str, int]:
+    """The timer of one request of ``workload`` alone, the ``vision_key`` its page is priced under and its prompt
+    length ``S``: a page request uses ``"page"`` and the workload's ``seq_len`` (image tokens + prompt + BOS); a
+    ``text_only`` one has no page (``""``, the workload serving only as the decoder probe) and ``S`` = prompt + BOS.
+    """
     key = "" if text_only else "page"
     timer = runtime_iteration_timer(
         runtime=runtime,
@@ -600,5 +629,4 @@ def single_request_times(
         attention=attention,
         profile=profile,
     )
-    prompt = workload.prompt_tokens + 1 if text_only else workload.seq_len
-    return timer.request_times(prompt_tokens=prompt, max_new_tokens=workload.max_new_tokens, vision_key=key)
+    return timer, key, workload.prompt_tokens + 1 if text_only else workload.seq_len
