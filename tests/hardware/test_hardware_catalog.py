@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from importlib import resources
 
 import pytest
+import yaml
 
 import llm_perf_opt.hardware as hardware
 from llm_perf_opt.errors import UnknownIdError, UserError
@@ -163,3 +165,12 @@ def test_mi300x_datasheet_numbers() -> None:
     assert spec.peak_flops["bf16"] == 1307.4e12
     assert spec.memory_bandwidth_bytes_per_s == 5.3e12
     assert spec.memory_capacity_bytes == 192e9
+
+
+def test_catalog_reads_the_same_specs_as_the_pure_python_loader() -> None:
+    """The catalog goes through libyaml when PyYAML has it; every shipped file must give the same spec as the
+    pure-Python safe loader."""
+    for entry in resources.files("llm_perf_opt.hardware").joinpath("data").iterdir():
+        if entry.name.endswith(".yaml"):
+            spec = DeviceSpec.from_mapping(yaml.safe_load(entry.read_text(encoding="utf-8")), where=entry.name)
+            assert get_device(spec.device_id) == spec

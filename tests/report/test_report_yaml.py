@@ -6,7 +6,7 @@ import yaml
 from report_fixture import small_result
 
 from llm_perf_opt.analysis.assemble import rounded
-from llm_perf_opt.report.yaml_out import render_report_yaml
+from llm_perf_opt.report.yaml_out import render_report_yaml, report_mapping
 
 
 def test_round_trips_and_is_deterministic() -> None:
@@ -38,3 +38,11 @@ def test_round_trips_and_is_deterministic() -> None:
     assert lm_head["matmul_flops"] == 2 * 283 * 1280 * 129280  # exact integer, not rounded
     assert len(data["modules"]) == len(result.trace.nodes)
     assert data["time"]["stages_ms"]["end_to_end_ms"] == rounded(result.stages.end_to_end_s * 1e3)
+
+
+def test_fast_emitter_writes_the_same_bytes_as_the_python_one() -> None:
+    """report.yaml goes through libyaml's emitter when PyYAML has it; its text must equal the pure-Python
+    emitter's byte for byte (a report must not depend on how PyYAML was built)."""
+    result = small_result()
+    python_text = yaml.safe_dump(report_mapping(result), sort_keys=False, allow_unicode=True, width=120)
+    assert render_report_yaml(result) == python_text

@@ -166,9 +166,10 @@ def test_ocr2_refuses_extrapolation_and_equals_every_row(ocr2: tuple[Any, nn.Mod
 
     work = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=6, batch_size=batch)
     extrapolated, full = _both(ocr2, work, RoutingModel.parse(routing))
-    # transformers' SAM runs every row of a batch in one attention call whose copies are not affine in the batch
-    # (measured: 981,467,136 / 1,988,100,096 / 2,982,150,144 bytes at batch 1, 2, 3), so the fit is refused and every
+    # transformers' model runs every row of a batch in one call whose counters are not affine in the batch (seen:
+    # SAM attention copies of 981,467,136 / 1,988,100,096 / 2,982,150,144 bytes at batch 1, 2, 3; projector views
+    # 1, 2, 2 - which one is named first depends on the order the check meets them), so the fit is refused and every
     # row is traced: slower, never wrong
     assert extrapolated.batch_method == "traced"
-    assert extrapolated.batch_note.startswith("batch extrapolation refused (('vision', 'model.vision_tower.sam_encoder")
+    assert extrapolated.batch_note.startswith("batch extrapolation refused (")
     assert extrapolated.nodes == full.nodes and extrapolated.op_ledger == full.op_ledger

@@ -11,7 +11,7 @@ from torch import nn
 
 from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.sources import resolve_model_source
-from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, pick_steps
+from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, ordered_keys, pick_steps
 from llm_perf_opt.tracer.engine import trace_model
 from llm_perf_opt.tracer.nodedata import NodeData
 from llm_perf_opt.tracer.result import TraceResult
@@ -167,3 +167,10 @@ def test_eager_decode_peak_with_a_kink_is_fitted_and_equals_every_step() -> None
     assert fit.decode_method == "affine-fit", fit.decode_note
     assert fit.nodes == every.nodes
     assert fit.op_ledger == every.op_ledger
+
+
+def test_ordered_keys_are_first_seen_order_whatever_the_hash_seed() -> None:
+    # a set of strings iterates in a per-process order (PYTHONHASHSEED); the fits name the first failing counter and
+    # build their tables in this order, so reports stay byte-identical between processes
+    maps = [{("b", "x"): 1, ("a", "y"): 2}, {("c", "z"): 3, ("b", "x"): 4}]
+    assert ordered_keys(maps) == [("b", "x"), ("a", "y"), ("c", "z")]

@@ -13,10 +13,11 @@ import os
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 __all__ = ["PROGRESS_ENV", "SLOW_STEP_S", "StepProgress"]
 
@@ -35,9 +36,22 @@ class StepProgress:
         mode = os.environ.get(PROGRESS_ENV, "auto")
         terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = not quiet and mode != "never" and (terminal or mode == "always")
-        self.console = Console(file=self.stream, highlight=False, force_terminal=terminal, soft_wrap=True)
+        self.console: Console | None = None
         self.live: Progress | None = None
-        if self.enabled and terminal:
+        self.task: TaskID | None = None
+        self.step: str | None = None
+        self.started = 0.0
+        self.lines: list[str] = []
+        if not self.enabled:
+            return  # silent (a pipe, --quiet): rich is never imported, a warm analyze skips ~60 ms of imports
+        # lazy: rich (~60 ms to import) only when progress is shown
+        from rich.console import Console
+
+        self.console = Console(file=self.stream, highlight=False, force_terminal=terminal, soft_wrap=True)
+        if terminal:
+            # lazy: rich's live display only on a terminal
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
             self.live = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
@@ -45,10 +59,6 @@ class StepProgress:
                 console=self.console,
                 transient=True,
             )
-        self.task: TaskID | None = None
-        self.step: str | None = None
-        self.started = 0.0
-        self.lines: list[str] = []
 
     def __call__(self, message: str) -> None:
         """Start the step ``message`` (ending the one before)."""
@@ -72,7 +82,8 @@ class StepProgress:
         if elapsed > SLOW_STEP_S:
             line = f"{self.step} {elapsed:.1f}s"
             self.lines.append(line)
-            self.console.print(line, markup=False)
+            if self.console is not None:
+                self.console.print(line, markup=False)
         self.step = None
 
     def close(self) -> None:

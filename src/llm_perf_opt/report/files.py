@@ -22,7 +22,6 @@ from llm_perf_opt.core import staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.report.layers import render_layer_pages
 from llm_perf_opt.report.markdown import render_report_md
-from llm_perf_opt.report.plots import render_plots
 from llm_perf_opt.report.yaml_out import render_report_yaml
 
 __all__ = ["REPORT_FILES", "build_report_files", "publish_files", "report_files", "write_report"]
@@ -42,6 +41,9 @@ def report_files(result: AnalysisResult) -> dict[str, bytes]:
         "report.yaml": render_report_yaml(result).encode("utf-8"),
         "report.md": render_report_md(result).encode("utf-8"),
     }
+    # lazy: matplotlib (~35 MB) loads after a cold trace has freed its memory, keeping analyze's peak RSS down
+    from llm_perf_opt.report.plots import render_plots
+
     files.update(render_plots(result))
     files.update({path: text.encode("utf-8") for path, text in render_layer_pages(result).items()})
     return files

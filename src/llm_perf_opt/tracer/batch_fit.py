@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Collection, Hashable, Mapping
 from fractions import Fraction
 
+from llm_perf_opt.tracer.decode_fit import ordered_keys
 from llm_perf_opt.tracer.raw import RawTrace
 
 __all__ = ["BATCH_POINTS", "BatchFitError", "extrapolate_stages", "split_stages"]
@@ -87,7 +88,7 @@ def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     b = (idx[0], idx[1], idx[2])
     raws = tuple(points[i] for i in b)
     out = RawTrace()
-    for key in set().union(*(r.table for r in raws)):
+    for key in ordered_keys(r.table for r in raws):
         rows = [r.table.get(key, [0] * 9) for r in raws]
         out.table[key] = [
             _additive(f"{key} column {c}", (rows[0][c], rows[1][c], rows[2][c]), b, batch) for c in range(9)
@@ -95,15 +96,15 @@ def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     for attr, fit in (("calls", _additive), ("peaks", _level), ("kv_held", _level)):
         maps = tuple(getattr(r, attr) for r in raws)
         target: dict[Hashable, int] = getattr(out, attr)
-        for nkey in set().union(*maps):
+        for nkey in ordered_keys(maps):
             target[nkey] = fit(f"{attr} of {nkey}", _triple(maps, nkey), b, batch)
     pkey: tuple[str, str]
-    for pkey in set().union(*(r.chain for r in raws)):
+    for pkey in ordered_keys(r.chain for r in raws):
         pairs = [r.chain.get(pkey, [0, 0]) for r in raws]
         out.chain[pkey] = [
             _additive(f"chain of {pkey}", (pairs[0][c], pairs[1][c], pairs[2][c]), b, batch) for c in (0, 1)
         ]
-    for pkey in set().union(*(r.sigs for r in raws)):
+    for pkey in ordered_keys(r.sigs for r in raws):
         sigs = [list(r.sigs.get(pkey, {})) for r in raws]
         if sigs[0] != sigs[1] or sigs[1] != sigs[2]:
             raise BatchFitError(f"trace signature of {pkey} differs between batch {b[0]}, {b[1]}, {b[2]}")

@@ -20,12 +20,15 @@ Three points can only *refute* affinity: a counter that is affine at the three t
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from fractions import Fraction
+from typing import Any, TypeVar
 
 from llm_perf_opt.tracer.nodedata import NodeData
 
-__all__ = ["AffineFitError", "fit_steps", "integrate", "integrate_affine", "pick_steps"]
+_K = TypeVar("_K", bound=Hashable)
+
+__all__ = ["AffineFitError", "fit_steps", "integrate", "integrate_affine", "ordered_keys", "pick_steps"]
 
 
 class AffineFitError(Exception):
@@ -68,6 +71,12 @@ def integrate_affine(*, v1: int, v3: int, i1: int, i3: int, n: int) -> int:
     return int(total)
 
 
+def ordered_keys(maps: Iterable[Mapping[_K, Any]]) -> list[_K]:
+    """The keys of ``maps`` in first-seen order: deterministic, unlike a set of strings under hash randomisation
+    (the counter a refused fit names, and the order of the fitted tables, must not vary from process to process)."""
+    return list(dict.fromkeys(key for m in maps for key in m))
+
+
 def _triple(maps: tuple[Mapping[Hashable, int], ...], key: Hashable) -> tuple[int, int, int]:
     return maps[0].get(key, 0), maps[1].get(key, 0), maps[2].get(key, 0)
 
@@ -78,7 +87,7 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
     idx = (i1, i2, i3)
     data = [steps[i] for i in idx]
     out = NodeData()
-    keys = set().union(*(d.table for d in data))
+    keys = ordered_keys(d.table for d in data)
     zero = [0] * 9
     for key in keys:
         rows = [d.table.get(key, zero) for d in data]
@@ -91,7 +100,7 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
     for attr in ("calls", "peaks", "kv_held"):
         maps = tuple(getattr(d, attr) for d in data)
         target: dict[Hashable, int] = getattr(out, attr)
-        for nk in set().union(*maps):
+        for nk in ordered_keys(maps):
             triple = _triple(maps, nk)
             if attr == "peaks" and (i1, i3) == (1, n):
                 _check_convex(f"{attr} of {nk}", triple, idx)
