@@ -1,7 +1,8 @@
 """The analytic cost tree: module id -> inclusive :class:`~llm_perf_opt.core.Cost`, built fast.
 
-Composition works on plain integer vectors (one slot per ``Cost`` field) and builds ``Cost`` objects only when a
-node is read, so one evaluation of the whole model takes about a millisecond.  Node ids follow docs/architecture.md
+Composition adds into mutable :class:`~llm_perf_opt.core.counts.Counters` (``Cost``'s fields, one record per node
+and category) and builds ``Cost`` objects only when a node is read, so one evaluation of the whole model takes
+about a millisecond.  Node ids follow docs/architecture.md
 (``root``, the stage names, ``<stage>/<path>`` with grouped index sets); a node's parent is its id minus the last
 path component, so the tree is implied by the ids exactly as in the tracer.
 """
@@ -15,14 +16,12 @@ from typing import Protocol
 from attrs import evolve, field, frozen
 
 from llm_perf_opt.core import Cost
-from llm_perf_opt.core.counts import BYTE_FIELDS, COST_FIELDS, rescale_bytes
+from llm_perf_opt.core.counts import BYTE_FIELDS, Counters, rescale_bytes
 from llm_perf_opt.core.paths import split_module_path
 
 __all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id", "vec"]
 
-_NF = len(COST_FIELDS)
-_ZERO = (0,) * _NF
-Vec = list[int]
+_ZERO = Cost()
 
 
 @lru_cache(maxsize=8192)
@@ -44,7 +43,8 @@ def parent_id(node_id: str) -> str | None:
 
 
 def vec(cost: Cost) -> tuple[int, ...]:
-    """The counters of ``cost`` in ``COST_FIELDS`` order."""
+    """The counters of ``cost`` in ``COST_FIELDS`` order (for composers that combine two costs field by field;
+    :meth:`Sink.add` takes such a tuple back)."""
     return (
         cost.matmul_flops,
         cost.matmul_flops_executed,
@@ -58,8 +58,9 @@ def vec(cost: Cost) -> tuple[int, ...]:
     )
 
 
-def _cost(values: Vec | tuple[int, ...]) -> Cost:
-    return Cost(**dict(zip(COST_FIELDS, values, strict=True)))
+def _addend(cost: Cost | tuple[int, ...]) -> Cost | Counters:
+    """What :meth:`Counters.add` takes: a ``Cost`` as it is, a tuple in ``COST_FIELDS`` order as ``Counters``."""
+    return cost if isinstance(cost, Cost) else Counters.from_values(cost)
 
 
 class Sink(Protocol):
@@ -82,24 +83,22 @@ def chain(node_id: str) -> tuple[str, ...]:
 
 
 def _accumulate(
-    target: dict[str, dict[str, Vec]], node_id: str, category: str, values: tuple[int, ...] | Vec, times: int
+    target: dict[str, dict[str, Counters]], node_id: str, category: str, values: Cost | Counters, times: int
 ) -> None:
     cats = target.get(node_id)
     if cats is None:
         cats = target[node_id] = {}
     slot = cats.get(category)
     if slot is None:
-        cats[category] = [v * times for v in values]
-    else:
-        for i, v in enumerate(values):
-            slot[i] += v * times
+        slot = cats[category] = Counters()
+    slot.add(values, times)
 
 
 @frozen
 class Recording:
     """Composition steps rolled up once (inclusive within themselves) so a replay is a flat, scaled add."""
 
-    costs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    costs: tuple[tuple[str, str, Cost], ...]
     calls: tuple[tuple[str, int], ...]
     fused: tuple[tuple[str, int], ...]
     peaks: tuple[tuple[str, int], ...]
@@ -109,7 +108,7 @@ class Recorder:
     """Records ``node``/``add``/``add_fused``/``set_peak`` once for replay into many trees (memoised steps)."""
 
     def __init__(self) -> None:
-        self._costs: dict[str, dict[str, Vec]] = {}
+        self._costs: dict[str, dict[str, Counters]] = {}
         self._calls: dict[str, int] = {}
         self._fused: dict[str, int] = {}
         self._peaks: dict[str, int] = {}
@@ -121,7 +120,7 @@ class Recorder:
             self._calls[node_id] = self._calls.get(node_id, 0) + calls
 
     def add(self, node_id: str, category: str, cost: Cost | tuple[int, ...], times: int = 1) -> None:
-        values = vec(cost) if isinstance(cost, Cost) else cost
+        values = _addend(cost)
         for nid in chain(node_id):
             _accumulate(self._costs, nid, category, values, times)
 
@@ -134,7 +133,7 @@ class Recorder:
             self._peaks[nid] = max(self._peaks.get(nid, 0), nbytes)
 
     def frozen(self) -> Recording:
-        costs = tuple((nid, cat, tuple(v)) for nid, cats in self._costs.items() for cat, v in cats.items())
+        costs = tuple((nid, cat, v.to_cost()) for nid, cats in self._costs.items() for cat, v in cats.items())
         bare = tuple((nid, "", _ZERO) for nid, cats in self._costs.items() if not cats)
         return Recording(
             costs=costs + bare,
@@ -148,7 +147,7 @@ class TreeBuilder:
     """Accumulates inclusive costs per node and category directly (every add walks the node's ancestor chain)."""
 
     def __init__(self) -> None:
-        self.incl: dict[str, dict[str, Vec]] = {"root": {}}
+        self.incl: dict[str, dict[str, Counters]] = {"root": {}}
         self.calls: dict[str, int] = {}
         self.weights: dict[str, int] = {}
         self.kv: dict[str, int] = {}
@@ -167,7 +166,7 @@ class TreeBuilder:
         """Charge ``times`` x ``cost`` to ``node_id`` (and so to every ancestor) in ``category``."""
         if times == 0:
             return
-        values = vec(cost) if isinstance(cost, Cost) else cost
+        values = _addend(cost)
         for nid in chain(node_id):
             _accumulate(self.incl, nid, category, values, times)
 
@@ -184,6 +183,20 @@ class TreeBuilder:
         for nid, n in rec.fused:
             self.fused[nid] = self.fused.get(nid, 0) + n * times
         for nid, n in rec.peaks:
+            self.peaks[nid] = max(self.peaks.get(nid, 0), n)
+
+    def merge(self, other: TreeBuilder, times: int) -> None:
+        """Add ``times`` copies of ``other``'s inclusive costs, calls and fused bytes (peaks as they are; weights and
+        KV are not merged: a pass's builder holds none)."""
+        for nid, cats in other.incl.items():
+            self.node(nid)
+            for category, counters in cats.items():
+                _accumulate(self.incl, nid, category, counters, times)
+        for nid, n in other.calls.items():
+            self.calls[nid] = self.calls.get(nid, 0) + n * times
+        for nid, n in other.fused.items():
+            self.fused[nid] = self.fused.get(nid, 0) + n * times
+        for nid, n in other.peaks.items():
             self.peaks[nid] = max(self.peaks.get(nid, 0), n)
 
     def add_weights(self, node_id: str, nbytes: int) -> None:
@@ -224,7 +237,7 @@ class TreeBuilder:
         kv["root"] = max((kv.get(stage, 0) for stage in children["root"]), default=0)
         ids = self.incl
         return AnalyticTree(
-            vectors=ids,
+            counters=ids,
             children={nid: tuple(sorted(kids)) for nid, kids in children.items()},
             calls={nid: self.calls.get(nid, 0) for nid in ids},
             weight_bytes={nid: weights.get(nid, 0) for nid in ids},
@@ -244,7 +257,8 @@ class AnalyticTree(Mapping[str, Cost]):
     ``peak_activation_bytes`` an estimate of live activations (a max), ``fused_bytes`` the fused-kernel traffic.
     """
 
-    vectors: Mapping[str, Mapping[str, Vec]] = field(repr=False)
+    counters: Mapping[str, Mapping[str, Counters]] = field(repr=False)
+    """node id -> category -> the node's inclusive counters in that category (not to be mutated)."""
     children: Mapping[str, tuple[str, ...]] = field(repr=False)
     calls: Mapping[str, int] = field(repr=False)
     weight_bytes: Mapping[str, int] = field(repr=False)
@@ -256,39 +270,44 @@ class AnalyticTree(Mapping[str, Cost]):
     def __getitem__(self, module_id: str) -> Cost:
         found = self._cache.get(module_id)
         if found is None:
-            cats = self.vectors[module_id]
-            total = [0] * _NF
-            for values in cats.values():
-                for i, v in enumerate(values):
-                    total[i] += v
-            found = self._cache[module_id] = _cost(total)
+            cats = list(self.counters[module_id].values())
+            if len(cats) == 1:
+                found = cats[0].to_cost()
+            else:
+                total = Counters()
+                for counters in cats:
+                    total.add(counters)
+                found = total.to_cost()
+            self._cache[module_id] = found
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.vectors)
+        return iter(self.counters)
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.counters)
 
     def at_element_bytes(self, *, counted: int, target: int) -> AnalyticTree:
         """This tree with every byte count moved from ``counted`` to ``target`` bytes per element (the same floor
         rescale as ``TraceResult.at_element_bytes``, so the two sides stay comparable)."""
         if counted == target:
             return self
-        byte_index = {COST_FIELDS.index(name) for name in BYTE_FIELDS}
 
         def size(n: int) -> int:
             return rescale_bytes(n, counted=counted, target=target)
 
-        def vec(values: Vec) -> Vec:
-            return [size(v) if i in byte_index else v for i, v in enumerate(values)]
+        def width(values: Counters) -> Counters:
+            out = values.copy()
+            for name in BYTE_FIELDS:
+                setattr(out, name, size(getattr(values, name)))
+            return out
 
         def sizes(values: Mapping[str, int]) -> dict[str, int]:
             return {nid: size(n) for nid, n in values.items()}
 
         return evolve(
             self,
-            vectors={nid: {cat: vec(list(v)) for cat, v in cats.items()} for nid, cats in self.vectors.items()},
+            counters={nid: {cat: width(v) for cat, v in cats.items()} for nid, cats in self.counters.items()},
             weight_bytes=sizes(self.weight_bytes),
             kv_cache_bytes=sizes(self.kv_cache_bytes),
             peak_activation_bytes=sizes(self.peak_activation_bytes),
@@ -298,11 +317,11 @@ class AnalyticTree(Mapping[str, Cost]):
 
     def by_category(self, module_id: str) -> dict[str, Cost]:
         """The node's inclusive cost per operator category (categories with a non-zero counter only)."""
-        return {cat: _cost(values) for cat, values in self.vectors[module_id].items() if any(values)}
+        return {cat: counters.to_cost() for cat, counters in self.counters[module_id].items() if counters.any()}
 
     def categories(self) -> dict[str, dict[str, Cost]]:
         """``by_category`` of every node (the input :func:`llm_perf_opt.perf.tree.tree_from_ids` takes)."""
-        return {nid: self.by_category(nid) for nid in self.vectors}
+        return {nid: self.by_category(nid) for nid in self.counters}
 
     def stage_costs(self) -> dict[str, Cost]:
         """Inclusive cost of each stage node present."""
