@@ -25,7 +25,6 @@ from llm_perf_opt.perf import (
     default_profile,
     throughput,
     time_tree,
-    tree_from_nodes,
 )
 
 __all__ = ["DeviceComparison", "DeviceTiming", "compare_devices"]
@@ -59,7 +58,7 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
     devices = [get_device(d) for d in device_ids]
     columns: list[DeviceTiming] = []
     skipped: list[str] = []
-    tree = tree_from_nodes(result.trace.nodes.values())
+    tree = result.trace.tree
     steps = max(result.workload.max_new_tokens - 1, 0)
     for device in devices:
         if result.dtype not in device.peak_flops:

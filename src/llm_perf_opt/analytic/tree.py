@@ -1,4 +1,4 @@
-"""The analytic cost tree: module id -> inclusive :class:`~llm_perf_opt.core.Cost`, built fast.
+"""The analytic cost tree: a :class:`~llm_perf_opt.core.tree.CostTree` (module id -> inclusive node), built fast.
 
 Composition adds into mutable :class:`~llm_perf_opt.core.counts.Counters` (``Cost``'s fields, one record per node
 and category) and builds ``Cost`` objects only when a node is read, so one evaluation of the whole model takes
@@ -13,11 +13,12 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Protocol
 
-from attrs import evolve, field, frozen
+from attrs import frozen
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.core.counts import BYTE_FIELDS, Counters, rescale_bytes
 from llm_perf_opt.core.paths import split_module_path
+from llm_perf_opt.core.tree import CostNode, CostTree, stage_of
 
 __all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id", "vec"]
 
@@ -247,38 +248,41 @@ class TreeBuilder:
         )
 
 
-@frozen(kw_only=True)
-class AnalyticTree(Mapping[str, Cost]):
-    """``module_id -> inclusive Cost`` (a read-only mapping) plus per-node extras.
+class AnalyticTree(CostTree):
+    """The analytic model's :class:`~llm_perf_opt.core.tree.CostTree`, whose nodes are built on first read.
 
-    ``by_category(id)`` splits a node's cost by operator category (the tracer's categories); ``weight_bytes``
-    holds the unique parameter bytes under each node (the root: every parameter), ``kv_cache_bytes`` the KV cache
-    a node holds at the end of its stage (stage totals; the root: the largest stage, never a sum of stages),
-    ``peak_activation_bytes`` an estimate of live activations (a max), ``fused_bytes`` the fused-kernel traffic.
+    Besides the nodes it keeps what it was built from, keyed by node id, for readers that want many nodes fast:
+    ``counters`` (each category's inclusive :class:`~llm_perf_opt.core.counts.Counters`; not to be mutated),
+    ``children``, ``calls``, ``weight_bytes`` (the root: every parameter), ``kv_cache_bytes`` (stage totals; the
+    root: the largest stage, never a sum of stages), ``peak_activation_bytes`` (a max) and ``fused_bytes`` (the
+    fused-kernel traffic, which no other tree has).
     """
 
-    counters: Mapping[str, Mapping[str, Counters]] = field(repr=False)
-    """node id -> category -> the node's inclusive counters in that category (not to be mutated)."""
-    children: Mapping[str, tuple[str, ...]] = field(repr=False)
-    calls: Mapping[str, int] = field(repr=False)
-    weight_bytes: Mapping[str, int] = field(repr=False)
-    kv_cache_bytes: Mapping[str, int] = field(repr=False)
-    peak_activation_bytes: Mapping[str, int] = field(repr=False)
-    fused_bytes: Mapping[str, int] = field(repr=False)
-    _cache: dict[str, Cost] = field(factory=dict, repr=False, eq=False)
+    def __init__(
+        self,
+        *,
+        counters: Mapping[str, Mapping[str, Counters]],
+        children: Mapping[str, tuple[str, ...]],
+        calls: Mapping[str, int],
+        weight_bytes: Mapping[str, int],
+        kv_cache_bytes: Mapping[str, int],
+        peak_activation_bytes: Mapping[str, int],
+        fused_bytes: Mapping[str, int],
+    ) -> None:
+        self._built: dict[str, CostNode] = {}
+        super().__init__(self._built)
+        self.counters = counters
+        self.children = children
+        self.calls = calls
+        self.weight_bytes = weight_bytes
+        self.kv_cache_bytes = kv_cache_bytes
+        self.peak_activation_bytes = peak_activation_bytes
+        self.fused_bytes = fused_bytes
 
-    def __getitem__(self, module_id: str) -> Cost:
-        found = self._cache.get(module_id)
+    def __getitem__(self, module_id: str) -> CostNode:
+        found = self._built.get(module_id)
         if found is None:
-            cats = list(self.counters[module_id].values())
-            if len(cats) == 1:
-                found = cats[0].to_cost()
-            else:
-                total = Counters()
-                for counters in cats:
-                    total.add(counters)
-                found = total.to_cost()
-            self._cache[module_id] = found
+            found = self._built[module_id] = self._node(module_id)
         return found
 
     def __iter__(self) -> Iterator[str]:
@@ -287,9 +291,37 @@ class AnalyticTree(Mapping[str, Cost]):
     def __len__(self) -> int:
         return len(self.counters)
 
+    def __contains__(self, module_id: object) -> bool:
+        return module_id in self.counters
+
+    def _node(self, module_id: str) -> CostNode:
+        cats = list(self.counters[module_id].values())
+        if len(cats) == 1:
+            cost = cats[0].to_cost()
+        else:
+            total = Counters()
+            for counters in cats:
+                total.add(counters)
+            cost = total.to_cost()
+        path = module_id.partition("/")[2]
+        return CostNode(
+            module_id=module_id,
+            name=_display_name(module_id),
+            path=path,
+            stage=stage_of(module_id),
+            parent_id=parent_id(module_id),
+            children=self.children[module_id],
+            calls=self.calls.get(module_id, 0),
+            cost=cost,
+            by_category=self.by_category(module_id),
+            weight_bytes=self.weight_bytes.get(module_id, 0),
+            peak_activation_bytes=self.peak_activation_bytes.get(module_id, 0),
+            kv_cache_bytes=self.kv_cache_bytes.get(module_id, 0),
+        )
+
     def at_element_bytes(self, *, counted: int, target: int) -> AnalyticTree:
         """This tree with every byte count moved from ``counted`` to ``target`` bytes per element (the same floor
-        rescale as ``TraceResult.at_element_bytes``, so the two sides stay comparable)."""
+        rescale as ``CostNode.at_element_bytes``, so a trace and this tree stay comparable)."""
         if counted == target:
             return self
 
@@ -305,14 +337,14 @@ class AnalyticTree(Mapping[str, Cost]):
         def sizes(values: Mapping[str, int]) -> dict[str, int]:
             return {nid: size(n) for nid, n in values.items()}
 
-        return evolve(
-            self,
+        return AnalyticTree(
             counters={nid: {cat: width(v) for cat, v in cats.items()} for nid, cats in self.counters.items()},
+            children=self.children,
+            calls=self.calls,
             weight_bytes=sizes(self.weight_bytes),
             kv_cache_bytes=sizes(self.kv_cache_bytes),
             peak_activation_bytes=sizes(self.peak_activation_bytes),
             fused_bytes=sizes(self.fused_bytes),
-            cache={},
         )
 
     def by_category(self, module_id: str) -> dict[str, Cost]:
@@ -320,9 +352,16 @@ class AnalyticTree(Mapping[str, Cost]):
         return {cat: counters.to_cost() for cat, counters in self.counters[module_id].items() if counters.any()}
 
     def categories(self) -> dict[str, dict[str, Cost]]:
-        """``by_category`` of every node (the input :func:`llm_perf_opt.perf.tree.tree_from_ids` takes)."""
+        """``by_category`` of every node."""
         return {nid: self.by_category(nid) for nid in self.counters}
 
-    def stage_costs(self) -> dict[str, Cost]:
-        """Inclusive cost of each stage node present."""
-        return {nid: self[nid] for nid in self.children.get("root", ())}
+
+def _display_name(module_id: str) -> str:
+    """The tracer's short name: the last path component, or the last two when the last is an index (set)."""
+    stage, sep, path = module_id.partition("/")
+    if not sep:
+        return stage
+    parts = components(path)
+    if parts[-1][:1].isdigit() or parts[-1].startswith("{"):
+        return ".".join(parts[-2:])
+    return parts[-1]

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from attrs import field, frozen
 
 from llm_perf_opt.core.counts import Counters
+from llm_perf_opt.core.tree import STAGES, CostTree, stage_of
 from llm_perf_opt.perf.efficiency import CATEGORIES
 from llm_perf_opt.perf.roofline import Rates
-from llm_perf_opt.perf.tree import STAGES, CostTree, exclusive_by_category, stage_of
 
 __all__ = ["CompiledTree", "WorkloadCosts"]
 
@@ -32,7 +32,7 @@ class CompiledTree:
     def from_tree(cls, tree: CostTree) -> CompiledTree:
         """Flatten ``tree``: each node's own cost per category becomes one row (zero costs dropped)."""
         rows: list[_Row] = []
-        for nid, costs in sorted(exclusive_by_category(tree).items()):
+        for nid, costs in sorted(tree.exclusive_by_category().items()):
             stage = STAGES.index(stage_of(nid))
             for cat, cost in sorted(costs.items()):
                 rows.append(
@@ -129,7 +129,7 @@ class WorkloadCosts:
         peak_activation_bytes: int,
         counted_dtype: str = "bf16",
     ) -> WorkloadCosts:
-        """From a cost tree (node id -> CostNode), for cost functions that build one."""
+        """From a cost tree, for cost functions that build one."""
         return cls(
             compiled=CompiledTree.from_tree(tree),
             weight_bytes=weight_bytes,
