@@ -295,12 +295,13 @@ class AnalyticTree(CostTree):
         return module_id in self.counters
 
     def _node(self, module_id: str) -> CostNode:
-        cats = list(self.counters[module_id].values())
-        if len(cats) == 1:
-            cost = cats[0].to_cost()
+        cats = self.counters[module_id]
+        by_category = {cat: counters.to_cost() for cat, counters in cats.items() if counters.any()}
+        if len(cats) == len(by_category) == 1:
+            cost = next(iter(by_category.values()))
         else:
             total = Counters()
-            for counters in cats:
+            for counters in cats.values():
                 total.add(counters)
             cost = total.to_cost()
         path = module_id.partition("/")[2]
@@ -313,7 +314,7 @@ class AnalyticTree(CostTree):
             children=self.children[module_id],
             calls=self.calls.get(module_id, 0),
             cost=cost,
-            by_category=self.by_category(module_id),
+            by_category=by_category,
             weight_bytes=self.weight_bytes.get(module_id, 0),
             peak_activation_bytes=self.peak_activation_bytes.get(module_id, 0),
             kv_cache_bytes=self.kv_cache_bytes.get(module_id, 0),

@@ -235,7 +235,17 @@ class Counters:
 
     def any(self) -> bool:
         """Whether any counter is non-zero."""
-        return any(getattr(self, name) for name in COST_FIELDS)
+        return bool(
+            self.matmul_flops
+            or self.matmul_flops_executed
+            or self.vector_flops
+            or self.bytes_read
+            or self.bytes_written
+            or self.weight_bytes_read
+            or self.kv_bytes_read
+            or self.kv_bytes_written
+            or self.kernels
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Counters):
