@@ -162,6 +162,13 @@ class Runtime:
         },
     )
     overlap: bool = field(default=True, metadata={"help": "host launches overlap device execution"})
+    fused_moe: bool = field(
+        default=False,
+        metadata={
+            "help": "routed experts run as one grouped Triton GEMM whose per-expert M tiles are padded "
+            "(runtimes.moe_kernel); False: an expert loop that computes exactly its tokens"
+        },
+    )
     attention: tuple[str, ...] = field(default=("flash", "eager"), metadata={"help": "attention kinds it runs"})
     unmapped: tuple[str, ...] = field(
         default=("vision", "projector"), metadata={"help": "stages counted eager (traced ops, one kernel each)"}
@@ -233,6 +240,7 @@ RUNTIMES: Mapping[str, Runtime] = {
         graph_decode=True,
         graph_mixed="piecewise",
         max_graph_batch=512,
+        fused_moe=True,
         host_per_kernel_s=5e-6,
         step_host_s=150e-6,
         request_overhead_s=3e-3,
@@ -248,6 +256,7 @@ RUNTIMES: Mapping[str, Runtime] = {
         ),
         graph_decode=True,
         max_graph_batch=160,
+        fused_moe=True,
         host_per_kernel_s=15e-6,
         step_host_s=430e-6,  # fitted: runtimes.fit.FITTED_ON["sglang.step_host_s"]
         # the 17.8 ms a c=1 TTFT spends beyond the prefill's kernels, split between the engine thread and outside it
