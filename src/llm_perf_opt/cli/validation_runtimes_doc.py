@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from attrs import evolve
 
 from llm_perf_opt.cli.pages import write_or_check
 
@@ -29,8 +30,6 @@ COMMAND = "llm-perf-opt validation-runtimes-doc"
 def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     """Predicted versus published, per point, for every runtime (vLLM, SGLang, HF)."""
     # lazy: the command's imports load the analytic model and the OCR-2 config only when it runs
-    from attrs import evolve
-
     from llm_perf_opt.config import DeepseekOCRConfig
     from llm_perf_opt.errors import UserError
     from llm_perf_opt.runtimes.catalog import RUNTIMES

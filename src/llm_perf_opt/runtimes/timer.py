@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Required, TypedDict, Unpack
 
 from attrs import evolve, field, frozen
 
@@ -44,6 +45,7 @@ from llm_perf_opt.workloads import expected_distinct_experts
 __all__ = [
     "DEVICE_KERNEL_GAP_S",
     "ForwardTerms",
+    "LoneRequest",
     "RequestTimes",
     "RuntimeIterationTimer",
     "device_kernel_gap_s",
@@ -595,54 +597,42 @@ def runtime_iteration_timer(
     return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, key)
 
 
-def single_request_times(
-    *,
-    runtime: str | Runtime,
-    config: ModelConfig,
-    device: str,
-    workload: WorkloadLike,
-    dtype: str = "bf16",
-    attention: str = "flash",
-    profile: DeviceProfile | None = None,
-    text_only: bool = False,
-) -> RequestTimes:
+class LoneRequest(TypedDict, total=False):
+    """The arguments of one request alone on a runtime (:func:`single_request_times`, :func:`lone_request_timer`,
+    :func:`llm_perf_opt.runtimes.request.runtime_run`): the first four are required; ``dtype`` defaults to bf16,
+    ``attention`` to flash, ``profile`` to None (the runtime's own) and ``text_only`` to False."""
+
+    runtime: Required[str | Runtime]
+    config: Required[ModelConfig]
+    device: Required[str]
+    workload: Required[WorkloadLike]
+    dtype: str
+    attention: str
+    profile: DeviceProfile | None
+    text_only: bool
+
+
+def single_request_times(**request: Unpack[LoneRequest]) -> RequestTimes:
     """TTFT and TPOT of one request of ``workload`` alone on ``runtime`` (``text_only``: no page, the prompt only)."""
-    timer, key, prompt = lone_request_timer(
-        runtime=runtime,
-        config=config,
-        device=device,
-        workload=workload,
-        dtype=dtype,
-        attention=attention,
-        profile=profile,
-        text_only=text_only,
-    )
-    return timer.request_times(prompt_tokens=prompt, max_new_tokens=workload.max_new_tokens, vision_key=key)
+    timer, key, prompt = lone_request_timer(**request)
+    return timer.request_times(prompt_tokens=prompt, max_new_tokens=request["workload"].max_new_tokens, vision_key=key)
 
 
-def lone_request_timer(
-    *,
-    runtime: str | Runtime,
-    config: ModelConfig,
-    device: str,
-    workload: WorkloadLike,
-    dtype: str = "bf16",
-    attention: str = "flash",
-    profile: DeviceProfile | None = None,
-    text_only: bool = False,
-) -> tuple[RuntimeIterationTimer, str, int]:
+def lone_request_timer(**request: Unpack[LoneRequest]) -> tuple[RuntimeIterationTimer, str, int]:
     """The timer of one request of ``workload`` alone, the ``vision_key`` its page is priced under and its prompt
     length ``S``: a page request uses ``"page"`` and the workload's ``seq_len`` (image tokens + prompt + BOS); a
     ``text_only`` one has no page (``""``, the workload serving only as the decoder probe) and ``S`` = prompt + BOS.
     """
+    text_only = request.get("text_only", False)
+    workload = request["workload"]
     key = "" if text_only else "page"
     timer = runtime_iteration_timer(
-        runtime=runtime,
-        config=config,
-        device=device,
-        dtype=dtype,
+        runtime=request["runtime"],
+        config=request["config"],
+        device=request["device"],
+        dtype=request.get("dtype", "bf16"),
         workloads={key: workload},
-        attention=attention,
-        profile=profile,
+        attention=request.get("attention", "flash"),
+        profile=request.get("profile"),
     )
     return timer, key, workload.prompt_tokens + 1 if text_only else workload.seq_len
