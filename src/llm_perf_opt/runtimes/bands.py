@@ -26,8 +26,9 @@ ERROR_BANDS: Mapping[str, str] = {
         "of HF static cache + CUDA graphs is committed yet"
     ),
     "vllm": (
-        "not validated against a published single-request measurement (docs/validation-runtimes.md); the A100-40G "
-        "serving points (conditions not stated) come out 2.3-2.4x above the published throughput, simulated"
+        "not validated against a published single-request measurement (docs/validation-runtimes.md); serving "
+        "points whose conditions are not stated come out above the published throughput, simulated: A100-40G "
+        "2.3-2.4x, A10 DeepSeek-OCR-2 pages (vision + prefill) 1.6x"
     ),
     "sglang": (
         "+-19% on 2 published single-request holdout(s) (docs/validation-runtimes.md: MI300X TPOT, H200 OCR-2 TTFT; "
