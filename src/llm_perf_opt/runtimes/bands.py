@@ -23,7 +23,8 @@ ERROR_BANDS: Mapping[str, str] = {
     "hf-flash": _H100 + " (the sdpa measurements run fused attention as flash does)",
     "hf-cuda-graph": (
         "not validated against a published single-request measurement (docs/validation-runtimes.md); no GPU run "
-        "of HF static cache + CUDA graphs is committed yet"
+        "of HF static cache + CUDA graphs is committed yet (benchmarks/gpu_cuda_graph.py measures one at batch 1, "
+        "8 and 32)"
     ),
     "vllm": (
         "not validated against a published single-request measurement (docs/validation-runtimes.md); serving "
