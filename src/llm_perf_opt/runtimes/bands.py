@@ -29,7 +29,8 @@ ERROR_BANDS: Mapping[str, str] = {
     "vllm": (
         "not validated against a published single-request measurement (docs/validation-runtimes.md); serving "
         "points whose conditions are not stated come out above the published throughput, simulated: A100-40G "
-        "2.3-2.4x, A10 DeepSeek-OCR-2 pages (vision + prefill) 1.6x"
+        "2.3-2.4x, A10 DeepSeek-OCR-2 pages (vision + prefill) 1.6x, H100 pages/s (derived from LightOn's claim) 4.5x: "
+        "an upper bound"
     ),
     "sglang": (
         "+-19% on 2 published single-request holdout(s) (docs/validation-runtimes.md: MI300X TPOT, H200 OCR-2 TTFT; "

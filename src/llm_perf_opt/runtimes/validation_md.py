@@ -57,6 +57,16 @@ EXPLANATIONS: Mapping[str, str] = {
         "Conditions not stated (runtime, mode, tokens per page); same host-side n-gram logits processor as the "
         "README point; pages/day scales with the assumed 1000 tokens per page."
     ),
+    "lighton-h100-deepseek-ocr-pages-per-s": (
+        "Derived (5.71 / 1.73) from a competitor's speed claim; DeepSeek-OCR's mode, pages in flight and tokens per "
+        "page are not stated. The simulated decode step (about 17 ms at 243 sequences) is bandwidth bound; the "
+        "derived rate needs 4.5 times the time per generated token at 1000 tokens per page. Two things the model "
+        "leaves out push the same way as on the A100 points: the per-request n-gram logits processor that vLLM's "
+        "DeepSeek-OCR recipe runs (host Python per sequence per step, so it grows with the batch), and pages "
+        "that loop until max_tokens (8192 in the recipe) - a few such pages raise the mean tokens per page several "
+        "times. Every vLLM throughput point is over-predicted (1.6-4.5x), so the vLLM serving prediction is an "
+        "upper bound until per-sequence host time is measured."
+    ),
     "vllm-a10-ocr2-c10-pages-per-s": (
         "Image size not stated (a 1024 x 1024 page in dynamic mode assumed: 4 crops, 833 image tokens). The "
         "simulated engine spends about 126 ms per page in the eager vision encoders (memory-bound on the A10's "
