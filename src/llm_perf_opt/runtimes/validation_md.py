@@ -21,12 +21,15 @@ NOT_MODELLED: Mapping[str, str] = {
     "ROCm AITER kernels (SGLang and vLLM on MI300X)": (
         "With SGLANG_USE_AITER=1 (VLLM_ROCM_USE_AITER=1 for vLLM) on ROCm, SGLang's fused_moe_triton routes the "
         "routed experts to AITER's fused MoE (its own sorting, padding and CK/assembly grouped GEMM, AITER moe_sum) "
-        "and the attention, RMSNorm and rotary kernels can come from AITER instead of Triton. The sglang runtime "
-        "prices the Triton path on every device: the Triton fused-MoE tiles and padding (runtimes.moe_kernel), the "
-        "Triton decode attention with its split-k reduce kernel, a 4 us AMD gap per kernel. The MI300X cookbook "
-        "points do not state whether AITER was on. Expected direction if it was: fewer kernels per decode step and "
-        "better small-M MoE tiles, so the prediction is too slow (positive error) on MI300X; the MI300X TPOT "
-        "holdout's +9% is in that direction but does not show that AITER ran."
+        "and the attention, RMSNorm and rotary kernels can come from AITER instead of Triton. SGLang's ROCm images "
+        "set SGLANG_USE_AITER=1 (and SGLANG_MOE_PADDING=1) in their environment (sgl-project/sglang "
+        "docker/rocm.Dockerfile @004ae46f), so the MI300X cookbook points most likely ran AITER, though the page "
+        "does not say. The sglang runtime prices the Triton path on every device: the Triton fused-MoE tiles and "
+        "padding (runtimes.moe_kernel), the Triton decode attention with its split-k reduce kernel, a 4 us AMD gap "
+        "per kernel. Expected direction: fewer kernels per decode step and better small-M MoE tiles than modelled, "
+        "so MI300X predictions come out too slow (positive error); the MI300X TPOT holdout's +9% is in that "
+        "direction. Two SGLang host constants are fitted on MI300X points, so part of the AITER difference sits in "
+        "them and carries over to NVIDIA devices."
     ),
     "per-sequence host work (logits processors)": (
         "vLLM's and upstream's n-gram logits processor runs on the host per sequence per step; neither the runtime "
