@@ -256,14 +256,15 @@ def render_runtime_validation(
         "",
         "## Runtime facts",
         "",
-        "| runtime | decode graphs | host per launched kernel | per step | per request |",
+        "| runtime | decode graphs | host per launched kernel | per step | per request | routed experts |",
     ]
-    out += ["|---|---|---:|---:|---:|"]
+    out += ["|---|---|---:|---:|---:|---|"]
     for rid, rt in RUNTIMES.items():
         graphs = f"yes (up to {rt.max_graph_batch})" if rt.graph_decode else "no"
         host = f"{rt.host_per_kernel_s * 1e6:.0f} us" if rt.overlap else "profile (10 us eager)"
         out.append(
-            f"| {rid} | {graphs} | {host} | {rt.step_host_s * 1e3:.2f} ms | {rt.request_overhead_s * 1e3:.1f} ms |"
+            f"| {rid} | {graphs} | {host} | {rt.step_host_s * 1e3:.2f} ms | {rt.request_overhead_s * 1e3:.1f} ms | "
+            f"{'fused MoE, padded M tiles' if rt.fused_moe else 'expert loop, exact rows'} |"
         )
     out += ["", "## Kernel maps (decoder classes -> kernels per call)", ""]
     for rid, rt in RUNTIMES.items():
