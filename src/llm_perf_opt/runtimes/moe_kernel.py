@@ -12,8 +12,9 @@ H200, L4, A10 and the rest run the default config; on ROCm the same Triton path 
 Sources read: vllm-project/vllm ``vllm/model_executor/layers/fused_moe/fused_moe.py`` @000d1458
 (``get_default_config``, ``try_get_optimal_moe_config``, ``get_config_file_name``: file ``E=64,N=896,...`` with
 N = the expert's intermediate size per partition) and its ``configs/`` folder (``E=64,N=896,device_name=NVIDIA_H20``
-the only E=64,N=896 file); SGLang's ``srt/layers/moe/fused_moe_triton/fused_moe.py`` is adapted from the same vLLM
-file (its header says so).
+the only E=64,N=896 file); sgl-project/sglang ``python/sglang/srt/layers/moe/fused_moe_triton/
+fused_moe_triton_config.py`` @083d6013 (``get_default_config``: the same 16 / 64 rule for bf16 and fp16; tuned files
+per Triton version under ``configs/triton_<version>/``, none for E=64,N=896 on NVIDIA or AMD devices).
 
 Left out: the Triton tile's own efficiency below the device peak for full tiles (the roofline's per-category
 efficiency stands for it), re-reads of an expert's weights by each of its M tiles (L2 hits with ``GROUP_SIZE_M``),
@@ -36,7 +37,8 @@ __all__ = [
 FUSED_MOE_SOURCE = (
     "vllm-project/vllm vllm/model_executor/layers/fused_moe/fused_moe.py @000d1458 (get_default_config: "
     "BLOCK_SIZE_M 16 while M <= E, else 64; moe_align_block_size pads each expert's tokens to BLOCK_SIZE_M) and "
-    "configs/ (E=64,N=896 is tuned for NVIDIA_H20 only); SGLang's fused_moe_triton is adapted from that file"
+    "configs/ (E=64,N=896 is tuned for NVIDIA_H20 only); sgl-project/sglang python/sglang/srt/layers/moe/"
+    "fused_moe_triton/fused_moe_triton_config.py @083d6013 (get_default_config: the same rule for bf16/fp16)"
 )
 
 
