@@ -14,7 +14,7 @@ Sources read: vllm-project/vllm ``vllm/model_executor/layers/fused_moe/fused_moe
 N = the expert's intermediate size per partition) and its ``configs/`` folder (``E=64,N=896,device_name=NVIDIA_H20``
 the only E=64,N=896 file); sgl-project/sglang ``python/sglang/srt/layers/moe/fused_moe_triton/
 fused_moe_triton_config.py`` @083d6013 (``get_default_config``: the same 16 / 64 rule for bf16 and fp16; tuned files
-per Triton version under ``configs/triton_<version>/``, none for E=64,N=896 on NVIDIA or AMD devices).
+per Triton version under ``configs/triton_<version>/``; no E=64,N=896 file for an NVIDIA or AMD device was found).
 
 Left out: the Triton tile's own efficiency below the device peak for full tiles (the roofline's per-category
 efficiency stands for it), re-reads of an expert's weights by each of its M tiles (L2 hits with ``GROUP_SIZE_M``),
