@@ -79,7 +79,9 @@ def test_text_only_is_refused_for_deepseek_ocr_2(tmp_path: Path) -> None:
     args = ["analyze", "--model", "deepseek-ocr-2", "--text-only", "--out", str(tmp_path / "r")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
-    assert "--text-only is traced only for the built-in DeepSeek-OCR v1 sources" in result.output
+    assert (
+        "--text-only 'deepseek-ocr-2': text-only requests are traced for the built-in DeepSeek-OCR v1" in result.output
+    )
 
 
 def test_sweep_runtime_and_deprecated_execution() -> None:

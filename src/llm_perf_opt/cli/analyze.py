@@ -208,7 +208,7 @@ def analyze(
     from llm_perf_opt.report.files import REPORT_FILES, write_report
 
     flags = workload_flags(click.get_current_context().params)
-    check_analysis_flags(**flags, attention=attention, runtime=runtime)
+    check_analysis_flags(**flags, attention=attention, runtime=runtime, text_only=text_only)
     options = AnalysisOptions(
         **flags,
         attention=attention or default_attention(model),
