@@ -62,6 +62,24 @@ def test_summary_lists_modules_by_own_time(tiny_result: AnalysisResult) -> None:
     assert "MoE routing: balanced" in tiny_result.summary.notes
 
 
+def test_summary_shares_are_of_the_breakdown_total_it_names(tiny_result: AnalysisResult) -> None:
+    eager = tiny_result.summary
+    assert (eager.runtime, eager.modules_runtime) == ("hf-eager", "hf-eager")
+    assert eager.modules_total_time_ms == eager.predicted_total_time_ms
+    vllm = run_analysis(evolve(TINY, runtime="vllm")).summary
+    # the runtime's kernels make the request's time; the per-module times stay the eager op-by-op breakdown,
+    # and the summary says so with the total every share is of (F18: a module above the request's total)
+    assert (vllm.runtime, vllm.modules_runtime) == ("vllm", "hf-eager")
+    assert vllm.modules_total_time_ms == eager.modules_total_time_ms
+    assert vllm.predicted_total_time_ms < vllm.modules_total_time_ms
+    for summary in (eager, vllm):
+        assert summary.modules_total_time_ms is not None
+        for m in summary.top_modules:
+            assert m.share_of_model_time == pytest.approx(m.total_time_ms / summary.modules_total_time_ms, rel=1e-6)
+            assert m.total_time_ms <= summary.modules_total_time_ms
+    assert "modules_total_time_ms" in vllm.notes and "eager op-by-op breakdown (hf-eager" in vllm.notes
+
+
 def test_kv_cache_counted_once_at_the_final_length(tiny_result: AnalysisResult) -> None:
     cfg = tiny_result.config
     per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim * 2  # K and V, bf16
