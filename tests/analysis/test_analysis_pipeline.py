@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import yaml
 from attrs import evolve
 
 from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request, report_id_for
@@ -19,6 +20,7 @@ from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_mea
 from llm_perf_opt.measure.record import save_measurement
 from llm_perf_opt.report.files import report_files, write_report
 from llm_perf_opt.report.markdown import render_report_md
+from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.workloads import preset_workload
 
 TINY = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
@@ -78,6 +80,17 @@ def test_summary_shares_are_of_the_breakdown_total_it_names(tiny_result: Analysi
             assert m.share_of_model_time == pytest.approx(m.total_time_ms / summary.modules_total_time_ms, rel=1e-6)
             assert m.total_time_ms <= summary.modules_total_time_ms
     assert "modules_total_time_ms" in vllm.notes and "eager op-by-op breakdown (hf-eager" in vllm.notes
+
+
+def test_every_file_carries_the_device_s_trust_line() -> None:
+    on_l4 = run_analysis(evolve(TINY, device="l4"))
+    line = trust_line("hf-eager", calibrated=False, device_id="l4")
+    assert "not validated on this device" in line and "--device-profile" not in line
+    files = report_files(on_l4)
+    assert line in on_l4.summary.notes and line in files["summary.json"].decode()
+    assert line in files["report.md"].decode() and line in yaml.safe_load(files["report.yaml"])["assumptions"]
+    for name in ("report.md", "report.yaml", "summary.json"):
+        assert "h100-sxm-hf-eager-gate" not in files[name].decode(), name
 
 
 def test_kv_cache_counted_once_at_the_final_length(tiny_result: AnalysisResult) -> None:

@@ -22,7 +22,7 @@ from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf import Rates, load_device_profile
 from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
 from llm_perf_opt.runtimes import get_runtime
-from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.bands import trust_lines
 from llm_perf_opt.runtimes.costs import check_supported
 from llm_perf_opt.runtimes.request import runtime_run
 from llm_perf_opt.workloads import RoutingModel, Workload
@@ -211,7 +211,7 @@ def _files(spec: SweepSpec, result: SweepResult, runtime: str) -> dict[str, byte
     md = (
         "# What-if sweep\n\n"
         f"Grid: {grid}. Counts from the analytic model; time on each device's roofline. "
-        f"Time from runtime {runtime}; {trust_line(runtime, calibrated=False)}. "
+        f"Time from runtime {runtime}; {trust_lines(runtime, device_ids=spec.devices, profile_device=None)}. "
         "Times in ms, memory in GB (1e9 B). `sweep.csv` has every column.\n\n"
         + rows_to_markdown(result.rows, MD_COLUMNS)
         + ("\n" + skipped if skipped else "")
