@@ -135,6 +135,10 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
         ({**_request("x"), "page_width": 1.5}, "$.page_width", "expected int"),
         ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..256"),
         ({**_request("x"), "routing": "histogram:/etc/passwd"}, "$.routing", "never as a file"),
+        ({**_request("x"), "routing": "skewed:1e309"}, "$.routing", "skew out of range"),
+        ({**_request("x"), "page_width": 100}, "$.page_width", "page_width 100: set without page_height"),
+        ({**_request("x"), "text_only": True, "page_width": 640, "page_height": 640}, "$.page_width", "text-only"),
+        ({**_request("x"), "runtime": "vllm", "attention": "eager"}, "$.runtime", 'use runtime "hf-eager"'),
         ([1, 2], "$", "expected object"),
         ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
         (
