@@ -56,3 +56,11 @@ def test_no_rates_for_a_configuration_that_does_not_fit() -> None:
     assert fitting["pages_per_day"] > 0 and fitting["tokens_per_s"] > 0
     refused = report_mapping(evolve(result, capacity=evolve(result.capacity, fits=False)))["time"]["throughput"]
     assert refused == {key: (value if key == "batch_size" else None) for key, value in fitting.items()}
+
+
+def test_one_token_has_no_tpot_and_no_decode_rate() -> None:
+    # max_new_tokens 1: prefill makes the only token, so TPOT and the decode rate do not exist (null, not 0.0).
+    time = report_mapping(small_result(max_new_tokens=1))["time"]
+    assert time["decode_steps"] == 0
+    assert time["stages_ms"]["tpot_ms"] is None and time["throughput"]["decode_tokens_per_s"] is None
+    assert time["stages_ms"]["ttft_ms"] > 0 and time["throughput"]["tokens_per_s"] > 0

@@ -137,7 +137,9 @@ def _device(r: AnalysisResult) -> dict[str, Any]:
 
 
 def _time(r: AnalysisResult) -> dict[str, Any]:
-    stages = {k: rounded(v) for k, v in r.stages.as_ms().items()}
+    stages: dict[str, float | None] = {k: rounded(v) for k, v in r.stages.as_ms().items()}
+    if not r.stages.decode_steps:
+        stages["tpot_ms"] = None  # no decode step: there is no time per output token, not a zero one
     bounds = {}
     for stage in ("vision", "projector", "prefill", "decode", "other", "root"):
         bound = stage_bound(r, stage)
@@ -168,7 +170,7 @@ def _throughput(r: AnalysisResult) -> dict[str, Any]:
     return {
         "batch_size": t.batch_size,
         "tokens_per_s": rate(t.tokens_per_s),
-        "decode_tokens_per_s": rate(t.decode_tokens_per_s),
+        "decode_tokens_per_s": rate(t.decode_tokens_per_s) if r.stages.decode_steps else None,
         "pages_per_s": rate(t.pages_per_s, per_page=True),
         "pages_per_day": rate(t.pages_per_day, per_page=True),
     }
