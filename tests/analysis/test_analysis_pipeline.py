@@ -17,6 +17,8 @@ from llm_perf_opt.contracts.converter import from_json
 from llm_perf_opt.contracts.validation import load_report
 from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurement
 from llm_perf_opt.measure.record import save_measurement
+from llm_perf_opt.perf import capacity_check, footprint_at_dtype
+from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
 from llm_perf_opt.report.files import report_files, write_report
 from llm_perf_opt.report.markdown import render_report_md
 from llm_perf_opt.workloads import preset_workload
@@ -76,6 +78,20 @@ def test_memory_peak_is_the_closed_form_where_it_equals_the_trace(tiny_result: A
     assert m.peak_activation_bytes == traced
     assert m.total_bytes == m.weights_bytes + m.kv_cache_bytes + traced
     assert "the closed-form estimate `sweep` uses too" in render_report_md(tiny_result)
+    # sweep's memory function on the same workload: the same bytes, hence the same total and largest batch
+    costs = workload_costs_from_analytic(
+        tiny_result.config, tiny_result.workload, attention="flash", routing=tiny_result.routing
+    )
+    swept = footprint_at_dtype(
+        weight_bytes=costs.weight_bytes,
+        kv_cache_bytes=costs.kv_cache_bytes,
+        peak_activation_bytes=costs.peak_activation_bytes,
+        batch_size=tiny_result.workload.batch_size,
+        counted_dtype=costs.counted_dtype,
+        dtype=tiny_result.dtype,
+    )
+    assert swept == m
+    assert capacity_check(swept, tiny_result.device) == tiny_result.capacity
 
 
 def test_memory_peak_falls_back_to_the_trace_where_the_closed_form_is_off() -> None:
