@@ -98,14 +98,14 @@ DIVERGENCES: tuple[Divergence, ...] = (
             "on the stage and root nodes (the ids without a '/'; the row above takes the rest) the closed forms are "
             "the traced live set at each stage's highest point (analytic.formulas.stage_peaks) and equal the trace "
             "exactly for the v1 model (image and text-only workloads, flash and eager). DeepSeek-OCR-2 has no such "
-            "closed forms yet: its stage and root peaks are the largest leaf working set, below the trace, so they "
-            "fall outside this range and the memory figures use the traced peak instead (the report says which)"
+            "closed forms yet: its stage and root peaks are the largest leaf working set, not the traced live set, so "
+            "they fall outside this range and the memory figures use the traced peak instead (the report says which)"
         ),
         expected_ratio=1.0,
         ratio_range=(1.0, 1.0),
         measured_on=(
             "base model, gundam 1024x1024 (S=703), flash: root, vision, projector, prefill, decode 1.00; "
-            "deepseek-ocr-2, dynamic 1024x1024 (S=843), flash: root 0.49"
+            "deepseek-ocr-2: dynamic 1024x1024 (S=843), flash: root 0.49; single, N=2, eager: root 1.13"
         ),
     ),
 )
