@@ -135,6 +135,11 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
         ({**_request("x"), "page_width": 1.5}, "$.page_width", "expected int"),
         ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..256"),
         ({**_request("x"), "routing": "histogram:/etc/passwd"}, "$.routing", "never as a file"),
+        (
+            {**_request("x"), "routing": "histogram", "routing_histogram": {"1": [100] * 5 + [0] * 59}},
+            "$.routing_histogram.1",
+            "layer 1 has 5 experts with counts; top-6 routing needs at least 6",
+        ),
         ([1, 2], "$", "expected object"),
         ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
         (
