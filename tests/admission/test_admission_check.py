@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"routing": "histogram", "routing_histogram": {"99": [1] * 64}}, "$.routing_histogram", ["0..11"]),
         ({"routing": "histogram", "routing_histogram": {"1": [0] * 64}}, "$.routing_histogram.1", ["positive"]),
         ({"routing": "histogram", "routing_histogram": {"1": [-1] * 64}}, "$.routing_histogram.1", ["integers"]),
+        (
+            {"routing": "histogram", "routing_histogram": {"1": [100] * 6 + [0] * 58, "2": [100] * 5 + [0] * 59}},
+            "$.routing_histogram.2",
+            ["layer 2 has 5 experts with counts; top-6 routing needs at least 6"],
+        ),
         ({"profile_run_id": "../../x"}, "$.profile_run_id", ["pattern"]),
         ({"attention": "eager", "model_variant": "deepseek-ocr-2", "mode": "tiny"}, "$.model_id", ["OCR-2"]),
     ],
@@ -184,9 +190,26 @@ def test_cli_flags_are_checked_with_flag_names(flags: dict[str, Any], path: str)
     assert str(info.value).startswith(path)
 
 
+def test_cli_histogram_needs_top_k_experts_per_layer(tmp_path: Path) -> None:
+    hist = tmp_path / "hist.json"
+    top_k = 6  # DeepSeek-OCR v1 base (and OCR-2's decoder): num_experts_per_tok
+    hist.write_text(json.dumps({str(layer): [100] * top_k + [0] * (64 - top_k) for layer in range(1, 12)}))
+    _flags(routing=f"histogram:{hist}")
+    hist.write_text(json.dumps({str(layer): [100] * (top_k - 1) + [0] * (65 - top_k) for layer in range(1, 12)}))
+    with pytest.raises(AdmissionError) as info:
+        _flags(routing=f"histogram:{hist}")
+    assert info.value.path == "--routing"
+    assert "layer 1 has 5 experts with counts; top-6 routing needs at least 6" in str(info.value)
+    tiny = tmp_path / "tiny.json"  # the tiny config routes top-2: two experts with counts are enough there
+    tiny.write_text(json.dumps({"1": [0] * 62 + [5, 5]}))
+    _flags(routing=f"histogram:{tiny}", model="deepseek-ocr-v1-tiny")
+    with pytest.raises(AdmissionError, match="top-6 routing needs at least 6"):
+        _flags(routing=f"histogram:{tiny}")
+
+
 def test_cli_histogram_files_must_be_regular_and_small(tmp_path: Path) -> None:
     good = tmp_path / "hist.json"
-    good.write_text('{"1": [1, 2, 3]}')
+    good.write_text('{"1": [1, 2, 3, 4, 5, 6]}')
     _flags(routing=f"histogram:{good}")
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)

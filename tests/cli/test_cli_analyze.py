@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,13 @@ def test_store_receives_the_same_report(tmp_path: Path) -> None:
     reports = ReportStore(store).list_reports()
     assert len(reports) == 1
     assert ReportStore(store).read(reports[0], "summary.json") == (out / "summary.json").read_bytes()
+
+
+def test_a_histogram_with_fewer_experts_than_top_k_is_refused(tmp_path: Path) -> None:
+    top_k, experts = 6, 64  # the base model routes each token to 6 of 64 experts
+    hist = tmp_path / "hist.json"
+    hist.write_text(
+        json.dumps({str(layer): [100] * (top_k - 1) + [0] * (experts - top_k + 1) for layer in range(1, 12)})
+    )
+    expected = "layer 1 has 5 experts with counts; top-6 routing needs at least 6"
+    _one_line_error(["--routing", f"histogram:{hist}"], tmp_path, expected)

@@ -139,6 +139,11 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
         ({**_request("x"), "page_width": 100}, "$.page_width", "page_width 100: set without page_height"),
         ({**_request("x"), "text_only": True, "page_width": 640, "page_height": 640}, "$.page_width", "text-only"),
         ({**_request("x"), "runtime": "vllm", "attention": "eager"}, "$.runtime", 'use runtime "hf-eager"'),
+        (
+            {**_request("x"), "routing": "histogram", "routing_histogram": {"1": [100] * 5 + [0] * 59}},
+            "$.routing_histogram.1",
+            "layer 1 has 5 experts with counts; top-6 routing needs at least 6",
+        ),
         ([1, 2], "$", "expected object"),
         ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
         (

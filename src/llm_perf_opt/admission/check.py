@@ -25,6 +25,7 @@ from llm_perf_opt.hardware import DTYPE_ALIASES, DTYPES, device_ids, get_device,
 from llm_perf_opt.runtimes.catalog import RUNTIMES
 from llm_perf_opt.workloads import MODES, PRESETS, RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
+from llm_perf_opt.workloads.routing import too_few_experts
 
 __all__ = [
     "AdmissionError",
@@ -537,7 +538,8 @@ def _check_routing(inputs: _Inputs, door: _Door) -> None:
         _check_skew(routing, arg, door)
         return
     try:
-        RoutingModel.parse(routing)  # CLI: balanced, or a histogram file read as a regular file under the size limit
+        # CLI: balanced, or a histogram file read as a regular file under the size limit, with >= top-k experts a layer
+        RoutingModel.parse(routing).check_top_k(_routing_top_k(inputs.model))
     except UserError as exc:
         raise AdmissionError(f"{door.label('routing')}: {exc}", path=door.path("routing")) from None
 
@@ -578,6 +580,15 @@ def _check_histogram(histogram: Any, model: str, door: _Door) -> None:
             )
         if sum(row) == 0:
             raise door.fail(where, "[0, ...]", "all zero", "at least one positive count")
+    top_k = _routing_top_k(model)
+    for key, row in histogram.items():
+        if problem := too_few_experts(int(key), row, top_k):
+            raise AdmissionError(f"{door.label(field)}.{key}: {problem}", path=f"{door.path(field)}.{key}")
+
+
+def _routing_top_k(model: str) -> int:
+    """Experts each token picks (top-k) in the model's MoE layers: v1's, or DeepSeek-OCR-2's decoder (v1 base's)."""
+    return (_v1_config(model) or DeepseekOCRConfig.base()).num_experts_per_tok
 
 
 def _v1_config(model: str) -> DeepseekOCRConfig | None:
