@@ -71,7 +71,8 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"dtype": "int3"}, "$.dtype", ["bf16"]),
         ({"device": "a100-80gb", "dtype": "fp8"}, "$.dtype", ["a100-80gb", "bf16"]),
         ({"mode": "dynamic"}, "$.mode", ["gundam"]),
-        ({"page_width": 1024}, "$.page_height", ["both"]),
+        ({"page_width": 1024}, "$.page_width", ["page_width 1024: set without page_height", "both"]),
+        ({"page_height": 768}, "$.page_height", ["page_height 768: set without page_width", "both"]),
         ({"page_width": 0, "page_height": 10}, "$.page_width", ["1..20000"]),
         ({"page_width": 10, "page_height": 10**9}, "$.page_height", ["1..20000"]),
         ({"prompt_tokens": -1}, "$.prompt_tokens", ["0..8192"]),
@@ -85,6 +86,9 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"routing": "histogram:/etc/passwd"}, "$.routing", ["inline", "never as a file"]),
         ({"routing": "skewed:nan"}, "$.routing", ["skewed:ALPHA"]),
         ({"routing": "skewed:9"}, "$.routing", ["0..8"]),
+        ({"routing": "skewed:1e309"}, "$.routing", ["routing 'skewed:1e309': skew out of range", "0..8"]),
+        ({"routing": "skewed:-1"}, "$.routing", ["skew out of range", "0..8"]),
+        ({"routing": "skewed:1e0"}, "$.routing", ["skew not written as plain decimals", "1.5"]),
         ({"routing": "histogram"}, "$.routing_histogram", ["go together"]),
         ({"routing_histogram": {"1": [1] * 64}}, "$.routing_histogram", ["without routing"]),
         ({"routing": "histogram", "routing_histogram": {"1": [1] * 3}}, "$.routing_histogram.1", ["64"]),
@@ -272,7 +276,11 @@ def test_runtimes_are_checked_with_the_attention_they_run() -> None:
 def test_runtime_and_text_only_are_checked_at_the_door() -> None:
     _check(runtime="vllm", text_only=True)
     _refused("$.runtime", "runtime 'trt'", "hf-eager", runtime="trt")
-    _refused("$.runtime", "flash attention only", runtime="vllm", attention="eager")
+    # over HTTP the fix names the JSON fields, on the command line the flags
+    message = _refused("$.runtime", "flash attention only", runtime="vllm", attention="eager")
+    assert message.endswith('use runtime "hf-eager", or attention "flash"') and "--" not in message, message
+    with pytest.raises(AdmissionError, match=r"use --runtime hf-eager, or --attention flash$"):
+        _flags(runtime="vllm", attention="eager")
     _refused(
         "$.text_only",
         "'deepseek-ocr-2'",

@@ -180,7 +180,8 @@ def test_measured_mismatch_is_refused_or_flagged(tmp_path: Path) -> None:
     with pytest.raises(
         UserError,
         match=r"does not match the prediction \(device: measured cpu, predicted h100-sxm; "
-        r"dtype: measured fp32, predicted bf16; attention: .*; runtime: .*--allow-mismatch",
+        r"dtype: measured fp32, predicted bf16; attention: .*; "
+        r"device type: measured cpu, predicted cuda\).*--allow-mismatch",
     ):
         run_analysis(options)
     flagged = run_analysis(evolve(options, allow_mismatch=True))

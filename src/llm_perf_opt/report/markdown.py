@@ -88,6 +88,8 @@ def reproduce_command(result: AnalysisResult) -> str:
     parts += [f"--device {o.device}", f"--dtype {result.dtype}", f"--attention {o.attention}", f"--routing {o.routing}"]
     if o.measured is not None:
         parts.append(f"--measured {PurePath(o.measured).name}")
+        if o.allow_mismatch:  # the report was made comparing anyway; without the flag the same line is refused
+            parts.append("--allow-mismatch")
     if o.device_profile is not None:
         parts.append(f"--device-profile {PurePath(o.device_profile).name}")
     if o.trust_remote_code:
