@@ -316,6 +316,7 @@ def _measured(
         device_id=device_id,
         dtype=dtype,
         attention=options.attention,
+        routing=options.routing,
     )
     if found and not options.allow_mismatch:
         raise MeasurementError(
@@ -336,6 +337,7 @@ def _measured(
     payload: dict[str, Any] = {
         "run_id": comparison.run_id,
         "device": measurement.device.name,
+        "routing": measurement.routing,
         "mismatches": list(found),
         "stages": [
             {
