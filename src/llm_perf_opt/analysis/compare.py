@@ -118,4 +118,5 @@ def _runtime_run(result: AnalysisResult, device: DeviceSpec) -> RuntimeRun:
         dtype=result.dtype,
         attention=options.attention,
         text_only=options.text_only,
+        routing=result.routing,
     )
