@@ -133,7 +133,7 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
         ({**BASE}, "$.workload_profile_id", "workload_profile_id"),
         ({**_request("x"), "colour": 1}, "$", "unknown field(s) colour"),
         ({**_request("x"), "page_width": 1.5}, "$.page_width", "expected int"),
-        ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..256"),
+        ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..1024"),
         ({**_request("x"), "routing": "histogram:/etc/passwd"}, "$.routing", "never as a file"),
         ([1, 2], "$", "expected object"),
         ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
