@@ -25,6 +25,7 @@ from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate,
 from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
+from llm_perf_opt.tracer.lazy_shapes import without_symbolic_shapes_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
@@ -126,7 +127,7 @@ def _fit_or_fall_back(
 
 def trace_model(model: nn.Module, driver: Driver, options: TraceOptions) -> TraceResult:
     """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
-    with without_dynamo_import():
+    with without_dynamo_import(), without_symbolic_shapes_import():
         return _trace_model(model, driver, options)
 
 
@@ -209,7 +210,7 @@ def trace_model_batched(
     ``batch_note``.
     """
     opts = _Options.of(options)
-    with without_dynamo_import():
+    with without_dynamo_import(), without_symbolic_shapes_import():
         state = TraceState(model, options.rules, ModelIndex(model))
         driver = driver_for(batch)
         try:
