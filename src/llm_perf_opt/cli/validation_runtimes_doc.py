@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from attrs import evolve
 
-from llm_perf_opt.cli.pages import write_or_check
+from llm_perf_opt.cli.pages import page_options, write_or_check
 
 __all__ = ["COMMAND", "validation_runtimes_doc"]
 
@@ -14,23 +15,18 @@ COMMAND = "llm-perf-opt validation-runtimes-doc"
 
 
 @click.command("validation-runtimes-doc")
-@click.option(
-    "--published",
-    "source",
-    default="benchmarks/published",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="folder of published-measurement YAML files",
+@page_options(
+    source_flag="--published",
+    source_default="benchmarks/published",
+    source_help="folder of published-measurement YAML files",
+    out_default="docs/validation-runtimes.md",
 )
-@click.option(
-    "--out", default="docs/validation-runtimes.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path)
-)
-@click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
 def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     """Predicted versus published, per point, for every runtime (vLLM, SGLang, HF)."""
     # lazy: the command's imports load the analytic model and the OCR-2 config only when it runs
     from llm_perf_opt.config import DeepseekOCRConfig
     from llm_perf_opt.errors import UserError
+    from llm_perf_opt.runtimes.catalog import RUNTIMES
     from llm_perf_opt.runtimes.costs import ModelConfig
     from llm_perf_opt.runtimes.published import load_published
     from llm_perf_opt.runtimes.validation import default_predictors, point_workload, validate
@@ -48,5 +44,8 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     predictors = default_predictors(configs, point_workload)
     predictors["serving"] = serving_predictor(configs, point_workload)  # the serving simulator, not the estimate
     results = validate(sources, predictors)
-    text = render_runtime_validation(sources, results, command=COMMAND)
+    flat = {rid: evolve(rt, fused_moe=False) for rid, rt in RUNTIMES.items() if rt.fused_moe}
+    before = default_predictors(configs, point_workload, runtimes=flat)
+    before["serving"] = serving_predictor(configs, point_workload, runtimes=flat)
+    text = render_runtime_validation(sources, results, command=COMMAND, without_moe_curve=validate(sources, before))
     write_or_check(out, text, check=check, source=source, command=COMMAND, counted=f"{len(results)} published point(s)")
