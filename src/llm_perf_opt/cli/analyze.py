@@ -209,7 +209,7 @@ def analyze(
     from llm_perf_opt.tracecache.figures import FigureCache
 
     flags = workload_flags(click.get_current_context().params)
-    check_analysis_flags(**flags, attention=attention, runtime=runtime)
+    check_analysis_flags(**flags, attention=attention, runtime=runtime, text_only=text_only)
     options = AnalysisOptions(
         **flags,
         attention=attention or default_attention(model),
@@ -256,7 +256,7 @@ def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) ->
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
             "end_to_end_ms": s.end_to_end_s * 1e3,
             "tokens_per_s": t.tokens_per_s if c.fits else None,
-            "pages_per_day": t.pages_per_day if c.fits else None,
+            "pages_per_day": t.pages_per_day if c.fits and not result.workload.text_only else None,
             "memory_bytes": m.total_bytes,
             "fits": c.fits,
             "max_batch": c.max_batch,

@@ -53,7 +53,9 @@ def compare(devices: str, out_dir: Path | None, fmt: str, quiet: bool, **params:
         get_device(device_id)  # unknown ids fail here, before the trace
     flags = workload_flags(params, device=ids[0])
     attention, runtime = params["attention"], params["runtime"]
-    check_analysis_flags(**flags, attention=attention, runtime=runtime)  # unknown runtime: one line, exit 1
+    check_analysis_flags(
+        **flags, attention=attention, runtime=runtime, text_only=params["text_only"]
+    )  # one line, exit 1
     if out_dir is not None:
         check_output_folder(out_dir, recognise=COMPARE_FILES)
     options = AnalysisOptions(
