@@ -28,7 +28,6 @@ from llm_perf_opt.perf import (
     default_profile,
     throughput,
     time_tree,
-    tree_from_nodes,
 )
 from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
@@ -70,7 +69,7 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
     devices = [get_device(d) for d in device_ids]
     columns: list[DeviceTiming] = []
     skipped: list[str] = []
-    tree = tree_from_nodes(result.trace.nodes.values())
+    tree = result.trace.tree
     steps = max(result.workload.max_new_tokens - 1, 0)
     runtime = get_runtime(result.options.runtime)
     for device in devices:

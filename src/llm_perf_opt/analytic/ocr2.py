@@ -121,18 +121,7 @@ def _cached(
 
 def _merge(tb: TreeBuilder, one: TreeBuilder, times: int) -> None:
     """Add ``times`` copies of a one-pass tree (costs, calls, fused bytes scaled; peaks as they are)."""
-    for nid, cats in one.incl.items():
-        tb.node(nid)
-        for category, values in cats.items():
-            target = tb.incl[nid].setdefault(category, [0] * len(values))
-            for i, v in enumerate(values):
-                target[i] += v * times
-    for nid, n in one.calls.items():
-        tb.calls[nid] = tb.calls.get(nid, 0) + n * times
-    for nid, n in one.fused.items():
-        tb.fused[nid] = tb.fused.get(nid, 0) + n * times
-    for nid, n in one.peaks.items():
-        tb.peaks[nid] = max(tb.peaks.get(nid, 0), n)
+    tb.merge(one, times)
 
 
 def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCR2Config, *, a: int) -> None:
