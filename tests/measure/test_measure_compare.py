@@ -124,7 +124,7 @@ def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
         "device: measured cpu, predicted h100-sxm",
         "dtype: measured fp32, predicted bf16",
         "attention: measured eager, predicted flash",
-        "runtime: measured cpu, predicted cuda",
+        "device type: measured cpu, predicted cuda",  # torch device type, not an inference runtime
     )
     same = mismatches(
         m,
@@ -134,7 +134,7 @@ def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
         device_id="cpu",
         dtype="fp32",
         attention="eager",
-        runtime="cpu",
+        device_type="cpu",
     )
     assert same == ()
     other = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=8)
@@ -146,6 +146,6 @@ def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
         device_id="cpu",
         dtype="fp32",
         attention="eager",
-        runtime="cpu",
+        device_type="cpu",
     )
     assert row.startswith("workload: measured ")

@@ -209,12 +209,14 @@ def mismatches(
     device_id: str,
     dtype: str,
     attention: str,
-    runtime: str = "cuda",
+    device_type: str = "cuda",
 ) -> tuple[str, ...]:
     """Every way ``measurement`` differs from the prediction it is compared with, one ``what: measured X,
     predicted Y`` string each (empty: they match).  Checked: model, workload (cost key), device (catalog id;
-    ``cpu`` for a CPU run), dtype, attention (the prediction's ``flash`` is the measurement's ``sdpa``) and runtime
-    (``cuda`` or ``cpu``; every catalog prediction is a CUDA GPU)."""
+    ``cpu`` for a CPU run), dtype, attention (the prediction's ``flash`` is the measurement's ``sdpa``) and device
+    type (torch's ``cuda`` or ``cpu``, recorded as the measurement's ``device.runtime``; every catalog prediction is a
+    CUDA GPU).  "Runtime" in this tool names the inference runtime (hf-eager, vllm, ...), so the text says device
+    type."""
     wanted = (
         workload
         if isinstance(workload, WorkloadRecord)
@@ -233,7 +235,7 @@ def mismatches(
         ("device", ran_on, device_id),
         ("dtype", normalize_dtype(measurement.dtype), normalize_dtype(dtype)),
         ("attention", measured_attention, attention),
-        ("runtime", measurement.device.runtime, runtime),
+        ("device type", measurement.device.runtime, device_type),
     )
     return tuple(f"{what}: measured {got}, predicted {want}" for what, got, want in pairs if got != want)
 
