@@ -200,8 +200,9 @@ SWEEP_SERIES_PER_PANEL = 6
 
 def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, bytes]:
     """Pages/day against batch size: one panel per device, one line per (dtype, mode, page, N) series - the
-    :data:`SWEEP_SERIES_PER_PANEL` best ones - with a legend.  Points that do not fit the device's memory are drawn
-    hollow and never count as the best; the best fitting point of each panel is starred and labelled."""
+    :data:`SWEEP_SERIES_PER_PANEL` best ones - with a legend.  A configuration that does not fit the device's memory
+    has no throughput: it is marked x on the batch axis, off the line, and is never the best; the best fitting point
+    of each panel is starred and labelled."""
     panels: dict[str, dict[str, list[Any]]] = {}
     for row in rows:
         key = f"{row.dtype} {row.mode} {row.page_width}x{row.page_height} N={row.max_new_tokens}"
@@ -222,10 +223,11 @@ def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, 
             for colour_index, key in enumerate(shown):
                 pts = sorted(series[key], key=lambda row: row.batch_size)
                 colour = _SERIES_COLOURS[colour_index % len(_SERIES_COLOURS)]
-                ax.plot([p.batch_size for p in pts], [p.pages_per_day for p in pts], color=colour, lw=1, label=key)
-                for p in pts:
-                    face = colour if p.fits else "none"
-                    ax.scatter([p.batch_size], [p.pages_per_day], s=18, facecolors=face, edgecolors=colour, zorder=3)
+                fit = [p for p in pts if p.fits]
+                ax.plot([p.batch_size for p in fit], [p.pages_per_day for p in fit], color=colour, lw=1, label=key)
+                ax.scatter([p.batch_size for p in fit], [p.pages_per_day for p in fit], s=18, color=colour, zorder=3)
+                over = [p.batch_size for p in pts if not p.fits]  # no throughput: marked on the axis, not drawn high
+                ax.scatter(over, [0] * len(over), s=28, marker="x", color=colour, zorder=3, clip_on=False)
             top = best_fitting(row for key in shown for row in series[key])
             if top is not None:
                 ax.scatter([top.batch_size], [top.pages_per_day], marker="*", s=120, color="black", zorder=4)
@@ -247,7 +249,9 @@ def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, 
             if (index - 1) % cols == 0:
                 ax.set_ylabel("pages per day")
             ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
-        fig.suptitle("What-if sweep: pages/day by batch size (hollow: does not fit the device memory)", fontsize=9)
+        fig.suptitle(
+            "What-if sweep: pages/day by batch size (x on the axis: does not fit the device memory)", fontsize=9
+        )
 
     n_rows = math.ceil(max(len(panels), 1) / 3)
     return figure_bytes(draw, stem, size=(11.0, 4.0 + 3.2 * n_rows))
