@@ -135,6 +135,7 @@ def run_analysis(
         attention=options.attention,
         profile=profile if runtime.is_baseline else None,
         text_only=options.text_only,
+        routing=routing,
     )
     if not runtime.is_baseline:
         stages = run.stages  # the runtime's kernels time the request; hf-eager keeps the traced tree's time

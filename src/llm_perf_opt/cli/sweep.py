@@ -168,7 +168,7 @@ def sweep(
         get_mode(mode)
     if out_dir is not None:
         check_output_folder(Path(out_dir), recognise=SWEEP_FILES)
-    stage_fn = None if chosen.is_baseline else _runtime_stages(runtime, attention)
+    stage_fn = None if chosen.is_baseline else _runtime_stages(runtime, attention, spec.routing)
     with StepProgress(quiet=quiet) as progress:
         progress(f"sweep: timing {spec.num_points} point(s)")
         result = run_sweep(spec, profiles=profiles, stage_fn=stage_fn)
@@ -185,8 +185,11 @@ def sweep(
     click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
 
 
-def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates], dict[str, float]]:
-    """Stage seconds of a sweep point as ``runtime`` runs it (the same model as ``analyze --runtime``)."""
+def _runtime_stages(
+    runtime: str, attention: str, routing: RoutingModel
+) -> Callable[[Workload, Rates], dict[str, float]]:
+    """Stage seconds of a sweep point as ``runtime`` runs it under ``routing`` (the same model as ``analyze
+    --runtime``)."""
     config = DeepseekOCRConfig.base()
 
     def stages(workload: Workload, rates: Rates) -> dict[str, float]:
@@ -197,6 +200,7 @@ def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates],
             device=rates.device_id,
             dtype=rates.dtype,
             attention=attention,
+            routing=routing,
         ).stages
         return {"vision": s.vision_s, "projector": s.projector_s, "prefill": s.prefill_s, "decode": s.decode_s}
 
