@@ -259,9 +259,9 @@ def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) ->
             "runtime": result.options.runtime,
             "profile": result.profile.source,
             "calibrated": calibrated,
-            "expected_error": trust_line(result.options.runtime, calibrated=calibrated).removeprefix(
-                "expected error: "
-            ),
+            "expected_error": trust_line(
+                result.options.runtime, calibrated=calibrated, device_id=result.device.device_id
+            ).removeprefix("expected error: "),
             "ttft_ms": s.ttft_s * 1e3,
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
             "end_to_end_ms": s.end_to_end_s * 1e3,
