@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from llm_perf_opt.analytic._language import LanguagePass, add_attention_cores, add_language_pass, decoder_weight_bytes
+from llm_perf_opt.analytic._language import V1_DECODER, add_language_stages
 from llm_perf_opt.analytic._vision import (
     CLIP,
     SAM,
@@ -75,15 +75,8 @@ def _cached(
     if eager:
         tb.add(mask_node, "data_movement", dec.causal_mask_fills(q=S, a=a))
         tb.add(mask_node, "elementwise", dec.causal_mask_compare(q=S))
-    steps = N - 1
-    passes = [LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)]
-    if steps:
-        sum_k = steps * S + steps * (steps + 1) // 2
-        passes.append(LanguagePass(stage="decode", B=B, q=1, times=steps, sum_k=sum_k, kv_end=S + steps))
-    for lp in passes:
-        tb.replay(_pass_records(config, lp.stage, lp.B, lp.q, routing, a), lp.times)
-        add_attention_cores(tb, config, lp, eager=eager, a=a)
-        decoder_weight_bytes(tb, config, lp.stage, a=a)
+    own = 2 * config.projector.n_embed * a  # image_newline, view_seperator
+    add_language_stages(tb, config, V1_DECODER, B=B, S=S, N=N, routing=routing, eager=eager, own_weights=own, a=a)
     _set_stage_peaks(tb, config, workload, eager=eager, a=a)
     return tb.build(root_weight_bytes=model_weight_bytes(config, a=a))
 
@@ -147,14 +140,6 @@ def _page_records(
     calls = [EncoderCall(B=b, R=r, times=1) for b, r in views]
     add_vision_stage(rec, config, calls, eager=eager, a=a)
     add_projector_stage(rec, config, calls, grid=grid, S=S, a=a)
-    return rec.frozen()
-
-
-@lru_cache(maxsize=512)
-def _pass_records(config: DeepseekOCRConfig, stage: str, B: int, q: int, routing: RoutingModel, a: int) -> Recording:
-    """One language pass without its attention cores (memoised: decode passes of any length share it)."""
-    rec = Recorder()
-    add_language_pass(rec, config, stage=stage, B=B, q=q, routing=routing, a=a)
     return rec.frozen()
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Protocol
 
-from llm_perf_opt.analytic._language import LanguagePass
-from llm_perf_opt.analytic._ocr2_language import add_ocr2_attention, add_ocr2_pass, ocr2_decoder_weights
+from llm_perf_opt.analytic._language import OCR2_DECODER, add_language_stages
 from llm_perf_opt.analytic._ocr2_vision import (
     ENC,
     SAM,
@@ -102,37 +101,11 @@ def _cached(
     add_ocr2_vision_stage(tb, cfg, calls, eager=eager, a=a)
     add_ocr2_projector_stage(tb, cfg, calls, B=B, S=S, N_img=work.image_tokens, eager=eager, a=a)
     _vision_weights(tb, cfg, a=a)
-    steps = N - 1
-    passes = [LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)]
-    if steps:
-        sum_k = steps * S + steps * (steps + 1) // 2
-        passes.append(LanguagePass(stage="decode", B=B, q=1, times=steps, sum_k=sum_k, kv_end=S + steps))
-    dec = cfg.decoder
-    for lp in passes:
-        one = TreeBuilder()
-        add_ocr2_pass(
-            one, dec, stage=lp.stage, B=lp.B, q=lp.q, positions_shared=lp.stage == "prefill", routing=routing, a=a
-        )
-        _merge(tb, one, lp.times)
-        add_ocr2_attention(tb, dec, lp, eager=eager, a=a)
-        ocr2_decoder_weights(tb, dec, lp.stage, a=a)
+    own = cfg.projector_out * a  # view_separator
+    add_language_stages(
+        tb, cfg.decoder, OCR2_DECODER, B=B, S=S, N=N, routing=routing, eager=eager, own_weights=own, a=a
+    )
     return tb.build(root_weight_bytes=ocr2_model_params(cfg) * a)
-
-
-def _merge(tb: TreeBuilder, one: TreeBuilder, times: int) -> None:
-    """Add ``times`` copies of a one-pass tree (costs, calls, fused bytes scaled; peaks as they are)."""
-    for nid, cats in one.incl.items():
-        tb.node(nid)
-        for category, values in cats.items():
-            target = tb.incl[nid].setdefault(category, [0] * len(values))
-            for i, v in enumerate(values):
-                target[i] += v * times
-    for nid, n in one.calls.items():
-        tb.calls[nid] = tb.calls.get(nid, 0) + n * times
-    for nid, n in one.fused.items():
-        tb.fused[nid] = tb.fused.get(nid, 0) + n * times
-    for nid, n in one.peaks.items():
-        tb.peaks[nid] = max(tb.peaks.get(nid, 0), n)
 
 
 def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCR2Config, *, a: int) -> None:
