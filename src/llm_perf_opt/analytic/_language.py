@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from attrs import field, frozen
 
-from llm_perf_opt.analytic._vision import index_label, put_fused
+from llm_perf_opt.analytic._parts import affine, index_label, put_fused, swiglu
 from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.formulas import fused as fz
 from llm_perf_opt.analytic.formulas import ocr2
@@ -116,11 +116,6 @@ def add_language_stages(
         _attention_cores(tb, cfg, run, lp, eager=eager, a=a)
         tb.add_weights(f"{lp.stage}/model", own_weights)
         _decoder_weights(tb, cfg, run, lp.stage, a=a)
-
-
-def _affine(f0: Cost, f1: Cost, *, times: int, sum_k: int) -> tuple[int, ...]:
-    """``times*f0 + sum_k*(f1 - f0)`` field by field (``f`` affine in ``k``; ``sum_k`` the sum of ``k``)."""
-    return tuple(times * a + sum_k * (b - a) for a, b in zip(vec(f0), vec(f1), strict=True))
 
 
 def layer_groups(cfg: DeepseekOCRConfig) -> list[tuple[list[int], bool]]:
@@ -228,19 +223,6 @@ def _layers(
         swiglu(tb, f"{nid}.mlp", N=N, d=d, d_ff=cfg.intermediate_size, calls=k, a=a)
 
 
-def swiglu(tb: Sink, nid: str, *, N: int, d: int, d_ff: int, calls: int, a: int) -> None:
-    """A SwiGLU MLP on ``N`` rows, ``calls`` times: three linears, ``act_fn``, and the gating multiply (own)."""
-    for name, cost in dec.swiglu_linears(N=N, d=d, d_ff=d_ff, a=a).items():
-        tb.add(f"{nid}.{name}", "linear", cost, calls)
-        tb.node(f"{nid}.{name}", calls=calls)
-    tb.add(f"{nid}.act_fn", "activation", dec.swiglu_silu(N=N, d_ff=d_ff, a=a), calls)
-    for name, d_in, d_out in (("gate_proj", d, d_ff), ("up_proj", d, d_ff), ("down_proj", d_ff, d)):
-        put_fused(tb, f"{nid}.{name}", fz.linear_layer(N=N, d_in=d_in, d_out=d_out, bias=False, a=a), calls)
-    tb.node(f"{nid}.act_fn", calls=calls)
-    tb.add(nid, "activation", dec.swiglu_mul(N=N, d_ff=d_ff, a=a), calls)
-    tb.node(nid, calls=calls)
-
-
 def _moe(
     tb: Sink,
     cfg: DeepseekOCRConfig,
@@ -301,7 +283,7 @@ def _expert_modules(tb: Sink, xid: str, *, d: int, d_ff: int, calls: int, rows: 
 
     zero, one = parts(0), parts(1)
     for node_id, (category, f0) in zero.items():
-        tb.add(node_id, category, _affine(f0, one[node_id][1], times=calls, sum_k=rows))
+        tb.add(node_id, category, affine(f0, one[node_id][1], times=calls, sum_k=rows))
         tb.node(node_id, calls=calls)
     for name, d_in, d_out in (("gate_proj", d, d_ff), ("up_proj", d, d_ff), ("down_proj", d_ff, d)):
         w0 = fz.linear_layer(N=0, d_in=d_in, d_out=d_out, bias=False, a=a).nbytes
@@ -326,8 +308,8 @@ def _fused_experts(
         return products + gating, dec.swiglu_silu(N=n, d_ff=Ie, a=a)
 
     (x0, s0), (x1, s1) = expert(0), expert(1)
-    tb.add(xid, "linear", _affine(x0, x1, times=calls, sum_k=rows))
-    tb.add(f"{xid}.act_fn", "activation", _affine(s0, s1, times=calls, sum_k=rows))
+    tb.add(xid, "linear", affine(x0, x1, times=calls, sum_k=rows))
+    tb.add(f"{xid}.act_fn", "activation", affine(s0, s1, times=calls, sum_k=rows))
     tb.node(f"{xid}.act_fn", calls=calls)
     w0 = fz.linear_layer(N=0, d_in=d, d_out=3 * Ie, bias=False, a=a).nbytes
     w1 = fz.linear_layer(N=1, d_in=d, d_out=3 * Ie, bias=False, a=a).nbytes
@@ -355,7 +337,7 @@ def _attention_cores(
         tb.set_peak(nid, layer(lp.kv_end).live)
     if eager and run.mask_per_row and lp.stage == "decode":
         m0, m1 = ocr2.causal_mask_eager(B=B, q=q, k=0, a=a), ocr2.causal_mask_eager(B=B, q=q, k=1, a=a)
-        tb.add(run.path(lp.stage), "elementwise", _affine(m0, m1, times=lp.times, sum_k=lp.sum_k))
+        tb.add(run.path(lp.stage), "elementwise", affine(m0, m1, times=lp.times, sum_k=lp.sum_k))
 
 
 def _core_total(cfg: DeepseekOCRConfig, run: DecoderRun, lp: LanguagePass, *, eager: bool, a: int) -> tuple[int, ...]:
@@ -373,7 +355,7 @@ def _core_total(cfg: DeepseekOCRConfig, run: DecoderRun, lp: LanguagePass, *, ea
 
     if lp.times == 1:
         return vec(core(lp.sum_k))
-    return _affine(core(0), core(1), times=lp.times, sum_k=lp.sum_k)
+    return affine(core(0), core(1), times=lp.times, sum_k=lp.sum_k)
 
 
 def _decoder_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, run: DecoderRun, stage: str, *, a: int) -> None:

@@ -12,15 +12,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from llm_perf_opt.analytic._language import V1_DECODER, add_language_stages
-from llm_perf_opt.analytic._vision import (
-    CLIP,
-    SAM,
-    EncoderCall,
-    add_projector_stage,
-    add_sam_weights,
-    add_vision_stage,
-    index_label,
-)
+from llm_perf_opt.analytic._parts import index_label
+from llm_perf_opt.analytic._sam import V1_SAM, add_sam_weights
+from llm_perf_opt.analytic._vision import CLIP, EncoderCall, add_projector_stage, add_vision_stage
 from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.formulas import stage_peaks as sp
 from llm_perf_opt.analytic.tree import AnalyticTree, Recorder, Recording, TreeBuilder
@@ -149,7 +143,7 @@ def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, *, a: int) -> None:
     own_model = 2 * p.n_embed * a  # image_newline, view_seperator
     for stage in ("vision", "projector"):
         tb.add_weights(f"{stage}/model", own_model)
-    add_sam_weights(tb, s, root=SAM, names={}, a=a)
+    add_sam_weights(tb, s, V1_SAM, a=a)
     Dc, F = c.hidden_size, c.ffn_hidden_size
     tb.add_weights(f"{CLIP}.embeddings", Dc * a)
     tb.add_weights(f"{CLIP}.embeddings.position_embedding", c.num_positions * Dc * a)

@@ -14,33 +14,14 @@ from functools import lru_cache
 from typing import Protocol
 
 from llm_perf_opt.analytic._language import OCR2_DECODER, add_language_stages
-from llm_perf_opt.analytic._ocr2_vision import (
-    ENC,
-    SAM,
-    ViewCall,
-    add_ocr2_projector_stage,
-    add_ocr2_vision_stage,
-)
-from llm_perf_opt.analytic._vision import add_sam_weights, index_label
+from llm_perf_opt.analytic._ocr2_vision import ENC, ViewCall, add_ocr2_projector_stage, add_ocr2_vision_stage
+from llm_perf_opt.analytic._parts import index_label
+from llm_perf_opt.analytic._sam import OCR2_SAM, add_sam_weights
 from llm_perf_opt.analytic.compose import ATTENTION_KINDS
 from llm_perf_opt.analytic.tree import AnalyticTree, TreeBuilder
 from llm_perf_opt.config import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import RoutingModel
-
-# transformers' deepseek_ocr2 names for the SAM modules whose v1 names differ
-_SAM_NAMES = {
-    "patch_embed.proj": "patch_embed.projection",
-    "blocks": "layers",
-    "norm1": "layer_norm1",
-    "norm2": "layer_norm2",
-    "neck.0": "neck.conv1",
-    "neck.1": "neck.layer_norm1",
-    "neck.2": "neck.conv2",
-    "neck.3": "neck.layer_norm2",
-    "net_2": "proj.conv1",
-    "net_3": "proj.conv2",
-}
 
 __all__ = ["Ocr2WorkloadLike", "ocr2_analytic_costs", "ocr2_model_params"]
 
@@ -115,7 +96,7 @@ def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCR2Config, *, a: int) -> None
     d = cfg.projector_out
     for stage in ("vision", "projector"):
         tb.add_weights(f"{stage}/model", d * a)  # view_separator
-    add_sam_weights(tb, s, root=SAM, names=_SAM_NAMES, a=a)
+    add_sam_weights(tb, s, OCR2_SAM, a=a)
     Dq, c, Hkv, F, n = e.hidden_size, e.head_dim, e.num_key_value_heads, e.intermediate_size, e.num_hidden_layers
     nid = f"{ENC}.layers.{index_label(list(range(n)))}"
     for name, n_params in (
