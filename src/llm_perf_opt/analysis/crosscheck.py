@@ -60,6 +60,33 @@ class CrossRow:
         return None if self.theirs is None or not self.ours else self.theirs / self.ours
 
 
+@frozen(kw_only=True)
+class _Verdict:
+    """What one counter says about one scope: its FLOPs and why they differ from ours."""
+
+    scope: str
+    name: str
+    theirs: int | None
+    reason: str
+    explained: bool
+
+
+def _rows(counter: str, ours: Mapping[str, int], verdicts: Sequence[_Verdict]) -> list[CrossRow]:
+    """One :class:`CrossRow` per verdict of ``counter``, with our FLOPs beside the counter's."""
+    return [
+        CrossRow(
+            counter=counter,
+            scope=v.scope,
+            name=v.name,
+            ours=ours[v.name],
+            theirs=v.theirs,
+            reason=v.reason,
+            explained=v.explained,
+        )
+        for v in verdicts
+    ]
+
+
 def expand_group(path: str) -> list[str]:
     """``model.layers.{1..3}.mlp`` -> ``model.layers.1.mlp``, ``...2...``, ``...3...``; comma sets likewise."""
     paths = [""]
@@ -144,7 +171,7 @@ def _flopcounter_rows(
             ("" if key in (root, "Global") else key.removeprefix(f"{root}.")): int(sum(by_op.values()))
             for key, by_op in counter.get_flop_counts().items()
         }
-    rows = []
+    verdicts = []
     for scope, nid, paths in scopes:
         stage = nid.split("/", 1)[0]
         table = counts["decode" if stage == "decode" else "prefill"]
@@ -155,18 +182,8 @@ def _flopcounter_rows(
             if equal
             else f"differs by {ours[nid] - theirs:+,} FLOPs: not explained"
         )
-        rows.append(
-            CrossRow(
-                counter="flopcounter",
-                scope=scope,
-                name=nid,
-                ours=ours[nid],
-                theirs=theirs,
-                reason=reason,
-                explained=equal,
-            )
-        )
-    return rows
+        verdicts.append(_Verdict(scope=scope, name=nid, theirs=theirs, reason=reason, explained=equal))
+    return _rows("flopcounter", ours, verdicts)
 
 
 def _stage_total(table: Mapping[str, int], stage: str) -> int:
@@ -240,16 +257,14 @@ def _fvcore_rows(
         by_op = analysis.by_operator()
         norms[path] = int(sum(v for op, v in by_op.items() if "norm" in op))
         einsums[path] = int(by_op.get("einsum", 0))
-    rows = []
+    verdicts = []
     for scope, nid, paths in scopes:
         if scope != "module" or nid.startswith("decode/") or not paths or paths[0] not in theirs:
             if scope == "module":
-                rows.append(
-                    CrossRow(
-                        counter="fvcore",
+                verdicts.append(
+                    _Verdict(
                         scope=scope,
                         name=nid,
-                        ours=ours[nid],
                         theirs=None,
                         explained=True,
                         reason="not counted: TorchScript cannot trace a forward that takes the KV-cache object",
@@ -274,18 +289,8 @@ def _fvcore_rows(
             )
         if not explained:
             reason += f"; {rest:+,} FLOPs not explained"
-        rows.append(
-            CrossRow(
-                counter="fvcore",
-                scope=scope,
-                name=nid,
-                ours=ours[nid],
-                theirs=count,
-                reason=reason,
-                explained=explained,
-            )
-        )
-    return rows
+        verdicts.append(_Verdict(scope=scope, name=nid, theirs=count, reason=reason, explained=explained))
+    return _rows("fvcore", ours, verdicts)
 
 
 @contextlib.contextmanager

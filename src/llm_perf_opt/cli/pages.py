@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
 
-__all__ = ["write_or_check"]
+__all__ = ["page_options", "write_or_check"]
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def page_options(*, source_flag: str, source_default: str, source_help: str, out_default: str) -> Callable[[_F], _F]:
+    """The options of a page command, in this order: the folder it reads (passed as ``source``), ``--out`` (the page)
+    and ``--check``."""
+    options = (
+        click.option(
+            source_flag,
+            "source",
+            default=source_default,
+            show_default=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help=source_help,
+        ),
+        click.option("--out", default=out_default, show_default=True, type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)"),
+    )
+
+    def add(command: _F) -> _F:
+        for option in reversed(options):  # as if written top to bottom above the function
+            command = option(command)
+        return command
+
+    return add
 
 
 def write_or_check(out: Path, text: str, *, check: bool, source: Path, command: str, counted: str) -> None:

@@ -28,16 +28,16 @@ from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf.iteration import BatchComposition
-from llm_perf_opt.report.serving import plan_markdown
+from llm_perf_opt.report.serving import plan_markdown, plan_text
 from llm_perf_opt.serving.bounds import classify_step, decode_floors
-from llm_perf_opt.serving.plan import PlanPoint, PlanResult, concurrency_grid, make_plan, parse_prices
+from llm_perf_opt.serving.plan import PlanPoint, concurrency_grid, make_plan, parse_prices
 from llm_perf_opt.serving.session import Prepared, prepare, with_device
 from llm_perf_opt.serving.simulate import SimulationResult
 from llm_perf_opt.serving.trust import trust_line
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["plan", "plan_table"]
+__all__ = ["plan"]
 
 
 def _devices(text: str) -> list[str]:
@@ -49,24 +49,6 @@ def _devices(text: str) -> list[str]:
     if len(set(devices)) != len(devices):
         raise UserError(f"--devices lists a device twice: {text!r}")
     return devices
-
-
-def plan_table(result: PlanResult) -> str:
-    """The plain-text table ``plan`` prints."""
-    lines = [
-        f"{'device':<14} {'conc.':>6} {'pages/day/GPU':>14} {'GPUs':>6} {'p90 TTFT ms':>12} {'p90 TPOT ms':>12} "
-        f"{'$/M pages':>10}  bound"
-    ]
-    for d in result.as_dict()["devices"]:
-        cost = f"{d['cost_per_million_pages']:,.2f}" if d["cost_per_million_pages"] is not None else "-"
-        if d["concurrency"] is None:
-            lines.append(f"{d['device']:<14} {'-':>6} {'SLA not met':>14}")
-            continue
-        lines.append(
-            f"{d['device']:<14} {d['concurrency']:>6} {d['pages_per_day_per_gpu']:>14,.0f} {d['gpus']:>6} "
-            f"{d['ttft_p90_ms']:>12,.1f} {d['tpot_p90_ms']:>12,.2f} {cost:>10}  {d['bound']}"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def _probe(p: Prepared) -> Workload | Ocr2Workload:
@@ -159,4 +141,4 @@ def plan(
     if fmt == "json":
         click.echo(dumps(result.as_dict() | {"header": header}), nl=False)
         return
-    click.echo(f"plan: {header}\n" + plan_table(result) + result.verdict)
+    click.echo(f"plan: {header}\n" + plan_text(result) + result.verdict)

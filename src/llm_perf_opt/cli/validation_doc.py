@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from llm_perf_opt.cli.pages import write_or_check
+from llm_perf_opt.cli.pages import page_options, write_or_check
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.compare import compare_memory
@@ -24,16 +24,12 @@ MEMORY_DIR = "memory"
 
 
 @click.command("validation-doc")
-@click.option(
-    "--measurements",
-    "source",
-    default="benchmarks/measurements",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="folder of measurement JSON files",
+@page_options(
+    source_flag="--measurements",
+    source_default="benchmarks/measurements",
+    source_help="folder of measurement JSON files",
+    out_default="docs/validation.md",
 )
-@click.option("--out", default="docs/validation.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
 def validation_doc(source: Path, out: Path, check: bool, quiet: bool) -> None:
     """Predicted versus measured, per stage, uncalibrated and calibrated, for every measurement file."""

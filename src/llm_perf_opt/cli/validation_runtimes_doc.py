@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from llm_perf_opt.cli.pages import write_or_check
+from llm_perf_opt.cli.pages import page_options, write_or_check
 
 __all__ = ["COMMAND", "validation_runtimes_doc"]
 
@@ -14,18 +14,12 @@ COMMAND = "llm-perf-opt validation-runtimes-doc"
 
 
 @click.command("validation-runtimes-doc")
-@click.option(
-    "--published",
-    "source",
-    default="benchmarks/published",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="folder of published-measurement YAML files",
+@page_options(
+    source_flag="--published",
+    source_default="benchmarks/published",
+    source_help="folder of published-measurement YAML files",
+    out_default="docs/validation-runtimes.md",
 )
-@click.option(
-    "--out", default="docs/validation-runtimes.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path)
-)
-@click.option("--check", is_flag=True, help="only check that --out is up to date (exit 1 if not)")
 def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     """Predicted versus published, per point, for every runtime (vLLM, SGLang, HF)."""
     # lazy: the command's imports load the analytic model and the OCR-2 config only when it runs

@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 from scipy.optimize import lsq_linear
 
 from llm_perf_opt.errors import UserError
@@ -136,15 +136,7 @@ def stage_groups(tree: CostTree, rates: Rates) -> dict[str, StageGroups]:
         memory_efficiency=1.0,
         kernel_overhead_s=0.0,
     )
-    unit_rates = Rates(
-        device_id=rates.device_id,
-        dtype=rates.dtype,
-        matmul_peak_flops=rates.matmul_peak_flops,
-        vector_peak_flops=rates.vector_peak_flops,
-        memory_bandwidth_bytes_per_s=rates.memory_bandwidth_bytes_per_s,
-        profile=unit,
-        bytes_scale=rates.bytes_scale,
-    )
+    unit_rates = evolve(rates, profile=unit)
     acc: dict[str, tuple[list[str], list[float], list[float], list[float]]] = {}
     for nid, costs in exclusive_by_category(tree).items():
         cats, comp, mem, kern = acc.setdefault(stage_of(nid), ([], [], [], []))

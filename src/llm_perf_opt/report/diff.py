@@ -286,14 +286,8 @@ def _from_model(data: Mapping[str, Any], label: str) -> Snapshot:
         for mod in data["modules"]:
             nid = mod["module_id"]
             row = metrics.get(nid, {})
-            nodes[nid] = NodeRecord(
-                module_id=nid,
-                class_name=str(mod["qualified_class_name"]),
-                repetition=str(mod.get("repetition", "none")),
-                repetition_count=mod.get("repetition_count"),
-                constructor_params=dict(mod.get("constructor_params") or {}),
-                metrics={name: float(row[key]) * factor for key, (name, factor) in _METRICS.items() if key in row},
-            )
+            scaled = {name: float(row[key]) * factor for key, (name, factor) in _METRICS.items() if key in row}
+            nodes[nid] = _grouped_node(nid, str(mod["qualified_class_name"]), mod, scaled)
         workload = data.get("workload") or {}
         header = {f"workload.{k}": workload.get(k) for k in _WORKLOAD_KEYS if k in workload}
         spec = data.get("model") or {}
@@ -334,15 +328,21 @@ def _from_grouped_tree(records: Sequence[Mapping[str, Any]], label: str) -> Snap
     for r in records:
         nid = str(r["module_id"])
         metrics = {k: float(r[k]) for k in ("params", "calls") if isinstance(r.get(k), int | float)}
-        nodes[nid] = NodeRecord(
-            module_id=nid,
-            class_name=str(r["class"]),
-            repetition=str(r.get("repetition", "none")),
-            repetition_count=r.get("repetition_count"),
-            constructor_params=dict(r.get("constructor_params") or {}),
-            metrics=metrics,
-        )
+        nodes[nid] = _grouped_node(nid, str(r["class"]), r, metrics)
     return Snapshot(kind="tree", label=label, nodes=nodes)
+
+
+def _grouped_node(nid: str, class_name: str, record: Mapping[str, Any], metrics: dict[str, float]) -> NodeRecord:
+    """A node of a grouped tree with its repetition and constructor parameters, which model.json's modules and
+    ``tree --format json`` records write under the same keys."""
+    return NodeRecord(
+        module_id=nid,
+        class_name=class_name,
+        repetition=str(record.get("repetition", "none")),
+        repetition_count=record.get("repetition_count"),
+        constructor_params=dict(record.get("constructor_params") or {}),
+        metrics=metrics,
+    )
 
 
 # -- comparing -------------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from attrs import frozen
+
 from llm_perf_opt.serving.plan import PlanResult
 
-__all__ = ["plan_markdown", "simulation_markdown", "simulation_text"]
+__all__ = ["plan_markdown", "plan_text", "simulation_markdown", "simulation_text"]
 
 
 def _stats_row(name: str, stats: Mapping[str, float]) -> str:
@@ -85,18 +87,59 @@ def simulation_markdown(m: Mapping[str, Any], curve: Sequence[tuple[int, Mapping
     )
 
 
+@frozen(kw_only=True)
+class _PlanRow:
+    """One device of a plan as printed: its cost per million pages (None: no price) and, when some concurrency meets
+    the SLA, the cells concurrency, pages/day per GPU, GPUs, p90 TTFT ms, p90 TPOT ms and bound."""
+
+    device: str
+    cost: str | None
+    met: tuple[str, str, str, str, str, str] | None
+
+
+def _plan_rows(plan: PlanResult) -> list[_PlanRow]:
+    rows = []
+    for d in plan.as_dict()["devices"]:
+        cost = None if d["cost_per_million_pages"] is None else f"{d['cost_per_million_pages']:,.2f}"
+        met = None
+        if d["concurrency"] is not None:
+            met = (
+                str(d["concurrency"]),
+                f"{d['pages_per_day_per_gpu']:,.0f}",
+                str(d["gpus"]),
+                f"{d['ttft_p90_ms']:,.1f}",
+                f"{d['tpot_p90_ms']:,.2f}",
+                str(d["bound"]),
+            )
+        rows.append(_PlanRow(device=str(d["device"]), cost=cost, met=met))
+    return rows
+
+
+def plan_text(plan: PlanResult) -> str:
+    """The plain-text table ``plan`` prints."""
+    lines = [
+        f"{'device':<14} {'conc.':>6} {'pages/day/GPU':>14} {'GPUs':>6} {'p90 TTFT ms':>12} {'p90 TPOT ms':>12} "
+        f"{'$/M pages':>10}  bound"
+    ]
+    for row in _plan_rows(plan):
+        if row.met is None:
+            lines.append(f"{row.device:<14} {'-':>6} {'SLA not met':>14}")
+            continue
+        concurrency, pages, gpus, ttft, tpot, bound = row.met
+        lines.append(
+            f"{row.device:<14} {concurrency:>6} {pages:>14} {gpus:>6} {ttft:>12} {tpot:>12} {row.cost or '-':>10}  "
+            f"{bound}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plan_markdown(plan: PlanResult, header: str) -> str:
     """``plan.md``: the table, the verdict and the plot."""
     rows = []
-    for d in plan.as_dict()["devices"]:
-        cost = f"${d['cost_per_million_pages']:,.2f}" if d["cost_per_million_pages"] is not None else "-"
-        if d["concurrency"] is None:
-            rows.append(f"| {d['device']} | - | - | - | - | - | {cost} | SLA not met |")
-            continue
-        rows.append(
-            f"| {d['device']} | {d['concurrency']} | {d['pages_per_day_per_gpu']:,.0f} | {d['gpus']} | "
-            f"{d['ttft_p90_ms']:,.1f} | {d['tpot_p90_ms']:,.2f} | {cost} | {d['bound']} |"
-        )
+    for row in _plan_rows(plan):
+        cost = "-" if row.cost is None else f"${row.cost}"
+        cells = row.met or ("-", "-", "-", "-", "-", "SLA not met")
+        rows.append(f"| {row.device} | {' | '.join(cells[:5])} | {cost} | {cells[5]} |")
     return (
         f"# Capacity plan\n\n{header}\n\nTarget {plan.pages_per_day:,.0f} pages/day at p90 TTFT <= "
         f"{plan.slo_ttft_p90_ms:g} ms and p90 TPOT <= {plan.slo_tpot_p90_ms:g} ms.\n\n"

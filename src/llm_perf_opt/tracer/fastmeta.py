@@ -276,19 +276,23 @@ def _table() -> dict[Any, Builder]:
         "abs",
     ]:
         table[getattr(_aten, name).default] = _unary
-    table[_aten.sum.dim_IntList] = _reduction
-    table[_aten.mean.dim] = _reduction
-    table[_aten._softmax.default] = _softmax
-    table[_aten._safe_softmax.default] = _safe_softmax
-    table[_aten.native_layer_norm.default] = _layer_norm
-    table[_aten.upsample_linear1d.default] = _upsample_1d
-    table[_aten.mm.default] = _mm
-    table[_aten.addmm.default] = _addmm
-    table[_aten.bmm.default] = _bmm
-    table[_aten.cat.default] = _cat
-    table[_aten.arange.default] = _arange
-    table[_aten.arange.start] = _arange
-    table[_aten.arange.start_step] = _arange
+    table.update(  # one builder per op overload
+        {
+            _aten.sum.dim_IntList: _reduction,
+            _aten.mean.dim: _reduction,
+            _aten._softmax.default: _softmax,
+            _aten._safe_softmax.default: _safe_softmax,
+            _aten.native_layer_norm.default: _layer_norm,
+            _aten.upsample_linear1d.default: _upsample_1d,
+            _aten.mm.default: _mm,
+            _aten.addmm.default: _addmm,
+            _aten.bmm.default: _bmm,
+            _aten.cat.default: _cat,
+            _aten.arange.default: _arange,
+            _aten.arange.start: _arange,
+            _aten.arange.start_step: _arange,
+        }
+    )
     return table
 
 
