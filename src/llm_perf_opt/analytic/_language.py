@@ -39,6 +39,7 @@ __all__ = [
     "DecoderRun",
     "LanguagePass",
     "add_language_stages",
+    "decoder_params",
     "language_passes",
     "layer_groups",
 ]
@@ -385,3 +386,19 @@ def _decoder_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, run: DecoderRun, s
         if cfg.n_shared_experts:
             for name in _SWIGLU:
                 tb.add_weights(f"{mlp}.shared_experts.{name}", L * d * Ie * cfg.n_shared_experts * a)
+
+
+def decoder_params(cfg: DeepseekOCRConfig) -> int:
+    """Parameter count of the decoder: embedding, lm_head, final norm and every layer (attention, norms, dense MLP
+    or gate + routed + shared experts)."""
+    d, V, dh = cfg.hidden_size, cfg.vocab_size, cfg.head_dim
+    attn = 2 * d * d + 2 * d * cfg.num_key_value_heads * dh + 2 * d
+    total = 2 * V * d + d
+    for i in range(cfg.num_hidden_layers):
+        total += attn
+        if cfg.is_moe_layer(i):
+            Ie, E = cfg.moe_intermediate_size, cfg.n_routed_experts
+            total += E * 3 * d * Ie + E * d + 3 * d * Ie * cfg.n_shared_experts  # experts, gate, shared
+        else:
+            total += 3 * d * cfg.intermediate_size
+    return total

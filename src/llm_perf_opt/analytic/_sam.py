@@ -24,7 +24,7 @@ from llm_perf_opt.analytic.tree import Sink, TreeBuilder
 from llm_perf_opt.config import SamConfig
 from llm_perf_opt.core import Cost
 
-__all__ = ["OCR2_SAM", "V1_SAM", "SamRun", "add_sam", "add_sam_weights", "sam_sides"]
+__all__ = ["OCR2_SAM", "V1_SAM", "SamRun", "add_sam", "add_sam_weights", "sam_params", "sam_sides"]
 
 
 @frozen(kw_only=True)
@@ -229,3 +229,14 @@ def add_sam_weights(tb: TreeBuilder, s: Any, run: SamRun, *, a: int) -> None:
         _NECK, (out * D, 2 * out, out * out * 9, 2 * out, mid * out * 9, top * mid * 9), strict=True
     ):
         tb.add_weights(run.path(key), n_params * a)
+
+
+def sam_params(s: SamConfig) -> int:
+    """Parameter count of the encoder (model-facts §2.0 table: 95,569,152 for v1's SAM-B)."""
+    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
+    P = s.img_size // s.patch_size
+    n_global = sum(1 for i in range(s.depth) if i in s.global_attn_indexes)
+    block = 4 * D + D * 3 * D + 3 * D + D * D + D + D * m + m + m * D + D
+    sam = P * P * D + D * s.in_chans * s.patch_size**2 + D + s.depth * block
+    sam += 2 * s.head_dim * ((s.depth - n_global) * (2 * s.window_size - 1) + n_global * (2 * P - 1))  # rel-pos
+    return sam + out * D + 4 * out + out * out * 9 + mid * out * 9 + top * mid * 9

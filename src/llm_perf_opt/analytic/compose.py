@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from llm_perf_opt.analytic._language import V1_DECODER, add_language_stages
+from llm_perf_opt.analytic._language import V1_DECODER, add_language_stages, decoder_params
 from llm_perf_opt.analytic._parts import index_label
-from llm_perf_opt.analytic._sam import V1_SAM, add_sam_weights
+from llm_perf_opt.analytic._sam import V1_SAM, add_sam_weights, sam_params
 from llm_perf_opt.analytic._vision import CLIP, EncoderCall, add_projector_stage, add_vision_stage
 from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.formulas import stage_peaks as sp
@@ -87,34 +87,13 @@ def _set_stage_peaks(tb: TreeBuilder, cfg: DeepseekOCRConfig, w: Workload, *, ea
     if w.max_new_tokens > 1:
         peaks["decode"] = sp.decode_peak(B=B, K=w.final_kv_len, D=D, H=H, h_d=h_d, V=V, eager=eager, a=a)
     if images:
-        s, n_e, N_img, t_c = cfg.sam, cfg.projector.n_embed, w.image_tokens, w.crop_grid_side
-        peaks["vision"] = sp.vision_peak(
-            B=B,
-            S=S,
-            D=D,
-            n_e=n_e,
-            N_img=N_img,
-            n_c=n_c,
-            c=c,
-            G=G,
-            t_c=t_c,
-            p=s.patch_size,
-            E=s.embed_dim,
-            H_s=s.num_heads,
-            eager=eager,
-            a=a,
-        )
+        s = cfg.sam
+        views = {"B": B, "S": S, "D": D, "n_e": cfg.projector.n_embed, "N_img": w.image_tokens, "n_c": n_c, "c": c}
+        views |= {"G": G, "t_c": w.crop_grid_side}
+        peaks["vision"] = sp.vision_peak(**views, p=s.patch_size, E=s.embed_dim, H_s=s.num_heads, eager=eager, a=a)
         peaks["projector"] = sp.projector_peak(
-            B=B,
-            S=S,
-            D=D,
-            n_e=n_e,
-            N_img=N_img,
-            n_c=n_c,
+            **views,
             i=w.grid[0],
-            c=c,
-            G=G,
-            t_c=t_c,
             t_g=w.global_grid_side,
             C_s=s.downsample_channels[-1],
             D_c=cfg.clip.hidden_size,
@@ -168,27 +147,9 @@ def model_weight_bytes(config: DeepseekOCRConfig, *, a: int = 2) -> int:
 
 def model_params(cfg: DeepseekOCRConfig) -> int:
     """Parameter count of the whole tree, module by module (model-facts §2.0 table)."""
-    s, c, p = cfg.sam, cfg.clip, cfg.projector
-    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
-    P = s.img_size // s.patch_size
-    n_global = sum(1 for i in range(s.depth) if i in s.global_attn_indexes)
-    block = 4 * D + D * 3 * D + 3 * D + D * D + D + D * m + m + m * D + D
-    sam = P * P * D + D * s.in_chans * s.patch_size**2 + D + s.depth * block
-    sam += 2 * s.head_dim * ((s.depth - n_global) * (2 * s.window_size - 1) + n_global * (2 * P - 1))  # rel-pos
-    sam += out * D + 4 * out + out * out * 9 + mid * out * 9 + top * mid * 9
+    c, p = cfg.clip, cfg.projector
     Dc, F = c.hidden_size, c.ffn_hidden_size
     clip = Dc + 3 * Dc * c.patch_size**2 + c.num_positions * Dc + 2 * Dc
     clip += c.num_layers * (4 * Dc + Dc * 3 * Dc + 3 * Dc + Dc * Dc + Dc + Dc * F + F + F * Dc + Dc)
     proj = p.input_dim * p.n_embed + p.n_embed + 2 * p.n_embed
-    d, V, dh = cfg.hidden_size, cfg.vocab_size, cfg.head_dim
-    attn = 2 * d * d + 2 * d * cfg.num_key_value_heads * dh + 2 * d
-    lm = 2 * V * d + d
-    for i in range(cfg.num_hidden_layers):
-        lm += attn
-        if cfg.is_moe_layer(i):
-            Ie = cfg.moe_intermediate_size
-            E = cfg.n_routed_experts
-            lm += E * 3 * d * Ie + E * d + 3 * d * Ie * cfg.n_shared_experts  # experts, gate, shared
-        else:
-            lm += 3 * d * cfg.intermediate_size
-    return sam + clip + proj + lm
+    return sam_params(cfg.sam) + clip + proj + decoder_params(cfg)

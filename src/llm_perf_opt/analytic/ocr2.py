@@ -13,10 +13,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Protocol
 
-from llm_perf_opt.analytic._language import OCR2_DECODER, add_language_stages
+from llm_perf_opt.analytic._language import OCR2_DECODER, add_language_stages, decoder_params
 from llm_perf_opt.analytic._ocr2_vision import ENC, ViewCall, add_ocr2_projector_stage, add_ocr2_vision_stage
 from llm_perf_opt.analytic._parts import index_label
-from llm_perf_opt.analytic._sam import OCR2_SAM, add_sam_weights
+from llm_perf_opt.analytic._sam import OCR2_SAM, add_sam_weights, sam_params
 from llm_perf_opt.analytic.compose import ATTENTION_KINDS
 from llm_perf_opt.analytic.tree import AnalyticTree, TreeBuilder
 from llm_perf_opt.config import DeepseekOCR2Config
@@ -117,25 +117,9 @@ def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCR2Config, *, a: int) -> None
 
 def ocr2_model_params(cfg: DeepseekOCR2Config) -> int:
     """Parameter count of the whole tree (3,389,119,360 with the published config)."""
-    s, e, dcfg = cfg.sam, cfg.encoder, cfg.decoder
-    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
-    P = s.img_size // s.patch_size
-    n_global = sum(1 for i in range(s.depth) if i in s.global_attn_indexes)
-    block = 4 * D + D * 3 * D + 3 * D + D * D + D + D * m + m + m * D + D
-    sam = P * P * D + D * s.in_chans * s.patch_size**2 + D + s.depth * block
-    sam += 2 * s.head_dim * ((s.depth - n_global) * (2 * s.window_size - 1) + n_global * (2 * P - 1))
-    sam += out * D + 4 * out + out * out * 9 + mid * out * 9 + top * mid * 9
+    e, d = cfg.encoder, cfg.decoder.hidden_size
     Dq, c, Hkv, F = e.hidden_size, e.head_dim, e.num_key_value_heads, e.intermediate_size
     layer = 2 * Dq + (Dq * Dq + Dq) + 2 * (Dq * Hkv * c + Hkv * c) + Dq * Dq + 3 * Dq * F
     encoder = e.num_hidden_layers * layer + Dq + sum(q for _, q in cfg.query_tokens) * Dq
-    d, V = dcfg.hidden_size, dcfg.vocab_size
     projector = cfg.projector_in * d + d + d  # + view_separator
-    lm = 2 * V * d + d
-    for i in range(dcfg.num_hidden_layers):
-        lm += 2 * d * d + 2 * d * dcfg.num_key_value_heads * dcfg.head_dim + 2 * d
-        if dcfg.is_moe_layer(i):
-            Ie, E = dcfg.moe_intermediate_size, dcfg.n_routed_experts
-            lm += E * 3 * d * Ie + E * d + 3 * d * Ie * dcfg.n_shared_experts
-        else:
-            lm += 3 * d * dcfg.intermediate_size
-    return sam + encoder + projector + lm
+    return sam_params(cfg.sam) + encoder + projector + decoder_params(cfg.decoder)
