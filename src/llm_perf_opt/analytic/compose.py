@@ -1,4 +1,5 @@
-"""``analytic_costs``: the whole workload as a tree of closed forms keyed by the tracer's module ids.
+"""``analytic_costs``: the whole workload as a tree of closed forms keyed by the tracer's module ids (both families;
+this module composes DeepSeek-OCR v1, :mod:`llm_perf_opt.analytic._ocr2` DeepSeek-OCR-2).
 
 Stages (docs/architecture.md): ``vision`` (SAM and CLIP on the crop batch and on the global view of every page,
 plus the feature concat), ``projector`` (projector, newline/separator tokens, injection; also the eager causal
@@ -12,13 +13,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 from llm_perf_opt.analytic._language import V1_DECODER, add_language_stages, decoder_params
+from llm_perf_opt.analytic._ocr2 import Ocr2WorkloadLike, ocr2_tree
 from llm_perf_opt.analytic._parts import index_label
 from llm_perf_opt.analytic._sam import V1_SAM, add_sam_weights, sam_params
 from llm_perf_opt.analytic._vision import CLIP, EncoderCall, add_projector_stage, add_vision_stage
 from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.formulas import stage_peaks as sp
 from llm_perf_opt.analytic.tree import AnalyticTree, Recorder, Recording, TreeBuilder
-from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config import DeepseekOCR2Config, DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import RoutingModel, Workload
 
@@ -29,31 +31,37 @@ _BALANCED = RoutingModel.balanced()
 
 
 def analytic_costs(
-    config: DeepseekOCRConfig,
-    workload: Workload,
+    config: DeepseekOCRConfig | DeepseekOCR2Config,
+    workload: Workload | Ocr2WorkloadLike,
     *,
     attention: str = "flash",
     routing: RoutingModel | None = None,
     act_bytes: int = 2,
 ) -> AnalyticTree:
-    """Closed-form costs of ``workload`` on ``config``, node by node (see the module docstring).
+    """Closed-form costs of ``workload`` on ``config``, node by node, for either family: DeepSeek-OCR v1 (a
+    :class:`~llm_perf_opt.workloads.Workload`; see the module docstring) or DeepSeek-OCR-2 (a
+    :class:`~llm_perf_opt.config.DeepseekOCR2Config` and its workload; :mod:`llm_perf_opt.analytic._ocr2`).
 
-    ``attention``: ``flash`` = fused SDPA everywhere (causal-effective executed FLOPs in the decoder prefill);
-    ``eager`` = explicit decoder attention with an additive mask and fp32 softmax, and SAM/CLIP SDPA as torch's math
-    decomposition.  ``routing``: the MoE routing model (balanced by default).  ``act_bytes``: bytes per element of
-    activations and weights (2 for bf16/fp16; the fp32 casts in the model are modelled as for a 16-bit dtype).
-    Results are cached per argument set (all arguments are immutable).
+    ``attention``: ``flash`` = fused SDPA everywhere (causal-effective executed FLOPs in the decoder prefill; OCR-2's
+    SAM and encoder masks are explicit); ``eager`` = explicit decoder attention with an additive mask and fp32
+    softmax, and SAM/CLIP SDPA as torch's math decomposition.  ``routing``: the MoE routing model (balanced by
+    default).  ``act_bytes``: bytes per element of activations and weights (2 for bf16/fp16; the fp32 casts in the
+    model are modelled as for a 16-bit dtype).  Results are cached per argument set (all arguments are immutable).
     """
     if attention not in ATTENTION_KINDS:
         raise UserError(f"unknown attention kernel {attention!r}; expected one of: {', '.join(ATTENTION_KINDS)}")
-    return _cached(config, workload, attention, routing or _BALANCED, act_bytes)
+    eager, routing = attention == "eager", routing or _BALANCED
+    if isinstance(config, DeepseekOCR2Config):
+        if isinstance(workload, Workload):
+            raise UserError("a DeepSeek-OCR-2 model needs a DeepSeek-OCR-2 workload (mode dynamic or single)")
+        return ocr2_tree(config, workload, eager, routing, act_bytes)
+    if not isinstance(workload, Workload):
+        raise UserError("a DeepSeek-OCR v1 model needs a v1 workload (modes tiny ... gundam-m)")
+    return _v1_tree(config, workload, eager, routing, act_bytes)
 
 
 @lru_cache(maxsize=256)
-def _cached(
-    config: DeepseekOCRConfig, workload: Workload, attention: str, routing: RoutingModel, a: int
-) -> AnalyticTree:
-    eager = attention == "eager"
+def _v1_tree(config: DeepseekOCRConfig, workload: Workload, eager: bool, routing: RoutingModel, a: int) -> AnalyticTree:
     B, S, N = workload.batch_size, workload.seq_len, workload.max_new_tokens
     tb = TreeBuilder()
     tb.node("root", calls=N)
