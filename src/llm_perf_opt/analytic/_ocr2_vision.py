@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from llm_perf_opt.analytic._parts import index_label, put_fused
+from llm_perf_opt.analytic._parts import index_label, put_fused, swiglu
 from llm_perf_opt.analytic._sam import OCR2_SAM, add_sam, sam_sides
 from llm_perf_opt.analytic.formulas import common, ocr2
 from llm_perf_opt.analytic.formulas import decoder as dec
@@ -66,7 +66,7 @@ def _encoder(tb: Sink, cfg: DeepseekOCR2Config, *, B: int, T_s: int, eager: bool
     tb.add(f"{ENC}.norm", "norm", dec.rms_norm(N=N, d=D, a=a))
     put_fused(tb, f"{ENC}.norm", fz.norm_layer(N=N, d=D, affine=1, a=a), 1)
     nid = f"{ENC}.layers.{index_label(list(range(n)))}"
-    for name in ("", ".input_layernorm", ".post_attention_layernorm", ".self_attn", ".mlp", ".mlp.act_fn"):
+    for name in ("", ".input_layernorm", ".post_attention_layernorm", ".self_attn"):
         tb.node(nid + name, calls=n)
     for name in (".input_layernorm", ".post_attention_layernorm"):
         tb.add(nid + name, "norm", dec.rms_norm(N=N, d=D, a=a), n)
@@ -86,13 +86,7 @@ def _encoder(tb: Sink, cfg: DeepseekOCR2Config, *, B: int, T_s: int, eager: bool
         own += qv.gqa_attention_flash(B=B, L=L, H=H, c=c, a=a)
     tb.add(f"{nid}.self_attn", "attention", own, n)
     put_fused(tb, f"{nid}.self_attn", fz.attention_layer(BH=B * H, q=L, k=L, d=c, a=a, eager=eager, masked=True), n)
-    for name, cost in dec.swiglu_linears(N=N, d=D, d_ff=F, a=a).items():
-        tb.add(f"{nid}.mlp.{name}", "linear", cost, n)
-        tb.node(f"{nid}.mlp.{name}", calls=n)
-    for name, d_in, d_out in (("gate_proj", D, F), ("up_proj", D, F), ("down_proj", F, D)):
-        put_fused(tb, f"{nid}.mlp.{name}", fz.linear_layer(N=N, d_in=d_in, d_out=d_out, bias=False, a=a), n)
-    tb.add(f"{nid}.mlp.act_fn", "activation", dec.swiglu_silu(N=N, d_ff=F, a=a), n)
-    tb.add(f"{nid}.mlp", "activation", dec.swiglu_mul(N=N, d_ff=F, a=a), n)
+    swiglu(tb, f"{nid}.mlp", N=N, d=D, d_ff=F, calls=n, a=a)
     tb.add(nid, "elementwise", dec.residual_add(n=N * D, a=a), 2 * n)
     put_fused(tb, nid, fz.elementwise_layer(n=N * D, operands=2, a=a), 2 * n)
 
