@@ -12,7 +12,6 @@ convs; the absolute-position add and the rel-pos tables as fused traffic).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from attrs import field, frozen
 
@@ -204,7 +203,7 @@ def _blocks(
     put_fused(tb, nid, fz.elementwise_layer(n=N * D, operands=2, a=a), 2 * k)
 
 
-def add_sam_weights(tb: TreeBuilder, s: Any, run: SamRun, *, a: int) -> None:
+def add_sam_weights(tb: TreeBuilder, s: SamConfig, run: SamRun, *, a: int) -> None:
     """Parameter bytes of the encoder: position table, patch conv, blocks (rel-pos tables have ``2*side - 1`` rows),
     neck and stride-2 convs."""
     D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
