@@ -13,6 +13,11 @@
 #     REPEATS timed runs summarised by their minimum (host noise only ever slows a run down);
 #   * dsocr-base-v1 at batch 4 with 128 new tokens, SDPA: 24 experts per MoE layer in a decode step instead of 6, a
 #     different mix of kernels behind the per-stage host times.
+#   * HF static cache + CUDA graphs (issue 14's check of the hf-cuda-graph runtime): benchmarks/gpu_cuda_graph.py at
+#     batch 1, 8 and 32 - transformers' DeepSeek-OCR-2 with random weights, eager dynamic cache against
+#     generate(cache_implementation="static") (torch.compile reduce-overhead), TTFT and TPOT next to what the hf-flash
+#     and hf-cuda-graph runtimes predict; needs transformers >= 5.10.1 importable (skipped with a line otherwise, or
+#     with SKIP_CUDA_GRAPH=1), capped at 4 minutes.
 # Then it regenerates docs/validation.md from benchmarks/measurements/*.json unless SKIP_DOC=1 (the page traces every
 # measured workload on the meta device: about two minutes; regenerate it where CI's torch runs). Commit the new JSON
 # files and the page afterwards.
@@ -56,9 +61,21 @@ if ! measure 100 --workload dsocr-base-v1 --batch 4 --max-new-tokens 128 --atten
   failed=1
 fi
 
+if [[ -n "${SKIP_CUDA_GRAPH:-}" ]]; then
+  echo "== hf-cuda-graph: skipped (SKIP_CUDA_GRAPH)"
+elif "$PY" -c 'import transformers, sys; sys.exit(0 if hasattr(transformers, "DeepseekOcr2ForConditionalGeneration") else 1)' 2>/dev/null; then
+  echo "== hf-cuda-graph: static cache + CUDA graphs at batch 1, 8, 32"
+  if ! timeout 240 "$PY" benchmarks/gpu_cuda_graph.py --batches 1,8,32 ${DEVICE_ID:+--device-id "$DEVICE_ID"}; then
+    echo "!! gpu_cuda_graph.py failed or ran past its cap" >&2
+    failed=1
+  fi
+else
+  echo "== hf-cuda-graph: skipped (transformers >= 5.10.1 with DeepSeek-OCR-2 is not importable)" >&2
+fi
+
 if [[ -z "${SKIP_DOC:-}" ]]; then
   echo "== validation-doc"
   timeout 150 "$PY" -c 'import sys; from llm_perf_opt.cli import main; main(sys.argv[1:])' validation-doc
 fi
-echo "done: commit $OUT/${gpu}-*.json and docs/validation.md"
+echo "done: commit $OUT/${gpu}-*.json (the -ocr2-hf-cuda-graph.json one too) and docs/validation.md"
 exit "$failed"

@@ -252,8 +252,19 @@ def test_runtime_and_text_only_are_checked_at_the_door() -> None:
     _refused("$.runtime", "flash attention only", runtime="vllm", attention="eager")
     _refused(
         "$.text_only",
-        "not traced for deepseek-ocr-2",
+        "'deepseek-ocr-2'",
+        "traced for the built-in DeepSeek-OCR v1 sources only",
         model_variant="deepseek-ocr-2",
         model_id="deepseek-ai/DeepSeek-OCR-2",
         text_only=True,
     )
+
+
+def test_a_text_only_request_takes_no_page_and_no_mode() -> None:
+    # Both would be ignored silently (a text-only request has no image); over HTTP and on the command line alike.
+    _refused("$.page_width", "text-only", "800x600", text_only=True, page_width=800, page_height=600)
+    _refused("$.mode", "text-only", "'tiny'", text_only=True, mode="tiny")
+    with pytest.raises(AdmissionError, match="drop --image or drop --text-only") as info:
+        _flags(text_only=True, page=(640, 640))
+    assert info.value.path == "--image"
+    _flags(text_only=True)

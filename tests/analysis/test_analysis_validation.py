@@ -1,56 +1,31 @@
-"""``validation.json`` payload and summary, torch-free: fake traced nodes against a real analytic tree."""
+"""``validation.json`` payload and summary, torch-free: a real analytic tree against an edited copy of itself
+(two instances of the one cost tree type)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 
-from attrs import evolve, frozen
+from attrs import evolve
 
 from llm_perf_opt.analysis.validation import COMPARED, rel_error, validation_payload, validation_summary
 from llm_perf_opt.analytic import AnalyticTree, analytic_costs
 from llm_perf_opt.analytic.divergences import DIVERGENCES, divergence_for
 from llm_perf_opt.config import DeepseekOCRConfig
-from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import CostNode, CostTree
 from llm_perf_opt.workloads import Workload
 
 CONFIG = DeepseekOCRConfig.tiny()
 WORKLOAD = Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=3, config=CONFIG)
 
 
-@frozen
-class FakeNode:
-    stage: str
-    cost: Cost
-    calls: int
-    weight_bytes: int
-    kv_cache_bytes: int
-    peak_activation_bytes: int
-
-
-@frozen
-class FakeTrace:
-    nodes: Mapping[str, FakeNode]
-
-
-def _mirror(tree: AnalyticTree) -> dict[str, FakeNode]:
-    """A 'trace' that agrees with the analytic tree everywhere (peaks halved: they are only informational)."""
-    return {
-        nid: FakeNode(
-            stage=nid.split("/")[0] if nid != "root" else "other",
-            cost=tree[nid],
-            calls=tree.calls[nid],
-            weight_bytes=tree.weight_bytes[nid],
-            kv_cache_bytes=tree.kv_cache_bytes[nid],
-            peak_activation_bytes=2 * tree.peak_activation_bytes[nid] + 1,
-        )
-        for nid in tree
-    }
+def _mirror(tree: AnalyticTree) -> dict[str, CostNode]:
+    """A 'trace' that agrees with the analytic tree everywhere (peaks doubled: they are only informational)."""
+    return {nid: evolve(node, peak_activation_bytes=2 * node.peak_activation_bytes + 1) for nid, node in tree.items()}
 
 
 def test_payload_shape() -> None:
     tree = analytic_costs(CONFIG, WORKLOAD)
-    payload = validation_payload(FakeTrace(_mirror(tree)), tree)
+    payload = validation_payload(CostTree(_mirror(tree)), tree)
     assert set(payload) == {"stages", "nodes", "divergences"}
     assert set(payload["stages"]) == {"vision", "projector", "prefill", "decode"}
     for side in payload["stages"]["prefill"].values():
@@ -65,7 +40,7 @@ def test_payload_shape() -> None:
 
 def test_identical_sides_pass() -> None:
     tree = analytic_costs(CONFIG, WORKLOAD)
-    summary = validation_summary(validation_payload(FakeTrace(_mirror(tree)), tree))
+    summary = validation_summary(validation_payload(CostTree(_mirror(tree)), tree))
     assert summary["status"] == "pass"
     assert summary["nodes_failed"] == 0
     assert summary["nodes_compared"] == summary["matmul_flops_exact_nodes"] == len(tree)
@@ -78,13 +53,13 @@ def test_matmul_must_be_exact_and_others_within_two_percent() -> None:
     lin = "prefill/lm_head"
     c = nodes[lin].cost
     nodes[lin] = evolve(nodes[lin], cost=evolve(c, matmul_flops=c.matmul_flops + 1))
-    mm_fail = validation_summary(validation_payload(FakeTrace(nodes), tree))
+    mm_fail = validation_summary(validation_payload(CostTree(nodes), tree))
     assert mm_fail["status"] == "fail" and set(mm_fail["failures"]) == {lin}
     nodes = _mirror(tree)
     nodes[lin] = evolve(nodes[lin], cost=evolve(c, bytes_read=int(c.bytes_read * 1.015)))  # 1.5 %: fine
-    assert validation_summary(validation_payload(FakeTrace(nodes), tree))["status"] == "pass"
+    assert validation_summary(validation_payload(CostTree(nodes), tree))["status"] == "pass"
     nodes[lin] = evolve(nodes[lin], cost=evolve(c, bytes_read=int(c.bytes_read * 1.05)))  # 5 %: not
-    summary = validation_summary(validation_payload(FakeTrace(nodes), tree))
+    summary = validation_summary(validation_payload(CostTree(nodes), tree))
     assert summary["status"] == "fail"
     assert summary["worst_node"] == lin and summary["worst_metric"] == "bytes_read"
     assert abs(summary["worst_rel_error"] + 0.05 / 1.05) < 1e-4  # analytic is 1/1.05 of traced
@@ -95,7 +70,7 @@ def test_missing_nodes_fail() -> None:
     nodes = _mirror(tree)
     nodes["prefill/extra"] = nodes["prefill/lm_head"]
     del nodes["decode/lm_head"]
-    payload = validation_payload(FakeTrace(nodes), tree)
+    payload = validation_payload(CostTree(nodes), tree)
     summary = validation_summary(payload)
     assert set(summary["failures"]) == {"prefill/extra", "decode/lm_head"}
     extra = next(n for n in payload["nodes"] if n["module_id"] == "prefill/extra")
@@ -113,7 +88,7 @@ def test_peak_divergence_is_informational() -> None:
     assert row is not None and row.accepts(1e-6) and row.accepts(50.0)
     assert divergence_for("prefill/model.layers.0", "bytes_read") is None
     tree = analytic_costs(CONFIG, WORKLOAD)
-    finding = validation_payload(FakeTrace(_mirror(tree)), tree)["divergences"][0]
+    finding = validation_payload(CostTree(_mirror(tree)), tree)["divergences"][0]
     assert finding["module_id"] == "root" and finding["metric"] == "peak_activation_bytes"
     assert 0.49 < finding["ratio"] < 0.51  # the fake trace doubles every peak
     assert finding["reason"]

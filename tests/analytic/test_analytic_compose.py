@@ -51,7 +51,7 @@ def decoder_closed_form(q: int, k: int) -> int:
 
 
 def _mm(tree: AnalyticTree, node: str) -> int:
-    return tree[node].matmul_flops
+    return tree[node].cost.matmul_flops
 
 
 def test_gundam_prefill_matches_facts_table() -> None:
@@ -115,7 +115,7 @@ def test_kv_cache_counted_once() -> None:
     assert tree.kv_cache_bytes["prefill"] == 61_440 * S  # 43,192,320 B after the prefill
     assert tree.kv_cache_bytes["decode"] == 61_440 * (S + N - 1)  # the cache at the end, not prefill + decode
     assert tree.kv_cache_bytes["root"] == tree.kv_cache_bytes["decode"]
-    appended = tree["prefill"].kv_bytes_written + tree["decode"].kv_bytes_written
+    appended = tree["prefill"].cost.kv_bytes_written + tree["decode"].cost.kv_bytes_written
     assert appended == 61_440 * (S + N - 1)  # every cached token written exactly once
 
 
@@ -159,7 +159,7 @@ def test_by_category_sums_to_the_node() -> None:
     for node in ("root", "vision", f"{SAM}.blocks.{{2,5,8,11}}.attn", "prefill/model.layers.{1..11}.mlp"):
         cats = tree.by_category(node)
         for name in COST_FIELDS:
-            assert sum(getattr(c, name) for c in cats.values()) == getattr(tree[node], name)
+            assert sum(getattr(c, name) for c in cats.values()) == getattr(tree[node].cost, name)
     assert set(tree.by_category("prefill/model.layers.{1..11}.mlp.gate")) == {"moe_routing"}
 
 
@@ -184,21 +184,21 @@ def test_routing_changes_only_which_experts_run() -> None:
     balanced = analytic_costs(BASE, w)
     skewed = analytic_costs(BASE, w, routing=RoutingModel.skewed(8.0))
     experts = "prefill/model.layers.{1..11}.mlp.experts.{0..63}"
-    assert balanced[experts].matmul_flops == skewed[experts].matmul_flops  # always T*k expert rows
+    assert balanced[experts].cost.matmul_flops == skewed[experts].cost.matmul_flops  # always T*k expert rows
     assert balanced.calls[experts] == 11 * 64
     assert skewed.calls[experts] < balanced.calls[experts]  # skew leaves some experts without tokens
-    assert skewed[experts].weight_bytes_read < balanced[experts].weight_bytes_read
+    assert skewed[experts].cost.weight_bytes_read < balanced[experts].cost.weight_bytes_read
     assert balanced.calls["decode/model.layers.{1..11}.mlp.experts.{0..63}"] == 3 * 11 * 6  # k experts per step
 
 
 def test_fused_bytes_below_eager_bytes() -> None:
     tree = analytic_costs(BASE, Workload.create(mode="gundam", page=(1024, 1024), max_new_tokens=8))
     for stage in ("vision", "projector", "prefill", "decode"):
-        assert 0 < tree.fused_bytes[stage] < tree[stage].total_bytes
+        assert 0 < tree.fused_bytes[stage] < tree[stage].cost.total_bytes
     # a Linear is one fused layer either way
     assert (
         tree.fused_bytes["prefill/model.layers.0.mlp.down_proj"]
-        == tree["prefill/model.layers.0.mlp.down_proj"].total_bytes
+        == tree["prefill/model.layers.0.mlp.down_proj"].cost.total_bytes
     )
     assert tree.peak_activation_bytes["prefill"] >= 703 * 129280 * (2 + 4)  # bf16 + fp32 logits
 
@@ -224,9 +224,9 @@ def test_linear_in_batch(page: tuple[str, tuple[int, int]], B: int, N: int, atte
         TINY, Workload.create(mode=mode, page=size, max_new_tokens=N, batch_size=B, config=TINY), attention=attention
     )
     for node in ("vision", "projector/model.projector", "prefill/model.layers", "prefill/lm_head"):
-        assert many[node].matmul_flops == B * one[node].matmul_flops
+        assert many[node].cost.matmul_flops == B * one[node].cost.matmul_flops
     if N > 1:
-        assert many["decode/model.layers.0"].matmul_flops == B * one["decode/model.layers.0"].matmul_flops
+        assert many["decode/model.layers.0"].cost.matmul_flops == B * one["decode/model.layers.0"].cost.matmul_flops
     assert many.kv_cache_bytes["root"] == B * one.kv_cache_bytes["root"]
 
 
@@ -249,11 +249,11 @@ def test_non_decreasing_in_sequence_length(extra: int, N: int, attention: str) -
     )
     for node in ("prefill", "root"):
         for name in COST_FIELDS:
-            assert getattr(longer[node], name) >= getattr(short[node], name), (node, name)
+            assert getattr(longer[node].cost, name) >= getattr(short[node].cost, name), (node, name)
     more_tokens = analytic_costs(
         TINY, Workload.create(mode="base", page=(800, 800), max_new_tokens=N + extra, config=TINY), attention=attention
     )
     plain = analytic_costs(
         TINY, Workload.create(mode="base", page=(800, 800), max_new_tokens=N, config=TINY), attention=attention
     )
-    assert more_tokens["root"].total_flops >= plain["root"].total_flops
+    assert more_tokens["root"].cost.total_flops >= plain["root"].cost.total_flops

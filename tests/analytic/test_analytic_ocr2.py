@@ -105,7 +105,7 @@ def test_tree_shape_and_totals() -> None:
     assert tree.weight_bytes["root"] == 3_389_119_360 * 2
     assert tree.kv_cache_bytes["decode"] == 12 * 2 * 10 * (work.seq_len + 3) * 128 * 2
     # matmul of the projector: global 256 queries (addmm), 4 tiles of 144 (batched)
-    projector = tree["projector/model.multi_modal_projector"]
+    projector = tree["projector/model.multi_modal_projector"].cost
     assert projector.matmul_flops == 2 * (256 + 4 * 144) * 896 * 1280
     with pytest.raises(UserError, match="unknown attention kernel"):
         ocr2_analytic_costs(CFG, work, attention="paged")
@@ -143,7 +143,7 @@ def test_equals_the_trace_on_every_node(
         f"{nid}: {field} traced {t} analytic {a}"
         for nid, node in trace.nodes.items()
         for field, t, a in (
-            ("cost", node.cost, tree[nid]),
+            ("cost", node.cost, tree[nid].cost),
             ("calls", node.calls, tree.calls[nid]),
             ("weight_bytes", node.weight_bytes, tree.weight_bytes[nid]),
             ("kv_cache_bytes", node.kv_cache_bytes, tree.kv_cache_bytes[nid]),
@@ -151,4 +151,4 @@ def test_equals_the_trace_on_every_node(
         if t != a
     ]
     assert problems == []
-    assert validation_summary(validation_payload(trace, tree))["status"] == "pass"
+    assert validation_summary(validation_payload(trace.tree, tree))["status"] == "pass"

@@ -49,3 +49,44 @@ def test_shell_completion_as_the_readme_documents_it() -> None:
     env = {"_LLM_PERF_OPT_COMPLETE": "bash_complete", "COMP_WORDS": "llm-perf-opt comp", "COMP_CWORD": "1"}
     result = CliRunner().invoke(cli, [], prog_name="llm-perf-opt", env=env)
     assert "plain,compare" in result.stdout
+
+
+def test_runtime_columns_equal_analyze_with_that_runtime(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["compare", "--device", "a100-40gb,mi300x", *TINY, "--runtime", "vllm", "--text-only", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["runtime"] == "vllm" and data["text_only"] is True
+    assert data["trust"].startswith("expected error: ")
+    for column in data["devices"]:
+        alone = run_analysis(
+            AnalysisOptions(
+                model="deepseek-ocr-v1-tiny",
+                workload_id="dsocr-tiny-v1",
+                max_new_tokens=4,
+                device=column["device_id"],
+                runtime="vllm",
+                text_only=True,
+            )
+        )
+        assert column["stages_ms"]["ttft_ms"] == pytest.approx(alone.stages.ttft_s * 1e3, rel=1e-8)
+        assert column["stages_ms"]["end_to_end_ms"] == pytest.approx(alone.stages.end_to_end_s * 1e3, rel=1e-8)
+        assert column["profile"] == "runtime vllm kernel model"
+    md = CliRunner().invoke(cli, ["compare", "--device", "a100-40gb,mi300x", *TINY, "--runtime", "sglang"])
+    assert md.exit_code == 0, md.output
+    assert "Runtime: sglang; expected error: " in md.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "start"),
+    [
+        (["--runtime", "tensorrt"], "error: --runtime 'tensorrt': unknown inference runtime"),
+        (["--runtime", "vllm", "--attention", "eager"], "error: --runtime 'vllm': runs flash attention only"),
+    ],
+)
+def test_bad_runtime_is_one_line_and_exit_1(extra: list[str], start: str) -> None:
+    result = CliRunner().invoke(cli, ["compare", "--device", "h100-sxm,a100-80gb", *TINY, *extra])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(start) and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output

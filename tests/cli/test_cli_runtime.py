@@ -64,8 +64,10 @@ def test_text_only_and_named_profile(tmp_path: Path) -> None:
     args += ["--device-profile", "h100-sxm-hf-eager-gate", "--out", str(out), "--quiet"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    time = yaml.safe_load((out / "report.yaml").read_text(encoding="utf-8"))["time"]["stages_ms"]
+    report = yaml.safe_load((out / "report.yaml").read_text(encoding="utf-8"))["time"]
+    time, rates = report["stages_ms"], report["throughput"]
     assert time["vision_ms"] == 0.0 and time["ttft_ms"] > 0
+    assert rates["tokens_per_s"] > 0 and rates["pages_per_s"] is None and rates["pages_per_day"] is None  # no page
     assert "Text-only request" in (out / "report.md").read_text(encoding="utf-8")
     # the text-only request is what was traced: no encoder node anywhere, S = 1 BOS + prompt, validation passes
     model = json.loads((out / "model.json").read_text(encoding="utf-8"))
@@ -79,7 +81,9 @@ def test_text_only_is_refused_for_deepseek_ocr_2(tmp_path: Path) -> None:
     args = ["analyze", "--model", "deepseek-ocr-2", "--text-only", "--out", str(tmp_path / "r")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
-    assert "--text-only is traced only for the built-in DeepSeek-OCR v1 sources" in result.output
+    assert (
+        "--text-only 'deepseek-ocr-2': text-only requests are traced for the built-in DeepSeek-OCR v1" in result.output
+    )
 
 
 def test_sweep_runtime_and_deprecated_execution() -> None:

@@ -8,6 +8,7 @@ import pytest
 from attrs import evolve
 
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.measure.record import KernelCount, Measurement, MeasurementError, StageTimings
 from llm_perf_opt.measure.validation import (
@@ -23,7 +24,6 @@ from llm_perf_opt.measure.validation import (
 from llm_perf_opt.measure.validation_md import GPU_COMMAND, render_validation
 from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, predict_device_seconds, stage_groups
 from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile
-from llm_perf_opt.perf.tree import CostTree, tree_from_ids
 
 Factory = Callable[..., Measurement]
 M = 10**6
@@ -50,7 +50,7 @@ def _tree(scale: int) -> CostTree:
     for stage in ("vision", "projector", "prefill", "decode"):
         for cat, cost in ids[stage].items():
             ids["root"][cat] = ids["root"].get(cat, Cost()) + cost
-    return tree_from_ids(ids)
+    return CostTree.from_categories(ids)
 
 
 TRUTH = DeviceProfile(

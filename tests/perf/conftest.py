@@ -8,8 +8,8 @@ import pytest
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.perf.compiled import WorkloadCosts
-from llm_perf_opt.perf.tree import tree_from_ids
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.routing import RoutingModel
 
@@ -53,7 +53,7 @@ def fake_costs(
     for costs in leaves.values():
         for cat, cost in costs.items():
             root[cat] = root.get(cat, Cost()) + cost
-    tree = tree_from_ids({"root": root, **stages, **leaves})
+    tree = CostTree.from_categories({"root": root, **stages, **leaves})
     return WorkloadCosts.from_tree(
         tree,
         weight_bytes=6_672_212_480,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf.calibrate import (
@@ -18,7 +19,6 @@ from llm_perf_opt.perf.calibrate import (
 )
 from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile, default_profile
 from llm_perf_opt.perf.roofline import Rates, time_tree
-from llm_perf_opt.perf.tree import CostTree, tree_from_ids
 
 RATES = Rates.for_device(get_device("h100-sxm"), dtype="bf16")
 G = 10**9
@@ -48,7 +48,7 @@ def _tree(scale: int, tokens: int) -> CostTree:
     for stage in ("vision", "projector", "prefill", "decode"):
         ids[stage] = _sum(v for k, v in leaves.items() if k.startswith(stage + "/"))
     ids["root"] = _sum(ids[s] for s in ("vision", "projector", "prefill", "decode"))
-    return tree_from_ids(ids)
+    return CostTree.from_categories(ids)
 
 
 def _sum(parts: object) -> dict[str, Cost]:
@@ -279,7 +279,7 @@ def test_a_design_that_moves_two_efficiencies_only_together_is_refused() -> None
         ids: dict[str, dict[str, Cost]] = dict(leaves)
         ids["vision"], ids["prefill"] = leaves["vision/a"], leaves["prefill/b"]
         ids["root"] = _sum([ids["vision"], ids["prefill"]])
-        tree = tree_from_ids(ids)
+        tree = CostTree.from_categories(ids)
         timed = time_tree(tree, Rates.for_device(get_device("h100-sxm"), dtype="bf16", profile=truth))
         measured = {s: timed.stage_s[s] for s in ("vision", "prefill")}
         cases.append(CalibrationCase(label=f"c{i}", tree=tree, rates=RATES, measured_s=measured))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from llm_perf_opt.analytic import analytic_costs
 from llm_perf_opt.config import DeepseekOCRConfig
-from llm_perf_opt.perf import CompiledTree, Rates, StageTimes, time_tree, tree_from_ids
+from llm_perf_opt.perf import CompiledTree, Rates, StageTimes, time_tree
 from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
 from llm_perf_opt.perf.compiled import WorkloadCosts
 from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
@@ -38,9 +38,8 @@ def test_memory_numbers_of_the_base_model() -> None:
 def test_fast_path_equals_the_cost_tree_walk(attention: str) -> None:
     tree = analytic_costs(BASE, _workload(2), attention=attention)  # type: ignore[arg-type]
     costs = workload_costs_from_analytic(BASE, _workload(2), attention=attention, routing=RoutingModel.balanced())
-    cost_tree = tree_from_ids(tree.categories())
-    assert sorted(costs.compiled.rows) == sorted(CompiledTree.from_tree(cost_tree).rows)
-    walked = time_tree(cost_tree, H100)
+    assert sorted(costs.compiled.rows) == sorted(CompiledTree.from_tree(tree).rows)  # the analytic tree is a CostTree
+    walked = time_tree(tree, H100)
     fast = costs.compiled.stage_seconds(H100)
     for stage in ("vision", "projector", "prefill", "decode"):
         assert fast[stage] == pytest.approx(walked.stage_s[stage], rel=1e-12)

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_perf_opt.core import Cost
-from llm_perf_opt.perf import CATEGORIES, CompiledTree, CostNode, Rates, default_profile, time_tree
-from llm_perf_opt.perf.tree import STAGES
+from llm_perf_opt.core.tree import STAGES, CostTree
+from llm_perf_opt.perf import CATEGORIES, CompiledTree, Rates, default_profile, time_tree
 
 costs = st.builds(
     lambda f, v, b, k: Cost(matmul_flops=f, matmul_flops_executed=f, vector_flops=v, bytes_read=b, kernels=k),
@@ -21,14 +21,12 @@ costs = st.builds(
 leaf = st.dictionaries(st.sampled_from(CATEGORIES), costs, max_size=3)
 
 
-def _tree(leaves: dict[str, dict[str, Cost]]) -> dict[str, CostNode]:
-    tree: dict[str, CostNode] = {nid: CostNode(by_category=c) for nid, c in leaves.items()}
+def _tree(leaves: dict[str, dict[str, Cost]]) -> CostTree:
     root: dict[str, Cost] = {}
     for c in leaves.values():
         for cat, cost in c.items():
             root[cat] = root.get(cat, Cost()) + cost
-    tree["root"] = CostNode(children=tuple(leaves), by_category=root)
-    return tree
+    return CostTree.from_links({"root": tuple(leaves)}, {**leaves, "root": root})
 
 
 @settings(max_examples=50)
@@ -64,6 +62,6 @@ def test_compiled_stage_seconds_equal_tree_walk_with_overlap_and_stage_overheads
 
 
 def test_unknown_category_is_rejected() -> None:
-    tree = {"root": CostNode(by_category={"magic": Cost(kernels=1)})}
+    tree = CostTree.from_categories({"root": {"magic": Cost(kernels=1)}})
     with pytest.raises(ValueError, match="magic"):
         CompiledTree.from_tree(tree)

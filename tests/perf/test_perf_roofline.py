@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.errors import UnknownIdError, UserError
-from llm_perf_opt.perf import CATEGORIES, CostNode, DeviceProfile, Rates, group_time, roofline_time_s, time_tree
+from llm_perf_opt.perf import CATEGORIES, DeviceProfile, Rates, group_time, roofline_time_s, time_tree
 from llm_perf_opt.perf.roofline import overlapped_time_s
 
 H100_BF16 = 989.4e12
@@ -142,22 +143,21 @@ def test_profile_for_another_device_is_rejected() -> None:
 # -- trees --------------------------------------------------------------------------------------
 
 
-def _tree() -> dict[str, CostNode]:
+def _categories() -> dict[str, dict[str, Cost]]:
     lin = Cost(matmul_flops=2 * 10**12, matmul_flops_executed=2 * 10**12, bytes_read=10**9, kernels=2)
     norm = Cost(vector_flops=10**9, bytes_read=67 * 10**8, kernels=1)  # 6.7e9 B: memory-bound
     own = Cost(bytes_read=335 * 10**7, kernels=3)  # 3.35e9 B run by the layer itself
     return {
-        "root": CostNode(children=("prefill",), by_category={"linear": lin, "norm": norm, "elementwise": own}),
-        "prefill": CostNode(
-            children=("prefill/model.layers.0",), by_category={"linear": lin, "norm": norm, "elementwise": own}
-        ),
-        "prefill/model.layers.0": CostNode(
-            children=("prefill/model.layers.0.mlp", "prefill/model.layers.0.norm"),
-            by_category={"linear": lin, "norm": norm, "elementwise": own},
-        ),
-        "prefill/model.layers.0.mlp": CostNode(by_category={"linear": lin}),
-        "prefill/model.layers.0.norm": CostNode(by_category={"norm": norm}),
+        "root": {"linear": lin, "norm": norm, "elementwise": own},
+        "prefill": {"linear": lin, "norm": norm, "elementwise": own},
+        "prefill/model.layers.0": {"linear": lin, "norm": norm, "elementwise": own},
+        "prefill/model.layers.0.mlp": {"linear": lin},
+        "prefill/model.layers.0.norm": {"norm": norm},
     }
+
+
+def _tree() -> CostTree:
+    return CostTree.from_categories(_categories())
 
 
 def test_tree_time_is_sum_of_leaf_rooflines() -> None:
@@ -187,14 +187,15 @@ def test_top_nodes() -> None:
 
 
 def test_children_costing_more_than_the_parent_is_an_error() -> None:
-    tree = _tree()
-    tree["prefill/model.layers.0.mlp"] = CostNode(by_category={"linear": Cost(kernels=99)})
+    categories = _categories()
+    categories["prefill/model.layers.0.mlp"] = {"linear": Cost(kernels=99)}
+    tree = CostTree.from_categories(categories)
     with pytest.raises(ValueError, match="kernels"):
         time_tree(tree, ideal())
 
 
 def test_cycle_is_an_error() -> None:
-    tree = {"a": CostNode(children=("b",)), "b": CostNode(children=("a",))}
+    tree = CostTree.from_links({"a": ("b",), "b": ("a",)}, {})
     with pytest.raises(UserError, match=r"no root|cycle"):
         time_tree(tree, ideal())
 
@@ -220,17 +221,20 @@ def test_overlapped_time_is_the_slower_side() -> None:
     assert overlapped_time_s(D_roof=1e-5, K=100, t_d=2e-6, t_k=20e-6) == pytest.approx(2e-3)  # host: 100 x 20 us
 
 
-def _two_stage_tree() -> dict[str, CostNode]:
+def _two_stage_tree() -> CostTree:
     """A compute-heavy vision stage (device-bound) and a launch-heavy decode stage (host-bound)."""
     conv = Cost(matmul_flops=10**13, matmul_flops_executed=10**13, kernels=10)  # 10.107 ms at the bf16 peak
     small = Cost(bytes_read=335 * 10**6, kernels=1000)  # 0.1 ms of bytes, 1000 launches
-    return {
-        "root": CostNode(children=("vision", "decode"), by_category={"conv2d": conv, "elementwise": small}),
-        "vision": CostNode(children=("vision/sam",), by_category={"conv2d": conv}),
-        "vision/sam": CostNode(by_category={"conv2d": conv}),
-        "decode": CostNode(children=("decode/layers",), by_category={"elementwise": small}),
-        "decode/layers": CostNode(by_category={"elementwise": small}),
-    }
+    return CostTree.from_links(
+        {"root": ("vision", "decode"), "vision": ("vision/sam",), "decode": ("decode/layers",)},
+        {
+            "root": {"conv2d": conv, "elementwise": small},
+            "vision": {"conv2d": conv},
+            "vision/sam": {"conv2d": conv},
+            "decode": {"elementwise": small},
+            "decode/layers": {"elementwise": small},
+        },
+    )
 
 
 def test_overlap_takes_the_max_per_stage_and_sums_the_stages() -> None:

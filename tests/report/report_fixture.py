@@ -26,7 +26,6 @@ from llm_perf_opt.perf import (
     default_profile,
     throughput,
     time_tree,
-    tree_from_nodes,
 )
 from llm_perf_opt.perf.tree import id_components
 from llm_perf_opt.tracer.categories import CATEGORIES
@@ -402,7 +401,7 @@ def small_result(*, max_new_tokens: int = 8, device: str = "h100-sxm") -> Analys
         categories={c.category_id: c.match_classes for c in CATEGORIES},
     )
     rates = Rates.for_device(spec, dtype="bf16", profile=profile)
-    timed = time_tree(tree_from_nodes(trace.nodes), rates)
+    timed = time_tree(trace.tree, rates)
     stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=workload.decode_steps)
     root = trace.root
     memory = MemoryFootprint(
@@ -458,7 +457,7 @@ def small_result(*, max_new_tokens: int = 8, device: str = "h100-sxm") -> Analys
         routing=RoutingModel.balanced(),
         profile=profile,
         trace=trace,
-        analytic={nid: n.cost for nid, n in trace.nodes.items()},
+        analytic=trace.tree,
         validation=validation,
         validation_summary=validation_summary,
         timed=timed,
@@ -481,8 +480,8 @@ def sweep_costs(config: DeepseekOCRConfig, workload: Workload, *, attention: str
     Prefill: lm_head ``2*S*d*V`` per sequence; decode: ``N-1`` steps each reading the 1.148 GB of active weights
     (model-facts §2.6) and running the lm_head on one token.  Enough to make time scale with S, N and B.
     """
+    from llm_perf_opt.core.tree import CostTree
     from llm_perf_opt.perf.compiled import WorkloadCosts
-    from llm_perf_opt.perf.tree import tree_from_ids
 
     B, S, steps = workload.batch_size, workload.seq_len, workload.decode_steps
     prefill = _linear(S * B, D, V)
@@ -493,7 +492,7 @@ def sweep_costs(config: DeepseekOCRConfig, workload: Workload, *, attention: str
         weight_bytes_read=1_148_254_720 * steps,
         kernels=1200 * steps,
     )
-    tree = tree_from_ids(
+    tree = CostTree.from_categories(
         {
             "root": {"linear": prefill + decode},
             "prefill": {"linear": prefill},

@@ -181,3 +181,5 @@ def test_a_configuration_that_does_not_fit_headlines_no_throughput(result: Analy
     text = render_report_md(evolve(result, capacity=evolve(result.capacity, fits=False)))
     title = text.split("\n\n")[2]
     assert "pages/day" not in title and "does not fit the device memory" in title
+    table = text.split("### Throughput", 1)[1].split("\n\n", 2)[1]
+    assert table.startswith("None: this configuration does not fit") and "|" not in table

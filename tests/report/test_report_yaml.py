@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import yaml
+from attrs import evolve
 from report_fixture import small_result
 
 from llm_perf_opt.analysis.assemble import rounded
@@ -46,3 +47,20 @@ def test_fast_emitter_writes_the_same_bytes_as_the_python_one() -> None:
     result = small_result()
     python_text = yaml.safe_dump(report_mapping(result), sort_keys=False, allow_unicode=True, width=120)
     assert render_report_yaml(result) == python_text
+
+
+def test_no_rates_for_a_configuration_that_does_not_fit() -> None:
+    # report.md says "No throughput" for such a batch; report.yaml must not hand a planner pages/day for it.
+    result = small_result()
+    fitting = report_mapping(result)["time"]["throughput"]
+    assert fitting["pages_per_day"] > 0 and fitting["tokens_per_s"] > 0
+    refused = report_mapping(evolve(result, capacity=evolve(result.capacity, fits=False)))["time"]["throughput"]
+    assert refused == {key: (value if key == "batch_size" else None) for key, value in fitting.items()}
+
+
+def test_one_token_has_no_tpot_and_no_decode_rate() -> None:
+    # max_new_tokens 1: prefill makes the only token, so TPOT and the decode rate do not exist (null, not 0.0).
+    time = report_mapping(small_result(max_new_tokens=1))["time"]
+    assert time["decode_steps"] == 0
+    assert time["stages_ms"]["tpot_ms"] is None and time["throughput"]["decode_tokens_per_s"] is None
+    assert time["stages_ms"]["ttft_ms"] > 0 and time["throughput"]["tokens_per_s"] > 0

@@ -8,6 +8,7 @@ import attrs
 import pytest
 from torch import nn
 
+from llm_perf_opt.core.counts import COST_FIELDS, Counters
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracer import engine
 from llm_perf_opt.tracer.batch_fit import BatchFitError, extrapolate_stages, split_stages
@@ -21,7 +22,9 @@ KEY = ("vision", "sam.blocks.0", "linear", "aten.mm.default")
 
 def _raw(b: int, *, flops: int, peak: int, sig: tuple[str, ...] = ("aten.mm.default",)) -> RawTrace:
     raw = RawTrace()
-    raw.table[KEY] = [b, flops, flops, 0, 10 * b, 0, 7, 0, 0]
+    raw.table[KEY] = Counters(
+        kernels=b, matmul_flops=flops, matmul_flops_executed=flops, bytes_read=10 * b, weight_bytes_read=7
+    )
     raw.calls[("vision", "sam.blocks.0")] = b
     raw.peaks[("vision", "sam.blocks.0")] = peak
     raw.sigs[("vision", "sam.blocks.0")] = dict.fromkeys(sig)
@@ -34,7 +37,9 @@ def test_additive_counters_are_extrapolated_and_levels_follow_the_later_points()
     # flops 100*b + 5; the peak of batch 1 is special (no previous row alive), 40 + 3*b from batch 2 on
     points = {b: _raw(b, flops=100 * b + 5, peak=(42 if b == 1 else 40 + 3 * b)) for b in (1, 2, 3)}
     out = extrapolate_stages(points, 32)
-    assert out.table[KEY] == [32, 3205, 3205, 0, 320, 0, 7, 0, 0]
+    assert out.table[KEY] == Counters(
+        kernels=32, matmul_flops=3205, matmul_flops_executed=3205, bytes_read=320, weight_bytes_read=7
+    )
     assert out.calls[("vision", "sam.blocks.0")] == 32
     assert out.peaks[("vision", "sam.blocks.0")] == 40 + 3 * 32
     assert out.chain[("vision", "sam.blocks")] == [64, 0]
@@ -43,7 +48,7 @@ def test_additive_counters_are_extrapolated_and_levels_follow_the_later_points()
 
 def test_non_affine_counters_and_changing_signatures_are_refused() -> None:
     points = {b: _raw(b, flops=b * b, peak=1) for b in (1, 2, 3)}
-    with pytest.raises(BatchFitError, match=r"column 1: 1, 4, 9 at batch 1, 2, 3"):
+    with pytest.raises(BatchFitError, match=r"'aten.mm.default'\) matmul_flops: 1, 4, 9 at batch 1, 2, 3"):
         extrapolate_stages(points, 8)
     points = {b: _raw(b, flops=b, peak=1, sig=("aten.mm.default",) * (1 if b < 3 else 2)) for b in (1, 2, 3)}
     points[3].sigs[("vision", "sam.blocks.0")]["aten.add.Tensor"] = None
@@ -56,7 +61,7 @@ def test_non_affine_counters_and_changing_signatures_are_refused() -> None:
 
 def test_split_stages_keeps_op_buckets_with_their_rows() -> None:
     raw = _raw(1, flops=1, peak=1)
-    raw.table[("prefill", "layers.0", "linear", "aten.addmm.default")] = [1] * 9
+    raw.table[("prefill", "layers.0", "linear", "aten.addmm.default")] = Counters.from_values([1] * len(COST_FIELDS))
     raw.op_buckets["aten.addmm.default"] = ("counted", "addmm", "")
     rows, rest = split_stages(raw, ("vision",))
     assert set(rows.op_buckets) == {"aten.mm.default"} and set(rest.op_buckets) == {"aten.addmm.default"}
@@ -131,7 +136,7 @@ def test_a_refused_fit_falls_back_to_every_row_and_says_why(
     v1: tuple[Any, nn.Module], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(points: Any, batch: int) -> RawTrace:
-        raise BatchFitError("vision/sam column 1: 1, 4, 9 at batch 1, 2, 3")
+        raise BatchFitError("vision/sam matmul_flops: 1, 4, 9 at batch 1, 2, 3")
 
     monkeypatch.setattr(engine, "extrapolate_stages", refuse)
     source, model = v1
@@ -140,7 +145,7 @@ def test_a_refused_fit_falls_back_to_every_row_and_says_why(
     full = trace_workload(source, work, model=model, batch="every-row")
     assert result.batch_method == "traced"
     assert result.batch_note == (
-        "batch extrapolation refused (vision/sam column 1: 1, 4, 9 at batch 1, 2, 3); traced all 2 rows"
+        "batch extrapolation refused (vision/sam matmul_flops: 1, 4, 9 at batch 1, 2, 3); traced all 2 rows"
     )
     assert result.nodes == full.nodes and result.op_ledger == full.op_ledger
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, ordered_keys, pick_steps
@@ -35,7 +36,9 @@ def test_integrate_affine() -> None:
 def _data(rows: dict[str, int], peak: int, kv: int) -> NodeData:
     data = NodeData()
     for op, flops in rows.items():
-        data.table[("decode", ("layer",), "linear", op)] = [1, flops, flops, 0, 0, 0, 0, 0, 0]
+        data.table[("decode", ("layer",), "linear", op)] = Counters(
+            kernels=1, matmul_flops=flops, matmul_flops_executed=flops
+        )
     data.calls[("decode", ("layer",))] = 1
     data.peaks[("decode", ("layer",))] = peak
     data.kv_held[("decode", ("layer",))] = kv
@@ -47,8 +50,8 @@ def test_fit_steps_integrates_and_takes_end_values() -> None:
     steps = {i: _data({"mm": 100 + 10 * i}, 50 + i, 1000 + 4 * i) for i in (1, 5, 9)}
     out = fit_steps(steps, 9)
     key = ("decode", ("layer",), "linear", "mm")
-    assert out.table[key][1] == sum(100 + 10 * i for i in range(1, 10))
-    assert out.table[key][0] == 9  # one op per step
+    assert out.table[key].matmul_flops == sum(100 + 10 * i for i in range(1, 10))
+    assert out.table[key].kernels == 9  # one op per step
     assert out.calls[("decode", ("layer",))] == 9
     assert out.peaks[("decode", ("layer",))] == 50 + 9
     assert out.kv_held[("decode", ("layer",))] == 1000 + 4 * 9
@@ -56,10 +59,12 @@ def test_fit_steps_integrates_and_takes_end_values() -> None:
 
 def test_fit_steps_refuses_non_affine() -> None:
     steps = {i: _data({"mm": i * i}, 1, 1) for i in (1, 5, 9)}
-    with pytest.raises(AffineFitError, match="mm"):
+    with pytest.raises(AffineFitError, match=r"'mm'\) matmul_flops: 1, 25, 81 at steps 1, 5, 9"):
         fit_steps(steps, 9)
     steps = {i: _data({"mm": 1}, 1, 1) for i in (1, 5, 9)}
-    steps[9].table[("decode", ("other",), "linear", "mm")] = [1, 1, 1, 0, 0, 0, 0, 0, 0]  # appears late
+    steps[9].table[("decode", ("other",), "linear", "mm")] = Counters(
+        kernels=1, matmul_flops=1, matmul_flops_executed=1
+    )  # late
     with pytest.raises(AffineFitError):
         fit_steps(steps, 9)
 

@@ -164,11 +164,15 @@ def test_kv_append_and_cache_write() -> None:
     rows = {key[3]: row for key, row in raw.table.items()}
     token = 1 * 2 * 1 * 8 * F32
     cat = rows["aten.cat.default"]
-    assert (cat[4], cat[5], cat[8]) == (token, token, token)  # reads/writes the new token only, as KV
+    assert (cat.bytes_read, cat.bytes_written, cat.kv_bytes_written) == (
+        token,
+        token,
+        token,
+    )  # reads/writes the new token only, as KV
     copy = rows["aten.copy_.default"]
-    assert (copy[5], copy[8]) == (token, token)
+    assert (copy.bytes_written, copy.kv_bytes_written) == (token, token)
     mul = rows["aten.mul.Tensor"]
-    assert mul[7] == 1 * 2 * 11 * 8 * F32  # the grown cache is KV memory when read
+    assert mul.kv_bytes_read == 1 * 2 * 11 * 8 * F32  # the grown cache is KV memory when read
 
 
 def test_unsupported_is_listed() -> None:

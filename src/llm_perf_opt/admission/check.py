@@ -181,6 +181,7 @@ def check_analysis_flags(
     attention: str | None = None,
     routing: str | None = None,
     runtime: str | None = None,
+    text_only: bool = False,
 ) -> None:
     """Check ``analyze``'s flags (names are flags); a ``histogram:FILE`` routing is read here, safely."""
     inputs = _Inputs(
@@ -197,6 +198,7 @@ def check_analysis_flags(
         attention=attention,
         routing=routing,
         runtime=runtime,
+        text_only=text_only,
     )
     _check(inputs, _Door(http=False))
 
@@ -306,8 +308,14 @@ def _check(inputs: _Inputs, door: _Door) -> None:
         _check_runtime(inputs.runtime, inputs.attention or ("eager" if kind in ("hub", "snapshot") else "flash"), door)
     if inputs.text_only and kind != "v1":
         raise door.fail(
-            "text_only", inputs.text_only, f"not traced for {inputs.model}", "false", "use a built-in v1 source"
+            "text_only",
+            inputs.model,
+            "text-only requests are traced for the built-in DeepSeek-OCR v1 sources only",
+            "a built-in v1 model source",
+            f"drop {door.label('text_only')}",
         )
+    if inputs.text_only:
+        _check_no_image_fields(inputs, door)
     _check_routing(inputs, door)
     _check_workload_context(inputs, kind, door)
 
@@ -434,6 +442,21 @@ def _check_page(inputs: _Inputs, door: _Door) -> None:
     if inputs.page_width is not None:
         _check_int("page_width", inputs.page_width, 1, L.MAX_PAGE_SIDE_PX, door, "the page width in px")
         _check_int("page_height", inputs.page_height, 1, L.MAX_PAGE_SIDE_PX, door, "the page height in px")
+
+
+def _check_no_image_fields(inputs: _Inputs, door: _Door) -> None:
+    """A text-only request has no image, so a resolution mode or a page size given with it would be ignored."""
+    for field, value in (("mode", inputs.mode), ("page_width", inputs.page_width)):
+        if value is not None:
+            shown = value if field == "mode" else f"{inputs.page_width}x{inputs.page_height}"
+            label, text_only = door.label(field), door.label("text_only")
+            raise door.fail(
+                field,
+                shown,
+                "has no effect on a text-only request (it has no image)",
+                f"no {label} with {text_only}",
+                f"drop {label} or drop {text_only}",
+            )
 
 
 def _check_device(device: Any, door: _Door) -> str:

@@ -95,7 +95,7 @@ def _constraints() -> dict[str, tuple[dict[str, Any], str]]:
             {"enum": [*RUNTIMES, None]},
             "Every runtime but hf-eager runs flash attention only.",
         ),
-        "text_only": ({}, "Built-in DeepSeek-OCR v1 sources only."),
+        "text_only": ({}, "Built-in DeepSeek-OCR v1 sources only; no mode and no page size with it."),
     }
 
 

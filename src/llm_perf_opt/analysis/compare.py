@@ -2,8 +2,10 @@
 
 Per device: the same rescaled counts (model-facts, conventions §2) timed with that device's dense peaks and bandwidth
 and the default eager profile, the same memory footprint checked against that device's capacity, and the throughput
-at the analysed batch.  A device without a peak for the analysed dtype (fp8 on Ampere) is listed as skipped with the
-reason, never dropped silently.
+at the analysed batch.  With a runtime other than ``hf-eager`` (``compare --runtime``) each device's stage times come
+from that runtime's kernel model on that device (:func:`llm_perf_opt.runtimes.request.runtime_run`), exactly as
+``analyze --runtime`` times its one device.  A device without a peak for the analysed dtype (fp8 on Ampere) is listed
+as skipped with the reason, never dropped silently.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 
 from attrs import field, frozen
 
+from llm_perf_opt.analysis.model_source import runtime_config
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import DeviceSpec, get_device
@@ -25,8 +28,10 @@ from llm_perf_opt.perf import (
     default_profile,
     throughput,
     time_tree,
-    tree_from_nodes,
 )
+from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
 
 __all__ = ["DeviceComparison", "DeviceTiming", "compare_devices"]
 
@@ -41,6 +46,9 @@ class DeviceTiming:
     throughput: Throughput = field(metadata={"help": "at the analysed batch"})
     capacity: CapacityCheck = field(metadata={"help": "the analysed footprint against this device's memory"})
     profile_source: str = field(metadata={"help": "where the efficiencies and overhead come from"})
+    runtime_run: RuntimeRun | None = field(
+        default=None, metadata={"help": "the runtime's kernel model on this device (None: hf-eager, the traced tree)"}
+    )
 
 
 @frozen(kw_only=True)
@@ -50,6 +58,8 @@ class DeviceComparison:
     result: AnalysisResult = field(metadata={"help": "the analysis on the first device"})
     columns: tuple[DeviceTiming, ...] = field(metadata={"help": "devices in the order asked"})
     skipped: tuple[str, ...] = field(default=(), metadata={"help": "devices without the dtype, with the reason"})
+    runtime: str = field(default="hf-eager", metadata={"help": "the runtime whose kernels time every column"})
+    trust: str = field(default="", metadata={"help": "the runtime's expected error band (docs/validation-runtimes.md)"})
 
 
 def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> DeviceComparison:
@@ -59,8 +69,9 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
     devices = [get_device(d) for d in device_ids]
     columns: list[DeviceTiming] = []
     skipped: list[str] = []
-    tree = tree_from_nodes(result.trace.nodes.values())
+    tree = result.trace.tree
     steps = max(result.workload.max_new_tokens - 1, 0)
+    runtime = get_runtime(result.options.runtime)
     for device in devices:
         if result.dtype not in device.peak_flops:
             skipped.append(f"{device.device_id}: no {result.dtype} peak ({', '.join(device.dtypes)})")
@@ -69,6 +80,9 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
         rates = Rates.for_device(device, dtype=result.dtype, profile=profile, counted_dtype=result.dtype)
         timed = time_tree(tree, rates)
         stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=steps)
+        run = None if runtime.is_baseline else _runtime_run(result, device)
+        if run is not None:
+            stages = run.stages
         columns.append(
             DeviceTiming(
                 device=device,
@@ -76,7 +90,31 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
                 stages=stages,
                 throughput=throughput(stages, B=result.workload.batch_size, N=result.workload.max_new_tokens),
                 capacity=capacity_check(result.memory, device),
-                profile_source=profile.source,
+                profile_source=profile.source if run is None else f"runtime {runtime.runtime_id} kernel model",
+                runtime_run=run,
             )
         )
-    return DeviceComparison(result=result, columns=tuple(columns), skipped=tuple(skipped))
+    return DeviceComparison(
+        result=result,
+        columns=tuple(columns),
+        skipped=tuple(skipped),
+        runtime=runtime.runtime_id,
+        trust=trust_line(
+            runtime.runtime_id, calibrated=all(c.device.device_id == result.profile.device_id for c in columns)
+        ),
+    )
+
+
+def _runtime_run(result: AnalysisResult, device: DeviceSpec) -> RuntimeRun:
+    """The analysed request on ``device`` as its runtime runs it (the same call ``analyze --runtime`` makes; the
+    result carries the source's config, which is what :func:`runtime_config` reads)."""
+    options = result.options
+    return runtime_run(
+        runtime=options.runtime,
+        config=runtime_config(result, result.workload),
+        workload=result.workload,
+        device=device.device_id,
+        dtype=result.dtype,
+        attention=options.attention,
+        text_only=options.text_only,
+    )

@@ -47,7 +47,6 @@ from llm_perf_opt.perf import (
     load_device_profile,
     throughput,
     time_tree,
-    tree_from_nodes,
 )
 from llm_perf_opt.perf.memory import ProcessOverhead
 from llm_perf_opt.perf.named_profiles import resolve_profile_path
@@ -116,12 +115,12 @@ def run_analysis(
     widths = {"counted": BYTES_PER_ELEMENT[COUNTED_DTYPE], "target": BYTES_PER_ELEMENT[dtype]}
     trace = trace.at_element_bytes(**widths)
     analytic = analytic_counted.at_element_bytes(**widths)
-    validation = validation_payload(trace, analytic)
+    validation = validation_payload(trace.tree, analytic)
     checked = validation_summary(validation)
 
     say(f"timing on {device.device_id} ({dtype})")
     rates = Rates.for_device(device, dtype=dtype, profile=profile, counted_dtype=dtype)
-    timed = time_tree(tree_from_nodes(trace.nodes.values()), rates)
+    timed = time_tree(trace.tree, rates)
     stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=max(workload.max_new_tokens - 1, 0))
     say(f"runtime {runtime.runtime_id}: kernels, launches and graphs{' (text only)' if options.text_only else ''}")
     run = runtime_run(
@@ -177,7 +176,7 @@ def run_analysis(
         routing=routing,
         profile=profile,
         trace=trace,
-        analytic=dict(analytic.items()),
+        analytic=analytic,
         validation=validation,
         validation_summary=checked,
         timed=timed,

@@ -14,7 +14,7 @@ from attrs import field, frozen
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
-from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.hardware import DeviceSpec
 from llm_perf_opt.perf import CapacityCheck, DeviceProfile, MemoryFootprint, StageTimes, Throughput, TimedTree
 from llm_perf_opt.runtimes.request import RuntimeRun
@@ -41,7 +41,7 @@ class AnalysisResult:
     routing: RoutingModel = field(metadata={"help": "MoE routing model"})
     profile: DeviceProfile = field(metadata={"help": "efficiencies and per-kernel overhead used for time"})
     trace: TraceResult = field(metadata={"help": "traced tree, op ledger, unsupported ops, uncalled modules"})
-    analytic: Mapping[str, Cost] = field(metadata={"help": "analytic inclusive cost per module id"})
+    analytic: CostTree = field(metadata={"help": "the analytic model's cost tree (inclusive nodes by module id)"})
     validation: Mapping[str, Any] = field(metadata={"help": "validation.json payload (stages, nodes, divergences)"})
     validation_summary: Mapping[str, Any] = field(metadata={"help": "pass/fail counts and the worst node"})
     timed: TimedTree = field(metadata={"help": "predicted seconds per node and per stage"})

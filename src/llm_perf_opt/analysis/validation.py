@@ -1,5 +1,8 @@
 """Analytic vs traced, node by node: the ``validation.json`` payload and its pass/fail summary (torch-free).
 
+Both sides are the project's one cost tree (:class:`~llm_perf_opt.core.tree.CostTree`): the trace's
+(``TraceResult.tree``) and the analytic model's, compared node by node with the same reader.
+
 Rule (issue 5): on every node present on both sides, ``matmul_flops`` must be equal exactly; every other validated
 counter (``llm_perf_opt.analytic.divergences.VALIDATED_FIELDS`` plus ``calls``, ``weight_bytes``,
 ``kv_cache_bytes``) must agree within :data:`TOLERANCE` relative error, or be covered by a row of the divergence
@@ -13,16 +16,15 @@ too and 1.0 otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from llm_perf_opt.analytic.divergences import DIVERGENCES, VALIDATED_FIELDS, Divergence, divergence_for
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import STAGES, CostNode, CostTree, stage_of
 
 __all__ = [
     "COMPARED",
     "TOLERANCE",
-    "AnalyticLike",
-    "TraceLike",
     "node_metrics",
     "rel_error",
     "validation_payload",
@@ -35,45 +37,6 @@ _NODE_METRICS = ("calls", "weight_bytes", "kv_cache_bytes")
 COMPARED: tuple[str, ...] = (*VALIDATED_FIELDS, *_NODE_METRICS)
 """Quantities with a ``rel_error`` entry per node."""
 _INFO = ("peak_activation_bytes",)
-_STAGES = ("vision", "projector", "prefill", "decode", "other")
-
-
-class _TracedNodeLike(Protocol):
-    @property
-    def stage(self) -> str: ...
-    @property
-    def cost(self) -> Cost: ...
-    @property
-    def calls(self) -> int: ...
-    @property
-    def weight_bytes(self) -> int: ...
-    @property
-    def kv_cache_bytes(self) -> int: ...
-    @property
-    def peak_activation_bytes(self) -> int: ...
-
-
-class TraceLike(Protocol):
-    """What is read from a :class:`llm_perf_opt.tracer.result.TraceResult`."""
-
-    @property
-    def nodes(self) -> Mapping[str, _TracedNodeLike]: ...
-
-
-class AnalyticLike(Protocol):
-    """What is read from an :class:`llm_perf_opt.analytic.AnalyticTree`."""
-
-    def __getitem__(self, module_id: str, /) -> Cost: ...
-    def __contains__(self, module_id: object, /) -> bool: ...
-    def __iter__(self) -> Any: ...
-    @property
-    def calls(self) -> Mapping[str, int]: ...
-    @property
-    def weight_bytes(self) -> Mapping[str, int]: ...
-    @property
-    def kv_cache_bytes(self) -> Mapping[str, int]: ...
-    @property
-    def peak_activation_bytes(self) -> Mapping[str, int]: ...
 
 
 def rel_error(*, analytic: int, traced: int) -> float:
@@ -90,7 +53,7 @@ def node_metrics(cost: Cost, *, calls: int, weight_bytes: int, kv_cache_bytes: i
     return out
 
 
-def _traced(node: _TracedNodeLike) -> dict[str, int]:
+def _metrics(node: CostNode) -> dict[str, int]:
     return node_metrics(
         node.cost,
         calls=node.calls,
@@ -100,22 +63,7 @@ def _traced(node: _TracedNodeLike) -> dict[str, int]:
     )
 
 
-def _analytic(tree: AnalyticLike, module_id: str) -> dict[str, int]:
-    return node_metrics(
-        tree[module_id],
-        calls=tree.calls.get(module_id, 0),
-        weight_bytes=tree.weight_bytes.get(module_id, 0),
-        kv_cache_bytes=tree.kv_cache_bytes.get(module_id, 0),
-        peak=tree.peak_activation_bytes.get(module_id, 0),
-    )
-
-
-def _stage_of(module_id: str) -> str:
-    head = module_id.split("/", 1)[0]
-    return head if head in _STAGES else "other"
-
-
-def validation_payload(trace: TraceLike, analytic: AnalyticLike) -> dict[str, Any]:
+def validation_payload(traced: CostTree, analytic: CostTree) -> dict[str, Any]:
     """``{"stages": {...}, "nodes": [...], "divergences": [...]}`` (see the module docstring).
 
     ``nodes`` lists every node of either side in trace order (then analytic-only nodes); a node missing on one
@@ -124,18 +72,19 @@ def validation_payload(trace: TraceLike, analytic: AnalyticLike) -> dict[str, An
     first covered node).
     """
     nodes: list[dict[str, Any]] = []
-    ids = list(trace.nodes) + [nid for nid in analytic if nid not in trace.nodes]
+    ids = list(traced) + [nid for nid in analytic if nid not in traced]
     for nid in ids:
-        t_node = trace.nodes.get(nid)
-        traced = _traced(t_node) if t_node is not None else {}
-        ana = _analytic(analytic, nid) if nid in analytic else {}
-        rel = {k: rel_error(analytic=ana[k], traced=traced[k]) for k in COMPARED} if traced and ana else {}
-        stage = t_node.stage if t_node is not None else _stage_of(nid)
-        nodes.append({"module_id": nid, "stage": stage, "traced": traced, "analytic": ana, "rel_error": rel})
+        t_node = traced.get(nid)
+        a_node = analytic.get(nid)
+        mine = _metrics(t_node) if t_node is not None else {}
+        ana = _metrics(a_node) if a_node is not None else {}
+        rel = {k: rel_error(analytic=ana[k], traced=mine[k]) for k in COMPARED} if mine and ana else {}
+        stage = t_node.stage if t_node is not None else stage_of(nid)
+        nodes.append({"module_id": nid, "stage": stage, "traced": mine, "analytic": ana, "rel_error": rel})
     stages = {
-        nid: {"traced": _traced(trace.nodes[nid]), "analytic": _analytic(analytic, nid)}
-        for nid in _STAGES
-        if nid in trace.nodes and nid in analytic
+        nid: {"traced": _metrics(traced[nid]), "analytic": _metrics(analytic[nid])}
+        for nid in STAGES
+        if nid in traced and nid in analytic
     }
     return {"stages": stages, "nodes": nodes, "divergences": [_row_finding(row, nodes) for row in DIVERGENCES]}
 

@@ -1,7 +1,8 @@
-"""The analytic cost tree: module id -> inclusive :class:`~llm_perf_opt.core.Cost`, built fast.
+"""The analytic cost tree: a :class:`~llm_perf_opt.core.tree.CostTree` (module id -> inclusive node), built fast.
 
-Composition works on plain integer vectors (one slot per ``Cost`` field) and builds ``Cost`` objects only when a
-node is read, so one evaluation of the whole model takes about a millisecond.  Node ids follow docs/architecture.md
+Composition adds into mutable :class:`~llm_perf_opt.core.counts.Counters` (``Cost``'s fields, one record per node
+and category) and builds ``Cost`` objects only when a node is read, so one evaluation of the whole model takes
+about a millisecond.  Node ids follow docs/architecture.md
 (``root``, the stage names, ``<stage>/<path>`` with grouped index sets); a node's parent is its id minus the last
 path component, so the tree is implied by the ids exactly as in the tracer.
 """
@@ -12,17 +13,16 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Protocol
 
-from attrs import evolve, field, frozen
+from attrs import frozen
 
 from llm_perf_opt.core import Cost
-from llm_perf_opt.core.counts import BYTE_FIELDS, COST_FIELDS, rescale_bytes
+from llm_perf_opt.core.counts import BYTE_FIELDS, Counters, rescale_bytes
 from llm_perf_opt.core.paths import split_module_path
+from llm_perf_opt.core.tree import CostNode, CostTree, stage_of
 
 __all__ = ["AnalyticTree", "Recorder", "Recording", "Sink", "TreeBuilder", "chain", "components", "parent_id", "vec"]
 
-_NF = len(COST_FIELDS)
-_ZERO = (0,) * _NF
-Vec = list[int]
+_ZERO = Cost()
 
 
 @lru_cache(maxsize=8192)
@@ -44,7 +44,8 @@ def parent_id(node_id: str) -> str | None:
 
 
 def vec(cost: Cost) -> tuple[int, ...]:
-    """The counters of ``cost`` in ``COST_FIELDS`` order."""
+    """The counters of ``cost`` in ``COST_FIELDS`` order (for composers that combine two costs field by field;
+    :meth:`Sink.add` takes such a tuple back)."""
     return (
         cost.matmul_flops,
         cost.matmul_flops_executed,
@@ -58,8 +59,9 @@ def vec(cost: Cost) -> tuple[int, ...]:
     )
 
 
-def _cost(values: Vec | tuple[int, ...]) -> Cost:
-    return Cost(**dict(zip(COST_FIELDS, values, strict=True)))
+def _addend(cost: Cost | tuple[int, ...]) -> Cost | Counters:
+    """What :meth:`Counters.add` takes: a ``Cost`` as it is, a tuple in ``COST_FIELDS`` order as ``Counters``."""
+    return cost if isinstance(cost, Cost) else Counters.from_values(cost)
 
 
 class Sink(Protocol):
@@ -82,24 +84,22 @@ def chain(node_id: str) -> tuple[str, ...]:
 
 
 def _accumulate(
-    target: dict[str, dict[str, Vec]], node_id: str, category: str, values: tuple[int, ...] | Vec, times: int
+    target: dict[str, dict[str, Counters]], node_id: str, category: str, values: Cost | Counters, times: int
 ) -> None:
     cats = target.get(node_id)
     if cats is None:
         cats = target[node_id] = {}
     slot = cats.get(category)
     if slot is None:
-        cats[category] = [v * times for v in values]
-    else:
-        for i, v in enumerate(values):
-            slot[i] += v * times
+        slot = cats[category] = Counters()
+    slot.add(values, times)
 
 
 @frozen
 class Recording:
     """Composition steps rolled up once (inclusive within themselves) so a replay is a flat, scaled add."""
 
-    costs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    costs: tuple[tuple[str, str, Cost], ...]
     calls: tuple[tuple[str, int], ...]
     fused: tuple[tuple[str, int], ...]
     peaks: tuple[tuple[str, int], ...]
@@ -109,7 +109,7 @@ class Recorder:
     """Records ``node``/``add``/``add_fused``/``set_peak`` once for replay into many trees (memoised steps)."""
 
     def __init__(self) -> None:
-        self._costs: dict[str, dict[str, Vec]] = {}
+        self._costs: dict[str, dict[str, Counters]] = {}
         self._calls: dict[str, int] = {}
         self._fused: dict[str, int] = {}
         self._peaks: dict[str, int] = {}
@@ -121,7 +121,7 @@ class Recorder:
             self._calls[node_id] = self._calls.get(node_id, 0) + calls
 
     def add(self, node_id: str, category: str, cost: Cost | tuple[int, ...], times: int = 1) -> None:
-        values = vec(cost) if isinstance(cost, Cost) else cost
+        values = _addend(cost)
         for nid in chain(node_id):
             _accumulate(self._costs, nid, category, values, times)
 
@@ -134,7 +134,7 @@ class Recorder:
             self._peaks[nid] = max(self._peaks.get(nid, 0), nbytes)
 
     def frozen(self) -> Recording:
-        costs = tuple((nid, cat, tuple(v)) for nid, cats in self._costs.items() for cat, v in cats.items())
+        costs = tuple((nid, cat, v.to_cost()) for nid, cats in self._costs.items() for cat, v in cats.items())
         bare = tuple((nid, "", _ZERO) for nid, cats in self._costs.items() if not cats)
         return Recording(
             costs=costs + bare,
@@ -148,7 +148,7 @@ class TreeBuilder:
     """Accumulates inclusive costs per node and category directly (every add walks the node's ancestor chain)."""
 
     def __init__(self) -> None:
-        self.incl: dict[str, dict[str, Vec]] = {"root": {}}
+        self.incl: dict[str, dict[str, Counters]] = {"root": {}}
         self.calls: dict[str, int] = {}
         self.weights: dict[str, int] = {}
         self.kv: dict[str, int] = {}
@@ -167,7 +167,7 @@ class TreeBuilder:
         """Charge ``times`` x ``cost`` to ``node_id`` (and so to every ancestor) in ``category``."""
         if times == 0:
             return
-        values = vec(cost) if isinstance(cost, Cost) else cost
+        values = _addend(cost)
         for nid in chain(node_id):
             _accumulate(self.incl, nid, category, values, times)
 
@@ -184,6 +184,20 @@ class TreeBuilder:
         for nid, n in rec.fused:
             self.fused[nid] = self.fused.get(nid, 0) + n * times
         for nid, n in rec.peaks:
+            self.peaks[nid] = max(self.peaks.get(nid, 0), n)
+
+    def merge(self, other: TreeBuilder, times: int) -> None:
+        """Add ``times`` copies of ``other``'s inclusive costs, calls and fused bytes (peaks as they are; weights and
+        KV are not merged: a pass's builder holds none)."""
+        for nid, cats in other.incl.items():
+            self.node(nid)
+            for category, counters in cats.items():
+                _accumulate(self.incl, nid, category, counters, times)
+        for nid, n in other.calls.items():
+            self.calls[nid] = self.calls.get(nid, 0) + n * times
+        for nid, n in other.fused.items():
+            self.fused[nid] = self.fused.get(nid, 0) + n * times
+        for nid, n in other.peaks.items():
             self.peaks[nid] = max(self.peaks.get(nid, 0), n)
 
     def add_weights(self, node_id: str, nbytes: int) -> None:
@@ -224,7 +238,7 @@ class TreeBuilder:
         kv["root"] = max((kv.get(stage, 0) for stage in children["root"]), default=0)
         ids = self.incl
         return AnalyticTree(
-            vectors=ids,
+            counters=ids,
             children={nid: tuple(sorted(kids)) for nid, kids in children.items()},
             calls={nid: self.calls.get(nid, 0) for nid in ids},
             weight_bytes={nid: weights.get(nid, 0) for nid in ids},
@@ -234,76 +248,121 @@ class TreeBuilder:
         )
 
 
-@frozen(kw_only=True)
-class AnalyticTree(Mapping[str, Cost]):
-    """``module_id -> inclusive Cost`` (a read-only mapping) plus per-node extras.
+class AnalyticTree(CostTree):
+    """The analytic model's :class:`~llm_perf_opt.core.tree.CostTree`, whose nodes are built on first read.
 
-    ``by_category(id)`` splits a node's cost by operator category (the tracer's categories); ``weight_bytes``
-    holds the unique parameter bytes under each node (the root: every parameter), ``kv_cache_bytes`` the KV cache
-    a node holds at the end of its stage (stage totals; the root: the largest stage, never a sum of stages),
-    ``peak_activation_bytes`` an estimate of live activations (a max), ``fused_bytes`` the fused-kernel traffic.
+    Besides the nodes it keeps what it was built from, keyed by node id, for readers that want many nodes fast:
+    ``counters`` (each category's inclusive :class:`~llm_perf_opt.core.counts.Counters`; not to be mutated),
+    ``children``, ``calls``, ``weight_bytes`` (the root: every parameter), ``kv_cache_bytes`` (stage totals; the
+    root: the largest stage, never a sum of stages), ``peak_activation_bytes`` (a max) and ``fused_bytes`` (the
+    fused-kernel traffic, which no other tree has).
     """
 
-    vectors: Mapping[str, Mapping[str, Vec]] = field(repr=False)
-    children: Mapping[str, tuple[str, ...]] = field(repr=False)
-    calls: Mapping[str, int] = field(repr=False)
-    weight_bytes: Mapping[str, int] = field(repr=False)
-    kv_cache_bytes: Mapping[str, int] = field(repr=False)
-    peak_activation_bytes: Mapping[str, int] = field(repr=False)
-    fused_bytes: Mapping[str, int] = field(repr=False)
-    _cache: dict[str, Cost] = field(factory=dict, repr=False, eq=False)
+    def __init__(
+        self,
+        *,
+        counters: Mapping[str, Mapping[str, Counters]],
+        children: Mapping[str, tuple[str, ...]],
+        calls: Mapping[str, int],
+        weight_bytes: Mapping[str, int],
+        kv_cache_bytes: Mapping[str, int],
+        peak_activation_bytes: Mapping[str, int],
+        fused_bytes: Mapping[str, int],
+    ) -> None:
+        self._built: dict[str, CostNode] = {}
+        super().__init__(self._built)
+        self.counters = counters
+        self.children = children
+        self.calls = calls
+        self.weight_bytes = weight_bytes
+        self.kv_cache_bytes = kv_cache_bytes
+        self.peak_activation_bytes = peak_activation_bytes
+        self.fused_bytes = fused_bytes
 
-    def __getitem__(self, module_id: str) -> Cost:
-        found = self._cache.get(module_id)
+    def __getitem__(self, module_id: str) -> CostNode:
+        found = self._built.get(module_id)
         if found is None:
-            cats = self.vectors[module_id]
-            total = [0] * _NF
-            for values in cats.values():
-                for i, v in enumerate(values):
-                    total[i] += v
-            found = self._cache[module_id] = _cost(total)
+            found = self._built[module_id] = self._node(module_id)
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.vectors)
+        return iter(self.counters)
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.counters)
+
+    def __contains__(self, module_id: object) -> bool:
+        return module_id in self.counters
+
+    def _node(self, module_id: str) -> CostNode:
+        cats = self.counters[module_id]
+        by_category = {cat: counters.to_cost() for cat, counters in cats.items() if counters.any()}
+        if len(cats) == len(by_category) == 1:
+            cost = next(iter(by_category.values()))
+        else:
+            total = Counters()
+            for counters in cats.values():
+                total.add(counters)
+            cost = total.to_cost()
+        path = module_id.partition("/")[2]
+        return CostNode(
+            module_id=module_id,
+            name=_display_name(module_id),
+            path=path,
+            stage=stage_of(module_id),
+            parent_id=parent_id(module_id),
+            children=self.children[module_id],
+            calls=self.calls.get(module_id, 0),
+            cost=cost,
+            by_category=by_category,
+            weight_bytes=self.weight_bytes.get(module_id, 0),
+            peak_activation_bytes=self.peak_activation_bytes.get(module_id, 0),
+            kv_cache_bytes=self.kv_cache_bytes.get(module_id, 0),
+        )
 
     def at_element_bytes(self, *, counted: int, target: int) -> AnalyticTree:
         """This tree with every byte count moved from ``counted`` to ``target`` bytes per element (the same floor
-        rescale as ``TraceResult.at_element_bytes``, so the two sides stay comparable)."""
+        rescale as ``CostNode.at_element_bytes``, so a trace and this tree stay comparable)."""
         if counted == target:
             return self
-        byte_index = {COST_FIELDS.index(name) for name in BYTE_FIELDS}
 
         def size(n: int) -> int:
             return rescale_bytes(n, counted=counted, target=target)
 
-        def vec(values: Vec) -> Vec:
-            return [size(v) if i in byte_index else v for i, v in enumerate(values)]
+        def width(values: Counters) -> Counters:
+            out = values.copy()
+            for name in BYTE_FIELDS:
+                setattr(out, name, size(getattr(values, name)))
+            return out
 
         def sizes(values: Mapping[str, int]) -> dict[str, int]:
             return {nid: size(n) for nid, n in values.items()}
 
-        return evolve(
-            self,
-            vectors={nid: {cat: vec(list(v)) for cat, v in cats.items()} for nid, cats in self.vectors.items()},
+        return AnalyticTree(
+            counters={nid: {cat: width(v) for cat, v in cats.items()} for nid, cats in self.counters.items()},
+            children=self.children,
+            calls=self.calls,
             weight_bytes=sizes(self.weight_bytes),
             kv_cache_bytes=sizes(self.kv_cache_bytes),
             peak_activation_bytes=sizes(self.peak_activation_bytes),
             fused_bytes=sizes(self.fused_bytes),
-            cache={},
         )
 
     def by_category(self, module_id: str) -> dict[str, Cost]:
         """The node's inclusive cost per operator category (categories with a non-zero counter only)."""
-        return {cat: _cost(values) for cat, values in self.vectors[module_id].items() if any(values)}
+        return {cat: counters.to_cost() for cat, counters in self.counters[module_id].items() if counters.any()}
 
     def categories(self) -> dict[str, dict[str, Cost]]:
-        """``by_category`` of every node (the input :func:`llm_perf_opt.perf.tree.tree_from_ids` takes)."""
-        return {nid: self.by_category(nid) for nid in self.vectors}
+        """``by_category`` of every node."""
+        return {nid: self.by_category(nid) for nid in self.counters}
 
-    def stage_costs(self) -> dict[str, Cost]:
-        """Inclusive cost of each stage node present."""
-        return {nid: self[nid] for nid in self.children.get("root", ())}
+
+def _display_name(module_id: str) -> str:
+    """The tracer's short name: the last path component, or the last two when the last is an index (set)."""
+    stage, sep, path = module_id.partition("/")
+    if not sep:
+        return stage
+    parts = components(path)
+    if parts[-1][:1].isdigit() or parts[-1].startswith("{"):
+        return ".".join(parts[-2:])
+    return parts[-1]

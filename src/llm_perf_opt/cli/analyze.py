@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar, cast
 
 import click
 
@@ -15,7 +15,7 @@ from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.store import ReportStore
 
-__all__ = ["analyze", "parse_page"]
+__all__ = ["analyze", "parse_page", "run_options", "runtime_options", "workload_flags", "workload_options"]
 
 
 class _WorkloadFlags(TypedDict):
@@ -33,6 +33,13 @@ class _WorkloadFlags(TypedDict):
     routing: str
 
 
+def workload_flags(params: Mapping[str, Any], **overrides: Any) -> _WorkloadFlags:
+    """The workload flags out of a command's parsed parameters (click's ``ctx.params``), with ``overrides`` (compare
+    passes its first device): the one set ``analyze`` and ``compare`` check at the door and run with."""
+    given = {name: overrides[name] if name in overrides else params[name] for name in _WorkloadFlags.__annotations__}
+    return cast(_WorkloadFlags, given)
+
+
 def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> tuple[int, int] | None:
     """``WxH`` -> (W, H); the numbers' ranges are checked by the workload (one-line error, exit 1)."""
     if value is None:
@@ -43,35 +50,79 @@ def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: 
     return int(parts[0]), int(parts[1])
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _shared(*options: Callable[[_F], _F]) -> Callable[[_F], _F]:
+    """Apply ``options`` in the order given, as if stacked above the command: one definition of each flag that
+    ``analyze`` and ``compare`` share."""
+
+    def decorate(command: _F) -> _F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+workload_options = _shared(
+    click.option(
+        "--model",
+        default="deepseek-ocr-v1-base",
+        show_default=True,
+        help="Model source: deepseek-ocr-v1-base, deepseek-ocr-v1-tiny, hf-snapshot:PATH, hf:REPO@REVISION, "
+        "deepseek-ocr-2.",
+    ),
+    click.option(
+        "--workload", "workload_id", default="dsocr-standard-v1", show_default=True, help="Workload preset id."
+    ),
+    click.option("--mode", default=None, help="Resolution mode override: tiny, small, base, large, gundam, gundam-m."),
+    click.option("--image", "page", default=None, callback=parse_page, metavar="WxH", help="Page size override (px)."),
+    click.option("--prompt-tokens", type=int, default=None, help="Prompt length override (text tokens)."),
+    click.option("--max-new-tokens", type=int, default=None, help="Generated tokens override (N)."),
+    click.option("--batch", "batch_size", type=int, default=None, help="Pages per forward override (B)."),
+)
+"""The workload flags (model, preset and its overrides)."""
+
+run_options = _shared(
+    click.option("--dtype", default="bf16", show_default=True, help="Weights/activations dtype."),
+    click.option(
+        "--attention",
+        type=click.Choice(["flash", "eager"]),
+        default=None,
+        help="Attention kernel whose FLOPs and bytes feed time [default: flash; eager for hf-snapshot:/hf: sources, "
+        "whose remote code runs eager only].",
+    ),
+    click.option(
+        "--routing",
+        default="balanced",
+        show_default=True,
+        help="MoE routing model: balanced, skewed:ALPHA, histogram:FILE.",
+    ),
+)
+"""How the counts are taken: dtype, attention kernel, MoE routing."""
+
+runtime_options = _shared(
+    click.option(
+        "--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code."
+    ),
+    click.option(
+        "--runtime",
+        default="hf-eager",
+        show_default=True,
+        help="Inference runtime whose kernels time the model: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang.",
+    ),
+    click.option(
+        "--text-only", is_flag=True, default=False, help="Time a request with no image (S = prompt tokens + BOS)."
+    ),
+)
+"""Which runtime times the request, and whether it carries a page."""
+
+
 @click.command()
-@click.option(
-    "--model",
-    default="deepseek-ocr-v1-base",
-    show_default=True,
-    help="Model source: deepseek-ocr-v1-base, deepseek-ocr-v1-tiny, hf-snapshot:PATH, hf:REPO@REVISION, "
-    "deepseek-ocr-2.",
-)
-@click.option("--workload", "workload_id", default="dsocr-standard-v1", show_default=True, help="Workload preset id.")
-@click.option("--mode", default=None, help="Resolution mode override: tiny, small, base, large, gundam, gundam-m.")
-@click.option("--image", "page", default=None, callback=parse_page, metavar="WxH", help="Page size override (px).")
-@click.option("--prompt-tokens", type=int, default=None, help="Prompt length override (text tokens).")
-@click.option("--max-new-tokens", type=int, default=None, help="Generated tokens override (N).")
-@click.option("--batch", "batch_size", type=int, default=None, help="Pages per forward override (B).")
+@workload_options
 @click.option("--device", default="h100-sxm", show_default=True, help="Device id (see `llm-perf-opt devices`).")
-@click.option("--dtype", default="bf16", show_default=True, help="Weights/activations dtype.")
-@click.option(
-    "--attention",
-    type=click.Choice(["flash", "eager"]),
-    default=None,
-    help="Attention kernel whose FLOPs and bytes feed time [default: flash; eager for hf-snapshot:/hf: sources, "
-    "whose remote code runs eager only].",
-)
-@click.option(
-    "--routing",
-    default="balanced",
-    show_default=True,
-    help="MoE routing model: balanced, skewed:ALPHA, histogram:FILE.",
-)
+@run_options
 @click.option(
     "--measured",
     type=click.Path(dir_okay=False),
@@ -91,16 +142,7 @@ def parse_page(ctx: click.Context | None, param: click.Parameter | None, value: 
     help="Calibrated device profile: a file (from `llm-perf-opt calibrate`) or a shipped name, e.g. "
     "h100-sxm-hf-eager-gate.",
 )
-@click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
-@click.option(
-    "--runtime",
-    default="hf-eager",
-    show_default=True,
-    help="Inference runtime whose kernels time the model: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang.",
-)
-@click.option(
-    "--text-only", is_flag=True, default=False, help="Time a request with no image (S = prompt tokens + BOS)."
-)
+@runtime_options
 @click.option(
     "--out",
     "out_dir",
@@ -165,19 +207,8 @@ def analyze(
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
 
-    flags = _WorkloadFlags(
-        model=model,
-        workload_id=workload_id,
-        mode=mode,
-        page=page,
-        prompt_tokens=prompt_tokens,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        routing=routing,
-    )
-    check_analysis_flags(**flags, attention=attention, runtime=runtime)
+    flags = workload_flags(click.get_current_context().params)
+    check_analysis_flags(**flags, attention=attention, runtime=runtime, text_only=text_only)
     options = AnalysisOptions(
         **flags,
         attention=attention or default_attention(model),
@@ -224,7 +255,7 @@ def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) ->
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
             "end_to_end_ms": s.end_to_end_s * 1e3,
             "tokens_per_s": t.tokens_per_s if c.fits else None,
-            "pages_per_day": t.pages_per_day if c.fits else None,
+            "pages_per_day": t.pages_per_day if c.fits and not result.workload.text_only else None,
             "memory_bytes": m.total_bytes,
             "fits": c.fits,
             "max_batch": c.max_batch,

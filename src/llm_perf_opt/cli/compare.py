@@ -1,7 +1,8 @@
 """``llm-perf-opt compare --device a,b,c``: one workload on several devices, side by side.
 
 The model is traced once; each device times the same counts on its own peaks and bandwidth and checks the same
-memory footprint against its capacity.  The Markdown table goes to stdout (``--format json`` for scripts); ``--out
+memory footprint against its capacity; ``--runtime R`` times every device with that runtime's kernel model, as
+``analyze --runtime R`` does for one.  The Markdown table goes to stdout (``--format json`` for scripts); ``--out
 DIR`` also writes ``compare.md`` and ``compare.json`` (the folder is replaced whole).
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
+from llm_perf_opt.admission import check_analysis_flags
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
-from llm_perf_opt.cli.analyze import parse_page
+from llm_perf_opt.cli.analyze import run_options, runtime_options, workload_flags, workload_options
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
@@ -26,40 +29,17 @@ COMPARE_FILES = ("compare.md", "compare.json")
 
 @click.command(name="compare")
 @click.option("--device", "devices", required=True, help="Catalog ids to compare, comma-separated (2 or more).")
-@click.option("--model", default="deepseek-ocr-v1-base", show_default=True, help="Model source (as for analyze).")
-@click.option("--workload", "workload_id", default="dsocr-standard-v1", show_default=True, help="Workload preset id.")
-@click.option("--mode", default=None, help="Resolution mode override.")
-@click.option("--image", "page", default=None, callback=parse_page, metavar="WxH", help="Page size override (px).")
-@click.option("--prompt-tokens", type=int, default=None, help="Prompt length override (text tokens).")
-@click.option("--max-new-tokens", type=int, default=None, help="Generated tokens override (N).")
-@click.option("--batch", "batch_size", type=int, default=None, help="Pages per forward override (B).")
-@click.option("--dtype", default="bf16", show_default=True, help="Weights/activations dtype.")
-@click.option("--attention", type=click.Choice(["flash", "eager"]), default=None, help="Attention kernel.")
-@click.option("--routing", default="balanced", show_default=True, help="MoE routing model.")
-@click.option("--trust-remote-code", is_flag=True, default=False, help="Allow running a model source's remote code.")
+@workload_options
+@run_options
+@runtime_options
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also write here."
 )
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
-def compare(
-    devices: str,
-    model: str,
-    workload_id: str,
-    mode: str | None,
-    page: tuple[int, int] | None,
-    prompt_tokens: int | None,
-    max_new_tokens: int | None,
-    batch_size: int | None,
-    dtype: str,
-    attention: str | None,
-    routing: str,
-    trust_remote_code: bool,
-    out_dir: Path | None,
-    fmt: str,
-    quiet: bool,
-) -> None:
-    """Trace one workload once and compare its predicted times, throughput and memory fit on several devices."""
+def compare(devices: str, out_dir: Path | None, fmt: str, quiet: bool, **params: Any) -> None:
+    """Trace one workload once and compare its predicted times, throughput and memory fit on several devices (each
+    timed by ``--runtime``'s kernel model)."""
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.analysis.compare import compare_devices
     from llm_perf_opt.analysis.pipeline import run_analysis
@@ -71,21 +51,19 @@ def compare(
         raise UserError(f"--device lists {len(ids)} device(s); compare needs two or more, e.g. h100-sxm,a100-80gb")
     for device_id in ids:
         get_device(device_id)  # unknown ids fail here, before the trace
+    flags = workload_flags(params, device=ids[0])
+    attention, runtime = params["attention"], params["runtime"]
+    check_analysis_flags(
+        **flags, attention=attention, runtime=runtime, text_only=params["text_only"]
+    )  # one line, exit 1
     if out_dir is not None:
         check_output_folder(out_dir, recognise=COMPARE_FILES)
     options = AnalysisOptions(
-        model=model,
-        workload_id=workload_id,
-        mode=mode,
-        page=page,
-        prompt_tokens=prompt_tokens,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device=ids[0],
-        dtype=dtype,
-        attention=attention or default_attention(model),
-        routing=routing,
-        trust_remote_code=trust_remote_code,
+        **flags,
+        attention=attention or default_attention(flags["model"]),
+        trust_remote_code=params["trust_remote_code"],
+        runtime=runtime,
+        text_only=params["text_only"],
     )
     with StepProgress(quiet=quiet) as progress:
         result = run_analysis(options, progress=progress)

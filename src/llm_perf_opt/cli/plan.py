@@ -108,7 +108,7 @@ def plan(
         p = prepared[device]
         requests = max(4 * concurrency, 16, flags["requests"] or 0)
         load = p.load(concurrency=concurrency, requests=requests)
-        results[(device, concurrency)] = p.run(load, skip_first=concurrency)  # steady state: not the opening burst
+        results[(device, concurrency)] = p.run(load)
         return results[(device, concurrency)]
 
     result = make_plan(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from attrs import evolve
 
 from llm_perf_opt.cli.pages import page_options, write_or_check
 
@@ -25,6 +26,7 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     # lazy: the command's imports load the analytic model and the OCR-2 config only when it runs
     from llm_perf_opt.config import DeepseekOCRConfig
     from llm_perf_opt.errors import UserError
+    from llm_perf_opt.runtimes.catalog import RUNTIMES
     from llm_perf_opt.runtimes.costs import ModelConfig
     from llm_perf_opt.runtimes.published import load_published
     from llm_perf_opt.runtimes.validation import default_predictors, point_workload, validate
@@ -42,5 +44,8 @@ def validation_runtimes_doc(source: Path, out: Path, check: bool) -> None:
     predictors = default_predictors(configs, point_workload)
     predictors["serving"] = serving_predictor(configs, point_workload)  # the serving simulator, not the estimate
     results = validate(sources, predictors)
-    text = render_runtime_validation(sources, results, command=COMMAND)
+    flat = {rid: evolve(rt, fused_moe=False) for rid, rt in RUNTIMES.items() if rt.fused_moe}
+    before = default_predictors(configs, point_workload, runtimes=flat)
+    before["serving"] = serving_predictor(configs, point_workload, runtimes=flat)
+    text = render_runtime_validation(sources, results, command=COMMAND, without_moe_curve=validate(sources, before))
     write_or_check(out, text, check=check, source=source, command=COMMAND, counted=f"{len(results)} published point(s)")

@@ -7,11 +7,11 @@ field is an exact integer in SI base units (FLOPs, bytes, kernel launches).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from attrs import field, fields, frozen
 
-__all__ = ["BYTE_FIELDS", "COST_FIELDS", "Cost", "rescale_bytes"]
+__all__ = ["BYTE_FIELDS", "COST_FIELDS", "Cost", "Counters", "rescale_bytes"]
 
 
 def _nonneg(instance: object, attribute: object, value: int) -> None:
@@ -99,6 +99,163 @@ class Cost:
 COST_FIELDS: tuple[str, ...] = tuple(a.name for a in fields(Cost))
 BYTE_FIELDS: tuple[str, ...] = tuple(name for name in COST_FIELDS if "bytes" in name)
 """The counters that change with the storage width (every one but the FLOPs and kernels)."""
+
+
+class Counters:
+    """Running sums with :class:`Cost`'s field names, for the hot loops that add many small amounts (the tracer's
+    per-op rows, the analytic model's per-node sums): mutable and slotted, so an add is an attribute update and
+    no intermediate :class:`Cost` is built.  :meth:`to_cost` freezes one into a :class:`Cost`.
+
+    In a tracer row ``kernels`` counts every call of the op; a zero-cost or unsupported op is no kernel, so its
+    :class:`Cost` takes :meth:`to_cost` with ``kernels=False``.
+    """
+
+    __slots__ = (
+        "bytes_read",
+        "bytes_written",
+        "kernels",
+        "kv_bytes_read",
+        "kv_bytes_written",
+        "matmul_flops",
+        "matmul_flops_executed",
+        "vector_flops",
+        "weight_bytes_read",
+    )
+    matmul_flops: int
+    matmul_flops_executed: int
+    vector_flops: int
+    bytes_read: int
+    bytes_written: int
+    weight_bytes_read: int
+    kv_bytes_read: int
+    kv_bytes_written: int
+    kernels: int
+
+    def __init__(
+        self,
+        *,
+        matmul_flops: int = 0,
+        matmul_flops_executed: int = 0,
+        vector_flops: int = 0,
+        bytes_read: int = 0,
+        bytes_written: int = 0,
+        weight_bytes_read: int = 0,
+        kv_bytes_read: int = 0,
+        kv_bytes_written: int = 0,
+        kernels: int = 0,
+    ) -> None:
+        self.matmul_flops = matmul_flops
+        self.matmul_flops_executed = matmul_flops_executed
+        self.vector_flops = vector_flops
+        self.bytes_read = bytes_read
+        self.bytes_written = bytes_written
+        self.weight_bytes_read = weight_bytes_read
+        self.kv_bytes_read = kv_bytes_read
+        self.kv_bytes_written = kv_bytes_written
+        self.kernels = kernels
+
+    def add(self, other: Counters | Cost, times: int = 1) -> None:
+        """Add ``times`` x ``other`` (a :class:`Counters` or a :class:`Cost`) into these counters."""
+        if times == 1:  # the common case, without the multiplications
+            self.matmul_flops += other.matmul_flops
+            self.matmul_flops_executed += other.matmul_flops_executed
+            self.vector_flops += other.vector_flops
+            self.bytes_read += other.bytes_read
+            self.bytes_written += other.bytes_written
+            self.weight_bytes_read += other.weight_bytes_read
+            self.kv_bytes_read += other.kv_bytes_read
+            self.kv_bytes_written += other.kv_bytes_written
+            self.kernels += other.kernels
+            return
+        self.matmul_flops += other.matmul_flops * times
+        self.matmul_flops_executed += other.matmul_flops_executed * times
+        self.vector_flops += other.vector_flops * times
+        self.bytes_read += other.bytes_read * times
+        self.bytes_written += other.bytes_written * times
+        self.weight_bytes_read += other.weight_bytes_read * times
+        self.kv_bytes_read += other.kv_bytes_read * times
+        self.kv_bytes_written += other.kv_bytes_written * times
+        self.kernels += other.kernels * times
+
+    def copy(self) -> Counters:
+        """An independent copy."""
+        out = Counters()
+        out.add(self)
+        return out
+
+    def to_cost(self, *, kernels: bool = True) -> Cost:
+        """These counters as a :class:`Cost` (``kernels=False``: with ``kernels`` 0, for ops that launch none)."""
+        return Cost(
+            matmul_flops=self.matmul_flops,
+            matmul_flops_executed=self.matmul_flops_executed,
+            vector_flops=self.vector_flops,
+            bytes_read=self.bytes_read,
+            bytes_written=self.bytes_written,
+            weight_bytes_read=self.weight_bytes_read,
+            kv_bytes_read=self.kv_bytes_read,
+            kv_bytes_written=self.kv_bytes_written,
+            kernels=self.kernels if kernels else 0,
+        )
+
+    @classmethod
+    def from_cost(cls, cost: Cost) -> Counters:
+        """Counters starting at ``cost``."""
+        out = cls()
+        out.add(cost)
+        return out
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, int]) -> Counters:
+        """Counters from field name -> value (unknown names are an error, missing ones 0)."""
+        unknown = set(values) - set(COST_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown counter fields {sorted(unknown)}; expected {list(COST_FIELDS)}")
+        return cls(**{name: int(v) for name, v in values.items()})
+
+    @classmethod
+    def from_values(cls, values: Sequence[int]) -> Counters:
+        """Counters from values given in :data:`COST_FIELDS` order (the order :class:`Cost` declares them)."""
+        out = cls.__new__(cls)
+        (
+            out.matmul_flops,
+            out.matmul_flops_executed,
+            out.vector_flops,
+            out.bytes_read,
+            out.bytes_written,
+            out.weight_bytes_read,
+            out.kv_bytes_read,
+            out.kv_bytes_written,
+            out.kernels,
+        ) = values
+        return out
+
+    def as_dict(self) -> dict[str, int]:
+        """Field name -> value, in :data:`COST_FIELDS` order."""
+        return {name: getattr(self, name) for name in COST_FIELDS}
+
+    def any(self) -> bool:
+        """Whether any counter is non-zero."""
+        return bool(
+            self.matmul_flops
+            or self.matmul_flops_executed
+            or self.vector_flops
+            or self.bytes_read
+            or self.bytes_written
+            or self.weight_bytes_read
+            or self.kv_bytes_read
+            or self.kv_bytes_written
+            or self.kernels
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Counters):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in COST_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Counters({', '.join(f'{k}={v}' for k, v in self.as_dict().items() if v)})"
 
 
 def rescale_bytes(n: int, *, counted: int, target: int) -> int:

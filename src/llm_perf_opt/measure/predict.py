@@ -24,10 +24,10 @@ import attrs
 import torch
 from torch import nn
 
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, normalize_dtype
 from llm_perf_opt.measure.record import MEMORY_STAGES, Measurement, MeasurementError
 from llm_perf_opt.perf.memory import kv_cache_bytes
-from llm_perf_opt.perf.tree import CostTree, tree_from_nodes
 from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
@@ -75,7 +75,7 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    return tree_from_nodes(_traced(measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)).nodes)
+    return _traced(measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)).tree
 
 
 def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from attrs import field, frozen
 
+from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.hardware import DeviceSpec, get_device
 from llm_perf_opt.measure.compare import StageComparison, compare
 from llm_perf_opt.measure.record import Measurement, MeasurementError
@@ -37,7 +38,6 @@ from llm_perf_opt.perf.calibrate import (
 )
 from llm_perf_opt.perf.efficiency import DeviceProfile, default_profile
 from llm_perf_opt.perf.roofline import Rates, time_tree
-from llm_perf_opt.perf.tree import CostTree
 
 __all__ = [
     "CPU_DEVICE_ID",

@@ -31,7 +31,6 @@ from llm_perf_opt.perf.memory import (
 from llm_perf_opt.perf.roofline import GroupTime, NodeTime, Rates, TimedTree, group_time, roofline_time_s, time_tree
 from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.perf.throughput import ExpectedCoverageRouting, Throughput, moe_expert_weight_bytes, throughput
-from llm_perf_opt.perf.tree import CostNode, CostTree, exclusive_by_category, tree_from_ids, tree_from_nodes
 
 __all__ = [
     "CATEGORIES",
@@ -42,8 +41,6 @@ __all__ = [
     "KERNEL_OVERHEAD_S",
     "CapacityCheck",
     "CompiledTree",
-    "CostNode",
-    "CostTree",
     "DeviceProfile",
     "ExpectedCoverageRouting",
     "GroupTime",
@@ -55,7 +52,6 @@ __all__ = [
     "TimedTree",
     "capacity_check",
     "default_profile",
-    "exclusive_by_category",
     "final_cache_tokens",
     "footprint_at_dtype",
     "group_time",
@@ -68,7 +64,5 @@ __all__ = [
     "roofline_time_s",
     "throughput",
     "time_tree",
-    "tree_from_ids",
-    "tree_from_nodes",
     "weight_bytes",
 ]

@@ -33,7 +33,7 @@ def workload_costs_from_analytic(
     kernel: Literal["flash", "eager"] = "eager" if attention == "eager" else "flash"  # SweepSpec accepts only these two
     tree = analytic_costs(config, workload, attention=kernel, routing=routing, act_bytes=a)
     return WorkloadCosts(
-        compiled=CompiledTree.from_inclusive_vectors(tree.children, tree.vectors),
+        compiled=CompiledTree.from_inclusive_counters(tree.children, tree.counters),
         weight_bytes=tree.weight_bytes["root"],
         kv_cache_bytes=tree.kv_cache_bytes.get("root", 0),
         peak_activation_bytes=tree.peak_activation_bytes.get("root", 0),

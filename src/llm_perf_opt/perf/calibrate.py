@@ -47,10 +47,10 @@ import numpy as np
 from attrs import evolve, field, frozen
 from scipy.optimize import lsq_linear
 
+from llm_perf_opt.core.tree import CostTree, stage_of
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.perf.efficiency import CATEGORIES, KERNEL_OVERHEAD_S, DeviceProfile
 from llm_perf_opt.perf.roofline import Rates, group_time
-from llm_perf_opt.perf.tree import CostTree, exclusive_by_category, stage_of
 
 __all__ = [
     "DEFAULT_GROUPS",
@@ -138,7 +138,7 @@ def stage_groups(tree: CostTree, rates: Rates) -> dict[str, StageGroups]:
     )
     unit_rates = evolve(rates, profile=unit)
     acc: dict[str, tuple[list[str], list[float], list[float], list[float]]] = {}
-    for nid, costs in exclusive_by_category(tree).items():
+    for nid, costs in tree.exclusive_by_category().items():
         cats, comp, mem, kern = acc.setdefault(stage_of(nid), ([], [], [], []))
         for category, cost in costs.items():
             terms = group_time(cost, category, unit_rates)

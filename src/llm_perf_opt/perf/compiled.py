@@ -12,18 +12,14 @@ from collections.abc import Mapping, Sequence
 
 from attrs import field, frozen
 
-from llm_perf_opt.core.counts import COST_FIELDS
+from llm_perf_opt.core.counts import Counters
+from llm_perf_opt.core.tree import STAGES, CostTree, stage_of
 from llm_perf_opt.perf.efficiency import CATEGORIES
 from llm_perf_opt.perf.roofline import Rates
-from llm_perf_opt.perf.tree import STAGES, CostTree, exclusive_by_category, stage_of
 
 __all__ = ["CompiledTree", "WorkloadCosts"]
 
 _Row = tuple[int, int, float, float, float, float]  # stage index, category index, F_mm, F_vec, bytes, kernels
-_USED = tuple(
-    COST_FIELDS.index(name)
-    for name in ("matmul_flops_executed", "vector_flops", "bytes_read", "bytes_written", "kernels")
-)
 
 
 @frozen(kw_only=True)
@@ -36,7 +32,7 @@ class CompiledTree:
     def from_tree(cls, tree: CostTree) -> CompiledTree:
         """Flatten ``tree``: each node's own cost per category becomes one row (zero costs dropped)."""
         rows: list[_Row] = []
-        for nid, costs in sorted(exclusive_by_category(tree).items()):
+        for nid, costs in sorted(tree.exclusive_by_category().items()):
             stage = STAGES.index(stage_of(nid))
             for cat, cost in sorted(costs.items()):
                 rows.append(
@@ -52,11 +48,11 @@ class CompiledTree:
         return cls(rows=tuple(rows))
 
     @classmethod
-    def from_inclusive_vectors(
-        cls, children: Mapping[str, Sequence[str]], inclusive: Mapping[str, Mapping[str, Sequence[int]]]
+    def from_inclusive_counters(
+        cls, children: Mapping[str, Sequence[str]], inclusive: Mapping[str, Mapping[str, Counters]]
     ) -> CompiledTree:
-        """Fast path for producers that keep plain counters: ``inclusive[node][category]`` lists a node's inclusive
-        counters in :data:`~llm_perf_opt.core.counts.COST_FIELDS` order (as ``AnalyticTree.vectors`` does).
+        """Fast path for producers that keep running counters: ``inclusive[node][category]`` is a node's inclusive
+        :class:`~llm_perf_opt.core.counts.Counters` in a category (as ``AnalyticTree.counters`` holds them).
 
         Same rows as :meth:`from_tree` on the equivalent tree, without building a ``Cost`` per node.
         """
@@ -64,12 +60,17 @@ class CompiledTree:
         for nid in sorted(inclusive):
             stage = STAGES.index(stage_of(nid))
             kids = [inclusive[c] for c in children.get(nid, ())]
-            for cat, values in sorted(inclusive[nid].items()):
-                own = [values[i] - sum(k[cat][i] for k in kids if cat in k) for i in _USED]
+            for cat, mine in sorted(inclusive[nid].items()):
+                parts = [kid[cat] for kid in kids if cat in kid]
+                mm = mine.matmul_flops_executed - sum(p.matmul_flops_executed for p in parts)
+                vec = mine.vector_flops - sum(p.vector_flops for p in parts)
+                read = mine.bytes_read - sum(p.bytes_read for p in parts)
+                written = mine.bytes_written - sum(p.bytes_written for p in parts)
+                kernels = mine.kernels - sum(p.kernels for p in parts)
+                own = (mm, vec, read, written, kernels)
                 if any(v < 0 for v in own):
                     raise ValueError(f"node {nid!r} category {cat!r}: children's counters exceed the node's")
                 if any(own):
-                    mm, vec, read, written, kernels = own
                     rows.append(
                         (stage, _category_index(cat), float(mm), float(vec), float(read + written), float(kernels))
                     )
@@ -128,7 +129,7 @@ class WorkloadCosts:
         peak_activation_bytes: int,
         counted_dtype: str = "bf16",
     ) -> WorkloadCosts:
-        """From a cost tree (node id -> CostNode), for cost functions that build one."""
+        """From a cost tree, for cost functions that build one."""
         return cls(
             compiled=CompiledTree.from_tree(tree),
             weight_bytes=weight_bytes,

@@ -1,8 +1,8 @@
 """Roofline time on a named device: per leaf kernel group, max(compute, memory) plus launch overhead.
 
 For the ``K`` kernels of one operator category run directly by one node (its *own* ops, see
-:func:`~llm_perf_opt.perf.tree.exclusive_by_category`) with ``F_mm`` matmul FLOPs, ``F_vec`` vector FLOPs and ``B``
-bytes moved, taking each kernel as the group average::
+:meth:`~llm_perf_opt.core.tree.CostTree.exclusive_by_category`) with ``F_mm`` matmul FLOPs, ``F_vec`` vector FLOPs
+and ``B`` bytes moved, taking each kernel as the group average::
 
     t = K * max(F/K at the compute rate, B/K at the memory rate) + K * t_k
       = max(F_mm / (P_mm * eta_c) + F_vec / (P_vec * eta_c),  B / (W * eta_m))  +  K * t_k
@@ -36,10 +36,10 @@ from typing import TypeVar
 from attrs import field, frozen
 
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.tree import ROOT_ID, CostTree, stage_of
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec, get_device, normalize_dtype
 from llm_perf_opt.perf.efficiency import DeviceProfile, default_profile
-from llm_perf_opt.perf.tree import ROOT_ID, CostTree, exclusive_by_category, roots_of, stage_of
 
 __all__ = [
     "GroupTime",
@@ -301,10 +301,10 @@ def _own_sides(costs: Mapping[str, Cost], rates: Rates, stage: str) -> _Sides:
 def time_tree(tree: CostTree, rates: Rates) -> TimedTree:
     """Time every node of ``tree`` on ``rates``: roofline on each node's own kernel groups, summed upward (or, with
     the profile's ``overlap``, the larger of device and host time per node; the root sums its stages)."""
-    roots = roots_of(tree)
+    roots = tree.roots()
     if tree and not roots:
         raise UserError("cost tree has no root (every node is some node's child)")
-    own = exclusive_by_category(tree)
+    own = tree.exclusive_by_category()
     if rates.profile.overlap:
         return _time_tree_overlapped(tree, rates, own, roots)
     own_times = {nid: _own_node_time(costs, rates, stage_of(nid)) for nid, costs in own.items()}

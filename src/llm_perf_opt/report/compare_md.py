@@ -22,10 +22,17 @@ _TIMES = (
 
 
 def _bounds(column: DeviceTiming) -> str:
-    root = column.timed.nodes.get("root")
-    if root is None or root.total_s <= 0:
+    if column.runtime_run is not None:
+        bound = column.runtime_run.bounds["root"]
+        parts, total = (bound.compute_s, bound.memory_s, bound.overhead_s), bound.total_s
+    else:
+        root = column.timed.nodes.get("root")
+        if root is None:
+            return "-"
+        parts, total = (root.compute_bound_s, root.memory_bound_s, root.overhead_s), root.total_s
+    if total <= 0:
         return "-"
-    return " / ".join(fmt_share(x / root.total_s) for x in (root.compute_bound_s, root.memory_bound_s, root.overhead_s))
+    return " / ".join(fmt_share(x / total) for x in parts)
 
 
 def render_compare_md(comparison: DeviceComparison) -> str:
@@ -66,6 +73,8 @@ def render_compare_md(comparison: DeviceComparison) -> str:
         f"{r.trace.attention} attention, routing {r.trace.routing}. Counts traced once (report `{r.report_id}`); "
         "each device times them on its own dense peaks and bandwidth.",
         "",
+        f"Runtime: {comparison.runtime}{' (text only: no page)' if r.options.text_only else ''}; {comparison.trust}.",
+        "",
         verdict,
         "",
         md_table(header, rows, align="l" + "r" * len(cols)),
@@ -82,6 +91,9 @@ def render_compare_json(comparison: DeviceComparison) -> dict[str, Any]:
         "workload": r.workload.describe(),
         "dtype": r.dtype,
         "attention": r.trace.attention,
+        "runtime": comparison.runtime,
+        "text_only": r.options.text_only,
+        "trust": comparison.trust,
         "memory_bytes": r.memory.total_bytes,
         "devices": [
             {

@@ -310,9 +310,10 @@ def _seconds(r: AnalysisResult, node: TracedNode) -> float:
 
 
 def _closed_form(r: AnalysisResult, node: TracedNode) -> str:
-    analytic = r.analytic.get(node.module_id)
-    if analytic is None:
+    closed = r.analytic.get(node.module_id)
+    if closed is None:
         return "no closed form"
+    analytic = closed.cost
     traced = node.cost.matmul_flops
     if analytic.matmul_flops == traced:
         return "matmul equal"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
+from llm_perf_opt.admission.limits import MAX_BATCH_SIZE
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import (
     fmt_bytes,
@@ -97,12 +98,19 @@ def reproduce_command(result: AnalysisResult) -> str:
     return " ".join(parts)
 
 
+def _beyond_the_batch_bound(max_batch: int) -> str:
+    """A note when memory allows more pages per forward than ``--batch`` accepts (so the suggestion is not one the
+    tool refuses)."""
+    return f"; --batch accepts up to {fmt_int(MAX_BATCH_SIZE)}" if max_batch > MAX_BATCH_SIZE else ""
+
+
 def _title(r: AnalysisResult) -> str:
     w, s, t, cap = r.workload, r.stages, r.throughput, r.capacity
     item = "text-only request" if w.text_only else "page"
     batch = f"a batch of {w.batch_size} {item}s" if w.batch_size > 1 else f"one {item}"
     fits = (
-        f"fits the {fmt_bytes(cap.capacity_bytes)} device (largest batch {fmt_int(cap.max_batch)})"
+        f"fits the {fmt_bytes(cap.capacity_bytes)} device (largest batch {fmt_int(cap.max_batch)}"
+        f"{_beyond_the_batch_bound(cap.max_batch)})"
         if cap.fits
         else f"does **not** fit the {fmt_bytes(cap.capacity_bytes)} device"
     )
@@ -122,7 +130,9 @@ def _title(r: AnalysisResult) -> str:
         f"**End to end {fmt_ms(s.end_to_end_s)}** for {batch} generating {plural(w.max_new_tokens, 'token')}"
         f"{' each' if w.batch_size > 1 else ''}: time to first token {fmt_ms(s.ttft_s)}, then {steps}. "
         + (
-            f"Throughput {t.tokens_per_s:,.1f} tokens/s, {t.pages_per_day:,.0f} pages/day. "
+            f"Throughput {t.tokens_per_s:,.1f} tokens/s"
+            + ("" if w.text_only else f", {t.pages_per_day:,.0f} pages/day")
+            + ". "
             if cap.fits
             else "No throughput: this configuration does not fit the device memory. "
         )
@@ -274,19 +284,7 @@ def _time(r: AnalysisResult) -> str:
     rows.append(_stage_row(r, "root", "**End to end**", s.end_to_end_s))
     rows = _uniform_times(rows, [*seconds, s.end_to_end_s])
     header = ("stage", "time", "share", "FLOPs", "bytes moved", "kernels", "compute / memory / overhead")
-    t = r.throughput
-    throughput = md_table(
-        ("batch", "tokens/s (end to end)", "tokens/s (decode)", "pages/s", "pages/day"),
-        [
-            (
-                str(t.batch_size),
-                f"{t.tokens_per_s:,.1f}",
-                f"{t.decode_tokens_per_s:,.1f}" if s.decode_steps else "- (no decode step)",
-                f"{t.pages_per_s:,.3f}",
-                f"{t.pages_per_day:,.0f}",
-            )
-        ],
-    )
+    throughput = _throughput_table(r)
     parts = [
         "## Time\n",
         md_table(header, rows),
@@ -299,6 +297,27 @@ def _time(r: AnalysisResult) -> str:
     if r.measured:
         parts += ["### Predicted vs measured\n", _measured_table(r)]
     return "\n".join(parts)
+
+
+def _throughput_table(r: AnalysisResult) -> str:
+    """The static-batching rates at the analysed batch; none for a configuration that does not fit, and no page rate
+    for a text-only request (it reads no page)."""
+    if not r.capacity.fits:
+        return "None: this configuration does not fit the device memory (see Memory)."
+    t, w = r.throughput, r.workload
+    no_page = "- (text only, no page)"
+    return md_table(
+        ("batch", "tokens/s (end to end)", "tokens/s (decode)", "pages/s", "pages/day"),
+        [
+            (
+                str(t.batch_size),
+                f"{t.tokens_per_s:,.1f}",
+                f"{t.decode_tokens_per_s:,.1f}" if r.stages.decode_steps else "- (no decode step)",
+                no_page if w.text_only else f"{t.pages_per_s:,.3f}",
+                no_page if w.text_only else f"{t.pages_per_day:,.0f}",
+            )
+        ],
+    )
 
 
 def _measured_table(r: AnalysisResult) -> str:

@@ -23,7 +23,9 @@ def _load(load: Mapping[str, Any]) -> str:
     loop = (
         f"closed loop, {load['concurrency']} clients" if load["concurrency"] else f"open loop, {load['rate']:g} req/s"
     )
-    return f"{loop}, {load['requests']} requests, seed {load['seed']}"
+    skipped = load.get("latency_skips_first", 0)
+    warmup = f" (latencies leave out the first {skipped}, the opening burst)" if skipped else ""
+    return f"{loop}, {load['requests']} requests{warmup}, seed {load['seed']}"
 
 
 def _requests(req: Mapping[str, Any]) -> str:
@@ -49,7 +51,7 @@ def simulation_text(m: Mapping[str, Any]) -> str:
             f"{label} ms: mean {s['mean']:,.2f}  p50 {s['p50']:,.2f}  p90 {s['p90']:,.2f}  p99 {s['p99']:,.2f}"
         )
     lines += [
-        f"memory: weights {mem['weights_gib']:.2f} GiB, KV cache {mem['kv_cache_gib']:.2f} GiB "
+        f"memory: weights {mem['weights_gb']:.2f} GB, KV cache {mem['kv_cache_gb']:.2f} GB "
         f"({mem['kv_capacity_tokens']:,} tokens, peak {mem['kv_peak_usage']:.0%} used); preemptions {m['preemptions']}",
         f"scheduler: max_num_seqs {sch['max_num_seqs']}, max_num_batched_tokens {sch['max_num_batched_tokens']}, "
         f"block size {sch['block_size']}, memory fraction {sch['memory_fraction']:g} ({sch['source']})",
@@ -75,12 +77,13 @@ def simulation_markdown(m: Mapping[str, Any], curve: Sequence[tuple[int, Mapping
         f"{thr['output_tokens_per_s']:,.1f} output tokens/s, {thr['input_tokens_per_s']:,.1f} input tokens/s.\n\n"
         "| latency (ms) | mean | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|\n"
         + "\n".join(_stats_row(n, m[k]) for n, k in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("e2e", "e2e_ms")))
-        + f"\n\n**Memory** weights {mem['weights_gib']:.2f} GiB, workspace {mem['workspace_gib']:.2f} GiB, KV cache "
-        f"{mem['kv_cache_gib']:.2f} GiB = {mem['kv_capacity_tokens']:,} tokens ({mem['kv_blocks']:,} blocks of "
+        + f"\n\n**Memory** weights {mem['weights_gb']:.2f} GB, workspace {mem['workspace_gb']:.2f} GB, KV cache "
+        f"{mem['kv_cache_gb']:.2f} GB = {mem['kv_capacity_tokens']:,} tokens ({mem['kv_blocks']:,} blocks of "
         f"{mem['block_size']}), peak {mem['kv_peak_usage']:.0%} used; {m['preemptions']} preemptions.\n\n"
         "## Scheduler and cache settings\n\n| setting | value |\n|---|---|\n"
         + settings
-        + "\n\n## Throughput against latency over concurrency (closed loop, 4 requests per client, at least 16)\n\n"
+        + "\n\n## Throughput against latency over concurrency (closed loop, 4 requests per client, at least 16; "
+        "latencies leave out each run's opening burst)\n\n"
         "| concurrency | pages/day | output tokens/s | p90 TTFT ms | p90 TPOT ms | preemptions |\n"
         "|---:|---:|---:|---:|---:|---:|\n" + rows + "\n\n![Throughput against p90 latency](curve.png) "
         "([SVG](curve.svg))\n\n![KV cache and batch size over time](timeline.png) ([SVG](timeline.svg))\n"

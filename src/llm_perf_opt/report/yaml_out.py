@@ -137,8 +137,9 @@ def _device(r: AnalysisResult) -> dict[str, Any]:
 
 
 def _time(r: AnalysisResult) -> dict[str, Any]:
-    t = r.throughput
-    stages = {k: rounded(v) for k, v in r.stages.as_ms().items()}
+    stages: dict[str, float | None] = {k: rounded(v) for k, v in r.stages.as_ms().items()}
+    if not r.stages.decode_steps:
+        stages["tpot_ms"] = None  # no decode step: there is no time per output token, not a zero one
     bounds = {}
     for stage in ("vision", "projector", "prefill", "decode", "other", "root"):
         bound = stage_bound(r, stage)
@@ -153,14 +154,25 @@ def _time(r: AnalysisResult) -> dict[str, Any]:
         "decode_steps": r.stages.decode_steps,
         "bounds": bounds,
         **({"per_module_times": eager_note(r).replace("**", "")} if runtime_timed(r) else {}),
-        "throughput": {
-            "batch_size": t.batch_size,
-            "tokens_per_s": rounded(t.tokens_per_s),
-            "decode_tokens_per_s": rounded(t.decode_tokens_per_s),
-            "pages_per_s": rounded(t.pages_per_s),
-            "pages_per_day": rounded(t.pages_per_day),
-        },
+        "throughput": _throughput(r),
         "measured": _plain(dict(r.measured)) if r.measured else None,
+    }
+
+
+def _throughput(r: AnalysisResult) -> dict[str, Any]:
+    """Rates at the analysed batch; null when the configuration does not fit the device (as report.md and
+    ``analyze --format json`` say), page rates null for a text-only request (it reads no page)."""
+    t, fits, pages = r.throughput, r.capacity.fits, not r.workload.text_only
+
+    def rate(value: float, *, per_page: bool = False) -> float | None:
+        return rounded(value) if fits and (pages or not per_page) else None
+
+    return {
+        "batch_size": t.batch_size,
+        "tokens_per_s": rate(t.tokens_per_s),
+        "decode_tokens_per_s": rate(t.decode_tokens_per_s) if r.stages.decode_steps else None,
+        "pages_per_s": rate(t.pages_per_s, per_page=True),
+        "pages_per_day": rate(t.pages_per_day, per_page=True),
     }
 
 

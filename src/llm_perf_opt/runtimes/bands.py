@@ -23,11 +23,14 @@ ERROR_BANDS: Mapping[str, str] = {
     "hf-flash": _H100 + " (the sdpa measurements run fused attention as flash does)",
     "hf-cuda-graph": (
         "not validated against a published single-request measurement (docs/validation-runtimes.md); no GPU run "
-        "of HF static cache + CUDA graphs is committed yet"
+        "of HF static cache + CUDA graphs is committed yet (benchmarks/gpu_cuda_graph.py measures one at batch 1, "
+        "8 and 32)"
     ),
     "vllm": (
-        "not validated against a published single-request measurement (docs/validation-runtimes.md); the A100-40G "
-        "serving points (conditions not stated) come out 2.3-2.4x above the published throughput, simulated"
+        "not validated against a published single-request measurement (docs/validation-runtimes.md); serving "
+        "points whose conditions are not stated come out above the published throughput, simulated: A100-40G "
+        "2.3-2.4x, A10 DeepSeek-OCR-2 pages (vision + prefill) 1.6x, H100 pages/s (derived from LightOn's claim) 4.5x: "
+        "an upper bound"
     ),
     "sglang": (
         "+-19% on 2 published single-request holdout(s) (docs/validation-runtimes.md: MI300X TPOT, H200 OCR-2 TTFT; "

@@ -9,6 +9,7 @@ one kernel each): the vision encoders and the projector for every runtime.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from attrs import field, frozen
 
@@ -162,6 +163,13 @@ class Runtime:
         },
     )
     overlap: bool = field(default=True, metadata={"help": "host launches overlap device execution"})
+    fused_moe: bool = field(
+        default=False,
+        metadata={
+            "help": "routed experts run as one grouped Triton GEMM whose per-expert M tiles are padded "
+            "(runtimes.moe_kernel); False: an expert loop that computes exactly its tokens"
+        },
+    )
     attention: tuple[str, ...] = field(default=("flash", "eager"), metadata={"help": "attention kinds it runs"})
     unmapped: tuple[str, ...] = field(
         default=("vision", "projector"), metadata={"help": "stages counted eager (traced ops, one kernel each)"}
@@ -200,60 +208,71 @@ HOST_BASIS: Mapping[str, str] = {
 _SGLANG_PREFILL_HOST_S = 11.4e-3
 """SGLang's host time per prefill iteration on the scheduler (fitted; see :data:`runtimes.fit.FITTED_ON`)."""
 
-RUNTIMES: Mapping[str, Runtime] = {
-    "hf-eager": Runtime(
-        runtime_id="hf-eager",
-        description="HuggingFace transformers, eager PyTorch op by op (today's model, the default)",
-        overlap=False,
-        unmapped=("vision", "projector", "prefill", "decode"),
-    ),
-    "hf-flash": Runtime(
-        runtime_id="hf-flash",
-        description="HuggingFace transformers with flash_attention_2 (fused attention, everything else op by op)",
-        overlap=False,
-        attention=("flash",),
-        unmapped=("vision", "projector", "prefill", "decode"),
-    ),
-    "hf-cuda-graph": Runtime(
-        runtime_id="hf-cuda-graph",
-        description="HuggingFace static cache + torch.compile(mode='reduce-overhead'): decode in CUDA graphs",
-        rules=_hf_graph_rules(),
+
+def _op_by_op(runtime_id: str, description: str, attention: tuple[str, ...]) -> Runtime:
+    """A HuggingFace runtime that launches every traced op as one kernel, host and device in turn."""
+    unmapped = ("vision", "projector", "prefill", "decode")
+    return Runtime(
+        runtime_id=runtime_id, description=description, overlap=False, attention=attention, unmapped=unmapped
+    )
+
+
+def _graphed(runtime_id: str, description: str, rules: Mapping[str, UnitRule], **facts: Any) -> Runtime:
+    """A runtime with a kernel map that replays decode in CUDA graphs and runs flash attention only; ``facts``: the
+    rest of its :class:`Runtime` fields (graph batch, host costs, fused MoE)."""
+    return Runtime(
+        runtime_id=runtime_id,
+        description=description,
+        rules=rules,
         graph_decode=True,
+        attention=("flash",),
+        **facts,
+    )
+
+
+RUNTIMES: Mapping[str, Runtime] = {
+    "hf-eager": _op_by_op(
+        "hf-eager", "HuggingFace transformers, eager PyTorch op by op (today's model, the default)", ("flash", "eager")
+    ),
+    "hf-flash": _op_by_op(
+        "hf-flash",
+        "HuggingFace transformers with flash_attention_2 (fused attention, everything else op by op)",
+        ("flash",),
+    ),
+    "hf-cuda-graph": _graphed(
+        "hf-cuda-graph",
+        "HuggingFace static cache + torch.compile(mode='reduce-overhead'): decode in CUDA graphs",
+        _hf_graph_rules(),
         max_graph_batch=256,
         host_per_kernel_s=10e-6,
         step_host_s=200e-6,
-        attention=("flash",),
     ),
-    "vllm": Runtime(
-        runtime_id="vllm",
-        description="vLLM V1 (fused kernels, paged flash attention, fused MoE, CUDA graphs)",
-        rules=_vllm_rules(
-            _VLLM, 5, ("QKV GEMM", "rotary_embedding", "reshape_and_cache_flash", "flash_attn", "o GEMM")
-        ),
-        graph_decode=True,
+    "vllm": _graphed(
+        "vllm",
+        "vLLM V1 (fused kernels, paged flash attention, fused MoE, CUDA graphs)",
+        _vllm_rules(_VLLM, 5, ("QKV GEMM", "rotary_embedding", "reshape_and_cache_flash", "flash_attn", "o GEMM")),
         graph_mixed="piecewise",
         max_graph_batch=512,
+        fused_moe=True,
         host_per_kernel_s=5e-6,
         step_host_s=150e-6,
         request_overhead_s=3e-3,
-        attention=("flash",),
     ),
-    "sglang": Runtime(
-        runtime_id="sglang",
-        description="SGLang (fused kernels, radix/paged attention, fused MoE, CUDA graphs for decode)",
-        rules=_vllm_rules(
+    "sglang": _graphed(
+        "sglang",
+        "SGLang (fused kernels, radix/paged attention, fused MoE, CUDA graphs for decode)",
+        _vllm_rules(
             _SGL,
             6,
             ("QKV GEMM", "rotary_embedding", "set_kv_buffer", "decode attention", "attention reduce", "o GEMM"),
         ),
-        graph_decode=True,
         max_graph_batch=160,
+        fused_moe=True,
         host_per_kernel_s=15e-6,
         step_host_s=430e-6,  # fitted: runtimes.fit.FITTED_ON["sglang.step_host_s"]
         # the 17.8 ms a c=1 TTFT spends beyond the prefill's kernels, split between the engine thread and outside it
         request_overhead_s=17.8e-3 - _SGLANG_PREFILL_HOST_S,  # fitted: FITTED_ON["sglang.request_overhead_s"]
         prefill_host_s=_SGLANG_PREFILL_HOST_S,  # fitted: runtimes.fit.FITTED_ON["sglang.prefill_host_s"]
-        attention=("flash",),
     ),
 }
 

@@ -13,15 +13,16 @@ simulator uses, so a request alone in the simulator gets the same TTFT and TPOT.
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from attrs import field, frozen
 
-from llm_perf_opt.perf.efficiency import DeviceProfile
 from llm_perf_opt.perf.iteration import BatchComposition, PrefillChunk
 from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.classes import class_of
-from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, check_supported, decoder_config, family_of
-from llm_perf_opt.runtimes.timer import ForwardTerms, RuntimeIterationTimer, lone_request_timer
+from llm_perf_opt.runtimes.costs import check_supported, decoder_config, family_of
+from llm_perf_opt.runtimes.timer import ForwardTerms, LoneRequest, RuntimeIterationTimer, lone_request_timer
 
 __all__ = ["ModuleShare", "RuntimeRun", "StageBound", "decode_breakdown", "runtime_run"]
 
@@ -138,30 +139,13 @@ def decode_breakdown(
     return tuple(sorted(shares, key=lambda m: (-m.seconds, m.module)))
 
 
-def runtime_run(
-    *,
-    runtime: str | Runtime,
-    config: ModelConfig,
-    workload: WorkloadLike,
-    device: str,
-    dtype: str = "bf16",
-    attention: str = "flash",
-    profile: DeviceProfile | None = None,
-    text_only: bool = False,
-) -> RuntimeRun:
+def runtime_run(**request: Unpack[LoneRequest]) -> RuntimeRun:
     """Stage seconds of ``workload`` (batch ``B``, ``N`` generated tokens) on ``runtime`` (see the module doc)."""
+    runtime, workload = request["runtime"], request["workload"]
     chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
-    check_supported(chosen, attention=attention)
-    timer, key, s = lone_request_timer(
-        runtime=chosen,
-        config=config,
-        device=device,
-        workload=workload,
-        dtype=dtype,
-        attention=attention,
-        profile=profile,
-        text_only=text_only,
-    )
+    check_supported(chosen, attention=request.get("attention", "flash"))
+    text_only = request.get("text_only", False)
+    timer, key, s = lone_request_timer(**request)
     b = workload.batch_size
     pages = 0 if text_only else 1
     first = BatchComposition(
@@ -186,7 +170,10 @@ def runtime_run(
         prefill=timer.forward_terms(first),
         vision_bound=bound,
         breakdown=decode_breakdown(
-            timer, family=family_of(config), dense=decoder_config(config).first_k_dense_replace, contexts=mid
+            timer,
+            family=family_of(request["config"]),
+            dense=decoder_config(request["config"]).first_k_dense_replace,
+            contexts=mid,
         ),
         batch_size=b,
         bounds=bounds,

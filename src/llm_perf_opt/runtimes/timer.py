@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Required, TypedDict, Unpack
 
 from attrs import evolve, field, frozen
 
@@ -38,11 +39,13 @@ from llm_perf_opt.perf.tree import stage_of
 from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, decoder_config, fused_costs
 from llm_perf_opt.runtimes.kernel_map import FusedNode
+from llm_perf_opt.runtimes.moe_kernel import fused_moe_efficiency
 from llm_perf_opt.workloads import expected_distinct_experts
 
 __all__ = [
     "DEVICE_KERNEL_GAP_S",
     "ForwardTerms",
+    "LoneRequest",
     "RequestTimes",
     "RuntimeIterationTimer",
     "device_kernel_gap_s",
@@ -193,7 +196,7 @@ class RuntimeIterationTimer:
     probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
     _cache: dict[BatchComposition, float] = field(factory=dict)
     _aligned: list[tuple[_Row | None, _Row | None, list[float]]] = field(factory=list)
-    _decode_coeffs: list[tuple[float, float, float, float, float, bool, float, bool, bool]] = field(factory=list)
+    _decode_coeffs: list[tuple[float, float, float, float, float, float, bool, float, bool, bool]] = field(factory=list)
 
     def iteration_s(self, batch: BatchComposition) -> float:
         """Seconds of one engine iteration (see the module docstring); cached per composition."""
@@ -240,6 +243,15 @@ class RuntimeIterationTimer:
         e, k = self.experts
         return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
+    def moe_efficiency(self, tokens: int) -> float:
+        """Useful fraction of the routed experts' matmul rows in an iteration of ``tokens`` tokens: the fused-MoE
+        kernel's padded M tiles (:func:`~llm_perf_opt.runtimes.moe_kernel.fused_moe_efficiency`) for runtimes that
+        run one (``Runtime.fused_moe``), else 1 (an eager expert loop computes exactly its tokens)."""
+        e, k = self.experts
+        if not (self.runtime.fused_moe and e and tokens):
+            return 1.0
+        return fused_moe_efficiency(T=tokens, E=e, k=k)
+
     def _decode_only_s(self, dec: _Side, graphed: str) -> float:
         """Decode-only iterations (the common case in serving): each row's counters folded into seconds per token,
         per pair and per key once, so a step costs a few float operations per kernel group."""
@@ -247,10 +259,11 @@ class RuntimeIterationTimer:
             self._fold_decode()
         base = self.probe_coverage["decode"]
         scale = self._coverage(dec.tokens) / base if base else 1.0
+        inv_moe = 1.0 / self.moe_efficiency(dec.tokens)
         t, pairs, keys = dec.tokens, dec.pairs, dec.keys
         roof = launch = 0.0
-        for c_tok, c_pair, m_tok, m_key, m_fixed, expert, kernels, graphable, attention in self._decode_coeffs:
-            compute = c_tok * t + c_pair * pairs
+        for c_mm, c_vec, c_pair, m_tok, m_key, m_fixed, expert, kernels, graphable, attention in self._decode_coeffs:
+            compute = (c_mm * inv_moe if expert else c_mm) * t + c_vec * t + c_pair * pairs
             memory = m_tok * t + m_key * keys + (m_fixed * scale if expert else m_fixed)
             roof += compute if compute >= memory else memory
             k = kernels * scale if expert and not self.runtime.rules else kernels
@@ -264,7 +277,7 @@ class RuntimeIterationTimer:
         return roof + launch
 
     def _decode_kernels(self, scale: float) -> float:
-        return sum(row[6] * scale if row[5] and not self.runtime.rules else row[6] for row in self._decode_coeffs)
+        return sum(row[7] * scale if row[6] and not self.runtime.rules else row[7] for row in self._decode_coeffs)
 
     def _fold_decode(self) -> None:
         profile = self.rates.profile
@@ -274,7 +287,8 @@ class RuntimeIterationTimer:
             inv = 1.0 / profile.category_efficiency[CATEGORIES[r.category]]
             self._decode_coeffs.append(
                 (
-                    (r.f_tok / self.rates.matmul_peak_flops + r.v_tok / self.rates.vector_peak_flops) * inv,
+                    r.f_tok / self.rates.matmul_peak_flops * inv,
+                    r.v_tok / self.rates.vector_peak_flops * inv,
                     (r.f_pair / self.rates.matmul_peak_flops + r.v_pair / self.rates.vector_peak_flops) * inv,
                     r.b_tok * per_byte,
                     r.b_key * per_byte,
@@ -299,6 +313,7 @@ class RuntimeIterationTimer:
         scale = self._coverage(pre.tokens + dec.tokens)
         base = self.probe_coverage["prefill" if pre.tokens else "decode"]
         scale = scale / base if base else 1.0
+        inv_moe = 1.0 / self.moe_efficiency(pre.tokens + dec.tokens)
         op_by_op = not self.runtime.rules
         overlap = self.runtime.overlap
         host_k = self.runtime.host_per_kernel_s
@@ -328,6 +343,7 @@ class RuntimeIterationTimer:
                 kernels = max(kernels, d.kernels)
             if first.expert:
                 fixed *= scale
+                f *= inv_moe
                 if op_by_op:
                     kernels *= scale
             compute = (f * inv_mm + v * inv_vec) * inv_eff[first.category]
@@ -385,6 +401,7 @@ class RuntimeIterationTimer:
         per_byte = self.rates.bytes_scale / (self.rates.memory_bandwidth_bytes_per_s * profile.memory_efficiency)
         eff = [profile.category_efficiency[c] for c in CATEGORIES]
         cover = self._coverage(pre.tokens + dec.tokens)
+        moe = self.moe_efficiency(pre.tokens + dec.tokens)
         roof = compute_s = gap = launch = 0.0
         kernels_total = bytes_total = 0.0
         keys = set(self.prefill_rows if pre.tokens else ()) | set(self.decode_rows if dec.tokens else ())
@@ -409,6 +426,7 @@ class RuntimeIterationTimer:
                 base = self.probe_coverage["prefill" if pre.tokens else "decode"]
                 scale = cover / base if base else 1.0
                 fixed *= scale
+                f /= moe
                 if not self.runtime.rules:
                     kernels *= scale
             b += fixed
@@ -579,54 +597,42 @@ def runtime_iteration_timer(
     return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, key)
 
 
-def single_request_times(
-    *,
-    runtime: str | Runtime,
-    config: ModelConfig,
-    device: str,
-    workload: WorkloadLike,
-    dtype: str = "bf16",
-    attention: str = "flash",
-    profile: DeviceProfile | None = None,
-    text_only: bool = False,
-) -> RequestTimes:
+class LoneRequest(TypedDict, total=False):
+    """The arguments of one request alone on a runtime (:func:`single_request_times`, :func:`lone_request_timer`,
+    :func:`llm_perf_opt.runtimes.request.runtime_run`): the first four are required; ``dtype`` defaults to bf16,
+    ``attention`` to flash, ``profile`` to None (the runtime's own) and ``text_only`` to False."""
+
+    runtime: Required[str | Runtime]
+    config: Required[ModelConfig]
+    device: Required[str]
+    workload: Required[WorkloadLike]
+    dtype: str
+    attention: str
+    profile: DeviceProfile | None
+    text_only: bool
+
+
+def single_request_times(**request: Unpack[LoneRequest]) -> RequestTimes:
     """TTFT and TPOT of one request of ``workload`` alone on ``runtime`` (``text_only``: no page, the prompt only)."""
-    timer, key, prompt = lone_request_timer(
-        runtime=runtime,
-        config=config,
-        device=device,
-        workload=workload,
-        dtype=dtype,
-        attention=attention,
-        profile=profile,
-        text_only=text_only,
-    )
-    return timer.request_times(prompt_tokens=prompt, max_new_tokens=workload.max_new_tokens, vision_key=key)
+    timer, key, prompt = lone_request_timer(**request)
+    return timer.request_times(prompt_tokens=prompt, max_new_tokens=request["workload"].max_new_tokens, vision_key=key)
 
 
-def lone_request_timer(
-    *,
-    runtime: str | Runtime,
-    config: ModelConfig,
-    device: str,
-    workload: WorkloadLike,
-    dtype: str = "bf16",
-    attention: str = "flash",
-    profile: DeviceProfile | None = None,
-    text_only: bool = False,
-) -> tuple[RuntimeIterationTimer, str, int]:
+def lone_request_timer(**request: Unpack[LoneRequest]) -> tuple[RuntimeIterationTimer, str, int]:
     """The timer of one request of ``workload`` alone, the ``vision_key`` its page is priced under and its prompt
     length ``S``: a page request uses ``"page"`` and the workload's ``seq_len`` (image tokens + prompt + BOS); a
     ``text_only`` one has no page (``""``, the workload serving only as the decoder probe) and ``S`` = prompt + BOS.
     """
+    text_only = request.get("text_only", False)
+    workload = request["workload"]
     key = "" if text_only else "page"
     timer = runtime_iteration_timer(
-        runtime=runtime,
-        config=config,
-        device=device,
-        dtype=dtype,
+        runtime=request["runtime"],
+        config=request["config"],
+        device=request["device"],
+        dtype=request.get("dtype", "bf16"),
         workloads={key: workload},
-        attention=attention,
-        profile=profile,
+        attention=request.get("attention", "flash"),
+        profile=request.get("profile"),
     )
     return timer, key, workload.prompt_tokens + 1 if text_only else workload.seq_len

@@ -16,7 +16,7 @@ from attrs import field, frozen
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf.iteration import BatchComposition, PrefillChunk
-from llm_perf_opt.runtimes.catalog import get_runtime
+from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike
 from llm_perf_opt.runtimes.published import PublishedPoint, PublishedSource
 from llm_perf_opt.runtimes.timer import RuntimeIterationTimer, device_kernel_gap_s, runtime_iteration_timer
@@ -68,10 +68,16 @@ class PointResult:
         return None if self.error is None else abs(self.error) <= GOAL
 
 
-def _timer(point: PublishedPoint, config: ModelConfig, workload: WorkloadLike) -> RuntimeIterationTimer:
+def _timer(
+    point: PublishedPoint, config: ModelConfig, workload: WorkloadLike, runtimes: Mapping[str, Runtime]
+) -> RuntimeIterationTimer:
     key = "" if point.text_only else "page"
     return runtime_iteration_timer(
-        runtime=point.runtime, config=config, device=point.device, dtype=point.dtype, workloads={key: workload}
+        runtime=runtimes.get(point.runtime, point.runtime),
+        config=config,
+        device=point.device,
+        dtype=point.dtype,
+        workloads={key: workload},
     )
 
 
@@ -93,11 +99,13 @@ def _decode_facts(timer: RuntimeIterationTimer, contexts: tuple[int, ...]) -> st
     )
 
 
-def _single_request(configs: Mapping[str, ModelConfig], workloads: WorkloadFactory) -> Predictor:
+def _single_request(
+    configs: Mapping[str, ModelConfig], workloads: WorkloadFactory, runtimes: Mapping[str, Runtime]
+) -> Predictor:
     def predict(point: PublishedPoint) -> Predicted:
         config = configs[point.model]
         workload = workloads(point)
-        timer = _timer(point, config, workload)
+        timer = _timer(point, config, workload, runtimes)
         prompt = _prompt(point, workload)
         output = point.output_tokens or 2
         times = timer.request_times(
@@ -145,12 +153,14 @@ def steady_state_serving(
     return C * N / total, C / total
 
 
-def _serving(configs: Mapping[str, ModelConfig], workloads: WorkloadFactory) -> Predictor:
+def _serving(
+    configs: Mapping[str, ModelConfig], workloads: WorkloadFactory, runtimes: Mapping[str, Runtime]
+) -> Predictor:
     def predict(point: PublishedPoint) -> Predicted:
         if point.concurrency is None or point.output_tokens is None:
             raise UserError(f"published point {point.point_id}: a serving point needs concurrency and output_tokens")
         workload = workloads(point)
-        timer = _timer(point, configs[point.model], workload)
+        timer = _timer(point, configs[point.model], workload, runtimes)
         prompt = _prompt(point, workload)
         c, n = point.concurrency, point.output_tokens
         tokens_s, pages_s = steady_state_serving(
@@ -171,9 +181,16 @@ def _serving(configs: Mapping[str, ModelConfig], workloads: WorkloadFactory) -> 
     return predict
 
 
-def default_predictors(configs: Mapping[str, ModelConfig], workloads: WorkloadFactory) -> dict[str, Predictor]:
-    """The built-in predictor per kind (``configs``: model id -> config; ``workloads``: a point's page workload)."""
-    return {"single-request": _single_request(configs, workloads), "serving": _serving(configs, workloads)}
+def default_predictors(
+    configs: Mapping[str, ModelConfig], workloads: WorkloadFactory, *, runtimes: Mapping[str, Runtime] | None = None
+) -> dict[str, Predictor]:
+    """The built-in predictor per kind (``configs``: model id -> config; ``workloads``: a point's page workload;
+    ``runtimes``: variants to use instead of the catalog's, by runtime id, e.g. to show what one rule changes)."""
+    chosen = runtimes or {}
+    return {
+        "single-request": _single_request(configs, workloads, chosen),
+        "serving": _serving(configs, workloads, chosen),
+    }
 
 
 def validate(sources: Sequence[PublishedSource], predictors: Mapping[str, Predictor]) -> list[PointResult]:

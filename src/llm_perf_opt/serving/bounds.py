@@ -55,7 +55,7 @@ def decode_floors(config: ModelConfig, workload: Workload | Ocr2Workload, *, dty
         tree = analytic_costs(config, probe)
     else:
         raise ValueError("the workload does not belong to the model")
-    step, pre = tree["decode"], tree["prefill"]
+    step, pre = tree["decode"].cost, tree["prefill"].cost
     dec = decoder_of(config)
     return DecodeFloors(
         step_weight_bytes=step.weight_bytes_read,

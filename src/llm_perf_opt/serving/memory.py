@@ -78,13 +78,14 @@ class KvBudget:
         return self.blocks * self.block_size
 
     def as_dict(self) -> dict[str, Any]:
-        """``weights_gib``, ``kv_cache_gib``, ``kv_capacity_tokens`` and the split (GiB = 2**30 B)."""
+        """``weights_gb``, ``kv_cache_gb``, ``kv_capacity_tokens`` and the split (GB = 1e9 B, as analyze, sweep and
+        compare print memory: docs/conventions.md section 3)."""
         return {
-            "weights_gib": round(self.weights_bytes / GIB, 4),
-            "kv_cache_gib": round(self.kv_bytes / GIB, 4),
+            "weights_gb": round(self.weights_bytes / 1e9, 4),
+            "kv_cache_gb": round(self.kv_bytes / 1e9, 4),
             "kv_capacity_tokens": self.capacity_tokens,
-            "workspace_gib": round(self.workspace_bytes / GIB, 4),
-            "device_gib": round(self.capacity_bytes / GIB, 4),
+            "workspace_gb": round(self.workspace_bytes / 1e9, 4),
+            "device_gb": round(self.capacity_bytes / 1e9, 4),
             "memory_fraction": self.fraction,
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "block_size": self.block_size,

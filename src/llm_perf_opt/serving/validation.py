@@ -112,11 +112,15 @@ def fit_prefill_host_s(
     return (low + high) / 2
 
 
-def serving_predictor(configs: Mapping[str, ModelConfig], workloads: WorkloadFactory) -> Predictor:
-    """The ``serving`` entry of :func:`llm_perf_opt.runtimes.validation.validate`'s predictors."""
+def serving_predictor(
+    configs: Mapping[str, ModelConfig], workloads: WorkloadFactory, *, runtimes: Mapping[str, Runtime] | None = None
+) -> Predictor:
+    """The ``serving`` entry of :func:`llm_perf_opt.runtimes.validation.validate`'s predictors (``runtimes``:
+    variants to simulate instead of the catalog's, by runtime id)."""
+    chosen = runtimes or {}
 
     def predict(point: PublishedPoint) -> Predicted:
-        m = simulate_point(point, configs, workloads)
+        m = simulate_point(point, configs, workloads, runtime=chosen.get(point.runtime))
         s, e, mem = m["scheduler"], m["engine"], m["memory"]
         req = m["requests"]
         prompt = 1 + req["image_tokens"] + (point.prompt_tokens - 1 if point.text_only and point.prompt_tokens else 9)

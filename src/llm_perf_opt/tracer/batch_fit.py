@@ -5,9 +5,10 @@ These stages are traced at three small batches ``b1 < b2 < b3`` (consecutive: 1,
 ``B``; the language stages are traced at ``B`` itself (their cost does not grow with rows, and MoE expert coverage,
 which is not affine in the batch, is then exactly what the routing model gives at ``B``).
 
-For every ``(stage, path, category, op)`` row of the kept stages, every call count and every ModuleList chain
-count (all *additive*), the three values must satisfy ``(v2 - v1) * (b3 - b1) == (v3 - v1) * (b2 - b1)``; then
-``v(B) = v1 + (v2 - v1) * (B - b1) / (b2 - b1)``, which must be a non-negative integer.
+For every counter of every ``(stage, path, category, op)`` row of the kept stages, every call count and every
+ModuleList chain count (all *additive*), the three values must satisfy
+``(v2 - v1) * (b3 - b1) == (v3 - v1) * (b2 - b1)``; then ``v(B) = v1 + (v2 - v1) * (B - b1) / (b2 - b1)``, which
+must be a non-negative integer.
 
 *Levels* (peaks, KV held) are extrapolated through the two largest points only, ``v(B) = v2 + (v3 - v2) * (B - b2)
 / (b3 - b2)`` for ``B >= b2`` (``v1`` at ``B = b1``): the first row may see a different live set than the later
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection, Hashable, Mapping
 from fractions import Fraction
 
+from llm_perf_opt.core.counts import COST_FIELDS, Counters
 from llm_perf_opt.tracer.decode_fit import ordered_keys
 from llm_perf_opt.tracer.raw import RawTrace
 
@@ -77,6 +79,10 @@ def _triple(maps: tuple[Mapping[Hashable, int], ...], key: Hashable) -> tuple[in
     return maps[0].get(key, 0), maps[1].get(key, 0), maps[2].get(key, 0)
 
 
+def _field_triple(rows: list[Counters], name: str) -> tuple[int, int, int]:
+    return getattr(rows[0], name), getattr(rows[1], name), getattr(rows[2], name)
+
+
 def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     """The three traced points (each already restricted to the extrapolated stages) at ``batch``.
 
@@ -88,11 +94,12 @@ def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     b = (idx[0], idx[1], idx[2])
     raws = tuple(points[i] for i in b)
     out = RawTrace()
+    zero = Counters()
     for key in ordered_keys(r.table for r in raws):
-        rows = [r.table.get(key, [0] * 9) for r in raws]
-        out.table[key] = [
-            _additive(f"{key} column {c}", (rows[0][c], rows[1][c], rows[2][c]), b, batch) for c in range(9)
-        ]
+        rows = [r.table.get(key, zero) for r in raws]
+        out.table[key] = Counters(
+            **{name: _additive(f"{key} {name}", _field_triple(rows, name), b, batch) for name in COST_FIELDS}
+        )
     for attr, fit in (("calls", _additive), ("peaks", _level), ("kv_held", _level)):
         maps = tuple(getattr(r, attr) for r in raws)
         target: dict[Hashable, int] = getattr(out, attr)

@@ -24,6 +24,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any, TypeVar
 
+from llm_perf_opt.core.counts import COST_FIELDS, Counters
 from llm_perf_opt.tracer.nodedata import NodeData
 
 _K = TypeVar("_K", bound=Hashable)
@@ -88,15 +89,15 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
     data = [steps[i] for i in idx]
     out = NodeData()
     keys = ordered_keys(d.table for d in data)
-    zero = [0] * 9
+    zero = Counters()
     for key in keys:
         rows = [d.table.get(key, zero) for d in data]
-        total = []
-        for col in range(len(zero)):
-            triple = (rows[0][col], rows[1][col], rows[2][col])
-            _check(f"{key} column {col}", triple, idx)
-            total.append(integrate_affine(v1=triple[0], v3=triple[2], i1=i1, i3=i3, n=n))
-        out.table[key] = total
+        total: dict[str, int] = {}
+        for name in COST_FIELDS:
+            triple = (getattr(rows[0], name), getattr(rows[1], name), getattr(rows[2], name))
+            _check(f"{key} {name}", triple, idx)
+            total[name] = integrate_affine(v1=triple[0], v3=triple[2], i1=i1, i3=i3, n=n)
+        out.table[key] = Counters(**total)
     for attr in ("calls", "peaks", "kv_held"):
         maps = tuple(getattr(d, attr) for d in data)
         target: dict[Hashable, int] = getattr(out, attr)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData
-from llm_perf_opt.tracer.raw import RawTrace, row_cost
+from llm_perf_opt.tracer.raw import RawTrace
 from llm_perf_opt.tracer.result import OpLedgerEntry, UnsupportedOp
 from llm_perf_opt.tracer.tree import node_id
 
@@ -17,15 +18,14 @@ def build_ledger(
     data: NodeData, buckets: Mapping[str, tuple[str, str, str]]
 ) -> tuple[dict[str, OpLedgerEntry], tuple[UnsupportedOp, ...]]:
     """Per op: bucket, rule, count and total cost; and the unsupported ops with the node ids they ran in."""
-    sums: dict[str, list[int]] = {}
+    sums: dict[str, Counters] = {}
     where: dict[str, set[str]] = {}
     for (stage, pattern, _, op), row in data.table.items():
         acc = sums.get(op)
         if acc is None:
-            sums[op] = list(row)
+            sums[op] = row.copy()
         else:
-            for i, v in enumerate(row):
-                acc[i] += v
+            acc.add(row)
         if buckets[op][0] == "unsupported":
             where.setdefault(op, set()).add(node_id(stage, pattern))
     ledger: dict[str, OpLedgerEntry] = {}
@@ -37,11 +37,11 @@ def build_ledger(
             bucket=bucket,  # type: ignore[arg-type]
             rule=rule,
             reason=reason,
-            count=row[0],
-            cost=row_cost(row, counted=bucket == "counted"),
+            count=row.kernels,
+            cost=row.to_cost(kernels=bucket == "counted"),
         )
     unsupported = tuple(
-        UnsupportedOp(op=op, count=sums[op][0], module_paths=tuple(sorted(where[op]))) for op in sorted(where)
+        UnsupportedOp(op=op, count=sums[op].kernels, module_paths=tuple(sorted(where[op]))) for op in sorted(where)
     )
     return ledger, unsupported
 

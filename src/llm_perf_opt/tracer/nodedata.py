@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from attrs import define, field
 
+from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.grouping import StageGrouping
 from llm_perf_opt.tracer.raw import RawTrace, accumulate
 
@@ -23,8 +24,8 @@ NodeKey = tuple[str, Pattern]
 
 @define
 class NodeData:
-    table: dict[tuple[str, Pattern, str, str], list[int]] = field(factory=dict)
-    """(stage, pattern, category, op) -> row (raw.ROW_FIELDS)."""
+    table: dict[tuple[str, Pattern, str, str], Counters] = field(factory=dict)
+    """(stage, pattern, category, op) -> the op's counters (``kernels``: its calls, as in ``RawTrace.table``)."""
     calls: dict[NodeKey, int] = field(factory=dict)
     peaks: dict[NodeKey, int] = field(factory=dict)
     kv_held: dict[NodeKey, int] = field(factory=dict)
@@ -41,10 +42,9 @@ def to_node_data(raw: RawTrace, groupings: Mapping[str, StageGrouping]) -> NodeD
         key = (stage, groupings[stage].pattern(path), cat, op)
         mine = data.table.get(key)
         if mine is None:
-            data.table[key] = list(row)
+            data.table[key] = row.copy()
         else:
-            for i, v in enumerate(row):
-                mine[i] += v
+            mine.add(row)
     for (stage, path), n in raw.calls.items():
         nk = (stage, groupings[stage].pattern(path))
         data.calls[nk] = data.calls.get(nk, 0) + n

@@ -1,6 +1,7 @@
 """Raw per-path counters of one or more traced passes, before grouping (keys use concrete module paths).
 
-Row layout of :attr:`RawTrace.table` (one list of ints per ``(stage, path, category, op)``): see ``ROW_FIELDS``.
+:attr:`RawTrace.table` holds one :class:`~llm_perf_opt.core.counts.Counters` per ``(stage, path, category, op)``;
+its ``kernels`` counts every call of the op (counted or not), the other counters are the op formulas' sums.
 """
 
 from __future__ import annotations
@@ -9,22 +10,9 @@ from typing import Any, Protocol
 
 from attrs import define, field
 
-from llm_perf_opt.core import Cost
+from llm_perf_opt.core.counts import Counters
 
-__all__ = ["KEY_COUNT", "ROW_FIELDS", "Counters", "OpKey", "PathKey", "RawTrace", "accumulate", "row_cost"]
-
-ROW_FIELDS: tuple[str, ...] = (
-    "count",
-    "matmul_flops",
-    "matmul_flops_executed",
-    "vector_flops",
-    "bytes_read",
-    "bytes_written",
-    "weight_bytes_read",
-    "kv_bytes_read",
-    "kv_bytes_written",
-)
-KEY_COUNT = 0
+__all__ = ["CounterTables", "OpKey", "PathKey", "RawTrace", "accumulate"]
 
 OpKey = tuple[str, str, str, str]
 """(stage, path, category, op)."""
@@ -32,22 +20,7 @@ PathKey = tuple[str, str]
 """(stage, path)."""
 
 
-def row_cost(row: list[int], *, counted: bool) -> Cost:
-    """The Cost of a table row; ``kernels`` is the op count for counted ops and 0 otherwise."""
-    return Cost(
-        matmul_flops=row[1],
-        matmul_flops_executed=row[2],
-        vector_flops=row[3],
-        bytes_read=row[4],
-        bytes_written=row[5],
-        weight_bytes_read=row[6],
-        kv_bytes_read=row[7],
-        kv_bytes_written=row[8],
-        kernels=row[0] if counted else 0,
-    )
-
-
-class Counters(Protocol):
+class CounterTables(Protocol):
     """What :func:`accumulate` adds up: op rows and calls (summed), peaks and KV held (maxima)."""
 
     table: Any
@@ -56,16 +29,15 @@ class Counters(Protocol):
     kv_held: Any
 
 
-def accumulate(into: Counters, other: Counters) -> None:
+def accumulate(into: CounterTables, other: CounterTables) -> None:
     """Add ``other``'s counters into ``into``: rows and calls are summed; peaks and KV held take the max (both
     describe a level, not an amount).  Shared by :class:`RawTrace` (module paths) and ``NodeData`` (grouped nodes)."""
     for key, row in other.table.items():
         mine = into.table.get(key)
         if mine is None:
-            into.table[key] = list(row)
+            into.table[key] = row.copy()
         else:
-            for i, v in enumerate(row):
-                mine[i] += v
+            mine.add(row)
     for key, n in other.calls.items():
         into.calls[key] = into.calls.get(key, 0) + n
     for key, n in other.peaks.items():
@@ -78,7 +50,7 @@ def accumulate(into: Counters, other: Counters) -> None:
 class RawTrace:
     """Counters keyed by concrete module path; several passes may be merged into one."""
 
-    table: dict[OpKey, list[int]] = field(factory=dict)
+    table: dict[OpKey, Counters] = field(factory=dict)
     calls: dict[PathKey, int] = field(factory=dict)
     peaks: dict[PathKey, int] = field(factory=dict)
     sigs: dict[PathKey, dict[str, None]] = field(factory=dict)

@@ -1,10 +1,11 @@
 """What a trace returns: torch-free attrs classes that ``report`` and ``analytic`` consume without torch.
 
-A :class:`TraceResult` holds one :class:`TracedNode` per node of the module tree (ids as in docs/architecture.md:
-``root``, the stage names, ``<stage>/<path>`` with grouped indices), the op ledger (every aten op that ran, in
-exactly one bucket: counted by a formula, zero-cost by a named rule, or unsupported) and how decode was covered.
-Every metric of a node is inclusive (its own ops plus its descendants') and a total over all calls, all members
-of a group and all decode steps; peaks are maxima, never sums.
+A :class:`TraceResult` holds one :class:`~llm_perf_opt.core.tree.CostNode` per node of the module tree (ids as in
+docs/architecture.md: ``root``, the stage names, ``<stage>/<path>`` with grouped indices; :attr:`TraceResult.tree`
+is the same nodes as the project's one :class:`~llm_perf_opt.core.tree.CostTree`), the op ledger (every aten op
+that ran, in exactly one bucket: counted by a formula, zero-cost by a named rule, or unsupported) and how decode was
+covered.  Every metric of a node is inclusive (its own ops plus its descendants') and a total over all calls, all
+members of a group and all decode steps; peaks are maxima, never sums.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Literal, TypeAlias
 
 from attrs import evolve, field, frozen
 
-from llm_perf_opt.contracts.vocab import ParamValue, Repetition, Stage
 from llm_perf_opt.core import Cost
-from llm_perf_opt.core.counts import rescale_bytes
+from llm_perf_opt.core.tree import CostNode, CostTree
 
 __all__ = [
     "BatchMethod",
@@ -54,31 +54,8 @@ class OpLedgerEntry:
     cost: Cost = field(factory=Cost, metadata={"help": "total cost of these calls"})
 
 
-@frozen(kw_only=True)
-class TracedNode:
-    """One node of the traced module tree; metrics are inclusive totals (see module docstring)."""
-
-    module_id: str = field(metadata={"help": "root | <stage> | <stage>/<path with grouped indices>"})
-    name: str = field(metadata={"help": "short display name (last path components)"})
-    path: str = field(metadata={"help": "named_modules() path of the traced root, with group patterns; '' for stages"})
-    qualified_class_name: str = field(metadata={"help": "module class, no transformers_modules.<hash> prefix"})
-    stage: Stage = field(metadata={"help": "vision | projector | prefill | decode | other"})
-    parent_id: str | None = field(metadata={"help": "parent node id; None for the root"})
-    children: tuple[str, ...] = field(metadata={"help": "child node ids in first-call order"})
-    repetition: Repetition = field(metadata={"help": "none | for (sequential) | parfor (independent)"})
-    repetition_count: int | None = field(metadata={"help": "members of this group (its own index set); None if none"})
-    constructor_params: Mapping[str, ParamValue] = field(metadata={"help": "shape-relevant module attributes"})
-    calls: int = field(metadata={"help": "forward calls over the workload, all members and decode steps"})
-    cost: Cost = field(metadata={"help": "inclusive cost (Cost counters, exact integers)"})
-    by_category: Mapping[str, Cost] = field(metadata={"help": "inclusive cost split by operator category id"})
-    weight_bytes: int = field(metadata={"help": "unique parameter bytes held under this node"})
-    peak_activation_bytes: int = field(metadata={"help": "max live activation bytes while this node runs (a max)"})
-    kv_cache_bytes: int = field(metadata={"help": "KV-cache bytes this node holds at the end of its stage"})
-
-    @property
-    def category_calls(self) -> dict[str, int]:
-        """Operator (kernel) calls per category."""
-        return {cat: cost.kernels for cat, cost in self.by_category.items()}
+TracedNode: TypeAlias = CostNode
+"""A traced node is a :class:`~llm_perf_opt.core.tree.CostNode` with every field filled (the one node type)."""
 
 
 @frozen(kw_only=True)
@@ -103,31 +80,22 @@ class TraceResult:
     )
     batch_note: str = field(default="", metadata={"help": "which batches were traced, and why a fallback happened"})
 
+    @property
+    def tree(self) -> CostTree:
+        """The nodes as the project's one cost tree (a view, no copy)."""
+        return CostTree(self.nodes)
+
     def at_element_bytes(self, *, counted: int, target: int) -> TraceResult:
         """This trace with every byte count (costs, categories, weights, peaks, KV, op ledger) moved from
         ``counted`` to ``target`` bytes per element (``llm_perf_opt.core.counts.rescale_bytes``): the one rescale
         every report reads for a dtype other than the traced one."""
         if counted == target:
             return self
-
-        def width(cost: Cost) -> Cost:
-            return cost.at_element_bytes(counted=counted, target=target)
-
-        def size(n: int) -> int:
-            return rescale_bytes(n, counted=counted, target=target)
-
-        nodes = {
-            nid: evolve(
-                node,
-                cost=width(node.cost),
-                by_category={cat: width(cost) for cat, cost in node.by_category.items()},
-                weight_bytes=size(node.weight_bytes),
-                peak_activation_bytes=size(node.peak_activation_bytes),
-                kv_cache_bytes=size(node.kv_cache_bytes),
-            )
-            for nid, node in self.nodes.items()
+        nodes = {nid: node.at_element_bytes(counted=counted, target=target) for nid, node in self.nodes.items()}
+        ledger = {
+            op: evolve(entry, cost=entry.cost.at_element_bytes(counted=counted, target=target))
+            for op, entry in self.op_ledger.items()
         }
-        ledger = {op: evolve(entry, cost=width(entry.cost)) for op, entry in self.op_ledger.items()}
         return evolve(self, nodes=nodes, op_ledger=ledger)
 
     @property
@@ -136,20 +104,11 @@ class TraceResult:
 
     def node(self, module_id: str) -> TracedNode:
         """The node with this id (KeyError names the close ids)."""
-        try:
-            return self.nodes[module_id]
-        except KeyError:
-            stem = module_id.split("/")[0]
-            close = [k for k in self.nodes if k.startswith(stem)][:8]
-            raise KeyError(f"no node {module_id!r}; nodes of that stage include {close}") from None
+        return self.tree.node(module_id)
 
     def walk(self, module_id: str = "root") -> Iterator[TracedNode]:
         """Depth-first, parents first, children in their stored order."""
-        stack = [module_id]
-        while stack:
-            node = self.nodes[stack.pop()]
-            yield node
-            stack.extend(reversed(node.children))
+        return self.tree.walk(module_id)
 
     def category_flops(self, module_id: str = "root") -> dict[str, int]:
         """Total (executed matmul + vector) FLOPs per category of a node."""

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.categories import category_of_class
 from llm_perf_opt.tracer.grouping import Structure
 from llm_perf_opt.tracer.index import ModelIndex
@@ -148,7 +149,7 @@ class TraceState:
                 key = self._alive[ref_id][2]
                 row = raw.table.get(key)
                 if row is not None:
-                    row[8] += n
+                    row.kv_bytes_written += n
                 owner = (key[0], key[1])
             raw.kv_held[owner] = raw.kv_held.get(owner, 0) + n
 
@@ -253,21 +254,21 @@ class TraceState:
         key = (stage, path, category, name)
         row = raw.table.get(key)
         if row is None:
-            row = raw.table[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0]
+            row = raw.table[key] = Counters()
             raw.op_buckets[name] = (rule.bucket, rule.name, rule.reason)
-        row[0] += 1
+        row.kernels += 1
         out_kv = False
         if rule.handler is not None:
             io = self.io
             io.charge(rule.handler(OpCall(args, kwargs, out, index, self.kinds)))
-            row[1] += io.mm
-            row[2] += io.mm_exec
-            row[3] += io.vec
-            row[4] += io.read_total
-            row[5] += io.written
-            row[6] += io.w_read
-            row[7] += io.kv_read
-            row[8] += io.kv_written
+            row.matmul_flops += io.mm
+            row.matmul_flops_executed += io.mm_exec
+            row.vector_flops += io.vec
+            row.bytes_read += io.read_total
+            row.bytes_written += io.written
+            row.weight_bytes_read += io.w_read
+            row.kv_bytes_read += io.kv_read
+            row.kv_bytes_written += io.kv_written
             out_kv = io.out_kv
             if io.kv_target:
                 self._kv_owner.setdefault(io.kv_target, (stage, path))

@@ -17,11 +17,11 @@ from torch import nn
 
 from llm_perf_opt.contracts.vocab import Repetition, Stage
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.categories import CATEGORY_IDS
 from llm_perf_opt.tracer.grouping import StageGrouping, constructor_params, qualified_class_name
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
-from llm_perf_opt.tracer.raw import row_cost
 from llm_perf_opt.tracer.result import TracedNode
 
 __all__ = ["STAGE_ORDER", "StageMeta", "build_nodes", "node_id"]
@@ -51,22 +51,22 @@ class _StageTree:
         self.index = index
         self.stage = stage
         self.grouping = grouping
-        sums: dict[Pattern, dict[str, list[int]]] = {}
+        sums: dict[Pattern, dict[str, Counters]] = {}
         self.active: set[Pattern] = set()
         for (st, pat, cat, op), row in data.table.items():
             if st == stage:
                 self.active.add(pat)
-                vec = list(row) if op in counted else [0, *row[1:]]
+                if op not in counted:  # a zero-cost or unsupported op launches no kernel
+                    row = row.copy()
+                    row.kernels = 0
                 for depth in range(len(pat) + 1):
                     acc = sums.setdefault(pat[:depth], {}).get(cat)
                     if acc is None:
-                        sums[pat[:depth]][cat] = list(vec)
+                        sums[pat[:depth]][cat] = row.copy()
                     else:
-                        for i, v in enumerate(vec):
-                            acc[i] += v
+                        acc.add(row)
         self.costs: dict[Pattern, dict[str, Cost]] = {
-            pat: {cat: row_cost(row, counted=True) for cat, row in cats.items() if any(row)}
-            for pat, cats in sums.items()
+            pat: {cat: row.to_cost() for cat, row in cats.items() if row.any()} for pat, cats in sums.items()
         }
         self.calls = {pat: n for (st, pat), n in data.calls.items() if st == stage}
         self.active.update(self.calls)
