@@ -13,6 +13,7 @@ import click
 from llm_perf_opt.admission import check_analysis_flags
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.cli.progress import StepProgress
+from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.store import ReportStore
 
 __all__ = ["analyze", "parse_page", "run_options", "runtime_options", "workload_flags", "workload_options"]
@@ -162,8 +163,8 @@ runtime_options = _shared(
     "--no-cache",
     is_flag=True,
     default=False,
-    help="Trace again instead of reading the trace cache ($LLM_PERF_OPT_CACHE_DIR; see `llm-perf-opt cache info`); "
-    "nothing is stored either.",
+    help="Trace and draw again instead of reading the trace and figure caches ($LLM_PERF_OPT_CACHE_DIR; see "
+    "`llm-perf-opt cache info`); nothing is stored either.",
 )
 @click.option(
     "--format",
@@ -206,6 +207,7 @@ def analyze(
     from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
+    from llm_perf_opt.tracecache.figures import FigureCache
 
     flags = workload_flags(click.get_current_context().params)
     check_analysis_flags(**flags, attention=attention, runtime=runtime, text_only=text_only)
@@ -223,7 +225,7 @@ def analyze(
     with StepProgress(quiet=quiet) as progress:
         result = run_analysis(options, progress=progress, use_cache=not no_cache)
         progress(f"writing the report to {out_dir}")
-        written = write_report(result, out_dir)
+        written = write_report(result, out_dir, figure_cache=None if no_cache else FigureCache())
         if store_dir is not None:
             progress(f"publishing {result.report_id} into the store {store_dir}")
             ReportStore(store_dir).publish(result.report_id, written, replace=True)
@@ -244,13 +246,22 @@ def analyze(
 
 def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) -> dict[str, Any]:
     """What ``--format json`` prints: ``summary.json`` as written, plus the headline numbers a script wants
-    (stage times in ms, throughput, memory, fit) and where the report folder is."""
+    (stage times in ms, throughput, memory, fit), which runtime and device profile made the times and how far they can
+    be trusted (as report.md and report.yaml say: the profile is calibrated when it was fitted on this device), and
+    where the report folder is."""
     s, t, m, c = result.stages, result.throughput, result.memory, result.capacity
+    calibrated = result.profile.device_id == result.device.device_id
     return {
         "summary": json.loads(written["summary.json"]),
         "headline": {
             "device": result.device.device_id,
             "dtype": result.dtype,
+            "runtime": result.options.runtime,
+            "profile": result.profile.source,
+            "calibrated": calibrated,
+            "expected_error": trust_line(result.options.runtime, calibrated=calibrated).removeprefix(
+                "expected error: "
+            ),
             "ttft_ms": s.ttft_s * 1e3,
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
             "end_to_end_ms": s.end_to_end_s * 1e3,
