@@ -1,5 +1,5 @@
-"""Composition parts every stage of both families uses: the tracer's group labels, fused-layer charges, the affine
-decode sum and the SwiGLU MLP."""
+"""Composition parts every stage of both families uses: the group labels (``core.paths.index_label``,
+re-exported), fused-layer charges, the affine decode sum and the SwiGLU MLP."""
 
 from __future__ import annotations
 
@@ -7,18 +7,9 @@ from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.formulas import fused as fz
 from llm_perf_opt.analytic.tree import Sink, vec
 from llm_perf_opt.core import Cost
+from llm_perf_opt.core.paths import index_label
 
 __all__ = ["affine", "index_label", "put_fused", "swiglu"]
-
-
-def index_label(indices: list[int] | tuple[int, ...]) -> str:
-    """The tracer's group label: ``{a..b}`` when contiguous, ``{a,b,c}`` otherwise, a lone index as itself."""
-    idx = sorted(indices)
-    if len(idx) == 1:
-        return str(idx[0])
-    if idx == list(range(idx[0], idx[-1] + 1)):
-        return f"{{{idx[0]}..{idx[-1]}}}"
-    return "{" + ",".join(str(i) for i in idx) + "}"
 
 
 def put_fused(tb: Sink, node_id: str, fl: fz.FusedLayer, times: int) -> None:
