@@ -176,7 +176,20 @@ def _key_facts(r: AnalysisResult) -> list[str]:
             f"({fmt_share(top.share_of_model_time)})."
         )
     facts.append(trust_fact(r))
+    if r.trace.attention == "eager" and not r.workload.text_only:
+        facts.append(_EAGER_VISION_CAVEAT)
     return facts
+
+
+_EAGER_VISION_CAVEAT = (
+    "- **Caveat, eager attention:** the trace also runs SAM's and CLIP's `scaled_dot_product_attention` calls as their "
+    "math decomposition (score matrices in memory), while a real run with the decoder in eager mode still calls the "
+    "fused SDPA kernel there; the vision stage's time and peak memory are overstated (a base 1024x1024 fp32 page: "
+    "4.23 GB vision peak here against 0.97 GB measured, docs/validation.md). For the vision stage, use "
+    "`--attention flash`."
+)
+"""Known limitation (`--attention eager` decomposes every SDPA call, not only the decoder's): said in every eager
+report with pages until the trace fuses the encoders' SDPA whatever the decoder runs (the goldens are eager)."""
 
 
 def _workload(r: AnalysisResult) -> str:
