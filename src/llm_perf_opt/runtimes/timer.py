@@ -526,9 +526,17 @@ def _timer(
         vision_split=split,
         vision_terms=terms,
         experts=(e, k),
-        probe_coverage={"prefill": float(min(e, s * k)), "decode": float(min(e, k))},
+        probe_coverage={"prefill": _probe_distinct(e, k, s), "decode": _probe_distinct(e, k, 1)},
     )
     return timer
+
+
+def _probe_distinct(e: int, k: int, tokens: int) -> float:
+    """The probe's ``tokens``-token forward on the same expert-coverage scale as :meth:`RuntimeIterationTimer._coverage`
+    (``E(1-(1-k/E)^T)``), so an iteration of the probe's own size scales its expert rows by exactly 1 and reproduces
+    the probe's tree (a 10-token text-only prefill: the tree's 60 experts, not 60 x 40.1/60).  Equal to the old
+    ``min(E, T*k)`` at ``T = 1`` and for page prompts (hundreds of tokens: 64.0 in floats)."""
+    return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
 
 def _encoder_terms(
