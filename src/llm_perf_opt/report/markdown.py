@@ -342,8 +342,9 @@ def _measured_table(r: AnalysisResult) -> str:
 
 
 def _plain(value: object) -> str:
+    """A measured-table cell: 4 significant digits, but whole numbers from 1,000 up (never ``1.03e+04``)."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return "-" if value is None else str(value)
 
 
