@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"dtype": "int3"}, "$.dtype", ["bf16"]),
         ({"device": "a100-80gb", "dtype": "fp8"}, "$.dtype", ["a100-80gb", "bf16"]),
         ({"mode": "dynamic"}, "$.mode", ["gundam"]),
-        ({"page_width": 1024}, "$.page_height", ["both"]),
+        ({"page_width": 1024}, "$.page_width", ["page_width 1024: set without page_height", "both"]),
+        ({"page_height": 768}, "$.page_height", ["page_height 768: set without page_width", "both"]),
         ({"page_width": 0, "page_height": 10}, "$.page_width", ["1..20000"]),
         ({"page_width": 10, "page_height": 10**9}, "$.page_height", ["1..20000"]),
         ({"prompt_tokens": -1}, "$.prompt_tokens", ["0..8192"]),
@@ -84,12 +86,20 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"routing": "histogram:/etc/passwd"}, "$.routing", ["inline", "never as a file"]),
         ({"routing": "skewed:nan"}, "$.routing", ["skewed:ALPHA"]),
         ({"routing": "skewed:9"}, "$.routing", ["0..8"]),
+        ({"routing": "skewed:1e309"}, "$.routing", ["routing 'skewed:1e309': skew out of range", "0..8"]),
+        ({"routing": "skewed:-1"}, "$.routing", ["skew out of range", "0..8"]),
+        ({"routing": "skewed:1e0"}, "$.routing", ["skew not written as plain decimals", "1.5"]),
         ({"routing": "histogram"}, "$.routing_histogram", ["go together"]),
         ({"routing_histogram": {"1": [1] * 64}}, "$.routing_histogram", ["without routing"]),
         ({"routing": "histogram", "routing_histogram": {"1": [1] * 3}}, "$.routing_histogram.1", ["64"]),
         ({"routing": "histogram", "routing_histogram": {"99": [1] * 64}}, "$.routing_histogram", ["0..11"]),
         ({"routing": "histogram", "routing_histogram": {"1": [0] * 64}}, "$.routing_histogram.1", ["positive"]),
         ({"routing": "histogram", "routing_histogram": {"1": [-1] * 64}}, "$.routing_histogram.1", ["integers"]),
+        (
+            {"routing": "histogram", "routing_histogram": {"1": [100] * 6 + [0] * 58, "2": [100] * 5 + [0] * 59}},
+            "$.routing_histogram.2",
+            ["layer 2 has 5 experts with counts; top-6 routing needs at least 6"],
+        ),
         ({"profile_run_id": "../../x"}, "$.profile_run_id", ["pattern"]),
         ({"attention": "eager", "model_variant": "deepseek-ocr-2", "mode": "tiny"}, "$.model_id", ["OCR-2"]),
     ],
@@ -180,9 +190,26 @@ def test_cli_flags_are_checked_with_flag_names(flags: dict[str, Any], path: str)
     assert str(info.value).startswith(path)
 
 
+def test_cli_histogram_needs_top_k_experts_per_layer(tmp_path: Path) -> None:
+    hist = tmp_path / "hist.json"
+    top_k = 6  # DeepSeek-OCR v1 base (and OCR-2's decoder): num_experts_per_tok
+    hist.write_text(json.dumps({str(layer): [100] * top_k + [0] * (64 - top_k) for layer in range(1, 12)}))
+    _flags(routing=f"histogram:{hist}")
+    hist.write_text(json.dumps({str(layer): [100] * (top_k - 1) + [0] * (65 - top_k) for layer in range(1, 12)}))
+    with pytest.raises(AdmissionError) as info:
+        _flags(routing=f"histogram:{hist}")
+    assert info.value.path == "--routing"
+    assert "layer 1 has 5 experts with counts; top-6 routing needs at least 6" in str(info.value)
+    tiny = tmp_path / "tiny.json"  # the tiny config routes top-2: two experts with counts are enough there
+    tiny.write_text(json.dumps({"1": [0] * 62 + [5, 5]}))
+    _flags(routing=f"histogram:{tiny}", model="deepseek-ocr-v1-tiny")
+    with pytest.raises(AdmissionError, match="top-6 routing needs at least 6"):
+        _flags(routing=f"histogram:{tiny}")
+
+
 def test_cli_histogram_files_must_be_regular_and_small(tmp_path: Path) -> None:
     good = tmp_path / "hist.json"
-    good.write_text('{"1": [1, 2, 3]}')
+    good.write_text('{"1": [1, 2, 3, 4, 5, 6]}')
     _flags(routing=f"histogram:{good}")
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)
@@ -249,7 +276,11 @@ def test_runtimes_are_checked_with_the_attention_they_run() -> None:
 def test_runtime_and_text_only_are_checked_at_the_door() -> None:
     _check(runtime="vllm", text_only=True)
     _refused("$.runtime", "runtime 'trt'", "hf-eager", runtime="trt")
-    _refused("$.runtime", "flash attention only", runtime="vllm", attention="eager")
+    # over HTTP the fix names the JSON fields, on the command line the flags
+    message = _refused("$.runtime", "flash attention only", runtime="vllm", attention="eager")
+    assert message.endswith('use runtime "hf-eager", or attention "flash"') and "--" not in message, message
+    with pytest.raises(AdmissionError, match=r"use --runtime hf-eager, or --attention flash$"):
+        _flags(runtime="vllm", attention="eager")
     _refused(
         "$.text_only",
         "'deepseek-ocr-2'",

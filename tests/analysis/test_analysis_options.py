@@ -38,6 +38,27 @@ def test_files_enter_the_report_id_by_content(tmp_path: Path) -> None:
     assert report_id_for(AnalysisOptions(measured=str(one))) != report_id_for(AnalysisOptions(measured=str(two)))
 
 
+def test_files_are_recorded_absolute_so_a_golden_finds_them_from_any_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_perf_opt.analysis.options import options_from_payload
+
+    (tmp_path / "meas.json").write_text("{}")
+    (tmp_path / "mine.yaml").write_text("x: 1\n")
+    monkeypatch.chdir(tmp_path)
+    options = AnalysisOptions(measured="meas.json", device_profile="mine.yaml")
+    assert options.measured == str(tmp_path / "meas.json")
+    assert options.device_profile == str(tmp_path / "mine.yaml")
+    # a shipped profile name and a missing file stay as typed (the error names what the user gave)
+    assert AnalysisOptions(device_profile="h100-sxm-hf-eager-gate").device_profile == "h100-sxm-hf-eager-gate"
+    assert AnalysisOptions(measured="gone.json").measured == "gone.json"
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    monkeypatch.chdir(golden)  # check --golden run from elsewhere: options.json holds the absolute path
+    again = options_from_payload({"measured": options.measured}, base=golden)
+    assert again.measured == str(tmp_path / "meas.json")
+
+
 def test_missing_measurement_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"cannot read --measured file .*nope.json"):
         report_id_for(AnalysisOptions(measured=str(tmp_path / "nope.json")))

@@ -10,13 +10,15 @@ import pytest
 from attrs import evolve
 
 from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request, report_id_for
-from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.analysis.pipeline import memory_peak_bytes, run_analysis
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary
 from llm_perf_opt.contracts.converter import from_json
 from llm_perf_opt.contracts.validation import load_report
 from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurement
 from llm_perf_opt.measure.record import save_measurement
+from llm_perf_opt.perf import capacity_check, footprint_at_dtype
+from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
 from llm_perf_opt.report.files import report_files, write_report
 from llm_perf_opt.report.markdown import render_report_md
 from llm_perf_opt.workloads import preset_workload
@@ -66,6 +68,38 @@ def test_kv_cache_counted_once_at_the_final_length(tiny_result: AnalysisResult) 
     cfg = tiny_result.config
     per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim * 2  # K and V, bf16
     assert tiny_result.memory.kv_cache_bytes == per_token * (83 + 8 - 1)
+
+
+def test_memory_peak_is_the_closed_form_where_it_equals_the_trace(tiny_result: AnalysisResult) -> None:
+    traced = tiny_result.trace.root.peak_activation_bytes
+    root = next(n for n in tiny_result.validation["nodes"] if n["module_id"] == "root")
+    assert root["analytic"]["peak_activation_bytes"] == traced  # v1: stage_peaks equals the trace
+    m = tiny_result.memory
+    assert m.peak_activation_bytes == traced
+    assert m.total_bytes == m.weights_bytes + m.kv_cache_bytes + traced
+    assert "the closed-form estimate `sweep` uses too" in render_report_md(tiny_result)
+    # sweep's memory function on the same workload: the same bytes, hence the same total and largest batch
+    costs = workload_costs_from_analytic(
+        tiny_result.config, tiny_result.workload, attention="flash", routing=tiny_result.routing
+    )
+    swept = footprint_at_dtype(
+        weight_bytes=costs.weight_bytes,
+        kv_cache_bytes=costs.kv_cache_bytes,
+        peak_activation_bytes=costs.peak_activation_bytes,
+        batch_size=tiny_result.workload.batch_size,
+        counted_dtype=costs.counted_dtype,
+        dtype=tiny_result.dtype,
+    )
+    assert swept == m
+    assert capacity_check(swept, tiny_result.device) == tiny_result.capacity
+
+
+def test_memory_peak_falls_back_to_the_trace_where_the_closed_form_is_off() -> None:
+    # DeepSeek-OCR-2 dynamic 1024x1024 (bf16, flash): closed form 566,231,040 B, trace 1,156,653,744 B (0.49x)
+    assert memory_peak_bytes(traced=1_156_653_744, closed_form=566_231_040) == 1_156_653_744
+    assert memory_peak_bytes(traced=1_156_653_744, closed_form=1_156_653_745) == 1_156_653_744  # even 1 B over
+    assert memory_peak_bytes(traced=563_000_000, closed_form=563_000_000) == 563_000_000
+    assert memory_peak_bytes(traced=0, closed_form=0) == 0
 
 
 def test_files_are_complete_valid_and_deterministic(tiny_result: AnalysisResult, tmp_path: Path) -> None:
@@ -146,7 +180,8 @@ def test_measured_mismatch_is_refused_or_flagged(tmp_path: Path) -> None:
     with pytest.raises(
         UserError,
         match=r"does not match the prediction \(device: measured cpu, predicted h100-sxm; "
-        r"dtype: measured fp32, predicted bf16; attention: .*; runtime: .*--allow-mismatch",
+        r"dtype: measured fp32, predicted bf16; attention: .*; "
+        r"device type: measured cpu, predicted cuda\).*--allow-mismatch",
     ):
         run_analysis(options)
     flagged = run_analysis(evolve(options, allow_mismatch=True))

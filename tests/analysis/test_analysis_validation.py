@@ -83,12 +83,35 @@ def test_rel_error() -> None:
     assert rel_error(analytic=5, traced=0) == 1.0
 
 
-def test_peak_divergence_is_informational() -> None:
-    row = divergence_for("prefill/model.layers.0", "peak_activation_bytes")
-    assert row is not None and row.accepts(1e-6) and row.accepts(50.0)
+def test_leaf_peaks_are_informational_and_stage_peaks_must_equal_the_trace() -> None:
+    leaf = divergence_for("prefill/model.layers.0", "peak_activation_bytes")
+    assert leaf is not None and leaf.id == "peak-activation-estimate" and leaf.accepts(1e-6) and leaf.accepts(50.0)
     assert divergence_for("prefill/model.layers.0", "bytes_read") is None
+    for nid in ("root", "vision", "projector", "prefill", "decode"):
+        row = divergence_for(nid, "peak_activation_bytes")
+        assert row is not None and row.id == "peak-activation-stages" and row.ratio_range == (1.0, 1.0)
+        assert row.accepts(1.0) and not row.accepts(0.489542) and not row.accepts(1.0001)
     tree = analytic_costs(CONFIG, WORKLOAD)
-    finding = validation_payload(CostTree(_mirror(tree)), tree)["divergences"][0]
-    assert finding["module_id"] == "root" and finding["metric"] == "peak_activation_bytes"
-    assert 0.49 < finding["ratio"] < 0.51  # the fake trace doubles every peak
-    assert finding["reason"]
+    stages = ["root", "vision", "projector", "prefill", "decode"]
+    findings = {f["id"]: f for f in validation_payload(CostTree(_mirror(tree)), tree)["divergences"]}
+    on_stages = findings["peak-activation-stages"]
+    assert on_stages["module_id"] == "root" and on_stages["metric"] == "peak_activation_bytes"
+    assert 0.49 < on_stages["ratio"] < 0.51  # the fake trace doubles every peak (plus 1 B)
+    assert on_stages["nodes_covered"] == 5 and on_stages["nodes_outside_range"] == stages
+    leaves = findings["peak-activation-estimate"]
+    assert leaves["nodes_covered"] == len(tree) - 5 and leaves["nodes_outside_range"] == []
+    assert on_stages["reason"] and leaves["reason"]
+
+
+def test_stage_peaks_equal_to_the_trace_are_inside_the_range() -> None:
+    tree = analytic_costs(CONFIG, WORKLOAD)
+    nodes = dict(tree.items())  # peaks equal on both sides
+    payload = validation_payload(CostTree(nodes), tree)
+    summary = validation_summary(payload)
+    assert summary["status"] == "pass" and summary["divergence_nodes_outside_range"] == 0
+    # one stage off by one byte is flagged: the summary counts it, the finding names it
+    nodes["decode"] = evolve(nodes["decode"], peak_activation_bytes=nodes["decode"].peak_activation_bytes + 1)
+    payload = validation_payload(CostTree(nodes), tree)
+    found = {f["id"]: f["nodes_outside_range"] for f in payload["divergences"]}
+    assert found == {"peak-activation-estimate": [], "peak-activation-stages": ["decode"]}
+    assert validation_summary(payload)["divergence_nodes_outside_range"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,31 @@ def test_format_json_prints_the_summary_for_scripts(tmp_path: Path) -> None:
     assert (
         data["headline"]["fits"] is True and data["headline"]["ttft_ms"] > 0 and data["report"] == str(tmp_path / "r")
     )
+    # which runtime and profile made the times, and how far they can be trusted, machine-readable
+    headline = data["headline"]
+    assert (headline["runtime"], headline["calibrated"]) == ("hf-eager", False)
+    assert headline["profile"] == "llm-perf-opt defaults (eager)"
+    assert headline["expected_error"].startswith("docs/validation.md, H100 bf16: uncalibrated")
+    assert headline["expected_error"].endswith("; this run is uncalibrated")
+    report_md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert headline["expected_error"] in report_md and headline["profile"] in report_md
+
+
+def test_format_json_headline_tells_runtimes_and_calibration_apart(tmp_path: Path) -> None:
+    import json
+
+    def headline(*extra: str) -> dict[str, object]:
+        args = ["analyze", *TINY, "--out", str(tmp_path / "r"), "--quiet", "--format", "json", *extra]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout)["headline"])
+
+    vllm = headline("--runtime", "vllm")
+    assert vllm["runtime"] == "vllm" and str(vllm["expected_error"]).startswith("not validated")
+    calibrated = headline("--device-profile", "h100-sxm-hf-eager-gate")
+    assert (calibrated["runtime"], calibrated["calibrated"]) == ("hf-eager", True)
+    assert not str(calibrated["expected_error"]).endswith("this run is uncalibrated")
+    assert str(calibrated["profile"]).startswith("llm-perf-opt calibrate on meas-")  # the shipped file's source
 
 
 def _one_line_error(args: list[str], tmp_path: Path, expected: str) -> None:
@@ -120,3 +146,13 @@ def test_store_receives_the_same_report(tmp_path: Path) -> None:
     reports = ReportStore(store).list_reports()
     assert len(reports) == 1
     assert ReportStore(store).read(reports[0], "summary.json") == (out / "summary.json").read_bytes()
+
+
+def test_a_histogram_with_fewer_experts_than_top_k_is_refused(tmp_path: Path) -> None:
+    top_k, experts = 6, 64  # the base model routes each token to 6 of 64 experts
+    hist = tmp_path / "hist.json"
+    hist.write_text(
+        json.dumps({str(layer): [100] * (top_k - 1) + [0] * (experts - top_k + 1) for layer in range(1, 12)})
+    )
+    expected = "layer 1 has 5 experts with counts; top-6 routing needs at least 6"
+    _one_line_error(["--routing", f"histogram:{hist}"], tmp_path, expected)

@@ -43,6 +43,35 @@ def test_devices_without_the_dtype_are_listed_and_one_device_is_refused() -> Non
     assert one.exit_code == 1 and one.stderr.startswith("error: --device lists 1 device(s)")
 
 
+@pytest.mark.parametrize(("devices", "dtype"), [("t4,a10", "bf16"), ("a100-80gb,h100-sxm", "fp8")])
+def test_a_device_without_the_dtype_is_skipped_wherever_it_stands(devices: str, dtype: str) -> None:
+    """Issue 14 follow-up (F5): the first device lacking the dtype used to stop the run ("device t4 has no peak")
+    while a later one was skipped; now both are skipped with the reason, and the times name runtime and trust."""
+    result = CliRunner().invoke(cli, ["compare", "--device", devices, *TINY, "--dtype", dtype, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    lacking, having = devices.split(",")
+    assert [d["device_id"] for d in data["devices"]] == [having]
+    assert len(data["skipped"]) == 1 and data["skipped"][0].startswith(f"{lacking}: no {dtype} peak (")
+    assert data["runtime"] == "hf-eager" and data["trust"].startswith("expected error: docs/validation.md")
+    md = CliRunner().invoke(cli, ["compare", "--device", devices, *TINY, "--dtype", dtype])
+    assert md.exit_code == 0 and f"- skipped: {lacking}: no {dtype} peak" in md.stdout
+    assert "Runtime: hf-eager; expected error: " in md.stdout
+
+
+@pytest.mark.parametrize(
+    ("devices", "dtype", "start"),
+    [
+        ("t4,a10", "fp8", "error: --dtype 'fp8': none of the devices has a peak for it (t4: fp32, fp16; a10: "),
+        ("h100-sxm,a100-80gb,h100-sxm", "bf16", "error: --device lists h100-sxm more than once; name each device once"),
+    ],
+)
+def test_no_device_with_the_dtype_or_a_repeated_device_is_one_line(devices: str, dtype: str, start: str) -> None:
+    result = CliRunner().invoke(cli, ["compare", "--device", devices, *TINY, "--dtype", dtype])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(start) and result.stderr.count("\n") == 1 and not result.stdout
+
+
 def test_shell_completion_as_the_readme_documents_it() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "_LLM_PERF_OPT_COMPLETE=bash_source llm-perf-opt" in readme

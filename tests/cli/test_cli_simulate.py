@@ -180,3 +180,58 @@ def test_closed_loop_percentiles_leave_out_the_opening_burst() -> None:
     long, _ = _p90_ttft(400)
     assert skipped == 16
     assert abs(short / long - 1) < 0.05
+
+
+def _no_simulating(*args: Any) -> Any:
+    raise AssertionError("simulated before checking --out")
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan"])
+def test_a_foreign_out_folder_is_refused_at_the_door_as_analyze_does(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = tmp_path / "userdir"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine\n", encoding="utf-8")
+    monkeypatch.setitem(simulate_module.TIMER_FACTORY, "default", _no_simulating)
+    args = (
+        [*SIM, "--concurrency", "4"]
+        if command == "simulate"
+        else [*PLAN, "--slo-ttft-p90-ms", "1", "--slo-tpot-p90-ms", "1"]
+    )
+    result = CliRunner().invoke(cli, [*args, "--out", str(user)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"error: --out {user} holds files llm-perf-opt did not write; "
+        "pass a new or empty folder (it is replaced whole)\n"
+    )
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+
+
+def test_simulate_and_plan_replace_their_own_earlier_output(tmp_path: Path) -> None:
+    for args, out in (
+        ([*SIM, "--concurrency", "4", "--max-num-seqs", "8"], tmp_path / "sim"),
+        ([*PLAN, "--slo-ttft-p90-ms", "2000", "--slo-tpot-p90-ms", "50"], tmp_path / "plan"),
+    ):
+        for _ in range(2):
+            result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+            assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan"])
+def test_progress_on_stderr_and_quiet_silences_it(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_perf_opt.cli import progress
+
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    monkeypatch.setattr(progress, "SLOW_STEP_S", -1.0)  # every step leaves its line
+    args = (
+        [*SIM, "--concurrency", "4"]
+        if command == "simulate"
+        else [*PLAN, "--slo-ttft-p90-ms", "2000", "--slo-tpot-p90-ms", "50"]
+    )
+    loud = CliRunner().invoke(cli, args)
+    quiet = CliRunner().invoke(cli, [*args, "--quiet"])
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert "simulating " in loud.stderr
+    assert quiet.stderr == ""
+    assert quiet.stdout == loud.stdout

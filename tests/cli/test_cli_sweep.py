@@ -90,3 +90,31 @@ def test_out_replaces_an_earlier_sweep_whole_and_refuses_a_foreign_folder(tmp_pa
     result = CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(foreign)])
     assert result.exit_code == 1 and result.stderr.startswith("error: --out ") and "sweep:" not in result.stderr
     assert (foreign / "notes.txt").read_text() == "keep"
+
+
+def test_device_profile_takes_the_shipped_names_as_analyze_does(tmp_path: Path) -> None:
+    # sweep.md's own trust line tells the user to pass --device-profile h100-sxm-hf-eager-gate
+    h100 = ["--device", "h100-sxm", "--mode", "base", "--max-new-tokens", "32"]
+    plain = CliRunner().invoke(cli, ["sweep", *h100, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    plain_md = (tmp_path / "plain" / "sweep.md").read_text(encoding="utf-8")
+    assert "--device-profile h100-sxm-hf-eager-gate" in plain_md and "this run is uncalibrated" in plain_md
+    named = CliRunner().invoke(
+        cli, ["sweep", *h100, "--device-profile", "h100-sxm-hf-eager-gate", "--out", str(tmp_path / "named")]
+    )
+    assert named.exit_code == 0, named.output
+    named_md = (tmp_path / "named" / "sweep.md").read_text(encoding="utf-8")
+    assert "this run is uncalibrated" not in named_md  # an H100 profile on the H100 row
+    plain_ttft = next(csv.DictReader(io.StringIO((tmp_path / "plain" / "sweep.csv").read_text())))["ttft_ms"]
+    named_ttft = next(csv.DictReader(io.StringIO((tmp_path / "named" / "sweep.csv").read_text())))["ttft_ms"]
+    assert float(named_ttft) > float(plain_ttft)  # the calibrated H100 profile is slower than the roofline
+    # with a device the profile was not fitted on, the line still says uncalibrated
+    mixed = CliRunner().invoke(
+        cli, ["sweep", *GRID, "--device-profile", "h100-sxm-hf-eager-gate", "--out", str(tmp_path / "mixed")]
+    )
+    assert mixed.exit_code == 0, mixed.output
+    assert "this run is uncalibrated" in (tmp_path / "mixed" / "sweep.md").read_text(encoding="utf-8")
+    unknown = CliRunner().invoke(cli, ["sweep", *h100, "--device-profile", "h100-nope"])
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("error: ") and "h100-sxm-hf-eager-gate" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1

@@ -68,6 +68,8 @@ def test_preset_with_a_changed_length_is_no_longer_the_preset() -> None:
     [
         (["--workload", "dsocr-base-v1", "--mode", "tiny"], "--workload fixes mode"),
         ([], "give a workload"),
+        (["--mode", "tiny"], "--mode tiny has no --page WxH; give a workload"),
+        (["--page", "512x512"], "--page 512x512 has no --mode MODE; give a workload"),
         (["--mode", "tiny", "--page", "512"], "WIDTHxHEIGHT"),
         (["--model", "nope", "--mode", "tiny", "--page", "512x512"], "unknown model source 'nope'"),
         (["--mode", "tiny", "--page", "512x512", "--repeats", "0"], "--repeats must be >= 1"),
@@ -104,3 +106,22 @@ def test_measure_memory_adds_memory_and_keeps_the_timings(
     ]
     assert "memory added" in after.notes and "timings unchanged" in after.notes
     assert "peak above weights (live-bytes)" in result.output
+
+
+def test_a_missing_workload_is_refused_before_torch_loads(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from llm_perf_opt.cli import cli\n"
+        f"result = CliRunner().invoke(cli, ['measure', '--mode', 'tiny', '--out', {str(tmp_path / 'm.json')!r}])\n"
+        "print(result.exit_code, repr(result.output), 'torch' in sys.modules)\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    message = "error: --mode tiny has no --page WxH; give a workload: --workload ID, or --mode MODE and --page WxH\n"
+    assert done.stdout == f"1 {message!r} False\n"

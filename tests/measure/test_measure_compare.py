@@ -124,7 +124,7 @@ def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
         "device: measured cpu, predicted h100-sxm",
         "dtype: measured fp32, predicted bf16",
         "attention: measured eager, predicted flash",
-        "runtime: measured cpu, predicted cuda",
+        "device type: measured cpu, predicted cuda",  # torch device type, not an inference runtime
     )
     same = mismatches(
         m,
@@ -134,7 +134,7 @@ def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
         device_id="cpu",
         dtype="fp32",
         attention="eager",
-        runtime="cpu",
+        device_type="cpu",
     )
     assert same == ()
     other = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=8)
@@ -146,6 +146,24 @@ def test_mismatches_name_every_difference(measurement_factory: Factory) -> None:
         device_id="cpu",
         dtype="fp32",
         attention="eager",
-        runtime="cpu",
+        device_type="cpu",
     )
     assert row.startswith("workload: measured ")
+
+
+def test_routing_other_than_balanced_is_a_mismatch(measurement_factory: Factory) -> None:
+    """A measurement routes by its random weights' gate (near balanced): it compares with a balanced prediction only."""
+    from llm_perf_opt.measure.compare import mismatches
+
+    m = measurement_factory()
+    workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4)
+    same = {
+        "model": "deepseek-ocr-v1-tiny",
+        "workload": workload,
+        "workload_id": None,
+        "device_id": "cpu",
+        "dtype": "fp32",
+    }
+    assert mismatches(m, **same, attention="eager", device_type="cpu", routing="balanced") == ()
+    found = mismatches(m, **same, attention="eager", device_type="cpu", routing="skewed:4")
+    assert found == (f"routing: measured {m.routing}, predicted skewed:4",)

@@ -1,6 +1,7 @@
 """One source of truth for bytes and memory per dtype: every output of one analysis shows the same dtype-scaled
 numbers (issue 17, item 1).  The tiny variant is analysed at fp32, bf16 and fp8; each file is checked against the
-others and against the bf16 counts rescaled by the element width (x2 for fp32, floor /2 for fp8)."""
+others and against the bf16 counts rescaled by the element width (x2 for fp32, floor /2 for fp8) - report.md's
+Runtime section included (issue 14 follow-up, F2)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,27 @@ def outputs() -> dict[str, dict[str, Any]]:
         options = AnalysisOptions(
             model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, dtype=dtype
         )
-        files = report_files(run_analysis(options))
+        result = run_analysis(options)
+        files = report_files(result)
         out[dtype] = {
+            "run": result.runtime_run,
             "yaml": yaml.safe_load(files["report.yaml"]),
             "model": json.loads(files["model.json"]),
             "summary": json.loads(files["summary.json"]),
             "validation": json.loads(files["validation.json"]),
             "md": files["report.md"].decode("utf-8"),
             "layers": {k: v.decode("utf-8") for k, v in files.items() if k.startswith("layers/")},
+            "runtime_bytes": _runtime_bytes(files["report.md"].decode("utf-8")),
         }
+    return out
+
+
+def _runtime_bytes(md: str) -> dict[str, str]:
+    """report.md's Runtime section: the bytes per generated token and each module group's bytes, as printed."""
+    section = md.split("## Runtime", 1)[1]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    out = {row[0]: row[1] for row in cells if row[0] == "bytes per generated token"}
+    out.update({row[0]: row[2] for row in cells if len(row) == 5 and row[0] != "module group"})
     return out
 
 
@@ -77,6 +90,26 @@ def test_bytes_and_memory_scale_with_the_element_width(outputs: dict[str, dict[s
         assert mods["decode/lm_head"]["weight_bytes"] == scale(bf16["decode/lm_head"]["weight_bytes"])
         for key in ("weights_bytes", "kv_cache_bytes", "peak_activation_bytes"):
             assert outputs[dtype]["yaml"]["memory"][key] == scale(outputs["bf16"]["yaml"]["memory"][key]), key
+
+
+def test_the_runtime_section_bytes_scale_with_the_element_width(outputs: dict[str, dict[str, Any]]) -> None:
+    """Bytes per generated token and every "Why is decode this slow" group: the bf16 figure x2 at fp32, /2 at fp8
+    (each cost floored once by the one rescale; the printed 3 significant digits agree with the exact halving)."""
+    shown = {dtype: outputs[dtype]["runtime_bytes"] for dtype in DTYPES}
+    assert "bytes per generated token" in shown["bf16"] and len(shown["bf16"]) >= 5
+    assert shown["fp32"].keys() == shown["bf16"].keys() == shown["fp8"].keys()
+    runs = {dtype: outputs[dtype]["run"] for dtype in DTYPES}
+    for dtype, run in runs.items():
+        assert shown[dtype]["bytes per generated token"] == fmt_bytes(run.bytes_per_token), dtype
+        for group in run.breakdown:
+            assert shown[dtype][group.module] == fmt_bytes(group.bytes), (dtype, group.module)
+    bf16 = {m.module: m.bytes for m in runs["bf16"].breakdown}
+    assert {m.module: m.bytes for m in runs["fp32"].breakdown} == {g: 2 * b for g, b in bf16.items()}
+    assert runs["fp32"].bytes_per_token == 2 * runs["bf16"].bytes_per_token
+    for m in runs["fp8"].breakdown:
+        assert m.bytes == pytest.approx(bf16[m.module] / 2, rel=1e-3), m.module
+    assert runs["fp8"].bytes_per_token == pytest.approx(runs["bf16"].bytes_per_token / 2, rel=1e-6)
+    assert shown["fp32"] != shown["bf16"] != shown["fp8"]
 
 
 def test_time_reads_the_bytes_the_tables_show(outputs: dict[str, dict[str, Any]]) -> None:

@@ -144,6 +144,15 @@ def test_reproduce_command_names_every_choice(result: AnalysisResult) -> None:
     )
 
 
+def test_reproduce_command_keeps_allow_mismatch_with_the_measurement(result: AnalysisResult) -> None:
+    # a report compared against a mismatched measurement: without --allow-mismatch its own line would be refused
+    compared = evolve(result.options, measured="/runs/meas.json")
+    assert reproduce_command(evolve(result, options=compared)).endswith("--routing balanced --measured meas.json")
+    flagged = evolve(compared, allow_mismatch=True)
+    line = reproduce_command(evolve(result, options=flagged))
+    assert line.endswith("--routing balanced --measured meas.json --allow-mismatch")
+
+
 def _tables(text: str) -> list[list[list[str]]]:
     tables, current = [], []
     for line in text.splitlines():

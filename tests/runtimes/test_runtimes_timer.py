@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+from attrs import evolve
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.perf.iteration import BatchComposition, IterationTimer, PrefillChunk
 from llm_perf_opt.runtimes import runtime_iteration_timer, single_request_times
 from llm_perf_opt.runtimes.request import runtime_run
-from llm_perf_opt.workloads import Workload
+from llm_perf_opt.workloads import RoutingModel, Workload
 
 
 @pytest.mark.parametrize("runtime", ["hf-eager", "hf-cuda-graph", "vllm", "sglang"])
@@ -91,3 +92,39 @@ def test_fast_paths_equal_the_itemised_terms(
         max(pre.roofline_s + pre.gap_s, pre.launch_s) if timer.runtime.overlap else pre.roofline_s + pre.launch_s
     ) + pre.step_host_s
     assert math.isclose(got, want, rel_tol=1e-12)
+
+
+def test_skewed_routing_lowers_a_batched_decode_step(v1_config: DeepseekOCRConfig, standard: Workload) -> None:
+    """Issue 14 follow-up (F4): at batch 64 balanced routing reads ~64 experts' weights per MoE layer and step,
+    skewed:8 about 10 - the vllm TPOT drops; one sequence picks k experts either way, so batch 1 does not move."""
+    wide = evolve(standard, batch_size=64)
+    runs = {
+        name: runtime_run(runtime="vllm", config=v1_config, workload=wide, device="h100-sxm", routing=routing)
+        for name, routing in (("balanced", RoutingModel.balanced()), ("skewed", RoutingModel.skewed(8.0)))
+    }
+    assert runs["skewed"].stages.tpot_s < 0.8 * runs["balanced"].stages.tpot_s
+    assert runs["skewed"].bytes_per_token < 0.8 * runs["balanced"].bytes_per_token
+    assert runs["skewed"].stages.ttft_s <= runs["balanced"].stages.ttft_s
+    assert runtime_run(runtime="vllm", config=v1_config, workload=wide, device="h100-sxm").stages == (
+        runs["balanced"].stages
+    )  # routing=None is balanced
+    one = [
+        runtime_run(runtime="vllm", config=v1_config, workload=standard, device="h100-sxm", routing=r).stages.tpot_s
+        for r in (RoutingModel.balanced(), RoutingModel.skewed(8.0))
+    ]
+    assert math.isclose(one[0], one[1], rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("runtime", ["hf-eager", "vllm"])
+def test_bytes_are_rescaled_to_the_dtype_once(runtime: str, v1_config: DeepseekOCRConfig, standard: Workload) -> None:
+    """Issue 14 follow-up (F2): the runtime's bytes move with the element width (fp32 x2, fp8 /2, floor per cost)."""
+    run = {
+        dtype: runtime_run(runtime=runtime, config=v1_config, workload=standard, device="h100-sxm", dtype=dtype)
+        for dtype in ("fp32", "bf16", "fp8")
+    }
+    bf16 = run["bf16"]
+    assert run["fp32"].bytes_per_token == 2 * bf16.bytes_per_token
+    assert run["fp8"].bytes_per_token == pytest.approx(bf16.bytes_per_token / 2, rel=1e-6)
+    assert run["fp8"].bounds["decode"].bytes == pytest.approx(bf16.bounds["decode"].bytes / 2, rel=1e-6)
+    groups = {m.module: m.bytes for m in bf16.breakdown}
+    assert {m.module: m.bytes for m in run["fp32"].breakdown} == {g: 2 * b for g, b in groups.items()}

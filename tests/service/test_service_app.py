@@ -135,6 +135,15 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
         ({**_request("x"), "page_width": 1.5}, "$.page_width", "expected int"),
         ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..256"),
         ({**_request("x"), "routing": "histogram:/etc/passwd"}, "$.routing", "never as a file"),
+        ({**_request("x"), "routing": "skewed:1e309"}, "$.routing", "skew out of range"),
+        ({**_request("x"), "page_width": 100}, "$.page_width", "page_width 100: set without page_height"),
+        ({**_request("x"), "text_only": True, "page_width": 640, "page_height": 640}, "$.page_width", "text-only"),
+        ({**_request("x"), "runtime": "vllm", "attention": "eager"}, "$.runtime", 'use runtime "hf-eager"'),
+        (
+            {**_request("x"), "routing": "histogram", "routing_histogram": {"1": [100] * 5 + [0] * 59}},
+            "$.routing_histogram.1",
+            "layer 1 has 5 experts with counts; top-6 routing needs at least 6",
+        ),
         ([1, 2], "$", "expected object"),
         ({**BASE, "workload_profile_id": "unknown-workload"}, "$.workload_profile_id", "unknown workload profile"),
         (
@@ -303,3 +312,43 @@ def test_backend_warm_up_runs_in_the_server_and_in_every_worker(
     pids = {int(p.name) for p in warm.iterdir()}
     assert os.getpid() in pids  # the server process
     assert len(pids - {os.getpid()}) == 2  # one per worker process
+
+
+def test_first_build_on_a_fresh_store_is_queued_not_waiting_and_health_counts_it(tmp_path: Path) -> None:
+    app = create_app(store_root=tmp_path / "store", workers=1, backend=service_fakes.FAKE)
+    with TestClient(app) as fresh:
+        first = fresh.post(RUN, json=_request("fresh-1")).json()
+        assert first["stage"] != "waiting for another server building the same report"  # no other server exists
+        assert (first["status"], first["stage"], first["queue_position"]) in (
+            ("queued", "queued", 1),
+            ("running", "building", None),
+        )
+        second = fresh.post(RUN, json=_request("fresh-2")).json()
+        joined = fresh.post(RUN, json=_request("fresh-2")).json()  # joins the build queued above: not a new one
+        assert joined["report_id"] == second["report_id"]
+        for report_id in (first["report_id"], second["report_id"]):
+            assert _poll(fresh, f"/analytic/deepseek-ocr/{report_id}/summary", until=200).status_code == 200
+        assert fresh.get("/health").json()["totals"] == {"submitted": 2, "published": 2, "failed": 0}
+
+
+def test_a_build_whose_lock_another_server_holds_says_it_waits(tmp_path: Path) -> None:
+    store = ReportStore(tmp_path / "store")
+    app = create_app(store_root=tmp_path / "store", workers=1, backend=service_fakes.FAKE)
+    with TestClient(app) as waiting:
+        report_id = service_fakes.fake_report_id(
+            service_fakes.fake_options(from_json(json.dumps(_request("held")), _req()), False)
+        )
+        fd = store.try_lock(report_id)  # another open file: flock conflicts as with another server
+        assert fd is not None
+        try:
+            waiting.post(RUN, json=_request("held"))
+            deadline = time.monotonic() + 10
+            doc = waiting.get(f"/analytic/deepseek-ocr/{report_id}/summary").json()
+            while doc["stage"] != "waiting for another server building the same report":
+                assert time.monotonic() < deadline, doc
+                time.sleep(0.05)
+                doc = waiting.get(f"/analytic/deepseek-ocr/{report_id}/summary").json()
+            assert (doc["status"], doc["queue_position"]) == ("queued", None)
+        finally:
+            store.unlock(fd)
+        assert _poll(waiting, f"/analytic/deepseek-ocr/{report_id}/summary", until=200).status_code == 200

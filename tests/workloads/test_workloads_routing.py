@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from llm_perf_opt.errors import UserError
@@ -24,10 +24,16 @@ def _models() -> st.SearchStrategy[RoutingModel]:
     )
 
 
+def _with_counts(model: RoutingModel, layer: int) -> int:
+    """Experts a histogram layer gives counts (top-k above that is refused); every expert for the other kinds."""
+    return sum(1 for c in dict(model.histogram)[layer] if c) if model.kind == "histogram" else 8
+
+
 @settings(max_examples=300, deadline=None)
 @given(_models(), st.integers(0, 3000), st.integers(1, 8), st.integers(1, 2))
 def test_invariants(model: RoutingModel, T: int, k: int, layer: int) -> None:
     E = 8
+    assume(k <= _with_counts(model, layer))
     counts = model.expert_counts(layer_idx=layer, num_tokens=T, num_experts=E, top_k=k)
     assert len(counts) == E
     assert sum(counts) == T * k
@@ -38,6 +44,7 @@ def test_invariants(model: RoutingModel, T: int, k: int, layer: int) -> None:
 @settings(max_examples=100, deadline=None)
 @given(_models(), st.integers(1, 40), st.integers(1, 8))
 def test_assignment_is_k_distinct_experts_per_token(model: RoutingModel, T: int, k: int) -> None:
+    assume(k <= _with_counts(model, 1))
     table = model.expert_assignment(layer_idx=1, num_tokens=T, num_experts=8, top_k=k)
     assert len(table) == T
     assert all(len(set(row)) == k == len(row) for row in table)
@@ -86,9 +93,25 @@ def test_histogram_rescales_and_caps() -> None:
     model = RoutingModel.from_histogram(HIST, source="h.json")
     # layer 1 shares 8:4:2:2 of 4*2 = 8 assignments, cap 4 -> 4, then 4 left over 4:2:2 -> 2, 1, 1
     assert model.expert_counts(layer_idx=1, num_tokens=4, num_experts=8, top_k=2) == (4, 2, 1, 1, 0, 0, 0, 0)
-    # only 4 experts have counts but k=6 needs 6 distinct: zero-count experts take the rest evenly
-    assert model.expert_counts(layer_idx=1, num_tokens=1, num_experts=8, top_k=6) == (1, 1, 1, 1, 1, 1, 0, 0)
     assert model.describe() == "histogram(h.json, layers 1..2)"
+
+
+def test_a_layer_with_fewer_experts_than_top_k_is_refused_never_filled_up() -> None:
+    model = RoutingModel.from_histogram(HIST, source="h.json")
+    nonzero = sum(1 for c in dict(model.histogram)[1] if c)  # layer 1: 8, 4, 2, 2 -> 4 experts with counts
+    assert nonzero == 4
+    message = "layer 1 has 4 experts with counts; top-6 routing needs at least 6"
+    with pytest.raises(UserError, match=message):  # where the counts are used (any model, any door)
+        model.expert_counts(layer_idx=1, num_tokens=1, num_experts=8, top_k=6)
+    with pytest.raises(UserError, match=message):
+        model.check_top_k(6)
+    model.check_top_k(nonzero)  # exactly k experts with counts is a valid top-k histogram
+    assert sum(model.expert_counts(layer_idx=1, num_tokens=3, num_experts=8, top_k=4)) == 3 * 4
+    one = RoutingModel.from_histogram({"1": [0] * 7 + [100]})
+    with pytest.raises(UserError, match="layer 1 has 1 expert with counts; top-2 routing needs at least 2"):
+        one.check_top_k(2)
+    RoutingModel.balanced().check_top_k(6)
+    RoutingModel.skewed(8.0).check_top_k(6)
 
 
 def test_histogram_layer_and_size_errors() -> None:

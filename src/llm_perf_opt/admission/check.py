@@ -25,6 +25,7 @@ from llm_perf_opt.hardware import DTYPE_ALIASES, DTYPES, device_ids, get_device,
 from llm_perf_opt.runtimes.catalog import RUNTIMES
 from llm_perf_opt.workloads import MODES, PRESETS, RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import OCR2_MODES, Ocr2Workload
+from llm_perf_opt.workloads.routing import too_few_experts
 
 __all__ = [
     "AdmissionError",
@@ -113,6 +114,10 @@ class _Door:
 
     def path(self, field: str) -> str:
         return "$." + self.label(field) if self.http else self.label(field)
+
+    def setting(self, field: str, value: str) -> str:
+        """How a user sets ``field`` to ``value`` at this door: ``--runtime hf-eager`` or ``runtime "hf-eager"``."""
+        return f'{self.label(field)} "{value}"' if self.http else f"{self.label(field)} {value}"
 
     def fail(self, field: str, value: Any, problem: str, expected: str, fix: str = "") -> AdmissionError:
         shown = _show(value)
@@ -437,8 +442,9 @@ def _check_model_id(inputs: _Inputs, kind: str, door: _Door) -> None:
 
 def _check_page(inputs: _Inputs, door: _Door) -> None:
     if (inputs.page_width is None) != (inputs.page_height is None):
-        field = "page_height" if inputs.page_height is None else "page_width"
-        raise door.fail(field, None, "set alone", "both page_width and page_height, or neither")
+        field, other = ("page_width", "page_height") if inputs.page_height is None else ("page_height", "page_width")
+        value = inputs.page_width if field == "page_width" else inputs.page_height
+        raise door.fail(field, value, f"set without {door.label(other)}", "both page_width and page_height, or neither")
     if inputs.page_width is not None:
         _check_int("page_width", inputs.page_width, 1, L.MAX_PAGE_SIDE_PX, door, "the page width in px")
         _check_int("page_height", inputs.page_height, 1, L.MAX_PAGE_SIDE_PX, door, "the page height in px")
@@ -493,7 +499,7 @@ def _check_runtime(runtime: str, attention: str, door: _Door) -> None:
             runtime,
             f"runs {'/'.join(supported)} attention only, not {attention}",
             "a runtime that runs this attention",
-            "use --runtime hf-eager, or --attention " + supported[0],
+            f"use {door.setting('runtime', 'hf-eager')}, or {door.setting('attention', supported[0])}",
         )
 
 
@@ -504,7 +510,13 @@ def _check_routing(inputs: _Inputs, door: _Door) -> None:
             raise door.fail("routing_histogram", "{...}", "given without routing 'histogram'", "routing: histogram")
         return
     _check_str("routing", routing, L.MAX_SOURCE_LENGTH, door)
+    kind, _, arg = routing.partition(":")
     if door.http:
+        if kind == "skewed" and not _ROUTING.fullmatch(routing):
+            _check_skew(routing, arg, door)
+            raise door.fail(
+                "routing", routing, "skew not written as plain decimals", f"skewed:ALPHA with ALPHA like {_SKEW_FORM}"
+            )
         if not _ROUTING.fullmatch(routing):
             raise door.fail(
                 "routing",
@@ -522,21 +534,27 @@ def _check_routing(inputs: _Inputs, door: _Door) -> None:
         if histogram is not None:
             _check_histogram(histogram, inputs.model, door)
             return
-    kind, _, arg = routing.partition(":")
     if kind == "skewed":
-        try:
-            alpha = float(arg)
-        except ValueError:
-            alpha = math.nan
-        if not math.isfinite(alpha) or not 0 <= alpha <= L.MAX_SKEW_ALPHA:
-            raise door.fail(
-                "routing", routing, "skew out of range", f"skewed:ALPHA with ALPHA in 0..{L.MAX_SKEW_ALPHA:g}"
-            )
+        _check_skew(routing, arg, door)
         return
     try:
-        RoutingModel.parse(routing)  # CLI: balanced, or a histogram file read as a regular file under the size limit
+        # CLI: balanced, or a histogram file read as a regular file under the size limit, with >= top-k experts a layer
+        RoutingModel.parse(routing).check_top_k(_routing_top_k(inputs.model))
     except UserError as exc:
         raise AdmissionError(f"{door.label('routing')}: {exc}", path=door.path("routing")) from None
+
+
+_SKEW_FORM = "1.5 (at most 2 digits before the point and 6 after)"
+
+
+def _check_skew(routing: str, arg: str, door: _Door) -> None:
+    """``skewed:ALPHA`` with a finite ALPHA in 0..MAX_SKEW_ALPHA (``1e309`` and ``nan`` are out of range)."""
+    try:
+        alpha = float(arg)
+    except ValueError:
+        alpha = math.nan
+    if not math.isfinite(alpha) or not 0 <= alpha <= L.MAX_SKEW_ALPHA:
+        raise door.fail("routing", routing, "skew out of range", f"skewed:ALPHA with ALPHA in 0..{L.MAX_SKEW_ALPHA:g}")
 
 
 def _check_histogram(histogram: Any, model: str, door: _Door) -> None:
@@ -562,6 +580,15 @@ def _check_histogram(histogram: Any, model: str, door: _Door) -> None:
             )
         if sum(row) == 0:
             raise door.fail(where, "[0, ...]", "all zero", "at least one positive count")
+    top_k = _routing_top_k(model)
+    for key, row in histogram.items():
+        if problem := too_few_experts(int(key), row, top_k):
+            raise AdmissionError(f"{door.label(field)}.{key}: {problem}", path=f"{door.path(field)}.{key}")
+
+
+def _routing_top_k(model: str) -> int:
+    """Experts each token picks (top-k) in the model's MoE layers: v1's, or DeepSeek-OCR-2's decoder (v1 base's)."""
+    return (_v1_config(model) or DeepseekOCRConfig.base()).num_experts_per_tok
 
 
 def _v1_config(model: str) -> DeepseekOCRConfig | None:

@@ -4,8 +4,10 @@ Per device: the same rescaled counts (model-facts, conventions §2) timed with t
 and the default eager profile, the same memory footprint checked against that device's capacity, and the throughput
 at the analysed batch.  With a runtime other than ``hf-eager`` (``compare --runtime``) each device's stage times come
 from that runtime's kernel model on that device (:func:`llm_perf_opt.runtimes.request.runtime_run`), exactly as
-``analyze --runtime`` times its one device.  A device without a peak for the analysed dtype (fp8 on Ampere) is listed
-as skipped with the reason, never dropped silently.
+``analyze --runtime`` times its one device.  A device without a peak for the analysed dtype (fp8 on Ampere, bf16 on a
+T4) is listed as skipped with the reason, never dropped silently, wherever it stands in the list (the one analysis
+runs on the first device that has the dtype, :func:`analysis_device`); only a list where no device has it is an
+error.  A device listed twice is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from attrs import field, frozen
 from llm_perf_opt.analysis.model_source import runtime_config
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.hardware import DeviceSpec, get_device
+from llm_perf_opt.hardware import DeviceSpec, get_device, normalize_dtype
 from llm_perf_opt.perf import (
     CapacityCheck,
     Rates,
@@ -33,7 +35,7 @@ from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
 
-__all__ = ["DeviceComparison", "DeviceTiming", "compare_devices"]
+__all__ = ["DeviceComparison", "DeviceTiming", "analysis_device", "compare_devices"]
 
 
 @frozen(kw_only=True)
@@ -62,11 +64,35 @@ class DeviceComparison:
     trust: str = field(default="", metadata={"help": "the runtime's expected error band (docs/validation-runtimes.md)"})
 
 
-def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> DeviceComparison:
-    """Time ``result``'s counts on every device in ``device_ids`` (unknown ids: :class:`UserError` listing them)."""
+def analysis_device(device_ids: Sequence[str], dtype: str) -> str:
+    """The device the comparison's one analysis runs on: the first of ``device_ids`` with a ``dtype`` peak (the others
+    without one are skipped by :func:`compare_devices`, with the reason).  Unknown or repeated ids, or no device with
+    the dtype: :class:`UserError` (an unknown dtype is left to the flag check, which names the allowed ones)."""
+    devices = _devices(device_ids)
+    try:
+        name = normalize_dtype(dtype)
+    except UserError:
+        return devices[0].device_id
+    having = [d for d in devices if name in d.peak_flops]
+    if not having:
+        peaks = "; ".join(f"{d.device_id}: {', '.join(d.dtypes)}" for d in devices)
+        raise UserError(f"--dtype {dtype!r}: none of the devices has a peak for it ({peaks}); choose a dtype they have")
+    return having[0].device_id
+
+
+def _devices(device_ids: Sequence[str]) -> list[DeviceSpec]:
     if not device_ids:
         raise UserError("compare needs at least one --device")
-    devices = [get_device(d) for d in device_ids]
+    twice = sorted({d for d in device_ids if list(device_ids).count(d) > 1})
+    if twice:
+        raise UserError(f"--device lists {', '.join(twice)} more than once; name each device once")
+    return [get_device(d) for d in device_ids]
+
+
+def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> DeviceComparison:
+    """Time ``result``'s counts on every device in ``device_ids`` (unknown ids: :class:`UserError` listing them;
+    repeated ids: :class:`UserError`; devices without the dtype: skipped, with the reason)."""
+    devices = _devices(device_ids)
     columns: list[DeviceTiming] = []
     skipped: list[str] = []
     tree = result.trace.tree
@@ -117,4 +143,5 @@ def _runtime_run(result: AnalysisResult, device: DeviceSpec) -> RuntimeRun:
         dtype=result.dtype,
         attention=options.attention,
         text_only=options.text_only,
+        routing=result.routing,
     )

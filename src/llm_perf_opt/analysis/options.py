@@ -65,6 +65,15 @@ def _page(value: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
     return None if value is None else (int(value[0]), int(value[1]))
 
 
+def _file_from_anywhere(value: str | None) -> str | None:
+    """A path naming an existing file, made absolute: ``options.json`` then finds it from any working directory
+    (``check --golden`` run elsewhere); anything else (a shipped profile name, a missing file) as given, so its error
+    names what the user typed."""
+    if value is None or not Path(value).is_file():
+        return value
+    return str(Path(value).absolute())
+
+
 @frozen(kw_only=True)
 class AnalysisOptions:
     """One analysis request: model source, workload (a preset plus overrides), device and modelling choices."""
@@ -80,12 +89,18 @@ class AnalysisOptions:
     dtype: str = field(default="bf16", metadata={"help": "weights/activations dtype"})
     attention: str = field(default="flash", metadata={"help": "attention kernel: flash | eager"})
     routing: str = field(default="balanced", metadata={"help": "MoE routing model (balanced, skewed:A, histogram:F)"})
-    measured: str | None = field(default=None, metadata={"help": "measurement JSON to compare against"})
+    measured: str | None = field(
+        default=None, converter=_file_from_anywhere, metadata={"help": "measurement JSON to compare against"}
+    )
     allow_mismatch: bool = field(
         default=False,
         metadata={"help": "compare a measurement taken on another device/dtype/attention/workload/runtime (flagged)"},
     )
-    device_profile: str | None = field(default=None, metadata={"help": "calibrated device profile file"})
+    device_profile: str | None = field(
+        default=None,
+        converter=_file_from_anywhere,
+        metadata={"help": "calibrated device profile: a file or a shipped name"},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow executing a model source's remote code"})
     runtime: str = field(
         default=DEFAULT_RUNTIME,

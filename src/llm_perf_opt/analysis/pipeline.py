@@ -33,6 +33,7 @@ from llm_perf_opt.analysis.options import (
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.analysis.trace_step import traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
+from llm_perf_opt.analytic.divergences import divergence_for
 from llm_perf_opt.contracts import OperatorCategory
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
 from llm_perf_opt.measure.compare import compare, compare_memory, memory_rows_payload, mismatches
@@ -58,7 +59,7 @@ from llm_perf_opt.tracecache import TraceCache
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
-__all__ = ["COUNTED_DTYPE", "Progress", "run_analysis"]
+__all__ = ["COUNTED_DTYPE", "Progress", "memory_peak_bytes", "run_analysis"]
 
 COUNTED_DTYPE = "bf16"
 """The dtype the meta trace and the analytic model count bytes in; reports rescale them once to their dtype."""
@@ -106,7 +107,9 @@ def run_analysis(
     memory = footprint_at_dtype(
         weight_bytes=analytic_counted.weight_bytes["root"],
         kv_cache_bytes=analytic_counted.kv_cache_bytes.get("root", 0),
-        peak_activation_bytes=analytic_counted.peak_activation_bytes.get("root", 0),
+        peak_activation_bytes=memory_peak_bytes(
+            traced=trace.root.peak_activation_bytes, closed_form=analytic_counted.peak_activation_bytes.get("root", 0)
+        ),
         batch_size=workload.batch_size,
         counted_dtype=COUNTED_DTYPE,
         dtype=dtype,
@@ -132,6 +135,7 @@ def run_analysis(
         attention=options.attention,
         profile=profile if runtime.is_baseline else None,
         text_only=options.text_only,
+        routing=routing,
     )
     if not runtime.is_baseline:
         stages = run.stages  # the runtime's kernels time the request; hf-eager keeps the traced tree's time
@@ -191,6 +195,16 @@ def run_analysis(
         provenance=provenance,
         runtime_run=run,
     )
+
+
+def memory_peak_bytes(*, traced: int, closed_form: int) -> int:
+    """The activation peak the memory figures use: the closed form (``analytic.formulas.stage_peaks``, what
+    ``sweep`` uses) where validation accepts it on ``root`` (divergence ``peak-activation-stages``: equal to the
+    trace, as for every v1 workload), else the traced live set - where the closed forms do not cover the model
+    (DeepSeek-OCR-2, whose root closed form is the largest leaf working set, 0.49x the trace)."""
+    row = divergence_for("root", "peak_activation_bytes")
+    accepted = row is not None and traced > 0 and row.accepts(closed_form / traced)
+    return closed_form if accepted else traced
 
 
 def _runtime_lines(
@@ -303,6 +317,7 @@ def _measured(
         device_id=device_id,
         dtype=dtype,
         attention=options.attention,
+        routing=options.routing,
     )
     if found and not options.allow_mismatch:
         raise MeasurementError(
@@ -323,6 +338,7 @@ def _measured(
     payload: dict[str, Any] = {
         "run_id": comparison.run_id,
         "device": measurement.device.name,
+        "routing": measurement.routing,
         "mismatches": list(found),
         "stages": [
             {

@@ -7,7 +7,10 @@ Rule (issue 5): on every node present on both sides, ``matmul_flops`` must be eq
 counter (``llm_perf_opt.analytic.divergences.VALIDATED_FIELDS`` plus ``calls``, ``weight_bytes``,
 ``kv_cache_bytes``) must agree within :data:`TOLERANCE` relative error, or be covered by a row of the divergence
 table whose ratio range accepts it.  A node on one side only fails.  ``peak_activation_bytes`` is reported on
-both sides but is an estimate (divergence ``peak-activation-estimate``), so it has no ``rel_error`` entry.
+both sides with no ``rel_error`` entry: below the stages it is an estimate (divergence ``peak-activation-estimate``,
+informational); on the stage and root nodes it must equal the trace (``peak-activation-stages``), and a node outside
+that range is listed in the row's finding and counted in the summary (``divergence_nodes_outside_range``).  A node
+is checked against the first row that covers it (:func:`~llm_perf_opt.analytic.divergences.divergence_for`).
 
 Relative error is ``(analytic - traced) / traced``; when the trace counts 0 it is 0.0 if the analytic side does
 too and 1.0 otherwise.
@@ -90,7 +93,9 @@ def validation_payload(traced: CostTree, analytic: CostTree) -> dict[str, Any]:
 
 
 def _row_finding(row: Divergence, nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    covered = [n for n in nodes if n["traced"] and n["analytic"] and row.covers(n["module_id"], row.metric)]
+    covered = [  # the first row that covers a node is its row (divergence_for), as in the pass/fail check
+        n for n in nodes if n["traced"] and n["analytic"] and divergence_for(n["module_id"], row.metric) == row
+    ]
     probe = next((n for n in covered if n["module_id"] == "root"), covered[0] if covered else None)
     ratio = None
     if probe is not None and probe["traced"].get(row.metric):

@@ -74,22 +74,38 @@ class Divergence:
 DIVERGENCES: tuple[Divergence, ...] = (
     Divergence(
         id="peak-activation-estimate",
-        pattern="*",
+        pattern="*/*",
         metric="peak_activation_bytes",
         reason=(
             "below the stages, the analytic peak is the largest single layer's working set (inputs + outputs, SAM's "
             "materialised rel-pos mask, eager score matrices, the logits upcast); the trace's is the live activation "
             "set while the node runs, including tensors its callers still hold (residual stream, encoder outputs, "
             "inputs), so small leaf nodes read far lower. The trace's peak is the validated one (docs/validation.md, "
-            "Peak memory). On the stage and root nodes the closed forms are the traced live set instead "
-            "(analytic.formulas.stage_peaks) and equal the trace exactly (ratio 1.00) for image workloads of the v1 "
-            "model, flash and eager; leaf peaks keep the working-set definition, reported for information"
+            "Peak memory); leaf peaks keep the working-set definition, reported for information"
         ),
-        expected_ratio=1.0,
+        expected_ratio=0.89,
         ratio_range=None,
         measured_on=(
+            "base model, gundam 1024x1024 (S=703), flash: vision/model 0.89 (the first node below the stages, the one "
+            "shown), lm_head 0.92, vision_model 0.13"
+        ),
+    ),
+    Divergence(
+        id="peak-activation-stages",
+        pattern="*",
+        metric="peak_activation_bytes",
+        reason=(
+            "on the stage and root nodes (the ids without a '/'; the row above takes the rest) the closed forms are "
+            "the traced live set at each stage's highest point (analytic.formulas.stage_peaks) and equal the trace "
+            "exactly for the v1 model (image and text-only workloads, flash and eager). DeepSeek-OCR-2 has no such "
+            "closed forms yet: its stage and root peaks are the largest leaf working set, not the traced live set, so "
+            "they fall outside this range and the memory figures use the traced peak instead (the report says which)"
+        ),
+        expected_ratio=1.0,
+        ratio_range=(1.0, 1.0),
+        measured_on=(
             "base model, gundam 1024x1024 (S=703), flash: root, vision, projector, prefill, decode 1.00; "
-            "lm_head 0.92, vision_model 0.13 (leaf working sets)"
+            "deepseek-ocr-2: dynamic 1024x1024 (S=843), flash: root 0.49; single, N=2, eager: root 1.13"
         ),
     ),
 )

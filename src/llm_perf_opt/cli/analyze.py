@@ -13,6 +13,7 @@ import click
 from llm_perf_opt.admission import check_analysis_flags
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
 from llm_perf_opt.cli.progress import StepProgress
+from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.store import ReportStore
 
 __all__ = ["analyze", "parse_page", "run_options", "runtime_options", "workload_flags", "workload_options"]
@@ -244,13 +245,22 @@ def analyze(
 
 def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) -> dict[str, Any]:
     """What ``--format json`` prints: ``summary.json`` as written, plus the headline numbers a script wants
-    (stage times in ms, throughput, memory, fit) and where the report folder is."""
+    (stage times in ms, throughput, memory, fit), which runtime and device profile made the times and how far they can
+    be trusted (as report.md and report.yaml say: the profile is calibrated when it was fitted on this device), and
+    where the report folder is."""
     s, t, m, c = result.stages, result.throughput, result.memory, result.capacity
+    calibrated = result.profile.device_id == result.device.device_id
     return {
         "summary": json.loads(written["summary.json"]),
         "headline": {
             "device": result.device.device_id,
             "dtype": result.dtype,
+            "runtime": result.options.runtime,
+            "profile": result.profile.source,
+            "calibrated": calibrated,
+            "expected_error": trust_line(result.options.runtime, calibrated=calibrated).removeprefix(
+                "expected error: "
+            ),
             "ttft_ms": s.ttft_s * 1e3,
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
             "end_to_end_ms": s.end_to_end_s * 1e3,

@@ -41,17 +41,15 @@ def compare(devices: str, out_dir: Path | None, fmt: str, quiet: bool, **params:
     """Trace one workload once and compare its predicted times, throughput and memory fit on several devices (each
     timed by ``--runtime``'s kernel model)."""
     # lazy: torch loads only when the command runs (--help imports every command module)
-    from llm_perf_opt.analysis.compare import compare_devices
+    from llm_perf_opt.analysis.compare import analysis_device, compare_devices
     from llm_perf_opt.analysis.pipeline import run_analysis
-    from llm_perf_opt.hardware import get_device
     from llm_perf_opt.report.compare_md import render_compare_json, render_compare_md
 
     ids = [d.strip() for d in devices.split(",") if d.strip()]
     if len(ids) < 2:
         raise UserError(f"--device lists {len(ids)} device(s); compare needs two or more, e.g. h100-sxm,a100-80gb")
-    for device_id in ids:
-        get_device(device_id)  # unknown ids fail here, before the trace
-    flags = workload_flags(params, device=ids[0])
+    # unknown or repeated ids fail here, before the trace; devices without the dtype are skipped, whatever their place
+    flags = workload_flags(params, device=analysis_device(ids, params["dtype"]))
     attention, runtime = params["attention"], params["runtime"]
     check_analysis_flags(
         **flags, attention=attention, runtime=runtime, text_only=params["text_only"]

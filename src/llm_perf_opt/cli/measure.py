@@ -13,7 +13,7 @@ from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.record import save_measurement
 from llm_perf_opt.workloads import Workload, get_preset
 
-__all__ = ["measure", "parse_page", "resolve_workload"]
+__all__ = ["check_workload_flags", "measure", "parse_page", "resolve_workload"]
 
 _PAGE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -24,6 +24,21 @@ def parse_page(text: str) -> tuple[int, int]:
     if not match:
         raise UserError(f"page must be WIDTHxHEIGHT in px (e.g. 1024x1024), got {text!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+def check_workload_flags(
+    *, workload_id: str | None, mode: str | None, page: str | None, prompt_tokens: int | None
+) -> None:
+    """The workload flags name exactly one workload (a preset, or a mode and a page): checked before torch loads."""
+    if workload_id is not None:
+        if mode is not None or page is not None or prompt_tokens is not None:
+            raise UserError("--workload fixes mode, page and prompt; drop --mode/--page/--prompt-tokens or --workload")
+        return
+    if mode is None or page is None:
+        given = f"--mode {mode} has no --page WxH; " if mode is not None else ""
+        given += f"--page {page} has no --mode MODE; " if page is not None else ""
+        raise UserError(f"{given}give a workload: --workload ID, or --mode MODE and --page WxH")
+    parse_page(page)
 
 
 def resolve_workload(
@@ -37,9 +52,8 @@ def resolve_workload(
     batch: int | None,
 ) -> tuple[Any, str | None]:
     """The resolved workload and the preset id it still equals (None once a flag changes the preset)."""
+    check_workload_flags(workload_id=workload_id, mode=mode, page=page, prompt_tokens=prompt_tokens)
     if workload_id is not None:
-        if mode is not None or page is not None or prompt_tokens is not None:
-            raise UserError("--workload fixes mode, page and prompt; drop --mode/--page/--prompt-tokens or --workload")
         profile = get_preset(workload_id)
         new_tokens = profile.max_new_tokens if max_new_tokens is None else max_new_tokens
         batch_size = profile.batch_size if batch is None else batch
@@ -48,8 +62,7 @@ def resolve_workload(
             evolve(profile, max_new_tokens=new_tokens, batch_size=batch_size), config=config
         )
         return workload, None if changed else workload_id
-    if mode is None or page is None:
-        raise UserError("give a workload: --workload ID, or --mode MODE and --page WxH")
+    assert mode is not None and page is not None  # check_workload_flags
     workload = Workload.create(
         mode=mode,
         page=parse_page(page),
@@ -135,6 +148,7 @@ def measure(
     out: Path,
 ) -> None:
     """Run MODEL for real on the CPU or a CUDA GPU and time vision, projector, prefill and every decode step."""
+    check_workload_flags(workload_id=workload_id, mode=mode, page=page, prompt_tokens=prompt_tokens)
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.harness import HarnessOptions, builtin_config, run_measurements
 

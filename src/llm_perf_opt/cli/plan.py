@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.cli.simulate import (
     TIMER_FACTORY,
     dumps,
@@ -25,6 +26,7 @@ from llm_perf_opt.cli.simulate import (
     workload_options,
 )
 from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config
+from llm_perf_opt.core import check_output_folder
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf.iteration import BatchComposition
@@ -37,7 +39,10 @@ from llm_perf_opt.serving.trust import trust_line
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["plan"]
+__all__ = ["PLAN_FILES", "plan"]
+
+PLAN_FILES = ("plan.json", "plan.md")
+"""Files that mark a folder as an earlier plan: ``--out`` may replace it whole."""
 
 
 def _devices(text: str) -> list[str]:
@@ -93,34 +98,42 @@ def plan(
     price: str | None,
     fmt: str,
     out_dir: str | None,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Cheapest device for a daily page volume under a p90 TTFT/TPOT SLA (closed-loop simulation per device)."""
     ids = _devices(devices)
     prices = parse_prices(price, ids)
     base = options_from_flags(flags | {"concurrency": 1}, device=ids[0])
+    if out_dir is not None:
+        check_output_folder(Path(out_dir), recognise=PLAN_FILES)  # before any simulating
     factory = TIMER_FACTORY["default"]
-    prepared = {d: prepare(with_device(base, d), timer_factory=factory, config_resolver=resolve_config) for d in ids}
-    grids = {d: concurrency_grid(p.settings.max_num_seqs) for d, p in prepared.items()}
-    results: dict[tuple[str, int], SimulationResult] = {}
+    with StepProgress(quiet=quiet) as progress:
+        progress(f"plan: preparing {base.model} on {len(ids)} device(s) ({base.runtime})")
+        prepared = {
+            d: prepare(with_device(base, d), timer_factory=factory, config_resolver=resolve_config) for d in ids
+        }
+        grids = {d: concurrency_grid(p.settings.max_num_seqs) for d, p in prepared.items()}
+        results: dict[tuple[str, int], SimulationResult] = {}
 
-    def point(device: str, concurrency: int) -> SimulationResult:
-        p = prepared[device]
-        requests = max(4 * concurrency, 16, flags["requests"] or 0)
-        load = p.load(concurrency=concurrency, requests=requests)
-        results[(device, concurrency)] = p.run(load)
-        return results[(device, concurrency)]
+        def point(device: str, concurrency: int) -> SimulationResult:
+            progress(f"simulating {device} at concurrency {concurrency}")
+            p = prepared[device]
+            requests = max(4 * concurrency, 16, flags["requests"] or 0)
+            load = p.load(concurrency=concurrency, requests=requests)
+            results[(device, concurrency)] = p.run(load)
+            return results[(device, concurrency)]
 
-    result = make_plan(
-        devices=ids,
-        grids=grids,
-        simulate_point=point,
-        pages_per_day=pages_per_day,
-        slo_ttft_p90_ms=slo_ttft_p90_ms,
-        slo_tpot_p90_ms=slo_tpot_p90_ms,
-        prices=prices,
-        classify=_Classifier(prepared, results),
-    )
+        result = make_plan(
+            devices=ids,
+            grids=grids,
+            simulate_point=point,
+            pages_per_day=pages_per_day,
+            slo_ttft_p90_ms=slo_ttft_p90_ms,
+            slo_tpot_p90_ms=slo_tpot_p90_ms,
+            prices=prices,
+            classify=_Classifier(prepared, results),
+        )
     first = prepared[ids[0]]
     header = (
         f"{base.model}, runtime {base.runtime} ({first.timer_source}), {first.dtype}; {first.mix.summary()}; "
@@ -134,7 +147,7 @@ def plan(
             "plan.json": dumps(result.as_dict() | {"header": header}).encode("utf-8"),
             "plan.md": plan_markdown(result, header).encode("utf-8"),
         } | render_plan_plot(result)
-        publish(Path(out_dir), files, "plan")
+        publish(Path(out_dir), files, "plan", PLAN_FILES)
         click.echo(f"wrote {len(files)} files to {out_dir}", err=True)
     if result.winner is None:
         raise UserError(result.verdict)

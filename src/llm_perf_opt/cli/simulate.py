@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from llm_perf_opt.core import staged_directory
+from llm_perf_opt.cli.progress import StepProgress
+from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.report.serving import simulation_markdown, simulation_text
 from llm_perf_opt.serving.memory import ModelConfig
@@ -32,12 +33,23 @@ from llm_perf_opt.serving.session import (
 from llm_perf_opt.serving.settings import RUNTIMES
 from llm_perf_opt.serving.timing import runtime_timer
 
-__all__ = ["TIMER_FACTORY", "parse_image", "parse_lengths", "resolve_config", "simulate", "workload_options"]
+__all__ = [
+    "SIMULATE_FILES",
+    "TIMER_FACTORY",
+    "parse_image",
+    "parse_lengths",
+    "resolve_config",
+    "simulate",
+    "workload_options",
+]
 
 TIMER_FACTORY: dict[str, TimerFactory] = {"default": runtime_timer}
 """The timer factory the commands use (tests swap in closed-form timers here)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+SIMULATE_FILES = ("simulate.json", "simulate.md")
+"""Files that mark a folder as an earlier simulation: ``--out`` may replace it whole."""
 
 
 def parse_image(text: str) -> tuple[int, int]:
@@ -77,6 +89,7 @@ def workload_options(fn: F) -> F:
         click.option("--gpu-memory-utilization", type=float, default=None, help="Override the runtime's default."),
         click.option("--repetition-share", type=float, default=0.0, show_default=True, help="Pages that loop."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the request and arrival draws."),
+        click.option("--quiet", is_flag=True, default=False, help="No progress on stderr."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -118,10 +131,11 @@ def options_from_flags(flags: dict[str, Any], *, device: str) -> SimulateOptions
     )
 
 
-def publish(out_dir: Path, files: dict[str, bytes], what: str) -> None:
-    """All of ``files`` under ``out_dir`` at once (a staged folder), or nothing."""
+def publish(out_dir: Path, files: dict[str, bytes], what: str, recognise: tuple[str, ...] = ()) -> None:
+    """All of ``files`` under ``out_dir`` at once (a staged folder), or nothing (``out_dir`` was checked at the door
+    with :func:`~llm_perf_opt.core.check_output_folder` and the same ``recognise``)."""
     try:
-        with staged_directory(out_dir) as stage:
+        with staged_directory(out_dir, recognise=recognise) as stage:
             for rel, data in files.items():
                 (stage / rel).write_bytes(data)
     except OSError as exc:
@@ -153,14 +167,21 @@ def _simulation_files(prepared: Prepared, metrics: dict[str, Any]) -> dict[str, 
 @click.option("--rate", type=float, default=None, help="Open loop: Poisson arrivals per second.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write JSON, Markdown, plots.")
-def simulate(device: str, fmt: str, out_dir: str | None, **flags: Any) -> None:
+def simulate(device: str, fmt: str, out_dir: str | None, quiet: bool, **flags: Any) -> None:
     """Serve DeepSeek-OCR with continuous batching on one device: throughput, latency percentiles, KV cache."""
     options = options_from_flags(flags, device=device)
-    prepared = prepare(options, timer_factory=TIMER_FACTORY["default"], config_resolver=resolve_config)
-    result = prepared.run()
     if out_dir is not None:
-        files = _simulation_files(prepared, result.metrics)
-        publish(Path(out_dir), files, "simulation")
+        check_output_folder(Path(out_dir), recognise=SIMULATE_FILES)  # before any simulating
+    with StepProgress(quiet=quiet) as progress:
+        progress(f"simulate: preparing {options.model} on {device} ({options.runtime})")
+        prepared = prepare(options, timer_factory=TIMER_FACTORY["default"], config_resolver=resolve_config)
+        progress(f"simulating {options.requests} requests")
+        result = prepared.run()
+        if out_dir is not None:
+            progress("simulating the concurrency curve and drawing the plots")
+            files = _simulation_files(prepared, result.metrics)
+            publish(Path(out_dir), files, "simulation", SIMULATE_FILES)
+    if out_dir is not None:
         click.echo(f"wrote {len(files)} files to {out_dir}", err=True)
     if fmt == "json":
         click.echo(dumps(result.metrics), nl=False)

@@ -19,7 +19,8 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import check_output_folder, staged_directory
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.hardware import get_device
-from llm_perf_opt.perf import Rates, load_device_profile
+from llm_perf_opt.perf import DeviceProfile, Rates, load_device_profile
+from llm_perf_opt.perf.named_profiles import resolve_profile_path
 from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
 from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
@@ -99,7 +100,13 @@ def parse_pages(text: str) -> list[tuple[int, int]]:
     help="Inference runtime whose kernels time each point: hf-eager, hf-flash, hf-cuda-graph, vllm, sglang.",
 )
 @click.option("--execution", type=click.Choice(["eager", "cuda-graph"]), default=None, hidden=True)
-@click.option("--device-profile", type=click.Path(dir_okay=False), default=None, help="Calibrated profile file.")
+@click.option(
+    "--device-profile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Calibrated device profile: a file (from `llm-perf-opt calibrate`) or a shipped name, e.g. "
+    "h100-sxm-hf-eager-gate.",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write the files here.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
 @click.option("--quiet", is_flag=True, default=False, help="No progress on stderr.")
@@ -153,7 +160,7 @@ def sweep(
     )
     profiles = None
     if device_profile is not None:
-        profile = load_device_profile(device_profile)
+        profile = load_device_profile(resolve_profile_path(device_profile))
         profiles = dict.fromkeys(spec.devices, profile) if profile.device_id == "*" else {profile.device_id: profile}
     for device_id in spec.devices:
         get_device(device_id)  # unknown ids fail here, before any output
@@ -161,13 +168,13 @@ def sweep(
         get_mode(mode)
     if out_dir is not None:
         check_output_folder(Path(out_dir), recognise=SWEEP_FILES)
-    stage_fn = None if chosen.is_baseline else _runtime_stages(runtime, attention)
+    stage_fn = None if chosen.is_baseline else _runtime_stages(runtime, attention, spec.routing)
     with StepProgress(quiet=quiet) as progress:
         progress(f"sweep: timing {spec.num_points} point(s)")
         result = run_sweep(spec, profiles=profiles, stage_fn=stage_fn)
         if out_dir is not None:
             progress("drawing sweep.png and writing the tables")
-            files = _files(spec, result, runtime)
+            files = _files(spec, result, runtime, calibrated=_calibrated(spec, profiles, baseline=chosen.is_baseline))
             _publish(Path(out_dir), files)
     for note in result.skipped:
         click.echo(f"skipped: {note}", err=True)
@@ -178,8 +185,11 @@ def sweep(
     click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
 
 
-def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates], dict[str, float]]:
-    """Stage seconds of a sweep point as ``runtime`` runs it (the same model as ``analyze --runtime``)."""
+def _runtime_stages(
+    runtime: str, attention: str, routing: RoutingModel
+) -> Callable[[Workload, Rates], dict[str, float]]:
+    """Stage seconds of a sweep point as ``runtime`` runs it under ``routing`` (the same model as ``analyze
+    --runtime``)."""
     config = DeepseekOCRConfig.base()
 
     def stages(workload: Workload, rates: Rates) -> dict[str, float]:
@@ -190,13 +200,22 @@ def _runtime_stages(runtime: str, attention: str) -> Callable[[Workload, Rates],
             device=rates.device_id,
             dtype=rates.dtype,
             attention=attention,
+            routing=routing,
         ).stages
         return {"vision": s.vision_s, "projector": s.projector_s, "prefill": s.prefill_s, "decode": s.decode_s}
 
     return stages
 
 
-def _files(spec: SweepSpec, result: SweepResult, runtime: str) -> dict[str, bytes]:
+def _calibrated(spec: SweepSpec, profiles: dict[str, DeviceProfile] | None, *, baseline: bool) -> bool:
+    """Every device of the grid is timed with a profile fitted on that device (only the baseline runtime's time
+    uses the profile; the other runtimes' kernel models do not read it)."""
+    if not baseline or not profiles:
+        return False
+    return all(device in profiles and profiles[device].device_id == device for device in spec.devices)
+
+
+def _files(spec: SweepSpec, result: SweepResult, runtime: str, *, calibrated: bool) -> dict[str, bytes]:
     # lazy: matplotlib loads only when files are written
     from llm_perf_opt.report.plots import render_sweep_plot
 
@@ -211,7 +230,7 @@ def _files(spec: SweepSpec, result: SweepResult, runtime: str) -> dict[str, byte
     md = (
         "# What-if sweep\n\n"
         f"Grid: {grid}. Counts from the analytic model; time on each device's roofline. "
-        f"Time from runtime {runtime}; {trust_line(runtime, calibrated=False)}. "
+        f"Time from runtime {runtime}; {trust_line(runtime, calibrated=calibrated)}. "
         "Times in ms, memory in GB (1e9 B). `sweep.csv` has every column.\n\n"
         + rows_to_markdown(result.rows, MD_COLUMNS)
         + ("\n" + skipped if skipped else "")

@@ -209,12 +209,16 @@ def mismatches(
     device_id: str,
     dtype: str,
     attention: str,
-    runtime: str = "cuda",
+    device_type: str = "cuda",
+    routing: str = "balanced",
 ) -> tuple[str, ...]:
     """Every way ``measurement`` differs from the prediction it is compared with, one ``what: measured X,
     predicted Y`` string each (empty: they match).  Checked: model, workload (cost key), device (catalog id;
-    ``cpu`` for a CPU run), dtype, attention (the prediction's ``flash`` is the measurement's ``sdpa``) and runtime
-    (``cuda`` or ``cpu``; every catalog prediction is a CUDA GPU)."""
+    ``cpu`` for a CPU run), dtype, attention (the prediction's ``flash`` is the measurement's ``sdpa``) and device
+    type (torch's ``cuda`` or ``cpu``, recorded as the measurement's ``device.runtime``; every catalog prediction is a
+    CUDA GPU).  "Runtime" in this tool names the inference runtime (hf-eager, vllm, ...), so the text says device
+    type.  Routing: a measurement routes by its random weights' own gate (near balanced) or by the balanced slices, so
+    it compares with a ``balanced`` prediction only; any other ``routing`` (skewed, a histogram) is a mismatch."""
     wanted = (
         workload
         if isinstance(workload, WorkloadRecord)
@@ -233,7 +237,8 @@ def mismatches(
         ("device", ran_on, device_id),
         ("dtype", normalize_dtype(measurement.dtype), normalize_dtype(dtype)),
         ("attention", measured_attention, attention),
-        ("runtime", measurement.device.runtime, runtime),
+        ("device type", measurement.device.runtime, device_type),
+        ("routing", measurement.routing, measurement.routing if routing == "balanced" else routing),
     )
     return tuple(f"{what}: measured {got}, predicted {want}" for what, got, want in pairs if got != want)
 

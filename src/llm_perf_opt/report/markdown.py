@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePath
+from typing import Any
 
 from llm_perf_opt.admission.limits import MAX_BATCH_SIZE
 from llm_perf_opt.analysis.result import AnalysisResult
@@ -88,6 +89,8 @@ def reproduce_command(result: AnalysisResult) -> str:
     parts += [f"--device {o.device}", f"--dtype {result.dtype}", f"--attention {o.attention}", f"--routing {o.routing}"]
     if o.measured is not None:
         parts.append(f"--measured {PurePath(o.measured).name}")
+        if o.allow_mismatch:  # the report was made comparing anyway; without the flag the same line is refused
+            parts.append("--allow-mismatch")
     if o.device_profile is not None:
         parts.append(f"--device-profile {PurePath(o.device_profile).name}")
     if o.trust_remote_code:
@@ -366,8 +369,7 @@ def _memory(r: AnalysisResult) -> str:
             "peak activations",
             fmt_bytes(m.peak_activation_bytes),
             fmt_int(m.peak_activation_bytes),
-            "largest live set at any point (a max, not a sum): the closed-form estimate `sweep` uses too; the traced "
-            f"live set peaks at {fmt_bytes(r.trace.root.peak_activation_bytes)}",
+            _peak_note(r),
         ),
         ("**total**", f"**{fmt_bytes(m.total_bytes)}**", fmt_int(m.total_bytes), "weights + KV + peak activations"),
         ("device capacity", fmt_bytes(c.capacity_bytes), fmt_int(c.capacity_bytes), r.device.device_id),
@@ -389,6 +391,25 @@ def _memory(r: AnalysisResult) -> str:
             f"measured **{fmt_int(budget['largest_batch_measured'])}** ({budget['includes']})."
         )
     return text
+
+
+def _peak_note(r: AnalysisResult) -> str:
+    """Which activation peak the memory figures use: the closed form (equal to the trace) or, where the closed forms
+    do not cover the model, the traced live set (``analysis.pipeline.memory_peak_bytes``)."""
+    traced = r.trace.root.peak_activation_bytes
+    nodes: list[dict[str, Any]] = list(r.validation.get("nodes", []))
+    root = next((n for n in nodes if n.get("module_id") == "root"), {})
+    closed = (root.get("analytic") or {}).get("peak_activation_bytes")
+    if r.memory.peak_activation_bytes != traced or closed is None or closed == traced:
+        return (
+            "largest live set at any point (a max, not a sum): the closed-form estimate `sweep` uses too; the traced "
+            f"live set peaks at {fmt_bytes(traced)}"
+        )
+    return (
+        "largest live set at any point (a max, not a sum): the traced live set - the closed forms do not cover this "
+        f"model's stage peaks (they give {fmt_bytes(int(closed))}, {closed / traced:.2f}x; validation flags it), so "
+        "the total, the fit and the largest batch use the trace"
+    )
 
 
 def _measured_memory_table(rows: list[dict[str, object]]) -> str:

@@ -49,7 +49,7 @@ def top_group_fact(r: AnalysisResult) -> str:
     """The headline bullet naming the module group a decode step spends most of its device time in."""
     run = r.runtime_run
     assert run is not None
-    step = run.decode.roofline_s + run.decode.gap_s + (0.0 if run.runtime.overlap else run.decode.launch_s)
+    step = run.decode_device_s
     if not run.breakdown or step <= 0:
         return "- Largest module group of a decode step: - (no decode step)."
     top = run.breakdown[0]
@@ -116,7 +116,7 @@ def runtime_section(r: AnalysisResult) -> str:
         ],
         align="ll",
     )
-    step = d.roofline_s + d.gap_s
+    step = run.decode_device_s  # the groups' device times sum to it: shares of the step, summing to 100%
     rows = [
         (
             m.module,
@@ -127,7 +127,7 @@ def runtime_section(r: AnalysisResult) -> str:
         )
         for m in run.breakdown
     ]
-    why = md_table(("module group", "kernels", "bytes", "device time", "share"), rows)
+    why = md_table(("module group", "kernels", "bytes", "device time", "share of the step"), rows)
     terms = (
         f"One decode step at the middle context: roofline {fmt_ms(d.roofline_s)} (compute-bound part "
         f"{fmt_ms(d.compute_bound_s)}), device gaps {fmt_ms(d.gap_s)} ({fmt_count(d.kernels)} kernels), host launches "

@@ -101,6 +101,13 @@ class RuntimeRun:
         return self.decode.kernels
 
     @property
+    def decode_device_s(self) -> float:
+        """One decode step's device time at the middle context, what :attr:`breakdown`'s groups sum to: the roofline
+        plus the device gaps (runtimes with overlap) or plus the host launches (op by op, added).  A host-bound step
+        of a runtime with overlap takes longer (:meth:`ForwardTerms.seconds`)."""
+        return self.decode.roofline_s + self.decode.gap_s + (0.0 if self.runtime.overlap else self.decode.launch_s)
+
+    @property
     def bytes_per_token(self) -> float:
         """DRAM bytes per generated token (one step's bytes over its B tokens)."""
         return self.decode.bytes / max(self.batch_size, 1)

@@ -6,17 +6,24 @@ Per-token coefficients come from the fused cost tree of the request's own worklo
 counters scale with what the iteration computes:
 
 * weights: read once per forward; routed-expert rows scale with the expected distinct experts of the iteration's
-  tokens (``E(1-(1-k/E)^T)``, :func:`workloads.routing.expected_distinct_experts`) over those of the probe;
+  tokens under the request's routing (balanced: ``E(1-(1-k/E)^T)``, :func:`workloads.routing.expected_distinct_experts`;
+  skewed or histogram: the same expectation over that model's expert popularity, :mod:`.coverage`) over those of the
+  probe;
 * attention rows: FLOPs per (query, key) pair, KV reads per key held, the rest per token;
 * every other row: FLOPs and activation bytes per token;
 * kernels: per forward (graphs or not); routed-expert rows of an op-by-op runtime scale with the experts hit.
+
+Bytes are the analytic tree's (counted in bf16) moved to the run's dtype once, cost by cost, by the project's one
+rescale (:meth:`~llm_perf_opt.core.Cost.at_element_bytes`), so the bytes a report shows and the bytes the roofline
+reads are the same numbers.
 
 An iteration's time: every row's roofline ``max(compute, memory)`` plus a device gap per kernel, against the host's
 launch time of the kernels not in a graph (overlapped: the larger wins; hf-eager adds them as today), plus the
 runtime's host time per step.  Pages whose vision encoder runs in the iteration add the fused vision + projector
 stages of their workload (eager: no runtime graphs the encoders).
 
-Left out: chunked prefill splitting (a chunk is priced as given), batching of several pages in one encoder call,
+Left out: the fused-MoE kernel's tile padding under skewed routing (it assumes balanced per-expert loads), chunked
+prefill splitting (a chunk is priced as given), batching of several pages in one encoder call,
 KV-block paging granularity, speculative decoding, tensor parallelism.
 """
 
@@ -31,18 +38,20 @@ from attrs import evolve, field, frozen
 
 from llm_perf_opt.core import Cost
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.hardware import DeviceSpec, get_device
+from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec, get_device, normalize_dtype
 from llm_perf_opt.perf.efficiency import CATEGORIES, DeviceProfile, default_profile
 from llm_perf_opt.perf.iteration import BatchComposition, PrefillChunk
 from llm_perf_opt.perf.roofline import Rates
 from llm_perf_opt.perf.tree import stage_of
 from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, decoder_config, fused_costs
+from llm_perf_opt.runtimes.coverage import ExpertCoverage
 from llm_perf_opt.runtimes.kernel_map import FusedNode
 from llm_perf_opt.runtimes.moe_kernel import fused_moe_efficiency
-from llm_perf_opt.workloads import expected_distinct_experts
+from llm_perf_opt.workloads import RoutingModel, expected_distinct_experts
 
 __all__ = [
+    "COUNTED_DTYPE",
     "DEVICE_KERNEL_GAP_S",
     "ForwardTerms",
     "LoneRequest",
@@ -60,6 +69,10 @@ ahead): kernel launch latency plus the ramp and tail of a small grid.  NVIDIA: t
 back-to-back kernels and graph nodes on A100/H100 (the documented ``cuda-graph`` default, 2 us).  AMD CDNA3
 (MI300X): HIP kernel dispatch through the AQL queue measures several microseconds per kernel, about twice NVIDIA's;
 4 us."""
+
+
+COUNTED_DTYPE = "bf16"
+"""The dtype the analytic tree counts bytes in (``analytic_costs``' ``act_bytes=2``); the timer rescales from it."""
 
 
 def device_kernel_gap_s(device: DeviceSpec) -> float:
@@ -85,15 +98,26 @@ class _Row:
     kernels: float
 
 
-def _rows(nodes: Mapping[str, FusedNode], stage: str, *, tokens: int, pairs: int, keys: int) -> dict[str, _Row]:
+def _rows(
+    nodes: Mapping[str, FusedNode], stage: str, *, tokens: int, pairs: int, keys: int, dtype: str
+) -> dict[str, _Row]:
     rows: dict[str, _Row] = {}
     for nid, node in nodes.items():
         if stage_of(nid) != stage:
             continue
         expert = ".experts" in nid
         for cat, cost in node.own.items():
-            rows[f"{nid.partition('/')[2]}|{cat}"] = _row(cat, cost, node, expert, tokens, pairs, keys)
+            rows[f"{nid.partition('/')[2]}|{cat}"] = _row(
+                cat, _at_dtype(cost, dtype), node, expert, tokens, pairs, keys
+            )
     return rows
+
+
+def _at_dtype(cost: Cost, dtype: str) -> Cost:
+    """``cost`` (counted in :data:`COUNTED_DTYPE`) with its bytes at ``dtype``'s element width: the one rescale."""
+    return cost.at_element_bytes(
+        counted=BYTES_PER_ELEMENT[COUNTED_DTYPE], target=BYTES_PER_ELEMENT[normalize_dtype(dtype)]
+    )
 
 
 def _row(cat: str, cost: Cost, node: FusedNode, expert: bool, tokens: int, pairs: int, keys: int) -> _Row:
@@ -194,6 +218,7 @@ class RuntimeIterationTimer:
         metadata={"help": "(vision, projector) terms of one page, by vision key"}
     )
     probe_coverage: Mapping[str, float] = field(metadata={"help": "distinct experts per layer the probes counted"})
+    coverage: ExpertCoverage = field(metadata={"help": "expected distinct experts per layer under the routing"})
     _cache: dict[BatchComposition, float] = field(factory=dict)
     _aligned: list[tuple[_Row | None, _Row | None, list[float]]] = field(factory=list)
     _decode_coeffs: list[tuple[float, float, float, float, float, float, bool, float, bool, bool]] = field(factory=list)
@@ -240,8 +265,7 @@ class RuntimeIterationTimer:
         return "none"
 
     def _coverage(self, tokens: int) -> float:
-        e, k = self.experts
-        return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
+        return self.coverage.distinct(tokens)
 
     def moe_efficiency(self, tokens: int) -> float:
         """Useful fraction of the routed experts' matmul rows in an iteration of ``tokens`` tokens: the fused-MoE
@@ -493,24 +517,26 @@ def _timer(
     workloads: tuple[tuple[str, WorkloadLike], ...],
     attention: str,
     profile_json: str | None,
+    routing: RoutingModel | None,
 ) -> RuntimeIterationTimer:
     profile = None if profile_json is None else DeviceProfile.from_mapping(json.loads(profile_json))
     device = get_device(device_id)
-    rates = Rates.for_device(device, dtype=dtype, profile=_runtime_profile(runtime, profile))
+    # the rows' bytes are rescaled to dtype already (_at_dtype), so the rates read them as counted
+    rates = Rates.for_device(device, dtype=dtype, profile=_runtime_profile(runtime, profile), counted_dtype=dtype)
     probe = _probe_workload(workloads[0][1])
     nodes = fused_costs(runtime, config, probe, attention=attention)
     s = probe.seq_len
     dec_cfg = decoder_config(config)
     e, k = dec_cfg.n_routed_experts, dec_cfg.num_experts_per_tok
     pairs = s * (s + 1) // 2 if attention == "flash" else s * s
-    prefill_rows = _rows(nodes, "prefill", tokens=s, pairs=pairs, keys=s)
-    decode_rows = _rows(nodes, "decode", tokens=1, pairs=s + 1, keys=s + 1)
+    prefill_rows = _rows(nodes, "prefill", tokens=s, pairs=pairs, keys=s, dtype=dtype)
+    decode_rows = _rows(nodes, "decode", tokens=1, pairs=s + 1, keys=s + 1, dtype=dtype)
     vision: dict[str, float] = {}
     split: dict[str, tuple[float, float]] = {}
     terms: dict[str, tuple[ForwardTerms, ForwardTerms]] = {}
     for key, wl in workloads:
         if key:
-            terms[key] = _encoder_terms(runtime, config, wl, attention, rates, device)
+            terms[key] = _encoder_terms(runtime, config, wl, attention, rates, device, dtype)
             split[key] = (
                 terms[key][0].seconds(overlap=runtime.overlap),
                 terms[key][1].seconds(overlap=runtime.overlap),
@@ -527,20 +553,30 @@ def _timer(
         vision_terms=terms,
         experts=(e, k),
         probe_coverage={"prefill": _probe_distinct(e, k, s), "decode": _probe_distinct(e, k, 1)},
+        coverage=ExpertCoverage.of(
+            routing, E=e, k=k, layers=[i for i in range(dec_cfg.num_hidden_layers) if dec_cfg.is_moe_layer(i)]
+        ),
     )
     return timer
 
 
 def _probe_distinct(e: int, k: int, tokens: int) -> float:
-    """The probe's ``tokens``-token forward on the same expert-coverage scale as :meth:`RuntimeIterationTimer._coverage`
-    (``E(1-(1-k/E)^T)``), so an iteration of the probe's own size scales its expert rows by exactly 1 and reproduces
-    the probe's tree (a 10-token text-only prefill: the tree's 60 experts, not 60 x 40.1/60).  Equal to the old
-    ``min(E, T*k)`` at ``T = 1`` and for page prompts (hundreds of tokens: 64.0 in floats)."""
+    """The probe's ``tokens``-token forward (its tree is counted under balanced routing) on the balanced coverage
+    scale of :meth:`RuntimeIterationTimer._coverage` (``E(1-(1-k/E)^T)``), so a balanced iteration of the probe's own
+    size scales its expert rows by exactly 1 and reproduces the probe's tree (a 10-token text-only prefill: the tree's
+    60 experts, not 60 x 40.1/60).  Equal to the old ``min(E, T*k)`` at ``T = 1`` and for page prompts (hundreds of
+    tokens: 64.0 in floats)."""
     return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
 
 def _encoder_terms(
-    runtime: Runtime, config: ModelConfig, workload: WorkloadLike, attention: str, rates: Rates, device: DeviceSpec
+    runtime: Runtime,
+    config: ModelConfig,
+    workload: WorkloadLike,
+    attention: str,
+    rates: Rates,
+    device: DeviceSpec,
+    dtype: str,
 ) -> tuple[ForwardTerms, ForwardTerms]:
     """(vision, projector) terms of one page, run op by op as traced (no runtime graphs or fuses the encoders):
     each kernel group's roofline, and per kernel a device gap with the host's launch overlapped (runtimes with
@@ -555,7 +591,8 @@ def _encoder_terms(
         for nid, node in nodes.items():
             if stage_of(nid) != stage:
                 continue
-            for cat, cost in node.own.items():
+            for cat, counted in node.own.items():
+                cost = _at_dtype(counted, dtype)
                 compute = (
                     cost.matmul_flops_executed / rates.matmul_peak_flops + cost.vector_flops / rates.vector_peak_flops
                 ) / profile.category_efficiency[cat]
@@ -590,25 +627,28 @@ def runtime_iteration_timer(
     workloads: Mapping[str, WorkloadLike],
     attention: str = "flash",
     profile: DeviceProfile | None = None,
+    routing: RoutingModel | None = None,
 ) -> RuntimeIterationTimer:
     """An :class:`~llm_perf_opt.perf.iteration.IterationTimer` for ``runtime`` on ``device``.
 
     ``workloads`` maps each ``vision_key`` a :class:`~llm_perf_opt.perf.iteration.PrefillChunk` may name to its page
     workload (``""`` may map a workload used only for the decoder probe); the first entry's workload is the probe.
     ``config``: a v1 :class:`~llm_perf_opt.config.DeepseekOCRConfig` or a
-    :class:`~llm_perf_opt.config.deepseek_ocr2.DeepseekOCR2Config`.  Cached per argument set.
+    :class:`~llm_perf_opt.config.deepseek_ocr2.DeepseekOCR2Config`.  ``routing``: the request's MoE routing, which
+    sets how many distinct experts an iteration reads (``None``: balanced).  Cached per argument set.
     """
     if not workloads:
         raise UserError("runtime_iteration_timer needs at least one workload (its page prices the vision encoder)")
     chosen = get_runtime(runtime) if isinstance(runtime, str) else runtime
     key = None if profile is None else json.dumps(profile.as_dict(), sort_keys=True)  # hashable for the cache
-    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, key)
+    return _timer(chosen, config, device, dtype, tuple(workloads.items()), attention, key, routing)
 
 
 class LoneRequest(TypedDict, total=False):
     """The arguments of one request alone on a runtime (:func:`single_request_times`, :func:`lone_request_timer`,
     :func:`llm_perf_opt.runtimes.request.runtime_run`): the first four are required; ``dtype`` defaults to bf16,
-    ``attention`` to flash, ``profile`` to None (the runtime's own) and ``text_only`` to False."""
+    ``attention`` to flash, ``profile`` to None (the runtime's own), ``text_only`` to False and ``routing`` to None
+    (balanced)."""
 
     runtime: Required[str | Runtime]
     config: Required[ModelConfig]
@@ -618,6 +658,7 @@ class LoneRequest(TypedDict, total=False):
     attention: str
     profile: DeviceProfile | None
     text_only: bool
+    routing: RoutingModel | None
 
 
 def single_request_times(**request: Unpack[LoneRequest]) -> RequestTimes:
@@ -642,5 +683,6 @@ def lone_request_timer(**request: Unpack[LoneRequest]) -> tuple[RuntimeIteration
         workloads={key: workload},
         attention=request.get("attention", "flash"),
         profile=request.get("profile"),
+        routing=request.get("routing"),
     )
     return timer, key, workload.prompt_tokens + 1 if text_only else workload.seq_len

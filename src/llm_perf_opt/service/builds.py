@@ -60,7 +60,8 @@ class StoreUnavailableError(Exception):
 
 @define(kw_only=True)
 class BuildCounters:
-    """Totals since the server started (for ``/health`` and tests)."""
+    """Totals since the server started (for ``/health`` and tests): builds accepted (a POST joining a build already
+    queued or running adds none), published and failed."""
 
     submitted: int = 0
     published: int = 0
@@ -184,6 +185,7 @@ class BuildManager:
         if self._stopping:
             raise ServiceBusyError("the server is stopping")
         job = self._active.get(report_id)
+        new = job is None
         if job is None:  # no await between this check and the registration: concurrent requests share one job
             if self.counts()["queued"] >= self.max_pending:
                 raise ServiceBusyError(f"{self.max_pending} builds are already waiting")
@@ -194,6 +196,8 @@ class BuildManager:
         await job.recorded.wait()
         if job.record_error is not None:
             raise StoreUnavailableError(job.record_error)
+        if new:
+            self.counters.submitted += 1
         return job.status
 
     async def _record(self, job: _Job, status: JobStatus, reason: str | None = None) -> None:
@@ -211,9 +215,8 @@ class BuildManager:
             finally:
                 job.recorded.set()
             async with self._worker() as slot:
+                fd = await self._lock(job)  # still queued (position 1) until the lock is this build's
                 self._dequeue(job)
-                job.stage = "waiting for another server building the same report"
-                fd = await self._lock(job)
                 try:
                     if await asyncio.to_thread(self._published_since_accepted, job):
                         log.info("event=build_reused report_id=%s", job.report_id)
@@ -275,11 +278,13 @@ class BuildManager:
         return await asyncio.to_thread(self._new_worker)
 
     async def _lock(self, job: _Job) -> int:
-        """The store's lock for this report id, polled (another server may hold it while it builds)."""
+        """The store's lock for this report id, polled while another server holds it (the stage says so then)."""
         while True:
             fd = await asyncio.to_thread(self.store.try_lock, job.report_id)
             if fd is not None:
                 return fd
+            self._dequeue(job)
+            job.stage = "waiting for another server building the same report"
             await asyncio.sleep(self.limits.lock_poll_s)
 
     def _published_since_accepted(self, job: _Job) -> bool:

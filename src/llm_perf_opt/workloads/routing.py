@@ -15,8 +15,10 @@ Kinds:
   :data:`MAX_HISTOGRAM_FILE_BYTES` (never a FIFO, device or folder, which could block or never end).
 
 Every kind obeys the same constraints: counts are integers, sum to ``T*k``, and none exceeds ``T`` (a token picks
-``k`` distinct experts).  Rescaling is proportional with that cap (excess above ``T`` flows to the other experts),
-rounded by largest remainder with ties to the lower expert index - so results are deterministic.
+``k`` distinct experts).  So a histogram layer needs at least ``k`` experts with counts: one with fewer is refused
+(:meth:`RoutingModel.check_top_k`, also where the counts are used), never filled up with the experts it left
+empty.  Rescaling is proportional with that cap (excess above ``T`` flows to the other experts), rounded by largest
+remainder with ties to the lower expert index - so results are deterministic.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "RoutingModel",
     "expected_distinct_experts",
     "read_histogram_file",
+    "too_few_experts",
 ]
 
 ROUTING_KINDS = ("balanced", "skewed", "histogram")
@@ -158,6 +161,15 @@ class RoutingModel:
             return f"histogram({self.source or 'inline'}, {span})"
         return "balanced"
 
+    def check_top_k(self, top_k: int) -> None:
+        """Refuse a histogram that a top-``k`` router cannot have produced: every token picks ``k`` distinct experts,
+        so each layer needs at least ``k`` experts with counts (fewer has no meaning; it is never spread over the
+        experts the histogram left empty).  Balanced and skewed routing always pass."""
+        for layer, row in self.histogram:
+            problem = too_few_experts(layer, row, top_k)
+            if problem:
+                raise UserError(f"routing {self.describe()}: {problem}")
+
     def expert_counts(self, *, layer_idx: int, num_tokens: int, num_experts: int, top_k: int) -> tuple[int, ...]:
         """Tokens routed to each of ``E = num_experts`` experts for ``T = num_tokens`` tokens, ``k = top_k``.
 
@@ -199,7 +211,22 @@ class RoutingModel:
                 f"routing {self.describe()} layer {layer_idx} lists {len(row)} experts but the model has "
                 f"{num_experts}; use counts recorded on this model"
             )
+        problem = too_few_experts(layer_idx, row, top_k)
+        if problem:
+            raise UserError(f"routing {self.describe()}: {problem}")
         return row
+
+
+def too_few_experts(layer: int, row: Sequence[int], top_k: int) -> str:
+    """``layer L has n experts with counts; top-k routing needs at least k`` when ``n < k``, else ``""``."""
+    have = sum(1 for count in row if count)
+    if have >= top_k:
+        return ""
+    experts = "expert" if have == 1 else "experts"
+    return (
+        f"layer {layer} has {have} {experts} with counts; top-{top_k} routing needs at least {top_k} (each token "
+        f"picks {top_k} distinct experts); use counts recorded on this model"
+    )
 
 
 def read_histogram_file(file: Path) -> str:

@@ -1,0 +1,62 @@
+"""report.md's Runtime section: "Why is decode this slow" shares are of the step (they sum to 100%), and the step it
+explains is the one the headline's TPOT is made of, under the request's routing (issue 14 follow-up, F1 and F4)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from llm_perf_opt.analysis.options import AnalysisOptions
+from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.analysis.result import AnalysisResult
+from llm_perf_opt.report.humanize import fmt_ms, fmt_share
+from llm_perf_opt.report.md_runtime import runtime_section, top_group_fact
+
+
+def _tiny(**options: Any) -> AnalysisResult:
+    return run_analysis(
+        AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, **options)
+    )
+
+
+def _why_rows(section: str) -> list[list[str]]:
+    table = section.split("### Why is decode this slow", 1)[1].split("\n\nTrust:", 1)[0]
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| module group |") and lines[0].endswith("| share of the step |")
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
+
+
+@pytest.mark.parametrize("runtime", ["hf-eager", "vllm"])
+def test_shares_are_of_the_step_and_sum_to_100_percent(runtime: str) -> None:
+    result = _tiny(runtime=runtime)
+    run = result.runtime_run
+    assert run is not None
+    rows = _why_rows(runtime_section(result))
+    assert len(rows) == len(run.breakdown) >= 3
+    step = run.decode_device_s
+    # the groups' device times are the step's device time (hf-eager: roofline + host launches, added op by op)
+    assert math.isclose(sum(m.seconds for m in run.breakdown), step, rel_tol=1e-9)
+    for row, group in zip(rows, run.breakdown, strict=True):
+        assert row[0] == group.module and row[4] == fmt_share(group.seconds / step)
+    shares = [float(row[4].rstrip("%")) for row in rows if row[4] != "<0.1%"]
+    assert abs(sum(shares) - 100.0) <= 0.05 * len(rows) + 0.1  # one-decimal rounding per row
+    assert fmt_share(run.breakdown[0].seconds / step) in top_group_fact(result)  # the headline bullet agrees
+
+
+@pytest.mark.parametrize(("runtime", "tolerance"), [("vllm", 1e-3), ("hf-eager", 0.02)])
+def test_the_runtime_sections_step_is_the_headlines_under_skewed_routing(runtime: str, tolerance: float) -> None:
+    """Batch 64, skewed:8: the step the section explains is the headline's TPOT (vllm: the same timer, the middle
+    context against the mean; hf-eager: the traced tree's deterministic expert counts against the timer's expected
+    coverage).  Before the fix the hf-eager section showed the balanced step, 22% above the headline here."""
+    skewed = _tiny(runtime=runtime, batch_size=64, routing="skewed:8")
+    balanced = _tiny(runtime=runtime, batch_size=64)
+    run, base = skewed.runtime_run, balanced.runtime_run
+    assert run is not None and base is not None
+    step = run.decode.seconds(overlap=run.runtime.overlap)
+    assert step == pytest.approx(skewed.stages.tpot_s, rel=tolerance)
+    assert run.decode.bytes < base.decode.bytes  # fewer distinct experts' weights read per step
+    assert f"roofline {fmt_ms(run.decode.roofline_s)}" in runtime_section(skewed)
+    if runtime == "hf-eager":
+        assert skewed.stages.tpot_s < 0.9 * balanced.stages.tpot_s and run.decode.kernels < base.decode.kernels
