@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from click.testing import CliRunner
 
-from llm_perf_opt.analytic.compose import _cached as analytic_cache
+from llm_perf_opt.analytic.compose import _v1_tree as analytic_cache
 from llm_perf_opt.cli import cli
 from llm_perf_opt.runtimes.costs import fused_costs
 from llm_perf_opt.runtimes.timer import _timer as runtime_timer_cache

@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from llm_perf_opt.analytic.compose import _cached as analytic_cache
+from llm_perf_opt.analytic.compose import _v1_tree as analytic_cache
 from llm_perf_opt.hardware import device_ids
 from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import yaml
 from attrs import evolve
 
 from llm_perf_opt.analysis.options import AnalysisOptions, options_from_request, report_id_for
@@ -21,6 +22,7 @@ from llm_perf_opt.perf import capacity_check, footprint_at_dtype
 from llm_perf_opt.perf.analytic_adapter import workload_costs_from_analytic
 from llm_perf_opt.report.files import report_files, write_report
 from llm_perf_opt.report.markdown import render_report_md
+from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.workloads import preset_workload
 
 TINY = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
@@ -62,6 +64,35 @@ def test_summary_lists_modules_by_own_time(tiny_result: AnalysisResult) -> None:
     assert all("/" in m.module_id for m in tiny_result.summary.top_modules)
     assert "attention kernel: flash" in tiny_result.summary.notes
     assert "MoE routing: balanced" in tiny_result.summary.notes
+
+
+def test_summary_shares_are_of_the_breakdown_total_it_names(tiny_result: AnalysisResult) -> None:
+    eager = tiny_result.summary
+    assert (eager.runtime, eager.modules_runtime) == ("hf-eager", "hf-eager")
+    assert eager.modules_total_time_ms == eager.predicted_total_time_ms
+    vllm = run_analysis(evolve(TINY, runtime="vllm")).summary
+    # the runtime's kernels make the request's time; the per-module times stay the eager op-by-op breakdown,
+    # and the summary says so with the total every share is of (F18: a module above the request's total)
+    assert (vllm.runtime, vllm.modules_runtime) == ("vllm", "hf-eager")
+    assert vllm.modules_total_time_ms == eager.modules_total_time_ms
+    assert vllm.predicted_total_time_ms < vllm.modules_total_time_ms
+    for summary in (eager, vllm):
+        assert summary.modules_total_time_ms is not None
+        for m in summary.top_modules:
+            assert m.share_of_model_time == pytest.approx(m.total_time_ms / summary.modules_total_time_ms, rel=1e-6)
+            assert m.total_time_ms <= summary.modules_total_time_ms
+    assert "modules_total_time_ms" in vllm.notes and "eager op-by-op breakdown (hf-eager" in vllm.notes
+
+
+def test_every_file_carries_the_device_s_trust_line() -> None:
+    on_l4 = run_analysis(evolve(TINY, device="l4"))
+    line = trust_line("hf-eager", calibrated=False, device_id="l4")
+    assert "not validated on this device" in line and "--device-profile" not in line
+    files = report_files(on_l4)
+    assert line in on_l4.summary.notes and line in files["summary.json"].decode()
+    assert line in files["report.md"].decode() and line in yaml.safe_load(files["report.yaml"])["assumptions"]
+    for name in ("report.md", "report.yaml", "summary.json"):
+        assert "h100-sxm-hf-eager-gate" not in files[name].decode(), name
 
 
 def test_kv_cache_counted_once_at_the_final_length(tiny_result: AnalysisResult) -> None:

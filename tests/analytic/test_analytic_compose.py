@@ -7,11 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_perf_opt.analytic import AnalyticTree, analytic_costs, model_params, model_weight_bytes
+from llm_perf_opt.analytic.ocr2 import ocr2_analytic_costs
 from llm_perf_opt.analytic.tree import components, parent_id
-from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config import DeepseekOCR2Config, DeepseekOCRConfig
 from llm_perf_opt.core.counts import COST_FIELDS
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import RoutingModel, Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 BASE = DeepseekOCRConfig.base()
 TINY = DeepseekOCRConfig.tiny()
@@ -164,6 +166,17 @@ def test_by_category_sums_to_the_node() -> None:
 def test_unknown_attention_is_rejected() -> None:
     with pytest.raises(UserError, match="expected one of: flash, eager"):
         analytic_costs(BASE, GUNDAM, attention="sdpa")
+
+
+def test_one_front_door_for_both_families() -> None:
+    ocr2 = DeepseekOCR2Config(decoder=BASE)
+    page = Ocr2Workload.create(max_new_tokens=3)
+    assert analytic_costs(ocr2, page) is ocr2_analytic_costs(ocr2, page)  # one cached tree, either name
+    assert "vision/model.vision_tower.sam_encoder" in analytic_costs(ocr2, page)
+    with pytest.raises(UserError, match="DeepSeek-OCR-2 model needs a DeepSeek-OCR-2 workload"):
+        analytic_costs(ocr2, GUNDAM)
+    with pytest.raises(UserError, match="v1 model needs a v1 workload"):
+        analytic_costs(BASE, page)
 
 
 def test_routing_changes_only_which_experts_run() -> None:

@@ -66,6 +66,7 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
          "attention", "routing", "routing_histogram", "runtime", "text_only"]
     ),
     "DeepSeekOCRAnalyticAccepted": {"stage": None, "queue_position": None},
+    "DeepSeekOCRAnalyticReportSummary": {"runtime": None, "modules_runtime": None, "modules_total_time_ms": None},
     "DeepSeekOCRModelSpec": {"config_path": None, "notes": ""},
     "OCRWorkloadProfile": {"page_width": None, "page_height": None, "prompt_tokens": 9, "batch_size": 1, "mode": None},
     "AnalyticModuleNode": {"constructor_params": {}},

@@ -7,7 +7,8 @@ from report_fixture import small_result, sweep_costs
 
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
-from llm_perf_opt.report.plots import heaviest_leaves, render_plots, render_sweep_plot
+from llm_perf_opt.report.plot_data import heaviest_leaves
+from llm_perf_opt.report.plots import render_plots, render_sweep_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -68,7 +69,7 @@ def test_sweep_plot_is_deterministic() -> None:
 
 def test_one_naming_rule_for_module_ids() -> None:
     """Stage, then up to three path units (a group index stays with its container), ``…`` for what is left out."""
-    from llm_perf_opt.report.plots import short_id
+    from llm_perf_opt.report.plot_data import short_id
 
     assert short_id("prefill/model.layers.{1..11}.mlp.experts.{0..63}.down_proj") == (
         "prefill …mlp.experts.{0..63}.down_proj"
@@ -83,16 +84,16 @@ def test_one_naming_rule_for_module_ids() -> None:
 
 
 def test_roofline_labels_of_coinciding_points_are_merged() -> None:
-    from llm_perf_opt.report.plots import _point_labels
+    from llm_perf_opt.report.plot_data import point_labels
 
-    labels = _point_labels([(500.0, 4e14), (510.0, 4.1e14), (60.0, 1e13), (500.0, 4e14), (0.1, 6e7)])
+    labels = point_labels([(500.0, 4e14), (510.0, 4.1e14), (60.0, 1e13), (500.0, 4e14), (0.1, 6e7)])
     assert [text for text, _ in labels] == ["1,2,4", "3", "5"]
 
 
 def test_stage_chart_draws_decode_as_a_stage_total(result: AnalysisResult) -> None:
-    from llm_perf_opt.report.plots import _stage_rows
+    from llm_perf_opt.report.plot_data import stage_rows
 
-    rows = _stage_rows(result)
+    rows = stage_rows(result)
     assert rows[-1][0] == f"decode ({result.stages.decode_steps} steps)"
     total = sum(sum(parts) for _, *parts in rows)
     assert total == pytest.approx(result.stages.end_to_end_s, rel=1e-9)

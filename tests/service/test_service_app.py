@@ -133,7 +133,7 @@ def test_force_rebuild_builds_again(client: TestClient, env: dict[str, Path]) ->
         ({**BASE}, "$.workload_profile_id", "workload_profile_id"),
         ({**_request("x"), "colour": 1}, "$", "unknown field(s) colour"),
         ({**_request("x"), "page_width": 1.5}, "$.page_width", "expected int"),
-        ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..256"),
+        ({**_request("x"), "batch_size": 137774}, "$.batch_size", "1..1024"),
         ({**_request("x"), "routing": "histogram:/etc/passwd"}, "$.routing", "never as a file"),
         ({**_request("x"), "routing": "skewed:1e309"}, "$.routing", "skew out of range"),
         ({**_request("x"), "page_width": 100}, "$.page_width", "page_width 100: set without page_height"),

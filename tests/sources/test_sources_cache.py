@@ -7,6 +7,7 @@ import torch
 
 from llm_perf_opt.errors import TraceError
 from llm_perf_opt.sources.deepseek_ocr_v1 import KVCache
+from llm_perf_opt.sources.deepseek_ocr_v1.cache import cache_pass, decode_pass
 
 
 def _cache(max_len: int = 6) -> KVCache:
@@ -49,3 +50,23 @@ def test_overflow_is_one_clear_line() -> None:
     cache = _cache(max_len=3)
     with pytest.raises(TraceError, match=r"KV cache overflow in layer 1: 4 positions needed, 3 allocated"):
         cache.update(1, torch.ones(1, 2, 4, 4), torch.ones(1, 2, 4, 4))
+
+
+def test_decode_pass_fills_the_past_before_the_step_and_holds_what_the_step_wrote() -> None:
+    cache = _cache()
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    new = torch.ones(1, 2, 1, 4)
+    step = decode_pass(cache, cached=3, run=lambda: cache.update(0, new, new), live=[ids])
+    assert cache.seq_length(0) == cache.seq_length(1) == 3  # filled when the pass is made, outside its run
+    assert list(step.live) == [ids] and list(step.kv) == cache.buffers()
+    out = step.run()
+    held = step.kv_filled(out)
+    assert [t.shape[2] for t in held] == [4, 4, 3, 3]  # K0, V0 hold the step's position; layer 1 only the past
+    assert all(t._base is buffer for t, buffer in zip(held, cache.buffers(), strict=True))
+
+
+def test_cache_pass_writes_nothing_before_its_run() -> None:
+    cache = _cache()
+    prefill = cache_pass(cache, run=lambda: None, live=[])
+    assert cache.seq_length(0) == 0
+    assert [t.shape[2] for t in prefill.kv_filled(None)] == [0, 0, 0, 0]

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracer.engine import trace_model
+from llm_perf_opt.tracer.engine import TraceOptions, trace_model
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.trace import DEEPSEEK_OCR_STAGES, trace_workload
 from llm_perf_opt.workloads import PRESETS, RoutingModel, Workload, preset_workload
@@ -173,13 +173,15 @@ def _recorded_standard_trace() -> tuple[TraceResult, set[str]]:
     result = trace_model(
         model,
         driver,
-        rules=DEEPSEEK_OCR_STAGES,
-        attention="flash",
-        routing="balanced",
-        model_desc="base",
-        workload_desc=work.describe(),
-        seq_len=work.seq_len,
-        max_new_tokens=work.max_new_tokens,
+        TraceOptions(
+            rules=DEEPSEEK_OCR_STAGES,
+            attention="flash",
+            routing="balanced",
+            model_desc="base",
+            workload_desc=work.describe(),
+            seq_len=work.seq_len,
+            max_new_tokens=work.max_new_tokens,
+        ),
     )
     return result, driver.seen
 

@@ -13,7 +13,7 @@ from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.sources import resolve_model_source
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate_affine, ordered_keys, pick_steps
-from llm_perf_opt.tracer.engine import trace_model
+from llm_perf_opt.tracer.engine import TraceOptions, trace_model
 from llm_perf_opt.tracer.nodedata import NodeData
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
@@ -126,13 +126,15 @@ def _trace_steps(rows: Callable[[int], int], steps: int) -> TraceResult:
     return trace_model(
         model,
         _StepDriver(model, steps, rows),
-        rules=StageRules(vision=(), projector=(), language=("lin",)),
-        attention="flash",
-        routing="balanced",
-        model_desc="toy",
-        workload_desc="toy",
-        seq_len=4,
-        max_new_tokens=steps + 1,
+        TraceOptions(
+            rules=StageRules(vision=(), projector=(), language=("lin",)),
+            attention="flash",
+            routing="balanced",
+            model_desc="toy",
+            workload_desc="toy",
+            seq_len=4,
+            max_new_tokens=steps + 1,
+        ),
     )
 
 

@@ -36,6 +36,9 @@ CASES = [
     (aten.addmm.default, (_m(6), _m(4, 5), _m(5, 6)), {}),
     (aten.bmm.default, (_m(2, 4, 5), _m(2, 5, 6)), {}),
     (aten.cat.default, ([_m(2, 3), _m(2, 5)], -1), {}),
+    # below rank 4 the output is contiguous whatever the operands' strides: permuted, expanded, transposed, sliced
+    (aten.cat.default, ([_m(4, 8, 16).permute(1, 0, 2), _m(16)[None, None, :].expand(8, 1, 16)], 1), {}),
+    (aten.cat.default, ([_m(8, 16).t(), _m(16, 3)[:, ::2]], 1), {}),
     (aten.arange.start_step, (2, 11, 3), {"device": torch.device("meta")}),
 ]
 
@@ -52,6 +55,8 @@ def test_falls_back_when_unsure() -> None:
     assert fast_output(aten.mul.Tensor, (odd, _m(16)), {}) is None
     assert fast_output(aten.neg.default, (_m(3, dtype=torch.long),), {}) is None  # integer unary: not handled
     assert fast_output(aten.add.Tensor, (_m(4, 3).t(), _m(3, 4)), {}) is None  # transposed operand
+    channels_last = _m(1, 8, 4, 4).permute(0, 2, 3, 1)
+    assert fast_output(aten.cat.default, ([channels_last, channels_last], 0), {}) is None  # rank 4: layout kept
     with pytest.raises(TraceError, match="differs"):
         verify_output(aten.add.Tensor, _m(3, 4), _m(4, 3))
 

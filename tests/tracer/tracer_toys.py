@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from llm_perf_opt.core.driving import PassInputs
-from llm_perf_opt.tracer.engine import trace_model
+from llm_perf_opt.tracer.engine import TraceOptions, trace_model
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 
@@ -47,14 +47,16 @@ def trace_toy(
     return trace_model(
         model,
         ToyDriver(model, make_inputs),
-        rules=rules or StageRules(vision=(), projector=(), language=top),
-        attention=attention,
-        routing="balanced",
-        model_desc="toy",
-        workload_desc="toy",
-        seq_len=0,
-        max_new_tokens=1,
-        verify_fast_meta=True,
+        TraceOptions(
+            rules=rules or StageRules(vision=(), projector=(), language=top),
+            attention=attention,
+            routing="balanced",
+            model_desc="toy",
+            workload_desc="toy",
+            seq_len=0,
+            max_new_tokens=1,
+            verify_fast_meta=True,
+        ),
     )
 
 

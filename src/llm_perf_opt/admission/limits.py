@@ -61,10 +61,12 @@ MAX_CONTEXT_TOKENS: dict[str, int] = {
 }
 """Largest KV length ``S + N - 1`` per model source (RoPE table size; 8,192 for DeepSeek-OCR v1)."""
 
-MAX_BATCH_SIZE = 256
-"""Pages per forward.  Tracing and routing cost grow with ``B * (S + N)``; 256 covers every batch that fits an
-80 GB device on the standard workload (the report's "largest batch" is 114 on an H100) with room to spare.
-Larger what-ifs: ``sweep`` (analytic, no tracing) takes the same bound per point."""
+MAX_BATCH_SIZE = 1024
+"""Pages per forward.  From batch 8 on, v1's vision stages are extrapolated from batch 1, 2 and 3 and the language
+model's op count stops growing once every expert is routed to, so a trace at 1,024 costs little more than one at
+256 (issue 19: peak RSS <= 400 MB for any batch up to 1,024); DeepSeek-OCR-2 traces every row, so its batches cost
+in proportion.  1,024 is far past the largest batch that fits an 80 GB device on the standard workload (the
+report's "largest batch" is 114 on an H100).  ``sweep`` (analytic, no tracing) takes the same bound per point."""
 MAX_PROMPT_TOKENS = 8192
 """Text prompt tokens; the context bound ``S + N - 1`` applies on top."""
 MAX_NEW_TOKENS = 8192

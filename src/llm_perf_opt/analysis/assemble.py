@@ -24,9 +24,12 @@ from llm_perf_opt.core import Cost
 from llm_perf_opt.perf import TimedTree
 from llm_perf_opt.tracer.result import TracedNode, TraceResult
 
-__all__ = ["TOP_MODULES", "build_model_contract", "build_summary", "rounded", "top_module_ids"]
+__all__ = ["BREAKDOWN_RUNTIME", "TOP_MODULES", "build_model_contract", "build_summary", "rounded", "top_module_ids"]
 
 TOP_MODULES = 10
+
+BREAKDOWN_RUNTIME = "hf-eager"
+"""The runtime whose per-module times the contracts carry: the traced tree, every op launched on its own."""
 
 
 def rounded(value: float) -> float:
@@ -127,12 +130,16 @@ def build_summary(
     trace: TraceResult,
     timed: TimedTree,
     notes: str,
+    runtime: str = BREAKDOWN_RUNTIME,
     n_top: int = TOP_MODULES,
 ) -> DeepSeekOCRAnalyticReportSummary:
     """The stakeholder view: total predicted time, the top modules by own time, and the assumptions as notes.
 
     A module with children is listed by its own ops (e.g. an attention module's score/softmax/SDPA work, apart from
-    its projections), named ``"<name> (own ops)"``, with its own time and FLOPs.
+    its projections), named ``"<name> (own ops)"``, with its own time and FLOPs.  Module times exist only for the
+    traced op-by-op tree (:data:`BREAKDOWN_RUNTIME`); when ``runtime`` (the one that made
+    ``model.predicted_total_time_ms``) is another, the summary names both and the breakdown's own total, so every
+    share is of a total the file states (``modules_total_time_ms``), and a module may exceed the request's time.
     """
     metrics: Mapping[str, ModuleMetricsSnapshot] = {m.module_id: m for m in model.module_metrics}
     top = []
@@ -161,4 +168,7 @@ def build_summary(
         predicted_vs_measured_ratio=model.predicted_vs_measured_ratio,
         top_modules=top,
         notes=notes,
+        runtime=runtime,
+        modules_runtime=BREAKDOWN_RUNTIME,
+        modules_total_time_ms=rounded(timed.total_s * 1e3),
     )

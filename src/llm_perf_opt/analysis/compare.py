@@ -32,7 +32,7 @@ from llm_perf_opt.perf import (
     time_tree,
 )
 from llm_perf_opt.runtimes import get_runtime
-from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.bands import trust_lines
 from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
 
 __all__ = ["DeviceComparison", "DeviceTiming", "analysis_device", "compare_devices"]
@@ -125,8 +125,10 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
         columns=tuple(columns),
         skipped=tuple(skipped),
         runtime=runtime.runtime_id,
-        trust=trust_line(
-            runtime.runtime_id, calibrated=all(c.device.device_id == result.profile.device_id for c in columns)
+        trust=trust_lines(
+            runtime.runtime_id,
+            device_ids=[c.device.device_id for c in columns],
+            profile_device=result.profile.device_id,
         ),
     )
 

@@ -168,7 +168,7 @@ def run_analysis(
         notes=notes,
         predicted_total_s=None if runtime.is_baseline else stages.end_to_end_s,
     )
-    summary = build_summary(model=model, trace=trace, timed=timed, notes=notes)
+    summary = build_summary(model=model, trace=trace, timed=timed, notes=notes, runtime=runtime.runtime_id)
     return AnalysisResult(
         options=options,
         report_id=report_id,
@@ -219,13 +219,14 @@ def _runtime_lines(
         if rt.is_baseline
         else "the runtime's kernel model (stage times, bounds and kernel counts); per-module and per-category "
         "times in model.json, summary.json and report.yaml are the eager op-by-op breakdown (hf-eager, end to end "
-        f"{eager_s * 1e3:.1f} ms) and their shares are of that total"
+        f"{eager_s * 1e3:.1f} ms; summary.json: modules_runtime, modules_total_time_ms) and their shares are of that "
+        "total, so one module's eager time can exceed this runtime's whole request"
     )
     text = "; text-only request traced as such (no image, S = 1 BOS + prompt tokens)" if options.text_only else ""
     return [
         f"runtime: {rt.runtime_id} ({rt.description}); time from {where}{text}",
         f"profile: {profile.source}; calibrated on this device: {'yes' if calibrated else 'no'} ({profile.device_id})",
-        trust_line(rt.runtime_id, calibrated=calibrated),
+        trust_line(rt.runtime_id, calibrated=calibrated, device_id=device.device_id),
     ]
 
 

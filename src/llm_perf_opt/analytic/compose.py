@@ -1,4 +1,5 @@
-"""``analytic_costs``: the whole workload as a tree of closed forms keyed by the tracer's module ids.
+"""``analytic_costs``: the whole workload as a tree of closed forms keyed by the tracer's module ids (both families;
+this module composes DeepSeek-OCR v1, :mod:`llm_perf_opt.analytic._ocr2` DeepSeek-OCR-2).
 
 Stages (docs/architecture.md): ``vision`` (SAM and CLIP on the crop batch and on the global view of every page,
 plus the feature concat), ``projector`` (projector, newline/separator tokens, injection; also the eager causal
@@ -11,20 +12,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from llm_perf_opt.analytic._language import LanguagePass, add_attention_cores, add_language_pass, decoder_weight_bytes
-from llm_perf_opt.analytic._vision import (
-    CLIP,
-    SAM,
-    EncoderCall,
-    add_projector_stage,
-    add_sam_weights,
-    add_vision_stage,
-    index_label,
-)
+from llm_perf_opt.analytic._language import V1_DECODER, add_language_stages, decoder_params
+from llm_perf_opt.analytic._ocr2 import Ocr2WorkloadLike, ocr2_tree
+from llm_perf_opt.analytic._parts import index_label
+from llm_perf_opt.analytic._sam import V1_SAM, add_sam_weights, sam_params
+from llm_perf_opt.analytic._vision import CLIP, EncoderCall, add_projector_stage, add_vision_stage
 from llm_perf_opt.analytic.formulas import decoder as dec
 from llm_perf_opt.analytic.formulas import stage_peaks as sp
 from llm_perf_opt.analytic.tree import AnalyticTree, Recorder, Recording, TreeBuilder
-from llm_perf_opt.config import DeepseekOCRConfig
+from llm_perf_opt.config import DeepseekOCR2Config, DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.workloads import RoutingModel, Workload
 
@@ -35,31 +31,37 @@ _BALANCED = RoutingModel.balanced()
 
 
 def analytic_costs(
-    config: DeepseekOCRConfig,
-    workload: Workload,
+    config: DeepseekOCRConfig | DeepseekOCR2Config,
+    workload: Workload | Ocr2WorkloadLike,
     *,
     attention: str = "flash",
     routing: RoutingModel | None = None,
     act_bytes: int = 2,
 ) -> AnalyticTree:
-    """Closed-form costs of ``workload`` on ``config``, node by node (see the module docstring).
+    """Closed-form costs of ``workload`` on ``config``, node by node, for either family: DeepSeek-OCR v1 (a
+    :class:`~llm_perf_opt.workloads.Workload`; see the module docstring) or DeepSeek-OCR-2 (a
+    :class:`~llm_perf_opt.config.DeepseekOCR2Config` and its workload; :mod:`llm_perf_opt.analytic._ocr2`).
 
-    ``attention``: ``flash`` = fused SDPA everywhere (causal-effective executed FLOPs in the decoder prefill);
-    ``eager`` = explicit decoder attention with an additive mask and fp32 softmax, and SAM/CLIP SDPA as torch's math
-    decomposition.  ``routing``: the MoE routing model (balanced by default).  ``act_bytes``: bytes per element of
-    activations and weights (2 for bf16/fp16; the fp32 casts in the model are modelled as for a 16-bit dtype).
-    Results are cached per argument set (all arguments are immutable).
+    ``attention``: ``flash`` = fused SDPA everywhere (causal-effective executed FLOPs in the decoder prefill; OCR-2's
+    SAM and encoder masks are explicit); ``eager`` = explicit decoder attention with an additive mask and fp32
+    softmax, and SAM/CLIP SDPA as torch's math decomposition.  ``routing``: the MoE routing model (balanced by
+    default).  ``act_bytes``: bytes per element of activations and weights (2 for bf16/fp16; the fp32 casts in the
+    model are modelled as for a 16-bit dtype).  Results are cached per argument set (all arguments are immutable).
     """
     if attention not in ATTENTION_KINDS:
         raise UserError(f"unknown attention kernel {attention!r}; expected one of: {', '.join(ATTENTION_KINDS)}")
-    return _cached(config, workload, attention, routing or _BALANCED, act_bytes)
+    eager, routing = attention == "eager", routing or _BALANCED
+    if isinstance(config, DeepseekOCR2Config):
+        if isinstance(workload, Workload):
+            raise UserError("a DeepSeek-OCR-2 model needs a DeepSeek-OCR-2 workload (mode dynamic or single)")
+        return ocr2_tree(config, workload, eager, routing, act_bytes)
+    if not isinstance(workload, Workload):
+        raise UserError("a DeepSeek-OCR v1 model needs a v1 workload (modes tiny ... gundam-m)")
+    return _v1_tree(config, workload, eager, routing, act_bytes)
 
 
 @lru_cache(maxsize=256)
-def _cached(
-    config: DeepseekOCRConfig, workload: Workload, attention: str, routing: RoutingModel, a: int
-) -> AnalyticTree:
-    eager = attention == "eager"
+def _v1_tree(config: DeepseekOCRConfig, workload: Workload, eager: bool, routing: RoutingModel, a: int) -> AnalyticTree:
     B, S, N = workload.batch_size, workload.seq_len, workload.max_new_tokens
     tb = TreeBuilder()
     tb.node("root", calls=N)
@@ -75,15 +77,8 @@ def _cached(
     if eager:
         tb.add(mask_node, "data_movement", dec.causal_mask_fills(q=S, a=a))
         tb.add(mask_node, "elementwise", dec.causal_mask_compare(q=S))
-    steps = N - 1
-    passes = [LanguagePass(stage="prefill", B=B, q=S, times=1, sum_k=S, kv_end=S)]
-    if steps:
-        sum_k = steps * S + steps * (steps + 1) // 2
-        passes.append(LanguagePass(stage="decode", B=B, q=1, times=steps, sum_k=sum_k, kv_end=S + steps))
-    for lp in passes:
-        tb.replay(_pass_records(config, lp.stage, lp.B, lp.q, routing, a), lp.times)
-        add_attention_cores(tb, config, lp, eager=eager, a=a)
-        decoder_weight_bytes(tb, config, lp.stage, a=a)
+    own = 2 * config.projector.n_embed * a  # image_newline, view_seperator
+    add_language_stages(tb, config, V1_DECODER, B=B, S=S, N=N, routing=routing, eager=eager, own_weights=own, a=a)
     _set_stage_peaks(tb, config, workload, eager=eager, a=a)
     return tb.build(root_weight_bytes=model_weight_bytes(config, a=a))
 
@@ -100,34 +95,13 @@ def _set_stage_peaks(tb: TreeBuilder, cfg: DeepseekOCRConfig, w: Workload, *, ea
     if w.max_new_tokens > 1:
         peaks["decode"] = sp.decode_peak(B=B, K=w.final_kv_len, D=D, H=H, h_d=h_d, V=V, eager=eager, a=a)
     if images:
-        s, n_e, N_img, t_c = cfg.sam, cfg.projector.n_embed, w.image_tokens, w.crop_grid_side
-        peaks["vision"] = sp.vision_peak(
-            B=B,
-            S=S,
-            D=D,
-            n_e=n_e,
-            N_img=N_img,
-            n_c=n_c,
-            c=c,
-            G=G,
-            t_c=t_c,
-            p=s.patch_size,
-            E=s.embed_dim,
-            H_s=s.num_heads,
-            eager=eager,
-            a=a,
-        )
+        s = cfg.sam
+        views = {"B": B, "S": S, "D": D, "n_e": cfg.projector.n_embed, "N_img": w.image_tokens, "n_c": n_c, "c": c}
+        views |= {"G": G, "t_c": w.crop_grid_side}
+        peaks["vision"] = sp.vision_peak(**views, p=s.patch_size, E=s.embed_dim, H_s=s.num_heads, eager=eager, a=a)
         peaks["projector"] = sp.projector_peak(
-            B=B,
-            S=S,
-            D=D,
-            n_e=n_e,
-            N_img=N_img,
-            n_c=n_c,
+            **views,
             i=w.grid[0],
-            c=c,
-            G=G,
-            t_c=t_c,
             t_g=w.global_grid_side,
             C_s=s.downsample_channels[-1],
             D_c=cfg.clip.hidden_size,
@@ -150,21 +124,13 @@ def _page_records(
     return rec.frozen()
 
 
-@lru_cache(maxsize=512)
-def _pass_records(config: DeepseekOCRConfig, stage: str, B: int, q: int, routing: RoutingModel, a: int) -> Recording:
-    """One language pass without its attention cores (memoised: decode passes of any length share it)."""
-    rec = Recorder()
-    add_language_pass(rec, config, stage=stage, B=B, q=q, routing=routing, a=a)
-    return rec.frozen()
-
-
 def _vision_weights(tb: TreeBuilder, cfg: DeepseekOCRConfig, *, a: int) -> None:
     """Parameter bytes of every vision/projector module that runs (not CLIP's unused patch conv)."""
     s, c, p = cfg.sam, cfg.clip, cfg.projector
     own_model = 2 * p.n_embed * a  # image_newline, view_seperator
     for stage in ("vision", "projector"):
         tb.add_weights(f"{stage}/model", own_model)
-    add_sam_weights(tb, s, root=SAM, names={}, a=a)
+    add_sam_weights(tb, s, V1_SAM, a=a)
     Dc, F = c.hidden_size, c.ffn_hidden_size
     tb.add_weights(f"{CLIP}.embeddings", Dc * a)
     tb.add_weights(f"{CLIP}.embeddings.position_embedding", c.num_positions * Dc * a)
@@ -189,27 +155,9 @@ def model_weight_bytes(config: DeepseekOCRConfig, *, a: int = 2) -> int:
 
 def model_params(cfg: DeepseekOCRConfig) -> int:
     """Parameter count of the whole tree, module by module (model-facts §2.0 table)."""
-    s, c, p = cfg.sam, cfg.clip, cfg.projector
-    D, m, out, (mid, top) = s.embed_dim, s.mlp_dim, s.out_chans, s.downsample_channels
-    P = s.img_size // s.patch_size
-    n_global = sum(1 for i in range(s.depth) if i in s.global_attn_indexes)
-    block = 4 * D + D * 3 * D + 3 * D + D * D + D + D * m + m + m * D + D
-    sam = P * P * D + D * s.in_chans * s.patch_size**2 + D + s.depth * block
-    sam += 2 * s.head_dim * ((s.depth - n_global) * (2 * s.window_size - 1) + n_global * (2 * P - 1))  # rel-pos
-    sam += out * D + 4 * out + out * out * 9 + mid * out * 9 + top * mid * 9
+    c, p = cfg.clip, cfg.projector
     Dc, F = c.hidden_size, c.ffn_hidden_size
     clip = Dc + 3 * Dc * c.patch_size**2 + c.num_positions * Dc + 2 * Dc
     clip += c.num_layers * (4 * Dc + Dc * 3 * Dc + 3 * Dc + Dc * Dc + Dc + Dc * F + F + F * Dc + Dc)
     proj = p.input_dim * p.n_embed + p.n_embed + 2 * p.n_embed
-    d, V, dh = cfg.hidden_size, cfg.vocab_size, cfg.head_dim
-    attn = 2 * d * d + 2 * d * cfg.num_key_value_heads * dh + 2 * d
-    lm = 2 * V * d + d
-    for i in range(cfg.num_hidden_layers):
-        lm += attn
-        if cfg.is_moe_layer(i):
-            Ie = cfg.moe_intermediate_size
-            E = cfg.n_routed_experts
-            lm += E * 3 * d * Ie + E * d + 3 * d * Ie * cfg.n_shared_experts  # experts, gate, shared
-        else:
-            lm += 3 * d * cfg.intermediate_size
-    return sam + clip + proj + lm
+    return sam_params(cfg.sam) + clip + proj + decoder_params(cfg)

@@ -163,8 +163,8 @@ runtime_options = _shared(
     "--no-cache",
     is_flag=True,
     default=False,
-    help="Trace again instead of reading the trace cache ($LLM_PERF_OPT_CACHE_DIR; see `llm-perf-opt cache info`); "
-    "nothing is stored either.",
+    help="Trace and draw again instead of reading the trace and figure caches ($LLM_PERF_OPT_CACHE_DIR; see "
+    "`llm-perf-opt cache info`); nothing is stored either.",
 )
 @click.option(
     "--format",
@@ -207,6 +207,7 @@ def analyze(
     from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
+    from llm_perf_opt.tracecache.figures import FigureCache
 
     flags = workload_flags(click.get_current_context().params)
     check_analysis_flags(**flags, attention=attention, runtime=runtime, text_only=text_only)
@@ -224,7 +225,7 @@ def analyze(
     with StepProgress(quiet=quiet) as progress:
         result = run_analysis(options, progress=progress, use_cache=not no_cache)
         progress(f"writing the report to {out_dir}")
-        written = write_report(result, out_dir)
+        written = write_report(result, out_dir, figure_cache=None if no_cache else FigureCache())
         if store_dir is not None:
             progress(f"publishing {result.report_id} into the store {store_dir}")
             ReportStore(store_dir).publish(result.report_id, written, replace=True)
@@ -258,9 +259,9 @@ def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) ->
             "runtime": result.options.runtime,
             "profile": result.profile.source,
             "calibrated": calibrated,
-            "expected_error": trust_line(result.options.runtime, calibrated=calibrated).removeprefix(
-                "expected error: "
-            ),
+            "expected_error": trust_line(
+                result.options.runtime, calibrated=calibrated, device_id=result.device.device_id
+            ).removeprefix("expected error: "),
             "ttft_ms": s.ttft_s * 1e3,
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,
             "end_to_end_ms": s.end_to_end_s * 1e3,

@@ -35,7 +35,7 @@ from llm_perf_opt.serving.bounds import classify_step, decode_floors
 from llm_perf_opt.serving.plan import PlanPoint, concurrency_grid, make_plan, parse_prices
 from llm_perf_opt.serving.session import Prepared, prepare, with_device
 from llm_perf_opt.serving.simulate import SimulationResult
-from llm_perf_opt.serving.trust import trust_line
+from llm_perf_opt.serving.trust import trust_lines
 from llm_perf_opt.workloads import Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
@@ -137,7 +137,7 @@ def plan(
     first = prepared[ids[0]]
     header = (
         f"{base.model}, runtime {base.runtime} ({first.timer_source}), {first.dtype}; {first.mix.summary()}; "
-        f"closed loop per concurrency, seed {base.seed}. {trust_line(base.runtime)}."
+        f"closed loop per concurrency, seed {base.seed}. {trust_lines(base.runtime, device_ids=ids)}."
     )
     if out_dir is not None:
         # lazy: matplotlib, only when files are written

@@ -8,7 +8,7 @@ every device and dtype.  Without ``--out`` the Markdown table goes to stdout (``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -23,7 +23,7 @@ from llm_perf_opt.perf import DeviceProfile, Rates, load_device_profile
 from llm_perf_opt.perf.named_profiles import resolve_profile_path
 from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
 from llm_perf_opt.runtimes import get_runtime
-from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.bands import by_device, trust_line
 from llm_perf_opt.runtimes.costs import check_supported
 from llm_perf_opt.runtimes.request import runtime_run
 from llm_perf_opt.workloads import RoutingModel, Workload
@@ -215,6 +215,11 @@ def _calibrated(spec: SweepSpec, profiles: dict[str, DeviceProfile] | None, *, b
     return all(device in profiles and profiles[device].device_id == device for device in spec.devices)
 
 
+def _trust(runtime: str, devices: Sequence[str], *, calibrated: bool) -> str:
+    """The trust line of each device of the grid (a measured band holds only on the devices it was measured on)."""
+    return by_device(lambda d: trust_line(runtime, calibrated=calibrated, device_id=d), devices)
+
+
 def _files(spec: SweepSpec, result: SweepResult, runtime: str, *, calibrated: bool) -> dict[str, bytes]:
     # lazy: matplotlib loads only when files are written
     from llm_perf_opt.report.plots import render_sweep_plot
@@ -230,7 +235,7 @@ def _files(spec: SweepSpec, result: SweepResult, runtime: str, *, calibrated: bo
     md = (
         "# What-if sweep\n\n"
         f"Grid: {grid}. Counts from the analytic model; time on each device's roofline. "
-        f"Time from runtime {runtime}; {trust_line(runtime, calibrated=calibrated)}. "
+        f"Time from runtime {runtime}; {_trust(runtime, spec.devices, calibrated=calibrated)}. "
         "Times in ms, memory in GB (1e9 B). `sweep.csv` has every column.\n\n"
         + rows_to_markdown(result.rows, MD_COLUMNS)
         + ("\n" + skipped if skipped else "")

@@ -16,7 +16,7 @@ from attrs import asdict, evolve, field, frozen
 
 from llm_perf_opt.errors import ConfigError
 
-__all__ = ["ClipConfig", "DeepseekOCRConfig", "ProjectorConfig", "SamConfig"]
+__all__ = ["DECODER_SIZE_KEYS", "ClipConfig", "DeepseekOCRConfig", "ProjectorConfig", "SamConfig"]
 
 
 @frozen(kw_only=True)
@@ -80,8 +80,7 @@ class ProjectorConfig:
     n_embed: int = field(default=1280, metadata={"help": "decoder hidden size"})
 
 
-# config.json keys that upstream's file carries: a mapping without one of them is rejected.
-_REQUIRED_KEYS: tuple[str, ...] = (
+DECODER_SIZE_KEYS: tuple[str, ...] = (
     "vocab_size",
     "hidden_size",
     "intermediate_size",
@@ -92,8 +91,11 @@ _REQUIRED_KEYS: tuple[str, ...] = (
     "n_routed_experts",
     "n_shared_experts",
     "num_experts_per_tok",
-    "first_k_dense_replace",
 )
+"""The DeepSeek-V2 decoder's size keys in a ``config.json`` (v1's top level, OCR-2's ``language_config``)."""
+
+# config.json keys that upstream's file carries: a mapping without one of them is rejected.
+_REQUIRED_KEYS: tuple[str, ...] = (*DECODER_SIZE_KEYS, "first_k_dense_replace")
 
 
 @frozen(kw_only=True)

@@ -253,6 +253,30 @@ class DeepSeekOCRAnalyticReportSummary:
         validator=STR,
         metadata={"help": "Notes and caveats for stakeholders (assumptions, routing, attention, unsupported ops)."},
     )
+    runtime: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={
+            "help": "Extension: runtime whose kernels made predicted_total_time_ms (e.g. vllm); null if unknown."
+        },
+    )
+    modules_runtime: str | None = field(
+        default=None,
+        validator=OPTIONAL_STR,
+        metadata={
+            "help": "Extension: runtime whose per-module breakdown top_modules shows (hf-eager: every traced op "
+            "launched on its own; runtimes other than hf-eager have no per-module times); null if unknown."
+        },
+    )
+    modules_total_time_ms: float | None = field(
+        default=None,
+        converter=as_optional_float,
+        validator=OPTIONAL_FLOAT,
+        metadata={
+            "help": f"Extension: end-to-end runtime {MS} of that breakdown: every top module's share_of_model_time "
+            "is its total_time_ms over this; equals predicted_total_time_ms when modules_runtime is runtime."
+        },
+    )
 
 
 @define(kw_only=True)

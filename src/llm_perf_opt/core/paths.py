@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["split_module_path"]
+from collections.abc import Iterable
+
+__all__ = ["index_label", "split_module_path"]
 
 
 def split_module_path(path: str) -> tuple[str, ...]:
@@ -21,3 +23,14 @@ def split_module_path(path: str) -> tuple[str, ...]:
             start = i + 1
     parts.append(path[start:])
     return tuple(parts)
+
+
+def index_label(indices: Iterable[int]) -> str:
+    """A group's index set as node ids spell it: ``{a..b}`` for a contiguous run, else ``{a,b,c}``; one index as
+    itself (the tracer's grouping and the analytic composers both name nodes with it)."""
+    idx = sorted(indices)
+    if len(idx) == 1:
+        return str(idx[0])
+    if idx == list(range(idx[0], idx[-1] + 1)):
+        return f"{{{idx[0]}..{idx[-1]}}}"
+    return "{" + ",".join(str(i) for i in idx) + "}"

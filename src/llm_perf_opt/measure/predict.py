@@ -127,7 +127,7 @@ def _traced(model: str, attention: str, dtype: str, workload: Workload) -> Trace
     routing = RoutingModel.balanced()
 
     def trace() -> tuple[TraceResult, None]:
-        tree = in_dtype.build(attn_implementation=attention)  # meta, the measured decoder attention
+        tree = _tree(model, attention, dtype)  # meta, the measured decoder attention
         # every SDPA call fused, as it ran
         return trace_workload(in_dtype, workload, attention="flash", routing=routing, model=tree), None
 
@@ -136,3 +136,11 @@ def _traced(model: str, attention: str, dtype: str, workload: Workload) -> Trace
     )
     result, _, _ = TraceCache().get_or_trace(parts, trace)
     return result
+
+
+@cache
+def _tree(model: str, attention: str, dtype: str) -> nn.Module:
+    """The meta tree of ``model`` built with the decoder ``attention`` in ``dtype``, built once per process: a trace
+    leaves a tree as it found it (hooks, anchor stubs and KV caches are per pass), so every workload of one
+    (model, attention, dtype) traces the same tree (about 0.45 s saved per trace)."""
+    return _InDtype(resolve_model_source(model), _TORCH_DTYPES[dtype]).build(attn_implementation=attention)

@@ -19,28 +19,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.perf import Rates
-from llm_perf_opt.perf.tree import id_components
 from llm_perf_opt.report.humanize import fmt_ms, fmt_share, si
-from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
+from llm_perf_opt.report.plot_data import PlotSpec, plot_specs, point_labels, short_id
 
 __all__ = [
-    "ROOFLINE_PER_STAGE",
     "SWEEP_SERIES_PER_PANEL",
     "best_fitting",
+    "draw_plot",
     "figure_bytes",
-    "heaviest_leaves",
     "render_plots",
     "render_sweep_plot",
-    "short_id",
 ]
-
-ROOFLINE_PER_STAGE = 3
-"""How many of each stage's slowest leaf modules the roofline shows."""
 
 _SIZE = (8.0, 4.5)
 _DPI = 100
-_STAGE_ORDER = ("vision", "projector", "prefill", "decode", "other")
 _STAGE_COLOURS = {
     "vision": "#4C72B0",
     "projector": "#8172B2",
@@ -84,39 +76,25 @@ def figure_bytes(draw: Callable[[Figure], None], stem: str, *, size: tuple[float
 
 
 def render_plots(result: AnalysisResult) -> dict[str, bytes]:
-    """``plots/stage_times.{png,svg}``, ``plots/category_shares.{png,svg}``, ``plots/roofline.{png,svg}``."""
+    """``plots/stage_times.{png,svg}``, ``plots/category_shares.{png,svg}``, ``plots/roofline.{png,svg}``, drawn
+    now (:func:`llm_perf_opt.report.figures.report_plots` reuses cached bytes instead)."""
     files: dict[str, bytes] = {}
-    drawers: tuple[tuple[str, Callable[[Figure, AnalysisResult], None]], ...] = (
-        ("stage_times", _stage_times),
-        ("category_shares", _category_shares),
-        ("roofline", _roofline),
-    )
-    for stem, draw in drawers:
-        files.update(figure_bytes(_bound(draw, result), f"plots/{stem}"))
+    for spec in plot_specs(result):
+        files.update(draw_plot(spec))
     return files
 
 
-def _bound(draw: Callable[[Figure, AnalysisResult], None], result: AnalysisResult) -> Callable[[Figure], None]:
+def draw_plot(spec: PlotSpec) -> dict[str, bytes]:
+    """``{plots/<stem>.png: ..., plots/<stem>.svg: ...}`` of one report figure, drawn from its spec alone."""
+    draw = _DRAWERS[spec.stem]
+
     def bound(fig: Figure) -> None:
-        draw(fig, result)
+        draw(fig, spec.data)
 
-    return bound
-
-
-def _stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float]]:
-    """(label, compute-bound, memory-bound, overhead seconds) of every stage total, decode included (all its steps),
-    then ``other`` when it is not empty: the bars add up to end to end."""
-    rows = []
-    for stage in _STAGE_ORDER:
-        t = stage_bound(r, stage)
-        if t is None or (stage == "other" and t.total_s <= 0):
-            continue
-        label = f"decode ({r.stages.decode_steps} steps)" if stage == "decode" else stage
-        rows.append((label, t.compute_s, t.memory_s, t.overhead_s))
-    return rows
+    return figure_bytes(bound, f"plots/{spec.stem}")
 
 
-def _stacked(ax: Any, rows: Sequence[tuple[str, float, float, float]], total: float) -> None:
+def _stacked(ax: Any, rows: Sequence[Sequence[Any]], total: float) -> None:
     for i, (_, *parts) in enumerate(rows):
         left = 0.0
         for (name, colour), sec in zip(_BOUND_COLOURS, parts, strict=True):
@@ -130,22 +108,22 @@ def _stacked(ax: Any, rows: Sequence[tuple[str, float, float, float]], total: fl
     ax.margins(x=0.3)
 
 
-def _stage_times(fig: Figure, r: AnalysisResult) -> None:
+def _stage_times(fig: Figure, d: Mapping[str, Any]) -> None:
     """Top: every stage's total (decode is all its steps), so the longest stage is the longest bar. Bottom: the
     two latencies a user waits for, TTFT and TPOT (one mean decode step), each its own annotated bar."""
-    s = r.stages
+    ttft, tpot, steps = d["ttft_s"], d["tpot_s"], d["decode_steps"]
     top = fig.add_axes((0.2, 0.5, 0.72, 0.4))
-    _stacked(top, _stage_rows(r), s.end_to_end_s)
-    top.set_title(f"End to end {fmt_ms(s.end_to_end_s)}: stage totals, split by bound")
+    _stacked(top, d["rows"], d["end_to_end_s"])
+    top.set_title(f"End to end {fmt_ms(d['end_to_end_s'])}: stage totals, split by bound")
     bottom = fig.add_axes((0.2, 0.13, 0.72, 0.18))
-    latency = [("time to first token", s.ttft_s)]
-    if s.decode_steps > 0:
-        latency.append(("time per output token", s.tpot_s))
+    latency = [("time to first token", ttft)]
+    if steps > 0:
+        latency.append(("time per output token", tpot))
     for i, (_, sec) in enumerate(latency):
         bottom.barh(i, sec * 1e3, color="#8C8C8C")
-    notes = [f"TTFT {fmt_ms(s.ttft_s)} (vision + projector + prefill)"]
-    if s.decode_steps > 0:
-        notes.append(f"TPOT {fmt_ms(s.tpot_s)} (mean of {s.decode_steps} decode steps)")
+    notes = [f"TTFT {fmt_ms(ttft)} (vision + projector + prefill)"]
+    if steps > 0:
+        notes.append(f"TPOT {fmt_ms(tpot)} (mean of {steps} decode steps)")
     for i, (_, sec) in enumerate(latency):
         bottom.text(sec * 1e3, i, "  " + notes[i], va="center")
     bottom.set_yticks(range(len(latency)), [name for name, _ in latency])
@@ -158,28 +136,11 @@ def _stage_times(fig: Figure, r: AnalysisResult) -> None:
     top.set_xlabel("stage total (ms)")
 
 
-def _category_shares(fig: Figure, r: AnalysisResult) -> None:
+def _category_shares(fig: Figure, d: Mapping[str, Any]) -> None:
     ax = fig.add_subplot(1, 1, 1)
-    root = r.trace.root
-    times = r.timed.nodes["root"].by_category_s
-    total_t = sum(times.values()) or 1.0
-    total_f = root.cost.total_flops or 1
-    total_b = root.cost.total_bytes or 1
-    cats = sorted(set(root.by_category) | set(times), key=lambda c: (-times.get(c, 0.0), c))
+    cats = d["categories"]
     width = 0.27
-    series = (
-        ("time", [times.get(c, 0.0) / total_t for c in cats], "#4C72B0"),
-        (
-            "FLOPs",
-            [(root.by_category[c].total_flops if c in root.by_category else 0) / total_f for c in cats],
-            "#DD8452",
-        ),
-        (
-            "bytes",
-            [(root.by_category[c].total_bytes if c in root.by_category else 0) / total_b for c in cats],
-            "#55A868",
-        ),
-    )
+    series = (("time", d["time"], "#4C72B0"), ("FLOPs", d["flops"], "#DD8452"), ("bytes", d["bytes"], "#55A868"))
     for j, (name, values, colour) in enumerate(series):
         ax.barh(
             [i + (j - 1) * width for i in range(len(cats))],
@@ -191,48 +152,27 @@ def _category_shares(fig: Figure, r: AnalysisResult) -> None:
     ax.set_yticks(range(len(cats)), cats)
     ax.invert_yaxis()
     ax.set_xlabel("share of the whole workload (%)")
-    eager = " (time: eager op-by-op breakdown)" if runtime_timed(r) else ""
+    eager = " (time: eager op-by-op breakdown)" if d["runtime_timed"] else ""
     ax.set_title(f"Operator categories: share of time, FLOPs and bytes{eager}")
     ax.legend(**_BELOW)
 
 
-def heaviest_leaves(r: AnalysisResult, per_stage: int = ROOFLINE_PER_STAGE) -> list[str]:
-    """The ``per_stage`` slowest leaf modules (no children, with FLOPs and bytes) of each stage, in stage order and
-    slowest first within a stage - so a decode-dominated run still shows its vision and prefill kernels."""
-    leaves = [
-        nid
-        for nid, node in r.trace.nodes.items()
-        if "/" in nid
-        and not node.children
-        and node.cost.total_flops > 0
-        and node.cost.total_bytes > 0
-        and nid in r.timed.nodes
-        and r.timed.nodes[nid].total_s > 0
-    ]
-    ranked = sorted(leaves, key=lambda nid: (-r.timed.nodes[nid].total_s, nid))
-    return [nid for stage in _STAGE_ORDER for nid in [n for n in ranked if n.startswith(stage + "/")][:per_stage]]
-
-
-def _roofline(fig: Figure, r: AnalysisResult) -> None:
+def _roofline(fig: Figure, d: Mapping[str, Any]) -> None:
     ax = fig.add_axes((0.14, 0.2, 0.42, 0.7))
-    rates = Rates.for_device(r.device, dtype=r.dtype, profile=r.profile, counted_dtype=r.dtype)  # bytes: rescaled
-    peak, vec, bw = rates.matmul_peak_flops, rates.vector_peak_flops, rates.memory_bandwidth_bytes_per_s
-    points = []
-    for nid in heaviest_leaves(r):
-        cost = r.trace.nodes[nid].cost
-        intensity = cost.total_flops / cost.total_bytes
-        points.append((nid, intensity, cost.total_flops / r.timed.nodes[nid].total_s))
+    peak, vec, bw = d["matmul_peak"], d["vector_peak"], d["bandwidth"]
+    points = [(nid, x, y) for nid, x, y in d["points"]]
     xs = [p[1] for p in points] or [1.0]
     lo, hi = min(min(xs) / 4, 0.1), max(max(xs) * 4, 4 * peak / bw)
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    ax.loglog(grid, [min(peak, bw * x) for x in grid], color="black", lw=1.5, label=f"{r.dtype} matmul peak + DRAM")
+    roof = f"{d['dtype']} matmul peak + DRAM"
+    ax.loglog(grid, [min(peak, bw * x) for x in grid], color="black", lw=1.5, label=roof)
     ax.loglog(grid, [min(vec, bw * x) for x in grid], color="grey", lw=1, ls="--", label="fp32 vector peak + DRAM")
     listing = []
     for k, (nid, x, y) in enumerate(points, 1):
         colour = _STAGE_COLOURS.get(nid.split("/", 1)[0], "#333333")
         ax.scatter([x], [y], color=colour, s=22, zorder=3)
         listing.append((f"{k:>2}  {short_id(nid)}", colour))
-    for text, (x, y) in _point_labels([(x, y) for _, x, y in points]):
+    for text, (x, y) in point_labels([(x, y) for _, x, y in points]):
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
     for k, (text, colour) in enumerate(listing):
         fig.text(0.59, 0.88 - k * 0.055, text, fontsize=7, color=colour, va="top", family="DejaVu Sans Mono")
@@ -241,46 +181,17 @@ def _roofline(fig: Figure, r: AnalysisResult) -> None:
     ax.minorticks_off()  # plain major labels only: no mathtext parsing, no hundreds of minor ticks to lay out
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
     ax.set_ylabel("achieved rate (incl. launch overhead)")
-    eager = " (eager op-by-op breakdown)" if runtime_timed(r) else ""
-    ax.set_title(f"Roofline on {r.device.name}{eager}", loc="left")
+    eager = " (eager op-by-op breakdown)" if d["runtime_timed"] else ""
+    ax.set_title(f"Roofline on {d['device']}{eager}", loc="left")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False, fontsize=7)
 
 
-SHORT_ID_WIDTH = 46
-"""Characters a shortened module id may take in a plot."""
-
-
-def short_id(nid: str, width: int = SHORT_ID_WIDTH) -> str:
-    """The one rule plots shorten a module id by: the stage, then as many of the last path units as fit ``width``
-    (at most three), where a group index stays with its container (``layers.{1..11}`` is one unit) and ``…`` marks
-    what was left out: ``prefill …mlp.experts.{0..63}.down_proj``.  A last unit that alone is too long keeps its
-    end."""
-    stage, _, path = nid.partition("/")
-    units: list[str] = []
-    for part in id_components(path):
-        if part.startswith("{") and units:
-            units[-1] = f"{units[-1]}.{part}"
-        else:
-            units.append(part)
-    for keep in range(min(3, len(units)), 0, -1):
-        text = f"{stage} {'…' if len(units) > keep else ''}{'.'.join(units[-keep:])}"
-        if len(text) <= width:
-            return text
-    return f"{stage} …{units[-1][-(width - len(stage) - 2) :]}"
-
-
-def _point_labels(points: Sequence[tuple[float, float]]) -> list[tuple[str, tuple[float, float]]]:
-    """One label per cluster of points that would overlap on a log-log plot (within 15% on both axes): ``5,6,7``
-    instead of three numbers printed on top of each other."""
-    clusters: list[tuple[list[int], tuple[float, float]]] = []
-    for k, (x, y) in enumerate(points, 1):
-        for members, (cx, cy) in clusters:
-            if abs(math.log10(x / cx)) < 0.06 and abs(math.log10(y / cy)) < 0.06:
-                members.append(k)
-                break
-        else:
-            clusters.append(([k], (x, y)))
-    return [(",".join(map(str, members)), xy) for members, xy in clusters]
+_DRAWERS: Mapping[str, Callable[[Figure, Mapping[str, Any]], None]] = {
+    "stage_times": _stage_times,
+    "category_shares": _category_shares,
+    "roofline": _roofline,
+}
+"""The drawer of each report figure, by stem (the stems of :func:`~llm_perf_opt.report.plot_data.plot_specs`)."""
 
 
 SWEEP_SERIES_PER_PANEL = 6
@@ -289,8 +200,9 @@ SWEEP_SERIES_PER_PANEL = 6
 
 def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, bytes]:
     """Pages/day against batch size: one panel per device, one line per (dtype, mode, page, N) series - the
-    :data:`SWEEP_SERIES_PER_PANEL` best ones - with a legend.  Points that do not fit the device's memory are drawn
-    hollow and never count as the best; the best fitting point of each panel is starred and labelled."""
+    :data:`SWEEP_SERIES_PER_PANEL` best ones - with a legend.  A configuration that does not fit the device's memory
+    has no throughput: it is marked x on the batch axis, off the line, and is never the best; the best fitting point
+    of each panel is starred and labelled."""
     panels: dict[str, dict[str, list[Any]]] = {}
     for row in rows:
         key = f"{row.dtype} {row.mode} {row.page_width}x{row.page_height} N={row.max_new_tokens}"
@@ -311,10 +223,11 @@ def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, 
             for colour_index, key in enumerate(shown):
                 pts = sorted(series[key], key=lambda row: row.batch_size)
                 colour = _SERIES_COLOURS[colour_index % len(_SERIES_COLOURS)]
-                ax.plot([p.batch_size for p in pts], [p.pages_per_day for p in pts], color=colour, lw=1, label=key)
-                for p in pts:
-                    face = colour if p.fits else "none"
-                    ax.scatter([p.batch_size], [p.pages_per_day], s=18, facecolors=face, edgecolors=colour, zorder=3)
+                fit = [p for p in pts if p.fits]
+                ax.plot([p.batch_size for p in fit], [p.pages_per_day for p in fit], color=colour, lw=1, label=key)
+                ax.scatter([p.batch_size for p in fit], [p.pages_per_day for p in fit], s=18, color=colour, zorder=3)
+                over = [p.batch_size for p in pts if not p.fits]  # no throughput: marked on the axis, not drawn high
+                ax.scatter(over, [0] * len(over), s=28, marker="x", color=colour, zorder=3, clip_on=False)
             top = best_fitting(row for key in shown for row in series[key])
             if top is not None:
                 ax.scatter([top.batch_size], [top.pages_per_day], marker="*", s=120, color="black", zorder=4)
@@ -336,7 +249,9 @@ def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, 
             if (index - 1) % cols == 0:
                 ax.set_ylabel("pages per day")
             ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
-        fig.suptitle("What-if sweep: pages/day by batch size (hollow: does not fit the device memory)", fontsize=9)
+        fig.suptitle(
+            "What-if sweep: pages/day by batch size (x on the axis: does not fit the device memory)", fontsize=9
+        )
 
     n_rows = math.ceil(max(len(panels), 1) / 3)
     return figure_bytes(draw, stem, size=(11.0, 4.0 + 3.2 * n_rows))

@@ -3,14 +3,16 @@
 :data:`ERROR_BANDS` quotes docs/validation-runtimes.md (published measurements, ``llm-perf-opt
 validation-runtimes-doc``) and docs/validation.md (the H100 measurements of the built-in model, ``llm-perf-opt
 validation-doc``); tests/runtimes check the quoted published-point bands against a fresh validation, so the text
-cannot drift from the pages.  Every report and summary note carries :func:`trust_line`.
+cannot drift from the pages.  Every report and summary note carries :func:`trust_line` (several devices at once:
+:func:`trust_lines`).  A band holds on the devices it was measured on (:data:`MEASURED_ON`); on any other device the
+line says so and quotes the nearest measured reference, never a profile that only that reference device accepts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["ERROR_BANDS", "trust_line"]
+__all__ = ["ERROR_BANDS", "MEASURED_ON", "NEAREST_REFERENCE", "by_device", "trust_line", "trust_lines"]
 
 _H100 = (
     "docs/validation.md, H100 bf16: uncalibrated 11-38% too fast on TTFT and 34-54% on TPOT; with an H100 profile "
@@ -40,9 +42,56 @@ ERROR_BANDS: Mapping[str, str] = {
 """Per runtime: the expected error of TTFT/TPOT, in words, with the page it comes from."""
 
 
-def trust_line(runtime_id: str, *, calibrated: bool) -> str:
-    """One line for reports: the expected error band of ``runtime_id`` (and that a profile calibrated on this device
-    is what the hf-* bands assume after calibration)."""
-    band = ERROR_BANDS.get(runtime_id, "not validated")
+MEASURED_ON: Mapping[str, frozenset[str]] = {
+    "hf-eager": frozenset({"h100-sxm"}),
+    "hf-flash": frozenset({"h100-sxm"}),
+    "sglang": frozenset({"h200", "mi300x"}),
+}
+"""Per runtime whose band is measured: the catalog devices of those measurements (benchmarks/measurements for hf-*,
+the published single-request points for SGLang).  Runtimes left out have no measured band on any device."""
+
+_H100_REFERENCE = "H100 bf16 (docs/validation.md): uncalibrated 11-38% too fast on TTFT and 34-54% on TPOT"
+
+NEAREST_REFERENCE: Mapping[str, str] = {
+    "hf-eager": _H100_REFERENCE,
+    "hf-flash": _H100_REFERENCE,
+    "sglang": "H200 and MI300X (docs/validation-runtimes.md): +-19% on 2 published single-request holdouts",
+}
+"""Per runtime of :data:`MEASURED_ON`: its band as quoted on other devices (no device-specific profile in it)."""
+
+
+def _band(runtime_id: str, device_id: str) -> str:
+    measured = MEASURED_ON.get(runtime_id)
+    if measured is None or device_id in measured:
+        return ERROR_BANDS.get(runtime_id, "not validated")
+    return (
+        "not validated on this device (no measurements); the nearest measured reference is "
+        f"{NEAREST_REFERENCE[runtime_id]}"
+    )
+
+
+def trust_line(runtime_id: str, *, calibrated: bool, device_id: str) -> str:
+    """One line for reports: the expected error band of ``runtime_id`` on ``device_id`` (catalog id), and whether
+    the hf-* time profile was calibrated on this device."""
     suffix = "" if calibrated or not runtime_id.startswith("hf-") else "; this run is uncalibrated"
-    return f"expected error: {band}{suffix}"
+    return f"expected error: {_band(runtime_id, device_id)}{suffix}"
+
+
+def by_device(line_of: Callable[[str], str], device_ids: Iterable[str]) -> str:
+    """Several devices' lines as one: the line alone when every device gets it, else each distinct line after the
+    devices that get it (``h100-sxm: ...; l4, t4: ...``), in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for device_id in device_ids:
+        groups.setdefault(line_of(device_id), []).append(device_id)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return ". ".join(f"{', '.join(ids)}: {line}" for line, ids in groups.items())
+
+
+def trust_lines(runtime_id: str, *, device_ids: Iterable[str], profile_device: str | None) -> str:
+    """:func:`trust_line` for several devices timed with one profile, calibrated on ``profile_device`` (None: on
+    none of them)."""
+    return by_device(
+        lambda d: trust_line(runtime_id, calibrated=d == profile_device, device_id=d),
+        device_ids,
+    )

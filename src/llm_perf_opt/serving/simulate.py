@@ -135,7 +135,7 @@ def simulate(
         "memory": budget.as_dict() | {"kv_peak_usage": round(peak_blocks / budget.blocks, 4)},
         "preemptions": run.preemptions,
         "scheduler": settings.as_dict(),
-        "expected_error": trust_line(settings.runtime),
+        "expected_error": trust_line(settings.runtime, device_id=metrics.get("device")),
         "engine": {
             "iterations": run.iterations,
             "makespan_s": round(run.makespan_s, 6),

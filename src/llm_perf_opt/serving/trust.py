@@ -6,9 +6,11 @@ cannot drift from the page (``llm-perf-opt validation-runtimes-doc``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-__all__ = ["QUOTED_ERRORS", "SERVING_ERROR_BANDS", "trust_line"]
+from llm_perf_opt.runtimes.bands import by_device
+
+__all__ = ["QUOTED_ERRORS", "SERVING_ERROR_BANDS", "SERVING_MEASURED_ON", "trust_line", "trust_lines"]
 
 QUOTED_ERRORS: Mapping[str, float] = {
     "readme-a100-pdf-output-tps": 1.273,
@@ -31,7 +33,22 @@ SERVING_ERROR_BANDS: Mapping[str, str] = {
 """Per runtime: the error of simulated throughput against published serving measurements, in words."""
 
 
-def trust_line(runtime: str) -> str:
-    """One line for outputs: the expected error of a simulated throughput on ``runtime``."""
+SERVING_MEASURED_ON: Mapping[str, frozenset[str]] = {
+    "vllm": frozenset({"a100-40gb"}),
+    "sglang": frozenset({"h200", "mi300x"}),
+}
+"""Per runtime of :data:`SERVING_ERROR_BANDS`: the catalog devices of the published serving points it quotes."""
+
+
+def trust_line(runtime: str, *, device_id: str | None) -> str:
+    """One line for outputs: the expected error of a simulated throughput on ``runtime`` and ``device_id`` (None:
+    the published points' own devices, as the validation simulates them)."""
     band = SERVING_ERROR_BANDS.get(runtime, "not validated against a published serving measurement")
+    if runtime in SERVING_ERROR_BANDS and device_id is not None and device_id not in SERVING_MEASURED_ON[runtime]:
+        band = f"not validated on this device (no measurements); the nearest measured reference is {band}"
     return f"expected error (docs/validation-runtimes.md): {band}; latencies are not validated under load"
+
+
+def trust_lines(runtime: str, *, device_ids: Iterable[str]) -> str:
+    """:func:`trust_line` for several devices."""
+    return by_device(lambda d: trust_line(runtime, device_id=d), device_ids)

@@ -73,7 +73,8 @@ class CacheInfo:
 
     root: Path = field(metadata={"help": "cache folder"})
     entries: int = field(metadata={"help": "trace entries"})
-    bytes: int = field(metadata={"help": "bytes on disk of the entries"})
+    bytes: int = field(metadata={"help": "bytes on disk of the entries (traces and figures)"})
+    figures: int = field(default=0, metadata={"help": "rendered figure entries (tracecache.figures)"})
 
 
 class TraceCache:
@@ -82,6 +83,7 @@ class TraceCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.folder = self.root / "traces"
+        self.figures = self.root / "figures"
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
@@ -141,23 +143,24 @@ class TraceCache:
         return result, provenance, False
 
     def info(self) -> CacheInfo:
-        files = self._entries()
-        return CacheInfo(root=self.root, entries=len(files), bytes=sum(_size(p) for p in files))
+        files, figures = _entries(self.folder), _entries(self.figures)
+        size = sum(_size(p) for p in files + figures)
+        return CacheInfo(root=self.root, entries=len(files), bytes=size, figures=len(figures))
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temporary files); returns the entries deleted."""
-        files = self._entries()
-        for path in files:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        if self.folder.is_dir():
-            for tmp in self.folder.glob(".*.tmp"):
+        """Delete every trace entry and every cached figure (and leftover temporary files); returns the trace
+        entries deleted."""
+        files = _entries(self.folder)
+        for folder in (self.folder, self.figures):
+            doomed = _entries(folder) + (sorted(folder.glob(".*.tmp")) if folder.is_dir() else [])
+            for path in doomed:
                 with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+                    path.unlink()
         return len(files)
 
-    def _entries(self) -> list[Path]:
-        return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
 def _size(path: Path) -> int:

@@ -2,17 +2,18 @@
 
 A :class:`~llm_perf_opt.core.driving.Driver` (the model source provides it) says how to run one model: the prefill pass
 and decode step ``i`` (inputs made outside the counter, so building them is not charged). :func:`trace_model` does the
-rest and returns a :class:`TraceResult`.
+rest and returns a :class:`TraceResult`; :class:`TraceOptions` is what else decides a trace (one record for both
+entry points).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import torch
-from attrs import frozen
+from attrs import field, frozen
 from torch import nn
 
 from llm_perf_opt.core.driving import Driver, PassInputs
@@ -24,6 +25,7 @@ from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate,
 from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
+from llm_perf_opt.tracer.lazy_shapes import without_symbolic_shapes_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
@@ -32,15 +34,37 @@ from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import PassCutError, TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
 
-__all__ = ["DecodeMode", "trace_model", "trace_model_batched"]
+__all__ = ["DecodeMode", "TraceOptions", "trace_model", "trace_model_batched"]
 
 DecodeMode = Literal["auto", "every-step"]
+
+
+@frozen(kw_only=True)
+class TraceOptions:
+    """How to trace and how to label the result: everything :func:`trace_model` and :func:`trace_model_batched`
+    take besides the model and its driver."""
+
+    rules: StageRules = field(metadata={"help": "stage anchors of the traced tree"})
+    attention: Literal["flash", "eager"] = field(metadata={"help": "flash fuses SDPA into one op; eager counts it"})
+    routing: str = field(metadata={"help": "the routing model's description (TraceResult.routing)"})
+    model_desc: str = field(metadata={"help": "TraceResult.model"})
+    workload_desc: str = field(metadata={"help": "TraceResult.workload"})
+    seq_len: int = field(metadata={"help": "S, prompt positions of the prefill"})
+    max_new_tokens: int = field(metadata={"help": "N, tokens generated (N - 1 decode steps)"})
+    decode: DecodeMode = field(default="auto", metadata={"help": "auto: three steps fitted; every-step: all"})
+    verify_fast_meta: bool = field(
+        default=False, metadata={"help": "check every fast-path op output against torch's meta kernel (slow)"}
+    )
 
 
 @frozen(kw_only=True)
 class _Options:
     fuse_sdpa: bool
     verify_fast_meta: bool
+
+    @classmethod
+    def of(cls, options: TraceOptions) -> _Options:
+        return cls(fuse_sdpa=options.attention == "flash", verify_fast_meta=options.verify_fast_meta)
 
 
 def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options) -> RawTrace:
@@ -101,70 +125,19 @@ def _fit_or_fall_back(
     return step_raws, method, note
 
 
-def trace_model(
-    model: nn.Module,
-    driver: Driver,
-    *,
-    rules: StageRules,
-    attention: Literal["flash", "eager"],
-    routing: str,
-    model_desc: str,
-    workload_desc: str,
-    seq_len: int,
-    max_new_tokens: int,
-    decode: DecodeMode = "auto",
-    verify_fast_meta: bool = False,
-) -> TraceResult:
+def trace_model(model: nn.Module, driver: Driver, options: TraceOptions) -> TraceResult:
     """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
-    with without_dynamo_import():
-        return _trace_model(
-            model,
-            driver,
-            rules=rules,
-            attention=attention,
-            routing=routing,
-            model_desc=model_desc,
-            workload_desc=workload_desc,
-            seq_len=seq_len,
-            max_new_tokens=max_new_tokens,
-            decode=decode,
-            verify_fast_meta=verify_fast_meta,
-        )
+    with without_dynamo_import(), without_symbolic_shapes_import():
+        return _trace_model(model, driver, options)
 
 
-def _trace_model(
-    model: nn.Module,
-    driver: Driver,
-    *,
-    rules: StageRules,
-    attention: Literal["flash", "eager"],
-    routing: str,
-    model_desc: str,
-    workload_desc: str,
-    seq_len: int,
-    max_new_tokens: int,
-    decode: DecodeMode,
-    verify_fast_meta: bool,
-) -> TraceResult:
-    opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
-    state = TraceState(model, rules, ModelIndex(model))
+def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions) -> TraceResult:
+    opts = _Options.of(options)
+    state = TraceState(model, options.rules, ModelIndex(model))
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
-    step_raws, method, note = _decode(driver, state, opts, mode=decode)
+    step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
     step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
-    return _assemble(
-        state,
-        driver,
-        prefill_raw,
-        step_raws,
-        method=method,
-        note=note,
-        attention=attention,
-        routing=routing,
-        model_desc=model_desc,
-        workload_desc=workload_desc,
-        seq_len=seq_len,
-        max_new_tokens=max_new_tokens,
-    )
+    return _assemble(state, driver, prefill_raw, step_raws, options, method=method, note=note)
 
 
 def _assemble(
@@ -172,15 +145,10 @@ def _assemble(
     driver: Driver,
     prefill_raw: RawTrace,
     step_raws: dict[int, RawTrace],
+    options: TraceOptions,
     *,
     method: DecodeMethod,
     note: str,
-    attention: Literal["flash", "eager"],
-    routing: str,
-    model_desc: str,
-    workload_desc: str,
-    seq_len: int,
-    max_new_tokens: int,
     batch_method: BatchMethod = "traced",
     batch_note: str = "",
 ) -> TraceResult:
@@ -202,12 +170,12 @@ def _assemble(
     nodes = build_nodes(index, groupings, data, meta)
     ledger, unsupported = build_ledger(data, buckets)
     return TraceResult(
-        model=model_desc,
-        workload=workload_desc,
-        seq_len=seq_len,
-        max_new_tokens=max_new_tokens,
-        attention=attention,
-        routing=routing,
+        model=options.model_desc,
+        workload=options.workload_desc,
+        seq_len=options.seq_len,
+        max_new_tokens=options.max_new_tokens,
+        attention=options.attention,
+        routing=options.routing,
         decode_method=method,
         decode_note=note,
         nodes=nodes,
@@ -227,17 +195,9 @@ _ROW_STAGES = ("vision", "projector")
 def trace_model_batched(
     model: nn.Module,
     driver_for: Callable[[int], Driver],
+    options: TraceOptions,
     *,
     batch: int,
-    rules: StageRules,
-    attention: Literal["flash", "eager"],
-    routing: str,
-    model_desc: str,
-    workload_desc: str,
-    seq_len: int,
-    max_new_tokens: int,
-    decode: DecodeMode = "auto",
-    verify_fast_meta: bool = False,
     points: tuple[int, int, int] = BATCH_POINTS,
 ) -> TraceResult:
     """:func:`trace_model` at ``batch`` rows (``driver_for(b)`` drives ``b`` rows) without tracing every row.
@@ -249,27 +209,17 @@ def trace_model_batched(
     anchor call count that disagrees with the extrapolation falls back to a full trace, saying why in
     ``batch_note``.
     """
-    opts = _Options(fuse_sdpa=attention == "flash", verify_fast_meta=verify_fast_meta)
-    describe: dict[str, Any] = {
-        "attention": attention,
-        "routing": routing,
-        "model_desc": model_desc,
-        "workload_desc": workload_desc,
-        "seq_len": seq_len,
-        "max_new_tokens": max_new_tokens,
-    }
-    with without_dynamo_import():
-        state = TraceState(model, rules, ModelIndex(model))
+    opts = _Options.of(options)
+    with without_dynamo_import(), without_symbolic_shapes_import():
+        state = TraceState(model, options.rules, ModelIndex(model))
         driver = driver_for(batch)
         try:
-            prefill_raw = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, rules)
+            prefill_raw = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)
         except (BatchFitError, StubMissError) as exc:
-            result = _trace_model(
-                model, driver, rules=rules, decode=decode, verify_fast_meta=verify_fast_meta, **describe
-            )
+            result = _trace_model(model, driver, options)
             why = exc.where if isinstance(exc, BatchFitError) else str(exc)
             return attrs.evolve(result, batch_note=f"batch extrapolation refused ({why}); traced all {batch} rows")
-        step_raws, method, note = _decode(driver, state, opts, mode=decode)
+        step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
         step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
         traced = ", ".join(map(str, points))
         return _assemble(
@@ -277,12 +227,12 @@ def trace_model_batched(
             driver,
             prefill_raw,
             step_raws,
+            options,
             method=method,
             note=note,
             batch_method="extrapolated",
             batch_note=f"vision and projector traced at batch {traced} and extrapolated to {batch}; "
             f"language traced at batch {batch}",
-            **describe,
         )
 
 

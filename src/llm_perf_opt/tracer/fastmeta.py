@@ -206,6 +206,9 @@ def _bmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _cat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Same-dtype, same-rank operands.  Below rank 4 torch's output is contiguous whatever the operands' strides
+    (its memory-format suggestion is channels-last only for 4-d and 5-d tensors), so views, expands and transposes
+    take this path too; rank 4 and up needs row-major operands."""
     tensors = args[0]
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     if not tensors:
@@ -217,7 +220,7 @@ def _cat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     d = dim % nd
     total = 0
     for t in tensors:
-        if t.dim() != nd or t.dtype != first.dtype or not _dense(t):
+        if t.dim() != nd or t.dtype != first.dtype or (nd > 3 and not _dense(t)):
             return None
         for i in range(nd):
             if i != d and t.size(i) != first.size(i):

@@ -15,7 +15,7 @@ layers, blocks), ``parfor`` otherwise (experts).  Index sets are written ``{a..b
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from attrs import define, field
 from torch import nn
 
 from llm_perf_opt.contracts.vocab import ParamValue
+from llm_perf_opt.core.paths import index_label
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.raw import RawTrace
 
@@ -71,16 +72,6 @@ def constructor_params(module: nn.Module) -> dict[str, ParamValue]:
     if isinstance(module, nn.ModuleList):
         out["length"] = len(module)
     return dict(sorted(out.items()))
-
-
-def index_label(indices: Iterable[int]) -> str:
-    """``{a..b}`` for a contiguous run, else ``{a,b,c}``; a single index as itself."""
-    idx = sorted(indices)
-    if len(idx) == 1:
-        return str(idx[0])
-    if idx == list(range(idx[0], idx[-1] + 1)):
-        return f"{{{idx[0]}..{idx[-1]}}}"
-    return "{" + ",".join(str(i) for i in idx) + "}"
 
 
 class _Interner:

@@ -16,7 +16,7 @@ import attrs
 from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
-from llm_perf_opt.tracer.engine import DecodeMode, trace_model, trace_model_batched
+from llm_perf_opt.tracer.engine import DecodeMode, TraceOptions, trace_model, trace_model_batched
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
@@ -87,17 +87,17 @@ def trace_with_driver(
         model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
     driver = source.make_driver(model, work, route)
     describe: Any = getattr(driver, "describe", None)
-    common: dict[str, Any] = {
-        "rules": stage_rules(source),
-        "attention": attention,
-        "routing": route.describe(),
-        "model_desc": f"{source.name} ({type(model).__name__})",
-        "workload_desc": str(describe() if callable(describe) else work.describe()),
-        "seq_len": driver.seq_len,
-        "max_new_tokens": driver.max_new_tokens,
-        "decode": decode,
-        "verify_fast_meta": verify_fast_meta,
-    }
+    options = TraceOptions(
+        rules=stage_rules(source),
+        attention=attention,
+        routing=route.describe(),
+        model_desc=f"{source.name} ({type(model).__name__})",
+        workload_desc=str(describe() if callable(describe) else work.describe()),
+        seq_len=driver.seq_len,
+        max_new_tokens=driver.max_new_tokens,
+        decode=decode,
+        verify_fast_meta=verify_fast_meta,
+    )
     rows = work.batch_size
     if batch == "extrapolate" or (batch == "auto" and rows >= EXTRAPOLATE_FROM):
         built = model
@@ -105,8 +105,8 @@ def trace_with_driver(
         def driver_for(b: int) -> Driver:
             return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
 
-        return trace_model_batched(model, driver_for, batch=rows, **common), driver
-    return trace_model(model, driver, **common), driver
+        return trace_model_batched(model, driver_for, options, batch=rows), driver
+    return trace_model(model, driver, options), driver
 
 
 def stage_rules(source: TraceableSource) -> StageRules:

@@ -48,6 +48,7 @@ __all__ = [
     "residual_add",
     "rms_norm",
     "rope",
+    "rope_shared",
     "rotary_cos_sin",
     "swiglu_linears",
     "swiglu_mul",
@@ -143,11 +144,20 @@ def rotary_cos_sin(*, B: int, q: int, c: int, a: int) -> Cost:
 
 
 def rope(*, N: int, H: int, c: int, a: int) -> Cost:
-    """Rotate-half RoPE on the ``N`` rows of q or k (``n = N*H*c`` elements): ``x*cos + rotate_half(x)*sin`` as five
-    ops (mul, neg of one half, concat, mul, add); ``cos``/``sin`` (``N*c``) are read once per multiply.
-    Source: transformers 4.46 ``apply_rotary_pos_emb``/``rotate_half`` (model-facts §2.4). Leaves out nothing.
+    """Rotate-half RoPE on the ``N`` rows of q or k with per-row positions: :func:`rope_shared` with
+    ``cos_rows = N``.  Source: transformers 4.46 ``apply_rotary_pos_emb``/``rotate_half`` (model-facts §2.4).
+    Leaves out nothing.
     """
-    n, cs = N * H * c, N * c * a
+    return rope_shared(N=N, H=H, c=c, cos_rows=N, a=a)
+
+
+def rope_shared(*, N: int, H: int, c: int, cos_rows: int, a: int) -> Cost:
+    """Rotate-half RoPE on ``N`` rows of q or k with ``H`` heads (``n = N*H*c`` elements): ``x*cos +
+    rotate_half(x)*sin`` as five ops (mul, neg of one half, concat, mul, add); ``cos``/``sin`` hold ``cos_rows``
+    rows (``N`` for per-row positions, ``L`` when one table is broadcast over the batch) and are read once per
+    multiply.  Source: transformers ``apply_rotary_pos_emb``/``rotate_half``. Leaves out nothing.
+    """
+    n, cs = N * H * c, cos_rows * c * a
     return (
         elementwise(n=n, read=n * a + cs, written=n * a)
         + elementwise(n=n // 2, read=n // 2 * a, written=n // 2 * a)

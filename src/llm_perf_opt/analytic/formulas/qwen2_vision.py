@@ -28,6 +28,7 @@ from llm_perf_opt.analytic.formulas.common import (
     sdpa,
     softmax,
 )
+from llm_perf_opt.analytic.formulas.decoder import rope_shared
 from llm_perf_opt.core import Cost
 
 __all__ = [
@@ -100,22 +101,6 @@ def rotary_table(*, N: int, c: int, a: int, unique: int | None = None) -> Cost:
         + copy(read=2 * N * half * F32, written=n * F32)
         + elementwise(n=n, read=n * F32, written=n * F32).scaled(4)  # cos, sin, two scalings
         + copy(read=n * F32, written=n * a).scaled(2)
-    )
-
-
-def rope_shared(*, N: int, H: int, c: int, cos_rows: int, a: int) -> Cost:
-    """Rotate-half RoPE on ``N`` rows of q or k with ``H`` heads: ``x*cos + rotate_half(x)*sin`` (mul, neg of one
-    half, concat, mul, add); ``cos``/``sin`` hold ``cos_rows`` rows (``N`` for per-row positions, ``L`` when one
-    table is broadcast over the batch) and are read once per multiply.
-    Source: transformers ``apply_rotary_pos_emb``/``rotate_half``. Leaves out nothing.
-    """
-    n, cs = N * H * c, cos_rows * c * a
-    return (
-        elementwise(n=n, read=n * a + cs, written=n * a)
-        + elementwise(n=n // 2, read=n // 2 * a, written=n // 2 * a)
-        + copy(read=n * a, written=n * a)
-        + elementwise(n=n, read=n * a + cs, written=n * a)
-        + elementwise(n=n, read=2 * n * a, written=n * a)
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from llm_perf_opt.config import DeepseekOCRConfig, SamConfig
 from llm_perf_opt.config.deepseek_ocr2 import DeepseekOCR2Config, Qwen2EncoderConfig
+from llm_perf_opt.config.deepseek_ocr_v1 import DECODER_SIZE_KEYS
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
 
@@ -31,16 +32,7 @@ __all__ = [
 MIN_TRANSFORMERS = (5, 10, 1)
 
 _TEXT_KEYS = (
-    "vocab_size",
-    "hidden_size",
-    "intermediate_size",
-    "moe_intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "n_routed_experts",
-    "n_shared_experts",
-    "num_experts_per_tok",
+    *DECODER_SIZE_KEYS,
     "n_group",
     "topk_group",
     "topk_method",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.sources.deepseek_ocr2.build import experts_layers
 from llm_perf_opt.sources.deepseek_ocr2.experts import routing_scope
-from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache
+from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache, cache_pass, decode_pass
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
@@ -144,10 +144,6 @@ class Ocr2Driver:
             device="meta",
         )
 
-    @staticmethod
-    def _filled(kv: KVCache) -> Sequence[Tensor]:
-        return [t for layer in range(kv.num_layers) for t in kv.layer(layer)]
-
     def _prompt(self) -> Tensor:
         work = self.workload
         image_id = int(self.config.image_token_id)
@@ -170,25 +166,17 @@ class Ocr2Driver:
             local = torch.empty((work.batch_size * work.num_crops, 3, tile, tile), device="meta", dtype=self.dtype)
             kwargs |= {"pixel_values_local": local, "num_local_patches": [work.num_crops] * work.batch_size}
             live.append(local)
-        return PassInputs(
-            run=lambda: self._run(kwargs, cache), live=live, kv=kv.buffers(), kv_filled=lambda out: self._filled(kv)
-        )
+        return cache_pass(kv, run=lambda: self._run(kwargs, cache), live=live)
 
     def step(self, i: int) -> PassInputs:
         work = self.workload
         kv = self._new_cache()
         cached = work.seq_len + i - 1
-        kv.fill_to(cached)
         cache = preallocated_cache(self.text_config, kv, self.kv_appends)
         ids = torch.full((work.batch_size, 1), _TEXT_BASE, dtype=torch.long, device="meta")
         positions = torch.full((work.batch_size, 1), cached, dtype=torch.long, device="meta")
         kwargs = {"input_ids": ids, "position_ids": positions}
-        return PassInputs(
-            run=lambda: self._run(kwargs, cache),
-            live=[ids, positions],
-            kv=kv.buffers(),
-            kv_filled=lambda out: self._filled(kv),
-        )
+        return decode_pass(kv, cached=cached, run=lambda: self._run(kwargs, cache), live=[ids, positions])
 
     def _run(self, kwargs: dict[str, Any], cache: Any) -> Any:
         with routing_scope(self.routing, self.layers, self.expert_calls), _placeholder_check_skipped(self.checks):

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llm_perf_opt.errors import TraceError
-from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
-from llm_perf_opt.sources.upstream.moe_dispatch import routed_counts
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting, routed_counts
 
 __all__ = ["EXPERTS_IMPLEMENTATION", "register_counting_experts", "routed_experts_forward", "routing_scope"]
 

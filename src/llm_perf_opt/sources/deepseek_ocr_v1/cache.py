@@ -7,17 +7,22 @@ views ``buffer[:, :, :L+q]`` of everything written so far; nothing is re-allocat
 
 For the tracer: :meth:`KVCache.buffers` returns the underlying buffers; every tensor the cache hands out is a view
 whose ``._base`` is one of them, so a KV read or write can be recognised by identity of the base tensor.
-The fill level is host-side Python state (one int per layer), never read from tensor data.
+The fill level is host-side Python state (one int per layer), never read from tensor data.  :func:`cache_pass` and
+:func:`decode_pass` make the tracer's pass of a driver over such a cache (every driver's prefill and decode step).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from llm_perf_opt.core.driving import PassInputs
 from llm_perf_opt.errors import TraceError
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "cache_pass", "decode_pass"]
 
 
 class KVCache:
@@ -76,6 +81,10 @@ class KVCache:
         end = self._lengths[layer_idx]
         return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
 
+    def filled(self) -> list[Tensor]:
+        """Views of the filled part of every layer, keys then values, layer by layer: ``[K0, V0, K1, V1, ...]``."""
+        return [t for layer in range(self.num_layers) for t in self.layer(layer)]
+
     def buffers(self) -> list[Tensor]:
         """All underlying buffers, keys then values, layer by layer: ``[K0, V0, K1, V1, ...]``."""
         out: list[Tensor] = []
@@ -86,3 +95,16 @@ class KVCache:
     def nbytes(self) -> int:
         """Bytes allocated for all buffers (``2 * layers * B * H_kv * L_max * D * itemsize``)."""
         return sum(t.numel() * t.element_size() for t in self.buffers())
+
+
+def cache_pass(kv: KVCache, *, run: Callable[[], Any], live: Sequence[Tensor]) -> PassInputs:
+    """A pass that runs ``run`` over ``kv`` with the input tensors ``live``; afterwards it holds ``kv``'s filled
+    views."""
+    return PassInputs(run=run, live=live, kv=kv.buffers(), kv_filled=lambda out: kv.filled())
+
+
+def decode_pass(kv: KVCache, *, cached: int, run: Callable[[], Any], live: Sequence[Tensor]) -> PassInputs:
+    """A decode step: :func:`cache_pass` over ``kv`` once it holds the ``cached`` past positions (written here,
+    outside the counter)."""
+    kv.fill_to(cached)
+    return cache_pass(kv, run=run, live=live)

@@ -6,13 +6,12 @@ Prefill with the workload's images; decode step ``i`` with a cache pre-filled (o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from llm_perf_opt.core.driving import InputsDriver, PassInputs
+from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache, cache_pass, decode_pass
 from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadInputs
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 
@@ -28,14 +27,11 @@ class BuiltinDriver(InputsDriver):
         self.inputs = inputs
         self.routing = routing
 
-    def _new_cache(self) -> Any:
+    def _new_cache(self) -> KVCache:
         # one spare position: a view of the filled prefix is then never the whole buffer (torch skips a slice that
         # spans a whole dimension, which would make the last step's view count differ from the others')
-        return self.model.new_cache(batch_size=self.inputs.batch_size, max_len=self.inputs.cache_len + 1)
-
-    def _filled(self, out: Any) -> Sequence[torch.Tensor]:
-        cache = out.past_key_values
-        return [t for layer in range(cache.num_layers) for t in cache.layer(layer)]
+        cache: KVCache = self.model.new_cache(batch_size=self.inputs.batch_size, max_len=self.inputs.cache_len + 1)
+        return cache
 
     def prefill(self) -> PassInputs:
         cache = self._new_cache()
@@ -44,24 +40,15 @@ class BuiltinDriver(InputsDriver):
         for views in self.inputs.prefill.images:
             live += [t for t in (views.crops, views.global_view) if t is not None]
         model, routing = self.model, self.routing
-        return PassInputs(
-            run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
-            live=live,
-            kv=cache.buffers(),
-            kv_filled=self._filled,
-        )
+        return cache_pass(cache, run=lambda: model(**kwargs, past_key_values=cache, routing=routing), live=live)
 
     def step(self, i: int) -> PassInputs:
-        inputs = self.inputs
         cache = self._new_cache()
-        cached = inputs.seq_len + i - 1
-        cache.fill_to(cached)
-        step = inputs.decode_step(i)
-        kwargs = step.kwargs()
+        kwargs = self.inputs.decode_step(i).kwargs()
         model, routing = self.model, self.routing
-        return PassInputs(
+        return decode_pass(
+            cache,
+            cached=self.inputs.seq_len + i - 1,
             run=lambda: model(**kwargs, past_key_values=cache, routing=routing),
             live=[kwargs["input_ids"], kwargs["position_ids"]],
-            kv=cache.buffers(),
-            kv_filled=self._filled,
         )

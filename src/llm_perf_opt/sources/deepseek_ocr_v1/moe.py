@@ -15,7 +15,7 @@ upstream's does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -26,7 +26,15 @@ from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import TraceError
 from llm_perf_opt.workloads.routing import RoutingModel
 
-__all__ = ["DEFAULT_ROUTING", "DeepseekV2MLP", "DeepseekV2MoE", "ExpertRouting", "MoEGate"]
+__all__ = [
+    "DEFAULT_ROUTING",
+    "DeepseekV2MLP",
+    "DeepseekV2MoE",
+    "ExpertRouting",
+    "MoEGate",
+    "routed_counts",
+    "sorted_dispatch",
+]
 
 
 @runtime_checkable
@@ -113,27 +121,13 @@ class DeepseekV2MoE(nn.Module):
         shared: Tensor = self.shared_experts(identity)
         return y + shared
 
-    @torch.no_grad()
     def moe_infer(self, x: Tensor, topk_ids: Tensor, topk_weight: Tensor, routing: ExpertRouting | None) -> Tensor:
-        """Sorted dispatch: gather by expert, run non-empty slices, scatter back, weight (fp32) and sum."""
-        counts = topk_ids.new_zeros((topk_ids.shape[0], len(self.experts)))
-        counts.scatter_(1, topk_ids, 1)
-        tokens_per_expert = counts.sum(dim=0)
-        order = topk_ids.view(-1).argsort()
-        sorted_tokens = x[order // topk_ids.shape[1]]
-        sizes = self._slice_sizes(tokens_per_expert, num_tokens=topk_ids.shape[0], routing=routing)
-        outputs = []
-        start = 0
-        for expert, size in zip(self.experts, sizes, strict=True):
-            if size == 0:
-                continue
-            outputs.append(expert(sorted_tokens[start : start + size]))
-            start += size
-        outs = torch.cat(outputs, dim=0) if outputs else sorted_tokens.new_empty(0)
-        scattered = torch.empty_like(outs)
-        scattered[order] = outs
-        weighted = scattered.view(*topk_ids.shape, -1).type(topk_weight.dtype).mul_(topk_weight.unsqueeze(dim=-1))
-        return weighted.sum(dim=1).type(scattered.dtype)
+        """Sorted dispatch (:func:`sorted_dispatch`) with this layer's slice sizes."""
+
+        def sizes(tokens_per_expert: Tensor) -> Sequence[int]:
+            return self._slice_sizes(tokens_per_expert, num_tokens=topk_ids.shape[0], routing=routing)
+
+        return sorted_dispatch(self.experts, x, topk_ids, topk_weight, sizes=sizes)
 
     def _slice_sizes(
         self, tokens_per_expert: Tensor, *, num_tokens: int, routing: ExpertRouting | None
@@ -143,15 +137,61 @@ class DeepseekV2MoE(nn.Module):
             gate_sizes = [int(n) for n in tokens_per_expert.cpu().tolist()]  # upstream's host sync (real devices)
             if routing is None:
                 return gate_sizes
-        if routing is None:
-            routing = DEFAULT_ROUTING
-        sizes = tuple(
-            routing.expert_counts(layer_idx=self.layer_idx, num_tokens=num_tokens, num_experts=num_experts, top_k=top_k)
+        return routed_counts(
+            routing or DEFAULT_ROUTING,
+            layer_idx=self.layer_idx,
+            num_tokens=num_tokens,
+            num_experts=num_experts,
+            top_k=top_k,
         )
-        if len(sizes) != num_experts or sum(sizes) != num_tokens * top_k or min(sizes) < 0:
-            raise TraceError(
-                f"routing model gave {len(sizes)} expert counts summing to {sum(sizes)} for layer {self.layer_idx}; "
-                f"expected {num_experts} non-negative counts summing to {num_tokens} tokens x top-{top_k} = "
-                f"{num_tokens * top_k}"
-            )
-        return sizes
+
+
+def routed_counts(
+    routing: ExpertRouting, *, layer_idx: int, num_tokens: int, num_experts: int, top_k: int
+) -> Sequence[int]:
+    """The routing model's per-expert counts, checked: ``E`` non-negative counts summing to ``T*k``."""
+    counts = tuple(
+        routing.expert_counts(layer_idx=layer_idx, num_tokens=num_tokens, num_experts=num_experts, top_k=top_k)
+    )
+    if len(counts) != num_experts or sum(counts) != num_tokens * top_k or min(counts, default=0) < 0:
+        raise TraceError(
+            f"routing model gave {len(counts)} expert counts summing to {sum(counts)} for layer {layer_idx}; "
+            f"expected {num_experts} non-negative counts summing to {num_tokens} tokens x top-{top_k} = "
+            f"{num_tokens * top_k}"
+        )
+    return counts
+
+
+@torch.no_grad()
+def sorted_dispatch(
+    experts: nn.ModuleList,
+    x: Tensor,
+    topk_ids: Tensor,
+    topk_weight: Tensor,
+    *,
+    sizes: Callable[[Tensor], Sequence[int]],
+) -> Tensor:
+    """Upstream ``moe_infer``'s op sequence: ``x [T, H]``, ``topk_ids``/``topk_weight [T, k]`` -> ``[T, H]``.
+
+    Count the assignments per expert (zeros, scatter, sum), sort them by expert and gather the tokens in that order,
+    run every expert on its slice (``sizes(tokens_per_expert)``: the gate's counts or a routing model's; empty
+    slices skipped), concatenate, scatter back, weight by the gate probabilities in their dtype (fp32) and sum over
+    the top-k.
+    """
+    hits = topk_ids.new_zeros((topk_ids.shape[0], len(experts)))
+    hits.scatter_(1, topk_ids, 1)
+    tokens_per_expert = hits.sum(dim=0)
+    order = topk_ids.view(-1).argsort()
+    gathered = x[order // topk_ids.shape[1]]
+    outputs = []
+    start = 0
+    for expert, size in zip(experts, sizes(tokens_per_expert), strict=True):
+        if size == 0:
+            continue
+        outputs.append(expert(gathered[start : start + size]))
+        start += size
+    joined = torch.cat(outputs, dim=0) if outputs else gathered.new_empty(0)
+    restored = torch.empty_like(joined)
+    restored[order] = joined
+    weighted = restored.view(*topk_ids.shape, -1).type(topk_weight.dtype).mul_(topk_weight.unsqueeze(dim=-1))
+    return weighted.sum(dim=1).type(restored.dtype)

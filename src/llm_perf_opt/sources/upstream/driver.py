@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from llm_perf_opt.core.driving import InputsDriver, PassInputs
 from llm_perf_opt.errors import TraceError
-from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache
+from llm_perf_opt.sources.deepseek_ocr_v1.cache import KVCache, cache_pass, decode_pass
 from llm_perf_opt.sources.deepseek_ocr_v1.inputs import WorkloadInputs
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.upstream.adapters import AdapterSet, Presence, UnadaptedSpotError
@@ -44,10 +43,6 @@ class UpstreamDriver(InputsDriver):
         self.adapters = adapters
         self.base_size = base_size
         self.kv_appends = [0]
-
-    @staticmethod
-    def _filled(kv: KVCache) -> Sequence[Tensor]:
-        return [t for layer in range(kv.num_layers) for t in kv.layer(layer)]
 
     def _views(self) -> tuple[list[tuple[Tensor, Tensor]], dict[int, Presence], list[Tensor]]:
         """Upstream ``images``, the presence answer for each view tensor, and the view tensors (live inputs)."""
@@ -76,12 +71,8 @@ class UpstreamDriver(InputsDriver):
             "position_ids": prefill.position_ids,
         }
         cache = cache_adapter(kv, self.kv_appends)
-        return PassInputs(
-            run=lambda: self._run(kwargs, cache, answers),
-            live=[prefill.input_ids, prefill.images_seq_mask, prefill.position_ids, *views],
-            kv=kv.buffers(),
-            kv_filled=lambda out: self._filled(kv),
-        )
+        live = [prefill.input_ids, prefill.images_seq_mask, prefill.position_ids, *views]
+        return cache_pass(kv, run=lambda: self._run(kwargs, cache, answers), live=live)
 
     def _new_cache(self) -> KVCache:
         """Room for one position more than the workload needs, as the built-in driver allocates: a view of the filled
@@ -100,17 +91,11 @@ class UpstreamDriver(InputsDriver):
 
     def step(self, i: int) -> PassInputs:
         kv = self._new_cache()
-        cached = self.inputs.seq_len + i - 1
-        kv.fill_to(cached)
         step = self.inputs.decode_step(i)
         kwargs = {"input_ids": step.input_ids, "position_ids": step.position_ids}
         cache = cache_adapter(kv, self.kv_appends)
-        return PassInputs(
-            run=lambda: self._run(kwargs, cache, {}),
-            live=[step.input_ids, step.position_ids],
-            kv=kv.buffers(),
-            kv_filled=lambda out: self._filled(kv),
-        )
+        live = [step.input_ids, step.position_ids]
+        return decode_pass(kv, cached=self.inputs.seq_len + i - 1, run=lambda: self._run(kwargs, cache, {}), live=live)
 
     def _run(self, kwargs: dict[str, Any], cache: Any, answers: dict[int, Presence]) -> Any:
         with self.adapters.active(answers=answers, routing=self.routing), contextlib.redirect_stdout(sys.stderr):
