@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
+from click.testing import CliRunner
 
-from llm_perf_opt.cli import progress
+from llm_perf_opt.cli import cli, progress
 from llm_perf_opt.cli.progress import StepProgress
 
 
@@ -46,3 +47,14 @@ def test_fast_steps_leave_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with StepProgress(stream=pipe) as say:
         say("a step far shorter than a second")
     assert say.lines == [] and pipe.getvalue() == ""
+
+
+def test_an_unknown_progress_value_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(progress.PROGRESS_ENV, "bogus")
+    result = CliRunner().invoke(cli, ["sweep", "--device", "h100-sxm", "--quiet"])
+    assert result.exit_code == 1
+    assert (
+        result.output == "error: LLM_PERF_OPT_PROGRESS='bogus' is not one of auto, always, never; set one or unset it\n"
+    )
+    monkeypatch.setenv(progress.PROGRESS_ENV, "")
+    assert StepProgress(stream=io.StringIO()).enabled is False  # empty: auto, and not a terminal

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,16 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 2
     assert "--workers" in result.output
+
+
+def test_a_busy_port_is_one_line_error_before_serving(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "store"), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: --port {port} is in use on 127.0.0.1 (another server listens there); stop it or pick another "
+        "--port (0 picks a free one)\n"
+    )

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from llm_perf_opt.core import atomic_write_text, check_output_folder, staged_directory
-from llm_perf_opt.core.atomic import OUTPUT_MARKER
+from llm_perf_opt.core.atomic import OUTPUT_MARKER, current_umask
 from llm_perf_opt.errors import UserError
 
 
@@ -76,3 +78,17 @@ def test_check_output_folder_probes_before_any_work(tmp_path: Path) -> None:
         check_output_folder(tmp_path / "file")
     with pytest.raises(UserError, match=r"--out .*(not writable|cannot be created)"):
         check_output_folder(Path("/proc/x"))
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_honour_the_umask(tmp_path: Path, mask: int) -> None:
+    """mkdtemp/mkstemp make 0700/0600; a published --out folder and its files get what mkdir/open would."""
+    old = os.umask(mask)
+    try:
+        assert current_umask() == mask
+        with staged_directory(tmp_path / "out") as stage:
+            atomic_write_text(stage / "report.md", "x")
+        assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~mask
+        assert stat.S_IMODE((tmp_path / "out" / "report.md").stat().st_mode) == 0o666 & ~mask
+    finally:
+        os.umask(old)

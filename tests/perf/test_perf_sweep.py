@@ -175,3 +175,25 @@ def test_markdown_has_one_format_per_column_and_no_exponents(fake_cost_fn: FakeF
     assert cells[0][2] == "1,202,290"
     assert [row[1] for row in cells[:2]] == ["0.184", "91.800"]  # one number of decimals in the column
     assert cells[2][2] == "-" and cells[2][4] == "no"  # a configuration that does not fit headlines no pages/day
+
+
+def test_csv_has_no_exponents_and_no_tpot_without_a_decode_step(fake_cost_fn: FakeFn) -> None:
+    """%g wrote pages/day 1179860 as 1.17986e+06; a point with max_new_tokens 1 wrote TPOT 0 (there is none)."""
+    from attrs import evolve
+
+    rows = run_sweep(SPEC, cost_fn=fake_cost_fn).rows
+    one = next(r for r in rows if r.max_new_tokens == 1)
+    many = next(r for r in rows if r.max_new_tokens == 256)
+    big = evolve(many, pages_per_day=1_179_860.4, vision_ms=1.23456e-5, ttft_ms=73.23456789)
+    columns = ("max_new_tokens", "tpot_ms", "vision_ms", "ttft_ms", "pages_per_day")
+    parsed = list(csv.DictReader(io.StringIO(rows_to_csv([big, one], columns=columns))))
+    assert parsed[0] == {
+        "max_new_tokens": "256",
+        "tpot_ms": f"{many.tpot_ms:.6g}",
+        "vision_ms": "0.0000123456",
+        "ttft_ms": "73.2346",  # 6 significant digits as before where %g had no exponent
+        "pages_per_day": "1179860",
+    }
+    assert parsed[1]["tpot_ms"] == ""
+    table = rows_to_markdown([big, one], columns=columns).splitlines()
+    assert table[3].split("|")[2].strip() == "-"

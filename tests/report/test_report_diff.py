@@ -11,7 +11,7 @@ from report_fixture import small_result
 
 from llm_perf_opt.contracts import to_json
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.report.diff import diff_snapshots, load_snapshot, snapshot_from_mapping
+from llm_perf_opt.report.diff import NodeRecord, Snapshot, diff_snapshots, load_snapshot, snapshot_from_mapping
 from llm_perf_opt.report.diff_render import diff_to_dict, render_diff_text
 
 
@@ -116,3 +116,46 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path: Path, content: str | None
 def test_folder_without_model_json(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"folder without model\.json"):
         load_snapshot(tmp_path)
+
+
+def _report(label: str, totals: dict[str, float], nodes: dict[str, dict[str, float]]) -> Snapshot:
+    records = {nid: NodeRecord(module_id=nid, class_name="Linear", metrics=m) for nid, m in nodes.items()}
+    return Snapshot(kind="report", label=label, totals=totals, nodes=records)
+
+
+def test_the_verdict_names_headline_changes_when_no_node_moves() -> None:
+    """hf-eager vs --runtime vllm: the per-node breakdown is the eager one in both; only the headline moves."""
+    nodes = {"decode/lm_head": {"time_s": 1e-3}}
+    a = _report("eager", {"ttft_s": 0.07323, "end_to_end_s": 6.183}, nodes)
+    b = _report("vllm", {"ttft_s": 0.01969, "end_to_end_s": 0.5441}, nodes)
+    verdict = render_diff_text(diff_snapshots(a, b)).splitlines()[-1]
+    assert verdict == (
+        "DIFFERENT: 0 added, 0 removed, 0 changed, 0 with metric differences; headline: "
+        "TTFT 73.23 ms -> 19.69 ms (-73.1%), end to end 6,183 ms -> 544.1 ms (-91.2%)"
+    )
+    same = render_diff_text(diff_snapshots(a, _report("eager", dict(a.totals), nodes))).splitlines()[-1]
+    assert same == "EQUAL within tolerance 1e-06"
+
+
+def test_nodes_rank_by_the_time_they_moved_not_by_rounding_of_relative_changes() -> None:
+    """fp8 vs bf16: every node's bytes halve (-50%, tied up to float noise); the node whose time moved most leads."""
+    a = _report(
+        "bf16",
+        {},
+        {
+            "prefill/model.embed_tokens": {"bytes": 1000.0000001, "time_s": 11.3e-6},
+            "decode/model.layers.{1..11}.mlp": {"bytes": 1000.0, "time_s": 2.0},
+        },
+    )
+    b = _report(
+        "fp8",
+        {},
+        {
+            "prefill/model.embed_tokens": {"bytes": 500.0, "time_s": 10.7e-6},
+            "decode/model.layers.{1..11}.mlp": {"bytes": 500.0, "time_s": 1.5},
+        },
+    )
+    lines = render_diff_text(diff_snapshots(a, b)).splitlines()
+    start = lines.index("metric differences beyond the tolerance (2 nodes, largest time change first):")
+    assert lines[start + 1].startswith("  decode/model.layers.{1..11}.mlp: ")
+    assert lines[start + 2].startswith("  prefill/model.embed_tokens: ")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_ms, fmt_share, md_table
+from llm_perf_opt.report.humanize import (
+    fmt_bytes,
+    fmt_bytes_apart,
+    fmt_count,
+    fmt_flops,
+    fmt_int,
+    fmt_ms,
+    fmt_share,
+    md_table,
+)
 
 
 def test_si_prefixes_and_significant_figures() -> None:
@@ -27,3 +36,11 @@ def test_times_integers_shares() -> None:
 def test_markdown_table_escapes_pipes() -> None:
     table = md_table(("a", "b"), [("x|y", "1")])
     assert table == "| a | b |\n|---|---:|\n| x\\|y | 1 |\n"
+
+
+def test_two_amounts_one_sentence_compares_read_apart() -> None:
+    """analyze --batch 115: 'Memory 80.0 GB at the peak: does not fit the 80.0 GB device' (22.1 MB over)."""
+    assert fmt_bytes_apart(80.0221e9, 80.0e9) == ("80.02 GB", "80.00 GB")
+    assert fmt_bytes_apart(6.71e9, 80.0e9) == ("6.71 GB", "80.0 GB")  # apart already: as fmt_bytes
+    assert fmt_bytes_apart(80.0e9, 80.0e9) == ("80.0 GB", "80.0 GB")
+    assert fmt_bytes_apart(80.0e9 + 1, 80.0e9) == ("80.000000001 GB", "80.000000000 GB")

@@ -13,6 +13,7 @@ from attrs import evolve
 from report_fixture import small_result
 
 from llm_perf_opt.analysis.result import AnalysisResult
+from llm_perf_opt.report.humanize import fmt_bytes, fmt_bytes_apart
 from llm_perf_opt.report.markdown import render_report_md, reproduce_command
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "report_small.md"
@@ -192,3 +193,15 @@ def test_a_configuration_that_does_not_fit_headlines_no_throughput(result: Analy
     assert "pages/day" not in title and "does not fit the device memory" in title
     table = text.split("### Throughput", 1)[1].split("\n\n", 2)[1]
     assert table.startswith("None: this configuration does not fit") and "|" not in table
+
+
+def test_a_peak_just_over_the_device_reads_apart_from_it(result: AnalysisResult) -> None:
+    """analyze --batch 115 said 'Memory 80.0 GB at the peak: does **not** fit the 80.0 GB device' (22.1 MB over)."""
+    total = result.memory.total_bytes
+    device = total - total // 3600  # 80.0221 GB over 80.0 GB: 0.028% over
+    over = evolve(result, capacity=evolve(result.capacity, capacity_bytes=device, fits=False))
+    assert fmt_bytes(total) == fmt_bytes(device)  # what the sentence showed before
+    capacity = fmt_bytes_apart(total, device)
+    assert capacity[0] != capacity[1]
+    text = render_report_md(over)
+    assert f"Memory {capacity[0]} at the peak: does **not** fit the {capacity[1]} device." in text

@@ -15,14 +15,29 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
+from llm_perf_opt.errors import UserError
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-__all__ = ["PROGRESS_ENV", "SLOW_STEP_S", "StepProgress"]
+__all__ = ["PROGRESS_ENV", "PROGRESS_MODES", "SLOW_STEP_S", "StepProgress", "progress_mode"]
 
 PROGRESS_ENV = "LLM_PERF_OPT_PROGRESS"
 """``auto`` (default: on a terminal only), ``always`` or ``never``."""
+
+PROGRESS_MODES = ("auto", "always", "never")
+"""The values :data:`PROGRESS_ENV` takes (empty or unset: ``auto``)."""
+
+
+def progress_mode() -> str:
+    """:data:`PROGRESS_ENV`'s value; anything but :data:`PROGRESS_MODES` is a :class:`UserError` (a typo such as
+    ``alway`` silently meant ``auto``)."""
+    mode = os.environ.get(PROGRESS_ENV, "") or "auto"
+    if mode not in PROGRESS_MODES:
+        raise UserError(f"{PROGRESS_ENV}={mode!r} is not one of {', '.join(PROGRESS_MODES)}; set one or unset it")
+    return mode
+
 
 SLOW_STEP_S = 1.0
 """A finished step longer than this leaves a line."""
@@ -33,7 +48,7 @@ class StepProgress:
 
     def __init__(self, *, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        mode = os.environ.get(PROGRESS_ENV, "auto")
+        mode = progress_mode()
         terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = not quiet and mode != "never" and (terminal or mode == "always")
         self.console: Console | None = None

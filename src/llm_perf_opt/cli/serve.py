@@ -6,7 +6,9 @@ context object (``cli.main(args, obj={"backend": ...})``); nothing is ever impor
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from pathlib import Path
 
 import click
@@ -130,6 +132,7 @@ def serve(
         click.echo(f"warning: listening on {host}, reachable from other machines; there is no authentication", err=True)
     if snapshot_roots and not allow_remote_code:
         raise UserError("--snapshot-root needs --allow-remote-code (snapshots run their own Python code)")
+    _check_port(host, port)
     try:
         store_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -150,6 +153,29 @@ def serve(
     )
     click.echo(f"serving store {store_dir} on http://{host}:{port} ({workers} build workers)", err=True)
     serve_app(app, ServeOptions(host=host, port=port, log_level=log_level, header_timeout_s=header_timeout_s))
+
+
+def _check_port(host: str, port: int) -> None:
+    """One line before anything starts when ``host:port`` cannot be listened on (another server holds it, or the
+    address is not this machine's); the server binds again for real a moment later (as uvicorn does, with
+    SO_REUSEADDR, so a port in TIME_WAIT passes here as it does there)."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as exc:
+        raise UserError(f"--host {host!r} does not resolve to an address ({exc}); give an IP address or name") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"--port {port} is in use on {host} (another server listens there); stop it or pick another "
+                    "--port (0 picks a free one)"
+                ) from None
+            raise UserError(f"cannot listen on --host {host} --port {port}: {exc.strerror}") from None
 
 
 def _read_token(path: Path) -> str:

@@ -11,7 +11,26 @@ from pathlib import Path
 
 from llm_perf_opt.errors import UserError
 
-__all__ = ["OUTPUT_MARKER", "atomic_write_bytes", "atomic_write_text", "check_output_folder", "staged_directory"]
+__all__ = [
+    "OUTPUT_MARKER",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_folder",
+    "current_umask",
+    "staged_directory",
+]
+
+
+def current_umask() -> int:
+    """The process's file mode creation mask, read without changing it (``/proc/self/status`` on Linux: setting and
+    restoring the mask would race with other threads creating files); elsewhere set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -20,6 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; the file gets what open() would give it
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -94,6 +114,7 @@ def staged_directory(target: Path, *, recognise: tuple[str, ...] = ()) -> Iterat
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
     try:
+        stage.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; the published folder gets what mkdir would
         yield stage
         (stage / OUTPUT_MARKER).write_bytes(b"")
         if target.exists():

@@ -262,26 +262,44 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return _plain(value)
     return str(value)
 
 
+def _plain(value: float) -> str:
+    """``%.6g`` without its exponent: 6 significant digits, but every integer digit of a large number (pages/day
+    1179860, not 1.17986e+06) and leading zeros for a tiny one (0.0000123456)."""
+    text = f"{value:.6g}"
+    if "e" not in text or not math.isfinite(value):
+        return text
+    decimals = max(0, 5 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _no_decode(column: str, data: Mapping[str, Any]) -> bool:
+    """TPOT of a point with no decode step (``max_new_tokens`` 1): there is no value, not a 0."""
+    return column == "tpot_ms" and data["max_new_tokens"] <= 1
+
+
 def rows_to_csv(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS) -> str:
-    """CSV with a header row; floats with 6 significant digits, booleans as yes/no."""
+    """CSV with a header row; floats with 6 significant digits and no exponent, booleans as yes/no; TPOT is empty
+    where no decode step runs (``max_new_tokens`` 1)."""
     _check_columns(columns)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         data = asdict(row)
-        writer.writerow([_cell(data[c]) for c in columns])
+        writer.writerow(["" if _no_decode(c, data) else _cell(data[c]) for c in columns])
     return buffer.getvalue()
 
 
 def rows_to_markdown(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS) -> str:
     """A GitHub Markdown table (numbers right-aligned), one format per column and never an exponent: times (ms) with
     the decimals the column's smallest value needs, GB with 2 decimals, pages/day as whole numbers with separators.
-    A configuration that does not fit the device shows ``-`` for its throughput columns (``fits`` says ``no``)."""
+    A configuration that does not fit the device shows ``-`` for its throughput columns (``fits`` says ``no``), a point
+    with no decode step (``max_new_tokens`` 1) ``-`` for its TPOT."""
     _check_columns(columns)
     numeric = {c for c in columns if c not in {"device", "dtype", "mode", "fits"}}
     data = [asdict(row) for row in rows]
@@ -291,7 +309,10 @@ def rows_to_markdown(rows: Sequence[SweepRow], columns: Sequence[str] = COLUMNS)
         "|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|",
     ]
     for d in data:
-        cells = ["-" if c in _THROUGHPUT_COLUMNS and not d["fits"] else formats[c](d[c]) for c in columns]
+        cells = [
+            "-" if (c in _THROUGHPUT_COLUMNS and not d["fits"]) or _no_decode(c, d) else formats[c](d[c])
+            for c in columns
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

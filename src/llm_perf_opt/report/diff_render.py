@@ -62,6 +62,24 @@ def _size(d: Delta) -> float:
     return float("inf") if d.rel is None else abs(d.rel)
 
 
+def _time_moved(deltas: list[Delta]) -> float:
+    """Seconds a node's own time moved (0 when its time is within the tolerance)."""
+    return max((abs(d.b - d.a) for d in deltas if d.metric == "time_s"), default=0.0)
+
+
+def _rank(deltas: list[Delta]) -> tuple[float, float]:
+    """Sort key of one node's deltas: the seconds its time moved first (what moves the headline; relative changes
+    tie wherever every node scales alike, e.g. bytes -50% under fp8), then the largest relative change."""
+    return -_time_moved(deltas), -max(_size(d) for d in deltas)
+
+
+def _ranking(deltas: list[Delta]) -> str:
+    """How the node list is ordered, as its heading says."""
+    if any(d.metric == "time_s" for d in deltas):
+        return "largest time change first"
+    return "largest first"
+
+
 def _limited(lines: list[str], limit: int) -> list[str]:
     if len(lines) <= limit:
         return lines
@@ -107,8 +125,8 @@ def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
         grouped: dict[str, list[Delta]] = {}
         for d in node_deltas:
             grouped.setdefault(d.module_id, []).append(d)
-        ranked = sorted(grouped.items(), key=lambda item: (-max(_size(d) for d in item[1]), item[0]))
-        lines += ["", f"metric differences beyond the tolerance ({len(grouped)} nodes, largest first):"]
+        ranked = sorted(grouped.items(), key=lambda item: (*_rank(item[1]), item[0]))
+        lines += ["", f"metric differences beyond the tolerance ({len(grouped)} nodes, {_ranking(node_deltas)}):"]
         lines += _limited([f"  {nid}: " + "; ".join(_delta_text(d) for d in _ordered(ds)) for nid, ds in ranked], limit)
     lines += ["", _verdict(diff)]
     return "\n".join(lines) + "\n"
@@ -170,11 +188,21 @@ def _verdict(diff: ReportDiff) -> str:
     metric_nodes = len({d.module_id for d in diff.deltas if d.module_id != REPORT_ID})
     inner = diff.innermost()
     shown = ", ".join(inner[:5]) + (f" and {len(inner) - 5} more" if len(inner) > 5 else "")
-    first = f"; innermost: {shown}" if inner else "; only the report header differs"
+    headline = _headline_moves(diff)
+    first = f"; innermost: {shown}" if inner else ("" if headline else "; only the report header differs")
     return (
         f"DIFFERENT: {len(diff.added)} added, {len(diff.removed)} removed, {changed} changed, "
-        f"{metric_nodes} with metric differences{first}"
+        f"{metric_nodes} with metric differences{headline}{first}"
     )
+
+
+def _headline_moves(diff: ReportDiff) -> str:
+    """``; headline: TTFT 73.23 ms -> 19.69 ms (-73.1%), ...`` for every headline number beyond the tolerance."""
+    moved = [d for d in diff.deltas if d.module_id == REPORT_ID and d.metric in HEADLINE]
+    if not moved:
+        return ""
+    order = list(HEADLINE)
+    return "; headline: " + ", ".join(_delta_text(d) for d in sorted(moved, key=lambda d: order.index(d.metric)))
 
 
 def diff_to_dict(diff: ReportDiff) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = [
     "fmt_bytes",
+    "fmt_bytes_apart",
     "fmt_count",
     "fmt_flops",
     "fmt_int",
@@ -59,6 +60,15 @@ def fmt_rate(flops_per_s: float) -> str:
 def fmt_bytes(nbytes: float) -> str:
     """Bytes with SI prefixes (1 GB = 1e9 B): ``6.67 GB``, ``61.4 kB``."""
     return si(nbytes, "B")
+
+
+def fmt_bytes_apart(a: float, b: float) -> tuple[str, str]:
+    """:func:`fmt_bytes` of two amounts one sentence compares, with as many more significant figures (up to 12) as
+    they need to read differently when they differ: ``80.02 GB`` against ``80.00 GB``, not ``80.0 GB`` twice."""
+    digits = 3
+    while si(a, "B", digits=digits) == si(b, "B", digits=digits) and a != b and digits < 12:
+        digits += 1
+    return si(a, "B", digits=digits), si(b, "B", digits=digits)
 
 
 def fmt_int(value: int) -> str:

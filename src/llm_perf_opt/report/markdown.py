@@ -15,6 +15,7 @@ from llm_perf_opt.admission.limits import MAX_BATCH_SIZE
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import (
     fmt_bytes,
+    fmt_bytes_apart,
     fmt_count,
     fmt_flops,
     fmt_int,
@@ -111,11 +112,11 @@ def _title(r: AnalysisResult) -> str:
     w, s, t, cap = r.workload, r.stages, r.throughput, r.capacity
     item = "text-only request" if w.text_only else "page"
     batch = f"a batch of {w.batch_size} {item}s" if w.batch_size > 1 else f"one {item}"
+    peak, capacity = fmt_bytes_apart(r.memory.total_bytes, cap.capacity_bytes)
     fits = (
-        f"fits the {fmt_bytes(cap.capacity_bytes)} device (largest batch {fmt_int(cap.max_batch)}"
-        f"{_beyond_the_batch_bound(cap.max_batch)})"
+        f"fits the {capacity} device (largest batch {fmt_int(cap.max_batch)}{_beyond_the_batch_bound(cap.max_batch)})"
         if cap.fits
-        else f"does **not** fit the {fmt_bytes(cap.capacity_bytes)} device"
+        else f"does **not** fit the {capacity} device"
     )
     steps = (
         f"{plural(s.decode_steps, 'decode step')} of {fmt_ms(s.tpot_s)} (TPOT)"
@@ -139,7 +140,7 @@ def _title(r: AnalysisResult) -> str:
             if cap.fits
             else "No throughput: this configuration does not fit the device memory. "
         )
-        + f"Memory {fmt_bytes(r.memory.total_bytes)} at the peak: {fits}.",
+        + f"Memory {peak} at the peak: {fits}.",
         "",
         *_key_facts(r),
         "",

@@ -48,7 +48,7 @@ from llm_perf_opt.runtimes.costs import ModelConfig, WorkloadLike, decoder_confi
 from llm_perf_opt.runtimes.coverage import ExpertCoverage
 from llm_perf_opt.runtimes.kernel_map import FusedNode
 from llm_perf_opt.runtimes.moe_kernel import fused_moe_efficiency
-from llm_perf_opt.workloads import RoutingModel
+from llm_perf_opt.workloads import RoutingModel, expected_distinct_experts
 
 __all__ = [
     "COUNTED_DTYPE",
@@ -552,12 +552,21 @@ def _timer(
         vision_split=split,
         vision_terms=terms,
         experts=(e, k),
-        probe_coverage={"prefill": float(min(e, s * k)), "decode": float(min(e, k))},
+        probe_coverage={"prefill": _probe_distinct(e, k, s), "decode": _probe_distinct(e, k, 1)},
         coverage=ExpertCoverage.of(
             routing, E=e, k=k, layers=[i for i in range(dec_cfg.num_hidden_layers) if dec_cfg.is_moe_layer(i)]
         ),
     )
     return timer
+
+
+def _probe_distinct(e: int, k: int, tokens: int) -> float:
+    """The probe's ``tokens``-token forward (its tree is counted under balanced routing) on the balanced coverage
+    scale of :meth:`RuntimeIterationTimer._coverage` (``E(1-(1-k/E)^T)``), so a balanced iteration of the probe's own
+    size scales its expert rows by exactly 1 and reproduces the probe's tree (a 10-token text-only prefill: the tree's
+    60 experts, not 60 x 40.1/60).  Equal to the old ``min(E, T*k)`` at ``T = 1`` and for page prompts (hundreds of
+    tokens: 64.0 in floats)."""
+    return expected_distinct_experts(E=e, k=k, T=tokens) if e else 0.0
 
 
 def _encoder_terms(
