@@ -113,6 +113,13 @@ def test_request_type_errors_name_the_json_path(patch: dict[str, Any], message: 
     assert isinstance(info.value, UserError)  # the CLI prints it as one line
 
 
+def test_an_integral_number_is_an_integer_as_json_schema_says() -> None:
+    # openapi.yaml's `integer` admits 1024.0 (JSON Schema counts a number with no fractional part as an integer), so
+    # the server must not refuse a request the document calls valid; 1.5 and booleans stay refused (above).
+    request = structure({**_REQUEST, "page_width": 1024.0, "page_height": 768}, DeepSeekOCRAnalyticRequest)
+    assert request.page_width == 1024 and type(request.page_width) is int
+
+
 def test_unknown_request_keys_are_refused_with_the_known_ones() -> None:
     with pytest.raises(ContractError) as info:
         structure({**_REQUEST, "forse_rebuild": True}, DeepSeekOCRAnalyticRequest)

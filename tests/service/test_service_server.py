@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from llm_perf_opt.analysis.options import options_from_request, report_id_for
 from llm_perf_opt.contracts import DeepSeekOCRAnalyticModel, DeepSeekOCRAnalyticReportSummary, from_json, load_report
@@ -234,7 +235,13 @@ def test_schemathesis_against_the_shipped_openapi(server: tuple[Server, Path]) -
             else [GenerationMode.POSITIVE]
         )
     }
-    assert seen["run", "positive"] & {200, 202}  # valid requests were accepted
+    # Schema-valid random requests may break a cross-field rule (model_id matching model_variant, S + N - 1 within
+    # the context), so acceptance is not asserted of them: the document's own example must be accepted, and every
+    # fuzzed valid request gets a documented status.
+    assert seen["run", "positive"] <= {200, 202, 422}
+    document = yaml.safe_load(httpx.get(srv.url + "/openapi.yaml", timeout=5).text)
+    example = document["paths"][RUN]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert httpx.post(srv.url + RUN, json=example, timeout=10).status_code in (200, 202)
     assert 422 in seen["run", "negative"]  # invalid ones were refused with the documented error
     assert seen["summary", "positive"] == seen["model", "positive"] == {404}  # random ids are unknown
     assert seen["reports", "positive"] == {200}

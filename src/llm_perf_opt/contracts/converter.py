@@ -1,7 +1,8 @@
 """The one cattrs converter of the project: strict JSON <-> contract classes.
 
 Structuring is strict where JSON is: a ``bool`` must be a JSON boolean, a ``str`` a string, an
-``int`` an integer (never a boolean), a ``float`` any JSON number (stored as ``float``), a list a
+``int`` an integer (or an integral number such as ``2.0``, as JSON Schema's ``integer``; never a boolean), a
+``float`` any JSON number (stored as ``float``), a list a
 JSON array, an object a JSON object, and unknown keys are refused (a typo in a request is an error,
 not a silently ignored field).  Every failure becomes one
 :class:`~llm_perf_opt.errors.ContractError` line naming the JSON path, e.g.
@@ -48,6 +49,16 @@ def _strict(kind: type) -> Callable[[Any, type], Any]:
         return value
 
     return hook
+
+
+def _structure_int(value: Any, _type: type) -> int:
+    """A JSON integer: an ``int``, or a number with no fractional part (``1.0``), which JSON Schema's ``integer``
+    also admits (so a request valid against openapi.yaml is not refused for writing ``2.0``); never a boolean."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise _WrongValueError("int")
 
 
 def _structure_float(value: Any, _type: type) -> float:
@@ -133,8 +144,9 @@ def _format(exc: BaseException, type_: Any) -> str:
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    for kind in (str, int, bool):
+    for kind in (str, bool):
         conv.register_structure_hook(kind, _strict(kind))
+    conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook_func(lambda t: t == ParamValue, _structure_param)
     conv.register_structure_hook_func(_is_literal, _structure_literal)
