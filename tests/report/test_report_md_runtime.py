@@ -12,6 +12,7 @@ from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_ms, fmt_share
+from llm_perf_opt.report.markdown import render_report_md
 from llm_perf_opt.report.md_runtime import runtime_section, top_group_fact
 
 
@@ -60,3 +61,11 @@ def test_the_runtime_sections_step_is_the_headlines_under_skewed_routing(runtime
     assert f"roofline {fmt_ms(run.decode.roofline_s)}" in runtime_section(skewed)
     if runtime == "hf-eager":
         assert skewed.stages.tpot_s < 0.9 * balanced.stages.tpot_s and run.decode.kernels < base.decode.kernels
+
+
+@pytest.mark.parametrize("runtime", ["hf-eager", "vllm", "sglang"])
+def test_memory_says_when_it_is_not_the_runtimes_own(runtime: str) -> None:
+    # analyze sizes the HF footprint (whole batch prefilled at once); a serving runtime's memory is simulate's model
+    memory = render_report_md(_tiny(runtime=runtime)).split("## Memory", 1)[1]
+    noted = f"not {runtime}'s" in memory and f"simulate --runtime {runtime}" in memory
+    assert noted == (runtime != "hf-eager")

@@ -357,6 +357,19 @@ def _measured_table(r: AnalysisResult) -> str:
     return warning + (f"Measurement: {head}.\n\n" if head else "") + table
 
 
+def _serving_memory_note(r: AnalysisResult) -> str:
+    """A serving runtime does not hold the HF footprint this section sizes: say so, and where its memory is modelled."""
+    run = r.runtime_run
+    if run is None or run.runtime.runtime_id not in ("vllm", "sglang"):
+        return ""
+    return (
+        f" **These figures are the HF eager footprint, not {run.runtime.runtime_id}'s:** the whole batch prefilled at "
+        "once with logits over every position. vLLM and SGLang prefill in chunks of their token budget and keep the "
+        "last position's logits, so their activation peak does not grow with the batch; their KV pool and the "
+        f"batch they run are modelled by `llm-perf-opt simulate --runtime {run.runtime.runtime_id}` (docs/serving.md)."
+    )
+
+
 def _plain(value: object) -> str:
     """A measured-table cell: 4 significant digits, but whole numbers from 1,000 up (never ``1.03e+04``)."""
     if isinstance(value, float):
@@ -391,7 +404,7 @@ def _memory(r: AnalysisResult) -> str:
     max_batch = (
         f"Largest batch that fits: **{fmt_int(c.max_batch)}** (capacity minus weights, over KV + activations per "
         "sequence). Left out: CUDA context, allocator fragmentation and workspaces."
-    )
+    ) + _serving_memory_note(r)
     text = "## Memory\n\n" + md_table(("", "size", "bytes", "note"), rows, align="lrrl") + "\n" + max_batch
     measured = r.validation.get("memory")
     if measured:
