@@ -69,3 +69,17 @@ def test_memory_says_when_it_is_not_the_runtimes_own(runtime: str) -> None:
     memory = render_report_md(_tiny(runtime=runtime)).split("## Memory", 1)[1]
     noted = f"not {runtime}'s" in memory and f"simulate --runtime {runtime}" in memory
     assert noted == (runtime != "hf-eager")
+
+
+def test_hf_cuda_graph_launches_its_eager_expert_loop_per_expert_hit() -> None:
+    # hf-cuda-graph's routed experts run as traced (the expert loop breaks the graph): its MoE kernels per decode step
+    # grow with the experts hit exactly as hf-eager's do, not frozen at the batch-1 count (which kept TPOT equal at
+    # batch 1 and 64); only the fused shared-expert MLP (silu*mul in one kernel) differs, by the same at every batch
+    def moe_kernels(runtime: str, batch: int) -> float:
+        run = _tiny(runtime=runtime, batch_size=batch).runtime_run
+        assert run is not None
+        return next(g.kernels for g in run.breakdown if g.module.startswith("MoE block"))
+
+    fused_away = [moe_kernels("hf-eager", batch) - moe_kernels("hf-cuda-graph", batch) for batch in (1, 8)]
+    assert fused_away[0] == pytest.approx(fused_away[1], abs=1e-6) and fused_away[0] >= 0
+    assert moe_kernels("hf-cuda-graph", 8) > 1.5 * moe_kernels("hf-cuda-graph", 1)

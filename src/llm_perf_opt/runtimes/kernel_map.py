@@ -162,6 +162,9 @@ def fuse_tree(nodes: Mapping[str, RuntimeNode], rules: Mapping[str, UnitRule]) -
             new_own[nid] = dict(costs)
             continue
         rule = rules[nodes[unit].class_name or ""]
+        if rule.kernels_per_call == AS_COUNTED:  # runs as traced: every op stays on the node that counted it
+            new_own[nid] = dict(costs)
+            continue
         scope_costs = own[unit] if rule.scope == "own" else nodes[unit].by_category
         eager_k = sum(c.kernels for c in scope_costs.values())
         fused_k = eager_k if rule.kernels_per_call == AS_COUNTED else rule.kernels_per_call * nodes[unit].calls

@@ -11,7 +11,8 @@ counters scale with what the iteration computes:
   probe;
 * attention rows: FLOPs per (query, key) pair, KV reads per key held, the rest per token;
 * every other row: FLOPs and activation bytes per token;
-* kernels: per forward (graphs or not); routed-expert rows of an op-by-op runtime scale with the experts hit.
+* kernels: per forward (graphs or not); routed-expert rows of a runtime without a fused MoE kernel (an expert loop:
+  hf-eager, hf-flash, and hf-cuda-graph, whose loop breaks the graph and runs eager) scale with the experts hit.
 
 Bytes are the analytic tree's (counted in bf16) moved to the run's dtype once, cost by cost, by the project's one
 rescale (:meth:`~llm_perf_opt.core.Cost.at_element_bytes`), so the bytes a report shows and the bytes the roofline
@@ -290,7 +291,7 @@ class RuntimeIterationTimer:
             compute = (c_mm * inv_moe if expert else c_mm) * t + c_vec * t + c_pair * pairs
             memory = m_tok * t + m_key * keys + (m_fixed * scale if expert else m_fixed)
             roof += compute if compute >= memory else memory
-            k = kernels * scale if expert and not self.runtime.rules else kernels
+            k = kernels * scale if expert and not self.runtime.fused_moe else kernels
             if self.runtime.overlap:
                 if not (graphable and (graphed == "full" or (graphed == "piecewise" and not attention))):
                     launch += k * self.runtime.host_per_kernel_s
@@ -301,7 +302,8 @@ class RuntimeIterationTimer:
         return roof + launch
 
     def _decode_kernels(self, scale: float) -> float:
-        return sum(row[7] * scale if row[6] and not self.runtime.rules else row[7] for row in self._decode_coeffs)
+        loop = not self.runtime.fused_moe  # an expert loop launches per expert hit; a grouped GEMM does not
+        return sum(k * scale if expert and loop else k for *_, expert, k, _graphable, _attention in self._decode_coeffs)
 
     def _fold_decode(self) -> None:
         profile = self.rates.profile
@@ -338,7 +340,7 @@ class RuntimeIterationTimer:
         base = self.probe_coverage["prefill" if pre.tokens else "decode"]
         scale = scale / base if base else 1.0
         inv_moe = 1.0 / self.moe_efficiency(pre.tokens + dec.tokens)
-        op_by_op = not self.runtime.rules
+        expert_loop = not self.runtime.fused_moe  # kernels per expert hit (hf-cuda-graph too: its loop runs eager)
         overlap = self.runtime.overlap
         host_k = self.runtime.host_per_kernel_s
         t_k = profile.kernel_overhead("decode" if pre.tokens == 0 else "prefill")
@@ -368,7 +370,7 @@ class RuntimeIterationTimer:
             if first.expert:
                 fixed *= scale
                 f *= inv_moe
-                if op_by_op:
+                if expert_loop:
                     kernels *= scale
             compute = (f * inv_mm + v * inv_vec) * inv_eff[first.category]
             memory = (b + fixed) * per_byte
@@ -451,7 +453,7 @@ class RuntimeIterationTimer:
                 scale = cover / base if base else 1.0
                 fixed *= scale
                 f /= moe
-                if not self.runtime.rules:
+                if not self.runtime.fused_moe:
                     kernels *= scale
             b += fixed
             compute = (f * inv_mm + v * inv_vec) / eff[first.category]
