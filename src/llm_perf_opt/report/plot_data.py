@@ -82,6 +82,7 @@ def stage_times_data(r: AnalysisResult) -> dict[str, Any]:
         "rows": [list(row) for row in stage_rows(r)],
         "end_to_end_s": s.end_to_end_s,
         "ttft_s": s.ttft_s,
+        "ttft_parts": "prefill; text only, no page" if r.workload.text_only else "vision + projector + prefill",
         "tpot_s": s.tpot_s,
         "decode_steps": s.decode_steps,
     }

@@ -121,7 +121,7 @@ def _stage_times(fig: Figure, d: Mapping[str, Any]) -> None:
         latency.append(("time per output token", tpot))
     for i, (_, sec) in enumerate(latency):
         bottom.barh(i, sec * 1e3, color="#8C8C8C")
-    notes = [f"TTFT {fmt_ms(ttft)} (vision + projector + prefill)"]
+    notes = [f"TTFT {fmt_ms(ttft)} ({d['ttft_parts']})"]
     if steps > 0:
         notes.append(f"TPOT {fmt_ms(tpot)} (mean of {steps} decode steps)")
     for i, (_, sec) in enumerate(latency):
