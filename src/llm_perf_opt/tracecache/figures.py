@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
-import warnings
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.tracecache.key import code_hash
-from llm_perf_opt.tracecache.store import TraceCacheWarning, default_cache_dir
+from llm_perf_opt.tracecache.store import default_cache_dir, drop_entry, read_entry, write_entry
 
 __all__ = ["FIGURES_FORMAT", "FigureCache", "figure_key"]
 
@@ -60,25 +57,13 @@ class FigureCache:
         """The files stored under ``key`` (name -> bytes), or None (missing; unreadable ones are deleted with a
         warning)."""
         path = self.path(key)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            warnings.warn(
-                f"figure cache entry {path} cannot be read ({exc.strerror}); drawing again",
-                TraceCacheWarning,
-                stacklevel=2,
-            )
+        raw = read_entry(path, redo="drawing again")
+        if raw is None:
             return None
         try:
             return _decode(raw, key)
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            warnings.warn(
-                f"figure cache entry {path} is unreadable ({exc}); drawing again", TraceCacheWarning, stacklevel=2
-            )
-            with contextlib.suppress(OSError):
-                path.unlink()
+            drop_entry(path, exc, redo="drawing again")
             return None
 
     def store(self, key: str, files: Mapping[str, bytes]) -> None:
@@ -91,14 +76,7 @@ class FigureCache:
                 for name, data in sorted(files.items())
             },
         }
-        try:
-            atomic_write_bytes(self.path(key), json.dumps(entry, separators=(",", ":")).encode("ascii"))
-        except OSError as exc:
-            warnings.warn(
-                f"figure cache {self.folder} is not writable ({exc.strerror}); not cached",
-                TraceCacheWarning,
-                stacklevel=2,
-            )
+        write_entry(self.path(key), json.dumps(entry, separators=(",", ":")).encode("ascii"))
 
     def entries(self) -> list[Path]:
         return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []

@@ -33,6 +33,9 @@ __all__ = [
     "TraceCache",
     "TraceCacheWarning",
     "default_cache_dir",
+    "drop_entry",
+    "read_entry",
+    "write_entry",
 ]
 
 CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
@@ -77,6 +80,42 @@ class CacheInfo:
     figures: int = field(default=0, metadata={"help": "rendered figure entries (tracecache.figures)"})
 
 
+def read_entry(path: Path, *, redo: str) -> bytes | None:
+    """The bytes of the cache entry at ``path``; None when it is missing, or cannot be read (a warning ending in
+    ``redo``: what the caller does instead)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        warnings.warn(
+            f"{_kind(path)} entry {path} cannot be read ({exc.strerror}); {redo}", TraceCacheWarning, stacklevel=3
+        )
+        return None
+
+
+def drop_entry(path: Path, exc: Exception, *, redo: str) -> None:
+    """Warn that the entry at ``path`` is unusable (``exc``'s first line says why) and delete it."""
+    why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    warnings.warn(f"{_kind(path)} entry {path} is unreadable ({why}); {redo}", TraceCacheWarning, stacklevel=3)
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def write_entry(path: Path, data: bytes) -> None:
+    """Write an entry atomically; a failure to write is a warning (the cache is an optimisation)."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        warnings.warn(
+            f"{_kind(path)} {path.parent} is not writable ({exc.strerror}); not cached", TraceCacheWarning, stacklevel=3
+        )
+
+
+def _kind(path: Path) -> str:
+    return "figure cache" if path.parent.name == "figures" else "trace cache"
+
+
 class TraceCache:
     """Trace entries under ``root`` (default :func:`default_cache_dir`)."""
 
@@ -91,16 +130,8 @@ class TraceCache:
     def load(self, key: str) -> CachedTrace | None:
         """The entry for ``key``, or None (missing; unreadable ones are deleted with a warning)."""
         path = self.path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            warnings.warn(
-                f"trace cache entry {path} cannot be read ({exc.strerror}); tracing again",
-                TraceCacheWarning,
-                stacklevel=2,
-            )
+        data = read_entry(path, redo="tracing again")
+        if data is None:
             return None
         try:
             raw = json.loads(data)
@@ -108,26 +139,14 @@ class TraceCache:
                 raise ValueError("another format or key")
             entry = converter.structure(raw, CachedTrace)
         except Exception as exc:  # any decoding failure means the same thing: the entry is unusable
-            why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            warnings.warn(
-                f"trace cache entry {path} is unreadable ({why}); rebuilding it", TraceCacheWarning, stacklevel=2
-            )
-            with contextlib.suppress(OSError):
-                path.unlink()
+            drop_entry(path, exc, redo="rebuilding it")
             return None
         return entry
 
     def store(self, entry: CachedTrace) -> None:
         """Write ``entry`` atomically; a failure to write is a warning (the cache is an optimisation)."""
         text = json.dumps(converter.unstructure(entry), separators=(",", ":"))
-        try:
-            atomic_write_bytes(self.path(entry.key), text.encode("utf-8"))
-        except OSError as exc:
-            warnings.warn(
-                f"trace cache {self.folder} is not writable ({exc.strerror}); not cached",
-                TraceCacheWarning,
-                stacklevel=2,
-            )
+        write_entry(self.path(entry.key), text.encode("utf-8"))
 
     def get_or_trace(
         self, parts: Mapping[str, Any], trace: Callable[[], tuple[TraceResult, dict[str, Any] | None]]
