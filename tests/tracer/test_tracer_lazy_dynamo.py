@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from stand_in_process import run_python
 
 from llm_perf_opt.tracer import DYNAMO_STAND_IN_ENV
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 CLI_PROCESS = """
 import gc, sys, types
@@ -58,22 +53,14 @@ print("ok")
 """
 
 
-def _run(script: str, *, ours: bool) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != DYNAMO_STAND_IN_ENV}
-    env["PYTHONPATH"] = str(SRC)
-    if ours:
-        env[DYNAMO_STAND_IN_ENV] = "1"
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_in_our_process_a_trace_uses_the_stand_in_and_leaves_nothing_behind() -> None:
-    done = _run(CLI_PROCESS, ours=True)
+    done = run_python(CLI_PROCESS, ours=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
 
 
 def test_a_library_import_and_trace_change_no_torch_state() -> None:
-    done = _run(LIBRARY_PROCESS, ours=False)
+    done = run_python(LIBRARY_PROCESS, ours=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
 
@@ -85,6 +72,6 @@ def test_the_command_line_marks_its_process_as_ours() -> None:
         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
         f"print(os.environ.get('{DYNAMO_STAND_IN_ENV}'), 'torch' in sys.modules)"
     )
-    done = _run(probe, ours=False)
+    done = run_python(probe, ours=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["1", "False"]

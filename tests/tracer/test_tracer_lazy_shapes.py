@@ -3,14 +3,7 @@ value, and the real modules afterwards."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-from llm_perf_opt.tracer import DYNAMO_STAND_IN_ENV
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from stand_in_process import run_python
 
 OUR_PROCESS = """
 import sys
@@ -59,22 +52,14 @@ print("ok")
 """
 
 
-def _run(script: str, *, ours: bool) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != DYNAMO_STAND_IN_ENV}
-    env["PYTHONPATH"] = str(SRC)
-    if ours:
-        env[DYNAMO_STAND_IN_ENV] = "1"
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_in_our_process_a_trace_imports_no_sympy_and_leaves_nothing_behind() -> None:
-    done = _run(OUR_PROCESS, ours=True)
+    done = run_python(OUR_PROCESS, ours=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
 
 
 def test_the_stand_in_answers_as_torch_and_hands_over_to_the_real_modules() -> None:
-    done = _run(STAND_IN_ANSWERS, ours=True)
+    done = run_python(STAND_IN_ANSWERS, ours=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
 
@@ -86,6 +71,6 @@ def test_a_library_process_gets_no_stand_in() -> None:
         "    assert 'sympy' not in sys.modules and 'torch.fx.experimental.symbolic_shapes' not in sys.modules\n"
         "print('ok')"
     )
-    done = _run(script, ours=False)
+    done = run_python(script, ours=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
