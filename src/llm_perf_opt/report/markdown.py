@@ -185,9 +185,9 @@ def _key_facts(r: AnalysisResult) -> list[str]:
 _EAGER_VISION_CAVEAT = (
     "- **Caveat, eager attention:** the trace also runs SAM's and CLIP's `scaled_dot_product_attention` calls as their "
     "math decomposition (score matrices in memory), while a real run with the decoder in eager mode still calls the "
-    "fused SDPA kernel there; the vision stage's time and peak memory are overstated (a base 1024x1024 fp32 page: "
-    "4.23 GB vision peak here against 0.97 GB measured, docs/validation.md). For the vision stage, use "
-    "`--attention flash`."
+    "fused SDPA kernel there; the vision stage's time and peak memory are overstated (for a base 1024x1024 fp32 "
+    "page the trace peaks at 4.23 GB in vision, the measured run at 0.97 GB: docs/validation.md). For the vision "
+    "stage, use `--attention flash`."
 )
 """Known limitation (`--attention eager` decomposes every SDPA call, not only the decoder's): said in every eager
 report with pages until the trace fuses the encoders' SDPA whatever the decoder runs (the goldens are eager)."""
