@@ -19,6 +19,7 @@ predicted peak is its traced live-activation peak (inputs included) plus the KV 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import attrs
 import torch
@@ -31,12 +32,23 @@ from llm_perf_opt.perf.memory import kv_cache_bytes
 from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
-from llm_perf_opt.tracecache import TraceCache, trace_key_parts
+from llm_perf_opt.tracecache import TraceCache, trace_key, trace_key_parts
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import MODES, RoutingModel, Workload
 
-__all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "predicted_stage_peaks", "workload_of"]
+__all__ = [
+    "TRACE_DTYPE",
+    "TraceJob",
+    "cost_job",
+    "cost_tree",
+    "counted_dtype",
+    "job_cached",
+    "memory_job",
+    "predicted_stage_peaks",
+    "run_job",
+    "workload_of",
+]
 
 TRACE_DTYPE = "bf16"
 
@@ -75,7 +87,7 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    return _traced(measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)).tree
+    return _traced(*cost_job(measurement)).tree
 
 
 def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
@@ -83,7 +95,7 @@ def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
     the live-activation peak traced in the measured dtype plus the KV cache at its final length."""
     workload = workload_of(measurement)
     dtype = normalize_dtype(measurement.dtype)
-    result = _traced(measurement.model, measurement.attention, dtype, _shapes(measurement))
+    result = _traced(*memory_job(measurement))
     config = resolve_model_source(measurement.model).config
     kv = kv_cache_bytes(
         L=config.num_hidden_layers,
@@ -120,22 +132,56 @@ def _shapes(measurement: Measurement) -> Workload:
     return attrs.evolve(workload_of(measurement), profile_id=None)
 
 
+TraceJob = tuple[str, str, str, Workload]
+"""What decides one trace of :func:`cost_tree` or :func:`predicted_stage_peaks`: model, decoder attention, dtype
+and the workload's shapes."""
+
+
+def cost_job(measurement: Measurement) -> TraceJob:
+    """The trace :func:`cost_tree` reads."""
+    return measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)
+
+
+def memory_job(measurement: Measurement) -> TraceJob:
+    """The trace :func:`predicted_stage_peaks` reads (in the measured dtype)."""
+    return measurement.model, measurement.attention, normalize_dtype(measurement.dtype), _shapes(measurement)
+
+
+def run_job(job: TraceJob) -> None:
+    """Trace ``job`` unless this process has or the trace cache holds it (then it is read from there)."""
+    _traced(*job)
+
+
+def job_cached(job: TraceJob) -> bool:
+    """Whether the trace cache on disk holds ``job``'s trace."""
+    return TraceCache().path(trace_key(_parts(*job))).is_file()
+
+
 @cache
 def _traced(model: str, attention: str, dtype: str, workload: Workload) -> TraceResult:
     source = resolve_model_source(model)
     in_dtype = _InDtype(source, _TORCH_DTYPES[dtype])
-    routing = RoutingModel.balanced()
 
     def trace() -> tuple[TraceResult, None]:
         tree = _tree(model, attention, dtype)  # meta, the measured decoder attention
         # every SDPA call fused, as it ran
-        return trace_workload(in_dtype, workload, attention="flash", routing=routing, model=tree), None
+        return trace_workload(in_dtype, workload, attention="flash", routing=_ROUTING, model=tree), None
 
-    parts = trace_key_parts(
-        source, workload, attention="flash", routing=routing, extra={"decoder_attention": attention, "dtype": dtype}
-    )
-    result, _, _ = TraceCache().get_or_trace(parts, trace)
+    result, _, _ = TraceCache().get_or_trace(_parts(model, attention, dtype, workload), trace)
     return result
+
+
+_ROUTING = RoutingModel.balanced()
+
+
+def _parts(model: str, attention: str, dtype: str, workload: Workload) -> dict[str, Any]:
+    return trace_key_parts(
+        resolve_model_source(model),
+        workload,
+        attention="flash",
+        routing=_ROUTING,
+        extra={"decoder_attention": attention, "dtype": dtype},
+    )
 
 
 @cache
