@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from attrs import evolve
 
-from llm_perf_opt.measure import predict
+from llm_perf_opt.measure import meta_trace, predict
 from llm_perf_opt.measure.predict import cost_job, cost_tree, job_cached, memory_job
 from llm_perf_opt.measure.record import Measurement, WorkloadRecord
 from llm_perf_opt.measure.trace_pool import PROCESSES_ENV, jobs_of, pending_groups, processes_for, trace_ahead
@@ -34,6 +34,7 @@ def _four(factory: Factory) -> list[Measurement]:
 
 
 def test_jobs_are_distinct_grouped_by_tree_and_skip_what_is_cached(measurement_factory: Factory) -> None:
+    predict.forget_traces()  # earlier tests traced these shapes in this process
     files = _four(measurement_factory)
     jobs = jobs_of(files, memory=files[:1])
     assert jobs[:5] == [cost_job(m) for m in files] and jobs[5] == memory_job(files[0])
@@ -67,14 +68,14 @@ def test_two_processes_trace_every_shape_once_and_give_the_serial_trees(
 ) -> None:
     files = _four(measurement_factory)
     serial = [cost_tree(m) for m in files]
-    predict._traced.cache_clear()
+    predict.forget_traces()
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "fresh"))
     monkeypatch.setenv(PROCESSES_ENV, "2")
     groups = pending_groups(jobs_of(files))
     assert trace_ahead(groups) == 2
     assert all(job_cached(job) for group in groups for job in group)  # the child's traces came back through disk
     calls: list[str] = []
-    monkeypatch.setattr(predict, "trace_workload", lambda *a, **k: calls.append("trace"))
+    monkeypatch.setattr(meta_trace, "trace_workload", lambda *a, **k: calls.append("trace"))
     assert [cost_tree(m) for m in files] == serial
     assert calls == []  # nothing traced again
 
@@ -82,15 +83,15 @@ def test_two_processes_trace_every_shape_once_and_give_the_serial_trees(
 def test_a_failing_trace_fails_in_the_caller_with_the_serial_error(
     measurement_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = predict.trace_workload
+    real = meta_trace.trace_workload
 
     def broken(source: Any, workload: Any, **kwargs: Any) -> Any:
         if workload.prompt_tokens == 20:
             raise RuntimeError("no kernel for this shape")
         return real(source, workload, **kwargs)
 
-    monkeypatch.setattr(predict, "trace_workload", broken)
-    predict._traced.cache_clear()
+    monkeypatch.setattr(meta_trace, "trace_workload", broken)
+    predict.forget_traces()
     monkeypatch.setenv(PROCESSES_ENV, "2")
     files = _four(measurement_factory)
     assert trace_ahead(pending_groups(jobs_of(files))) == 2  # no error here
