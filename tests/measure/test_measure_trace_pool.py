@@ -13,7 +13,14 @@ from attrs import evolve
 from llm_perf_opt.measure import meta_trace, predict
 from llm_perf_opt.measure.predict import cost_job, cost_tree, job_cached, memory_job
 from llm_perf_opt.measure.record import Measurement, WorkloadRecord
-from llm_perf_opt.measure.trace_pool import PROCESSES_ENV, jobs_of, pending_groups, processes_for, trace_ahead
+from llm_perf_opt.measure.trace_pool import (
+    PROCESSES_ENV,
+    TracePool,
+    jobs_of,
+    pending_groups,
+    processes_for,
+    trace_jobs_ahead,
+)
 from llm_perf_opt.tracecache import CACHE_DIR_ENV
 from llm_perf_opt.workloads import Workload
 
@@ -71,13 +78,27 @@ def test_two_processes_trace_every_shape_once_and_give_the_serial_trees(
     predict.forget_traces()
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "fresh"))
     monkeypatch.setenv(PROCESSES_ENV, "2")
-    groups = pending_groups(jobs_of(files))
-    assert trace_ahead(groups) == 2
-    assert all(job_cached(job) for group in groups for job in group)  # the child's traces came back through disk
+    assert trace_jobs_ahead(jobs_of(files)) == 2
+    assert all(job_cached(job) for job in jobs_of(files))  # the child's traces came back through the disk
     calls: list[str] = []
     monkeypatch.setattr(meta_trace, "trace_workload", lambda *a, **k: calls.append("trace"))
     assert [cost_tree(m) for m in files] == serial
     assert calls == []  # nothing traced again
+
+
+def test_the_jobs_needed_now_are_done_when_the_pool_starts(
+    measurement_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predict.forget_traces()
+    monkeypatch.setenv(PROCESSES_ENV, "2")
+    files = _four(measurement_factory)
+    now, later = jobs_of(files[:2]), jobs_of((), memory=files[:2])  # later: fp32, another tree
+    with TracePool.start(now, later=later) as pool:
+        assert all(job_cached(job) for job in now)
+        pool.finish()
+        assert all(job_cached(job) for job in later)
+    assert pool.processes == 2 and [len(g) for g in pool.groups] == [2, 2] and pool.first == 1
+    assert all(child.exitcode == 0 for child in pool.children)
 
 
 def test_a_failing_trace_fails_in_the_caller_with_the_serial_error(
@@ -94,7 +115,7 @@ def test_a_failing_trace_fails_in_the_caller_with_the_serial_error(
     predict.forget_traces()
     monkeypatch.setenv(PROCESSES_ENV, "2")
     files = _four(measurement_factory)
-    assert trace_ahead(pending_groups(jobs_of(files))) == 2  # no error here
+    assert trace_jobs_ahead(jobs_of(files)) == 2  # no error here
     assert job_cached(cost_job(files[0])) and not job_cached(cost_job(files[1]))
     with pytest.raises(RuntimeError, match="no kernel for this shape"):
         cost_tree(files[1])

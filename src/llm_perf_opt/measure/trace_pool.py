@@ -2,16 +2,19 @@
 
 ``validation-doc`` and ``calibrate`` need one trace per distinct (model, decoder attention, dtype, workload shapes)
 of their files (:func:`~llm_perf_opt.measure.predict.cost_job`, :func:`~llm_perf_opt.measure.predict.memory_job`);
-the traces are independent, each a second or two of one core.  :func:`trace_ahead` runs the ones the trace cache
+the traces are independent, each a second or two of one core.  A :class:`TracePool` runs the ones the trace cache
 does not hold yet over up to :data:`MAX_PROCESSES` processes: this one and children forked from it after torch is
-imported (a child starts with the imports done and every tree this process built).  Jobs sharing a meta tree go to
-one process (the tree is built once), the costliest groups first, each process taking the next group when it is
-free.  A child hands its traces back through the trace cache on disk; this process keeps its own in memory.
+imported (a child starts with the imports done).  Jobs sharing a meta tree form one group (the tree is built once),
+the costliest groups first, each process taking the next group when it is free.  A child hands its traces back
+through the trace cache on disk; this process keeps its own in memory.  The jobs needed ``now`` (the cost trees)
+come first; :meth:`TracePool.start` returns when they are done, so this process fits profiles while the children
+trace the jobs needed ``later`` (the measured-dtype traces of the memory page), and :meth:`TracePool.finish` waits
+for those.
 
-Nothing about the outputs depends on the split: afterwards the callers read every trace in their own order, as
-without it, from this process's memory or the cache.  A job that failed in any process (or a child that died) is
-simply not there, so the caller traces it again and fails with the same error as a serial run.  Without a
-writable trace cache, or with one core, nothing runs ahead.
+Nothing about the outputs depends on the split: the callers read every trace in their own order, as without it,
+from this process's memory or the cache.  A job that failed in any process (or a child that died) is simply not
+there, so the caller traces it again and fails with the same error as a serial run.  Without a writable trace
+cache, or with one core, this process traces every job itself.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import multiprocessing
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.sharedctypes import Synchronized
 
@@ -31,10 +35,10 @@ from llm_perf_opt.tracecache import TraceCache
 __all__ = [
     "MAX_PROCESSES",
     "PROCESSES_ENV",
+    "TracePool",
     "jobs_of",
     "pending_groups",
     "processes_for",
-    "trace_ahead",
     "trace_jobs_ahead",
 ]
 
@@ -94,53 +98,93 @@ def jobs_of(measurements: Iterable[Measurement], *, memory: Iterable[Measurement
 
 
 def trace_jobs_ahead(jobs: Iterable[TraceJob], *, progress: Callable[[str], None] | None = None) -> int:
-    """:func:`trace_ahead` of the ``jobs`` the cache lacks, announced on ``progress`` (nothing when all are cached);
-    returns the number of processes used."""
-    groups = pending_groups(jobs)
-    if not groups:
-        return 1
-    if progress is not None:
-        shapes = sum(len(g) for g in groups)
-        progress(f"tracing {shapes} distinct shape(s) over {processes_for(groups)} process(es)")
-    return trace_ahead(groups)
+    """Trace the ``jobs`` the cache lacks (:class:`TracePool`, then wait for all); returns the processes used."""
+    with TracePool.start(jobs, progress=progress) as pool:
+        pool.finish()
+    return pool.processes
 
 
-def trace_ahead(groups: Sequence[Sequence[TraceJob]]) -> int:
-    """Trace ``groups`` (:func:`pending_groups`) over :func:`processes_for` processes (see the module doc); returns
-    the number of processes used (1: none ran ahead, the callers trace as they go)."""
-    count = processes_for(groups)
-    if count < 2:
-        return 1
-    _import_lazy_parts()
-    context = multiprocessing.get_context("fork")
-    taken: Synchronized[int] = context.Value("i", 0)
-    children = [context.Process(target=_child, args=(groups, taken), daemon=True) for _ in range(count - 1)]
-    try:
-        for child in children:
-            child.start()
-        _work(groups, taken)
-    finally:
-        for child in children:
+class TracePool:
+    """Processes tracing groups of jobs (see the module doc): :meth:`start` returns once the groups needed ``now``
+    are traced, while children may still trace those needed ``later``; :meth:`finish` helps with what is left and
+    waits for the children.  As a context manager it always ends them (at once on an error)."""
+
+    def __init__(self, groups: Sequence[Sequence[TraceJob]], *, first: int, processes: int) -> None:
+        self.groups, self.first, self.processes = groups, first, processes
+        context = multiprocessing.get_context("fork")
+        self.taken: Synchronized[int] = context.Value("i", 0)
+        self.done: Synchronized[int] = context.Value("i", 0)  # groups[:first] finished (traced or failed)
+        self.children = [context.Process(target=self._child, daemon=True) for _ in range(processes - 1)]
+
+    @classmethod
+    def start(
+        cls,
+        now: Iterable[TraceJob],
+        *,
+        later: Iterable[TraceJob] = (),
+        progress: Callable[[str], None] | None = None,
+    ) -> TracePool:
+        """Trace the ``now`` jobs the cache lacks, over the processes, and return when they are done; children
+        go on with the ``later`` ones."""
+        first = pending_groups(now)
+        held = {job for group in first for job in group}
+        groups = first + pending_groups(job for job in later if job not in held)
+        pool = cls(groups, first=len(first), processes=processes_for(groups))
+        if progress is not None and groups:
+            shapes = sum(len(g) for g in groups)
+            progress(f"tracing {shapes} distinct shape(s) over {pool.processes} process(es)")
+        with contextlib.ExitStack() as on_error:
+            on_error.push(pool.__exit__)  # an error (Ctrl-C) while tracing ends the children
+            if pool.children:
+                _import_lazy_parts()
+                for child in pool.children:
+                    child.start()
+            pool._work(until=pool.first)
+            pool._wait_first()
+            on_error.pop_all()
+        return pool
+
+    def finish(self) -> None:
+        """Trace the groups no process has taken yet, then wait for the children."""
+        self._work(until=len(self.groups))
+        for child in self.children:
             child.join()
-    return count
 
+    def __enter__(self) -> TracePool:
+        return self
 
-def _child(groups: Sequence[Sequence[TraceJob]], taken: Synchronized[int]) -> None:
-    with contextlib.suppress(Exception):  # the parent traces what is missing again and reports its error
-        _work(groups, taken)
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        for child in self.children:
+            if child.pid is None:
+                continue  # never started
+            if kind is not None and child.is_alive():
+                child.terminate()  # an error ends the command: nothing waits for these traces
+            child.join()
 
+    def _child(self) -> None:
+        with contextlib.suppress(Exception):  # the parent traces what is missing again and reports its error
+            self._work(until=len(self.groups))
 
-def _work(groups: Sequence[Sequence[TraceJob]], taken: Synchronized[int]) -> None:
-    """Take the next untaken group and trace its jobs, until none is left; a failing job is left to the caller."""
-    while True:
-        with taken.get_lock():
-            index = taken.value
-            taken.value = index + 1
-        if index >= len(groups):
-            return
-        for job in groups[index]:
-            with contextlib.suppress(Exception):
-                run_job(job)
+    def _work(self, *, until: int) -> None:
+        """Take the next untaken group below ``until`` and trace its jobs, until none is left; a failing job is left
+        to the caller."""
+        while True:
+            with self.taken.get_lock():
+                index = self.taken.value
+                if index >= until:
+                    return
+                self.taken.value = index + 1
+            for job in self.groups[index]:
+                with contextlib.suppress(Exception):
+                    run_job(job)
+            if index < self.first:
+                with self.done.get_lock():
+                    self.done.value += 1
+
+    def _wait_first(self) -> None:
+        """Until every group needed now is finished (or no child is left to finish one)."""
+        while self.done.value < self.first and any(child.is_alive() for child in self.children):
+            time.sleep(0.01)
 
 
 def _import_lazy_parts() -> None:
