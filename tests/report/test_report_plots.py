@@ -110,17 +110,50 @@ def test_category_figure_has_a_row_per_category(result: AnalysisResult, files: d
     assert len(bars) == nonzero
 
 
-def test_labels_stay_on_the_canvas(files: dict[str, bytes]) -> None:
-    """Every text's estimated box lies inside the canvas (the layout sizes margins from the same estimate)."""
+def text_boxes(data: bytes) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """(text, (left, top, right, bottom)) of every horizontal text, by the width estimate the layout uses."""
+    boxes = []
+    for el in ET.fromstring(data).iter(f"{SVG}text"):
+        if "transform" in el.attrib:
+            continue
+        size = float(el.attrib["font-size"])
+        x, mid, w = float(el.attrib["x"]), float(el.attrib["y"]) - 0.35 * size, text_width(el.text or "", size)
+        left = {"start": x, "middle": x - w / 2, "end": x - w}[el.attrib["text-anchor"]]
+        boxes.append((el.text or "", (left, mid - size / 2, left + w, mid + size / 2)))
+    return boxes
+
+
+def assert_readable(name: str, data: bytes) -> None:
+    """Every text inside the canvas and no two texts overlapping (0.5 px slack)."""
+    root = ET.fromstring(data)
+    width, height = float(root.attrib["width"]), float(root.attrib["height"])
+    boxes = text_boxes(data)
+    for text, (left, top, right, bottom) in boxes:
+        assert left >= 0 and right <= width and top >= 0 and bottom <= height, (name, text)
+    for i, (a, (al, at, ar, ab)) in enumerate(boxes):
+        for b, (bl, bt, br, bb) in boxes[i + 1 :]:
+            assert not (al < br - 0.5 and bl < ar - 0.5 and at < bb - 0.5 and bt < ab - 0.5), (name, a, b)
+
+
+def test_labels_stay_on_the_canvas_and_apart(files: dict[str, bytes]) -> None:
     for name, data in files.items():
-        root = ET.fromstring(data)
-        width = float(root.attrib["width"])
-        for el in root.iter(f"{SVG}text"):
-            if "transform" in el.attrib:
-                continue
-            x, w = float(el.attrib["x"]), text_width(el.text or "", float(el.attrib["font-size"]))
-            lo = {"start": x, "middle": x - w / 2, "end": x - w}[el.attrib["text-anchor"]]
-            assert lo >= 0 and lo + w <= width, (name, el.text)
+        assert_readable(name, data)
+
+
+def test_a_wide_intensity_range_thins_the_axis_labels(result: AnalysisResult) -> None:
+    spec = plot_specs(result)[2]
+    points = [["decode/a", 1e-5, 1e6], ["prefill/b", 1e7, 1e14]]
+    data = draw_plot(PlotSpec(stem="roofline", data={**spec.data, "points": points}))["plots/roofline.svg"]
+    assert_readable("wide roofline", data)
+    shown = texts(data)  # 14 decades (1e-6 .. 1e8) on 380 px: every third one is labelled, in plain decimals
+    assert [t for t in shown if t in ("0.000001", "0.001", "1", "1,000", "1,000,000")][:5] == [
+        "0.000001",
+        "0.001",
+        "1",
+        "1,000",
+        "1,000,000",
+    ]
+    assert "0.00001" not in shown and "10,000,000" not in shown
 
 
 def test_long_device_names_wrap_the_title(result: AnalysisResult) -> None:

@@ -220,7 +220,7 @@ def _roofline(d: Mapping[str, Any]) -> bytes:
         anchor="middle",
         rotate=True,
     )
-    x_ticks = [(sx.px(v), _decade_text(v)) for v in sx.decades()]
+    x_ticks = _spaced_decades(sx)
     below = axis_bottom(
         svg, x_ticks, x0=left, x1=left + plot_w, y=bottom, title="arithmetic intensity (FLOP / byte moved)"
     )
@@ -233,11 +233,14 @@ def _roofline(d: Mapping[str, Any]) -> bytes:
         line = [(sx.px(x), sy.px(min(top_rate, bw * x))) for x in corners]
         svg.polyline(line, stroke=item.colour, width=1.5 if not item.dash else 1.2, dash=item.dash)
     dots = [(sx.px(x), sy.px(rate)) for _, x, rate in points]
-    for (nid, _, _), (px, py) in zip(points, dots, strict=True):
-        svg.circle(px, py, _DOT, fill=STAGE_COLOURS.get(nid.split("/", 1)[0], "#333333"))
+    colours = [colour for _, _, colour in listing]
+    for (px, py), colour in zip(dots, colours, strict=True):
+        svg.circle(px, py, _DOT, fill=colour)
     labels = [(text, (sx.px(x), sy.px(rate))) for text, (x, rate) in point_labels([(x, r) for _, x, r in points])]
-    for text, (lx, ly, anchor) in zip([t for t, _ in labels], _place_labels(labels, dots), strict=True):
-        svg.text(lx, ly, text, size=_SMALL, anchor=anchor)
+    for (text, _), (lx, ly, anchor) in zip(labels, _place_labels(labels, dots), strict=True):
+        # in the colour of its (first) point, so a label set beside another point still reads as its own
+        colour = colours[int(text.split(",", 1)[0]) - 1]
+        svg.text(lx, ly, text, size=_SMALL, anchor=anchor, fill=colour, halo=True)
     for k, (number, text, colour) in enumerate(listing):
         row_y = top + 8 + k * 18
         svg.text(list_x + 16, row_y, number, size=11, anchor="end", fill=colour)
@@ -271,6 +274,17 @@ def _place_labels(
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _spaced_decades(scale: LogScale) -> list[tuple[float, str]]:
+    """(px, label) of the x axis's decades, thinned until neighbouring labels are 8 px apart at least."""
+    for most in range(9, 1, -1):
+        ticks = [(scale.px(v), _decade_text(v)) for v in scale.decades(most)]
+        halves = [text_width(label, 11) / 2 for _, label in ticks]
+        gaps = [b[0] - a[0] - wa - wb for a, b, wa, wb in zip(ticks, ticks[1:], halves, halves[1:], strict=False)]
+        if all(gap >= 8 for gap in gaps):
+            return ticks
+    return ticks
 
 
 def _decade(value: float, *, down: bool) -> float:

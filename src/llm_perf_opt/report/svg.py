@@ -215,14 +215,17 @@ class Svg:
         fill: str = _TEXT_COLOUR,
         middle: bool = True,
         rotate: bool = False,
+        halo: bool = False,
     ) -> None:
         """``content`` at (x, y): y is the vertical middle of the text (``middle``) or its baseline; ``anchor``
-        start, middle or end; ``rotate`` turns it to read upwards about (x, y)."""
+        start, middle or end; ``rotate`` turns it to read upwards about (x, y); ``halo`` outlines it in white so a
+        line under it does not cross the glyphs."""
         baseline = y + 0.35 * size if middle else y
         turn = f' transform="rotate(-90 {num(x)} {num(y)})"' if rotate else ""
+        outline = ' stroke="#ffffff" stroke-width="3" paint-order="stroke"' if halo else ""
         self.parts.append(
             f'<text x="{num(x)}" y="{num(baseline)}" font-size="{num(size)}" text-anchor="{anchor}" '
-            f'fill="{fill}"{turn}>{escape(content)}</text>'
+            f'fill="{fill}"{turn}{outline}>{escape(content)}</text>'
         )
 
     def to_bytes(self) -> bytes:
