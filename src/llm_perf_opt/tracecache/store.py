@@ -85,8 +85,7 @@ class CacheInfo:
 
     root: Path = field(metadata={"help": "cache folder"})
     entries: int = field(metadata={"help": "trace entries"})
-    bytes: int = field(metadata={"help": "bytes on disk of the entries (traces and figures)"})
-    figures: int = field(default=0, metadata={"help": "rendered figure entries (tracecache.figures)"})
+    bytes: int = field(metadata={"help": "bytes on disk of the entries"})
 
 
 def read_entry(path: Path, *, redo: str) -> bytes | None:
@@ -98,7 +97,7 @@ def read_entry(path: Path, *, redo: str) -> bytes | None:
         return None
     except OSError as exc:
         warnings.warn(
-            f"{_kind(path)} entry {path} cannot be read ({exc.strerror}); {redo}", TraceCacheWarning, stacklevel=3
+            f"trace cache entry {path} cannot be read ({exc.strerror}); {redo}", TraceCacheWarning, stacklevel=3
         )
         return None
 
@@ -106,7 +105,7 @@ def read_entry(path: Path, *, redo: str) -> bytes | None:
 def drop_entry(path: Path, exc: Exception, *, redo: str) -> None:
     """Warn that the entry at ``path`` is unusable (``exc``'s first line says why) and delete it."""
     why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    warnings.warn(f"{_kind(path)} entry {path} is unreadable ({why}); {redo}", TraceCacheWarning, stacklevel=3)
+    warnings.warn(f"trace cache entry {path} is unreadable ({why}); {redo}", TraceCacheWarning, stacklevel=3)
     with contextlib.suppress(OSError):
         path.unlink()
 
@@ -117,12 +116,8 @@ def write_entry(path: Path, data: bytes) -> None:
         atomic_write_bytes(path, data)
     except OSError as exc:
         warnings.warn(
-            f"{_kind(path)} {path.parent} is not writable ({exc.strerror}); not cached", TraceCacheWarning, stacklevel=3
+            f"trace cache {path.parent} is not writable ({exc.strerror}); not cached", TraceCacheWarning, stacklevel=3
         )
-
-
-def _kind(path: Path) -> str:
-    return "figure cache" if path.parent.name == "figures" else "trace cache"
 
 
 def basis_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +132,7 @@ class TraceCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.folder = self.root / "traces"
-        self.figures = self.root / "figures"
+        self.obsolete = self.root / "figures"  # rendered figures of earlier versions (figures are now drawn)
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
@@ -201,15 +196,14 @@ class TraceCache:
         return result, provenance, False
 
     def info(self) -> CacheInfo:
-        files, figures = _entries(self.folder), _entries(self.figures)
-        size = sum(_size(p) for p in files + figures)
-        return CacheInfo(root=self.root, entries=len(files), bytes=size, figures=len(figures))
+        files = _entries(self.folder)
+        return CacheInfo(root=self.root, entries=len(files), bytes=sum(_size(p) for p in files))
 
     def clear(self) -> int:
-        """Delete every trace entry and every cached figure (and leftover temporary files); returns the trace
-        entries deleted."""
+        """Delete every trace entry (and leftover temporary files, and the figure entries earlier versions kept);
+        returns the trace entries deleted."""
         files = _entries(self.folder)
-        for folder in (self.folder, self.figures):
+        for folder in (self.folder, self.obsolete):
             doomed = _entries(folder) + (sorted(folder.glob(".*.tmp")) if folder.is_dir() else [])
             for path in doomed:
                 with contextlib.suppress(FileNotFoundError):
