@@ -277,7 +277,8 @@ def _extrapolated_prefill(
     opts: _Options,
     rules: StageRules,
 ) -> RawTrace:
-    """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced with stubbed anchors."""
+    """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced - by the driver's
+    ``language_prefill`` when it has one (the row stages skipped), else with the row anchors stubbed."""
     prefixes = rules.vision + rules.projector
     anchors = {path: module for path, module in state.index.entries if path in prefixes}
     stubs = AnchorStubs(anchors)
@@ -290,13 +291,19 @@ def _extrapolated_prefill(
     finally:
         state.cut_after_vision = False
     extrapolated = extrapolate_stages(rows, batch)
-    with stubs.replaying():
-        full = _run_pass(state, "prefill", driver.prefill(), opts)
-    stubbed, kept = split_stages(full, _ROW_STAGES)
-    for key, calls in stubbed.calls.items():
-        if key[1] in anchors and extrapolated.calls.get(key) != calls:
-            raise BatchFitError(
-                f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
-            )
+    language_prefill = getattr(driver, "language_prefill", None)
+    if callable(language_prefill):  # the row stages do not run at all: no per-row glue either
+        stubbed, kept = split_stages(_run_pass(state, "prefill", language_prefill(), opts), _ROW_STAGES)
+        if stubbed.table or stubbed.calls:
+            raise BatchFitError(f"the language-only prefill at batch {batch} ran row-stage ops")
+    else:
+        with stubs.replaying():
+            full = _run_pass(state, "prefill", driver.prefill(), opts)
+        stubbed, kept = split_stages(full, _ROW_STAGES)
+        for key, calls in stubbed.calls.items():
+            if key[1] in anchors and extrapolated.calls.get(key) != calls:
+                raise BatchFitError(
+                    f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
+                )
     kept.merge(extrapolated)
     return kept
