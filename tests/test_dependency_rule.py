@@ -211,7 +211,10 @@ def test_importing_a_package_loads_only_its_layer_and_below(package: str) -> Non
         assert "torch" not in loaded
 
 
-@pytest.mark.parametrize("module", ["llm_perf_opt.analysis", "llm_perf_opt.analysis.options", "llm_perf_opt.tracer"])
+@pytest.mark.parametrize(
+    "module",
+    ["llm_perf_opt.analysis", "llm_perf_opt.analysis.options", "llm_perf_opt.tracer", "llm_perf_opt.tracer.derive"],
+)
 def test_torch_free_entry_points_of_torch_packages(module: str) -> None:
     """The service computes report ids with ``analysis.options`` before any build: torch stays unloaded."""
     assert "torch" not in _loaded(module)

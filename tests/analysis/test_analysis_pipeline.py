@@ -138,7 +138,11 @@ def test_files_are_complete_valid_and_deterministic(tiny_result: AnalysisResult,
     for name in ("model.json", "summary.json", "report.yaml", "validation.json", "report.md", "options.json"):
         assert name in files
     assert any(p.startswith("layers/") for p in files)
-    assert any(p.startswith("plots/") and p.endswith(".png") for p in files)
+    assert sorted(p for p in files if p.startswith("plots/")) == [
+        "plots/category_shares.svg",
+        "plots/roofline.svg",
+        "plots/stage_times.svg",
+    ]
     model = load_report(files["model.json"].decode())  # strict: raises on any validation problem
     assert isinstance(model, DeepSeekOCRAnalyticModel)
     summary = from_json(files["summary.json"].decode(), DeepSeekOCRAnalyticReportSummary)

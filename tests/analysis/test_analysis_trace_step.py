@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -16,6 +18,7 @@ from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.analysis.trace_step import analysis_key_parts
 from llm_perf_opt.cli import cli, progress
 from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
+from llm_perf_opt.tracecache.store import basis_parts
 from llm_perf_opt.workloads import RoutingModel
 
 TINY = ["--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max-new-tokens", "4"]
@@ -112,3 +115,58 @@ def test_cache_info_and_clear_commands() -> None:
     cleared = CliRunner().invoke(cli, ["cache", "clear"])
     assert cleared.exit_code == 0 and cleared.output.startswith("removed 1 trace(s)")
     assert _entries() == 0
+
+
+_NOTE = re.compile(
+    r"derived from cached steps [0-9, ]+; every counter affine, integrated over \d+ steps"
+    r"|traced steps [0-9, ]+ of \d+; every counter affine, integrated"
+)
+
+
+def test_another_output_length_is_derived_from_the_cached_basis_without_torch(tmp_path: Path) -> None:
+    tiny = ["analyze", "--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--quiet"]
+    cold = CliRunner().invoke(cli, [*tiny, "--max-new-tokens", "16", "--out", str(tmp_path / "cold")])
+    assert cold.exit_code == 0, cold.output
+    assert _entries() == 2  # the trace and its decode basis
+    derived = subprocess.run(
+        [sys.executable, "-c", WARM_SCRIPT, *tiny, "--max-new-tokens", "300", "--out", str(tmp_path / "derived")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, CACHE_DIR_ENV: os.environ[CACHE_DIR_ENV]},
+        timeout=300,
+    )
+    assert derived.returncode == 0, derived.stderr
+    assert "torch imported: False" in derived.stdout
+    assert _entries() == 3  # the derived trace is stored under its own key
+    args = [*tiny, "--max-new-tokens", "300", "--no-cache", "--out", str(tmp_path / "traced")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    for name in ("model.json", "summary.json", "validation.json", "report.yaml"):
+        ours, theirs = ((tmp_path / d / name).read_text() for d in ("derived", "traced"))
+        assert "derived from cached steps" in ours or name == "validation.json"
+        assert _NOTE.sub("<decode note>", ours) == _NOTE.sub("<decode note>", theirs), name
+
+
+def test_a_corrupted_basis_is_dropped_with_a_warning_and_traced_again(tmp_path: Path) -> None:
+    options = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
+    run_analysis(options)
+    source = trusted_source("deepseek-ocr-v1-tiny", False)
+    workload = resolve_source_workload(options, source)
+    parts = analysis_key_parts(source, workload, attention="flash", routing=BALANCED)
+    path = TraceCache().path(trace_key(basis_parts(parts)))
+    path.write_text(path.read_text()[:500])
+    longer = attrs.evolve(options, max_new_tokens=20)
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = run_analysis(longer)
+    assert again.trace.decode_note.startswith("traced steps")
+    assert TraceCache().load_basis(parts) is not None  # the new trace left a complete basis
+
+
+def test_the_basis_key_leaves_out_the_output_length_only() -> None:
+    source = trusted_source("deepseek-ocr-v1-base", False)
+
+    def key(**over: object) -> str:
+        workload = resolve_source_workload(AnalysisOptions(**over), source)  # type: ignore[arg-type]
+        return trace_key(basis_parts(analysis_key_parts(source, workload, attention="flash", routing=BALANCED)))
+
+    assert key(max_new_tokens=64) == key()
+    assert key(batch_size=2) != key() and key(page=(1240, 1754)) != key()

@@ -82,9 +82,10 @@ def test_stage_times_add_up(result: AnalysisResult, text: str) -> None:
     assert "| Time per output token (TPOT) |" in text and "| Decode, 7 steps |" in text
 
 
-def test_links_plots_png_embedded_and_svg_beside(text: str) -> None:
+def test_embeds_the_svg_plots(text: str) -> None:
     for stem in ("stage_times", "category_shares", "roofline"):
-        assert f"](plots/{stem}.png)" in text and f"([SVG](plots/{stem}.svg))" in text
+        assert f"](plots/{stem}.svg)" in text
+    assert ".png" not in text
     assert "[Block](layers/Block.md)" in text and "[Linear](layers/Linear.md)" in text
 
 

@@ -1,16 +1,28 @@
-"""Report plots: the six files, valid PNG/SVG, byte-identical run to run, no date or version inside."""
+"""Report figures: three SVG files drawn without matplotlib, well-formed XML, byte-identical run to run, showing
+the numbers report.md shows; and the sweep plot (matplotlib)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import attrs
 import pytest
 from report_fixture import small_result, sweep_costs
 
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
-from llm_perf_opt.report.plot_data import heaviest_leaves
-from llm_perf_opt.report.plots import render_plots, render_sweep_plot
+from llm_perf_opt.report.figures import draw_plot, report_plots
+from llm_perf_opt.report.humanize import fmt_ms
+from llm_perf_opt.report.markdown import render_report_md
+from llm_perf_opt.report.plot_data import PlotSpec, heaviest_leaves, plot_specs, short_id
+from llm_perf_opt.report.plots import render_sweep_plot
+from llm_perf_opt.report.svg import text_width
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
@@ -20,27 +32,169 @@ def result() -> AnalysisResult:
 
 @pytest.fixture(scope="module")
 def files(result: AnalysisResult) -> dict[str, bytes]:
-    return render_plots(result)
+    return report_plots(result)
 
 
-def test_six_files_png_and_svg(files: dict[str, bytes]) -> None:
-    stems = ("stage_times", "category_shares", "roofline")
-    assert sorted(files) == sorted(f"plots/{s}.{ext}" for s in stems for ext in ("png", "svg"))
+def texts(data: bytes) -> list[str]:
+    return [el.text or "" for el in ET.fromstring(data).iter(f"{SVG}text")]
+
+
+def test_three_svg_files_that_parse(files: dict[str, bytes]) -> None:
+    assert sorted(files) == ["plots/category_shares.svg", "plots/roofline.svg", "plots/stage_times.svg"]
     for name, data in files.items():
-        if name.endswith(".png"):
-            assert data.startswith(PNG_MAGIC)
-        else:
-            assert data.lstrip().startswith(b"<?xml") and b"<svg" in data
+        assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>'), name
+        root = ET.fromstring(data)
+        assert root.tag == f"{SVG}svg"
+        width, height = float(root.attrib["width"]), float(root.attrib["height"])
+        assert root.attrib["viewBox"] == f"0 0 {root.attrib['width']} {root.attrib['height']}"
+        assert width >= 800 and 150 < height < 1000, name
+        assert root.attrib["font-family"] == "DejaVu Sans, Arial, sans-serif"
 
 
-def test_bytes_identical_run_to_run(result: AnalysisResult, files: dict[str, bytes]) -> None:
-    assert render_plots(small_result()) == files
+def test_bytes_identical_run_to_run(files: dict[str, bytes]) -> None:
+    assert report_plots(small_result()) == files
 
 
-def test_no_date_or_software_version_in_metadata(files: dict[str, bytes]) -> None:
+def test_stage_figure_shows_the_reports_ttft_tpot_and_end_to_end(
+    result: AnalysisResult, files: dict[str, bytes]
+) -> None:
+    s = result.stages
+    report = render_report_md(result)
+    shown = texts(files["plots/stage_times.svg"])
+    ttft, tpot, e2e = fmt_ms(s.ttft_s), fmt_ms(s.tpot_s), fmt_ms(s.end_to_end_s)
+    assert f"time to first token {ttft}" in report and f"decode steps of {tpot} (TPOT)" in report
+    assert f"TTFT {ttft} (vision + projector + prefill)" in shown
+    assert f"TPOT {tpot} (mean of {s.decode_steps} decode steps)" in shown
+    assert f"End to end {e2e}: stage totals, split by bound" in shown
+    assert f"decode ({s.decode_steps} steps)" in shown
+    assert {"compute-bound", "memory-bound", "launch overhead"} <= set(shown)
+
+
+def test_no_decode_step_draws_no_tpot_bar(result: AnalysisResult) -> None:
+    (spec, *_) = plot_specs(result)
+    data = {**spec.data, "decode_steps": 0, "rows": [r for r in spec.data["rows"] if not r[0].startswith("decode")]}
+    shown = texts(draw_plot(PlotSpec(stem="stage_times", data=data))["plots/stage_times.svg"])
+    assert "time to first token" in shown and "time per output token" not in shown
+    assert not any(t.startswith("TPOT") or t.startswith("decode") for t in shown)
+
+
+def test_roofline_numbers_every_point_and_lists_its_id(result: AnalysisResult, files: dict[str, bytes]) -> None:
+    shown = texts(files["plots/roofline.svg"])
+    leaves = heaviest_leaves(result)
+    for k, nid in enumerate(leaves, 1):
+        assert str(k) in shown and short_id(nid) in shown
+    root = ET.fromstring(files["plots/roofline.svg"])
+    assert len(list(root.iter(f"{SVG}circle"))) == len(leaves)
+    assert len(list(root.iter(f"{SVG}polyline"))) == 2  # the matmul and the vector roof
+
+
+def test_a_roofline_with_one_point_or_none(result: AnalysisResult) -> None:
+    spec = plot_specs(result)[2]
+    for points in (spec.data["points"][:1], []):
+        data = draw_plot(PlotSpec(stem="roofline", data={**spec.data, "points": points}))["plots/roofline.svg"]
+        root = ET.fromstring(data)
+        assert len(list(root.iter(f"{SVG}circle"))) == len(points)
+        ids = {short_id(nid) for nid, _, _ in spec.data["points"]}
+        assert [t for t in texts(data) if t in ids] == [short_id(nid) for nid, _, _ in points]
+
+
+def test_category_figure_has_a_row_per_category(result: AnalysisResult, files: dict[str, bytes]) -> None:
+    data = plot_specs(result)[1].data
+    shown = texts(files["plots/category_shares.svg"])
+    assert all(cat in shown for cat in data["categories"])
+    assert {"time", "FLOPs", "bytes"} <= set(shown)
+    bars = [
+        r for r in ET.fromstring(files["plots/category_shares.svg"]).iter(f"{SVG}rect") if r.attrib["height"] == "9"
+    ]
+    nonzero = sum(v > 0 for key in ("time", "flops", "bytes") for v in data[key])
+    assert len(bars) == nonzero
+
+
+def text_boxes(data: bytes) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """(text, (left, top, right, bottom)) of every horizontal text, by the width estimate the layout uses."""
+    boxes = []
+    for el in ET.fromstring(data).iter(f"{SVG}text"):
+        if "transform" in el.attrib:
+            continue
+        size = float(el.attrib["font-size"])
+        x, mid, w = float(el.attrib["x"]), float(el.attrib["y"]) - 0.35 * size, text_width(el.text or "", size)
+        left = {"start": x, "middle": x - w / 2, "end": x - w}[el.attrib["text-anchor"]]
+        boxes.append((el.text or "", (left, mid - size / 2, left + w, mid + size / 2)))
+    return boxes
+
+
+def assert_readable(name: str, data: bytes) -> None:
+    """Every text inside the canvas and no two texts overlapping (0.5 px slack)."""
+    root = ET.fromstring(data)
+    width, height = float(root.attrib["width"]), float(root.attrib["height"])
+    boxes = text_boxes(data)
+    for text, (left, top, right, bottom) in boxes:
+        assert left >= 0 and right <= width and top >= 0 and bottom <= height, (name, text)
+    for i, (a, (al, at, ar, ab)) in enumerate(boxes):
+        for b, (bl, bt, br, bb) in boxes[i + 1 :]:
+            assert not (al < br - 0.5 and bl < ar - 0.5 and at < bb - 0.5 and bt < ab - 0.5), (name, a, b)
+
+
+def test_labels_stay_on_the_canvas_and_apart(files: dict[str, bytes]) -> None:
     for name, data in files.items():
-        assert b"<dc:date>" not in data, name
-        assert b"Matplotlib v" not in data and b"Matplotlib version" not in data, name
+        assert_readable(name, data)
+
+
+def test_a_wide_intensity_range_thins_the_axis_labels(result: AnalysisResult) -> None:
+    spec = plot_specs(result)[2]
+    points = [["decode/a", 1e-5, 1e6], ["prefill/b", 1e7, 1e14]]
+    data = draw_plot(PlotSpec(stem="roofline", data={**spec.data, "points": points}))["plots/roofline.svg"]
+    assert_readable("wide roofline", data)
+    shown = texts(data)  # 14 decades (1e-6 .. 1e8) on 380 px: every third one is labelled, in plain decimals
+    assert [t for t in shown if t in ("0.000001", "0.001", "1", "1,000", "1,000,000")][:5] == [
+        "0.000001",
+        "0.001",
+        "1",
+        "1,000",
+        "1,000,000",
+    ]
+    assert "0.00001" not in shown and "10,000,000" not in shown
+
+
+def test_long_device_names_wrap_the_title(result: AnalysisResult) -> None:
+    spec = plot_specs(result)[2]
+    name = "A Very Long Accelerator Name With Many Words " * 3
+    data = draw_plot(PlotSpec(stem="roofline", data={**spec.data, "device": name.strip()}))["plots/roofline.svg"]
+    title_lines = [t for t in texts(data) if "Roofline" in t or "Accelerator" in t]
+    assert len(title_lines) >= 2
+
+
+def test_changed_data_changes_only_its_figure(result: AnalysisResult, files: dict[str, bytes]) -> None:
+    other = attrs.evolve(result, stages=attrs.evolve(result.stages, prefill_s=result.stages.prefill_s * 2))
+    again = report_plots(other)
+    changed = sorted(name for name in files if files[name] != again[name])
+    assert changed == ["plots/stage_times.svg"]
+
+
+def test_analyze_imports_no_matplotlib(tmp_path: Path) -> None:
+    """A warm analyze (the trace cached by a first run in this process) in a fresh process: report written, neither
+    torch nor matplotlib imported."""
+    from click.testing import CliRunner
+
+    from llm_perf_opt.cli import cli
+
+    tiny = ["analyze", "--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--max-new-tokens", "4"]
+    cold = CliRunner().invoke(cli, [*tiny, "--quiet", "--out", str(tmp_path / "cold")])
+    assert cold.exit_code == 0, cold.output
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from llm_perf_opt.cli import main
+        try:
+            main({[*tiny, "--quiet", "--device", "a100-80gb", "--out", str(tmp_path / "warm")]!r})
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print("matplotlib" in sys.modules, "torch" in sys.modules)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.splitlines()[-1] == "False False"  # after the path analyze prints
+    assert (tmp_path / "warm" / "plots" / "roofline.svg").is_file()
 
 
 def test_roofline_shows_each_stages_slowest_leaves(result: AnalysisResult) -> None:

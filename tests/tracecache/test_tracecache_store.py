@@ -174,10 +174,13 @@ def test_info_and_clear(tmp_path: Path) -> None:
     cache.store(entry_for("a"))
     cache.store(entry_for("b"))
     (tmp_path / "traces" / ".a.json.x.tmp").write_text("left by a killed writer")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "f.json").write_text("{}")  # a figure entry an earlier version cached
     info = cache.info()
     assert (info.root, info.entries) == (tmp_path, 2) and info.bytes > 0
     assert cache.clear() == 2
     assert cache.info().entries == 0 and list((tmp_path / "traces").iterdir()) == []
+    assert list((tmp_path / "figures").iterdir()) == []
 
 
 def test_default_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

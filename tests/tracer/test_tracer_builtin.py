@@ -182,7 +182,7 @@ def _recorded_standard_trace() -> tuple[TraceResult, set[str]]:
             seq_len=work.seq_len,
             max_new_tokens=work.max_new_tokens,
         ),
-    )
+    )[0]
     return result, driver.seen
 
 

@@ -135,7 +135,7 @@ def _trace_steps(rows: Callable[[int], int], steps: int) -> TraceResult:
             seq_len=4,
             max_new_tokens=steps + 1,
         ),
-    )
+    )[0]
 
 
 def test_affine_toy_integrates_exactly() -> None:

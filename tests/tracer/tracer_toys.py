@@ -57,7 +57,7 @@ def trace_toy(
             max_new_tokens=1,
             verify_fast_meta=True,
         ),
-    )
+    )[0]
 
 
 def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

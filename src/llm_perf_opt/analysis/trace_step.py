@@ -4,19 +4,27 @@ The key (:func:`~llm_perf_opt.tracecache.trace_key_parts`) holds everything that
 name and kind, a hash of the code that builds and traces it, the config, the workload's shapes, the attention kernel
 and the routing model; for remote code also its snapshot fingerprint and the installed transformers.  Device, dtype
 and time profile are not in it: they only change the timing of an unchanged trace.  On a hit nothing imports torch.
+
+On a miss, a trace of the same shapes at another output length whose decode was fitted answers without tracing:
+its decode basis is re-integrated over the new number of steps (:func:`~llm_perf_opt.tracer.derive.
+derive_output_length`, exact when every counter is affine in the step; refused, and traced, otherwise).  Each
+trace also traces the last decode step the context allows (:func:`context_new_tokens`), so its basis covers every
+output length the door accepts when the counters stay on their lines that far.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from llm_perf_opt.admission.limits import MAX_CONTEXT_TOKENS
 from llm_perf_opt.analysis.model_source import source_provenance
 from llm_perf_opt.sources.upstream.compat import installed_transformers
-from llm_perf_opt.tracecache import TraceCache, trace_key_parts
+from llm_perf_opt.tracecache import TraceCache, trace_key, trace_key_parts
+from llm_perf_opt.tracer.derive import DecodeBasis, DeriveError, derive_output_length
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel
 
-__all__ = ["TraceOutcome", "analysis_key_parts", "traced"]
+__all__ = ["TraceOutcome", "analysis_key_parts", "context_new_tokens", "traced"]
 
 TraceOutcome = tuple[TraceResult, dict[str, Any] | None, bool]
 """(trace, the source's provenance of the run or None, whether it came from the cache)."""
@@ -39,16 +47,55 @@ def traced(
     routing: RoutingModel,
     cache: TraceCache | None,
 ) -> TraceOutcome:
-    """The trace of ``workload`` on ``source``: from ``cache`` when it holds the key, else traced (and stored)."""
+    """The trace of ``workload`` on ``source``: from ``cache`` when it holds the key or a decode basis of the same
+    shapes, else traced (and stored with its basis)."""
 
-    def trace() -> tuple[TraceResult, dict[str, Any] | None]:
+    def trace() -> tuple[TraceResult, dict[str, Any] | None, DecodeBasis | None]:
         # lazy: tracing needs torch (seconds to import); a cache hit never gets here
-        from llm_perf_opt.tracer.trace import trace_with_driver
+        from llm_perf_opt.tracer.trace import trace_with_basis
 
-        result, driver = trace_with_driver(source, workload, attention=attention, routing=routing)
-        return result, source_provenance(source, driver)
+        far = context_new_tokens(source.name, workload.seq_len)
+        result, driver, basis = trace_with_basis(
+            source, workload, attention=attention, routing=routing, far_new_tokens=far
+        )
+        return result, source_provenance(source, driver), basis
 
     if cache is None:
-        return (*trace(), False)
+        return (*trace()[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
-    return cache.get_or_trace(parts, trace)
+    hit = cache.load(trace_key(parts))
+    if hit is not None:
+        return hit.trace, hit.provenance, True
+    derived = _derived(cache, parts, workload)
+    if derived is not None:
+        cache.remember(parts, *derived)
+        return (*derived, True)
+    result, provenance, basis = trace()
+    entry = cache.remember(parts, result, provenance)
+    if basis is not None:
+        cache.store_basis(parts, entry, basis)
+    return result, provenance, False
+
+
+def context_new_tokens(model: str, seq_len: int) -> int:
+    """The most new tokens ``model``'s context leaves after a prompt of ``seq_len`` positions (``S + N - 1 <=``
+    the context, as the door checks): the output length a decode basis is traced to cover."""
+    limit = MAX_CONTEXT_TOKENS.get(model, MAX_CONTEXT_TOKENS["remote-v1"])
+    return limit - seq_len + 1
+
+
+def _derived(
+    cache: TraceCache, parts: dict[str, Any], workload: Any
+) -> tuple[TraceResult, dict[str, Any] | None] | None:
+    """The trace at ``workload``'s output length derived from a cached decode basis of the same shapes, or None."""
+    found = cache.load_basis(parts)
+    if found is None:
+        return None
+    entry, basis = found
+    try:
+        result = derive_output_length(
+            entry.trace, basis, max_new_tokens=workload.max_new_tokens, workload=workload.describe()
+        )
+    except DeriveError:
+        return None
+    return result, entry.provenance

@@ -163,7 +163,7 @@ runtime_options = _shared(
     "--no-cache",
     is_flag=True,
     default=False,
-    help="Trace and draw again instead of reading the trace and figure caches ($LLM_PERF_OPT_CACHE_DIR; see "
+    help="Trace again instead of reading the trace cache ($LLM_PERF_OPT_CACHE_DIR; see "
     "`llm-perf-opt cache info`); nothing is stored either.",
 )
 @click.option(
@@ -207,7 +207,6 @@ def analyze(
     from llm_perf_opt.analysis.pipeline import run_analysis
     from llm_perf_opt.core import check_output_folder
     from llm_perf_opt.report.files import REPORT_FILES, write_report
-    from llm_perf_opt.tracecache.figures import FigureCache
 
     flags = workload_flags(click.get_current_context().params)
     check_analysis_flags(**flags, attention=attention, runtime=runtime, text_only=text_only)
@@ -225,7 +224,7 @@ def analyze(
     with StepProgress(quiet=quiet) as progress:
         result = run_analysis(options, progress=progress, use_cache=not no_cache)
         progress(f"writing the report to {out_dir}")
-        written = write_report(result, out_dir, figure_cache=None if no_cache else FigureCache())
+        written = write_report(result, out_dir)
         if store_dir is not None:
             progress(f"publishing {result.report_id} into the store {store_dir}")
             ReportStore(store_dir).publish(result.report_id, written, replace=True)

@@ -19,12 +19,12 @@ def info() -> None:
     """Where the cache is, how many traces it holds and their size."""
     found = TraceCache().info()
     click.echo(f"trace cache: {found.root} (set {CACHE_DIR_ENV} to move it)")
-    click.echo(f"entries: {found.entries}, figures: {found.figures}, {found.bytes / 1e6:.1f} MB")
+    click.echo(f"entries: {found.entries}, {found.bytes / 1e6:.1f} MB")
 
 
 @cache.command()
 def clear() -> None:
-    """Delete every cached trace and figure (the next analyze of each shape traces and draws again)."""
+    """Delete every cached trace (the next analyze of each shape traces again)."""
     store = TraceCache()
     removed = store.clear()
     click.echo(f"removed {removed} trace(s) from {store.root}")

@@ -34,7 +34,11 @@ class PassInputs:
 
 class Driver(Protocol):
     """How to run one model on one workload: the prefill pass and decode step ``i`` (1-based), inputs made outside
-    the counter so building them is not charged; ``seq_len`` S and ``max_new_tokens`` N of the driven workload."""
+    the counter so building them is not charged; ``seq_len`` S and ``max_new_tokens`` N of the driven workload.
+
+    A driver may also offer ``language_prefill() -> PassInputs``: the prefill with no vision or projector stage
+    run (the same shapes and live inputs for the language model); the tracer then traces a large batch's language
+    stages without running any per-row vision code (the built-in v1 driver does)."""
 
     @property
     def decode_steps(self) -> int: ...

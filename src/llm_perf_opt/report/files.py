@@ -24,7 +24,6 @@ from llm_perf_opt.report.figures import report_plots
 from llm_perf_opt.report.layers import render_layer_pages
 from llm_perf_opt.report.markdown import render_report_md
 from llm_perf_opt.report.yaml_out import render_report_yaml
-from llm_perf_opt.tracecache.figures import FigureCache
 
 __all__ = ["REPORT_FILES", "build_report_files", "publish_files", "report_files", "write_report"]
 
@@ -33,9 +32,8 @@ REPORT_FILES = ("report.md", "model.json", "options.json")
 replace such a folder whole."""
 
 
-def report_files(result: AnalysisResult, *, figure_cache: FigureCache | None = None) -> dict[str, bytes]:
-    """Every output file of one analysis, by relative path (deterministic bytes); plots unchanged since they were
-    stored in ``figure_cache`` are read from it instead of drawn (the same bytes)."""
+def report_files(result: AnalysisResult) -> dict[str, bytes]:
+    """Every output file of one analysis, by relative path (deterministic bytes)."""
     files: dict[str, bytes] = {
         "options.json": _json_bytes(_options_payload(result.options)),
         "model.json": to_json(result.model).encode("utf-8"),
@@ -44,7 +42,7 @@ def report_files(result: AnalysisResult, *, figure_cache: FigureCache | None = N
         "report.yaml": render_report_yaml(result).encode("utf-8"),
         "report.md": render_report_md(result).encode("utf-8"),
     }
-    files.update(report_plots(result, cache=figure_cache))
+    files.update(report_plots(result))
     files.update({path: text.encode("utf-8") for path, text in render_layer_pages(result).items()})
     return files
 
@@ -53,9 +51,9 @@ def build_report_files(
     options: AnalysisOptions, *, progress: Progress | None = None, use_cache: bool = True
 ) -> dict[str, bytes]:
     """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores); ``use_cache``: the trace
-    cache (see :func:`run_analysis`) and the figure cache beside it."""
+    cache (see :func:`run_analysis`)."""
     result = run_analysis(options, progress=progress, use_cache=use_cache)
-    return report_files(result, figure_cache=FigureCache() if use_cache else None)
+    return report_files(result)
 
 
 def write_report(
@@ -63,11 +61,9 @@ def write_report(
     out_dir: Path,
     *,
     progress: Progress | None = None,
-    figure_cache: FigureCache | None = None,
 ) -> dict[str, bytes]:
-    """Render (plots from ``figure_cache`` where it holds them) and publish into ``out_dir``: every file appears
-    complete or not at all."""
-    files = report_files(result, figure_cache=figure_cache)
+    """Render and publish into ``out_dir``: every file appears complete or not at all."""
+    files = report_files(result)
     publish_files(files, out_dir)
     if progress is not None:
         progress(f"wrote {len(files)} files to {out_dir}")

@@ -131,7 +131,7 @@ def _display_names(r: AnalysisResult) -> dict[str, str]:
 def plots_section(r: AnalysisResult) -> str:
     parts = ["## Plots\n"]
     for stem, caption in PLOTS:
-        parts.append(f"![{caption}](plots/{stem}.png)\n\n{caption} ([SVG](plots/{stem}.svg)).\n")
+        parts.append(f"![{caption}](plots/{stem}.svg)\n\n{caption}.\n")
     return "\n".join(parts)
 
 

@@ -1,9 +1,8 @@
-"""What each report plot draws, as plain data (no matplotlib): the numbers and labels of one figure.
+"""What each report plot draws, as plain data: the numbers and labels of one figure.
 
-A :class:`PlotSpec` is everything :mod:`llm_perf_opt.report.plots` reads to draw a figure - the drawers see the
-spec, never the :class:`AnalysisResult` - so a hash of the spec (with the drawing code) names the figure's bytes
-exactly, and :mod:`llm_perf_opt.report.figures` can reuse them without importing matplotlib.  Floats are kept as
-they are computed (JSON round-trips them exactly).
+A :class:`PlotSpec` is everything :mod:`llm_perf_opt.report.figures` reads to draw a figure - the drawers see the
+spec, never the :class:`AnalysisResult` - so a figure's bytes follow from its spec alone.  Floats are kept as they
+are computed (JSON round-trips them exactly).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Report plots (PNG and SVG), byte-identical run to run: stage times, category shares, a roofline of the heaviest
-modules; and the sweep plot.
+"""The sweep plot (PNG and SVG, matplotlib), byte-identical run to run, and :func:`figure_bytes`, which the serving
+plots share.  (The report's own figures are SVG written without matplotlib: :mod:`llm_perf_opt.report.figures`.)
 
 Determinism: the Agg canvas directly (no pyplot state), a fixed figure size and dpi, the bundled DejaVu Sans font,
 a fixed ``svg.hashsalt``, and no date or software version in the metadata.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,30 +18,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.report.humanize import fmt_ms, fmt_share, si
-from llm_perf_opt.report.plot_data import PlotSpec, plot_specs, point_labels, short_id
+from llm_perf_opt.report.humanize import si
 
 __all__ = [
     "SWEEP_SERIES_PER_PANEL",
     "best_fitting",
-    "draw_plot",
     "figure_bytes",
-    "render_plots",
     "render_sweep_plot",
 ]
 
 _SIZE = (8.0, 4.5)
 _DPI = 100
-_STAGE_COLOURS = {
-    "vision": "#4C72B0",
-    "projector": "#8172B2",
-    "prefill": "#DD8452",
-    "decode": "#55A868",
-    "other": "#937860",
-}
-_BELOW: Mapping[str, Any] = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": 3, "frameon": False}
-_BOUND_COLOURS = (("compute", "#4C72B0"), ("memory", "#DD8452"), ("overhead", "#C44E52"))
 
 
 @contextmanager
@@ -73,125 +60,6 @@ def figure_bytes(draw: Callable[[Figure], None], stem: str, *, size: tuple[float
             fig.savefig(buffer, format=fmt, dpi=_DPI, metadata=meta)
             out[f"{stem}.{fmt}"] = buffer.getvalue()
     return out
-
-
-def render_plots(result: AnalysisResult) -> dict[str, bytes]:
-    """``plots/stage_times.{png,svg}``, ``plots/category_shares.{png,svg}``, ``plots/roofline.{png,svg}``, drawn
-    now (:func:`llm_perf_opt.report.figures.report_plots` reuses cached bytes instead)."""
-    files: dict[str, bytes] = {}
-    for spec in plot_specs(result):
-        files.update(draw_plot(spec))
-    return files
-
-
-def draw_plot(spec: PlotSpec) -> dict[str, bytes]:
-    """``{plots/<stem>.png: ..., plots/<stem>.svg: ...}`` of one report figure, drawn from its spec alone."""
-    draw = _DRAWERS[spec.stem]
-
-    def bound(fig: Figure) -> None:
-        draw(fig, spec.data)
-
-    return figure_bytes(bound, f"plots/{spec.stem}")
-
-
-def _stacked(ax: Any, rows: Sequence[Sequence[Any]], total: float) -> None:
-    for i, (_, *parts) in enumerate(rows):
-        left = 0.0
-        for (name, colour), sec in zip(_BOUND_COLOURS, parts, strict=True):
-            label = f"{name}-bound" if name != "overhead" else "launch overhead"
-            ax.barh(i, sec * 1e3, left=left, color=colour, label=label)
-            left += sec * 1e3
-        share = f" ({fmt_share(left / 1e3 / total)})" if total > 0 else ""
-        ax.text(left, i, "  " + fmt_ms(left / 1e3) + share, va="center")
-    ax.set_yticks(range(len(rows)), [row[0] for row in rows])
-    ax.invert_yaxis()
-    ax.margins(x=0.3)
-
-
-def _stage_times(fig: Figure, d: Mapping[str, Any]) -> None:
-    """Top: every stage's total (decode is all its steps), so the longest stage is the longest bar. Bottom: the
-    two latencies a user waits for, TTFT and TPOT (one mean decode step), each its own annotated bar."""
-    ttft, tpot, steps = d["ttft_s"], d["tpot_s"], d["decode_steps"]
-    top = fig.add_axes((0.2, 0.5, 0.72, 0.4))
-    _stacked(top, d["rows"], d["end_to_end_s"])
-    top.set_title(f"End to end {fmt_ms(d['end_to_end_s'])}: stage totals, split by bound")
-    bottom = fig.add_axes((0.2, 0.13, 0.72, 0.18))
-    latency = [("time to first token", ttft)]
-    if steps > 0:
-        latency.append(("time per output token", tpot))
-    for i, (_, sec) in enumerate(latency):
-        bottom.barh(i, sec * 1e3, color="#8C8C8C")
-    notes = [f"TTFT {fmt_ms(ttft)} ({d['ttft_parts']})"]
-    if steps > 0:
-        notes.append(f"TPOT {fmt_ms(tpot)} (mean of {steps} decode steps)")
-    for i, (_, sec) in enumerate(latency):
-        bottom.text(sec * 1e3, i, "  " + notes[i], va="center")
-    bottom.set_yticks(range(len(latency)), [name for name, _ in latency])
-    bottom.invert_yaxis()
-    bottom.margins(x=0.9)
-    bottom.set_xlabel("predicted time (ms)")
-    handles, names = top.get_legend_handles_labels()
-    unique = dict(zip(names, handles, strict=True))
-    top.legend(unique.values(), unique.keys(), loc="upper right", frameon=False, fontsize=8)
-    top.set_xlabel("stage total (ms)")
-
-
-def _category_shares(fig: Figure, d: Mapping[str, Any]) -> None:
-    ax = fig.add_subplot(1, 1, 1)
-    cats = d["categories"]
-    width = 0.27
-    series = (("time", d["time"], "#4C72B0"), ("FLOPs", d["flops"], "#DD8452"), ("bytes", d["bytes"], "#55A868"))
-    for j, (name, values, colour) in enumerate(series):
-        ax.barh(
-            [i + (j - 1) * width for i in range(len(cats))],
-            [v * 100 for v in values],
-            height=width,
-            color=colour,
-            label=name,
-        )
-    ax.set_yticks(range(len(cats)), cats)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of the whole workload (%)")
-    eager = " (time: eager op-by-op breakdown)" if d["runtime_timed"] else ""
-    ax.set_title(f"Operator categories: share of time, FLOPs and bytes{eager}")
-    ax.legend(**_BELOW)
-
-
-def _roofline(fig: Figure, d: Mapping[str, Any]) -> None:
-    ax = fig.add_axes((0.14, 0.2, 0.42, 0.7))
-    peak, vec, bw = d["matmul_peak"], d["vector_peak"], d["bandwidth"]
-    points = [(nid, x, y) for nid, x, y in d["points"]]
-    xs = [p[1] for p in points] or [1.0]
-    lo, hi = min(min(xs) / 4, 0.1), max(max(xs) * 4, 4 * peak / bw)
-    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    roof = f"{d['dtype']} matmul peak + DRAM"
-    ax.loglog(grid, [min(peak, bw * x) for x in grid], color="black", lw=1.5, label=roof)
-    ax.loglog(grid, [min(vec, bw * x) for x in grid], color="grey", lw=1, ls="--", label="fp32 vector peak + DRAM")
-    listing = []
-    for k, (nid, x, y) in enumerate(points, 1):
-        colour = _STAGE_COLOURS.get(nid.split("/", 1)[0], "#333333")
-        ax.scatter([x], [y], color=colour, s=22, zorder=3)
-        listing.append((f"{k:>2}  {short_id(nid)}", colour))
-    for text, (x, y) in point_labels([(x, y) for _, x, y in points]):
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    for k, (text, colour) in enumerate(listing):
-        fig.text(0.59, 0.88 - k * 0.055, text, fontsize=7, color=colour, va="top", family="DejaVu Sans Mono")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: si(v, "FLOP/s", digits=2)))
-    ax.minorticks_off()  # plain major labels only: no mathtext parsing, no hundreds of minor ticks to lay out
-    ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
-    ax.set_ylabel("achieved rate (incl. launch overhead)")
-    eager = " (eager op-by-op breakdown)" if d["runtime_timed"] else ""
-    ax.set_title(f"Roofline on {d['device']}{eager}", loc="left")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False, fontsize=7)
-
-
-_DRAWERS: Mapping[str, Callable[[Figure, Mapping[str, Any]], None]] = {
-    "stage_times": _stage_times,
-    "category_shares": _category_shares,
-    "roofline": _roofline,
-}
-"""The drawer of each report figure, by stem (the stems of :func:`~llm_perf_opt.report.plot_data.plot_specs`)."""
 
 
 SWEEP_SERIES_PER_PANEL = 6

@@ -92,7 +92,7 @@ def _check_member(name: str) -> str:
         or parts[0] in (_STAGING, _JOBS, _TRASH, _VERSIONS, _LOCKS)
     )
     if bad:
-        raise ReportIdError(f"invalid report file name {name!r}; expected a relative path like 'plots/stages.png'")
+        raise ReportIdError(f"invalid report file name {name!r}; expected a relative path like 'plots/roofline.svg'")
     return name
 
 

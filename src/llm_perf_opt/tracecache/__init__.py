@@ -5,13 +5,10 @@
 * :mod:`~llm_perf_opt.tracecache.store`: :class:`TraceCache`, one JSON file per key under
   ``$LLM_PERF_OPT_CACHE_DIR`` (default: the user's cache directory), written atomically; an unreadable entry is
   dropped with a :class:`TraceCacheWarning` and rebuilt.
-* :mod:`~llm_perf_opt.tracecache.figures`: :class:`FigureCache`, rendered figures (report plots) under
-  ``<root>/figures``, keyed by a hash of what they draw (:func:`figure_key`); ``cache info|clear`` count them too.
 
 The application layer (``llm_perf_opt.analysis``) computes the key, asks the cache, and traces only on a miss.
 """
 
-from llm_perf_opt.tracecache.figures import FigureCache, figure_key
 from llm_perf_opt.tracecache.key import TRACED_CODE, TRACER_VERSION, code_hash, trace_key, trace_key_parts
 from llm_perf_opt.tracecache.store import (
     CACHE_DIR_ENV,
@@ -28,12 +25,10 @@ __all__ = [
     "TRACER_VERSION",
     "CacheInfo",
     "CachedTrace",
-    "FigureCache",
     "TraceCache",
     "TraceCacheWarning",
     "code_hash",
     "default_cache_dir",
-    "figure_key",
     "trace_key",
     "trace_key_parts",
 ]

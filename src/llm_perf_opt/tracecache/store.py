@@ -6,6 +6,11 @@ project's cattrs converter.  A write goes to a temporary file in the same folder
 (:func:`~llm_perf_opt.core.atomic.atomic_write_bytes`), so concurrent writers of one key leave one complete entry
 and a reader never sees half of one.  An entry that cannot be read back (truncated, corrupted, another format, or
 holding another key) is deleted with a :class:`TraceCacheWarning`, and the caller traces again.
+
+A trace whose decode was fitted also leaves a *basis entry* in the same folder (its own key: the trace's parts
+without the output length, :func:`basis_parts`): the trace, its provenance and its
+:class:`~llm_perf_opt.tracer.derive.DecodeBasis`, from which a trace of the same shapes at another output length is
+derived without torch.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import field, frozen
 
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.tracecache.key import trace_key
+from llm_perf_opt.tracer.derive import DecodeBasis, basis_from_json, basis_to_json
 from llm_perf_opt.tracer.result import TraceResult
 
 __all__ = [
@@ -32,11 +38,14 @@ __all__ = [
     "CachedTrace",
     "TraceCache",
     "TraceCacheWarning",
+    "basis_parts",
     "default_cache_dir",
     "drop_entry",
     "read_entry",
     "write_entry",
 ]
+
+_T = TypeVar("_T")
 
 CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
 FORMAT = 1
@@ -76,8 +85,7 @@ class CacheInfo:
 
     root: Path = field(metadata={"help": "cache folder"})
     entries: int = field(metadata={"help": "trace entries"})
-    bytes: int = field(metadata={"help": "bytes on disk of the entries (traces and figures)"})
-    figures: int = field(default=0, metadata={"help": "rendered figure entries (tracecache.figures)"})
+    bytes: int = field(metadata={"help": "bytes on disk of the entries"})
 
 
 def read_entry(path: Path, *, redo: str) -> bytes | None:
@@ -89,7 +97,7 @@ def read_entry(path: Path, *, redo: str) -> bytes | None:
         return None
     except OSError as exc:
         warnings.warn(
-            f"{_kind(path)} entry {path} cannot be read ({exc.strerror}); {redo}", TraceCacheWarning, stacklevel=3
+            f"trace cache entry {path} cannot be read ({exc.strerror}); {redo}", TraceCacheWarning, stacklevel=3
         )
         return None
 
@@ -97,7 +105,7 @@ def read_entry(path: Path, *, redo: str) -> bytes | None:
 def drop_entry(path: Path, exc: Exception, *, redo: str) -> None:
     """Warn that the entry at ``path`` is unusable (``exc``'s first line says why) and delete it."""
     why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    warnings.warn(f"{_kind(path)} entry {path} is unreadable ({why}); {redo}", TraceCacheWarning, stacklevel=3)
+    warnings.warn(f"trace cache entry {path} is unreadable ({why}); {redo}", TraceCacheWarning, stacklevel=3)
     with contextlib.suppress(OSError):
         path.unlink()
 
@@ -108,12 +116,14 @@ def write_entry(path: Path, data: bytes) -> None:
         atomic_write_bytes(path, data)
     except OSError as exc:
         warnings.warn(
-            f"{_kind(path)} {path.parent} is not writable ({exc.strerror}); not cached", TraceCacheWarning, stacklevel=3
+            f"trace cache {path.parent} is not writable ({exc.strerror}); not cached", TraceCacheWarning, stacklevel=3
         )
 
 
-def _kind(path: Path) -> str:
-    return "figure cache" if path.parent.name == "figures" else "trace cache"
+def basis_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The key parts of the decode basis of the trace keyed by ``parts``: the same, less the output length."""
+    workload = {k: v for k, v in parts["workload"].items() if k != "max_new_tokens"}
+    return {**parts, "workload": workload, "entry": "decode-basis"}
 
 
 class TraceCache:
@@ -122,13 +132,18 @@ class TraceCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.folder = self.root / "traces"
-        self.figures = self.root / "figures"
+        self.obsolete = self.root / "figures"  # rendered figures of earlier versions (figures are now drawn)
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
     def load(self, key: str) -> CachedTrace | None:
         """The entry for ``key``, or None (missing; unreadable ones are deleted with a warning)."""
+        return self._read(key, lambda raw: converter.structure(raw, CachedTrace))
+
+    def _read(self, key: str, decode: Callable[[dict[str, Any]], _T]) -> _T | None:
+        """``decode`` of the JSON object stored under ``key`` (after checking its format and key), or None: missing,
+        or unusable (deleted with a warning)."""
         path = self.path(key)
         data = read_entry(path, redo="tracing again")
         if data is None:
@@ -137,16 +152,36 @@ class TraceCache:
             raw = json.loads(data)
             if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("key") != key:
                 raise ValueError("another format or key")
-            entry = converter.structure(raw, CachedTrace)
+            return decode(raw)
         except Exception as exc:  # any decoding failure means the same thing: the entry is unusable
             drop_entry(path, exc, redo="rebuilding it")
             return None
-        return entry
 
     def store(self, entry: CachedTrace) -> None:
         """Write ``entry`` atomically; a failure to write is a warning (the cache is an optimisation)."""
         text = json.dumps(converter.unstructure(entry), separators=(",", ":"))
         write_entry(self.path(entry.key), text.encode("utf-8"))
+
+    def remember(self, parts: Mapping[str, Any], trace: TraceResult, provenance: dict[str, Any] | None) -> CachedTrace:
+        """Store ``trace`` (and the source's ``provenance``) under the key of ``parts``; returns the entry."""
+        text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        entry = CachedTrace(format=FORMAT, key=trace_key(parts), parts=text, trace=trace, provenance=provenance)
+        self.store(entry)
+        return entry
+
+    def store_basis(self, parts: Mapping[str, Any], entry: CachedTrace, basis: DecodeBasis) -> None:
+        """Store the decode ``basis`` of the trace in ``entry`` (keyed by ``parts``) under :func:`basis_parts`."""
+        key = trace_key(basis_parts(parts))
+        payload = {"format": FORMAT, "key": key, "trace": converter.unstructure(entry), "basis": basis_to_json(basis)}
+        write_entry(self.path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    def load_basis(self, parts: Mapping[str, Any]) -> tuple[CachedTrace, DecodeBasis] | None:
+        """The trace entry and decode basis stored for the shapes of ``parts`` at any output length, or None
+        (missing; unreadable ones are deleted with a warning)."""
+        return self._read(
+            trace_key(basis_parts(parts)),
+            lambda raw: (converter.structure(raw["trace"], CachedTrace), basis_from_json(raw["basis"])),
+        )
 
     def get_or_trace(
         self, parts: Mapping[str, Any], trace: Callable[[], tuple[TraceResult, dict[str, Any] | None]]
@@ -157,20 +192,18 @@ class TraceCache:
         if hit is not None:
             return hit.trace, hit.provenance, True
         result, provenance = trace()
-        parts_text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-        self.store(CachedTrace(format=FORMAT, key=key, parts=parts_text, trace=result, provenance=provenance))
+        self.remember(parts, result, provenance)
         return result, provenance, False
 
     def info(self) -> CacheInfo:
-        files, figures = _entries(self.folder), _entries(self.figures)
-        size = sum(_size(p) for p in files + figures)
-        return CacheInfo(root=self.root, entries=len(files), bytes=size, figures=len(figures))
+        files = _entries(self.folder)
+        return CacheInfo(root=self.root, entries=len(files), bytes=sum(_size(p) for p in files))
 
     def clear(self) -> int:
-        """Delete every trace entry and every cached figure (and leftover temporary files); returns the trace
-        entries deleted."""
+        """Delete every trace entry (and leftover temporary files, and the figure entries earlier versions kept);
+        returns the trace entries deleted."""
         files = _entries(self.folder)
-        for folder in (self.folder, self.figures):
+        for folder in (self.folder, self.obsolete):
             doomed = _entries(folder) + (sorted(folder.glob(".*.tmp")) if folder.is_dir() else [])
             for path in doomed:
                 with contextlib.suppress(FileNotFoundError):

@@ -24,7 +24,7 @@ from collections.abc import Collection, Hashable, Mapping
 from fractions import Fraction
 
 from llm_perf_opt.core.counts import COST_FIELDS, Counters
-from llm_perf_opt.tracer.decode_fit import ordered_keys
+from llm_perf_opt.tracer.decode_fit import field_triple, key_triple, ordered_keys
 from llm_perf_opt.tracer.raw import RawTrace
 
 __all__ = ["BATCH_POINTS", "BatchFitError", "extrapolate_stages", "split_stages"]
@@ -75,14 +75,6 @@ def _checked(name: str, value: Fraction) -> int:
     return int(value)
 
 
-def _triple(maps: tuple[Mapping[Hashable, int], ...], key: Hashable) -> tuple[int, int, int]:
-    return maps[0].get(key, 0), maps[1].get(key, 0), maps[2].get(key, 0)
-
-
-def _field_triple(rows: list[Counters], name: str) -> tuple[int, int, int]:
-    return getattr(rows[0], name), getattr(rows[1], name), getattr(rows[2], name)
-
-
 def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     """The three traced points (each already restricted to the extrapolated stages) at ``batch``.
 
@@ -98,13 +90,13 @@ def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     for key in ordered_keys(r.table for r in raws):
         rows = [r.table.get(key, zero) for r in raws]
         out.table[key] = Counters(
-            **{name: _additive(f"{key} {name}", _field_triple(rows, name), b, batch) for name in COST_FIELDS}
+            **{name: _additive(f"{key} {name}", field_triple(rows, name), b, batch) for name in COST_FIELDS}
         )
     for attr, fit in (("calls", _additive), ("peaks", _level), ("kv_held", _level)):
         maps = tuple(getattr(r, attr) for r in raws)
         target: dict[Hashable, int] = getattr(out, attr)
         for nkey in ordered_keys(maps):
-            target[nkey] = fit(f"{attr} of {nkey}", _triple(maps, nkey), b, batch)
+            target[nkey] = fit(f"{attr} of {nkey}", key_triple(maps, nkey), b, batch)
     pkey: tuple[str, str]
     for pkey in ordered_keys(r.chain for r in raws):
         pairs = [r.chain.get(pkey, [0, 0]) for r in raws]

@@ -29,7 +29,17 @@ from llm_perf_opt.tracer.nodedata import NodeData
 
 _K = TypeVar("_K", bound=Hashable)
 
-__all__ = ["AffineFitError", "fit_steps", "integrate", "integrate_affine", "ordered_keys", "pick_steps"]
+__all__ = [
+    "AffineFitError",
+    "check_affine",
+    "field_triple",
+    "fit_steps",
+    "integrate",
+    "integrate_affine",
+    "key_triple",
+    "ordered_keys",
+    "pick_steps",
+]
 
 
 class AffineFitError(Exception):
@@ -78,8 +88,14 @@ def ordered_keys(maps: Iterable[Mapping[_K, Any]]) -> list[_K]:
     return list(dict.fromkeys(key for m in maps for key in m))
 
 
-def _triple(maps: tuple[Mapping[Hashable, int], ...], key: Hashable) -> tuple[int, int, int]:
+def key_triple(maps: tuple[Mapping[Hashable, int], ...], key: Hashable) -> tuple[int, int, int]:
+    """``key``'s value in each of three ``maps`` (0 where missing)."""
     return maps[0].get(key, 0), maps[1].get(key, 0), maps[2].get(key, 0)
+
+
+def field_triple(rows: list[Counters], name: str) -> tuple[int, int, int]:
+    """Counter ``name`` of the three ``rows``."""
+    return getattr(rows[0], name), getattr(rows[1], name), getattr(rows[2], name)
 
 
 def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
@@ -94,7 +110,7 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
         rows = [d.table.get(key, zero) for d in data]
         total: dict[str, int] = {}
         for name in COST_FIELDS:
-            triple = (getattr(rows[0], name), getattr(rows[1], name), getattr(rows[2], name))
+            triple = field_triple(rows, name)
             _check(f"{key} {name}", triple, idx)
             total[name] = integrate_affine(v1=triple[0], v3=triple[2], i1=i1, i3=i3, n=n)
         out.table[key] = Counters(**total)
@@ -102,7 +118,7 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
         maps = tuple(getattr(d, attr) for d in data)
         target: dict[Hashable, int] = getattr(out, attr)
         for nk in ordered_keys(maps):
-            triple = _triple(maps, nk)
+            triple = key_triple(maps, nk)
             if attr == "peaks" and (i1, i3) == (1, n):
                 _check_convex(f"{attr} of {nk}", triple, idx)
                 target[nk] = max(triple[0], triple[2])
@@ -117,6 +133,25 @@ def fit_steps(steps: Mapping[int, NodeData], n: int) -> NodeData:
                     raise AffineFitError(f"{attr} of {nk} at an end step is not an integer ({end})")
                 target[nk] = int(end)
     return out
+
+
+def check_affine(steps: Mapping[int, NodeData]) -> None:
+    """Every counter, call, peak and KV level of ``steps`` (three or more) on one line in the step; else
+    AffineFitError naming the first that is not."""
+    idx = sorted(steps)
+    data = [steps[i] for i in idx]
+    zero = Counters()
+    for k in range(1, len(idx) - 1):
+        picked = (0, k, len(idx) - 1)
+        points = (idx[0], idx[k], idx[-1])
+        for key in ordered_keys(d.table for d in data):
+            rows = [data[j].table.get(key, zero) for j in picked]
+            for name in COST_FIELDS:
+                _check(f"{key} {name}", field_triple(rows, name), points)
+        for attr in ("calls", "peaks", "kv_held"):
+            maps = tuple(getattr(data[j], attr) for j in picked)
+            for nk in ordered_keys(maps):
+                _check(f"{attr} of {nk}", key_triple(maps, nk), points)
 
 
 def integrate(steps: Mapping[int, NodeData]) -> NodeData:

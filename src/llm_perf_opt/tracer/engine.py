@@ -22,21 +22,25 @@ from llm_perf_opt.tracer.batch_fit import BATCH_POINTS, BatchFitError, extrapola
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.counter import counting
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
+from llm_perf_opt.tracer.derive import DecodeBasis, decode_basis
 from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
 from llm_perf_opt.tracer.lazy_shapes import without_symbolic_shapes_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
-from llm_perf_opt.tracer.nodedata import to_node_data
+from llm_perf_opt.tracer.nodedata import NodeData, to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
 from llm_perf_opt.tracer.result import BatchMethod, DecodeMethod, TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import PassCutError, TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
 
-__all__ = ["DecodeMode", "TraceOptions", "trace_model", "trace_model_batched"]
+__all__ = ["DecodeMode", "TraceOptions", "Traced", "trace_model", "trace_model_batched"]
 
 DecodeMode = Literal["auto", "every-step"]
+Traced = tuple[TraceResult, DecodeBasis | None]
+"""A trace and, when its decode was fitted, what re-integrates it over another output length
+(:mod:`llm_perf_opt.tracer.derive`)."""
 
 
 @frozen(kw_only=True)
@@ -125,19 +129,33 @@ def _fit_or_fall_back(
     return step_raws, method, note
 
 
-def trace_model(model: nn.Module, driver: Driver, options: TraceOptions) -> TraceResult:
-    """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result."""
+def _far_step(
+    far: Driver | None, driver: Driver, state: TraceState, opts: _Options, method: DecodeMethod
+) -> tuple[int, RawTrace] | None:
+    """The last decode step of ``far`` (the same workload at more output tokens), traced when the decode was fitted
+    and ``far`` goes further: the decode basis then covers every output length up to it."""
+    if far is None or method != "affine-fit" or far.decode_steps <= driver.decode_steps:
+        return None
+    return far.decode_steps, _run_pass(state, "decode", far.step(far.decode_steps), opts)
+
+
+def trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far: Driver | None = None) -> Traced:
+    """Trace ``model`` through ``driver``'s prefill and decode steps; see the package docs for the result.
+
+    ``far`` drives the same workload at more output tokens (the most the context allows): its last decode step is
+    traced too, so the decode basis covers every output length up to it when all four traced steps agree."""
     with without_dynamo_import(), without_symbolic_shapes_import():
-        return _trace_model(model, driver, options)
+        return _trace_model(model, driver, options, far=far)
 
 
-def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions) -> TraceResult:
+def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far: Driver | None) -> Traced:
     opts = _Options.of(options)
     state = TraceState(model, options.rules, ModelIndex(model))
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
     step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
-    return _assemble(state, driver, prefill_raw, step_raws, options, method=method, note=note)
+    far_raw = _far_step(far, driver, state, opts, method)
+    return _assemble(state, driver, prefill_raw, step_raws, options, method=method, note=note, far_raw=far_raw)
 
 
 def _assemble(
@@ -151,25 +169,33 @@ def _assemble(
     note: str,
     batch_method: BatchMethod = "traced",
     batch_note: str = "",
-) -> TraceResult:
-    """Group, fit the decode steps, roll up the tree and the ledger of the traced passes."""
+    far_raw: tuple[int, RawTrace] | None = None,
+) -> Traced:
+    """Group, fit the decode steps, roll up the tree and the ledger of the traced passes; keep the basis of a fitted
+    decode."""
     index, structure = state.index, state.structure
     groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
-    data = to_node_data(prefill_raw, groupings)
+    prefill = to_node_data(prefill_raw, groupings)
     step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
+    data = NodeData()
+    data.add(prefill)
     if method == "affine-fit":
         data.add(fit_steps(step_data, driver.decode_steps))
     elif step_data:
         data.add(integrate(step_data))
     all_raws = [prefill_raw, *step_raws.values()]
     buckets: dict[str, tuple[str, str, str]] = {}
-    for raw in all_raws:
+    for raw in [*all_raws, *([far_raw[1]] if far_raw else [])]:
         buckets.update(raw.op_buckets)
+    basis = None
+    if method == "affine-fit":
+        far_data = (far_raw[0], to_node_data(far_raw[1], groupings)) if far_raw else None
+        basis = decode_basis(prefill, step_data, far_data, decode_steps=driver.decode_steps, buckets=buckets)
     counted = frozenset(op for op, (bucket, _, _) in buckets.items() if bucket == "counted")
     meta = StageMeta(decode_steps=driver.decode_steps, root_calls=1 + driver.decode_steps, counted_ops=counted)
     nodes = build_nodes(index, groupings, data, meta)
     ledger, unsupported = build_ledger(data, buckets)
-    return TraceResult(
+    result = TraceResult(
         model=options.model_desc,
         workload=options.workload_desc,
         seq_len=options.seq_len,
@@ -186,6 +212,7 @@ def _assemble(
         batch_method=batch_method,
         batch_note=batch_note,
     )
+    return result, basis
 
 
 _ROW_STAGES = ("vision", "projector")
@@ -199,8 +226,10 @@ def trace_model_batched(
     *,
     batch: int,
     points: tuple[int, int, int] = BATCH_POINTS,
-) -> TraceResult:
-    """:func:`trace_model` at ``batch`` rows (``driver_for(b)`` drives ``b`` rows) without tracing every row.
+    far: Driver | None = None,
+) -> Traced:
+    """:func:`trace_model` at ``batch`` rows (``driver_for(b)`` drives ``b`` rows) without tracing every row
+    (``far`` as there, at ``batch`` rows).
 
     The prefill's vision and projector stages are traced at the three ``points`` (each pass stops when the language
     model starts) and extrapolated (:mod:`llm_perf_opt.tracer.batch_fit`); the prefill's language stages and the
@@ -216,11 +245,13 @@ def trace_model_batched(
         try:
             prefill_raw = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)
         except (BatchFitError, StubMissError) as exc:
-            result = _trace_model(model, driver, options)
+            result, basis = _trace_model(model, driver, options, far=far)
             why = exc.where if isinstance(exc, BatchFitError) else str(exc)
-            return attrs.evolve(result, batch_note=f"batch extrapolation refused ({why}); traced all {batch} rows")
+            note = f"batch extrapolation refused ({why}); traced all {batch} rows"
+            return attrs.evolve(result, batch_note=note), basis
         step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
         step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
+        far_raw = _far_step(far, driver, state, opts, method)
         traced = ", ".join(map(str, points))
         return _assemble(
             state,
@@ -233,6 +264,7 @@ def trace_model_batched(
             batch_method="extrapolated",
             batch_note=f"vision and projector traced at batch {traced} and extrapolated to {batch}; "
             f"language traced at batch {batch}",
+            far_raw=far_raw,
         )
 
 
@@ -245,7 +277,8 @@ def _extrapolated_prefill(
     opts: _Options,
     rules: StageRules,
 ) -> RawTrace:
-    """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced with stubbed anchors."""
+    """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced - by the driver's
+    ``language_prefill`` when it has one (the row stages skipped), else with the row anchors stubbed."""
     prefixes = rules.vision + rules.projector
     anchors = {path: module for path, module in state.index.entries if path in prefixes}
     stubs = AnchorStubs(anchors)
@@ -258,13 +291,19 @@ def _extrapolated_prefill(
     finally:
         state.cut_after_vision = False
     extrapolated = extrapolate_stages(rows, batch)
-    with stubs.replaying():
-        full = _run_pass(state, "prefill", driver.prefill(), opts)
-    stubbed, kept = split_stages(full, _ROW_STAGES)
-    for key, calls in stubbed.calls.items():
-        if key[1] in anchors and extrapolated.calls.get(key) != calls:
-            raise BatchFitError(
-                f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
-            )
+    language_prefill = getattr(driver, "language_prefill", None)
+    if callable(language_prefill):  # the row stages do not run at all: no per-row glue either
+        stubbed, kept = split_stages(_run_pass(state, "prefill", language_prefill(), opts), _ROW_STAGES)
+        if stubbed.table or stubbed.calls:
+            raise BatchFitError(f"the language-only prefill at batch {batch} ran row-stage ops")
+    else:
+        with stubs.replaying():
+            full = _run_pass(state, "prefill", driver.prefill(), opts)
+        stubbed, kept = split_stages(full, _ROW_STAGES)
+        for key, calls in stubbed.calls.items():
+            if key[1] in anchors and extrapolated.calls.get(key) != calls:
+                raise BatchFitError(
+                    f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
+                )
     kept.merge(extrapolated)
     return kept

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from llm_perf_opt.core.counts import Counters
-from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData
 from llm_perf_opt.tracer.raw import RawTrace
 from llm_perf_opt.tracer.result import OpLedgerEntry, UnsupportedOp
-from llm_perf_opt.tracer.tree import node_id
+from llm_perf_opt.tracer.rollup import node_id
+
+if TYPE_CHECKING:  # the index needs torch; the ledger does not
+    from llm_perf_opt.tracer.index import ModelIndex
 
 __all__ = ["build_ledger", "uncalled_modules"]
 

@@ -8,12 +8,15 @@ tuple of path components in which grouped indices are replaced by their index se
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from attrs import define, field
 
 from llm_perf_opt.core.counts import Counters
-from llm_perf_opt.tracer.grouping import StageGrouping
 from llm_perf_opt.tracer.raw import RawTrace, accumulate
+
+if TYPE_CHECKING:  # the grouping needs torch; node data and its fits do not
+    from llm_perf_opt.tracer.grouping import StageGrouping
 
 __all__ = ["NodeData", "NodeKey", "Pattern", "to_node_data"]
 

@@ -16,13 +16,22 @@ import attrs
 from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
+from llm_perf_opt.tracer.derive import DecodeBasis
 from llm_perf_opt.tracer.engine import DecodeMode, TraceOptions, trace_model, trace_model_batched
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
-__all__ = ["DEEPSEEK_OCR_STAGES", "EXTRAPOLATE_FROM", "BatchMode", "stage_rules", "trace_with_driver", "trace_workload"]
+__all__ = [
+    "DEEPSEEK_OCR_STAGES",
+    "EXTRAPOLATE_FROM",
+    "BatchMode",
+    "stage_rules",
+    "trace_with_basis",
+    "trace_with_driver",
+    "trace_workload",
+]
 
 DEEPSEEK_OCR_STAGES = StageRules()
 
@@ -52,9 +61,9 @@ def trace_workload(
     :func:`~llm_perf_opt.tracer.engine.trace_model_batched`), ``"every-row"`` traces every row, ``"auto"``
     extrapolates from :data:`EXTRAPOLATE_FROM` rows on.
     The source's driver (``make_driver``) runs the passes; its stage anchors (``stage_anchors`` when it has them,
-    v1's otherwise) assign stages.  See :func:`trace_with_driver` for the driver afterwards.
+    v1's otherwise) assign stages.  See :func:`trace_with_basis` for the driver and the decode basis afterwards.
     """
-    result, _ = trace_with_driver(
+    result, _, _ = trace_with_basis(
         model_source,
         workload,
         attention=attention,
@@ -68,6 +77,15 @@ def trace_workload(
 
 
 def trace_with_driver(
+    model_source: TraceableSource, workload: Workload | Ocr2Workload | str, **options: Any
+) -> tuple[TraceResult, Driver]:
+    """:func:`trace_workload` (the same keyword ``options``), also returning the driver that ran (it counts what a
+    source's adapters did, which ``source.provenance(driver)`` reports)."""
+    result, driver, _ = trace_with_basis(model_source, workload, **options)
+    return result, driver
+
+
+def trace_with_basis(
     model_source: TraceableSource,
     workload: Workload | Ocr2Workload | str,
     *,
@@ -77,9 +95,12 @@ def trace_with_driver(
     model: nn.Module | None = None,
     verify_fast_meta: bool = False,
     batch: BatchMode = "auto",
-) -> tuple[TraceResult, Driver]:
-    """:func:`trace_workload`, also returning the driver that ran (it counts what a source's adapters did, which
-    ``source.provenance(driver)`` reports)."""
+    far_new_tokens: int | None = None,
+) -> tuple[TraceResult, Driver, DecodeBasis | None]:
+    """:func:`trace_with_driver`, also returning the decode basis of a fitted decode (None otherwise): what
+    :func:`~llm_perf_opt.tracer.derive.derive_output_length` re-integrates over another output length.
+    ``far_new_tokens`` (more than the workload's, e.g. the most the context allows) also traces the last decode step
+    of that many new tokens, so the basis covers every output length up to it (one more decode step traced)."""
     source = model_source
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
@@ -98,6 +119,9 @@ def trace_with_driver(
         decode=decode,
         verify_fast_meta=verify_fast_meta,
     )
+    far = None
+    if far_new_tokens is not None and far_new_tokens > work.max_new_tokens:
+        far = source.make_driver(model, attrs.evolve(work, max_new_tokens=far_new_tokens), route)
     rows = work.batch_size
     if batch == "extrapolate" or (batch == "auto" and rows >= EXTRAPOLATE_FROM):
         built = model
@@ -105,8 +129,10 @@ def trace_with_driver(
         def driver_for(b: int) -> Driver:
             return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
 
-        return trace_model_batched(model, driver_for, options, batch=rows), driver
-    return trace_model(model, driver, options), driver
+        result, basis = trace_model_batched(model, driver_for, options, batch=rows, far=far)
+    else:
+        result, basis = trace_model(model, driver, options, far=far)
+    return result, driver, basis
 
 
 def stage_rules(source: TraceableSource) -> StageRules:

@@ -15,22 +15,15 @@ from collections.abc import Mapping
 from attrs import frozen
 from torch import nn
 
-from llm_perf_opt.contracts.vocab import Repetition, Stage
+from llm_perf_opt.contracts.vocab import Repetition
 from llm_perf_opt.core import Cost
-from llm_perf_opt.core.counts import Counters
-from llm_perf_opt.tracer.categories import CATEGORY_IDS
 from llm_perf_opt.tracer.grouping import StageGrouping, constructor_params, qualified_class_name
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
 from llm_perf_opt.tracer.result import TracedNode
+from llm_perf_opt.tracer.rollup import STAGE_ORDER, StageRollup, active_stages, node_id, root_costs
 
 __all__ = ["STAGE_ORDER", "StageMeta", "build_nodes", "node_id"]
-
-STAGE_ORDER: tuple[Stage, ...] = ("vision", "projector", "prefill", "decode", "other")
-
-
-def node_id(stage: str, pattern: Pattern) -> str:
-    return f"{stage}/{'.'.join(pattern)}" if pattern else stage
 
 
 @frozen(kw_only=True)
@@ -42,61 +35,21 @@ class StageMeta:
     counted_ops: frozenset[str]
 
 
-class _StageTree:
-    """Roll-up of one stage."""
+class _StageTree(StageRollup):
+    """Roll-up of one stage (:class:`StageRollup`) with the module tree's members and weights."""
 
     def __init__(
         self, stage: str, index: ModelIndex, grouping: StageGrouping, data: NodeData, counted: frozenset[str]
     ) -> None:
+        super().__init__(stage, data, counted)
         self.index = index
-        self.stage = stage
         self.grouping = grouping
-        sums: dict[Pattern, dict[str, Counters]] = {}
-        self.active: set[Pattern] = set()
-        for (st, pat, cat, op), row in data.table.items():
-            if st == stage:
-                self.active.add(pat)
-                if op not in counted:  # a zero-cost or unsupported op launches no kernel
-                    row = row.copy()
-                    row.kernels = 0
-                for depth in range(len(pat) + 1):
-                    acc = sums.setdefault(pat[:depth], {}).get(cat)
-                    if acc is None:
-                        sums[pat[:depth]][cat] = row.copy()
-                    else:
-                        acc.add(row)
-        self.costs: dict[Pattern, dict[str, Cost]] = {
-            pat: {cat: row.to_cost() for cat, row in cats.items() if row.any()} for pat, cats in sums.items()
-        }
-        self.calls = {pat: n for (st, pat), n in data.calls.items() if st == stage}
-        self.active.update(self.calls)
-        self.nodes: set[Pattern] = set()
-        for pat in self.active:
-            for depth in range(len(pat) + 1):
-                self.nodes.add(pat[:depth])
-        self.peaks = self._max_up({pat: n for (st, pat), n in data.peaks.items() if st == stage})
-        self.kv = self._sum_up({pat: n for (st, pat), n in data.kv_held.items() if st == stage})
         self.members: dict[Pattern, list[tuple[str, nn.Module]]] = {}
         for path, module in index.entries:
             pat = grouping.pattern(path)
             if pat in self.nodes:
                 self.members.setdefault(pat, []).append((path, module))
         self.weights = self._weights()
-
-    def _max_up(self, values: Mapping[Pattern, int]) -> dict[Pattern, int]:
-        out: dict[Pattern, int] = {}
-        for pat, n in values.items():
-            for depth in range(len(pat) + 1):
-                anc = pat[:depth]
-                out[anc] = max(out.get(anc, 0), n)
-        return out
-
-    def _sum_up(self, values: Mapping[Pattern, int]) -> dict[Pattern, int]:
-        out: dict[Pattern, int] = {}
-        for pat, n in values.items():
-            for depth in range(len(pat) + 1):
-                out[pat[:depth]] = out.get(pat[:depth], 0) + n
-        return out
 
     def _weights(self) -> dict[Pattern, int]:
         owned: dict[Pattern, dict[int, int]] = {}
@@ -132,16 +85,11 @@ def build_nodes(
     """All nodes, parents before children (root, then each stage depth-first in module order)."""
     root = index.root
     order = index.order
-    stages = [s for s in STAGE_ORDER if any(k[0] == s for k in data.table) or any(k[0] == s for k in data.calls)]
+    stages = active_stages(data)
     trees = {s: _StageTree(s, index, groupings[s], data, meta.counted_ops) for s in stages}
     nodes: dict[str, TracedNode] = {}
     root_cls = qualified_class_name(root)
-    total = Cost()
-    cats: dict[str, Cost] = {}
-    for s in stages:
-        for cat, cost in trees[s].costs.get((), {}).items():
-            cats[cat] = cats[cat] + cost if cat in cats else cost
-            total = total + cost
+    total, cats = root_costs(trees[s] for s in stages)
     nodes["root"] = TracedNode(
         module_id="root",
         name=type(root).__name__,
@@ -155,7 +103,7 @@ def build_nodes(
         constructor_params=constructor_params(root),
         calls=meta.root_calls,
         cost=total,
-        by_category=_ordered(cats),
+        by_category=cats,
         weight_bytes=index.total_weight_bytes(),
         peak_activation_bytes=max((t.peaks.get((), 0) for t in trees.values()), default=0),
         kv_cache_bytes=max((t.kv.get((), 0) for t in trees.values()), default=0),
@@ -184,7 +132,7 @@ def _emit_stage(tree: _StageTree, order: Mapping[str, int], meta: StageMeta, nod
         repetition, count = tree.repetition(pat)
         if not pat and stage == "decode":
             repetition, count = "for", meta.decode_steps
-        cost_cats = tree.costs.get(pat, {})
+        cost_cats = tree.category_costs(pat)
         nodes[node_id(stage, pat)] = TracedNode(
             module_id=node_id(stage, pat),
             name=_name(stage, pat),
@@ -198,13 +146,9 @@ def _emit_stage(tree: _StageTree, order: Mapping[str, int], meta: StageMeta, nod
             constructor_params=constructor_params(module) if module is not None else {},
             calls=tree.calls.get(pat, 0),
             cost=Cost.total(cost_cats.values()),
-            by_category=_ordered(cost_cats),
+            by_category=cost_cats,
             weight_bytes=tree.weights.get(pat, 0),
             peak_activation_bytes=tree.peaks.get(pat, 0),
             kv_cache_bytes=tree.kv.get(pat, 0),
         )
         stack.extend(reversed(kids))
-
-
-def _ordered(cats: Mapping[str, Cost]) -> dict[str, Cost]:
-    return {c: cats[c] for c in CATEGORY_IDS if c in cats}

@@ -34,11 +34,22 @@ class BuiltinDriver(InputsDriver):
         return cache
 
     def prefill(self) -> PassInputs:
+        return self._prefill(with_images=True)
+
+    def language_prefill(self) -> PassInputs:
+        """The prefill with the image rows left as their token embeddings: no vision encoder, projector or
+        injection runs (on the meta device the language stages see the same shapes and the same live pixel
+        inputs).  The tracer uses it at a large batch whose vision stages it extrapolates."""
+        return self._prefill(with_images=False)
+
+    def _prefill(self, *, with_images: bool) -> PassInputs:
         cache = self._new_cache()
         kwargs = self.inputs.prefill.kwargs()
         live = [kwargs["input_ids"], kwargs["images_seq_mask"], kwargs["position_ids"]]
         for views in self.inputs.prefill.images:
             live += [t for t in (views.crops, views.global_view) if t is not None]
+        if not with_images:
+            kwargs["images"] = None
         model, routing = self.model, self.routing
         return cache_pass(cache, run=lambda: model(**kwargs, past_key_values=cache, routing=routing), live=live)
 
