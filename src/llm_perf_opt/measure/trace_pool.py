@@ -69,11 +69,18 @@ def _weight(model: str) -> int:
 def processes_for(groups: Sequence[Sequence[TraceJob]]) -> int:
     """How many processes trace ``groups``: :data:`PROCESSES_ENV` when set, else the cores this process may use,
     never more than the groups or :data:`MAX_PROCESSES`; 1 without a writable trace cache (children would have no
-    way to hand their traces back)."""
+    way to hand their traces back) or where processes cannot fork."""
     wanted = os.environ.get(PROCESSES_ENV, "")
-    cores = int(wanted) if wanted.isdigit() and int(wanted) > 0 else len(os.sched_getaffinity(0))
+    cores = int(wanted) if wanted.isdigit() and int(wanted) > 0 else _cores()
     count = min(cores, len(groups), MAX_PROCESSES)
-    return count if count > 1 and _cache_writable() else 1
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    return count if count > 1 and forks and _cache_writable() else 1
+
+
+def _cores() -> int:
+    """The cores this process may run on (all of the machine's where the system cannot say)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _cache_writable() -> bool:
