@@ -54,6 +54,8 @@ def test_no_steps_is_zero(v1_config: DeepseekOCRConfig, standard: Workload) -> N
         _Group(1.0, 0.25, 1.0, 0.25),  # equal everywhere: compute wins (>=)
         _Group(0.0, 1.0, 1e9, 0.0),  # memory over the whole range
         _Group(1e9, 0.0, 0.0, 1.0),  # compute over the whole range
+        _Group(1.0, 5e-324, 0.0, 0.0),  # a crossing at -inf in floats: clamped, no overflow
+        _Group(0.0, 0.0, 1.0, 1e-300),  # memory wins everywhere, slope difference tiny
     ],
 )
 def test_compute_wins_where_the_comparison_says(group: _Group) -> None:

@@ -69,14 +69,15 @@ def _compute_wins(g: _Group, lo: int, hi: int) -> tuple[int, int]:
 
     if d1 == 0.0:
         return (lo, hi) if d0 >= 0.0 else (lo, lo - 1)
+    edge = min(max(-d0 / d1, lo - 1.0), hi + 1.0)  # the crossing, clamped (a huge one does not overflow ceil)
     if d1 > 0:  # compute wins from some L on
-        first = min(max(math.ceil(-d0 / d1), lo), hi + 1)
+        first = min(max(math.ceil(edge), lo), hi + 1)
         while first <= hi and not wins(first):
             first += 1
         while first > lo and wins(first - 1):
             first -= 1
         return first, hi
-    last = min(max(math.floor(-d0 / d1), lo - 1), hi)  # compute wins up to some L
+    last = min(max(math.floor(edge), lo - 1), hi)  # compute wins up to some L
     while last >= lo and not wins(last):
         last -= 1
     while last < hi and wins(last + 1):
