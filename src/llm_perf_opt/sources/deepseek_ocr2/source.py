@@ -81,6 +81,7 @@ class Ocr2ModelSource(ModelSource):
         # lazy: torch and transformers' model (seconds); a cached trace's report resolves the source without them
         import torch
 
+        # lazy: as above
         from llm_perf_opt.sources.deepseek_ocr2.build import build_ocr2_model
 
         if torch.device(device).type != "meta":
