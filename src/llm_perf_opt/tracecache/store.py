@@ -7,8 +7,8 @@ project's cattrs converter.  A write goes to a temporary file in the same folder
 and a reader never sees half of one.  An entry that cannot be read back (truncated, corrupted, another format, or
 holding another key) is deleted with a :class:`TraceCacheWarning`, and the caller traces again.
 
-A trace whose decode was fitted also leaves a *basis entry* in the same folder (its own key: the trace's parts
-without the output length, :func:`basis_parts`): the trace, its provenance and its
+A trace whose decode was fitted also leaves a *basis entry* in the same folder (``<key>.basis.json``, its own key:
+the trace's parts without the output length, :func:`basis_parts`): the trace, its provenance and its
 :class:`~llm_perf_opt.tracer.derive.DecodeBasis`, from which a trace of the same shapes at another output length is
 derived without torch.
 """
