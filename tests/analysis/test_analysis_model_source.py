@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,20 @@ def test_model_spec_per_kind() -> None:
         1280,
     )
     assert "Qwen2 encoder" in ocr2.notes
+
+
+def test_resolving_the_ocr2_source_loads_no_torch() -> None:
+    """A cached OCR-2 trace's report resolves the source, its workload and analytic model: torch stays unloaded
+    (building or driving the tree imports it)."""
+    script = (
+        "import sys\n"
+        "from llm_perf_opt.analysis.model_source import analytic_for, resolve_source_workload, trusted_source\n"
+        "from llm_perf_opt.analysis.options import AnalysisOptions\n"
+        "from llm_perf_opt.workloads import RoutingModel\n"
+        "source = trusted_source('deepseek-ocr-2', False)\n"
+        "workload = resolve_source_workload(AnalysisOptions(model='deepseek-ocr-2'), source)\n"
+        "analytic_for(source, workload, attention='flash', routing=RoutingModel.balanced())\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"

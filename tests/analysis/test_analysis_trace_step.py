@@ -127,7 +127,7 @@ def test_another_output_length_is_derived_from_the_cached_basis_without_torch(tm
     tiny = ["analyze", "--model", "deepseek-ocr-v1-tiny", "--workload", "dsocr-tiny-v1", "--quiet"]
     cold = CliRunner().invoke(cli, [*tiny, "--max-new-tokens", "16", "--out", str(tmp_path / "cold")])
     assert cold.exit_code == 0, cold.output
-    assert _entries() == 2  # the trace and its decode basis
+    assert (_entries(), TraceCache().info().bases) == (1, 1)  # the trace and its decode basis
     derived = subprocess.run(
         [sys.executable, "-c", WARM_SCRIPT, *tiny, "--max-new-tokens", "300", "--out", str(tmp_path / "derived")],
         capture_output=True,
@@ -137,7 +137,7 @@ def test_another_output_length_is_derived_from_the_cached_basis_without_torch(tm
     )
     assert derived.returncode == 0, derived.stderr
     assert "torch imported: False" in derived.stdout
-    assert _entries() == 3  # the derived trace is stored under its own key
+    assert _entries() == 2  # the derived trace is stored under its own key
     args = [*tiny, "--max-new-tokens", "300", "--no-cache", "--out", str(tmp_path / "traced")]
     assert CliRunner().invoke(cli, args).exit_code == 0
     for name in ("model.json", "summary.json", "validation.json", "report.yaml"):
@@ -152,7 +152,7 @@ def test_a_corrupted_basis_is_dropped_with_a_warning_and_traced_again(tmp_path: 
     source = trusted_source("deepseek-ocr-v1-tiny", False)
     workload = resolve_source_workload(options, source)
     parts = analysis_key_parts(source, workload, attention="flash", routing=BALANCED)
-    path = TraceCache().path(trace_key(basis_parts(parts)))
+    path = TraceCache().basis_path(trace_key(basis_parts(parts)))
     path.write_text(path.read_text()[:500])
     longer = attrs.evolve(options, max_new_tokens=20)
     with pytest.warns(UserWarning, match="unreadable"):
@@ -170,3 +170,20 @@ def test_the_basis_key_leaves_out_the_output_length_only() -> None:
 
     assert key(max_new_tokens=64) == key()
     assert key(batch_size=2) != key() and key(page=(1240, 1754)) != key()
+
+
+def test_a_page_of_the_same_tile_grid_is_answered_from_the_cache(tmp_path: Path) -> None:
+    # both pages cut into 2 x 3 crops of 640 px: the same traced shapes, so one trace; the report names each page
+    gundam = ["analyze", "--model", "deepseek-ocr-v1-tiny", "--mode", "gundam", "--max-new-tokens", "4", "--quiet"]
+    first = CliRunner().invoke(cli, [*gundam, "--image", "1240x1754", "--out", str(tmp_path / "a4")])
+    assert first.exit_code == 0, first.output
+    args = [*gundam, "--image", "1250x1760"]
+    again = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "cached")])
+    assert again.exit_code == 0 and _entries() == 1
+    assert CliRunner().invoke(cli, [*args, "--no-cache", "--out", str(tmp_path / "traced")]).exit_code == 0
+    for name in ("model.json", "summary.json", "validation.json", "report.yaml", "report.md"):
+        cached, traced = ((tmp_path / d / name).read_bytes() for d in ("cached", "traced"))
+        assert cached == traced, name
+    assert b"1250x1760" in (tmp_path / "cached" / "report.md").read_bytes()
+    other_grid = CliRunner().invoke(cli, [*gundam, "--image", "1754x1240", "--out", str(tmp_path / "landscape")])
+    assert other_grid.exit_code == 0 and _entries() == 2  # 3 x 2 crops: other shapes

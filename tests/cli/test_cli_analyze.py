@@ -71,8 +71,12 @@ def test_format_json_headline_tells_runtimes_and_calibration_apart(tmp_path: Pat
 
     vllm = headline("--runtime", "vllm")
     assert vllm["runtime"] == "vllm" and str(vllm["expected_error"]).startswith("not validated")
+    # a runtime that prefills in chunks (a catalog fact) is told apart from the HF footprint the memory section sizes
+    note = "These figures are the HF eager footprint, not vllm's"
+    assert note in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     calibrated = headline("--device-profile", "h100-sxm-hf-eager-gate")
     assert (calibrated["runtime"], calibrated["calibrated"]) == ("hf-eager", True)
+    assert "HF eager footprint, not" not in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     assert not str(calibrated["expected_error"]).endswith("this run is uncalibrated")
     assert str(calibrated["profile"]).startswith("llm-perf-opt calibrate on meas-")  # the shipped file's source
 

@@ -51,8 +51,8 @@ def trusted_source(name: str, trust_remote_code: bool) -> Any:
     """Resolve ``name`` and apply the ``--trust-remote-code`` decision: a remote-code source without it is a
     one-line TrustError listing the files that would run with their sha256."""
     source = resolve_model_source(name)
-    if source_kind(source) == "builtin-v1":
-        return source  # nothing remote to trust; and no torch import (the upstream sources' module needs it)
+    if source_kind(source) != "upstream-v1":
+        return source  # no remote code to trust; and no torch import (the upstream sources' module needs it)
     # lazy: the upstream sources' module imports torch, which an analysis served from the trace cache never needs
     from llm_perf_opt.sources.upstream.source import grant_trust
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from attrs import evolve
+
 from llm_perf_opt.admission.limits import MAX_CONTEXT_TOKENS
 from llm_perf_opt.analysis.model_source import source_provenance
 from llm_perf_opt.sources.upstream.compat import installed_transformers
@@ -64,8 +66,8 @@ def traced(
         return (*trace()[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
     hit = cache.load(trace_key(parts))
-    if hit is not None:
-        return hit.trace, hit.provenance, True
+    if hit is not None:  # traced maybe for another page of the same tile grid: its workload line names this one
+        return evolve(hit.trace, workload=workload.describe()), hit.provenance, True
     derived = _derived(cache, parts, workload)
     if derived is not None:
         cache.remember(parts, *derived)

@@ -1,4 +1,5 @@
-"""``llm-perf-opt cache info|clear``: the trace cache (one traced shape per entry; torch-free)."""
+"""``llm-perf-opt cache info|clear``: the trace cache (one traced shape per entry, and the decode bases that answer
+other output lengths; torch-free)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ def cache() -> None:
 
 @cache.command()
 def info() -> None:
-    """Where the cache is, how many traces it holds and their size."""
+    """Where the cache is, how many traces and decode bases it holds and their size."""
     found = TraceCache().info()
     click.echo(f"trace cache: {found.root} (set {CACHE_DIR_ENV} to move it)")
-    click.echo(f"entries: {found.entries}, {found.bytes / 1e6:.1f} MB")
+    click.echo(f"entries: {found.entries}, decode bases: {found.bases}, {found.bytes / 1e6:.1f} MB")
 
 
 @cache.command()
 def clear() -> None:
-    """Delete every cached trace (the next analyze of each shape traces again)."""
+    """Delete every cached trace and decode basis (the next analyze of each shape traces again)."""
     store = TraceCache()
     removed = store.clear()
-    click.echo(f"removed {removed} trace(s) from {store.root}")
+    click.echo(f"removed {removed.entries} trace(s) and {removed.bases} decode basis entries from {store.root}")

@@ -360,12 +360,12 @@ def _measured_table(r: AnalysisResult) -> str:
 def _serving_memory_note(r: AnalysisResult) -> str:
     """A serving runtime does not hold the HF footprint this section sizes: say so, and where its memory is modelled."""
     run = r.runtime_run
-    if run is None or run.runtime.runtime_id not in ("vllm", "sglang"):
+    if run is None or not run.runtime.chunked_prefill:
         return ""
     return (
         f" **These figures are the HF eager footprint, not {run.runtime.runtime_id}'s:** the whole batch prefilled at "
-        "once with logits over every position. vLLM and SGLang prefill in chunks of their token budget and keep the "
-        "last position's logits, so their activation peak does not grow with the batch; their KV pool and the "
+        f"once with logits over every position. {run.runtime.runtime_id} prefills in chunks of its token budget and "
+        "keeps the last position's logits, so its activation peak does not grow with the batch; its KV pool and the "
         f"batch they run are modelled by `llm-perf-opt simulate --runtime {run.runtime.runtime_id}` (docs/serving.md)."
     )
 

@@ -170,6 +170,13 @@ class Runtime:
             "(runtimes.moe_kernel); False: an expert loop that computes exactly its tokens"
         },
     )
+    chunked_prefill: bool = field(
+        default=False,
+        metadata={
+            "help": "prefills in chunks of a token budget with logits at each sequence's last position only, so "
+            "its activation peak does not grow with the batch (the HF footprint analyze sizes is not its own)"
+        },
+    )
     attention: tuple[str, ...] = field(default=("flash", "eager"), metadata={"help": "attention kinds it runs"})
     unmapped: tuple[str, ...] = field(
         default=("vision", "projector"), metadata={"help": "stages counted eager (traced ops, one kernel each)"}
@@ -254,6 +261,7 @@ RUNTIMES: Mapping[str, Runtime] = {
         graph_mixed="piecewise",
         max_graph_batch=512,
         fused_moe=True,
+        chunked_prefill=True,
         host_per_kernel_s=5e-6,
         step_host_s=150e-6,
         request_overhead_s=3e-3,
@@ -268,6 +276,7 @@ RUNTIMES: Mapping[str, Runtime] = {
         ),
         max_graph_batch=160,
         fused_moe=True,
+        chunked_prefill=True,
         host_per_kernel_s=15e-6,
         step_host_s=430e-6,  # fitted: runtimes.fit.FITTED_ON["sglang.step_host_s"]
         # the 17.8 ms a c=1 TTFT spends beyond the prefill's kernels, split between the engine thread and outside it

@@ -29,14 +29,25 @@ TRACED_CODE = ("sources", "tracer", "config", "workloads", "core")
 tracer, configs, workloads and the cost arithmetic."""
 
 
+_PAGE_FIELDS = ("page_width", "page_height", "page")
+"""Workload fields of the page size (v1 ``Workload``, ``Ocr2Workload``)."""
+
+
 def trace_key_parts(
     source: Any, workload: Any, *, attention: str, routing: Any, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The key parts of tracing ``workload`` (attrs) on ``source`` (``name``, ``config``, optional ``kind``) with
     ``attention`` and ``routing`` (attrs); ``extra`` adds what else decides the trace (remote code fingerprints, the
-    decoder attention a tree was built with).  A workload's preset name is left out: it does not change the trace."""
+    decoder attention a tree was built with).  A workload's preset name is left out: it does not change the trace;
+    nor is its page size, only the tile grid the page is cut into (two pages of one grid trace the same shapes: the
+    cached trace's ``workload`` line names the page it was traced with, and ``analysis.trace_step`` restates it)."""
     shapes = converter.unstructure(workload)
     shapes.pop("profile_id", None)
+    for side in _PAGE_FIELDS:  # the page decides a trace only through its tile grid
+        shapes.pop(side, None)
+    grid = getattr(workload, "grid", None)
+    if grid is not None and not getattr(workload, "text_only", False):
+        shapes["grid"] = list(grid)
     parts: dict[str, Any] = {
         "source": source.name,
         "kind": str(getattr(source, "kind", "builtin-v1")),

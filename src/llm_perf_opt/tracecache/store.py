@@ -7,8 +7,8 @@ project's cattrs converter.  A write goes to a temporary file in the same folder
 and a reader never sees half of one.  An entry that cannot be read back (truncated, corrupted, another format, or
 holding another key) is deleted with a :class:`TraceCacheWarning`, and the caller traces again.
 
-A trace whose decode was fitted also leaves a *basis entry* in the same folder (its own key: the trace's parts
-without the output length, :func:`basis_parts`): the trace, its provenance and its
+A trace whose decode was fitted also leaves a *basis entry* in the same folder (``<key>.basis.json``, its own key:
+the trace's parts without the output length, :func:`basis_parts`): the trace, its provenance and its
 :class:`~llm_perf_opt.tracer.derive.DecodeBasis`, from which a trace of the same shapes at another output length is
 derived without torch.
 """
@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+BASIS_SUFFIX = ".basis.json"
+"""File name ending of a decode-basis entry (``<key>.basis.json``, beside the trace entries)."""
 
 CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
 FORMAT = 1
@@ -85,7 +87,8 @@ class CacheInfo:
 
     root: Path = field(metadata={"help": "cache folder"})
     entries: int = field(metadata={"help": "trace entries"})
-    bytes: int = field(metadata={"help": "bytes on disk of the entries"})
+    bytes: int = field(metadata={"help": "bytes on disk of the entries (traces and decode bases)"})
+    bases: int = field(default=0, metadata={"help": "decode-basis entries (<key>.basis.json)"})
 
 
 def read_entry(path: Path, *, redo: str) -> bytes | None:
@@ -137,14 +140,16 @@ class TraceCache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
+    def basis_path(self, key: str) -> Path:
+        return self.folder / f"{key}{BASIS_SUFFIX}"
+
     def load(self, key: str) -> CachedTrace | None:
         """The entry for ``key``, or None (missing; unreadable ones are deleted with a warning)."""
-        return self._read(key, lambda raw: converter.structure(raw, CachedTrace))
+        return self._read(self.path(key), key, lambda raw: converter.structure(raw, CachedTrace))
 
-    def _read(self, key: str, decode: Callable[[dict[str, Any]], _T]) -> _T | None:
-        """``decode`` of the JSON object stored under ``key`` (after checking its format and key), or None: missing,
-        or unusable (deleted with a warning)."""
-        path = self.path(key)
+    def _read(self, path: Path, key: str, decode: Callable[[dict[str, Any]], _T]) -> _T | None:
+        """``decode`` of the JSON object at ``path`` (after checking its format and ``key``), or None: missing, or
+        unusable (deleted with a warning)."""
         data = read_entry(path, redo="tracing again")
         if data is None:
             return None
@@ -173,13 +178,15 @@ class TraceCache:
         """Store the decode ``basis`` of the trace in ``entry`` (keyed by ``parts``) under :func:`basis_parts`."""
         key = trace_key(basis_parts(parts))
         payload = {"format": FORMAT, "key": key, "trace": converter.unstructure(entry), "basis": basis_to_json(basis)}
-        write_entry(self.path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        write_entry(self.basis_path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
     def load_basis(self, parts: Mapping[str, Any]) -> tuple[CachedTrace, DecodeBasis] | None:
         """The trace entry and decode basis stored for the shapes of ``parts`` at any output length, or None
         (missing; unreadable ones are deleted with a warning)."""
+        key = trace_key(basis_parts(parts))
         return self._read(
-            trace_key(basis_parts(parts)),
+            self.basis_path(key),
+            key,
             lambda raw: (converter.structure(raw["trace"], CachedTrace), basis_from_json(raw["basis"])),
         )
 
@@ -197,18 +204,20 @@ class TraceCache:
 
     def info(self) -> CacheInfo:
         files = _entries(self.folder)
-        return CacheInfo(root=self.root, entries=len(files), bytes=sum(_size(p) for p in files))
+        bases = sum(p.name.endswith(BASIS_SUFFIX) for p in files)
+        size = sum(_size(p) for p in files)
+        return CacheInfo(root=self.root, entries=len(files) - bases, bytes=size, bases=bases)
 
-    def clear(self) -> int:
-        """Delete every trace entry (and leftover temporary files, and the figure entries earlier versions kept);
-        returns the trace entries deleted."""
-        files = _entries(self.folder)
+    def clear(self) -> CacheInfo:
+        """Delete every trace and decode-basis entry (and leftover temporary files, and the figure entries earlier
+        versions kept); returns what was there."""
+        before = self.info()
         for folder in (self.folder, self.obsolete):
             doomed = _entries(folder) + (sorted(folder.glob(".*.tmp")) if folder.is_dir() else [])
             for path in doomed:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-        return len(files)
+        return before
 
 
 def _entries(folder: Path) -> list[Path]:

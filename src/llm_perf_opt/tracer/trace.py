@@ -16,6 +16,7 @@ import attrs
 from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
+from llm_perf_opt.errors import UserError
 from llm_perf_opt.tracer.derive import DecodeBasis
 from llm_perf_opt.tracer.engine import DecodeMode, TraceOptions, trace_model, trace_model_batched
 from llm_perf_opt.tracer.result import TraceResult
@@ -119,9 +120,7 @@ def trace_with_basis(
         decode=decode,
         verify_fast_meta=verify_fast_meta,
     )
-    far = None
-    if far_new_tokens is not None and far_new_tokens > work.max_new_tokens:
-        far = source.make_driver(model, attrs.evolve(work, max_new_tokens=far_new_tokens), route)
+    far = _far_driver(source, model, work, route, far_new_tokens)
     rows = work.batch_size
     if batch == "extrapolate" or (batch == "auto" and rows >= EXTRAPOLATE_FROM):
         built = model
@@ -133,6 +132,19 @@ def trace_with_basis(
     else:
         result, basis = trace_model(model, driver, options, far=far)
     return result, driver, basis
+
+
+def _far_driver(
+    source: TraceableSource, model: nn.Module, work: Any, route: RoutingModel, far_new_tokens: int | None
+) -> Driver | None:
+    """A driver of ``work`` at ``far_new_tokens`` new tokens, or None (not further than the workload, or a length
+    the workload refuses: the basis then covers the traced steps only)."""
+    if far_new_tokens is None or far_new_tokens <= work.max_new_tokens:
+        return None
+    try:
+        return source.make_driver(model, attrs.evolve(work, max_new_tokens=far_new_tokens), route)
+    except UserError:
+        return None
 
 
 def stage_rules(source: TraceableSource) -> StageRules:

@@ -21,6 +21,7 @@ from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
 
 __all__ = [
+    "EXPERTS_IMPLEMENTATION",
     "MIN_TRANSFORMERS",
     "analytic_config",
     "ocr2_config_kwargs",
@@ -28,6 +29,10 @@ __all__ = [
     "require_transformers",
     "source_facts",
 ]
+
+EXPERTS_IMPLEMENTATION = "llm_perf_opt_routed"
+"""The name the counting experts implementation (:mod:`.experts`) is registered under in transformers'
+``ExpertsInterface``."""
 
 MIN_TRANSFORMERS = (5, 10, 1)
 

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llm_perf_opt.errors import TraceError
+from llm_perf_opt.sources.deepseek_ocr2.config import EXPERTS_IMPLEMENTATION
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting, routed_counts
 
 __all__ = ["EXPERTS_IMPLEMENTATION", "register_counting_experts", "routed_experts_forward", "routing_scope"]
 
-EXPERTS_IMPLEMENTATION = "llm_perf_opt_routed"
 _SCOPE: contextvars.ContextVar[tuple[ExpertRouting, Mapping[int, int], list[int]] | None] = contextvars.ContextVar(
     "llm_perf_opt_ocr2_routing", default=None
 )

@@ -8,23 +8,23 @@ in ``language_config``); the vision side lives in the transformers config the tr
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from attrs import field, frozen
-from torch import nn
 
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.sources.deepseek_ocr2.build import build_ocr2_model
-from llm_perf_opt.sources.deepseek_ocr2.config import published_config, source_facts
-from llm_perf_opt.sources.deepseek_ocr2.driver import Ocr2Driver
-from llm_perf_opt.sources.deepseek_ocr2.experts import EXPERTS_IMPLEMENTATION
-from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+from llm_perf_opt.sources.deepseek_ocr2.config import EXPERTS_IMPLEMENTATION, published_config, source_facts
 from llm_perf_opt.sources.registry import ModelSource
 from llm_perf_opt.sources.upstream.compat import installed_transformers
 from llm_perf_opt.sources.upstream.records import AdapterRecord, UpstreamProvenance
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
+
+if TYPE_CHECKING:  # building and driving need torch; resolving the source (a cached trace's report) does not
+    import torch
+    from torch import nn
+
+    from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
 
 __all__ = ["OCR2_STAGE_ANCHORS", "Ocr2ModelSource", "deepseek_ocr2_source", "to_ocr2_workload"]
 
@@ -78,6 +78,12 @@ class Ocr2ModelSource(ModelSource):
         dtype: torch.dtype | None = None,
         attn_implementation: str = "sdpa",
     ) -> nn.Module:
+        # lazy: torch and transformers' model (seconds); a cached trace's report resolves the source without them
+        import torch
+
+        # lazy: as above
+        from llm_perf_opt.sources.deepseek_ocr2.build import build_ocr2_model
+
         if torch.device(device).type != "meta":
             raise UserError(f"model source {NAME} is built on the meta device only; got device {device!r}")
         return build_ocr2_model(dtype=dtype or torch.bfloat16, attn_implementation=attn_implementation)
@@ -91,6 +97,9 @@ class Ocr2ModelSource(ModelSource):
         )
 
     def make_driver(self, model: nn.Module, workload: Any, routing: ExpertRouting) -> Any:
+        # lazy: torch (see build)
+        from llm_perf_opt.sources.deepseek_ocr2.driver import Ocr2Driver
+
         return Ocr2Driver(model, to_ocr2_workload(workload), routing)
 
     def provenance(self, driver: Any = None) -> UpstreamProvenance:
