@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from attrs import evolve
 from click.testing import CliRunner
 
 from llm_perf_opt.cli import cli
+from llm_perf_opt.errors import UserError
+from llm_perf_opt.measure import meta_trace, predict
 from llm_perf_opt.measure.record import load_measurement, save_measurement
+from llm_perf_opt.measure.trace_pool import PROCESSES_ENV
 from llm_perf_opt.perf.efficiency import load_device_profile
+from llm_perf_opt.tracecache import CACHE_DIR_ENV
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +117,42 @@ def test_validation_doc_without_measurements_is_an_error(tmp_path: Path) -> None
         cli, ["validation-doc", "--measurements", str(tmp_path), "--out", str(tmp_path / "v.md")]
     )
     assert result.exit_code == 1 and "no measurement files" in result.output
+
+
+def _validation_doc(source: Path, out: Path, processes: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """One validation-doc run as a fresh process sees it (empty trace cache, nothing traced in memory)."""
+    monkeypatch.setenv(PROCESSES_ENV, processes)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(out.parent / f"cache-{processes}"))
+    predict.forget_traces()
+    result = CliRunner().invoke(cli, ["validation-doc", "--measurements", str(source), "--out", str(out), "--quiet"])
+    return result.exit_code, result.output
+
+
+def test_validation_doc_is_the_same_over_one_process_or_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "measurements"
+    source.mkdir()
+    for path in COMMITTED_CPU:  # two tiny workloads, eager and sdpa: four trees, then four fp32 memory traces
+        shutil.copy(path, source / path.name)
+    serial = _validation_doc(source, tmp_path / "serial.md", "1", monkeypatch)
+    pooled = _validation_doc(source, tmp_path / "pooled.md", "2", monkeypatch)
+    assert serial[0] == pooled[0] == 0, serial[1] + pooled[1]
+    assert (tmp_path / "serial.md").read_bytes() == (tmp_path / "pooled.md").read_bytes()
+
+
+def test_a_trace_that_fails_in_a_worker_is_the_serial_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "measurements"
+    source.mkdir()
+    for path in COMMITTED_CPU:
+        shutil.copy(path, source / path.name)
+    real = meta_trace.trace_workload
+
+    def refusing(src: Any, workload: Any, **kwargs: Any) -> Any:
+        if workload.mode.name == "base":
+            raise UserError("the base page cannot be traced here (test)")
+        return real(src, workload, **kwargs)
+
+    monkeypatch.setattr(meta_trace, "trace_workload", refusing)
+    serial = _validation_doc(source, tmp_path / "serial.md", "1", monkeypatch)
+    pooled = _validation_doc(source, tmp_path / "pooled.md", "2", monkeypatch)
+    assert serial == pooled
+    assert serial[0] == 1 and "error: the base page cannot be traced here (test)" in serial[1]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from attrs import evolve
 
 from llm_perf_opt.measure.predict import cost_tree, workload_of
-from llm_perf_opt.measure.record import Measurement, MeasurementError
+from llm_perf_opt.measure.record import Measurement, MeasurementError, save_measurement
 
 Factory = Callable[..., Measurement]
 
@@ -45,21 +48,37 @@ def test_eager_and_sdpa_trees_differ_only_in_decoder_attention(measurement_facto
 def test_files_of_one_workload_share_one_trace_and_later_runs_trace_nothing(
     measurement_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llm_perf_opt.measure import predict
+    from llm_perf_opt.measure import meta_trace, predict
 
     calls: list[str] = []
-    real = predict.trace_workload
+    real = meta_trace.trace_workload
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append("trace")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(predict, "trace_workload", counting)
-    predict._traced.cache_clear()  # earlier tests traced this workload in this process
+    monkeypatch.setattr(meta_trace, "trace_workload", counting)
+    predict.forget_traces()  # earlier tests traced this workload in this process
     first = measurement_factory()
     other_run = evolve(first, run_id="another-run", workload=evolve(first.workload, workload_id="renamed"))
     assert cost_tree(first) == cost_tree(other_run)
     assert calls == ["trace"]
-    predict._traced.cache_clear()  # a new process: only the trace cache on disk remains
+    predict.forget_traces()  # a new process: only the trace cache on disk remains
     assert cost_tree(first) == cost_tree(other_run)
     assert calls == ["trace"]
+
+
+def test_a_cached_trace_is_read_without_importing_torch(measurement_factory: Factory, tmp_path: Path) -> None:
+    from llm_perf_opt.measure import predict
+
+    m = measurement_factory()
+    save_measurement(m, tmp_path / "m.json")
+    predict.forget_traces()
+    cost_tree(m)  # now in this test's trace cache, which the child process shares ($LLM_PERF_OPT_CACHE_DIR)
+    code = (
+        "import sys\nfrom llm_perf_opt.measure.predict import cost_tree\n"
+        "from llm_perf_opt.measure.record import load_measurement\n"
+        f"cost_tree(load_measurement({str(tmp_path / 'm.json')!r})); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"

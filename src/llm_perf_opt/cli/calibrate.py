@@ -36,6 +36,7 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
     that `analyze --device-profile` reads."""
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype
+    from llm_perf_opt.measure.trace_pool import jobs_of, trace_jobs_ahead
 
     measurements = [load_measurement(f) for f in files]
     groups = sorted({group_key(m) for m in measurements})  # the grouping validation-doc fits by
@@ -46,6 +47,7 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
         )
     device, dtype = device_key(measurements[0]), measurements[0].dtype
     with StepProgress(quiet=quiet) as progress:
+        trace_jobs_ahead(jobs_of(measurements), progress=progress)  # each distinct shape once, over the cores
         trees = {}
         for index, m in enumerate(measurements, 1):
             progress(f"tracing the model of measurement {index}/{len(measurements)} ({m.run_id})")

@@ -35,30 +35,31 @@ def validation_doc(source: Path, out: Path, check: bool, quiet: bool) -> None:
     """Predicted versus measured, per stage, uncalibrated and calibrated, for every measurement file."""
     # lazy: torch loads only when the command runs (--help imports every command module)
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype, predicted_stage_peaks
+    from llm_perf_opt.measure.trace_pool import TracePool, jobs_of
 
     files = sorted(source.glob("*.json"))
     if not files:
         raise UserError(f"no measurement files (*.json) in {source}; write some with `llm-perf-opt measure --out`")
     measurements = [load_measurement(f) for f in files]
+    memory_only = [load_measurement(f) for f in sorted((source / MEMORY_DIR).glob("*.json"))]
     with StepProgress(quiet=quiet) as progress:
-        done = iter(range(1, len(measurements) + 1))
+        peaks = [m for m in [*measurements, *memory_only] if m.memory is not None]
+        # each distinct shape once, over the cores: the cost trees first, the memory traces while profiles are fitted
+        with TracePool.start(jobs_of(measurements), later=jobs_of((), memory=peaks), progress=progress) as pool:
+            done = iter(range(1, len(measurements) + 1))
 
-        def traced(measurement: Any) -> Any:
-            index = next(done, len(measurements))
-            progress(f"tracing the model of measurement {index}/{len(measurements)} ({measurement.run_id})")
-            tree = cost_tree(measurement)
-            if index == len(measurements):
-                progress("fitting the calibrated and leave-one-out profiles")
-            return tree
+            def traced(measurement: Any) -> Any:
+                index = next(done, len(measurements))
+                progress(f"tracing the model of measurement {index}/{len(measurements)} ({measurement.run_id})")
+                tree = cost_tree(measurement)
+                if index == len(measurements):
+                    progress("fitting the calibrated and leave-one-out profiles")
+                return tree
 
-        validation = validate(measurements, traced, counted_dtype=counted_dtype)
-        progress("predicting the peak memory of the measured runs")
-        memory_only = [load_measurement(f) for f in sorted((source / MEMORY_DIR).glob("*.json"))]
-        memory = {
-            m.run_id: compare_memory(predicted_stage_peaks(m), m)
-            for m in [*measurements, *memory_only]
-            if m.memory is not None
-        }
+            validation = validate(measurements, traced, counted_dtype=counted_dtype)
+            progress("predicting the peak memory of the measured runs")
+            pool.finish()
+            memory = {m.run_id: compare_memory(predicted_stage_peaks(m), m) for m in peaks}
         progress("rendering the page")
         text = render_validation(
             validation, source_dir=source.as_posix(), command=COMMAND, memory=memory, memory_only=memory_only

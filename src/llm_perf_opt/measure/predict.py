@@ -1,4 +1,4 @@
-"""The cost tree of what a measurement ran: the same model and workload traced on the meta device (torch).
+"""The cost tree of what a measurement ran: the same model and workload traced on the meta device.
 
 The tracer builds the model in bf16 (:data:`TRACE_DTYPE`), so byte counts are bf16 bytes; the time model rescales
 them to the measured dtype (``Rates.bytes_scale``).  The traced tree is built with the measured decoder attention
@@ -8,7 +8,7 @@ decomposed into its math.  MoE routing is the tracer's balanced model: exactly w
 measurement ran, and an approximation of a gate-routed one (random weights concentrate tokens on fewer experts).
 Traces are kept per (model, workload shapes, attention, dtype) in the process and in the trace cache on disk
 (:mod:`llm_perf_opt.tracecache`), so measurement files of one workload share one trace and a later run traces
-nothing.
+nothing - nor imports torch: the tracing itself (:mod:`~llm_perf_opt.measure.meta_trace`) loads only on a miss.
 
 Memory (:func:`predicted_stage_peaks`) is traced in the *measured* dtype instead (an fp32 run's logits are not twice
 a bf16 run's: the bf16 model's fp32 upcast is a second tensor, the fp32 model's is the same one), and a stage's
@@ -19,24 +19,32 @@ predicted peak is its traced live-activation peak (inputs included) plus the KV 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import attrs
-import torch
-from torch import nn
 
 from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, normalize_dtype
 from llm_perf_opt.measure.record import MEMORY_STAGES, Measurement, MeasurementError
 from llm_perf_opt.perf.memory import kv_cache_bytes
-from llm_perf_opt.sources.deepseek_ocr_v1.driver import BuiltinDriver
-from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
-from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
-from llm_perf_opt.tracecache import TraceCache, trace_key_parts
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracecache import TraceCache, trace_key, trace_key_parts
 from llm_perf_opt.tracer.result import TraceResult
-from llm_perf_opt.tracer.trace import trace_workload
 from llm_perf_opt.workloads import MODES, RoutingModel, Workload
 
-__all__ = ["TRACE_DTYPE", "cost_tree", "counted_dtype", "predicted_stage_peaks", "workload_of"]
+__all__ = [
+    "TRACE_DTYPE",
+    "TraceJob",
+    "cost_job",
+    "cost_tree",
+    "counted_dtype",
+    "forget_traces",
+    "job_cached",
+    "memory_job",
+    "predicted_stage_peaks",
+    "run_job",
+    "workload_of",
+]
 
 TRACE_DTYPE = "bf16"
 
@@ -75,7 +83,7 @@ def workload_of(measurement: Measurement) -> Workload:
 
 def cost_tree(measurement: Measurement) -> CostTree:
     """The traced cost tree (inclusive costs per category) of the measured model, workload and attention."""
-    return _traced(measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)).tree
+    return _traced(*cost_job(measurement)).tree
 
 
 def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
@@ -83,7 +91,7 @@ def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
     the live-activation peak traced in the measured dtype plus the KV cache at its final length."""
     workload = workload_of(measurement)
     dtype = normalize_dtype(measurement.dtype)
-    result = _traced(measurement.model, measurement.attention, dtype, _shapes(measurement))
+    result = _traced(*memory_job(measurement))
     config = resolve_model_source(measurement.model).config
     kv = kv_cache_bytes(
         L=config.num_hidden_layers,
@@ -97,50 +105,67 @@ def predicted_stage_peaks(measurement: Measurement) -> dict[str, int]:
     return {s: result.node(s).peak_activation_bytes + kv for s in MEMORY_STAGES if s in result.nodes}
 
 
-class _InDtype:
-    """A built-in model source whose tree and meta inputs are built in ``dtype`` (the tracer's default is bf16)."""
-
-    def __init__(self, source: ModelSource, dtype: torch.dtype) -> None:
-        self.source = source
-        self.dtype = dtype
-        self.name = source.name
-
-    def build(self, *, attn_implementation: str) -> nn.Module:
-        return self.source.build(attn_implementation=attn_implementation, dtype=self.dtype)
-
-    def make_driver(self, model: nn.Module, workload: Workload, routing: ExpertRouting) -> BuiltinDriver:
-        return BuiltinDriver(model, self.source.make_inputs(workload, dtype=self.dtype), routing)
-
-
-_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def _shapes(measurement: Measurement) -> Workload:
     """The measured workload without its preset id: files of one workload share one trace."""
     return attrs.evolve(workload_of(measurement), profile_id=None)
 
 
+TraceJob = tuple[str, str, str, Workload]
+"""What decides one trace of :func:`cost_tree` or :func:`predicted_stage_peaks`: model, decoder attention, dtype
+and the workload's shapes."""
+
+
+def cost_job(measurement: Measurement) -> TraceJob:
+    """The trace :func:`cost_tree` reads."""
+    return measurement.model, measurement.attention, TRACE_DTYPE, _shapes(measurement)
+
+
+def memory_job(measurement: Measurement) -> TraceJob:
+    """The trace :func:`predicted_stage_peaks` reads (in the measured dtype)."""
+    return measurement.model, measurement.attention, normalize_dtype(measurement.dtype), _shapes(measurement)
+
+
+def run_job(job: TraceJob) -> None:
+    """Trace ``job`` unless this process has or the trace cache holds it (then it is read from there)."""
+    _traced(*job)
+
+
+def job_cached(job: TraceJob) -> bool:
+    """Whether this process holds ``job``'s trace or the trace cache on disk does."""
+    return job in _HELD or TraceCache().path(trace_key(_parts(*job))).is_file()
+
+
+_HELD: set[TraceJob] = set()
+"""The jobs :func:`_traced` returned in this process (its memo has no membership test)."""
+
+
+def forget_traces() -> None:
+    """Drop the traces this process holds (the trace cache on disk stays): what a new process starts from."""
+    _traced.cache_clear()
+    _HELD.clear()
+
+
 @cache
 def _traced(model: str, attention: str, dtype: str, workload: Workload) -> TraceResult:
-    source = resolve_model_source(model)
-    in_dtype = _InDtype(source, _TORCH_DTYPES[dtype])
-    routing = RoutingModel.balanced()
-
     def trace() -> tuple[TraceResult, None]:
-        tree = _tree(model, attention, dtype)  # meta, the measured decoder attention
-        # every SDPA call fused, as it ran
-        return trace_workload(in_dtype, workload, attention="flash", routing=routing, model=tree), None
+        # lazy: torch loads only on a cache miss (a warm validation-doc or calibrate never imports it)
+        from llm_perf_opt.measure.meta_trace import trace_meta
 
-    parts = trace_key_parts(
-        source, workload, attention="flash", routing=routing, extra={"decoder_attention": attention, "dtype": dtype}
-    )
-    result, _, _ = TraceCache().get_or_trace(parts, trace)
+        return trace_meta(model, attention, dtype, workload, routing=_ROUTING), None
+
+    result, _, _ = TraceCache().get_or_trace(_parts(model, attention, dtype, workload), trace)
+    _HELD.add((model, attention, dtype, workload))
     return result
 
 
-@cache
-def _tree(model: str, attention: str, dtype: str) -> nn.Module:
-    """The meta tree of ``model`` built with the decoder ``attention`` in ``dtype``, built once per process: a trace
-    leaves a tree as it found it (hooks, anchor stubs and KV caches are per pass), so every workload of one
-    (model, attention, dtype) traces the same tree (about 0.45 s saved per trace)."""
-    return _InDtype(resolve_model_source(model), _TORCH_DTYPES[dtype]).build(attn_implementation=attention)
+_ROUTING = RoutingModel.balanced()
+
+
+def _parts(model: str, attention: str, dtype: str, workload: Workload) -> dict[str, Any]:
+    return trace_key_parts(
+        resolve_model_source(model),
+        workload,
+        attention="flash",
+        routing=_ROUTING,
+        extra={"decoder_attention": attention, "dtype": dtype},
+    )

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from attrs import field, frozen
 
+from llm_perf_opt.core import Cost
 from llm_perf_opt.core.tree import CostTree
 from llm_perf_opt.hardware import DeviceSpec, get_device
 from llm_perf_opt.measure.compare import StageComparison, compare
@@ -32,6 +33,7 @@ from llm_perf_opt.perf.calibrate import (
     DEFAULT_GROUPS,
     DEVICE_PARTS,
     CalibrationCase,
+    StageGroups,
     fit_device_profile,
     predict_device_seconds,
     stage_groups,
@@ -181,10 +183,13 @@ class DeviceBusy:
         return self.predicted_s / self.measured_s - 1.0
 
 
-def device_comparison(tree: CostTree, rates: Rates, measurement: Measurement) -> tuple[DeviceBusy, ...]:
-    """:class:`DeviceBusy` for each part the measurement profiled with durations (none on a CPU)."""
+def device_comparison(
+    tree: CostTree, rates: Rates, measurement: Measurement, *, groups: Mapping[str, StageGroups] | None = None
+) -> tuple[DeviceBusy, ...]:
+    """:class:`DeviceBusy` for each part the measurement profiled with durations (none on a CPU); ``groups``:
+    ``stage_groups(tree, rates)`` when the caller has them (they do not depend on ``rates.profile``)."""
     busy = device_busy_seconds(measurement)
-    groups = stage_groups(tree, rates)
+    groups = groups if groups is not None else stage_groups(tree, rates)
     steps = max(measurement.workload.max_new_tokens - 1, 0)
     counts = {"prefill forward": measurement.prefill_kernels, "decode step": measurement.kernels}
     out = []
@@ -247,7 +252,7 @@ def validate(
     """Uncalibrated, calibrated and leave-one-out comparisons for every measurement."""
     prior = default_profile("eager")
     ordered = sorted(measurements, key=lambda m: (group_key(m), m.run_id))
-    trees = {m.run_id: tree_for(m) for m in ordered}
+    trees = {m.run_id: _OwnOnce(tree_for(m)) for m in ordered}
     by_group: dict[str, list[Measurement]] = {}
     for m in ordered:
         by_group.setdefault(group_key(m), []).append(m)
@@ -281,13 +286,27 @@ def validate(
             ValidationRow(
                 measurement=m,
                 traced_kernels_per_step=traced_kernels_per_step(tree, m.workload.max_new_tokens - 1),
-                device=device_comparison(tree, calibrated_rates, m),
+                device=device_comparison(tree, calibrated_rates, m, groups=cases[m.run_id].groups),
                 uncalibrated=compare(predict(tree, rates_for(m, prior, counted_dtype=dtype, peers=ordered)), m),
                 calibrated=compare(predict(tree, calibrated_rates), m),
                 leave_one_out=loo,
             )
         )
     return Validation(rows=tuple(rows), profiles=profiles, prior=prior)
+
+
+class _OwnOnce(CostTree):
+    """A cost tree (read-only) that works out its nodes' own costs once: :func:`validate` times each tree under
+    three profiles or more, and every timing starts from them."""
+
+    def __init__(self, tree: CostTree) -> None:
+        super().__init__(tree)
+        self._own: dict[str, dict[str, Cost]] | None = None
+
+    def exclusive_by_category(self) -> dict[str, dict[str, Cost]]:
+        if self._own is None:
+            self._own = super().exclusive_by_category()
+        return self._own
 
 
 def traced_kernels_per_step(tree: CostTree, steps: int) -> float | None:

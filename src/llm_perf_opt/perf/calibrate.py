@@ -194,6 +194,15 @@ class CalibrationCase:
         factory=dict, metadata={"help": "'prefill forward' / 'decode step' -> measured device busy seconds"}
     )
     decode_steps: int = field(default=0, metadata={"help": "decode steps in the tree's decode stage (N - 1)"})
+    groups: Mapping[str, StageGroups] = field(
+        init=False,
+        eq=False,
+        repr=False,
+        metadata={"help": "stage_groups(tree, rates), computed once: every fit that uses the case reads it"},
+    )
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "groups", stage_groups(self.tree, self.rates))
 
 
 @frozen(kw_only=True)
@@ -354,7 +363,7 @@ def _observations(cases: Sequence[CalibrationCase], *, overlap: bool) -> list[_O
         raise UserError("calibration needs at least one measurement")
     obs: list[_Obs] = []
     for case in cases:
-        per_stage = stage_groups(case.tree, case.rates)
+        per_stage = case.groups
         usable = {
             stage: seconds
             for stage in FITTED_STAGES

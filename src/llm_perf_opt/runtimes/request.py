@@ -22,6 +22,7 @@ from llm_perf_opt.perf.stages import StageTimes
 from llm_perf_opt.runtimes.catalog import Runtime, get_runtime
 from llm_perf_opt.runtimes.classes import class_of
 from llm_perf_opt.runtimes.costs import check_supported, decoder_config, family_of
+from llm_perf_opt.runtimes.decode_span import DecodeSpan, decode_span
 from llm_perf_opt.runtimes.timer import ForwardTerms, LoneRequest, RuntimeIterationTimer, lone_request_timer
 
 __all__ = ["ModuleShare", "RuntimeRun", "StageBound", "decode_breakdown", "runtime_run"]
@@ -161,11 +162,11 @@ def runtime_run(**request: Unpack[LoneRequest]) -> RuntimeRun:
     vision, projector = timer.vision_split.get(key, (0.0, 0.0))
     prefill = timer.iteration_s(first) - b * (vision + projector) + chosen.request_overhead_s
     steps = workload.max_new_tokens - 1
-    decode = sum(timer.iteration_s(BatchComposition(decode_context=(s + i,) * b)) for i in range(1, steps + 1))
+    span = decode_span(timer, batch=b, seq_len=s, steps=steps)
     stages = StageTimes(
-        vision_s=b * vision, projector_s=b * projector, prefill_s=prefill, decode_s=decode, decode_steps=steps
+        vision_s=b * vision, projector_s=b * projector, prefill_s=prefill, decode_s=span.seconds, decode_steps=steps
     )
-    bounds = _stage_bounds(timer, first, key=key, batch=b, seq_len=s, steps=steps)
+    bounds = _stage_bounds(timer, first, key=key, batch=b, span=span)
     mid = (s + max(steps, 1) // 2 + 1,) * b
     bound = "launch" if chosen.overlap else "launch + roofline"
     return RuntimeRun(
@@ -188,10 +189,11 @@ def runtime_run(**request: Unpack[LoneRequest]) -> RuntimeRun:
 
 
 def _stage_bounds(
-    timer: RuntimeIterationTimer, first: BatchComposition, *, key: str, batch: int, seq_len: int, steps: int
+    timer: RuntimeIterationTimer, first: BatchComposition, *, key: str, batch: int, span: DecodeSpan
 ) -> dict[str, StageBound]:
     """Each stage's :class:`StageBound`: the encoders of ``batch`` pages, the prefill forward plus the per-request
-    time outside the model, and every decode step at its own context (summed, not scaled from one step)."""
+    time outside the model, and every decode step at its own context (summed in closed form, not scaled from one
+    step: :func:`~llm_perf_opt.runtimes.decode_span.decode_span`)."""
     overlap = timer.runtime.overlap
     out: dict[str, StageBound] = {}
     if key in timer.vision_terms:
@@ -201,10 +203,13 @@ def _stage_bounds(
     out["prefill"] = StageBound.of(
         timer.forward_terms(first), overlap=overlap, extra_s=timer.runtime.request_overhead_s
     )
-    decode = StageBound(compute_s=0.0, memory_s=0.0, overhead_s=0.0, kernels=0.0, bytes=0.0)
-    for i in range(1, steps + 1):
-        step = timer.forward_terms(BatchComposition(decode_context=(seq_len + i,) * batch))
-        decode = decode + StageBound.of(step, overlap=overlap)
+    decode = StageBound(
+        compute_s=span.compute_s,
+        memory_s=span.memory_s,
+        overhead_s=span.overhead_s,
+        kernels=span.kernels,
+        bytes=span.bytes,
+    )
     out["decode"] = decode
     root = decode
     for stage in ("vision", "projector", "prefill"):
