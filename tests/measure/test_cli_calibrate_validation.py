@@ -48,6 +48,10 @@ def test_calibrate_writes_a_profile_analyze_can_read(tmp_path: Path) -> None:
         assert m.run_id in profile.source
         for stage in ("vision", "projector", "prefill", "decode"):
             assert f"{m.run_id} / {stage}:" in result.output
+    reversed_out = tmp_path / "reversed.yaml"
+    args = ["calibrate", *map(str, reversed(COMMITTED_CPU)), "--out", str(reversed_out), "--quiet"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert reversed_out.read_bytes() == out.read_bytes()  # the same files in any order: the same profile
 
 
 def test_calibrate_refuses_a_lone_run_that_cannot_identify_its_parameters(tmp_path: Path) -> None:

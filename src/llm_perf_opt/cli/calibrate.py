@@ -38,7 +38,8 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
     from llm_perf_opt.measure.predict import cost_tree, counted_dtype
     from llm_perf_opt.measure.trace_pool import jobs_of, trace_jobs_ahead
 
-    measurements = [load_measurement(f) for f in files]
+    # the same files give the same profile in any order (the fit sums in this order; the source names them)
+    measurements = sorted((load_measurement(f) for f in files), key=lambda m: m.run_id)
     groups = sorted({group_key(m) for m in measurements})  # the grouping validation-doc fits by
     if len(groups) != 1:
         raise UserError(
