@@ -28,6 +28,7 @@ def test_times_integers_shares() -> None:
     assert fmt_ms(1e-5) == "10.0 us"
     assert fmt_ms(12.3) == "12.30 s"
     assert fmt_ms(0) == "0 ms"
+    assert fmt_ms(9.18e-10) == "0.918 ns"  # a sub-nanosecond compute part, not "0.000918 us"
     assert fmt_int(3_336_106_240) == "3,336,106,240"
     assert fmt_count(12) == "12" and fmt_count(1_234_567) == "1.23 M"
     assert fmt_share(0.42) == "42.0%" and fmt_share(0.0001) == "<0.1%" and fmt_share(0) == "0.0%"

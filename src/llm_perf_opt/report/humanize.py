@@ -84,9 +84,11 @@ def fmt_count(value: float) -> str:
 
 
 def fmt_ms(seconds: float) -> str:
-    """A duration given in seconds, shown in ms (``us`` below 0.1 ms, ``s`` from 10 s)."""
+    """A duration given in seconds, shown in ms (``us`` below 0.1 ms, ``ns`` below 0.1 us, ``s`` from 10 s)."""
     if seconds == 0:
         return "0 ms"
+    if abs(seconds) < 1e-7:
+        return f"{_sig(seconds * 1e9, 3)} ns"
     if abs(seconds) < 1e-4:
         return f"{_sig(seconds * 1e6, 3)} us"
     if abs(seconds) >= 10:

@@ -11,6 +11,7 @@ from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_count, fmt_ms, fmt_share, md_table
 from llm_perf_opt.report.stage_view import runtime_timed
 from llm_perf_opt.runtimes.bands import trust_line
+from llm_perf_opt.runtimes.timer import ForwardTerms
 
 __all__ = ["kernel_note", "overhead_label", "runtime_section", "time_note", "top_group_fact", "trust_fact"]
 
@@ -99,10 +100,7 @@ def runtime_section(r: AnalysisResult) -> str:
             ("request", "text only (no page)" if run.text_only else "page + prompt"),
             ("kernels per decode step", fmt_count(d.kernels)),
             ("bytes per generated token", fmt_bytes(run.bytes_per_token)),
-            (
-                "decode step runs in",
-                {"full": "a CUDA graph", "piecewise": "piecewise graphs", "none": "eager launches"}[d.graphs],
-            ),
+            ("decode step runs in", _graphs_text(d)),
             ("decode bound", d.bound),
             ("prefill bound", p.bound),
             ("vision bound", "-" if run.text_only else "eager launches: " + run.vision_bound),
@@ -160,3 +158,12 @@ def runtime_section(r: AnalysisResult) -> str:
             f"Trust: {trust}. Runtime kernel maps, sources and published comparisons: docs/validation-runtimes.md.",
         ]
     )
+
+
+def _graphs_text(d: ForwardTerms) -> str:
+    """Where a decode step's kernels run: in graphs, and what still launches eagerly between them (an expert loop
+    that breaks the graph, as in hf-cuda-graph)."""
+    text = {"full": "a CUDA graph", "piecewise": "piecewise graphs", "none": "eager launches"}[d.graphs]
+    if d.graphs != "none" and d.launch_s > 0:
+        text += f", with {fmt_ms(d.launch_s)} of eager launches between its segments"
+    return text
