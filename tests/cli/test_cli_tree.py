@@ -66,3 +66,16 @@ def test_unknown_model_is_one_line_listing_the_known_ones() -> None:
     assert len(lines) == 1
     assert lines[0].startswith("error: unknown model source 'deepseek-ocr-v9'; expected one of: ")
     assert "deepseek-ocr-v1-base, deepseek-ocr-v1-tiny" in lines[0]
+
+
+def test_flat_text_is_the_json_records_as_aligned_lines() -> None:
+    args = ["tree", "--flat", "--model", "deepseek-ocr-v1-tiny"]
+    records = [json.loads(line) for line in CliRunner().invoke(cli, args).output.splitlines()]
+    text = CliRunner().invoke(cli, [*args, "--format", "text"])
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0].split() == ["path", "class", "params", "own", "params"] and len(lines) == len(records) + 1
+    root = lines[1].split()
+    assert root == ["<root>", records[0]["class_name"], f"{records[0]['params']:,}", f"{records[0]['own_params']:,}"]
+    column = lines[0].index("class")  # every class name starts under the header's
+    assert all(line[column:].startswith(r["class_name"]) for line, r in zip(lines[1:], records, strict=True))

@@ -2,9 +2,10 @@
 
 ``--flat --format json`` prints one JSON object per module, in ``named_modules()`` order (the root first, path ``""``):
 ``{"path": ..., "class_name": ..., "own_params": ..., "params": ...}`` - parameters registered directly on the module
-and the inclusive count.  Without ``--flat`` the workload is traced and the grouped tree is printed (repeated blocks
-folded, per-stage nodes, for/parfor counts, parameters, constructor parameters): as text, or with ``--format json``
-as node records that ``llm-perf-opt diff`` compares (:mod:`llm_perf_opt.report.tree_text`).
+and the inclusive count; ``--flat --format text`` the same as aligned lines.  Without ``--flat`` the workload is
+traced and the grouped tree is printed (repeated blocks folded, per-stage nodes, for/parfor counts, parameters,
+constructor parameters): as text, or with ``--format json`` as node records that ``llm-perf-opt diff`` compares
+(:mod:`llm_perf_opt.report.tree_text`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def module_records(model: nn.Module) -> list[dict[str, Any]]:
     "fmt",
     type=click.Choice(["json", "text"]),
     default=None,
-    help="--flat: json (one JSON object per line, the default). Grouped: text (default) or json (node records).",
+    help="--flat: json (one JSON object per line, the default) or text (aligned lines). Grouped: text (default) or "
+    "json (node records).",
 )
 @click.option("--workload", "workload_id", default=None, help="Grouped view: workload preset to trace.")
 @click.option("--mode", default=None, help="Grouped view: resolution mode override.")
@@ -105,12 +107,24 @@ def tree(
         source = trusted_source(model_name, trust_remote_code)
         _grouped(source, fmt or "text", workload_id, mode, page, max_new_tokens, kernel, stage, depth)
         return
-    if fmt == "text":
-        raise UserError("--flat prints JSON lines only; drop --format text or drop --flat for the grouped text view")
     source = trusted_source(model_name, trust_remote_code)
     model = source.build(attn_implementation="sdpa" if kernel == "flash" else "eager")
-    for record in module_records(model):
+    records = module_records(model)
+    if fmt == "text":
+        click.echo(flat_text(records))
+        return
+    for record in records:
         click.echo(json.dumps(record))
+
+
+def flat_text(records: list[dict[str, Any]]) -> str:
+    """One aligned line per module: path (``<root>`` for the root), class, inclusive and own parameter counts."""
+    rows = [(r["path"] or "<root>", r["class_name"], f"{r['params']:,}", f"{r['own_params']:,}") for r in records]
+    header = ("path", "class", "params", "own params")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    w0, w1, w2, w3 = widths
+    lines = (f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}  {d:>{w3}}" for a, b, c, d in [header, *rows])
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _grouped(
