@@ -299,3 +299,11 @@ def test_a_text_only_request_takes_no_page_and_no_mode() -> None:
         _flags(text_only=True, page=(640, 640))
     assert info.value.path == "--image"
     _flags(text_only=True)
+
+
+def test_a_text_only_request_has_the_context_of_its_prompt() -> None:
+    # S = 1 BOS + 9 prompt tokens, not the page's 703: 8,000 new tokens fit 8,192, 8,192 do not
+    _flags(text_only=True, max_new_tokens=8000)
+    with pytest.raises(AdmissionError, match=r"S \+ N - 1 = 10 \+ 8192 - 1 = 8201 tokens.*at most 8183"):
+        _flags(text_only=True, max_new_tokens=8192)
+    _check(text_only=True, max_new_tokens=8000)

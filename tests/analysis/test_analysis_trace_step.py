@@ -118,7 +118,7 @@ def test_cache_info_and_clear_commands() -> None:
 
 
 _NOTE = re.compile(
-    r"derived from cached steps [0-9, ]+; every counter affine, integrated over \d+ steps"
+    r"derived from cached steps [0-9, ]+; every counter affine, integrated over \d+ steps?"
     r"|traced steps [0-9, ]+ of \d+; every counter affine, integrated"
 )
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 import llm_perf_opt.admission.limits as L
@@ -618,7 +619,7 @@ def _check_workload_context(inputs: _Inputs, kind: str, door: _Door) -> None:
         ).seq_len
     else:
         config = DeepseekOCRConfig.tiny() if inputs.model == "deepseek-ocr-v1-tiny" else None
-        seq_len = _workload_or_fail(
+        workload = _workload_or_fail(
             lambda: Workload.create(
                 mode=inputs.mode or base.mode,
                 page=page or base.page,
@@ -628,7 +629,8 @@ def _check_workload_context(inputs: _Inputs, kind: str, door: _Door) -> None:
                 config=config,
             ),
             door,
-        ).seq_len
+        )
+        seq_len = attrs.evolve(workload, text_only=bool(inputs.text_only)).seq_len  # no image: S = 1 + prompt
     limit = L.MAX_CONTEXT_TOKENS.get(inputs.model, L.MAX_CONTEXT_TOKENS["remote-v1"])
     _check_context(seq_len, new, limit, door, f"workload {inputs.workload_id}")
 

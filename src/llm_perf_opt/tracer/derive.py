@@ -105,7 +105,8 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
         workload=workload,
         max_new_tokens=max_new_tokens,
         decode_method="affine-fit",
-        decode_note=f"derived from cached steps {steps}; every counter affine, integrated over {n} steps",
+        decode_note=f"derived from cached steps {steps}; every counter affine, integrated over {n} "
+        f"step{'s' if n != 1 else ''}",
         nodes=nodes,
         op_ledger=ledger,
         unsupported=unsupported,
