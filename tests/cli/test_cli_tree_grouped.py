@@ -44,5 +44,3 @@ def test_json_records_and_stage_filter() -> None:
 def test_bad_flags_are_one_line_errors() -> None:
     bad_page = CliRunner().invoke(cli, [*TINY, "--image", "big"])
     assert bad_page.exit_code == 1 and bad_page.stderr.startswith("error: --image must be WIDTHxHEIGHT")
-    flat_text = CliRunner().invoke(cli, ["tree", "--flat", "--format", "text"])
-    assert flat_text.exit_code == 1 and "--flat prints JSON lines only" in flat_text.stderr
