@@ -16,6 +16,7 @@ from llm_perf_opt.tracer.derive import (
     DeriveError,
     basis_from_json,
     basis_to_json,
+    decode_basis,
     derive_output_length,
 )
 from llm_perf_opt.tracer.nodedata import NodeData
@@ -77,7 +78,7 @@ def test_v1_standard_derived_from_64_equals_traced_at_other_lengths(v1: Built) -
     # shorter (every step traced there: 1 and 2 steps), inside, and 8x beyond the traced steps
     # S = 703: the context (8,192) leaves 7,490 new tokens; the basis covers all 7,489 steps
     work = attrs.evolve(preset_workload("dsocr-standard-v1"), max_new_tokens=64)
-    _derived_equals_traced(v1, work, (2, 3, 40, 512, 7490), far=7490, covers=7489)
+    _derived_equals_traced(v1, work, (1, 2, 3, 40, 512, 7490), far=7490, covers=7489)
 
 
 def test_v1_eager_attention_and_skewed_routing(v1_eager: Built) -> None:
@@ -176,13 +177,19 @@ def test_an_affine_toy_is_integrated_in_closed_form() -> None:
     assert lin.calls == 10 and lin.peak_activation_bytes == 5 + 9  # v(10)
     assert derived.nodes["decode"].repetition_count == 10 and derived.root.calls == 11
     assert derived.op_ledger["aten.mm.default"].count == 10
+    prefill_only = derive_output_length(_skeleton(), _basis((5, 7, 9)), max_new_tokens=1, workload="toy N=1")
+    assert set(prefill_only.nodes) == {"root"} and prefill_only.root.children == ()
+    assert (prefill_only.decode_method, prefill_only.root.calls) == ("none", 1)
 
 
-def test_a_convex_peak_or_no_decode_step_is_refused() -> None:
+def test_three_steps_off_one_line_keep_no_basis_and_other_refusals() -> None:
+    # a peak with a kink between the traced steps (flat, then growing): no other length can be derived from them
+    kinked = _basis((5, 5, 9))
+    assert decode_basis(NodeData(), kinked.steps, None, decode_steps=5, buckets=kinked.buckets) is None
     with pytest.raises(DeriveError, match="not affine in the step"):
-        derive_output_length(_skeleton(), _basis((5, 5, 9)), max_new_tokens=11, workload="toy")
-    with pytest.raises(DeriveError, match="no decode step"):
-        derive_output_length(_skeleton(), _basis((5, 7, 9)), max_new_tokens=1, workload="toy")
+        derive_output_length(_skeleton(), kinked, max_new_tokens=11, workload="toy")
+    with pytest.raises(DeriveError, match="at least one token"):
+        derive_output_length(_skeleton(), _basis((5, 7, 9)), max_new_tokens=0, workload="toy")
     with pytest.raises(DeriveError, match="not an integer"):
         # flops 10 + (i - 1) / 2: 10 + 10.5 over two steps
         derive_output_length(_skeleton(), _basis((5, 7, 9), flops=(10, 11, 12)), max_new_tokens=3, workload="toy")

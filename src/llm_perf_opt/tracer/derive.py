@@ -2,15 +2,16 @@
 
 A trace whose decode was fitted (``decode_method == "affine-fit"``: steps ``1 < mid < n0`` traced, every counter
 affine in the step) keeps a :class:`DecodeBasis`: the prefill's node data, the three steps' node data and each op's
-bucket.  For ``N`` new tokens (``n = N - 1 >= 1`` decode steps, same shapes otherwise) :func:`derive_output_length`
-integrates the same three steps over ``n`` steps (:func:`~llm_perf_opt.tracer.decode_fit.fit_steps`: sums in closed
+bucket (none when the three steps are not on one line).  For ``N`` new tokens (``n = N - 1`` decode steps, same
+shapes otherwise; ``n = 0`` keeps the prefill alone) :func:`derive_output_length` integrates the same three steps
+over ``n`` steps (:func:`~llm_perf_opt.tracer.decode_fit.fit_steps`: sums in closed
 form; a peak is ``max(v(1), v(n))`` and the KV held ``v(n)`` of the affine ``v`` through the traced steps) and rolls
 the counters up as the tracer does (:class:`~llm_perf_opt.tracer.rollup.StageRollup`); what needs the module tree
 (names, classes, weights, repetition) comes from the trace unchanged.  This is exactly what a trace at ``N`` computes
 when its own three steps lie on the same lines, which affinity in the step means.
 
-Refused (:class:`DeriveError`, the caller traces instead): a peak that is convex but not affine in the step (it
-cannot be extrapolated from three points), a sum or an end value that is not an integer, a node set that differs.
+Refused (:class:`DeriveError`, the caller traces instead): more steps than the basis covers (a far step off the line
+limits it to the traced ones), a sum or an end value that is not an integer, a node set that differs.
 Left out: prefill costs that depend on ``N`` (none in the built-in model or DeepSeek-OCR-2: a cache sized ``S + N``
 is allocated outside the counted passes; tests compare derived and traced trees at several ``N``).
 """
@@ -31,6 +32,7 @@ from llm_perf_opt.tracer.result import TracedNode, TraceResult
 from llm_perf_opt.tracer.rollup import StageRollup, active_stages, node_id, root_costs
 
 __all__ = [
+    "NO_DECODE_NOTE",
     "DecodeBasis",
     "DeriveError",
     "basis_from_json",
@@ -38,6 +40,10 @@ __all__ = [
     "decode_basis",
     "derive_output_length",
 ]
+
+
+NO_DECODE_NOTE = "max_new_tokens = 1: no decode step"
+"""The decode note of a trace with no decode step."""
 
 
 class DeriveError(Exception):
@@ -62,12 +68,17 @@ def decode_basis(
     *,
     decode_steps: int,
     buckets: Mapping[str, tuple[str, str, str]],
-) -> DecodeBasis:
+) -> DecodeBasis | None:
     """The basis of a fitted decode of ``decode_steps`` steps (``steps``: the three traced).  With ``far`` (a step
     beyond them) on the same lines as the three - every counter, call, peak and KV level affine through all four -
     the basis keeps the first, the middle and the far step and covers every length up to it; else the three traced
     steps, covering up to ``decode_steps``.  A peak is convex in the step (the module docstring of
-    :mod:`~llm_perf_opt.tracer.decode_fit`), so affine at three or more points means affine in between."""
+    :mod:`~llm_perf_opt.tracer.decode_fit`), so affine at three or more points means affine in between.  None when
+    even the three are not on one line (a peak with a kink between them: no other length can be derived)."""
+    try:
+        check_affine(steps)
+    except AffineFitError:
+        return None
     if far is not None:
         step, data = far
         try:
@@ -85,16 +96,17 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
     """``trace`` (the trace ``basis`` came from) at ``max_new_tokens`` new tokens; ``workload`` is the new
     workload's description.  Raises :class:`DeriveError` (see the module docstring)."""
     n = max_new_tokens - 1
-    if n < 1:
-        raise DeriveError(f"N = {max_new_tokens} has no decode step to integrate")
+    if n < 0:
+        raise DeriveError(f"N = {max_new_tokens}: at least one token is generated")
     if n > basis.covers:
         raise DeriveError(f"{n} decode steps is past the {basis.covers} the cached steps cover")
     data = NodeData()
     data.add(basis.prefill)
-    try:
-        data.add(fit_steps(basis.steps, n))
-    except AffineFitError as exc:
-        raise DeriveError(f"not affine in the step: {exc.where}") from exc
+    if n:
+        try:
+            data.add(fit_steps(basis.steps, n))
+        except AffineFitError as exc:
+            raise DeriveError(f"not affine in the step: {exc.where}") from exc
     counted = frozenset(op for op, (bucket, _, _) in basis.buckets.items() if bucket == "counted")
     rollups = {stage: StageRollup(stage, data, counted) for stage in active_stages(data)}
     nodes = _nodes(trace.nodes, rollups, decode_steps=n)
@@ -104,9 +116,11 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
         trace,
         workload=workload,
         max_new_tokens=max_new_tokens,
-        decode_method="affine-fit",
+        decode_method="affine-fit" if n else "none",
         decode_note=f"derived from cached steps {steps}; every counter affine, integrated over {n} "
-        f"step{'s' if n != 1 else ''}",
+        f"step{'s' if n != 1 else ''}"
+        if n
+        else NO_DECODE_NOTE,
         nodes=nodes,
         op_ledger=ledger,
         unsupported=unsupported,
@@ -116,7 +130,10 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
 def _nodes(
     skeleton: Mapping[str, TracedNode], rollups: Mapping[str, StageRollup], *, decode_steps: int
 ) -> dict[str, TracedNode]:
-    """The nodes of ``skeleton`` with the counted fields of ``rollups`` (the same node ids, or DeriveError)."""
+    """The nodes of ``skeleton`` with the counted fields of ``rollups`` (the same node ids, less the decode stage's
+    without a decode step; else DeriveError)."""
+    if not decode_steps:
+        skeleton = {nid: node for nid, node in skeleton.items() if node.stage != "decode"}
     where: dict[str, tuple[StageRollup, Pattern]] = {
         node_id(stage, pat): (roll, pat) for stage, roll in rollups.items() for pat in roll.nodes
     }
@@ -128,6 +145,7 @@ def _nodes(
         if nid == "root":
             nodes[nid] = evolve(
                 node,
+                children=tuple(stage for stage in node.children if stage in rollups),
                 calls=1 + decode_steps,
                 cost=total,
                 by_category=cats,

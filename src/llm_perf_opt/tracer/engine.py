@@ -22,7 +22,7 @@ from llm_perf_opt.tracer.batch_fit import BATCH_POINTS, BatchFitError, extrapola
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.counter import counting
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, pick_steps
-from llm_perf_opt.tracer.derive import DecodeBasis, decode_basis
+from llm_perf_opt.tracer.derive import NO_DECODE_NOTE, DecodeBasis, decode_basis
 from llm_perf_opt.tracer.grouping import StageGrouping, Structure, group_stage
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
@@ -99,7 +99,7 @@ def _decode(
 ) -> tuple[dict[int, RawTrace], DecodeMethod, str]:
     n = driver.decode_steps
     if n == 0:
-        return {}, "none", "max_new_tokens = 1: no decode step"
+        return {}, "none", NO_DECODE_NOTE
     steps = pick_steps(n) if mode == "auto" else tuple(range(1, n + 1))
     raws = {i: _run_pass(state, "decode", driver.step(i), opts) for i in steps}
     if len(steps) == n:
