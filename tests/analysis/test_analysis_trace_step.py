@@ -111,7 +111,8 @@ def test_cache_info_and_clear_commands() -> None:
     assert "entries: 0" in CliRunner().invoke(cli, ["cache", "info"]).output
     run_analysis(AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=2))
     info = CliRunner().invoke(cli, ["cache", "info"])
-    assert info.exit_code == 0 and "entries: 1," in info.output and os.environ[CACHE_DIR_ENV] in info.output
+    assert info.exit_code == 0 and "entries: 1 trace (traced or derived), 0 decode bases," in info.output
+    assert os.environ[CACHE_DIR_ENV] in info.output
     cleared = CliRunner().invoke(cli, ["cache", "clear"])
     assert cleared.exit_code == 0 and cleared.output.startswith("removed 1 trace(s)")
     assert _entries() == 0
@@ -187,3 +188,15 @@ def test_a_page_of_the_same_tile_grid_is_answered_from_the_cache(tmp_path: Path)
     assert b"1250x1760" in (tmp_path / "cached" / "report.md").read_bytes()
     other_grid = CliRunner().invoke(cli, [*gundam, "--image", "1754x1240", "--out", str(tmp_path / "landscape")])
     assert other_grid.exit_code == 0 and _entries() == 2  # 3 x 2 crops: other shapes
+
+
+def test_a_cache_folder_that_is_a_file_is_one_warning_and_no_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "afile"))
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.warns(UserWarning, match=r"afile is not a folder; not cached") as seen:
+        run_analysis(AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=2))
+    assert len(seen) == 1
+    info = CliRunner().invoke(cli, ["cache", "info"])
+    assert info.exit_code == 0 and "it is not a folder: nothing is cached" in info.output

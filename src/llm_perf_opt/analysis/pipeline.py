@@ -55,7 +55,7 @@ from llm_perf_opt.runtimes import get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.runtimes.costs import check_supported
 from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
-from llm_perf_opt.tracecache import TraceCache
+from llm_perf_opt.tracecache import usable_cache
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.workloads import get_preset, profile_from_workload
 
@@ -99,7 +99,7 @@ def run_analysis(
 
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
     attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
-    cache = TraceCache() if use_cache else None
+    cache = usable_cache() if use_cache else None
     trace, provenance, hit = traced(source, workload, attention=attention, routing=routing, cache=cache)
     how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
     say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -79,4 +80,19 @@ def main(argv: list[str] | None = None, *, obj: dict[str, Any] | None = None) ->
     This process and those it starts (the server's workers) are ours: their traces may use the ``torch._dynamo``
     stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
     os.environ.setdefault(DYNAMO_STAND_IN_ENV, "1")
+    warnings.showwarning = _one_line_warning
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt", obj=obj)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """This tool's own warnings (a cache entry rebuilt, a cache not written) as one ``warning: ...`` line on stderr,
+    without the source line; any other warning as Python shows it."""
+    if category.__module__.startswith("llm_perf_opt."):
+        click.echo(f"warning: {message}", err=True)
+        return
+    _SHOW_WARNING(message, category, filename, lineno, file, line)

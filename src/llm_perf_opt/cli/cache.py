@@ -20,7 +20,12 @@ def info() -> None:
     """Where the cache is, how many traces and decode bases it holds and their size."""
     found = TraceCache().info()
     click.echo(f"trace cache: {found.root} (set {CACHE_DIR_ENV} to move it)")
-    click.echo(f"entries: {found.entries}, decode bases: {found.bases}, {found.bytes / 1e6:.1f} MB")
+    if found.root.exists() and not found.root.is_dir():
+        click.echo("it is not a folder: nothing is cached (analyze warns and traces every time)")
+        return
+    traces = f"{found.entries} trace{'s' if found.entries != 1 else ''} (traced or derived)"
+    bases = f"{found.bases} decode bas{'es' if found.bases != 1 else 'is'}"
+    click.echo(f"entries: {traces}, {bases}, {found.bytes / 1e6:.1f} MB")
 
 
 @cache.command()
@@ -28,4 +33,4 @@ def clear() -> None:
     """Delete every cached trace and decode basis (the next analyze of each shape traces again)."""
     store = TraceCache()
     removed = store.clear()
-    click.echo(f"removed {removed.entries} trace(s) and {removed.bases} decode basis entries from {store.root}")
+    click.echo(f"removed {removed.entries} trace(s) and {removed.bases} decode bas(is/es) from {store.root}")

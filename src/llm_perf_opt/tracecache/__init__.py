@@ -17,6 +17,7 @@ from llm_perf_opt.tracecache.store import (
     TraceCache,
     TraceCacheWarning,
     default_cache_dir,
+    usable_cache,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "default_cache_dir",
     "trace_key",
     "trace_key_parts",
+    "usable_cache",
 ]

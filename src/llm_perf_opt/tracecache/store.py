@@ -42,6 +42,7 @@ __all__ = [
     "default_cache_dir",
     "drop_entry",
     "read_entry",
+    "usable_cache",
     "write_entry",
 ]
 
@@ -127,6 +128,21 @@ def basis_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
     """The key parts of the decode basis of the trace keyed by ``parts``: the same, less the output length."""
     workload = {k: v for k, v in parts["workload"].items() if k != "max_new_tokens"}
     return {**parts, "workload": workload, "entry": "decode-basis"}
+
+
+def usable_cache(root: Path | None = None) -> TraceCache | None:
+    """The trace cache under ``root``, or None with one warning when its folder is a file (nothing can be cached
+    there; every read and write would fail)."""
+    cache = TraceCache(root)
+    for folder in (cache.root, cache.folder):
+        if folder.exists() and not folder.is_dir():
+            warnings.warn(
+                f"trace cache {folder} is not a folder; not cached (set {CACHE_DIR_ENV} to a folder)",
+                TraceCacheWarning,
+                stacklevel=2,
+            )
+            return None
+    return cache
 
 
 class TraceCache:
