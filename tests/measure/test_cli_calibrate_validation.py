@@ -52,6 +52,8 @@ def test_calibrate_writes_a_profile_analyze_can_read(tmp_path: Path) -> None:
     args = ["calibrate", *map(str, reversed(COMMITTED_CPU)), "--out", str(reversed_out), "--quiet"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert reversed_out.read_bytes() == out.read_bytes()  # the same files in any order: the same profile
+    twice = CliRunner().invoke(cli, ["calibrate", *map(str, COMMITTED_CPU), str(COMMITTED_CPU[0]), "--out", str(out)])
+    assert twice.exit_code == 1 and "is given 2 times" in twice.stderr and "pass each run once" in twice.stderr
 
 
 def test_calibrate_refuses_a_lone_run_that_cannot_identify_its_parameters(tmp_path: Path) -> None:

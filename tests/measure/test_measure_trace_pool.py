@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from attrs import evolve
 
+from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure import meta_trace, predict
 from llm_perf_opt.measure.predict import cost_job, cost_tree, job_cached, memory_job
 from llm_perf_opt.measure.record import Measurement, WorkloadRecord
@@ -68,6 +69,10 @@ def test_processes_follow_the_cores_the_setting_and_the_cache(
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "not-a-folder"))
     assert processes_for(groups) == 1  # children could not hand their traces back
+    for bad in ("0", "abc", "-2"):
+        monkeypatch.setenv(PROCESSES_ENV, bad)
+        with pytest.raises(UserError, match=f"{PROCESSES_ENV}='{bad}' is not a positive whole number"):
+            processes_for(groups)
 
 
 def test_two_processes_trace_every_shape_once_and_give_the_serial_trees(

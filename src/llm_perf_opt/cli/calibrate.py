@@ -11,7 +11,7 @@ import yaml
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.core import atomic_write_text
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.measure.record import load_measurement
+from llm_perf_opt.measure.record import Measurement, load_measurement
 from llm_perf_opt.measure.validation import (
     calibration_case,
     device_key,
@@ -39,7 +39,9 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
     from llm_perf_opt.measure.trace_pool import jobs_of, trace_jobs_ahead
 
     # the same files give the same profile in any order (the fit sums in this order; the source names them)
-    measurements = sorted((load_measurement(f) for f in files), key=lambda m: m.run_id)
+    loaded = [(path, load_measurement(path)) for path in files]
+    _refuse_repeated_runs(loaded)
+    measurements = sorted((m for _, m in loaded), key=lambda m: m.run_id)
     groups = sorted({group_key(m) for m in measurements})  # the grouping validation-doc fits by
     if len(groups) != 1:
         raise UserError(
@@ -94,3 +96,14 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
                 f"  {r.label} / {r.stage}: {r.measured_s * 1e3:.3f}, {uncal * 1e3:.3f} ({before_err:+.1%}), "
                 f"{r.predicted_s * 1e3:.3f} ({r.error:+.1%})"
             )
+
+
+def _refuse_repeated_runs(loaded: list[tuple[Path, Measurement]]) -> None:
+    """One run given twice (the same file, or a copy) would weigh twice in the fit: refused, naming its files."""
+    where: dict[str, list[str]] = {}
+    for path, measurement in loaded:
+        where.setdefault(measurement.run_id, []).append(str(path))
+    for run_id, paths in where.items():
+        if len(paths) > 1:
+            given = f"{len(paths)} times ({', '.join(paths)})"
+            raise UserError(f"measurement {run_id} is given {given}; pass each run once")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.sharedctypes import Synchronized
 
+from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.predict import TraceJob, cost_job, job_cached, memory_job, run_job
 from llm_perf_opt.measure.record import Measurement
 from llm_perf_opt.sources.registry import resolve_model_source
@@ -71,7 +72,9 @@ def processes_for(groups: Sequence[Sequence[TraceJob]]) -> int:
     never more than the groups or :data:`MAX_PROCESSES`; 1 without a writable trace cache (children would have no
     way to hand their traces back) or where processes cannot fork."""
     wanted = os.environ.get(PROCESSES_ENV, "")
-    cores = int(wanted) if wanted.isdigit() and int(wanted) > 0 else _cores()
+    if wanted and not (wanted.isdigit() and int(wanted) > 0):
+        raise UserError(f"{PROCESSES_ENV}={wanted!r} is not a positive whole number; set one (1: no workers) or unset")
+    cores = int(wanted) if wanted else _cores()
     count = min(cores, len(groups), MAX_PROCESSES)
     forks = "fork" in multiprocessing.get_all_start_methods()
     return count if count > 1 and forks and _cache_writable() else 1
