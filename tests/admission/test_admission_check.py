@@ -307,3 +307,7 @@ def test_a_text_only_request_has_the_context_of_its_prompt() -> None:
     with pytest.raises(AdmissionError, match=r"S \+ N - 1 = 10 \+ 8192 - 1 = 8201 tokens.*at most 8183"):
         _flags(text_only=True, max_new_tokens=8192)
     _check(text_only=True, max_new_tokens=8000)
+    # a prompt that leaves no room is the prompt's fault, and there is no page or mode to make smaller
+    with pytest.raises(AdmissionError, match=r"^--prompt-tokens 8192: .*; use a shorter prompt$") as info:
+        _flags(text_only=True, prompt_tokens=8192, max_new_tokens=1)
+    assert info.value.path == "--prompt-tokens"

@@ -632,7 +632,8 @@ def _check_workload_context(inputs: _Inputs, kind: str, door: _Door) -> None:
         )
         seq_len = attrs.evolve(workload, text_only=bool(inputs.text_only)).seq_len  # no image: S = 1 + prompt
     limit = L.MAX_CONTEXT_TOKENS.get(inputs.model, L.MAX_CONTEXT_TOKENS["remote-v1"])
-    _check_context(seq_len, new, limit, door, f"workload {inputs.workload_id}")
+    where = "a text-only request" if inputs.text_only else f"workload {inputs.workload_id}"
+    _check_context(seq_len, new, limit, door, where, text_only=bool(inputs.text_only))
 
 
 def _workload_or_fail(make: Any, door: _Door) -> Any:
@@ -642,17 +643,18 @@ def _workload_or_fail(make: Any, door: _Door) -> Any:
         raise AdmissionError(f"{exc}", path=door.path("page")) from None
 
 
-def _check_context(seq_len: int, new_tokens: int, limit: int, door: _Door, where: str) -> None:
+def _check_context(
+    seq_len: int, new_tokens: int, limit: int, door: _Door, where: str, *, text_only: bool = False
+) -> None:
     kv = seq_len + new_tokens - 1
     if kv > limit:
         most = limit - seq_len + 1
-        if most >= 1:
-            fix = f"lower {door.label('max_new_tokens')} to at most {most}, or use a smaller page, mode or prompt"
-        else:
-            fix = "use a smaller page, mode or prompt"
+        shorter = "use a shorter prompt" if text_only else "use a smaller page, mode or prompt"
+        fix = f"lower {door.label('max_new_tokens')} to at most {most}, or {shorter}" if most >= 1 else shorter
+        field, value = ("prompt_tokens", seq_len - 1) if text_only and most < 1 else ("max_new_tokens", new_tokens)
         raise door.fail(
-            "max_new_tokens",
-            new_tokens,
+            field,
+            value,
             f"S + N - 1 = {seq_len} + {new_tokens} - 1 = {kv} tokens is past the model's context ({where})",
             f"S + N - 1 <= {limit}",
             fix,
