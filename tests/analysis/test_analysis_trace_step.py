@@ -119,7 +119,7 @@ def test_cache_info_and_clear_commands() -> None:
 
 
 _NOTE = re.compile(
-    r"derived from cached steps [0-9, ]+; every counter affine, integrated over \d+ steps?"
+    r"derived from the cached decode basis; every counter affine, integrated over \d+ steps?"
     r"|traced steps [0-9, ]+ of \d+; every counter affine, integrated"
 )
 
@@ -143,7 +143,7 @@ def test_another_output_length_is_derived_from_the_cached_basis_without_torch(tm
     assert CliRunner().invoke(cli, args).exit_code == 0
     for name in ("model.json", "summary.json", "validation.json", "report.yaml"):
         ours, theirs = ((tmp_path / d / name).read_text() for d in ("derived", "traced"))
-        assert "derived from cached steps" in ours or name == "validation.json"
+        assert "derived from the cached decode basis" in ours or name == "validation.json"
         assert _NOTE.sub("<decode note>", ours) == _NOTE.sub("<decode note>", theirs), name
 
 
@@ -200,3 +200,16 @@ def test_a_cache_folder_that_is_a_file_is_one_warning_and_no_cache(
     assert len(seen) == 1
     info = CliRunner().invoke(cli, ["cache", "info"])
     assert info.exit_code == 0 and "it is not a folder: nothing is cached" in info.output
+
+
+def test_a_trace_whose_steps_bend_leaves_the_wider_basis_in_place() -> None:
+    # eager attention: the score matrix becomes the attention's peak after the first steps, so a trace of 300 tokens
+    # has steps 1, 150, 299 off one line (no basis from it) and the basis of the 16-token trace (15 steps) stays
+    eager = {"model": "deepseek-ocr-v1-base", "workload_id": "dsocr-tiny-v1", "attention": "eager"}
+    first = run_analysis(AnalysisOptions(**eager, max_new_tokens=16))  # type: ignore[arg-type]
+    assert first.trace.decode_note.startswith("traced steps 1, 8, 15 of 15")
+    longer = run_analysis(AnalysisOptions(**eager, max_new_tokens=300))  # type: ignore[arg-type]
+    assert longer.trace.decode_note.startswith("traced steps 1, 150, 299 of 299")
+    shorter = run_analysis(AnalysisOptions(**eager, max_new_tokens=10))  # type: ignore[arg-type]
+    assert shorter.trace.decode_note.startswith("derived from the cached decode basis")
+    assert TraceCache().info().bases == 1

@@ -21,7 +21,7 @@ from attrs import evolve
 from llm_perf_opt.admission.limits import MAX_CONTEXT_TOKENS
 from llm_perf_opt.analysis.model_source import source_provenance
 from llm_perf_opt.sources.upstream.compat import installed_transformers
-from llm_perf_opt.tracecache import TraceCache, trace_key, trace_key_parts
+from llm_perf_opt.tracecache import CachedTrace, TraceCache, trace_key, trace_key_parts
 from llm_perf_opt.tracer.derive import DecodeBasis, DeriveError, derive_output_length
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel
@@ -68,13 +68,14 @@ def traced(
     hit = cache.load(trace_key(parts))
     if hit is not None:  # traced maybe for another page of the same tile grid: its workload line names this one
         return evolve(hit.trace, workload=workload.describe()), hit.provenance, True
-    derived = _derived(cache, parts, workload)
+    found = cache.load_basis(parts)
+    derived = _derived(found, workload)
     if derived is not None:
         cache.remember(parts, *derived)
         return (*derived, True)
     result, provenance, basis = trace()
     entry = cache.remember(parts, result, provenance)
-    if basis is not None:
+    if basis is not None and (found is None or basis.covers > found[1].covers):  # never a narrower basis
         cache.store_basis(parts, entry, basis)
     return result, provenance, False
 
@@ -87,10 +88,10 @@ def context_new_tokens(model: str, seq_len: int) -> int:
 
 
 def _derived(
-    cache: TraceCache, parts: dict[str, Any], workload: Any
+    found: tuple[CachedTrace, DecodeBasis] | None, workload: Any
 ) -> tuple[TraceResult, dict[str, Any] | None] | None:
-    """The trace at ``workload``'s output length derived from a cached decode basis of the same shapes, or None."""
-    found = cache.load_basis(parts)
+    """The trace at ``workload``'s output length derived from ``found``, the cached decode basis of the same shapes
+    (and the trace it came from), or None."""
     if found is None:
         return None
     entry, basis = found

@@ -136,7 +136,8 @@ def _stage_times(d: Mapping[str, Any]) -> bytes:
         ("time to first token", [(d["ttft_s"] * 1e3, "#8C8C8C")], f"TTFT {fmt_ms(d['ttft_s'])} ({d['ttft_parts']})")
     ]
     if d["decode_steps"] > 0:
-        note = f"TPOT {fmt_ms(d['tpot_s'])} (mean of {d['decode_steps']:,} decode steps)"
+        steps = d["decode_steps"]
+        note = f"TPOT {fmt_ms(d['tpot_s'])} (mean of {steps:,} decode step{'s' if steps != 1 else ''})"
         latency.append(("time per output token", [(d["tpot_s"] * 1e3, "#8C8C8C")], note))
     left = _PAD + 8 + max(text_width(name, _LABEL) for name, _, _ in [*stages, *latency])
     svg = Svg(_WIDTH, 0)

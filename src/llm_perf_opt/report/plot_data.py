@@ -69,7 +69,8 @@ def stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float]]:
         t = stage_bound(r, stage)
         if t is None or (stage == "other" and t.total_s <= 0):
             continue
-        label = f"decode ({r.stages.decode_steps} steps)" if stage == "decode" else stage
+        steps = r.stages.decode_steps
+        label = f"decode ({steps:,} step{'s' if steps != 1 else ''})" if stage == "decode" else stage
         rows.append((label, t.compute_s, t.memory_s, t.overhead_s))
     return rows
 

@@ -111,13 +111,12 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
     rollups = {stage: StageRollup(stage, data, counted) for stage in active_stages(data)}
     nodes = _nodes(trace.nodes, rollups, decode_steps=n)
     ledger, unsupported = build_ledger(data, basis.buckets)
-    steps = ", ".join(map(str, sorted(basis.steps)))
     return evolve(
         trace,
         workload=workload,
         max_new_tokens=max_new_tokens,
         decode_method="affine-fit" if n else "none",
-        decode_note=f"derived from cached steps {steps}; every counter affine, integrated over {n} "
+        decode_note=f"derived from the cached decode basis; every counter affine, integrated over {n} "
         f"step{'s' if n != 1 else ''}"
         if n
         else NO_DECODE_NOTE,

@@ -103,8 +103,9 @@ def _decode(
     steps = pick_steps(n) if mode == "auto" else tuple(range(1, n + 1))
     raws = {i: _run_pass(state, "decode", driver.step(i), opts) for i in steps}
     if len(steps) == n:
-        why = "requested" if mode == "every-step" else f"only {n} step(s)"
-        return raws, "every-step", f"traced all {n} decode steps ({why})"
+        why = "requested" if mode == "every-step" else "too few to fit three"
+        every = f"the {n} decode step" if n == 1 else f"all {n} decode steps"
+        return raws, "every-step", f"traced {every} ({why})"
     return raws, "affine-fit", f"traced steps {', '.join(map(str, steps))} of {n}; every counter affine, integrated"
 
 
