@@ -13,6 +13,7 @@ from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_ms, fmt_share
 from llm_perf_opt.report.markdown import render_report_md
+from llm_perf_opt.report.md_analysis import plots_section
 from llm_perf_opt.report.md_runtime import runtime_section, top_group_fact
 
 
@@ -92,3 +93,11 @@ def test_a_graphed_decode_says_what_still_launches_eagerly() -> None:
     row = f"| decode step runs in | a CUDA graph, with {fmt_ms(graph.decode.launch_s)} of eager launches between"
     assert row in runtime_section(_tiny(runtime="hf-cuda-graph"))
     assert "| decode step runs in | a CUDA graph |" in runtime_section(_tiny(runtime="vllm"))
+
+
+def test_figure_captions_say_when_they_show_the_eager_breakdown() -> None:
+    # a serving runtime times stages; the category and roofline figures still show the traced ops' eager times
+    served = plots_section(_tiny(runtime="vllm"))
+    assert "![Roofline of the heaviest modules on this device (the eager op-by-op breakdown)]" in served
+    assert "(time: the eager op-by-op breakdown)](plots/category_shares.svg)" in served
+    assert "eager op-by-op" not in plots_section(_tiny())

@@ -21,7 +21,7 @@ from llm_perf_opt.report.humanize import (
     md_table,
 )
 from llm_perf_opt.report.layers import layer_classes, layer_summary
-from llm_perf_opt.report.stage_view import eager_note
+from llm_perf_opt.report.stage_view import eager_note, runtime_timed
 
 __all__ = [
     "PLOTS",
@@ -128,9 +128,19 @@ def _display_names(r: AnalysisResult) -> dict[str, str]:
     return {c.category_id: c.display_name for c in r.model.operator_categories}
 
 
+_EAGER_BREAKDOWN = {
+    "category_shares": " (time: the eager op-by-op breakdown)",
+    "roofline": " (the eager op-by-op breakdown)",
+}
+"""What a figure's caption adds when a serving runtime timed the request: these two figures still show the traced
+ops' eager times (the runtime's kernel model times stages, not modules or categories), as their titles say."""
+
+
 def plots_section(r: AnalysisResult) -> str:
     parts = ["## Plots\n"]
     for stem, caption in PLOTS:
+        if runtime_timed(r):
+            caption += _EAGER_BREAKDOWN.get(stem, "")
         parts.append(f"![{caption}](plots/{stem}.svg)\n\n{caption}.\n")
     return "\n".join(parts)
 
