@@ -213,7 +213,13 @@ def test_importing_a_package_loads_only_its_layer_and_below(package: str) -> Non
 
 @pytest.mark.parametrize(
     "module",
-    ["llm_perf_opt.analysis", "llm_perf_opt.analysis.options", "llm_perf_opt.tracer", "llm_perf_opt.tracer.derive"],
+    [
+        "llm_perf_opt.analysis",
+        "llm_perf_opt.analysis.options",
+        "llm_perf_opt.tracer",
+        "llm_perf_opt.tracer.derive",
+        "llm_perf_opt.analysis.pinned",
+    ],
 )
 def test_torch_free_entry_points_of_torch_packages(module: str) -> None:
     """The service computes report ids with ``analysis.options`` before any build: torch stays unloaded."""

@@ -26,7 +26,6 @@ from llm_perf_opt.errors import ConfigError, UserError
 from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource
 from llm_perf_opt.tracer.golden import compare_golden, golden_from_trace, read_golden, write_golden
 from llm_perf_opt.tracer.result import TraceResult
-from llm_perf_opt.tracer.trace import trace_with_driver
 from llm_perf_opt.workloads import Workload, preset_workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
@@ -76,6 +75,9 @@ def make_workload(spec: Mapping[str, Any]) -> Any:
 
 def trace_source(source: Any, workload: Any, *, model: Any = None) -> tuple[TraceResult, dict[str, Any]]:
     """Trace with eager attention through the source's driver: ``(TraceResult, provenance dict)``."""
+    # lazy: tracing needs torch (seconds to import); checking a report against the trace cache does not
+    from llm_perf_opt.tracer.trace import trace_with_driver
+
     result, driver = trace_with_driver(source, workload, attention="eager", model=model)
     return result, source_provenance(source, driver) or {"source": source.name}
 
