@@ -38,6 +38,19 @@ def _entries() -> int:
     return TraceCache().info().entries
 
 
+def _analyze_without_torch(*argv: str) -> None:
+    """Run the command line in a fresh process on this test's cache: it succeeds and never imports torch."""
+    run = subprocess.run(
+        [sys.executable, "-c", WARM_SCRIPT, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, CACHE_DIR_ENV: os.environ[CACHE_DIR_ENV]},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "torch imported: False" in run.stdout
+
+
 def _every_step_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
     """Progress lines on a non-terminal stderr, for every step however short (the steps name the cache's answer)."""
     monkeypatch.setenv(progress.PROGRESS_ENV, "always")
@@ -56,15 +69,7 @@ def test_a_warm_analyze_imports_no_torch_and_writes_the_same_report(
     assert other_device.exit_code == 0, other_device.output
     assert "from the trace cache" in other_device.stderr
     assert _entries() == 1  # the device is not part of the key
-    warm = subprocess.run(
-        [sys.executable, "-c", WARM_SCRIPT, "analyze", *TINY, "--out", str(tmp_path / "warm"), "--quiet"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, CACHE_DIR_ENV: os.environ[CACHE_DIR_ENV]},
-        timeout=300,
-    )
-    assert warm.returncode == 0, warm.stderr
-    assert "torch imported: False" in warm.stdout
+    _analyze_without_torch("analyze", *TINY, "--out", str(tmp_path / "warm"), "--quiet")
     for name in ("model.json", "summary.json", "validation.json", "report.yaml"):
         assert (tmp_path / "warm" / name).read_bytes() == (tmp_path / "cold" / name).read_bytes(), name
 
@@ -129,15 +134,7 @@ def test_another_output_length_is_derived_from_the_cached_basis_without_torch(tm
     cold = CliRunner().invoke(cli, [*tiny, "--max-new-tokens", "16", "--out", str(tmp_path / "cold")])
     assert cold.exit_code == 0, cold.output
     assert (_entries(), TraceCache().info().bases) == (1, 1)  # the trace and its decode basis
-    derived = subprocess.run(
-        [sys.executable, "-c", WARM_SCRIPT, *tiny, "--max-new-tokens", "300", "--out", str(tmp_path / "derived")],
-        capture_output=True,
-        text=True,
-        env={**os.environ, CACHE_DIR_ENV: os.environ[CACHE_DIR_ENV]},
-        timeout=300,
-    )
-    assert derived.returncode == 0, derived.stderr
-    assert "torch imported: False" in derived.stdout
+    _analyze_without_torch(*tiny, "--max-new-tokens", "300", "--out", str(tmp_path / "derived"))
     assert _entries() == 2  # the derived trace is stored under its own key
     args = [*tiny, "--max-new-tokens", "300", "--no-cache", "--out", str(tmp_path / "traced")]
     assert CliRunner().invoke(cli, args).exit_code == 0
