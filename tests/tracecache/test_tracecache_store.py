@@ -177,9 +177,9 @@ def test_info_and_clear(tmp_path: Path) -> None:
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "f.json").write_text("{}")  # a figure entry an earlier version cached
     info = cache.info()
-    assert (info.root, info.entries) == (tmp_path, 2) and info.bytes > 0
+    assert (info.root, info.entries, info.obsolete) == (tmp_path, 2, 1) and info.bytes > 0
     assert cache.clear().entries == 2
-    assert cache.info().entries == 0 and list((tmp_path / "traces").iterdir()) == []
+    assert (cache.info().entries, cache.info().obsolete) == (0, 0) and list((tmp_path / "traces").iterdir()) == []
     assert list((tmp_path / "figures").iterdir()) == []
 
 

@@ -26,6 +26,8 @@ def info() -> None:
     traces = f"{found.entries} trace{'s' if found.entries != 1 else ''} (traced or derived)"
     bases = f"{found.bases} decode bas{'es' if found.bases != 1 else 'is'}"
     click.echo(f"entries: {traces}, {bases}, {found.bytes / 1e6:.1f} MB")
+    if found.obsolete:
+        click.echo(f"and {found.obsolete} figure entries an earlier version kept (unused; cache clear removes them)")
 
 
 @cache.command()

@@ -88,8 +88,9 @@ class CacheInfo:
 
     root: Path = field(metadata={"help": "cache folder"})
     entries: int = field(metadata={"help": "trace entries"})
-    bytes: int = field(metadata={"help": "bytes on disk of the entries (traces and decode bases)"})
+    bytes: int = field(metadata={"help": "bytes on disk of the entries (traces, decode bases, obsolete figures)"})
     bases: int = field(default=0, metadata={"help": "decode-basis entries (<key>.basis.json)"})
+    obsolete: int = field(default=0, metadata={"help": "figure entries earlier versions kept (cache clear removes)"})
 
 
 def read_entry(path: Path, *, redo: str) -> bytes | None:
@@ -221,8 +222,9 @@ class TraceCache:
     def info(self) -> CacheInfo:
         files = _entries(self.folder)
         bases = sum(p.name.endswith(BASIS_SUFFIX) for p in files)
-        size = sum(_size(p) for p in files)
-        return CacheInfo(root=self.root, entries=len(files) - bases, bytes=size, bases=bases)
+        old = _entries(self.obsolete)
+        size = sum(_size(p) for p in files + old)
+        return CacheInfo(root=self.root, entries=len(files) - bases, bytes=size, bases=bases, obsolete=len(old))
 
     def clear(self) -> CacheInfo:
         """Delete every trace and decode-basis entry (and leftover temporary files, and the figure entries earlier
