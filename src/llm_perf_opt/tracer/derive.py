@@ -29,7 +29,7 @@ from llm_perf_opt.tracer.decode_fit import AffineFitError, check_affine, fit_ste
 from llm_perf_opt.tracer.ledger import build_ledger
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
 from llm_perf_opt.tracer.result import TracedNode, TraceResult
-from llm_perf_opt.tracer.rollup import StageRollup, active_stages, node_id, root_costs
+from llm_perf_opt.tracer.rollup import StageRollup, active_stages, node_id, root_counts
 
 __all__ = [
     "NO_DECODE_NOTE",
@@ -138,7 +138,7 @@ def _nodes(
     }
     if set(where) | {"root"} != set(skeleton):
         raise DeriveError("the derived node set differs from the traced one")
-    total, cats = root_costs(rollups.values())
+    counts = root_counts(rollups.values())
     nodes: dict[str, TracedNode] = {}
     for nid, node in skeleton.items():
         if nid == "root":
@@ -146,10 +146,10 @@ def _nodes(
                 node,
                 children=tuple(stage for stage in node.children if stage in rollups),
                 calls=1 + decode_steps,
-                cost=total,
-                by_category=cats,
-                peak_activation_bytes=max((r.peaks.get((), 0) for r in rollups.values()), default=0),
-                kv_cache_bytes=max((r.kv.get((), 0) for r in rollups.values()), default=0),
+                cost=counts.cost,
+                by_category=counts.by_category,
+                peak_activation_bytes=counts.peak_activation_bytes,
+                kv_cache_bytes=counts.kv_cache_bytes,
             )
             continue
         roll, pat = where[nid]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from attrs import field, frozen
+
 from llm_perf_opt.contracts.vocab import Stage
 from llm_perf_opt.core import Cost
 from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.categories import CATEGORY_IDS
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
 
-__all__ = ["STAGE_ORDER", "StageRollup", "active_stages", "node_id", "ordered_categories", "root_costs"]
+__all__ = ["STAGE_ORDER", "RootCounts", "StageRollup", "active_stages", "node_id", "ordered_categories", "root_counts"]
 
 STAGE_ORDER: tuple[Stage, ...] = ("vision", "projector", "prefill", "decode", "other")
 
@@ -36,15 +38,31 @@ def ordered_categories(cats: Mapping[str, Cost]) -> dict[str, Cost]:
     return {c: cats[c] for c in CATEGORY_IDS if c in cats}
 
 
-def root_costs(rollups: Iterable[StageRollup]) -> tuple[Cost, dict[str, Cost]]:
-    """The root's inclusive cost and its split by category: the sum of the stages' (in the order given)."""
+@frozen(kw_only=True)
+class RootCounts:
+    """The root's counted fields from its stages: costs summed, peak and KV held the largest stage's."""
+
+    cost: Cost = field(metadata={"help": "inclusive cost: the sum of the stages'"})
+    by_category: dict[str, Cost] = field(metadata={"help": "that cost per category, in category order"})
+    peak_activation_bytes: int = field(metadata={"help": "the largest stage peak"})
+    kv_cache_bytes: int = field(metadata={"help": "the largest KV held at a stage's end"})
+
+
+def root_counts(rollups: Iterable[StageRollup]) -> RootCounts:
+    """The root's counted fields from its stages' roll-ups (costs summed in the order given)."""
+    stages = list(rollups)
     total = Cost()
     cats: dict[str, Cost] = {}
-    for roll in rollups:
+    for roll in stages:
         for cat, cost in roll.costs.get((), {}).items():
             cats[cat] = cats[cat] + cost if cat in cats else cost
             total = total + cost
-    return total, ordered_categories(cats)
+    return RootCounts(
+        cost=total,
+        by_category=ordered_categories(cats),
+        peak_activation_bytes=max((r.peaks.get((), 0) for r in stages), default=0),
+        kv_cache_bytes=max((r.kv.get((), 0) for r in stages), default=0),
+    )
 
 
 class StageRollup:

@@ -21,7 +21,7 @@ from llm_perf_opt.tracer.grouping import StageGrouping, constructor_params, qual
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.nodedata import NodeData, Pattern
 from llm_perf_opt.tracer.result import TracedNode
-from llm_perf_opt.tracer.rollup import STAGE_ORDER, StageRollup, active_stages, node_id, root_costs
+from llm_perf_opt.tracer.rollup import STAGE_ORDER, StageRollup, active_stages, node_id, root_counts
 
 __all__ = ["STAGE_ORDER", "StageMeta", "build_nodes", "node_id"]
 
@@ -89,7 +89,7 @@ def build_nodes(
     trees = {s: _StageTree(s, index, groupings[s], data, meta.counted_ops) for s in stages}
     nodes: dict[str, TracedNode] = {}
     root_cls = qualified_class_name(root)
-    total, cats = root_costs(trees[s] for s in stages)
+    counts = root_counts(trees[s] for s in stages)
     nodes["root"] = TracedNode(
         module_id="root",
         name=type(root).__name__,
@@ -102,11 +102,11 @@ def build_nodes(
         repetition_count=None,
         constructor_params=constructor_params(root),
         calls=meta.root_calls,
-        cost=total,
-        by_category=cats,
+        cost=counts.cost,
+        by_category=counts.by_category,
         weight_bytes=index.total_weight_bytes(),
-        peak_activation_bytes=max((t.peaks.get((), 0) for t in trees.values()), default=0),
-        kv_cache_bytes=max((t.kv.get((), 0) for t in trees.values()), default=0),
+        peak_activation_bytes=counts.peak_activation_bytes,
+        kv_cache_bytes=counts.kv_cache_bytes,
     )
     for s in stages:
         _emit_stage(trees[s], order, meta, nodes)
