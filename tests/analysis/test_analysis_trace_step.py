@@ -85,7 +85,7 @@ def test_no_cache_neither_reads_nor_writes(tmp_path: Path, monkeypatch: pytest.M
 def test_a_corrupted_entry_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
     options = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=2, batch_size=2)
     first = run_analysis(options)
-    (path,) = list((TraceCache().folder).glob("*.json"))
+    (path,) = [p for p in TraceCache().folder.glob("*.json") if p.name.count(".") == 1]  # the trace, not its notes
     path.write_text(path.read_text()[:1000])
     with pytest.warns(UserWarning, match="unreadable"):
         again = run_analysis(options)
@@ -210,3 +210,42 @@ def test_a_trace_whose_steps_bend_leaves_the_wider_basis_in_place() -> None:
     shorter = run_analysis(AnalysisOptions(**eager, max_new_tokens=10))  # type: ignore[arg-type]
     assert shorter.trace.decode_note.startswith("derived from the cached decode basis")
     assert TraceCache().info().bases == 1
+
+
+_BATCH_NOTE = re.compile(r"batch: extrapolated \([^)]*\)[^|\"'\n]*|Batch: extrapolated .*")
+
+
+def test_a_second_batch_keeps_a_batch_basis_and_later_batches_are_derived_without_torch(tmp_path: Path) -> None:
+    # the tiny model under skewed routing (its balanced expert peaks fit no single law: no basis, traced instead)
+    tiny = [*TINY, "--routing", "skewed:1.2", "--quiet"]
+    for batch in ("1", "9"):  # the first batch leaves a note, the second builds the basis
+        run = CliRunner().invoke(cli, ["analyze", *tiny, "--batch", batch, "--out", str(tmp_path / batch)])
+        assert run.exit_code == 0, run.output
+        expected = (0, 1) if batch == "1" else (1, 0)
+        assert (TraceCache().info().batch_bases, TraceCache().info().batch_marks) == expected
+    _analyze_without_torch("analyze", *tiny, "--batch", "300", "--out", str(tmp_path / "derived"))
+    args = ["analyze", *tiny, "--batch", "300", "--no-cache", "--out", str(tmp_path / "traced")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    for name in ("model.json", "summary.json", "validation.json", "report.yaml", "report.md"):
+        ours, theirs = ((tmp_path / d / name).read_text() for d in ("derived", "traced"))
+        assert "language derived at batch 300" in ours or name == "validation.json"
+        assert _BATCH_NOTE.sub("<batch note>", ours) == _BATCH_NOTE.sub("<batch note>", theirs), name
+    info = CliRunner().invoke(cli, ["cache", "info"])
+    assert "1 batch basis" in info.output
+
+
+def test_a_corrupted_batch_basis_is_dropped_with_a_warning_and_traced_again(tmp_path: Path) -> None:
+    options = AnalysisOptions(
+        model="deepseek-ocr-v1-tiny",
+        workload_id="dsocr-tiny-v1",
+        max_new_tokens=4,
+        routing="skewed:1.2",
+        batch_size=1,
+    )
+    run_analysis(options)
+    run_analysis(attrs.evolve(options, batch_size=9))
+    (path,) = TraceCache().folder.glob("*.batch.json")
+    path.write_text(path.read_text()[:1000])
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = run_analysis(attrs.evolve(options, batch_size=300))
+    assert again.trace.batch_note.endswith("language traced at batch 300")

@@ -10,6 +10,12 @@ its decode basis is re-integrated over the new number of steps (:func:`~llm_perf
 derive_output_length`, exact when every counter is affine in the step; refused, and traced, otherwise).  Each
 trace also traces the last decode step the context allows (:func:`context_new_tokens`), so its basis covers every
 output length the door accepts when the counters stay on their lines that far.
+
+On a miss at another batch, a trace of the same shapes that kept a batch basis answers without tracing
+(:func:`~llm_perf_opt.tracer.batch_derive.derive_batch`: the language derived from three traced batches, exact on
+their range; refused, and traced, outside it or at another expert coverage).  A basis costs three more language
+traces, so it is built only by the second batch traced of the same shapes (the first leaves a note): a person who
+changes the batch once pays for it, the batches after that come in well under a second.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any, Literal
 
 from attrs import evolve
 
-from llm_perf_opt.admission.limits import MAX_CONTEXT_TOKENS
+from llm_perf_opt.admission.limits import MAX_BATCH_SIZE, MAX_CONTEXT_TOKENS
 from llm_perf_opt.analysis.model_source import source_provenance
 from llm_perf_opt.sources.upstream.compat import installed_transformers
 from llm_perf_opt.tracecache import CachedTrace, TraceCache, trace_key, trace_key_parts
+from llm_perf_opt.tracer.batch_derive import BatchBasis, derive_batch
+from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.derive import DecodeBasis, DeriveError, derive_output_length
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel
@@ -52,15 +60,15 @@ def traced(
     """The trace of ``workload`` on ``source``: from ``cache`` when it holds the key or a decode basis of the same
     shapes, else traced (and stored with its basis)."""
 
-    def trace() -> tuple[TraceResult, dict[str, Any] | None, DecodeBasis | None]:
+    def trace(batches: tuple[int, int] | None = None) -> _Traced:
         # lazy: tracing needs torch (seconds to import); a cache hit never gets here
-        from llm_perf_opt.tracer.trace import trace_with_basis
+        from llm_perf_opt.tracer.trace import trace_with_bases
 
         far = context_new_tokens(source.name, workload.seq_len)
-        result, driver, basis = trace_with_basis(
-            source, workload, attention=attention, routing=routing, far_new_tokens=far
+        result, driver, basis, batch_basis = trace_with_bases(
+            source, workload, attention=attention, routing=routing, far_new_tokens=far, batch_basis=batches
         )
-        return result, source_provenance(source, driver), basis
+        return result, source_provenance(source, driver), basis, batch_basis
 
     if cache is None:
         return (*trace()[:2], False)
@@ -73,11 +81,55 @@ def traced(
     if derived is not None:
         cache.remember(parts, *derived)
         return (*derived, True)
-    result, provenance, basis = trace()
-    entry = cache.remember(parts, result, provenance)
-    if basis is not None and (found is None or basis.covers > found[1].covers):  # never a narrower basis
-        cache.store_basis(parts, entry, basis)
+    in_batch = cache.load_batch_basis(parts)
+    other_batch = _batch_derived(in_batch, workload, routing)
+    if other_batch is not None:
+        result, provenance, basis = other_batch
+        _keep(cache, parts, found, result, provenance, basis)
+        return result, provenance, True
+    build = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
+    result, provenance, basis, batch_basis = trace((1, MAX_BATCH_SIZE) if build else None)
+    entry = _keep(cache, parts, found, result, provenance, basis)
+    if batch_basis is not None:
+        cache.store_batch_basis(parts, entry, batch_basis)
+    else:
+        cache.mark_batch(parts)
     return result, provenance, False
+
+
+_Traced = tuple[TraceResult, dict[str, Any] | None, DecodeBasis | None, BatchBasis | None]
+
+
+def _keep(
+    cache: TraceCache,
+    parts: dict[str, Any],
+    found: tuple[CachedTrace, DecodeBasis] | None,
+    result: TraceResult,
+    provenance: dict[str, Any] | None,
+    basis: DecodeBasis | None,
+) -> CachedTrace:
+    """Store ``result`` and its decode ``basis`` (never in place of a wider one, ``found``); returns the entry."""
+    entry = cache.remember(parts, result, provenance)
+    if basis is not None and (found is None or basis.covers > found[1].covers):
+        cache.store_basis(parts, entry, basis)
+    return entry
+
+
+def _batch_derived(
+    found: tuple[CachedTrace, BatchBasis] | None, workload: Any, routing: RoutingModel
+) -> tuple[TraceResult, dict[str, Any] | None, DecodeBasis | None] | None:
+    """The trace at ``workload``'s batch derived from ``found``, the cached batch basis of the same shapes (and the
+    trace it came from), with its decode basis; or None."""
+    if found is None:
+        return None
+    entry, basis = found
+    try:
+        result, decode = derive_batch(
+            basis, entry.trace, batch=workload.batch_size, routing=routing, workload=workload.describe()
+        )
+    except DeriveError:
+        return None
+    return result, entry.provenance, decode
 
 
 def context_new_tokens(model: str, seq_len: int) -> int:

@@ -17,7 +17,7 @@ def cache() -> None:
 
 @cache.command()
 def info() -> None:
-    """Where the cache is, how many traces and decode bases it holds and their size."""
+    """Where the cache is, how many traces, decode bases and batch bases it holds and their size."""
     found = TraceCache().info()
     click.echo(f"trace cache: {found.root} (set {CACHE_DIR_ENV} to move it)")
     if found.root.exists() and not found.root.is_dir():
@@ -25,14 +25,18 @@ def info() -> None:
         return
     traces = f"{found.entries} trace{'s' if found.entries != 1 else ''} (traced or derived)"
     bases = f"{found.bases} decode bas{'es' if found.bases != 1 else 'is'}"
-    click.echo(f"entries: {traces}, {bases}, {found.bytes / 1e6:.1f} MB")
+    batch = f"{found.batch_bases} batch bas{'es' if found.batch_bases != 1 else 'is'}"
+    click.echo(f"entries: {traces}, {bases}, {batch}, {found.bytes / 1e6:.1f} MB")
     if found.obsolete:
         click.echo(f"and {found.obsolete} figure entries an earlier version kept (unused; cache clear removes them)")
 
 
 @cache.command()
 def clear() -> None:
-    """Delete every cached trace and decode basis (the next analyze of each shape traces again)."""
+    """Delete every cached trace, decode basis and batch basis (the next analyze of each shape traces again)."""
     store = TraceCache()
     removed = store.clear()
-    click.echo(f"removed {removed.entries} trace(s) and {removed.bases} decode bas(is/es) from {store.root}")
+    click.echo(
+        f"removed {removed.entries} trace(s), {removed.bases} decode bas(is/es) and {removed.batch_bases} batch "
+        f"bas(is/es) from {store.root}"
+    )

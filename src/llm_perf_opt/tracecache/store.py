@@ -11,6 +11,11 @@ A trace whose decode was fitted also leaves a *basis entry* in the same folder (
 the trace's parts without the output length, :func:`basis_parts`): the trace, its provenance and its
 :class:`~llm_perf_opt.tracer.derive.DecodeBasis`, from which a trace of the same shapes at another output length is
 derived without torch.
+
+Shapes traced at one batch leave a *batch entry* (``<key>.batch.json``, keyed by the parts without the batch,
+:func:`batch_parts`) saying so; a trace at another batch of the same shapes then also keeps a
+:class:`~llm_perf_opt.tracer.batch_derive.BatchBasis` there (with its trace), from which other batches are derived
+without torch.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from attrs import field, frozen
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.tracecache.key import trace_key
+from llm_perf_opt.tracer.batch_derive import BatchBasis, batch_basis_from_json, batch_basis_to_json
 from llm_perf_opt.tracer.derive import DecodeBasis, basis_from_json, basis_to_json
 from llm_perf_opt.tracer.result import TraceResult
 
@@ -39,6 +45,7 @@ __all__ = [
     "TraceCache",
     "TraceCacheWarning",
     "basis_parts",
+    "batch_parts",
     "default_cache_dir",
     "drop_entry",
     "read_entry",
@@ -49,6 +56,10 @@ __all__ = [
 _T = TypeVar("_T")
 BASIS_SUFFIX = ".basis.json"
 """File name ending of a decode-basis entry (``<key>.basis.json``, beside the trace entries)."""
+
+BATCH_SUFFIX = ".batch.json"
+"""File name ending of a batch entry (``<key>.batch.json``): a batch basis, or a note that these shapes were traced
+at some batch (the next other batch then builds the basis)."""
 
 CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
 FORMAT = 1
@@ -90,6 +101,8 @@ class CacheInfo:
     entries: int = field(metadata={"help": "trace entries"})
     bytes: int = field(metadata={"help": "bytes on disk of the entries (traces, decode bases, obsolete figures)"})
     bases: int = field(default=0, metadata={"help": "decode-basis entries (<key>.basis.json)"})
+    batch_bases: int = field(default=0, metadata={"help": "batch entries (<key>.batch.json) holding a batch basis"})
+    batch_marks: int = field(default=0, metadata={"help": "batch entries only noting a traced batch"})
     obsolete: int = field(default=0, metadata={"help": "figure entries earlier versions kept (cache clear removes)"})
 
 
@@ -129,6 +142,12 @@ def basis_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
     """The key parts of the decode basis of the trace keyed by ``parts``: the same, less the output length."""
     workload = {k: v for k, v in parts["workload"].items() if k != "max_new_tokens"}
     return {**parts, "workload": workload, "entry": "decode-basis"}
+
+
+def batch_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The key parts of the batch entry of the trace keyed by ``parts``: the same, less the batch."""
+    workload = {k: v for k, v in parts["workload"].items() if k != "batch_size"}
+    return {**parts, "workload": workload, "entry": "batch-basis"}
 
 
 def usable_cache(root: Path | None = None) -> TraceCache | None:
@@ -207,6 +226,44 @@ class TraceCache:
             lambda raw: (converter.structure(raw["trace"], CachedTrace), basis_from_json(raw["basis"])),
         )
 
+    def batch_path(self, key: str) -> Path:
+        return self.folder / f"{key}{BATCH_SUFFIX}"
+
+    def batch_seen(self, parts: Mapping[str, Any]) -> bool:
+        """Were the shapes of ``parts`` traced before at some batch (a batch entry exists)?"""
+        return self.batch_path(trace_key(batch_parts(parts))).is_file()
+
+    def mark_batch(self, parts: Mapping[str, Any]) -> None:
+        """Note that the shapes of ``parts`` were traced (unless a batch entry is there already)."""
+        key = trace_key(batch_parts(parts))
+        if not self.batch_path(key).is_file():
+            payload = {"format": FORMAT, "key": key, "seen": True}
+            write_entry(self.batch_path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    def store_batch_basis(self, parts: Mapping[str, Any], entry: CachedTrace, basis: BatchBasis) -> None:
+        """Store the batch ``basis`` built with the trace in ``entry`` (keyed by ``parts``) under
+        :func:`batch_parts`."""
+        key = trace_key(batch_parts(parts))
+        payload = {
+            "format": FORMAT,
+            "key": key,
+            "trace": converter.unstructure(entry),
+            "basis": batch_basis_to_json(basis),
+        }
+        write_entry(self.batch_path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    def load_batch_basis(self, parts: Mapping[str, Any]) -> tuple[CachedTrace, BatchBasis] | None:
+        """The trace entry and batch basis stored for the shapes of ``parts`` at any batch, or None (missing, only a
+        note, or unreadable: deleted with a warning)."""
+        key = trace_key(batch_parts(parts))
+
+        def decode(raw: dict[str, Any]) -> tuple[CachedTrace, BatchBasis] | None:
+            if raw.get("seen") is True:
+                return None
+            return converter.structure(raw["trace"], CachedTrace), batch_basis_from_json(raw["basis"])
+
+        return self._read(self.batch_path(key), key, decode)
+
     def get_or_trace(
         self, parts: Mapping[str, Any], trace: Callable[[], tuple[TraceResult, dict[str, Any] | None]]
     ) -> tuple[TraceResult, dict[str, Any] | None, bool]:
@@ -222,9 +279,19 @@ class TraceCache:
     def info(self) -> CacheInfo:
         files = _entries(self.folder)
         bases = sum(p.name.endswith(BASIS_SUFFIX) for p in files)
+        batch = [p for p in files if p.name.endswith(BATCH_SUFFIX)]
+        marks = sum(_size(p) < 200 for p in batch)  # a note is a few dozen bytes, a basis hundreds of kilobytes
         old = _entries(self.obsolete)
         size = sum(_size(p) for p in files + old)
-        return CacheInfo(root=self.root, entries=len(files) - bases, bytes=size, bases=bases, obsolete=len(old))
+        return CacheInfo(
+            root=self.root,
+            entries=len(files) - bases - len(batch),
+            bytes=size,
+            bases=bases,
+            batch_bases=len(batch) - marks,
+            batch_marks=marks,
+            obsolete=len(old),
+        )
 
     def clear(self) -> CacheInfo:
         """Delete every trace and decode-basis entry (and leftover temporary files, and the figure entries earlier

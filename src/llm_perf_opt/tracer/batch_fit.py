@@ -27,10 +27,14 @@ from llm_perf_opt.core.counts import COST_FIELDS, Counters
 from llm_perf_opt.tracer.decode_fit import field_triple, key_triple, ordered_keys
 from llm_perf_opt.tracer.raw import RawTrace
 
-__all__ = ["BATCH_POINTS", "BatchFitError", "extrapolate_stages", "split_stages"]
+__all__ = ["BATCH_POINTS", "EXTRAPOLATE_FROM", "BatchFitError", "extrapolate_stages", "split_stages"]
 
 BATCH_POINTS: tuple[int, int, int] = (1, 2, 3)
 """Batches the extrapolated stages are traced at."""
+
+EXTRAPOLATE_FROM = 8
+"""``batch="auto"`` extrapolates the vision stages from batch 1, 2, 3 at this many rows or more (below it, tracing
+every row costs about as much as the three points)."""
 
 
 class BatchFitError(Exception):
@@ -59,20 +63,23 @@ def _additive(name: str, values: tuple[int, int, int], points: tuple[int, int, i
     (v1, v2, v3), (b1, b2, b3) = values, points
     if (v2 - v1) * (b3 - b1) != (v3 - v1) * (b2 - b1):
         raise BatchFitError(f"{name}: {v1}, {v2}, {v3} at batch {b1}, {b2}, {b3}")
-    return _checked(name, v1 + Fraction(v2 - v1, b2 - b1) * (batch - b1))
+    return _checked(name, v1, (v2 - v1) * (batch - b1), b2 - b1)
 
 
 def _level(name: str, values: tuple[int, int, int], points: tuple[int, int, int], batch: int) -> int:
     (v1, v2, v3), (b1, b2, b3) = values, points
     if batch <= b1:
         return v1
-    return _checked(name, v2 + Fraction(v3 - v2, b3 - b2) * (batch - b2))
+    return _checked(name, v2, (v3 - v2) * (batch - b2), b3 - b2)
 
 
-def _checked(name: str, value: Fraction) -> int:
-    if value.denominator != 1 or value < 0:
-        raise BatchFitError(f"{name} extrapolates to {value}, not a non-negative integer")
-    return int(value)
+def _checked(name: str, base: int, rise: int, run: int) -> int:
+    """``base + rise / run``, which must be a non-negative integer (integer arithmetic: this runs per counter)."""
+    step, rest = divmod(rise, run)
+    value = base + step
+    if rest or value < 0:
+        raise BatchFitError(f"{name} extrapolates to {base + Fraction(rise, run)}, not a non-negative integer")
+    return value
 
 
 def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:

@@ -37,8 +37,11 @@ __all__ = [
     "DeriveError",
     "basis_from_json",
     "basis_to_json",
+    "data_from_json",
+    "data_to_json",
     "decode_basis",
     "derive_output_length",
+    "nodes_with_counts",
 ]
 
 
@@ -109,7 +112,7 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
             raise DeriveError(f"not affine in the step: {exc.where}") from exc
     counted = frozenset(op for op, (bucket, _, _) in basis.buckets.items() if bucket == "counted")
     rollups = {stage: StageRollup(stage, data, counted) for stage in active_stages(data)}
-    nodes = _nodes(trace.nodes, rollups, decode_steps=n)
+    nodes = nodes_with_counts(trace.nodes, rollups, decode_steps=n)
     ledger, unsupported = build_ledger(data, basis.buckets)
     return evolve(
         trace,
@@ -126,7 +129,7 @@ def derive_output_length(trace: TraceResult, basis: DecodeBasis, *, max_new_toke
     )
 
 
-def _nodes(
+def nodes_with_counts(
     skeleton: Mapping[str, TracedNode], rollups: Mapping[str, StageRollup], *, decode_steps: int
 ) -> dict[str, TracedNode]:
     """The nodes of ``skeleton`` with the counted fields of ``rollups`` (the same node ids, less the decode stage's
@@ -172,8 +175,8 @@ def _nodes(
 def basis_to_json(basis: DecodeBasis) -> dict[str, Any]:
     """``basis`` as JSON-able data (named counters, patterns as lists)."""
     return {
-        "prefill": _data_to_json(basis.prefill),
-        "steps": [{"step": i, "data": _data_to_json(d)} for i, d in sorted(basis.steps.items())],
+        "prefill": data_to_json(basis.prefill),
+        "steps": [{"step": i, "data": data_to_json(d)} for i, d in sorted(basis.steps.items())],
         "decode_steps": basis.decode_steps,
         "covers": basis.covers,
         "buckets": {op: list(b) for op, b in sorted(basis.buckets.items())},
@@ -184,15 +187,16 @@ def basis_from_json(raw: Mapping[str, Any]) -> DecodeBasis:
     """The basis :func:`basis_to_json` wrote (KeyError/TypeError/ValueError on anything else)."""
     buckets = {str(op): (str(b[0]), str(b[1]), str(b[2])) for op, b in raw["buckets"].items()}
     return DecodeBasis(
-        prefill=_data_from_json(raw["prefill"]),
-        steps={int(s["step"]): _data_from_json(s["data"]) for s in raw["steps"]},
+        prefill=data_from_json(raw["prefill"]),
+        steps={int(s["step"]): data_from_json(s["data"]) for s in raw["steps"]},
         decode_steps=int(raw["decode_steps"]),
         covers=int(raw["covers"]),
         buckets=buckets,
     )
 
 
-def _data_to_json(data: NodeData) -> dict[str, Any]:
+def data_to_json(data: NodeData) -> dict[str, Any]:
+    """``data`` as JSON-able data (named counters, patterns as lists)."""
     return {
         "table": [
             {"stage": st, "pattern": list(pat), "category": cat, "op": op, "counters": row.as_dict()}
@@ -205,7 +209,8 @@ def _data_to_json(data: NodeData) -> dict[str, Any]:
     }
 
 
-def _data_from_json(raw: Mapping[str, Any]) -> NodeData:
+def data_from_json(raw: Mapping[str, Any]) -> NodeData:
+    """The node data :func:`data_to_json` wrote."""
     data = NodeData()
     for row in raw["table"]:
         key = (str(row["stage"]), tuple(map(str, row["pattern"])), str(row["category"]), str(row["op"]))

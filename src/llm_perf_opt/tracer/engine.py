@@ -8,6 +8,8 @@ entry points).
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -18,6 +20,16 @@ from torch import nn
 
 from llm_perf_opt.core.driving import Driver, PassInputs
 from llm_perf_opt.tracer.anchor_stubs import AnchorStubs, StubMissError
+from llm_perf_opt.tracer.batch_derive import (
+    PREFILL,
+    BatchBasis,
+    BatchDeriveError,
+    MoeLayer,
+    check_basis,
+    derive_batch,
+    fit_member_law,
+    member_layout,
+)
 from llm_perf_opt.tracer.batch_fit import BATCH_POINTS, BatchFitError, extrapolate_stages, split_stages
 from llm_perf_opt.tracer.categories import CATEGORIES
 from llm_perf_opt.tracer.counter import counting
@@ -28,14 +40,23 @@ from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
 from llm_perf_opt.tracer.lazy_shapes import without_symbolic_shapes_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
-from llm_perf_opt.tracer.nodedata import NodeData, to_node_data
+from llm_perf_opt.tracer.nodedata import NodeData, NodeKey, to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
 from llm_perf_opt.tracer.result import BatchMethod, DecodeMethod, TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import PassCutError, TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
+from llm_perf_opt.workloads import RoutingModel
 
-__all__ = ["DecodeMode", "TraceOptions", "Traced", "trace_model", "trace_model_batched"]
+__all__ = [
+    "BasisRequest",
+    "DecodeMode",
+    "TraceOptions",
+    "Traced",
+    "trace_model",
+    "trace_model_batched",
+    "trace_model_batched_with_basis",
+]
 
 DecodeMode = Literal["auto", "every-step"]
 Traced = tuple[TraceResult, DecodeBasis | None]
@@ -175,11 +196,13 @@ def _assemble(
     batch_method: BatchMethod = "traced",
     batch_note: str = "",
     far_raw: tuple[int, RawTrace] | None = None,
+    groupings: dict[str, StageGrouping] | None = None,
 ) -> Traced:
-    """Group, fit the decode steps, roll up the tree and the ledger of the traced passes; keep the basis of a fitted
-    decode."""
+    """Group (unless ``groupings`` are given), fit the decode steps, roll up the tree and the ledger of the traced
+    passes; keep the basis of a fitted decode."""
     index, structure = state.index, state.structure
-    groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
+    if groupings is None:
+        groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
     prefill = to_node_data(prefill_raw, groupings)
     step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
     data = NodeData()
@@ -233,6 +256,21 @@ def trace_model_batched(
     points: tuple[int, int, int] = BATCH_POINTS,
     far: Driver | None = None,
 ) -> Traced:
+    """:func:`trace_model_batched_with_basis` without a batch basis."""
+    result, basis, _ = trace_model_batched_with_basis(model, driver_for, options, batch=batch, points=points, far=far)
+    return result, basis
+
+
+def trace_model_batched_with_basis(
+    model: nn.Module,
+    driver_for: Callable[[int], Driver],
+    options: TraceOptions,
+    *,
+    batch: int,
+    points: tuple[int, int, int] = BATCH_POINTS,
+    far: Driver | None = None,
+    basis_request: BasisRequest | None = None,
+) -> tuple[TraceResult, DecodeBasis | None, BatchBasis | None]:
     """:func:`trace_model` at ``batch`` rows (``driver_for(b)`` drives ``b`` rows) without tracing every row
     (``far`` as there, at ``batch`` rows).
 
@@ -241,24 +279,27 @@ def trace_model_batched(
     decode steps are traced at ``batch`` with the vision and projector anchors returning recorded empty outputs
     (:mod:`llm_perf_opt.tracer.anchor_stubs`).  A counter that is not affine, an anchor call no point saw, or an
     anchor call count that disagrees with the extrapolation falls back to a full trace, saying why in
-    ``batch_note``.
+    ``batch_note``.  With ``basis_request`` the language passes are also traced at its three batches and kept as a
+    :class:`~llm_perf_opt.tracer.batch_derive.BatchBasis` (None when it does not reproduce them, or the trace at
+    ``batch`` itself, exactly).
     """
     opts = _Options.of(options)
     with without_dynamo_import(), without_symbolic_shapes_import():
         state = TraceState(model, options.rules, ModelIndex(model), pure=options.pure_modules)
         driver = driver_for(batch)
         try:
-            prefill_raw = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)
+            prefill_raw, rows = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)
         except (BatchFitError, StubMissError) as exc:
             result, basis = _trace_model(model, driver, options, far=far)
             why = exc.where if isinstance(exc, BatchFitError) else str(exc)
             note = f"batch extrapolation refused ({why}); traced all {batch} rows"
-            return attrs.evolve(result, batch_note=note), basis
+            return attrs.evolve(result, batch_note=note), basis, None
         step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
         step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
         far_raw = _far_step(far, driver, state, opts, method)
         traced = ", ".join(map(str, points))
-        return _assemble(
+        groupings = _groupings(state.index, state.structure, [prefill_raw, *step_raws.values()])
+        result, basis = _assemble(
             state,
             driver,
             prefill_raw,
@@ -270,7 +311,15 @@ def trace_model_batched(
             batch_note=f"vision and projector traced at batch {traced} and extrapolated to {batch}; "
             f"language traced at batch {batch}",
             far_raw=far_raw,
+            groupings=groupings,
         )
+        fitted = method == "affine-fit" or len(step_raws) <= len(pick_steps(driver.decode_steps))
+        if basis_request is None or not fitted or not callable(getattr(driver, "language_prefill", None)):
+            return result, basis, None
+        traced_at = _TracedAt(
+            batch=batch, rows=rows, steps=tuple(step_raws), far=far_raw, groupings=groupings, result=result
+        )
+        return result, basis, _batch_basis(state, driver_for, opts, basis_request, traced_at)
 
 
 def _extrapolated_prefill(
@@ -281,9 +330,10 @@ def _extrapolated_prefill(
     points: tuple[int, int, int],
     opts: _Options,
     rules: StageRules,
-) -> RawTrace:
+) -> tuple[RawTrace, dict[int, RawTrace]]:
     """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced - by the driver's
-    ``language_prefill`` when it has one (the row stages skipped), else with the row anchors stubbed."""
+    ``language_prefill`` when it has one (the row stages skipped), else with the row anchors stubbed; and the row
+    stages traced at each point."""
     prefixes = rules.vision + rules.projector
     anchors = {path: module for path, module in state.index.entries if path in prefixes}
     stubs = AnchorStubs(anchors)
@@ -311,4 +361,127 @@ def _extrapolated_prefill(
                     f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
                 )
     kept.merge(extrapolated)
-    return kept
+    return kept, rows
+
+
+# -- batch basis ------------------------------------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class BasisRequest:
+    """What :func:`trace_model_batched_with_basis` needs to keep a batch basis."""
+
+    points: tuple[int, int, int] = field(metadata={"help": "p1 < p2 < p3, the batches the language is traced at"})
+    moe: tuple[MoeLayer, ...] = field(metadata={"help": "the MoE layers (routing model's view)"})
+    routing: RoutingModel = field(metadata={"help": "the routing model the trace uses"})
+    seq_len: int = field(metadata={"help": "S, prompt positions per row of the prefill"})
+    far_for: Callable[[int], Driver | None] = field(metadata={"help": "the far decode step's driver at a batch"})
+
+
+@frozen(kw_only=True)
+class _TracedAt:
+    """The trace at the requested batch, as the basis needs it."""
+
+    batch: int
+    rows: dict[int, RawTrace]
+    steps: tuple[int, ...]
+    far: tuple[int, RawTrace] | None
+    groupings: dict[str, StageGrouping]
+    result: TraceResult
+
+
+def _batch_basis(
+    state: TraceState, driver_for: Callable[[int], Driver], opts: _Options, request: BasisRequest, at: _TracedAt
+) -> BatchBasis | None:
+    """Trace the language passes at the request's batches and keep them as a basis, if it reproduces them (and the
+    trace at the requested batch, when that lies in its range) exactly; else None."""
+    reduced = _Reduced(request, at.groupings)
+    for point in request.points:
+        driver = driver_for(point)
+        reduced.add(point, PREFILL, _run_pass(state, "prefill", driver.language_prefill(), opts))  # type: ignore[attr-defined]
+        for i in at.steps:
+            reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
+        if at.far is not None:
+            far = request.far_for(point)
+            if far is None or far.decode_steps != at.far[0]:
+                return None
+            reduced.add(point, f"step:{at.far[0]}", _run_pass(state, "decode", far.step(at.far[0]), opts))
+    try:
+        basis = reduced.basis(at)
+        check_basis(basis, routing=request.routing)
+        if not request.points[0] <= at.batch <= request.points[-1]:
+            return basis
+        derived, _ = derive_batch(
+            basis, at.result, batch=at.batch, routing=request.routing, workload=at.result.workload
+        )
+    except (BatchDeriveError, KeyError):
+        return None
+    same = (derived.nodes, derived.op_ledger, derived.unsupported) == (
+        at.result.nodes,
+        at.result.op_ledger,
+        at.result.unsupported,
+    )
+    return basis if same else None
+
+
+_EXPERT = re.compile(r"^(?P<moe>.+)\.experts\.(?P<e>\d+)(?:\..+)?$")
+
+
+class _Reduced:
+    """The language passes of a batch basis as they are traced: node data, routed experts' peaks, op buckets (the
+    raw passes are dropped as soon as they are read)."""
+
+    def __init__(self, request: BasisRequest, groupings: dict[str, StageGrouping]) -> None:
+        self.request = request
+        self.groupings = groupings
+        self.position = {layer.path: pos for pos, layer in enumerate(request.moe)}
+        self.passes: dict[int, dict[str, NodeData]] = defaultdict(dict)
+        self.members: dict[NodeKey, set[tuple[int, int]]] = defaultdict(set)
+        self.observations: dict[tuple[str, NodeKey], list[tuple[int, int, int, int]]] = defaultdict(list)
+        self.buckets: dict[str, tuple[str, str, str]] = {}
+
+    def tokens(self, name: str) -> int:
+        return self.request.seq_len if name == PREFILL else 1
+
+    def add(self, point: int, name: str, raw: RawTrace) -> None:
+        """Read pass ``name`` at batch ``point`` (KeyError: a path the trace at the requested batch did not group)."""
+        request = self.request
+        layouts = [member_layout(layer, request.routing, point * self.tokens(name)) for layer in request.moe]
+        for (stage, path), peak in raw.peaks.items():
+            match = _EXPERT.match(path)
+            if match is None or match["moe"] not in self.position:
+                continue
+            pos, e = self.position[match["moe"]], int(match["e"])
+            nk = (stage, self.groupings[stage].pattern(path))
+            self.members[nk].add((pos, e))
+            prefix, size = layouts[pos][e]
+            self.observations[(name, nk)].append((point, prefix, size, peak))
+        self.passes[point][name] = to_node_data(raw, self.groupings)
+        self.buckets.update(raw.op_buckets)
+
+    def basis(self, at: _TracedAt) -> BatchBasis:
+        """The basis (BatchDeriveError: a routed expert's peaks fit no law; KeyError: an ungrouped path)."""
+        laws = {}
+        for key, obs in self.observations.items():
+            law = fit_member_law(obs)
+            if law is None:
+                raise BatchDeriveError(f"no peak law fits the routed experts of {key}")
+            laws[key] = law
+        buckets = dict(self.buckets)
+        for raw in at.rows.values():
+            buckets.update(raw.op_buckets)
+        row_keys = {(k[0], k[1]) for raw in at.rows.values() for k in (*raw.table, *raw.calls, *raw.peaks)}
+        first = self.passes[self.request.points[0]]
+        return BatchBasis(
+            points=self.request.points,
+            passes=dict(self.passes),
+            tokens={name: self.tokens(name) for name in first},
+            moe=self.request.moe,
+            members={nk: tuple(sorted(m)) for nk, m in self.members.items()},
+            laws=laws,
+            rows=at.rows,
+            row_patterns={key: self.groupings[key[0]].pattern(key[1]) for key in sorted(row_keys)},
+            decode_steps=at.result.max_new_tokens - 1,
+            far=at.far[0] if at.far is not None else None,
+            buckets=buckets,
+        )

@@ -8,21 +8,25 @@ tuple of path components in which grouped indices are replaced by their index se
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from attrs import define, field
 
 from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.raw import RawTrace, accumulate
 
-if TYPE_CHECKING:  # the grouping needs torch; node data and its fits do not
-    from llm_perf_opt.tracer.grouping import StageGrouping
-
-__all__ = ["NodeData", "NodeKey", "Pattern", "to_node_data"]
+__all__ = ["NodeData", "NodeKey", "Pattern", "PatternOf", "to_node_data"]
 
 Pattern = tuple[str, ...]
 NodeKey = tuple[str, Pattern]
 """(stage, pattern)."""
+
+
+class PatternOf(Protocol):
+    """What :func:`to_node_data` asks of a stage's grouping (``tracer.grouping.StageGrouping``, which needs torch,
+    or a stored map)."""
+
+    def pattern(self, path: str) -> Pattern: ...
 
 
 @define
@@ -38,7 +42,7 @@ class NodeData:
         accumulate(self, other)
 
 
-def to_node_data(raw: RawTrace, groupings: Mapping[str, StageGrouping]) -> NodeData:
+def to_node_data(raw: RawTrace, groupings: Mapping[str, PatternOf]) -> NodeData:
     """Map concrete paths to patterns: sums for counters and calls and KV held, max for peaks."""
     data = NodeData()
     for (stage, path, cat, op), row in raw.table.items():

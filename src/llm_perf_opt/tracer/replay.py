@@ -1,7 +1,8 @@
 """Replay of repeated module calls: a call that was counted once is not run again, its counts are added again.
 
-A trace runs the same small subtree many times with the same shapes: 64 routed experts per MoE layer (one
-``DeepseekV2MLP`` each, 704 calls in a decode step at batch 11 or more), the encoder blocks of every row of a batch.
+A trace runs the same subtree many times with the same shapes: 64 routed experts per MoE layer (one
+``DeepseekV2MLP`` each, 704 calls in a decode step at batch 11 or more), the encoder blocks of every row of a batch,
+each MoE layer in every decode step after the first.
 On the meta device what such a call adds to a pass - op rows, calls, peaks, signatures, the output it leaves alive -
 depends only on the subtree's structure and its arguments' layouts, *if* its forward consults nothing else.  That
 last condition cannot be seen from outside (DeepSeek-OCR-2's fused experts look their layer up in a routing table
@@ -14,19 +15,20 @@ one, adds the tape under its own path, returns fresh tensors of the recorded lay
 Structure key: the subtree's *fingerprint* (types, child names, parameter and buffer layouts, plain attributes by
 value, any other attribute by identity - the experts share one config object) with the call's stage and its
 arguments (tensor shape, stride, dtype, device, storage sharing, whether the storage is a weight, a KV cache or a
-tracked activation; plain values by value, other objects by identity).
+tracked activation; plain values by value, other objects by identity: the routing model handed to the MoE).
 
 Replayed subtrees (:func:`replayable_paths`): a pure module with children, every module inside pure or torch's own,
-no ModuleList or ModuleDict inside (their for/parfor chain reads the previous member's output storage), one stage
-kind and no container, no hooks of their own.  A recording is refused (the call runs, nothing is kept) when the call
+one stage kind and no container, no hooks of their own.  A list inside (the MoE's experts) keeps its for/parfor
+chain: what its first member is compared with is part of the key, the chain counts are on the tape, and the call
+must leave the last member's output dead.  A recording is refused (the call runs, nothing is kept) when the call
 wrote KV memory, changed the stage anchor, freed a tensor that was alive before it, left anything alive besides its
-outputs, or returned anything but fresh tensors (or one tuple or list of them) made inside it.  Tests compare
-traces with and without replay on every node.
+outputs or a list's last output, or returned anything but fresh tensors (or one tuple or list of them) made inside
+it.  Tests compare traces with and without replay on every node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -64,6 +66,10 @@ class TraceState(Protocol):
 
     def kv_marks(self) -> tuple[int, int]: ...
 
+    def chain_link(self, list_path: str) -> int: ...
+
+    def set_chain_link(self, list_path: str, link: int) -> None: ...
+
     def track_output(self, t: torch.Tensor, key: OpKey) -> None: ...
 
 
@@ -90,6 +96,9 @@ class Tape:
     sigs: tuple[tuple[str, tuple[str, ...]], ...]
     """(path suffix, events in order) of the subtree, the replayed module included."""
     buckets: tuple[tuple[str, tuple[str, str, str]], ...]
+    chain: tuple[tuple[str, int, int, int], ...]
+    """(list path suffix, member calls fed by the previous member's output, calls that were not, what the list's
+    next member would be compared with afterwards: 0 nothing, 1 a dead storage) of every list inside."""
     outputs: tuple[_Out, ...]
     container: type | None
     """None: the call returned one tensor; else the tuple or list type holding ``outputs``."""
@@ -99,7 +108,7 @@ def replayable_paths(
     index: ModelIndex, kinds: Mapping[str, int], container_kind: int, pure: frozenset[type]
 ) -> dict[str, nn.Module]:
     """Modules whose calls a tape can describe: of a ``pure`` class with children, every module inside pure or
-    torch's own, no list inside, one stage kind and no container, no hooks."""
+    torch's own, one stage kind and no container, no hooks."""
     subtree: dict[str, list[str]] = {path: [] for path, _ in index.entries}
     for path, _ in index.entries:
         parts = path.split(".") if path else []
@@ -113,7 +122,7 @@ def replayable_paths(
             continue
         if not all(_pure(by_path[p], pure) for p in inner):
             continue
-        if any(p in index.list_paths for p in inner) or any(kinds[p] != kinds[path] for p in inner):
+        if any(kinds[p] != kinds[path] for p in inner):
             continue
         if any(_has_hooks(m) for m in (module, *(by_path[p] for p in inner))):
             continue
@@ -149,11 +158,13 @@ def fingerprint(module: nn.Module) -> Hashable:
 class CallReplay:
     """Tapes of one trace (kept across its passes) and the ``forward`` patches that use them."""
 
-    def __init__(self, state: TraceState, modules: Mapping[str, nn.Module]) -> None:
+    def __init__(self, state: TraceState, modules: Mapping[str, nn.Module], list_paths: Collection[str]) -> None:
         self.state = state
         self.modules = dict(modules)
+        self.list_paths = frozenset(list_paths)
         self._prints: dict[str, Hashable] = {}
         self._subtrees: dict[str, tuple[str, ...]] = {}
+        self._lists: dict[str, tuple[str, ...]] = {}
         self.tapes: dict[Hashable, Tape | None] = {}
         self.replayed = 0
 
@@ -176,24 +187,31 @@ class CallReplay:
             frame = state.frames[-1] if state.frames else None
             if frame is None or frame.info.path != path or frame.stage is None:
                 return original(*args, **kwargs)
-            shape = self._prints.get(path)
-            if shape is None:
-                shape = self._prints[path] = fingerprint(self.modules[path])
-            key = (shape, frame.stage, _arg_key(state, args), _arg_key(state, kwargs))
+            paths, lists = self._paths(path)
+            links = tuple(state.chain_link(lpath) for lpath in lists)
+            key = (self._prints[path], frame.stage, links, _arg_key(state, args), _arg_key(state, kwargs))
             tape = self.tapes.get(key)
             if tape is not None:
                 self.replayed += 1
                 return _play(state, tape, path, frame.stage)
-            paths = self._subtrees.get(path)
-            if paths is None:
-                paths = self._subtrees[path] = _subtree_paths(path, self.modules[path])
-            if key in self.tapes or not _fresh(state, frame.stage, paths):
+            if key in self.tapes or 2 in links:
                 return original(*args, **kwargs)
-            out, tape = _record(state, path, frame.stage, paths, original, args, kwargs)
+            out, tape = _record(state, path, frame.stage, paths, lists, original, args, kwargs)
             self.tapes[key] = tape
             return out
 
         return forward
+
+    def _paths(self, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The subtree's module paths and its list paths (worked out on the module's first call, with its
+        fingerprint)."""
+        paths = self._subtrees.get(path)
+        if paths is None:
+            module = self.modules[path]
+            paths = self._subtrees[path] = _subtree_paths(path, module)
+            self._lists[path] = tuple(p for p in paths if p in self.list_paths)
+            self._prints[path] = fingerprint(module)
+        return paths, self._lists[path]
 
 
 def _subtree_paths(path: str, module: nn.Module) -> tuple[str, ...]:
@@ -224,38 +242,40 @@ def _value_key(state: TraceState, value: Any, storages: dict[int, int]) -> Hasha
     return ("o", id(value))
 
 
-def _fresh(state: TraceState, stage: str, paths: tuple[str, ...]) -> bool:
-    """Nothing of the subtree was counted yet in this pass (its rows can then be read off the pass afterwards)."""
-    raw = state.raw
-    return not any((stage, p) in raw.sigs or (stage, p) in raw.calls or (stage, p) in raw.peaks for p in paths)
-
-
 def _record(
     state: TraceState,
     path: str,
     stage: str,
     paths: tuple[str, ...],
+    lists: tuple[str, ...],
     original: Any,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> tuple[Any, Tape | None]:
-    """Run the call; its tape when every refusal check passes (module docstring), else None."""
-    frame = state.frames[-1]
+    """Run the call, counting it into a pass of its own that is then merged into the real one; its tape when every
+    refusal check passes (module docstring), else None."""
+    frame, outer = state.frames[-1], state.raw
     entry, anchor = state.live, state.anchor
     alive_before = state.alive_ids()
     kv_before = state.kv_marks()
-    out = original(*args, **kwargs)
+    state.raw = inner = RawTrace()
+    try:
+        out = original(*args, **kwargs)
+    finally:
+        state.raw = outer
+        outer.merge(inner)
     if (
         state.frames[-1] is not frame
         or state.anchor != anchor
         or state.kv_marks() != kv_before
         or not alive_before <= state.alive_ids()
+        or any(state.chain_link(lpath) == 2 for lpath in lists)
     ):
         return out, None
     outputs = _outputs(state, out, path, entry)
     if outputs is None:
         return out, None
-    return out, _tape(state, path, stage, paths, entry, outputs, out)
+    return out, _tape(state, inner, path, stage, paths, lists, entry, outputs, out)
 
 
 def _outputs(state: TraceState, out: Any, path: str, entry: int) -> tuple[_Out, ...] | None:
@@ -292,32 +312,34 @@ def _dense_bytes(t: torch.Tensor) -> int:
 
 def _tape(
     state: TraceState,
+    inner: RawTrace,
     path: str,
     stage: str,
     paths: tuple[str, ...],
+    lists: tuple[str, ...],
     entry: int,
     outputs: tuple[_Out, ...],
     out: Any,
 ) -> Tape | None:
-    """What the call just added to the pass, read off it (the subtree was fresh), relative to path and entry level."""
-    raw = state.raw
+    """``inner`` (what the call added) relative to ``path`` and the entry level; None when it holds anything outside
+    the subtree or its stage, or KV."""
     inside = set(paths)
+    keys = [*inner.sigs, *inner.calls, *inner.peaks, *inner.chain, *((k[0], k[1]) for k in inner.table)]
+    if inner.kv_held or any(key[0] != stage or key[1] not in inside for key in keys):
+        return None
     cut = len(path)
-    if any(key[1] in inside for key in raw.kv_held) or any(
-        key[1] in inside and key[0] != stage for key in (*raw.sigs, *raw.calls, *raw.peaks)
-    ):
-        return None
-    rows = tuple((k[1][cut:], k[2], k[3], row.copy()) for k, row in raw.table.items() if k[1] in inside)
-    if any(k[0] != stage for k in raw.table if k[1] in inside):
-        return None
-    below = [p for p in paths if p != path]
-    own_peak = state.frames[-1].peaks[stage] - entry
     return Tape(
-        rows=rows,
-        calls=tuple((p[cut:], raw.calls[(stage, p)]) for p in below if (stage, p) in raw.calls),
-        peaks=(("", own_peak), *((p[cut:], raw.peaks[(stage, p)] - entry) for p in below if (stage, p) in raw.peaks)),
-        sigs=tuple((p[cut:], tuple(raw.sigs[(stage, p)])) for p in paths if (stage, p) in raw.sigs),
-        buckets=tuple((op, raw.op_buckets[op]) for op in sorted({r[2] for r in rows})),
+        rows=tuple((k[1][cut:], k[2], k[3], row.copy()) for k, row in inner.table.items()),
+        calls=tuple((p[cut:], n) for (_, p), n in inner.calls.items()),
+        peaks=(
+            ("", state.frames[-1].peaks[stage] - entry),
+            *((p[cut:], level - entry) for (_, p), level in inner.peaks.items()),
+        ),
+        sigs=tuple((p[cut:], tuple(events)) for (_, p), events in inner.sigs.items()),
+        buckets=tuple(sorted(inner.op_buckets.items())),
+        chain=tuple(
+            (lpath[cut:], *inner.chain.get((stage, lpath), (0, 0)), state.chain_link(lpath)) for lpath in lists
+        ),
         outputs=outputs,
         container=None if isinstance(out, torch.Tensor) else type(out),
     )
@@ -351,6 +373,12 @@ def _play(state: TraceState, tape: Tape, path: str, stage: str) -> Any:
         raw.sigs.setdefault((stage, path + suffix), {}).update(dict.fromkeys(events))
     for op, bucket in tape.buckets:
         raw.op_buckets.setdefault(op, bucket)
+    for suffix, fed, unfed, link in tape.chain:
+        if fed or unfed:
+            pair = raw.chain.setdefault((stage, path + suffix), [0, 0])
+            pair[0] += fed
+            pair[1] += unfed
+        state.set_chain_link(path + suffix, link)
     made = []
     with _disable_current_modes():
         for o in tape.outputs:

@@ -102,7 +102,7 @@ class TraceState:
         self._chain_prev: dict[str, Any] = {}
         kinds = {path: self.infos[id(module)].kind for path, module in self.index.entries}
         replayable = replayable_paths(self.index, kinds, CONTAINER, pure) if pure else {}
-        self.replay = CallReplay(self, replayable) if replayable else None
+        self.replay = CallReplay(self, replayable, self.index.list_paths) if replayable else None
         """Repeated calls of ``pure`` classes replayed from a tape (:mod:`llm_perf_opt.tracer.replay`); None: off."""
         self.cut_after_vision = False
         """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
@@ -323,6 +323,19 @@ class TraceState:
         """How many storages are marked (weights and KV) and how many KV storages have an owner."""
         return len(self.kinds), len(self._kv_owner)
 
+    def chain_link(self, list_path: str) -> int:
+        """What the next member of the list at ``list_path`` would be compared with: 0 nothing (first member of
+        the pass), 1 a storage that has died, 2 a live storage."""
+        prev = self._chain_prev.get(list_path)
+        if prev is None:
+            return 0
+        return 1 if prev() is None else 2
+
+    def set_chain_link(self, list_path: str, link: int) -> None:
+        """Leave the list's link as :meth:`chain_link` would read it: 0 nothing, 1 a dead storage (what a replayed
+        call leaves behind)."""
+        self._chain_prev[list_path] = _dead_ref if link else None
+
     def track_output(self, t: _Tensor, key: OpKey) -> None:
         """Count ``t`` as a live activation made by the op ``key`` (a replayed call's output)."""
         self._register(t, key)
@@ -345,6 +358,11 @@ class TraceState:
         self.live -= entry[1]
         if self._producer.get(entry[3]) == id(ref):
             del self._producer[entry[3]]
+
+
+def _dead_ref() -> None:
+    """A weak reference whose storage has died."""
+    return None
 
 
 def _first_tensor(values: Iterable[Any]) -> _Tensor | None:

@@ -17,8 +17,16 @@ from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.tracer.batch_derive import BatchBasis, MoeLayer, choose_points
+from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.derive import DecodeBasis
-from llm_perf_opt.tracer.engine import DecodeMode, TraceOptions, trace_model, trace_model_batched
+from llm_perf_opt.tracer.engine import (
+    BasisRequest,
+    DecodeMode,
+    TraceOptions,
+    trace_model,
+    trace_model_batched_with_basis,
+)
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
@@ -28,7 +36,9 @@ __all__ = [
     "DEEPSEEK_OCR_STAGES",
     "EXTRAPOLATE_FROM",
     "BatchMode",
+    "moe_layers",
     "stage_rules",
+    "trace_with_bases",
     "trace_with_basis",
     "trace_with_driver",
     "trace_workload",
@@ -37,9 +47,6 @@ __all__ = [
 DEEPSEEK_OCR_STAGES = StageRules()
 
 BatchMode = Literal["auto", "extrapolate", "every-row"]
-EXTRAPOLATE_FROM = 8
-"""``batch="auto"`` extrapolates the vision stages from batch 1, 2, 3 at this many rows or more (below it, tracing
-every row costs about as much as the three points)."""
 
 
 def trace_workload(
@@ -87,6 +94,14 @@ def trace_with_driver(
 
 
 def trace_with_basis(
+    model_source: TraceableSource, workload: Workload | Ocr2Workload | str, **options: Any
+) -> tuple[TraceResult, Driver, DecodeBasis | None]:
+    """:func:`trace_with_bases` without a batch basis."""
+    result, driver, basis, _ = trace_with_bases(model_source, workload, **options)
+    return result, driver, basis
+
+
+def trace_with_bases(
     model_source: TraceableSource,
     workload: Workload | Ocr2Workload | str,
     *,
@@ -98,7 +113,8 @@ def trace_with_basis(
     batch: BatchMode = "auto",
     far_new_tokens: int | None = None,
     replay: bool = True,
-) -> tuple[TraceResult, Driver, DecodeBasis | None]:
+    batch_basis: tuple[int, int] | None = None,
+) -> tuple[TraceResult, Driver, DecodeBasis | None, BatchBasis | None]:
     """:func:`trace_with_driver`, also returning the decode basis of a fitted decode (None otherwise): what
     :func:`~llm_perf_opt.tracer.derive.derive_output_length` re-integrates over another output length.
     ``far_new_tokens`` (more than the workload's, e.g. the most the context allows) also traces the last decode step
@@ -130,10 +146,56 @@ def trace_with_basis(
         def driver_for(b: int) -> Driver:
             return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
 
-        result, basis = trace_model_batched(model, driver_for, options, batch=rows, far=far)
-    else:
-        result, basis = trace_model(model, driver, options, far=far)
-    return result, driver, basis
+        request = (
+            _basis_request(source, model, work, route, far_new_tokens, batch_basis, options) if batch_basis else None
+        )
+        result, basis, kept = trace_model_batched_with_basis(
+            model, driver_for, options, batch=rows, far=far, basis_request=request
+        )
+        return result, driver, basis, kept
+    result, basis = trace_model(model, driver, options, far=far)
+    return result, driver, basis, None
+
+
+def _basis_request(
+    source: TraceableSource,
+    model: nn.Module,
+    work: Any,
+    route: RoutingModel,
+    far_new_tokens: int | None,
+    batches: tuple[int, int],
+    options: TraceOptions,
+) -> BasisRequest | None:
+    """What a batch basis of ``work`` needs: its MoE layers (pure ones: the built-in model's) and three batches in
+    ``batches`` (lowest, highest) with the highest one's expert coverage; None when there are none."""
+    moe = moe_layers(model, options.pure_modules)
+    tokens = {"prefill": options.seq_len, "step": 1}
+    points = choose_points(moe, route, tokens, low=batches[0], high=batches[1]) if moe else None
+    if points is None:
+        return None
+
+    def far_for(b: int) -> Driver | None:
+        return _far_driver(source, model, attrs.evolve(work, batch_size=b), route, far_new_tokens)
+
+    return BasisRequest(points=points, moe=moe, routing=route, seq_len=options.seq_len, far_for=far_for)
+
+
+def moe_layers(model: nn.Module, pure: frozenset[type]) -> tuple[MoeLayer, ...]:
+    """The MoE layers of ``model`` whose class is in ``pure`` (a routed ``experts`` list, ``layer_idx`` and
+    ``num_experts_per_tok``), in module order."""
+    out = []
+    for path, module in model.named_modules():
+        experts = getattr(module, "experts", None)
+        if type(module) in pure and isinstance(experts, nn.ModuleList) and hasattr(module, "layer_idx"):
+            out.append(
+                MoeLayer(
+                    path=path,
+                    layer_idx=int(module.layer_idx),
+                    experts=len(experts),
+                    top_k=int(module.num_experts_per_tok),
+                )
+            )
+    return tuple(out)
 
 
 def _far_driver(

@@ -2,8 +2,9 @@
 
 The tracer may replay a repeated call of such a module (:mod:`llm_perf_opt.tracer.replay`) instead of running it:
 no attribute outside the module, no global table (a routing scope, a KV cache owner) and no value decides which ops
-it makes.  Each class below was read for that; left out are the attention layers and decoder layers (they write the
-KV cache), the MoE (its slice sizes come from a routing model it is handed) and the containers.
+it makes.  Each class below was read for that.  The MoE qualifies: its slice sizes come from its layer index (an
+attribute) and the routing model it is handed (an argument, which the replay keys by identity).  Left out are the
+attention and decoder layers (they write the KV cache), the rotary embedding and the containers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from llm_perf_opt.sources.deepseek_ocr_v1.clip import (
     NoTPFeedForward,
     NoTPTransformerBlock,
 )
-from llm_perf_opt.sources.deepseek_ocr_v1.moe import DeepseekV2MLP
+from llm_perf_opt.sources.deepseek_ocr_v1.moe import DeepseekV2MLP, DeepseekV2MoE, MoEGate
 from llm_perf_opt.sources.deepseek_ocr_v1.sam import Attention, Block, LayerNorm2d, MLPBlock, PatchEmbed
 
 __all__ = ["PURE_MODULES"]
@@ -28,9 +29,11 @@ PURE_MODULES: frozenset[type[nn.Module]] = frozenset(
         Block,
         CLIPVisionEmbeddings,
         DeepseekV2MLP,
+        DeepseekV2MoE,
         LayerNorm2d,
         MLPBlock,
         MlpProjector,
+        MoEGate,
         NoTPAttention,
         NoTPFeedForward,
         NoTPTransformerBlock,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from math import ceil, log2, prod
 
 __all__ = [
+    "SORT_RULE",
     "causal_score_entries",
     "conv_flops",
     "grouped_mm_flops",
@@ -69,6 +70,10 @@ def sdpa_flops(*, BH: int, L: int, S: int, E: int, Ev: int, entries: int | None 
     """
     e = L * S if entries is None else entries
     return 2 * BH * e * E + 2 * BH * e * Ev
+
+
+SORT_RULE = "numel*ceil(log2 n) comparisons"
+"""The rule text of a sort (``op_buckets``' reason): ops counted by :func:`sort_flops`."""
 
 
 def sort_flops(*, numel: int, n: int) -> int:

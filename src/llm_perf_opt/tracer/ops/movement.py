@@ -13,7 +13,7 @@ from math import prod
 
 import torch
 
-from llm_perf_opt.tracer.ops.formulas import interpolate_taps, sort_flops
+from llm_perf_opt.tracer.ops.formulas import SORT_RULE, interpolate_taps, sort_flops
 from llm_perf_opt.tracer.ops.io import KV, OpCall, OpCounts, Touch, tensors_in, touched
 from llm_perf_opt.tracer.ops.rule import Handler, OpTable, add, counted
 
@@ -265,8 +265,8 @@ def _movement_rules() -> OpTable:
         counted("scatter", _SCATTER + "; one op per element", dm, _scatter(adds=True)),
     )
     add(rules, ["masked_scatter"], counted("scatter", _SCATTER + " (masked count = source size)", dm, _masked_scatter))
-    add(rules, ["sort"], counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort))
-    add(rules, ["argsort"], counted("sort", "numel*ceil(log2 n) comparisons", "other", _sort))
+    add(rules, ["sort"], counted("sort", SORT_RULE, "other", _sort))
+    add(rules, ["argsort"], counted("sort", SORT_RULE, "other", _sort))
     add(rules, ["topk"], counted("sort", "one comparison per input element", "other", _topk))
     interp = "2 FLOPs per tap per output element (taps: linear 2, cubic 4 per dim; antialias widens)"
     for name, taps, aa in (

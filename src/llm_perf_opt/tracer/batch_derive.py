@@ -1,0 +1,496 @@
+"""Another batch without tracing: the language stages at batch ``B`` derived from three traced batches (torch-free).
+
+The vision and projector stages of a prefill are already extrapolated in the batch from batch 1, 2, 3
+(:mod:`~llm_perf_opt.tracer.batch_fit`); the language stages were traced at ``B`` itself, because MoE expert
+coverage is not affine in the batch.  A :class:`BatchBasis` keeps the language passes (the prefill's language stages
+and the traced decode steps) at three batches ``p1 < p2 < p3`` where every MoE layer routes to the same experts as
+at ``p3`` (the routing model says which, in closed form), and derives any batch ``p1 <= B <= p3`` with that same
+expert coverage:
+
+* every additive counter, call count and KV level: affine in ``B`` (a shape formula is a polynomial in the batch,
+  of degree one in it; three collinear points rule out a higher degree), except a **sort**'s comparisons,
+  ``n * ceil(log2 n)`` per call: its per-call length ``n`` is affine in ``B`` instead;
+* a routed expert's peak (and its submodules'): ``alpha + beta*B + gamma*prefix + delta*size``, where ``size`` is
+  the expert's slice and ``prefix`` the tokens of the experts dispatched before it (their outputs are alive), both
+  from the routing model at ``B``; one law per pass and per pattern, solved exactly from the traced members and
+  checked on every one of them; a pattern's peak is the largest member's;
+* every other peak: the largest live level of a node, each level affine in ``B``, so convex: affine at the three
+  points means affine on ``[p1, p3]`` (not beyond, so ``B`` stays inside).  A node above routed experts takes
+  ``max(affine, its experts' peak)`` and needs its own levels to be above its experts' at all three points.
+
+:func:`check_basis` derives the three points back and compares them with what was traced: a basis that does not
+reproduce them exactly is not kept.  Tests compare derived and traced trees on every node at several batches.
+Left out: DeepSeek-OCR-2 and upstream trees (their experts are dispatched by adapters this module does not read).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from attrs import evolve, field, frozen
+
+from llm_perf_opt.core.counts import COST_FIELDS, Counters
+from llm_perf_opt.tracer.batch_fit import BatchFitError, extrapolate_stages
+from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, ordered_keys
+from llm_perf_opt.tracer.derive import (
+    DecodeBasis,
+    DeriveError,
+    data_from_json,
+    data_to_json,
+    decode_basis,
+    nodes_with_counts,
+)
+from llm_perf_opt.tracer.ledger import build_ledger
+from llm_perf_opt.tracer.nodedata import NodeData, NodeKey, Pattern, to_node_data
+from llm_perf_opt.tracer.ops.formulas import SORT_RULE, sort_flops
+from llm_perf_opt.tracer.raw import RawTrace
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.rollup import StageRollup, active_stages
+from llm_perf_opt.workloads import RoutingModel
+
+__all__ = [
+    "BatchBasis",
+    "BatchDeriveError",
+    "MemberLaw",
+    "MoeLayer",
+    "batch_basis_from_json",
+    "batch_basis_to_json",
+    "called_experts",
+    "check_basis",
+    "choose_points",
+    "derive_batch",
+    "derive_pass",
+    "fit_member_law",
+    "member_layout",
+]
+
+PREFILL = "prefill"
+"""Name of the prefill pass in a basis (decode steps are ``step:<i>``)."""
+
+
+class BatchDeriveError(DeriveError):
+    """The basis does not answer for this batch (or does not reproduce its points); the message says why."""
+
+
+@frozen(kw_only=True)
+class MoeLayer:
+    """One MoE layer as the routing model sees it."""
+
+    path: str = field(metadata={"help": "module path of the MoE (its experts are <path>.experts.<e>)"})
+    layer_idx: int = field(metadata={"help": "the routing model's layer index"})
+    experts: int = field(metadata={"help": "E, routed experts"})
+    top_k: int = field(metadata={"help": "k, experts per token"})
+
+
+@frozen(kw_only=True)
+class MemberLaw:
+    """Peak of one routed expert's call (or of a submodule's): ``alpha + beta*B + gamma*prefix + delta*size``."""
+
+    alpha: Fraction = field(metadata={"help": "bytes"})
+    beta: Fraction = field(metadata={"help": "bytes per batch row"})
+    gamma: Fraction = field(metadata={"help": "bytes per token dispatched before this expert"})
+    delta: Fraction = field(metadata={"help": "bytes per token of this expert's slice"})
+
+    def at(self, *, batch: int, prefix: int, size: int) -> Fraction:
+        """The law's value."""
+        return self.alpha + self.beta * batch + self.gamma * prefix + self.delta * size
+
+
+@frozen(kw_only=True)
+class BatchBasis:
+    """What derives the language passes of a trace at another batch (module docstring)."""
+
+    points: tuple[int, int, int] = field(metadata={"help": "p1 < p2 < p3, the traced batches"})
+    passes: Mapping[int, Mapping[str, NodeData]] = field(
+        metadata={"help": "point -> pass (prefill, step:<i>) -> node data of its language stages"}
+    )
+    tokens: Mapping[str, int] = field(metadata={"help": "pass -> tokens per batch row (S for the prefill, 1 a step)"})
+    moe: tuple[MoeLayer, ...] = field(metadata={"help": "the MoE layers, in call order"})
+    members: Mapping[NodeKey, tuple[tuple[int, int], ...]] = field(
+        metadata={"help": "(stage, pattern) of routed experts (or a submodule of them) -> (MoE layer position, expert)"}
+    )
+    laws: Mapping[tuple[str, NodeKey], MemberLaw] = field(metadata={"help": "(pass, (stage, pattern)) -> peak law"})
+    rows: Mapping[int, RawTrace] = field(
+        metadata={"help": "the prefill's vision and projector stages at batch 1, 2, 3"}
+    )
+    row_patterns: Mapping[tuple[str, str], Pattern] = field(metadata={"help": "(stage, path) -> node pattern"})
+    decode_steps: int = field(metadata={"help": "n0, decode steps of the traces (the same at every batch)"})
+    far: int | None = field(metadata={"help": "the far decode step traced too (None: none)"})
+    buckets: Mapping[str, tuple[str, str, str]] = field(metadata={"help": "op -> (bucket, rule, reason)"})
+
+
+# -- routing --------------------------------------------------------------------------------------------------------
+
+
+def _counts(layer: MoeLayer, routing: RoutingModel, tokens: int) -> tuple[int, ...]:
+    return routing.expert_counts(
+        layer_idx=layer.layer_idx, num_tokens=tokens, num_experts=layer.experts, top_k=layer.top_k
+    )
+
+
+def called_experts(
+    moe: Sequence[MoeLayer], routing: RoutingModel, tokens: Mapping[str, int], batch: int
+) -> tuple[tuple[int, ...], ...]:
+    """For every pass kind (distinct tokens per row) and MoE layer: the experts the routing model sends tokens to."""
+    kinds = sorted(set(tokens.values()))
+    return tuple(
+        tuple(e for e, n in enumerate(_counts(layer, routing, batch * per_row)) if n)
+        for per_row in kinds
+        for layer in moe
+    )
+
+
+def choose_points(
+    moe: Sequence[MoeLayer], routing: RoutingModel, tokens: Mapping[str, int], *, low: int, high: int
+) -> tuple[int, int, int] | None:
+    """Three batches ``low <= p1 < p2 < p3 = high`` with ``high``'s expert coverage at ``p1`` (the smallest such
+    batch; every batch between them is checked when it is derived), ``p2`` about their geometric mean; None when
+    fewer than three batches qualify."""
+    target = called_experts(moe, routing, tokens, high)
+    p1 = next((b for b in range(low, high + 1) if called_experts(moe, routing, tokens, b) == target), high)
+    if high - p1 < 2:
+        return None
+    p2 = min(max(round(math.sqrt(p1 * high)), p1 + 1), high - 1)
+    return p1, p2, high
+
+
+def member_layout(layer: MoeLayer, routing: RoutingModel, tokens: int) -> list[tuple[int, int]]:
+    """(prefix, size) of each expert of ``layer`` for ``tokens`` tokens: its slice and the tokens dispatched
+    before it (experts in index order)."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for size in _counts(layer, routing, tokens):
+        out.append((start, size))
+        start += size
+    return out
+
+
+# -- the member law -------------------------------------------------------------------------------------------------
+
+
+def fit_member_law(observations: Sequence[tuple[int, int, int, int]]) -> MemberLaw | None:
+    """The law through every ``(batch, prefix, size, peak)`` observation, solved exactly; None if none fits all."""
+    rows: list[list[Fraction]] = []
+    for batch, prefix, size, peak in observations:
+        candidate = [Fraction(1), Fraction(batch), Fraction(prefix), Fraction(size), Fraction(peak)]
+        trial = _reduce([*rows, candidate])
+        if trial is not None and len(trial) > len(rows):
+            rows = trial
+        if len(rows) == 4:
+            break
+    coefficients = _solve(rows) if len(rows) == 4 else None
+    if coefficients is None:
+        return None
+    law = MemberLaw(alpha=coefficients[0], beta=coefficients[1], gamma=coefficients[2], delta=coefficients[3])
+    if any(law.at(batch=b, prefix=p, size=s) != v for b, p, s, v in observations):
+        return None
+    return law
+
+
+def _reduce(rows: list[list[Fraction]]) -> list[list[Fraction]] | None:
+    """``rows`` (augmented) in row-echelon form without the dependent ones; None if a row is inconsistent."""
+    out: list[list[Fraction]] = []
+    for row in rows:
+        r = list(row)
+        for pivot_row in out:
+            col = next(i for i, v in enumerate(pivot_row[:4]) if v)
+            if r[col]:
+                factor = r[col] / pivot_row[col]
+                r = [a - factor * b for a, b in zip(r, pivot_row, strict=True)]
+        if any(r[:4]):
+            out.append(r)
+        elif r[4]:
+            return None
+    return out
+
+
+def _solve(rows: list[list[Fraction]]) -> list[Fraction] | None:
+    """Back-substitution of four independent echelon rows (pivot columns in any order)."""
+    solution: dict[int, Fraction] = {}
+    for row in reversed(rows):
+        col = next(i for i, v in enumerate(row[:4]) if v)
+        rest = sum((row[i] * solution.get(i, Fraction(0)) for i in range(4) if i != col), Fraction(0))
+        solution[col] = (row[4] - rest) / row[col]
+    if len(solution) != 4:
+        return None
+    return [solution[i] for i in range(4)]
+
+
+# -- deriving a pass ------------------------------------------------------------------------------------------------
+
+
+def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> NodeData:
+    """The language node data of pass ``name`` at ``batch`` (a sort's comparisons by their own rule).  Raises
+    :class:`BatchDeriveError`."""
+    p1, _, p3 = basis.points
+    if not p1 <= batch <= p3:
+        raise BatchDeriveError(f"batch {batch} is outside the {p1}..{p3} the basis answers for")
+    data = [basis.passes[p][name] for p in basis.points]
+    out = NodeData()
+    zero = Counters()
+    for key in ordered_keys(d.table for d in data):
+        rows = [d.table.get(key, zero) for d in data]
+        sort = basis.buckets.get(key[3], ("", "", ""))[2] == SORT_RULE
+        fields = [f for f in COST_FIELDS if not (sort and f == "vector_flops")]
+        values = {f: _affine(f"{key} {f}", [getattr(r, f) for r in rows], basis.points, batch) for f in fields}
+        if sort:
+            values["vector_flops"] = _sort_flops(key, rows, basis.points, batch, values["kernels"])
+        out.table[key] = Counters(**values)
+    for attr in ("calls", "kv_held"):
+        maps = [getattr(d, attr) for d in data]
+        target: dict[NodeKey, int] = getattr(out, attr)
+        for nk in ordered_keys(maps):
+            target[nk] = _affine(f"{attr} of {nk}", [m.get(nk, 0) for m in maps], basis.points, batch)
+    expert_peaks = _expert_peaks(basis, name, batch=batch, routing=routing)
+    for nk in ordered_keys(d.peaks for d in data):
+        if nk in expert_peaks:
+            out.peaks[nk] = expert_peaks[nk]
+            continue
+        level = _affine(f"peak of {nk}", [d.peaks.get(nk, 0) for d in data], basis.points, batch)
+        below = [v for ek, v in expert_peaks.items() if ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
+        out.peaks[nk] = max([level, *below])
+    return out
+
+
+def _affine(name: str, values: Sequence[int], points: tuple[int, int, int], batch: int) -> int:
+    (v1, v2, v3), (p1, p2, p3) = values, points
+    if (v2 - v1) * (p3 - p1) != (v3 - v1) * (p2 - p1):
+        raise BatchDeriveError(f"{name}: {v1}, {v2}, {v3} at batch {p1}, {p2}, {p3} is not affine")
+    step, rest = divmod((v3 - v1) * (batch - p1), p3 - p1)
+    if rest or v1 + step < 0:
+        value = v1 + Fraction(v3 - v1, p3 - p1) * (batch - p1)
+        raise BatchDeriveError(f"{name} at batch {batch} is {value}, not a non-negative integer")
+    return v1 + step
+
+
+def _sort_length(flops_per_call: int) -> int | None:
+    """The ``n`` with ``n * ceil(log2 n) == flops_per_call`` (one sort of ``n`` elements), if there is one."""
+    lo, hi = 1, max(2, flops_per_call)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _sort_cost(mid) < flops_per_call:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if _sort_cost(lo) == flops_per_call else None
+
+
+def _sort_cost(n: int) -> int:
+    """Comparisons of one sort of ``n`` elements as the tracer counts them."""
+    return sort_flops(numel=n, n=n)
+
+
+def _sort_flops(
+    key: tuple[str, Pattern, str, str], rows: Sequence[Counters], points: tuple[int, int, int], batch: int, calls: int
+) -> int:
+    lengths = []
+    for row in rows:
+        if not row.kernels or row.vector_flops % row.kernels:
+            raise BatchDeriveError(f"{key}: the calls of a sort row differ in length")
+        n = _sort_length(row.vector_flops // row.kernels)
+        if n is None:
+            raise BatchDeriveError(f"{key}: {row.vector_flops // row.kernels} comparisons is no n*ceil(log2 n)")
+        lengths.append(n)
+    return calls * _sort_cost(_affine(f"{key} sort length", lengths, points, batch))
+
+
+def _expert_peaks(basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> dict[NodeKey, int]:
+    tokens = batch * basis.tokens[name]
+    layouts = [member_layout(layer, routing, tokens) for layer in basis.moe]
+    out: dict[NodeKey, int] = {}
+    for nk, members in basis.members.items():
+        law = basis.laws.get((name, nk))
+        if law is None:
+            continue
+        # in integers over the common denominator (this runs for every routed expert of every pattern and pass)
+        den = math.lcm(law.alpha.denominator, law.beta.denominator, law.gamma.denominator, law.delta.denominator)
+        base = int(law.alpha * den) + int(law.beta * den) * batch
+        gamma, delta = int(law.gamma * den), int(law.delta * den)
+        best = max(gamma * layouts[pos][e][0] + delta * layouts[pos][e][1] for pos, e in members if layouts[pos][e][1])
+        peak, rest = divmod(base + best, den)
+        if rest or peak < 0:
+            raise BatchDeriveError(f"expert peak of {nk} at batch {batch} is {Fraction(base + best, den)}")
+        out[nk] = peak
+    return out
+
+
+def check_basis(basis: BatchBasis, *, routing: RoutingModel) -> None:
+    """Derive every pass at the three points and compare with what was traced; :class:`BatchDeriveError` names the
+    first difference.  Also: the nodes above routed experts must have their own levels above their experts'."""
+    target = called_experts(basis.moe, routing, basis.tokens, basis.points[-1])
+    for point in basis.points:
+        if called_experts(basis.moe, routing, basis.tokens, point) != target:
+            raise BatchDeriveError(f"batch {point} routes to other experts than batch {basis.points[-1]}")
+        for name, traced in basis.passes[point].items():
+            derived = derive_pass(basis, name, batch=point, routing=routing)
+            for attr in ("table", "calls", "peaks", "kv_held"):
+                if getattr(derived, attr) != getattr(traced, attr):
+                    raise BatchDeriveError(f"{name} at batch {point}: the derived {attr} differ from the traced")
+            experts = _expert_peaks(basis, name, batch=point, routing=routing)
+            for nk, level in traced.peaks.items():
+                below = [v for ek, v in experts.items() if ek != nk and ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
+                if below and nk not in experts and level <= max(below):
+                    raise BatchDeriveError(f"peak of {nk} at batch {point} is its routed experts' ({level})")
+
+
+# -- a whole trace --------------------------------------------------------------------------------------------------
+
+
+class _Patterns:
+    """``pattern(path)`` of one stage from a stored map (what :func:`to_node_data` asks of a grouping)."""
+
+    def __init__(self, stage: str, patterns: Mapping[tuple[str, str], Pattern]) -> None:
+        self.stage = stage
+        self.patterns = patterns
+
+    def pattern(self, path: str) -> Pattern:
+        return self.patterns[(self.stage, path)]
+
+
+def derive_batch(
+    basis: BatchBasis, skeleton: TraceResult, *, batch: int, routing: RoutingModel, workload: str
+) -> tuple[TraceResult, DecodeBasis | None]:
+    """The trace at ``batch`` rows: ``skeleton`` (a trace of the same shapes at another batch: names, classes,
+    weights) with the counters derived from ``basis``, and its decode basis.  Raises :class:`BatchDeriveError`."""
+    if called_experts(basis.moe, routing, basis.tokens, batch) != called_experts(
+        basis.moe, routing, basis.tokens, basis.points[-1]
+    ):
+        raise BatchDeriveError(f"batch {batch} routes to other experts than the basis's batches")
+    try:
+        rows = extrapolate_stages(basis.rows, batch)
+    except BatchFitError as exc:
+        raise BatchDeriveError(exc.where) from exc
+    stages = {stage for stage, _ in basis.row_patterns}
+    prefill = to_node_data(rows, {stage: _Patterns(stage, basis.row_patterns) for stage in stages})
+    prefill.add(derive_pass(basis, PREFILL, batch=batch, routing=routing))
+    names = [name for name in basis.passes[basis.points[0]] if name != PREFILL]
+    steps = {int(name.split(":")[1]): derive_pass(basis, name, batch=batch, routing=routing) for name in names}
+    far = steps.pop(basis.far) if basis.far is not None and basis.far in steps else None
+    data = NodeData()
+    data.add(prefill)
+    n = basis.decode_steps
+    try:
+        if skeleton.decode_method == "affine-fit":
+            data.add(fit_steps(steps, n))
+        elif steps:
+            data.add(integrate(steps))
+    except AffineFitError as exc:
+        raise BatchDeriveError(f"not affine in the step at batch {batch}: {exc.where}") from exc
+    counted = frozenset(op for op, (bucket, _, _) in basis.buckets.items() if bucket == "counted")
+    rollups = {stage: StageRollup(stage, data, counted) for stage in active_stages(data)}
+    nodes = nodes_with_counts(skeleton.nodes, rollups, decode_steps=n)
+    ledger, unsupported = build_ledger(data, basis.buckets)
+    p1, _, p3 = basis.points
+    result = evolve(
+        skeleton,
+        workload=workload,
+        nodes=nodes,
+        op_ledger=ledger,
+        unsupported=unsupported,
+        batch_method="extrapolated",
+        batch_note=f"vision and projector extrapolated from batch 1, 2, 3; language derived at batch {batch} from "
+        f"batch {', '.join(map(str, basis.points))} (expert coverage as at {p3}, exact on {p1}..{p3})",
+    )
+    far_step = (basis.far, far) if basis.far is not None and far is not None else None
+    fitted = (
+        decode_basis(prefill, steps, far_step, decode_steps=n, buckets=basis.buckets)
+        if skeleton.decode_method == "affine-fit"
+        else None
+    )
+    return result, fitted
+
+
+# -- JSON (the trace cache keeps a batch basis beside the trace it came from) -----------------------------------------
+
+
+def batch_basis_to_json(basis: BatchBasis) -> dict[str, Any]:
+    """``basis`` as JSON-able data (fractions as ``"p/q"`` strings, patterns as lists)."""
+    return {
+        "points": list(basis.points),
+        "passes": [
+            {"point": p, "pass": name, "data": data_to_json(data)}
+            for p, named in basis.passes.items()
+            for name, data in named.items()
+        ],
+        "tokens": dict(basis.tokens),
+        "moe": [[m.path, m.layer_idx, m.experts, m.top_k] for m in basis.moe],
+        "members": [
+            {"stage": st, "pattern": list(pat), "members": [list(m) for m in ms]}
+            for (st, pat), ms in basis.members.items()
+        ],
+        "laws": [
+            {
+                "pass": name,
+                "stage": st,
+                "pattern": list(pat),
+                "law": [str(law.alpha), str(law.beta), str(law.gamma), str(law.delta)],
+            }
+            for (name, (st, pat)), law in basis.laws.items()
+        ],
+        "rows": [{"batch": b, "raw": _raw_to_json(raw)} for b, raw in basis.rows.items()],
+        "row_patterns": [[st, path, list(pat)] for (st, path), pat in basis.row_patterns.items()],
+        "decode_steps": basis.decode_steps,
+        "far": basis.far,
+        "buckets": {op: list(b) for op, b in basis.buckets.items()},
+    }
+
+
+def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
+    """The basis :func:`batch_basis_to_json` wrote (KeyError/TypeError/ValueError on anything else)."""
+    passes: dict[int, dict[str, NodeData]] = {}
+    for item in raw["passes"]:
+        passes.setdefault(int(item["point"]), {})[str(item["pass"])] = data_from_json(item["data"])
+    p1, p2, p3 = (int(p) for p in raw["points"])
+    return BatchBasis(
+        points=(p1, p2, p3),
+        passes=passes,
+        tokens={str(k): int(v) for k, v in raw["tokens"].items()},
+        moe=tuple(
+            MoeLayer(path=str(m[0]), layer_idx=int(m[1]), experts=int(m[2]), top_k=int(m[3])) for m in raw["moe"]
+        ),
+        members={
+            (str(m["stage"]), tuple(map(str, m["pattern"]))): tuple((int(a), int(b)) for a, b in m["members"])
+            for m in raw["members"]
+        },
+        laws={
+            (str(w["pass"]), (str(w["stage"]), tuple(map(str, w["pattern"])))): MemberLaw(
+                alpha=Fraction(w["law"][0]),
+                beta=Fraction(w["law"][1]),
+                gamma=Fraction(w["law"][2]),
+                delta=Fraction(w["law"][3]),
+            )
+            for w in raw["laws"]
+        },
+        rows={int(r["batch"]): _raw_from_json(r["raw"]) for r in raw["rows"]},
+        row_patterns={(str(st), str(path)): tuple(map(str, pat)) for st, path, pat in raw["row_patterns"]},
+        decode_steps=int(raw["decode_steps"]),
+        far=None if raw["far"] is None else int(raw["far"]),
+        buckets={str(op): (str(b[0]), str(b[1]), str(b[2])) for op, b in raw["buckets"].items()},
+    )
+
+
+def _raw_to_json(raw: RawTrace) -> dict[str, Any]:
+    return {
+        "table": [[*key, row.as_dict()] for key, row in raw.table.items()],
+        **{name: [[*key, v] for key, v in getattr(raw, name).items()] for name in ("calls", "peaks", "kv_held")},
+        "sigs": [[*key, list(events)] for key, events in raw.sigs.items()],
+        "chain": [[*key, *pair] for key, pair in raw.chain.items()],
+        "op_buckets": {op: list(b) for op, b in raw.op_buckets.items()},
+    }
+
+
+def _raw_from_json(data: Mapping[str, Any]) -> RawTrace:
+    raw = RawTrace()
+    for st, path, cat, op, counters in data["table"]:
+        raw.table[(str(st), str(path), str(cat), str(op))] = Counters.from_mapping(counters)
+    for name in ("calls", "peaks", "kv_held"):
+        target: dict[tuple[str, str], int] = getattr(raw, name)
+        for st, path, v in data[name]:
+            target[(str(st), str(path))] = int(v)
+    raw.sigs = {(str(st), str(path)): dict.fromkeys(map(str, events)) for st, path, events in data["sigs"]}
+    raw.chain = {(str(st), str(path)): [int(a), int(b)] for st, path, a, b in data["chain"]}
+    raw.op_buckets = {str(op): (str(b[0]), str(b[1]), str(b[2])) for op, b in data["op_buckets"].items()}
+    return raw

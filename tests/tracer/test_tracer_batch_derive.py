@@ -1,0 +1,132 @@
+"""Another batch from a batch basis: equal to tracing it on every node; the laws, the sort rule, refusals, JSON."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from typing import Any
+
+import attrs
+import pytest
+from torch import nn
+
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracer.batch_derive import (
+    BatchBasis,
+    BatchDeriveError,
+    MemberLaw,
+    MoeLayer,
+    _sort_length,
+    batch_basis_from_json,
+    batch_basis_to_json,
+    choose_points,
+    derive_batch,
+    fit_member_law,
+)
+from llm_perf_opt.tracer.ops.formulas import sort_flops
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.trace import trace_with_bases
+from llm_perf_opt.workloads import RoutingModel, preset_workload
+
+FAR = 40
+
+
+@pytest.fixture(scope="module")
+def v1() -> tuple[Any, nn.Module]:
+    source = resolve_model_source("deepseek-ocr-v1-base")
+    return source, source.build(attn_implementation="sdpa")
+
+
+def _trace(v1: tuple[Any, nn.Module], batch: int, routing: RoutingModel, **kw: Any) -> Any:
+    source, model = v1
+    work = attrs.evolve(preset_workload("dsocr-standard-v1"), batch_size=batch, max_new_tokens=6)
+    return trace_with_bases(source, work, model=model, routing=routing, far_new_tokens=FAR, **kw)
+
+
+@pytest.fixture(scope="module")
+def built(v1: tuple[Any, nn.Module]) -> tuple[TraceResult, BatchBasis]:
+    result, _, _, basis = _trace(v1, 16, RoutingModel.balanced(), batch_basis=(1, 1024))
+    assert basis is not None
+    return result, basis
+
+
+def _same(derived: TraceResult, traced: TraceResult) -> None:
+    assert derived.nodes == traced.nodes
+    assert derived.op_ledger == traced.op_ledger
+    assert derived.unsupported == traced.unsupported
+
+
+def test_balanced_points_start_where_every_expert_is_routed_to(built: tuple[TraceResult, BatchBasis]) -> None:
+    # decode: 64 experts, top-6: 6*B assignments reach every expert from B = 11 (64/6 = 10.7); p2 ~ sqrt(11*1024)
+    assert built[1].points == (11, 106, 1024)
+
+
+@pytest.mark.parametrize("batch", [11, 37, 1024])
+def test_derived_equals_traced_on_every_node(
+    v1: tuple[Any, nn.Module], built: tuple[TraceResult, BatchBasis], batch: int
+) -> None:
+    skeleton, basis = built
+    traced, _, decode, _ = _trace(v1, batch, RoutingModel.balanced())
+    derived, derived_decode = derive_batch(
+        basis, skeleton, batch=batch, routing=RoutingModel.balanced(), workload=traced.workload
+    )
+    _same(derived, traced)
+    assert derived_decode == decode  # another output length at this batch derives as a trace at it would
+
+
+@pytest.mark.slow
+def test_skewed_routing_and_eager_attention(v1: tuple[Any, nn.Module]) -> None:
+    # skewed: the least popular experts get their first token later, so the points start higher; the trace at 16
+    # lies below them and still keeps the basis (checked at its three points)
+    source, _ = v1
+    eager = (source, source.build(attn_implementation="eager"))
+    skewed = RoutingModel.skewed(1.2)
+    skeleton, _, _, basis = _trace(eager, 16, skewed, batch_basis=(1, 1024), attention="eager")
+    assert basis is not None and basis.points[0] > 16
+    traced, _, _, _ = _trace(eager, 300, skewed, attention="eager")
+    derived, _ = derive_batch(basis, skeleton, batch=300, routing=skewed, workload=traced.workload)
+    _same(derived, traced)
+
+
+def test_batches_outside_the_points_or_at_another_coverage_are_refused(
+    built: tuple[TraceResult, BatchBasis],
+) -> None:
+    skeleton, basis = built
+    with pytest.raises(BatchDeriveError, match="routes to other experts"):  # 6*10 = 60 < 64 decode assignments
+        derive_batch(basis, skeleton, batch=10, routing=RoutingModel.balanced(), workload="w")
+    with pytest.raises(BatchDeriveError, match=r"outside the 11\.\.1024"):
+        derive_batch(basis, skeleton, batch=1025, routing=RoutingModel.balanced(), workload="w")
+    with pytest.raises(BatchDeriveError, match="routes to other experts"):
+        derive_batch(basis, skeleton, batch=100, routing=RoutingModel.skewed(8.0), workload="w")
+
+
+def test_the_json_form_reads_back_the_same_basis(built: tuple[TraceResult, BatchBasis]) -> None:
+    basis = built[1]
+    assert batch_basis_from_json(json.loads(json.dumps(batch_basis_to_json(basis)))) == basis
+
+
+# -- the pieces -------------------------------------------------------------------------------------------------------
+
+
+def test_a_member_law_is_solved_exactly_and_checked_on_every_member() -> None:
+    law = MemberLaw(alpha=Fraction(512), beta=Fraction(26248), gamma=Fraction(2560), delta=Fraction(5376))
+    points = [(b, p, s) for b in (11, 106, 1024) for p, s in ((0, 2), (2, 1), (7, 3), (40, 2))]
+    observations = [(b, p, s, int(law.at(batch=b, prefix=p, size=s))) for b, p, s in points]
+    assert fit_member_law(observations) == law
+    observations[-1] = (*observations[-1][:3], observations[-1][3] + 1)
+    assert fit_member_law(observations) is None
+    # fewer than four independent observations determine nothing
+    assert fit_member_law([(11, 0, 2, 100), (11, 0, 2, 100)]) is None
+
+
+@pytest.mark.parametrize("n", [2, 3, 96, 4218, 4_318_272])
+def test_a_sorts_length_is_read_back_from_its_comparisons(n: int) -> None:
+    assert _sort_length(sort_flops(numel=n, n=n)) == n
+    assert _sort_length(sort_flops(numel=n, n=n) + 1) is None
+
+
+def test_points_follow_the_routing_models_coverage() -> None:
+    moe = (MoeLayer(path="m.layers.1.mlp", layer_idx=1, experts=64, top_k=6),)
+    tokens = {"prefill": 703, "step": 1}
+    assert choose_points(moe, RoutingModel.balanced(), tokens, low=1, high=1024) == (11, 106, 1024)
+    assert choose_points(moe, RoutingModel.balanced(), tokens, low=1, high=12) is None  # 11, 12: two batches
