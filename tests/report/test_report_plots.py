@@ -70,6 +70,42 @@ def test_stage_figure_shows_the_reports_ttft_tpot_and_end_to_end(
     assert {"compute-bound", "memory-bound", "launch overhead"} <= set(shown)
 
 
+def time_table_cells(report: str) -> dict[str, str]:
+    """report.md's Time table: first cell -> "time (share)"."""
+    table = report.split("## Time\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    cells = [line.strip("|").split(" | ") for line in table.splitlines()[2:]]
+    return {row[0].strip(): f"{row[1].strip()} ({row[2].strip()})" for row in cells}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        # the QA case: a 0.101 ms projector read "0.1010 ms" beside "91.8 us" elsewhere, report.md "0.101 ms"
+        {"projector_s": 1.01e-4, "decode_steps": 7489},
+        {"projector_s": 9.18e-5, "decode_s": 90.14},  # a 90 s decode: the table reads the projector "0.092 ms"
+    ],
+)
+def test_stage_bars_read_as_the_reports_time_table(result: AnalysisResult, change: dict[str, float]) -> None:
+    """Each stage's bar label is its cell in report.md's Time table (same unit, decimals and share), decode steps
+    thousands-separated as the table writes them."""
+    changed = attrs.evolve(result, stages=attrs.evolve(result.stages, **change))
+    cells = time_table_cells(render_report_md(changed))
+    shown = texts(report_plots(changed)["plots/stage_times.svg"])
+    steps = changed.stages.decode_steps
+    names = {
+        "Vision (SAM + CLIP)": "vision",
+        "Projector + injection": "projector",
+        "Prefill": "prefill",
+        f"Decode, {steps:,} steps": f"decode ({steps:,} steps)",
+    }
+    for row, bar in names.items():
+        assert bar in shown and cells[row] in shown, (row, cells[row])
+        assert shown.index(cells[row]) == shown.index(bar) + 1  # the label at the end of that bar
+    if "projector_s" in change:
+        assert cells["Projector + injection"].startswith(f"{change['projector_s'] * 1e3:.3f} ms")
+
+
 def test_no_decode_step_draws_no_tpot_bar(result: AnalysisResult) -> None:
     (spec, *_) = plot_specs(result)
     data = {**spec.data, "decode_steps": 0, "rows": [r for r in spec.data["rows"] if not r[0].startswith("decode")]}
@@ -249,7 +285,7 @@ def test_stage_chart_draws_decode_as_a_stage_total(result: AnalysisResult) -> No
 
     rows = stage_rows(result)
     assert rows[-1][0] == f"decode ({result.stages.decode_steps} steps)"
-    total = sum(sum(parts) for _, *parts in rows)
+    total = sum(sum(parts) for _, *parts, _ in rows)
     assert total == pytest.approx(result.stages.end_to_end_s, rel=1e-9)
     assert max(rows, key=lambda row: sum(row[1:]))[0].startswith("decode")  # the 98% stage is the longest bar
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.report.humanize import fmt_ms, fmt_share, si
+from llm_perf_opt.report.humanize import fmt_ms, fmt_ms_column, fmt_share, si
 from llm_perf_opt.report.plot_data import PlotSpec, plot_specs, point_labels, short_id
 from llm_perf_opt.report.svg import (
     LegendItem,
@@ -124,14 +124,16 @@ def _bar_panel(
 
 def _stage_times(d: Mapping[str, Any]) -> bytes:
     """Top: every stage's total (decode is all its steps), split by bound, labelled with its time and share of end
-    to end. Bottom: the two latencies a user waits for, TTFT and TPOT (one mean decode step; none without decode)."""
+    to end as report.md's Time table shows them (one column: one unit, one number of decimals). Bottom: the two
+    latencies a user waits for, TTFT and TPOT (one mean decode step; none without decode)."""
     total = d["end_to_end_s"]
+    shown = [row[-1] for row in d["rows"]]  # in report.md's Time column: its unit and decimals, its text
+    texts = fmt_ms_column([*shown, *d["time_column_s"]])
     stages = []
-    for name, *parts in d["rows"]:
-        seconds = sum(parts)
+    for (name, *parts, seconds), text in zip(d["rows"], texts, strict=False):
         share = f" ({fmt_share(seconds / total)})" if total > 0 else ""
         segments = [(sec * 1e3, item.colour) for item, sec in zip(_BOUNDS, parts, strict=True)]
-        stages.append((name, segments, fmt_ms(seconds) + share))
+        stages.append((name, segments, text + share))
     latency = [
         ("time to first token", [(d["ttft_s"] * 1e3, "#8C8C8C")], f"TTFT {fmt_ms(d['ttft_s'])} ({d['ttft_parts']})")
     ]
