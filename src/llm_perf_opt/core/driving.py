@@ -77,7 +77,8 @@ class TraceableSource(Protocol):
     """What the tracer needs of a model source: a name, a module tree and a driver for a workload.
 
     A source may also carry ``stage_anchors`` (``{"vision": (...), "projector": (...), "language": (...)}``:
-    ``named_modules()`` path prefixes) when its tree is not laid out like DeepSeek-OCR v1's.
+    ``named_modules()`` path prefixes) when its tree is not laid out like DeepSeek-OCR v1's, and ``pure_modules()``:
+    the module classes whose calls depend on nothing but their structure and arguments, which the tracer may replay.
     """
 
     @property

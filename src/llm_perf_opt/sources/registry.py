@@ -116,6 +116,14 @@ class ModelSource:
 
         return BuiltinDriver(model, self.make_inputs(workload), routing)
 
+    def pure_modules(self) -> frozenset[type]:
+        """Module classes whose calls depend only on their structure and arguments (a trace may replay a repeated
+        call): the built-in v1 classes.  An upstream tree is made of other classes, so nothing of it is replayed."""
+        # lazy: torch, as build_model
+        from llm_perf_opt.sources.deepseek_ocr_v1.pure import PURE_MODULES
+
+        return PURE_MODULES
+
 
 _SOURCES: dict[str, Callable[[], ModelSource]] = {}
 _SCHEMES: dict[str, Callable[[str], ModelSource]] = {}

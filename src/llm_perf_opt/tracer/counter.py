@@ -149,11 +149,15 @@ def _flash_layout_output(query: torch.Tensor, value: torch.Tensor) -> torch.Tens
 def counting(state: TraceState, *, fuse_sdpa: bool, verify_fast_meta: bool = False) -> Iterator[TraceState]:
     """Install the hooks, the dispatch counter and (if ``fuse_sdpa``) the SDPA fuser for the ``with`` body.
 
-    ``verify_fast_meta`` also runs torch's meta kernel for every op the fast path builds, and raises on a mismatch.
+    ``verify_fast_meta`` also runs torch's meta kernel for every op the fast path builds, and raises on a mismatch
+    (and replays nothing).  With ``state.replay``, repeated calls of pure modules are replayed from their tapes
+    (:mod:`llm_perf_opt.tracer.replay`).
     """
     with ExitStack() as stack:
         stack.enter_context(CallHooks(state))
         if fuse_sdpa:
             stack.enter_context(SdpaFuser(state))
         stack.enter_context(OpCounter(state, verify_fast_meta=verify_fast_meta))
+        if state.replay is not None and not verify_fast_meta:
+            stack.enter_context(state.replay.installed())
         yield state

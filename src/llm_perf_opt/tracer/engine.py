@@ -59,6 +59,10 @@ class TraceOptions:
     verify_fast_meta: bool = field(
         default=False, metadata={"help": "check every fast-path op output against torch's meta kernel (slow)"}
     )
+    pure_modules: frozenset[type] = field(
+        factory=frozenset,
+        metadata={"help": "classes whose repeated calls are replayed from a tape (the same counts); empty: none"},
+    )
 
 
 @frozen(kw_only=True)
@@ -151,7 +155,7 @@ def trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far:
 
 def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far: Driver | None) -> Traced:
     opts = _Options.of(options)
-    state = TraceState(model, options.rules, ModelIndex(model))
+    state = TraceState(model, options.rules, ModelIndex(model), pure=options.pure_modules)
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
     step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
@@ -241,7 +245,7 @@ def trace_model_batched(
     """
     opts = _Options.of(options)
     with without_dynamo_import(), without_symbolic_shapes_import():
-        state = TraceState(model, options.rules, ModelIndex(model))
+        state = TraceState(model, options.rules, ModelIndex(model), pure=options.pure_modules)
         driver = driver_for(batch)
         try:
             prefill_raw = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)

@@ -24,6 +24,7 @@ from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex, te
 from llm_perf_opt.tracer.ops.registry import FRESH
 from llm_perf_opt.tracer.ops.rule import Rule
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
+from llm_perf_opt.tracer.replay import CallReplay, replayable_paths
 from llm_perf_opt.tracer.stages import CONTAINER, LANGUAGE, PROJECTOR, VISION, StageRules, stage_kind
 
 __all__ = ["Frame", "ModuleInfo", "PassCutError", "TraceState", "module_infos"]
@@ -71,7 +72,14 @@ class Frame:
 class TraceState:
     """Counters for one pass; :meth:`begin_pass` resets the per-pass parts."""
 
-    def __init__(self, root: nn.Module, rules: StageRules, index: ModelIndex | None = None) -> None:
+    def __init__(
+        self,
+        root: nn.Module,
+        rules: StageRules,
+        index: ModelIndex | None = None,
+        *,
+        pure: frozenset[type] = frozenset(),
+    ) -> None:
         self.index = index or ModelIndex(root)
         self.structure = Structure(root)
         self.infos = module_infos(self.index, rules)
@@ -92,6 +100,10 @@ class TraceState:
         self._producer: dict[int, int] = {}  # id(storage) -> id(weakref) in _alive
         self._kv_owner: dict[int, tuple[str, str]] = {}
         self._chain_prev: dict[str, Any] = {}
+        kinds = {path: self.infos[id(module)].kind for path, module in self.index.entries}
+        replayable = replayable_paths(self.index, kinds, CONTAINER, pure) if pure else {}
+        self.replay = CallReplay(self, replayable) if replayable else None
+        """Repeated calls of ``pure`` classes replayed from a tape (:mod:`llm_perf_opt.tracer.replay`); None: off."""
         self.cut_after_vision = False
         """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
         or projector anchor; only the vision and projector stages of such a pass are used."""
@@ -290,6 +302,30 @@ class TraceState:
         self.kinds[id(st)] = KV
         self._held.append(st)
         self._kv_owner[id(st)] = owner
+
+    def tracks(self, storage_id: int) -> bool:
+        """Is the storage with this id a live activation this pass counts?"""
+        return storage_id in self._producer
+
+    def produced(self, t: _Tensor) -> tuple[int, OpKey] | None:
+        """(bytes, producing op's key) of ``t``'s storage when it is a tracked activation, else None."""
+        ref_id = self._producer.get(id(t.untyped_storage()))
+        if ref_id is None:
+            return None
+        entry = self._alive[ref_id]
+        return entry[1], entry[2]
+
+    def alive_ids(self) -> frozenset[int]:
+        """Ids of the tracked activations alive now (to tell afterwards whether any of them died)."""
+        return frozenset(self._alive)
+
+    def kv_marks(self) -> tuple[int, int]:
+        """How many storages are marked (weights and KV) and how many KV storages have an owner."""
+        return len(self.kinds), len(self._kv_owner)
+
+    def track_output(self, t: _Tensor, key: OpKey) -> None:
+        """Count ``t`` as a live activation made by the op ``key`` (a replayed call's output)."""
+        self._register(t, key)
 
     def _register(self, t: _Tensor, key: OpKey) -> None:
         st = t.untyped_storage()

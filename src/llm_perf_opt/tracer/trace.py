@@ -97,6 +97,7 @@ def trace_with_basis(
     verify_fast_meta: bool = False,
     batch: BatchMode = "auto",
     far_new_tokens: int | None = None,
+    replay: bool = True,
 ) -> tuple[TraceResult, Driver, DecodeBasis | None]:
     """:func:`trace_with_driver`, also returning the decode basis of a fitted decode (None otherwise): what
     :func:`~llm_perf_opt.tracer.derive.derive_output_length` re-integrates over another output length.
@@ -119,6 +120,7 @@ def trace_with_basis(
         max_new_tokens=driver.max_new_tokens,
         decode=decode,
         verify_fast_meta=verify_fast_meta,
+        pure_modules=_pure_modules(source) if replay else frozenset(),
     )
     far = _far_driver(source, model, work, route, far_new_tokens)
     rows = work.batch_size
@@ -145,6 +147,12 @@ def _far_driver(
         return source.make_driver(model, attrs.evolve(work, max_new_tokens=far_new_tokens), route)
     except UserError:
         return None
+
+
+def _pure_modules(source: TraceableSource) -> frozenset[type]:
+    """The source's ``pure_modules()`` (classes a trace may replay), else none."""
+    pure = getattr(source, "pure_modules", None)
+    return frozenset(pure()) if callable(pure) else frozenset()
 
 
 def stage_rules(source: TraceableSource) -> StageRules:
