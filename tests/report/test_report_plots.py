@@ -3,10 +3,12 @@ the numbers report.md shows; and the sweep plot (matplotlib)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from itertools import pairwise
 from pathlib import Path
 
 import attrs
@@ -18,7 +20,7 @@ from llm_perf_opt.perf.sweep import SweepSpec, run_sweep
 from llm_perf_opt.report.figures import draw_plot, report_plots
 from llm_perf_opt.report.humanize import fmt_ms
 from llm_perf_opt.report.markdown import render_report_md
-from llm_perf_opt.report.plot_data import PlotSpec, heaviest_leaves, plot_specs, short_id
+from llm_perf_opt.report.plot_data import PlotSpec, heaviest_leaves, plot_specs, point_labels, short_id
 from llm_perf_opt.report.plots import render_sweep_plot
 from llm_perf_opt.report.svg import text_width
 
@@ -68,6 +70,42 @@ def test_stage_figure_shows_the_reports_ttft_tpot_and_end_to_end(
     assert f"End to end {e2e}: stage totals, split by bound" in shown
     assert f"decode ({s.decode_steps} steps)" in shown
     assert {"compute-bound", "memory-bound", "launch overhead"} <= set(shown)
+
+
+def time_table_cells(report: str) -> dict[str, str]:
+    """report.md's Time table: first cell -> "time (share)"."""
+    table = report.split("## Time\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    cells = [line.strip("|").split(" | ") for line in table.splitlines()[2:]]
+    return {row[0].strip(): f"{row[1].strip()} ({row[2].strip()})" for row in cells}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        # the QA case: a 0.101 ms projector read "0.1010 ms" beside "91.8 us" elsewhere, report.md "0.101 ms"
+        {"projector_s": 1.01e-4, "decode_steps": 7489},
+        {"projector_s": 9.18e-5, "decode_s": 90.14},  # a 90 s decode: the table reads the projector "0.092 ms"
+    ],
+)
+def test_stage_bars_read_as_the_reports_time_table(result: AnalysisResult, change: dict[str, float]) -> None:
+    """Each stage's bar label is its cell in report.md's Time table (same unit, decimals and share), decode steps
+    thousands-separated as the table writes them."""
+    changed = attrs.evolve(result, stages=attrs.evolve(result.stages, **change))
+    cells = time_table_cells(render_report_md(changed))
+    shown = texts(report_plots(changed)["plots/stage_times.svg"])
+    steps = changed.stages.decode_steps
+    names = {
+        "Vision (SAM + CLIP)": "vision",
+        "Projector + injection": "projector",
+        "Prefill": "prefill",
+        f"Decode, {steps:,} steps": f"decode ({steps:,} steps)",
+    }
+    for row, bar in names.items():
+        assert bar in shown and cells[row] in shown, (row, cells[row])
+        assert shown.index(cells[row]) == shown.index(bar) + 1  # the label at the end of that bar
+    if "projector_s" in change:
+        assert cells["Projector + injection"].startswith(f"{change['projector_s'] * 1e3:.3f} ms")
 
 
 def test_no_decode_step_draws_no_tpot_bar(result: AnalysisResult) -> None:
@@ -138,6 +176,94 @@ def assert_readable(name: str, data: bytes) -> None:
 def test_labels_stay_on_the_canvas_and_apart(files: dict[str, bytes]) -> None:
     for name, data in files.items():
         assert_readable(name, data)
+
+
+def _roofline_spec(
+    device: str, dtype: str, peaks: tuple[float, float, float], points: list[tuple[str, float, float]]
+) -> PlotSpec:
+    matmul, vector, bandwidth = peaks
+    data = {"matmul_peak": matmul, "vector_peak": vector, "bandwidth": bandwidth, "points": [list(p) for p in points]}
+    return PlotSpec(stem="roofline", data={**data, "dtype": dtype, "device": device, "runtime_timed": False})
+
+
+_VISION = "vision/model.sam_model.blocks.{0,1,3,4,6,7,9,10}"
+_EXPERTS = "model.layers.{1..11}.mlp.experts.{0..63}"
+QA_ROOFLINES = {
+    # plot_data.roofline_data of two QA runs (4 significant digits) whose labels were drawn across a roof line
+    "analyze --dtype fp32": _roofline_spec(
+        "NVIDIA H100 SXM5 80GB",
+        "fp32",
+        (66.9e12, 66.9e12, 3.35e12),
+        [
+            (f"{_VISION}.mlp.lin1", 275.1, 3.950e13),
+            (f"{_VISION}.mlp.lin2", 275.0, 3.950e13),
+            (f"{_VISION}.attn.qkv", 262.8, 3.939e13),
+            ("projector/model.projector.layers", 115.8, 3.255e13),
+            (f"prefill/{_EXPERTS}.down_proj", 29.29, 1.098e13),
+            (f"prefill/{_EXPERTS}.gate_proj", 29.29, 1.098e13),
+            (f"prefill/{_EXPERTS}.up_proj", 29.29, 1.098e13),
+            ("decode/model.layers.{1..11}.self_attn.rotary_emb", 0.04228, 6.400e6),
+            ("decode/model.layers.{1..11}.input_layernorm", 0.05264, 6.401e7),
+            ("decode/model.layers.{1..11}.post_attention_layernorm", 0.05264, 6.401e7),
+        ],
+    ),
+    "analyze --workload dsocr-a4-300dpi-gundam-m-v1 --device l4 --runtime vllm --batch 16": _roofline_spec(
+        "NVIDIA L4 24GB",
+        "bf16",
+        (121e12, 30.3e12, 300e9),
+        [
+            (f"{_VISION}.mlp.lin1", 591.3, 7.175e13),
+            (f"{_VISION}.mlp.lin2", 591.0, 7.185e13),
+            (f"{_VISION}.attn.qkv", 558.7, 7.165e13),
+            ("projector/model.projector.layers", 434.3, 6.348e13),
+            ("prefill/lm_head", 1220.0, 7.260e13),
+            (f"prefill/{_EXPERTS}.down_proj", 448.8, 6.572e13),
+            (f"prefill/{_EXPERTS}.gate_proj", 448.8, 6.572e13),
+            (f"decode/{_EXPERTS}.down_proj", 1.496, 1.757e11),
+            (f"decode/{_EXPERTS}.gate_proj", 1.496, 1.757e11),
+            (f"decode/{_EXPERTS}.up_proj", 1.496, 1.757e11),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("spec", QA_ROOFLINES.values(), ids=list(QA_ROOFLINES))
+def test_point_labels_keep_off_the_roof_lines_and_the_dots(spec: PlotSpec) -> None:
+    """Every point label's box (by the layout's width estimate) stays 1 px clear of both roof polylines - checked by
+    walking each segment in 0.25 px steps - and of every dot, and no two texts overlap."""
+    data = draw_plot(spec)["plots/roofline.svg"]
+    root = ET.fromstring(data)
+    segments = []
+    for line in root.iter(f"{SVG}polyline"):
+        corners = [tuple(map(float, xy.split(","))) for xy in line.attrib["points"].split()]
+        segments += list(pairwise(corners))
+    labels = [
+        (el.text, box)
+        for el, (_, box) in zip(
+            [el for el in root.iter(f"{SVG}text") if "transform" not in el.attrib], text_boxes(data), strict=True
+        )
+        if "stroke" in el.attrib  # the point labels (drawn with a white halo)
+    ]
+    assert len(labels) == len(point_labels([(x, y) for _, x, y in spec.data["points"]]))
+    for text, (left, top, right, bottom) in labels:
+        for (ax, ay), (bx, by) in segments:
+            steps = max(1, int(max(abs(bx - ax), abs(by - ay)) * 4))
+            for i in range(steps + 1):
+                x, y = ax + (bx - ax) * i / steps, ay + (by - ay) * i / steps
+                assert not (left - 1 < x < right + 1 and top - 1 < y < bottom + 1), (text, (x, y))
+        for dot in root.iter(f"{SVG}circle"):
+            cx, cy, r = (float(dot.attrib[k]) for k in ("cx", "cy", "r"))
+            assert not (left < cx + r and cx - r < right and top < cy + r and cy - r < bottom), (text, cx, cy)
+    assert_readable("roofline", data)
+
+
+def test_roofline_rate_ticks_read_alike() -> None:
+    """Decades on the rate axis read 1, 10 or 100 of a prefix: ``1 TFLOP/s`` beside ``10 PFLOP/s``, never
+    ``1.0 TFLOP/s``."""
+    for spec in QA_ROOFLINES.values():
+        ticks = [t for t in texts(draw_plot(spec)["plots/roofline.svg"]) if t.endswith("FLOP/s")]
+        assert len(ticks) >= 4 and "1 TFLOP/s" in ticks
+        assert all(re.fullmatch(r"(1|10|100) [kMGTP]?FLOP/s", t) for t in ticks), ticks
 
 
 def test_a_wide_intensity_range_thins_the_axis_labels(result: AnalysisResult) -> None:
@@ -249,7 +375,7 @@ def test_stage_chart_draws_decode_as_a_stage_total(result: AnalysisResult) -> No
 
     rows = stage_rows(result)
     assert rows[-1][0] == f"decode ({result.stages.decode_steps} steps)"
-    total = sum(sum(parts) for _, *parts in rows)
+    total = sum(sum(parts) for _, *parts, _ in rows)
     assert total == pytest.approx(result.stages.end_to_end_s, rel=1e-9)
     assert max(rows, key=lambda row: sum(row[1:]))[0].startswith("decode")  # the 98% stage is the longest bar
 

@@ -2,7 +2,9 @@
 
 Each command lives in its own module under ``llm_perf_opt.cli`` and is imported only when it runs, so
 ``llm-perf-opt --help`` and the torch-free commands start fast.  A :class:`~llm_perf_opt.errors.UserError`
-becomes one line on stderr and exit code 1; click's usage errors exit with 2.
+becomes one line on stderr and exit code 1; click's usage errors exit with 2.  A reader that stops reading
+(``llm-perf-opt ... | head -1``) is no error: the rest of the output is dropped, the command runs to its end (files
+written) and exits with its own status, 0 when it succeeded, without a word about the pipe.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import click
 
@@ -81,7 +85,54 @@ def main(argv: list[str] | None = None, *, obj: dict[str, Any] | None = None) ->
     stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
     os.environ.setdefault(DYNAMO_STAND_IN_ENV, "1")
     warnings.showwarning = _one_line_warning
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt", obj=obj)
+    with _reader_may_leave():
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llm-perf-opt", obj=obj)
+
+
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` wrapped in :class:`_DropWhenClosed` while a command runs (restored after)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _DropWhenClosed(saved[0]), _DropWhenClosed(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+class _DropWhenClosed:
+    """A text stream that outlives its reader: once a write or flush finds the pipe closed (EPIPE), the stream's
+    file descriptor is pointed at ``os.devnull`` and this and every later write succeed unseen - so the command is
+    not cut short at its next ``click.echo`` (click would exit 1 there, silently).  Everything else is the wrapped
+    stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _to_devnull(self) -> None:
+        """Later writes, and the bytes still buffered, go to ``os.devnull`` (so no flush at exit fails either)."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        self._stream.flush()
 
 
 _SHOW_WARNING = warnings.showwarning

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.report.humanize import fmt_ms, fmt_share, si
+from llm_perf_opt.report.humanize import fmt_ms, fmt_ms_column, fmt_share, si
 from llm_perf_opt.report.plot_data import PlotSpec, plot_specs, point_labels, short_id
 from llm_perf_opt.report.svg import (
     LegendItem,
@@ -124,14 +125,16 @@ def _bar_panel(
 
 def _stage_times(d: Mapping[str, Any]) -> bytes:
     """Top: every stage's total (decode is all its steps), split by bound, labelled with its time and share of end
-    to end. Bottom: the two latencies a user waits for, TTFT and TPOT (one mean decode step; none without decode)."""
+    to end as report.md's Time table shows them (one column: one unit, one number of decimals). Bottom: the two
+    latencies a user waits for, TTFT and TPOT (one mean decode step; none without decode)."""
     total = d["end_to_end_s"]
+    shown = [row[-1] for row in d["rows"]]  # in report.md's Time column: its unit and decimals, its text
+    texts = fmt_ms_column([*shown, *d["time_column_s"]])
     stages = []
-    for name, *parts in d["rows"]:
-        seconds = sum(parts)
+    for (name, *parts, seconds), text in zip(d["rows"], texts, strict=False):
         share = f" ({fmt_share(seconds / total)})" if total > 0 else ""
         segments = [(sec * 1e3, item.colour) for item, sec in zip(_BOUNDS, parts, strict=True)]
-        stages.append((name, segments, fmt_ms(seconds) + share))
+        stages.append((name, segments, text + share))
     latency = [
         ("time to first token", [(d["ttft_s"] * 1e3, "#8C8C8C")], f"TTFT {fmt_ms(d['ttft_s'])} ({d['ttft_parts']})")
     ]
@@ -197,7 +200,7 @@ def _roofline(d: Mapping[str, Any]) -> bytes:
     ys = [y for _, _, y in points] + [bw * x_lo, peak, vec]
     y_lo, y_hi = _decade(min(ys), down=True), _decade(max(ys) * 3, down=False)
     y_ticks_log = LogScale(lo=y_lo, hi=y_hi, start=0, end=1).decades()
-    y_labels = [si(v, "FLOP/s", digits=2) for v in y_ticks_log]
+    y_labels = [si(v, "FLOP/s", digits=1) for v in y_ticks_log]  # powers of ten: 1 TFLOP/s, 10 TFLOP/s, 1 PFLOP/s
     left = _PAD + _LABEL * 1.6 + 10 + max(text_width(t, 11) for t in y_labels)
     plot_w, plot_h = 380.0, 300.0
     listing = [
@@ -229,16 +232,20 @@ def _roofline(d: Mapping[str, Any]) -> bytes:
         (peak, LegendItem(label=f"{d['dtype']} matmul peak + DRAM", colour="#000000", line=True)),
         (vec, LegendItem(label="fp32 vector peak + DRAM", colour="#808080", line=True, dash="6 4")),
     )
+    roof_lines = []
     for top_rate, item in roofs:
         corners = [x_lo, *([top_rate / bw] if x_lo < top_rate / bw < x_hi else []), x_hi]
         line = [(sx.px(x), sy.px(min(top_rate, bw * x))) for x in corners]
         svg.polyline(line, stroke=item.colour, width=1.5 if not item.dash else 1.2, dash=item.dash)
+        roof_lines.append(line)
     dots = [(sx.px(x), sy.px(rate)) for _, x, rate in points]
     colours = [colour for _, _, colour in listing]
     for (px, py), colour in zip(dots, colours, strict=True):
         svg.circle(px, py, _DOT, fill=colour)
     labels = [(text, (sx.px(x), sy.px(rate))) for text, (x, rate) in point_labels([(x, r) for _, x, r in points])]
-    for (text, _), (lx, ly, anchor) in zip(labels, _place_labels(labels, dots), strict=True):
+    roof_segments = [(a, b) for line in roof_lines for a, b in pairwise(line)]
+    frame = (left, top, left + plot_w, bottom)
+    for (text, _), (lx, ly, anchor) in zip(labels, _place_labels(labels, dots, roof_segments, frame), strict=True):
         # in the colour of its (first) point, so a label set beside another point still reads as its own
         colour = colours[int(text.split(",", 1)[0]) - 1]
         svg.text(lx, ly, text, size=_SMALL, anchor=anchor, fill=colour, halo=True)
@@ -252,29 +259,81 @@ def _roofline(d: Mapping[str, Any]) -> bytes:
     return svg.to_bytes()
 
 
+_PLACES = (
+    *((6, dy, "start") for dy in (-8, 10)),  # above right, below right
+    *((-6, dy, "end") for dy in (-8, 10)),  # above left, below left
+    (8, 0, "start"),  # right
+    (-8, 0, "end"),  # left
+    (0, 12, "middle"),  # below
+    (0, -12, "middle"),  # above
+    *(
+        (dx, dy, anchor)
+        for up, down in ((20, 22), (32, 34))
+        for dx, anchor in ((6, "start"), (-6, "end"))
+        for dy in (-up, down)
+    ),
+)
+"""Where a point label may go, (dx, dy of its middle, anchor) from its point, in order of preference: beside the
+point (above right, below right, above left, below left, right, left, below, above), then further up and down (past
+a roof line near it)."""
+_ROOF_CLEARANCE = 2.0
+"""px a label box keeps from a roof line (half the line's width and the label's white halo)."""
+
+
 def _place_labels(
-    labels: Sequence[tuple[str, tuple[float, float]]], dots: Sequence[tuple[float, float]]
+    labels: Sequence[tuple[str, tuple[float, float]]],
+    dots: Sequence[tuple[float, float]],
+    roofs: Sequence[tuple[tuple[float, float], tuple[float, float]]],
+    frame: tuple[float, float, float, float],
 ) -> list[tuple[float, float, str]]:
-    """(x, y middle, anchor) of each point label: above right of its point, else below right, above left or below
-    left - the first place whose box touches no dot and no label placed before it (above right when none is free)."""
+    """(x, y middle, anchor) of each point label: the first of :data:`_PLACES` whose box stays inside the plot
+    ``frame`` and touches no dot, no label placed before it and no roof segment (kept :data:`_ROOF_CLEARANCE` px
+    away); when none is free, the one with the fewest such conflicts (the earlier on a tie)."""
     taken = [(x - _DOT, y - _DOT, x + _DOT, y + _DOT) for x, y in dots]
     placed = []
     for text, (x, y) in labels:
         w = text_width(text, _SMALL)
-        options = [(x + 6, y - 8, "start"), (x + 6, y + 10, "start"), (x - 6, y - 8, "end"), (x - 6, y + 10, "end")]
-        boxes = [
-            (lx if a == "start" else lx - w, ly - _SMALL / 2, lx + w if a == "start" else lx, ly + _SMALL / 2)
-            for lx, ly, a in options
-        ]
-        free = [k for k, box in enumerate(boxes) if not any(_overlap(box, other) for other in taken)]
-        k = free[0] if free else 0
-        placed.append(options[k])
+        boxes = []
+        for dx, dy, anchor in _PLACES:
+            lx = x + dx - {"start": 0.0, "middle": w / 2, "end": w}[anchor]
+            boxes.append((lx, y + dy - _SMALL / 2, lx + w, y + dy + _SMALL / 2))
+        k = min(range(len(_PLACES)), key=lambda k: (_conflicts(boxes[k], taken, roofs, frame), k))
+        dx, dy, anchor = _PLACES[k]
+        placed.append((x + dx, y + dy, anchor))
         taken.append(boxes[k])
     return placed
 
 
+def _conflicts(
+    box: tuple[float, float, float, float],
+    taken: Sequence[tuple[float, float, float, float]],
+    roofs: Sequence[tuple[tuple[float, float], tuple[float, float]]],
+    frame: tuple[float, float, float, float],
+) -> int:
+    """How many boxes in ``taken`` and roof segments ``box`` touches, plus one when it leaves the ``frame``."""
+    c = _ROOF_CLEARANCE
+    near = (box[0] - c, box[1] - c, box[2] + c, box[3] + c)
+    outside = not (frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3])
+    return sum(_overlap(box, other) for other in taken) + sum(_crosses(near, a, b) for a, b in roofs) + outside
+
+
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _crosses(box: tuple[float, float, float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """True when the segment from ``a`` to ``b`` passes through ``box`` (left, top, right, bottom): the part of the
+    segment left after clipping it to the box's four sides is not empty (Liang-Barsky clipping)."""
+    (dx, dy), (enter, leave) = (b[0] - a[0], b[1] - a[1]), (0.0, 1.0)
+    for p, q in ((-dx, a[0] - box[0]), (dx, box[2] - a[0]), (-dy, a[1] - box[1]), (dy, box[3] - a[1])):
+        if p == 0:
+            if q < 0:  # parallel to this side and outside it
+                return False
+        elif p < 0:
+            enter = max(enter, q / p)
+        else:
+            leave = min(leave, q / p)
+    return enter <= leave
 
 
 def _spaced_decades(scale: LogScale) -> list[tuple[float, str]]:

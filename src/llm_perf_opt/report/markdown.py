@@ -43,7 +43,7 @@ from llm_perf_opt.report.md_runtime import (
     top_group_fact,
     trust_fact,
 )
-from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
+from llm_perf_opt.report.stage_view import runtime_timed, stage_bound, time_table
 
 __all__ = ["render_report_md", "reproduce_command"]
 
@@ -267,6 +267,23 @@ def _stage_row(r: AnalysisResult, stage: str, label: str, seconds: float) -> tup
     return (label, fmt_ms(seconds), fmt_share(seconds / e2e) if e2e else "-", flops, nbytes, kernels, split)
 
 
+def _time_row(r: AnalysisResult, row: str, seconds: float) -> tuple[str, ...]:
+    """The Time table's row ``row`` (a key of :func:`~llm_perf_opt.report.stage_view.time_table`)."""
+    s = r.stages
+    if row == "ttft":
+        share = fmt_share(seconds / s.end_to_end_s) if s.end_to_end_s else "-"
+        return ("**Time to first token (TTFT)**", f"**{fmt_ms(seconds)}**", share, "", "", "", "")
+    if row == "tpot":
+        return ("Time per output token (TPOT)", fmt_ms(seconds), "", "", "", "", "mean decode step")
+    labels = {
+        **dict(_STAGE_ROWS),
+        "decode": f"Decode, {plural(s.decode_steps, 'step')}",
+        "other": "Other (outside the stages)",
+        "end_to_end": "**End to end**",
+    }
+    return _stage_row(r, "root" if row == "end_to_end" else row, labels[row], seconds)
+
+
 def _uniform_times(rows: list[tuple[str, ...]], seconds: list[float]) -> list[tuple[str, ...]]:
     """The rows with their time column (index 1) in one unit and one format (:func:`fmt_ms_column`)."""
     out = []
@@ -276,30 +293,8 @@ def _uniform_times(rows: list[tuple[str, ...]], seconds: list[float]) -> list[tu
 
 
 def _time(r: AnalysisResult) -> str:
-    s = r.stages
-    shown = _STAGE_ROWS[2:] if r.workload.text_only else _STAGE_ROWS  # no encoder runs for a text-only request
-    rows = [_stage_row(r, stage, label, getattr(s, f"{stage}_s")) for stage, label in shown]
-    rows.append(
-        (
-            "**Time to first token (TTFT)**",
-            f"**{fmt_ms(s.ttft_s)}**",
-            fmt_share(s.ttft_s / s.end_to_end_s) if s.end_to_end_s else "-",
-            "",
-            "",
-            "",
-            "",
-        )
-    )
-    seconds = [getattr(s, f"{stage}_s") for stage, _ in shown] + [s.ttft_s]
-    if s.decode_steps:
-        rows.append(_stage_row(r, "decode", f"Decode, {plural(s.decode_steps, 'step')}", s.decode_s))
-        rows.append(("Time per output token (TPOT)", fmt_ms(s.tpot_s), "", "", "", "", "mean decode step"))
-        seconds += [s.decode_s, s.tpot_s]
-    if s.other_s > 0 or "other" in r.trace.nodes:
-        rows.append(_stage_row(r, "other", "Other (outside the stages)", s.other_s))
-        seconds.append(s.other_s)
-    rows.append(_stage_row(r, "root", "**End to end**", s.end_to_end_s))
-    rows = _uniform_times(rows, [*seconds, s.end_to_end_s])
+    column = time_table(r)
+    rows = _uniform_times([_time_row(r, row, seconds) for row, seconds in column], [seconds for _, seconds in column])
     header = ("stage", "time", "share", "FLOPs", "bytes moved", "kernels", "compute / memory / overhead")
     throughput = _throughput_table(r)
     parts = [

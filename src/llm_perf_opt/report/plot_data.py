@@ -16,7 +16,7 @@ from attrs import field, frozen
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.perf import Rates
 from llm_perf_opt.perf.tree import id_components
-from llm_perf_opt.report.stage_view import runtime_timed, stage_bound
+from llm_perf_opt.report.stage_view import runtime_timed, stage_bound, time_table
 
 __all__ = [
     "ROOFLINE_PER_STAGE",
@@ -61,9 +61,10 @@ def plot_specs(r: AnalysisResult) -> tuple[PlotSpec, ...]:
     )
 
 
-def stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float]]:
-    """(label, compute-bound, memory-bound, overhead seconds) of every stage total, decode included (all its steps),
-    then ``other`` when it is not empty: the bars add up to end to end."""
+def stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float, float]]:
+    """(label, compute-bound, memory-bound, overhead seconds, the stage's time as report.md's Time table shows it) of
+    every stage total, decode included (all its steps), then ``other`` when it is not empty: the bars add up to end to
+    end."""
     rows = []
     for stage in STAGE_ORDER:
         t = stage_bound(r, stage)
@@ -71,15 +72,17 @@ def stage_rows(r: AnalysisResult) -> list[tuple[str, float, float, float]]:
             continue
         steps = r.stages.decode_steps
         label = f"decode ({steps:,} step{'s' if steps != 1 else ''})" if stage == "decode" else stage
-        rows.append((label, t.compute_s, t.memory_s, t.overhead_s))
+        rows.append((label, t.compute_s, t.memory_s, t.overhead_s, getattr(r.stages, f"{stage}_s")))
     return rows
 
 
 def stage_times_data(r: AnalysisResult) -> dict[str, Any]:
-    """Stage totals split by bound, and the two latencies a user waits for (TTFT, TPOT)."""
+    """Stage totals split by bound, the two latencies a user waits for (TTFT, TPOT), and every time of report.md's
+    Time table (``time_column_s``: the stage labels are formatted in that column, as the table formats them)."""
     s = r.stages
     return {
         "rows": [list(row) for row in stage_rows(r)],
+        "time_column_s": [seconds for _, seconds in time_table(r)],
         "end_to_end_s": s.end_to_end_s,
         "ttft_s": s.ttft_s,
         "ttft_parts": "prefill; text only, no page" if r.workload.text_only else "vision + projector + prefill",

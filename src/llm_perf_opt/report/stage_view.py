@@ -12,13 +12,30 @@ from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.report.humanize import fmt_ms
 from llm_perf_opt.runtimes.request import StageBound
 
-__all__ = ["eager_note", "runtime_timed", "stage_bound"]
+__all__ = ["eager_note", "runtime_timed", "stage_bound", "time_table"]
 
 
 def runtime_timed(r: AnalysisResult) -> bool:
     """True when the runtime's kernel model (not the traced op-by-op tree) timed the request's stages."""
     run = r.runtime_run
     return run is not None and not run.runtime.is_baseline
+
+
+def time_table(r: AnalysisResult) -> list[tuple[str, float]]:
+    """(row, seconds) of the time column of report.md's Time table, in row order: ``vision`` and ``projector`` (not
+    for a text-only request: no encoder runs), ``prefill``, ``ttft``, ``decode`` and ``tpot`` (when there are decode
+    steps), ``other`` (when it took time or was traced), ``end_to_end``.  The column is formatted as one
+    (:func:`~llm_perf_opt.report.humanize.fmt_ms_column`: one unit, one number of decimals), and the stage figure
+    labels its bars in the same column, so a stage reads the same in both."""
+    s = r.stages
+    rows = [(stage, getattr(s, f"{stage}_s")) for stage in ("vision", "projector", "prefill")]
+    rows = rows[2:] if r.workload.text_only else rows
+    rows.append(("ttft", s.ttft_s))
+    if s.decode_steps:
+        rows += [("decode", s.decode_s), ("tpot", s.tpot_s)]
+    if s.other_s > 0 or "other" in r.trace.nodes:
+        rows.append(("other", s.other_s))
+    return [*rows, ("end_to_end", s.end_to_end_s)]
 
 
 def stage_bound(r: AnalysisResult, stage: str) -> StageBound | None:
