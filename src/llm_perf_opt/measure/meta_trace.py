@@ -42,6 +42,10 @@ class _InDtype:
     def make_driver(self, model: nn.Module, workload: Workload, routing: ExpertRouting) -> BuiltinDriver:
         return BuiltinDriver(model, self.source.make_inputs(workload, dtype=self.dtype), routing)
 
+    def pure_modules(self) -> frozenset[type]:
+        """The built-in source's (the tracer replays their repeated calls)."""
+        return self.source.pure_modules()
+
 
 @cache
 def _tree(model: str, attention: str, dtype: str) -> nn.Module:

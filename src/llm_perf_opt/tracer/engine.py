@@ -138,21 +138,24 @@ def _fit_or_fall_back(
     driver: Driver,
     state: TraceState,
     opts: _Options,
+    prefill_raw: RawTrace,
     step_raws: dict[int, RawTrace],
     method: DecodeMethod,
     note: str,
-) -> tuple[dict[int, RawTrace], DecodeMethod, str]:
-    """Keep the three traced steps if every counter is affine in the step, else trace every step."""
+) -> tuple[dict[int, RawTrace], DecodeMethod, str, dict[str, StageGrouping]]:
+    """Keep the three traced steps if every counter is affine in the step, else trace every step; with the
+    groupings of the prefill and the kept steps (what the tree is built with)."""
+    groupings = _groupings(state.index, state.structure, [prefill_raw, *step_raws.values()])
     if method != "affine-fit":
-        return step_raws, method, note
-    groupings = _groupings(state.index, state.structure, list(step_raws.values()))
+        return step_raws, method, note, groupings
     try:
         fit_steps({i: to_node_data(raw, groupings) for i, raw in step_raws.items()}, driver.decode_steps)
     except AffineFitError as exc:
         n = driver.decode_steps
         every = {i: _run_pass(state, "decode", driver.step(i), opts) for i in range(1, n + 1)}
-        return every, "every-step", f"affine check failed ({exc.where}); traced all {n} steps"
-    return step_raws, method, note
+        groupings = _groupings(state.index, state.structure, [prefill_raw, *every.values()])
+        return every, "every-step", f"affine check failed ({exc.where}); traced all {n} steps", groupings
+    return step_raws, method, note, groupings
 
 
 def _far_step(
@@ -176,12 +179,14 @@ def trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far:
 
 def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far: Driver | None) -> Traced:
     opts = _Options.of(options)
-    state = TraceState(model, options.rules, ModelIndex(model), pure=options.pure_modules)
+    state = TraceState(model, options.rules, pure=options.pure_modules)
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
-    step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
+    step_raws, method, note, groupings = _fit_or_fall_back(driver, state, opts, prefill_raw, step_raws, method, note)
     far_raw = _far_step(far, driver, state, opts, method)
-    return _assemble(state, driver, prefill_raw, step_raws, options, method=method, note=note, far_raw=far_raw)
+    return _assemble(
+        state, driver, prefill_raw, step_raws, options, method=method, note=note, far_raw=far_raw, groupings=groupings
+    )
 
 
 def _assemble(
@@ -285,7 +290,7 @@ def trace_model_batched_with_basis(
     """
     opts = _Options.of(options)
     with without_dynamo_import(), without_symbolic_shapes_import():
-        state = TraceState(model, options.rules, ModelIndex(model), pure=options.pure_modules)
+        state = TraceState(model, options.rules, pure=options.pure_modules)
         driver = driver_for(batch)
         try:
             prefill_raw, rows = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)
@@ -295,10 +300,11 @@ def trace_model_batched_with_basis(
             note = f"batch extrapolation refused ({why}); traced all {batch} rows"
             return attrs.evolve(result, batch_note=note), basis, None
         step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
-        step_raws, method, note = _fit_or_fall_back(driver, state, opts, step_raws, method, note)
+        step_raws, method, note, groupings = _fit_or_fall_back(
+            driver, state, opts, prefill_raw, step_raws, method, note
+        )
         far_raw = _far_step(far, driver, state, opts, method)
         traced = ", ".join(map(str, points))
-        groupings = _groupings(state.index, state.structure, [prefill_raw, *step_raws.values()])
         result, basis = _assemble(
             state,
             driver,

@@ -13,7 +13,8 @@ The first call with a given *structure key* is run and recorded as a :class:`Tap
 to the live level at entry); every later call with the same key, of the same module or of a structurally identical
 one, adds the tape under its own path, returns fresh tensors of the recorded layouts and skips ``forward``.
 Structure key: the subtree's *fingerprint* (types, child names, parameter and buffer layouts, plain attributes by
-value, any other attribute by identity - the experts share one config object) with the call's stage and its
+value - less those its class names in ``replay_ignores`` as not deciding its ops, such as a CLIP block's
+``layer_id`` - any other attribute by identity: the experts share one config object) with the call's stage and its
 arguments (tensor shape, stride, dtype, device, storage sharing, whether the storage is a weight, a KV cache or a
 tracked activation; plain values by value, other objects by identity: the routing model handed to the MoE).
 
@@ -146,10 +147,11 @@ def fingerprint(module: nn.Module) -> Hashable:
     for name, m in module.named_modules():
         params = tuple((n, tuple(p.shape), tuple(p.stride()), p.dtype) for n, p in m.named_parameters(recurse=False))
         buffers = tuple((n, tuple(b.shape), tuple(b.stride()), b.dtype) for n, b in m.named_buffers(recurse=False))
+        ignored = getattr(type(m), "replay_ignores", ())
         plain = tuple(
             (k, v if isinstance(v, _PLAIN) else ("id", id(v)))
             for k, v in sorted(vars(m).items())
-            if k not in _MODULE_KEYS
+            if k not in _MODULE_KEYS and k not in ignored
         )
         parts.append((name, type(m), m.training, params, buffers, plain))
     return tuple(parts)

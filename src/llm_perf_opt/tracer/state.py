@@ -27,7 +27,7 @@ from llm_perf_opt.tracer.raw import OpKey, RawTrace
 from llm_perf_opt.tracer.replay import CallReplay, replayable_paths
 from llm_perf_opt.tracer.stages import CONTAINER, LANGUAGE, PROJECTOR, VISION, StageRules, stage_kind
 
-__all__ = ["Frame", "ModuleInfo", "PassCutError", "TraceState", "module_infos"]
+__all__ = ["Frame", "ModuleInfo", "PassCutError", "TraceState", "module_infos", "tree_facts"]
 
 _Tensor = torch.Tensor
 _DIGITS = re.compile(r"\d+")
@@ -69,6 +69,25 @@ class Frame:
         self.touched: set[str] = {stage} if stage is not None else set()
 
 
+_FACTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], StageRules, Any]] = weakref.WeakKeyDictionary()
+
+
+def tree_facts(
+    root: nn.Module, rules: StageRules, index: ModelIndex | None = None
+) -> tuple[ModelIndex, Structure, dict[int, ModuleInfo]]:
+    """The index, structure and module infos of ``root`` under ``rules``: worked out once per tree and reused by its
+    later traces while it holds the same modules (``calibrate`` and ``validation-doc`` trace one tree many times)."""
+    members = tuple(map(id, root.modules()))
+    known = _FACTS.get(root)
+    if index is None and known is not None and known[0] == members and known[1] == rules:
+        facts: tuple[ModelIndex, Structure, dict[int, ModuleInfo]] = known[2]
+        return facts
+    index = index or ModelIndex(root)
+    facts = (index, Structure(root), module_infos(index, rules))
+    _FACTS[root] = (members, rules, facts)
+    return facts
+
+
 class TraceState:
     """Counters for one pass; :meth:`begin_pass` resets the per-pass parts."""
 
@@ -80,9 +99,7 @@ class TraceState:
         *,
         pure: frozenset[type] = frozenset(),
     ) -> None:
-        self.index = index or ModelIndex(root)
-        self.structure = Structure(root)
-        self.infos = module_infos(self.index, rules)
+        self.index, self.structure, self.infos = tree_facts(root, rules, index)
         self.root_info = self.infos[id(root)]
         self.kinds: dict[int, int] = {}
         self._held: list[Any] = []  # weight and KV storages, kept alive so their ids stay unique

@@ -9,6 +9,7 @@ vector is prepended, the 257-row position table is bicubic-resized (antialias, f
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,9 @@ class NoTPFeedForward(nn.Module):
 
 class NoTPTransformerBlock(nn.Module):
     """Pre-LN block: ``h = x + attn(ln1(x)); out = h + mlp(ln2(h))`` (attn and mlp via ``.forward``, as upstream)."""
+
+    replay_ignores: ClassVar[tuple[str, ...]] = ("layer_id",)
+    """Attributes that do not decide the block's ops (its index): blocks differing only there replay one tape."""
 
     def __init__(self, config: ClipConfig, layer_id: int) -> None:
         super().__init__()
