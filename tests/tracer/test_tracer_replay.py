@@ -8,11 +8,10 @@ import attrs
 import pytest
 import torch
 from torch import nn
-from tracer_toys import ToyDriver, meta
+from tracer_toys import meta, trace_toy
 
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracer import replay
-from llm_perf_opt.tracer.engine import TraceOptions, trace_model
 from llm_perf_opt.tracer.index import ModelIndex
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import CONTAINER, StageRules, stage_kind
@@ -87,19 +86,7 @@ class Experts(nn.Module):
 
 
 def _toy_trace(model: nn.Module, pure: frozenset[type]) -> TraceResult:
-    model = model.to("meta").eval()
-    top = tuple(name for name, _ in model.named_children())
-    options = TraceOptions(
-        rules=StageRules(vision=(), projector=(), language=top),
-        attention="flash",
-        routing="balanced",
-        model_desc="toy",
-        workload_desc="toy",
-        seq_len=0,
-        max_new_tokens=1,
-        pure_modules=pure,
-    )
-    return trace_model(model, ToyDriver(model, lambda: (meta(10, 8),)), options)[0]
+    return trace_toy(model, lambda: (meta(10, 8),), pure=pure)
 
 
 @pytest.fixture

@@ -40,8 +40,11 @@ def trace_toy(
     *,
     rules: StageRules | None = None,
     attention: Literal["flash", "eager"] = "flash",
+    pure: frozenset[type] = frozenset(),
 ) -> TraceResult:
-    """Trace one forward call of a toy model; by default every module is a language anchor (stage prefill)."""
+    """Trace one forward call of a toy model; by default every module is a language anchor (stage prefill).  With
+    ``pure`` classes (replayed) the fast-path ops are not checked against torch's meta kernels (a check replays
+    nothing)."""
     model = model.to("meta").eval()
     top = tuple(name for name, _ in model.named_children())
     return trace_model(
@@ -55,7 +58,8 @@ def trace_toy(
             workload_desc="toy",
             seq_len=0,
             max_new_tokens=1,
-            verify_fast_meta=True,
+            verify_fast_meta=not pure,
+            pure_modules=pure,
         ),
     )[0]
 
