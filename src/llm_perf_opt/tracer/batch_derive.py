@@ -19,8 +19,12 @@ expert coverage:
   ``max(affine, its experts' peak)`` and needs its own levels to be above its experts' at all three points.
 
 :func:`check_basis` derives the three points back and compares them with what was traced: a basis that does not
-reproduce them exactly is not kept.  Tests compare derived and traced trees on every node at several batches.
-Left out: DeepSeek-OCR-2 and upstream trees (their experts are dispatched by adapters this module does not read).
+reproduce them exactly is not kept.  The vision and projector rows are kept too (their traces at batch 1, 2, 3 and
+the node each path belongs to), so :func:`derive_batch` extrapolates them exactly as a trace does.  Tests compare
+derived and traced trees on every node at several batches.
+Left out: batches below ``p1`` (fewer tokens than it takes to reach every expert: traced); trees whose routed
+experts' peaks fit no single law (the tiny test model under balanced routing: no basis, traced); DeepSeek-OCR-2 and
+upstream trees (their experts are dispatched by adapters this module does not read: no basis).
 """
 
 from __future__ import annotations
