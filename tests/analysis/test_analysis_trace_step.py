@@ -217,7 +217,7 @@ _BATCH_NOTE = re.compile(r"batch: extrapolated \([^)]*\)[^|\"'\n]*|Batch: extrap
 
 def test_a_second_batch_keeps_a_batch_basis_and_later_batches_are_derived_without_torch(tmp_path: Path) -> None:
     # the tiny model under skewed routing (its balanced expert peaks fit no single law: no basis, traced instead)
-    tiny = [*TINY, "--routing", "skewed:1.2", "--quiet"]
+    tiny = [*TINY, "--max-new-tokens", "16", "--routing", "skewed:1.2", "--quiet"]  # 15 steps: a fitted decode
     for batch in ("1", "9"):  # the first batch leaves a note, the second builds the basis
         run = CliRunner().invoke(cli, ["analyze", *tiny, "--batch", batch, "--out", str(tmp_path / batch)])
         assert run.exit_code == 0, run.output
@@ -232,6 +232,14 @@ def test_a_second_batch_keeps_a_batch_basis_and_later_batches_are_derived_withou
         assert _BATCH_NOTE.sub("<batch note>", ours) == _BATCH_NOTE.sub("<batch note>", theirs), name
     info = CliRunner().invoke(cli, ["cache", "info"])
     assert "1 batch basis" in info.output
+    # another batch and another output length at once: the batch, then the output length from its decode basis
+    both = ["--batch", "77", "--max-new-tokens", "40"]
+    _analyze_without_torch("analyze", *tiny, *both, "--out", str(tmp_path / "both"))
+    assert CliRunner().invoke(cli, ["analyze", *tiny, *both, "--no-cache", "--out", str(tmp_path / "both-traced")])
+    for name in ("model.json", "summary.json", "report.yaml"):
+        ours, theirs = ((tmp_path / d / name).read_text() for d in ("both", "both-traced"))
+        ours, theirs = (_NOTE.sub("<decode note>", _BATCH_NOTE.sub("<batch note>", t)) for t in (ours, theirs))
+        assert ours == theirs, name
 
 
 def test_a_corrupted_batch_basis_is_dropped_with_a_warning_and_traced_again(tmp_path: Path) -> None:

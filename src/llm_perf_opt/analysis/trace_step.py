@@ -118,8 +118,8 @@ def _keep(
 def _batch_derived(
     found: tuple[CachedTrace, BatchBasis] | None, workload: Any, routing: RoutingModel
 ) -> tuple[TraceResult, dict[str, Any] | None, DecodeBasis | None] | None:
-    """The trace at ``workload``'s batch derived from ``found``, the cached batch basis of the same shapes (and the
-    trace it came from), with its decode basis; or None."""
+    """The trace at ``workload``'s batch (and output length) derived from ``found``, the cached batch basis of the
+    same shapes at any batch and output length (and the trace it came from), with its decode basis; or None."""
     if found is None:
         return None
     entry, basis = found
@@ -127,6 +127,12 @@ def _batch_derived(
         result, decode = derive_batch(
             basis, entry.trace, batch=workload.batch_size, routing=routing, workload=workload.describe()
         )
+        if result.max_new_tokens != workload.max_new_tokens:  # then the output length, from its decode basis
+            if decode is None:
+                return None
+            result = derive_output_length(
+                result, decode, max_new_tokens=workload.max_new_tokens, workload=workload.describe()
+            )
     except DeriveError:
         return None
     return result, entry.provenance, decode

@@ -12,8 +12,8 @@ the trace's parts without the output length, :func:`basis_parts`): the trace, it
 :class:`~llm_perf_opt.tracer.derive.DecodeBasis`, from which a trace of the same shapes at another output length is
 derived without torch.
 
-Shapes traced at one batch leave a *batch entry* (``<key>.batch.json``, keyed by the parts without the batch,
-:func:`batch_parts`) saying so; a trace at another batch of the same shapes then also keeps a
+Shapes traced at one batch leave a *batch entry* (``<key>.batch.json``, keyed by the parts without the batch and
+the output length, :func:`batch_parts`) saying so; a trace at another batch of the same shapes then also keeps a
 :class:`~llm_perf_opt.tracer.batch_derive.BatchBasis` there (with its trace), from which other batches are derived
 without torch.
 """
@@ -145,8 +145,9 @@ def basis_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def batch_parts(parts: Mapping[str, Any]) -> dict[str, Any]:
-    """The key parts of the batch entry of the trace keyed by ``parts``: the same, less the batch."""
-    workload = {k: v for k, v in parts["workload"].items() if k != "batch_size"}
+    """The key parts of the batch entry of the trace keyed by ``parts``: the same, less the batch and the output
+    length (a trace derived at another batch carries its decode basis, which answers other output lengths)."""
+    workload = {k: v for k, v in parts["workload"].items() if k not in ("batch_size", "max_new_tokens")}
     return {**parts, "workload": workload, "entry": "batch-basis"}
 
 
