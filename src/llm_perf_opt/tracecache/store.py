@@ -12,10 +12,10 @@ the trace's parts without the output length, :func:`basis_parts`): the trace, it
 :class:`~llm_perf_opt.tracer.derive.DecodeBasis`, from which a trace of the same shapes at another output length is
 derived without torch.
 
-Shapes traced at one batch leave a *batch entry* (``<key>.batch.json``, keyed by the parts without the batch and
-the output length, :func:`batch_parts`) saying so; a trace at another batch of the same shapes then also keeps a
-:class:`~llm_perf_opt.tracer.batch_derive.BatchBasis` there (with its trace), from which other batches are derived
-without torch.
+Shapes traced at one batch leave a note (``<key>.seen.json``, keyed by the parts without the batch and the output
+length, :func:`batch_parts`); a trace at another batch of the same shapes then also keeps a
+:class:`~llm_perf_opt.tracer.batch_derive.BatchBasis` beside it (``<key>.batch.json``, with its trace; the note is
+dropped), from which other batches are derived without torch.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ BASIS_SUFFIX = ".basis.json"
 """File name ending of a decode-basis entry (``<key>.basis.json``, beside the trace entries)."""
 
 BATCH_SUFFIX = ".batch.json"
-"""File name ending of a batch entry (``<key>.batch.json``): a batch basis, or a note that these shapes were traced
-at some batch (the next other batch then builds the basis)."""
+"""File name ending of a batch-basis entry (``<key>.batch.json``)."""
+SEEN_SUFFIX = ".seen.json"
+"""File name ending of a note that the shapes of a batch key were traced at some batch (``<key>.seen.json``: the
+next other batch then builds the basis)."""
 
 CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
 FORMAT = 1
@@ -102,7 +104,7 @@ class CacheInfo:
     bytes: int = field(metadata={"help": "bytes on disk of the entries (traces, decode bases, obsolete figures)"})
     bases: int = field(default=0, metadata={"help": "decode-basis entries (<key>.basis.json)"})
     batch_bases: int = field(default=0, metadata={"help": "batch entries (<key>.batch.json) holding a batch basis"})
-    batch_marks: int = field(default=0, metadata={"help": "batch entries only noting a traced batch"})
+    batch_marks: int = field(default=0, metadata={"help": "notes of a traced batch (<key>.seen.json)"})
     obsolete: int = field(default=0, metadata={"help": "figure entries earlier versions kept (cache clear removes)"})
 
 
@@ -231,15 +233,15 @@ class TraceCache:
         return self.folder / f"{key}{BATCH_SUFFIX}"
 
     def batch_seen(self, parts: Mapping[str, Any]) -> bool:
-        """Were the shapes of ``parts`` traced before at some batch (a batch entry exists)?"""
-        return self.batch_path(trace_key(batch_parts(parts))).is_file()
+        """Were the shapes of ``parts`` traced before at some batch (a note or a batch basis exists)?"""
+        key = trace_key(batch_parts(parts))
+        return (self.folder / f"{key}{SEEN_SUFFIX}").is_file() or self.batch_path(key).is_file()
 
     def mark_batch(self, parts: Mapping[str, Any]) -> None:
-        """Note that the shapes of ``parts`` were traced (unless a batch entry is there already)."""
-        key = trace_key(batch_parts(parts))
-        if not self.batch_path(key).is_file():
-            payload = {"format": FORMAT, "key": key, "seen": True}
-            write_entry(self.batch_path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        """Note that the shapes of ``parts`` were traced (unless they are noted already)."""
+        path = self.folder / f"{trace_key(batch_parts(parts))}{SEEN_SUFFIX}"
+        if not path.is_file():
+            write_entry(path, b"{}")
 
     def store_batch_basis(self, parts: Mapping[str, Any], entry: CachedTrace, basis: BatchBasis) -> None:
         """Store the batch ``basis`` built with the trace in ``entry`` (keyed by ``parts``) under
@@ -252,18 +254,19 @@ class TraceCache:
             "basis": batch_basis_to_json(basis),
         }
         write_entry(self.batch_path(key), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        with contextlib.suppress(FileNotFoundError):  # the basis says what the note said
+            (self.folder / f"{key}{SEEN_SUFFIX}").unlink()
 
     def load_batch_basis(self, parts: Mapping[str, Any]) -> tuple[CachedTrace, BatchBasis] | None:
-        """The trace entry and batch basis stored for the shapes of ``parts`` at any batch, or None (missing, only a
-        note, or unreadable: deleted with a warning)."""
+        """The trace entry and batch basis stored for the shapes of ``parts`` at any batch, or None (missing, or
+        unreadable: deleted with a warning)."""
         key = trace_key(batch_parts(parts))
 
-        def decode(raw: dict[str, Any]) -> tuple[CachedTrace, BatchBasis] | None:
-            if raw.get("seen") is True:
-                return None
-            return converter.structure(raw["trace"], CachedTrace), batch_basis_from_json(raw["basis"])
-
-        return self._read(self.batch_path(key), key, decode)
+        return self._read(
+            self.batch_path(key),
+            key,
+            lambda raw: (converter.structure(raw["trace"], CachedTrace), batch_basis_from_json(raw["basis"])),
+        )
 
     def get_or_trace(
         self, parts: Mapping[str, Any], trace: Callable[[], tuple[TraceResult, dict[str, Any] | None]]
@@ -280,16 +283,16 @@ class TraceCache:
     def info(self) -> CacheInfo:
         files = _entries(self.folder)
         bases = sum(p.name.endswith(BASIS_SUFFIX) for p in files)
-        batch = [p for p in files if p.name.endswith(BATCH_SUFFIX)]
-        marks = sum(_size(p) < 200 for p in batch)  # a note is a few dozen bytes, a basis hundreds of kilobytes
+        batch = sum(p.name.endswith(BATCH_SUFFIX) for p in files)
+        marks = sum(p.name.endswith(SEEN_SUFFIX) for p in files)
         old = _entries(self.obsolete)
         size = sum(_size(p) for p in files + old)
         return CacheInfo(
             root=self.root,
-            entries=len(files) - bases - len(batch),
+            entries=len(files) - bases - batch - marks,
             bytes=size,
             bases=bases,
-            batch_bases=len(batch) - marks,
+            batch_bases=batch,
             batch_marks=marks,
             obsolete=len(old),
         )

@@ -37,7 +37,7 @@ from typing import Any
 from attrs import evolve, field, frozen
 
 from llm_perf_opt.core.counts import COST_FIELDS, Counters
-from llm_perf_opt.tracer.batch_fit import BatchFitError, extrapolate_stages
+from llm_perf_opt.tracer.batch_fit import BatchFitError, affine_at, extrapolate_stages
 from llm_perf_opt.tracer.decode_fit import AffineFitError, fit_steps, integrate, ordered_keys
 from llm_perf_opt.tracer.derive import (
     DecodeBasis,
@@ -260,14 +260,10 @@ def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingMod
 
 
 def _affine(name: str, values: Sequence[int], points: tuple[int, int, int], batch: int) -> int:
-    (v1, v2, v3), (p1, p2, p3) = values, points
-    if (v2 - v1) * (p3 - p1) != (v3 - v1) * (p2 - p1):
-        raise BatchDeriveError(f"{name}: {v1}, {v2}, {v3} at batch {p1}, {p2}, {p3} is not affine")
-    step, rest = divmod((v3 - v1) * (batch - p1), p3 - p1)
-    if rest or v1 + step < 0:
-        value = v1 + Fraction(v3 - v1, p3 - p1) * (batch - p1)
-        raise BatchDeriveError(f"{name} at batch {batch} is {value}, not a non-negative integer")
-    return v1 + step
+    try:
+        return affine_at(name, values, points, batch)
+    except BatchFitError as exc:
+        raise BatchDeriveError(exc.where) from exc
 
 
 def _sort_length(flops_per_call: int) -> int | None:

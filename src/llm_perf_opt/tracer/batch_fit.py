@@ -20,14 +20,14 @@ Trace signatures of the kept stages must be equal at the three points (the same 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from fractions import Fraction
 
 from llm_perf_opt.core.counts import COST_FIELDS, Counters
 from llm_perf_opt.tracer.decode_fit import field_triple, key_triple, ordered_keys
 from llm_perf_opt.tracer.raw import RawTrace
 
-__all__ = ["BATCH_POINTS", "EXTRAPOLATE_FROM", "BatchFitError", "extrapolate_stages", "split_stages"]
+__all__ = ["BATCH_POINTS", "EXTRAPOLATE_FROM", "BatchFitError", "affine_at", "extrapolate_stages", "split_stages"]
 
 BATCH_POINTS: tuple[int, int, int] = (1, 2, 3)
 """Batches the extrapolated stages are traced at."""
@@ -59,7 +59,9 @@ def split_stages(raw: RawTrace, stages: Collection[str]) -> tuple[RawTrace, RawT
     return inside, outside
 
 
-def _additive(name: str, values: tuple[int, int, int], points: tuple[int, int, int], batch: int) -> int:
+def affine_at(name: str, values: Sequence[int], points: Sequence[int], batch: int) -> int:
+    """The value at ``batch`` of the line through three ``(point, value)`` pairs, a non-negative integer; else
+    :class:`BatchFitError` (off the line, or not such an integer there) naming ``name``."""
     (v1, v2, v3), (b1, b2, b3) = values, points
     if (v2 - v1) * (b3 - b1) != (v3 - v1) * (b2 - b1):
         raise BatchFitError(f"{name}: {v1}, {v2}, {v3} at batch {b1}, {b2}, {b3}")
@@ -97,9 +99,9 @@ def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     for key in ordered_keys(r.table for r in raws):
         rows = [r.table.get(key, zero) for r in raws]
         out.table[key] = Counters(
-            **{name: _additive(f"{key} {name}", field_triple(rows, name), b, batch) for name in COST_FIELDS}
+            **{name: affine_at(f"{key} {name}", field_triple(rows, name), b, batch) for name in COST_FIELDS}
         )
-    for attr, fit in (("calls", _additive), ("peaks", _level), ("kv_held", _level)):
+    for attr, fit in (("calls", affine_at), ("peaks", _level), ("kv_held", _level)):
         maps = tuple(getattr(r, attr) for r in raws)
         target: dict[Hashable, int] = getattr(out, attr)
         for nkey in ordered_keys(maps):
@@ -108,7 +110,7 @@ def extrapolate_stages(points: Mapping[int, RawTrace], batch: int) -> RawTrace:
     for pkey in ordered_keys(r.chain for r in raws):
         pairs = [r.chain.get(pkey, [0, 0]) for r in raws]
         out.chain[pkey] = [
-            _additive(f"chain of {pkey}", (pairs[0][c], pairs[1][c], pairs[2][c]), b, batch) for c in (0, 1)
+            affine_at(f"chain of {pkey}", (pairs[0][c], pairs[1][c], pairs[2][c]), b, batch) for c in (0, 1)
         ]
     for pkey in ordered_keys(r.sigs for r in raws):
         sigs = [list(r.sigs.get(pkey, {})) for r in raws]
