@@ -129,7 +129,12 @@ def fake_build(options: dict[str, Any]) -> dict[str, bytes]:
     log_dir = os.environ.get("SERVICE_FAKES_LOG")
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-        (Path(log_dir) / f"{os.getpid()}-{secrets.token_hex(4)}").write_text(json.dumps(options))
+        # written beside the folder and renamed in: tests read the folder while builds run, and a file still being
+        # written would read as empty
+        name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        staged = Path(log_dir).parent / f".{Path(log_dir).name}-{name}.tmp"
+        staged.write_text(json.dumps(options))
+        staged.replace(Path(log_dir) / name)
     tag = str(options.get("profile_run_id") or "")
     if tag.startswith("fail"):
         raise WorkloadError(f"profile_run_id {tag!r} asked this fake build to fail; expected any other tag")
