@@ -45,7 +45,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from attrs import evolve, field, frozen
-from scipy.optimize import lsq_linear
 
 from llm_perf_opt.core.tree import CostTree, stage_of
 from llm_perf_opt.errors import UserError
@@ -305,6 +304,10 @@ def fit_device_profile(
     ``refuse_unidentified`` (default) refuses data that cannot tell fitted parameters apart; off, they are reported as
     not identified and kept near the prior by the ridge (a validation page's leave-one-out fits on few measurements).
     """
+    # lazy: scipy.optimize takes ~0.65 s to import; validation-doc forks its trace workers before it fits, and a
+    # command that never fits (analyze) never pays it
+    from scipy.optimize import lsq_linear
+
     use_overlap = prior.overlap if overlap is None else overlap
     obs = _observations(cases, overlap=use_overlap)
     observed = [st for st in FITTED_STAGES if any(o.stage == st for o in obs)]

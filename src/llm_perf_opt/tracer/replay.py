@@ -141,20 +141,29 @@ def _has_hooks(module: nn.Module) -> bool:
     )
 
 
-def fingerprint(module: nn.Module) -> Hashable:
-    """Structure of ``module``'s subtree: two modules with equal fingerprints make the same ops on the same inputs."""
-    parts: list[Hashable] = []
-    for name, m in module.named_modules():
-        params = tuple((n, tuple(p.shape), tuple(p.stride()), p.dtype) for n, p in m.named_parameters(recurse=False))
-        buffers = tuple((n, tuple(b.shape), tuple(b.stride()), b.dtype) for n, b in m.named_buffers(recurse=False))
-        ignored = getattr(type(m), "replay_ignores", ())
-        plain = tuple(
-            (k, v if isinstance(v, _PLAIN) else ("id", id(v)))
-            for k, v in sorted(vars(m).items())
-            if k not in _MODULE_KEYS and k not in ignored
-        )
-        parts.append((name, type(m), m.training, params, buffers, plain))
-    return tuple(parts)
+def fingerprint(module: nn.Module, parts: dict[int, Hashable] | None = None) -> Hashable:
+    """Structure of ``module``'s subtree: two modules with equal fingerprints make the same ops on the same inputs.
+    ``parts`` keeps each module's own part by id (a trace works out a module inside several pure ones once)."""
+    parts = {} if parts is None else parts
+    return tuple((name, _own_part(m, parts)) for name, m in module.named_modules())
+
+
+def _own_part(module: nn.Module, parts: dict[int, Hashable]) -> Hashable:
+    """The module's type, mode, parameter and buffer layouts and plain attributes (others by identity)."""
+    known = parts.get(id(module))
+    if known is not None:
+        return known
+    m = module
+    params = tuple((n, tuple(p.shape), tuple(p.stride()), p.dtype) for n, p in m.named_parameters(recurse=False))
+    buffers = tuple((n, tuple(b.shape), tuple(b.stride()), b.dtype) for n, b in m.named_buffers(recurse=False))
+    ignored = getattr(type(m), "replay_ignores", ())
+    plain = tuple(
+        (k, v if isinstance(v, _PLAIN) else ("id", id(v)))
+        for k, v in sorted(vars(m).items())
+        if k not in _MODULE_KEYS and k not in ignored
+    )
+    part = parts[id(module)] = (type(m), m.training, params, buffers, plain)
+    return part
 
 
 class CallReplay:
@@ -165,6 +174,7 @@ class CallReplay:
         self.modules = dict(modules)
         self.list_paths = frozenset(list_paths)
         self._prints: dict[str, Hashable] = {}
+        self._parts: dict[int, Hashable] = {}
         self._subtrees: dict[str, tuple[str, ...]] = {}
         self._lists: dict[str, tuple[str, ...]] = {}
         self.tapes: dict[Hashable, Tape | None] = {}
@@ -210,14 +220,10 @@ class CallReplay:
         paths = self._subtrees.get(path)
         if paths is None:
             module = self.modules[path]
-            paths = self._subtrees[path] = _subtree_paths(path, module)
+            print_ = self._prints[path] = fingerprint(module, self._parts)
+            paths = self._subtrees[path] = tuple(f"{path}.{name}" if name else path for name, _ in print_)
             self._lists[path] = tuple(p for p in paths if p in self.list_paths)
-            self._prints[path] = fingerprint(module)
         return paths, self._lists[path]
-
-
-def _subtree_paths(path: str, module: nn.Module) -> tuple[str, ...]:
-    return tuple(f"{path}.{name}" if name else path for name, _ in module.named_modules())
 
 
 def _arg_key(state: TraceState, values: Any) -> Hashable:
