@@ -141,7 +141,7 @@ def _has_hooks(module: nn.Module) -> bool:
     )
 
 
-def fingerprint(module: nn.Module, parts: dict[int, Hashable] | None = None) -> Hashable:
+def fingerprint(module: nn.Module, parts: dict[int, Hashable] | None = None) -> tuple[tuple[str, Hashable], ...]:
     """Structure of ``module``'s subtree: two modules with equal fingerprints make the same ops on the same inputs.
     ``parts`` keeps each module's own part by id (a trace works out a module inside several pure ones once)."""
     parts = {} if parts is None else parts
