@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_perf_opt.analysis.prepare import PREPARE_ENV
 from llm_perf_opt.tracecache import CACHE_DIR_ENV
 
 
@@ -16,3 +17,10 @@ def _private_trace_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     folder = tmp_path_factory.mktemp("trace-cache")
     monkeypatch.setenv(CACHE_DIR_ENV, str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _no_background_basis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``analyze`` starts no background batch-basis process (tests of it turn it back on): a suite of cold runs would
+    leave one busy process per new workload behind it."""
+    monkeypatch.setenv(PREPARE_ENV, "0")

@@ -30,8 +30,9 @@ from llm_perf_opt.analysis.options import (
     resolve_device,
     resolve_routing,
 )
+from llm_perf_opt.analysis.prepare import prepare_batch_basis_later
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.analysis.trace_step import traced
+from llm_perf_opt.analysis.trace_step import shapes_seen, traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.analytic.divergences import divergence_for
 from llm_perf_opt.contracts import OperatorCategory
@@ -73,12 +74,18 @@ def _silent(message: str) -> None:
 
 
 def run_analysis(
-    options: AnalysisOptions, *, progress: Progress | None = None, use_cache: bool = True
+    options: AnalysisOptions,
+    *,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    prepare_batches: bool = False,
 ) -> AnalysisResult:
     """Trace, validate and time one workload; every number the reports show comes out of here.
 
     With ``use_cache`` the trace comes from the trace cache (:mod:`llm_perf_opt.tracecache`, under
     ``$LLM_PERF_OPT_CACHE_DIR``) when the same shapes were traced before, and is stored there otherwise.
+    With ``prepare_batches`` too (the command line's ``analyze``), shapes traced for the first time get their batch
+    basis built by a background process (:mod:`llm_perf_opt.analysis.prepare`), so a batch change is derived.
     """
     say = progress or _silent
     check_attention(options)
@@ -100,7 +107,14 @@ def run_analysis(
     say(f"tracing {source.name} on the meta device: {workload.describe()}")
     attention: Literal["flash", "eager"] = "flash" if options.attention == "flash" else "eager"
     cache = usable_cache() if use_cache else None
+    new_shapes = cache is not None and not shapes_seen(
+        source, workload, attention=attention, routing=routing, cache=cache
+    )
     trace, provenance, hit = traced(source, workload, attention=attention, routing=routing, cache=cache)
+    if prepare_batches and new_shapes and not hit and cache is not None:
+        started = prepare_batch_basis_later(source, workload, attention=attention, routing=routing, cache=cache)
+        if started is not None:
+            say(f"keeping a batch basis of these shapes in the background (process {started.pid})")
     how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
     say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")
     analytic_counted = analytic_for(source, workload, attention=options.attention, routing=routing)

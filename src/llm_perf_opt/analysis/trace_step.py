@@ -34,7 +34,14 @@ from llm_perf_opt.tracer.derive import DecodeBasis, DeriveError, derive_output_l
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.workloads import RoutingModel
 
-__all__ = ["TraceOutcome", "analysis_key_parts", "context_new_tokens", "traced"]
+__all__ = [
+    "TraceOutcome",
+    "analysis_key_parts",
+    "build_batch_basis",
+    "context_new_tokens",
+    "shapes_seen",
+    "traced",
+]
 
 TraceOutcome = tuple[TraceResult, dict[str, Any] | None, bool]
 """(trace, the source's provenance of the run or None, whether it came from the cache)."""
@@ -59,19 +66,8 @@ def traced(
 ) -> TraceOutcome:
     """The trace of ``workload`` on ``source``: from ``cache`` when it holds the key or a decode basis of the same
     shapes, else traced (and stored with its basis)."""
-
-    def trace(batches: tuple[int, int] | None = None) -> _Traced:
-        # lazy: tracing needs torch (seconds to import); a cache hit never gets here
-        from llm_perf_opt.tracer.trace import trace_with_bases
-
-        far = context_new_tokens(source.name, workload.seq_len)
-        result, driver, basis, batch_basis = trace_with_bases(
-            source, workload, attention=attention, routing=routing, far_new_tokens=far, batch_basis=batches
-        )
-        return result, source_provenance(source, driver), basis, batch_basis
-
     if cache is None:
-        return (*trace()[:2], False)
+        return (*_trace(source, workload, attention=attention, routing=routing)[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
     hit = cache.load(trace_key(parts))
     if hit is not None:  # traced maybe for another page of the same tile grid: its workload line names this one
@@ -88,13 +84,65 @@ def traced(
         _keep(cache, parts, found, result, provenance, basis)
         return result, provenance, True
     build = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
-    result, provenance, basis, batch_basis = trace((1, MAX_BATCH_SIZE) if build else None)
+    batches = (1, MAX_BATCH_SIZE) if build else None
+    result, provenance, basis, batch_basis = _trace(
+        source, workload, attention=attention, routing=routing, batches=batches
+    )
     entry = _keep(cache, parts, found, result, provenance, basis)
     if batch_basis is not None:
         cache.store_batch_basis(parts, entry, batch_basis)
-    else:
+    elif in_batch is None:  # (a kept basis says the shapes were seen)
         cache.mark_batch(parts)
     return result, provenance, False
+
+
+def shapes_seen(
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+) -> bool:
+    """Whether ``cache`` saw ``workload``'s shapes traced before, at any batch and output length (a note or a batch
+    basis)."""
+    return cache.batch_seen(analysis_key_parts(source, workload, attention=attention, routing=routing))
+
+
+def build_batch_basis(
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+) -> bool:
+    """Trace ``workload``'s shapes at its batch, or at :data:`EXTRAPOLATE_FROM` rows when it has fewer (the fewest
+    the batched tracer extrapolates, which a basis is built with), with a batch basis; store both.  Returns whether
+    a basis is kept (one already stored counts; none is kept when it would not reproduce its own batches)."""
+    at = evolve(workload, batch_size=max(workload.batch_size, EXTRAPOLATE_FROM))
+    parts = analysis_key_parts(source, at, attention=attention, routing=routing)
+    if cache.load_batch_basis(parts) is not None:
+        return True
+    result, provenance, basis, batch_basis = _trace(
+        source, at, attention=attention, routing=routing, batches=(1, MAX_BATCH_SIZE)
+    )
+    entry = _keep(cache, parts, cache.load_basis(parts), result, provenance, basis)
+    if batch_basis is None:
+        cache.mark_batch(parts)
+        return False
+    cache.store_batch_basis(parts, entry, batch_basis)
+    return True
+
+
+def _trace(
+    source: Any,
+    workload: Any,
+    *,
+    attention: Literal["flash", "eager"],
+    routing: RoutingModel,
+    batches: tuple[int, int] | None = None,
+) -> _Traced:
+    """``workload`` traced on ``source`` (with a decode basis up to the context, and a batch basis over ``batches``
+    when given), and the source's provenance of the run."""
+    # lazy: tracing needs torch (seconds to import); a cache hit never gets here
+    from llm_perf_opt.tracer.trace import trace_with_bases
+
+    far = context_new_tokens(source.name, workload.seq_len)
+    result, driver, basis, batch_basis = trace_with_bases(
+        source, workload, attention=attention, routing=routing, far_new_tokens=far, batch_basis=batches
+    )
+    return result, source_provenance(source, driver), basis, batch_basis
 
 
 _Traced = tuple[TraceResult, dict[str, Any] | None, DecodeBasis | None, BatchBasis | None]

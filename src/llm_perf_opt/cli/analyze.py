@@ -222,7 +222,7 @@ def analyze(
     )
     check_output_folder(out_dir, recognise=REPORT_FILES)
     with StepProgress(quiet=quiet) as progress:
-        result = run_analysis(options, progress=progress, use_cache=not no_cache)
+        result = run_analysis(options, progress=progress, use_cache=not no_cache, prepare_batches=True)
         progress(f"writing the report to {out_dir}")
         written = write_report(result, out_dir)
         if store_dir is not None:

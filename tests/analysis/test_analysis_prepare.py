@@ -1,0 +1,170 @@
+"""A batch basis kept in the background: started once per new shapes, by the command line only, and what it keeps
+derives another batch as the foreground basis does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+from llm_perf_opt.analysis import prepare
+from llm_perf_opt.analysis.options import AnalysisOptions
+from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.cli import cli
+from llm_perf_opt.contracts.converter import converter
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache
+from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
+from llm_perf_opt.workloads import RoutingModel, Workload
+
+# the tiny model under skewed routing keeps a basis (its balanced expert peaks fit no single law)
+TINY = AnalysisOptions(
+    model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, routing="skewed:1.2", batch_size=1
+)
+TINY_ARGS = [
+    "analyze",
+    "--model",
+    "deepseek-ocr-v1-tiny",
+    "--workload",
+    "dsocr-tiny-v1",
+    "--max-new-tokens",
+    "4",
+    "--routing",
+    "skewed:1.2",
+    "--quiet",
+]
+
+
+class _Started:
+    """Stands in for ``subprocess.Popen``: records the requests instead of starting a process."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.envs: list[dict[str, str]] = []
+        self.pid = 4242
+
+    def __call__(self, argv: list[str], **kwargs: Any) -> _Started:
+        assert argv[1:3] == ["-m", "llm_perf_opt.analysis.prepare"]
+        assert kwargs["start_new_session"] and kwargs["stdout"] == subprocess.DEVNULL
+        self.requests.append(json.loads(argv[3]))
+        self.envs.append(kwargs["env"])
+        return self
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> _Started:
+    """Background starts allowed, and recorded rather than run."""
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    fake = _Started()
+    monkeypatch.setattr(prepare.subprocess, "Popen", fake)
+    return fake
+
+
+def test_only_the_first_trace_of_new_shapes_starts_one(started: _Started) -> None:
+    run_analysis(TINY, prepare_batches=True)
+    assert len(started.requests) == 1
+    (request,) = started.requests
+    assert request["model"] == "deepseek-ocr-v1-tiny" and request["attention"] == TINY.attention
+    assert converter.structure(request["routing"], RoutingModel) == RoutingModel.skewed(1.2)
+    workload = converter.structure(request["workload"], Workload)
+    assert (workload.batch_size, workload.max_new_tokens) == (1, 4)
+    assert request["cache"] == str(TraceCache().root)
+    assert started.envs[0][prepare.PREPARE_ENV] == "0"  # the process itself starts none
+    run_analysis(TINY, prepare_batches=True)  # a cache hit
+    run_analysis(attrs.evolve(TINY, batch_size=3), prepare_batches=True)  # traced, but the shapes were seen
+    run_analysis(attrs.evolve(TINY, max_new_tokens=9), prepare_batches=True)  # derived from the decode basis
+    assert len(started.requests) == 1
+
+
+def test_none_starts_without_the_cache_when_turned_off_or_for_a_library_caller(
+    started: _Started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_analysis(TINY, prepare_batches=True, use_cache=False)
+    run_analysis(TINY)  # prepare_batches defaults to off (the service, compare, library callers)
+    assert started.requests == []
+    monkeypatch.setenv(prepare.PREPARE_ENV, "0")
+    run_analysis(attrs.evolve(TINY, batch_size=2), prepare_batches=True)
+    assert started.requests == []
+
+
+def test_the_command_line_analyze_starts_one_and_no_cache_does_not(started: _Started, tmp_path: Path) -> None:
+    assert CliRunner().invoke(cli, [*TINY_ARGS, "--no-cache", "--out", str(tmp_path / "a")]).exit_code == 0
+    assert started.requests == []
+    assert CliRunner().invoke(cli, [*TINY_ARGS, "--out", str(tmp_path / "b")]).exit_code == 0
+    assert len(started.requests) == 1
+
+
+def test_only_builtin_v1_sources_get_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = resolve_model_source("deepseek-ocr-v1-tiny")
+    workload = Workload.create(mode="tiny", page=(512, 512), config=v1.config)
+    kwargs: dict[str, Any] = {"attention": "flash", "routing": RoutingModel.balanced(), "cache": TraceCache()}
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    assert prepare.prepare_request(v1, workload, **kwargs) is not None
+    ocr2 = resolve_model_source("deepseek-ocr-2")  # its fused experts are never replayed: no basis to keep
+    assert prepare.prepare_request(ocr2, workload, **kwargs) is None
+
+
+def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    first = run_analysis(TINY)  # the first batch: a note
+    assert (TraceCache().info().batch_bases, TraceCache().info().batch_marks) == (0, 1)
+    process = prepare.prepare_batch_basis_later(
+        resolve_model_source(TINY.model),
+        first.workload,
+        attention="flash",
+        routing=RoutingModel.skewed(1.2),
+        cache=TraceCache(),
+        after_this_process=False,  # a command line's process waits for its command to exit: this one goes on
+    )
+    assert process is not None
+    assert process.wait(timeout=300) == 0  # a real process: imports torch, traces, stores
+    info = TraceCache().info()
+    assert (info.batch_bases, info.batch_marks) == (1, 0)
+    entries = info.entries
+    for batch in (EXTRAPOLATE_FROM, *prepare.PREPARED_BATCHES):
+        run_analysis(attrs.evolve(TINY, batch_size=batch))
+    assert TraceCache().info().entries == entries  # the batches it traced: cache hits
+    derived = run_analysis(attrs.evolve(TINY, batch_size=300))
+    assert "language derived at batch 300 from batch" in derived.trace.batch_note
+    traced = run_analysis(attrs.evolve(TINY, batch_size=300), use_cache=False)
+    assert derived.trace.tree == traced.trace.tree
+    assert derived.stages == traced.stages
+
+
+def test_the_process_entry_point_builds_in_this_process_and_says_when_no_basis_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4, config=source.config)
+    cache = TraceCache()
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    kwargs: dict[str, Any] = {"attention": "flash", "cache": cache}
+    balanced = prepare.prepare_request(source, workload, routing=RoutingModel.balanced(), **kwargs)
+    # the tiny model's balanced experts fit no single law: no basis; the batches it traced are kept
+    assert prepare.main([json.dumps(balanced)], niceness=0) == 1
+    assert cache.info().batch_bases == 0 and cache.info().entries == 1 + len(prepare.PREPARED_BATCHES)
+    skewed = prepare.prepare_request(source, workload, routing=RoutingModel.skewed(1.2), **kwargs)
+    assert prepare.main([json.dumps(skewed)], niceness=0) == 0
+    assert prepare.main([json.dumps(skewed)], niceness=0) == 0  # already kept: nothing traced again
+    assert cache.info().batch_bases == 1 and cache.root == Path(os.environ[CACHE_DIR_ENV])
+
+
+def test_it_waits_for_the_command_that_started_it_and_gives_up_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not prepare._exited(sleeper.pid, limit_s=0.2)
+        monkeypatch.setattr(prepare, "WAIT_LIMIT_S", 0.2)
+        request = json.dumps({"after_pid": sleeper.pid})
+        assert prepare.main([request], niceness=0) == 2  # nothing traced: the request is not even read further
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert prepare._exited(sleeper.pid, limit_s=5)
