@@ -8,7 +8,8 @@ points at a new temporary folder), "warm" the same cache after one cold run. Chi
 reports its own wall time (from start to exit, measured here), its CPU time (with that of the processes it
 forked: ``calibrate`` and ``validation-doc`` trace over the cores; their ``serial`` cases keep to one process), its
 peak RSS (``ru_maxrss`` of the child or of its largest worker, read by a wrapper) and whether torch was imported.
-Ratios are taken between cases of the same run, so a busy machine shifts both sides.
+Ratios are taken between cases of the same run; the cold analyze cases (the ratios' sides) run round-robin, one run of each
+per round, so a drift of the machine's speed over the run reaches both sides alike.
 
 Targets: warm standard analyze <= 1.0 s with no torch; cold <= 4 s; ``--batch 256`` cold <= 1.3x ``--batch 1``
 cold; ``--max-new-tokens 8192`` <= 1.1x of 64 (measured at 7490, the most the standard workload's 8,192-token context
@@ -157,6 +158,27 @@ def median_case(
     }
 
 
+def interleaved(plan: dict[str, tuple[list[str], dict[str, str] | None]], repeats: int) -> dict[str, dict[str, float]]:
+    """Cold cases (argv, env) measured round-robin, one run of each per round (each with a new cache folder), so a
+    drift of the machine's speed over the rounds reaches every case alike and their ratios compare like with like;
+    the same medians as :func:`median_case`."""
+    runs: dict[str, list[dict[str, float | bool | str]]] = {name: [] for name in plan}
+    for _ in range(repeats):
+        for name, (argv, env) in plan.items():
+            with tempfile.TemporaryDirectory() as cache_dir:
+                runs[name].append(run(argv, Path(cache_dir), env=env))
+    return {
+        name: {
+            "wall_s": statistics.median(float(r["wall_s"]) for r in got),
+            "cpu_s": statistics.median(float(r["cpu_s"]) for r in got),
+            "rss_mb": max(float(r["rss_mb"]) for r in got),
+            "torch": float(any(bool(r["torch"]) for r in got)),
+            "background_s": 0.0,
+        }
+        for name, got in runs.items()
+    }
+
+
 def row(name: str, case: dict[str, float], target: str = "") -> None:
     torch = "torch" if case["torch"] else "no torch"
     times = f"{case['wall_s']:7.2f} s wall {case['cpu_s']:7.2f} s cpu"
@@ -211,13 +233,15 @@ def main() -> None:
         "what-if --batch 1024 (batch basis)": lambda: median_case(
             analyze("--batch", "1024"), n, warm=True, warm_with=analyze(), then=analyze("--batch", "8")
         ),
-        "analyze standard, cold": lambda: median_case(analyze(), n),
-        "analyze standard, cold, starting its background basis": lambda: median_case(analyze(), n, env=BACKGROUND_ON),
-        "analyze --batch 1, cold": lambda: median_case(analyze("--batch", "1"), n),
-        "analyze --batch 256, cold": lambda: median_case(analyze("--batch", "256"), n),
-        "analyze --max-new-tokens 64, cold": lambda: median_case(analyze("--max-new-tokens", "64"), n),
-        "analyze --max-new-tokens 7490, cold": lambda: median_case(analyze("--max-new-tokens", "7490"), n),
-        "analyze --batch 1024, cold": lambda: median_case(analyze("--batch", "1024"), n),
+    }
+    cold = {
+        "analyze standard, cold": (analyze(), None),
+        "analyze standard, cold, starting its background basis": (analyze(), BACKGROUND_ON),
+        "analyze --batch 1, cold": (analyze("--batch", "1"), None),
+        "analyze --batch 256, cold": (analyze("--batch", "256"), None),
+        "analyze --batch 1024, cold": (analyze("--batch", "1024"), None),
+        "analyze --max-new-tokens 64, cold": (analyze("--max-new-tokens", "64"), None),
+        "analyze --max-new-tokens 7490, cold": (analyze("--max-new-tokens", "7490"), None),
     }
     if not args.skip_validation:
         plan["calibrate H100 files, cold"] = lambda: median_case(calibrate, n)
@@ -226,7 +250,12 @@ def main() -> None:
         plan["validation-doc --check, warm"] = lambda: median_case(check, n, warm=True)
         plan["calibrate H100 files, cold, serial"] = lambda: median_case(calibrate, n, env=SERIAL)
         plan["validation-doc --check, cold, serial"] = lambda: median_case(check, n, env=SERIAL)
-    cases = {name: measure() for name, measure in plan.items() if not args.only or any(o in name for o in args.only)}
+
+    def wanted(name: str) -> bool:
+        return not args.only or any(o in name for o in args.only)
+
+    cases = {name: measure() for name, measure in plan.items() if wanted(name)}
+    cases.update(interleaved({name: case for name, case in cold.items() if wanted(name)}, n))
     targets = {
         "analyze standard, warm": "target <= 1.0 s, no torch",
         "what-if --device a100-80gb (trace warm)": "target < 1 s",
