@@ -8,8 +8,8 @@ points at a new temporary folder), "warm" the same cache after one cold run. Chi
 reports its own wall time (from start to exit, measured here), its CPU time (with that of the processes it
 forked: ``calibrate`` and ``validation-doc`` trace over the cores; their ``serial`` cases keep to one process), its
 peak RSS (``ru_maxrss`` of the child or of its largest worker, read by a wrapper) and whether torch was imported.
-Ratios are taken between cases of the same run; the cold analyze cases (the ratios' sides) run round-robin, one run of each
-per round, so a drift of the machine's speed over the run reaches both sides alike.
+Ratios are taken between cases of the same run; the cold analyze cases (the ratios' sides) run round-robin, one run
+of each per round, so a drift of the machine's speed over the run reaches both sides alike.
 
 Targets: warm standard analyze <= 1.0 s with no torch; cold <= 4 s; ``--batch 256`` cold <= 1.3x ``--batch 1``
 cold; ``--max-new-tokens 8192`` <= 1.1x of 64 (measured at 7490, the most the standard workload's 8,192-token context
