@@ -14,8 +14,9 @@ output length the door accepts when the counters stay on their lines that far.
 On a miss at another batch, a trace of the same shapes that kept a batch basis answers without tracing
 (:func:`~llm_perf_opt.tracer.batch_derive.derive_batch`: the language derived from three traced batches, exact on
 their range; refused, and traced, outside it or at another expert coverage).  A basis costs three more language
-traces, so it is built only by the second batch traced of the same shapes (the first leaves a note): a person who
-changes the batch once pays for it, the batches after that come in well under a second.
+traces, so no run builds it in the foreground for its first batch of some shapes: that run leaves a note, and the
+command line's ``analyze`` has a background process build it then (:func:`build_batch_basis`, started by
+:mod:`llm_perf_opt.analysis.prepare`); a second batch traced before that is done builds it itself.
 """
 
 from __future__ import annotations
