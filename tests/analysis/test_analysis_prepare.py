@@ -19,7 +19,7 @@ from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.cli import cli
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache
+from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.workloads import RoutingModel, Workload
 
@@ -42,7 +42,8 @@ TINY_ARGS = [
 
 
 class _Started:
-    """Stands in for ``subprocess.Popen``: records the requests instead of starting a process."""
+    """Stands in for ``subprocess.Popen``: records the starts (and the request each queued) instead of starting a
+    process."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -51,8 +52,10 @@ class _Started:
 
     def __call__(self, argv: list[str], **kwargs: Any) -> _Started:
         assert argv[1:3] == ["-m", "llm_perf_opt.analysis.prepare"]
+        assert argv[3] == str(TraceCache().queue) and argv[4] == str(os.getpid())  # waits for this process
         assert kwargs["start_new_session"] and kwargs["stdout"] == subprocess.DEVNULL
-        self.requests.append(json.loads(argv[3]))
+        queued = sorted(Path(argv[3]).glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        self.requests.append(json.loads(queued[-1].read_text()))
         self.envs.append(kwargs["env"])
         return self
 
@@ -126,6 +129,7 @@ def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeyp
     assert process.wait(timeout=300) == 0  # a real process: imports torch, traces, stores
     info = TraceCache().info()
     assert (info.batch_bases, info.batch_marks) == (1, 0)
+    assert list(TraceCache().queue.glob("*.json")) == []  # its request was taken off the queue
     entries = info.entries
     for batch in (EXTRAPOLATE_FROM, *prepare.PREPARED_BATCHES):
         run_analysis(attrs.evolve(TINY, batch_size=batch))
@@ -137,22 +141,57 @@ def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeyp
     assert derived.stages == traced.stages
 
 
-def test_the_process_entry_point_builds_in_this_process_and_says_when_no_basis_is_kept(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _queue(request: dict[str, Any] | None, name: str = "") -> Path:
+    """Put ``request`` on this test's cache's queue as ``analyze`` does; returns its file."""
+    assert request is not None
+    queue = TraceCache().queue
+    queue.mkdir(parents=True, exist_ok=True)
+    path = queue / f"{name or trace_key(request)}.json"
+    path.write_text(json.dumps(request))
+    return path
+
+
+def test_draining_the_queue_works_every_request_and_drops_what_it_cannot_read(monkeypatch: pytest.MonkeyPatch) -> None:
     source = resolve_model_source("deepseek-ocr-v1-tiny")
     workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4, config=source.config)
     cache = TraceCache()
     monkeypatch.delenv(prepare.PREPARE_ENV)
     kwargs: dict[str, Any] = {"attention": "flash", "cache": cache}
-    balanced = prepare.prepare_request(source, workload, routing=RoutingModel.balanced(), **kwargs)
-    # the tiny model's balanced experts fit no single law: no basis; the batches it traced are kept
-    assert prepare.main([json.dumps(balanced)], niceness=0) == 1
-    assert cache.info().batch_bases == 0 and cache.info().entries == 1 + len(prepare.PREPARED_BATCHES)
-    skewed = prepare.prepare_request(source, workload, routing=RoutingModel.skewed(1.2), **kwargs)
-    assert prepare.main([json.dumps(skewed)], niceness=0) == 0
-    assert prepare.main([json.dumps(skewed)], niceness=0) == 0  # already kept: nothing traced again
-    assert cache.info().batch_bases == 1 and cache.root == Path(os.environ[CACHE_DIR_ENV])
+    # the tiny model's balanced experts fit no single law (no basis); skewed ones do
+    _queue(prepare.prepare_request(source, workload, routing=RoutingModel.balanced(), **kwargs))
+    _queue(prepare.prepare_request(source, workload, routing=RoutingModel.skewed(1.2), **kwargs))
+    _queue({"model": "no-such-model"}, name="broken")
+    (cache.queue / "torn.json").write_text('{"model": ')
+    assert prepare.drain(cache.queue) == 1
+    assert list(cache.queue.glob("*.json")) == []
+    info = cache.info()
+    assert info.batch_bases == 1 and info.entries == 2 * (1 + len(prepare.PREPARED_BATCHES))
+    assert cache.root == Path(os.environ[CACHE_DIR_ENV])
+
+
+def test_a_process_that_finds_the_queue_locked_leaves_its_request_to_the_holder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4, config=source.config)
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    request = prepare.prepare_request(
+        source, workload, attention="flash", routing=RoutingModel.skewed(1.2), cache=TraceCache()
+    )
+    path = _queue(request)
+    with prepare._locked(TraceCache().queue) as held:
+        assert held
+        assert prepare.main([str(TraceCache().queue), ""], niceness=0) == 0  # returns at once
+        assert path.is_file() and TraceCache().info().batch_bases == 0
+    assert prepare.drain(TraceCache().queue) == 1  # the holder (here: the next drain) takes it
+    assert not path.is_file()
+
+
+def test_cache_info_counts_the_queue_and_clear_empties_it() -> None:
+    path = _queue({"model": "deepseek-ocr-v1-tiny"})
+    assert "1 batch basis queued for the background process" in CliRunner().invoke(cli, ["cache", "info"]).output
+    assert CliRunner().invoke(cli, ["cache", "clear"]).exit_code == 0
+    assert not path.exists()
 
 
 def test_it_waits_for_the_command_that_started_it_and_gives_up_past_the_limit(
@@ -162,8 +201,9 @@ def test_it_waits_for_the_command_that_started_it_and_gives_up_past_the_limit(
     try:
         assert not prepare._exited(sleeper.pid, limit_s=0.2)
         monkeypatch.setattr(prepare, "WAIT_LIMIT_S", 0.2)
-        request = json.dumps({"after_pid": sleeper.pid})
-        assert prepare.main([request], niceness=0) == 2  # nothing traced: the request is not even read further
+        path = _queue({"model": "deepseek-ocr-v1-tiny"})
+        assert prepare.main([str(TraceCache().queue), str(sleeper.pid)], niceness=0) == 2
+        assert path.is_file()  # nothing taken off the queue
     finally:
         sleeper.kill()
         sleeper.wait()

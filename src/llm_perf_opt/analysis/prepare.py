@@ -3,19 +3,23 @@
 The trace cache derives another batch of traced shapes from a batch basis (three more language traces; see
 :mod:`llm_perf_opt.analysis.trace_step`).  Built in the foreground, the basis would cost every cold run those
 traces, or the first batch change all of them.  Instead, when ``analyze`` traces shapes the cache has never seen,
-:func:`prepare_batch_basis_later` starts one background process (``python -m llm_perf_opt.analysis.prepare``, its
-own session, lowered priority, no output).  It waits until the command that started it has exited (so the command
-is not slowed down), then traces the shapes at :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the
-workload's batch, when larger) with a basis and stores both in the same cache
-(:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then traces :data:`PREPARED_BATCHES` (below the
-basis's range).  Once it is done (about ten seconds after a cold run on a 2-core machine), a batch of those shapes
-is a cache hit (8, 4, 2) or derived (every batch in the basis's range) in under a second.
+:func:`prepare_batch_basis_later` queues a request for their basis in the cache (``prepare/<key>.json``, one per
+shapes) and starts a background process (``python -m llm_perf_opt.analysis.prepare``: its own session, lowered
+priority, no output).  It waits until the command that started it has exited (so the command is not slowed down),
+then works the queue (:func:`drain`) if no other such process does (a ``flock`` on ``prepare/.lock``; the holder
+takes the requests queued meanwhile too, so a loop of cold runs gets one busy process, not one per run).  For each
+request it traces the shapes at :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's
+batch, when larger) with a basis and stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then
+traces :data:`PREPARED_BATCHES` (below the basis's range).  Once it is done (about ten seconds after a cold run on a
+2-core machine), a batch of those shapes is a cache hit (8, 4, 2) or derived (every batch in the basis's range) in
+under a second.
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
-cache's own (atomic): a process that is killed leaves nothing half-written, and a batch change made before it is
-done traces as it would without it.  The process writes nothing else and says nothing; it is started at most once
-per shapes (the cache's note that the shapes were seen stops the next run from starting another).
+cache's own (atomic): a process that is killed leaves nothing half-written (a request is taken off the queue before
+it is worked, so none is retried forever), and a batch change made before it is done traces as it would without it.
+The process says nothing; a request is queued at most once per shapes (the cache's note that the shapes were seen
+stops the next run from queueing another).  ``llm-perf-opt cache clear`` empties the queue too.
 """
 
 from __future__ import annotations
@@ -26,22 +30,32 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
 from llm_perf_opt.analysis.trace_step import build_batch_basis, traced
 from llm_perf_opt.contracts.converter import converter
+from llm_perf_opt.core.atomic import atomic_write_bytes
+from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache
+from llm_perf_opt.tracecache import TraceCache, trace_key
 from llm_perf_opt.workloads import RoutingModel, Workload
 
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): no background process, a first batch change traces
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
+    "LOCK_NAME",
     "NICENESS",
     "PREPARED_BATCHES",
     "PREPARE_ENV",
     "WAIT_LIMIT_S",
+    "drain",
     "main",
     "prepare_batch_basis_later",
     "prepare_request",
@@ -59,18 +73,15 @@ PREPARED_BATCHES = (4, 2)
 WAIT_LIMIT_S = 600.0
 """The background process gives up when the command that started it is still running after this long."""
 
+LOCK_NAME = ".lock"
+"""The queue's lock file: whoever holds its ``flock`` works the queue; the others leave their request to it."""
+
 
 def prepare_request(
-    source: Any,
-    workload: Any,
-    *,
-    attention: Literal["flash", "eager"],
-    routing: RoutingModel,
-    cache: TraceCache,
-    after_pid: int | None = None,
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
 ) -> dict[str, Any] | None:
-    """What the background process needs (JSON-ready; it starts tracing once process ``after_pid`` has exited), or
-    None when no basis is kept for ``source`` or :data:`PREPARE_ENV` is ``0``."""
+    """What the background process needs to keep ``workload``'s batch basis (JSON-ready), or None when no basis is
+    kept for ``source`` or :data:`PREPARE_ENV` is ``0``."""
     if os.environ.get(PREPARE_ENV) == "0" or getattr(source, "kind", None) != "builtin-v1":
         return None
     return {
@@ -79,7 +90,6 @@ def prepare_request(
         "attention": attention,
         "routing": converter.unstructure(routing),
         "cache": str(cache.root),
-        "after_pid": after_pid,
     }
 
 
@@ -92,50 +102,105 @@ def prepare_batch_basis_later(
     cache: TraceCache,
     after_this_process: bool = True,
 ) -> subprocess.Popen[bytes] | None:
-    """Start the background process keeping ``workload``'s batch basis in ``cache`` (module docstring); returns it,
-    or None when none is started.  With ``after_this_process`` (a command line's process) it traces only once this
-    process has exited, so it never slows the command down."""
-    after = os.getpid() if after_this_process else None
-    request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache, after_pid=after)
-    if request is None:
+    """Queue ``workload``'s batch basis in ``cache`` and start a background process working the queue (module
+    docstring); returns it, or None when none is started.  With ``after_this_process`` (a command line's process) it
+    works only once this process has exited, so it never slows the command down."""
+    request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache)
+    if request is None or fcntl is None:
         return None
-    env = {**os.environ, PREPARE_ENV: "0", CACHE_DIR_ENV: str(cache.root)}
+    queue = cache.queue
+    text = json.dumps(request, sort_keys=True)
     try:
+        queue.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(queue / f"{trace_key(request)}.json", text.encode("utf-8"))
+        after = str(os.getpid()) if after_this_process else ""
         return subprocess.Popen(
-            [sys.executable, "-m", __name__, json.dumps(request)],
+            [sys.executable, "-m", __name__, str(queue), after],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # not stopped by the terminal's Ctrl-C or hang-up once analyze has returned
-            env=env,
+            env={**os.environ, PREPARE_ENV: "0"},
         )
     except OSError:
         return None  # the basis is an optimisation: without it the first batch change traces
 
 
 def main(argv: Sequence[str] | None = None, *, niceness: int = NICENESS) -> int:
-    """``python -m llm_perf_opt.analysis.prepare REQUEST``: once the request's ``after_pid`` has exited, build and
-    store the basis :func:`prepare_request` describes, then trace :data:`PREPARED_BATCHES`, at ``niceness`` lower
-    priority; exit 0 when a basis is kept, 1 when none is (the shapes do not allow one), 2 when the process it waited
-    for ran past :data:`WAIT_LIMIT_S`."""
-    (text,) = sys.argv[1:] if argv is None else argv
-    request = json.loads(text)
+    """``python -m llm_perf_opt.analysis.prepare QUEUE [PID]``: once process ``PID`` (if given) has exited, work
+    the requests queued in ``QUEUE`` (:func:`drain`) at ``niceness`` lower priority; exit 0, or 2 when ``PID`` still
+    ran after :data:`WAIT_LIMIT_S` (nothing done)."""
+    queue, after = (*(sys.argv[1:] if argv is None else argv), "")[:2]
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on some systems: run at normal priority
         os.nice(niceness)
-    if request.get("after_pid") is not None and not _exited(int(request["after_pid"]), limit_s=WAIT_LIMIT_S):
+    if after and not _exited(int(after), limit_s=WAIT_LIMIT_S):
         return 2
-    source = resolve_model_source(request["model"])
-    workload = converter.structure(request["workload"], Workload)
-    shapes: dict[str, Any] = {
-        "attention": request["attention"],
-        "routing": converter.structure(request["routing"], RoutingModel),
-    }
-    cache = TraceCache(request["cache"])
-    kept = build_batch_basis(source, workload, cache=cache, **shapes)
-    for batch in PREPARED_BATCHES:
-        if batch != workload.batch_size:
-            traced(source, attrs.evolve(workload, batch_size=batch), cache=cache, **shapes)
-    return 0 if kept else 1
+    drain(Path(queue))
+    return 0
+
+
+def drain(queue: Path) -> int:
+    """Work the requests in ``queue``, oldest first, until none is left - unless another process holds the queue's
+    lock (it works ours too: a holder looks again after letting go).  Returns how many bases were kept."""
+    kept = 0
+    while True:
+        with _locked(queue) as held:
+            if not held:
+                return kept
+            while (path := _oldest(queue)) is not None:
+                kept += _work(path)
+        if _oldest(queue) is None:
+            return kept
+
+
+def _work(path: Path) -> int:
+    """Take the request at ``path`` off the queue and work it: its batch basis, then :data:`PREPARED_BATCHES`;
+    1 when a basis is kept.  A request that cannot be read or worked is dropped (nothing retries it forever)."""
+    try:
+        request = json.loads(path.read_text(encoding="utf-8"))
+        path.unlink()
+        source = resolve_model_source(request["model"])
+        workload = converter.structure(request["workload"], Workload)
+        routing = converter.structure(request["routing"], RoutingModel)
+        cache = TraceCache(Path(request["cache"]))
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return 0
+    shapes: dict[str, Any] = {"attention": request["attention"], "routing": routing, "cache": cache}
+    kept = False
+    with contextlib.suppress(Exception):  # a request that fails to trace must not strand the ones queued after it
+        kept = build_batch_basis(source, workload, **shapes)
+        for batch in PREPARED_BATCHES:
+            if batch != workload.batch_size:
+                traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
+    return int(kept)
+
+
+def _oldest(queue: Path) -> Path | None:
+    """The request queued first (by modification time, then name), or None."""
+    waiting = []
+    for path in queue.glob("*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            waiting.append((path.stat().st_mtime_ns, path.name, path))
+    return min(waiting)[2] if waiting else None
+
+
+@contextlib.contextmanager
+def _locked(queue: Path) -> Iterator[bool]:
+    """Hold the queue's lock (``.lock``, an exclusive ``flock`` the system drops when the holder dies) for the
+    block; yields False at once when another process holds it."""
+    assert fcntl is not None  # prepare_batch_basis_later starts no process where there is no flock
+    fd = os.open(queue / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor lets go of the lock
 
 
 def _exited(pid: int, *, limit_s: float) -> bool:

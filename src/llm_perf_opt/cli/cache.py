@@ -27,6 +27,8 @@ def info() -> None:
     bases = f"{found.bases} decode bas{'es' if found.bases != 1 else 'is'}"
     batch = f"{found.batch_bases} batch bas{'es' if found.batch_bases != 1 else 'is'}"
     click.echo(f"entries: {traces}, {bases}, {batch}, {found.bytes / 1e6:.1f} MB")
+    if found.queued:
+        click.echo(f"{found.queued} batch bas{'es' if found.queued != 1 else 'is'} queued for the background process")
     if found.obsolete:
         click.echo(f"and {found.obsolete} figure entries an earlier version kept (unused; cache clear removes them)")
 

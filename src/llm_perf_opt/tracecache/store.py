@@ -59,6 +59,10 @@ BASIS_SUFFIX = ".basis.json"
 
 BATCH_SUFFIX = ".batch.json"
 """File name ending of a batch-basis entry (``<key>.batch.json``)."""
+QUEUE_FOLDER = "prepare"
+"""Folder under the cache root where ``analyze`` queues the batch bases a background process keeps
+(:mod:`llm_perf_opt.analysis.prepare`)."""
+
 SEEN_SUFFIX = ".seen.json"
 """File name ending of a note that the shapes of a batch key were traced at some batch (``<key>.seen.json``: the
 next other batch then builds the basis)."""
@@ -106,6 +110,7 @@ class CacheInfo:
     batch_bases: int = field(default=0, metadata={"help": "batch entries (<key>.batch.json) holding a batch basis"})
     batch_marks: int = field(default=0, metadata={"help": "notes of a traced batch (<key>.seen.json)"})
     obsolete: int = field(default=0, metadata={"help": "figure entries earlier versions kept (cache clear removes)"})
+    queued: int = field(default=0, metadata={"help": "batch bases queued for the background process (prepare/)"})
 
 
 def read_entry(path: Path, *, redo: str) -> bytes | None:
@@ -175,6 +180,7 @@ class TraceCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.folder = self.root / "traces"
         self.obsolete = self.root / "figures"  # rendered figures of earlier versions (figures are now drawn)
+        self.queue = self.root / QUEUE_FOLDER  # batch bases a background process is asked to keep
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
@@ -295,13 +301,14 @@ class TraceCache:
             batch_bases=batch,
             batch_marks=marks,
             obsolete=len(old),
+            queued=len(_entries(self.queue)),
         )
 
     def clear(self) -> CacheInfo:
-        """Delete every trace and decode-basis entry (and leftover temporary files, and the figure entries earlier
-        versions kept); returns what was there."""
+        """Delete every trace and decode-basis entry (and leftover temporary files, the figure entries earlier
+        versions kept, and the queued requests for batch bases); returns what was there."""
         before = self.info()
-        for folder in (self.folder, self.obsolete):
+        for folder in (self.folder, self.obsolete, self.queue):
             doomed = _entries(folder) + (sorted(folder.glob(".*.tmp")) if folder.is_dir() else [])
             for path in doomed:
                 with contextlib.suppress(FileNotFoundError):
