@@ -131,7 +131,9 @@ def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeyp
     assert (info.batch_bases, info.batch_marks) == (1, 0)
     assert list(TraceCache().queue.glob("*.json")) == []  # its request was taken off the queue
     entries = info.entries
-    for batch in (EXTRAPOLATE_FROM, *prepare.PREPARED_BATCHES):
+    below = prepare.prepared_batches(9, traced_at=(1, EXTRAPOLATE_FROM))  # skewed:1.2's basis derives from 9 on
+    assert below == [4, 2, 3, 5, 6, 7]
+    for batch in (EXTRAPOLATE_FROM, *below):
         run_analysis(attrs.evolve(TINY, batch_size=batch))
     assert TraceCache().info().entries == entries  # the batches it traced: cache hits
     derived = run_analysis(attrs.evolve(TINY, batch_size=300))
@@ -165,7 +167,8 @@ def test_draining_the_queue_works_every_request_and_drops_what_it_cannot_read(mo
     assert prepare.drain(cache.queue) == 1
     assert list(cache.queue.glob("*.json")) == []
     info = cache.info()
-    assert info.batch_bases == 1 and info.entries == 2 * (1 + len(prepare.PREPARED_BATCHES))
+    # balanced: batch 8 (no basis), then 4 and 2; skewed: batch 8 with a basis from 9 on, then 4, 2, 3, 5, 6, 7
+    assert info.batch_bases == 1 and info.entries == (1 + 2) + (1 + 6)
     assert cache.root == Path(os.environ[CACHE_DIR_ENV])
 
 
@@ -208,3 +211,9 @@ def test_it_waits_for_the_command_that_started_it_and_gives_up_past_the_limit(
         sleeper.kill()
         sleeper.wait()
     assert prepare._exited(sleeper.pid, limit_s=5)
+
+
+def test_the_batches_traced_after_the_basis_are_the_common_ones_first_then_the_rest_below_its_range() -> None:
+    assert prepare.prepared_batches(11, traced_at=(1, 8)) == [4, 2, 3, 5, 6, 7, 9, 10]  # balanced routing
+    assert prepare.prepared_batches(42, traced_at=(64,)) == [4, 2, 1, 3, *range(5, 17)]  # skewed: up to 16
+    assert prepare.prepared_batches(None, traced_at=(4, 8)) == [2]  # no basis: only the common ones

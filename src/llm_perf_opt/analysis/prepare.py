@@ -10,9 +10,9 @@ then works the queue (:func:`drain`) if no other such process does (a ``flock`` 
 takes the requests queued meanwhile too, so a loop of cold runs gets one busy process, not one per run).  For each
 request it traces the shapes at :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's
 batch, when larger) with a basis and stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then
-traces :data:`PREPARED_BATCHES` (below the basis's range).  Once it is done (about ten seconds after a cold run on a
-2-core machine), a batch of those shapes is a cache hit (8, 4, 2) or derived (every batch in the basis's range) in
-under a second.
+traces the batches below the basis's range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16).
+Once it is done (about twenty seconds after a cold run on a 2-core machine, balanced routing), every batch of those
+shapes is a cache hit (those it traced) or derived (the basis's range) in under a second.
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
@@ -42,6 +42,7 @@ from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
+from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.workloads import RoutingModel, Workload
 
 try:
@@ -53,12 +54,14 @@ __all__ = [
     "LOCK_NAME",
     "NICENESS",
     "PREPARED_BATCHES",
+    "PREPARED_UP_TO",
     "PREPARE_ENV",
     "WAIT_LIMIT_S",
     "drain",
     "main",
     "prepare_batch_basis_later",
     "prepare_request",
+    "prepared_batches",
 ]
 
 PREPARE_ENV = "LLM_PERF_OPT_PREPARE"
@@ -68,7 +71,10 @@ NICENESS = 10
 """The background process lowers its priority by this much, so the commands a person runs next come first."""
 
 PREPARED_BATCHES = (4, 2)
-"""Batches below the basis's range that people try first, traced (and kept) after the basis."""
+"""Batches below the basis's range that people try first, traced (and kept) right after the basis."""
+
+PREPARED_UP_TO = 16
+"""After those, every other batch below the basis's range up to this one is traced too (none without a basis)."""
 
 WAIT_LIMIT_S = 600.0
 """The background process gives up when the command that started it is still running after this long."""
@@ -168,13 +174,23 @@ def _work(path: Path) -> int:
             path.unlink()
         return 0
     shapes: dict[str, Any] = {"attention": request["attention"], "routing": routing, "cache": cache}
-    kept = False
+    lowest: int | None = None
     with contextlib.suppress(Exception):  # a request that fails to trace must not strand the ones queued after it
-        kept = build_batch_basis(source, workload, **shapes)
-        for batch in PREPARED_BATCHES:
-            if batch != workload.batch_size:
-                traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
-    return int(kept)
+        lowest = build_batch_basis(source, workload, **shapes)
+        for batch in prepared_batches(
+            lowest, traced_at=(workload.batch_size, max(workload.batch_size, EXTRAPOLATE_FROM))
+        ):
+            traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
+    return int(lowest is not None)
+
+
+def prepared_batches(lowest: int | None, *, traced_at: tuple[int, ...]) -> list[int]:
+    """The batches traced after a basis whose range starts at ``lowest`` (None: no basis), in order: those of
+    :data:`PREPARED_BATCHES`, then every other batch below ``lowest`` up to :data:`PREPARED_UP_TO`; none of
+    ``traced_at`` (traced already)."""
+    below = range(1, min(lowest, PREPARED_UP_TO + 1)) if lowest is not None else range(0)
+    ordered = dict.fromkeys((*PREPARED_BATCHES, *below))
+    return [batch for batch in ordered if batch not in traced_at]
 
 
 def _oldest(queue: Path) -> Path | None:

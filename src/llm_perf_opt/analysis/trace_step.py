@@ -107,23 +107,25 @@ def shapes_seen(
 
 def build_batch_basis(
     source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
-) -> bool:
+) -> int | None:
     """Trace ``workload``'s shapes at its batch, or at :data:`EXTRAPOLATE_FROM` rows when it has fewer (the fewest
-    the batched tracer extrapolates, which a basis is built with), with a batch basis; store both.  Returns whether
-    a basis is kept (one already stored counts; none is kept when it would not reproduce its own batches)."""
+    the batched tracer extrapolates, which a basis is built with), with a batch basis; store both.  Returns the
+    lowest batch the basis derives (one already stored counts), or None when none is kept (it would not reproduce
+    its own batches)."""
     at = evolve(workload, batch_size=max(workload.batch_size, EXTRAPOLATE_FROM))
     parts = analysis_key_parts(source, at, attention=attention, routing=routing)
-    if cache.load_batch_basis(parts) is not None:
-        return True
+    stored = cache.load_batch_basis(parts)
+    if stored is not None:
+        return stored[1].points[0]
     result, provenance, basis, batch_basis = _trace(
         source, at, attention=attention, routing=routing, batches=(1, MAX_BATCH_SIZE)
     )
     entry = _keep(cache, parts, cache.load_basis(parts), result, provenance, basis)
     if batch_basis is None:
         cache.mark_batch(parts)
-        return False
+        return None
     cache.store_batch_basis(parts, entry, batch_basis)
-    return True
+    return batch_basis.points[0]
 
 
 def _trace(
