@@ -160,8 +160,9 @@ def drain(queue: Path) -> int:
 
 
 def _work(path: Path) -> int:
-    """Take the request at ``path`` off the queue and work it: its batch basis, then :data:`PREPARED_BATCHES`;
-    1 when a basis is kept.  A request that cannot be read or worked is dropped (nothing retries it forever)."""
+    """Take the request at ``path`` off the queue and work it: its batch basis, then the batches below the basis's
+    range (:func:`prepared_batches`); 1 when a basis is kept.  A request that cannot be read or worked is dropped
+    (nothing retries it forever)."""
     try:
         request = json.loads(path.read_text(encoding="utf-8"))
         path.unlink()
