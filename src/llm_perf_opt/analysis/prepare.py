@@ -36,13 +36,12 @@ from typing import Any, Literal
 
 import attrs
 
-from llm_perf_opt.analysis.trace_step import build_batch_basis, traced
+from llm_perf_opt.analysis.trace_step import basis_batch, build_batch_basis, traced
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
-from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.workloads import RoutingModel, Workload
 
 try:
@@ -178,9 +177,7 @@ def _work(path: Path) -> int:
     lowest: int | None = None
     with contextlib.suppress(Exception):  # a request that fails to trace must not strand the ones queued after it
         lowest = build_batch_basis(source, workload, **shapes)
-        for batch in prepared_batches(
-            lowest, traced_at=(workload.batch_size, max(workload.batch_size, EXTRAPOLATE_FROM))
-        ):
+        for batch in prepared_batches(lowest, traced_at=(workload.batch_size, basis_batch(workload))):
             traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
     return int(lowest is not None)
 

@@ -38,6 +38,7 @@ from llm_perf_opt.workloads import RoutingModel
 __all__ = [
     "TraceOutcome",
     "analysis_key_parts",
+    "basis_batch",
     "build_batch_basis",
     "context_new_tokens",
     "shapes_seen",
@@ -112,7 +113,7 @@ def build_batch_basis(
     the batched tracer extrapolates, which a basis is built with), with a batch basis; store both.  Returns the
     lowest batch the basis derives (one already stored counts), or None when none is kept (it would not reproduce
     its own batches)."""
-    at = evolve(workload, batch_size=max(workload.batch_size, EXTRAPOLATE_FROM))
+    at = evolve(workload, batch_size=basis_batch(workload))
     parts = analysis_key_parts(source, at, attention=attention, routing=routing)
     stored = cache.load_batch_basis(parts)
     if stored is not None:
@@ -126,6 +127,12 @@ def build_batch_basis(
         return None
     cache.store_batch_basis(parts, entry, batch_basis)
     return batch_basis.points[0]
+
+
+def basis_batch(workload: Any) -> int:
+    """The batch :func:`build_batch_basis` traces ``workload``'s shapes at: its own, at least
+    :data:`EXTRAPOLATE_FROM`."""
+    return max(int(workload.batch_size), EXTRAPOLATE_FROM)
 
 
 def _trace(

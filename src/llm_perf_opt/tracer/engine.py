@@ -54,7 +54,6 @@ __all__ = [
     "TraceOptions",
     "Traced",
     "trace_model",
-    "trace_model_batched",
     "trace_model_batched_with_basis",
 ]
 
@@ -66,8 +65,8 @@ Traced = tuple[TraceResult, DecodeBasis | None]
 
 @frozen(kw_only=True)
 class TraceOptions:
-    """How to trace and how to label the result: everything :func:`trace_model` and :func:`trace_model_batched`
-    take besides the model and its driver."""
+    """How to trace and how to label the result: everything :func:`trace_model` and
+    :func:`trace_model_batched_with_basis` take besides the model and its driver."""
 
     rules: StageRules = field(metadata={"help": "stage anchors of the traced tree"})
     attention: Literal["flash", "eager"] = field(metadata={"help": "flash fuses SDPA into one op; eager counts it"})
@@ -249,21 +248,7 @@ def _assemble(
 
 
 _ROW_STAGES = ("vision", "projector")
-"""Stages whose cost grows with the rows of a batch: extrapolated by :func:`trace_model_batched`."""
-
-
-def trace_model_batched(
-    model: nn.Module,
-    driver_for: Callable[[int], Driver],
-    options: TraceOptions,
-    *,
-    batch: int,
-    points: tuple[int, int, int] = BATCH_POINTS,
-    far: Driver | None = None,
-) -> Traced:
-    """:func:`trace_model_batched_with_basis` without a batch basis."""
-    result, basis, _ = trace_model_batched_with_basis(model, driver_for, options, batch=batch, points=points, far=far)
-    return result, basis
+"""Stages whose cost grows with the rows of a batch: extrapolated by :func:`trace_model_batched_with_basis`."""
 
 
 def trace_model_batched_with_basis(

@@ -66,7 +66,7 @@ def trace_workload(
     building it.  ``decode="every-step"`` traces every decode step instead of fitting three.
     ``verify_fast_meta`` checks every fast-path op output against torch's meta kernel (slow; for tests).
     ``batch="extrapolate"`` traces the vision stages at batch 1, 2, 3 and extrapolates them exactly (see
-    :func:`~llm_perf_opt.tracer.engine.trace_model_batched`), ``"every-row"`` traces every row, ``"auto"``
+    :func:`~llm_perf_opt.tracer.engine.trace_model_batched_with_basis`), ``"every-row"`` traces every row, ``"auto"``
     extrapolates from :data:`EXTRAPOLATE_FROM` rows on.
     The source's driver (``make_driver``) runs the passes; its stage anchors (``stage_anchors`` when it has them,
     v1's otherwise) assign stages.  See :func:`trace_with_basis` for the driver and the decode basis afterwards.
