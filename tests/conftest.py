@@ -1,10 +1,15 @@
-"""Suite-wide fixtures: each test gets its own empty trace cache, never the user's cache directory."""
+"""Suite-wide fixtures: each test gets its own empty trace cache, never the user's cache directory.
+
+torch is imported up front, so a command run in the suite's own process (``main([...])``) never defers torch's
+Python meta kernels for the tests after it (:mod:`llm_perf_opt.tracer.lazy_metas` defers only where torch is not
+imported yet); the tests of the deferral run their own processes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (before any test: see below)
 
 from llm_perf_opt.analysis.prepare import PREPARE_ENV
 from llm_perf_opt.tracecache import CACHE_DIR_ENV

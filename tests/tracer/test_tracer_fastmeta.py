@@ -40,6 +40,27 @@ CASES = [
     (aten.cat.default, ([_m(4, 8, 16).permute(1, 0, 2), _m(16)[None, None, :].expand(8, 1, 16)], 1), {}),
     (aten.cat.default, ([_m(8, 16).t(), _m(16, 3)[:, ::2]], 1), {}),
     (aten.arange.start_step, (2, 11, 3), {"device": torch.device("meta")}),
+    (aten.full.default, ([2, 3], 0), {"device": torch.device("meta")}),
+    (aten.full.default, ([2, 3], 1.5), {"device": torch.device("meta")}),
+    (aten.full.default, ([4], True), {"device": torch.device("meta")}),
+    (aten.full.default, ([4], 1), {"dtype": torch.bfloat16, "device": torch.device("meta")}),
+    (aten.embedding.default, (_m(100, 8), _m(2, 5, dtype=torch.long)), {}),
+    (aten.embedding.default, (_m(100, 8), _m(5, dtype=torch.int32)), {}),
+    (aten.index_put_.default, (_m(6, 4), [_m(3, dtype=torch.long)], _m(3, 4)), {}),
+    (aten.new_zeros.default, (_m(2), [3, 4]), {}),
+    (aten.new_zeros.default, (_m(2), [3]), {"dtype": torch.int64}),
+    (aten.empty_like.default, (_m(2, 3, 4),), {}),
+    (aten.empty_like.default, (_m(2, 3),), {"dtype": torch.float32, "memory_format": torch.preserve_format}),
+    (aten.sort.default, (_m(4, 7), -1, True), {}),
+    (aten._unsafe_view.default, (_m(6, 4), [2, 3, 4]), {}),
+    (aten.convolution.default, (_m(1, 3, 32, 30), _m(8, 3, 4, 4), _m(8), [4, 4], [0, 0], [1, 1], False, [0, 0], 1), {}),
+    (aten.convolution.default, (_m(2, 8, 9, 9), _m(8, 8, 3, 3), None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1), {}),
+    # a channels-last input: torch's meta kernel still gives a contiguous output
+    (
+        aten.convolution.default,
+        (_m(1, 5, 5, 8).permute(0, 3, 1, 2), _m(4, 8, 1, 1), None, [1], [0], [1], False, [0], 1),
+        {},
+    ),
 ]
 
 
@@ -57,6 +78,10 @@ def test_falls_back_when_unsure() -> None:
     assert fast_output(aten.add.Tensor, (_m(4, 3).t(), _m(3, 4)), {}) is None  # transposed operand
     channels_last = _m(1, 8, 4, 4).permute(0, 2, 3, 1)
     assert fast_output(aten.cat.default, ([channels_last, channels_last], 0), {}) is None  # rank 4: layout kept
+    assert fast_output(aten.empty_like.default, (_m(4, 3).t(),), {}) is None  # strides kept: not handled
+    transposed_conv = (_m(1, 4, 5, 5), _m(4, 2, 3, 3), None, [1, 1], [0, 0], [1, 1], True, [0, 0], 1)
+    assert fast_output(aten.convolution.default, transposed_conv, {}) is None
+    assert fast_output(aten._unsafe_view.default, (_m(4, 6).t(), [24]), {}) is None  # no view fits
     with pytest.raises(TraceError, match="differs"):
         verify_output(aten.add.Tensor, _m(3, 4), _m(4, 3))
 

@@ -42,6 +42,7 @@ from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
+from llm_perf_opt.tracer.lazy_metas import defer_python_metas
 from llm_perf_opt.workloads import RoutingModel, Workload
 
 try:
@@ -136,6 +137,7 @@ def main(argv: Sequence[str] | None = None, *, niceness: int = NICENESS) -> int:
     the requests queued in ``QUEUE`` (:func:`drain`) at ``niceness`` lower priority; exit 0, or 2 when ``PID`` still
     ran after :data:`WAIT_LIMIT_S` (nothing done)."""
     queue, after = (*(sys.argv[1:] if argv is None else argv), "")[:2]
+    defer_python_metas()  # a process of ours that only traces (before anything imports torch)
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on some systems: run at normal priority
         os.nice(niceness)
     if after and not _exited(int(after), limit_s=WAIT_LIMIT_S):

@@ -22,6 +22,7 @@ import click
 from llm_perf_opt import __version__
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.tracer import DYNAMO_STAND_IN_ENV
+from llm_perf_opt.tracer.lazy_metas import defer_python_metas
 
 __all__ = ["main"]
 
@@ -48,6 +49,12 @@ COMMANDS: dict[str, str] = {
 }
 
 
+REAL_TORCH_COMMANDS = frozenset({"crosscheck", "measure", "measure-memory"})
+"""Commands that run torch beyond our meta tracer (real devices, torch's ``FlopCounterMode``): every other command
+lets ``import torch`` skip torch's Python meta kernels until a trace needs one
+(:mod:`llm_perf_opt.tracer.lazy_metas`)."""
+
+
 class _LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -58,6 +65,8 @@ class _LazyGroup(click.Group):
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
+        if cmd_name not in REAL_TORCH_COMMANDS:
+            defer_python_metas()
         module_name, attr = target.split(":")
         module = importlib.import_module(f"{__name__}.{module_name}")
         command = getattr(module, attr)
@@ -82,7 +91,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None, *, obj: dict[str, Any] | None = None) -> None:
     """Console-script entry point (``obj``: the click context object; tests pass a build backend through it).
     This process and those it starts (the server's workers) are ours: their traces may use the ``torch._dynamo``
-    stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`)."""
+    stand-in (:mod:`llm_perf_opt.tracer.lazy_dynamo`), and a command outside :data:`REAL_TORCH_COMMANDS` imports
+    torch without its Python meta kernels until a trace needs one (:mod:`llm_perf_opt.tracer.lazy_metas`)."""
     os.environ.setdefault(DYNAMO_STAND_IN_ENV, "1")
     warnings.showwarning = _one_line_warning
     with _reader_may_leave():

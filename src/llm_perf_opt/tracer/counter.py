@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 
 from llm_perf_opt.tracer.fastmeta import FAST_META, fast_output, verify_output
 from llm_perf_opt.tracer.hooks import CallHooks
+from llm_perf_opt.tracer.lazy_metas import load_python_metas, python_metas_deferred, runs_without_python_meta
 from llm_perf_opt.tracer.ops.io import OpCall, OpCounts, SchemaIndex, schema_index
 from llm_perf_opt.tracer.ops.matmul import sdpa_cost
 from llm_perf_opt.tracer.ops.registry import FRESH, resolve
@@ -72,6 +73,8 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.state = state
         self.verify = verify_fast_meta
         self._rules: dict[Any, tuple[str, Rule, int, SchemaIndex]] = {}
+        self._deferred = python_metas_deferred()
+        self._no_python_meta: dict[Any, bool] = {}
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -88,7 +91,7 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
             kw = kwargs or {}
             out = fast_output(func, args, kw) if func in FAST_META else None
             if out is None:
-                out = func(*args, **kw)
+                out = self._run(func, args, kw)
             elif self.verify:
                 verify_output(func, out, func(*args, **kw))
             state = self.state
@@ -100,6 +103,45 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 entry = self._rules[func] = (str(func), rule, aliasing, schema_index(func))
             state.record(entry[0], entry[1], entry[2], args, kw, out, entry[3])
             return out
+
+    def _run(self, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        """Run the op's own meta kernel; with torch's Python meta kernels deferred
+        (:mod:`llm_perf_opt.tracer.lazy_metas`), load them first if the op might have one, or if it raises
+        ``NotImplementedError``."""
+        if self._deferred and not self._runs_without_python_meta(func) and _on_meta(args, kw):
+            self._load_python_metas()
+        try:
+            return func(*args, **kw)
+        except NotImplementedError:
+            if not self._deferred:
+                raise
+        self._load_python_metas()
+        return func(*args, **kw)
+
+    def _runs_without_python_meta(self, func: Any) -> bool:
+        known = self._no_python_meta.get(func)
+        if known is None:
+            known = self._no_python_meta[func] = runs_without_python_meta(func)
+        return known
+
+    def _load_python_metas(self) -> None:
+        load_python_metas()
+        self._deferred = False
+
+
+def _on_meta(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
+    """Whether the op runs on the meta device (a meta tensor operand, or ``device="meta"``), where a Python meta
+    kernel could be its kernel; ops on real tensors (a CPU ``arange`` in model code) never need one."""
+    device = kw.get("device")
+    if device is not None and torch.device(device).type == "meta":
+        return True
+    for value in args:
+        if isinstance(value, torch.Tensor):
+            if value.is_meta:
+                return True
+        elif isinstance(value, list | tuple) and any(isinstance(v, torch.Tensor) and v.is_meta for v in value):
+            return True
+    return any(isinstance(v, torch.Tensor) and v.is_meta for v in kw.values())
 
 
 class SdpaFuser(TorchFunctionMode):

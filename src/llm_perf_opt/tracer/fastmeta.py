@@ -241,6 +241,99 @@ def _arange(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _empty((n,), kwargs.get("dtype") or torch.int64)
 
 
+def _full(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``torch.full(size, value)``: dense; the dtype given, else the value's (bool, int64, the default float)."""
+    size, value = args[0], args[1]
+    if not isinstance(size, list | tuple) or kwargs.get("layout") not in (None, torch.strided):
+        return None
+    if kwargs.get("pin_memory"):
+        return None
+    dtype = kwargs.get("dtype")
+    if dtype is None:
+        if isinstance(value, bool):
+            dtype = torch.bool
+        elif isinstance(value, int):
+            dtype = torch.int64
+        elif isinstance(value, float):
+            dtype = torch.get_default_dtype()
+        else:
+            return None
+    return _empty(tuple(size), dtype)
+
+
+def _embedding(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``weight[indices]``: ``[*indices.shape, D]`` in the weight's dtype, fresh and dense."""
+    weight, indices = args[0], args[1]
+    if weight.dim() != 2 or indices.dtype not in (torch.int64, torch.int32):
+        return None
+    return _empty((*indices.shape, weight.size(1)), weight.dtype)
+
+
+def _index_put_(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """In place: the output is ``self``."""
+    return args[0]
+
+
+def _new_zeros(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``self.new_zeros(size)``: dense, ``self``'s dtype unless one is given (a layout or pinning: slow path)."""
+    size = args[1]
+    if not isinstance(size, list | tuple) or kwargs.get("layout") not in (None, torch.strided):
+        return None
+    if kwargs.get("pin_memory"):
+        return None
+    return _empty(tuple(size), kwargs.get("dtype") or args[0].dtype)
+
+
+def _empty_like(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Of a densely row-major tensor, with the format preserved or contiguous: a dense tensor like it."""
+    x = args[0]
+    if not _dense(x) or kwargs.get("memory_format") not in (None, torch.preserve_format, torch.contiguous_format):
+        return None
+    if kwargs.get("layout") not in (None, torch.strided) or kwargs.get("pin_memory"):
+        return None
+    return _empty(x.shape, kwargs.get("dtype") or x.dtype)
+
+
+def _sort(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Values like ``self`` and int64 indices, both dense (of a dense ``self``)."""
+    x = args[0]
+    if not _dense(x):
+        return None
+    return _empty(x.shape, x.dtype), _empty(x.shape, torch.int64)
+
+
+def _unsafe_view(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A view of ``self`` with the new size (torch's meta decomposes it to ``view``); None where no view fits."""
+    try:
+        return args[0].view(args[1])
+    except RuntimeError:
+        return None
+
+
+def _convolution(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Non-transposed convolution: ``[N, C_out, *spatial]`` with ``(in + 2p - d (k - 1) - 1) // s + 1`` per spatial
+    dim, a fresh dense tensor whatever the operands' layout (torch's meta kernel, ``meta_conv``, leaves the memory
+    format contiguous: on meta it cannot tell which backend would run)."""
+    x, weight, _, stride, padding, dilation, transposed = args[:7]
+    spatial = x.dim() - 2
+    if transposed or spatial < 1 or weight.dim() != x.dim():
+        return None
+    if not all(len(v) in (1, spatial) for v in (stride, padding, dilation)):
+        return None
+
+    def at(values: Sequence[int], i: int) -> int:
+        return int(values[i if len(values) == spatial else 0])
+
+    dims = []
+    for i in range(spatial):
+        k = weight.size(2 + i)
+        size = (x.size(2 + i) + 2 * at(padding, i) - at(dilation, i) * (k - 1) - 1) // at(stride, i) + 1
+        if size <= 0:
+            return None
+        dims.append(size)
+    return _empty((x.size(0), weight.size(0), *dims), x.dtype)
+
+
 def _table() -> dict[Any, Builder]:
     table: dict[Any, Builder] = {}
     promote = _binary("promote")
@@ -294,6 +387,14 @@ def _table() -> dict[Any, Builder]:
             _aten.arange.default: _arange,
             _aten.arange.start: _arange,
             _aten.arange.start_step: _arange,
+            _aten.full.default: _full,
+            _aten.embedding.default: _embedding,
+            _aten.index_put_.default: _index_put_,
+            _aten.new_zeros.default: _new_zeros,
+            _aten.empty_like.default: _empty_like,
+            _aten.sort.default: _sort,
+            _aten._unsafe_view.default: _unsafe_view,
+            _aten.convolution.default: _convolution,
         }
     )
     return table

@@ -27,6 +27,7 @@ from llm_perf_opt.tracer.engine import (
     trace_model,
     trace_model_batched_with_basis,
 )
+from llm_perf_opt.tracer.lazy_metas import with_python_metas_on_demand
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
@@ -118,7 +119,40 @@ def trace_with_bases(
     """:func:`trace_with_driver`, also returning the decode basis of a fitted decode (None otherwise): what
     :func:`~llm_perf_opt.tracer.derive.derive_output_length` re-integrates over another output length.
     ``far_new_tokens`` (more than the workload's, e.g. the most the context allows) also traces the last decode step
-    of that many new tokens, so the basis covers every output length up to it (one more decode step traced)."""
+    of that many new tokens, so the basis covers every output length up to it (one more decode step traced).
+    Where torch's Python meta kernels were deferred and the build or trace needs one, it runs again with them
+    (:func:`~llm_perf_opt.tracer.lazy_metas.with_python_metas_on_demand`)."""
+    return with_python_metas_on_demand(
+        lambda: _trace_with_bases(
+            model_source,
+            workload,
+            attention=attention,
+            routing=routing,
+            decode=decode,
+            model=model,
+            verify_fast_meta=verify_fast_meta,
+            batch=batch,
+            far_new_tokens=far_new_tokens,
+            replay=replay,
+            batch_basis=batch_basis,
+        )
+    )
+
+
+def _trace_with_bases(
+    model_source: TraceableSource,
+    workload: Workload | Ocr2Workload | str,
+    *,
+    attention: Literal["flash", "eager"],
+    routing: RoutingModel | None,
+    decode: DecodeMode,
+    model: nn.Module | None,
+    verify_fast_meta: bool,
+    batch: BatchMode,
+    far_new_tokens: int | None,
+    replay: bool,
+    batch_basis: tuple[int, int] | None,
+) -> tuple[TraceResult, Driver, DecodeBasis | None, BatchBasis | None]:
     source = model_source
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
