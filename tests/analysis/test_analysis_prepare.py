@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from llm_perf_opt.analysis import prepare
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pipeline import run_analysis
+from llm_perf_opt.analysis.trace_step import analysis_key_parts, shapes_key
 from llm_perf_opt.cli import cli
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.sources.registry import resolve_model_source
@@ -217,3 +219,84 @@ def test_the_batches_traced_after_the_basis_are_the_common_ones_first_then_the_r
     assert prepare.prepared_batches(11, traced_at=(1, 8)) == [4, 2, 3, 5, 6, 7, 9, 10]  # balanced routing
     assert prepare.prepared_batches(42, traced_at=(64,)) == [4, 2, 1, 3, *range(5, 17)]  # skewed: up to 16
     assert prepare.prepared_batches(None, traced_at=(4, 8)) == [2]  # no basis: only the common ones
+
+
+def _tiny_shapes() -> tuple[Any, Workload, dict[str, Any]]:
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    workload = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4, config=source.config)
+    return source, workload, {"attention": "flash", "routing": RoutingModel.skewed(1.2)}
+
+
+def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source, workload, shapes = _tiny_shapes()
+    key = shapes_key(source, attrs.evolve(workload, batch_size=77), **shapes)  # any batch: the same shapes
+    seen: list[int | None] = []
+    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
+    monkeypatch.setattr(prepare, "traced", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    path = _queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes))
+    queue = path.parent
+    assert prepare.basis_builder(queue, key) is None
+    prepare._work(path)
+    assert seen == [os.getpid(), None, None]  # named while the basis is built; not while batches 4 and 2 are traced
+    assert not (queue / prepare.WORKING_NAME).exists()
+
+
+def _mark(queue: Path, pid: int, key: str) -> None:
+    queue.mkdir(parents=True, exist_ok=True)
+    (queue / prepare.WORKING_NAME).write_text(json.dumps({"pid": pid, "shapes": key}))
+
+
+def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range() -> None:
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    said: list[str] = []
+    big = attrs.evolve(workload, batch_size=64)
+    key = shapes_key(source, big, **shapes)
+
+    def wait(w: Workload) -> object:
+        return prepare.waited_for_basis(source, w, cache=cache, say=said.append, limit_s=5, **shapes)
+
+    assert wait(big) is None  # no marker
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _mark(cache.queue, dead.pid, key)
+    assert wait(big) is None  # its process is gone
+    _mark(cache.queue, os.getpid(), "other shapes")
+    assert wait(big) is None
+    _mark(cache.queue, os.getpid(), key)
+    assert wait(attrs.evolve(workload, batch_size=EXTRAPOLATE_FROM - 1)) is None  # no basis derives it
+    assert said == []
+
+
+def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    run_analysis(TINY)  # the first batch: the shapes are seen
+    assert prepare.build_batch_basis(source, workload, cache=cache, **shapes) == 9
+    key = shapes_key(source, workload, **shapes)
+    kept = cache.batch_path(key)
+    aside = kept.with_name("aside")
+    kept.rename(aside)  # as if still being built (the first batch's note still there) ...
+    cache.mark_batch(analysis_key_parts(source, workload, **shapes))
+    builder = subprocess.Popen(["sleep", "60"])  # ... by this process
+    try:
+        _mark(cache.queue, builder.pid, key)
+
+        def finish() -> None:
+            aside.rename(kept)
+            (cache.queue / prepare.WORKING_NAME).unlink()
+
+        timer = threading.Timer(1.0, finish)
+        timer.start()
+        said: list[str] = []
+        result = run_analysis(attrs.evolve(TINY, batch_size=300), prepare_batches=True, progress=said.append)
+        timer.join()
+    finally:
+        builder.kill()
+        builder.wait()
+    assert any(f"waiting for background process {builder.pid}" in line for line in said)
+    assert any("from the trace cache" in line for line in said)
+    assert "language derived at batch 300 from batch" in result.trace.batch_note

@@ -30,18 +30,26 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
-from llm_perf_opt.analysis.trace_step import basis_batch, build_batch_basis, traced
+from llm_perf_opt.analysis.trace_step import (
+    TraceOutcome,
+    basis_batch,
+    build_batch_basis,
+    cached,
+    shapes_key,
+    traced,
+)
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.core.atomic import atomic_write_bytes
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
+from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.lazy_metas import defer_python_metas
 from llm_perf_opt.workloads import RoutingModel, Workload
 
@@ -51,17 +59,21 @@ except ImportError:  # no flock (Windows): no background process, a first batch 
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "BASIS_WAIT_LIMIT_S",
     "LOCK_NAME",
     "NICENESS",
     "PREPARED_BATCHES",
     "PREPARED_UP_TO",
     "PREPARE_ENV",
     "WAIT_LIMIT_S",
+    "WORKING_NAME",
+    "basis_builder",
     "drain",
     "main",
     "prepare_batch_basis_later",
     "prepare_request",
     "prepared_batches",
+    "waited_for_basis",
 ]
 
 PREPARE_ENV = "LLM_PERF_OPT_PREPARE"
@@ -81,6 +93,14 @@ WAIT_LIMIT_S = 600.0
 
 LOCK_NAME = ".lock"
 """The queue's lock file: whoever holds its ``flock`` works the queue; the others leave their request to it."""
+
+WORKING_NAME = ".working"
+"""While the background process builds a batch basis, this file in the queue names the process and the shapes."""
+
+BASIS_WAIT_LIMIT_S = 120.0
+"""A batch change waits at most this long for the basis the background process is building (then traces)."""
+
+_POLL_S = 0.1
 
 
 def prepare_request(
@@ -132,6 +152,62 @@ def prepare_batch_basis_later(
         return None  # the basis is an optimisation: without it the first batch change traces
 
 
+def waited_for_basis(
+    source: Any,
+    workload: Any,
+    *,
+    attention: Literal["flash", "eager"],
+    routing: RoutingModel,
+    cache: TraceCache,
+    say: Callable[[str], None],
+    limit_s: float = BASIS_WAIT_LIMIT_S,
+) -> TraceOutcome | None:
+    """``workload`` from the cache once the batch basis of its shapes that a background process is building right
+    now is kept (at most ``limit_s`` seconds): tracing the same basis next to it would end later.  None at once
+    when nothing builds it or the batch is below the range a basis covers (:data:`EXTRAPOLATE_FROM`), and None when
+    the basis, once kept, does not derive the batch (the caller traces it)."""
+    if workload.batch_size < EXTRAPOLATE_FROM:
+        return None
+    key = shapes_key(source, workload, attention=attention, routing=routing)
+    pid = basis_builder(cache.queue, key)
+    if pid is None:
+        return None
+    shapes: dict[str, Any] = {"attention": attention, "routing": routing, "cache": cache}
+    served = cached(source, workload, **shapes)
+    if served is not None:
+        return served
+    say(f"waiting for background process {pid}: it is keeping a batch basis of these shapes (sooner than a trace)")
+    deadline = time.monotonic() + limit_s
+    while basis_builder(cache.queue, key) == pid and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+    return cached(source, workload, **shapes)
+
+
+def basis_builder(queue: Path, key: str) -> int | None:
+    """The live process building the batch basis of the shapes ``key`` now (named by :data:`WORKING_NAME` in
+    ``queue``), or None."""
+    try:
+        marker = json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))
+        pid = int(marker["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if marker.get("shapes") == key and _alive(pid) else None
+
+
+@contextlib.contextmanager
+def _building(queue: Path, key: str) -> Iterator[None]:
+    """:data:`WORKING_NAME` names this process and the shapes ``key`` for the block."""
+    marker = queue / WORKING_NAME
+    mine = json.dumps({"pid": os.getpid(), "shapes": key}).encode("utf-8")
+    atomic_write_bytes(marker, mine)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if marker.read_bytes() == mine:
+                marker.unlink()
+
+
 def main(argv: Sequence[str] | None = None, *, niceness: int = NICENESS) -> int:
     """``python -m llm_perf_opt.analysis.prepare QUEUE [PID]``: once process ``PID`` (if given) has exited, work
     the requests queued in ``QUEUE`` (:func:`drain`) at ``niceness`` lower priority; exit 0, or 2 when ``PID`` still
@@ -178,7 +254,8 @@ def _work(path: Path) -> int:
     shapes: dict[str, Any] = {"attention": request["attention"], "routing": routing, "cache": cache}
     lowest: int | None = None
     with contextlib.suppress(Exception):  # a request that fails to trace must not strand the ones queued after it
-        lowest = build_batch_basis(source, workload, **shapes)
+        with _building(path.parent, shapes_key(source, workload, attention=request["attention"], routing=routing)):
+            lowest = build_batch_basis(source, workload, **shapes)
         for batch in prepared_batches(lowest, traced_at=(workload.batch_size, basis_batch(workload))):
             traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
     return int(lowest is not None)
@@ -223,14 +300,21 @@ def _exited(pid: int, *, limit_s: float) -> bool:
     """Wait until process ``pid`` has exited; False when it still runs after ``limit_s`` seconds."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
-        except PermissionError:
-            pass  # alive, or its number now belongs to another user's process: keep waiting up to the limit
         time.sleep(0.05)
     return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (or its number now belongs to another user's process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 if __name__ == "__main__":

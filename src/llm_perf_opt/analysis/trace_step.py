@@ -28,7 +28,7 @@ from attrs import evolve
 from llm_perf_opt.admission.limits import MAX_BATCH_SIZE, MAX_CONTEXT_TOKENS
 from llm_perf_opt.analysis.model_source import source_provenance
 from llm_perf_opt.sources.upstream.compat import installed_transformers
-from llm_perf_opt.tracecache import CachedTrace, TraceCache, trace_key, trace_key_parts
+from llm_perf_opt.tracecache import CachedTrace, TraceCache, batch_parts, trace_key, trace_key_parts
 from llm_perf_opt.tracer.batch_derive import BatchBasis, derive_batch
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.derive import DecodeBasis, DeriveError, derive_output_length
@@ -40,7 +40,9 @@ __all__ = [
     "analysis_key_parts",
     "basis_batch",
     "build_batch_basis",
+    "cached",
     "context_new_tokens",
+    "shapes_key",
     "shapes_seen",
     "traced",
 ]
@@ -71,20 +73,9 @@ def traced(
     if cache is None:
         return (*_trace(source, workload, attention=attention, routing=routing)[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
-    hit = cache.load(trace_key(parts))
-    if hit is not None:  # traced maybe for another page of the same tile grid: its workload line names this one
-        return evolve(hit.trace, workload=workload.describe()), hit.provenance, True
-    found = cache.load_basis(parts)
-    derived = _derived(found, workload)
-    if derived is not None:
-        cache.remember(parts, *derived)
-        return (*derived, True)
-    in_batch = cache.load_batch_basis(parts)
-    other_batch = _batch_derived(in_batch, workload, routing)
-    if other_batch is not None:
-        result, provenance, basis = other_batch
-        _keep(cache, parts, found, result, provenance, basis)
-        return result, provenance, True
+    served, found, in_batch = _from_cache(cache, parts, workload, routing)
+    if served is not None:
+        return served
     build = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
     batches = (1, MAX_BATCH_SIZE) if build else None
     result, provenance, basis, batch_basis = _trace(
@@ -96,6 +87,41 @@ def traced(
     elif in_batch is None:  # (a kept basis says the shapes were seen)
         cache.mark_batch(parts)
     return result, provenance, False
+
+
+def cached(
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+) -> TraceOutcome | None:
+    """What :func:`traced` would answer from ``cache`` without tracing (a hit, or derived from a decode or batch
+    basis of the same shapes), or None."""
+    parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
+    return _from_cache(cache, parts, workload, routing)[0]
+
+
+def _from_cache(
+    cache: TraceCache, parts: dict[str, Any], workload: Any, routing: RoutingModel
+) -> tuple[TraceOutcome | None, Any, Any]:
+    """(the outcome served from ``cache`` or None, the decode basis found, the batch basis found)."""
+    hit = cache.load(trace_key(parts))
+    if hit is not None:  # traced maybe for another page of the same tile grid: its workload line names this one
+        return (evolve(hit.trace, workload=workload.describe()), hit.provenance, True), None, None
+    found = cache.load_basis(parts)
+    derived = _derived(found, workload)
+    if derived is not None:
+        cache.remember(parts, *derived)
+        return (*derived, True), found, None
+    in_batch = cache.load_batch_basis(parts)
+    other_batch = _batch_derived(in_batch, workload, routing)
+    if other_batch is not None:
+        result, provenance, basis = other_batch
+        _keep(cache, parts, found, result, provenance, basis)
+        return (result, provenance, True), found, in_batch
+    return None, found, in_batch
+
+
+def shapes_key(source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel) -> str:
+    """The key of ``workload``'s shapes at any batch and output length (its batch basis's key)."""
+    return trace_key(batch_parts(analysis_key_parts(source, workload, attention=attention, routing=routing)))
 
 
 def shapes_seen(

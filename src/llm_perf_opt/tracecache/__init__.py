@@ -16,6 +16,7 @@ from llm_perf_opt.tracecache.store import (
     CacheInfo,
     TraceCache,
     TraceCacheWarning,
+    batch_parts,
     default_cache_dir,
     usable_cache,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "CachedTrace",
     "TraceCache",
     "TraceCacheWarning",
+    "batch_parts",
     "code_hash",
     "default_cache_dir",
     "trace_key",
