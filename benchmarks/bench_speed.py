@@ -17,7 +17,8 @@ leaves); calibrate on the committed H100 files <= 10 s; validation-doc <= 10 s;
 peak RSS <= 400 MB for any batch up to 1,024 (``analyze --batch 1024``, cold); a what-if on a warm cache (another
 device, dtype, output length, a page of the same tile grid, another batch once a batch basis is kept) < 1 s.  A cold
 ``analyze`` of new shapes starts a background process that keeps their batch basis and traces the batches below it;
-the "after a cold run" cases wait for it (and print how long it ran) before the what-if.  Every other case runs with
+the "after a cold run" cases wait for it (and print how long it ran) before the what-if, the "right after" case
+does not (it waits for the basis being built, as a person's next command does).  Every other case runs with
 ``LLM_PERF_OPT_PREPARE=0`` (and waits for any background process before the next run), so no background work
 overlaps a measured run; its "background off" case shows what the first batch change costs without it.
 """
@@ -34,6 +35,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from llm_perf_opt.analysis.prepare import queue_worker
+from llm_perf_opt.tracecache import TraceCache
 
 WRAPPER = """
 import json, resource, sys
@@ -88,10 +92,18 @@ when the next repeat starts)."""
 BACKGROUND = "llm_perf_opt.analysis.prepare"
 
 
-def wait_for_background(timeout_s: float = 300.0) -> float:
-    """Seconds until no background basis process (``python -m llm_perf_opt.analysis.prepare``) is left."""
+def wait_for_background(cache: Path, timeout_s: float = 300.0) -> float:
+    """Seconds until the background basis work of ``cache`` is done: no request queued and no live process holding
+    its queue (a child forked from the cold run, or ``python -m llm_perf_opt.analysis.prepare``)."""
+    queue = TraceCache(cache).queue
     start = time.perf_counter()
-    while subprocess.run(["pgrep", "-f", BACKGROUND], stdout=subprocess.DEVNULL).returncode == 0:
+
+    def busy() -> bool:
+        if any(queue.glob("*.json")) or queue_worker(queue) is not None:
+            return True
+        return subprocess.run(["pgrep", "-f", BACKGROUND], stdout=subprocess.DEVNULL).returncode == 0
+
+    while busy():
         if time.perf_counter() - start > timeout_s:
             raise SystemExit(f"a background basis process ran over {timeout_s:.0f} s")
         time.sleep(0.05)
@@ -99,10 +111,11 @@ def wait_for_background(timeout_s: float = 300.0) -> float:
 
 
 def run(
-    argv: list[str], cache: Path, *, script: str = WRAPPER, env: dict[str, str] | None = None
+    argv: list[str], cache: Path, *, script: str = WRAPPER, env: dict[str, str] | None = None, wait: bool = True
 ) -> dict[str, float | bool | str]:
     """One fresh process (with ``env`` added to its environment; no background basis unless ``env`` asks for one):
-    wall seconds, peak RSS (MB), torch imported, and the seconds its background basis process ran on after it."""
+    wall seconds, peak RSS (MB), torch imported, and the seconds its background basis process ran on after it
+    (unless ``wait`` is off: then the next run starts at once)."""
     with tempfile.NamedTemporaryFile("r", suffix=".json") as stats, tempfile.TemporaryDirectory() as out:
         args = [a.replace("{out}", out) for a in argv]
         env = child_env(LLM_PERF_OPT_CACHE_DIR=str(cache), **{**NO_BACKGROUND, **(env or {})})
@@ -111,7 +124,7 @@ def run(
             [sys.executable, "-c", script, stats.name, *args], check=True, env=env, stdout=subprocess.DEVNULL
         )
         wall = time.perf_counter() - start
-        background = wait_for_background()
+        background = wait_for_background(cache) if wait else 0.0
         data: dict[str, float | bool | str] = json.load(stats)
     if data["code"] not in (0, None):
         raise SystemExit(f"{argv} exited with {data['code']}")
@@ -132,16 +145,19 @@ def median_case(
     env: dict[str, str] | None = None,
     then: list[str] | None = None,
     warm_env: dict[str, str] | None = None,
+    right_after: bool = False,
 ) -> dict[str, float]:
     """Median wall and CPU time, max RSS over ``repeats`` runs, each with a new cache folder (warmed first by one
     run of ``warm_with``, default ``argv``, if ``warm``, with ``warm_env``, and then one of ``then``); with the
-    median seconds the warming run's background basis process ran on after it (0: none started)."""
+    median seconds the warming run's background basis process ran on after it (0: none started, or
+    ``right_after``: the measured run starts as soon as the warming one has exited)."""
     walls, cpus, rss, torch, background = [], [], [], False, []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache_dir:
             cache = Path(cache_dir)
             if warm:
-                background.append(float(run(warm_with or argv, cache, script=script, env=warm_env)["background_s"]))
+                warmed = run(warm_with or argv, cache, script=script, env=warm_env, wait=not right_after)
+                background.append(float(warmed["background_s"]))
             if then:
                 run(then, cache, script=script)
             got = run(argv, cache, script=script, env=env)
@@ -215,6 +231,9 @@ def main() -> None:
         "what-if --batch 64 after a cold run (basis kept in the background)": lambda: median_case(
             analyze("--batch", "64"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON
         ),
+        "what-if --batch 64 right after a cold run (waits for the basis)": lambda: median_case(
+            analyze("--batch", "64"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON, right_after=True
+        ),
         "what-if --batch 8 after a cold run (traced in the background)": lambda: median_case(
             analyze("--batch", "8"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON
         ),
@@ -262,6 +281,7 @@ def main() -> None:
         "what-if --dtype fp32 (trace warm)": "target < 1 s",
         "what-if --max-new-tokens 2000 (basis)": "target < 1 s",
         "what-if --batch 64 after a cold run (basis kept in the background)": "target < 1 s, no torch",
+        "what-if --batch 64 right after a cold run (waits for the basis)": "the basis is being built: waits for it",
         "what-if --batch 8 after a cold run (traced in the background)": "target < 1 s, no torch",
         "what-if --batch 4 after a cold run (traced in the background)": "target < 1 s, no torch",
         "what-if --batch 5 after a cold run (traced in the background)": "target < 1 s, no torch",

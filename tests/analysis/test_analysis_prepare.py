@@ -68,6 +68,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> _Started:
     monkeypatch.delenv(prepare.PREPARE_ENV)
     fake = _Started()
     monkeypatch.setattr(prepare.subprocess, "Popen", fake)
+    monkeypatch.setattr(prepare, "_may_fork", lambda: False)  # never fork the test process (tested on its own)
     return fake
 
 
@@ -300,3 +301,40 @@ def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monk
     assert any(f"waiting for background process {builder.pid}" in line for line in said)
     assert any("from the trace cache" in line for line in said)
     assert "language derived at batch 300 from batch" in result.trace.batch_note
+
+
+def test_a_forked_worker_keeps_the_basis_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    monkeypatch.setattr(prepare, "_may_fork", lambda: True)  # a second core or not: fork
+    first = run_analysis(TINY)
+    queue = TraceCache().queue
+    process = prepare.prepare_batch_basis_later(
+        resolve_model_source(TINY.model),
+        first.workload,
+        attention="flash",
+        routing=RoutingModel.skewed(1.2),
+        cache=TraceCache(),
+    )
+    assert isinstance(process, prepare.Forked)
+    assert process.wait(timeout=300) == 0  # a child of this process: its imports, its own session
+    info = TraceCache().info()
+    assert (info.batch_bases, info.batch_marks) == (1, 0)
+    assert list(queue.glob("*.json")) == [] and prepare.queue_worker(queue) is None
+    assert not (queue / prepare.WORKING_NAME).exists()
+    derived = run_analysis(attrs.evolve(TINY, batch_size=300))
+    assert "language derived at batch 300 from batch" in derived.trace.batch_note
+
+
+def test_the_queue_names_its_worker_while_it_holds_the_lock() -> None:
+    queue = TraceCache().queue
+    queue.mkdir(parents=True)
+    assert prepare.queue_worker(queue) is None
+    with prepare._locked(queue) as held:
+        assert held and prepare.queue_worker(queue) == os.getpid()
+        assert f"background process {os.getpid()} is keeping" in CliRunner().invoke(cli, ["cache", "info"]).output
+    assert prepare.queue_worker(queue) is None
+    assert "background process" not in CliRunner().invoke(cli, ["cache", "info"]).output
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (queue / prepare.LOCK_NAME).write_text(f"{dead.pid}\n")  # a worker killed while holding it
+    assert prepare.queue_worker(queue) is None

@@ -4,20 +4,26 @@ The trace cache derives another batch of traced shapes from a batch basis (three
 :mod:`llm_perf_opt.analysis.trace_step`).  Built in the foreground, the basis would cost every cold run those
 traces, or the first batch change all of them.  Instead, when ``analyze`` traces shapes the cache has never seen,
 :func:`prepare_batch_basis_later` queues a request for their basis in the cache (``prepare/<key>.json``, one per
-shapes) and starts a background process (``python -m llm_perf_opt.analysis.prepare``: its own session, lowered
-priority, no output).  It waits until the command that started it has exited (so the command is not slowed down),
-then works the queue (:func:`drain`) if no other such process does (a ``flock`` on ``prepare/.lock``; the holder
-takes the requests queued meanwhile too, so a loop of cold runs gets one busy process, not one per run).  For each
+shapes) and starts a background process (its own session, lowered priority, no output).  Where the command's
+process may fork and the machine has a second core, the process is a child forked from it right after its trace (it
+starts with torch imported, on the other core, while the command writes its report); otherwise it is ``python -m
+llm_perf_opt.analysis.prepare``, which waits until the command has exited.  Either way the command is not slowed
+down, and the process works the queue (:func:`drain`) if no other such process does (a ``flock`` on
+``prepare/.lock``, which names its holder; the holder takes the requests queued meanwhile too, so a loop of cold runs
+gets one busy process, not one per run).  For each
 request it traces the shapes at :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's
 batch, when larger) with a basis and stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then
 traces the batches below the basis's range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16).
-Once it is done (about twenty seconds after a cold run on a 2-core machine, balanced routing), every batch of those
-shapes is a cache hit (those it traced) or derived (the basis's range) in under a second.
+The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about fifteen
+seconds later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived (the
+basis's range) in under a second, and a batch change made while the basis is built waits for it
+(:func:`waited_for_basis`).
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
 cache's own (atomic): a process that is killed leaves nothing half-written (a request is taken off the queue before
-it is worked, so none is retried forever), and a batch change made before it is done traces as it would without it.
+it is worked, so none is retried forever), and a batch change below the basis's range made before it is done traces
+as it would without it.
 The process says nothing; a request is queued at most once per shapes (the cache's note that the shapes were seen
 stops the next run from queueing another).  ``llm-perf-opt cache clear`` empties the queue too.
 """
@@ -27,12 +33,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -67,12 +75,15 @@ __all__ = [
     "PREPARE_ENV",
     "WAIT_LIMIT_S",
     "WORKING_NAME",
+    "Background",
+    "Forked",
     "basis_builder",
     "drain",
     "main",
     "prepare_batch_basis_later",
     "prepare_request",
     "prepared_batches",
+    "queue_worker",
     "waited_for_basis",
 ]
 
@@ -127,10 +138,12 @@ def prepare_batch_basis_later(
     routing: RoutingModel,
     cache: TraceCache,
     after_this_process: bool = True,
-) -> subprocess.Popen[bytes] | None:
+) -> Background | None:
     """Queue ``workload``'s batch basis in ``cache`` and start a background process working the queue (module
-    docstring); returns it, or None when none is started.  With ``after_this_process`` (a command line's process) it
-    works only once this process has exited, so it never slows the command down."""
+    docstring); returns it, or None when none is started.  With ``after_this_process`` (a command line's process,
+    about to write its report and exit) the command is not slowed down: where this process may fork and has another
+    core, a child forked from it works the queue at once on that core, with this process's imports (no second
+    ``import torch``); otherwise a new process works it once this process has exited."""
     request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache)
     if request is None or fcntl is None:
         return None
@@ -139,6 +152,8 @@ def prepare_batch_basis_later(
     try:
         queue.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(queue / f"{trace_key(request)}.json", text.encode("utf-8"))
+        if after_this_process and _may_fork():
+            return _forked_worker(queue)
         after = str(os.getpid()) if after_this_process else ""
         return subprocess.Popen(
             [sys.executable, "-m", __name__, str(queue), after],
@@ -150,6 +165,82 @@ def prepare_batch_basis_later(
         )
     except OSError:
         return None  # the basis is an optimisation: without it the first batch change traces
+
+
+class Background(Protocol):
+    """A background process started by :func:`prepare_batch_basis_later` (a ``subprocess.Popen`` or
+    :class:`Forked`)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Forked:
+    """A child forked from this process to work the queue (:func:`prepare_batch_basis_later`)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit status (0: done), once it has exited; ``subprocess.TimeoutExpired`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.05)
+
+
+def _may_fork() -> bool:
+    """Whether a queue worker may be forked from this process: ``os.fork`` exists and another core is there."""
+    if not hasattr(os, "fork"):
+        return False
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return cores >= 2
+
+
+def _forked_worker(queue: Path) -> Forked:
+    """Fork a child that works ``queue`` (:func:`drain`) in its own session at lowered priority, with its standard
+    streams on ``/dev/null`` (a pipe this command writes to is not held open; a lock another thread of this process
+    held at the fork, a progress spinner's, is never needed) and leaves with ``os._exit``."""
+    pid = os.fork()
+    if pid:
+        return Forked(pid)
+    code = 1
+    try:
+        os.setsid()  # not stopped by the terminal's Ctrl-C or hang-up once analyze has returned
+        _detach_streams()
+        torch = sys.modules.get("torch")
+        if torch is not None:  # OpenMP's thread team does not survive a fork: a parallel region would wait forever
+            torch.set_num_threads(1)
+        os.environ[PREPARE_ENV] = "0"
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)
+        drain(queue)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _detach_streams() -> None:
+    """Point every inherited pipe, socket and terminal (standard streams included) at ``/dev/null``: a reader of
+    the command's output gets its end of file when the command exits, and nothing this process writes is seen.
+    The descriptors stay open (on ``/dev/null``), so no object holding one closes another file by its number."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    folder = Path("/proc/self/fd")
+    numbers = [int(p.name) for p in folder.iterdir()] if folder.is_dir() else list(range(256))
+    for fd in numbers:
+        with contextlib.suppress(OSError):
+            mode = os.fstat(fd).st_mode
+            if fd != devnull and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+                os.dup2(devnull, fd)
+    sys.stdout = sys.stderr = Path(os.devnull).open("w")  # noqa: SIM115 (left with os._exit)
+    warnings.simplefilter("ignore")
 
 
 def waited_for_basis(
@@ -291,9 +382,23 @@ def _locked(queue: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield True
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # who works the queue (queue_worker)
+        try:
+            yield True
+        finally:
+            os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the descriptor lets go of the lock
+
+
+def queue_worker(queue: Path) -> int | None:
+    """The live process holding ``queue``'s lock (the one working it), or None."""
+    try:
+        pid = int((queue / LOCK_NAME).read_text(encoding="utf-8").strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and _alive(pid) else None
 
 
 def _exited(pid: int, *, limit_s: float) -> bool:

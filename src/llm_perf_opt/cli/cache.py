@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from llm_perf_opt.analysis.prepare import queue_worker
 from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache
 
 __all__ = ["cache"]
@@ -29,6 +30,9 @@ def info() -> None:
     click.echo(f"entries: {traces}, {bases}, {batch}, {found.bytes / 1e6:.1f} MB")
     if found.queued:
         click.echo(f"{found.queued} batch bas{'es' if found.queued != 1 else 'is'} queued for the background process")
+    worker = queue_worker(TraceCache().queue)
+    if worker is not None:
+        click.echo(f"background process {worker} is keeping batch bases (its traces land here as it goes)")
     if found.obsolete:
         click.echo(f"and {found.obsolete} figure entries an earlier version kept (unused; cache clear removes them)")
 

@@ -176,39 +176,42 @@ def member_layout(layer: MoeLayer, routing: RoutingModel, tokens: int) -> list[t
 
 
 def fit_member_law(observations: Sequence[tuple[int, int, int, int]]) -> MemberLaw | None:
-    """The law through every ``(batch, prefix, size, peak)`` observation, solved exactly; None if none fits all."""
-    rows: list[list[Fraction]] = []
+    """The law through every ``(batch, prefix, size, peak)`` observation, solved exactly; None if none fits all.
+
+    Four independent observations are picked by fraction-free elimination over the integers (each new row is
+    reduced against the rows kept so far: ``r <- a*r - c*pivot``, a scaling that keeps its zeros and its
+    inconsistency), the law is solved from them in fractions, and every observation is checked in integers (the
+    law times the common denominator of its coefficients)."""
+    pivots: list[list[int]] = []
     for batch, prefix, size, peak in observations:
-        candidate = [Fraction(1), Fraction(batch), Fraction(prefix), Fraction(size), Fraction(peak)]
-        trial = _reduce([*rows, candidate])
-        if trial is not None and len(trial) > len(rows):
-            rows = trial
-        if len(rows) == 4:
-            break
-    coefficients = _solve(rows) if len(rows) == 4 else None
+        row = _eliminated([1, batch, prefix, size, peak], pivots)
+        if any(row[:4]):
+            pivots.append(row)
+            if len(pivots) == 4:
+                break
+        elif row[4]:
+            return None  # in the span of the rows kept, with another value: no law fits both
+    if len(pivots) < 4:
+        return None
+    coefficients = _solve([[Fraction(v) for v in row] for row in pivots])
     if coefficients is None:
         return None
     law = MemberLaw(alpha=coefficients[0], beta=coefficients[1], gamma=coefficients[2], delta=coefficients[3])
-    if any(law.at(batch=b, prefix=p, size=s) != v for b, p, s, v in observations):
+    scale = math.lcm(*(c.denominator for c in coefficients))
+    a, b, g, d = (int(c * scale) for c in coefficients)
+    if any(a + b * n + g * p + d * s != scale * v for n, p, s, v in observations):
         return None
     return law
 
 
-def _reduce(rows: list[list[Fraction]]) -> list[list[Fraction]] | None:
-    """``rows`` (augmented) in row-echelon form without the dependent ones; None if a row is inconsistent."""
-    out: list[list[Fraction]] = []
-    for row in rows:
-        r = list(row)
-        for pivot_row in out:
-            col = next(i for i, v in enumerate(pivot_row[:4]) if v)
-            if r[col]:
-                factor = r[col] / pivot_row[col]
-                r = [a - factor * b for a, b in zip(r, pivot_row, strict=True)]
-        if any(r[:4]):
-            out.append(r)
-        elif r[4]:
-            return None
-    return out
+def _eliminated(row: list[int], pivots: list[list[int]]) -> list[int]:
+    """``row`` with the pivot column of every row in ``pivots`` (its first non-zero of the four) cleared."""
+    for pivot in pivots:
+        col = next(i for i in range(4) if pivot[i])
+        if row[col]:
+            keep, take = pivot[col], row[col]
+            row = [keep * x - take * y for x, y in zip(row, pivot, strict=True)]
+    return row
 
 
 def _solve(rows: list[list[Fraction]]) -> list[Fraction] | None:
