@@ -116,18 +116,24 @@ def test_only_builtin_v1_sources_get_a_request(monkeypatch: pytest.MonkeyPatch) 
     assert prepare.prepare_request(ocr2, workload, **kwargs) is None
 
 
+def _start_tiny_basis(workload: Any, *, after_this_process: bool = True) -> prepare.Background | None:
+    """Queue the basis of ``TINY``'s shapes at ``workload`` and start the process that keeps it."""
+    return prepare.prepare_batch_basis_later(
+        resolve_model_source(TINY.model),
+        workload,
+        attention="flash",
+        routing=RoutingModel.skewed(1.2),
+        cache=TraceCache(),
+        after_this_process=after_this_process,
+    )
+
+
 def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(prepare.PREPARE_ENV)
     first = run_analysis(TINY)  # the first batch: a note
     assert (TraceCache().info().batch_bases, TraceCache().info().batch_marks) == (0, 1)
-    process = prepare.prepare_batch_basis_later(
-        resolve_model_source(TINY.model),
-        first.workload,
-        attention="flash",
-        routing=RoutingModel.skewed(1.2),
-        cache=TraceCache(),
-        after_this_process=False,  # a command line's process waits for its command to exit: this one goes on
-    )
+    # a command line's process waits for its command to exit: this one goes on
+    process = _start_tiny_basis(first.workload, after_this_process=False)
     assert process is not None
     assert process.wait(timeout=300) == 0  # a real process: imports torch, traces, stores
     info = TraceCache().info()
@@ -308,13 +314,7 @@ def test_a_forked_worker_keeps_the_basis_while_this_process_goes_on(monkeypatch:
     monkeypatch.setattr(prepare, "_may_fork", lambda: True)  # a second core or not: fork
     first = run_analysis(TINY)
     queue = TraceCache().queue
-    process = prepare.prepare_batch_basis_later(
-        resolve_model_source(TINY.model),
-        first.workload,
-        attention="flash",
-        routing=RoutingModel.skewed(1.2),
-        cache=TraceCache(),
-    )
+    process = _start_tiny_basis(first.workload)
     assert isinstance(process, prepare.Forked)
     assert process.wait(timeout=300) == 0  # a child of this process: its imports, its own session
     info = TraceCache().info()

@@ -54,6 +54,7 @@ from llm_perf_opt.analysis.trace_step import (
 )
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.core.atomic import atomic_write_bytes
+from llm_perf_opt.core.processes import pid_alive
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
@@ -282,7 +283,7 @@ def basis_builder(queue: Path, key: str) -> int | None:
         pid = int(marker["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return pid if marker.get("shapes") == key and _alive(pid) else None
+    return pid if marker.get("shapes") == key and pid_alive(pid) else None
 
 
 @contextlib.contextmanager
@@ -398,28 +399,17 @@ def queue_worker(queue: Path) -> int | None:
         pid = int((queue / LOCK_NAME).read_text(encoding="utf-8").strip() or 0)
     except (OSError, ValueError):
         return None
-    return pid if pid > 0 and _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _exited(pid: int, *, limit_s: float) -> bool:
     """Wait until process ``pid`` has exited; False when it still runs after ``limit_s`` seconds."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
     return False
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (or its number now belongs to another user's process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from attrs import frozen
 
+from llm_perf_opt.core.processes import pid_alive
 from llm_perf_opt.errors import LlmPerfOptError, UserError
 
 __all__ = [
@@ -105,18 +106,6 @@ class JobRecord:
     reason: str | None = None
     owner_pid: int = 0
     request: dict[str, Any] | None = None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -432,7 +421,7 @@ class ReportStore:
 
     @staticmethod
     def _owner_gone(pid: int) -> bool:
-        return pid == os.getpid() or not _pid_alive(pid)
+        return pid == os.getpid() or not pid_alive(pid)
 
     def _remove_dead_job_temps(self) -> None:
         folder = self.root / _JOBS

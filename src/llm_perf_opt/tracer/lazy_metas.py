@@ -24,13 +24,14 @@ never gets it.  This module does not import torch (it must run before torch is i
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 import threading
 import types
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from llm_perf_opt.tracer import DYNAMO_STAND_IN_ENV
 
@@ -40,6 +41,7 @@ __all__ = [
     "defer_python_metas",
     "load_python_metas",
     "python_metas_deferred",
+    "python_metas_on_demand",
     "runs_without_python_meta",
     "with_python_metas_on_demand",
 ]
@@ -47,6 +49,7 @@ __all__ = [
 _NAME = "torch._meta_registrations"
 _LOCK = threading.Lock()
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 NEVER_PYTHON_META = frozenset(
     {
@@ -120,6 +123,16 @@ def runs_without_python_meta(op: Any) -> bool:
     if op.is_view or name in NEVER_PYTHON_META or name in SAME_WITHOUT_PYTHON_META:
         return True
     return bool(torch._C._dispatch_has_kernel_for_dispatch_key(name, "Meta"))
+
+
+def python_metas_on_demand(fn: Callable[_P, _T]) -> Callable[_P, _T]:
+    """``fn`` run through :func:`with_python_metas_on_demand` (a decorator)."""
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return with_python_metas_on_demand(lambda: fn(*args, **kwargs))
+
+    return run
 
 
 def with_python_metas_on_demand(run: Callable[[], _T]) -> _T:

@@ -27,7 +27,7 @@ from llm_perf_opt.tracer.engine import (
     trace_model,
     trace_model_batched_with_basis,
 )
-from llm_perf_opt.tracer.lazy_metas import with_python_metas_on_demand
+from llm_perf_opt.tracer.lazy_metas import python_metas_on_demand
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
@@ -102,6 +102,7 @@ def trace_with_basis(
     return result, driver, basis
 
 
+@python_metas_on_demand
 def trace_with_bases(
     model_source: TraceableSource,
     workload: Workload | Ocr2Workload | str,
@@ -122,37 +123,6 @@ def trace_with_bases(
     of that many new tokens, so the basis covers every output length up to it (one more decode step traced).
     Where torch's Python meta kernels were deferred and the build or trace needs one, it runs again with them
     (:func:`~llm_perf_opt.tracer.lazy_metas.with_python_metas_on_demand`)."""
-    return with_python_metas_on_demand(
-        lambda: _trace_with_bases(
-            model_source,
-            workload,
-            attention=attention,
-            routing=routing,
-            decode=decode,
-            model=model,
-            verify_fast_meta=verify_fast_meta,
-            batch=batch,
-            far_new_tokens=far_new_tokens,
-            replay=replay,
-            batch_basis=batch_basis,
-        )
-    )
-
-
-def _trace_with_bases(
-    model_source: TraceableSource,
-    workload: Workload | Ocr2Workload | str,
-    *,
-    attention: Literal["flash", "eager"],
-    routing: RoutingModel | None,
-    decode: DecodeMode,
-    model: nn.Module | None,
-    verify_fast_meta: bool,
-    batch: BatchMode,
-    far_new_tokens: int | None,
-    replay: bool,
-    batch_basis: tuple[int, int] | None,
-) -> tuple[TraceResult, Driver, DecodeBasis | None, BatchBasis | None]:
     source = model_source
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
