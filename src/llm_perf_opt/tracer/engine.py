@@ -141,20 +141,31 @@ def _fit_or_fall_back(
     step_raws: dict[int, RawTrace],
     method: DecodeMethod,
     note: str,
-) -> tuple[dict[int, RawTrace], DecodeMethod, str, dict[str, StageGrouping]]:
+) -> tuple[dict[int, RawTrace], DecodeMethod, str, _Grouped]:
     """Keep the three traced steps if every counter is affine in the step, else trace every step; with the
-    groupings of the prefill and the kept steps (what the tree is built with)."""
+    groupings of the prefill and the kept steps (what the tree is built with) and, for kept steps, their node data
+    and fit (which :func:`_assemble` then reuses)."""
     groupings = _groupings(state.index, state.structure, [prefill_raw, *step_raws.values()])
     if method != "affine-fit":
-        return step_raws, method, note, groupings
+        return step_raws, method, note, _Grouped(groupings)
+    step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
     try:
-        fit_steps({i: to_node_data(raw, groupings) for i, raw in step_raws.items()}, driver.decode_steps)
+        fitted = fit_steps(step_data, driver.decode_steps)
     except AffineFitError as exc:
         n = driver.decode_steps
         every = {i: _run_pass(state, "decode", driver.step(i), opts) for i in range(1, n + 1)}
         groupings = _groupings(state.index, state.structure, [prefill_raw, *every.values()])
-        return every, "every-step", f"affine check failed ({exc.where}); traced all {n} steps", groupings
-    return step_raws, method, note, groupings
+        return every, "every-step", f"affine check failed ({exc.where}); traced all {n} steps", _Grouped(groupings)
+    return step_raws, method, note, _Grouped(groupings, step_data, fitted)
+
+
+@frozen
+class _Grouped:
+    """The groupings a trace is built with; with a fitted decode, its steps' node data and their fit too."""
+
+    groupings: dict[str, StageGrouping]
+    step_data: dict[int, NodeData] | None = None
+    fitted: NodeData | None = None
 
 
 def _far_step(
@@ -181,10 +192,10 @@ def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far
     state = TraceState(model, options.rules, pure=options.pure_modules)
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
-    step_raws, method, note, groupings = _fit_or_fall_back(driver, state, opts, prefill_raw, step_raws, method, note)
+    step_raws, method, note, grouped = _fit_or_fall_back(driver, state, opts, prefill_raw, step_raws, method, note)
     far_raw = _far_step(far, driver, state, opts, method)
     return _assemble(
-        state, driver, prefill_raw, step_raws, options, method=method, note=note, far_raw=far_raw, groupings=groupings
+        state, driver, prefill_raw, step_raws, options, method=method, note=note, far_raw=far_raw, grouped=grouped
     )
 
 
@@ -200,19 +211,22 @@ def _assemble(
     batch_method: BatchMethod = "traced",
     batch_note: str = "",
     far_raw: tuple[int, RawTrace] | None = None,
-    groupings: dict[str, StageGrouping] | None = None,
+    grouped: _Grouped | None = None,
 ) -> Traced:
-    """Group (unless ``groupings`` are given), fit the decode steps, roll up the tree and the ledger of the traced
-    passes; keep the basis of a fitted decode."""
+    """Group (unless ``grouped`` says how), fit the decode steps (unless it holds their fit), roll up the tree and
+    the ledger of the traced passes; keep the basis of a fitted decode."""
     index, structure = state.index, state.structure
-    if groupings is None:
-        groupings = _groupings(index, structure, [prefill_raw, *step_raws.values()])
+    if grouped is None:
+        grouped = _Grouped(_groupings(index, structure, [prefill_raw, *step_raws.values()]))
+    groupings = grouped.groupings
     prefill = to_node_data(prefill_raw, groupings)
-    step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
+    step_data = grouped.step_data
+    if step_data is None:
+        step_data = {i: to_node_data(raw, groupings) for i, raw in step_raws.items()}
     data = NodeData()
     data.add(prefill)
     if method == "affine-fit":
-        data.add(fit_steps(step_data, driver.decode_steps))
+        data.add(grouped.fitted if grouped.fitted is not None else fit_steps(step_data, driver.decode_steps))
     elif step_data:
         data.add(integrate(step_data))
     all_raws = [prefill_raw, *step_raws.values()]
@@ -285,9 +299,8 @@ def trace_model_batched_with_basis(
             note = f"batch extrapolation refused ({why}); traced all {batch} rows"
             return attrs.evolve(result, batch_note=note), basis, None
         step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
-        step_raws, method, note, groupings = _fit_or_fall_back(
-            driver, state, opts, prefill_raw, step_raws, method, note
-        )
+        step_raws, method, note, grouped = _fit_or_fall_back(driver, state, opts, prefill_raw, step_raws, method, note)
+        groupings = grouped.groupings
         far_raw = _far_step(far, driver, state, opts, method)
         traced = ", ".join(map(str, points))
         result, basis = _assemble(
@@ -302,7 +315,7 @@ def trace_model_batched_with_basis(
             batch_note=f"vision and projector traced at batch {traced} and extrapolated to {batch}; "
             f"language traced at batch {batch}",
             far_raw=far_raw,
-            groupings=groupings,
+            grouped=grouped,
         )
         fitted = method == "affine-fit" or len(step_raws) <= len(pick_steps(driver.decode_steps))
         if basis_request is None or not fitted or not callable(getattr(driver, "language_prefill", None)):
