@@ -89,21 +89,14 @@ NO_BACKGROUND = {"LLM_PERF_OPT_PREPARE": "0"}
 """Cases other than the background-basis ones: a cold run starts no background process (one would still be busy
 when the next repeat starts)."""
 
-BACKGROUND = "llm_perf_opt.analysis.prepare"
-
 
 def wait_for_background(cache: Path, timeout_s: float = 300.0) -> float:
-    """Seconds until the background basis work of ``cache`` is done: no request queued and no live process holding
-    its queue (a child forked from the cold run, or ``python -m llm_perf_opt.analysis.prepare``)."""
+    """Seconds until the background basis work of ``cache`` is done: no request queued (a worker takes one off only
+    while it holds the queue) and no live process holding its queue (a child forked from the cold run, or ``python
+    -m llm_perf_opt.analysis.prepare``)."""
     queue = TraceCache(cache).queue
     start = time.perf_counter()
-
-    def busy() -> bool:
-        if any(queue.glob("*.json")) or queue_worker(queue) is not None:
-            return True
-        return subprocess.run(["pgrep", "-f", BACKGROUND], stdout=subprocess.DEVNULL).returncode == 0
-
-    while busy():
+    while any(queue.glob("*.json")) or queue_worker(queue) is not None:
         if time.perf_counter() - start > timeout_s:
             raise SystemExit(f"a background basis process ran over {timeout_s:.0f} s")
         time.sleep(0.05)

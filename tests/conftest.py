@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch  # noqa: F401  (before any test: see below)
+import torch  # noqa: F401  (before any test: see the module docstring)
 
 from llm_perf_opt.analysis.prepare import PREPARE_ENV
 from llm_perf_opt.tracecache import CACHE_DIR_ENV

@@ -304,7 +304,7 @@ def fit_device_profile(
     ``refuse_unidentified`` (default) refuses data that cannot tell fitted parameters apart; off, they are reported as
     not identified and kept near the prior by the ridge (a validation page's leave-one-out fits on few measurements).
     """
-    # command that never fits (analyze) never pays for scipy.optimize, and validation-doc forks its workers sooner
+    # a command that never fits (analyze) never pays for it, and validation-doc forks its trace workers sooner
     # lazy: scipy.optimize takes ~0.65 s to import
     from scipy.optimize import lsq_linear
 

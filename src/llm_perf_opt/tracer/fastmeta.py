@@ -241,12 +241,15 @@ def _arange(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _empty((n,), kwargs.get("dtype") or torch.int64)
 
 
+def _plain_factory(kwargs: dict[str, Any]) -> bool:
+    """A factory op's keywords ask for a plain strided tensor (no other layout, no pinned memory)."""
+    return kwargs.get("layout") in (None, torch.strided) and not kwargs.get("pin_memory")
+
+
 def _full(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``torch.full(size, value)``: dense; the dtype given, else the value's (bool, int64, the default float)."""
     size, value = args[0], args[1]
-    if not isinstance(size, list | tuple) or kwargs.get("layout") not in (None, torch.strided):
-        return None
-    if kwargs.get("pin_memory"):
+    if not isinstance(size, list | tuple) or not _plain_factory(kwargs):
         return None
     dtype = kwargs.get("dtype")
     if dtype is None:
@@ -277,9 +280,7 @@ def _index_put_(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 def _new_zeros(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``self.new_zeros(size)``: dense, ``self``'s dtype unless one is given (a layout or pinning: slow path)."""
     size = args[1]
-    if not isinstance(size, list | tuple) or kwargs.get("layout") not in (None, torch.strided):
-        return None
-    if kwargs.get("pin_memory"):
+    if not isinstance(size, list | tuple) or not _plain_factory(kwargs):
         return None
     return _empty(tuple(size), kwargs.get("dtype") or args[0].dtype)
 
@@ -289,9 +290,7 @@ def _empty_like(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     x = args[0]
     if not _dense(x) or kwargs.get("memory_format") not in (None, torch.preserve_format, torch.contiguous_format):
         return None
-    if kwargs.get("layout") not in (None, torch.strided) or kwargs.get("pin_memory"):
-        return None
-    return _empty(x.shape, kwargs.get("dtype") or x.dtype)
+    return _empty(x.shape, kwargs.get("dtype") or x.dtype) if _plain_factory(kwargs) else None
 
 
 def _sort(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

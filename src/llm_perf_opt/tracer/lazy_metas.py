@@ -103,14 +103,10 @@ def python_metas_deferred() -> bool:
 def load_python_metas() -> types.ModuleType:
     """Import ``torch._meta_registrations`` for real (once; thread-safe) and return it."""
     with _LOCK:
-        current = sys.modules.get(_NAME)
-        if isinstance(current, _Placeholder):
+        if isinstance(sys.modules.get(_NAME), _Placeholder):
             del sys.modules[_NAME]
-            # importlib (not an import statement): the module is only named at run time, after the placeholder left
-            current = importlib.import_module(_NAME)
-        elif current is None:
-            current = importlib.import_module(_NAME)
-        return current
+        # importlib (not an import statement): the module is only named at run time, after the placeholder left
+        return importlib.import_module(_NAME)
 
 
 def runs_without_python_meta(op: Any) -> bool:
