@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -11,10 +12,10 @@ from torch import nn
 from llm_perf_opt.core.counts import COST_FIELDS, Counters
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracer import engine
-from llm_perf_opt.tracer.batch_fit import BatchFitError, extrapolate_stages, split_stages
+from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM, BatchFitError, extrapolate_stages, split_stages
 from llm_perf_opt.tracer.raw import RawTrace
 from llm_perf_opt.tracer.result import TraceResult
-from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.tracer.trace import ONE_CALL_NOTE, _extrapolates, trace_workload
 from llm_perf_opt.workloads import RoutingModel, preset_workload
 
 KEY = ("vision", "sam.blocks.0", "linear", "aten.mm.default")
@@ -178,3 +179,31 @@ def test_ocr2_refuses_extrapolation_and_equals_every_row(ocr2: tuple[Any, nn.Mod
     assert extrapolated.batch_method == "traced"
     assert extrapolated.batch_note.startswith("batch extrapolation refused (")
     assert extrapolated.nodes == full.nodes and extrapolated.op_ledger == full.op_ledger
+
+
+@pytest.mark.slow
+def test_ocr2_auto_traces_every_row_at_once(ocr2: tuple[Any, nn.Module]) -> None:
+    from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
+
+    source, model = ocr2
+    work = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=6, batch_size=EXTRAPOLATE_FROM)
+    auto = trace_workload(source, work, model=model)
+    # no vision traces at batch 1, 2, 3 first (their fit is refused, see above): one trace of every row
+    assert (auto.batch_method, auto.batch_note) == ("traced", ONE_CALL_NOTE)
+    full = trace_workload(source, work, model=model, batch="every-row")
+    assert auto.nodes == full.nodes and auto.op_ledger == full.op_ledger
+
+
+@pytest.mark.parametrize(
+    ("one_call", "mode", "rows", "expected"),
+    [
+        (False, "auto", EXTRAPOLATE_FROM - 1, False),
+        (False, "auto", EXTRAPOLATE_FROM, True),
+        (True, "auto", EXTRAPOLATE_FROM, False),
+        (True, "extrapolate", 2, True),
+        (False, "every-row", 1024, False),
+    ],
+)
+def test_which_traces_extrapolate_the_rows(one_call: bool, mode: Any, rows: int, expected: bool) -> None:
+    source = SimpleNamespace(rows_in_one_call=True) if one_call else SimpleNamespace()
+    assert _extrapolates(source, mode, rows) is expected  # type: ignore[arg-type]

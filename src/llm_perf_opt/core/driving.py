@@ -78,7 +78,9 @@ class TraceableSource(Protocol):
 
     A source may also carry ``stage_anchors`` (``{"vision": (...), "projector": (...), "language": (...)}``:
     ``named_modules()`` path prefixes) when its tree is not laid out like DeepSeek-OCR v1's, and ``pure_modules()``:
-    the module classes whose calls depend on nothing but their structure and arguments, which the tracer may replay.
+    the module classes whose calls depend on nothing but their structure and arguments, which the tracer may replay,
+    and ``rows_in_one_call = True`` when its vision stages run every row of a batch in one call (the same ops at any
+    batch: tracing every row costs no more than tracing a few, so the tracer does not extrapolate them).
     """
 
     @property

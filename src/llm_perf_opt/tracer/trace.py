@@ -36,6 +36,7 @@ from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 __all__ = [
     "DEEPSEEK_OCR_STAGES",
     "EXTRAPOLATE_FROM",
+    "ONE_CALL_NOTE",
     "BatchMode",
     "moe_layers",
     "stage_rules",
@@ -144,7 +145,7 @@ def trace_with_bases(
     )
     far = _far_driver(source, model, work, route, far_new_tokens)
     rows = work.batch_size
-    if batch == "extrapolate" or (batch == "auto" and rows >= EXTRAPOLATE_FROM):
+    if _extrapolates(source, batch, rows):
         built = model
 
         def driver_for(b: int) -> Driver:
@@ -158,7 +159,24 @@ def trace_with_bases(
         )
         return result, driver, basis, kept
     result, basis = trace_model(model, driver, options, far=far)
+    if batch == "auto" and rows >= EXTRAPOLATE_FROM:  # (then the source runs its rows in one call)
+        result = attrs.evolve(result, batch_note=ONE_CALL_NOTE)
     return result, driver, basis, None
+
+
+ONE_CALL_NOTE = (
+    "every row traced (the source's vision encodes all rows in one call: a trace costs about the same at any batch)"
+)
+"""The ``batch_note`` of an ``auto`` trace at a large batch of a source with ``rows_in_one_call``."""
+
+
+def _extrapolates(source: TraceableSource, batch: BatchMode, rows: int) -> bool:
+    """Whether the vision stages of ``rows`` rows are extrapolated from three traced batches: asked for, or
+    ``auto`` from :data:`EXTRAPOLATE_FROM` rows on - unless ``source`` runs every row in one call
+    (``rows_in_one_call``), whose trace costs no more with the batch."""
+    if batch != "auto":
+        return batch == "extrapolate"
+    return rows >= EXTRAPOLATE_FROM and not getattr(source, "rows_in_one_call", False)
 
 
 def _basis_request(

@@ -68,6 +68,8 @@ class Ocr2ModelSource(ModelSource):
     """DeepSeek-OCR-2 as a model source (see the module docstring)."""
 
     kind: ClassVar[str] = "deepseek-ocr-2"
+    rows_in_one_call: ClassVar[bool] = True
+    """transformers' model encodes every page of a batch in one call (see ``TraceableSource``)."""
 
     stage_anchors: dict[str, tuple[str, ...]] = field(factory=lambda: dict(OCR2_STAGE_ANCHORS))
 
