@@ -224,7 +224,8 @@ def test_it_waits_for_the_command_that_started_it_and_gives_up_past_the_limit(
 
 def test_the_batches_traced_after_the_basis_are_the_common_ones_first_then_the_rest_below_its_range() -> None:
     assert prepare.prepared_batches(11, traced_at=(1, 8)) == [4, 2, 3, 5, 6, 7, 9, 10]  # balanced routing
-    assert prepare.prepared_batches(42, traced_at=(64,)) == [4, 2, 1, 3, *range(5, 17)]  # skewed: up to 16
+    assert prepare.prepared_batches(42, traced_at=(64,)) == [4, 2, 1, 3, *range(5, 17), 32]  # skewed:1.2
+    assert prepare.prepared_batches(208, traced_at=(208,)) == [4, 2, 1, 3, *range(5, 17), 32, 64, 128]  # skewed:2
     assert prepare.prepared_batches(None, traced_at=(4, 8)) == [2]  # no basis: only the common ones
 
 

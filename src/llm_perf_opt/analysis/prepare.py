@@ -13,7 +13,8 @@ down, and the process works the queue (:func:`drain`) if no other such process d
 gets one busy process, not one per run).  For each
 request it traces the shapes at :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's
 batch, when larger) with a basis and stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then
-traces the batches below the basis's range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16).
+traces the batches below the basis's range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16,
+then 32, 64, ... 512 when the range starts above them).
 The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about fifteen
 seconds later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived (the
 basis's range) in under a second, and a batch change made while the basis is built waits for it
@@ -72,6 +73,7 @@ __all__ = [
     "LOCK_NAME",
     "NICENESS",
     "PREPARED_BATCHES",
+    "PREPARED_POWERS",
     "PREPARED_UP_TO",
     "PREPARE_ENV",
     "WAIT_LIMIT_S",
@@ -99,6 +101,10 @@ PREPARED_BATCHES = (4, 2)
 
 PREPARED_UP_TO = 16
 """After those, every other batch below the basis's range up to this one is traced too (none without a basis)."""
+
+PREPARED_POWERS = (32, 64, 128, 256, 512)
+"""Then those of these powers of two that are below the basis's range too (skewed routing starts the range late:
+at batch 42 for ``skewed:1.2``, 208 for ``skewed:2`` with the standard shapes)."""
 
 WAIT_LIMIT_S = 600.0
 """The background process gives up when the command that started it is still running after this long."""
@@ -355,9 +361,11 @@ def _work(path: Path) -> int:
 
 def prepared_batches(lowest: int | None, *, traced_at: tuple[int, ...]) -> list[int]:
     """The batches traced after a basis whose range starts at ``lowest`` (None: no basis), in order: those of
-    :data:`PREPARED_BATCHES`, then every other batch below ``lowest`` up to :data:`PREPARED_UP_TO`; none of
-    ``traced_at`` (traced already)."""
-    below = range(1, min(lowest, PREPARED_UP_TO + 1)) if lowest is not None else range(0)
+    :data:`PREPARED_BATCHES`, then every other batch below ``lowest`` up to :data:`PREPARED_UP_TO`, then the
+    :data:`PREPARED_POWERS` below ``lowest``; none of ``traced_at`` (traced already)."""
+    below: list[int] = []
+    if lowest is not None:
+        below = [*range(1, min(lowest, PREPARED_UP_TO + 1)), *(p for p in PREPARED_POWERS if p < lowest)]
     ordered = dict.fromkeys((*PREPARED_BATCHES, *below))
     return [batch for batch in ordered if batch not in traced_at]
 
