@@ -91,6 +91,18 @@ def test_batch_rows_each_get_their_views() -> None:
     assert inputs.new_cache().keys[0].shape[0] == 3
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_batch_rows_are_one_row_repeated_in_dense_tensors(device: str) -> None:
+    one = make_inputs(BASE, grid=(1, 1), num_crops=0, global_view_size=512, crop_size=640, device=device)
+    many = make_inputs(BASE, grid=(1, 1), num_crops=0, global_view_size=512, crop_size=640, batch_size=4, device=device)
+    for name in ("input_ids", "images_seq_mask", "position_ids"):
+        row, rows = getattr(one.prefill, name), getattr(many.prefill, name)
+        assert rows.shape == (4, row.shape[1]) and rows.dtype == row.dtype and rows.device.type == device
+        assert rows.is_contiguous() and rows.stride() == (row.shape[1], 1)  # its own storage, not an expanded view
+        if device == "cpu":
+            assert all(torch.equal(r, row[0]) for r in rows)
+
+
 def test_grid_and_crop_count_must_agree() -> None:
     with pytest.raises(WorkloadError, match=r"^crop grid 2x2 holds 4 crops, but num_crops is 3$"):
         make_inputs(BASE, grid=(2, 2), num_crops=3, global_view_size=1024, crop_size=640)

@@ -165,7 +165,8 @@ def trace_with_bases(
 
 
 ONE_CALL_NOTE = (
-    "every row traced (the source's vision encodes all rows in one call: a trace costs about the same at any batch)"
+    "every row traced at once: the source's vision encodes all rows in one call, so a trace costs about the same at "
+    "any batch"
 )
 """The ``batch_note`` of an ``auto`` trace at a large batch of a source with ``rows_in_one_call``."""
 

@@ -145,11 +145,10 @@ class Ocr2Driver:
         )
 
     def _prompt(self) -> Tensor:
+        """The prompt's token ids, ``[B, S]`` on meta: BOS, the image tokens, the prompt (a meta tensor holds no
+        values, so none are built on the host)."""
         work = self.workload
-        image_id = int(self.config.image_token_id)
-        text = [(_TEXT_BASE + i) % image_id for i in range(work.prompt_tokens)]
-        row = [int(self.text_config.bos_token_id or 0)] + [image_id] * work.image_tokens + text
-        return torch.tensor([row] * work.batch_size, dtype=torch.long).to("meta")
+        return torch.empty((work.batch_size, work.seq_len), dtype=torch.long, device="meta")
 
     def prefill(self) -> PassInputs:
         work = self.workload

@@ -193,9 +193,9 @@ def make_inputs(
     seq_len = 1 + n_img + prompt_tokens
     row_ids = [config.bos_token_id] + [config.image_token_id] * n_img + _text_ids(config, prompt_tokens)
     row_mask = [False] + [True] * n_img + [False] * prompt_tokens
-    ids = torch.tensor([row_ids] * batch_size, dtype=torch.long)
-    mask = torch.tensor([row_mask] * batch_size, dtype=torch.bool)
-    positions = torch.arange(seq_len, dtype=torch.long).expand(batch_size, seq_len).contiguous()
+    ids = _rows(torch.tensor(row_ids, dtype=torch.long), batch_size, device)
+    mask = _rows(torch.tensor(row_mask, dtype=torch.bool), batch_size, device)
+    positions = _rows(torch.arange(seq_len, dtype=torch.long), batch_size, device)
     images = tuple(
         ImageInputs(
             crops=_pixels((num_crops, 3, crop_size, crop_size), device, dtype, seed=_SEED + 2 * b)
@@ -206,11 +206,11 @@ def make_inputs(
         for b in range(0 if text_only else batch_size)
     )
     prefill = PrefillInputs(
-        input_ids=_to(ids, device),
+        input_ids=ids,
         images=images,
-        images_seq_mask=_to(mask, device),
+        images_seq_mask=mask,
         image_grid=tuple((int(grid[0]), int(grid[1])) for _ in range(batch_size)),
-        position_ids=_to(positions, device),
+        position_ids=positions,
     )
     return WorkloadInputs(
         config=config,
@@ -278,6 +278,14 @@ def _pixels(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, *,
         return torch.empty(shape, device=device, dtype=dtype)
     gen = torch.Generator().manual_seed(seed)
     return (torch.rand(shape, generator=gen) * 2 - 1).to(device=device, dtype=dtype)
+
+
+def _rows(row: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """``row`` (a CPU vector) repeated as a dense ``[batch_size, len]`` tensor on ``device``; on meta (no values)
+    an empty one, so a large batch of long rows costs no host memory or copy (millions of elements at batch 1,024)."""
+    if device.type == "meta":
+        return torch.empty((batch_size, row.numel()), dtype=row.dtype, device=device)
+    return _to(row.expand(batch_size, row.numel()).contiguous(), device)
 
 
 def _to(t: Tensor, device: torch.device) -> Tensor:
