@@ -252,6 +252,24 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     assert not (queue / prepare.WORKING_NAME).exists()
 
 
+def test_every_trace_of_a_request_runs_on_one_tree_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    source, workload, shapes = _tiny_shapes()
+    built: list[object] = []
+    models: list[object] = []
+
+    def build(*args: Any, **kwargs: Any) -> object:
+        built.append(object())
+        return built[-1]
+
+    monkeypatch.setattr(prepare, "_built", build)
+    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: models.append(k["model"]) or 9)
+    monkeypatch.setattr(prepare, "traced", lambda *a, **k: models.append(k["model"]))
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    prepare._work(_queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes)))
+    assert len(built) == 1 and len(models) == 1 + 6  # the basis, then batches 4, 2, 3, 5, 6, 7 (below 9)
+    assert all(model is built[0] for model in models)
+
+
 def _mark(queue: Path, pid: int, key: str) -> None:
     queue.mkdir(parents=True, exist_ok=True)
     (queue / prepare.WORKING_NAME).write_text(json.dumps({"pid": pid, "shapes": key}))

@@ -67,11 +67,13 @@ def traced(
     attention: Literal["flash", "eager"],
     routing: RoutingModel,
     cache: TraceCache | None,
+    model: Any = None,
 ) -> TraceOutcome:
     """The trace of ``workload`` on ``source``: from ``cache`` when it holds the key or a decode basis of the same
-    shapes, else traced (and stored with its basis)."""
+    shapes, else traced (and stored with its basis) - on ``model`` when given (``source``'s tree, built for
+    ``attention``: :func:`~llm_perf_opt.tracer.trace.build_model`), else on a tree built for it."""
     if cache is None:
-        return (*_trace(source, workload, attention=attention, routing=routing)[:2], False)
+        return (*_trace(source, workload, attention=attention, routing=routing, model=model)[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
     served, found, in_batch = _from_cache(cache, parts, workload, routing)
     if served is not None:
@@ -79,7 +81,7 @@ def traced(
     build = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
     batches = (1, MAX_BATCH_SIZE) if build else None
     result, provenance, basis, batch_basis = _trace(
-        source, workload, attention=attention, routing=routing, batches=batches
+        source, workload, attention=attention, routing=routing, batches=batches, model=model
     )
     entry = _keep(cache, parts, found, result, provenance, basis)
     if batch_basis is not None:
@@ -133,19 +135,25 @@ def shapes_seen(
 
 
 def build_batch_basis(
-    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+    source: Any,
+    workload: Any,
+    *,
+    attention: Literal["flash", "eager"],
+    routing: RoutingModel,
+    cache: TraceCache,
+    model: Any = None,
 ) -> int | None:
     """Trace ``workload``'s shapes at its batch, or at :data:`EXTRAPOLATE_FROM` rows when it has fewer (the fewest
-    the batched tracer extrapolates, which a basis is built with), with a batch basis; store both.  Returns the
-    lowest batch the basis derives (one already stored counts), or None when none is kept (it would not reproduce
-    its own batches)."""
+    the batched tracer extrapolates, which a basis is built with), with a batch basis (on ``model`` as in
+    :func:`traced`); store both.  Returns the lowest batch the basis derives (one already stored counts), or None
+    when none is kept (it would not reproduce its own batches)."""
     at = evolve(workload, batch_size=basis_batch(workload))
     parts = analysis_key_parts(source, at, attention=attention, routing=routing)
     stored = cache.load_batch_basis(parts)
     if stored is not None:
         return stored[1].points[0]
     result, provenance, basis, batch_basis = _trace(
-        source, at, attention=attention, routing=routing, batches=(1, MAX_BATCH_SIZE)
+        source, at, attention=attention, routing=routing, batches=(1, MAX_BATCH_SIZE), model=model
     )
     entry = _keep(cache, parts, cache.load_basis(parts), result, provenance, basis)
     if batch_basis is None:
@@ -168,15 +176,16 @@ def _trace(
     attention: Literal["flash", "eager"],
     routing: RoutingModel,
     batches: tuple[int, int] | None = None,
+    model: Any = None,
 ) -> _Traced:
-    """``workload`` traced on ``source`` (with a decode basis up to the context, and a batch basis over ``batches``
-    when given), and the source's provenance of the run."""
+    """``workload`` traced on ``source`` (on ``model`` when given; with a decode basis up to the context, and a batch
+    basis over ``batches`` when given), and the source's provenance of the run."""
     # lazy: tracing needs torch (seconds to import); a cache hit never gets here
     from llm_perf_opt.tracer.trace import trace_with_bases
 
     far = context_new_tokens(source.name, workload.seq_len)
     result, driver, basis, batch_basis = trace_with_bases(
-        source, workload, attention=attention, routing=routing, far_new_tokens=far, batch_basis=batches
+        source, workload, attention=attention, routing=routing, far_new_tokens=far, batch_basis=batches, model=model
     )
     return result, source_provenance(source, driver), basis, batch_basis
 

@@ -10,7 +10,7 @@ SDPA calls elsewhere (SAM, CLIP) run their math decomposition, counted op by op.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 from torch import nn
@@ -38,6 +38,7 @@ __all__ = [
     "EXTRAPOLATE_FROM",
     "ONE_CALL_NOTE",
     "BatchMode",
+    "build_model",
     "moe_layers",
     "stage_rules",
     "trace_with_bases",
@@ -128,7 +129,7 @@ def trace_with_bases(
     work = preset_workload(workload) if isinstance(workload, str) else workload
     route = routing if routing is not None else RoutingModel.balanced()
     if model is None:
-        model = source.build(attn_implementation="sdpa" if attention == "flash" else "eager")
+        model = build_model(source, attention=attention)
     driver = source.make_driver(model, work, route)
     describe: Any = getattr(driver, "describe", None)
     options = TraceOptions(
@@ -178,6 +179,13 @@ def _extrapolates(source: TraceableSource, batch: BatchMode, rows: int) -> bool:
     if batch != "auto":
         return batch == "extrapolate"
     return rows >= EXTRAPOLATE_FROM and not getattr(source, "rows_in_one_call", False)
+
+
+@python_metas_on_demand
+def build_model(model_source: TraceableSource, *, attention: Literal["flash", "eager"] = "flash") -> nn.Module:
+    """``model_source``'s tree built on meta with the implementation ``attention`` needs (``sdpa`` for flash): what
+    :func:`trace_with_bases` builds when given no ``model``, for a process that traces one source many times."""
+    return cast(nn.Module, model_source.build(attn_implementation="sdpa" if attention == "flash" else "eager"))
 
 
 def _basis_request(
