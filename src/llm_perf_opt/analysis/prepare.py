@@ -10,14 +10,13 @@ starts with torch imported, on the other core, while the command writes its repo
 llm_perf_opt.analysis.prepare``, which waits until the command has exited.  Either way the command is not slowed
 down, and the process works the queue (:func:`drain`) if no other such process does (a ``flock`` on
 ``prepare/.lock``, which names its holder; the holder takes the requests queued meanwhile too, so a loop of cold runs
-gets one busy process, not one per run).  For each
-request (on one model tree built for it) it traces the shapes at :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's
-batch, when larger) with a basis and stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then
-traces the batches below the basis's range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16,
-then 32, 64, ... 512 when the range starts above them).
-The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about ten seconds
-later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived (the
-basis's range) in under a second, and a batch change made while the basis is built waits for it
+gets one busy process, not one per run).  For each request (on one model tree built for it) it traces the shapes at
+:data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's batch, when larger) with a basis and
+stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then traces the batches below the basis's
+range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16, then 32, 64, ... 512 when the range starts
+above them).  The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about
+ten seconds later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived
+(the basis's range) in under a second, and a batch change made while the basis is built waits for it
 (:func:`waited_for_basis`).
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
