@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from llm_perf_opt.store import (
     ReportStore,
     check_report_id,
 )
+from llm_perf_opt.store.store import RESOLVE_ATTEMPTS
 
 RID = "dsocr-0123456789abcdef"
 FILES = {"summary.json": b'{"a": 1}\n', "model.json": b"{}\n", "plots/stages.svg": b"<svg/>"}
@@ -61,6 +63,18 @@ def test_publish_then_read_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", ".versions", RID]
     assert list((tmp_path / ".staging").iterdir()) == []
     assert [p.name for p in (tmp_path / ".versions").iterdir()] == [(tmp_path / RID).readlink().name]
+
+
+def test_a_reader_gives_up_after_a_bounded_number_of_retired_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ReportStore(tmp_path)
+    store.publish(RID, {"summary.json": b"0"})
+    resolved = itertools.count()
+    monkeypatch.setattr(store, "_version", lambda report_id: tmp_path / f"retired-{next(resolved)}")
+    with pytest.raises(ReportNotFoundError, match=r"is being replaced; read it again$"):
+        store.read(RID, "summary.json")
+    assert next(resolved) == 2 * RESOLVE_ATTEMPTS  # each attempt resolves, misses, and resolves again to compare
 
 
 def test_a_rebuild_never_leaves_the_report_missing(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from llm_perf_opt.errors import LlmPerfOptError, UserError
 __all__ = [
     "MANIFEST_NAME",
     "REPORT_ID_PATTERN",
+    "RESOLVE_ATTEMPTS",
     "JobRecord",
     "JobStatus",
     "ReportDamagedError",
@@ -55,6 +56,16 @@ _MANIFEST_FORMAT = 1
 _STAGING, _JOBS, _TRASH, _VERSIONS, _LOCKS = ".staging", ".jobs", ".trash", ".versions", ".locks"
 
 JobStatus = Literal["queued", "running", "failed"]
+
+
+RESOLVE_ATTEMPTS = 8
+"""A reader resolves a report's current version again at most this many times when rebuilds keep retiring the one it
+read (then: "being replaced; read it again"); it pauses 1 ms more before each retry, so a busy writer can finish."""
+
+
+def _pause_before(attempt: int) -> None:
+    if attempt:
+        time.sleep(0.001 * attempt)
 
 
 class ReportIdError(UserError):
@@ -160,7 +171,8 @@ class ReportStore:
 
     def _current_manifest(self, report_id: str) -> tuple[Path, dict[str, dict[str, Any]]]:
         """The current version's folder and manifest (resolved again if a rebuild retires it meanwhile)."""
-        for _attempt in range(3):
+        for attempt in range(RESOLVE_ATTEMPTS):
+            _pause_before(attempt)
             folder = self._version(report_id)
             try:
                 return folder, self._manifest_in(folder, report_id)
@@ -188,7 +200,8 @@ class ReportStore:
     def read(self, report_id: str, name: str) -> bytes:
         """The bytes of one file of a published report, checked against the manifest of the same version."""
         _check_member(name)
-        for _attempt in range(3):  # a rebuild may retire the version between resolving and reading: resolve again
+        for attempt in range(RESOLVE_ATTEMPTS):  # a rebuild may retire the version between resolving and reading
+            _pause_before(attempt)
             folder, manifest = self._current_manifest(report_id)
             entry = manifest.get(name)
             if entry is None:
