@@ -176,8 +176,8 @@ def test_draining_the_queue_works_every_request_and_drops_what_it_cannot_read(mo
     assert prepare.drain(cache.queue) == 1
     assert list(cache.queue.glob("*.json")) == []
     info = cache.info()
-    # balanced: batch 8 (no basis), then 4 and 2; skewed: batch 8 with a basis from 9 on, then 4, 2, 3, 5, 6, 7
-    assert info.batch_bases == 1 and info.entries == (1 + 2) + (1 + 6)
+    # balanced: batch 8 (no basis), then 4 and 2; skewed: batch 9 with a basis from 9 on, then 4, 2, 3, 5, 6, 7, 8
+    assert info.batch_bases == 1 and info.entries == (1 + 2) + (1 + 7)
     assert cache.root == Path(os.environ[CACHE_DIR_ENV])
 
 
@@ -240,15 +240,17 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
 ) -> None:
     source, workload, shapes = _tiny_shapes()
     key = shapes_key(source, attrs.evolve(workload, batch_size=77), **shapes)  # any batch: the same shapes
-    seen: list[int | None] = []
-    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
+    seen: list[object] = []
+    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: seen.append(prepare._builder(queue, key)))
     monkeypatch.setattr(prepare, "traced", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
     monkeypatch.delenv(prepare.PREPARE_ENV)
     path = _queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes))
     queue = path.parent
     assert prepare.basis_builder(queue, key) is None
     prepare._work(path)
-    assert seen == [os.getpid(), None, None]  # named while the basis is built; not while batches 4 and 2 are traced
+    # named while the basis is built, with the first batch it will derive (skewed:1.2 on the tiny model: 9); not
+    # while the batches below it are traced
+    assert seen == [(os.getpid(), 9), *[None] * len(prepare.prepared_batches(None, traced_at=(1,)))]
     assert not (queue / prepare.WORKING_NAME).exists()
 
 
@@ -261,18 +263,19 @@ def test_every_trace_of_a_request_runs_on_one_tree_built_once(monkeypatch: pytes
         built.append(object())
         return built[-1]
 
-    monkeypatch.setattr(prepare, "_built", build)
-    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: models.append(k["model"]) or 9)
+    monkeypatch.setattr(prepare, "built_model", build)
+    monkeypatch.setattr(prepare, "first_basis_batch", lambda *a, **k: 9)
+    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: models.append(k["model"]) or k["first"])
     monkeypatch.setattr(prepare, "traced", lambda *a, **k: models.append(k["model"]))
     monkeypatch.delenv(prepare.PREPARE_ENV)
     prepare._work(_queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes)))
-    assert len(built) == 1 and len(models) == 1 + 6  # the basis, then batches 4, 2, 3, 5, 6, 7 (below 9)
+    assert len(built) == 1 and len(models) == 1 + 7  # the basis, then batches 4, 2, 3, 5, 6, 7, 8 (below 9)
     assert all(model is built[0] for model in models)
 
 
-def _mark(queue: Path, pid: int, key: str) -> None:
+def _mark(queue: Path, pid: int, key: str, first: int | None = None) -> None:
     queue.mkdir(parents=True, exist_ok=True)
-    (queue / prepare.WORKING_NAME).write_text(json.dumps({"pid": pid, "shapes": key}))
+    (queue / prepare.WORKING_NAME).write_text(json.dumps({"pid": pid, "shapes": key, "from": first}))
 
 
 def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range() -> None:
@@ -294,6 +297,8 @@ def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range()
     assert wait(big) is None
     _mark(cache.queue, os.getpid(), key)
     assert wait(attrs.evolve(workload, batch_size=EXTRAPOLATE_FROM - 1)) is None  # no basis derives it
+    _mark(cache.queue, os.getpid(), key, first=65)
+    assert wait(big) is None  # below the range the basis being built will derive
     assert said == []
 
 

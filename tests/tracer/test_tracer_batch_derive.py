@@ -11,6 +11,7 @@ import pytest
 from torch import nn
 
 from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracer import engine
 from llm_perf_opt.tracer.batch_derive import (
     BatchBasis,
     BatchDeriveError,
@@ -57,8 +58,27 @@ def _same(derived: TraceResult, traced: TraceResult) -> None:
 
 
 def test_balanced_points_start_where_every_expert_is_routed_to(built: tuple[TraceResult, BatchBasis]) -> None:
-    # decode: 64 experts, top-6: 6*B assignments reach every expert from B = 11 (64/6 = 10.7); p2 ~ sqrt(11*1024)
-    assert built[1].points == (11, 106, 1024)
+    # decode: 64 experts, top-6: 6*B assignments reach every expert from B = 11 (64/6 = 10.7); the trace's own
+    # batch (16) lies between 11 and 1,024, so it is the middle point (its language passes are that point's)
+    assert built[1].points == (11, 16, 1024)
+
+
+def test_the_traced_batchs_language_passes_are_not_traced_again(
+    v1: tuple[Any, nn.Module], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[str] = []
+    run_pass = engine._run_pass
+
+    def counted(state: Any, stage: str, *args: Any) -> Any:
+        runs.append(stage)
+        return run_pass(state, stage, *args)
+
+    monkeypatch.setattr(engine, "_run_pass", counted)
+    _, _, _, basis = _trace(v1, 11, RoutingModel.balanced(), batch_basis=(1, 1024))
+    assert basis is not None and basis.points == (11, 106, 1024)  # at the first point: choose_points' own
+    steps = len(basis.passes[11]) - 1  # decode steps (and the far one) of each point
+    # the trace at 11 (vision at 1, 2, 3 stopping before the language; its prefill; its steps), then 106 and 1,024
+    assert runs.count("decode") == 3 * steps and runs.count("prefill") == 3 + 1 + 2
 
 
 @pytest.mark.parametrize("batch", [11, 37, 1024])

@@ -11,12 +11,13 @@ llm_perf_opt.analysis.prepare``, which waits until the command has exited.  Eith
 down, and the process works the queue (:func:`drain`) if no other such process does (a ``flock`` on
 ``prepare/.lock``, which names its holder; the holder takes the requests queued meanwhile too, so a loop of cold runs
 gets one busy process, not one per run).  For each request (on one model tree built for it) it traces the shapes at
-:data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows (or the workload's batch, when larger) with a basis and
-stores both (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then traces the batches below the basis's
-range (:func:`prepared_batches`: 4 and 2 first, then the others up to 16, then 32, 64, ... 512 when the range starts
-above them).  The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about
-ten seconds later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived
-(the basis's range) in under a second, and a batch change made while the basis is built waits for it
+the basis's first batch, whose language passes are then that point's (or the workload's batch, when larger; at
+least :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows), with a basis, and stores both
+(:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then traces the batches below the basis's range
+(:func:`prepared_batches`: 4 and 2 first, then the others up to 16, then 32, 64, ... 512 when the range starts above
+them).  The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about ten
+seconds later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived (the
+basis's range) in under a second, and a batch change made while the basis is built waits for it
 (:func:`waited_for_basis`).
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
@@ -46,9 +47,10 @@ import attrs
 
 from llm_perf_opt.analysis.trace_step import (
     TraceOutcome,
-    basis_batch,
     build_batch_basis,
+    built_model,
     cached,
+    first_basis_batch,
     shapes_key,
     traced,
 )
@@ -261,13 +263,14 @@ def waited_for_basis(
 ) -> TraceOutcome | None:
     """``workload`` from the cache once the batch basis of its shapes that a background process is building right
     now is kept (at most ``limit_s`` seconds): tracing the same basis next to it would end later.  None at once
-    when nothing builds it or the batch is below the range a basis covers (:data:`EXTRAPOLATE_FROM`), and None when
-    the basis, once kept, does not derive the batch (the caller traces it)."""
+    when nothing builds it or the batch is below the range that basis will cover (its first batch, as the builder's
+    marker says; :data:`EXTRAPOLATE_FROM` at least), and None when the basis, once kept, does not derive the batch
+    (the caller traces it)."""
     if workload.batch_size < EXTRAPOLATE_FROM:
         return None
     key = shapes_key(source, workload, attention=attention, routing=routing)
-    pid = basis_builder(cache.queue, key)
-    if pid is None:
+    pid, first = _builder(cache.queue, key)
+    if pid is None or (first is not None and workload.batch_size < first):
         return None
     shapes: dict[str, Any] = {"attention": attention, "routing": routing, "cache": cache}
     served = cached(source, workload, **shapes)
@@ -283,19 +286,28 @@ def waited_for_basis(
 def basis_builder(queue: Path, key: str) -> int | None:
     """The live process building the batch basis of the shapes ``key`` now (named by :data:`WORKING_NAME` in
     ``queue``), or None."""
+    return _builder(queue, key)[0]
+
+
+def _builder(queue: Path, key: str) -> tuple[int | None, int | None]:
+    """(:func:`basis_builder`, the first batch that basis will derive as its marker says, or None)."""
     try:
         marker = json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))
         pid = int(marker["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if marker.get("shapes") == key and pid_alive(pid) else None
+        first = marker.get("from")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    if marker.get("shapes") != key or not pid_alive(pid):
+        return None, None
+    return pid, first if isinstance(first, int) else None
 
 
 @contextlib.contextmanager
-def _building(queue: Path, key: str) -> Iterator[None]:
-    """:data:`WORKING_NAME` names this process and the shapes ``key`` for the block."""
+def _building(queue: Path, key: str, *, first: int | None) -> Iterator[None]:
+    """:data:`WORKING_NAME` names this process, the shapes ``key`` and the first batch their basis will derive
+    (``first``; None: unknown) for the block."""
     marker = queue / WORKING_NAME
-    mine = json.dumps({"pid": os.getpid(), "shapes": key}).encode("utf-8")
+    mine = json.dumps({"pid": os.getpid(), "shapes": key, "from": first}).encode("utf-8")
     atomic_write_bytes(marker, mine)
     try:
         yield
@@ -351,20 +363,14 @@ def _work(path: Path) -> int:
     shapes: dict[str, Any] = {"attention": request["attention"], "routing": routing, "cache": cache}
     lowest: int | None = None
     with contextlib.suppress(Exception):  # a request that fails to trace must not strand the ones queued after it
-        shapes["model"] = _built(source, request["attention"])  # one tree for all its traces (~0.4 s each for v1)
-        with _building(path.parent, shapes_key(source, workload, attention=request["attention"], routing=routing)):
-            lowest = build_batch_basis(source, workload, **shapes)
-        for batch in prepared_batches(lowest, traced_at=(workload.batch_size, basis_batch(workload))):
+        shapes["model"] = model = built_model(source, attention=request["attention"])  # one tree for all its traces
+        first = first_basis_batch(source, workload, routing=routing, model=model)
+        key = shapes_key(source, workload, attention=request["attention"], routing=routing)
+        with _building(path.parent, key, first=first):
+            lowest = build_batch_basis(source, workload, first=first, **shapes)
+        for batch in prepared_batches(lowest, traced_at=(workload.batch_size,)):
             traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
     return int(lowest is not None)
-
-
-def _built(source: Any, attention: Literal["flash", "eager"]) -> Any:
-    """``source``'s tree for ``attention``, built once for every trace of a request."""
-    # lazy: the tracer imports torch (seconds); the command line imports this module only to queue requests
-    from llm_perf_opt.tracer.trace import build_model
-
-    return build_model(source, attention=attention)
 
 
 def prepared_batches(lowest: int | None, *, traced_at: tuple[int, ...]) -> list[int]:

@@ -38,10 +38,11 @@ from llm_perf_opt.workloads import RoutingModel
 __all__ = [
     "TraceOutcome",
     "analysis_key_parts",
-    "basis_batch",
     "build_batch_basis",
+    "built_model",
     "cached",
     "context_new_tokens",
+    "first_basis_batch",
     "shapes_key",
     "shapes_seen",
     "traced",
@@ -142,16 +143,22 @@ def build_batch_basis(
     routing: RoutingModel,
     cache: TraceCache,
     model: Any = None,
+    first: int | None = None,
 ) -> int | None:
-    """Trace ``workload``'s shapes at its batch, or at :data:`EXTRAPOLATE_FROM` rows when it has fewer (the fewest
-    the batched tracer extrapolates, which a basis is built with), with a batch basis (on ``model`` as in
-    :func:`traced`); store both.  Returns the lowest batch the basis derives (one already stored counts), or None
-    when none is kept (it would not reproduce its own batches)."""
-    at = evolve(workload, batch_size=basis_batch(workload))
-    parts = analysis_key_parts(source, at, attention=attention, routing=routing)
-    stored = cache.load_batch_basis(parts)
+    """Trace ``workload``'s shapes with a batch basis (on ``model`` as in :func:`traced`) and store both: at the
+    basis's first batch (``first`` when the caller has it from :func:`first_basis_batch`), whose traced language
+    passes are then that point's, or at the workload's own batch when larger (then a point too, when inside the
+    basis's range), and at :data:`EXTRAPOLATE_FROM` rows at least (the fewest the batched tracer extrapolates, which
+    a basis is built with).  Returns the lowest batch the basis derives (one already stored counts), or None when
+    none is kept (none would reproduce its own batches)."""
+    stored = cache.load_batch_basis(analysis_key_parts(source, workload, attention=attention, routing=routing))
     if stored is not None:
         return stored[1].points[0]
+    model = model if model is not None else built_model(source, attention=attention)
+    if first is None:
+        first = first_basis_batch(source, workload, routing=routing, model=model)
+    at = evolve(workload, batch_size=max(int(workload.batch_size), first or 0, EXTRAPOLATE_FROM))
+    parts = analysis_key_parts(source, at, attention=attention, routing=routing)
     result, provenance, basis, batch_basis = _trace(
         source, at, attention=attention, routing=routing, batches=(1, MAX_BATCH_SIZE), model=model
     )
@@ -163,10 +170,22 @@ def build_batch_basis(
     return batch_basis.points[0]
 
 
-def basis_batch(workload: Any) -> int:
-    """The batch :func:`build_batch_basis` traces ``workload``'s shapes at: its own, at least
-    :data:`EXTRAPOLATE_FROM`."""
-    return max(int(workload.batch_size), EXTRAPOLATE_FROM)
+def built_model(source: Any, *, attention: Literal["flash", "eager"]) -> Any:
+    """``source``'s tree built for ``attention``: a ``model`` for :func:`traced` and :func:`build_batch_basis` in a
+    process that traces one source several times (a v1 build is about 0.4 s)."""
+    # lazy: the tracer imports torch (seconds); a cache hit never gets here
+    from llm_perf_opt.tracer.trace import build_model
+
+    return build_model(source, attention=attention)
+
+
+def first_basis_batch(source: Any, workload: Any, *, routing: RoutingModel, model: Any) -> int | None:
+    """The lowest batch a batch basis of ``workload``'s shapes derives (from batch 1 to the most the door accepts),
+    or None when it would keep none; ``model`` is ``source``'s tree (:func:`built_model`)."""
+    # lazy: as above
+    from llm_perf_opt.tracer import trace
+
+    return trace.first_basis_batch(source, workload, routing=routing, model=model, batches=(1, MAX_BATCH_SIZE))
 
 
 def _trace(

@@ -283,7 +283,8 @@ def trace_model_batched_with_basis(
     decode steps are traced at ``batch`` with the vision and projector anchors returning recorded empty outputs
     (:mod:`llm_perf_opt.tracer.anchor_stubs`).  A counter that is not affine, an anchor call no point saw, or an
     anchor call count that disagrees with the extrapolation falls back to a full trace, saying why in
-    ``batch_note``.  With ``basis_request`` the language passes are also traced at its three batches and kept as a
+    ``batch_note``.  With ``basis_request`` the language passes are also traced at its three batches (at ``batch``
+    itself, when one of them, those just traced are read) and kept as a
     :class:`~llm_perf_opt.tracer.batch_derive.BatchBasis` (None when it does not reproduce them, or the trace at
     ``batch`` itself, exactly).
     """
@@ -321,7 +322,13 @@ def trace_model_batched_with_basis(
         if basis_request is None or not fitted or not callable(getattr(driver, "language_prefill", None)):
             return result, basis, None
         traced_at = _TracedAt(
-            batch=batch, rows=rows, steps=tuple(step_raws), far=far_raw, groupings=groupings, result=result
+            batch=batch,
+            rows=rows,
+            language=split_stages(prefill_raw, _ROW_STAGES)[1],
+            steps=dict(step_raws),
+            far=far_raw,
+            groupings=groupings,
+            result=result,
         )
         return result, basis, _batch_basis(state, driver_for, opts, basis_request, traced_at)
 
@@ -388,7 +395,9 @@ class _TracedAt:
 
     batch: int
     rows: dict[int, RawTrace]
-    steps: tuple[int, ...]
+    language: RawTrace
+    """the prefill's language stages (what ``language_prefill`` traces at ``batch``)"""
+    steps: dict[int, RawTrace]
     far: tuple[int, RawTrace] | None
     groupings: dict[str, StageGrouping]
     result: TraceResult
@@ -401,6 +410,9 @@ def _batch_basis(
     trace at the requested batch, when that lies in its range) exactly; else None."""
     reduced = _Reduced(request, at.groupings)
     for point in request.points:
+        if point == at.batch:  # traced already: the same passes
+            _reuse(reduced, at)
+            continue
         driver = driver_for(point)
         reduced.add(point, PREFILL, _run_pass(state, "prefill", driver.language_prefill(), opts))  # type: ignore[attr-defined]
         for i in at.steps:
@@ -426,6 +438,15 @@ def _batch_basis(
         at.result.unsupported,
     )
     return basis if same else None
+
+
+def _reuse(reduced: _Reduced, at: _TracedAt) -> None:
+    """The language passes of the trace at the requested batch, read as the basis's point at that batch."""
+    reduced.add(at.batch, PREFILL, at.language)
+    for i, raw in at.steps.items():
+        reduced.add(at.batch, f"step:{i}", raw)
+    if at.far is not None:
+        reduced.add(at.batch, f"step:{at.far[0]}", at.far[1])
 
 
 _EXPERT = re.compile(r"^(?P<moe>.+)\.experts\.(?P<e>\d+)(?:\..+)?$")

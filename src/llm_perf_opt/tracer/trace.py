@@ -39,6 +39,7 @@ __all__ = [
     "ONE_CALL_NOTE",
     "BatchMode",
     "build_model",
+    "first_basis_batch",
     "moe_layers",
     "stage_rules",
     "trace_with_bases",
@@ -198,17 +199,43 @@ def _basis_request(
     options: TraceOptions,
 ) -> BasisRequest | None:
     """What a batch basis of ``work`` needs: its MoE layers (pure ones: the built-in model's) and three batches in
-    ``batches`` (lowest, highest) with the highest one's expert coverage; None when there are none."""
+    ``batches`` (lowest, highest) with the highest one's expert coverage, the middle one ``work``'s own batch when it
+    lies between the others (its language passes, traced already, are then reused); None when there are none."""
     moe = moe_layers(model, options.pure_modules)
-    tokens = {"prefill": options.seq_len, "step": 1}
-    points = choose_points(moe, route, tokens, low=batches[0], high=batches[1]) if moe else None
+    points = _points(moe, route, seq_len=options.seq_len, batches=batches)
     if points is None:
         return None
+    p1, _, p3 = points
+    if p1 < work.batch_size < p3:
+        points = (p1, work.batch_size, p3)
 
     def far_for(b: int) -> Driver | None:
         return _far_driver(source, model, attrs.evolve(work, batch_size=b), route, far_new_tokens)
 
     return BasisRequest(points=points, moe=moe, routing=route, seq_len=options.seq_len, far_for=far_for)
+
+
+def first_basis_batch(
+    model_source: TraceableSource,
+    workload: Workload | Ocr2Workload,
+    *,
+    routing: RoutingModel,
+    model: nn.Module,
+    batches: tuple[int, int],
+) -> int | None:
+    """The lowest batch a batch basis of ``workload``'s shapes over ``batches`` (lowest, highest) would derive (its
+    first point, where every MoE layer reaches the experts it reaches at the highest), or None when it would have
+    none (no replayable MoE layers, or fewer than three such batches)."""
+    seq_len = model_source.make_driver(model, workload, routing).seq_len
+    points = _points(moe_layers(model, _pure_modules(model_source)), routing, seq_len=seq_len, batches=batches)
+    return points[0] if points is not None else None
+
+
+def _points(
+    moe: tuple[MoeLayer, ...], route: RoutingModel, *, seq_len: int, batches: tuple[int, int]
+) -> tuple[int, int, int] | None:
+    tokens = {"prefill": seq_len, "step": 1}
+    return choose_points(moe, route, tokens, low=batches[0], high=batches[1]) if moe else None
 
 
 def moe_layers(model: nn.Module, pure: frozenset[type]) -> tuple[MoeLayer, ...]:
