@@ -302,6 +302,20 @@ def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range()
     assert said == []
 
 
+def test_a_batch_below_the_basis_being_built_traces_without_building_it_again() -> None:
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    run_analysis(TINY)  # the first batch: the shapes are seen
+    _mark(cache.queue, os.getpid(), shapes_key(source, workload, **shapes), first=EXTRAPOLATE_FROM + 1)
+    said: list[str] = []
+    run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM), prepare_batches=True, progress=said.append)
+    assert not any("waiting for background process" in line for line in said)  # below the range being built
+    assert cache.info().batch_bases == 0  # traced, and no second basis built beside the one being built
+    (cache.queue / prepare.WORKING_NAME).unlink()
+    run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM + 2), prepare_batches=True)
+    assert cache.info().batch_bases == 1  # with nobody building it, another batch of seen shapes keeps it
+
+
 def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()

@@ -30,7 +30,7 @@ from llm_perf_opt.analysis.options import (
     resolve_device,
     resolve_routing,
 )
-from llm_perf_opt.analysis.prepare import prepare_batch_basis_later, waited_for_basis
+from llm_perf_opt.analysis.prepare import basis_in_progress, prepare_batch_basis_later, waited_for_basis
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.analysis.trace_step import shapes_seen, traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
@@ -115,7 +115,16 @@ def run_analysis(
         if prepare_batches and cache is not None and not new_shapes
         else None
     )
-    trace, provenance, hit = waited or traced(source, workload, attention=attention, routing=routing, cache=cache)
+    busy = (  # a background process builds these shapes' basis (this batch is below it): do not build it again
+        waited is None
+        and prepare_batches
+        and cache is not None
+        and not new_shapes
+        and basis_in_progress(source, workload, attention=attention, routing=routing, cache=cache)
+    )
+    trace, provenance, hit = waited or traced(
+        source, workload, attention=attention, routing=routing, cache=cache, keep_batch_basis=not busy
+    )
     if prepare_batches and new_shapes and not hit and cache is not None:
         started = prepare_batch_basis_later(source, workload, attention=attention, routing=routing, cache=cache)
         if started is not None:

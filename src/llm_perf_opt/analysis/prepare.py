@@ -82,6 +82,7 @@ __all__ = [
     "Background",
     "Forked",
     "basis_builder",
+    "basis_in_progress",
     "drain",
     "main",
     "prepare_batch_basis_later",
@@ -281,6 +282,14 @@ def waited_for_basis(
     while basis_builder(cache.queue, key) == pid and time.monotonic() < deadline:
         time.sleep(_POLL_S)
     return cached(source, workload, **shapes)
+
+
+def basis_in_progress(
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+) -> bool:
+    """Whether a live background process is building the batch basis of ``workload``'s shapes now (a trace of
+    another batch of them should then not build the same basis beside it)."""
+    return basis_builder(cache.queue, shapes_key(source, workload, attention=attention, routing=routing)) is not None
 
 
 def basis_builder(queue: Path, key: str) -> int | None:

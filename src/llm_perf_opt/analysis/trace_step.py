@@ -69,18 +69,21 @@ def traced(
     routing: RoutingModel,
     cache: TraceCache | None,
     model: Any = None,
+    keep_batch_basis: bool = True,
 ) -> TraceOutcome:
     """The trace of ``workload`` on ``source``: from ``cache`` when it holds the key or a decode basis of the same
     shapes, else traced (and stored with its basis) - on ``model`` when given (``source``'s tree, built for
-    ``attention``: :func:`~llm_perf_opt.tracer.trace.build_model`), else on a tree built for it."""
+    ``attention``: :func:`~llm_perf_opt.tracer.trace.build_model`), else on a tree built for it.  A second batch
+    of the same shapes also keeps their batch basis, unless ``keep_batch_basis`` is False (another process is
+    building it)."""
     if cache is None:
         return (*_trace(source, workload, attention=attention, routing=routing, model=model)[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
     served, found, in_batch = _from_cache(cache, parts, workload, routing)
     if served is not None:
         return served
-    build = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
-    batches = (1, MAX_BATCH_SIZE) if build else None
+    seen_again = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
+    batches = (1, MAX_BATCH_SIZE) if seen_again and keep_batch_basis else None
     result, provenance, basis, batch_basis = _trace(
         source, workload, attention=attention, routing=routing, batches=batches, model=model
     )
