@@ -18,7 +18,7 @@ leaves); no input size more than 4/3x the ``--batch 1`` cold run (``--batch 1024
 validation-doc <= 10 s; peak RSS <= 400 MB for any batch up to 1,024 (``analyze --batch 1024``, cold); a what-if on
 a warm cache (another device, dtype, output length, a page of the same tile grid, another batch once a batch basis
 is kept) < 1 s.  A cold
-``analyze`` of new shapes starts a background process that keeps their batch basis and traces the batches below it;
+``analyze`` of new shapes starts a background process that keeps their batch basis (it derives every batch);
 the "after a cold run" cases wait for it (and print how long it ran) before the what-if, the "right after" case
 does not (it waits for the basis being built, as a person's next command does).  Every other case runs with
 ``LLM_PERF_OPT_PREPARE=0`` (and waits for any background process before the next run), so no background work
@@ -232,14 +232,21 @@ def main() -> None:
         "what-if --batch 64 right after a cold run (waits for the basis)": lambda: median_case(
             analyze("--batch", "64"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON, right_after=True
         ),
-        "what-if --batch 8 after a cold run (traced in the background)": lambda: median_case(
+        "what-if --batch 8 after a cold run (derived from the basis)": lambda: median_case(
             analyze("--batch", "8"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON
         ),
-        "what-if --batch 4 after a cold run (traced in the background)": lambda: median_case(
+        "what-if --batch 4 after a cold run (derived from the basis)": lambda: median_case(
             analyze("--batch", "4"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON
         ),
-        "what-if --batch 5 after a cold run (traced in the background)": lambda: median_case(
+        "what-if --batch 5 after a cold run (derived from the basis)": lambda: median_case(
             analyze("--batch", "5"), n, warm=True, warm_with=analyze(), warm_env=BACKGROUND_ON
+        ),
+        "what-if --routing skewed:1.2 --batch 30 after a cold run (derived from the basis)": lambda: median_case(
+            analyze("--routing", "skewed:1.2", "--batch", "30"),
+            n,
+            warm=True,
+            warm_with=analyze("--routing", "skewed:1.2"),
+            warm_env=BACKGROUND_ON,
         ),
         "what-if --batch 8, background off (keeps a batch basis)": lambda: median_case(
             analyze("--batch", "8"), n, warm=True, warm_with=analyze()
@@ -284,9 +291,10 @@ def main() -> None:
         "what-if --max-new-tokens 2000 (basis)": "target < 1 s",
         "what-if --batch 64 after a cold run (basis kept in the background)": "target < 1 s, no torch",
         "what-if --batch 64 right after a cold run (waits for the basis)": "the basis is being built: waits for it",
-        "what-if --batch 8 after a cold run (traced in the background)": "target < 1 s, no torch",
-        "what-if --batch 4 after a cold run (traced in the background)": "target < 1 s, no torch",
-        "what-if --batch 5 after a cold run (traced in the background)": "target < 1 s, no torch",
+        "what-if --batch 8 after a cold run (derived from the basis)": "target < 1 s, no torch",
+        "what-if --batch 4 after a cold run (derived from the basis)": "target < 1 s, no torch",
+        "what-if --batch 5 after a cold run (derived from the basis)": "target < 1 s, no torch",
+        "what-if --routing skewed:1.2 --batch 30 after a cold run (derived from the basis)": "target < 1 s, no torch",
         "what-if --batch 8, background off (keeps a batch basis)": "the first other batch traces (and keeps a basis)",
         "analyze standard, cold, starting its background basis": "target <= 4 s",
         "what-if --batch 64 (batch basis)": "target < 1 s, no torch",

@@ -25,7 +25,7 @@ from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.workloads import RoutingModel, Workload
 
-# the tiny model under skewed routing keeps a basis (its balanced expert peaks fit no single law)
+# the tiny model under skewed routing keeps a basis (from batch 9 on, and batch 1, 2, 3, 4 below it)
 TINY = AnalysisOptions(
     model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, routing="skewed:1.2", batch_size=1
 )
@@ -139,17 +139,21 @@ def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeyp
     info = TraceCache().info()
     assert (info.batch_bases, info.batch_marks) == (1, 0)
     assert list(TraceCache().queue.glob("*.json")) == []  # its request was taken off the queue
-    entries = info.entries
-    below = prepare.prepared_batches(9, traced_at=(1, EXTRAPOLATE_FROM))  # skewed:1.2's basis derives from 9 on
-    assert below == [4, 2, 3, 5, 6, 7]
-    for batch in (EXTRAPOLATE_FROM, *below):
-        run_analysis(attrs.evolve(TINY, batch_size=batch))
-    assert TraceCache().info().entries == entries  # the batches it traced: cache hits
-    derived = run_analysis(attrs.evolve(TINY, batch_size=300))
-    assert "language derived at batch 300 from batch" in derived.trace.batch_note
-    traced = run_analysis(attrs.evolve(TINY, batch_size=300), use_cache=False)
-    assert derived.trace.tree == traced.trace.tree
-    assert derived.stages == traced.stages
+    # it keeps the low points too (skewed:1.2's first point is 9): every batch is derived, none traced
+    assert info.entries == 2  # the first run's trace and the basis's own (at 9)
+    for batch in (2, 5, 300):
+        derived = run_analysis(attrs.evolve(TINY, batch_size=batch))
+        assert f"language derived at batch {batch} from batch 1, 2, 3, 4, 9, " in derived.trace.batch_note
+        traced = run_analysis(attrs.evolve(TINY, batch_size=batch), use_cache=False)
+        assert derived.trace.tree == traced.trace.tree
+        assert derived.stages == traced.stages
+
+
+def test_the_batches_traced_after_a_basis_are_those_below_what_it_derives() -> None:
+    assert prepare.prepared_batches(1, traced_at=(1,)) == []  # a basis with its low points derives every batch
+    assert prepare.prepared_batches(9, traced_at=(1, EXTRAPOLATE_FROM)) == [4, 2, 3, 5, 6, 7]
+    assert prepare.prepared_batches(42, traced_at=(42,))[-3:] == [15, 16, 32]
+    assert prepare.prepared_batches(None, traced_at=(2,)) == [4]  # no basis: the batches people try first
 
 
 def _queue(request: dict[str, Any] | None, name: str = "") -> Path:
@@ -168,16 +172,16 @@ def test_draining_the_queue_works_every_request_and_drops_what_it_cannot_read(mo
     cache = TraceCache()
     monkeypatch.delenv(prepare.PREPARE_ENV)
     kwargs: dict[str, Any] = {"attention": "flash", "cache": cache}
-    # the tiny model's balanced experts fit no single law (no basis); skewed ones do
-    _queue(prepare.prepare_request(source, workload, routing=RoutingModel.balanced(), **kwargs))
+    # skewed:8 calls the tiny model's last experts only near batch 1,024 (no basis); skewed:1.2 keeps one
+    _queue(prepare.prepare_request(source, workload, routing=RoutingModel.skewed(8.0), **kwargs))
     _queue(prepare.prepare_request(source, workload, routing=RoutingModel.skewed(1.2), **kwargs))
     _queue({"model": "no-such-model"}, name="broken")
     (cache.queue / "torn.json").write_text('{"model": ')
     assert prepare.drain(cache.queue) == 1
     assert list(cache.queue.glob("*.json")) == []
     info = cache.info()
-    # balanced: batch 8 (no basis), then 4 and 2; skewed: batch 9 with a basis from 9 on, then 4, 2, 3, 5, 6, 7, 8
-    assert info.batch_bases == 1 and info.entries == (1 + 2) + (1 + 7)
+    # skewed:8: batch 8 (no basis), then 4 and 2; skewed:1.2: batch 9 with a basis that derives every batch
+    assert info.batch_bases == 1 and info.entries == (1 + 2) + 1
     assert cache.root == Path(os.environ[CACHE_DIR_ENV])
 
 
@@ -248,9 +252,10 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     queue = path.parent
     assert prepare.basis_builder(queue, key) is None
     prepare._work(path)
-    # named while the basis is built, with the first batch it will derive (skewed:1.2 on the tiny model: 9); not
-    # while the batches below it are traced
-    assert seen == [(os.getpid(), 9), *[None] * len(prepare.prepared_batches(None, traced_at=(1,)))]
+    # named while the basis is built, with the first batch it will derive (skewed:1.2 on the tiny model: its first
+    # point is 9, its low points 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in
+    # builder keeps no basis, so 4 and 2)
+    assert seen == [(os.getpid(), 1), *[None] * len(prepare.prepared_batches(None, traced_at=(1,)))]
     assert not (queue / prepare.WORKING_NAME).exists()
 
 
@@ -320,7 +325,7 @@ def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monk
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()
     run_analysis(TINY)  # the first batch: the shapes are seen
-    assert prepare.build_batch_basis(source, workload, cache=cache, **shapes) == 9
+    assert prepare.build_batch_basis(source, workload, cache=cache, **shapes) == 1  # from batch 1 (low points 1..4)
     key = shapes_key(source, workload, **shapes)
     kept = cache.batch_path(key)
     aside = kept.with_name("aside")

@@ -216,7 +216,7 @@ _BATCH_NOTE = re.compile(r"batch: extrapolated \([^)]*\)[^|\"'\n]*|Batch: extrap
 
 
 def test_a_second_batch_keeps_a_batch_basis_and_later_batches_are_derived_without_torch(tmp_path: Path) -> None:
-    # the tiny model under skewed routing (its balanced expert peaks fit no single law: no basis, traced instead)
+    # the tiny model under skewed routing
     tiny = [*TINY, "--max-new-tokens", "16", "--routing", "skewed:1.2", "--quiet"]  # 15 steps: a fitted decode
     for batch in ("1", "9"):  # the first batch leaves a note, the second builds the basis
         run = CliRunner().invoke(cli, ["analyze", *tiny, "--batch", batch, "--out", str(tmp_path / batch)])

@@ -20,9 +20,11 @@ from llm_perf_opt.tracer.batch_derive import (
     _sort_length,
     batch_basis_from_json,
     batch_basis_to_json,
+    check_basis,
     choose_points,
     derive_batch,
     fit_member_law,
+    low_points,
 )
 from llm_perf_opt.tracer.ops.formulas import sort_flops
 from llm_perf_opt.tracer.result import TraceResult
@@ -40,7 +42,8 @@ def v1() -> tuple[Any, nn.Module]:
 
 def _trace(v1: tuple[Any, nn.Module], batch: int, routing: RoutingModel, **kw: Any) -> Any:
     source, model = v1
-    work = attrs.evolve(preset_workload("dsocr-standard-v1"), batch_size=batch, max_new_tokens=6)
+    preset = "dsocr-tiny-v1" if "tiny" in source.name else "dsocr-standard-v1"
+    work = attrs.evolve(preset_workload(preset), batch_size=batch, max_new_tokens=6)
     return trace_with_bases(source, work, model=model, routing=routing, far_new_tokens=FAR, **kw)
 
 
@@ -61,6 +64,8 @@ def test_balanced_points_start_where_every_expert_is_routed_to(built: tuple[Trac
     # decode: 64 experts, top-6: 6*B assignments reach every expert from B = 11 (64/6 = 10.7); the trace's own
     # batch (16) lies between 11 and 1,024, so it is the middle point (its language passes are that point's)
     assert built[1].points == (11, 16, 1024)
+    # and the batches below the first point that it keeps too, so it derives every batch from 1 on
+    assert built[1].low == (1, 2, 3, 4) and built[1].lowest == 1
 
 
 def test_the_traced_batchs_language_passes_are_not_traced_again(
@@ -77,11 +82,12 @@ def test_the_traced_batchs_language_passes_are_not_traced_again(
     _, _, _, basis = _trace(v1, 11, RoutingModel.balanced(), batch_basis=(1, 1024))
     assert basis is not None and basis.points == (11, 106, 1024)  # at the first point: choose_points' own
     steps = len(basis.passes[11]) - 1  # decode steps (and the far one) of each point
-    # the trace at 11 (vision at 1, 2, 3 stopping before the language; its prefill; its steps), then 106 and 1,024
-    assert runs.count("decode") == 3 * steps and runs.count("prefill") == 3 + 1 + 2
+    # the trace at 11 (vision at 1, 2, 3 stopping before the language; its prefill; its steps), then the low points
+    # 1, 2, 3, 4 and the points 106 and 1,024
+    assert runs.count("decode") == (3 + 4) * steps and runs.count("prefill") == 3 + 1 + 4 + 2
 
 
-@pytest.mark.parametrize("batch", [11, 37, 1024])
+@pytest.mark.parametrize("batch", [1, 3, 8, 11, 37, 1024])
 def test_derived_equals_traced_on_every_node(
     v1: tuple[Any, nn.Module], built: tuple[TraceResult, BatchBasis], batch: int
 ) -> None:
@@ -103,21 +109,42 @@ def test_skewed_routing_and_eager_attention(v1: tuple[Any, nn.Module]) -> None:
     skewed = RoutingModel.skewed(1.2)
     skeleton, _, _, basis = _trace(eager, 16, skewed, batch_basis=(1, 1024), attention="eager")
     assert basis is not None and basis.points[0] > 16
-    traced, _, _, _ = _trace(eager, 300, skewed, attention="eager")
-    derived, _ = derive_batch(basis, skeleton, batch=300, routing=skewed, workload=traced.workload)
-    _same(derived, traced)
+    # eager attention runs one more view at batch 1 than its line through the other batches says: the basis
+    # keeps the low points from 2 on, and batch 1 is traced
+    assert basis.low == (2, 3, 4)
+    for batch in (2, 30, 300):  # below the first point (42) with fewer experts called, and inside the range
+        traced, _, _, _ = _trace(eager, batch, skewed, attention="eager")
+        derived, _ = derive_batch(basis, skeleton, batch=batch, routing=skewed, workload=traced.workload)
+        _same(derived, traced)
+    with pytest.raises(BatchDeriveError, match=r"outside the 2\.\.1024"):
+        derive_batch(basis, skeleton, batch=1, routing=skewed, workload="w")
 
 
 def test_batches_outside_the_points_or_at_another_coverage_are_refused(
     built: tuple[TraceResult, BatchBasis],
 ) -> None:
     skeleton, basis = built
+    without_low = attrs.evolve(basis, low=(), passes={p: basis.passes[p] for p in basis.points})
     with pytest.raises(BatchDeriveError, match="routes to other experts"):  # 6*10 = 60 < 64 decode assignments
-        derive_batch(basis, skeleton, batch=10, routing=RoutingModel.balanced(), workload="w")
-    with pytest.raises(BatchDeriveError, match=r"outside the 11\.\.1024"):
+        derive_batch(without_low, skeleton, batch=10, routing=RoutingModel.balanced(), workload="w")
+    with pytest.raises(BatchDeriveError, match=r"outside the 1\.\.1024"):
         derive_batch(basis, skeleton, batch=1025, routing=RoutingModel.balanced(), workload="w")
     with pytest.raises(BatchDeriveError, match="routes to other experts"):
         derive_batch(basis, skeleton, batch=100, routing=RoutingModel.skewed(8.0), workload="w")
+
+
+def test_a_low_point_off_its_laws_is_caught(built: tuple[TraceResult, BatchBasis]) -> None:
+    basis = built[1]
+    check_basis(basis, routing=RoutingModel.balanced())
+    # one more kernel of one op at batch 3: no law through the other batches gives it
+    prefill = basis.passes[3]["prefill"]
+    key = next(k for k in prefill.table if k[1][-1:] == ("mlp",))
+    row = prefill.table[key].copy()
+    row.kernels += 1
+    table = {**prefill.table, key: row}
+    tampered = {**basis.passes, 3: {**basis.passes[3], "prefill": attrs.evolve(prefill, table=table)}}
+    with pytest.raises(BatchDeriveError, match="prefill at batch 3"):
+        check_basis(attrs.evolve(basis, passes=tampered), routing=RoutingModel.balanced())
 
 
 def test_the_json_form_reads_back_the_same_basis(built: tuple[TraceResult, BatchBasis]) -> None:
@@ -145,8 +172,29 @@ def test_a_sorts_length_is_read_back_from_its_comparisons(n: int) -> None:
     assert _sort_length(sort_flops(numel=n, n=n) + 1) is None
 
 
+def test_the_low_points_are_those_below_the_first_point() -> None:
+    assert low_points(11) == (1, 2, 3, 4)
+    assert low_points(3) == (1, 2)
+    assert low_points(1) == ()
+
+
 def test_points_follow_the_routing_models_coverage() -> None:
     moe = (MoeLayer(path="m.layers.1.mlp", layer_idx=1, experts=64, top_k=6),)
     tokens = {"prefill": 703, "step": 1}
     assert choose_points(moe, RoutingModel.balanced(), tokens, low=1, high=1024) == (11, 106, 1024)
     assert choose_points(moe, RoutingModel.balanced(), tokens, low=1, high=12) is None  # 11, 12: two batches
+
+
+def test_every_batch_below_the_first_point_is_derived_as_traced() -> None:
+    # the tiny model under skewed:2 calls every expert from batch 18 on: each batch below it calls fewer, in its own
+    # pattern per layer; the basis traced 1, 2, 3, 4 and derives the others
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    tiny = (source, source.build(attn_implementation="sdpa"))
+    skewed = RoutingModel.skewed(2.0)
+    skeleton, _, _, basis = _trace(tiny, 16, skewed, batch_basis=(1, 1024))
+    assert basis is not None and basis.low == (1, 2, 3, 4) and basis.points[0] == 18
+    for batch in range(1, basis.points[0] + 1):
+        traced, _, decode, _ = _trace(tiny, batch, skewed)
+        derived, derived_decode = derive_batch(basis, skeleton, batch=batch, routing=skewed, workload=traced.workload)
+        _same(derived, traced)
+        assert derived_decode == decode

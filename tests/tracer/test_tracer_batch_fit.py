@@ -121,6 +121,18 @@ def test_v1_skewed_routing_extrapolated_equals_every_row(v1: tuple[Any, nn.Modul
     _same(*_both(v1, work, RoutingModel.skewed(alpha)))
 
 
+def test_v1_eager_extrapolated_equals_every_row(v1: tuple[Any, nn.Module]) -> None:
+    # eager attention builds its causal mask between the image injection and the first layer: a full pass counts it
+    # in the projector stage, once; the language-only prefill must not count it a second time
+    source, _ = v1
+    work = attrs.evolve(preset_workload("dsocr-tiny-v1"), batch_size=3, max_new_tokens=2)
+    kwargs: dict[str, Any] = {"model": source.build(attn_implementation="eager"), "attention": "eager"}
+    _same(
+        trace_workload(source, work, batch="extrapolate", **kwargs),
+        trace_workload(source, work, batch="every-row", **kwargs),
+    )
+
+
 def test_auto_extrapolates_large_batches_only(v1: tuple[Any, nn.Module]) -> None:
     source, model = v1
     small = attrs.evolve(preset_workload("dsocr-tiny-v1"), batch_size=2, max_new_tokens=2)

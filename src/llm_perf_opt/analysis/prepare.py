@@ -13,12 +13,11 @@ down, and the process works the queue (:func:`drain`) if no other such process d
 gets one busy process, not one per run).  For each request (on one model tree built for it) it traces the shapes at
 the basis's first batch, whose language passes are then that point's (or the workload's batch, when larger; at
 least :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows), with a basis, and stores both
-(:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`), then traces the batches below the basis's range
-(:func:`prepared_batches`: 4 and 2 first, then the others up to 16, then 32, 64, ... 512 when the range starts above
-them).  The basis is kept about five seconds after a cold run on a 2-core machine, the batches below it about ten
-seconds later (balanced routing); then every batch of those shapes is a cache hit (those it traced) or derived (the
-basis's range) in under a second, and a batch change made while the basis is built waits for it
-(:func:`waited_for_basis`).
+(:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`).  The basis derives every batch from 1 on (its low
+points, :data:`~llm_perf_opt.tracer.batch_derive.LOW_POINTS`); when it keeps fewer of them, the process traces the
+batches below them too (:func:`prepared_batches`).  The basis is kept about seven seconds after a cold run on a
+2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the
+basis is built waits for it (:func:`waited_for_basis`).
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
@@ -60,6 +59,7 @@ from llm_perf_opt.core.processes import pid_alive
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
+from llm_perf_opt.tracer.batch_derive import low_points
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.lazy_metas import defer_python_metas
 from llm_perf_opt.workloads import RoutingModel, Workload
@@ -99,14 +99,15 @@ NICENESS = 10
 """The background process lowers its priority by this much, so the commands a person runs next come first."""
 
 PREPARED_BATCHES = (4, 2)
-"""Batches below the basis's range that people try first, traced (and kept) right after the basis."""
+"""Batches below the basis's range that people try first, traced (and kept) right after the basis (all of them when
+no basis is kept)."""
 
 PREPARED_UP_TO = 16
 """After those, every other batch below the basis's range up to this one is traced too (none without a basis)."""
 
 PREPARED_POWERS = (32, 64, 128, 256, 512)
-"""Then those of these powers of two that are below the basis's range too (skewed routing starts the range late:
-at batch 42 for ``skewed:1.2``, 208 for ``skewed:2`` with the standard shapes)."""
+"""Then those of these powers of two that are below it too (a basis without low points starts late under skewed
+routing: at batch 42 for ``skewed:1.2``, 208 for ``skewed:2`` with the standard shapes)."""
 
 WAIT_LIMIT_S = 600.0
 """The background process gives up when the command that started it is still running after this long."""
@@ -355,8 +356,8 @@ def drain(queue: Path) -> int:
 
 
 def _work(path: Path) -> int:
-    """Take the request at ``path`` off the queue and work it: its batch basis, then the batches below the basis's
-    range (:func:`prepared_batches`); 1 when a basis is kept.  A request that cannot be read or worked is dropped
+    """Take the request at ``path`` off the queue and work it: its batch basis, then the batches below what the basis
+    derives (:func:`prepared_batches`); 1 when a basis is kept.  A request that cannot be read or worked is dropped
     (nothing retries it forever)."""
     try:
         request = json.loads(path.read_text(encoding="utf-8"))
@@ -375,7 +376,7 @@ def _work(path: Path) -> int:
         shapes["model"] = model = built_model(source, attention=request["attention"])  # one tree for all its traces
         first = first_basis_batch(source, workload, routing=routing, model=model)
         key = shapes_key(source, workload, attention=request["attention"], routing=routing)
-        with _building(path.parent, key, first=first):
+        with _building(path.parent, key, first=None if first is None else min((first, *low_points(first)))):
             lowest = build_batch_basis(source, workload, first=first, **shapes)
         for batch in prepared_batches(lowest, traced_at=(workload.batch_size,)):
             traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
@@ -383,13 +384,15 @@ def _work(path: Path) -> int:
 
 
 def prepared_batches(lowest: int | None, *, traced_at: tuple[int, ...]) -> list[int]:
-    """The batches traced after a basis whose range starts at ``lowest`` (None: no basis), in order: those of
-    :data:`PREPARED_BATCHES`, then every other batch below ``lowest`` up to :data:`PREPARED_UP_TO`, then the
-    :data:`PREPARED_POWERS` below ``lowest``; none of ``traced_at`` (traced already)."""
+    """The batches traced after a basis that derives from ``lowest`` on (None: no basis), in order: those of
+    :data:`PREPARED_BATCHES` below it, then every other batch below it up to :data:`PREPARED_UP_TO`, then the
+    :data:`PREPARED_POWERS` below it; none of ``traced_at`` (traced already).  None at all for a basis that derives
+    every batch (from 1)."""
+    first = [b for b in PREPARED_BATCHES if lowest is None or b < lowest]
     below: list[int] = []
     if lowest is not None:
         below = [*range(1, min(lowest, PREPARED_UP_TO + 1)), *(p for p in PREPARED_POWERS if p < lowest)]
-    ordered = dict.fromkeys((*PREPARED_BATCHES, *below))
+    ordered = dict.fromkeys((*first, *below))
     return [batch for batch in ordered if batch not in traced_at]
 
 

@@ -12,9 +12,10 @@ trace also traces the last decode step the context allows (:func:`context_new_to
 output length the door accepts when the counters stay on their lines that far.
 
 On a miss at another batch, a trace of the same shapes that kept a batch basis answers without tracing
-(:func:`~llm_perf_opt.tracer.batch_derive.derive_batch`: the language derived from three traced batches, exact on
-their range; refused, and traced, outside it or at another expert coverage).  A basis costs three more language
-traces, so no run builds it in the foreground for its first batch of some shapes: that run leaves a note, and the
+(:func:`~llm_perf_opt.tracer.batch_derive.derive_batch`: the language derived from three traced batches with every
+expert called and a few small ones below them, exact from batch 1 to 1,024; refused, and traced, where it does not
+reproduce one of them).  A basis costs seven more language traces, so no run builds it in the foreground for its
+first batch of some shapes: that run leaves a note, and the
 command line's ``analyze`` has a background process build it then (:func:`build_batch_basis`, started by
 :mod:`llm_perf_opt.analysis.prepare`); a second batch traced before that is done builds it itself.
 """
@@ -156,7 +157,7 @@ def build_batch_basis(
     none is kept (none would reproduce its own batches)."""
     stored = cache.load_batch_basis(analysis_key_parts(source, workload, attention=attention, routing=routing))
     if stored is not None:
-        return stored[1].points[0]
+        return stored[1].lowest
     model = model if model is not None else built_model(source, attention=attention)
     if first is None:
         first = first_basis_batch(source, workload, routing=routing, model=model)
@@ -172,7 +173,7 @@ def build_batch_basis(
         cache.mark_batch(parts)
         return None
     cache.store_batch_basis(parts, entry, batch_basis)
-    return batch_basis.points[0]
+    return batch_basis.lowest
 
 
 def built_model(source: Any, *, attention: Literal["flash", "eager"]) -> Any:

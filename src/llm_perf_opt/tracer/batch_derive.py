@@ -1,4 +1,4 @@
-"""Another batch without tracing: the language stages at batch ``B`` derived from three traced batches (torch-free).
+"""Another batch without tracing: the language stages at batch ``B`` derived from a few traced batches (torch-free).
 
 The vision and projector stages of a prefill are already extrapolated in the batch from batch 1, 2, 3
 (:mod:`~llm_perf_opt.tracer.batch_fit`); the language stages were traced at ``B`` itself, because MoE expert
@@ -18,19 +18,34 @@ expert coverage:
   points means affine on ``[p1, p3]`` (not beyond, so ``B`` stays inside).  A node above routed experts takes
   ``max(affine, its experts' peak)`` and needs its own levels to be above its experts' at all three points.
 
-:func:`check_basis` derives the three points back and compares them with what was traced: a basis that does not
-reproduce them exactly is not kept.  The vision and projector rows are kept too (their traces at batch 1, 2, 3 and
-the node each path belongs to), so :func:`derive_batch` extrapolates them exactly as a trace does.  Tests compare
-derived and traced trees on every node at several batches.
-Left out: batches below ``p1`` (fewer tokens than it takes to reach every expert: traced); trees whose routed
-experts' peaks fit no single law (the tiny test model under balanced routing: no basis, traced); DeepSeek-OCR-2 and
-upstream trees (their experts are dispatched by adapters this module does not read: no basis).
+Below ``p1`` the MoE layers call fewer experts, a different set at nearly every batch.  The basis also keeps the
+language passes at the **low points** (:data:`LOW_POINTS`: batch 1, 2, 3, 4) and derives ``lowest <= B < p1``:
+
+* an additive value of a node at or under MoE layers: ``line(B) + c * (N(B) - N(p3))``, ``line`` the value's line
+  through the three points and ``N`` the experts the routing model has those layers call at ``B`` (:class:`_Value`):
+  every called expert runs the same ops, whose cost is a constant plus an amount per token of its slice, and the
+  slices add up to ``k`` times the tokens, which is affine in ``B``; the MoE's own dispatch ops likewise.  ``c`` is
+  solved at the first low point that calls fewer experts and checked at the others;
+* a routed expert's peak: its law (fitted on the low points' members too);
+* every other peak: the largest of its line through the points, a line through the low points that those do not
+  explain (a routing buffer above a one-token expert call, at the smallest batches) and its experts' peaks.
+
+:func:`check_basis` derives the three points and the low ones back and compares them with what was traced: a basis
+that does not reproduce them exactly is not kept; one whose low points alone are off keeps fewer of them (from
+batch 2, where eager attention runs one more view at batch 1 than its line says) or none.  The vision and projector
+rows are kept too (their traces at batch 1, 2, 3 and the node each path belongs to), so :func:`derive_batch`
+extrapolates them exactly as a trace does.  Tests compare derived and traced trees on every node at several
+batches, and at every batch below ``p1`` for the tiny model.
+Left out: a batch between the low points and ``p1`` is not compared with a trace at run time (the laws hold there
+for the reasons above; the tests compare every such batch of the tiny model and several of the full one); trees
+whose routed experts' peaks fit no single law (no basis, traced); DeepSeek-OCR-2 and upstream
+trees (their experts are dispatched by adapters this module does not read: no basis).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -56,6 +71,7 @@ from llm_perf_opt.tracer.rollup import StageRollup, active_stages
 from llm_perf_opt.workloads import RoutingModel
 
 __all__ = [
+    "LOW_POINTS",
     "BatchBasis",
     "BatchDeriveError",
     "MemberLaw",
@@ -68,11 +84,16 @@ __all__ = [
     "derive_batch",
     "derive_pass",
     "fit_member_law",
+    "low_points",
     "member_layout",
 ]
 
 PREFILL = "prefill"
 """Name of the prefill pass in a basis (decode steps are ``step:<i>``)."""
+
+LOW_POINTS = (1, 2, 3, 4)
+"""The batches below ``p1`` whose language passes a basis keeps too (those of them below it), so it derives every
+batch from the first of them on."""
 
 
 class BatchDeriveError(DeriveError):
@@ -109,7 +130,7 @@ class BatchBasis:
 
     points: tuple[int, int, int] = field(metadata={"help": "p1 < p2 < p3, the traced batches"})
     passes: Mapping[int, Mapping[str, NodeData]] = field(
-        metadata={"help": "point -> pass (prefill, step:<i>) -> node data of its language stages"}
+        metadata={"help": "point (low ones too) -> pass (prefill, step:<i>) -> node data of its language stages"}
     )
     tokens: Mapping[str, int] = field(metadata={"help": "pass -> tokens per batch row (S for the prefill, 1 a step)"})
     moe: tuple[MoeLayer, ...] = field(metadata={"help": "the MoE layers, in call order"})
@@ -124,6 +145,17 @@ class BatchBasis:
     decode_steps: int = field(metadata={"help": "n0, decode steps of the traces (the same at every batch)"})
     far: int | None = field(metadata={"help": "the far decode step traced too (None: none)"})
     buckets: Mapping[str, tuple[str, str, str]] = field(metadata={"help": "op -> (bucket, rule, reason)"})
+    low: tuple[int, ...] = field(
+        default=(), metadata={"help": "batches below p1 (ascending) whose language passes are kept too; () none"}
+    )
+    moe_of: Mapping[NodeKey, tuple[int, ...]] = field(
+        factory=dict, metadata={"help": "(stage, pattern) -> the MoE layers (positions) it is or lies under"}
+    )
+
+    @property
+    def lowest(self) -> int:
+        """The lowest batch the basis derives."""
+        return self.low[0] if self.low else self.points[0]
 
 
 # -- routing --------------------------------------------------------------------------------------------------------
@@ -159,6 +191,11 @@ def choose_points(
         return None
     p2 = min(max(round(math.sqrt(p1 * high)), p1 + 1), high - 1)
     return p1, p2, high
+
+
+def low_points(p1: int) -> tuple[int, ...]:
+    """The :data:`LOW_POINTS` below ``p1``."""
+    return tuple(q for q in LOW_POINTS if q < p1)
 
 
 def member_layout(layer: MoeLayer, routing: RoutingModel, tokens: int) -> list[tuple[int, int]]:
@@ -230,36 +267,171 @@ def _solve(rows: list[list[Fraction]]) -> list[Fraction] | None:
 
 
 def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> NodeData:
-    """The language node data of pass ``name`` at ``batch`` (a sort's comparisons by their own rule).  Raises
-    :class:`BatchDeriveError`."""
+    """The language node data of pass ``name`` at ``batch`` (a sort's comparisons by their own rule; below ``p1``
+    the low points' laws, :func:`_below`).  Raises :class:`BatchDeriveError`."""
     p1, _, p3 = basis.points
-    if not p1 <= batch <= p3:
-        raise BatchDeriveError(f"batch {batch} is outside the {p1}..{p3} the basis answers for")
+    if not basis.lowest <= batch <= p3:
+        raise BatchDeriveError(f"batch {batch} is outside the {basis.lowest}..{p3} the basis answers for")
     data = [basis.passes[p][name] for p in basis.points]
+    low = {q: basis.passes[q][name] for q in basis.low} if batch < p1 else {}
+    value = _Value(basis, name, batch=batch, routing=routing)
+    every = [*data, *low.values()]
     out = NodeData()
     zero = Counters()
-    for key in ordered_keys(d.table for d in data):
+    for key in ordered_keys(d.table for d in every):
+        nk = (key[0], key[1])
         rows = [d.table.get(key, zero) for d in data]
+        low_rows = {q: d.table.get(key, zero) for q, d in low.items()}
         sort = basis.buckets.get(key[3], ("", "", ""))[2] == SORT_RULE
         fields = [f for f in COST_FIELDS if not (sort and f == "vector_flops")]
-        values = {f: _affine(f"{key} {f}", [getattr(r, f) for r in rows], basis.points, batch) for f in fields}
+        values = {
+            f: value.counter(
+                f"{key} {f}", nk, [getattr(r, f) for r in rows], {q: getattr(r, f) for q, r in low_rows.items()}
+            )
+            for f in fields
+        }
         if sort:
-            values["vector_flops"] = _sort_flops(key, rows, basis.points, batch, values["kernels"])
+            values["vector_flops"] = value.sort_flops(key, rows, low_rows, values["kernels"])
         out.table[key] = Counters(**values)
     for attr in ("calls", "kv_held"):
         maps = [getattr(d, attr) for d in data]
+        low_maps = {q: getattr(d, attr) for q, d in low.items()}
         target: dict[NodeKey, int] = getattr(out, attr)
-        for nk in ordered_keys(maps):
-            target[nk] = _affine(f"{attr} of {nk}", [m.get(nk, 0) for m in maps], basis.points, batch)
-    expert_peaks = _expert_peaks(basis, name, batch=batch, routing=routing)
-    for nk in ordered_keys(d.peaks for d in data):
+        for nk in ordered_keys(getattr(d, attr) for d in every):
+            target[nk] = value.counter(
+                f"{attr} of {nk}", nk, [m.get(nk, 0) for m in maps], {q: m.get(nk, 0) for q, m in low_maps.items()}
+            )
+    expert_peaks = value.experts_at(batch)
+    for nk in ordered_keys(d.peaks for d in every):
         if nk in expert_peaks:
             out.peaks[nk] = expert_peaks[nk]
             continue
-        level = _affine(f"peak of {nk}", [d.peaks.get(nk, 0) for d in data], basis.points, batch)
-        below = [v for ek, v in expert_peaks.items() if ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
-        out.peaks[nk] = max([level, *below])
+        below = _under(expert_peaks, nk)
+        full = [d.peaks.get(nk, 0) for d in data]
+        if batch >= p1:
+            level = _affine(f"peak of {nk}", full, basis.points, batch)
+            out.peaks[nk] = max([level, *below])
+        else:
+            out.peaks[nk] = value.low_peak(nk, full, [low[q].peaks.get(nk, 0) for q in basis.low], below)
     return out
+
+
+class _Value:
+    """Values of one pass at ``batch`` from the basis's points and, below ``p1``, its low points.
+
+    From ``p1`` on, every counter is affine in ``B`` (module docstring).  Below it, MoE layers call fewer experts:
+    a counter of a node at or under MoE layers is ``line(B) + c * (N(B) - N(p3))``, where ``line`` is its line
+    through the three points and ``N(B)`` the experts the routing model has those layers call at ``B`` (their own
+    ops, and their experts', cost the same per called expert plus an amount per routed token, which is affine in
+    ``B``); ``c`` is solved at the first low point that calls other experts than ``p3`` and checked at the others
+    (:func:`check_basis`).  A peak below ``p1`` is the largest of the line through the points, the line through the
+    low points (levels that only small batches reach: a routing buffer above a one-token expert call) and its routed
+    experts' peaks."""
+
+    def __init__(self, basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> None:
+        self.basis = basis
+        self.batch = batch
+        self.below_p1 = batch < basis.points[0]
+        self.tokens = basis.tokens[name]
+        self.routing = routing
+        self.name = name
+        self._called: dict[int, tuple[int, ...]] = {}
+        self._experts: dict[int, dict[NodeKey, int]] = {}
+
+    def called(self, nk: NodeKey, batch: int) -> int:
+        """``N``: the experts the MoE layers at or above ``nk`` call at ``batch`` rows of this pass."""
+        per_layer = self._called.get(batch)
+        if per_layer is None:
+            per_layer = self._called[batch] = tuple(
+                sum(1 for n in _counts(layer, self.routing, batch * self.tokens) if n) for layer in self.basis.moe
+            )
+        return sum(per_layer[pos] for pos in self.basis.moe_of.get(nk, ()))
+
+    def counter(self, name: str, nk: NodeKey, full: Sequence[int], low: Mapping[int, int]) -> int:
+        """An additive value (module docstring), a non-negative integer."""
+        if not self.below_p1:
+            return _affine(name, full, self.basis.points, self.batch)
+        return _integer(name, self._below(name, nk, full, low))
+
+    def _below(self, name: str, nk: NodeKey, full: Sequence[int], low: Mapping[int, int]) -> Fraction:
+        line = _line(name, full, self.basis.points)
+        p3 = self.basis.points[-1]
+        value = line(self.batch)
+        n_full, n = self.called(nk, p3), self.called(nk, self.batch)
+        if n == n_full:
+            return value
+        q = next((q for q in self.basis.low if self.called(nk, q) != n_full), None)
+        if q is None:
+            raise BatchDeriveError(f"{name}: no low point calls other experts than batch {p3}")
+        return value + (low[q] - line(q)) * Fraction(n - n_full, self.called(nk, q) - n_full)
+
+    def sort_flops(
+        self, key: tuple[str, Pattern, str, str], rows: Sequence[Counters], low: Mapping[int, Counters], calls: int
+    ) -> int:
+        """A sort's comparisons: its per-call length derived as a counter, ``calls`` sorts of that length."""
+        lengths = [_sort_length_of(key, row) for row in rows]
+        if not self.below_p1:
+            return calls * _sort_cost(_affine(f"{key} sort length", lengths, self.basis.points, self.batch))
+        low_lengths = {q: _sort_length_of(key, row) for q, row in low.items()}
+        return calls * _sort_cost(self.counter(f"{key} sort length", (key[0], key[1]), lengths, low_lengths))
+
+    def low_peak(self, nk: NodeKey, full: Sequence[int], low: Sequence[int], experts: Sequence[int]) -> int:
+        """A peak below ``p1`` (class docstring): the line through the low points is fitted through those the
+        others do not reach (at a larger batch the line through the points takes over); when only one does, its
+        level holds there alone (a larger low point is the others' already)."""
+        name = f"peak of {nk}"
+        through_points = _line(name, full, self.basis.points)
+        above = [
+            (q, v)
+            for q, v in zip(self.basis.low, low, strict=True)
+            if v > max([through_points(q), *map(Fraction, _under(self.experts_at(q), nk))])
+        ]
+        levels = [through_points(self.batch), *map(Fraction, experts)]
+        if len(above) > 1:
+            levels.append(_line(name, [v for _, v in above], [q for q, _ in above])(self.batch))
+        elif above and above[0][0] == self.batch:
+            levels.append(Fraction(above[0][1]))
+        elif above and self.batch > above[0][0] == self.basis.low[-1]:
+            raise BatchDeriveError(f"{name}: only batch {above[0][0]} reaches its small-batch level")
+        # else one low point reaches it, and a larger one no longer does: from there on the others are above it
+        return _integer(name, max(levels))
+
+    def experts_at(self, batch: int) -> dict[NodeKey, int]:
+        """The routed experts' peaks of this pass at ``batch``."""
+        found = self._experts.get(batch)
+        if found is None:
+            found = self._experts[batch] = _expert_peaks(self.basis, self.name, batch=batch, routing=self.routing)
+        return found
+
+
+def _under(peaks: Mapping[NodeKey, int], nk: NodeKey) -> list[int]:
+    """The values of ``peaks`` at ``nk`` and the nodes under it."""
+    return [v for ek, v in peaks.items() if ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
+
+
+def _line(name: str, values: Sequence[int], points: Sequence[int]) -> Callable[[int], Fraction]:
+    """The line through ``(point, value)`` pairs (every pair on it; else :class:`BatchDeriveError`)."""
+    (b1, v1), (bn, vn) = (points[0], values[0]), (points[-1], values[-1])
+    slope = Fraction(vn - v1, bn - b1)
+    if any(v1 + slope * (b - b1) != v for b, v in zip(points, values, strict=True)):
+        raise BatchDeriveError(f"{name}: {', '.join(map(str, values))} at batch {', '.join(map(str, points))}")
+    return lambda batch: v1 + slope * (batch - b1)
+
+
+def _integer(name: str, value: Fraction) -> int:
+    if value.denominator != 1 or value < 0:
+        raise BatchDeriveError(f"{name} derives to {value}, not a non-negative integer")
+    return int(value)
+
+
+def _sort_length_of(key: tuple[str, Pattern, str, str], row: Counters) -> int:
+    """The length of each of a sort row's calls (they must all be as long)."""
+    if not row.kernels or row.vector_flops % row.kernels:
+        raise BatchDeriveError(f"{key}: the calls of a sort row differ in length")
+    n = _sort_length(row.vector_flops // row.kernels)
+    if n is None:
+        raise BatchDeriveError(f"{key}: {row.vector_flops // row.kernels} comparisons is no n*ceil(log2 n)")
+    return n
 
 
 def _affine(name: str, values: Sequence[int], points: tuple[int, int, int], batch: int) -> int:
@@ -286,20 +458,6 @@ def _sort_cost(n: int) -> int:
     return sort_flops(numel=n, n=n)
 
 
-def _sort_flops(
-    key: tuple[str, Pattern, str, str], rows: Sequence[Counters], points: tuple[int, int, int], batch: int, calls: int
-) -> int:
-    lengths = []
-    for row in rows:
-        if not row.kernels or row.vector_flops % row.kernels:
-            raise BatchDeriveError(f"{key}: the calls of a sort row differ in length")
-        n = _sort_length(row.vector_flops // row.kernels)
-        if n is None:
-            raise BatchDeriveError(f"{key}: {row.vector_flops // row.kernels} comparisons is no n*ceil(log2 n)")
-        lengths.append(n)
-    return calls * _sort_cost(_affine(f"{key} sort length", lengths, points, batch))
-
-
 def _expert_peaks(basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> dict[NodeKey, int]:
     tokens = batch * basis.tokens[name]
     layouts = [member_layout(layer, routing, tokens) for layer in basis.moe]
@@ -312,7 +470,10 @@ def _expert_peaks(basis: BatchBasis, name: str, *, batch: int, routing: RoutingM
         den = math.lcm(law.alpha.denominator, law.beta.denominator, law.gamma.denominator, law.delta.denominator)
         base = int(law.alpha * den) + int(law.beta * den) * batch
         gamma, delta = int(law.gamma * den), int(law.delta * den)
-        best = max(gamma * layouts[pos][e][0] + delta * layouts[pos][e][1] for pos, e in members if layouts[pos][e][1])
+        called = [gamma * layouts[pos][e][0] + delta * layouts[pos][e][1] for pos, e in members if layouts[pos][e][1]]
+        if not called:
+            raise BatchDeriveError(f"no routed expert of {nk} is called at batch {batch}")
+        best = max(called)
         peak, rest = divmod(base + best, den)
         if rest or peak < 0:
             raise BatchDeriveError(f"expert peak of {nk} at batch {batch} is {Fraction(base + best, den)}")
@@ -321,17 +482,21 @@ def _expert_peaks(basis: BatchBasis, name: str, *, batch: int, routing: RoutingM
 
 
 def check_basis(basis: BatchBasis, *, routing: RoutingModel) -> None:
-    """Derive every pass at the three points and compare with what was traced; :class:`BatchDeriveError` names the
-    first difference.  Also: the nodes above routed experts must have their own levels above their experts'."""
+    """Derive every pass at the three points and the low ones and compare with what was traced;
+    :class:`BatchDeriveError` names the first difference.  Also: the nodes above routed experts must have their own
+    levels above their experts' at the three points."""
     target = called_experts(basis.moe, routing, basis.tokens, basis.points[-1])
-    for point in basis.points:
-        if called_experts(basis.moe, routing, basis.tokens, point) != target:
+    for point in (*basis.low, *basis.points):
+        full = point >= basis.points[0]
+        if full and called_experts(basis.moe, routing, basis.tokens, point) != target:
             raise BatchDeriveError(f"batch {point} routes to other experts than batch {basis.points[-1]}")
         for name, traced in basis.passes[point].items():
             derived = derive_pass(basis, name, batch=point, routing=routing)
             for attr in ("table", "calls", "peaks", "kv_held"):
                 if getattr(derived, attr) != getattr(traced, attr):
                     raise BatchDeriveError(f"{name} at batch {point}: the derived {attr} differ from the traced")
+            if not full:
+                continue
             experts = _expert_peaks(basis, name, batch=point, routing=routing)
             for nk, level in traced.peaks.items():
                 below = [v for ek, v in experts.items() if ek != nk and ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
@@ -358,7 +523,8 @@ def derive_batch(
 ) -> tuple[TraceResult, DecodeBasis | None]:
     """The trace at ``batch`` rows: ``skeleton`` (a trace of the same shapes at another batch: names, classes,
     weights) with the counters derived from ``basis``, and its decode basis.  Raises :class:`BatchDeriveError`."""
-    if called_experts(basis.moe, routing, basis.tokens, batch) != called_experts(
+    full = batch >= basis.points[0]
+    if (full or not basis.low) and called_experts(basis.moe, routing, basis.tokens, batch) != called_experts(
         basis.moe, routing, basis.tokens, basis.points[-1]
     ):
         raise BatchDeriveError(f"batch {batch} routes to other experts than the basis's batches")
@@ -386,7 +552,8 @@ def derive_batch(
     rollups = {stage: StageRollup(stage, data, counted) for stage in active_stages(data)}
     nodes = nodes_with_counts(skeleton.nodes, rollups, decode_steps=n)
     ledger, unsupported = build_ledger(data, basis.buckets)
-    p1, _, p3 = basis.points
+    p3 = basis.points[-1]
+    coverage = f"expert coverage as at {p3}" if full else "expert coverage from the routing model"
     result = evolve(
         skeleton,
         workload=workload,
@@ -395,7 +562,7 @@ def derive_batch(
         unsupported=unsupported,
         batch_method="extrapolated",
         batch_note=f"vision and projector extrapolated from batch 1, 2, 3; language derived at batch {batch} from "
-        f"batch {', '.join(map(str, basis.points))} (expert coverage as at {p3}, exact on {p1}..{p3})",
+        f"batch {', '.join(map(str, (*basis.low, *basis.points)))} ({coverage}, exact on {basis.lowest}..{p3})",
     )
     far_step = (basis.far, far) if basis.far is not None and far is not None else None
     fitted = (
@@ -438,6 +605,8 @@ def batch_basis_to_json(basis: BatchBasis) -> dict[str, Any]:
         "decode_steps": basis.decode_steps,
         "far": basis.far,
         "buckets": {op: list(b) for op, b in basis.buckets.items()},
+        "low": list(basis.low),
+        "moe_of": [{"stage": st, "pattern": list(pat), "layers": list(pos)} for (st, pat), pos in basis.moe_of.items()],
     }
 
 
@@ -472,6 +641,8 @@ def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
         decode_steps=int(raw["decode_steps"]),
         far=None if raw["far"] is None else int(raw["far"]),
         buckets={str(op): (str(b[0]), str(b[1]), str(b[2])) for op, b in raw["buckets"].items()},
+        low=tuple(int(q) for q in raw["low"]),
+        moe_of={(str(m["stage"]), tuple(map(str, m["pattern"]))): tuple(map(int, m["layers"])) for m in raw["moe_of"]},
     )
 
 

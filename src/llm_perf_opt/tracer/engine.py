@@ -111,6 +111,20 @@ def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options)
     return raw
 
 
+def _language_prefill(
+    state: TraceState, driver: Driver, opts: _Options, rules: StageRules
+) -> tuple[RawTrace, RawTrace]:
+    """The driver's language-only prefill as (its row-stage part, the rest): the ops a full pass runs between the
+    row stages and the language model (an eager causal mask) are the last row stage's there, so they are here too
+    (:attr:`TraceState.glue_stage`), and the rows traced with the pass cut before the language model count them."""
+    state.glue_stage = "projector" if rules.projector else "vision"
+    try:
+        raw = _run_pass(state, "prefill", driver.language_prefill(), opts)  # type: ignore[attr-defined]
+    finally:
+        state.glue_stage = None
+    return split_stages(raw, _ROW_STAGES)
+
+
 def _groupings(index: ModelIndex, structure: Structure, raws: Sequence[RawTrace]) -> dict[str, StageGrouping]:
     merged = RawTrace()
     for raw in raws:
@@ -330,7 +344,7 @@ def trace_model_batched_with_basis(
             groupings=groupings,
             result=result,
         )
-        return result, basis, _batch_basis(state, driver_for, opts, basis_request, traced_at)
+        return result, basis, _batch_basis(state, driver_for, opts, basis_request, traced_at, options.rules)
 
 
 def _extrapolated_prefill(
@@ -359,9 +373,11 @@ def _extrapolated_prefill(
     extrapolated = extrapolate_stages(rows, batch)
     language_prefill = getattr(driver, "language_prefill", None)
     if callable(language_prefill):  # the row stages do not run at all: no per-row glue either
-        stubbed, kept = split_stages(_run_pass(state, "prefill", language_prefill(), opts), _ROW_STAGES)
-        if stubbed.table or stubbed.calls:
-            raise BatchFitError(f"the language-only prefill at batch {batch} ran row-stage ops")
+        glue, kept = _language_prefill(state, driver, opts, rules)
+        counted = rows[points[0]].table
+        extra = next((key for key in glue.table if key not in counted), None)
+        if extra is not None:
+            raise BatchFitError(f"the language-only prefill at batch {batch} ran {extra}, which no row pass ran")
     else:
         with stubs.replaying():
             full = _run_pass(state, "prefill", driver.prefill(), opts)
@@ -387,6 +403,7 @@ class BasisRequest:
     routing: RoutingModel = field(metadata={"help": "the routing model the trace uses"})
     seq_len: int = field(metadata={"help": "S, prompt positions per row of the prefill"})
     far_for: Callable[[int], Driver | None] = field(metadata={"help": "the far decode step's driver at a batch"})
+    low: tuple[int, ...] = field(default=(), metadata={"help": "batches below p1 traced too (the basis's low points)"})
 
 
 @frozen(kw_only=True)
@@ -404,17 +421,23 @@ class _TracedAt:
 
 
 def _batch_basis(
-    state: TraceState, driver_for: Callable[[int], Driver], opts: _Options, request: BasisRequest, at: _TracedAt
+    state: TraceState,
+    driver_for: Callable[[int], Driver],
+    opts: _Options,
+    request: BasisRequest,
+    at: _TracedAt,
+    rules: StageRules,
 ) -> BatchBasis | None:
-    """Trace the language passes at the request's batches and keep them as a basis, if it reproduces them (and the
-    trace at the requested batch, when that lies in its range) exactly; else None."""
+    """Trace the language passes at the request's batches (its low ones too) and keep them as a basis, if it
+    reproduces them (and the trace at the requested batch, when that lies in its range) exactly - with fewer low
+    points, or none, when only they are not reproduced; else None."""
     reduced = _Reduced(request, at.groupings)
-    for point in request.points:
+    for point in (*request.low, *request.points):
         if point == at.batch:  # traced already: the same passes
             _reuse(reduced, at)
             continue
         driver = driver_for(point)
-        reduced.add(point, PREFILL, _run_pass(state, "prefill", driver.language_prefill(), opts))  # type: ignore[attr-defined]
+        reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
         for i in at.steps:
             reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
         if at.far is not None:
@@ -422,11 +445,12 @@ def _batch_basis(
             if far is None or far.decode_steps != at.far[0]:
                 return None
             reduced.add(point, f"step:{at.far[0]}", _run_pass(state, "decode", far.step(at.far[0]), opts))
+    # without batch 1 when only it is off the laws (eager attention runs one more view there), else without any
+    lows = dict.fromkeys((request.low, request.low[1:], ()))
+    basis = next((b for low in lows if (b := _checked_basis(reduced, at, low=low)) is not None), None)
+    if basis is None or not request.points[0] <= at.batch <= request.points[-1]:
+        return basis
     try:
-        basis = reduced.basis(at)
-        check_basis(basis, routing=request.routing)
-        if not request.points[0] <= at.batch <= request.points[-1]:
-            return basis
         derived, _ = derive_batch(
             basis, at.result, batch=at.batch, routing=request.routing, workload=at.result.workload
         )
@@ -438,6 +462,16 @@ def _batch_basis(
         at.result.unsupported,
     )
     return basis if same else None
+
+
+def _checked_basis(reduced: _Reduced, at: _TracedAt, *, low: tuple[int, ...]) -> BatchBasis | None:
+    """The basis of what ``reduced`` read at its points and the ``low`` ones, when it reproduces them; else None."""
+    try:
+        basis = reduced.basis(at, low=low)
+        check_basis(basis, routing=reduced.request.routing)
+    except (BatchDeriveError, KeyError):
+        return None
+    return basis
 
 
 def _reuse(reduced: _Reduced, at: _TracedAt) -> None:
@@ -464,6 +498,8 @@ class _Reduced:
         self.members: dict[NodeKey, set[tuple[int, int]]] = defaultdict(set)
         self.observations: dict[tuple[str, NodeKey], list[tuple[int, int, int, int]]] = defaultdict(list)
         self.buckets: dict[str, tuple[str, str, str]] = {}
+        self.moe_of: dict[NodeKey, set[int]] = defaultdict(set)
+        self._under: dict[str, tuple[int, ...]] = {}
 
     def tokens(self, name: str) -> int:
         return self.request.seq_len if name == PREFILL else 1
@@ -483,12 +519,27 @@ class _Reduced:
             self.observations[(name, nk)].append((point, prefix, size, peak))
         self.passes[point][name] = to_node_data(raw, self.groupings)
         self.buckets.update(raw.op_buckets)
+        for stage, path in {(k[0], k[1]) for k in raw.table} | raw.calls.keys():
+            layers = self.layers_under(path)
+            if layers:
+                self.moe_of[(stage, self.groupings[stage].pattern(path))].update(layers)
 
-    def basis(self, at: _TracedAt) -> BatchBasis:
-        """The basis (BatchDeriveError: a routed expert's peaks fit no law; KeyError: an ungrouped path)."""
+    def layers_under(self, path: str) -> tuple[int, ...]:
+        """The MoE layers (positions) that ``path`` is or lies under."""
+        found = self._under.get(path)
+        if found is None:
+            found = self._under[path] = tuple(
+                pos for moe, pos in self.position.items() if path == moe or path.startswith(f"{moe}.")
+            )
+        return found
+
+    def basis(self, at: _TracedAt, *, low: tuple[int, ...]) -> BatchBasis:
+        """The basis with the ``low`` points (some of the request's) (BatchDeriveError: a routed expert's peaks fit
+        no law; KeyError: an ungrouped path)."""
+        points = (*low, *self.request.points)
         laws = {}
         for key, obs in self.observations.items():
-            law = fit_member_law(obs)
+            law = fit_member_law([o for o in obs if o[0] in points])
             if law is None:
                 raise BatchDeriveError(f"no peak law fits the routed experts of {key}")
             laws[key] = law
@@ -499,7 +550,7 @@ class _Reduced:
         first = self.passes[self.request.points[0]]
         return BatchBasis(
             points=self.request.points,
-            passes=dict(self.passes),
+            passes={p: self.passes[p] for p in points},
             tokens={name: self.tokens(name) for name in first},
             moe=self.request.moe,
             members={nk: tuple(sorted(m)) for nk, m in self.members.items()},
@@ -509,4 +560,6 @@ class _Reduced:
             decode_steps=at.result.max_new_tokens - 1,
             far=at.far[0] if at.far is not None else None,
             buckets=buckets,
+            low=low,
+            moe_of={nk: tuple(sorted(layers)) for nk, layers in self.moe_of.items()},
         )

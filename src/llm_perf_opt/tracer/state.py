@@ -122,6 +122,10 @@ class TraceState:
         self.replay = CallReplay(self, replayable, self.index.list_paths) if replayable else None
         """Repeated calls of ``pure`` classes replayed from a tape (:mod:`llm_perf_opt.tracer.replay`); None: off."""
         self.cut_after_vision = False
+        self.glue_stage: str | None = None
+        """A language-only prefill (the row stages skipped): once its first language anchor returns, the ops around
+        the calls of none are this stage's until the next language anchor, as they are after the row stages that a
+        full pass runs there (DeepSeek-OCR v1 injects its images right after ``embed_tokens``).  None: off."""
         """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
         or projector anchor; only the vision and projector stages of such a pass are used."""
 
@@ -221,6 +225,8 @@ class TraceState:
                 break
         if info.list_path is not None:
             self._chain(info, inputs, kwargs, output)
+        if self.glue_stage is not None and info.kind == LANGUAGE:
+            self.anchor, self.glue_stage = self.glue_stage, None
 
     def _close(self, frame: Frame) -> None:
         raw = self.raw

@@ -17,7 +17,7 @@ from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.tracer.batch_derive import BatchBasis, MoeLayer, choose_points
+from llm_perf_opt.tracer.batch_derive import BatchBasis, MoeLayer, choose_points, low_points
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.derive import DecodeBasis
 from llm_perf_opt.tracer.engine import (
@@ -198,9 +198,10 @@ def _basis_request(
     batches: tuple[int, int],
     options: TraceOptions,
 ) -> BasisRequest | None:
-    """What a batch basis of ``work`` needs: its MoE layers (pure ones: the built-in model's) and three batches in
+    """What a batch basis of ``work`` needs: its MoE layers (pure ones: the built-in model's), three batches in
     ``batches`` (lowest, highest) with the highest one's expert coverage, the middle one ``work``'s own batch when it
-    lies between the others (its language passes, traced already, are then reused); None when there are none."""
+    lies between the others (its language passes, traced already, are then reused), and the low points below the
+    first of them; None when there are none."""
     moe = moe_layers(model, options.pure_modules)
     points = _points(moe, route, seq_len=options.seq_len, batches=batches)
     if points is None:
@@ -212,7 +213,9 @@ def _basis_request(
     def far_for(b: int) -> Driver | None:
         return _far_driver(source, model, attrs.evolve(work, batch_size=b), route, far_new_tokens)
 
-    return BasisRequest(points=points, moe=moe, routing=route, seq_len=options.seq_len, far_for=far_for)
+    return BasisRequest(
+        points=points, moe=moe, routing=route, seq_len=options.seq_len, far_for=far_for, low=low_points(p1)
+    )
 
 
 def first_basis_batch(
