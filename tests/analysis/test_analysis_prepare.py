@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +351,35 @@ def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monk
     assert any(f"waiting for background process {builder.pid}" in line for line in said)
     assert any("from the trace cache" in line for line in said)
     assert "language derived at batch 300 from batch" in result.trace.batch_note
+
+
+def test_a_waiting_batch_change_is_served_as_soon_as_a_stored_basis_derives_it() -> None:
+    # the builder stores its basis once without its low batches, then with them: a batch in the first one's range
+    # does not wait for the second
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    run_analysis(TINY)
+    assert prepare.build_batch_basis(source, workload, cache=cache, **shapes) == 1
+    key = shapes_key(source, workload, **shapes)
+    kept = cache.batch_path(key)
+    aside = kept.with_name("aside")
+    kept.rename(aside)
+    builder = subprocess.Popen(["sleep", "60"])  # still building when the basis is stored
+    try:
+        _mark(cache.queue, builder.pid, key, first=1)
+        timer = threading.Timer(0.5, lambda: aside.rename(kept))
+        timer.start()
+        started = time.monotonic()
+        served = prepare.waited_for_basis(
+            source, attrs.evolve(workload, batch_size=300), cache=cache, say=lambda _: None, limit_s=50, **shapes
+        )
+        waited = time.monotonic() - started
+        timer.join()
+    finally:
+        builder.kill()
+        builder.wait()
+    assert served is not None and "language derived at batch 300" in served[0].batch_note
+    assert waited < 30  # not until the builder is done (60 s) or the limit (50 s)
 
 
 def test_a_forked_worker_keeps_the_basis_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:

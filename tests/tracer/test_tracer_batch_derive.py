@@ -198,3 +198,30 @@ def test_every_batch_below_the_first_point_is_derived_as_traced() -> None:
         derived, derived_decode = derive_batch(basis, skeleton, batch=batch, routing=skewed, workload=traced.workload)
         _same(derived, traced)
         assert derived_decode == decode
+
+
+def test_the_basis_without_its_low_batches_is_handed_over_before_they_are_traced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    tiny = (source, source.build(attn_implementation="sdpa"))
+    prefills: list[str] = []
+    run_pass = engine._run_pass
+
+    def counted(state: Any, stage: str, *args: Any) -> Any:
+        prefills.extend([stage] if stage == "prefill" else [])
+        return run_pass(state, stage, *args)
+
+    monkeypatch.setattr(engine, "_run_pass", counted)
+    early: list[tuple[int, BatchBasis]] = []
+    _, _, _, basis = _trace(
+        tiny,
+        16,
+        RoutingModel.skewed(2.0),
+        batch_basis=(1, 1024),
+        early_basis=lambda result, b: early.append((len(prefills), b)),
+    )
+    assert basis is not None and basis.low == (1, 2, 3, 4)
+    ((seen, first),) = early
+    assert first.low == () and first.points == basis.points
+    assert len(prefills) - seen == 4  # the low batches' prefills came after it

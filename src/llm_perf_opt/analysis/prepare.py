@@ -264,10 +264,10 @@ def waited_for_basis(
     limit_s: float = BASIS_WAIT_LIMIT_S,
 ) -> TraceOutcome | None:
     """``workload`` from the cache once the batch basis of its shapes that a background process is building right
-    now is kept (at most ``limit_s`` seconds): tracing the same basis next to it would end later.  None at once
-    when nothing builds it or the batch is below the range that basis will cover (its first batch, as the builder's
-    marker says; :data:`EXTRAPOLATE_FROM` at least), and None when the basis, once kept, does not derive the batch
-    (the caller traces it)."""
+    now is kept and derives it (at most ``limit_s`` seconds): tracing the same basis next to it would end later.  None
+    at once when nothing builds it or the batch is below the range that basis will cover (its first batch, as the
+    builder's marker says; :data:`EXTRAPOLATE_FROM` at least), and None when the basis, once kept, does not derive the
+    batch (the caller traces it)."""
     if workload.batch_size < EXTRAPOLATE_FROM:
         return None
     key = shapes_key(source, workload, attention=attention, routing=routing)
@@ -280,9 +280,25 @@ def waited_for_basis(
         return served
     say(f"waiting for background process {pid}: it is keeping a batch basis of these shapes (sooner than a trace)")
     deadline = time.monotonic() + limit_s
+    kept = cache.batch_path(key)
+    seen = _stamp(kept)
     while basis_builder(cache.queue, key) == pid and time.monotonic() < deadline:
         time.sleep(_POLL_S)
+        stamp = _stamp(kept)
+        if stamp is not None and stamp != seen:  # stored (first without its low batches): it may derive this one
+            seen = stamp
+            served = cached(source, workload, **shapes)
+            if served is not None:
+                return served
     return cached(source, workload, **shapes)
+
+
+def _stamp(path: Path) -> int | None:
+    """``path``'s modification time in ns, or None when there is none."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def basis_in_progress(

@@ -22,6 +22,7 @@ command line's ``analyze`` has a background process build it then (:func:`build_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from attrs import evolve
@@ -153,8 +154,9 @@ def build_batch_basis(
     basis's first batch (``first`` when the caller has it from :func:`first_basis_batch`), whose traced language
     passes are then that point's, or at the workload's own batch when larger (then a point too, when inside the
     basis's range), and at :data:`EXTRAPOLATE_FROM` rows at least (the fewest the batched tracer extrapolates, which
-    a basis is built with).  Returns the lowest batch the basis derives (one already stored counts), or None when
-    none is kept (none would reproduce its own batches)."""
+    a basis is built with).  The basis is stored once its three points are traced (a batch change waiting for it is
+    then derived, when in their range) and again with its low batches.  Returns the lowest batch the basis derives
+    (one already stored counts), or None when none is kept (none would reproduce its own batches)."""
     stored = cache.load_batch_basis(analysis_key_parts(source, workload, attention=attention, routing=routing))
     if stored is not None:
         return stored[1].lowest
@@ -165,8 +167,9 @@ def build_batch_basis(
     parts = analysis_key_parts(source, at, attention=attention, routing=routing)
     # from ``first`` on, the trace's own search for the first point stops at once (a linear scan of the routing
     # model's coverage: 1.9 s from batch 1 under skewed:8, whose basis starts at 1009)
+    early = None if callable(getattr(source, "provenance", None)) else _store_early(cache, parts)
     result, provenance, basis, batch_basis = _trace(
-        source, at, attention=attention, routing=routing, batches=(first or 1, MAX_BATCH_SIZE), model=model
+        source, at, attention=attention, routing=routing, batches=(first or 1, MAX_BATCH_SIZE), model=model, early=early
     )
     entry = _keep(cache, parts, cache.load_basis(parts), result, provenance, basis)
     if batch_basis is None:
@@ -174,6 +177,16 @@ def build_batch_basis(
         return None
     cache.store_batch_basis(parts, entry, batch_basis)
     return batch_basis.lowest
+
+
+def _store_early(cache: TraceCache, parts: dict[str, Any]) -> Callable[[TraceResult, BatchBasis], None]:
+    """What stores a trace (of a source without provenance) and its batch basis before the basis's low batches are
+    traced."""
+
+    def store(result: TraceResult, basis: BatchBasis) -> None:
+        cache.store_batch_basis(parts, cache.remember(parts, result, None), basis)
+
+    return store
 
 
 def built_model(source: Any, *, attention: Literal["flash", "eager"]) -> Any:
@@ -202,6 +215,7 @@ def _trace(
     routing: RoutingModel,
     batches: tuple[int, int] | None = None,
     model: Any = None,
+    early: Callable[[TraceResult, BatchBasis], None] | None = None,
 ) -> _Traced:
     """``workload`` traced on ``source`` (on ``model`` when given; with a decode basis up to the context, and a batch
     basis over ``batches`` when given), and the source's provenance of the run."""
@@ -210,7 +224,14 @@ def _trace(
 
     far = context_new_tokens(source.name, workload.seq_len)
     result, driver, basis, batch_basis = trace_with_bases(
-        source, workload, attention=attention, routing=routing, far_new_tokens=far, batch_basis=batches, model=model
+        source,
+        workload,
+        attention=attention,
+        routing=routing,
+        far_new_tokens=far,
+        batch_basis=batches,
+        model=model,
+        early_basis=early,
     )
     return result, source_provenance(source, driver), basis, batch_basis
 

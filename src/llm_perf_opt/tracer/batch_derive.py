@@ -351,19 +351,25 @@ class _Value:
         """An additive value (module docstring), a non-negative integer."""
         if not self.below_p1:
             return _affine(name, full, self.basis.points, self.batch)
-        return _integer(name, self._below(name, nk, full, low))
-
-    def _below(self, name: str, nk: NodeKey, full: Sequence[int], low: Mapping[int, int]) -> Fraction:
-        line = _line(name, full, self.basis.points)
         p3 = self.basis.points[-1]
-        value = line(self.batch)
         n_full, n = self.called(nk, p3), self.called(nk, self.batch)
-        if n == n_full:
-            return value
+        if n == n_full:  # (every node outside the MoE layers, and these when they call every expert already)
+            return _affine(name, full, self.basis.points, self.batch)
         q = next((q for q in self.basis.low if self.called(nk, q) != n_full), None)
         if q is None:
             raise BatchDeriveError(f"{name}: no low point calls other experts than batch {p3}")
-        return value + (low[q] - line(q)) * Fraction(n - n_full, self.called(nk, q) - n_full)
+        # line(B) + (v_q - line(q)) * (n - n_full) / (N(q) - n_full), in integers over one denominator (this runs
+        # for every counter of every MoE node): line(x) = (v1 * run + (v2 - v1) * (x - b1)) / run
+        (b1, b2, b3), (v1, v2, v3) = self.basis.points, full
+        run, rise = b2 - b1, v2 - v1
+        if rise * (b3 - b1) != (v3 - v1) * run:
+            raise BatchDeriveError(f"{name}: {v1}, {v2}, {v3} at batch {b1}, {b2}, {b3}")
+        dq = self.called(nk, q) - n_full
+        num = (v1 * run + rise * (self.batch - b1)) * dq + (low[q] * run - v1 * run - rise * (q - b1)) * (n - n_full)
+        value, rest = divmod(num, run * dq)
+        if rest or value < 0:
+            raise BatchDeriveError(f"{name} derives to {Fraction(num, run * dq)}, not a non-negative integer")
+        return value
 
     def sort_flops(
         self, key: tuple[str, Pattern, str, str], rows: Sequence[Counters], low: Mapping[int, Counters], calls: int

@@ -404,6 +404,9 @@ class BasisRequest:
     seq_len: int = field(metadata={"help": "S, prompt positions per row of the prefill"})
     far_for: Callable[[int], Driver | None] = field(metadata={"help": "the far decode step's driver at a batch"})
     low: tuple[int, ...] = field(default=(), metadata={"help": "batches below p1 traced too (the basis's low points)"})
+    early: Callable[[TraceResult, BatchBasis], None] | None = field(
+        default=None, metadata={"help": "gets the trace and its basis without the low points, before they are traced"}
+    )
 
 
 @frozen(kw_only=True)
@@ -428,29 +431,61 @@ def _batch_basis(
     at: _TracedAt,
     rules: StageRules,
 ) -> BatchBasis | None:
-    """Trace the language passes at the request's batches (its low ones too) and keep them as a basis, if it
-    reproduces them (and the trace at the requested batch, when that lies in its range) exactly - with fewer low
-    points, or none, when only they are not reproduced; else None."""
+    """Trace the language passes at the request's batches and keep them as a basis, if it reproduces them (and the
+    trace at the requested batch, when that lies in its range) exactly; then at its low batches, and keep those too
+    when the basis with them reproduces them (without batch 1 when only it is off the laws: eager attention runs one
+    more view there); else the basis without them, or None.  The basis without them goes to ``request.early`` first,
+    when given (a batch in its range need not wait for the low batches)."""
     reduced = _Reduced(request, at.groupings)
-    for point in (*request.low, *request.points):
-        if point == at.batch:  # traced already: the same passes
-            _reuse(reduced, at)
-            continue
-        driver = driver_for(point)
-        reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
-        for i in at.steps:
-            reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
-        if at.far is not None:
-            far = request.far_for(point)
-            if far is None or far.decode_steps != at.far[0]:
-                return None
-            reduced.add(point, f"step:{at.far[0]}", _run_pass(state, "decode", far.step(at.far[0]), opts))
-    # without batch 1 when only it is off the laws (eager attention runs one more view there), else without any
-    lows = dict.fromkeys((request.low, request.low[1:], ()))
-    basis = next((b for low in lows if (b := _checked_basis(reduced, at, low=low)) is not None), None)
-    if basis is None or not request.points[0] <= at.batch <= request.points[-1]:
-        return basis
+    if not all(_read_point(state, driver_for, opts, request, at, rules, reduced, p) for p in request.points):
+        return None
+    full = _checked_basis(reduced, at, low=())
+    if not request.low:
+        return full
+    if full is not None and request.early is not None:
+        request.early(at.result, full)
+    if not all(_read_point(state, driver_for, opts, request, at, rules, reduced, q) for q in request.low):
+        return full
+    lows = (request.low, request.low[1:]) if len(request.low) > 1 else (request.low,)
+    return next((b for low in lows if (b := _checked_basis(reduced, at, low=low)) is not None), full)
+
+
+def _read_point(
+    state: TraceState,
+    driver_for: Callable[[int], Driver],
+    opts: _Options,
+    request: BasisRequest,
+    at: _TracedAt,
+    rules: StageRules,
+    reduced: _Reduced,
+    point: int,
+) -> bool:
+    """Trace the language passes at batch ``point`` into ``reduced`` (read those of ``at`` when it is that batch);
+    False when the far decode step has no driver there."""
+    if point == at.batch:  # traced already: the same passes
+        _reuse(reduced, at)
+        return True
+    driver = driver_for(point)
+    reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
+    for i in at.steps:
+        reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
+    if at.far is not None:
+        far = request.far_for(point)
+        if far is None or far.decode_steps != at.far[0]:
+            return False
+        reduced.add(point, f"step:{at.far[0]}", _run_pass(state, "decode", far.step(at.far[0]), opts))
+    return True
+
+
+def _checked_basis(reduced: _Reduced, at: _TracedAt, *, low: tuple[int, ...]) -> BatchBasis | None:
+    """The basis of what ``reduced`` read at its points and the ``low`` ones, when it reproduces them and the trace
+    ``at`` (when in its range); else None."""
+    request = reduced.request
     try:
+        basis = reduced.basis(at, low=low)
+        check_basis(basis, routing=request.routing)
+        if not basis.lowest <= at.batch <= request.points[-1]:
+            return basis
         derived, _ = derive_batch(
             basis, at.result, batch=at.batch, routing=request.routing, workload=at.result.workload
         )
@@ -462,16 +497,6 @@ def _batch_basis(
         at.result.unsupported,
     )
     return basis if same else None
-
-
-def _checked_basis(reduced: _Reduced, at: _TracedAt, *, low: tuple[int, ...]) -> BatchBasis | None:
-    """The basis of what ``reduced`` read at its points and the ``low`` ones, when it reproduces them; else None."""
-    try:
-        basis = reduced.basis(at, low=low)
-        check_basis(basis, routing=reduced.request.routing)
-    except (BatchDeriveError, KeyError):
-        return None
-    return basis
 
 
 def _reuse(reduced: _Reduced, at: _TracedAt) -> None:

@@ -10,6 +10,7 @@ SDPA calls elsewhere (SAM, CLIP) run their math decomposition, counted op by op.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
 import attrs
@@ -119,11 +120,14 @@ def trace_with_bases(
     far_new_tokens: int | None = None,
     replay: bool = True,
     batch_basis: tuple[int, int] | None = None,
+    early_basis: Callable[[TraceResult, BatchBasis], None] | None = None,
 ) -> tuple[TraceResult, Driver, DecodeBasis | None, BatchBasis | None]:
     """:func:`trace_with_driver`, also returning the decode basis of a fitted decode (None otherwise): what
     :func:`~llm_perf_opt.tracer.derive.derive_output_length` re-integrates over another output length.
     ``far_new_tokens`` (more than the workload's, e.g. the most the context allows) also traces the last decode step
     of that many new tokens, so the basis covers every output length up to it (one more decode step traced).
+    ``early_basis`` gets the trace and its batch basis before the basis's low batches are traced
+    (:class:`~llm_perf_opt.tracer.engine.BasisRequest`).
     Where torch's Python meta kernels were deferred and the build or trace needs one, it runs again with them
     (:func:`~llm_perf_opt.tracer.lazy_metas.with_python_metas_on_demand`)."""
     source = model_source
@@ -154,7 +158,9 @@ def trace_with_bases(
             return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
 
         request = (
-            _basis_request(source, model, work, route, far_new_tokens, batch_basis, options) if batch_basis else None
+            _basis_request(source, model, work, route, far_new_tokens, batch_basis, options, early_basis)
+            if batch_basis
+            else None
         )
         result, basis, kept = trace_model_batched_with_basis(
             model, driver_for, options, batch=rows, far=far, basis_request=request
@@ -197,6 +203,7 @@ def _basis_request(
     far_new_tokens: int | None,
     batches: tuple[int, int],
     options: TraceOptions,
+    early: Callable[[TraceResult, BatchBasis], None] | None = None,
 ) -> BasisRequest | None:
     """What a batch basis of ``work`` needs: its MoE layers (pure ones: the built-in model's), three batches in
     ``batches`` (lowest, highest) with the highest one's expert coverage, the middle one ``work``'s own batch when it
@@ -214,7 +221,13 @@ def _basis_request(
         return _far_driver(source, model, attrs.evolve(work, batch_size=b), route, far_new_tokens)
 
     return BasisRequest(
-        points=points, moe=moe, routing=route, seq_len=options.seq_len, far_for=far_for, low=low_points(p1)
+        points=points,
+        moe=moe,
+        routing=route,
+        seq_len=options.seq_len,
+        far_for=far_for,
+        low=low_points(p1),
+        early=early,
     )
 
 
