@@ -14,7 +14,7 @@ output length the door accepts when the counters stay on their lines that far.
 On a miss at another batch, a trace of the same shapes that kept a batch basis answers without tracing
 (:func:`~llm_perf_opt.tracer.batch_derive.derive_batch`: the language derived from three traced batches with every
 expert called and a few small ones below them, exact from batch 1 to 1,024; refused, and traced, where it does not
-reproduce one of them).  A basis costs seven more language traces, so no run builds it in the foreground for its
+reproduce one of them).  A basis costs six more language traces, so no run builds it in the foreground for its
 first batch of some shapes: that run leaves a note, and the
 command line's ``analyze`` has a background process build it then (:func:`build_batch_basis`, started by
 :mod:`llm_perf_opt.analysis.prepare`); a second batch traced before that is done builds it itself.

@@ -336,16 +336,20 @@ class _Value:
         self.routing = routing
         self.name = name
         self._called: dict[int, tuple[int, ...]] = {}
+        self._n: dict[tuple[NodeKey, int], int] = {}
         self._experts: dict[int, dict[NodeKey, int]] = {}
 
     def called(self, nk: NodeKey, batch: int) -> int:
         """``N``: the experts the MoE layers at or above ``nk`` call at ``batch`` rows of this pass."""
-        per_layer = self._called.get(batch)
-        if per_layer is None:
-            per_layer = self._called[batch] = tuple(
-                sum(1 for n in _counts(layer, self.routing, batch * self.tokens) if n) for layer in self.basis.moe
-            )
-        return sum(per_layer[pos] for pos in self.basis.moe_of.get(nk, ()))
+        found = self._n.get((nk, batch))
+        if found is None:
+            per_layer = self._called.get(batch)
+            if per_layer is None:
+                per_layer = self._called[batch] = tuple(
+                    sum(1 for n in _counts(layer, self.routing, batch * self.tokens) if n) for layer in self.basis.moe
+                )
+            found = self._n[(nk, batch)] = sum(per_layer[pos] for pos in self.basis.moe_of.get(nk, ()))
+        return found
 
     def counter(self, name: str, nk: NodeKey, full: Sequence[int], low: Mapping[int, int]) -> int:
         """An additive value (module docstring), a non-negative integer."""
