@@ -268,7 +268,7 @@ def _solve(rows: list[list[Fraction]]) -> list[Fraction] | None:
 
 def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> NodeData:
     """The language node data of pass ``name`` at ``batch`` (a sort's comparisons by their own rule; below ``p1``
-    the low points' laws, :func:`_below`).  Raises :class:`BatchDeriveError`."""
+    the low points' laws, :class:`_Value`).  Raises :class:`BatchDeriveError`."""
     p1, _, p3 = basis.points
     if not basis.lowest <= batch <= p3:
         raise BatchDeriveError(f"batch {batch} is outside the {basis.lowest}..{p3} the basis answers for")
