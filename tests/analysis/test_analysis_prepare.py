@@ -15,10 +15,10 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from llm_perf_opt.analysis import prepare
+from llm_perf_opt.analysis import pipeline, prepare
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pipeline import run_analysis
-from llm_perf_opt.analysis.trace_step import analysis_key_parts, shapes_key
+from llm_perf_opt.analysis.trace_step import analysis_key_parts, shapes_key, traced
 from llm_perf_opt.cli import cli
 from llm_perf_opt.contracts.converter import converter
 from llm_perf_opt.sources.registry import resolve_model_source
@@ -252,7 +252,7 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     path = _queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes))
     queue = path.parent
     assert prepare.basis_builder(queue, key) is None
-    prepare._work(path)
+    prepare._work(path, {})
     # named while the basis is built, with the first batch it will derive (skewed:1.2 on the tiny model: its first
     # point is 9, its low points 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in
     # builder keeps no basis, so 4 and 2)
@@ -274,9 +274,34 @@ def test_every_trace_of_a_request_runs_on_one_tree_built_once(monkeypatch: pytes
     monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: models.append(k["model"]) or k["first"])
     monkeypatch.setattr(prepare, "traced", lambda *a, **k: models.append(k["model"]))
     monkeypatch.delenv(prepare.PREPARE_ENV)
-    prepare._work(_queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes)))
+    prepare._work(_queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes)), {})
     assert len(built) == 1 and len(models) == 1 + 7  # the basis, then batches 4, 2, 3, 5, 6, 7, 8 (below 9)
     assert all(model is built[0] for model in models)
+    # a tree handed over (the forked process gets the one its parent traced with) is used, not built again
+    theirs = object()
+    models.clear()
+    request = prepare.prepare_request(source, workload, cache=TraceCache(), **shapes)
+    prepare._work(_queue(request), {(source.name, "eager"): object(), (source.name, "flash"): theirs})
+    assert len(built) == 1 and models and all(model is theirs for model in models)
+
+
+def test_analyze_hands_the_tree_it_traced_with_to_the_background_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def start(*args: Any, **kwargs: Any) -> None:
+        seen["background"] = kwargs["model"]
+
+    def trace(*args: Any, **kwargs: Any) -> Any:
+        seen["trace"] = kwargs["model"]
+        return traced(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare_batch_basis_later", start)
+    monkeypatch.setattr(pipeline, "traced", trace)
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    run_analysis(TINY, prepare_batches=True)  # new shapes: traced here, their basis kept in the background
+    assert seen["trace"] is not None and seen["background"] is seen["trace"]
+    run_analysis(attrs.evolve(TINY, max_new_tokens=5), prepare_batches=True)  # the same shapes: no tree built
+    assert seen["trace"] is None
 
 
 def _mark(queue: Path, pid: int, key: str, first: int | None = None) -> None:

@@ -30,9 +30,14 @@ from llm_perf_opt.analysis.options import (
     resolve_device,
     resolve_routing,
 )
-from llm_perf_opt.analysis.prepare import basis_in_progress, prepare_batch_basis_later, waited_for_basis
+from llm_perf_opt.analysis.prepare import (
+    basis_in_progress,
+    prepare_batch_basis_later,
+    prepare_request,
+    waited_for_basis,
+)
 from llm_perf_opt.analysis.result import AnalysisResult
-from llm_perf_opt.analysis.trace_step import shapes_seen, traced
+from llm_perf_opt.analysis.trace_step import built_model, shapes_seen, traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
 from llm_perf_opt.analytic.divergences import divergence_for
 from llm_perf_opt.contracts import OperatorCategory
@@ -122,11 +127,20 @@ def run_analysis(
         and not new_shapes
         and basis_in_progress(source, workload, attention=attention, routing=routing, cache=cache)
     )
+    starts = (  # new shapes (so they are traced here) whose basis a background process will keep
+        prepare_batches
+        and new_shapes
+        and cache is not None
+        and prepare_request(source, workload, attention=attention, routing=routing, cache=cache) is not None
+    )
+    model = built_model(source, attention=attention) if starts else None  # (the forked process reuses it)
     trace, provenance, hit = waited or traced(
-        source, workload, attention=attention, routing=routing, cache=cache, keep_batch_basis=not busy
+        source, workload, attention=attention, routing=routing, cache=cache, keep_batch_basis=not busy, model=model
     )
     if prepare_batches and new_shapes and not hit and cache is not None:
-        started = prepare_batch_basis_later(source, workload, attention=attention, routing=routing, cache=cache)
+        started = prepare_batch_basis_later(
+            source, workload, attention=attention, routing=routing, cache=cache, model=model
+        )
         if started is not None:
             say(f"keeping a batch basis of these shapes in the background (process {started.pid})")
     how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"

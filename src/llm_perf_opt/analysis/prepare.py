@@ -6,7 +6,8 @@ traces, or the first batch change all of them.  Instead, when ``analyze`` traces
 :func:`prepare_batch_basis_later` queues a request for their basis in the cache (``prepare/<key>.json``, one per
 shapes) and starts a background process (its own session, lowered priority, no output).  Where the command's
 process may fork and the machine has a second core, the process is a child forked from it right after its trace (it
-starts with torch imported, on the other core, while the command writes its report); otherwise it is ``python -m
+starts with torch imported and the model tree the command traced with, on the other core, while the command writes
+its report); otherwise it is ``python -m
 llm_perf_opt.analysis.prepare``, which waits until the command has exited.  Either way the command is not slowed
 down, and the process works the queue (:func:`drain`) if no other such process does (a ``flock`` on
 ``prepare/.lock``, which names its holder; the holder takes the requests queued meanwhile too, so a loop of cold runs
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -148,12 +149,14 @@ def prepare_batch_basis_later(
     routing: RoutingModel,
     cache: TraceCache,
     after_this_process: bool = True,
+    model: Any = None,
 ) -> Background | None:
     """Queue ``workload``'s batch basis in ``cache`` and start a background process working the queue (module
     docstring); returns it, or None when none is started.  With ``after_this_process`` (a command line's process,
     about to write its report and exit) the command is not slowed down: where this process may fork and has another
     core, a child forked from it works the queue at once on that core, with this process's imports (no second
-    ``import torch``); otherwise a new process works it once this process has exited."""
+    ``import torch``; and this process's tree of ``source``, ``model``, when given: it was built for ``attention``);
+    otherwise a new process works it once this process has exited."""
     request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache)
     if request is None or fcntl is None:
         return None
@@ -163,7 +166,7 @@ def prepare_batch_basis_later(
         queue.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(queue / f"{trace_key(request)}.json", text.encode("utf-8"))
         if after_this_process and _may_fork():
-            return _forked_worker(queue)
+            return _forked_worker(queue, {} if model is None else {(source.name, attention): model})
         after = str(os.getpid()) if after_this_process else ""
         return subprocess.Popen(
             [sys.executable, "-m", __name__, str(queue), after],
@@ -214,7 +217,7 @@ def _may_fork() -> bool:
     return cores >= 2
 
 
-def _forked_worker(queue: Path) -> Forked:
+def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any]) -> Forked:
     """Fork a child that works ``queue`` (:func:`drain`) in its own session at lowered priority, with its standard
     streams on ``/dev/null`` (a pipe this command writes to is not held open; a lock another thread of this process
     held at the fork, a progress spinner's, is never needed) and leaves with ``os._exit``."""
@@ -231,7 +234,7 @@ def _forked_worker(queue: Path) -> Forked:
         os.environ[PREPARE_ENV] = "0"
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
-        drain(queue)
+        drain(queue, models)
         code = 0
     finally:
         os._exit(code)
@@ -357,21 +360,22 @@ def main(argv: Sequence[str] | None = None, *, niceness: int = NICENESS) -> int:
     return 0
 
 
-def drain(queue: Path) -> int:
+def drain(queue: Path, models: Mapping[tuple[str, str], Any] | None = None) -> int:
     """Work the requests in ``queue``, oldest first, until none is left - unless another process holds the queue's
-    lock (it works ours too: a holder looks again after letting go).  Returns how many bases were kept."""
+    lock (it works ours too: a holder looks again after letting go); a request of a ``(model, attention)`` in
+    ``models`` uses that tree instead of building one.  Returns how many bases were kept."""
     kept = 0
     while True:
         with _locked(queue) as held:
             if not held:
                 return kept
             while (path := _oldest(queue)) is not None:
-                kept += _work(path)
+                kept += _work(path, models or {})
         if _oldest(queue) is None:
             return kept
 
 
-def _work(path: Path) -> int:
+def _work(path: Path, models: Mapping[tuple[str, str], Any]) -> int:
     """Take the request at ``path`` off the queue and work it: its batch basis, then the batches below what the basis
     derives (:func:`prepared_batches`); 1 when a basis is kept.  A request that cannot be read or worked is dropped
     (nothing retries it forever)."""
@@ -389,7 +393,8 @@ def _work(path: Path) -> int:
     shapes: dict[str, Any] = {"attention": request["attention"], "routing": routing, "cache": cache}
     lowest: int | None = None
     with contextlib.suppress(Exception):  # a request that fails to trace must not strand the ones queued after it
-        shapes["model"] = model = built_model(source, attention=request["attention"])  # one tree for all its traces
+        model = models.get((source.name, request["attention"]))  # one tree for all its traces
+        shapes["model"] = model = model if model is not None else built_model(source, attention=request["attention"])
         first = first_basis_batch(source, workload, routing=routing, model=model)
         key = shapes_key(source, workload, attention=request["attention"], routing=routing)
         with _building(path.parent, key, first=None if first is None else min((first, *low_points(first)))):
