@@ -7,11 +7,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 from click.testing import CliRunner
 
+from llm_perf_opt.analysis import trace_step
 from llm_perf_opt.analysis.model_source import resolve_source_workload, trusted_source
 from llm_perf_opt.analysis.options import AnalysisOptions
 from llm_perf_opt.analysis.pipeline import run_analysis
@@ -257,3 +259,27 @@ def test_a_corrupted_batch_basis_is_dropped_with_a_warning_and_traced_again(tmp_
     with pytest.warns(UserWarning, match="unreadable"):
         again = run_analysis(attrs.evolve(options, batch_size=300))
     assert again.trace.batch_note.endswith("language traced at batch 300")
+
+
+def test_shapes_whose_batch_basis_was_refused_are_not_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a basis that does not reproduce its own batches is not kept (here: every one is dropped), and a later batch of
+    # the same shapes does not try again (an attempt traces six more language passes: seconds on the full model)
+    attempts: list[object] = []
+    real = trace_step._trace
+
+    def trace(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(kwargs.get("batches"))
+        return (*real(*args, **kwargs)[:3], None)
+
+    monkeypatch.setattr(trace_step, "_trace", trace)
+    tiny = AnalysisOptions(
+        model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=4, routing="skewed:1.2", batch_size=1
+    )
+    for batch in (1, 9, 10):
+        run_analysis(attrs.evolve(tiny, batch_size=batch))
+    assert attempts == [None, (1, 1024), None]  # the first batch leaves a note; the second tries; the third does not
+    source = trusted_source(tiny.model, False)
+    parts = analysis_key_parts(
+        source, resolve_source_workload(tiny, source), attention="flash", routing=RoutingModel.skewed(1.2)
+    )
+    assert TraceCache().basis_refused(parts) and TraceCache().batch_seen(parts)

@@ -20,6 +20,7 @@ from llm_perf_opt.tracer.batch_derive import (
     _sort_length,
     batch_basis_from_json,
     batch_basis_to_json,
+    called_experts,
     check_basis,
     choose_points,
     derive_batch,
@@ -125,7 +126,7 @@ def test_batches_outside_the_points_or_at_another_coverage_are_refused(
 ) -> None:
     skeleton, basis = built
     without_low = attrs.evolve(basis, low=(), passes={p: basis.passes[p] for p in basis.points})
-    with pytest.raises(BatchDeriveError, match="routes to other experts"):  # 6*10 = 60 < 64 decode assignments
+    with pytest.raises(BatchDeriveError, match=r"outside the 11\.\.1024"):  # 6*10 = 60 < 64 decode assignments
         derive_batch(without_low, skeleton, batch=10, routing=RoutingModel.balanced(), workload="w")
     with pytest.raises(BatchDeriveError, match=r"outside the 1\.\.1024"):
         derive_batch(basis, skeleton, batch=1025, routing=RoutingModel.balanced(), workload="w")
@@ -176,6 +177,21 @@ def test_the_low_points_are_those_below_the_first_point() -> None:
     assert low_points(11) == (1, 2, 3, 4)
     assert low_points(3) == (1, 2)
     assert low_points(1) == ()
+
+
+def test_the_middle_point_has_the_last_points_coverage_where_it_is_not_monotone() -> None:
+    # skewed:8 reaches 63 experts of 64 in a decode step of 1,009 and of 1,024 rows, but all 64 at 1,016 (the geometric
+    # mean of the two): the middle point is the nearest batch that calls what 1,024 calls
+    moe = (MoeLayer(path="m.layers.1.mlp", layer_idx=1, experts=64, top_k=6),)
+    skewed = RoutingModel.skewed(8.0)
+    tokens = {"prefill": 703, "step": 1}
+    p1, p2, p3 = choose_points(moe, skewed, tokens, low=1, high=1024) or (0, 0, 0)
+    target = called_experts(moe, skewed, tokens, p3)
+    assert called_experts(moe, skewed, tokens, p1) == called_experts(moe, skewed, tokens, p2) == target
+    mean = round((p1 * p3) ** 0.5)
+    assert all(
+        called_experts(moe, skewed, tokens, b) != target for b in range(p1 + 1, p3) if abs(b - mean) < abs(p2 - mean)
+    )
 
 
 def test_points_follow_the_routing_models_coverage() -> None:

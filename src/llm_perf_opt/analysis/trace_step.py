@@ -77,7 +77,7 @@ def traced(
     shapes, else traced (and stored with its basis) - on ``model`` when given (``source``'s tree, built for
     ``attention``: :func:`~llm_perf_opt.tracer.trace.build_model`), else on a tree built for it.  A second batch
     of the same shapes also keeps their batch basis, unless ``keep_batch_basis`` is False (another process is
-    building it)."""
+    building it) or one was built for them and not kept before."""
     if cache is None:
         return (*_trace(source, workload, attention=attention, routing=routing, model=model)[:2], False)
     parts = analysis_key_parts(source, workload, attention=attention, routing=routing)
@@ -85,7 +85,8 @@ def traced(
     if served is not None:
         return served
     seen_again = in_batch is None and workload.batch_size >= EXTRAPOLATE_FROM and cache.batch_seen(parts)
-    batches = (1, MAX_BATCH_SIZE) if seen_again and keep_batch_basis else None
+    tries = seen_again and keep_batch_basis and not cache.basis_refused(parts)  # (a refused one costs seconds)
+    batches = (1, MAX_BATCH_SIZE) if tries else None
     result, provenance, basis, batch_basis = _trace(
         source, workload, attention=attention, routing=routing, batches=batches, model=model
     )
@@ -93,7 +94,7 @@ def traced(
     if batch_basis is not None:
         cache.store_batch_basis(parts, entry, batch_basis)
     elif in_batch is None:  # (a kept basis says the shapes were seen)
-        cache.mark_batch(parts)
+        cache.mark_batch(parts, refused=batches is not None)
     return result, provenance, False
 
 
@@ -173,7 +174,7 @@ def build_batch_basis(
     )
     entry = _keep(cache, parts, cache.load_basis(parts), result, provenance, basis)
     if batch_basis is None:
-        cache.mark_batch(parts)
+        cache.mark_batch(parts, refused=True)
         return None
     cache.store_batch_basis(parts, entry, batch_basis)
     return batch_basis.lowest

@@ -67,6 +67,9 @@ SEEN_SUFFIX = ".seen.json"
 """File name ending of a note that the shapes of a batch key were traced at some batch (``<key>.seen.json``: the
 next other batch then builds the basis)."""
 
+REFUSED = b'{"basis":"refused"}'
+"""The note's content when a batch basis of its shapes was built and did not reproduce its own batches."""
+
 CACHE_DIR_ENV = "LLM_PERF_OPT_CACHE_DIR"
 FORMAT = 1
 """Version of the entry layout; an entry of another format is a miss (and is replaced)."""
@@ -243,11 +246,21 @@ class TraceCache:
         key = trace_key(batch_parts(parts))
         return (self.folder / f"{key}{SEEN_SUFFIX}").is_file() or self.batch_path(key).is_file()
 
-    def mark_batch(self, parts: Mapping[str, Any]) -> None:
-        """Note that the shapes of ``parts`` were traced (unless they are noted already)."""
+    def mark_batch(self, parts: Mapping[str, Any], *, refused: bool = False) -> None:
+        """Note that the shapes of ``parts`` were traced (unless they are noted already); with ``refused``, that a
+        batch basis of them was built and not kept (no later batch tries again: :meth:`basis_refused`)."""
         path = self.folder / f"{trace_key(batch_parts(parts))}{SEEN_SUFFIX}"
-        if not path.is_file():
+        if refused:
+            write_entry(path, REFUSED)
+        elif not path.is_file():
             write_entry(path, b"{}")
+
+    def basis_refused(self, parts: Mapping[str, Any]) -> bool:
+        """Whether a batch basis of the shapes of ``parts`` was built and not kept (:meth:`mark_batch`)."""
+        try:
+            return (self.folder / f"{trace_key(batch_parts(parts))}{SEEN_SUFFIX}").read_bytes() == REFUSED
+        except OSError:
+            return False
 
     def store_batch_basis(self, parts: Mapping[str, Any], entry: CachedTrace, basis: BatchBasis) -> None:
         """Store the batch ``basis`` built with the trace in ``entry`` (keyed by ``parts``) under

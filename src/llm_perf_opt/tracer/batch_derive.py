@@ -182,15 +182,18 @@ def called_experts(
 def choose_points(
     moe: Sequence[MoeLayer], routing: RoutingModel, tokens: Mapping[str, int], *, low: int, high: int
 ) -> tuple[int, int, int] | None:
-    """Three batches ``low <= p1 < p2 < p3 = high`` with ``high``'s expert coverage at ``p1`` (the smallest such
-    batch; every batch between them is checked when it is derived), ``p2`` about their geometric mean; None when
-    fewer than three batches qualify."""
+    """Three batches ``low <= p1 < p2 < p3 = high`` with ``high``'s expert coverage (``p1`` the smallest such batch,
+    ``p2`` the one nearest their geometric mean: under a steep skew the routing model's coverage is not monotone in
+    the batch, so some batches between them call other experts; those are checked when derived); None when fewer
+    than three batches qualify."""
     target = called_experts(moe, routing, tokens, high)
     p1 = next((b for b in range(low, high + 1) if called_experts(moe, routing, tokens, b) == target), high)
     if high - p1 < 2:
         return None
-    p2 = min(max(round(math.sqrt(p1 * high)), p1 + 1), high - 1)
-    return p1, p2, high
+    mean = min(max(round(math.sqrt(p1 * high)), p1 + 1), high - 1)
+    nearest = sorted(range(p1 + 1, high), key=lambda b: (abs(b - mean), b))
+    p2 = next((b for b in nearest if called_experts(moe, routing, tokens, b) == target), None)
+    return None if p2 is None else (p1, p2, high)
 
 
 def low_points(p1: int) -> tuple[int, ...]:
@@ -268,13 +271,17 @@ def _solve(rows: list[list[Fraction]]) -> list[Fraction] | None:
 
 def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> NodeData:
     """The language node data of pass ``name`` at ``batch`` (a sort's comparisons by their own rule; below ``p1``
-    the low points' laws, :class:`_Value`).  Raises :class:`BatchDeriveError`."""
-    p1, _, p3 = basis.points
+    the low points' laws, :class:`_Value`; from ``p1`` on only at ``p3``'s expert coverage).  Raises
+    :class:`BatchDeriveError`."""
+    p3 = basis.points[-1]
     if not basis.lowest <= batch <= p3:
         raise BatchDeriveError(f"batch {batch} is outside the {basis.lowest}..{p3} the basis answers for")
     data = [basis.passes[p][name] for p in basis.points]
-    low = {q: basis.passes[q][name] for q in basis.low} if batch < p1 else {}
-    value = _Value(basis, name, batch=batch, routing=routing)
+    full = _full_coverage(basis, routing, batch)
+    if not full and batch >= basis.points[0]:
+        raise BatchDeriveError(f"batch {batch} routes to other experts than the basis's batches")
+    low = {} if full else {q: basis.passes[q][name] for q in basis.low}
+    value = _Value(basis, name, batch=batch, routing=routing, full=full)
     every = [*data, *low.values()]
     out = NodeData()
     zero = Counters()
@@ -307,12 +314,12 @@ def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingMod
             out.peaks[nk] = expert_peaks[nk]
             continue
         below = _under(expert_peaks, nk)
-        full = [d.peaks.get(nk, 0) for d in data]
-        if batch >= p1:
-            level = _affine(f"peak of {nk}", full, basis.points, batch)
+        at_points = [d.peaks.get(nk, 0) for d in data]
+        if full:
+            level = _affine(f"peak of {nk}", at_points, basis.points, batch)
             out.peaks[nk] = max([level, *below])
         else:
-            out.peaks[nk] = value.low_peak(nk, full, [low[q].peaks.get(nk, 0) for q in basis.low], below)
+            out.peaks[nk] = value.low_peak(nk, at_points, [low[q].peaks.get(nk, 0) for q in basis.low], below)
     return out
 
 
@@ -328,10 +335,10 @@ class _Value:
     low points (levels that only small batches reach: a routing buffer above a one-token expert call) and its routed
     experts' peaks."""
 
-    def __init__(self, basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel) -> None:
+    def __init__(self, basis: BatchBasis, name: str, *, batch: int, routing: RoutingModel, full: bool) -> None:
         self.basis = basis
         self.batch = batch
-        self.below_p1 = batch < basis.points[0]
+        self.below_p1 = not full
         self.tokens = basis.tokens[name]
         self.routing = routing
         self.name = name
@@ -528,15 +535,25 @@ class _Patterns:
         return self.patterns[(self.stage, path)]
 
 
+def _full_coverage(basis: BatchBasis, routing: RoutingModel, batch: int) -> bool:
+    """Whether ``batch`` is in the points' range and calls the experts ``p3`` calls (then every counter is affine)."""
+    p1, _, p3 = basis.points
+    if not p1 <= batch <= p3:
+        return False
+    return called_experts(basis.moe, routing, basis.tokens, batch) == called_experts(
+        basis.moe, routing, basis.tokens, p3
+    )
+
+
 def derive_batch(
     basis: BatchBasis, skeleton: TraceResult, *, batch: int, routing: RoutingModel, workload: str
 ) -> tuple[TraceResult, DecodeBasis | None]:
     """The trace at ``batch`` rows: ``skeleton`` (a trace of the same shapes at another batch: names, classes,
     weights) with the counters derived from ``basis``, and its decode basis.  Raises :class:`BatchDeriveError`."""
-    full = batch >= basis.points[0]
-    if (full or not basis.low) and called_experts(basis.moe, routing, basis.tokens, batch) != called_experts(
-        basis.moe, routing, basis.tokens, basis.points[-1]
-    ):
+    if not basis.lowest <= batch <= basis.points[-1]:
+        raise BatchDeriveError(f"batch {batch} is outside the {basis.lowest}..{basis.points[-1]} the basis answers for")
+    full = _full_coverage(basis, routing, batch)
+    if not full and (batch >= basis.points[0] or not basis.low):  # (the laws below p1 are not checked above it)
         raise BatchDeriveError(f"batch {batch} routes to other experts than the basis's batches")
     try:
         rows = extrapolate_stages(basis.rows, batch)
