@@ -255,6 +255,19 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     source, workload, shapes = _tiny_shapes()
     key = shapes_key(source, attrs.evolve(workload, batch_size=77), **shapes)  # any batch: the same shapes
     seen: list[object] = []
+    first_basis_batch = prepare.first_basis_batch
+    built = prepare.built_model
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        seen.append(prepare._builder(queue, key))
+        return built(*args, **kwargs)
+
+    def first(*args: Any, **kwargs: Any) -> int | None:
+        seen.append(prepare._builder(queue, key))
+        return first_basis_batch(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "built_model", build)
+    monkeypatch.setattr(prepare, "first_basis_batch", first)
     monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: seen.append(prepare._builder(queue, key)))
     monkeypatch.setattr(prepare, "traced", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
     monkeypatch.delenv(prepare.PREPARE_ENV)
@@ -262,10 +275,13 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     queue = path.parent
     assert prepare.basis_builder(queue, key) is None
     prepare._work(path, {})
-    # named while the basis is built, with the first batch it will derive (skewed:1.2 on the tiny model: its first
-    # point is 9, its low points 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in
-    # builder keeps no basis, so 4 and 2)
-    assert seen == [(os.getpid(), 1), *[None] * len(prepare.prepared_batches(None, traced_at=(1,)))]
+    # named from the start (a batch change then waits rather than building the same basis), with the first batch
+    # its basis will derive once that is known (skewed:1.2 on the tiny model: its first point is 9, its low points
+    # 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in builder keeps no basis, so
+    # 4 and 2)
+    pid = os.getpid()
+    below = [None] * len(prepare.prepared_batches(None, traced_at=(1,)))
+    assert seen == [(pid, None), (pid, None), (pid, 1), *below]
     assert not (queue / prepare.WORKING_NAME).exists()
 
 
