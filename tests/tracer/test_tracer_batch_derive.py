@@ -241,3 +241,13 @@ def test_the_basis_without_its_low_batches_is_handed_over_before_they_are_traced
     ((seen, first),) = early
     assert first.low == () and first.points == basis.points
     assert len(prefills) - seen == 4  # the low batches' prefills came after it
+
+
+def test_the_traced_batch_is_the_middle_point_only_at_the_last_points_coverage() -> None:
+    # skewed:8 on the tiny model: 545 rows call other experts than 541 and 1,024 do, so a trace at 545 keeps the
+    # basis with the middle point choose_points gives, not with 545
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    tiny = (source, source.build(attn_implementation="sdpa"))
+    skewed = RoutingModel.skewed(8.0)
+    _, _, _, basis = _trace(tiny, 545, skewed, batch_basis=(1, 1024))
+    assert basis is not None and basis.points == (541, 752, 1024) and basis.low == (1, 2, 3, 4)

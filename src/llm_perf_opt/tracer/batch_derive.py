@@ -76,6 +76,7 @@ __all__ = [
     "BatchDeriveError",
     "MemberLaw",
     "MoeLayer",
+    "answers_for",
     "batch_basis_from_json",
     "batch_basis_to_json",
     "called_experts",
@@ -533,6 +534,14 @@ class _Patterns:
 
     def pattern(self, path: str) -> Pattern:
         return self.patterns[(self.stage, path)]
+
+
+def answers_for(basis: BatchBasis, routing: RoutingModel, batch: int) -> bool:
+    """Whether :func:`derive_batch` derives ``batch`` rather than refusing it (its range, and from ``p1`` on only at
+    ``p3``'s expert coverage)."""
+    if not basis.lowest <= batch <= basis.points[-1]:
+        return False
+    return batch < basis.points[0] or _full_coverage(basis, routing, batch)
 
 
 def _full_coverage(basis: BatchBasis, routing: RoutingModel, batch: int) -> bool:

@@ -25,6 +25,7 @@ from llm_perf_opt.tracer.batch_derive import (
     BatchBasis,
     BatchDeriveError,
     MoeLayer,
+    answers_for,
     check_basis,
     derive_batch,
     fit_member_law,
@@ -484,7 +485,7 @@ def _checked_basis(reduced: _Reduced, at: _TracedAt, *, low: tuple[int, ...]) ->
     try:
         basis = reduced.basis(at, low=low)
         check_basis(basis, routing=request.routing)
-        if not basis.lowest <= at.batch <= request.points[-1]:
+        if not answers_for(basis, request.routing, at.batch):  # (nothing to compare)
             return basis
         derived, _ = derive_batch(
             basis, at.result, batch=at.batch, routing=request.routing, workload=at.result.workload

@@ -122,12 +122,12 @@ class TraceState:
         self.replay = CallReplay(self, replayable, self.index.list_paths) if replayable else None
         """Repeated calls of ``pure`` classes replayed from a tape (:mod:`llm_perf_opt.tracer.replay`); None: off."""
         self.cut_after_vision = False
+        """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
+        or projector anchor; only the vision and projector stages of such a pass are used."""
         self.glue_stage: str | None = None
         """A language-only prefill (the row stages skipped): once its first language anchor returns, the ops around
         the calls of none are this stage's until the next language anchor, as they are after the row stages that a
         full pass runs there (DeepSeek-OCR v1 injects its images right after ``embed_tokens``).  None: off."""
-        """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
-        or projector anchor; only the vision and projector stages of such a pass are used."""
 
     # -- passes -----------------------------------------------------------------------------------
     def begin_pass(self, stage: str) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from llm_perf_opt.core.driving import Driver, TraceableSource
 from llm_perf_opt.errors import UserError
-from llm_perf_opt.tracer.batch_derive import BatchBasis, MoeLayer, choose_points, low_points
+from llm_perf_opt.tracer.batch_derive import BatchBasis, MoeLayer, called_experts, choose_points, low_points
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.derive import DecodeBasis
 from llm_perf_opt.tracer.engine import (
@@ -207,14 +207,17 @@ def _basis_request(
 ) -> BasisRequest | None:
     """What a batch basis of ``work`` needs: its MoE layers (pure ones: the built-in model's), three batches in
     ``batches`` (lowest, highest) with the highest one's expert coverage, the middle one ``work``'s own batch when it
-    lies between the others (its language passes, traced already, are then reused), and the low points below the
-    first of them; None when there are none."""
+    lies between the others with that coverage (its language passes, traced already, are then reused), and the low
+    points below the first of them; None when there are none."""
     moe = moe_layers(model, options.pure_modules)
     points = _points(moe, route, seq_len=options.seq_len, batches=batches)
     if points is None:
         return None
     p1, _, p3 = points
-    if p1 < work.batch_size < p3:
+    tokens = {"prefill": options.seq_len, "step": 1}
+    if p1 < work.batch_size < p3 and called_experts(moe, route, tokens, work.batch_size) == called_experts(
+        moe, route, tokens, p3
+    ):
         points = (p1, work.batch_size, p3)
 
     def far_for(b: int) -> Driver | None:
