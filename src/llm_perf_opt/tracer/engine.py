@@ -438,44 +438,35 @@ def _batch_basis(
     more view there); else the basis without them, or None.  The basis without them goes to ``request.early`` first,
     when given (a batch in its range need not wait for the low batches)."""
     reduced = _Reduced(request, at.groupings)
-    if not all(_read_point(state, driver_for, opts, request, at, rules, reduced, p) for p in request.points):
+
+    def read(point: int) -> bool:
+        """Trace the language passes at batch ``point`` into ``reduced`` (read those of ``at`` when it is that
+        batch); False when the far decode step has no driver there."""
+        if point == at.batch:  # traced already: the same passes
+            _reuse(reduced, at)
+            return True
+        driver = driver_for(point)
+        reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
+        for i in at.steps:
+            reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
+        if at.far is not None:
+            far = request.far_for(point)
+            if far is None or far.decode_steps != at.far[0]:
+                return False
+            reduced.add(point, f"step:{at.far[0]}", _run_pass(state, "decode", far.step(at.far[0]), opts))
+        return True
+
+    if not all(read(p) for p in request.points):
         return None
     full = _checked_basis(reduced, at, low=())
     if not request.low:
         return full
     if full is not None and request.early is not None:
         request.early(at.result, full)
-    if not all(_read_point(state, driver_for, opts, request, at, rules, reduced, q) for q in request.low):
+    if not all(read(q) for q in request.low):
         return full
     lows = (request.low, request.low[1:]) if len(request.low) > 1 else (request.low,)
     return next((b for low in lows if (b := _checked_basis(reduced, at, low=low)) is not None), full)
-
-
-def _read_point(
-    state: TraceState,
-    driver_for: Callable[[int], Driver],
-    opts: _Options,
-    request: BasisRequest,
-    at: _TracedAt,
-    rules: StageRules,
-    reduced: _Reduced,
-    point: int,
-) -> bool:
-    """Trace the language passes at batch ``point`` into ``reduced`` (read those of ``at`` when it is that batch);
-    False when the far decode step has no driver there."""
-    if point == at.batch:  # traced already: the same passes
-        _reuse(reduced, at)
-        return True
-    driver = driver_for(point)
-    reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
-    for i in at.steps:
-        reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
-    if at.far is not None:
-        far = request.far_for(point)
-        if far is None or far.decode_steps != at.far[0]:
-            return False
-        reduced.add(point, f"step:{at.far[0]}", _run_pass(state, "decode", far.step(at.far[0]), opts))
-    return True
 
 
 def _checked_basis(reduced: _Reduced, at: _TracedAt, *, low: tuple[int, ...]) -> BatchBasis | None:
