@@ -259,29 +259,31 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     built = prepare.built_model
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        seen.append(prepare._builder(queue, key))
+        seen.append(attrs.astuple(prepare._builder(queue, key)))
         return built(*args, **kwargs)
 
     def first(*args: Any, **kwargs: Any) -> int | None:
-        seen.append(prepare._builder(queue, key))
+        seen.append(attrs.astuple(prepare._builder(queue, key)))
         return first_basis_batch(*args, **kwargs)
 
     monkeypatch.setattr(prepare, "built_model", build)
     monkeypatch.setattr(prepare, "first_basis_batch", first)
-    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: seen.append(prepare._builder(queue, key)))
+    monkeypatch.setattr(
+        prepare, "build_batch_basis", lambda *a, **k: seen.append(attrs.astuple(prepare._builder(queue, key)))
+    )
     monkeypatch.setattr(prepare, "traced", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
     monkeypatch.delenv(prepare.PREPARE_ENV)
     path = _queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes))
     queue = path.parent
     assert prepare.basis_builder(queue, key) is None
     prepare._work(path, {})
-    # named from the start (a batch change then waits rather than building the same basis), with the first batch
-    # its basis will derive once that is known (skewed:1.2 on the tiny model: its first point is 9, its low points
-    # 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in builder keeps no basis, so
-    # 4 and 2)
+    # named from the start (a batch change then waits rather than building the same basis), with the lowest batch
+    # its basis will derive and its first point once they are known (skewed:1.2 on the tiny model: its first point
+    # is 9, its low points 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in
+    # builder keeps no basis, so 4 and 2)
     pid = os.getpid()
     below = [None] * len(prepare.prepared_batches(None, traced_at=(1,)))
-    assert seen == [(pid, None), (pid, None), (pid, 1), *below]
+    assert seen == [(pid, None, None), (pid, None, None), (pid, 1, 9), *below]
     assert not (queue / prepare.WORKING_NAME).exists()
 
 
@@ -329,9 +331,12 @@ def test_analyze_hands_the_tree_it_traced_with_to_the_background_process(monkeyp
     assert seen["trace"] is None
 
 
-def _mark(queue: Path, pid: int, key: str, first: int | None = None) -> None:
+def _mark(queue: Path, pid: int, key: str, first: int | None = None, point: int | None = None) -> None:
+    """The marker of a builder ``pid`` of the shapes ``key`` whose basis derives from ``first`` on (its first stored
+    version from ``point`` on)."""
     queue.mkdir(parents=True, exist_ok=True)
-    (queue / prepare.WORKING_NAME).write_text(json.dumps({"pid": pid, "shapes": key, "from": first}))
+    marker = {"pid": pid, "shapes": key, "from": first, "first": point}
+    (queue / prepare.WORKING_NAME).write_text(json.dumps(marker))
 
 
 def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range() -> None:
@@ -430,6 +435,38 @@ def test_a_waiting_batch_change_is_served_as_soon_as_a_stored_basis_derives_it()
         builder.wait()
     assert served is not None and "language derived at batch 300" in served[0].batch_note
     assert waited < 30  # not until the builder is done (60 s) or the limit (50 s)
+
+
+def test_a_batch_below_the_first_point_traces_until_a_first_version_is_stored() -> None:
+    # below the basis's first point only its second version (the low batches are traced last) derives a batch:
+    # before any version is stored a trace of it ends sooner than that wait
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    key = shapes_key(source, workload, **shapes)
+    said: list[str] = []
+
+    def wait(batch: int, limit_s: float = 50) -> object:
+        return prepare.waited_for_basis(
+            source, attrs.evolve(workload, batch_size=batch), cache=cache, say=said.append, limit_s=limit_s, **shapes
+        )
+
+    builder = subprocess.Popen(["sleep", "60"])
+    try:
+        _mark(cache.queue, builder.pid, key, first=1, point=EXTRAPOLATE_FROM + 1)
+        started = time.monotonic()
+        assert wait(EXTRAPOLATE_FROM) is None  # below the first point, nothing stored: at once, no wait
+        assert said == [] and time.monotonic() - started < 5
+        _mark(cache.queue, builder.pid, key, first=None, point=None)  # the first point not known yet: waits ...
+        timer = threading.Timer(0.5, lambda: _mark(cache.queue, builder.pid, key, first=1, point=99))
+        timer.start()
+        assert wait(EXTRAPOLATE_FROM) is None  # ... until it is, above the batch
+        timer.join()
+        assert len(said) == 1 and time.monotonic() - started < 30  # not until the builder ends (60 s) or the limit
+        assert wait(99, limit_s=0.3) is None  # from the first point on: waits (here until the limit; nothing stored)
+        assert len(said) == 2 and said[-1].startswith(f"waiting for background process {builder.pid}")
+    finally:
+        builder.kill()
+        builder.wait()
 
 
 def test_a_forked_worker_keeps_the_basis_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,8 @@ least :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows), with a basi
 points, :data:`~llm_perf_opt.tracer.batch_derive.LOW_POINTS`); when it keeps fewer of them, the process traces the
 batches below them too (:func:`prepared_batches`).  The basis is kept about seven seconds after a cold run on a
 2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the
-basis is built waits for it (:func:`waited_for_basis`).
+basis is built waits for it (:func:`waited_for_basis`), unless it is below the basis's first point and no version is
+stored yet (then it traces: sooner).
 
 Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
@@ -32,6 +33,7 @@ stops the next run from queueing another).  ``llm-perf-opt cache clear`` empties
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import stat
@@ -221,6 +223,10 @@ def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any]) -> Forked
     """Fork a child that works ``queue`` (:func:`drain`) in its own session at lowered priority, with its standard
     streams on ``/dev/null`` (a pipe this command writes to is not held open; a lock another thread of this process
     held at the fork, a progress spinner's, is never needed) and leaves with ``os._exit``."""
+    # the objects alive now leave the collector's view in both processes: a collection would otherwise write to every
+    # one of them, copying each page of the shared heap in whichever process runs it (analyze then wrote its report
+    # about 0.3-0.5 s slower beside the child, and the child ran slower too)
+    gc.freeze()
     pid = os.fork()
     if pid:
         return Forked(pid)
@@ -268,24 +274,29 @@ def waited_for_basis(
 ) -> TraceOutcome | None:
     """``workload`` from the cache once the batch basis of its shapes that a background process is building right
     now is kept and derives it (at most ``limit_s`` seconds): tracing the same basis next to it would end later.  None
-    at once when nothing builds it or the batch is below the range that basis will cover (its first batch, as the
+    at once when nothing builds it or the batch is below the range that basis will cover (its lowest batch, as the
     builder's marker says; :data:`EXTRAPOLATE_FROM` at least), and None when the basis, once kept, does not derive the
-    batch (the caller traces it)."""
+    batch (the caller traces it).  A batch below the basis's first point is derived only by its second version (with
+    the low batches, traced last): before the first version is stored that is longer off than a trace of the batch
+    (on a 2-core machine, about 5 s against 3 s right after a cold run), so it is None then too."""
     if workload.batch_size < EXTRAPOLATE_FROM:
         return None
     key = shapes_key(source, workload, attention=attention, routing=routing)
-    pid, first = _builder(cache.queue, key)
-    if pid is None or (first is not None and workload.batch_size < first):
+    builder = _builder(cache.queue, key)
+    if builder.pid is None or (builder.lowest is not None and workload.batch_size < builder.lowest):
         return None
     shapes: dict[str, Any] = {"attention": attention, "routing": routing, "cache": cache}
     served = cached(source, workload, **shapes)
     if served is not None:
         return served
-    say(f"waiting for background process {pid}: it is keeping a batch basis of these shapes (sooner than a trace)")
-    deadline = time.monotonic() + limit_s
     kept = cache.batch_path(key)
     seen = _stamp(kept)
-    while basis_builder(cache.queue, key) == pid and time.monotonic() < deadline:
+    if _sooner_traced(builder, workload.batch_size, stored=seen is not None):
+        return None
+    pid = builder.pid
+    say(f"waiting for background process {pid}: it is keeping a batch basis of these shapes (sooner than a trace)")
+    deadline = time.monotonic() + limit_s
+    while (builder := _builder(cache.queue, key)).pid == pid and time.monotonic() < deadline:
         time.sleep(_POLL_S)
         stamp = _stamp(kept)
         if stamp is not None and stamp != seen:  # stored (first without its low batches): it may derive this one
@@ -293,7 +304,15 @@ def waited_for_basis(
             served = cached(source, workload, **shapes)
             if served is not None:
                 return served
+        if _sooner_traced(builder, workload.batch_size, stored=seen is not None):
+            return None
     return cached(source, workload, **shapes)
+
+
+def _sooner_traced(builder: _Builder, batch: int, *, stored: bool) -> bool:
+    """Whether ``batch`` is below the first point of the basis ``builder`` works on while no version of it is stored
+    yet (then a trace of the batch ends sooner than the wait for the basis's second version)."""
+    return builder.first is not None and batch < builder.first and not stored
 
 
 def _stamp(path: Path) -> int | None:
@@ -315,32 +334,52 @@ def basis_in_progress(
 def basis_builder(queue: Path, key: str) -> int | None:
     """The live process building the batch basis of the shapes ``key`` now (named by :data:`WORKING_NAME` in
     ``queue``), or None."""
-    return _builder(queue, key)[0]
+    return _builder(queue, key).pid
 
 
-def _builder(queue: Path, key: str) -> tuple[int | None, int | None]:
-    """(:func:`basis_builder`, the first batch that basis will derive as its marker says, or None)."""
+@attrs.frozen(kw_only=True)
+class _Builder:
+    """What the :data:`WORKING_NAME` marker of some shapes says (all None: no live process builds their basis)."""
+
+    pid: int | None = attrs.field(default=None, metadata={"help": "the live process building the basis"})
+    lowest: int | None = attrs.field(
+        default=None, metadata={"help": "the lowest batch the basis will derive (None: not known yet)"}
+    )
+    first: int | None = attrs.field(
+        default=None,
+        metadata={"help": "its first point: its first stored version derives from there (None: not known yet)"},
+    )
+
+
+def _builder(queue: Path, key: str) -> _Builder:
+    """The :class:`_Builder` of the shapes ``key`` in ``queue``."""
     try:
         marker = json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))
         pid = int(marker["pid"])
-        first = marker.get("from")
+        lowest, first = marker.get("from"), marker.get("first")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, None
+        return _Builder()
     if marker.get("shapes") != key or not pid_alive(pid):
-        return None, None
-    return pid, first if isinstance(first, int) else None
+        return _Builder()
+    return _Builder(pid=pid, lowest=_batch_or_none(lowest), first=_batch_or_none(first))
+
+
+def _batch_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 @contextlib.contextmanager
 def _building(queue: Path, key: str) -> Iterator[Callable[[int | None], None]]:
     """:data:`WORKING_NAME` names this process and the shapes ``key`` for the block, which gets what adds the first
-    batch their basis will derive once it is known (until then: None, unknown)."""
+    point of their basis once it is known (until then: None, unknown), and with it the lowest batch the basis will
+    derive (its low points')."""
     marker = queue / WORKING_NAME
     mine = b""
 
     def name(first: int | None) -> None:
         nonlocal mine
-        mine = json.dumps({"pid": os.getpid(), "shapes": key, "from": first}).encode("utf-8")
+        lowest = None if first is None else min((first, *low_points(first)))
+        mine = json.dumps({"pid": os.getpid(), "shapes": key, "from": lowest, "first": first}).encode("utf-8")
         atomic_write_bytes(marker, mine)
 
     name(None)
@@ -407,7 +446,7 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any]) -> int:
             model = model if model is not None else built_model(source, attention=request["attention"])
             shapes["model"] = model
             first = first_basis_batch(source, workload, routing=routing, model=model)
-            name(None if first is None else min((first, *low_points(first))))
+            name(first)
             lowest = build_batch_basis(source, workload, first=first, **shapes)
         for batch in prepared_batches(lowest, traced_at=(workload.batch_size,)):
             traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
