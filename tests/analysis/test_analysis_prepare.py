@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -107,14 +108,17 @@ def test_the_command_line_analyze_starts_one_and_no_cache_does_not(started: _Sta
     assert len(started.requests) == 1
 
 
-def test_only_builtin_v1_sources_get_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_builtin_v1_and_ocr2_sources_get_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
     v1 = resolve_model_source("deepseek-ocr-v1-tiny")
     workload = Workload.create(mode="tiny", page=(512, 512), config=v1.config)
     kwargs: dict[str, Any] = {"attention": "flash", "routing": RoutingModel.balanced(), "cache": TraceCache()}
     monkeypatch.delenv(prepare.PREPARE_ENV)
     assert prepare.prepare_request(v1, workload, **kwargs) is not None
-    ocr2 = resolve_model_source("deepseek-ocr-2")  # its fused experts are never replayed: no basis to keep
-    assert prepare.prepare_request(ocr2, workload, **kwargs) is None
+    ocr2 = resolve_model_source("deepseek-ocr-2")  # its source names its MoE layers: a basis of every stage
+    assert prepare.prepare_request(ocr2, workload, **kwargs) is not None
+    # remote code: its experts are dispatched by adapters no basis reads
+    remote = SimpleNamespace(kind="upstream-v1", name="hf-snapshot:/x")
+    assert prepare.prepare_request(remote, workload, **kwargs) is None
 
 
 def _start_tiny_basis(workload: Any, *, after_this_process: bool = True) -> prepare.Background | None:
@@ -283,8 +287,38 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     # builder keeps no basis, so 4 and 2)
     pid = os.getpid()
     below = [None] * len(prepare.prepared_batches(None, traced_at=(1,)))
-    assert seen == [(pid, None, None), (pid, None, None), (pid, 1, 9), *below]
+    assert seen == [(pid, None, None, True), (pid, None, None, True), (pid, 1, 9, True), *below]
     assert not (queue / prepare.WORKING_NAME).exists()
+
+
+def test_a_deepseek_ocr2_request_is_worked_with_its_own_workload_and_no_first_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # OCR-2 keeps a basis of every stage, stored once with its low batches: the marker says no first version comes
+    # (a batch change then traces rather than waits); the request carries an Ocr2Workload, not a v1 Workload
+    from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
+
+    source = resolve_model_source("deepseek-ocr-2")
+    workload = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=6, batch_size=16)
+    shapes: dict[str, Any] = {"attention": "flash", "routing": RoutingModel.balanced()}
+    seen: list[object] = []
+    monkeypatch.setattr(prepare, "built_model", lambda *a, **k: object())
+    monkeypatch.setattr(prepare, "first_basis_batch", lambda *a, **k: 11)
+
+    def build(source: Any, workload: Any, **kwargs: Any) -> int:
+        seen.append(workload)
+        seen.append(attrs.astuple(prepare._builder(queue, key)))
+        return 2
+
+    monkeypatch.setattr(prepare, "build_batch_basis", build)
+    monkeypatch.setattr(prepare, "traced", lambda source, workload, **k: seen.append(workload.batch_size))
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    request = prepare.prepare_request(source, workload, cache=TraceCache(), **shapes)
+    assert request is not None and request["ocr2"] is True
+    path = _queue(request)
+    queue, key = path.parent, shapes_key(source, workload, **shapes)
+    assert prepare._work(path, {}) == 1
+    assert seen == [workload, (os.getpid(), 1, 11, False), 1]  # then batch 1, below the basis (from 2), traced
 
 
 def test_every_trace_of_a_request_runs_on_one_tree_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -464,6 +498,11 @@ def test_a_batch_below_the_first_point_traces_until_a_first_version_is_stored() 
         assert len(said) == 1 and time.monotonic() - started < 30  # not until the builder ends (60 s) or the limit
         assert wait(99, limit_s=0.3) is None  # from the first point on: waits (here until the limit; nothing stored)
         assert len(said) == 2 and said[-1].startswith(f"waiting for background process {builder.pid}")
+        # a builder that stores no first version (DeepSeek-OCR-2's basis comes with its low batches, about 20 s on):
+        # every batch traces until something is stored
+        marker = {"pid": builder.pid, "shapes": key, "from": 2, "first": 11, "early": False}
+        (cache.queue / prepare.WORKING_NAME).write_text(json.dumps(marker))
+        assert wait(99) is None and len(said) == 2
     finally:
         builder.kill()
         builder.wait()

@@ -11,8 +11,9 @@ import pytest
 from torch import nn
 
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracer import engine
+from llm_perf_opt.tracer import batch_derive, engine
 from llm_perf_opt.tracer.batch_derive import (
+    LAST,
     BatchBasis,
     BatchDeriveError,
     MemberLaw,
@@ -26,6 +27,7 @@ from llm_perf_opt.tracer.batch_derive import (
     derive_batch,
     fit_member_law,
     low_points,
+    member_layout,
 )
 from llm_perf_opt.tracer.ops.formulas import sort_flops
 from llm_perf_opt.tracer.result import TraceResult
@@ -121,6 +123,35 @@ def test_skewed_routing_and_eager_attention(v1: tuple[Any, nn.Module]) -> None:
         derive_batch(basis, skeleton, batch=1, routing=skewed, workload="w")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("routing", ["balanced", "skewed:1.2"])
+def test_ocr2_keeps_a_basis_of_every_stage_that_derives_as_traced(ocr2: tuple[Any, nn.Module], routing: str) -> None:
+    from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
+
+    source, model = ocr2
+    route = RoutingModel.parse(routing)
+    work = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=6, batch_size=16)
+
+    def trace(batch: int, **kw: Any) -> Any:
+        at = attrs.evolve(work, batch_size=batch)
+        return trace_with_bases(source, at, model=model, routing=route, far_new_tokens=FAR, **kw)
+
+    skeleton, _, _, basis = trace(16, batch_basis=(1, 1024))
+    # its vision encodes every row in one call: the prefill passes hold every stage (no rows); its SAM attention copies
+    # are off their line at batch 1 only, so the basis derives from 2 (batch 1 is traced); the fused experts' peaks
+    # follow their last call (MoeLayer.fused)
+    assert basis is not None and basis.rows == {} and basis.low == (2, 3, 4)
+    assert all(layer.fused for layer in basis.moe) and len(basis.moe) == 11
+    for batch in (3, 8, 32):  # below the first point (11 balanced, 42 skewed) and inside the range
+        traced, _, decode, _ = trace(batch)
+        derived, derived_decode = derive_batch(basis, skeleton, batch=batch, routing=route, workload=traced.workload)
+        _same(derived, traced)
+        assert derived_decode == decode
+        assert derived.batch_note.startswith(f"every stage derived at batch {batch} from batch 2, 3, 4, ")
+    with pytest.raises(BatchDeriveError, match=r"outside the 2\.\.1024"):
+        derive_batch(basis, skeleton, batch=1, routing=route, workload="w")
+
+
 def test_batches_outside_the_points_or_at_another_coverage_are_refused(
     built: tuple[TraceResult, BatchBasis],
 ) -> None:
@@ -165,6 +196,64 @@ def test_a_member_law_is_solved_exactly_and_checked_on_every_member() -> None:
     assert fit_member_law(observations) is None
     # fewer than four independent observations determine nothing
     assert fit_member_law([(11, 0, 2, 100), (11, 0, 2, 100)]) is None
+
+
+def test_a_fused_layers_law_has_no_prefix_term_and_is_kept_only_when_checked() -> None:
+    # a fused layer's last call has every other routed token before it: prefix = k*T(B) - size, so the law is
+    # alpha + beta*B + delta*size (three unknowns), and three observations alone check nothing
+    law = MemberLaw(alpha=Fraction(1000), beta=Fraction(77), gamma=Fraction(0), delta=Fraction(5376))
+    sizes = {2: 3, 3: 4, 11: 11, 106: 100, 1024: 960}
+    observations = [(b, 6 * b - s, s, int(law.at(batch=b, prefix=0, size=s))) for b, s in sizes.items()]
+    assert fit_member_law(observations, fused=True) == law
+    assert fit_member_law(observations[:3], fused=True) is None  # determined, not checked
+    observations[1] = (*observations[1][:3], observations[1][3] + 1)
+    assert fit_member_law(observations, fused=True) is None
+    # the per-expert law has four unknowns, and the prefix column of a fused layer is never independent of the others
+    assert fit_member_law(observations, fused=False) is None
+
+
+def test_a_fused_law_fitted_on_a_slice_line_holds_only_on_that_line() -> None:
+    # skewed routing gives its first expert one slot of every token: the last slice is S*B at every batch, so the law
+    # is alpha + beta*B there (the slice adds nothing the batch does not), kept with that line
+    observations = [(b, 5 * 843 * b, 843 * b, 66_772_451 * b + 8536) for b in (2, 3, 4, 42, 207, 1024)]
+    law = fit_member_law(observations, fused=True)
+    assert law == MemberLaw(
+        alpha=Fraction(8536),
+        beta=Fraction(66_772_451),
+        gamma=Fraction(0),
+        delta=Fraction(0),
+        size_line=(Fraction(0), Fraction(843)),
+    )
+    layer = MoeLayer(path="m", layer_idx=1, experts=4, top_k=2, fused=True)
+    basis = BatchBasis(
+        points=(2, 3, 4),
+        passes={},
+        tokens={"prefill": 843},
+        moe=(layer,),
+        members={("prefill", ("m", "experts")): ((0, LAST),)},
+        laws={("prefill", ("prefill", ("m", "experts"))): law},
+        rows={},
+        row_patterns={},
+        decode_steps=0,
+        far=None,
+        buckets={},
+    )
+    on_line = RoutingModel.skewed(8.0)  # (its first expert's slice of 843*B tokens, top-2 of 4: every token's first)
+    assert member_layout(layer, on_line, 843 * 5)[LAST] == (843 * 5, 843 * 5)
+    assert batch_derive._expert_peaks(basis, "prefill", batch=5, routing=on_line) == {
+        ("prefill", ("m", "experts")): 66_772_451 * 5 + 8536
+    }
+    with pytest.raises(BatchDeriveError, match="off the line"):  # balanced: 843*5*2/4 tokens each
+        batch_derive._expert_peaks(basis, "prefill", batch=5, routing=RoutingModel.balanced())
+
+
+def test_a_fused_layers_last_call_has_the_largest_slice_and_every_other_token_before_it() -> None:
+    layer = MoeLayer(path="m", layer_idx=1, experts=64, top_k=6, fused=True)
+    routing = RoutingModel.skewed(1.2)
+    layout = member_layout(layer, routing, 100)
+    sizes = [layout[e][1] for e in range(64)]
+    assert layout[LAST] == (600 - max(sizes), max(sizes))
+    assert LAST not in member_layout(attrs.evolve(layer, fused=False), routing, 100)
 
 
 @pytest.mark.parametrize("n", [2, 3, 96, 4218, 4_318_272])

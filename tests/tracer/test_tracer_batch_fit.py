@@ -166,17 +166,6 @@ def test_a_refused_fit_falls_back_to_every_row_and_says_why(
 # -- DeepSeek-OCR-2 (transformers' model; vision batched over rows, its own driver and anchors) -----------------
 
 
-@pytest.fixture(scope="module")
-def ocr2() -> tuple[Any, nn.Module]:
-    from llm_perf_opt.sources.deepseek_ocr2 import config as ocr2_config
-    from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
-
-    if version_tuple(installed_transformers() or "0") < ocr2_config.MIN_TRANSFORMERS:
-        pytest.skip("needs transformers >= 5.10.1")
-    source = resolve_model_source("deepseek-ocr-2")
-    return source, source.build()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("batch", "routing"), [(1, "balanced"), (3, "balanced"), (8, "skewed:8"), (32, "skewed:1.2")])
 def test_ocr2_refuses_extrapolation_and_equals_every_row(ocr2: tuple[Any, nn.Module], batch: int, routing: str) -> None:

@@ -21,7 +21,9 @@ batches below them too (:func:`prepared_batches`).  The basis is kept about seve
 basis is built waits for it (:func:`waited_for_basis`), unless it is below the basis's first point and no version is
 stored yet (then it traces: sooner).
 
-Only built-in DeepSeek-OCR v1 sources keep a basis (the tracer replays only their modules), so only they start one.
+Only the built-in DeepSeek-OCR v1 sources and DeepSeek-OCR-2 keep a basis (:data:`BASIS_KINDS`), so only they start
+one.  DeepSeek-OCR-2's basis holds every stage (its vision encodes all rows in one call) and is stored once, with its
+low batches (about 20 s after a cold run): a batch change made before then traces.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
 cache's own (atomic): a process that is killed leaves nothing half-written (a request is taken off the queue before
 it is worked, so none is retried forever), and a batch change below the basis's range made before it is done traces
@@ -54,6 +56,7 @@ from llm_perf_opt.analysis.trace_step import (
     cached,
     first_basis_batch,
     shapes_key,
+    stores_early,
     traced,
 )
 from llm_perf_opt.contracts.converter import converter
@@ -66,6 +69,7 @@ from llm_perf_opt.tracer.batch_derive import low_points
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.lazy_metas import defer_python_metas
 from llm_perf_opt.workloads import RoutingModel, Workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 try:
     import fcntl
@@ -73,6 +77,7 @@ except ImportError:  # no flock (Windows): no background process, a first batch 
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "BASIS_KINDS",
     "BASIS_WAIT_LIMIT_S",
     "LOCK_NAME",
     "NICENESS",
@@ -126,17 +131,22 @@ BASIS_WAIT_LIMIT_S = 120.0
 
 _POLL_S = 0.1
 
+BASIS_KINDS = ("builtin-v1", "deepseek-ocr-2")
+"""The model source kinds whose batch basis a background process keeps (the built-in v1 trees, whose modules the
+tracer replays, and DeepSeek-OCR-2, whose MoE layers its source names)."""
+
 
 def prepare_request(
     source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
 ) -> dict[str, Any] | None:
     """What the background process needs to keep ``workload``'s batch basis (JSON-ready), or None when no basis is
     kept for ``source`` or :data:`PREPARE_ENV` is ``0``."""
-    if os.environ.get(PREPARE_ENV) == "0" or getattr(source, "kind", None) != "builtin-v1":
+    if os.environ.get(PREPARE_ENV) == "0" or getattr(source, "kind", None) not in BASIS_KINDS:
         return None
     return {
         "model": source.name,
         "workload": converter.unstructure(workload),
+        "ocr2": isinstance(workload, Ocr2Workload),
         "attention": attention,
         "routing": converter.unstructure(routing),
         "cache": str(cache.root),
@@ -310,9 +320,11 @@ def waited_for_basis(
 
 
 def _sooner_traced(builder: _Builder, batch: int, *, stored: bool) -> bool:
-    """Whether ``batch`` is below the first point of the basis ``builder`` works on while no version of it is stored
-    yet (then a trace of the batch ends sooner than the wait for the basis's second version)."""
-    return builder.first is not None and batch < builder.first and not stored
+    """Whether no version of the basis ``builder`` works on is stored yet, and ``batch`` is below its first point or
+    it stores no first version (then a trace of the batch ends sooner than the wait for the basis with its low
+    batches: DeepSeek-OCR-2's takes about 20 s)."""
+    below = builder.first is not None and batch < builder.first
+    return not stored and (below or not builder.early)
 
 
 def _stamp(path: Path) -> int | None:
@@ -349,6 +361,9 @@ class _Builder:
         default=None,
         metadata={"help": "its first point: its first stored version derives from there (None: not known yet)"},
     )
+    early: bool = attrs.field(
+        default=True, metadata={"help": "whether a first version is stored before the low batches are traced"}
+    )
 
 
 def _builder(queue: Path, key: str) -> _Builder:
@@ -356,12 +371,12 @@ def _builder(queue: Path, key: str) -> _Builder:
     try:
         marker = json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))
         pid = int(marker["pid"])
-        lowest, first = marker.get("from"), marker.get("first")
+        lowest, first, early = marker.get("from"), marker.get("first"), marker.get("early", True) is not False
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return _Builder()
     if marker.get("shapes") != key or not pid_alive(pid):
         return _Builder()
-    return _Builder(pid=pid, lowest=_batch_or_none(lowest), first=_batch_or_none(first))
+    return _Builder(pid=pid, lowest=_batch_or_none(lowest), first=_batch_or_none(first), early=early)
 
 
 def _batch_or_none(value: Any) -> int | None:
@@ -369,17 +384,18 @@ def _batch_or_none(value: Any) -> int | None:
 
 
 @contextlib.contextmanager
-def _building(queue: Path, key: str) -> Iterator[Callable[[int | None], None]]:
+def _building(queue: Path, key: str, *, early: bool) -> Iterator[Callable[[int | None], None]]:
     """:data:`WORKING_NAME` names this process and the shapes ``key`` for the block, which gets what adds the first
     point of their basis once it is known (until then: None, unknown), and with it the lowest batch the basis will
-    derive (its low points')."""
+    derive (its low points'); and whether a first version will be stored before the low batches (``early``)."""
     marker = queue / WORKING_NAME
     mine = b""
 
     def name(first: int | None) -> None:
         nonlocal mine
         lowest = None if first is None else min((first, *low_points(first)))
-        mine = json.dumps({"pid": os.getpid(), "shapes": key, "from": lowest, "first": first}).encode("utf-8")
+        named = {"pid": os.getpid(), "shapes": key, "from": lowest, "first": first, "early": early}
+        mine = json.dumps(named).encode("utf-8")
         atomic_write_bytes(marker, mine)
 
     name(None)
@@ -428,7 +444,10 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any]) -> int:
         request = json.loads(path.read_text(encoding="utf-8"))
         path.unlink()
         source = resolve_model_source(request["model"])
-        workload = converter.structure(request["workload"], Workload)
+        raw = request["workload"]
+        workload: Workload | Ocr2Workload = (
+            converter.structure(raw, Ocr2Workload) if request.get("ocr2") else converter.structure(raw, Workload)
+        )
         routing = converter.structure(request["routing"], RoutingModel)
         cache = TraceCache(Path(request["cache"]))
     except (OSError, ValueError, KeyError, TypeError, UserError):
@@ -441,7 +460,7 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any]) -> int:
         key = shapes_key(source, workload, attention=request["attention"], routing=routing)
         # named at once: a batch change made meanwhile waits for this basis rather than building it too (a tree to
         # build, then the search for the first point: 2.8 s under skewed:8)
-        with _building(path.parent, key) as name:
+        with _building(path.parent, key, early=stores_early(source)) as name:
             model = models.get((source.name, request["attention"]))  # one tree for all its traces
             model = model if model is not None else built_model(source, attention=request["attention"])
             shapes["model"] = model

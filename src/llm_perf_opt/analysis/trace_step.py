@@ -13,11 +13,12 @@ output length the door accepts when the counters stay on their lines that far.
 
 On a miss at another batch, a trace of the same shapes that kept a batch basis answers without tracing
 (:func:`~llm_perf_opt.tracer.batch_derive.derive_batch`: the language derived from three traced batches with every
-expert called and a few small ones below them, exact from batch 1 to 1,024; refused, and traced, where it does not
-reproduce one of them).  A basis costs six more language traces, so no run builds it in the foreground for its
-first batch of some shapes: that run leaves a note, and the
-command line's ``analyze`` has a background process build it then (:func:`build_batch_basis`, started by
-:mod:`llm_perf_opt.analysis.prepare`); a second batch traced before that is done builds it itself.
+expert called and a few small ones below them, exact from batch 1 to 1,024; for DeepSeek-OCR-2, whose vision encodes
+every row in one call, every stage, from batch 2; refused, and traced, where it does not reproduce one of them).  A
+basis costs six more language traces, so no run builds it in the foreground for its first batch of some shapes: that
+run leaves a note, and the command line's ``analyze`` has a background process build it then
+(:func:`build_batch_basis`, started by :mod:`llm_perf_opt.analysis.prepare`); a second batch traced before that is
+done builds it itself.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "first_basis_batch",
     "shapes_key",
     "shapes_seen",
+    "stores_early",
     "traced",
 ]
 
@@ -168,7 +170,7 @@ def build_batch_basis(
     parts = analysis_key_parts(source, at, attention=attention, routing=routing)
     # from ``first`` on, the trace's own search for the first point stops at once (a linear scan of the routing
     # model's coverage: 1.9 s from batch 1 under skewed:8, whose basis starts at 1009)
-    early = None if callable(getattr(source, "provenance", None)) else _store_early(cache, parts)
+    early = _store_early(cache, parts) if stores_early(source) else None
     result, provenance, basis, batch_basis = _trace(
         source, at, attention=attention, routing=routing, batches=(first or 1, MAX_BATCH_SIZE), model=model, early=early
     )
@@ -178,6 +180,13 @@ def build_batch_basis(
         return None
     cache.store_batch_basis(parts, entry, batch_basis)
     return batch_basis.lowest
+
+
+def stores_early(source: Any) -> bool:
+    """Whether :func:`build_batch_basis` stores ``source``'s basis a first time, before its low batches (not for a
+    source with provenance: the early store has no driver to take it from; DeepSeek-OCR-2's fused experts need the low
+    batches to check their peak law anyway)."""
+    return not callable(getattr(source, "provenance", None))
 
 
 def _store_early(cache: TraceCache, parts: dict[str, Any]) -> Callable[[TraceResult, BatchBasis], None]:

@@ -36,10 +36,18 @@ batch 2, where eager attention runs one more view at batch 1 than its line says)
 rows are kept too (their traces at batch 1, 2, 3 and the node each path belongs to), so :func:`derive_batch`
 extrapolates them exactly as a trace does.  Tests compare derived and traced trees on every node at several
 batches, and at every batch below ``p1`` for the tiny model.
+
+DeepSeek-OCR-2 (transformers' tree) encodes every row of a batch in one call, so its basis has no rows: its prefill
+passes hold every stage, derived by the same laws (its SAM attention copies are off their line at batch 1 only: its
+basis derives from batch 2).  Its experts are one fused module per MoE layer (:attr:`MoeLayer.fused`) that calls
+them in ascending slice size, so the peak of the experts module and of its submodules is that of its last call,
+whose slice is the largest and whose prefix is every other routed token: a member law in the batch and that slice
+(:data:`LAST`; :func:`fit_member_law` with ``fused``), and the nodes above it take its peak where it is theirs at
+every point.
 Left out: a batch between the low points and ``p1`` is not compared with a trace at run time (the laws hold there
 for the reasons above; the tests compare every such batch of the tiny model and several of the full one); trees
-whose routed experts' peaks fit no single law (no basis, traced); DeepSeek-OCR-2 and upstream
-trees (their experts are dispatched by adapters this module does not read: no basis).
+whose routed experts' peaks fit no single law (no basis, traced); upstream remote-code trees (their experts are
+dispatched by adapters this module does not read: no basis).
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ from llm_perf_opt.tracer.rollup import StageRollup, active_stages
 from llm_perf_opt.workloads import RoutingModel
 
 __all__ = [
+    "LAST",
     "LOW_POINTS",
     "BatchBasis",
     "BatchDeriveError",
@@ -109,6 +118,18 @@ class MoeLayer:
     layer_idx: int = field(metadata={"help": "the routing model's layer index"})
     experts: int = field(metadata={"help": "E, routed experts"})
     top_k: int = field(metadata={"help": "k, experts per token"})
+    fused: bool = field(
+        default=False,
+        metadata={
+            "help": "its experts are one module (<path>.experts) that calls them one by one in ascending slice "
+            "size: a peak of it or under it is that of its last call (DeepSeek-OCR-2 through transformers)"
+        },
+    )
+
+
+LAST = -1
+"""The expert of a member ``(position, LAST)``: a fused MoE layer's last expert call (:attr:`MoeLayer.fused`), which
+holds the largest slice and has every other called expert's output alive."""
 
 
 @frozen(kw_only=True)
@@ -119,6 +140,13 @@ class MemberLaw:
     beta: Fraction = field(metadata={"help": "bytes per batch row"})
     gamma: Fraction = field(metadata={"help": "bytes per token dispatched before this expert"})
     delta: Fraction = field(metadata={"help": "bytes per token of this expert's slice"})
+    size_line: tuple[Fraction, Fraction] | None = field(
+        default=None,
+        metadata={
+            "help": "(c0, c1): a fused layer's law fitted where its last slice was c0 + c1*B at every observation "
+            "(then delta is 0 and the law holds only where the slice stays on that line); None otherwise"
+        },
+    )
 
     def at(self, *, batch: int, prefix: int, size: int) -> Fraction:
         """The law's value."""
@@ -131,16 +159,25 @@ class BatchBasis:
 
     points: tuple[int, int, int] = field(metadata={"help": "p1 < p2 < p3, the traced batches"})
     passes: Mapping[int, Mapping[str, NodeData]] = field(
-        metadata={"help": "point (low ones too) -> pass (prefill, step:<i>) -> node data of its language stages"}
+        metadata={
+            "help": "point (low ones too) -> pass (prefill, step:<i>) -> node data of its language stages (of every "
+            "stage when there are no rows)"
+        }
     )
     tokens: Mapping[str, int] = field(metadata={"help": "pass -> tokens per batch row (S for the prefill, 1 a step)"})
     moe: tuple[MoeLayer, ...] = field(metadata={"help": "the MoE layers, in call order"})
     members: Mapping[NodeKey, tuple[tuple[int, int], ...]] = field(
-        metadata={"help": "(stage, pattern) of routed experts (or a submodule of them) -> (MoE layer position, expert)"}
+        metadata={
+            "help": "(stage, pattern) of routed experts (or a submodule of them) -> (MoE layer position, expert; "
+            "LAST: a fused layer's last call)"
+        }
     )
     laws: Mapping[tuple[str, NodeKey], MemberLaw] = field(metadata={"help": "(pass, (stage, pattern)) -> peak law"})
     rows: Mapping[int, RawTrace] = field(
-        metadata={"help": "the prefill's vision and projector stages at batch 1, 2, 3"}
+        metadata={
+            "help": "the prefill's vision and projector stages at batch 1, 2, 3; none for a source whose vision "
+            "encodes every row in one call (its prefill passes hold every stage)"
+        }
     )
     row_patterns: Mapping[tuple[str, str], Pattern] = field(metadata={"help": "(stage, path) -> node pattern"})
     decode_steps: int = field(metadata={"help": "n0, decode steps of the traces (the same at every batch)"})
@@ -202,42 +239,62 @@ def low_points(p1: int) -> tuple[int, ...]:
     return tuple(q for q in LOW_POINTS if q < p1)
 
 
-def member_layout(layer: MoeLayer, routing: RoutingModel, tokens: int) -> list[tuple[int, int]]:
+def member_layout(layer: MoeLayer, routing: RoutingModel, tokens: int) -> dict[int, tuple[int, int]]:
     """(prefix, size) of each expert of ``layer`` for ``tokens`` tokens: its slice and the tokens dispatched
-    before it (experts in index order)."""
-    out: list[tuple[int, int]] = []
+    before it (experts in index order); of a fused layer, of its last call (:data:`LAST`) too: the largest slice,
+    and every other routed token before it."""
+    counts = _counts(layer, routing, tokens)
+    out: dict[int, tuple[int, int]] = {}
     start = 0
-    for size in _counts(layer, routing, tokens):
-        out.append((start, size))
+    for e, size in enumerate(counts):
+        out[e] = (start, size)
         start += size
+    if layer.fused:
+        largest = max(counts, default=0)
+        out[LAST] = (start - largest, largest)
     return out
 
 
 # -- the member law -------------------------------------------------------------------------------------------------
 
 
-def fit_member_law(observations: Sequence[tuple[int, int, int, int]]) -> MemberLaw | None:
+def fit_member_law(observations: Sequence[tuple[int, int, int, int]], *, fused: bool = False) -> MemberLaw | None:
     """The law through every ``(batch, prefix, size, peak)`` observation, solved exactly; None if none fits all.
 
     Four independent observations are picked by fraction-free elimination over the integers (each new row is
     reduced against the rows kept so far: ``r <- a*r - c*pivot``, a scaling that keeps its zeros and its
     inconsistency), the law is solved from them in fractions, and every observation is checked in integers (the
-    law times the common denominator of its coefficients)."""
+    law times the common denominator of its coefficients).
+
+    ``fused``: the observations are a fused layer's last calls (:data:`LAST`), whose prefix is every routed token
+    but the slice, ``k*T(B) - size``, affine in the batch and the size: the law is ``alpha + beta*B + delta*size``
+    (``gamma`` 0), from three independent observations, and kept only when at least one more checks it.  Where the
+    slice lies on a line in the batch at every observation (the skewed routing model gives its first expert one
+    slot of every token), the law is ``alpha + beta*B`` on that line (:attr:`MemberLaw.size_line`)."""
+    line = _size_line(observations) if fused else None
+    width = 2 if line is not None else 3 if fused else 4
     pivots: list[list[int]] = []
-    for batch, prefix, size, peak in observations:
-        row = _eliminated([1, batch, prefix, size, peak], pivots)
-        if any(row[:4]):
+    checked = False
+    for batch, prefix, size, peak in dict.fromkeys(observations):  # (a repeated one checks nothing)
+        columns = [1, batch, size, prefix][:width] if fused else [1, batch, prefix, size]
+        row = _eliminated([*columns, peak], pivots, width)
+        if any(row[:width]):
             pivots.append(row)
-            if len(pivots) == 4:
+            if len(pivots) == width and not fused:
                 break
-        elif row[4]:
+        elif row[width]:
             return None  # in the span of the rows kept, with another value: no law fits both
-    if len(pivots) < 4:
+        else:
+            checked = True
+    if len(pivots) < width or (fused and not checked):
         return None
-    coefficients = _solve([[Fraction(v) for v in row] for row in pivots])
-    if coefficients is None:
+    solved = _solve([[Fraction(v) for v in row] for row in pivots], width)
+    if solved is None:
         return None
-    law = MemberLaw(alpha=coefficients[0], beta=coefficients[1], gamma=coefficients[2], delta=coefficients[3])
+    coefficients = [solved[0], solved[1], Fraction(0), solved[2] if width == 3 else Fraction(0)] if fused else solved
+    law = MemberLaw(
+        alpha=coefficients[0], beta=coefficients[1], gamma=coefficients[2], delta=coefficients[3], size_line=line
+    )
     scale = math.lcm(*(c.denominator for c in coefficients))
     a, b, g, d = (int(c * scale) for c in coefficients)
     if any(a + b * n + g * p + d * s != scale * v for n, p, s, v in observations):
@@ -245,26 +302,37 @@ def fit_member_law(observations: Sequence[tuple[int, int, int, int]]) -> MemberL
     return law
 
 
-def _eliminated(row: list[int], pivots: list[list[int]]) -> list[int]:
-    """``row`` with the pivot column of every row in ``pivots`` (its first non-zero of the four) cleared."""
+def _size_line(observations: Sequence[tuple[int, int, int, int]]) -> tuple[Fraction, Fraction] | None:
+    """``(c0, c1)`` when every observation's size is ``c0 + c1*batch`` (two batches at least), else None."""
+    sizes = sorted({(batch, size) for batch, _, size, _ in observations})
+    (b0, s0), (b1, s1) = sizes[0], sizes[-1]
+    if b0 == b1:
+        return None
+    c1 = Fraction(s1 - s0, b1 - b0)
+    c0 = s0 - c1 * b0
+    return (c0, c1) if all(size == c0 + c1 * batch for batch, size in sizes) else None
+
+
+def _eliminated(row: list[int], pivots: list[list[int]], width: int = 4) -> list[int]:
+    """``row`` with the pivot column of every row in ``pivots`` (its first non-zero of the ``width``) cleared."""
     for pivot in pivots:
-        col = next(i for i in range(4) if pivot[i])
+        col = next(i for i in range(width) if pivot[i])
         if row[col]:
             keep, take = pivot[col], row[col]
             row = [keep * x - take * y for x, y in zip(row, pivot, strict=True)]
     return row
 
 
-def _solve(rows: list[list[Fraction]]) -> list[Fraction] | None:
-    """Back-substitution of four independent echelon rows (pivot columns in any order)."""
+def _solve(rows: list[list[Fraction]], width: int = 4) -> list[Fraction] | None:
+    """Back-substitution of ``width`` independent echelon rows (pivot columns in any order)."""
     solution: dict[int, Fraction] = {}
     for row in reversed(rows):
-        col = next(i for i, v in enumerate(row[:4]) if v)
-        rest = sum((row[i] * solution.get(i, Fraction(0)) for i in range(4) if i != col), Fraction(0))
-        solution[col] = (row[4] - rest) / row[col]
-    if len(solution) != 4:
+        col = next(i for i, v in enumerate(row[:width]) if v)
+        rest = sum((row[i] * solution.get(i, Fraction(0)) for i in range(width) if i != col), Fraction(0))
+        solution[col] = (row[width] - rest) / row[col]
+    if len(solution) != width:
         return None
-    return [solution[i] for i in range(4)]
+    return [solution[i] for i in range(width)]
 
 
 # -- deriving a pass ------------------------------------------------------------------------------------------------
@@ -316,7 +384,9 @@ def derive_pass(basis: BatchBasis, name: str, *, batch: int, routing: RoutingMod
             continue
         below = _under(expert_peaks, nk)
         at_points = [d.peaks.get(nk, 0) for d in data]
-        if full:
+        if full and value.experts_peak(nk, at_points):
+            out.peaks[nk] = max(below)
+        elif full:
             level = _affine(f"peak of {nk}", at_points, basis.points, batch)
             out.peaks[nk] = max([level, *below])
         else:
@@ -398,13 +468,14 @@ class _Value:
         others do not reach (at a larger batch the line through the points takes over); when only one does, its
         level holds there alone (a larger low point is the others' already)."""
         name = f"peak of {nk}"
-        through_points = _line(name, full, self.basis.points)
+        # (a node whose peak is its experts' at the points has no line through them: its own levels stay below)
+        line = None if self.experts_peak(nk, full) else _line(name, full, self.basis.points)
         above = [
             (q, v)
             for q, v in zip(self.basis.low, low, strict=True)
-            if v > max([through_points(q), *map(Fraction, _under(self.experts_at(q), nk))])
+            if v > max([*([line(q)] if line else []), *map(Fraction, _under(self.experts_at(q), nk))])
         ]
-        levels = [through_points(self.batch), *map(Fraction, experts)]
+        levels = [*([line(self.batch)] if line else []), *map(Fraction, experts)]
         if len(above) > 1:
             levels.append(_line(name, [v for _, v in above], [q for q, _ in above])(self.batch))
         elif above and above[0][0] == self.batch:
@@ -413,6 +484,16 @@ class _Value:
             raise BatchDeriveError(f"{name}: only batch {above[0][0]} reaches its small-batch level")
         # else one low point reaches it, and a larger one no longer does: from there on the others are above it
         return _integer(name, max(levels))
+
+    def experts_peak(self, nk: NodeKey, full: Sequence[int]) -> bool:
+        """Whether the peak of ``nk`` (not a routed expert's) is that of routed experts under it at each of the
+        three points (``full``, its peaks there): a fused MoE layer's (:attr:`MoeLayer.fused`) and those above it,
+        whose largest level is inside its experts' last call.  Then it is theirs at every batch (its own levels are
+        affine and below theirs at the points, on which :func:`check_basis` insists)."""
+        return all(
+            (below := _under(self.experts_at(p), nk)) and nk not in self.experts_at(p) and v == max(below)
+            for p, v in zip(self.basis.points, full, strict=True)
+        )
 
     def experts_at(self, batch: int) -> dict[NodeKey, int]:
         """The routed experts' peaks of this pass at ``batch``."""
@@ -488,6 +569,10 @@ def _expert_peaks(basis: BatchBasis, name: str, *, batch: int, routing: RoutingM
         den = math.lcm(law.alpha.denominator, law.beta.denominator, law.gamma.denominator, law.delta.denominator)
         base = int(law.alpha * den) + int(law.beta * den) * batch
         gamma, delta = int(law.gamma * den), int(law.delta * den)
+        if law.size_line is not None and any(
+            layouts[pos][e][1] != law.size_line[0] + law.size_line[1] * batch for pos, e in members
+        ):
+            raise BatchDeriveError(f"the last slice of {nk} at batch {batch} is off the line its law was fitted on")
         called = [gamma * layouts[pos][e][0] + delta * layouts[pos][e][1] for pos, e in members if layouts[pos][e][1]]
         if not called:
             raise BatchDeriveError(f"no routed expert of {nk} is called at batch {batch}")
@@ -502,7 +587,7 @@ def _expert_peaks(basis: BatchBasis, name: str, *, batch: int, routing: RoutingM
 def check_basis(basis: BatchBasis, *, routing: RoutingModel) -> None:
     """Derive every pass at the three points and the low ones and compare with what was traced;
     :class:`BatchDeriveError` names the first difference.  Also: the nodes above routed experts must have their own
-    levels above their experts' at the three points."""
+    levels above their experts' at the three points, or their experts' peak at all three."""
     target = called_experts(basis.moe, routing, basis.tokens, basis.points[-1])
     for point in (*basis.low, *basis.points):
         full = point >= basis.points[0]
@@ -515,11 +600,22 @@ def check_basis(basis: BatchBasis, *, routing: RoutingModel) -> None:
                     raise BatchDeriveError(f"{name} at batch {point}: the derived {attr} differ from the traced")
             if not full:
                 continue
-            experts = _expert_peaks(basis, name, batch=point, routing=routing)
+            value = _Value(basis, name, batch=point, routing=routing, full=True)
+            experts = value.experts_at(point)
             for nk, level in traced.peaks.items():
                 below = [v for ek, v in experts.items() if ek != nk and ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
-                if below and nk not in experts and level <= max(below):
+                if (
+                    below
+                    and nk not in experts
+                    and level <= max(below)
+                    and not value.experts_peak(nk, _at(basis, name, nk))
+                ):
                     raise BatchDeriveError(f"peak of {nk} at batch {point} is its routed experts' ({level})")
+
+
+def _at(basis: BatchBasis, name: str, nk: NodeKey) -> list[int]:
+    """The peaks of ``nk`` in pass ``name`` at the three points."""
+    return [basis.passes[p][name].peaks.get(nk, 0) for p in basis.points]
 
 
 # -- a whole trace --------------------------------------------------------------------------------------------------
@@ -564,12 +660,7 @@ def derive_batch(
     full = _full_coverage(basis, routing, batch)
     if not full and (batch >= basis.points[0] or not basis.low):  # (the laws below p1 are not checked above it)
         raise BatchDeriveError(f"batch {batch} routes to other experts than the basis's batches")
-    try:
-        rows = extrapolate_stages(basis.rows, batch)
-    except BatchFitError as exc:
-        raise BatchDeriveError(exc.where) from exc
-    stages = {stage for stage, _ in basis.row_patterns}
-    prefill = to_node_data(rows, {stage: _Patterns(stage, basis.row_patterns) for stage in stages})
+    prefill = _rows_at(basis, batch)
     prefill.add(derive_pass(basis, PREFILL, batch=batch, routing=routing))
     names = [name for name in basis.passes[basis.points[0]] if name != PREFILL]
     steps = {int(name.split(":")[1]): derive_pass(basis, name, batch=batch, routing=routing) for name in names}
@@ -597,8 +688,8 @@ def derive_batch(
         op_ledger=ledger,
         unsupported=unsupported,
         batch_method="extrapolated",
-        batch_note=f"vision and projector extrapolated from batch 1, 2, 3; language derived at batch {batch} from "
-        f"batch {', '.join(map(str, (*basis.low, *basis.points)))} ({coverage}, exact on {basis.lowest}..{p3})",
+        batch_note=f"{_row_note(basis)} derived at batch {batch} from batch "
+        f"{', '.join(map(str, (*basis.low, *basis.points)))} ({coverage}, exact on {basis.lowest}..{p3})",
     )
     far_step = (basis.far, far) if basis.far is not None and far is not None else None
     fitted = (
@@ -607,6 +698,26 @@ def derive_batch(
         else None
     )
     return result, fitted
+
+
+def _rows_at(basis: BatchBasis, batch: int) -> NodeData:
+    """The prefill's vision and projector stages at ``batch`` rows, extrapolated from the basis's rows (none when
+    the basis's prefill passes hold every stage)."""
+    if not basis.rows:
+        return NodeData()
+    try:
+        rows = extrapolate_stages(basis.rows, batch)
+    except BatchFitError as exc:
+        raise BatchDeriveError(exc.where) from exc
+    stages = {stage for stage, _ in basis.row_patterns}
+    return to_node_data(rows, {stage: _Patterns(stage, basis.row_patterns) for stage in stages})
+
+
+def _row_note(basis: BatchBasis) -> str:
+    """How the batch note says the stages were derived."""
+    if not basis.rows:
+        return "every stage"
+    return f"vision and projector extrapolated from batch {', '.join(map(str, sorted(basis.rows)))}; language"
 
 
 # -- JSON (the trace cache keeps a batch basis beside the trace it came from) -----------------------------------------
@@ -622,7 +733,7 @@ def batch_basis_to_json(basis: BatchBasis) -> dict[str, Any]:
             for name, data in named.items()
         ],
         "tokens": dict(basis.tokens),
-        "moe": [[m.path, m.layer_idx, m.experts, m.top_k] for m in basis.moe],
+        "moe": [[m.path, m.layer_idx, m.experts, m.top_k, m.fused] for m in basis.moe],
         "members": [
             {"stage": st, "pattern": list(pat), "members": [list(m) for m in ms]}
             for (st, pat), ms in basis.members.items()
@@ -633,6 +744,7 @@ def batch_basis_to_json(basis: BatchBasis) -> dict[str, Any]:
                 "stage": st,
                 "pattern": list(pat),
                 "law": [str(law.alpha), str(law.beta), str(law.gamma), str(law.delta)],
+                "size_line": None if law.size_line is None else [str(c) for c in law.size_line],
             }
             for (name, (st, pat)), law in basis.laws.items()
         ],
@@ -657,7 +769,10 @@ def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
         passes=passes,
         tokens={str(k): int(v) for k, v in raw["tokens"].items()},
         moe=tuple(
-            MoeLayer(path=str(m[0]), layer_idx=int(m[1]), experts=int(m[2]), top_k=int(m[3])) for m in raw["moe"]
+            MoeLayer(
+                path=str(m[0]), layer_idx=int(m[1]), experts=int(m[2]), top_k=int(m[3]), fused=len(m) > 4 and bool(m[4])
+            )
+            for m in raw["moe"]
         ),
         members={
             (str(m["stage"]), tuple(map(str, m["pattern"]))): tuple((int(a), int(b)) for a, b in m["members"])
@@ -669,6 +784,9 @@ def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
                 beta=Fraction(w["law"][1]),
                 gamma=Fraction(w["law"][2]),
                 delta=Fraction(w["law"][3]),
+                size_line=None
+                if w.get("size_line") is None
+                else (Fraction(w["size_line"][0]), Fraction(w["size_line"][1])),
             )
             for w in raw["laws"]
         },

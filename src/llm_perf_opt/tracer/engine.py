@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -21,6 +21,7 @@ from torch import nn
 from llm_perf_opt.core.driving import Driver, PassInputs
 from llm_perf_opt.tracer.anchor_stubs import AnchorStubs, StubMissError
 from llm_perf_opt.tracer.batch_derive import (
+    LAST,
     PREFILL,
     BatchBasis,
     BatchDeriveError,
@@ -56,6 +57,7 @@ __all__ = [
     "Traced",
     "trace_model",
     "trace_model_batched_with_basis",
+    "trace_model_with_basis",
 ]
 
 DecodeMode = Literal["auto", "every-step"]
@@ -203,15 +205,64 @@ def trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far:
 
 
 def _trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far: Driver | None) -> Traced:
-    opts = _Options.of(options)
     state = TraceState(model, options.rules, pure=options.pure_modules)
+    return _traced_whole(state, driver, options, far=far, batch=None)[0]
+
+
+def _traced_whole(
+    state: TraceState, driver: Driver, options: TraceOptions, *, far: Driver | None, batch: int | None
+) -> tuple[Traced, _TracedAt | None]:
+    """Every pass of ``driver`` (which drives ``batch`` rows) traced on ``state`` and assembled; with the passes as a
+    batch basis reads them (the whole prefill, no rows) when ``batch`` is given and the decode was fitted (else
+    None)."""
+    opts = _Options.of(options)
     prefill_raw = _run_pass(state, "prefill", driver.prefill(), opts)
     step_raws, method, note = _decode(driver, state, opts, mode=options.decode)
     step_raws, method, note, grouped = _fit_or_fall_back(driver, state, opts, prefill_raw, step_raws, method, note)
     far_raw = _far_step(far, driver, state, opts, method)
-    return _assemble(
+    traced = _assemble(
         state, driver, prefill_raw, step_raws, options, method=method, note=note, far_raw=far_raw, grouped=grouped
     )
+    if batch is None or not _fitted(driver, method, step_raws):
+        return traced, None
+    at = _TracedAt(
+        batch=batch,
+        rows={},
+        language=prefill_raw,
+        steps=dict(step_raws),
+        far=far_raw,
+        groupings=grouped.groupings,
+        result=traced[0],
+    )
+    return traced, at
+
+
+def _fitted(driver: Driver, method: DecodeMethod, step_raws: Mapping[int, RawTrace]) -> bool:
+    """Whether the traced decode steps are those a batch basis reads at every batch (fitted, or all of a short
+    decode)."""
+    return method == "affine-fit" or len(step_raws) <= len(pick_steps(driver.decode_steps))
+
+
+def trace_model_with_basis(
+    model: nn.Module,
+    driver_for: Callable[[int], Driver],
+    options: TraceOptions,
+    *,
+    batch: int,
+    basis_request: BasisRequest,
+    far: Driver | None = None,
+) -> tuple[TraceResult, DecodeBasis | None, BatchBasis | None]:
+    """:func:`trace_model` at ``batch`` rows (every row traced: for a source whose vision encodes every row in one
+    call), and a batch basis of every stage: the whole prefill and the decode steps traced at the request's batches
+    and kept when the basis reproduces them (:func:`trace_model_batched_with_basis` for the rest; None when the
+    decode was not fitted, or the basis does not reproduce its batches)."""
+    with without_dynamo_import(), without_symbolic_shapes_import():
+        state = TraceState(model, options.rules, pure=options.pure_modules)
+        (result, basis), at = _traced_whole(state, driver_for(batch), options, far=far, batch=batch)
+        if at is None:
+            return result, basis, None
+        kept = _batch_basis(state, driver_for, _Options.of(options), basis_request, at, options.rules)
+        return result, basis, kept
 
 
 def _assemble(
@@ -333,7 +384,7 @@ def trace_model_batched_with_basis(
             far_raw=far_raw,
             grouped=grouped,
         )
-        fitted = method == "affine-fit" or len(step_raws) <= len(pick_steps(driver.decode_steps))
+        fitted = _fitted(driver, method, step_raws)
         if basis_request is None or not fitted or not callable(getattr(driver, "language_prefill", None)):
             return result, basis, None
         traced_at = _TracedAt(
@@ -417,7 +468,8 @@ class _TracedAt:
     batch: int
     rows: dict[int, RawTrace]
     language: RawTrace
-    """the prefill's language stages (what ``language_prefill`` traces at ``batch``)"""
+    """the prefill's language stages (what ``language_prefill`` traces at ``batch``); the whole prefill when there
+    are no ``rows`` (a basis of every stage)"""
     steps: dict[int, RawTrace]
     far: tuple[int, RawTrace] | None
     groupings: dict[str, StageGrouping]
@@ -446,7 +498,10 @@ def _batch_basis(
             _reuse(reduced, at)
             return True
         driver = driver_for(point)
-        reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
+        if at.rows:  # the row stages are extrapolated from their own traces: the language stages alone
+            reduced.add(point, PREFILL, _language_prefill(state, driver, opts, rules)[1])
+        else:
+            reduced.add(point, PREFILL, _run_pass(state, "prefill", driver.prefill(), opts))
         for i in at.steps:
             reduced.add(point, f"step:{i}", _run_pass(state, "decode", driver.step(i), opts))
         if at.far is not None:
@@ -501,6 +556,7 @@ def _reuse(reduced: _Reduced, at: _TracedAt) -> None:
 
 
 _EXPERT = re.compile(r"^(?P<moe>.+)\.experts\.(?P<e>\d+)(?:\..+)?$")
+_FUSED = re.compile(r"^(?P<moe>.+)\.experts(?:\..+)?$")
 
 
 class _Reduced:
@@ -526,10 +582,10 @@ class _Reduced:
         request = self.request
         layouts = [member_layout(layer, request.routing, point * self.tokens(name)) for layer in request.moe]
         for (stage, path), peak in raw.peaks.items():
-            match = _EXPERT.match(path)
-            if match is None or match["moe"] not in self.position:
+            member = self.member(path)
+            if member is None:
                 continue
-            pos, e = self.position[match["moe"]], int(match["e"])
+            pos, e = member
             nk = (stage, self.groupings[stage].pattern(path))
             self.members[nk].add((pos, e))
             prefix, size = layouts[pos][e]
@@ -540,6 +596,21 @@ class _Reduced:
             layers = self.layers_under(path)
             if layers:
                 self.moe_of[(stage, self.groupings[stage].pattern(path))].update(layers)
+
+    def member(self, path: str) -> tuple[int, int] | None:
+        """(MoE layer position, expert) of a routed expert's path (or a submodule's); of a fused layer, a submodule
+        of its experts module (the one module calls every expert: its peak is its last call's, :data:`LAST`)."""
+        match = _EXPERT.match(path)
+        if match is not None and match["moe"] in self.position:
+            pos = self.position[match["moe"]]
+            if not self.request.moe[pos].fused:
+                return pos, int(match["e"])
+        match = _FUSED.match(path)
+        if match is not None and match["moe"] in self.position:
+            pos = self.position[match["moe"]]
+            if self.request.moe[pos].fused:
+                return pos, LAST
+        return None
 
     def layers_under(self, path: str) -> tuple[int, ...]:
         """The MoE layers (positions) that ``path`` is or lies under."""
@@ -556,7 +627,8 @@ class _Reduced:
         points = (*low, *self.request.points)
         laws = {}
         for key, obs in self.observations.items():
-            law = fit_member_law([o for o in obs if o[0] in points])
+            fused = any(e == LAST for _, e in self.members[key[1]])
+            law = fit_member_law([o for o in obs if o[0] in points], fused=fused)
             if law is None:
                 raise BatchDeriveError(f"no peak law fits the routed experts of {key}")
             laws[key] = law

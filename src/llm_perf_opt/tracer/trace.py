@@ -27,6 +27,7 @@ from llm_perf_opt.tracer.engine import (
     TraceOptions,
     trace_model,
     trace_model_batched_with_basis,
+    trace_model_with_basis,
 )
 from llm_perf_opt.tracer.lazy_metas import python_metas_on_demand
 from llm_perf_opt.tracer.result import TraceResult
@@ -151,25 +152,33 @@ def trace_with_bases(
     )
     far = _far_driver(source, model, work, route, far_new_tokens)
     rows = work.batch_size
-    if _extrapolates(source, batch, rows):
-        built = model
+    built = model
 
-        def driver_for(b: int) -> Driver:
-            return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
+    def driver_for(b: int) -> Driver:
+        return driver if b == rows else source.make_driver(built, attrs.evolve(work, batch_size=b), route)
 
-        request = (
-            _basis_request(source, model, work, route, far_new_tokens, batch_basis, options, early_basis)
-            if batch_basis
-            else None
-        )
+    extrapolates = _extrapolates(source, batch, rows)
+    one_call = batch == "auto" and getattr(source, "rows_in_one_call", False)  # (then a basis of every stage)
+    request = (
+        _basis_request(source, model, work, route, far_new_tokens, batch_basis, options, early_basis)
+        if batch_basis and (extrapolates or one_call)
+        else None
+    )
+    if extrapolates:
         result, basis, kept = trace_model_batched_with_basis(
             model, driver_for, options, batch=rows, far=far, basis_request=request
         )
         return result, driver, basis, kept
-    result, basis = trace_model(model, driver, options, far=far)
+    if request is None:
+        result, basis = trace_model(model, driver, options, far=far)
+        kept = None
+    else:
+        result, basis, kept = trace_model_with_basis(
+            model, driver_for, options, batch=rows, far=far, basis_request=request
+        )
     if batch == "auto" and rows >= EXTRAPOLATE_FROM:  # (then the source runs its rows in one call)
         result = attrs.evolve(result, batch_note=ONE_CALL_NOTE)
-    return result, driver, basis, None
+    return result, driver, basis, kept
 
 
 ONE_CALL_NOTE = (
@@ -209,7 +218,7 @@ def _basis_request(
     ``batches`` (lowest, highest) with the highest one's expert coverage, the middle one ``work``'s own batch when it
     lies between the others with that coverage (its language passes, traced already, are then reused), and the low
     points below the first of them; None when there are none."""
-    moe = moe_layers(model, options.pure_modules)
+    moe = _moe(source, model, options.pure_modules)
     points = _points(moe, route, seq_len=options.seq_len, batches=batches)
     if points is None:
         return None
@@ -246,7 +255,7 @@ def first_basis_batch(
     first point, where every MoE layer reaches the experts it reaches at the highest), or None when it would have
     none (no replayable MoE layers, or fewer than three such batches)."""
     seq_len = model_source.make_driver(model, workload, routing).seq_len
-    points = _points(moe_layers(model, _pure_modules(model_source)), routing, seq_len=seq_len, batches=batches)
+    points = _points(_moe(model_source, model, _pure_modules(model_source)), routing, seq_len=seq_len, batches=batches)
     return points[0] if points is not None else None
 
 
@@ -255,6 +264,17 @@ def _points(
 ) -> tuple[int, int, int] | None:
     tokens = {"prefill": seq_len, "step": 1}
     return choose_points(moe, route, tokens, low=batches[0], high=batches[1]) if moe else None
+
+
+def _moe(source: TraceableSource, model: nn.Module, pure: frozenset[type]) -> tuple[MoeLayer, ...]:
+    """The MoE layers a batch basis reads: the source's own when it names them (``moe_layers(model)``: path, routing
+    layer index, routed experts, experts per token and whether the experts are one fused module
+    (:attr:`~llm_perf_opt.tracer.batch_derive.MoeLayer.fused`) of each; DeepSeek-OCR-2's fused experts are no module
+    list), else :func:`moe_layers`."""
+    named = getattr(source, "moe_layers", None)
+    if callable(named):
+        return tuple(MoeLayer(path=p, layer_idx=i, experts=e, top_k=k, fused=f) for p, i, e, k, f in named(model))
+    return moe_layers(model, pure)
 
 
 def moe_layers(model: nn.Module, pure: frozenset[type]) -> tuple[MoeLayer, ...]:

@@ -5,8 +5,11 @@ transformers 5.x fuses each MoE layer's experts into one module with 3-D weights
 (``nonzero``: impossible on meta) and ``grouped_mm`` hides the per-expert sizes inside one op.  This implementation,
 registered as :data:`EXPERTS_IMPLEMENTATION`, is a sorted dispatch whose per-expert slice sizes come from the routing
 model: sort the token->expert assignments by expert, gather, one ``gate_up`` and one ``down`` linear per expert that
-has tokens, weight by the router probabilities, scatter-add back.  Total FLOPs do not depend on the routing; which
-expert weights are read does.  It only works inside :func:`routing_scope` (a trace pass).
+has tokens, weight by the router probabilities, scatter-add back.  The experts run in ascending slice size (ties in
+index order), so the last call holds the largest slice and every other output: the peak of the experts' activation
+is that call's, which a batch basis derives from the routing model (``MoeLayer.fused``); the ops are those of any
+order.  Total FLOPs do not depend on the routing; which expert weights are read does.  It only works inside
+:func:`routing_scope` (a trace pass).
 """
 
 from __future__ import annotations
@@ -61,19 +64,25 @@ def routed_experts_forward(
     token_of = order // top_k
     tokens = hidden_states[token_of]
     weights = top_k_weights.reshape(-1)[order]
-    outputs = []
-    start = 0
-    for expert, count in enumerate(counts):
-        if count == 0:
-            continue
-        gated = cast(Any, module)._apply_gate(F.linear(tokens[start : start + count], gate_up[expert]))
-        outputs.append(F.linear(gated, down[expert]))
-        start += count
-    joined = torch.cat(outputs, dim=0) if outputs else tokens.new_empty((0, hidden_states.shape[-1]))
+    starts = [sum(counts[:expert]) for expert in range(len(counts))]
+    outputs: dict[int, Tensor] = {}
+    for expert in sorted((e for e, count in enumerate(counts) if count), key=lambda e: (counts[e], e)):
+        start, count = starts[expert], counts[expert]
+        outputs[expert] = _expert_output(module, tokens[start : start + count], gate_up[expert], down[expert])
+    if outputs:
+        joined = torch.cat([outputs[expert] for expert in sorted(outputs)], dim=0)
+    else:
+        joined = tokens.new_empty((0, hidden_states.shape[-1]))
     joined = joined * weights.unsqueeze(-1).to(joined.dtype)
     out = torch.zeros_like(hidden_states)
     out.index_add_(0, token_of, joined.to(out.dtype))
     return out
+
+
+def _expert_output(module: nn.Module, tokens: Tensor, gate_up: Tensor, down: Tensor) -> Tensor:
+    """One expert on its slice: ``down(gate(gate_up(tokens)))``; its intermediates die here (alive into the next
+    expert's call, the previous slice would count in that call's peak)."""
+    return F.linear(cast(Any, module)._apply_gate(F.linear(tokens, gate_up)), down)
 
 
 def register_counting_experts() -> None:

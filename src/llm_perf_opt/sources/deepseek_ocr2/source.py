@@ -104,6 +104,21 @@ class Ocr2ModelSource(ModelSource):
 
         return Ocr2Driver(model, to_ocr2_workload(workload), routing)
 
+    def moe_layers(self, model: nn.Module) -> tuple[tuple[str, int, int, int, bool], ...]:
+        """(path, routing layer index, routed experts, experts per token, fused) of every MoE layer of ``model``, in
+        module order: what a batch basis reads (the experts of a layer are one fused module, no module list, which
+        calls them in ascending slice size: :mod:`.experts`)."""
+        # lazy: torch (see build)
+        from llm_perf_opt.sources.deepseek_ocr2.build import experts_layers
+
+        layer_of = experts_layers(model)
+        found = []
+        for path, module in model.named_modules():
+            experts, gate = getattr(module, "experts", None), getattr(module, "gate", None)
+            if experts is not None and gate is not None and id(experts) in layer_of:
+                found.append((path, layer_of[id(experts)], int(experts.num_experts), int(gate.top_k), True))
+        return tuple(found)
+
     def provenance(self, driver: Any = None) -> UpstreamProvenance:
         """The published config's hash and source, the transformers version, and the workarounds with their uses."""
         facts = source_facts()
