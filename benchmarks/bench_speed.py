@@ -17,12 +17,14 @@ leaves); no input size more than 4/3x the ``--batch 1`` cold run (``--batch 1024
 --prompt-tokens 6000``: S = 6,694, 6.9 million prompt positions); calibrate on the committed H100 files <= 10 s;
 validation-doc <= 10 s; peak RSS <= 400 MB for any batch up to 1,024 (``analyze --batch 1024``, cold); a what-if on
 a warm cache (another device, dtype, output length, a page of the same tile grid, another batch once a batch basis
-is kept) < 1 s.  A cold
-``analyze`` of new shapes starts a background process that keeps their batch basis (it derives every batch);
-the "after a cold run" cases wait for it (and print how long it ran) before the what-if, the "right after" case
-does not (it waits for the basis being built, as a person's next command does).  Every other case runs with
-``LLM_PERF_OPT_PREPARE=0`` (and waits for any background process before the next run), so no background work
-overlaps a measured run; its "background off" case shows what the first batch change costs without it.
+is kept) < 1 s.  A cold ``analyze`` of new shapes starts a background process that keeps their batch basis (it
+derives every batch); the "after a cold run" cases wait for it (and print how long it ran) before the what-if, the
+"right after" cases do not (they wait for the basis being built, as a person's next command does, or trace when that
+is sooner).  Every other case runs with ``LLM_PERF_OPT_PREPARE=0`` (and waits for any background process before the
+next run), so no background work
+overlaps a measured run; its "background off" case shows what the first batch change costs without it.  With
+transformers >= 5.10.1 importable (the ``[hf]`` extra, or an overlay on ``PYTHONPATH``), two DeepSeek-OCR-2 cases run
+too: its cold analyze, and a batch what-if once the background process has kept its basis.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_perf_opt.analysis.prepare import queue_worker
+from llm_perf_opt.sources.deepseek_ocr2.config import MIN_TRANSFORMERS
+from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
 from llm_perf_opt.tracecache import TraceCache
 
 WRAPPER = """
@@ -124,6 +128,11 @@ def run(
     if data["code"] not in (0, None):
         raise SystemExit(f"{argv} exited with {data['code']}")
     return {**data, "wall_s": wall, "background_s": background}
+
+
+def _ocr2_traceable() -> bool:
+    """Whether this interpreter has the transformers DeepSeek-OCR-2 needs (then its cases run too)."""
+    return version_tuple(installed_transformers() or "0") >= MIN_TRANSFORMERS
 
 
 def analyze(*extra: str) -> list[str]:
@@ -274,6 +283,13 @@ def main() -> None:
         "analyze --max-new-tokens 64, cold": (analyze("--max-new-tokens", "64"), None),
         "analyze --max-new-tokens 7490, cold": (analyze("--max-new-tokens", "7490"), None),
     }
+    if _ocr2_traceable():  # (transformers >= 5.10.1 on the path: the [hf] extra)
+        ocr2 = ("--model", "deepseek-ocr-2")
+        ocr2_batch = "DeepSeek-OCR-2: what-if --batch 64 after a cold run (basis kept in the background)"
+        plan[ocr2_batch] = lambda: median_case(
+            analyze(*ocr2, "--batch", "64"), n, warm=True, warm_with=analyze(*ocr2), warm_env=BACKGROUND_ON
+        )
+        plan["DeepSeek-OCR-2: analyze, cold"] = lambda: median_case(analyze(*ocr2), n)
     if not args.skip_validation:
         plan["calibrate H100 files, cold"] = lambda: median_case(calibrate, n)
         plan["calibrate H100 files, warm"] = lambda: median_case(calibrate, n, warm=True)
@@ -302,6 +318,8 @@ def main() -> None:
         "what-if --routing skewed:1.2 --batch 30 after a cold run (derived from the basis)": "target < 1 s, no torch",
         "what-if --batch 8, background off (keeps a batch basis)": "the first other batch traces (and keeps a basis)",
         "analyze standard, cold, starting its background basis": "target <= 4 s",
+        "DeepSeek-OCR-2: what-if --batch 64 after a cold run (basis kept in the background)": "target < 1 s, no torch",
+        "DeepSeek-OCR-2: analyze, cold": "imports transformers (the [hf] extra)",
         "what-if --batch 64 (batch basis)": "target < 1 s, no torch",
         "what-if --batch 1024 (batch basis)": "target < 1 s, no torch",
         "analyze standard, cold": "target <= 4 s",
