@@ -8,9 +8,11 @@ entry points).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -96,6 +98,19 @@ class _Options:
     @classmethod
     def of(cls, options: TraceOptions) -> _Options:
         return cls(fuse_sdpa=options.attention == "flash", verify_fast_meta=options.verify_fast_meta)
+
+
+@contextlib.contextmanager
+def _old_objects_left_alone() -> Iterator[None]:
+    """For the block, the garbage collector leaves the objects alive at its start alone (``gc.freeze``; they are
+    its again afterwards).  A trace allocates millions of small objects, and each full collection walked the model
+    tree and every imported module too: 0.19 s of a 0.9 s trace at batch 1, 0.36 s of 1.3 s at batch 1,024; 0.04 and
+    0.10 s with them left alone."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options) -> RawTrace:
@@ -200,7 +215,7 @@ def trace_model(model: nn.Module, driver: Driver, options: TraceOptions, *, far:
 
     ``far`` drives the same workload at more output tokens (the most the context allows): its last decode step is
     traced too, so the decode basis covers every output length up to it when all four traced steps agree."""
-    with without_dynamo_import(), without_symbolic_shapes_import():
+    with without_dynamo_import(), without_symbolic_shapes_import(), _old_objects_left_alone():
         return _trace_model(model, driver, options, far=far)
 
 
@@ -256,7 +271,7 @@ def trace_model_with_basis(
     call), and a batch basis of every stage: the whole prefill and the decode steps traced at the request's batches
     and kept when the basis reproduces them (:func:`trace_model_batched_with_basis` for the rest; None when the
     decode was not fitted, or the basis does not reproduce its batches)."""
-    with without_dynamo_import(), without_symbolic_shapes_import():
+    with without_dynamo_import(), without_symbolic_shapes_import(), _old_objects_left_alone():
         state = TraceState(model, options.rules, pure=options.pure_modules)
         (result, basis), at = _traced_whole(state, driver_for(batch), options, far=far, batch=batch)
         if at is None:
@@ -355,7 +370,7 @@ def trace_model_batched_with_basis(
     ``batch`` itself, exactly).
     """
     opts = _Options.of(options)
-    with without_dynamo_import(), without_symbolic_shapes_import():
+    with without_dynamo_import(), without_symbolic_shapes_import(), _old_objects_left_alone():
         state = TraceState(model, options.rules, pure=options.pure_modules)
         driver = driver_for(batch)
         try:
