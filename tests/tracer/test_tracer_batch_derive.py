@@ -142,6 +142,7 @@ def test_ocr2_keeps_a_basis_of_every_stage_that_derives_as_traced(ocr2: tuple[An
     # follow their last call (MoeLayer.fused)
     assert basis is not None and basis.rows == {} and basis.low == (2, 3, 4)
     assert all(layer.fused for layer in basis.moe) and len(basis.moe) == 11
+    assert batch_basis_from_json(json.loads(json.dumps(batch_basis_to_json(basis)))) == basis  # as the cache keeps it
     for batch in (3, 8, 32):  # below the first point (11 balanced, 42 skewed) and inside the range
         traced, _, decode, _ = trace(batch)
         derived, derived_decode = derive_batch(basis, skeleton, batch=batch, routing=route, workload=traced.workload)
