@@ -416,6 +416,7 @@ class _Value:
         self._called: dict[int, tuple[int, ...]] = {}
         self._n: dict[tuple[NodeKey, int], int] = {}
         self._experts: dict[int, dict[NodeKey, int]] = {}
+        self._fused = [nk for nk, members in basis.members.items() if any(e == LAST for _, e in members)]
 
     def called(self, nk: NodeKey, batch: int) -> int:
         """``N``: the experts the MoE layers at or above ``nk`` call at ``batch`` rows of this pass."""
@@ -486,14 +487,21 @@ class _Value:
         return _integer(name, max(levels))
 
     def experts_peak(self, nk: NodeKey, full: Sequence[int]) -> bool:
-        """Whether the peak of ``nk`` (not a routed expert's) is that of routed experts under it at each of the
-        three points (``full``, its peaks there): a fused MoE layer's (:attr:`MoeLayer.fused`) and those above it,
-        whose largest level is inside its experts' last call.  Then it is theirs at every batch (its own levels are
-        affine and below theirs at the points, on which :func:`check_basis` insists)."""
+        """Whether the peak of ``nk`` (not a routed expert's) is that of fused experts under it at each of the three
+        points (``full``, its peaks there): a fused MoE layer's (:attr:`MoeLayer.fused`) and those above it, whose
+        largest level is inside its experts' last call.  Then it is theirs at every batch (its own levels are affine
+        and below theirs at the points, on which :func:`check_basis` insists; the tests compare many batches).  Not
+        for per-expert modules (DeepSeek-OCR v1): a node above them must have its own peak above theirs."""
+        if not self._fused_under(nk):
+            return False
         return all(
             (below := _under(self.experts_at(p), nk)) and nk not in self.experts_at(p) and v == max(below)
             for p, v in zip(self.basis.points, full, strict=True)
         )
+
+    def _fused_under(self, nk: NodeKey) -> bool:
+        """Whether a fused layer's last call (:data:`LAST`) is among the members at or under ``nk``."""
+        return any(ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1] for ek in self._fused)
 
     def experts_at(self, batch: int) -> dict[NodeKey, int]:
         """The routed experts' peaks of this pass at ``batch``."""
