@@ -23,7 +23,7 @@ stored yet (then it traces: sooner).
 
 Only the built-in DeepSeek-OCR v1 sources and DeepSeek-OCR-2 keep a basis (:data:`BASIS_KINDS`), so only they start
 one.  DeepSeek-OCR-2's basis holds every stage (its vision encodes all rows in one call) and is stored once, with its
-low batches (about 20 s after a cold run): a batch change made before then traces.
+low batches (about 16 s after a cold run): a batch change made before then traces.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
 cache's own (atomic): a process that is killed leaves nothing half-written (a request is taken off the queue before
 it is worked, so none is retried forever), and a batch change below the basis's range made before it is done traces
@@ -288,7 +288,8 @@ def waited_for_basis(
     builder's marker says; :data:`EXTRAPOLATE_FROM` at least), and None when the basis, once kept, does not derive the
     batch (the caller traces it).  A batch below the basis's first point is derived only by its second version (with
     the low batches, traced last): before the first version is stored that is longer off than a trace of the batch
-    (on a 2-core machine, about 5 s against 3 s right after a cold run), so it is None then too."""
+    (on a 2-core machine, about 5 s against 3 s right after a cold run), so it is None then too; and so is every
+    batch while nothing is stored of a basis that stores no first version (DeepSeek-OCR-2's: :func:`_sooner_traced`)."""
     if workload.batch_size < EXTRAPOLATE_FROM:
         return None
     key = shapes_key(source, workload, attention=attention, routing=routing)
@@ -322,7 +323,7 @@ def waited_for_basis(
 def _sooner_traced(builder: _Builder, batch: int, *, stored: bool) -> bool:
     """Whether no version of the basis ``builder`` works on is stored yet, and ``batch`` is below its first point or
     it stores no first version (then a trace of the batch ends sooner than the wait for the basis with its low
-    batches: DeepSeek-OCR-2's takes about 20 s)."""
+    batches: DeepSeek-OCR-2's comes about 16 s after a cold run)."""
     below = builder.first is not None and batch < builder.first
     return not stored and (below or not builder.early)
 
