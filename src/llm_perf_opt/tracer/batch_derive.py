@@ -272,12 +272,14 @@ def fit_member_law(observations: Sequence[tuple[int, int, int, int]], *, fused: 
     slice lies on a line in the batch at every observation (the skewed routing model gives its first expert one
     slot of every token), the law is ``alpha + beta*B`` on that line (:attr:`MemberLaw.size_line`)."""
     line = _size_line(observations) if fused else None
-    width = 2 if line is not None else 3 if fused else 4
+    # the coefficients solved for (alpha, beta, gamma, delta = 0, 1, 2, 3); the others are 0
+    solved_for = (0, 1, 2, 3) if not fused else (0, 1, 3) if line is None else (0, 1)
+    width = len(solved_for)
     pivots: list[list[int]] = []
     checked = False
     for batch, prefix, size, peak in dict.fromkeys(observations):  # (a repeated one checks nothing)
-        columns = [1, batch, size, prefix][:width] if fused else [1, batch, prefix, size]
-        row = _eliminated([*columns, peak], pivots, width)
+        terms = (1, batch, prefix, size)
+        row = _eliminated([*(terms[i] for i in solved_for), peak], pivots, width)
         if any(row[:width]):
             pivots.append(row)
             if len(pivots) == width and not fused:
@@ -291,7 +293,9 @@ def fit_member_law(observations: Sequence[tuple[int, int, int, int]], *, fused: 
     solved = _solve([[Fraction(v) for v in row] for row in pivots], width)
     if solved is None:
         return None
-    coefficients = [solved[0], solved[1], Fraction(0), solved[2] if width == 3 else Fraction(0)] if fused else solved
+    coefficients = [Fraction(0)] * 4
+    for i, value in zip(solved_for, solved, strict=True):
+        coefficients[i] = value
     law = MemberLaw(
         alpha=coefficients[0], beta=coefficients[1], gamma=coefficients[2], delta=coefficients[3], size_line=line
     )
@@ -777,9 +781,7 @@ def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
         passes=passes,
         tokens={str(k): int(v) for k, v in raw["tokens"].items()},
         moe=tuple(
-            MoeLayer(
-                path=str(m[0]), layer_idx=int(m[1]), experts=int(m[2]), top_k=int(m[3]), fused=len(m) > 4 and bool(m[4])
-            )
+            MoeLayer(path=str(m[0]), layer_idx=int(m[1]), experts=int(m[2]), top_k=int(m[3]), fused=bool(m[4]))
             for m in raw["moe"]
         ),
         members={
@@ -792,9 +794,7 @@ def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
                 beta=Fraction(w["law"][1]),
                 gamma=Fraction(w["law"][2]),
                 delta=Fraction(w["law"][3]),
-                size_line=None
-                if w.get("size_line") is None
-                else (Fraction(w["size_line"][0]), Fraction(w["size_line"][1])),
+                size_line=None if w["size_line"] is None else _fractions(w["size_line"]),
             )
             for w in raw["laws"]
         },
@@ -806,6 +806,12 @@ def batch_basis_from_json(raw: Mapping[str, Any]) -> BatchBasis:
         low=tuple(int(q) for q in raw["low"]),
         moe_of={(str(m["stage"]), tuple(map(str, m["pattern"]))): tuple(map(int, m["layers"])) for m in raw["moe_of"]},
     )
+
+
+def _fractions(values: Sequence[str]) -> tuple[Fraction, Fraction]:
+    """Two fractions from their JSON strings."""
+    first, second = values
+    return Fraction(first), Fraction(second)
 
 
 def _raw_to_json(raw: RawTrace) -> dict[str, Any]:

@@ -570,8 +570,8 @@ def _reuse(reduced: _Reduced, at: _TracedAt) -> None:
         reduced.add(at.batch, f"step:{at.far[0]}", at.far[1])
 
 
-_EXPERT = re.compile(r"^(?P<moe>.+)\.experts\.(?P<e>\d+)(?:\..+)?$")
-_FUSED = re.compile(r"^(?P<moe>.+)\.experts(?:\..+)?$")
+_EXPERT = re.compile(r"^(?P<moe>.+)\.experts(?:\.(?P<e>\d+))?(?:\..+)?$")
+"""``<moe>.experts`` and what lies under it: ``<moe>.experts.<e>...`` for a list of experts (v1)."""
 
 
 class _Reduced:
@@ -616,16 +616,12 @@ class _Reduced:
         """(MoE layer position, expert) of a routed expert's path (or a submodule's); of a fused layer, a submodule
         of its experts module (the one module calls every expert: its peak is its last call's, :data:`LAST`)."""
         match = _EXPERT.match(path)
-        if match is not None and match["moe"] in self.position:
-            pos = self.position[match["moe"]]
-            if not self.request.moe[pos].fused:
-                return pos, int(match["e"])
-        match = _FUSED.match(path)
-        if match is not None and match["moe"] in self.position:
-            pos = self.position[match["moe"]]
-            if self.request.moe[pos].fused:
-                return pos, LAST
-        return None
+        pos = None if match is None else self.position.get(match["moe"])
+        if match is None or pos is None:
+            return None
+        if self.request.moe[pos].fused:
+            return pos, LAST
+        return None if match["e"] is None else (pos, int(match["e"]))
 
     def layers_under(self, path: str) -> tuple[int, ...]:
         """The MoE layers (positions) that ``path`` is or lies under."""

@@ -223,7 +223,7 @@ def _basis_request(
     if points is None:
         return None
     p1, _, p3 = points
-    tokens = {"prefill": options.seq_len, "step": 1}
+    tokens = _tokens(options.seq_len)
     if p1 < work.batch_size < p3 and called_experts(moe, route, tokens, work.batch_size) == called_experts(
         moe, route, tokens, p3
     ):
@@ -262,8 +262,12 @@ def first_basis_batch(
 def _points(
     moe: tuple[MoeLayer, ...], route: RoutingModel, *, seq_len: int, batches: tuple[int, int]
 ) -> tuple[int, int, int] | None:
-    tokens = {"prefill": seq_len, "step": 1}
-    return choose_points(moe, route, tokens, low=batches[0], high=batches[1]) if moe else None
+    return choose_points(moe, route, _tokens(seq_len), low=batches[0], high=batches[1]) if moe else None
+
+
+def _tokens(seq_len: int) -> dict[str, int]:
+    """Tokens per batch row of each pass kind: ``S`` for the prefill, 1 for a decode step."""
+    return {"prefill": seq_len, "step": 1}
 
 
 def _moe(source: TraceableSource, model: nn.Module, pure: frozenset[type]) -> tuple[MoeLayer, ...]:

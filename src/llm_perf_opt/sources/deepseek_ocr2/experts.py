@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -64,7 +65,7 @@ def routed_experts_forward(
     token_of = order // top_k
     tokens = hidden_states[token_of]
     weights = top_k_weights.reshape(-1)[order]
-    starts = [sum(counts[:expert]) for expert in range(len(counts))]
+    starts = list(itertools.accumulate(counts, initial=0))  # expert e's slice begins at starts[e]
     outputs: dict[int, Tensor] = {}
     for expert in sorted((e for e, count in enumerate(counts) if count), key=lambda e: (counts[e], e)):
         start, count = starts[expert], counts[expert]
