@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from llm_perf_opt.tracer.fastmeta import FAST_META, fast_output, verify_output
 from llm_perf_opt.tracer.hooks import CallHooks
 from llm_perf_opt.tracer.lazy_metas import load_python_metas, python_metas_deferred, runs_without_python_meta
+from llm_perf_opt.tracer.meta_memo import memo_key, remember, remembered_output
 from llm_perf_opt.tracer.ops.io import OpCall, OpCounts, SchemaIndex, schema_index
 from llm_perf_opt.tracer.ops.matmul import sdpa_cost
 from llm_perf_opt.tracer.ops.registry import FRESH, resolve
@@ -105,6 +106,22 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
             return out
 
     def _run(self, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        """The op's output as its meta kernel lays it out: remembered from an earlier call with the same operand
+        layouts (:mod:`llm_perf_opt.tracer.meta_memo`; with ``verify``, checked against the kernel), else the
+        kernel's (then remembered)."""
+        key = memo_key(func, args, kw)
+        if key is not None:
+            out = remembered_output(key)
+            if out is not None:
+                if self.verify:
+                    verify_output(func, out, self._kernel(func, args, kw))
+                return out
+        out = self._kernel(func, args, kw)
+        if key is not None:
+            remember(key, args, kw, out)
+        return out
+
+    def _kernel(self, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
         """Run the op's own meta kernel; with torch's Python meta kernels deferred
         (:mod:`llm_perf_opt.tracer.lazy_metas`), load them first if the op might have one, or if it raises
         ``NotImplementedError``."""
