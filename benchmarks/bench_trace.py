@@ -1,5 +1,8 @@
 """Benchmark the meta-device tracer: time and peak RSS of the standard workload, the ratio against the naive
-method (torch's FlopCounterMode over the prefill and every decode step), and the cost of long generations.
+method (torch's FlopCounterMode over the prefill and every decode step), the cost of long generations, and what the
+meta memo (:mod:`llm_perf_opt.tracer.meta_memo`) saves against tracing with it off - for v1 and, with transformers
+>= 5.10.1 importable, DeepSeek-OCR-2.  This process loads torch's Python meta kernels (as an OCR-2 trace does; the
+command line defers them for v1, so its v1 saving is smaller: see docs/architecture.md).
 
 Run: ``python benchmarks/bench_trace.py`` (add ``--naive-steps K`` to time K naive decode steps and extrapolate
 to all of them; the default runs them all).  Prints numbers and ratios; asserts nothing.
@@ -18,9 +21,13 @@ import attrs
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from llm_perf_opt.sources.deepseek_ocr2.config import MIN_TRANSFORMERS
 from llm_perf_opt.sources.registry import resolve_model_source
-from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
+from llm_perf_opt.tracer.meta_memo import memo_off
+from llm_perf_opt.tracer.trace import build_model, trace_workload
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
+from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
 MODEL = "deepseek-ocr-v1-base"
 WORKLOAD = "dsocr-standard-v1"
@@ -61,6 +68,20 @@ def _row(label: str, wall: float, cpu: float, note: str = "") -> None:
     print(f"{label:38s} {wall:9.3f} s {cpu:9.3f} s  {note}")
 
 
+def memo_saving(name: str, work: Any, repeats: int) -> None:
+    """The trace of ``work`` on model source ``name`` with the meta memo and with it off (the baseline), and the
+    ratio; the two traces must be equal."""
+    source = resolve_model_source(name)
+    model = build_model(source, attention="flash")
+    trace_workload(source, work, model=model)  # warm-up (lazy imports; the memo learns the layouts once)
+    with memo_off():
+        plain = _best(lambda: trace_workload(source, work, model=model), repeats)
+    memo = _best(lambda: trace_workload(source, work, model=model), repeats)
+    _row(f"trace {name}, meta memo off", plain[0], plain[1], "baseline")
+    _row(f"trace {name}, meta memo on", memo[0], memo[1], "equal" if memo[2] == plain[2] else "DIFFERENT")
+    print(f"  ratio memo on / off: wall {memo[0] / plain[0]:.2f}, cpu {memo[1] / plain[1]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs for the fast timings")
@@ -86,6 +107,10 @@ def main() -> None:
     _row("trace N=64", short[0], short[1])
     _row("trace N=8192", long[0], long[1])
     print(f"  ratio N=8192 / N=64: wall {long[0] / short[0]:.3f}, cpu {long[1] / short[1]:.3f} (target <= 1.1)")
+
+    memo_saving(MODEL, work, args.repeats)
+    if version_tuple(installed_transformers() or "0") >= MIN_TRANSFORMERS:
+        memo_saving("deepseek-ocr-2", Ocr2Workload.create(page=(1024, 1024), max_new_tokens=512), args.repeats)
 
     wall, cpu, ran, flops = naive(model, work, args.naive_steps)
     steps = work.max_new_tokens - 1

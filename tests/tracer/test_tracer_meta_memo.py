@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import attrs
@@ -73,6 +74,13 @@ def test_the_key_holds_every_layout_and_argument(empty_memo: None) -> None:
     assert base != memo_key(aten.add.Tensor, (gate, up), {})  # op
     assert memo_key(aten.add.Tensor, (gate, up), {"alpha": 2}) != memo_key(aten.add.Tensor, (gate, up), {"alpha": 2.0})
     assert memo_key(aten.mul.Tensor, (gate, up), {}) == base  # the storage offset of a slice does not matter
+    ints = (_m(3, dtype=torch.long), 0.5)
+    before = memo_key(aten.mul.Scalar, ints, {})
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert memo_key(aten.mul.Scalar, ints, {}) != before  # an integer tensor times 0.5: the default dtype
+    finally:
+        torch.set_default_dtype(torch.float32)
 
 
 def test_nothing_is_remembered_where_the_layout_is_not_all_that_decides() -> None:
@@ -83,6 +91,11 @@ def test_nothing_is_remembered_where_the_layout_is_not_all_that_decides() -> Non
     assert memo_key(aten.mul.Tensor, (x, torch.empty(4, 6, dtype=torch.bfloat16)), {}) is None  # a real operand
     assert memo_key(aten.mul.Tensor, (_m(3, dtype=torch.complex64), _m(3, dtype=torch.complex64)), {}) is None
     assert memo_key(aten.mul.Scalar, (x, float("nan")), {}) is None  # never equal to itself: never found again
+    index, values = torch.empty(2, 0, dtype=torch.long, device="meta"), torch.empty(0, device="meta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: sparse invariant checks are off by default
+        sparse = torch.sparse_coo_tensor(index, values, (4, 6), device="meta")
+    assert memo_key(aten.mul.Tensor, (sparse, sparse), {}) is None  # no strides to describe it by
     with memo_off():
         assert memo_key(aten.mul.Tensor, (x, x), {}) is None
 

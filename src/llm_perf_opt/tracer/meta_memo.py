@@ -11,7 +11,8 @@ loaded (transformers loads it): 50-300 us a call, half of a DeepSeek-OCR-2 trace
 Remembered only where that is exact: an op that is not a view, writes none of its operands and has no output shape
 that depends on data (``torch.Tag.dynamic_output_shape``, ``data_dependent_output``); every tensor operand on meta
 and of a real dtype; every other argument a plain value (numbers, strings, dtypes, devices, layouts, memory
-formats, None, and lists of those or of tensors); and every output a tensor of its own (a storage no operand or
+formats, None, and lists of those or of strided tensors), the default dtype as it is (a Python float's type in
+promotion); and every output a strided tensor of its own (a storage no operand or
 other output shares, at offset 0, exactly as large as its strides need - what ``empty_strided`` makes).  Anything
 else runs torch's kernel every time.  ``verify`` in the counter runs torch's kernel beside every remembered output
 and raises on a difference (the test suite traces that way).
@@ -53,9 +54,11 @@ def memo_key(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
     if not _STATE["on"] or not _eligible(func):
         return None
     try:
-        return (func, _key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
+        described = (_key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
     except _NotKeyableError:
         return None
+    # the default dtype decides a Python float's type in promotion (an integer tensor times 0.5) and factory ops'
+    return (func, torch.get_default_dtype(), *described)
 
 
 def remembered_output(key: tuple[Any, ...]) -> Any:
@@ -113,7 +116,7 @@ def _eligible(func: Any) -> bool:
 def _key(value: Any) -> Any:
     """A hashable description of an argument; :class:`_NotKeyableError` for what the module docstring leaves out."""
     if isinstance(value, _Tensor):
-        if value.device.type != "meta" or value.is_complex() or value.is_neg():
+        if value.device.type != "meta" or value.layout != torch.strided or value.is_complex() or value.is_neg():
             raise _NotKeyableError
         return (tuple(value.shape), value.stride(), value.dtype)
     if isinstance(value, _PLAIN):
@@ -127,11 +130,16 @@ def _key(value: Any) -> Any:
 
 def _layout(out: Any) -> tuple[Any, ...] | None:
     """What :func:`_built` rebuilds ``out`` from, or None when it is not one tensor or a tuple or list of them."""
-    if isinstance(out, _Tensor):
-        return ("tensor", (tuple(out.shape), out.stride(), out.dtype)) if out.device.type == "meta" else None
-    if isinstance(out, tuple | list) and out and all(isinstance(t, _Tensor) and t.device.type == "meta" for t in out):
+    if _plain_meta(out):
+        return ("tensor", (tuple(out.shape), out.stride(), out.dtype))
+    if isinstance(out, tuple | list) and out and all(_plain_meta(t) for t in out):
         return (type(out).__name__, tuple((tuple(t.shape), t.stride(), t.dtype) for t in out))
     return None
+
+
+def _plain_meta(out: Any) -> bool:
+    """A strided tensor on meta (what :func:`_empty` builds)."""
+    return isinstance(out, _Tensor) and out.device.type == "meta" and out.layout == torch.strided
 
 
 def _built(layout: tuple[Any, ...]) -> Any:
