@@ -16,14 +16,14 @@ the basis's first batch, whose language passes are then that point's (or the wor
 least :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows), with a basis, and stores both
 (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`).  The basis derives every batch from 1 on (its low
 points, :data:`~llm_perf_opt.tracer.batch_derive.LOW_POINTS`); when it keeps fewer of them, the process traces the
-batches below them too (:func:`prepared_batches`).  The basis is kept about seven seconds after a cold run on a
-2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the
+batches below them too (:func:`prepared_batches`).  The basis is kept about five to seven seconds after a cold run
+on a 2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the
 basis is built waits for it (:func:`waited_for_basis`), unless it is below the basis's first point and no version is
 stored yet (then it traces: sooner).
 
 Only the built-in DeepSeek-OCR v1 sources and DeepSeek-OCR-2 keep a basis (:data:`BASIS_KINDS`), so only they start
 one.  DeepSeek-OCR-2's basis holds every stage (its vision encodes all rows in one call) and is stored once, with its
-low batches (about 16 s after a cold run): a batch change made before then traces.
+low batches (about 9 s after a cold run): a batch change made before then traces.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
 cache's own (atomic): a process that is killed leaves nothing half-written (a request is taken off the queue before
 it is worked, so none is retried forever), and a batch change below the basis's range made before it is done traces
@@ -323,7 +323,7 @@ def waited_for_basis(
 def _sooner_traced(builder: _Builder, batch: int, *, stored: bool) -> bool:
     """Whether no version of the basis ``builder`` works on is stored yet, and ``batch`` is below its first point or
     it stores no first version (then a trace of the batch ends sooner than the wait for the basis with its low
-    batches: DeepSeek-OCR-2's comes about 16 s after a cold run)."""
+    batches: DeepSeek-OCR-2's comes about 9 s after a cold run)."""
     below = builder.first is not None and batch < builder.first
     return not stored and (below or not builder.early)
 
