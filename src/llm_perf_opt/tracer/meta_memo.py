@@ -12,9 +12,9 @@ Remembered only where that is exact: an op that is not a view, writes none of it
 that depends on data (``torch.Tag.dynamic_output_shape``, ``data_dependent_output``); every tensor operand on meta
 and of a real dtype; every other argument a plain value (numbers, strings, dtypes, devices, layouts, memory
 formats, None, and lists of those or of strided tensors), the default dtype as it is (a Python float's type in
-promotion); and every output a strided tensor of its own (a storage no operand or
-other output shares, at offset 0, exactly as large as its strides need - what ``empty_strided`` makes).  Anything
-else runs torch's kernel every time.  ``verify`` in the counter runs torch's kernel beside every remembered output
+promotion); and every output a strided tensor of its own (a storage no operand or other output shares, at offset 0,
+exactly as large as its strides need - what ``empty_strided`` makes).  Anything else runs torch's kernel every
+time.  ``verify`` in the counter runs torch's kernel beside every remembered output
 and raises on a difference (the test suite traces that way).
 """
 
@@ -37,8 +37,8 @@ _PLAIN = (type(None), bool, int, float, str, torch.dtype, torch.device, torch.la
 _DATA_DEPENDENT = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
 
 MetaMemo = dict[tuple[Any, ...], tuple[Any, ...]]
-"""(op, its arguments' key) -> its output's layout: ``(shape, stride, dtype)`` per tensor, in a ``("tuple", ...)`` or
-``("list", ...)`` for several."""
+"""(op, default dtype, its arguments' key, its keywords' key) -> its output's layout: ``(shape, stride, dtype)``
+per tensor, in a ``("tuple", ...)`` or ``("list", ...)`` for several."""
 
 _MEMO: MetaMemo = {}
 _ELIGIBLE: dict[Any, bool] = {}
