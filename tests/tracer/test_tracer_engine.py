@@ -25,3 +25,14 @@ def test_the_collector_leaves_older_objects_alone_only_while_a_trace_runs(monkey
     trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), "dsocr-tiny-v1")
     assert frozen and min(frozen) > 0  # the model tree and every module imported before it: not walked meanwhile
     assert gc.get_freeze_count() == 0  # and collectable again afterwards
+
+
+def test_objects_frozen_before_a_trace_stay_frozen() -> None:
+    """The background basis process is forked with its parent's objects frozen: a trace must not thaw them."""
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        trace_workload(resolve_model_source("deepseek-ocr-v1-tiny"), "dsocr-tiny-v1")
+        assert gc.get_freeze_count() >= before
+    finally:
+        gc.unfreeze()

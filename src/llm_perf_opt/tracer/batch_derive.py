@@ -615,13 +615,8 @@ def check_basis(basis: BatchBasis, *, routing: RoutingModel) -> None:
             value = _Value(basis, name, batch=point, routing=routing, full=True)
             experts = value.experts_at(point)
             for nk, level in traced.peaks.items():
-                below = [v for ek, v in experts.items() if ek != nk and ek[0] == nk[0] and ek[1][: len(nk[1])] == nk[1]]
-                if (
-                    below
-                    and nk not in experts
-                    and level <= max(below)
-                    and not value.experts_peak(nk, _at(basis, name, nk))
-                ):
+                below = [] if nk in experts else _under(experts, nk)
+                if below and level <= max(below) and not value.experts_peak(nk, _at(basis, name, nk)):
                     raise BatchDeriveError(f"peak of {nk} at batch {point} is its routed experts' ({level})")
 
 
