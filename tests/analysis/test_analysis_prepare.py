@@ -3,11 +3,15 @@ derives another batch as the foreground basis does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -280,7 +284,8 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     path = _queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes))
     queue = path.parent
     assert prepare.basis_builder(queue, key) is None
-    prepare._work(path, {})
+    with _holding(queue):  # as drain holds it
+        prepare._work(path, {})
     # named from the start (a batch change then waits rather than building the same basis), with the lowest batch
     # its basis will derive and its first point once they are known (skewed:1.2 on the tiny model: its first point
     # is 9, its low points 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in
@@ -317,7 +322,8 @@ def test_a_deepseek_ocr2_request_is_worked_with_its_own_workload_and_no_first_ve
     assert request is not None and request["ocr2"] is True
     path = _queue(request)
     queue, key = path.parent, shapes_key(source, workload, **shapes)
-    assert prepare._work(path, {}) == 1
+    with _holding(queue):
+        assert prepare._work(path, {}) == 1
     assert seen == [workload, (os.getpid(), 1, 11, False), 1]  # then batch 1, below the basis (from 2), traced
 
 
@@ -373,6 +379,31 @@ def _mark(queue: Path, pid: int, key: str, first: int | None = None, point: int 
     (queue / prepare.WORKING_NAME).write_text(json.dumps(marker))
 
 
+@contextlib.contextmanager
+def _builder_process(queue: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process standing in for a builder (its pid in the marker): alive, and the queue's worker (:func:`_holding`)
+    for the block."""
+    builder = subprocess.Popen(["sleep", "60"])
+    try:
+        with _holding(queue, builder.pid):
+            yield builder
+    finally:
+        builder.kill()
+        builder.wait()
+
+
+@contextlib.contextmanager
+def _holding(queue: Path, pid: int | None = None) -> Iterator[None]:
+    """The queue's lock held for the block (by this process), its file naming ``pid`` (this process when None) as
+    the worker: as a builder holds it while it builds."""
+    queue.mkdir(parents=True, exist_ok=True)
+    with prepare._locked(queue) as held:
+        assert held
+        if pid is not None:
+            (queue / prepare.LOCK_NAME).write_text(f"{pid}\n")
+        yield
+
+
 def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range() -> None:
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()
@@ -388,12 +419,23 @@ def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range()
     dead.wait()
     _mark(cache.queue, dead.pid, key)
     assert wait(big) is None  # its process is gone
-    _mark(cache.queue, os.getpid(), "other shapes")
-    assert wait(big) is None
-    _mark(cache.queue, os.getpid(), key)
-    assert wait(attrs.evolve(workload, batch_size=EXTRAPOLATE_FROM - 1)) is None  # no basis derives it
-    _mark(cache.queue, os.getpid(), key, first=65)
-    assert wait(big) is None  # below the range the basis being built will derive
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:  # a live process that does not work the queue: a killed builder's pid, another process's by now ...
+        _mark(cache.queue, bystander.pid, key)
+        (cache.queue / prepare.LOCK_NAME).write_text(f"{bystander.pid}\n")  # (the killed builder's lock file too)
+        assert wait(big) is None and said == []
+        with _holding(cache.queue):  # ... while the queue's worker is another process
+            assert wait(big) is None and said == []
+    finally:
+        bystander.kill()
+        bystander.wait()
+    with _holding(cache.queue):
+        _mark(cache.queue, os.getpid(), "other shapes")
+        assert wait(big) is None
+        _mark(cache.queue, os.getpid(), key)
+        assert wait(attrs.evolve(workload, batch_size=EXTRAPOLATE_FROM - 1)) is None  # no basis derives it
+        _mark(cache.queue, os.getpid(), key, first=65)
+        assert wait(big) is None  # below the range the basis being built will derive
     assert said == []
 
 
@@ -403,7 +445,8 @@ def test_a_batch_below_the_basis_being_built_traces_without_building_it_again() 
     run_analysis(TINY)  # the first batch: the shapes are seen
     _mark(cache.queue, os.getpid(), shapes_key(source, workload, **shapes), first=EXTRAPOLATE_FROM + 1)
     said: list[str] = []
-    run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM), prepare_batches=True, progress=said.append)
+    with _holding(cache.queue):
+        run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM), prepare_batches=True, progress=said.append)
     assert not any("waiting for background process" in line for line in said)  # below the range being built
     assert cache.info().batch_bases == 0  # traced, and no second basis built beside the one being built
     (cache.queue / prepare.WORKING_NAME).unlink()
@@ -421,8 +464,7 @@ def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monk
     aside = kept.with_name("aside")
     kept.rename(aside)  # as if still being built (the first batch's note still there) ...
     cache.mark_batch(analysis_key_parts(source, workload, **shapes))
-    builder = subprocess.Popen(["sleep", "60"])  # ... by this process
-    try:
+    with _builder_process(cache.queue) as builder:  # ... by this process
         _mark(cache.queue, builder.pid, key)
 
         def finish() -> None:
@@ -434,9 +476,6 @@ def test_a_batch_change_waits_for_the_basis_being_built_and_derives_from_it(monk
         said: list[str] = []
         result = run_analysis(attrs.evolve(TINY, batch_size=300), prepare_batches=True, progress=said.append)
         timer.join()
-    finally:
-        builder.kill()
-        builder.wait()
     assert any(f"waiting for background process {builder.pid}" in line for line in said)
     assert any("from the trace cache" in line for line in said)
     assert "language derived at batch 300 from batch" in result.trace.batch_note
@@ -453,8 +492,7 @@ def test_a_waiting_batch_change_is_served_as_soon_as_a_stored_basis_derives_it()
     kept = cache.batch_path(key)
     aside = kept.with_name("aside")
     kept.rename(aside)
-    builder = subprocess.Popen(["sleep", "60"])  # still building when the basis is stored
-    try:
+    with _builder_process(cache.queue) as builder:  # still building when the basis is stored
         _mark(cache.queue, builder.pid, key, first=1)
         timer = threading.Timer(0.5, lambda: aside.rename(kept))
         timer.start()
@@ -464,9 +502,6 @@ def test_a_waiting_batch_change_is_served_as_soon_as_a_stored_basis_derives_it()
         )
         waited = time.monotonic() - started
         timer.join()
-    finally:
-        builder.kill()
-        builder.wait()
     assert served is not None and "language derived at batch 300" in served[0].batch_note
     assert waited < 30  # not until the builder is done (60 s) or the limit (50 s)
 
@@ -484,8 +519,7 @@ def test_a_batch_below_the_first_point_traces_until_a_first_version_is_stored() 
             source, attrs.evolve(workload, batch_size=batch), cache=cache, say=said.append, limit_s=limit_s, **shapes
         )
 
-    builder = subprocess.Popen(["sleep", "60"])
-    try:
+    with _builder_process(cache.queue) as builder:
         _mark(cache.queue, builder.pid, key, first=1, point=EXTRAPOLATE_FROM + 1)
         started = time.monotonic()
         assert wait(EXTRAPOLATE_FROM) is None  # below the first point, nothing stored: at once, no wait
@@ -503,9 +537,6 @@ def test_a_batch_below_the_first_point_traces_until_a_first_version_is_stored() 
         marker = {"pid": builder.pid, "shapes": key, "from": 2, "first": 11, "early": False}
         (cache.queue / prepare.WORKING_NAME).write_text(json.dumps(marker))
         assert wait(99) is None and len(said) == 2
-    finally:
-        builder.kill()
-        builder.wait()
 
 
 def test_a_forked_worker_keeps_the_basis_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -537,3 +568,92 @@ def test_the_queue_names_its_worker_while_it_holds_the_lock() -> None:
     dead.wait()
     (queue / prepare.LOCK_NAME).write_text(f"{dead.pid}\n")  # a worker killed while holding it
     assert prepare.queue_worker(queue) is None
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from llm_perf_opt.analysis import prepare
+queue = Path(sys.argv[1])
+with prepare._locked(queue) as held:
+    assert held
+    (queue / prepare.WORKING_NAME).write_text('{"pid": %d, "shapes": "k"}' % prepare.os.getpid())
+    print("held", flush=True)
+    time.sleep(60)
+"""
+"""A queue worker as the background process is one: it holds the queue's lock, names itself in the marker, works."""
+
+
+def _holder(queue: Path) -> subprocess.Popen[str]:
+    queue.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(queue)], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_cache_clear_stops_the_process_keeping_batch_bases_first() -> None:
+    # its basis would otherwise land in the cache just emptied (atomic writes: stopping it leaves nothing half-written)
+    queue = TraceCache().queue
+    request = _queue({"model": "deepseek-ocr-v1-tiny"})
+    holder = _holder(queue)
+    try:
+        assert prepare.queue_worker(queue) == holder.pid
+        cleared = CliRunner().invoke(cli, ["cache", "clear"])
+        assert holder.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cleared.exit_code == 0
+    assert cleared.output.startswith(f"stopped background process {holder.pid} (it was keeping batch bases)\n")
+    assert not request.exists() and not (queue / prepare.WORKING_NAME).exists()
+    assert prepare.queue_worker(queue) is None and not prepare._lock_held(queue)
+
+
+def test_cache_clear_signals_no_process_that_does_not_hold_the_queue() -> None:
+    queue = TraceCache().queue
+    queue.mkdir(parents=True)
+    assert prepare.stop_queue_worker(queue) is None  # no lock file at all
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        # a pid left in the lock file by a worker that died: by now it may be any process's
+        (queue / prepare.LOCK_NAME).write_text(f"{bystander.pid}\n")
+        assert prepare.queue_worker(queue) is None  # (alive, but not holding the lock: cache info names none)
+        assert "background process" not in CliRunner().invoke(cli, ["cache", "info"]).output
+        cleared = CliRunner().invoke(cli, ["cache", "clear"])
+        assert cleared.exit_code == 0 and "stopped" not in cleared.output
+        assert bystander.poll() is None  # still running
+        with prepare._locked(queue) as held:  # held by this very process: never signalled either
+            assert held and prepare.stop_queue_worker(queue) is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_worker_starting_while_the_lock_is_probed_still_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _lock_held takes the lock for a moment when nobody holds it: a worker trying then must not give up (it would
+    # leave its request to a "holder" that works nothing)
+    queue = TraceCache().queue
+    queue.mkdir(parents=True)
+    real = prepare.fcntl.flock
+    calls: list[int] = []
+
+    def probed_at_first(fd: int, operation: int) -> None:
+        calls.append(operation)
+        if len(calls) == 1:
+            raise BlockingIOError  # the probe holds it right now
+        real(fd, operation)
+
+    monkeypatch.setattr(prepare.fcntl, "flock", probed_at_first)
+    with prepare._locked(queue) as held:
+        assert held and len(calls) == 2
+    calls.clear()
+
+    def held_on(fd: int, operation: int) -> None:
+        calls.append(operation)
+        raise BlockingIOError
+
+    monkeypatch.setattr(prepare.fcntl, "flock", held_on)
+    with prepare._locked(queue) as held:  # held for longer than a probe: left to its holder
+        assert not held and len(calls) == prepare._TAKE_TRIES

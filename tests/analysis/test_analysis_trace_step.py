@@ -121,7 +121,9 @@ def test_cache_info_and_clear_commands() -> None:
     assert info.exit_code == 0 and "entries: 1 trace (traced or derived), 0 decode bases," in info.output
     assert os.environ[CACHE_DIR_ENV] in info.output
     cleared = CliRunner().invoke(cli, ["cache", "clear"])
-    assert cleared.exit_code == 0 and cleared.output.startswith("removed 1 trace(s)")
+    assert cleared.exit_code == 0 and cleared.output.startswith(
+        "removed 1 trace, 0 decode bases and 0 batch bases from "
+    )
     assert _entries() == 0
 
 

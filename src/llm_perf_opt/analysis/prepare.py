@@ -29,7 +29,8 @@ cache's own (atomic): a process that is killed leaves nothing half-written (a re
 it is worked, so none is retried forever), and a batch change below the basis's range made before it is done traces
 as it would without it.
 The process says nothing; a request is queued at most once per shapes (the cache's note that the shapes were seen
-stops the next run from queueing another).  ``llm-perf-opt cache clear`` empties the queue too.
+stops the next run from queueing another).  ``llm-perf-opt cache clear`` empties the queue too, and stops the
+process working it first (:func:`stop_queue_worker`), so nothing it builds lands in the emptied cache.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -85,6 +87,7 @@ __all__ = [
     "PREPARED_POWERS",
     "PREPARED_UP_TO",
     "PREPARE_ENV",
+    "STOP_WAIT_S",
     "WAIT_LIMIT_S",
     "WORKING_NAME",
     "Background",
@@ -97,6 +100,7 @@ __all__ = [
     "prepare_request",
     "prepared_batches",
     "queue_worker",
+    "stop_queue_worker",
     "waited_for_basis",
 ]
 
@@ -128,6 +132,9 @@ WORKING_NAME = ".working"
 
 BASIS_WAIT_LIMIT_S = 120.0
 """A batch change waits at most this long for the basis the background process is building (then traces)."""
+
+STOP_WAIT_S = 5.0
+""":func:`stop_queue_worker` waits at most this long for the process it stops to let go of the queue."""
 
 _POLL_S = 0.1
 
@@ -368,14 +375,16 @@ class _Builder:
 
 
 def _builder(queue: Path, key: str) -> _Builder:
-    """The :class:`_Builder` of the shapes ``key`` in ``queue``."""
+    """The :class:`_Builder` of the shapes ``key`` in ``queue``: what the marker says, when the process it names holds
+    the queue's lock now (the builder works under it; a marker a killed worker left may name a process that has
+    its pid by now, after a restart say: a batch change would wait for it, and no basis would be built beside it)."""
     try:
         marker = json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))
         pid = int(marker["pid"])
         lowest, first, early = marker.get("from"), marker.get("first"), marker.get("early", True) is not False
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return _Builder()
-    if marker.get("shapes") != key or not pid_alive(pid):
+    if marker.get("shapes") != key or queue_worker(queue) != pid:
         return _Builder()
     return _Builder(pid=pid, lowest=_batch_or_none(lowest), first=_batch_or_none(first), early=early)
 
@@ -498,13 +507,11 @@ def _oldest(queue: Path) -> Path | None:
 @contextlib.contextmanager
 def _locked(queue: Path) -> Iterator[bool]:
     """Hold the queue's lock (``.lock``, an exclusive ``flock`` the system drops when the holder dies) for the
-    block; yields False at once when another process holds it."""
+    block; yields False when another process holds it (:func:`_taken`)."""
     assert fcntl is not None  # prepare_batch_basis_later starts no process where there is no flock
     fd = os.open(queue / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _taken(fd):
             yield False
             return
         os.ftruncate(fd, 0)
@@ -517,13 +524,73 @@ def _locked(queue: Path) -> Iterator[bool]:
         os.close(fd)  # closing the descriptor lets go of the lock
 
 
+_TAKE_TRIES = 4
+""":func:`_taken` tries this many times, 10 ms apart, before it leaves the lock to its holder."""
+
+
+def _taken(fd: int) -> bool:
+    """Take the exclusive ``flock`` of ``fd``; False when another holds it through :data:`_TAKE_TRIES` tries (a
+    :func:`_lock_held` probe holds it for microseconds: a worker starting then must not leave its request to it)."""
+    assert fcntl is not None
+    for attempt in range(_TAKE_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if attempt + 1 < _TAKE_TRIES:
+                time.sleep(0.01)
+        else:
+            return True
+    return False
+
+
 def queue_worker(queue: Path) -> int | None:
-    """The live process holding ``queue``'s lock (the one working it), or None."""
+    """The live process holding ``queue``'s lock (the one working it), or None (also when the lock is not held: a
+    pid a killed holder left in the file may be another process's by now)."""
+    if not _lock_held(queue):
+        return None
     try:
         pid = int((queue / LOCK_NAME).read_text(encoding="utf-8").strip() or 0)
     except (OSError, ValueError):
         return None
     return pid if pid_alive(pid) else None
+
+
+def stop_queue_worker(queue: Path, *, wait_s: float = STOP_WAIT_S) -> int | None:
+    """Stop the process working ``queue`` now (``cache clear``: the basis it builds would land in the emptied cache
+    after the clear): ``SIGTERM``, then wait until it lets go of the queue's lock (at most ``wait_s`` seconds) and
+    take away the :data:`WORKING_NAME` marker it leaves.  Returns its pid, or None when no other process works the
+    queue (:func:`queue_worker`: only a holder of the lock is signalled).
+    Its writes are atomic: nothing it stored is half-written, and its temporary files are the cache's to clear."""
+    pid = queue_worker(queue)
+    if pid is None or pid == os.getpid():
+        return None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while _lock_held(queue) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))["pid"] == pid:
+            (queue / WORKING_NAME).unlink()
+    return pid
+
+
+def _lock_held(queue: Path) -> bool:
+    """Whether a process holds ``queue``'s lock now (this one's own holds count: ``flock`` locks an open file).  The
+    probe takes the lock for a moment when nobody holds it (:func:`_taken` tries again past that)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(queue / LOCK_NAME, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (lets go of the lock when this took it)
+    return False
 
 
 def _exited(pid: int, *, limit_s: float) -> bool:

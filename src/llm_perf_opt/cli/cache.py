@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from llm_perf_opt.analysis.prepare import queue_worker
+from llm_perf_opt.analysis.prepare import queue_worker, stop_queue_worker
 from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache
 
 __all__ = ["cache"]
@@ -39,10 +39,14 @@ def info() -> None:
 
 @cache.command()
 def clear() -> None:
-    """Delete every cached trace, decode basis and batch basis (the next analyze of each shape traces again)."""
+    """Delete every cached trace, decode basis and batch basis (the next analyze of each shape traces again); a
+    background process keeping batch bases is stopped first."""
     store = TraceCache()
+    stopped = stop_queue_worker(store.queue)  # first: what it builds would land in the emptied cache
     removed = store.clear()
-    click.echo(
-        f"removed {removed.entries} trace(s), {removed.bases} decode bas(is/es) and {removed.batch_bases} batch "
-        f"bas(is/es) from {store.root}"
-    )
+    traces = f"{removed.entries} trace{'s' if removed.entries != 1 else ''}"
+    bases = f"{removed.bases} decode bas{'es' if removed.bases != 1 else 'is'}"
+    batch = f"{removed.batch_bases} batch bas{'es' if removed.batch_bases != 1 else 'is'}"
+    if stopped is not None:
+        click.echo(f"stopped background process {stopped} (it was keeping batch bases)")
+    click.echo(f"removed {traces}, {bases} and {batch} from {store.root}")
