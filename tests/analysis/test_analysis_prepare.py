@@ -1,5 +1,5 @@
-"""A batch basis kept in the background: started once per new shapes, by the command line only, and what it keeps
-derives another batch as the foreground basis does."""
+"""A batch basis kept in the background: started once per new shapes, by analyze and the service only, and what
+it keeps derives another batch as the foreground basis does."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from llm_perf_opt.analysis.pipeline import run_analysis
 from llm_perf_opt.analysis.trace_step import analysis_key_parts, shapes_key, traced
 from llm_perf_opt.cli import cli
 from llm_perf_opt.contracts.converter import converter
+from llm_perf_opt.report import files as report_files_module
+from llm_perf_opt.report.files import build_report_files
+from llm_perf_opt.service.backend import pipeline_backend
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import CACHE_DIR_ENV, TraceCache, trace_key
 from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
@@ -56,16 +59,21 @@ class _Started:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.envs: list[dict[str, str]] = []
+        self.after: list[str] = []
         self.pid = 4242
 
     def __call__(self, argv: list[str], **kwargs: Any) -> _Started:
         assert argv[1:3] == ["-m", "llm_perf_opt.analysis.prepare"]
-        assert argv[3] == str(TraceCache().queue) and argv[4] == str(os.getpid())  # waits for this process
+        assert argv[3] == str(TraceCache().queue)
+        self.after.append(argv[4])  # the process it waits for ("": none)
         assert kwargs["start_new_session"] and kwargs["stdout"] == subprocess.DEVNULL
         queued = sorted(Path(argv[3]).glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
         self.requests.append(json.loads(queued[-1].read_text()))
         self.envs.append(kwargs["env"])
         return self
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
 
 
 @pytest.fixture
@@ -88,6 +96,7 @@ def test_only_the_first_trace_of_new_shapes_starts_one(started: _Started) -> Non
     assert (workload.batch_size, workload.max_new_tokens) == (1, 4)
     assert request["cache"] == str(TraceCache().root)
     assert started.envs[0][prepare.PREPARE_ENV] == "0"  # the process itself starts none
+    assert started.after == [str(os.getpid())]  # it works the queue once this process (a command) has exited
     run_analysis(TINY, prepare_batches=True)  # a cache hit
     run_analysis(attrs.evolve(TINY, batch_size=3), prepare_batches=True)  # traced, but the shapes were seen
     run_analysis(attrs.evolve(TINY, max_new_tokens=9), prepare_batches=True)  # derived from the decode basis
@@ -103,6 +112,32 @@ def test_none_starts_without_the_cache_when_turned_off_or_for_a_library_caller(
     monkeypatch.setenv(prepare.PREPARE_ENV, "0")
     run_analysis(attrs.evolve(TINY, batch_size=2), prepare_batches=True)
     assert started.requests == []
+
+
+def test_a_service_build_starts_one_at_once_without_a_tree_for_it(
+    started: _Started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the service's build workers live on: a process waiting for one to exit would wait for good
+    built: list[object] = []
+    monkeypatch.setattr(pipeline, "built_model", lambda *a, **k: built.append(a))
+    files = build_report_files(TINY, prepare_batches=True)
+    assert "report.md" in files and built == []  # (only a fork reuses the tree: the trace builds its own)
+    assert len(started.requests) == 1 and started.after == [""]
+    monkeypatch.setattr(prepare, "_may_fork", lambda: True)  # a second core or not: never forked from a worker
+    build_report_files(attrs.evolve(TINY, batch_size=2, max_new_tokens=5, routing="skewed:2"), prepare_batches=True)
+    assert len(started.requests) == 2 and started.after == ["", ""]
+
+
+def test_the_service_backend_keeps_batch_bases(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def build(options: Any, **kwargs: Any) -> dict[str, bytes]:
+        seen.update(kwargs)
+        return {}
+
+    monkeypatch.setattr(report_files_module, "build_report_files", build)
+    pipeline_backend().build(TINY)
+    assert seen == {"prepare_batches": True}
 
 
 def test_the_command_line_analyze_starts_one_and_no_cache_does_not(started: _Started, tmp_path: Path) -> None:
@@ -156,6 +191,20 @@ def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeyp
         traced = run_analysis(attrs.evolve(TINY, batch_size=batch), use_cache=False)
         assert derived.trace.tree == traced.trace.tree
         assert derived.stages == traced.stages
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc")
+def test_a_process_started_for_one_that_goes_on_leaves_no_zombie(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the service's build workers never exit: nothing else would reap the process once it ends
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    monkeypatch.setattr(prepare, "prepare_request", lambda *a, **k: {"model": "no such model"})  # dropped at once
+    process = _start_tiny_basis(None, after_this_process=False)
+    assert process is not None
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{process.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{process.pid}").exists()  # ended and reaped (a zombie keeps its /proc entry)
+    assert list(TraceCache().queue.glob("*.json")) == []  # (it worked the queue: the request was dropped)
 
 
 def test_the_batches_traced_after_a_basis_are_those_below_what_it_derives() -> None:

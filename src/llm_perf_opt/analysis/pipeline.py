@@ -84,13 +84,17 @@ def run_analysis(
     progress: Progress | None = None,
     use_cache: bool = True,
     prepare_batches: bool = False,
+    exits_after: bool = True,
 ) -> AnalysisResult:
     """Trace, validate and time one workload; every number the reports show comes out of here.
 
     With ``use_cache`` the trace comes from the trace cache (:mod:`llm_perf_opt.tracecache`, under
     ``$LLM_PERF_OPT_CACHE_DIR``) when the same shapes were traced before, and is stored there otherwise.
-    With ``prepare_batches`` too (the command line's ``analyze``), shapes traced for the first time get their batch
-    basis built by a background process (:mod:`llm_perf_opt.analysis.prepare`), so a batch change is derived.
+    With ``prepare_batches`` too (the command line's ``analyze``, the service's builds), shapes traced for the first
+    time get their batch basis built by a background process (:mod:`llm_perf_opt.analysis.prepare`), so a batch
+    change is derived.  ``exits_after``: this process exits once the report is written (a command line: the
+    background process is forked from it, with its tree, or starts when it has exited); otherwise (the service's
+    long-lived build workers) a new process starts at once.
     """
     say = progress or _silent
     check_attention(options)
@@ -133,13 +137,19 @@ def run_analysis(
         and cache is not None
         and prepare_request(source, workload, attention=attention, routing=routing, cache=cache) is not None
     )
-    model = built_model(source, attention=attention) if starts else None  # (the forked process reuses it)
+    model = built_model(source, attention=attention) if starts and exits_after else None  # (the fork reuses it)
     trace, provenance, hit = waited or traced(
         source, workload, attention=attention, routing=routing, cache=cache, keep_batch_basis=not busy, model=model
     )
     if prepare_batches and new_shapes and not hit and cache is not None:
         started = prepare_batch_basis_later(
-            source, workload, attention=attention, routing=routing, cache=cache, model=model
+            source,
+            workload,
+            attention=attention,
+            routing=routing,
+            cache=cache,
+            after_this_process=exits_after,
+            model=model,
         )
         if started is not None:
             say(f"keeping a batch basis of these shapes in the background (process {started.pid})")

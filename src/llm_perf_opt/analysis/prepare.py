@@ -1,25 +1,25 @@
 """Keep a batch basis of a workload's shapes in the background, so the first batch change is derived too.
 
 The trace cache derives another batch of traced shapes from a batch basis (three more language traces; see
-:mod:`llm_perf_opt.analysis.trace_step`).  Built in the foreground, the basis would cost every cold run those
-traces, or the first batch change all of them.  Instead, when ``analyze`` traces shapes the cache has never seen,
-:func:`prepare_batch_basis_later` queues a request for their basis in the cache (``prepare/<key>.json``, one per
-shapes) and starts a background process (its own session, lowered priority, no output).  Where the command's
-process may fork and the machine has a second core, the process is a child forked from it right after its trace (it
-starts with torch imported and the model tree the command traced with, on the other core, while the command writes
-its report); otherwise it is ``python -m
-llm_perf_opt.analysis.prepare``, which waits until the command has exited.  Either way the command is not slowed
-down, and the process works the queue (:func:`drain`) if no other such process does (a ``flock`` on
-``prepare/.lock``, which names its holder; the holder takes the requests queued meanwhile too, so a loop of cold runs
-gets one busy process, not one per run).  For each request (on one model tree built for it) it traces the shapes at
-the basis's first batch, whose language passes are then that point's (or the workload's batch, when larger; at
+:mod:`llm_perf_opt.analysis.trace_step`). Built in the foreground, the basis would cost every cold run those traces,
+or the first batch change all of them.  Instead, when ``analyze`` (or a build of the HTTP service) traces shapes the
+cache has never seen, :func:`prepare_batch_basis_later` queues a request for their basis in the cache
+(``prepare/<key>.json``, one per shapes) and starts a background process (its own session, lowered priority, no
+output). Where the command's process may fork and the machine has a second core, the process is a child forked from it
+right after its trace (it starts with torch imported and the model tree the command traced with, on the other core,
+while the command writes its report); otherwise it is ``python -m llm_perf_opt.analysis.prepare``, which waits until
+the command has exited (a service's build worker, which goes on, starts it at once and reaps it). Either way the
+command is not slowed down, and the process works the queue (:func:`drain`) if no other such process does (a ``flock``
+on ``prepare/.lock``, which names its holder; the holder takes the requests queued meanwhile too, so a loop of cold
+runs gets one busy process, not one per run). For each request (on one model tree built for it) it traces the shapes
+at the basis's first batch, whose language passes are then that point's (or the workload's batch, when larger; at
 least :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows), with a basis, and stores both
-(:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`).  The basis derives every batch from 1 on (its low
+(:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`). The basis derives every batch from 1 on (its low
 points, :data:`~llm_perf_opt.tracer.batch_derive.LOW_POINTS`); when it keeps fewer of them, the process traces the
-batches below them too (:func:`prepared_batches`).  The basis is kept about five to seven seconds after a cold run
-on a 2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the
-basis is built waits for it (:func:`waited_for_basis`), unless it is below the basis's first point and no version is
-stored yet (then it traces: sooner).
+batches below them too (:func:`prepared_batches`). The basis is kept about five to seven seconds after a cold run on a
+2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the basis
+is built waits for it (:func:`waited_for_basis`), unless it is below the basis's first point and no version is stored
+yet (then it traces: sooner).
 
 Only the built-in DeepSeek-OCR v1 sources and DeepSeek-OCR-2 keep a basis (:data:`BASIS_KINDS`), so only they start
 one.  DeepSeek-OCR-2's basis holds every stage (its vision encodes all rows in one call) and is stored once, with its
@@ -43,6 +43,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -175,7 +176,8 @@ def prepare_batch_basis_later(
     about to write its report and exit) the command is not slowed down: where this process may fork and has another
     core, a child forked from it works the queue at once on that core, with this process's imports (no second
     ``import torch``; and this process's tree of ``source``, ``model``, when given: it was built for ``attention``);
-    otherwise a new process works it once this process has exited."""
+    otherwise a new process works it once this process has exited.  Without ``after_this_process`` (a process that
+    goes on: the service's build workers) a new process works it at once, and a thread of this one reaps it."""
     request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache)
     if request is None or fcntl is None:
         return None
@@ -187,7 +189,7 @@ def prepare_batch_basis_later(
         if after_this_process and _may_fork():
             return _forked_worker(queue, {} if model is None else {(source.name, attention): model})
         after = str(os.getpid()) if after_this_process else ""
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(queue), after],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -195,6 +197,9 @@ def prepare_batch_basis_later(
             start_new_session=True,  # not stopped by the terminal's Ctrl-C or hang-up once analyze has returned
             env={**os.environ, PREPARE_ENV: "0"},
         )
+        if not after_this_process:  # this process goes on (a service's worker): no zombie left once it ends
+            threading.Thread(target=process.wait, name="batch-basis-reaper", daemon=True).start()
+        return process
     except OSError:
         return None  # the basis is an optimisation: without it the first batch change traces
 

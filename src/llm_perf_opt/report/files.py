@@ -48,11 +48,17 @@ def report_files(result: AnalysisResult) -> dict[str, bytes]:
 
 
 def build_report_files(
-    options: AnalysisOptions, *, progress: Progress | None = None, use_cache: bool = True
+    options: AnalysisOptions,
+    *,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    prepare_batches: bool = False,
 ) -> dict[str, bytes]:
-    """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores); ``use_cache``: the trace
-    cache (see :func:`run_analysis`)."""
-    result = run_analysis(options, progress=progress, use_cache=use_cache)
+    """:func:`run_analysis` then :func:`report_files` (what the HTTP service stores) in a process that goes on
+    afterwards; ``use_cache``, ``prepare_batches``: see :func:`run_analysis`."""
+    result = run_analysis(
+        options, progress=progress, use_cache=use_cache, prepare_batches=prepare_batches, exits_after=False
+    )
     return report_files(result)
 
 

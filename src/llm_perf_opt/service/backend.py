@@ -81,7 +81,8 @@ def _pipeline_report_id(options: Any) -> str:
 
 
 def _pipeline_build(options: Any) -> Mapping[str, bytes]:
-    files: Mapping[str, bytes] = _pipeline().build_report_files(options)
+    # new shapes get their batch basis kept by a background process, as analyze's do: the next batch is derived
+    files: Mapping[str, bytes] = _pipeline().build_report_files(options, prepare_batches=True)
     return files
 
 
