@@ -620,10 +620,12 @@ def test_the_queue_names_its_worker_while_it_holds_the_lock() -> None:
 
 
 _HOLDER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from llm_perf_opt.analysis import prepare
 queue = Path(sys.argv[1])
+if sys.argv[2:] == ["stubborn"]:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 with prepare._locked(queue) as held:
     assert held
     (queue / prepare.WORKING_NAME).write_text('{"pid": %d, "shapes": "k"}' % prepare.os.getpid())
@@ -633,10 +635,10 @@ with prepare._locked(queue) as held:
 """A queue worker as the background process is one: it holds the queue's lock, names itself in the marker, works."""
 
 
-def _holder(queue: Path) -> subprocess.Popen[str]:
+def _holder(queue: Path, *args: str) -> subprocess.Popen[str]:
     queue.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(queue)], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+        [sys.executable, "-c", _HOLDER, str(queue), *args], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder
@@ -658,6 +660,18 @@ def test_cache_clear_stops_the_process_keeping_batch_bases_first() -> None:
     assert cleared.output.startswith(f"stopped background process {holder.pid} (it was keeping batch bases)\n")
     assert not request.exists() and not (queue / prepare.WORKING_NAME).exists()
     assert prepare.queue_worker(queue) is None and not prepare._lock_held(queue)
+
+
+def test_a_worker_that_does_not_stop_on_sigterm_is_killed() -> None:
+    queue = TraceCache().queue
+    holder = _holder(queue, "stubborn")
+    try:
+        assert prepare.stop_queue_worker(queue, wait_s=0.5) == holder.pid
+        assert holder.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        holder.kill()
+        holder.wait()
+    assert prepare.queue_worker(queue) is None and not (queue / prepare.WORKING_NAME).exists()
 
 
 def test_cache_clear_signals_no_process_that_does_not_hold_the_queue() -> None:

@@ -562,22 +562,39 @@ def queue_worker(queue: Path) -> int | None:
 
 def stop_queue_worker(queue: Path, *, wait_s: float = STOP_WAIT_S) -> int | None:
     """Stop the process working ``queue`` now (``cache clear``: the basis it builds would land in the emptied cache
-    after the clear): ``SIGTERM``, then wait until it lets go of the queue's lock (at most ``wait_s`` seconds) and
-    take away the :data:`WORKING_NAME` marker it leaves.  Returns its pid, or None when no other process works the
-    queue (:func:`queue_worker`: only a holder of the lock is signalled).
-    Its writes are atomic: nothing it stored is half-written, and its temporary files are the cache's to clear."""
+    after the clear): ``SIGTERM``, and ``SIGKILL`` when it still holds the queue's lock ``wait_s`` seconds later;
+    then take away the :data:`WORKING_NAME` marker it leaves.  Returns its pid, or None when none was stopped: no
+    other process works the queue (:func:`queue_worker`: only a holder of the lock is signalled), or another user's
+    does.  Its writes are atomic: nothing it stored is half-written, and its temporary files are the cache's to
+    clear."""
     pid = queue_worker(queue)
-    if pid is None or pid == os.getpid():
+    if pid is None or pid == os.getpid() or not _signalled(pid, signal.SIGTERM):
         return None
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
-    while _lock_held(queue) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    if not _let_go(queue, wait_s) and _signalled(pid, signal.SIGKILL):
+        _let_go(queue, wait_s)
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         if json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))["pid"] == pid:
             (queue / WORKING_NAME).unlink()
     return pid
+
+
+def _signalled(pid: int, signum: int) -> bool:
+    """Send ``signum`` to ``pid``; False when it is gone or not this user's."""
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _let_go(queue: Path, wait_s: float) -> bool:
+    """Wait until nobody holds ``queue``'s lock (at most ``wait_s`` seconds); whether nobody does."""
+    deadline = time.monotonic() + wait_s
+    while _lock_held(queue):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _lock_held(queue: Path) -> bool:
@@ -586,7 +603,7 @@ def _lock_held(queue: Path) -> bool:
     if fcntl is None:
         return False
     try:
-        fd = os.open(queue / LOCK_NAME, os.O_RDWR)
+        fd = os.open(queue / LOCK_NAME, os.O_RDONLY)  # (flock needs no write access: another user's lock file)
     except OSError:
         return False
     try:
