@@ -4,6 +4,7 @@ it keeps derives another batch as the foreground basis does."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -114,18 +115,29 @@ def test_none_starts_without_the_cache_when_turned_off_or_for_a_library_caller(
     assert started.requests == []
 
 
-def test_a_service_build_starts_one_at_once_without_a_tree_for_it(
-    started: _Started, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the service's build workers live on: a process waiting for one to exit would wait for good
-    built: list[object] = []
-    monkeypatch.setattr(pipeline, "built_model", lambda *a, **k: built.append(a))
+def test_a_service_build_starts_one_at_once(started: _Started) -> None:
+    # the service's build workers live on: a process waiting for one to exit would wait for good (here: not forked)
     files = build_report_files(TINY, prepare_batches=True)
-    assert "report.md" in files and built == []  # (only a fork reuses the tree: the trace builds its own)
+    assert "report.md" in files
     assert len(started.requests) == 1 and started.after == [""]
-    monkeypatch.setattr(prepare, "_may_fork", lambda: True)  # a second core or not: never forked from a worker
-    build_report_files(attrs.evolve(TINY, batch_size=2, max_new_tokens=5, routing="skewed:2"), prepare_batches=True)
-    assert len(started.requests) == 2 and started.after == ["", ""]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc")
+def test_a_service_build_forks_one_that_it_reaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    monkeypatch.setattr(prepare, "_may_fork", lambda: True)  # a second core or not: fork
+    said: list[str] = []
+    build_report_files(TINY, prepare_batches=True, progress=said.append)
+    (line,) = [line for line in said if "keeping a batch basis of these shapes in the background" in line]
+    pid = int(line.rsplit("process ", 1)[1].rstrip(")"))
+    assert gc.get_freeze_count() == 0  # this process goes on: its collector sees its objects again
+    deadline = time.monotonic() + 300
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()  # ended and reaped by this process (no zombie)
+    assert TraceCache().info().batch_bases == 1
+    derived = run_analysis(attrs.evolve(TINY, batch_size=300))
+    assert "language derived at batch 300 from batch" in derived.trace.batch_note
 
 
 def test_the_service_backend_keeps_batch_bases(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,9 +92,9 @@ def run_analysis(
     ``$LLM_PERF_OPT_CACHE_DIR``) when the same shapes were traced before, and is stored there otherwise.
     With ``prepare_batches`` too (the command line's ``analyze``, the service's builds), shapes traced for the first
     time get their batch basis built by a background process (:mod:`llm_perf_opt.analysis.prepare`), so a batch
-    change is derived.  ``exits_after``: this process exits once the report is written (a command line: the
-    background process is forked from it, with its tree, or starts when it has exited); otherwise (the service's
-    long-lived build workers) a new process starts at once.
+    change is derived.  ``exits_after``: this process exits once the report is written (a command line); otherwise
+    (the service's long-lived build workers) it reaps the background process, and one that is not forked from it
+    starts at once rather than once it has exited.
     """
     say = progress or _silent
     check_attention(options)
@@ -137,7 +137,7 @@ def run_analysis(
         and cache is not None
         and prepare_request(source, workload, attention=attention, routing=routing, cache=cache) is not None
     )
-    model = built_model(source, attention=attention) if starts and exits_after else None  # (the fork reuses it)
+    model = built_model(source, attention=attention) if starts else None  # (the forked process reuses it)
     trace, provenance, hit = waited or traced(
         source, workload, attention=attention, routing=routing, cache=cache, keep_batch_basis=not busy, model=model
     )

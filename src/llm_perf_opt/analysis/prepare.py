@@ -172,12 +172,12 @@ def prepare_batch_basis_later(
     model: Any = None,
 ) -> Background | None:
     """Queue ``workload``'s batch basis in ``cache`` and start a background process working the queue (module
-    docstring); returns it, or None when none is started.  With ``after_this_process`` (a command line's process,
-    about to write its report and exit) the command is not slowed down: where this process may fork and has another
-    core, a child forked from it works the queue at once on that core, with this process's imports (no second
-    ``import torch``; and this process's tree of ``source``, ``model``, when given: it was built for ``attention``);
-    otherwise a new process works it once this process has exited.  Without ``after_this_process`` (a process that
-    goes on: the service's build workers) a new process works it at once, and a thread of this one reaps it."""
+    docstring); returns it, or None when none is started.  Where this process may fork and has another core, a child
+    forked from it works the queue at once on that core, with this process's imports (no second ``import torch``; and
+    this process's tree of ``source``, ``model``, when given: it was built for ``attention``); otherwise a new
+    process does.  With ``after_this_process`` (a command line's process, about to write its report and exit) the
+    command is not slowed down: the new process starts working once this one has exited.  Without it (a process that
+    goes on: the service's build workers) the process works at once, and a thread of this one reaps it."""
     request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache)
     if request is None or fcntl is None:
         return None
@@ -186,8 +186,9 @@ def prepare_batch_basis_later(
     try:
         queue.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(queue / f"{trace_key(request)}.json", text.encode("utf-8"))
-        if after_this_process and _may_fork():
-            return _forked_worker(queue, {} if model is None else {(source.name, attention): model})
+        if _may_fork():
+            models: dict[tuple[str, str], Any] = {} if model is None else {(source.name, attention): model}
+            return _forked_worker(queue, models, goes_on=not after_this_process)
         after = str(os.getpid()) if after_this_process else ""
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(queue), after],
@@ -215,13 +216,30 @@ class Background(Protocol):
 
 
 class Forked:
-    """A child forked from this process to work the queue (:func:`prepare_batch_basis_later`)."""
+    """A child forked from this process to work the queue (:func:`prepare_batch_basis_later`); with ``reaped``, a
+    thread of this process waits for it (this process goes on: no zombie is left once it ends)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, reaped: bool = False) -> None:
         self.pid = pid
+        self._code: int | None = None
+        self._ended: threading.Event | None = None
+        if reaped:
+            self._ended = threading.Event()
+            threading.Thread(target=self._reap, name="batch-basis-reaper", daemon=True).start()
+
+    def _reap(self) -> None:
+        assert self._ended is not None
+        _, status = os.waitpid(self.pid, 0)
+        self._code = os.waitstatus_to_exitcode(status)
+        self._ended.set()
 
     def wait(self, timeout: float | None = None) -> int:
         """Its exit status (0: done), once it has exited; ``subprocess.TimeoutExpired`` after ``timeout`` s."""
+        if self._ended is not None:
+            if not self._ended.wait(timeout):
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            assert self._code is not None
+            return self._code
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             done, status = os.waitpid(self.pid, os.WNOHANG)
@@ -241,17 +259,21 @@ def _may_fork() -> bool:
     return cores >= 2
 
 
-def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any]) -> Forked:
+def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any], *, goes_on: bool = False) -> Forked:
     """Fork a child that works ``queue`` (:func:`drain`) in its own session at lowered priority, with its standard
-    streams on ``/dev/null`` (a pipe this command writes to is not held open; a lock another thread of this process
-    held at the fork, a progress spinner's, is never needed) and leaves with ``os._exit``."""
+    streams on ``/dev/null`` (a pipe or socket this process writes to is not held open; a lock another thread of this
+    process held at the fork, a progress spinner's, is never needed) and leaves with ``os._exit``.  ``goes_on``: this
+    process goes on (a service's build worker): its collector sees its objects again, and a thread reaps the child."""
     # the objects alive now leave the collector's view in both processes: a collection would otherwise write to every
     # one of them, copying each page of the shared heap in whichever process runs it (analyze then wrote its report
     # about 0.3-0.5 s slower beside the child, and the child ran slower too)
+    thawed = gc.get_freeze_count() == 0
     gc.freeze()
     pid = os.fork()
     if pid:
-        return Forked(pid)
+        if goes_on and thawed:  # (frozen for good, cyclic garbage alive now would never be collected)
+            gc.unfreeze()
+        return Forked(pid, reaped=goes_on)
     code = 1
     try:
         os.setsid()  # not stopped by the terminal's Ctrl-C or hang-up once analyze has returned
