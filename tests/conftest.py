@@ -6,6 +6,8 @@ imported yet); the tests of the deferral run their own processes."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,13 @@ def _no_background_basis(monkeypatch: pytest.MonkeyPatch) -> None:
     """``analyze`` starts no background batch-basis process (tests of it turn it back on): a suite of cold runs would
     leave one busy process per new workload behind it."""
     monkeypatch.setenv(PREPARE_ENV, "0")
+
+
+@pytest.fixture(autouse=True)
+def _collector_thawed() -> Iterator[None]:
+    """A test that forks the background basis process as a command line does leaves this process's objects frozen
+    out of the collector's view (a command exits next): thawed after it, so the next test in this worker starts as
+    a fresh process does (the tests of the freeze count it)."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
