@@ -206,12 +206,14 @@ def test_the_background_process_keeps_a_basis_that_derives_another_batch(monkeyp
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc")
-def test_a_process_started_for_one_that_goes_on_leaves_no_zombie(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("forks", [False, True], ids=["new-process", "forked"])
+def test_a_process_started_for_one_that_goes_on_leaves_no_zombie(monkeypatch: pytest.MonkeyPatch, forks: bool) -> None:
     # the service's build workers never exit: nothing else would reap the process once it ends
     monkeypatch.delenv(prepare.PREPARE_ENV)
+    monkeypatch.setattr(prepare, "_may_fork", lambda: forks)
     monkeypatch.setattr(prepare, "prepare_request", lambda *a, **k: {"model": "no such model"})  # dropped at once
     process = _start_tiny_basis(None, after_this_process=False)
-    assert process is not None
+    assert isinstance(process, prepare.Forked if forks else subprocess.Popen)
     deadline = time.monotonic() + 60
     while Path(f"/proc/{process.pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
