@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from attrs import evolve
 
+from llm_perf_opt.measure import predict
 from llm_perf_opt.measure.record import (
     DeviceRecord,
     Measurement,
@@ -47,3 +48,11 @@ def make_measurement(**changes: Any) -> Measurement:
 @pytest.fixture
 def measurement_factory() -> Callable[..., Measurement]:
     return make_measurement
+
+
+@pytest.fixture(autouse=True)
+def _no_traces_held() -> Iterator[None]:
+    """Each test starts without the traces an earlier test left in this process's memo (its trace cache on disk is
+    its own already): which shapes are pending must not depend on the order the tests run in."""
+    predict.forget_traces()
+    yield
