@@ -93,8 +93,8 @@ def run_analysis(
     With ``prepare_batches`` too (the command line's ``analyze``, the service's builds), shapes traced for the first
     time get their batch basis built by a background process (:mod:`llm_perf_opt.analysis.prepare`), so a batch
     change is derived.  ``exits_after``: this process exits once the report is written (a command line); otherwise
-    (the service's long-lived build workers) it reaps the background process, and one that is not forked from it
-    starts at once rather than once it has exited.
+    (the service's long-lived build workers) a background process not forked from it starts at once rather than once
+    it has exited, and a forked one leaves this process's collector as it found it.
     """
     say = progress or _silent
     check_attention(options)

@@ -177,7 +177,7 @@ def prepare_batch_basis_later(
     this process's tree of ``source``, ``model``, when given: it was built for ``attention``); otherwise a new
     process does.  With ``after_this_process`` (a command line's process, about to write its report and exit) the
     command is not slowed down: the new process starts working once this one has exited.  Without it (a process that
-    goes on: the service's build workers) the process works at once, and a thread of this one reaps it."""
+    goes on: the service's build workers) it works at once.  A thread of this process reaps either."""
     request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache)
     if request is None or fcntl is None:
         return None
@@ -198,8 +198,8 @@ def prepare_batch_basis_later(
             start_new_session=True,  # not stopped by the terminal's Ctrl-C or hang-up once analyze has returned
             env={**os.environ, PREPARE_ENV: "0"},
         )
-        if not after_this_process:  # this process goes on (a service's worker): no zombie left once it ends
-            threading.Thread(target=process.wait, name="batch-basis-reaper", daemon=True).start()
+        # no zombie left in a process that goes on (a service's worker) once it ends
+        threading.Thread(target=process.wait, name="batch-basis-reaper", daemon=True).start()
         return process
     except OSError:
         return None  # the basis is an optimisation: without it the first batch change traces
@@ -216,38 +216,25 @@ class Background(Protocol):
 
 
 class Forked:
-    """A child forked from this process to work the queue (:func:`prepare_batch_basis_later`); with ``reaped``, a
-    thread of this process waits for it (this process goes on: no zombie is left once it ends)."""
+    """A child forked from this process to work the queue (:func:`prepare_batch_basis_later`); a thread of this
+    process waits for it, so none is left a zombie in a process that goes on (a service's build worker)."""
 
-    def __init__(self, pid: int, *, reaped: bool = False) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
         self._code: int | None = None
-        self._ended: threading.Event | None = None
-        if reaped:
-            self._ended = threading.Event()
-            threading.Thread(target=self._reap, name="batch-basis-reaper", daemon=True).start()
+        self._ended = threading.Event()
+        threading.Thread(target=self._reap, name="batch-basis-reaper", daemon=True).start()
 
     def _reap(self) -> None:
-        assert self._ended is not None
         _, status = os.waitpid(self.pid, 0)
         self._code = os.waitstatus_to_exitcode(status)
         self._ended.set()
 
     def wait(self, timeout: float | None = None) -> int:
         """Its exit status (0: done), once it has exited; ``subprocess.TimeoutExpired`` after ``timeout`` s."""
-        if self._ended is not None:
-            if not self._ended.wait(timeout):
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
-            assert self._code is not None
-            return self._code
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status)
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
-            time.sleep(0.05)
+        if not self._ended.wait(timeout) or self._code is None:
+            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+        return self._code
 
 
 def _may_fork() -> bool:
@@ -263,7 +250,7 @@ def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any], *, goes_o
     """Fork a child that works ``queue`` (:func:`drain`) in its own session at lowered priority, with its standard
     streams on ``/dev/null`` (a pipe or socket this process writes to is not held open; a lock another thread of this
     process held at the fork, a progress spinner's, is never needed) and leaves with ``os._exit``.  ``goes_on``: this
-    process goes on (a service's build worker): its collector sees its objects again, and a thread reaps the child."""
+    process goes on (a service's build worker): its collector sees its objects again."""
     # the objects alive now leave the collector's view in both processes: a collection would otherwise write to every
     # one of them, copying each page of the shared heap in whichever process runs it (analyze then wrote its report
     # about 0.3-0.5 s slower beside the child, and the child ran slower too)
@@ -273,7 +260,7 @@ def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any], *, goes_o
     if pid:
         if goes_on and thawed:  # (frozen for good, cyclic garbage alive now would never be collected)
             gc.unfreeze()
-        return Forked(pid, reaped=goes_on)
+        return Forked(pid)
     code = 1
     try:
         os.setsid()  # not stopped by the terminal's Ctrl-C or hang-up once analyze has returned

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from llm_perf_opt.tracer.ops.io import dense_bytes, tensors_in
+
 __all__ = ["MEMO_LIMIT", "MetaMemo", "fresh_outputs", "memo_key", "memo_off", "remember", "remembered_output"]
 
 MEMO_LIMIT = 10_000
@@ -83,10 +85,10 @@ def fresh_outputs(out: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bo
     """Whether every tensor of ``out`` has a storage of its own (shared with no operand and no other output), at
     offset 0 and exactly as many bytes as its shape and strides need."""
     outs = list(out) if isinstance(out, tuple | list) else [out]
-    taken = {id(t.untyped_storage()) for t in _tensors((args, tuple(kwargs.values())))}
+    taken = {id(t.untyped_storage()) for t in tensors_in((*args, *kwargs.values()))}
     for t in outs:
         storage = t.untyped_storage()
-        if id(storage) in taken or t.storage_offset() != 0 or storage.nbytes() != _needed_bytes(t):
+        if id(storage) in taken or t.storage_offset() != 0 or storage.nbytes() != dense_bytes(t):
             return False
         taken.add(id(storage))
     return True
@@ -154,19 +156,3 @@ def _built(layout: tuple[Any, ...]) -> Any:
 
 def _empty(shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype) -> _Tensor:
     return torch.empty_strided(shape, stride, dtype=dtype, device=_META)
-
-
-def _needed_bytes(t: _Tensor) -> int:
-    """The bytes ``empty_strided`` gives a tensor of ``t``'s shape and strides (0 when it has no elements)."""
-    if t.numel() == 0:
-        return 0
-    last = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
-    return (last + 1) * t.element_size()
-
-
-def _tensors(value: Any) -> Iterator[_Tensor]:
-    if isinstance(value, _Tensor):
-        yield value
-    elif isinstance(value, tuple | list):
-        for v in value:
-            yield from _tensors(v)

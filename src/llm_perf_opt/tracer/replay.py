@@ -40,6 +40,7 @@ from torch.utils._python_dispatch import _disable_current_modes
 
 from llm_perf_opt.core.counts import Counters
 from llm_perf_opt.tracer.index import ModelIndex
+from llm_perf_opt.tracer.ops.io import dense_bytes
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
 
 __all__ = ["CallReplay", "Tape", "fingerprint", "replayable_paths"]
@@ -301,21 +302,13 @@ def _outputs(state: TraceState, out: Any, path: str, entry: int) -> tuple[_Out, 
             return None
         seen.add(sid)
         n, (_, kpath, cat, op) = made
-        if n != _dense_bytes(t) or not (kpath == path or kpath.startswith(path + ".")):
+        if n != dense_bytes(t) or not (kpath == path or kpath.startswith(path + ".")):
             return None
         total += n
         found.append(_Out(tuple(t.shape), tuple(t.stride()), t.dtype, t.device, (kpath[len(path) :], cat, op)))
     if state.live - entry != total:
         return None
     return tuple(found)
-
-
-def _dense_bytes(t: torch.Tensor) -> int:
-    """Bytes of the storage ``torch.empty_strided`` makes for ``t``'s layout."""
-    if t.numel() == 0:
-        return 0
-    span = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
-    return span * t.element_size()
 
 
 def _tape(

@@ -24,6 +24,7 @@ __all__ = [
     "OpIO",
     "SchemaIndex",
     "Touch",
+    "dense_bytes",
     "nbytes",
     "read_bytes",
     "schema_index",
@@ -41,6 +42,14 @@ _Tensor = torch.Tensor
 def nbytes(t: torch.Tensor) -> int:
     """numel * element size: the bytes an output of this shape occupies when written densely."""
     return t.numel() * t.element_size()
+
+
+def dense_bytes(t: torch.Tensor) -> int:
+    """Bytes of the storage ``torch.empty_strided`` makes for ``t``'s shape and strides (0 with no elements)."""
+    if t.numel() == 0:
+        return 0
+    span = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+    return span * t.element_size()
 
 
 def read_bytes(t: torch.Tensor) -> int:
