@@ -25,7 +25,8 @@ Given which side of each ``max`` binds, every prediction is *linear* in ``u_g = 
    by :data:`DEVICE_WEIGHT`, plus a weak ridge ``lambda * sum((x - x0) / x0)^2`` towards the prior ``x0``, with
    ``eta`` in ``[ETA_MIN, 1]`` and the per-kernel times in ``[0, T_K_MAX]``.
 
-Step 2 is ``scipy.optimize.lsq_linear`` (bounded-variable least squares).  The ridge keeps parameters the data cannot
+Step 2 is :func:`~llm_perf_opt.perf.bvls.bounded_least_squares` (bounded-variable least squares, an active-set
+method after Stark and Parker's BVLS).  The ridge keeps parameters the data cannot
 see (a category that never binds, or that never runs) at their prior values instead of letting them drift.
 Efficiencies are grouped (:data:`DEFAULT_GROUPS`: one for matmul-like categories, one for vector categories) unless
 ``groups`` says otherwise; a few stage times cannot pin down ten category efficiencies.
@@ -48,6 +49,7 @@ from attrs import evolve, field, frozen
 
 from llm_perf_opt.core.tree import CostTree, stage_of
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.perf.bvls import bounded_least_squares
 from llm_perf_opt.perf.efficiency import CATEGORIES, KERNEL_OVERHEAD_S, DeviceProfile
 from llm_perf_opt.perf.roofline import Rates, group_time
 
@@ -304,10 +306,6 @@ def fit_device_profile(
     ``refuse_unidentified`` (default) refuses data that cannot tell fitted parameters apart; off, they are reported as
     not identified and kept near the prior by the ridge (a validation page's leave-one-out fits on few measurements).
     """
-    # a command that never fits (analyze) never pays for it, and validation-doc forks its trace workers sooner
-    # lazy: scipy.optimize takes ~0.65 s to import
-    from scipy.optimize import lsq_linear
-
     use_overlap = prior.overlap if overlap is None else overlap
     obs = _observations(cases, overlap=use_overlap)
     observed = [st for st in FITTED_STAGES if any(o.stage == st for o in obs)]
@@ -324,13 +322,9 @@ def fit_device_profile(
     x, best = list(x0), (float("inf"), list(x0), 0)
     for rounds in range(1, MAX_ROUNDS + 1):
         rows, rhs = _linear_system(obs, x, x0, col, layout, ridge)
-        z = lsq_linear(
-            np.asarray(rows),
-            np.asarray(rhs),
-            bounds=(np.asarray(lo) / x0, np.asarray(hi) / x0),
-            method="bvls",
-            tol=1e-12,
-        ).x
+        z = bounded_least_squares(
+            np.asarray(rows), np.asarray(rhs), lower=np.asarray(lo) / x0, upper=np.asarray(hi) / x0
+        )
         new = [float(zi) * s for zi, s in zip(z, x0, strict=True)]
         score = _objective(obs, new, x0, col, layout, ridge)
         if score < best[0]:
