@@ -80,7 +80,9 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"max_new_tokens": 0}, "$.max_new_tokens", ["1..8192"]),
         ({"max_new_tokens": 2**63}, "$.max_new_tokens", ["1..8192"]),
         ({"max_new_tokens": 8000}, "$.max_new_tokens", ["8702", "8192", "at most 7490"]),
-        ({"prompt_tokens": 8000}, "$.max_new_tokens", ["S + N - 1"]),
+        # the prefill alone past the context: the prompt's (or the page's) fault, no output length fits
+        ({"prompt_tokens": 8000}, "$.prompt_tokens", ["prompt_tokens 8000: S + N - 1 = 8694 + 512", "mode or prompt"]),
+        ({"prompt_tokens": 7000}, "$.max_new_tokens", ["max_new_tokens 512", "at most 499"]),
         ({"batch_size": 137774}, "$.batch_size", ["1..1024"]),
         ({"batch_size": 0}, "$.batch_size", ["1..1024"]),
         ({"routing": "histogram:/etc/passwd"}, "$.routing", ["inline", "never as a file"]),
@@ -88,6 +90,7 @@ def test_admission_errors_are_contract_errors_with_a_path() -> None:
         ({"routing": "skewed:9"}, "$.routing", ["0..8"]),
         ({"routing": "skewed:1e309"}, "$.routing", ["routing 'skewed:1e309': skew out of range", "0..8"]),
         ({"routing": "skewed:-1"}, "$.routing", ["skew out of range", "0..8"]),
+        ({"routing": "skewed:abc"}, "$.routing", ["routing 'skewed:abc': skew is not a number", "0..8"]),
         ({"routing": "skewed:1e0"}, "$.routing", ["skew not written as plain decimals", "1.5"]),
         ({"routing": "histogram"}, "$.routing_histogram", ["go together"]),
         ({"routing_histogram": {"1": [1] * 64}}, "$.routing_histogram", ["without routing"]),

@@ -266,7 +266,8 @@ def check_sweep_flags(
                 lambda m=mode, p=page: Workload.create(mode=m, page=p, prompt_tokens=prompt_tokens), door
             )
             for length in max_new_tokens:
-                _check_context(workload.seq_len, length, limit, door, f"mode {mode}, page {page[0]}x{page[1]}")
+                where = f"mode {mode}, page {page[0]}x{page[1]}"
+                _check_context(workload.seq_len, length, limit, door, where, prompt_tokens=prompt_tokens)
 
 
 def check_snapshot_path(model: str, roots: Sequence[Path | str], *, label: str = "model_variant") -> Path:
@@ -550,12 +551,13 @@ _SKEW_FORM = "1.5 (at most 2 digits before the point and 6 after)"
 
 def _check_skew(routing: str, arg: str, door: _Door) -> None:
     """``skewed:ALPHA`` with a finite ALPHA in 0..MAX_SKEW_ALPHA (``1e309`` and ``nan`` are out of range)."""
+    expected = f"skewed:ALPHA with ALPHA in 0..{L.MAX_SKEW_ALPHA:g}"
     try:
         alpha = float(arg)
     except ValueError:
-        alpha = math.nan
+        raise door.fail("routing", routing, "skew is not a number", expected) from None
     if not math.isfinite(alpha) or not 0 <= alpha <= L.MAX_SKEW_ALPHA:
-        raise door.fail("routing", routing, "skew out of range", f"skewed:ALPHA with ALPHA in 0..{L.MAX_SKEW_ALPHA:g}")
+        raise door.fail("routing", routing, "skew out of range", expected)
 
 
 def _check_histogram(histogram: Any, model: str, door: _Door) -> None:
@@ -633,7 +635,7 @@ def _check_workload_context(inputs: _Inputs, kind: str, door: _Door) -> None:
         seq_len = attrs.evolve(workload, text_only=bool(inputs.text_only)).seq_len  # no image: S = 1 + prompt
     limit = L.MAX_CONTEXT_TOKENS.get(inputs.model, L.MAX_CONTEXT_TOKENS["remote-v1"])
     where = "a text-only request" if inputs.text_only else f"workload {inputs.workload_id}"
-    _check_context(seq_len, new, limit, door, where, text_only=bool(inputs.text_only))
+    _check_context(seq_len, new, limit, door, where, prompt_tokens=prompt, text_only=bool(inputs.text_only))
 
 
 def _workload_or_fail(make: Any, door: _Door) -> Any:
@@ -644,14 +646,16 @@ def _workload_or_fail(make: Any, door: _Door) -> Any:
 
 
 def _check_context(
-    seq_len: int, new_tokens: int, limit: int, door: _Door, where: str, *, text_only: bool = False
+    seq_len: int, new_tokens: int, limit: int, door: _Door, where: str, *, prompt_tokens: int, text_only: bool = False
 ) -> None:
+    """``S + N - 1`` within the context; else one line naming the generated tokens, or the prompt where the prefill
+    alone is past it."""
     kv = seq_len + new_tokens - 1
     if kv > limit:
         most = limit - seq_len + 1
         shorter = "use a shorter prompt" if text_only else "use a smaller page, mode or prompt"
         fix = f"lower {door.label('max_new_tokens')} to at most {most}, or {shorter}" if most >= 1 else shorter
-        field, value = ("prompt_tokens", seq_len - 1) if text_only and most < 1 else ("max_new_tokens", new_tokens)
+        field, value = ("prompt_tokens", prompt_tokens) if most < 1 else ("max_new_tokens", new_tokens)
         raise door.fail(
             field,
             value,
