@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from llm_perf_opt.errors import UserError
+from llm_perf_opt.report.serving import plan_markdown, plan_text
 from llm_perf_opt.serving.plan import concurrency_grid, make_plan, parse_prices
 from llm_perf_opt.serving.session import SimulateOptions, prepare, with_device
 from llm_perf_opt.serving.simulate import SimulationResult
@@ -16,7 +17,13 @@ Timers = Callable[[], Any]
 DEVICES = ("a100-40gb", "h100-sxm")
 
 
-def _plan(linear_timer: Timers, ttft_ms: float, tpot_ms: float, prices: dict[str, float] | None = None) -> Any:
+def _plan(
+    linear_timer: Timers,
+    ttft_ms: float,
+    tpot_ms: float,
+    prices: dict[str, float] | None = None,
+    pages_per_day: float = 1e6,
+) -> Any:
     base = SimulateOptions(mode="base", output_tokens=64, concurrency=1, requests=16)
     prepared = {}
     for d in DEVICES:
@@ -38,7 +45,7 @@ def _plan(linear_timer: Timers, ttft_ms: float, tpot_ms: float, prices: dict[str
         devices=DEVICES,
         grids=grids,
         simulate_point=point,
-        pages_per_day=1e6,
+        pages_per_day=pages_per_day,
         slo_ttft_p90_ms=ttft_ms,
         slo_tpot_p90_ms=tpot_ms,
         prices=prices,
@@ -66,6 +73,17 @@ def test_prices_pick_the_cheapest_per_page(linear_timer: Timers) -> None:
     a100 = next(p for p in plan.plans if p.device == "a100-40gb")
     assert a100.cost_per_million_pages == pytest.approx(1.0 * 24 / a100.pages_per_day * 1e6)
     assert plan.winner == "a100-40gb" and "cheaper than h100-sxm" in plan.verdict
+
+
+def test_gpu_counts_are_written_with_thousands_separators(linear_timer: Timers) -> None:
+    plan, _ = _plan(linear_timer, ttft_ms=500, tpot_ms=12, pages_per_day=1e12)
+    win = next(p for p in plan.plans if p.device == plan.winner)
+    gpus = win.gpus_for(1e12)
+    assert gpus >= 1000  # the closed-form timer's H100 serves well under a billion pages a day
+    assert f" {gpus:,} GPU(s) for 1,000,000,000,000 pages/day" in plan.verdict
+    row = next(line for line in plan_text(plan).splitlines() if line.startswith(plan.winner))
+    assert f" {gpus:,} " in row
+    assert f"| {gpus:,} |" in plan_markdown(plan, "header")
 
 
 def test_an_unreachable_sla_names_the_closest_device(linear_timer: Timers) -> None:

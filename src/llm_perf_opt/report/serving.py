@@ -109,7 +109,7 @@ def _plan_rows(plan: PlanResult) -> list[_PlanRow]:
             met = (
                 str(d["concurrency"]),
                 f"{d['pages_per_day_per_gpu']:,.0f}",
-                str(d["gpus"]),
+                f"{d['gpus']:,}",
                 f"{d['ttft_p90_ms']:,.1f}",
                 f"{d['tpot_p90_ms']:,.2f}",
                 str(d["bound"]),

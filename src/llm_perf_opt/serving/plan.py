@@ -283,5 +283,5 @@ def _verdict(
     return (
         win.device,
         f"{win.device} wins: {basis} at concurrency {win.chosen.concurrency if win.chosen else 0}{versus}, "
-        f"{win.gpus_for(pages_per_day)} GPU(s) for {pages_per_day:,.0f} pages/day{why}",
+        f"{win.gpus_for(pages_per_day):,} GPU(s) for {pages_per_day:,.0f} pages/day{why}",
     )
