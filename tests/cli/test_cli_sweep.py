@@ -78,6 +78,30 @@ def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and result.stderr.startswith("error: --out ") and "cannot be created" in result.stderr
 
 
+def test_a_sweep_with_no_point_to_time_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(cli, ["sweep", "--device", "t4", "--dtype", "fp8,bf16", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        "error: no point of the sweep can be timed: t4 fp8: the device has no fp8 peak (fp32, fp16); "
+        "t4 bf16: the device has no bf16 peak (fp32, fp16)"
+    )
+    assert not out.exists()
+
+
+def test_a_value_given_twice_is_refused_as_plan_does() -> None:
+    cases = [
+        (["--device", "h100-sxm,a100-80gb,h100-sxm"], "--device lists h100-sxm twice: 'h100-sxm,a100-80gb,h100-sxm'"),
+        (["--batch", "1,4,04"], "--batch lists 4 twice: '1,4,04'"),
+        (["--page", "1024x1024,1024X1024"], "--page lists 1024x1024 twice: '1024x1024,1024X1024'"),
+        (["--dtype", "bf16, bf16"], "--dtype lists bf16 twice: 'bf16, bf16'"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(cli, ["sweep", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.strip() == f"error: {message}", args
+
+
 def test_out_replaces_an_earlier_sweep_whole_and_refuses_a_foreign_folder(tmp_path: Path) -> None:
     out = tmp_path / "s"
     assert CliRunner().invoke(cli, ["sweep", *GRID, "--out", str(out)]).exit_code == 0

@@ -8,8 +8,9 @@ every device and dtype.  Without ``--out`` the Markdown table goes to stdout (``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -30,6 +31,8 @@ from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.modes import get_mode
 
 __all__ = ["MD_COLUMNS", "parse_int_list", "parse_pages", "sweep"]
+
+T = TypeVar("T", bound=Hashable)
 
 SWEEP_FILES = ("sweep.csv", "sweep.md")
 """Files that mark a folder as an earlier sweep: ``--out`` may replace it whole."""
@@ -56,10 +59,22 @@ MD_COLUMNS: tuple[str, ...] = (
 
 
 def _items(text: str, flag: str) -> list[str]:
+    """The comma-separated values of ``flag``, in the order given; a value given twice is refused (as ``plan``
+    does: it would be a second identical row)."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise UserError(f"{flag} needs at least one value (comma-separated), got {text!r}")
-    return items
+    return _once(items, flag, text)
+
+
+def _once(values: list[T], flag: str, text: str) -> list[T]:
+    seen: set[T] = set()
+    for value in values:
+        if value in seen:
+            shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
+            raise UserError(f"{flag} lists {shown} twice: {text!r}")
+        seen.add(value)
+    return values
 
 
 def parse_int_list(text: str, flag: str) -> list[int]:
@@ -69,7 +84,7 @@ def parse_int_list(text: str, flag: str) -> list[int]:
         if not item.isdigit() or int(item) < 1:
             raise UserError(f"{flag} takes positive integers separated by commas (e.g. 1,8), got {item!r}")
         out.append(int(item))
-    return out
+    return _once(out, flag, text)  # "8,08" is one batch
 
 
 def parse_pages(text: str) -> list[tuple[int, int]]:
@@ -80,7 +95,7 @@ def parse_pages(text: str) -> list[tuple[int, int]]:
         if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
             raise UserError(f"--page takes WIDTHxHEIGHT in pixels separated by commas (e.g. 1024x1024), got {item!r}")
         out.append((int(width), int(height)))
-    return out
+    return _once(out, "--page", text)
 
 
 @click.command(name="sweep")
@@ -172,6 +187,8 @@ def sweep(
     with StepProgress(quiet=quiet) as progress:
         progress(f"sweep: timing {spec.num_points} point(s)")
         result = run_sweep(spec, profiles=profiles, stage_fn=stage_fn)
+        if not result.rows:
+            raise UserError(f"no point of the sweep can be timed: {_first_notes(result.skipped)}")
         if out_dir is not None:
             progress("drawing sweep.png and writing the tables")
             files = _files(spec, result, runtime, calibrated=_calibrated(spec, profiles, baseline=chosen.is_baseline))
@@ -183,6 +200,11 @@ def sweep(
         click.echo(text, nl=False)
         return
     click.echo(f"wrote {len(files)} files to {out_dir} ({len(result.rows)} rows)", err=True)
+
+
+def _first_notes(notes: Sequence[str], shown: int = 3) -> str:
+    more = f"; and {len(notes) - shown} more" if len(notes) > shown else ""
+    return "; ".join(notes[:shown]) + more
 
 
 def _runtime_stages(
