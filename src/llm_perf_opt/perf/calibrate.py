@@ -26,8 +26,8 @@ Given which side of each ``max`` binds, every prediction is *linear* in ``u_g = 
    ``eta`` in ``[ETA_MIN, 1]`` and the per-kernel times in ``[0, T_K_MAX]``.
 
 Step 2 is :func:`~llm_perf_opt.perf.bvls.bounded_least_squares` (bounded-variable least squares, an active-set
-method after Stark and Parker's BVLS).  The ridge keeps parameters the data cannot
-see (a category that never binds, or that never runs) at their prior values instead of letting them drift.
+method after Stark and Parker's BVLS).  The ridge keeps parameters the data cannot see (a category that never binds,
+or that never runs) at their prior values instead of letting them drift.
 Efficiencies are grouped (:data:`DEFAULT_GROUPS`: one for matmul-like categories, one for vector categories) unless
 ``groups`` says otherwise; a few stage times cannot pin down ten category efficiencies.
 
