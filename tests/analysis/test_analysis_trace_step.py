@@ -201,6 +201,11 @@ def test_a_cache_folder_that_is_a_file_is_one_warning_and_no_cache(
     assert len(seen) == 1
     info = CliRunner().invoke(cli, ["cache", "info"])
     assert info.exit_code == 0 and "it is not a folder: nothing is cached" in info.output
+    clear = CliRunner().invoke(cli, ["cache", "clear"])
+    assert clear.exit_code == 0 and clear.output == (
+        f"trace cache {tmp_path / 'afile'} is not a folder: nothing to clear (set {CACHE_DIR_ENV} to a folder)\n"
+    )
+    assert (tmp_path / "afile").read_text() == "not a folder"
 
 
 def test_a_trace_whose_steps_bend_leaves_the_wider_basis_in_place() -> None:

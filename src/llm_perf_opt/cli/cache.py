@@ -42,6 +42,9 @@ def clear() -> None:
     """Delete every cached trace, decode basis and batch basis (the next analyze of each shape traces again); a
     background process keeping batch bases is stopped first."""
     store = TraceCache()
+    if store.root.exists() and not store.root.is_dir():
+        click.echo(f"trace cache {store.root} is not a folder: nothing to clear (set {CACHE_DIR_ENV} to a folder)")
+        return
     stopped = stop_queue_worker(store.queue)  # first: what it builds would land in the emptied cache
     removed = store.clear()
     traces = f"{removed.entries} trace{'s' if removed.entries != 1 else ''}"
