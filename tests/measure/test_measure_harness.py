@@ -20,6 +20,7 @@ from llm_perf_opt.measure.harness import (
     device_busy_s,
     resolve_device,
     run_measurement,
+    run_measurements,
     time_run,
 )
 from llm_perf_opt.sources.deepseek_ocr_v1 import build_inputs, build_model
@@ -111,9 +112,32 @@ def test_sdpa_decode_runs_fewer_ops_than_eager(eager_model: torch.nn.Module) -> 
     assert eager_count.per_decode_step > sdpa_count.per_decode_step
 
 
+def test_each_step_is_reported_as_it_starts() -> None:
+    heard: list[str] = []
+    options = HarnessOptions(
+        threads=1, warmup_runs=1, warmup_decode_steps=1, repeats=2, record_memory=False, benchmark=False
+    )
+    run_measurements(TINY, WORKLOAD, options, attentions=("eager", "sdpa"), progress=heard.append)
+    assert heard == [
+        "building deepseek-ocr-v1-tiny with random weights (eager attention, fp32 on cpu)",
+        "building deepseek-ocr-v1-tiny with random weights (sdpa attention, fp32 on cpu)",
+        "warm-up 1/1 (eager)",
+        "warm-up 1/1 (sdpa)",
+        "timed run 1/2 (eager, 2 decode steps)",
+        "timed run 1/2 (sdpa, 2 decode steps)",
+        "timed run 2/2 (eager, 2 decode steps)",
+        "timed run 2/2 (sdpa, 2 decode steps)",
+        "counting kernel launches under the profiler (eager)",
+        "counting kernel launches under the profiler (sdpa)",
+    ]
+
+
 def test_unknown_model_and_missing_gpu_are_user_errors() -> None:
     with pytest.raises(UserError, match="deepseek-ocr-v1-tiny"):
         builtin_config("no-such-model")
+    # DeepSeek-OCR-2's config is its decoder's (v1's keys): the harness would build a v1 tree with it, not OCR-2
+    with pytest.raises(UserError, match=r"model source 'deepseek-ocr-2' is built another way"):
+        builtin_config("deepseek-ocr-2")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="needs a CUDA GPU"):
             resolve_device("cuda")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from attrs import evolve
 
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.measure.record import save_measurement
 from llm_perf_opt.workloads import Workload, get_preset
@@ -123,6 +124,7 @@ def resolve_workload(
     required=True,
     help="measurement JSON; {attention} in the name is replaced by the attention",
 )
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def measure(
     model: str,
     runtime_device: str,
@@ -146,6 +148,7 @@ def measure(
     no_benchmark: bool,
     notes: str,
     out: Path,
+    quiet: bool,
 ) -> None:
     """Run MODEL for real on the CPU or a CUDA GPU and time vision, projector, prefill and every decode step."""
     check_workload_flags(workload_id=workload_id, mode=mode, page=page, prompt_tokens=prompt_tokens)
@@ -188,13 +191,15 @@ def measure(
         workload_id=preset,
         notes=notes,
     )
-    results = run_measurements(
-        config,
-        workload,
-        options,
-        attentions=tuple("sdpa" if a == "sdpa" else "eager" for a in chosen),
-        model_name=model,
-    )
+    with StepProgress(quiet=quiet) as progress:
+        results = run_measurements(
+            config,
+            workload,
+            options,
+            attentions=tuple("sdpa" if a == "sdpa" else "eager" for a in chosen),
+            model_name=model,
+            progress=progress,
+        )
     for result in results:
         path = outs[result.attention]
         save_measurement(result, path)

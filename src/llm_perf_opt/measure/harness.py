@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,8 +46,8 @@ from llm_perf_opt.measure.predict import workload_of
 from llm_perf_opt.measure.record import KernelCount, Measurement, MemoryRecord, StageTimings, WorkloadRecord
 from llm_perf_opt.sources.deepseek_ocr_v1 import DeepseekOCRForCausalLM, WorkloadInputs, build_inputs, build_model
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting
+from llm_perf_opt.sources.registry import ModelSource, resolve_model_source
 from llm_perf_opt.sources.registry import build_model as builtin_builder
-from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.workloads.routing import RoutingModel
 
 __all__ = [
@@ -131,7 +131,7 @@ def builtin_config(model: str) -> DeepseekOCRConfig:
     snapshot) is a :class:`UserError`, because the harness drives the built-in forward API.
     """
     source = resolve_model_source(model)
-    if source.builder is not builtin_builder:
+    if source.kind != ModelSource.kind or source.builder is not builtin_builder:  # (OCR-2 keeps the default builder)
         raise UserError(
             f"measure runs the built-in DeepSeek-OCR v1 module tree only, and model source {model!r} is built "
             "another way; measure a built-in variant (deepseek-ocr-v1-base or deepseek-ocr-v1-tiny)"
@@ -167,8 +167,10 @@ def run_measurements(
     *,
     attentions: Sequence[Literal["eager", "sdpa"]],
     model_name: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Measurement]:
-    """One measurement per decoder attention in ``attentions`` (in that order), timed round-robin in this process."""
+    """One measurement per decoder attention in ``attentions`` (in that order), timed round-robin in this process;
+    ``progress`` hears each step as it starts (building, warm-ups, timed runs, profiler, memory, micro-benchmarks)."""
     if getattr(workload, "num_pages", 1) != 1:
         raise UserError(f"measure runs one page per request; the workload has num_pages={workload.num_pages}")
     if not attentions or len(set(attentions)) != len(attentions):
@@ -178,7 +180,8 @@ def run_measurements(
     if device.type == "cpu" and options.threads is not None:
         torch.set_num_threads(options.threads)
     try:
-        return _measure(config, workload, options, attentions, device=device, model_name=model_name)
+        say = progress or _silent
+        return _measure(config, workload, options, attentions, device=device, model_name=model_name, say=say)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -191,29 +194,41 @@ def _measure(
     *,
     device: torch.device,
     model_name: str | None,
+    say: Callable[[str], None],
 ) -> list[Measurement]:
     dtype = torch_dtype(options.dtype)
-    models = {a: build_model(config, device=device, dtype=dtype, attn_implementation=a) for a in attentions}
+    name = model_name or config.variant
+    models = {}
+    for a in attentions:
+        say(f"building {name} with random weights ({a} attention, {options.dtype} on {device.type})")
+        models[a] = build_model(config, device=device, dtype=dtype, attn_implementation=a)
     inputs = build_inputs(config, workload, device=device, dtype=dtype)
     clock = make_clock(device)
     routing = RoutingModel.balanced() if options.routing == "balanced" else None
     runs: dict[str, list[StageTimings]] = {a: [] for a in attentions}
     launches: dict[str, tuple[KernelCount | None, KernelCount | None]] = {}
     with torch.inference_mode():
-        for model in models.values():
-            for _ in range(options.warmup_runs):
+        for attention, model in models.items():
+            for i in range(options.warmup_runs):
+                say(f"warm-up {i + 1}/{options.warmup_runs} ({attention})")
                 time_run(model, inputs, clock, decode_steps=options.warmup_decode_steps, routing=routing)
-        for _ in range(options.repeats):
+        for r in range(options.repeats):
             for attention, model in models.items():
+                say(f"timed run {r + 1}/{options.repeats} ({attention}, {inputs.num_decode_steps} decode steps)")
                 runs[attention].append(time_run(model, inputs, clock, routing=routing))
         for attention, model in models.items():
+            if options.profile_kernels:
+                say(f"counting kernel launches under the profiler ({attention})")
             launches[attention] = (
                 profile_launches(model, inputs, routing=routing) if options.profile_kernels else (None, None)
             )
-    memory: dict[str, MemoryRecord | None] = {
-        a: measure_memory(model, inputs, routing=routing) if options.record_memory else None
-        for a, model in models.items()
-    }
+    memory: dict[str, MemoryRecord | None] = {}
+    for a, model in models.items():
+        if options.record_memory:
+            say(f"recording peak memory per stage ({a})")
+        memory[a] = measure_memory(model, inputs, routing=routing) if options.record_memory else None
+    if options.benchmark:
+        say("matmul and copy micro-benchmarks of the device")
     device_record = describe_device(device, dtype, device_id=options.device_id, benchmark=options.benchmark)
     software = software_record()
     done = datetime.now(UTC)
@@ -239,6 +254,10 @@ def _measure(
         )
         for attention in attentions
     ]
+
+
+def _silent(message: str) -> None:
+    """The progress sink of a caller that wants none."""
 
 
 def _with_peers(notes: str, attention: str, attentions: Sequence[str]) -> str:
