@@ -86,7 +86,7 @@ def test_summary_shares_are_of_the_breakdown_total_it_names(tiny_result: Analysi
 
 def test_every_file_carries_the_device_s_trust_line() -> None:
     on_l4 = run_analysis(evolve(TINY, device="l4"))
-    line = trust_line("hf-eager", calibrated=False, device_id="l4")
+    line = trust_line("hf-eager", calibrated=False, device_id="l4", model="deepseek-ocr-v1-base")
     assert "not validated on this device" in line and "--device-profile" not in line
     files = report_files(on_l4)
     assert line in on_l4.summary.notes and line in files["summary.json"].decode()

@@ -96,4 +96,6 @@ def test_quoted_error_bands_match_the_validation_page(configs: dict[str, ModelCo
     for rid in ("sglang", "vllm", "hf-cuda-graph"):
         assert ERROR_BANDS[rid].startswith(live[rid]), (rid, live[rid])
     assert set(ERROR_BANDS) == set(live)
-    assert "uncalibrated" in trust_line("hf-eager", calibrated=False, device_id="h100-sxm")
+    assert "uncalibrated" in trust_line(
+        "hf-eager", calibrated=False, device_id="h100-sxm", model="deepseek-ocr-v1-base"
+    )

@@ -129,6 +129,7 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
             runtime.runtime_id,
             device_ids=[c.device.device_id for c in columns],
             profile_device=result.profile.device_id,
+            model=result.options.model,
         ),
     )
 

@@ -278,7 +278,7 @@ def _runtime_lines(
     return [
         f"runtime: {rt.runtime_id} ({rt.description}); time from {where}{text}",
         f"profile: {profile.source}; calibrated on this device: {'yes' if calibrated else 'no'} ({profile.device_id})",
-        trust_line(rt.runtime_id, calibrated=calibrated, device_id=device.device_id),
+        trust_line(rt.runtime_id, calibrated=calibrated, device_id=device.device_id, model=options.model),
     ]
 
 

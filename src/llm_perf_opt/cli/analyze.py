@@ -259,7 +259,10 @@ def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) ->
             "profile": result.profile.source,
             "calibrated": calibrated,
             "expected_error": trust_line(
-                result.options.runtime, calibrated=calibrated, device_id=result.device.device_id
+                result.options.runtime,
+                calibrated=calibrated,
+                device_id=result.device.device_id,
+                model=result.options.model,
             ).removeprefix("expected error: "),
             "ttft_ms": s.ttft_s * 1e3,
             "tpot_ms": s.tpot_s * 1e3 if s.decode_steps else None,

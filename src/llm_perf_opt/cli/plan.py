@@ -137,7 +137,7 @@ def plan(
     first = prepared[ids[0]]
     header = (
         f"{base.model}, runtime {base.runtime} ({first.timer_source}), {first.dtype}; {first.mix.summary()}; "
-        f"closed loop per concurrency, seed {base.seed}. {trust_lines(base.runtime, device_ids=ids)}."
+        f"closed loop per concurrency, seed {base.seed}. {trust_lines(base.runtime, device_ids=ids, model=base.model)}."
     )
     if out_dir is not None:
         # lazy: matplotlib, only when files are written

@@ -239,7 +239,10 @@ def _calibrated(spec: SweepSpec, profiles: dict[str, DeviceProfile] | None, *, b
 
 def _trust(runtime: str, devices: Sequence[str], *, calibrated: bool) -> str:
     """The trust line of each device of the grid (a measured band holds only on the devices it was measured on)."""
-    return by_device(lambda d: trust_line(runtime, calibrated=calibrated, device_id=d), devices)
+    # the sweep's analytic model is the built-in DeepSeek-OCR v1's
+    return by_device(
+        lambda d: trust_line(runtime, calibrated=calibrated, device_id=d, model="deepseek-ocr-v1-base"), devices
+    )
 
 
 def _files(spec: SweepSpec, result: SweepResult, runtime: str, *, calibrated: bool) -> dict[str, bytes]:

@@ -82,7 +82,7 @@ def trust_fact(r: AnalysisResult) -> str:
     where = "calibrated on this device" if calibrated else "not calibrated on this device"
     return (
         f"- Times from runtime {runtime_id} with profile {r.profile.source} ({where}); "
-        f"{trust_line(runtime_id, calibrated=calibrated, device_id=r.device.device_id)}."
+        f"{trust_line(runtime_id, calibrated=calibrated, device_id=r.device.device_id, model=r.options.model)}."
     )
 
 
@@ -136,7 +136,7 @@ def runtime_section(r: AnalysisResult) -> str:
         f"per-kernel overhead for {fmt_count(d.kernels)} kernels (added, op by op)"
     )
     calibrated = r.profile.device_id == r.device.device_id
-    trust = trust_line(rt.runtime_id, calibrated=calibrated, device_id=r.device.device_id)
+    trust = trust_line(rt.runtime_id, calibrated=calibrated, device_id=r.device.device_id, model=r.options.model)
     scope = (
         f"Text-only request: no image, S = {run.seq_len} (1 BOS + prompt tokens); it was traced as such, so every "
         "count, time and table in this report is of that request (no vision or projector stage)."

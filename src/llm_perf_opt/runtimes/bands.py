@@ -4,15 +4,26 @@
 validation-runtimes-doc``) and docs/validation.md (the H100 measurements of the built-in model, ``llm-perf-opt
 validation-doc``); tests/runtimes check the quoted published-point bands against a fresh validation, so the text
 cannot drift from the pages.  Every report and summary note carries :func:`trust_line` (several devices at once:
-:func:`trust_lines`).  A band holds on the devices it was measured on (:data:`MEASURED_ON`); on any other device the
-line says so and quotes the nearest measured reference, never a profile that only that reference device accepts.
+:func:`trust_lines`).  A band holds on the devices it was measured on (:data:`MEASURED_ON`) and for the models it was
+measured with (:data:`MEASURED_MODELS`: the H100 runs are of DeepSeek-OCR v1); on any other device or model the line
+says so and quotes the nearest measured reference, never a profile that only that reference device accepts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["ERROR_BANDS", "MEASURED_ON", "NEAREST_REFERENCE", "by_device", "trust_line", "trust_lines"]
+__all__ = [
+    "ERROR_BANDS",
+    "MEASURED_MODELS",
+    "MEASURED_ON",
+    "MODEL_NAMES",
+    "NEAREST_REFERENCE",
+    "by_device",
+    "model_family",
+    "trust_line",
+    "trust_lines",
+]
 
 _H100 = (
     "docs/validation.md, H100 bf16: uncalibrated 11-38% too fast on TTFT and 34-54% on TPOT; with an H100 profile "
@@ -50,6 +61,24 @@ MEASURED_ON: Mapping[str, frozenset[str]] = {
 """Per runtime whose band is measured: the catalog devices of those measurements (benchmarks/measurements for hf-*,
 the published single-request points for SGLang).  Runtimes left out have no measured band on any device."""
 
+MODEL_NAMES: Mapping[str, str] = {"deepseek-ocr-v1": "DeepSeek-OCR v1", "deepseek-ocr-2": "DeepSeek-OCR-2"}
+"""The model families a band can be measured with, by :func:`model_family` key."""
+
+MEASURED_MODELS: Mapping[str, frozenset[str]] = {
+    "hf-eager": frozenset({"deepseek-ocr-v1"}),
+    "hf-flash": frozenset({"deepseek-ocr-v1"}),
+    "sglang": frozenset({"deepseek-ocr-v1", "deepseek-ocr-2"}),
+}
+"""Per runtime of :data:`MEASURED_ON`: the model families of its measurements (the H100 files run the built-in
+DeepSeek-OCR v1; SGLang's holdouts are a DeepSeek-OCR point on MI300X and a DeepSeek-OCR-2 point on H200)."""
+
+
+def model_family(model: str) -> str:
+    """``deepseek-ocr-2`` for DeepSeek-OCR-2, ``deepseek-ocr-v1`` for every other model source (the built-in v1
+    variants, v1 snapshots and Hub revisions)."""
+    return "deepseek-ocr-2" if model == "deepseek-ocr-2" else "deepseek-ocr-v1"
+
+
 _H100_REFERENCE = "H100 bf16 (docs/validation.md): uncalibrated 11-38% too fast on TTFT and 34-54% on TPOT"
 
 NEAREST_REFERENCE: Mapping[str, str] = {
@@ -60,21 +89,32 @@ NEAREST_REFERENCE: Mapping[str, str] = {
 """Per runtime of :data:`MEASURED_ON`: its band as quoted on other devices (no device-specific profile in it)."""
 
 
-def _band(runtime_id: str, device_id: str) -> str:
+def _band(runtime_id: str, device_id: str, model: str) -> str:
     measured = MEASURED_ON.get(runtime_id)
-    if measured is None or device_id in measured:
+    if measured is None:
         return ERROR_BANDS.get(runtime_id, "not validated")
+    family = model_family(model)
+    own_model = family in MEASURED_MODELS[runtime_id]
+    if device_id in measured and own_model:
+        return ERROR_BANDS[runtime_id]
+    if own_model:
+        return (
+            "not validated on this device (no measurements); the nearest measured reference is "
+            f"{NEAREST_REFERENCE[runtime_id]}"
+        )
+    where = " (no measurements of it)" if device_id in measured else " nor on this device (no measurements of either)"
+    of = " and ".join(MODEL_NAMES[f] for f in sorted(MEASURED_MODELS[runtime_id], key=list(MODEL_NAMES).index))
     return (
-        "not validated on this device (no measurements); the nearest measured reference is "
-        f"{NEAREST_REFERENCE[runtime_id]}"
+        f"not validated for {MODEL_NAMES[family]}{where}; the nearest measured reference is "
+        f"{of} on {NEAREST_REFERENCE[runtime_id]}"
     )
 
 
-def trust_line(runtime_id: str, *, calibrated: bool, device_id: str) -> str:
-    """One line for reports: the expected error band of ``runtime_id`` on ``device_id`` (catalog id), and whether
-    the hf-* time profile was calibrated on this device."""
+def trust_line(runtime_id: str, *, calibrated: bool, device_id: str, model: str) -> str:
+    """One line for reports: the expected error band of ``runtime_id`` on ``device_id`` (catalog id) for ``model``
+    (a model source name), and whether the hf-* time profile was calibrated on this device."""
     suffix = "" if calibrated or not runtime_id.startswith("hf-") else "; this run is uncalibrated"
-    return f"expected error: {_band(runtime_id, device_id)}{suffix}"
+    return f"expected error: {_band(runtime_id, device_id, model)}{suffix}"
 
 
 def by_device(line_of: Callable[[str], str], device_ids: Iterable[str]) -> str:
@@ -88,10 +128,10 @@ def by_device(line_of: Callable[[str], str], device_ids: Iterable[str]) -> str:
     return ". ".join(f"{', '.join(ids)}: {line}" for line, ids in groups.items())
 
 
-def trust_lines(runtime_id: str, *, device_ids: Iterable[str], profile_device: str | None) -> str:
+def trust_lines(runtime_id: str, *, device_ids: Iterable[str], profile_device: str | None, model: str) -> str:
     """:func:`trust_line` for several devices timed with one profile, calibrated on ``profile_device`` (None: on
     none of them)."""
     return by_device(
-        lambda d: trust_line(runtime_id, calibrated=d == profile_device, device_id=d),
+        lambda d: trust_line(runtime_id, calibrated=d == profile_device, device_id=d, model=model),
         device_ids,
     )

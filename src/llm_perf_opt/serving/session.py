@@ -120,6 +120,7 @@ class Prepared:
         statistic; throughput counts the whole run."""
         chosen = load or self.load()
         return simulate(
+            model=self.options.model,
             skip_first=opening_burst(chosen),
             mix=self.mix,
             load=chosen,

@@ -70,6 +70,7 @@ def _throughput(run: SimulationRun) -> dict[str, float]:
 
 def simulate(
     *,
+    model: str,
     mix: RequestMix,
     load: Load,
     timer: IterationTimer,
@@ -80,7 +81,8 @@ def simulate(
     describe: dict[str, Any] | None = None,
     skip_first: int = 0,
 ) -> SimulationResult:
-    """Run the engine and summarise it. ``describe`` (model, device, runtime, timer...) is copied into the metrics.
+    """Run the engine and summarise it for ``model`` (a model source name: which published points the expected error
+    quotes). ``describe`` (device, runtime, timer...) is copied into the metrics, with ``model``.
     A timer with a ``request_overhead_s`` attribute delays each request's entry into the scheduler by that much.
     ``skip_first`` leaves the first requests issued out of the latency percentiles (a closed loop's opening burst of
     ``C`` simultaneous requests, for steady-state latencies); throughput always counts the whole run."""
@@ -118,7 +120,7 @@ def simulate(
     e2e = [r.finish_s - r.arrival_s for r in records]
     records = run.records
     peak_blocks = max((s.kv_blocks_used for s in run.timeline), default=0)
-    metrics: dict[str, Any] = dict(describe or {})
+    metrics: dict[str, Any] = {"model": model, **(describe or {})}
     metrics |= {
         "load": {
             "requests": load.requests,
@@ -135,7 +137,7 @@ def simulate(
         "memory": budget.as_dict() | {"kv_peak_usage": round(peak_blocks / budget.blocks, 4)},
         "preemptions": run.preemptions,
         "scheduler": settings.as_dict(),
-        "expected_error": trust_line(settings.runtime, device_id=metrics.get("device")),
+        "expected_error": trust_line(settings.runtime, device_id=metrics.get("device"), model=model),
         "engine": {
             "iterations": run.iterations,
             "makespan_s": round(run.makespan_s, 6),

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from llm_perf_opt.runtimes.bands import by_device
+from llm_perf_opt.runtimes.bands import MODEL_NAMES, by_device, model_family
 
-__all__ = ["QUOTED_ERRORS", "SERVING_ERROR_BANDS", "SERVING_MEASURED_ON", "trust_line", "trust_lines"]
+__all__ = [
+    "QUOTED_ERRORS",
+    "SERVING_ERROR_BANDS",
+    "SERVING_MEASURED_MODELS",
+    "SERVING_MEASURED_ON",
+    "trust_line",
+    "trust_lines",
+]
 
 QUOTED_ERRORS: Mapping[str, float] = {
     "readme-a100-pdf-output-tps": 1.273,
@@ -40,15 +47,29 @@ SERVING_MEASURED_ON: Mapping[str, frozenset[str]] = {
 """Per runtime of :data:`SERVING_ERROR_BANDS`: the catalog devices of the published serving points it quotes."""
 
 
-def trust_line(runtime: str, *, device_id: str | None) -> str:
-    """One line for outputs: the expected error of a simulated throughput on ``runtime`` and ``device_id`` (None:
-    the published points' own devices, as the validation simulates them)."""
+SERVING_MEASURED_MODELS: Mapping[str, frozenset[str]] = {
+    "vllm": frozenset({"deepseek-ocr-v1"}),
+    "sglang": frozenset({"deepseek-ocr-v1", "deepseek-ocr-2"}),
+}
+"""Per runtime of :data:`SERVING_ERROR_BANDS`: the model families of the published points it quotes (vLLM's are
+DeepSeek-OCR's README and paper; SGLang's a DeepSeek-OCR point on MI300X and a DeepSeek-OCR-2 point on H200)."""
+
+
+def trust_line(runtime: str, *, device_id: str | None, model: str) -> str:
+    """One line for outputs: the expected error of a simulated throughput of ``model`` (a model source name) on
+    ``runtime`` and ``device_id`` (None: the published points' own devices, as the validation simulates them)."""
     band = SERVING_ERROR_BANDS.get(runtime, "not validated against a published serving measurement")
-    if runtime in SERVING_ERROR_BANDS and device_id is not None and device_id not in SERVING_MEASURED_ON[runtime]:
-        band = f"not validated on this device (no measurements); the nearest measured reference is {band}"
+    if runtime in SERVING_ERROR_BANDS:
+        family = model_family(model)
+        elsewhere = device_id is not None and device_id not in SERVING_MEASURED_ON[runtime]
+        if family not in SERVING_MEASURED_MODELS[runtime]:
+            where = " nor on this device (no measurements of either)" if elsewhere else " (no measurements of it)"
+            band = f"not validated for {MODEL_NAMES[family]}{where}; the nearest measured reference is {band}"
+        elif elsewhere:
+            band = f"not validated on this device (no measurements); the nearest measured reference is {band}"
     return f"expected error (docs/validation-runtimes.md): {band}; latencies are not validated under load"
 
 
-def trust_lines(runtime: str, *, device_ids: Iterable[str]) -> str:
+def trust_lines(runtime: str, *, device_ids: Iterable[str], model: str) -> str:
     """:func:`trust_line` for several devices."""
-    return by_device(lambda d: trust_line(runtime, device_id=d), device_ids)
+    return by_device(lambda d: trust_line(runtime, device_id=d, model=model), device_ids)

@@ -71,6 +71,7 @@ def simulate_point(
     budget = kv_budget(config=config, device=device, dtype=point.dtype, settings=settings, mix=mix)
     timer = runtime_timer(runtime or point.runtime, config, device, point.dtype, mix)
     result = simulate(
+        model=point.model,
         mix=mix,
         load=Load(requests=REQUESTS_PER_CLIENT * c, concurrency=c),
         timer=timer,
