@@ -71,6 +71,17 @@ def test_a_bound_that_binds_moves_the_other_variable() -> None:
     np.testing.assert_allclose(x, [0.5, 1.0], rtol=0, atol=1e-14)
 
 
+def test_a_column_no_data_row_touches_keeps_its_ridge_value_exactly() -> None:
+    # the calibration's unseen parameters: only their ridge row (towards the prior, 1 in scaled units) holds them
+    # (an SVD-based lstsq mixes the columns and gives 0.9999999999999996 here)
+    rng = np.random.default_rng(0)
+    data = np.hstack([rng.normal(size=(12, 5)) * np.exp(rng.normal(size=5) * 3), np.zeros((12, 1))])
+    A = np.vstack([data, 0.1 * np.eye(6)])
+    b = np.concatenate([rng.normal(size=12), 0.1 * np.ones(6)])
+    x = bounded_least_squares(A, b, lower=np.full(6, -1e6), upper=np.full(6, 1e6))
+    assert x[5] == 1.0
+
+
 def test_equal_bounds_fix_a_variable() -> None:
     x = bounded_least_squares(np.eye(2), np.array([4.0, 4.0]), lower=np.array([1.0, 0.0]), upper=np.array([1.0, 9.0]))
     np.testing.assert_allclose(x, [1.0, 4.0], rtol=0, atol=1e-14)

@@ -6,9 +6,9 @@ Stark, R. L. Parker, "Bounded-Variable Least-Squares: an Algorithm and Applicati
 1995), itself Lawson and Hanson's NNLS with two bounds:
 
 * every variable is *free* or *held* at one of its bounds; the free ones solve the least-squares problem with the
-  held ones fixed (``numpy.linalg.lstsq``).  When that solution leaves the box, the point moves towards it only as far
-  as the first bound it meets (``alpha = min_j (bound_j - x_j) / (z_j - x_j)``), that variable is held there, and the
-  free ones are solved again;
+  held ones fixed (a QR factorisation; ``numpy.linalg.lstsq`` where their columns lack full rank).  When that
+  solution leaves the box, the point moves towards it only as far as the first bound it meets (``alpha = min_j
+  (bound_j - x_j) / (z_j - x_j)``), that variable is held there, and the free ones are solved again;
 * once the free variables' solution is inside the box, the gradient ``g = A^T (A x - b)`` says whether a held variable
   should move off its bound (``g_j < 0`` at its lower bound, ``g_j > 0`` at its upper one: the objective falls
   inward); the one with the largest such ``|g_j|`` is freed, and the loop goes on.  None such: the Karush-Kuhn-Tucker
@@ -74,9 +74,17 @@ def _max_rounds(n: int) -> int:
 
 
 def _solve_free(A: Array, b: Array, x: Array, free: Mask) -> Array:
-    """The free variables' least-squares values with the held ones fixed where they are."""
+    """The free variables' least-squares values with the held ones fixed where they are: by a QR factorisation where
+    the free columns have full rank (a column the data rows do not touch then keeps its own row's value exactly),
+    else by ``lstsq``'s minimum-norm solution."""
     rest = b - A[:, ~free] @ x[~free]
-    return np.asarray(np.linalg.lstsq(A[:, free], rest, rcond=None)[0], dtype=np.float64)
+    columns = A[:, free]
+    if columns.shape[0] >= columns.shape[1]:
+        q, r = np.linalg.qr(columns)
+        diagonal = np.abs(np.diag(r))
+        if diagonal.min() > 1e-12 * max(diagonal.max(), 1e-300):
+            return np.asarray(np.linalg.solve(r, q.T @ rest), dtype=np.float64)
+    return np.asarray(np.linalg.lstsq(columns, rest, rcond=None)[0], dtype=np.float64)
 
 
 def _settle(A: Array, b: Array, x: Array, free: Mask, lo: Array, hi: Array) -> tuple[Array, Mask]:
