@@ -4,6 +4,7 @@ runtime model, so these tests check the commands, not the kernel models)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ def test_out_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     data = json.loads((out / "simulate.json").read_text(encoding="utf-8"))
     assert f"{data['throughput']['pages_per_day']:,.0f} pages/day" in md  # the same number in every file
     assert "| 16 |" in md  # the curve reaches max_num_seqs
+    labels = _svg_texts(out / "curve.svg")  # pages/day ticks with SI prefixes, no "1e6" offset above the axis
+    assert any(t.endswith(" k") or t.endswith(" M") for t in labels) and not any("e+" in t or "1e" in t for t in labels)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +140,9 @@ def test_plan_picks_a_device_and_says_why(tmp_path: Path) -> None:
     ]
     data = json.loads((tmp_path / "plan" / "plan.json").read_text(encoding="utf-8"))
     assert data["winner"] in ("a100-40gb", "h100-sxm") and last == data["verdict"]
+    labels = _svg_texts(tmp_path / "plan" / "plan.svg")
+    assert "1000" in labels and any(t.endswith(" k") or t.endswith(" M") for t in labels)  # plain ms, SI pages/day
+    assert not any("e+" in t or "1e" in t or "10^" in t for t in labels)
     for d in data["devices"]:
         feasible = [g for g in d["grid"] if g["meets_sla"]]
         assert d["concurrency"] == max(feasible, key=lambda g: (g["pages_per_s"], -g["concurrency"]))["concurrency"]
@@ -235,3 +241,8 @@ def test_progress_on_stderr_and_quiet_silences_it(command: str, monkeypatch: pyt
     assert "simulating " in loud.stderr
     assert quiet.stderr == ""
     assert quiet.stdout == loud.stdout
+
+
+def _svg_texts(path: Path) -> list[str]:
+    """The texts of a matplotlib SVG (drawn as paths, each after a comment naming it)."""
+    return re.findall(r"<!-- (.*?) -->", path.read_text(encoding="utf-8"))

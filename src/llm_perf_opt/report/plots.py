@@ -24,7 +24,9 @@ __all__ = [
     "SWEEP_SERIES_PER_PANEL",
     "best_fitting",
     "figure_bytes",
+    "plain_ticks",
     "render_sweep_plot",
+    "si_ticks",
 ]
 
 _SIZE = (8.0, 4.5)
@@ -45,6 +47,16 @@ def _style() -> Iterator[None]:
         }
     ):
         yield
+
+
+def si_ticks(axis: Any) -> None:
+    """Tick labels with SI prefixes (``200 k``, ``2.9 M``), never matplotlib's ``1e6`` offset above the axis."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: si(v, "", digits=2).strip()))
+
+
+def plain_ticks(axis: Any) -> None:
+    """Tick labels as plain numbers (``1``, ``64``, ``1000``) on a log axis, not powers (``10^3``)."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
 
 
 def figure_bytes(draw: Callable[[Figure], None], stem: str, *, size: tuple[float, float] = _SIZE) -> dict[str, bytes]:
@@ -110,8 +122,8 @@ def render_sweep_plot(rows: Sequence[Any], *, stem: str = "sweep") -> dict[str, 
             hidden = len(ranked) - len(shown)
             ax.set_title(device + (f" (+{hidden} series in sweep.csv)" if hidden else ""), fontsize=9)
             ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: si(v, "", digits=2).strip()))
+            plain_ticks(ax.xaxis)
+            si_ticks(ax.yaxis)
             ax.minorticks_off()
             ax.set_xlabel("batch size")
             if (index - 1) % cols == 0:

@@ -9,7 +9,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from llm_perf_opt.report.plots import figure_bytes
+from llm_perf_opt.report.plots import figure_bytes, plain_ticks, si_ticks
 from llm_perf_opt.serving.plan import PlanResult
 from llm_perf_opt.serving.simulate import SimulationResult
 
@@ -31,6 +31,8 @@ def render_simulation_plots(
         for (c, cm), x in zip(curve, xs, strict=True):
             ax.annotate(f"C={c}", (x, cm["ttft_ms"]["p90"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_yscale("log")
+        si_ticks(ax.xaxis)
+        plain_ticks(ax.yaxis)
         ax.set_xlabel("pages per day (one GPU)")
         ax.set_ylabel("latency, ms (log)")
         ax.set_title("Throughput against latency over concurrency")
@@ -82,6 +84,8 @@ def render_plan_plot(plan: PlanResult) -> dict[str, bytes]:
                 ax.plot([o[0] for o in ok], [o[1] for o in ok], "o", color=line.get_color())
         ax.axvline(plan.slo_ttft_p90_ms, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
+        plain_ticks(ax.xaxis)
+        si_ticks(ax.yaxis)
         ax.set_xlabel("p90 TTFT, ms (log; dashed: the SLA)")
         ax.set_ylabel("pages per day per GPU")
         ax.set_title("Concurrency grid per device (filled: meets the SLA)")
