@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from llm_perf_opt.cli import cli
@@ -26,7 +27,19 @@ def test_text_view_shows_stages_groups_and_params() -> None:
     layers = [line.strip() for line in lines if "DeepseekV2DecoderLayer" in line]
     assert layers[0].startswith("layers.0  DeepseekV2DecoderLayer  params")  # dense layer 0 stays alone
     assert layers[1].startswith("layers.{1..2}  DeepseekV2DecoderLayer  for x2  params")  # MoE layers grouped
-    assert "tracing deepseek-ocr-v1-tiny" in result.stderr
+    assert result.stderr == ""  # progress only on a terminal, as every command's
+
+
+def test_progress_on_stderr_when_asked_and_quiet_silences_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_perf_opt.cli import progress
+
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    monkeypatch.setattr(progress, "SLOW_STEP_S", -1.0)  # every step leaves its line
+    loud = CliRunner().invoke(cli, [*TINY, "--depth", "1"])
+    quiet = CliRunner().invoke(cli, [*TINY, "--depth", "1", "--quiet"])
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert "tracing deepseek-ocr-v1-tiny" in loud.stderr and quiet.stderr == ""
+    assert quiet.stdout == loud.stdout
 
 
 def test_json_records_and_stage_filter() -> None:

@@ -1,5 +1,5 @@
 """Progress on stderr for the long commands (analyze, compare, sweep, simulate, plan, calibrate, validation-doc,
-measure).
+measure, tree).
 
 A command reports each step as it starts (``progress("tracing ...")``, the ``Progress`` sink the analysis pipeline
 takes); the previous step ends there.  On a terminal a rich spinner shows the running step with its elapsed time, and

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from llm_perf_opt.analysis.options import AnalysisOptions, default_attention
+from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.report.tree_text import tree_records, tree_text
 from llm_perf_opt.workloads import DEFAULT_PRESET_ID
@@ -81,6 +82,7 @@ def module_records(model: nn.Module) -> list[dict[str, Any]]:
 )
 @click.option("--stage", default=None, help="Grouped view: show one stage (vision, projector, prefill, decode).")
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="Grouped view: levels below the start.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def tree(
     model_name: str,
     trust_remote_code: bool,
@@ -93,6 +95,7 @@ def tree(
     attention: str | None,
     stage: str | None,
     depth: int | None,
+    quiet: bool,
 ) -> None:
     """Print the module tree of a model source, built on the meta device.
 
@@ -105,7 +108,7 @@ def tree(
     kernel = attention or default_attention(model_name)
     if not flat:
         source = trusted_source(model_name, trust_remote_code)
-        _grouped(source, fmt or "text", workload_id, mode, page, max_new_tokens, kernel, stage, depth)
+        _grouped(source, fmt or "text", workload_id, mode, page, max_new_tokens, kernel, stage, depth, quiet=quiet)
         return
     source = trusted_source(model_name, trust_remote_code)
     model = source.build(attn_implementation="sdpa" if kernel == "flash" else "eager")
@@ -137,6 +140,8 @@ def _grouped(
     attention: str,
     stage: str | None,
     depth: int | None,
+    *,
+    quiet: bool,
 ) -> None:
     """Trace the workload on the meta device and print the grouped tree (text) or its node records (json)."""
     # lazy: torch loads only when the command runs (--help imports every command module)
@@ -152,8 +157,9 @@ def _grouped(
     )
     check_source_attention(source, attention)
     workload = resolve_source_workload(options, source)
-    click.echo(f"tracing {source.name}: {workload.describe()}", err=True)
-    trace = trace_workload(source, workload, attention="eager" if attention == "eager" else "flash")
+    with StepProgress(quiet=quiet) as progress:  # on a terminal only, as the other commands' progress
+        progress(f"tracing {source.name}: {workload.describe()}")
+        trace = trace_workload(source, workload, attention="eager" if attention == "eager" else "flash")
     if fmt == "json":
         click.echo(json.dumps(tree_records(trace), indent=1))
     else:
