@@ -135,6 +135,13 @@ def test_the_verdict_names_headline_changes_when_no_node_moves() -> None:
     )
     same = render_diff_text(diff_snapshots(a, _report("eager", dict(a.totals), nodes))).splitlines()[-1]
     assert same == "EQUAL within tolerance 1e-06"
+    # across a unit boundary both sides take one unit, in the headline table and in the verdict
+    c = _report("long", {"end_to_end_s": 10.32}, {"n": {"time_s": 89.8e-6}})
+    d = _report("short", {"end_to_end_s": 6.199}, {"n": {"time_s": 108.96e-6}})
+    text = render_diff_text(diff_snapshots(c, d))
+    assert "end to end 10,320 ms -> 6,199 ms (-39.9%)" in text.splitlines()[-1]
+    assert "n: time 89.8 us -> 109.0 us (+21.3%)" in text
+    assert "10,320 ms  6,199 ms" in text
 
 
 def test_nodes_rank_by_the_time_they_moved_not_by_rounding_of_relative_changes() -> None:

@@ -9,6 +9,7 @@ from llm_perf_opt.report.humanize import (
     fmt_flops,
     fmt_int,
     fmt_ms,
+    fmt_ms_apart,
     fmt_share,
     md_table,
 )
@@ -45,3 +46,13 @@ def test_two_amounts_one_sentence_compares_read_apart() -> None:
     assert fmt_bytes_apart(6.71e9, 80.0e9) == ("6.71 GB", "80.0 GB")  # apart already: as fmt_bytes
     assert fmt_bytes_apart(80.0e9, 80.0e9) == ("80.0 GB", "80.0 GB")
     assert fmt_bytes_apart(80.0e9 + 1, 80.0e9) == ("80.000000001 GB", "80.000000000 GB")
+
+
+def test_two_durations_compared_share_a_unit_and_read_apart() -> None:
+    assert fmt_ms_apart(89.8e-6, 108.96e-6) == ("89.8 us", "109.0 us")  # fmt_ms: 89.8 us and 0.109 ms
+    assert fmt_ms_apart(10.32, 6.199) == ("10,320 ms", "6,199 ms")  # fmt_ms: 10.32 s and 6,199 ms
+    assert fmt_ms_apart(0.01197, 0.009859) == ("11.97 ms", "9.859 ms")  # one unit already: as fmt_ms
+    assert fmt_ms_apart(0.073231, 0.073234) == ("73.231 ms", "73.234 ms")  # fmt_ms reads 73.23 ms twice
+    assert fmt_ms_apart(0.07323, 0.07323) == ("73.23 ms", "73.23 ms")
+    assert fmt_ms_apart(5e-6, 1.0) == ("5.00 us", "1,000 ms")  # 200,000x apart: each in its own unit
+    assert fmt_ms_apart(0.0, 1e-3) == ("0 ms", "1.000 ms")

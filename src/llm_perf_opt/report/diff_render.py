@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm_perf_opt.report.diff import FACTS, HEADLINE, REPORT_ID, Delta, ReportDiff
-from llm_perf_opt.report.humanize import fmt_bytes, fmt_flops, fmt_ms
+from llm_perf_opt.report.humanize import fmt_bytes, fmt_bytes_apart, fmt_flops, fmt_ms, fmt_ms_apart
 
 __all__ = ["DEFAULT_LIMIT", "diff_to_dict", "render_diff_text"]
 
@@ -14,8 +14,21 @@ DEFAULT_LIMIT = 40
 """Lines shown per section of the text view (the JSON view has everything)."""
 
 
+def _is_time(metric: str) -> bool:
+    return metric.endswith("time_s") or metric in ("ttft_s", "tpot_s", "end_to_end_s")
+
+
+def _pair(metric: str, a: float, b: float) -> tuple[str, str]:
+    """A and B of one comparison, in one unit (durations, bytes) and apart when they differ."""
+    if _is_time(metric):
+        return fmt_ms_apart(a, b)
+    if metric.endswith("bytes"):
+        return fmt_bytes_apart(a, b)
+    return _value(metric, a), _value(metric, b)
+
+
 def _value(metric: str, value: float) -> str:
-    if metric.endswith("time_s") or metric in ("ttft_s", "tpot_s", "end_to_end_s"):
+    if _is_time(metric):
         return fmt_ms(value)
     if metric == "flops":
         return fmt_flops(value)
@@ -51,7 +64,8 @@ def _delta_text(d: Delta) -> str:
         change = f"x{d.b / d.a:.3g}"
     else:
         change = f"{d.rel * 100:+.3g}%"
-    return f"{_NAMES.get(d.metric, d.metric)} {_value(d.metric, d.a)} -> {_value(d.metric, d.b)} ({change})"
+    a, b = _pair(d.metric, d.a, d.b)
+    return f"{_NAMES.get(d.metric, d.metric)} {a} -> {b} ({change})"
 
 
 def _ordered(deltas: list[Delta]) -> list[Delta]:
@@ -170,14 +184,11 @@ def _headline_block(diff: ReportDiff) -> list[str]:
             change = "same"
         else:
             change = "new" if not va else f"{(vb - va) / abs(va) * 100:+.1f}%"
-        rows.append(
-            (
-                HEADLINE[key],
-                "-" if va is None else _value(key, va),
-                "-" if vb is None else _value(key, vb),
-                change,
-            )
-        )
+        if va is None or vb is None:
+            shown = ("-" if va is None else _value(key, va), "-" if vb is None else _value(key, vb))
+        else:
+            shown = _pair(key, va, vb)
+        rows.append((HEADLINE[key], *shown, change))
     return ["", "headline:", *_table(rows)]
 
 

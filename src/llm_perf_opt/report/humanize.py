@@ -17,6 +17,7 @@ __all__ = [
     "fmt_flops",
     "fmt_int",
     "fmt_ms",
+    "fmt_ms_apart",
     "fmt_ms_column",
     "fmt_rate",
     "fmt_share",
@@ -94,6 +95,24 @@ def fmt_ms(seconds: float) -> str:
     if abs(seconds) >= 10:
         return f"{_sig(seconds, 4)} s"
     return f"{_sig(seconds * 1e3, 4)} ms"
+
+
+def fmt_ms_apart(a: float, b: float) -> tuple[str, str]:
+    """:func:`fmt_ms` of two durations one sentence compares, in one unit: where :func:`fmt_ms` would give them two
+    units and they are within a factor of 1,000, both in the smaller one's (``89.8 us -> 109.0 us``, not ``89.8 us ->
+    0.1090 ms``; ``10,320 ms -> 6,199 ms``, not ``10.32 s -> 6,199 ms``) with the decimals that give the larger four
+    significant figures; and with more decimals where two different durations would read the same."""
+    shown = fmt_ms(a), fmt_ms(b)
+    small, large = sorted((abs(a), abs(b)))
+    units = {text.rsplit(" ", 1)[1] for text in shown}
+    if small == 0 or large >= 1000 * small or (len(units) == 1 and (shown[0] != shown[1] or a == b)):
+        return shown
+    unit = fmt_ms(small).rsplit(" ", 1)[1]
+    factor = {"ns": 1e9, "us": 1e6, "ms": 1e3, "s": 1.0}[unit]
+    decimals = max(0, 3 - math.floor(math.log10(large * factor)))
+    while f"{a * factor:,.{decimals}f}" == f"{b * factor:,.{decimals}f}" and a != b and decimals < 12:
+        decimals += 1
+    return f"{a * factor:,.{decimals}f} {unit}", f"{b * factor:,.{decimals}f} {unit}"
 
 
 def fmt_ms_column(seconds: Sequence[float]) -> list[str]:
