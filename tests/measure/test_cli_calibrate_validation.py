@@ -75,7 +75,8 @@ def test_calibrate_refuses_two_devices(measured: Path, tmp_path: Path) -> None:
     args = ["calibrate", str(measured / "tiny-cpu-sdpa.json"), str(tmp_path / "gpu.json"), "--out", "x.json"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
-    assert "one device, dtype and MoE routing at a time, got cpu fp32, h100-sxm bf16" in result.output
+    assert "one device, dtype and MoE routing at a time, got cpu fp32 gate routing (1 file), h100-sxm bf16 gate " \
+        "routing (1 file); pass the files of one of them" in result.output  # fmt: skip
 
 
 def test_calibrate_refuses_two_routings(measured: Path, tmp_path: Path) -> None:
@@ -84,7 +85,10 @@ def test_calibrate_refuses_two_routings(measured: Path, tmp_path: Path) -> None:
     args = ["calibrate", str(measured / "tiny-cpu-sdpa.json"), str(tmp_path / "balanced.json"), "--out", "x.json"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
-    assert "got cpu fp32, cpu fp32 balanced-routing; pass the files of one of them" in result.output
+    assert (
+        "got cpu fp32 balanced routing (1 file), cpu fp32 gate routing (1 file); pass the files of one of them"
+        in result.output
+    )
 
 
 def test_validation_doc_writes_checks_and_detects_staleness(measured: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from llm_perf_opt.measure.validation import (
 )
 from llm_perf_opt.perf.calibrate import DEFAULT_GROUPS, PER_CATEGORY_GROUPS, fit_device_profile
 from llm_perf_opt.perf.efficiency import default_profile
+from llm_perf_opt.report.humanize import plural
 
 __all__ = ["calibrate"]
 
@@ -45,7 +46,7 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
     groups = sorted({group_key(m) for m in measurements})  # the grouping validation-doc fits by
     if len(groups) != 1:
         raise UserError(
-            f"calibrate fits one device, dtype and MoE routing at a time, got {', '.join(groups)}; "
+            f"calibrate fits one device, dtype and MoE routing at a time, got {_described(measurements)}; "
             "pass the files of one of them"
         )
     device, dtype = device_key(measurements[0]), measurements[0].dtype
@@ -96,6 +97,15 @@ def calibrate(files: tuple[Path, ...], out: Path, per_category: bool, quiet: boo
                 f"  {r.label} / {r.stage}: {r.measured_s * 1e3:.3f}, {uncal * 1e3:.3f} ({before_err:+.1%}), "
                 f"{r.predicted_s * 1e3:.3f} ({r.error:+.1%})"
             )
+
+
+def _described(measurements: list[Measurement]) -> str:
+    """``h100-sxm bf16 gate routing (4 files), h100-sxm bf16 balanced routing (5 files)``: each group and its size."""
+    sizes: dict[str, int] = {}
+    for m in measurements:
+        label = f"{device_key(m)} {m.dtype} {m.routing} routing"
+        sizes[label] = sizes.get(label, 0) + 1
+    return ", ".join(f"{label} ({plural(n, 'file')})" for label, n in sorted(sizes.items()))
 
 
 def _refuse_repeated_runs(loaded: list[tuple[Path, Measurement]]) -> None:
