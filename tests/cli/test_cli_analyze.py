@@ -79,6 +79,12 @@ def test_format_json_headline_tells_runtimes_and_calibration_apart(tmp_path: Pat
     assert "HF eager footprint, not" not in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     assert not str(calibrated["expected_error"]).endswith("this run is uncalibrated")
     assert str(calibrated["profile"]).startswith("llm-perf-opt calibrate on meas-")  # the shipped file's source
+    # hf-flash times the traced tree with the profile (calibrated); vllm's and hf-cuda-graph's kernel models do not
+    # read it, so the same H100 profile leaves their times uncalibrated
+    assert headline("--device-profile", "h100-sxm-hf-eager-gate", "--runtime", "hf-flash")["calibrated"] is True
+    for runtime in ("vllm", "hf-cuda-graph"):
+        other = headline("--device-profile", "h100-sxm-hf-eager-gate", "--runtime", runtime)
+        assert other["calibrated"] is False, runtime
 
 
 def _one_line_error(args: list[str], tmp_path: Path, expected: str) -> None:

@@ -128,7 +128,7 @@ def compare_devices(result: AnalysisResult, device_ids: Sequence[str]) -> Device
         trust=trust_lines(
             runtime.runtime_id,
             device_ids=[c.device.device_id for c in columns],
-            profile_device=result.profile.device_id,
+            profile_device=result.profile.device_id if runtime.is_baseline else None,  # others do not read it
             model=result.options.model,
         ),
     )

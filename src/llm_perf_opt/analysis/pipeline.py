@@ -265,7 +265,7 @@ def _runtime_lines(
     """Which runtime and profile made the time, whether the profile was calibrated on this device, and how far the
     time can be trusted (docs/validation-runtimes.md, docs/validation.md)."""
     rt = run.runtime
-    calibrated = profile.device_id == device.device_id
+    calibrated = rt.is_baseline and profile.device_id == device.device_id  # (AnalysisResult.calibrated)
     where = (
         "the traced tree's time"
         if rt.is_baseline
@@ -277,7 +277,10 @@ def _runtime_lines(
     text = "; text-only request traced as such (no image, S = 1 BOS + prompt tokens)" if options.text_only else ""
     return [
         f"runtime: {rt.runtime_id} ({rt.description}); time from {where}{text}",
-        f"profile: {profile.source}; calibrated on this device: {'yes' if calibrated else 'no'} ({profile.device_id})",
+        f"profile: {profile.source}; calibrated on this device: {'yes' if calibrated else 'no'} ({profile.device_id})"
+        if rt.is_baseline
+        else f"profile: {profile.source}; it times the eager per-module breakdown only (this runtime's kernel model "
+        "does not read it)",
         trust_line(rt.runtime_id, calibrated=calibrated, device_id=device.device_id, model=options.model),
     ]
 

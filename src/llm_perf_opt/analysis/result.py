@@ -62,3 +62,16 @@ class AnalysisResult:
         default=None,
         metadata={"help": "remote-code sources: code hashes, Hub revision, meta adapters and their uses (as_dict)"},
     )
+
+    @property
+    def reads_profile(self) -> bool:
+        """Whether the predicted stage times come through the device profile: hf-eager and hf-flash time the traced
+        tree with it; the other runtimes' kernel models use their own constants (the profile then times only the
+        eager per-module breakdown)."""
+        return self.runtime_run is None or self.runtime_run.runtime.is_baseline
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the predicted times are calibrated on this device: the runtime reads the profile, and the profile
+        was fitted on this device."""
+        return self.reads_profile and self.profile.device_id == self.device.device_id

@@ -246,10 +246,10 @@ def analyze(
 def summary_payload(result: Any, written: Mapping[str, bytes], out_dir: Path) -> dict[str, Any]:
     """What ``--format json`` prints: ``summary.json`` as written, plus the headline numbers a script wants
     (stage times in ms, throughput, memory, fit), which runtime and device profile made the times and how far they can
-    be trusted (as report.md and report.yaml say: the profile is calibrated when it was fitted on this device), and
-    where the report folder is."""
+    be trusted (as report.md and report.yaml say: the times are calibrated when the runtime reads the device profile
+    and it was fitted on this device), and where the report folder is."""
     s, t, m, c = result.stages, result.throughput, result.memory, result.capacity
-    calibrated = result.profile.device_id == result.device.device_id
+    calibrated = result.calibrated
     return {
         "summary": json.loads(written["summary.json"]),
         "headline": {

@@ -78,12 +78,14 @@ def time_note(r: AnalysisResult) -> str:
 def trust_fact(r: AnalysisResult) -> str:
     """The headline bullet that says which runtime and profile made the times and how far they can be trusted."""
     runtime_id = r.runtime_run.runtime.runtime_id if r.runtime_run is not None else "hf-eager"
-    calibrated = r.profile.device_id == r.device.device_id
-    where = "calibrated on this device" if calibrated else "not calibrated on this device"
-    return (
-        f"- Times from runtime {runtime_id} with profile {r.profile.source} ({where}); "
-        f"{trust_line(runtime_id, calibrated=calibrated, device_id=r.device.device_id, model=r.options.model)}."
-    )
+    trust = trust_line(runtime_id, calibrated=r.calibrated, device_id=r.device.device_id, model=r.options.model)
+    if not r.reads_profile:
+        return (
+            f"- Times from runtime {runtime_id}'s kernel model (its own constants; the device profile "
+            f"{r.profile.source} times only the eager per-module breakdown); {trust}."
+        )
+    where = "calibrated on this device" if r.calibrated else "not calibrated on this device"
+    return f"- Times from runtime {runtime_id} with profile {r.profile.source} ({where}); {trust}."
 
 
 def runtime_section(r: AnalysisResult) -> str:
@@ -135,8 +137,7 @@ def runtime_section(r: AnalysisResult) -> str:
         else f"One decode step at the middle context: roofline {fmt_ms(d.roofline_s)}, plus {fmt_ms(d.launch_s)} of "
         f"per-kernel overhead for {fmt_count(d.kernels)} kernels (added, op by op)"
     )
-    calibrated = r.profile.device_id == r.device.device_id
-    trust = trust_line(rt.runtime_id, calibrated=calibrated, device_id=r.device.device_id, model=r.options.model)
+    trust = trust_line(rt.runtime_id, calibrated=r.calibrated, device_id=r.device.device_id, model=r.options.model)
     scope = (
         f"Text-only request: no image, S = {run.seq_len} (1 BOS + prompt tokens); it was traced as such, so every "
         "count, time and table in this report is of that request (no vision or projector stage)."
