@@ -86,6 +86,13 @@ def test_text_only_and_named_profile(tmp_path: Path) -> None:
     assert "gundam" not in (out / "report.md").read_text(encoding="utf-8").splitlines()[0]
 
 
+def test_text_only_says_so_once_on_stderr(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", *TINY, "--text-only", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("text only (no image), ") and first.count("text only") == 1, first
+
+
 def test_text_only_is_refused_for_deepseek_ocr_2(tmp_path: Path) -> None:
     args = ["analyze", "--model", "deepseek-ocr-2", "--text-only", "--out", str(tmp_path / "r")]
     result = CliRunner().invoke(cli, args)

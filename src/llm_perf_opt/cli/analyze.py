@@ -231,7 +231,7 @@ def analyze(
     s = result.stages
     if not quiet:
         click.echo(
-            f"{result.workload.describe()}{' (text only)' if text_only else ''} on {result.device.name} "
+            f"{result.workload.describe()} on {result.device.name} "
             f"({result.dtype}, {options.attention} attention, runtime {options.runtime})",
             err=True,
         )
