@@ -205,4 +205,12 @@ def test_a_peak_just_over_the_device_reads_apart_from_it(result: AnalysisResult)
     capacity = fmt_bytes_apart(total, device)
     assert capacity[0] != capacity[1]
     text = render_report_md(over)
-    assert f"Memory {capacity[0]} at the peak: does **not** fit the {capacity[1]} device." in text
+    assert f"Memory {capacity[0]} at the peak: does **not** fit the {capacity[1]} device (" in text
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "says"), [(114, "(largest batch that fits: 114)."), (0, "(not even one page fits).")]
+)
+def test_a_batch_that_does_not_fit_says_what_does(result: AnalysisResult, max_batch: int, says: str) -> None:
+    over = evolve(result, capacity=evolve(result.capacity, fits=False, max_batch=max_batch))
+    assert f"does **not** fit the 80.0 GB device {says}" in render_report_md(over)

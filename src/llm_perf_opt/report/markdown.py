@@ -108,6 +108,13 @@ def _beyond_the_batch_bound(max_batch: int) -> str:
     return f"; --batch accepts up to {fmt_int(MAX_BATCH_SIZE)}" if max_batch > MAX_BATCH_SIZE else ""
 
 
+def _largest_that_fits(max_batch: int, item: str) -> str:
+    """What does fit, when the asked batch does not: the largest batch, or that not even one does."""
+    if max_batch < 1:
+        return f"not even one {item} fits"
+    return f"largest batch that fits: {fmt_int(max_batch)}{_beyond_the_batch_bound(max_batch)}"
+
+
 def _title(r: AnalysisResult) -> str:
     w, s, t, cap = r.workload, r.stages, r.throughput, r.capacity
     item = "text-only request" if w.text_only else "page"
@@ -116,7 +123,7 @@ def _title(r: AnalysisResult) -> str:
     fits = (
         f"fits the {capacity} device (largest batch {fmt_int(cap.max_batch)}{_beyond_the_batch_bound(cap.max_batch)})"
         if cap.fits
-        else f"does **not** fit the {capacity} device"
+        else f"does **not** fit the {capacity} device ({_largest_that_fits(cap.max_batch, item)})"
     )
     steps = (
         f"{plural(s.decode_steps, 'decode step')} of {fmt_ms(s.tpot_s)} (TPOT)"
