@@ -21,6 +21,7 @@ __all__ = [
     "NEAREST_REFERENCE",
     "by_device",
     "model_family",
+    "not_validated",
     "trust_line",
     "trust_lines",
 ]
@@ -89,25 +90,26 @@ NEAREST_REFERENCE: Mapping[str, str] = {
 """Per runtime of :data:`MEASURED_ON`: its band as quoted on other devices (no device-specific profile in it)."""
 
 
+def not_validated(reference: str, *, other_device: bool, other_model: str | None) -> str:
+    """The band where the measurements do not reach: on another device and/or for another model family
+    (``other_model``, a :data:`MODEL_NAMES` key), quoting the nearest measured ``reference``."""
+    if other_model is None:
+        return f"not validated on this device (no measurements); the nearest measured reference is {reference}"
+    where = " nor on this device (no measurements of either)" if other_device else " (no measurements of it)"
+    return f"not validated for {MODEL_NAMES[other_model]}{where}; the nearest measured reference is {reference}"
+
+
 def _band(runtime_id: str, device_id: str, model: str) -> str:
     measured = MEASURED_ON.get(runtime_id)
     if measured is None:
         return ERROR_BANDS.get(runtime_id, "not validated")
-    family = model_family(model)
-    own_model = family in MEASURED_MODELS[runtime_id]
-    if device_id in measured and own_model:
-        return ERROR_BANDS[runtime_id]
-    if own_model:
-        return (
-            "not validated on this device (no measurements); the nearest measured reference is "
-            f"{NEAREST_REFERENCE[runtime_id]}"
-        )
-    where = " (no measurements of it)" if device_id in measured else " nor on this device (no measurements of either)"
+    family, other_device = model_family(model), device_id not in measured
+    if family in MEASURED_MODELS[runtime_id]:
+        if not other_device:
+            return ERROR_BANDS[runtime_id]
+        return not_validated(NEAREST_REFERENCE[runtime_id], other_device=True, other_model=None)
     of = " and ".join(MODEL_NAMES[f] for f in sorted(MEASURED_MODELS[runtime_id], key=list(MODEL_NAMES).index))
-    return (
-        f"not validated for {MODEL_NAMES[family]}{where}; the nearest measured reference is "
-        f"{of} on {NEAREST_REFERENCE[runtime_id]}"
-    )
+    return not_validated(f"{of} on {NEAREST_REFERENCE[runtime_id]}", other_device=other_device, other_model=family)
 
 
 def trust_line(runtime_id: str, *, calibrated: bool, device_id: str, model: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from llm_perf_opt.runtimes.bands import MODEL_NAMES, by_device, model_family
+from llm_perf_opt.runtimes.bands import by_device, model_family, not_validated
 
 __all__ = [
     "QUOTED_ERRORS",
@@ -61,12 +61,10 @@ def trust_line(runtime: str, *, device_id: str | None, model: str) -> str:
     band = SERVING_ERROR_BANDS.get(runtime, "not validated against a published serving measurement")
     if runtime in SERVING_ERROR_BANDS:
         family = model_family(model)
-        elsewhere = device_id is not None and device_id not in SERVING_MEASURED_ON[runtime]
-        if family not in SERVING_MEASURED_MODELS[runtime]:
-            where = " nor on this device (no measurements of either)" if elsewhere else " (no measurements of it)"
-            band = f"not validated for {MODEL_NAMES[family]}{where}; the nearest measured reference is {band}"
-        elif elsewhere:
-            band = f"not validated on this device (no measurements); the nearest measured reference is {band}"
+        other_device = device_id is not None and device_id not in SERVING_MEASURED_ON[runtime]
+        other_model = None if family in SERVING_MEASURED_MODELS[runtime] else family
+        if other_device or other_model is not None:
+            band = not_validated(band, other_device=other_device, other_model=other_model)
     return f"expected error (docs/validation-runtimes.md): {band}; latencies are not validated under load"
 
 
