@@ -265,7 +265,7 @@ def _runtime_lines(
     """Which runtime and profile made the time, whether the profile was calibrated on this device, and how far the
     time can be trusted (docs/validation-runtimes.md, docs/validation.md)."""
     rt = run.runtime
-    calibrated = rt.is_baseline and profile.device_id == device.device_id  # (AnalysisResult.calibrated)
+    calibrated = rt.calibrated_by(profile_device=profile.device_id, device_id=device.device_id)
     where = (
         "the traced tree's time"
         if rt.is_baseline

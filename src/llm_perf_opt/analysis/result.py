@@ -72,6 +72,9 @@ class AnalysisResult:
 
     @property
     def calibrated(self) -> bool:
-        """Whether the predicted times are calibrated on this device: the runtime reads the profile, and the profile
-        was fitted on this device."""
-        return self.reads_profile and self.profile.device_id == self.device.device_id
+        """Whether the predicted times are calibrated on this device (``Runtime.calibrated_by``; no runtime run:
+        the op-by-op baseline's time)."""
+        profile_device, device_id = self.profile.device_id, self.device.device_id
+        if self.runtime_run is None:
+            return profile_device == device_id
+        return self.runtime_run.runtime.calibrated_by(profile_device=profile_device, device_id=device_id)

@@ -24,12 +24,13 @@ def info() -> None:
     if found.root.exists() and not found.root.is_dir():
         click.echo("it is not a folder: nothing is cached (analyze warns and traces every time)")
         return
-    traces = f"{found.entries} trace{'s' if found.entries != 1 else ''} (traced or derived)"
-    bases = f"{found.bases} decode bas{'es' if found.bases != 1 else 'is'}"
-    batch = f"{found.batch_bases} batch bas{'es' if found.batch_bases != 1 else 'is'}"
-    click.echo(f"entries: {traces}, {bases}, {batch}, {found.bytes / 1e6:.1f} MB")
+    traces, bases = _count(found.entries, "trace"), _count(found.bases, "decode basis")
+    click.echo(
+        f"entries: {traces} (traced or derived), {bases}, {_count(found.batch_bases, 'batch basis')}, "
+        f"{found.bytes / 1e6:.1f} MB"
+    )
     if found.queued:
-        click.echo(f"{found.queued} batch bas{'es' if found.queued != 1 else 'is'} queued for the background process")
+        click.echo(f"{_count(found.queued, 'batch basis')} queued for the background process")
     worker = queue_worker(TraceCache().queue)
     if worker is not None:
         click.echo(f"background process {worker} is keeping batch bases (its traces land here as it goes)")
@@ -47,9 +48,13 @@ def clear() -> None:
         return
     stopped = stop_queue_worker(store.queue)  # first: what it builds would land in the emptied cache
     removed = store.clear()
-    traces = f"{removed.entries} trace{'s' if removed.entries != 1 else ''}"
-    bases = f"{removed.bases} decode bas{'es' if removed.bases != 1 else 'is'}"
-    batch = f"{removed.batch_bases} batch bas{'es' if removed.batch_bases != 1 else 'is'}"
+    traces, bases = _count(removed.entries, "trace"), _count(removed.bases, "decode basis")
     if stopped is not None:
         click.echo(f"stopped background process {stopped} (it was keeping batch bases)")
-    click.echo(f"removed {traces}, {bases} and {batch} from {store.root}")
+    click.echo(f"removed {traces}, {bases} and {_count(removed.batch_bases, 'batch basis')} from {store.root}")
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 trace``, ``2 traces``, ``1 batch basis``, ``0 batch bases``."""
+    many = noun[:-2] + "es" if noun.endswith("is") else noun + "s"
+    return f"{n} {noun if n == 1 else many}"

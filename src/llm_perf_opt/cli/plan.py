@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from llm_perf_opt.cli.lists import comma_values
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.cli.simulate import (
     TIMER_FACTORY,
@@ -46,13 +47,9 @@ PLAN_FILES = ("plan.json", "plan.md")
 
 
 def _devices(text: str) -> list[str]:
-    devices = [d.strip() for d in text.split(",") if d.strip()]
-    if not devices:
-        raise UserError(f"--devices needs at least one catalog id (comma-separated), got {text!r}")
+    devices = comma_values(text, "--devices")
     for d in devices:
         get_device(d)  # unknown ids fail here, listing the known ones
-    if len(set(devices)) != len(devices):
-        raise UserError(f"--devices lists a device twice: {text!r}")
     return devices
 
 

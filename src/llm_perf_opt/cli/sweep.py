@@ -8,13 +8,13 @@ every device and dtype.  Without ``--out`` the Markdown table goes to stdout (``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
 from llm_perf_opt.admission import check_sweep_flags
+from llm_perf_opt.cli.lists import comma_values, distinct
 from llm_perf_opt.cli.progress import StepProgress
 from llm_perf_opt.config import DeepseekOCRConfig
 from llm_perf_opt.core import check_output_folder, staged_directory
@@ -23,7 +23,7 @@ from llm_perf_opt.hardware import get_device
 from llm_perf_opt.perf import DeviceProfile, Rates, load_device_profile
 from llm_perf_opt.perf.named_profiles import resolve_profile_path
 from llm_perf_opt.perf.sweep import SweepResult, SweepSpec, rows_to_csv, rows_to_markdown, run_sweep
-from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes import Runtime, get_runtime
 from llm_perf_opt.runtimes.bands import by_device, trust_line
 from llm_perf_opt.runtimes.costs import check_supported
 from llm_perf_opt.runtimes.request import runtime_run
@@ -31,8 +31,6 @@ from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.modes import get_mode
 
 __all__ = ["MD_COLUMNS", "parse_int_list", "parse_pages", "sweep"]
-
-T = TypeVar("T", bound=Hashable)
 
 SWEEP_FILES = ("sweep.csv", "sweep.md")
 """Files that mark a folder as an earlier sweep: ``--out`` may replace it whole."""
@@ -58,44 +56,25 @@ MD_COLUMNS: tuple[str, ...] = (
 """Columns of the Markdown table (the CSV has all of them)."""
 
 
-def _items(text: str, flag: str) -> list[str]:
-    """The comma-separated values of ``flag``, in the order given; a value given twice is refused (as ``plan``
-    does: it would be a second identical row)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise UserError(f"{flag} needs at least one value (comma-separated), got {text!r}")
-    return _once(items, flag, text)
-
-
-def _once(values: list[T], flag: str, text: str) -> list[T]:
-    seen: set[T] = set()
-    for value in values:
-        if value in seen:
-            shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
-            raise UserError(f"{flag} lists {shown} twice: {text!r}")
-        seen.add(value)
-    return values
-
-
 def parse_int_list(text: str, flag: str) -> list[int]:
     """``"1,8,32"`` -> ``[1, 8, 32]``; each must be a positive integer."""
     out = []
-    for item in _items(text, flag):
+    for item in comma_values(text, flag):
         if not item.isdigit() or int(item) < 1:
             raise UserError(f"{flag} takes positive integers separated by commas (e.g. 1,8), got {item!r}")
         out.append(int(item))
-    return _once(out, flag, text)  # "8,08" is one batch
+    return distinct(out, flag, text)  # "8,08" is one batch
 
 
 def parse_pages(text: str) -> list[tuple[int, int]]:
     """``"1024x1024,1240x1754"`` -> page sizes in pixels."""
     out = []
-    for item in _items(text, "--page"):
+    for item in comma_values(text, "--page"):
         width, sep, height = item.lower().partition("x")
         if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
             raise UserError(f"--page takes WIDTHxHEIGHT in pixels separated by commas (e.g. 1024x1024), got {item!r}")
         out.append((int(width), int(height)))
-    return _once(out, "--page", text)
+    return distinct(out, "--page", text)
 
 
 @click.command(name="sweep")
@@ -148,9 +127,13 @@ def sweep(
         click.echo(f"warning: --execution is deprecated; use --runtime {runtime}", err=True)
     chosen = get_runtime(runtime)
     check_supported(chosen, attention=attention)
-    device_list, mode_list, page_list = _items(devices, "--device"), _items(modes, "--mode"), parse_pages(pages)
+    device_list, mode_list, page_list = (
+        comma_values(devices, "--device"),
+        comma_values(modes, "--mode"),
+        parse_pages(pages),
+    )
     batch_list, length_list = parse_int_list(batches, "--batch"), parse_int_list(lengths, "--max-new-tokens")
-    dtype_list = _items(dtypes, "--dtype")
+    dtype_list = comma_values(dtypes, "--dtype")
     check_sweep_flags(
         devices=device_list,
         modes=mode_list,
@@ -191,7 +174,7 @@ def sweep(
             raise UserError(f"no point of the sweep can be timed: {_first_notes(result.skipped)}")
         if out_dir is not None:
             progress("drawing sweep.png and writing the tables")
-            files = _files(spec, result, runtime, calibrated=_calibrated(spec, profiles, baseline=chosen.is_baseline))
+            files = _files(spec, result, runtime, calibrated=_calibrated(spec, profiles, chosen))
             _publish(Path(out_dir), files)
     for note in result.skipped:
         click.echo(f"skipped: {note}", err=True)
@@ -229,12 +212,15 @@ def _runtime_stages(
     return stages
 
 
-def _calibrated(spec: SweepSpec, profiles: dict[str, DeviceProfile] | None, *, baseline: bool) -> bool:
-    """Every device of the grid is timed with a profile fitted on that device (only the baseline runtime's time
-    uses the profile; the other runtimes' kernel models do not read it)."""
-    if not baseline or not profiles:
+def _calibrated(spec: SweepSpec, profiles: dict[str, DeviceProfile] | None, runtime: Runtime) -> bool:
+    """Every device of the grid is timed with a profile fitted on that device that ``runtime`` reads
+    (:meth:`Runtime.calibrated_by`)."""
+    if not profiles:
         return False
-    return all(device in profiles and profiles[device].device_id == device for device in spec.devices)
+    return all(
+        device in profiles and runtime.calibrated_by(profile_device=profiles[device].device_id, device_id=device)
+        for device in spec.devices
+    )
 
 
 def _trust(runtime: str, devices: Sequence[str], *, calibrated: bool) -> str:

@@ -187,6 +187,11 @@ class Runtime:
         """hf-eager: today's op-by-op model, unchanged."""
         return not self.rules and not self.graph_decode
 
+    def calibrated_by(self, *, profile_device: str, device_id: str) -> bool:
+        """Whether a device profile fitted on ``profile_device`` calibrates this runtime's times on ``device_id``:
+        only the baseline reads the profile (the other kernel models time with their own constants)."""
+        return self.is_baseline and profile_device == device_id
+
 
 HOST_BASIS: Mapping[str, str] = {
     "hf-eager": "the documented eager default: 10 us per kernel, added to the roofline (perf.efficiency)",
