@@ -162,6 +162,8 @@ def test_plan_unreachable_sla_names_the_closest_device() -> None:
         (["--devices", "a100-40gb,nope"], "error: unknown device 'nope'"),
         (["--price", "h200=2"], "error: --price names 'h200'"),
         (["--slo-ttft-p90-ms", "0"], "error: --slo-ttft-p90-ms and --slo-tpot-p90-ms must be > 0"),
+        (["--requests", "0"], "error: --requests must be >= 1, got 0"),
+        (["--pages-per-day", "inf"], "error: --pages-per-day must be a finite number > 0, got inf"),
     ],
 )
 def test_plan_bad_input(args: list[str], message: str) -> None:
@@ -246,3 +248,17 @@ def test_progress_on_stderr_and_quiet_silences_it(command: str, monkeypatch: pyt
 def _svg_texts(path: Path) -> list[str]:
     """The texts of a matplotlib SVG (drawn as paths, each after a comment naming it)."""
     return re.findall(r"<!-- (.*?) -->", path.read_text(encoding="utf-8"))
+
+
+def test_a_run_that_is_all_opening_burst_says_its_latencies_are_a_cold_start() -> None:
+    # 4 clients, 4 requests: nothing follows the burst, so the percentiles are the burst's, and the load line must not
+    # claim they left it out
+    args = [*SIM[:-1], "4", "--concurrency", "4"]
+    data = json.loads(CliRunner().invoke(cli, [*args, "--format", "json"]).stdout)
+    assert data["load"]["latency_skips_first"] == 0
+    assert data["load"]["all_in_opening_burst"] is True
+    text = CliRunner().invoke(cli, args).stdout
+    assert "leave out" not in text
+    assert "every request is in the opening burst" in text and "raise --requests above --concurrency" in text
+    _, skipped = _p90_ttft(5, concurrency=4)
+    assert skipped == 4

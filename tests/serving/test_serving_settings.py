@@ -38,7 +38,7 @@ def test_flags_override_and_are_checked() -> None:
     assert (s.max_num_seqs, s.memory_fraction) == (100, 0.8)
     with pytest.raises(UserError, match="max-num-seqs must be >= 1"):
         default_settings("vllm", get_device("a100-40gb"), max_num_seqs=0)
-    with pytest.raises(UserError, match="must be >= --max-num-seqs"):
+    with pytest.raises(UserError, match=r"must be >= --max-num-seqs \(256\).* raise --max-num-batched-tokens to 256"):
         default_settings("vllm", get_device("a100-40gb"), max_num_batched_tokens=100)
     with pytest.raises(UserError, match=r"gpu-memory-utilization must be in \(0, 1\]"):
         default_settings("vllm", get_device("a100-40gb"), gpu_memory_utilization=1.5)

@@ -101,6 +101,8 @@ def plan(
     """Cheapest device for a daily page volume under a p90 TTFT/TPOT SLA (closed-loop simulation per device)."""
     ids = _devices(devices)
     prices = parse_prices(price, ids)
+    if flags["requests"] is not None and flags["requests"] < 1:
+        raise UserError(f"--requests must be >= 1, got {flags['requests']}")
     base = options_from_flags(flags | {"concurrency": 1}, device=ids[0])
     if out_dir is not None:
         check_output_folder(Path(out_dir), recognise=PLAN_FILES)  # before any simulating

@@ -83,7 +83,14 @@ def workload_options(fn: F) -> F:
         click.option("--text-only", is_flag=True, help="Requests carry no page (prompt tokens only)."),
         click.option("--prompt-tokens", default="9", show_default=True, help="Text prompt tokens, or a length file."),
         click.option("--output-tokens", default="512", show_default=True, help="Output tokens, or a length file."),
-        click.option("--requests", type=int, default=None, help="Requests to simulate [default: 1000]."),
+        click.option(
+            "--requests",
+            type=int,
+            default=None,
+            help=(
+                "Requests to simulate [default: 1000; plan: per concurrency C, max(4 x C, 16), or this when larger]."
+            ),
+        ),
         click.option("--max-num-seqs", type=int, default=None, help="Override the runtime's default."),
         click.option("--max-num-batched-tokens", type=int, default=None, help="Override the runtime's default."),
         click.option("--gpu-memory-utilization", type=float, default=None, help="Override the runtime's default."),

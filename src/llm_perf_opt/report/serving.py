@@ -25,6 +25,11 @@ def _load(load: Mapping[str, Any]) -> str:
     )
     skipped = load.get("latency_skips_first", 0)
     warmup = f" (latencies leave out the first {skipped}, the opening burst)" if skipped else ""
+    if load.get("all_in_opening_burst"):
+        warmup = (
+            " (every request is in the opening burst, all sent at once: its latencies are a cold start, not a steady "
+            "state: raise --requests above --concurrency for those)"
+        )
     return f"{loop}, {load['requests']} requests{warmup}, seed {load['seed']}"
 
 

@@ -210,8 +210,8 @@ def make_plan(
     classify: BoundFn | None = None,
 ) -> PlanResult:
     """Simulate every device over its grid and pick (see the module docstring)."""
-    if not pages_per_day > 0:
-        raise UserError(f"--pages-per-day must be > 0, got {pages_per_day}")
+    if not 0 < pages_per_day < math.inf:
+        raise UserError(f"--pages-per-day must be a finite number > 0, got {pages_per_day}")
     if not slo_ttft_p90_ms > 0 or not slo_tpot_p90_ms > 0:
         raise UserError("--slo-ttft-p90-ms and --slo-tpot-p90-ms must be > 0 (milliseconds)")
     prices = prices or {}

@@ -75,7 +75,8 @@ class SchedulerSettings:
         if self.max_num_batched_tokens < self.max_num_seqs and self.mixed_batches:
             raise UserError(
                 f"--max-num-batched-tokens ({self.max_num_batched_tokens}) must be >= --max-num-seqs "
-                f"({self.max_num_seqs}), as vLLM requires: every running request decodes one token per iteration"
+                f"({self.max_num_seqs}), as vLLM requires: every running request decodes one token per iteration; "
+                f"raise --max-num-batched-tokens to {self.max_num_seqs} or more, or lower --max-num-seqs"
             )
         if not 0.0 < self.memory_fraction <= 1.0:
             raise UserError(f"--gpu-memory-utilization must be in (0, 1], got {self.memory_fraction}")

@@ -85,7 +85,8 @@ def simulate(
     quotes). ``describe`` (device, runtime, timer...) is copied into the metrics, with ``model``.
     A timer with a ``request_overhead_s`` attribute delays each request's entry into the scheduler by that much.
     ``skip_first`` leaves the first requests issued out of the latency percentiles (a closed loop's opening burst of
-    ``C`` simultaneous requests, for steady-state latencies); throughput always counts the whole run."""
+    ``C`` simultaneous requests, for steady-state latencies; a run with no request after them keeps them all and says
+    so: ``all_in_opening_burst``); throughput always counts the whole run."""
     if load.requests < 1:
         raise UserError(f"--requests must be >= 1, got {load.requests}")
     if (load.concurrency is None) == (load.rate is None):
@@ -114,7 +115,8 @@ def simulate(
         seed=seed,
         request_overhead_s=overhead,
     )
-    records = run.records[skip_first:] if skip_first < len(run.records) else run.records
+    skipped = skip_first if skip_first < len(run.records) else 0  # (a run that is all burst: its latencies are all)
+    records = run.records[skipped:]
     ttft = [r.first_token_s - r.arrival_s for r in records]
     tpot = [(r.finish_s - r.first_token_s) / (r.output_tokens - 1) for r in records if r.output_tokens > 1]
     e2e = [r.finish_s - r.arrival_s for r in records]
@@ -127,7 +129,8 @@ def simulate(
             "concurrency": load.concurrency,
             "rate": load.rate,
             "seed": seed,
-            "latency_skips_first": skip_first,
+            "latency_skips_first": skipped,
+            "all_in_opening_burst": skip_first > 0 and not skipped,
         },
         "requests": mix.describe(),
         "throughput": _throughput(run),
