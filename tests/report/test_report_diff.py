@@ -166,3 +166,29 @@ def test_nodes_rank_by_the_time_they_moved_not_by_rounding_of_relative_changes()
     start = lines.index("metric differences beyond the tolerance (2 nodes, largest time change first):")
     assert lines[start + 1].startswith("  decode/model.layers.{1..11}.mlp: ")
     assert lines[start + 2].startswith("  prefill/model.embed_tokens: ")
+
+
+def _with_runtime(snapshot: Snapshot, runtime: str) -> Snapshot:
+    return Snapshot(
+        kind=snapshot.kind,
+        label=snapshot.label,
+        totals=snapshot.totals,
+        nodes=snapshot.nodes,
+        facts={"runtime": runtime},
+    )
+
+
+def test_node_times_of_a_kernel_model_runtime_are_said_to_be_the_eager_breakdown() -> None:
+    """sglang on B200 vs hf-eager on H100: the headline says 593.8 ms -> 6,183 ms while the root's node time reads
+    6,043 ms -> 6,183 ms (sglang's nodes carry the eager op-by-op breakdown); the node section says so."""
+    a = _with_runtime(_report("b200", {"end_to_end_s": 0.5938}, {"root": {"time_s": 6.043}}), "sglang")
+    b = _with_runtime(_report("h100", {"end_to_end_s": 6.183}, {"root": {"time_s": 6.183}}), "hf-eager")
+    lines = render_diff_text(diff_snapshots(a, b)).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("metric differences beyond the tolerance"))
+    assert lines[start + 1] == (
+        "  (node times are the eager op-by-op breakdown (hf-eager) on both sides, not the headline's runtime: "
+        "A ran sglang)"
+    )
+    # both sides' runtimes time their nodes themselves (hf-flash is op by op too): no note
+    c = _with_runtime(a, "hf-flash")
+    assert not any("op-by-op" in line for line in render_diff_text(diff_snapshots(c, b)).splitlines())

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from llm_perf_opt.analysis.assemble import BREAKDOWN_RUNTIME
 from llm_perf_opt.report.diff import FACTS, HEADLINE, REPORT_ID, Delta, ReportDiff
 from llm_perf_opt.report.humanize import fmt_bytes, fmt_bytes_apart, fmt_flops, fmt_ms, fmt_ms_apart
+from llm_perf_opt.runtimes import RUNTIMES
 
 __all__ = ["DEFAULT_LIMIT", "diff_to_dict", "render_diff_text"]
 
@@ -141,9 +143,29 @@ def render_diff_text(diff: ReportDiff, *, limit: int = DEFAULT_LIMIT) -> str:
             grouped.setdefault(d.module_id, []).append(d)
         ranked = sorted(grouped.items(), key=lambda item: (*_rank(item[1]), item[0]))
         lines += ["", f"metric differences beyond the tolerance ({len(grouped)} nodes, {_ranking(node_deltas)}):"]
+        lines += _breakdown_note(diff, node_deltas)
         lines += _limited([f"  {nid}: " + "; ".join(_delta_text(d) for d in _ordered(ds)) for nid, ds in ranked], limit)
     lines += ["", _verdict(diff)]
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_note(diff: ReportDiff, deltas: Sequence[Delta]) -> list[str]:
+    """Where a side's headline comes from a runtime's kernel model (vllm, sglang, hf-cuda-graph), its node times are
+    the eager op-by-op breakdown, not that runtime's: say so above node time deltas, which would otherwise sit beside
+    a headline end to end they do not add up to."""
+    if not any(_is_time(d.metric) for d in deltas):
+        return []
+    others = [
+        f"{side} ran {runtime}"
+        for side, snapshot in (("A", diff.a), ("B", diff.b))
+        if (runtime := snapshot.facts.get("runtime")) in RUNTIMES and not RUNTIMES[runtime].is_baseline
+    ]
+    if not others:
+        return []
+    return [
+        f"  (node times are the eager op-by-op breakdown ({BREAKDOWN_RUNTIME}) on both sides, not the headline's "
+        f"runtime: {' and '.join(others)})"
+    ]
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
