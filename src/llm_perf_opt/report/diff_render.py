@@ -155,11 +155,10 @@ def _breakdown_note(diff: ReportDiff, deltas: Sequence[Delta]) -> list[str]:
     a headline end to end they do not add up to."""
     if not any(_is_time(d.metric) for d in deltas):
         return []
-    others = [
-        f"{side} ran {runtime}"
-        for side, snapshot in (("A", diff.a), ("B", diff.b))
-        if (runtime := snapshot.facts.get("runtime")) in RUNTIMES and not RUNTIMES[runtime].is_baseline
-    ]
+    runtimes = {
+        side: RUNTIMES.get(str(snapshot.facts.get("runtime"))) for side, snapshot in (("A", diff.a), ("B", diff.b))
+    }
+    others = [f"{side} ran {rt.runtime_id}" for side, rt in runtimes.items() if rt is not None and not rt.is_baseline]
     if not others:
         return []
     return [
