@@ -55,3 +55,11 @@ def test_bad_workloads_are_user_errors() -> None:
         Ocr2Workload.create(mode="gundam")
     with pytest.raises(WorkloadError, match="max_new_tokens >= 1"):
         Ocr2Workload.create(max_new_tokens=0)
+
+
+def test_describe_names_tiles_only_where_there_are_some() -> None:
+    tiled = Ocr2Workload.create(page=(1024, 1024))
+    assert "tiles 2x2 (4)," in tiled.describe()
+    single = Ocr2Workload.create(mode="single", page=(1024, 1024))
+    assert single.num_crops == 0
+    assert "no tiles (global view only), 145 image" in single.describe() and "1x1" not in single.describe()

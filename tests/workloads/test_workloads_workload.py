@@ -34,6 +34,11 @@ def test_create_defaults() -> None:
     assert (w.prompt_tokens, w.max_new_tokens, w.batch_size, w.num_pages) == (9, 512, 1, 1)
     assert w.mode is MODES["gundam"] and w.page == (1024, 1024)
     assert w.describe() == "gundam 1024x1024 px, grid 2x2, 693 image + 9 prompt tokens, S=703, N=512, batch 1"
+    # a page no larger than a crop has no crops: upstream's 1x1 crop ratio is not one crop (the report's table says
+    # "none (global view only)" too)
+    small = Workload.create(mode="gundam", page=(640, 480))
+    assert small.num_crops == 0
+    assert small.describe().startswith("gundam 640x480 px, no crops (global view only), 273 image")
 
 
 def test_workload_is_frozen() -> None:

@@ -218,8 +218,8 @@ class Ocr2Workload:
 
     def describe(self) -> str:
         cols, rows = self.grid
+        tiles = f"tiles {cols}x{rows} ({self.num_crops})" if self.num_crops else "no tiles (global view only)"
         return (
-            f"deepseek-ocr-2 {self.mode.name} {self.page[0]}x{self.page[1]} px, tiles {cols}x{rows} "
-            f"({self.num_crops}), {self.image_tokens} image + {self.prompt_tokens} prompt tokens, S={self.seq_len}, "
+            f"deepseek-ocr-2 {self.mode.name} {self.page[0]}x{self.page[1]} px, {tiles}, {self.image_tokens} image + {self.prompt_tokens} prompt tokens, S={self.seq_len}, "
             f"N={self.max_new_tokens}, batch {self.batch_size}"
         )

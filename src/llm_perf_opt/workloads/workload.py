@@ -277,8 +277,9 @@ class Workload:
                 f"text only (no image), {self.prompt_tokens} prompt tokens, S={self.seq_len}, "
                 f"N={self.max_new_tokens}, batch {self.batch_size}"
             )
+        grid = f"grid {cols}x{rows}" if self.num_crops else "no crops (global view only)"
         return (
-            f"{self.mode.name} {self.page_width}x{self.page_height} px, grid {cols}x{rows}, "
+            f"{self.mode.name} {self.page_width}x{self.page_height} px, {grid}, "
             f"{self.image_tokens} image + {self.prompt_tokens} prompt tokens, S={self.seq_len}, "
             f"N={self.max_new_tokens}, batch {self.batch_size}"
         )
