@@ -220,6 +220,7 @@ class Ocr2Workload:
         cols, rows = self.grid
         tiles = f"tiles {cols}x{rows} ({self.num_crops})" if self.num_crops else "no tiles (global view only)"
         return (
-            f"deepseek-ocr-2 {self.mode.name} {self.page[0]}x{self.page[1]} px, {tiles}, {self.image_tokens} image + {self.prompt_tokens} prompt tokens, S={self.seq_len}, "
+            f"deepseek-ocr-2 {self.mode.name} {self.page[0]}x{self.page[1]} px, {tiles}, {self.image_tokens} image + "
+            f"{self.prompt_tokens} prompt tokens, S={self.seq_len}, "
             f"N={self.max_new_tokens}, batch {self.batch_size}"
         )
