@@ -68,6 +68,7 @@ def test_profile_file_round_trip_with_partial_override(tmp_path: Path, suffix: s
         ({"kernel_overhead_s": -1}, r"kernel_overhead_s must be in \[0, 1\)"),
         ({"kernel_overhead_s": "10us"}, "kernel_overhead_s must be a number"),
         ({"speed": 3}, "unknown key.*speed"),
+        ({"run_id": "meas-1", "runs": []}, r"is a measurement \(from `llm-perf-opt measure`\), not a profile; .*calib"),
         ({"stage_kernel_overhead_s": {"decoding": 1e-5}}, "unknown stage.*decoding; expected some of: vision"),
         ({"stage_kernel_overhead_s": {"decode": 2}}, r"stage_kernel_overhead_s\[decode\] must be in \[0, 1\)"),
         ({"stage_kernel_overhead_s": [1e-5]}, "stage_kernel_overhead_s must map stage -> seconds"),

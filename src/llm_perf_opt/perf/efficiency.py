@@ -278,6 +278,11 @@ class DeviceProfile:
             "device_kernel_s",
         }
         unknown = sorted(set(data) - allowed)
+        if {"run_id", "runs"} <= set(data):  # (the file `measure` writes, a likely mix-up)
+            raise UserError(
+                f"{where} is a measurement (from `llm-perf-opt measure`), not a profile; fit a profile from "
+                "measurements with `llm-perf-opt calibrate FILES --out PROFILE.yaml`, or pass it to --measured to compare with it"
+            )
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
         missing = sorted({"source", "memory_efficiency", "kernel_overhead_s"} - set(data))
