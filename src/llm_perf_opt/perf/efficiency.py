@@ -281,7 +281,8 @@ class DeviceProfile:
         if {"run_id", "runs"} <= set(data):  # (the file `measure` writes, a likely mix-up)
             raise UserError(
                 f"{where} is a measurement (from `llm-perf-opt measure`), not a profile; fit a profile from "
-                "measurements with `llm-perf-opt calibrate FILES --out PROFILE.yaml`, or pass it to --measured to compare with it"
+                "measurements with `llm-perf-opt calibrate FILES --out PROFILE.yaml`, or pass it to --measured to "
+                "compare with it"
             )
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
