@@ -67,6 +67,10 @@ def test_run_must_time_every_decode_step(measurement_factory: Factory) -> None:
         ("[]", "must hold a JSON object"),
         ('{"schema_version": 99}', "schema_version 99, expected one of 1, 2"),
         ('{"schema_version": 1, "run_id": "x"}', "does not match the measurement schema"),
+        ('{"a": 1}', "m.json is not a measurement: it has no schema_version or run_id; pass a file written by"),
+        # likely mix-ups say what the file is instead: a report file, a device profile (YAML)
+        ('{"report_id": "dsocr-1", "predicted_total_time_ms": 1}', "looks like a report file: compare reports with"),
+        ("source: x\nmemory_efficiency: 0.8\nkernel_overhead_s: 1.0e-05\n", "looks like a device profile: pass it"),
     ],
 )
 def test_bad_files_are_one_line_user_errors(text: str, fragment: str) -> None:

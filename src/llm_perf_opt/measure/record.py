@@ -317,10 +317,17 @@ def loads_measurement(text: str, *, source: str = "<string>") -> Measurement:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MeasurementError(f"measurement {source} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise MeasurementError(
+            f"measurement {source} is not valid JSON: {exc.msg} at line {exc.lineno}{_not_a_measurement(text)}"
+        ) from None
     if not isinstance(payload, Mapping):
         raise MeasurementError(f"measurement {source} must hold a JSON object, got {type(payload).__name__}")
     version = payload.get("schema_version")
+    if version is None and "run_id" not in payload:
+        raise MeasurementError(
+            f"{source} is not a measurement: it has no schema_version or run_id{_not_a_measurement(text)}; pass a "
+            "file written by `llm-perf-opt measure`"
+        )
     if version not in READABLE_VERSIONS:
         raise MeasurementError(
             f"measurement {source} has schema_version {version!r}, expected one of "
@@ -331,6 +338,16 @@ def loads_measurement(text: str, *, source: str = "<string>") -> Measurement:
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         detail = "; ".join(_flatten(exc))
         raise MeasurementError(f"measurement {source} does not match the measurement schema: {detail}") from None
+
+
+def _not_a_measurement(text: str) -> str:
+    """What a file that is not a measurement looks like instead, for the error (a device profile or a report file:
+    likely mix-ups), or nothing."""
+    if "kernel_overhead_s" in text and "memory_efficiency" in text:
+        return "; it looks like a device profile: pass it to --device-profile"
+    if "report_id" in text:
+        return "; it looks like a report file: compare reports with `llm-perf-opt diff`"
+    return ""
 
 
 def migrate(payload: Mapping[str, Any]) -> dict[str, Any]:
