@@ -467,7 +467,7 @@ def _holding(queue: Path, pid: int | None = None) -> Iterator[None]:
         yield
 
 
-def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range() -> None:
+def test_no_wait_without_a_live_builder_of_these_shapes() -> None:
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()
     said: list[str] = []
@@ -495,14 +495,43 @@ def test_no_wait_without_a_live_builder_of_these_shapes_or_below_a_basis_range()
     with _holding(cache.queue):
         _mark(cache.queue, os.getpid(), "other shapes")
         assert wait(big) is None
-        _mark(cache.queue, os.getpid(), key)
-        assert wait(attrs.evolve(workload, batch_size=EXTRAPOLATE_FROM - 1)) is None  # no basis derives it
-        _mark(cache.queue, os.getpid(), key, first=65)
-        assert wait(big) is None  # below the range the basis being built will derive
-    assert said == []
+    assert said == [] and not cache.wishes.exists()
 
 
-def test_a_batch_below_the_basis_being_built_traces_without_building_it_again() -> None:
+@pytest.mark.parametrize("batch", [EXTRAPOLATE_FROM - 1, 64])
+def test_a_batch_change_asks_the_builder_for_its_batch_and_takes_the_wish_back_when_it_gives_up(batch: int) -> None:
+    # any batch, also below the range of the basis being built: the builder traces it at its next pass
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    said: list[str] = []
+    asked = attrs.evolve(workload, batch_size=batch)
+    key = shapes_key(source, asked, **shapes)
+    wishes: list[list[dict[str, Any]]] = []
+    with _builder_process(cache.queue) as builder:
+        _mark(cache.queue, builder.pid, key, first=65)
+        timer = threading.Timer(0.2, lambda: wishes.append(_wishes_in(cache)))
+        timer.start()
+        started = time.monotonic()
+        assert prepare.waited_for_basis(source, asked, cache=cache, say=said.append, limit_s=0.5, **shapes) is None
+        timer.join()
+    assert 0.5 <= time.monotonic() - started < 5  # until the limit: this builder serves nothing
+    assert said == [
+        f"waiting for background process {builder.pid}: it traces this batch next, on its tree (sooner "
+        "than a trace here)"
+    ]
+    (wish,) = wishes[0]
+    assert (wish["pid"], wish["model"], wish["workload"]["batch_size"]) == (os.getpid(), source.name, batch)
+    assert _wishes_in(cache) == []  # taken back: nobody waits for it now
+
+
+def _wishes_in(cache: TraceCache) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(cache.wishes.glob("*.json"))] if cache.wishes.is_dir() else []
+
+
+def test_a_batch_the_builder_does_not_serve_traces_without_building_its_basis_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prepare, "BASIS_WAIT_LIMIT_S", 0.3)  # (this process stands in for the builder: it serves none)
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()
     run_analysis(TINY)  # the first batch: the shapes are seen
@@ -510,7 +539,7 @@ def test_a_batch_below_the_basis_being_built_traces_without_building_it_again() 
     said: list[str] = []
     with _holding(cache.queue):
         run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM), prepare_batches=True, progress=said.append)
-    assert not any("waiting for background process" in line for line in said)  # below the range being built
+    assert any("waiting for background process" in line for line in said)  # asked, and gave up at the limit
     assert cache.info().batch_bases == 0  # traced, and no second basis built beside the one being built
     (cache.queue / prepare.WORKING_NAME).unlink()
     run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM + 2), prepare_batches=True)
@@ -569,37 +598,88 @@ def test_a_waiting_batch_change_is_served_as_soon_as_a_stored_basis_derives_it()
     assert waited < 30  # not until the builder is done (60 s) or the limit (50 s)
 
 
-def test_a_batch_below_the_first_point_traces_until_a_first_version_is_stored() -> None:
-    # below the basis's first point only its second version (the low batches are traced last) derives a batch:
-    # before any version is stored a trace of it ends sooner than that wait
+def test_the_builder_traces_a_wish_on_its_tree_and_stores_it_where_the_asker_looks() -> None:
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()
     key = shapes_key(source, workload, **shapes)
-    said: list[str] = []
+    asked = attrs.evolve(workload, batch_size=6, max_new_tokens=3)  # (another output length is the same shapes)
+    model = prepare.built_model(source, attention="flash")
+    wish = prepare._wished(source, asked, key=key, cache=cache, **shapes)
+    assert wish is not None and wish.exists()
+    stale = prepare._wished(source, attrs.evolve(asked, batch_size=7), key=key, cache=cache, **shapes)
+    assert stale is not None
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "pid": dead.pid}))  # its asker is gone
+    wishes = prepare._Wishes(cache, key, source, {**shapes, "cache": cache, "model": model})
+    wishes()
+    assert _wishes_in(cache) == []  # both taken off
+    assert trace_step.entry_path(source, asked, cache=cache, **shapes).exists()
+    assert not trace_step.entry_path(source, attrs.evolve(asked, batch_size=7), cache=cache, **shapes).exists()
+    served = trace_step.cached(source, asked, cache=cache, **shapes)
+    assert served is not None
+    direct = traced(source, asked, cache=None, **shapes)[0]
+    assert (served[0].nodes, served[0].op_ledger) == (direct.nodes, direct.op_ledger)
 
-    def wait(batch: int, limit_s: float = 50) -> object:
-        return prepare.waited_for_basis(
-            source, attrs.evolve(workload, batch_size=batch), cache=cache, say=said.append, limit_s=limit_s, **shapes
-        )
 
-    with _builder_process(cache.queue) as builder:
-        _mark(cache.queue, builder.pid, key, first=1, point=EXTRAPOLATE_FROM + 1)
+def test_the_first_call_waits_for_the_forking_command_to_exit_then_briefly_for_a_wish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source, workload, shapes = _tiny_shapes()
+    cache = TraceCache()
+    key = shapes_key(source, workload, **shapes)
+    monkeypatch.setattr(prepare, "_PARENT_LIMIT_S", 0.2)
+
+    def first_call(window_after: int) -> float:
+        wishes = prepare._Wishes(cache, key, source, {**shapes, "cache": cache}, window_after=window_after)
         started = time.monotonic()
-        assert wait(EXTRAPOLATE_FROM) is None  # below the first point, nothing stored: at once, no wait
-        assert said == [] and time.monotonic() - started < 5
-        _mark(cache.queue, builder.pid, key, first=None, point=None)  # the first point not known yet: waits ...
-        timer = threading.Timer(0.5, lambda: _mark(cache.queue, builder.pid, key, first=1, point=99))
-        timer.start()
-        assert wait(EXTRAPOLATE_FROM) is None  # ... until it is, above the batch
-        timer.join()
-        assert len(said) == 1 and time.monotonic() - started < 30  # not until the builder ends (60 s) or the limit
-        assert wait(99, limit_s=0.3) is None  # from the first point on: waits (here until the limit; nothing stored)
-        assert len(said) == 2 and said[-1].startswith(f"waiting for background process {builder.pid}")
-        # a builder that stores no first version (DeepSeek-OCR-2's basis comes with its low batches, about 20 s on):
-        # every batch traces until something is stored
-        marker = {"pid": builder.pid, "shapes": key, "from": 2, "first": 11, "early": False}
-        (cache.queue / prepare.WORKING_NAME).write_text(json.dumps(marker))
-        assert wait(99) is None and len(said) == 2
+        wishes()
+        wishes()  # (the window is the first call's only)
+        return time.monotonic() - started
+
+    # the command exited (this process's parent is another): the window, no wish in it
+    monkeypatch.setattr(prepare, "WISH_WINDOW_S", 0.3)
+    assert 0.3 <= first_call(window_after=-1) < 2.5
+    # the command goes on past the limit (a service's worker): no window after the limit
+    monkeypatch.setattr(prepare, "WISH_WINDOW_S", 5.0)
+    assert 0.2 <= first_call(window_after=os.getppid()) < 2.5
+
+
+def test_a_batch_change_right_after_a_cold_run_is_traced_by_the_background_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The forked builder serves a batch asked while it builds the basis (here before the basis is done: the tiny
+    model's basis under skewed routing takes seconds), on its tree, and the asker reads it from the cache."""
+    monkeypatch.delenv(prepare.PREPARE_ENV)
+    monkeypatch.setattr(prepare, "_may_fork", lambda: True)
+    monkeypatch.setattr(prepare, "_PARENT_LIMIT_S", 0.1)  # (this process, its parent, goes on: no window)
+    search = prepare.first_basis_batch
+
+    def slow_search(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)  # (the basis's first pass comes after this: the wish is in by then, whatever the load)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "first_basis_batch", slow_search)
+    source, workload, shapes = _tiny_shapes()
+    first = run_analysis(TINY)
+    cache = TraceCache()
+    key = shapes_key(source, workload, **shapes)
+    process = _start_tiny_basis(first.workload)
+    assert isinstance(process, prepare.Forked)
+    deadline = time.monotonic() + 60
+    while prepare.basis_builder(cache.queue, key) is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # (as a command a moment later finds it)
+    said: list[str] = []
+    asked = attrs.evolve(TINY, batch_size=2)
+    result = run_analysis(asked, prepare_batches=True, progress=said.append)
+    done_before = prepare.basis_builder(cache.queue, key) is not None
+    assert process.wait(timeout=300) == 0
+    assert any(f"waiting for background process {process.pid}: it traces this batch next" in s for s in said)
+    assert any("from the trace cache" in line for line in said)
+    assert done_before  # served while the basis was still being built ...
+    assert "derived" not in result.trace.batch_note  # ... by a trace of its own
+    direct = traced(source, attrs.evolve(workload, batch_size=2), cache=None, **shapes)[0]
+    assert (result.trace.nodes, result.trace.op_ledger) == (direct.nodes, direct.op_ledger)
 
 
 def test_a_forked_worker_keeps_the_basis_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,9 +77,9 @@ def test_the_traced_batchs_language_passes_are_not_traced_again(
     runs: list[str] = []
     run_pass = engine._run_pass
 
-    def counted(state: Any, stage: str, *args: Any) -> Any:
+    def counted(state: Any, stage: str, *args: Any, **kwargs: Any) -> Any:
         runs.append(stage)
-        return run_pass(state, stage, *args)
+        return run_pass(state, stage, *args, **kwargs)
 
     monkeypatch.setattr(engine, "_run_pass", counted)
     _, _, _, basis = _trace(v1, 11, RoutingModel.balanced(), batch_basis=(1, 1024))
@@ -314,9 +314,9 @@ def test_the_basis_without_its_low_batches_is_handed_over_before_they_are_traced
     prefills: list[str] = []
     run_pass = engine._run_pass
 
-    def counted(state: Any, stage: str, *args: Any) -> Any:
+    def counted(state: Any, stage: str, *args: Any, **kwargs: Any) -> Any:
         prefills.extend([stage] if stage == "prefill" else [])
-        return run_pass(state, stage, *args)
+        return run_pass(state, stage, *args, **kwargs)
 
     monkeypatch.setattr(engine, "_run_pass", counted)
     early: list[tuple[int, BatchBasis]] = []

@@ -124,7 +124,7 @@ def run_analysis(
         if prepare_batches and cache is not None and not new_shapes
         else None
     )
-    busy = (  # a background process builds these shapes' basis (this batch is below it): do not build it again
+    busy = (  # a background process builds these shapes' basis and did not serve this batch: do not build it again
         waited is None
         and prepare_batches
         and cache is not None

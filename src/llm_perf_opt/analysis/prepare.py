@@ -16,18 +16,22 @@ at the basis's first batch, whose language passes are then that point's (or the 
 least :data:`~llm_perf_opt.tracer.batch_fit.EXTRAPOLATE_FROM` rows), with a basis, and stores both
 (:func:`~llm_perf_opt.analysis.trace_step.build_batch_basis`). The basis derives every batch from 1 on (its low
 points, :data:`~llm_perf_opt.tracer.batch_derive.LOW_POINTS`); when it keeps fewer of them, the process traces the
-batches below them too (:func:`prepared_batches`). The basis is kept about five to seven seconds after a cold run on a
-2-core machine; then every batch of those shapes is derived in under a second, and a batch change made while the basis
-is built waits for it (:func:`waited_for_basis`), unless it is below the basis's first point and no version is stored
-yet (then it traces: sooner).
+batches below them too (:func:`prepared_batches`). The basis is kept about three to five seconds after a cold run on a
+2-core machine; then every batch of those shapes is derived in under a second.  A batch change made while the basis
+is built asks the process for its batch (:func:`waited_for_basis`: a file in ``prepare/wishes/``), and the process
+traces it before its next pass, on its warm tree with the row stages it traced already (:class:`_Wishes`), and
+stores it where the command reads it: about 0.5 s, so the command answers in under a second there too (a trace of
+its own took 1.7 s, and the wait for the basis up to 1.5 s more).  A process forked from a command waits
+:data:`WISH_WINDOW_S` after that command exits, its rows traced, for such a wish before it starts the basis: a
+script's next command comes about 0.1 s later.
 
 Only the built-in DeepSeek-OCR v1 sources and DeepSeek-OCR-2 keep a basis (:data:`BASIS_KINDS`), so only they start
 one.  DeepSeek-OCR-2's basis holds every stage (its vision encodes all rows in one call) and is stored once, with its
-low batches (about 9 s after a cold run): a batch change made before then traces.
+low batches (about 9 s after a cold run); a batch change made before then is traced by the process too.
 ``LLM_PERF_OPT_PREPARE=0`` (:data:`PREPARE_ENV`) turns it off; ``--no-cache`` never starts one.  Writes are the
 cache's own (atomic): a process that is killed leaves nothing half-written (a request is taken off the queue before
-it is worked, so none is retried forever), and a batch change below the basis's range made before it is done traces
-as it would without it.
+it is worked, so none is retried forever, and so is a wish), and a batch change waiting for it then traces as it
+would without it.
 The process says nothing; a request is queued at most once per shapes (the cache's note that the shapes were seen
 stops the next run from queueing another).  ``llm-perf-opt cache clear`` empties the queue too, and stops the
 process working it first (:func:`stop_queue_worker`), so nothing it builds lands in the emptied cache.
@@ -57,6 +61,7 @@ from llm_perf_opt.analysis.trace_step import (
     build_batch_basis,
     built_model,
     cached,
+    entry_path,
     first_basis_batch,
     shapes_key,
     stores_early,
@@ -69,8 +74,8 @@ from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
 from llm_perf_opt.tracer.batch_derive import low_points
-from llm_perf_opt.tracer.batch_fit import EXTRAPOLATE_FROM
 from llm_perf_opt.tracer.lazy_metas import defer_python_metas
+from llm_perf_opt.tracer.sharing import between_passes, remembering_rows
 from llm_perf_opt.workloads import RoutingModel, Workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
 
@@ -139,17 +144,35 @@ STOP_WAIT_S = 5.0
 
 _POLL_S = 0.1
 
+WISH_WINDOW_S = 0.3
+"""A background process forked from a command waits this long once the command has exited (the rows of its first
+trace done) for a batch change to ask for its batch before it goes on with the basis: a script's next command asks
+about 0.1 s after the last one exits, and is then served by a trace of its own batch at once."""
+
+_WISH_POLL_S = 0.01
+"""How often an asker looks for the batch it asked for, and the background process for wishes in its window."""
+
+_PARENT_LIMIT_S = 5.0
+"""The window opens only once the forking command has exited, if it does within this long."""
+
 BASIS_KINDS = ("builtin-v1", "deepseek-ocr-2")
 """The model source kinds whose batch basis a background process keeps (the built-in v1 trees, whose modules the
 tracer replays, and DeepSeek-OCR-2, whose MoE layers its source names)."""
 
 
 def prepare_request(
-    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+    source: Any,
+    workload: Any,
+    *,
+    attention: Literal["flash", "eager"],
+    routing: RoutingModel,
+    cache: TraceCache,
+    wish: bool = False,
 ) -> dict[str, Any] | None:
     """What the background process needs to keep ``workload``'s batch basis (JSON-ready), or None when no basis is
-    kept for ``source`` or :data:`PREPARE_ENV` is ``0``."""
-    if os.environ.get(PREPARE_ENV) == "0" or getattr(source, "kind", None) not in BASIS_KINDS:
+    kept for ``source`` or :data:`PREPARE_ENV` is ``0``; with ``wish``, what it needs to trace ``workload`` for a
+    command that waits for it (whatever :data:`PREPARE_ENV` says: that process runs already)."""
+    if (os.environ.get(PREPARE_ENV) == "0" and not wish) or getattr(source, "kind", None) not in BASIS_KINDS:
         return None
     return {
         "model": source.name,
@@ -271,7 +294,7 @@ def _forked_worker(queue: Path, models: Mapping[tuple[str, str], Any], *, goes_o
         os.environ[PREPARE_ENV] = "0"
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
-        drain(queue, models)
+        drain(queue, models, window_after=None if goes_on else os.getppid())
         code = 0
     finally:
         os._exit(code)
@@ -301,44 +324,69 @@ def waited_for_basis(
     routing: RoutingModel,
     cache: TraceCache,
     say: Callable[[str], None],
-    limit_s: float = BASIS_WAIT_LIMIT_S,
+    limit_s: float | None = None,
 ) -> TraceOutcome | None:
-    """``workload`` from the cache once the batch basis of its shapes that a background process is building right
-    now is kept and derives it (at most ``limit_s`` seconds): tracing the same basis next to it would end later.  None
-    at once when nothing builds it or the batch is below the range that basis will cover (its lowest batch, as the
-    builder's marker says; :data:`EXTRAPOLATE_FROM` at least), and None when the basis, once kept, does not derive the
-    batch (the caller traces it).  A batch below the basis's first point is derived only by its second version (with
-    the low batches, traced last): before the first version is stored that is longer off than a trace of the batch
-    (on a 2-core machine, about 5 s against 3 s right after a cold run), so it is None then too; and so is every
-    batch while nothing is stored of a basis that stores no first version (DeepSeek-OCR-2's: :func:`_sooner_traced`)."""
-    if workload.batch_size < EXTRAPOLATE_FROM:
-        return None
+    """``workload`` from the cache, served by the background process that is building the batch basis of its shapes
+    right now (at most ``limit_s`` seconds, default :data:`BASIS_WAIT_LIMIT_S`): it is asked for this batch (a wish,
+    :class:`_Wishes`) and traces it before its next pass, on its warm tree - about 0.5 s on a 2-core machine, where a
+    trace here takes 1.7 s - or derives it from the basis once kept, whichever comes first.  None at once when
+    nothing builds that basis, and None when the process ends or lets go of the shapes without serving the batch
+    (the caller traces it)."""
     key = shapes_key(source, workload, attention=attention, routing=routing)
     builder = _builder(cache.queue, key)
-    if builder.pid is None or (builder.lowest is not None and workload.batch_size < builder.lowest):
+    if builder.pid is None:
         return None
     shapes: dict[str, Any] = {"attention": attention, "routing": routing, "cache": cache}
     served = cached(source, workload, **shapes)
     if served is not None:
         return served
+    pid = builder.pid
+    wish = _wished(source, workload, key=key, **shapes)
+    if wish is None:
+        return None
+    say(f"waiting for background process {pid}: it traces this batch next, on its tree (sooner than a trace here)")
+    exact = entry_path(source, workload, **shapes)
     kept = cache.batch_path(key)
     seen = _stamp(kept)
-    if _sooner_traced(builder, workload.batch_size, stored=seen is not None):
-        return None
-    pid = builder.pid
-    say(f"waiting for background process {pid}: it is keeping a batch basis of these shapes (sooner than a trace)")
-    deadline = time.monotonic() + limit_s
-    while (builder := _builder(cache.queue, key)).pid == pid and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-        stamp = _stamp(kept)
-        if stamp is not None and stamp != seen:  # stored (first without its low batches): it may derive this one
-            seen = stamp
-            served = cached(source, workload, **shapes)
-            if served is not None:
-                return served
-        if _sooner_traced(builder, workload.batch_size, stored=seen is not None):
-            return None
+    deadline = time.monotonic() + (BASIS_WAIT_LIMIT_S if limit_s is None else limit_s)
+    try:
+        while _builder(cache.queue, key).pid == pid and time.monotonic() < deadline:
+            time.sleep(_WISH_POLL_S)
+            stamp = _stamp(kept)
+            if exact.exists() or (stamp is not None and stamp != seen):  # traced, or a basis stored that may derive it
+                seen = stamp
+                served = cached(source, workload, **shapes)
+                if served is not None:
+                    return served
+    finally:
+        with contextlib.suppress(OSError):
+            wish.unlink()  # (when it is not taken yet: nobody waits for it now)
     return cached(source, workload, **shapes)
+
+
+def _wished(
+    source: Any,
+    workload: Any,
+    *,
+    cache: TraceCache,
+    key: str,
+    attention: Literal["flash", "eager"],
+    routing: RoutingModel,
+) -> Path | None:
+    """Ask the background process building the basis of the shapes ``key`` for ``workload``: a file in the cache's
+    wishes folder naming it and this process (:class:`_Wishes` traces it); its path, or None when it cannot be
+    written."""
+    request = prepare_request(source, workload, attention=attention, routing=routing, cache=cache, wish=True)
+    if request is None:
+        return None
+    request["pid"] = os.getpid()
+    path = cache.wishes / f"{key}.{trace_key(request)}.json"
+    try:
+        cache.wishes.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(request, sort_keys=True).encode("utf-8"))
+    except OSError:
+        return None
+    return path
 
 
 def _sooner_traced(builder: _Builder, batch: int, *, stored: bool) -> bool:
@@ -445,33 +493,34 @@ def main(argv: Sequence[str] | None = None, *, niceness: int = NICENESS) -> int:
     return 0
 
 
-def drain(queue: Path, models: Mapping[tuple[str, str], Any] | None = None) -> int:
+def drain(queue: Path, models: Mapping[tuple[str, str], Any] | None = None, *, window_after: int | None = None) -> int:
     """Work the requests in ``queue``, oldest first, until none is left - unless another process holds the queue's
     lock (it works ours too: a holder looks again after letting go); a request of a ``(model, attention)`` in
-    ``models`` uses that tree instead of building one.  Returns how many bases were kept."""
+    ``models`` uses that tree instead of building one.  ``window_after``: the command this process was forked from;
+    the first request waits a moment for a batch change once it has exited (:data:`WISH_WINDOW_S`).  Returns how
+    many bases were kept."""
     kept = 0
     while True:
         with _locked(queue) as held:
             if not held:
                 return kept
             while (path := _oldest(queue)) is not None:
-                kept += _work(path, models or {})
+                kept += _work(path, models or {}, window_after=window_after)
+                window_after = None
         if _oldest(queue) is None:
             return kept
 
 
-def _work(path: Path, models: Mapping[tuple[str, str], Any]) -> int:
+def _work(path: Path, models: Mapping[tuple[str, str], Any], *, window_after: int | None = None) -> int:
     """Take the request at ``path`` off the queue and work it: its batch basis, then the batches below what the basis
-    derives (:func:`prepared_batches`); 1 when a basis is kept.  A request that cannot be read or worked is dropped
-    (nothing retries it forever)."""
+    derives (:func:`prepared_batches`); 1 when a basis is kept.  Meanwhile, before each pass it traces, the batches
+    of these shapes someone waits for are traced first (:class:`_Wishes`; ``window_after`` as in :func:`drain`).  A
+    request that cannot be read or worked is dropped (nothing retries it forever)."""
     try:
         request = json.loads(path.read_text(encoding="utf-8"))
         path.unlink()
         source = resolve_model_source(request["model"])
-        raw = request["workload"]
-        workload: Workload | Ocr2Workload = (
-            converter.structure(raw, Ocr2Workload) if request.get("ocr2") else converter.structure(raw, Workload)
-        )
+        workload = _workload_of(request)
         routing = converter.structure(request["routing"], RoutingModel)
         cache = TraceCache(Path(request["cache"]))
     except (OSError, ValueError, KeyError, TypeError, UserError):
@@ -484,16 +533,89 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any]) -> int:
         key = shapes_key(source, workload, attention=request["attention"], routing=routing)
         # named at once: a batch change made meanwhile waits for this basis rather than building it too (a tree to
         # build, then the search for the first point: 2.8 s under skewed:8)
-        with _building(path.parent, key, early=stores_early(source)) as name:
+        with _building(path.parent, key, early=stores_early(source)) as name, remembering_rows():
             model = models.get((source.name, request["attention"]))  # one tree for all its traces
             model = model if model is not None else built_model(source, attention=request["attention"])
             shapes["model"] = model
+            wishes = _Wishes(cache, key, source, shapes, window_after=window_after)
+            wishes()
             first = first_basis_batch(source, workload, routing=routing, model=model)
             name(first)
-            lowest = build_batch_basis(source, workload, first=first, **shapes)
+            with between_passes(wishes):
+                lowest = build_batch_basis(source, workload, first=first, **shapes)
         for batch in prepared_batches(lowest, traced_at=(workload.batch_size,)):
             traced(source, attrs.evolve(workload, batch_size=batch), **shapes)
     return int(lowest is not None)
+
+
+class _Wishes:
+    """The batches of the shapes ``key`` that commands wait for while this process builds their basis (one file
+    each in the queue's wishes folder, written by :func:`waited_for_basis`): called before each pass of the build
+    (:func:`~llm_perf_opt.tracer.engine.between_passes`), it traces and stores each of them at once, on the same tree
+    (its row stages read from the build's, :func:`~llm_perf_opt.tracer.trace.remembering_rows`), where the command
+    finds it: about 0.5 s on a 2-core machine, where waiting for the basis took up to 1.5 s and a trace of the
+    command's own 1.7 s.  The first call, with ``window_after`` (the command this process was forked from), waits
+    for that command to exit and then :data:`WISH_WINDOW_S` for a wish, so a script's next command is served
+    before the basis's first pass."""
+
+    def __init__(
+        self,
+        cache: TraceCache,
+        key: str,
+        source: Any,
+        shapes: Mapping[str, Any],
+        *,
+        window_after: int | None = None,
+    ) -> None:
+        self.folder = cache.wishes
+        self.key = key
+        self.source = source
+        self.shapes = dict(shapes)
+        self.window_after = window_after
+
+    def __call__(self) -> None:
+        if self.window_after is not None:
+            parent, self.window_after = self.window_after, None
+            self._window(parent)
+        for path in self._pending():
+            self._serve(path)
+
+    def _pending(self) -> list[Path]:
+        try:
+            return sorted(self.folder.glob(f"{self.key}.*.json"))
+        except OSError:
+            return []
+
+    def _window(self, parent: int) -> None:
+        """Wait until ``parent`` has exited (this process is then another's child), then for a wish, at most
+        :data:`WISH_WINDOW_S`."""
+        limit = time.monotonic() + _PARENT_LIMIT_S
+        while os.getppid() == parent and time.monotonic() < limit:
+            time.sleep(_WISH_POLL_S)
+        if os.getppid() == parent:
+            return
+        end = time.monotonic() + WISH_WINDOW_S
+        while not self._pending() and time.monotonic() < end:
+            time.sleep(_WISH_POLL_S)
+
+    def _serve(self, path: Path) -> None:
+        """Trace the wish at ``path`` (taken off first: a wish that fails is not tried again) when its asker still
+        waits."""
+        try:
+            request = json.loads(path.read_text(encoding="utf-8"))
+            path.unlink()
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(Exception):  # a wish that fails to trace must not stop the basis (its asker traces)
+            if not pid_alive(int(request["pid"])):
+                return
+            traced(self.source, _workload_of(request), keep_batch_basis=False, **self.shapes)
+
+
+def _workload_of(request: Mapping[str, Any]) -> Workload | Ocr2Workload:
+    """The workload of a queued request or a wish."""
+    raw = request["workload"]
+    return converter.structure(raw, Ocr2Workload) if request.get("ocr2") else converter.structure(raw, Workload)
 
 
 def prepared_batches(lowest: int | None, *, traced_at: tuple[int, ...]) -> list[int]:

@@ -24,6 +24,7 @@ done builds it itself.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from attrs import evolve
@@ -45,6 +46,7 @@ __all__ = [
     "built_model",
     "cached",
     "context_new_tokens",
+    "entry_path",
     "first_basis_batch",
     "shapes_key",
     "shapes_seen",
@@ -128,6 +130,13 @@ def _from_cache(
         _keep(cache, parts, found, result, provenance, basis)
         return (result, provenance, True), found, in_batch
     return None, found, in_batch
+
+
+def entry_path(
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, cache: TraceCache
+) -> Path:
+    """Where ``cache`` keeps the trace of exactly ``workload`` on ``source`` (it may not be there)."""
+    return cache.path(trace_key(analysis_key_parts(source, workload, attention=attention, routing=routing)))
 
 
 def shapes_key(source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel) -> str:

@@ -63,6 +63,10 @@ QUEUE_FOLDER = "prepare"
 """Folder under the cache root where ``analyze`` queues the batch bases a background process keeps
 (:mod:`llm_perf_opt.analysis.prepare`)."""
 
+WISHES_FOLDER = "wishes"
+"""Folder of the queue where a batch change made while the background process builds its shapes' batch basis asks
+that process for its batch (:func:`llm_perf_opt.analysis.prepare.waited_for_basis`)."""
+
 SEEN_SUFFIX = ".seen.json"
 """File name ending of a note that the shapes of a batch key were traced at some batch (``<key>.seen.json``: the
 next other batch then builds the basis)."""
@@ -184,6 +188,7 @@ class TraceCache:
         self.folder = self.root / "traces"
         self.obsolete = self.root / "figures"  # rendered figures of earlier versions (figures are now drawn)
         self.queue = self.root / QUEUE_FOLDER  # batch bases a background process is asked to keep
+        self.wishes = self.queue / WISHES_FOLDER  # batches someone waits for while that process works
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
@@ -321,7 +326,7 @@ class TraceCache:
         """Delete every trace and decode-basis entry (and leftover temporary files, the figure entries earlier
         versions kept, and the queued requests for batch bases); returns what was there."""
         before = self.info()
-        for folder in (self.folder, self.obsolete, self.queue):
+        for folder in (self.folder, self.obsolete, self.queue, self.wishes):
             doomed = _entries(folder) + (sorted(folder.glob(".*.tmp")) if folder.is_dir() else [])
             for path in doomed:
                 with contextlib.suppress(FileNotFoundError):

@@ -47,6 +47,7 @@ from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import NodeData, NodeKey, to_node_data
 from llm_perf_opt.tracer.raw import RawTrace
 from llm_perf_opt.tracer.result import BatchMethod, DecodeMethod, TraceResult
+from llm_perf_opt.tracer.sharing import RowMemo, at_boundary
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.tracer.state import PassCutError, TraceState
 from llm_perf_opt.tracer.tree import STAGE_ORDER, StageMeta, build_nodes
@@ -116,7 +117,9 @@ def _old_objects_left_alone() -> Iterator[None]:
             gc.unfreeze()
 
 
-def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options) -> RawTrace:
+def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options, *, boundary: bool = True) -> RawTrace:
+    if boundary:
+        at_boundary()
     state.begin_pass(stage)
     state.mark_kv(inputs.kv)
     state.track_inputs(inputs.live)
@@ -358,9 +361,11 @@ def trace_model_batched_with_basis(
     points: tuple[int, int, int] = BATCH_POINTS,
     far: Driver | None = None,
     basis_request: BasisRequest | None = None,
+    rows_memo: RowMemo | None = None,
 ) -> tuple[TraceResult, DecodeBasis | None, BatchBasis | None]:
     """:func:`trace_model` at ``batch`` rows (``driver_for(b)`` drives ``b`` rows) without tracing every row
-    (``far`` as there, at ``batch`` rows).
+    (``far`` as there, at ``batch`` rows; the row stages of ``rows_memo`` when it holds them:
+    :data:`~llm_perf_opt.tracer.sharing.RowMemo`).
 
     The prefill's vision and projector stages are traced at the three ``points`` (each pass stops when the language
     model starts) and extrapolated (:mod:`llm_perf_opt.tracer.batch_fit`); the prefill's language stages and the
@@ -377,7 +382,9 @@ def trace_model_batched_with_basis(
         state = TraceState(model, options.rules, pure=options.pure_modules)
         driver = driver_for(batch)
         try:
-            prefill_raw, rows = _extrapolated_prefill(state, driver_for, driver, batch, points, opts, options.rules)
+            prefill_raw, rows = _extrapolated_prefill(
+                state, driver_for, driver, batch, points, opts, options.rules, rows_memo
+            )
         except (BatchFitError, StubMissError) as exc:
             result, basis = _trace_model(model, driver, options, far=far)
             why = exc.where if isinstance(exc, BatchFitError) else str(exc)
@@ -425,23 +432,29 @@ def _extrapolated_prefill(
     points: tuple[int, int, int],
     opts: _Options,
     rules: StageRules,
+    memo: RowMemo | None = None,
 ) -> tuple[RawTrace, dict[int, RawTrace]]:
     """The prefill at ``batch``: row stages extrapolated from ``points``, the rest traced - by the driver's
     ``language_prefill`` when it has one (the row stages skipped), else with the row anchors stubbed; and the row
-    stages traced at each point."""
+    stages traced at each point (read from ``memo``, a :data:`~llm_perf_opt.tracer.sharing.RowMemo`, when it holds
+    them and the language prefill runs on its own; then kept in it)."""
     prefixes = rules.vision + rules.projector
     anchors = {path: module for path, module in state.index.entries if path in prefixes}
     stubs = AnchorStubs(anchors)
-    rows: dict[int, RawTrace] = {}
+    language_prefill = getattr(driver, "language_prefill", None)
+    remembered = callable(language_prefill) and memo is not None and all(b in memo for b in points)
+    rows: dict[int, RawTrace] = {b: memo[b] for b in points} if remembered and memo is not None else {}
     state.cut_after_vision = True
     try:
         with stubs.recording():
-            for b in points:
-                rows[b], _ = split_stages(_run_pass(state, "prefill", driver_for(b).prefill(), opts), _ROW_STAGES)
+            for b in points if not remembered else ():
+                raw = _run_pass(state, "prefill", driver_for(b).prefill(), opts, boundary=False)
+                rows[b], _ = split_stages(raw, _ROW_STAGES)
     finally:
         state.cut_after_vision = False
+    if memo is not None and callable(language_prefill):  # (a replayed pass needs its stubs recorded here)
+        memo.update(rows)
     extrapolated = extrapolate_stages(rows, batch)
-    language_prefill = getattr(driver, "language_prefill", None)
     if callable(language_prefill):  # the row stages do not run at all: no per-row glue either
         glue, kept = _language_prefill(state, driver, opts, rules)
         counted = rows[points[0]].table
@@ -450,7 +463,7 @@ def _extrapolated_prefill(
             raise BatchFitError(f"the language-only prefill at batch {batch} ran {extra}, which no row pass ran")
     else:
         with stubs.replaying():
-            full = _run_pass(state, "prefill", driver.prefill(), opts)
+            full = _run_pass(state, "prefill", driver.prefill(), opts, boundary=False)
         stubbed, kept = split_stages(full, _ROW_STAGES)
         for key, calls in stubbed.calls.items():
             if key[1] in anchors and extrapolated.calls.get(key) != calls:

@@ -31,6 +31,7 @@ from llm_perf_opt.tracer.engine import (
 )
 from llm_perf_opt.tracer.lazy_metas import python_metas_on_demand
 from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.sharing import rows_memo
 from llm_perf_opt.tracer.stages import StageRules
 from llm_perf_opt.workloads import RoutingModel, Workload, preset_workload
 from llm_perf_opt.workloads.ocr2 import Ocr2Workload
@@ -165,8 +166,9 @@ def trace_with_bases(
         else None
     )
     if extrapolates:
+        memo = rows_memo(model, work, source=source.name, attention=attention, verify=verify_fast_meta, replay=replay)
         result, basis, kept = trace_model_batched_with_basis(
-            model, driver_for, options, batch=rows, far=far, basis_request=request
+            model, driver_for, options, batch=rows, far=far, basis_request=request, rows_memo=memo
         )
         return result, driver, basis, kept
     if request is None:

@@ -1,0 +1,129 @@
+"""What traces of one tree share in a process: a hook between passes (which may trace the tree itself), and the row
+stages of one page's shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from torch import nn
+
+from llm_perf_opt.sources.registry import resolve_model_source
+from llm_perf_opt.tracer import engine
+from llm_perf_opt.tracer.result import TraceResult
+from llm_perf_opt.tracer.sharing import at_boundary, between_passes, remembering_rows, rows_memo
+from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.workloads import RoutingModel, Workload
+
+ROUTING = RoutingModel.skewed(1.2)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, nn.Module, Workload]:
+    source = resolve_model_source("deepseek-ocr-v1-tiny")
+    work = Workload.create(mode="tiny", page=(512, 512), max_new_tokens=4, batch_size=9, config=source.config)
+    return source, source.build(attn_implementation="sdpa"), work
+
+
+def _trace(tiny: tuple[Any, nn.Module, Workload], batch: int) -> TraceResult:
+    source, model, work = tiny
+    return trace_workload(source, attrs.evolve(work, batch_size=batch), model=model, routing=ROUTING)
+
+
+def _same(a: TraceResult, b: TraceResult) -> None:
+    assert (a.nodes, a.op_ledger, a.unsupported, a.uncalled_modules) == (
+        b.nodes,
+        b.op_ledger,
+        b.unsupported,
+        b.uncalled_modules,
+    )
+    assert (a.batch_note, a.decode_note) == (b.batch_note, b.decode_note)
+
+
+def test_a_trace_run_between_the_passes_of_another_changes_neither(
+    tiny: tuple[Any, nn.Module, Workload], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background basis process traces a batch someone waits for before a pass of its build, on the same tree."""
+    plain_outer, plain_inner = _trace(tiny, 9), _trace(tiny, 12)
+    events: list[tuple[str, str]] = []
+    inside = [False]
+    run_pass = engine._run_pass
+
+    def spy(*args: Any, boundary: bool = True) -> Any:
+        events.append(("inner" if inside[0] else "outer", "pass" if boundary else "row"))
+        return run_pass(*args, boundary=boundary)
+
+    monkeypatch.setattr(engine, "_run_pass", spy)
+    inner: list[TraceResult] = []
+
+    def hook() -> None:
+        events.append(("outer", "hook"))
+        if not inner:
+            inside[0] = True
+            inner.append(_trace(tiny, 12))
+            inside[0] = False
+
+    with between_passes(hook):
+        outer = _trace(tiny, 9)
+    _same(outer, plain_outer)
+    _same(inner[0], plain_inner)
+    # the hook ran right before every pass of the outer trace but its three row passes (cut after the vision
+    # stages), and never inside the trace it ran
+    mine = [what for who, what in events if who == "outer"]
+    passes = mine.count("pass")
+    assert passes >= 4  # (the language prefill and three decode steps)
+    assert mine == ["row", "row", "row", *["pass", "hook"] * passes]
+    assert ("inner", "hook") not in events and ("inner", "pass") in events
+
+
+def test_the_hook_is_not_called_outside_the_block_or_inside_itself() -> None:
+    seen: list[str] = []
+
+    def hook() -> None:
+        seen.append("hook")
+        at_boundary()  # (a trace the hook runs calls it too: nothing then)
+
+    at_boundary()
+    with between_passes(hook):
+        at_boundary()
+    at_boundary()
+    assert seen == ["hook"]
+
+
+def test_traces_under_remembering_rows_trace_the_row_stages_once(
+    tiny: tuple[Any, nn.Module, Workload], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = {b: _trace(tiny, b) for b in (9, 12, 30)}
+    rows: list[int] = []
+    run_pass = engine._run_pass
+
+    def spy(*args: Any, boundary: bool = True) -> Any:
+        rows.append(0 if boundary else 1)
+        return run_pass(*args, boundary=boundary)
+
+    monkeypatch.setattr(engine, "_run_pass", spy)
+    with remembering_rows():
+        remembered = {b: _trace(tiny, b) for b in (9, 12, 30)}
+    for b, result in remembered.items():
+        _same(result, plain[b])
+    assert sum(rows) == 3  # the rows at batch 1, 2, 3, traced by the first trace only
+    rows.clear()
+    _trace(tiny, 12)
+    assert sum(rows) == 3  # outside the block every trace traces them
+
+
+def test_the_row_memo_is_keyed_by_the_tree_and_the_page_not_the_batch_or_output_length(
+    tiny: tuple[Any, nn.Module, Workload],
+) -> None:
+    source, model, work = tiny
+    flags: dict[str, Any] = {"source": source.name, "attention": "flash", "verify": False, "replay": True}
+    assert rows_memo(model, work, **flags) is None  # outside remembering_rows
+    with remembering_rows():
+        memo = rows_memo(model, work, **flags)
+        assert memo is not None
+        assert rows_memo(model, attrs.evolve(work, batch_size=300, max_new_tokens=40), **flags) is memo
+        other_page = Workload.create(mode="tiny", page=(640, 640), config=source.config)
+        assert rows_memo(model, other_page, **flags) is not memo
+        assert rows_memo(model, work, **{**flags, "attention": "eager"}) is not memo
+        assert rows_memo(nn.Linear(1, 1), work, **flags) is not memo
