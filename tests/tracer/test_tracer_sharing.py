@@ -13,7 +13,7 @@ from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracer import engine
 from llm_perf_opt.tracer.result import TraceResult
 from llm_perf_opt.tracer.sharing import at_boundary, between_passes, remembering_rows, rows_memo
-from llm_perf_opt.tracer.trace import trace_workload
+from llm_perf_opt.tracer.trace import trace_rows_ahead, trace_workload
 from llm_perf_opt.workloads import RoutingModel, Workload
 
 ROUTING = RoutingModel.skewed(1.2)
@@ -127,3 +127,28 @@ def test_the_row_memo_is_keyed_by_the_tree_and_the_page_not_the_batch_or_output_
         assert rows_memo(model, other_page, **flags) is not memo
         assert rows_memo(model, work, **{**flags, "attention": "eager"}) is not memo
         assert rows_memo(nn.Linear(1, 1), work, **flags) is not memo
+
+
+def test_rows_traced_ahead_are_the_ones_a_later_trace_reads(
+    tiny: tuple[Any, nn.Module, Workload], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background basis process traces the page's rows while it waits for its command to exit."""
+    source, model, work = tiny
+    plain = _trace(tiny, 12)
+    rows: list[int] = []
+    run_pass = engine._run_pass
+
+    def spy(*args: Any, boundary: bool = True) -> Any:
+        rows.append(0 if boundary else 1)
+        return run_pass(*args, boundary=boundary)
+
+    monkeypatch.setattr(engine, "_run_pass", spy)
+    trace_rows_ahead(source, attrs.evolve(work, batch_size=1), model=model, routing=ROUTING)
+    assert rows == []  # outside remembering_rows: nothing to keep them in
+    with remembering_rows():
+        trace_rows_ahead(source, attrs.evolve(work, batch_size=1), model=model, routing=ROUTING)
+        assert rows == [1, 1, 1]
+        trace_rows_ahead(source, work, model=model, routing=ROUTING)
+        assert rows == [1, 1, 1]  # held already
+        _same(_trace(tiny, 12), plain)
+    assert sum(rows) == 3  # the trace read them

@@ -21,9 +21,9 @@ batches below them too (:func:`prepared_batches`). The basis is kept about three
 is built asks the process for its batch (:func:`waited_for_basis`: a file in ``prepare/wishes/``), and the process
 traces it before its next pass, on its warm tree with the row stages it traced already (:class:`_Wishes`), and
 stores it where the command reads it: about 0.5 s, so the command answers in under a second there too (a trace of
-its own took 1.7 s, and the wait for the basis up to 1.5 s more).  A process forked from a command waits
-:data:`WISH_WINDOW_S` after that command exits, its rows traced, for such a wish before it starts the basis: a
-script's next command comes about 0.1 s later.
+its own took 1.7 s, and the wait for the basis up to 1.5 s more).  A process forked from a command traces the
+page's row stages while that command exits, then waits :data:`WISH_WINDOW_S` for such a wish before it starts the
+basis: a script's next command comes about 0.15 s later.
 
 Only the built-in DeepSeek-OCR v1 sources and DeepSeek-OCR-2 keep a basis (:data:`BASIS_KINDS`), so only they start
 one.  DeepSeek-OCR-2's basis holds every stage (its vision encodes all rows in one call) and is stored once, with its
@@ -63,6 +63,7 @@ from llm_perf_opt.analysis.trace_step import (
     cached,
     entry_path,
     first_basis_batch,
+    rows_ahead,
     shapes_key,
     stores_early,
     traced,
@@ -141,8 +142,6 @@ BASIS_WAIT_LIMIT_S = 120.0
 
 STOP_WAIT_S = 5.0
 """:func:`stop_queue_worker` waits at most this long for the process it stops to let go of the queue."""
-
-_POLL_S = 0.1
 
 WISH_WINDOW_S = 0.3
 """A background process forked from a command waits this long once the command has exited (the rows of its first
@@ -389,14 +388,6 @@ def _wished(
     return path
 
 
-def _sooner_traced(builder: _Builder, batch: int, *, stored: bool) -> bool:
-    """Whether no version of the basis ``builder`` works on is stored yet, and ``batch`` is below its first point or
-    it stores no first version (then a trace of the batch ends sooner than the wait for the basis with its low
-    batches: DeepSeek-OCR-2's comes about 9 s after a cold run)."""
-    below = builder.first is not None and batch < builder.first
-    return not stored and (below or not builder.early)
-
-
 def _stamp(path: Path) -> int | None:
     """``path``'s modification time in ns, or None when there is none."""
     try:
@@ -538,7 +529,8 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any], *, window_after: in
             model = model if model is not None else built_model(source, attention=request["attention"])
             shapes["model"] = model
             wishes = _Wishes(cache, key, source, shapes, window_after=window_after)
-            wishes()
+            wishes.ahead = lambda: rows_ahead(source, workload, **_tree_shapes(shapes))
+            wishes()  # (its window, in which it traces the page's row stages: the basis and every wish read them)
             first = first_basis_batch(source, workload, routing=routing, model=model)
             name(first)
             with between_passes(wishes):
@@ -551,12 +543,12 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any], *, window_after: in
 class _Wishes:
     """The batches of the shapes ``key`` that commands wait for while this process builds their basis (one file
     each in the queue's wishes folder, written by :func:`waited_for_basis`): called before each pass of the build
-    (:func:`~llm_perf_opt.tracer.engine.between_passes`), it traces and stores each of them at once, on the same tree
-    (its row stages read from the build's, :func:`~llm_perf_opt.tracer.trace.remembering_rows`), where the command
+    (:func:`~llm_perf_opt.tracer.sharing.between_passes`), it traces and stores each of them at once, on the same tree
+    (its row stages read from the build's, :func:`~llm_perf_opt.tracer.sharing.remembering_rows`), where the command
     finds it: about 0.5 s on a 2-core machine, where waiting for the basis took up to 1.5 s and a trace of the
-    command's own 1.7 s.  The first call, with ``window_after`` (the command this process was forked from), waits
-    for that command to exit and then :data:`WISH_WINDOW_S` for a wish, so a script's next command is served
-    before the basis's first pass."""
+    command's own 1.7 s.  The first call, with ``window_after`` (the command this process was forked from), runs
+    :attr:`ahead` (the page's row stages, traced meanwhile), waits for that command to exit and then
+    :data:`WISH_WINDOW_S` for a wish, so a script's next command is served before the basis starts."""
 
     def __init__(
         self,
@@ -572,6 +564,8 @@ class _Wishes:
         self.source = source
         self.shapes = dict(shapes)
         self.window_after = window_after
+        self.ahead: Callable[[], None] | None = None
+        """What to do first in the window, while the command that forked this process exits (trace the rows)."""
 
     def __call__(self) -> None:
         if self.window_after is not None:
@@ -589,6 +583,9 @@ class _Wishes:
     def _window(self, parent: int) -> None:
         """Wait until ``parent`` has exited (this process is then another's child), then for a wish, at most
         :data:`WISH_WINDOW_S`."""
+        if self.ahead is not None:
+            with contextlib.suppress(Exception):  # (then the traces trace the rows themselves)
+                self.ahead()
         limit = time.monotonic() + _PARENT_LIMIT_S
         while os.getppid() == parent and time.monotonic() < limit:
             time.sleep(_WISH_POLL_S)
@@ -610,6 +607,11 @@ class _Wishes:
             if not pid_alive(int(request["pid"])):
                 return
             traced(self.source, _workload_of(request), keep_batch_basis=False, **self.shapes)
+
+
+def _tree_shapes(shapes: Mapping[str, Any]) -> dict[str, Any]:
+    """The attention, routing and tree of a request's ``shapes`` (not its cache)."""
+    return {name: shapes[name] for name in ("attention", "routing", "model")}
 
 
 def _workload_of(request: Mapping[str, Any]) -> Workload | Ocr2Workload:

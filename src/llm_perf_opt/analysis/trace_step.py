@@ -48,6 +48,7 @@ __all__ = [
     "context_new_tokens",
     "entry_path",
     "first_basis_batch",
+    "rows_ahead",
     "shapes_key",
     "shapes_seen",
     "stores_early",
@@ -215,6 +216,18 @@ def built_model(source: Any, *, attention: Literal["flash", "eager"]) -> Any:
     from llm_perf_opt.tracer.trace import build_model
 
     return build_model(source, attention=attention)
+
+
+def rows_ahead(
+    source: Any, workload: Any, *, attention: Literal["flash", "eager"], routing: RoutingModel, model: Any
+) -> None:
+    """Trace the row stages of ``workload``'s page on ``model`` now, for the later traces of that page in this
+    process (:func:`~llm_perf_opt.tracer.trace.trace_rows_ahead`, under
+    :func:`~llm_perf_opt.tracer.sharing.remembering_rows`)."""
+    # lazy: as above
+    from llm_perf_opt.tracer.trace import trace_rows_ahead
+
+    trace_rows_ahead(source, workload, model=model, attention=attention, routing=routing)
 
 
 def first_basis_batch(source: Any, workload: Any, *, routing: RoutingModel, model: Any) -> int | None:

@@ -61,6 +61,7 @@ __all__ = [
     "trace_model",
     "trace_model_batched_with_basis",
     "trace_model_with_basis",
+    "trace_rows",
 ]
 
 DecodeMode = Literal["auto", "every-step"]
@@ -424,6 +425,51 @@ def trace_model_batched_with_basis(
         return result, basis, _batch_basis(state, driver_for, opts, basis_request, traced_at, options.rules)
 
 
+def _row_stubs(state: TraceState, rules: StageRules) -> AnchorStubs:
+    """The stubs of the row stages' anchors (vision and projector) of ``state``'s tree."""
+    prefixes = rules.vision + rules.projector
+    return AnchorStubs({path: module for path, module in state.index.entries if path in prefixes})
+
+
+def _row_passes(
+    state: TraceState,
+    driver_for: Callable[[int], Driver],
+    points: tuple[int, ...],
+    opts: _Options,
+    stubs: AnchorStubs,
+) -> dict[int, RawTrace]:
+    """The row stages traced at each of ``points`` (each prefill pass cut where the language model starts), with
+    ``stubs`` recording the anchors' outputs."""
+    rows: dict[int, RawTrace] = {}
+    state.cut_after_vision = True
+    try:
+        with stubs.recording():
+            for b in points:
+                raw = _run_pass(state, "prefill", driver_for(b).prefill(), opts, boundary=False)
+                rows[b], _ = split_stages(raw, _ROW_STAGES)
+    finally:
+        state.cut_after_vision = False
+    return rows
+
+
+def trace_rows(
+    model: nn.Module,
+    driver_for: Callable[[int], Driver],
+    options: TraceOptions,
+    memo: RowMemo,
+    *,
+    points: tuple[int, int, int] = BATCH_POINTS,
+) -> None:
+    """Trace the row stages at ``points`` into ``memo`` ahead of the batched traces that read them (the background
+    basis process, while it waits for a batch change), as :func:`trace_model_batched_with_basis` would; nothing when
+    ``memo`` holds them, or the driver has no language-only prefill (then the traces do not read a memo)."""
+    if all(b in memo for b in points) or not callable(getattr(driver_for(points[0]), "language_prefill", None)):
+        return
+    with without_dynamo_import(), without_symbolic_shapes_import(), _old_objects_left_alone():
+        state = TraceState(model, options.rules, pure=options.pure_modules)
+        memo.update(_row_passes(state, driver_for, points, _Options.of(options), _row_stubs(state, options.rules)))
+
+
 def _extrapolated_prefill(
     state: TraceState,
     driver_for: Callable[[int], Driver],
@@ -438,20 +484,13 @@ def _extrapolated_prefill(
     ``language_prefill`` when it has one (the row stages skipped), else with the row anchors stubbed; and the row
     stages traced at each point (read from ``memo``, a :data:`~llm_perf_opt.tracer.sharing.RowMemo`, when it holds
     them and the language prefill runs on its own; then kept in it)."""
-    prefixes = rules.vision + rules.projector
-    anchors = {path: module for path, module in state.index.entries if path in prefixes}
-    stubs = AnchorStubs(anchors)
+    stubs = _row_stubs(state, rules)
     language_prefill = getattr(driver, "language_prefill", None)
     remembered = callable(language_prefill) and memo is not None and all(b in memo for b in points)
-    rows: dict[int, RawTrace] = {b: memo[b] for b in points} if remembered and memo is not None else {}
-    state.cut_after_vision = True
-    try:
-        with stubs.recording():
-            for b in points if not remembered else ():
-                raw = _run_pass(state, "prefill", driver_for(b).prefill(), opts, boundary=False)
-                rows[b], _ = split_stages(raw, _ROW_STAGES)
-    finally:
-        state.cut_after_vision = False
+    if remembered and memo is not None:
+        rows = {b: memo[b] for b in points}
+    else:
+        rows = _row_passes(state, driver_for, points, opts, stubs)
     if memo is not None and callable(language_prefill):  # (a replayed pass needs its stubs recorded here)
         memo.update(rows)
     extrapolated = extrapolate_stages(rows, batch)
@@ -466,7 +505,7 @@ def _extrapolated_prefill(
             full = _run_pass(state, "prefill", driver.prefill(), opts, boundary=False)
         stubbed, kept = split_stages(full, _ROW_STAGES)
         for key, calls in stubbed.calls.items():
-            if key[1] in anchors and extrapolated.calls.get(key) != calls:
+            if key[1] in stubs.modules and extrapolated.calls.get(key) != calls:
                 raise BatchFitError(
                     f"{key[1]} ran {calls} times at batch {batch}, extrapolated {extrapolated.calls.get(key)}"
                 )

@@ -28,6 +28,7 @@ from llm_perf_opt.tracer.engine import (
     trace_model,
     trace_model_batched_with_basis,
     trace_model_with_basis,
+    trace_rows,
 )
 from llm_perf_opt.tracer.lazy_metas import python_metas_on_demand
 from llm_perf_opt.tracer.result import TraceResult
@@ -45,6 +46,7 @@ __all__ = [
     "first_basis_batch",
     "moe_layers",
     "stage_rules",
+    "trace_rows_ahead",
     "trace_with_bases",
     "trace_with_basis",
     "trace_with_driver",
@@ -138,18 +140,9 @@ def trace_with_bases(
     if model is None:
         model = build_model(source, attention=attention)
     driver = source.make_driver(model, work, route)
-    describe: Any = getattr(driver, "describe", None)
-    options = TraceOptions(
-        rules=stage_rules(source),
-        attention=attention,
-        routing=route.describe(),
-        model_desc=f"{source.name} ({type(model).__name__})",
-        workload_desc=str(describe() if callable(describe) else work.describe()),
-        seq_len=driver.seq_len,
-        max_new_tokens=driver.max_new_tokens,
-        decode=decode,
-        verify_fast_meta=verify_fast_meta,
-        pure_modules=_pure_modules(source) if replay else frozenset(),
+    options = _options(source, model, work, route, driver, attention=attention, decode=decode)
+    options = attrs.evolve(
+        options, verify_fast_meta=verify_fast_meta, pure_modules=_pure_modules(source) if replay else frozenset()
     )
     far = _far_driver(source, model, work, route, far_new_tokens)
     rows = work.batch_size
@@ -181,6 +174,54 @@ def trace_with_bases(
     if batch == "auto" and rows >= EXTRAPOLATE_FROM:  # (then the source runs its rows in one call)
         result = attrs.evolve(result, batch_note=ONE_CALL_NOTE)
     return result, driver, basis, kept
+
+
+def _options(
+    source: TraceableSource,
+    model: nn.Module,
+    work: Workload | Ocr2Workload,
+    route: RoutingModel,
+    driver: Driver,
+    *,
+    attention: Literal["flash", "eager"],
+    decode: DecodeMode = "auto",
+) -> TraceOptions:
+    """How a trace of ``work`` on ``model`` runs and is labelled (replaying pure modules, not verifying)."""
+    describe: Any = getattr(driver, "describe", None)
+    return TraceOptions(
+        rules=stage_rules(source),
+        attention=attention,
+        routing=route.describe(),
+        model_desc=f"{source.name} ({type(model).__name__})",
+        workload_desc=str(describe() if callable(describe) else work.describe()),
+        seq_len=driver.seq_len,
+        max_new_tokens=driver.max_new_tokens,
+        decode=decode,
+        pure_modules=_pure_modules(source),
+    )
+
+
+@python_metas_on_demand
+def trace_rows_ahead(
+    model_source: TraceableSource,
+    workload: Workload | Ocr2Workload,
+    *,
+    model: nn.Module,
+    attention: Literal["flash", "eager"] = "flash",
+    routing: RoutingModel | None = None,
+) -> None:
+    """Under :func:`~llm_perf_opt.tracer.sharing.remembering_rows`: trace the row stages of ``workload``'s page on
+    ``model`` now, into the memo the batched traces of that page read later (:func:`trace_with_bases` with its
+    defaults); nothing outside it, or for a source whose rows are not extrapolated (DeepSeek-OCR-2)."""
+    source = model_source
+    route = routing if routing is not None else RoutingModel.balanced()
+    at = attrs.evolve(workload, batch_size=max(workload.batch_size, EXTRAPOLATE_FROM))
+    memo = rows_memo(model, at, source=source.name, attention=attention, verify=False, replay=True)
+    if memo is None or not _extrapolates(source, "auto", at.batch_size):
+        return
+    driver = source.make_driver(model, at, route)
+    options = _options(source, model, at, route, driver, attention=attention)
+    trace_rows(model, lambda b: source.make_driver(model, attrs.evolve(at, batch_size=b), route), options, memo)
 
 
 ONE_CALL_NOTE = (
