@@ -41,6 +41,19 @@ def _same(a: TraceResult, b: TraceResult) -> None:
     assert (a.batch_note, a.decode_note) == (b.batch_note, b.decode_note)
 
 
+def _passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every pass traced from now on, in order: 1 for a row pass (cut after the vision stages), 0 for any other."""
+    rows: list[int] = []
+    run_pass = engine._run_pass
+
+    def spy(*args: Any, boundary: bool = True) -> Any:
+        rows.append(0 if boundary else 1)
+        return run_pass(*args, boundary=boundary)
+
+    monkeypatch.setattr(engine, "_run_pass", spy)
+    return rows
+
+
 def test_a_trace_run_between_the_passes_of_another_changes_neither(
     tiny: tuple[Any, nn.Module, Workload], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,14 +108,7 @@ def test_traces_under_remembering_rows_trace_the_row_stages_once(
     tiny: tuple[Any, nn.Module, Workload], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plain = {b: _trace(tiny, b) for b in (9, 12, 30)}
-    rows: list[int] = []
-    run_pass = engine._run_pass
-
-    def spy(*args: Any, boundary: bool = True) -> Any:
-        rows.append(0 if boundary else 1)
-        return run_pass(*args, boundary=boundary)
-
-    monkeypatch.setattr(engine, "_run_pass", spy)
+    rows = _passes(monkeypatch)
     with remembering_rows():
         remembered = {b: _trace(tiny, b) for b in (9, 12, 30)}
     for b, result in remembered.items():
@@ -135,14 +141,7 @@ def test_rows_traced_ahead_are_the_ones_a_later_trace_reads(
     """The background basis process traces the page's rows while it waits for its command to exit."""
     source, model, work = tiny
     plain = _trace(tiny, 12)
-    rows: list[int] = []
-    run_pass = engine._run_pass
-
-    def spy(*args: Any, boundary: bool = True) -> Any:
-        rows.append(0 if boundary else 1)
-        return run_pass(*args, boundary=boundary)
-
-    monkeypatch.setattr(engine, "_run_pass", spy)
+    rows = _passes(monkeypatch)
     trace_rows_ahead(source, attrs.evolve(work, batch_size=1), model=model, routing=ROUTING)
     assert rows == []  # outside remembering_rows: nothing to keep them in
     with remembering_rows():
