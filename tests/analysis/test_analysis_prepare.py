@@ -516,8 +516,7 @@ def test_a_batch_change_asks_the_builder_for_its_batch_and_takes_the_wish_back_w
         timer.join()
     assert 0.5 <= time.monotonic() - started < 5  # until the limit: this builder serves nothing
     assert said == [
-        f"waiting for background process {builder.pid}: it traces this batch next, on its tree (sooner "
-        "than a trace here)"
+        f"waiting for background process {builder.pid}: it traces this batch next (sooner than a trace here)"
     ]
     (wish,) = wishes[0]
     assert (wish["pid"], wish["model"], wish["workload"]["batch_size"]) == (os.getpid(), source.name, batch)

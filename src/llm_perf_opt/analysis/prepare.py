@@ -343,7 +343,7 @@ def waited_for_basis(
     wish = _wished(source, workload, key=key, **shapes)
     if wish is None:
         return None
-    say(f"waiting for background process {pid}: it traces this batch next, on its tree (sooner than a trace here)")
+    say(f"waiting for background process {pid}: it traces this batch next (sooner than a trace here)")
     exact = entry_path(source, workload, **shapes)
     kept = cache.batch_path(key)
     seen = _stamp(kept)
