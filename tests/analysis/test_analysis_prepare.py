@@ -330,18 +330,16 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     built = prepare.built_model
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        seen.append(attrs.astuple(prepare._builder(queue, key)))
+        seen.append(prepare.basis_builder(queue, key))
         return built(*args, **kwargs)
 
     def first(*args: Any, **kwargs: Any) -> int | None:
-        seen.append(attrs.astuple(prepare._builder(queue, key)))
+        seen.append(prepare.basis_builder(queue, key))
         return first_basis_batch(*args, **kwargs)
 
     monkeypatch.setattr(prepare, "built_model", build)
     monkeypatch.setattr(prepare, "first_basis_batch", first)
-    monkeypatch.setattr(
-        prepare, "build_batch_basis", lambda *a, **k: seen.append(attrs.astuple(prepare._builder(queue, key)))
-    )
+    monkeypatch.setattr(prepare, "build_batch_basis", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
     monkeypatch.setattr(prepare, "traced", lambda *a, **k: seen.append(prepare.basis_builder(queue, key)))
     monkeypatch.delenv(prepare.PREPARE_ENV)
     path = _queue(prepare.prepare_request(source, workload, cache=TraceCache(), **shapes))
@@ -349,21 +347,19 @@ def test_the_working_marker_names_the_process_and_shapes_while_the_basis_is_buil
     assert prepare.basis_builder(queue, key) is None
     with _holding(queue):  # as drain holds it
         prepare._work(path, {})
-    # named from the start (a batch change then waits rather than building the same basis), with the lowest batch
-    # its basis will derive and its first point once they are known (skewed:1.2 on the tiny model: its first point
-    # is 9, its low points 1, 2, 3, 4 below it); not while the batches below it are traced (here: the stand-in
-    # builder keeps no basis, so 4 and 2)
+    # named from the start (a batch change then asks this process rather than building the same basis); not while
+    # the batches below it are traced (here: the stand-in builder keeps no basis, so 4 and 2)
     pid = os.getpid()
     below = [None] * len(prepare.prepared_batches(None, traced_at=(1,)))
-    assert seen == [(pid, None, None, True), (pid, None, None, True), (pid, 1, 9, True), *below]
+    assert seen == [pid, pid, pid, *below]
     assert not (queue / prepare.WORKING_NAME).exists()
 
 
 def test_a_deepseek_ocr2_request_is_worked_with_its_own_workload_and_no_first_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # OCR-2 keeps a basis of every stage, stored once with its low batches: the marker says no first version comes
-    # (a batch change then traces rather than waits); the request carries an Ocr2Workload, not a v1 Workload
+    # OCR-2 keeps a basis of every stage, stored once with its low batches; the request carries an Ocr2Workload, not a
+    # v1 Workload
     from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
 
     source = resolve_model_source("deepseek-ocr-2")
@@ -375,7 +371,7 @@ def test_a_deepseek_ocr2_request_is_worked_with_its_own_workload_and_no_first_ve
 
     def build(source: Any, workload: Any, **kwargs: Any) -> int:
         seen.append(workload)
-        seen.append(attrs.astuple(prepare._builder(queue, key)))
+        seen.append(prepare.basis_builder(queue, key))
         return 2
 
     monkeypatch.setattr(prepare, "build_batch_basis", build)
@@ -387,7 +383,7 @@ def test_a_deepseek_ocr2_request_is_worked_with_its_own_workload_and_no_first_ve
     queue, key = path.parent, shapes_key(source, workload, **shapes)
     with _holding(queue):
         assert prepare._work(path, {}) == 1
-    assert seen == [workload, (os.getpid(), 1, 11, False), 1]  # then batch 1, below the basis (from 2), traced
+    assert seen == [workload, os.getpid(), 1]  # then batch 1, below the basis (from 2), traced
 
 
 def test_every_trace_of_a_request_runs_on_one_tree_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -434,11 +430,10 @@ def test_analyze_hands_the_tree_it_traced_with_to_the_background_process(monkeyp
     assert seen["trace"] is None
 
 
-def _mark(queue: Path, pid: int, key: str, first: int | None = None, point: int | None = None) -> None:
-    """The marker of a builder ``pid`` of the shapes ``key`` whose basis derives from ``first`` on (its first stored
-    version from ``point`` on)."""
+def _mark(queue: Path, pid: int, key: str) -> None:
+    """The marker of a builder ``pid`` of the shapes ``key``."""
     queue.mkdir(parents=True, exist_ok=True)
-    marker = {"pid": pid, "shapes": key, "from": first, "first": point}
+    marker = {"pid": pid, "shapes": key}
     (queue / prepare.WORKING_NAME).write_text(json.dumps(marker))
 
 
@@ -508,7 +503,7 @@ def test_a_batch_change_asks_the_builder_for_its_batch_and_takes_the_wish_back_w
     key = shapes_key(source, asked, **shapes)
     wishes: list[list[dict[str, Any]]] = []
     with _builder_process(cache.queue) as builder:
-        _mark(cache.queue, builder.pid, key, first=65)
+        _mark(cache.queue, builder.pid, key)
         timer = threading.Timer(0.2, lambda: wishes.append(_wishes_in(cache)))
         timer.start()
         started = time.monotonic()
@@ -534,7 +529,7 @@ def test_a_batch_the_builder_does_not_serve_traces_without_building_its_basis_ag
     source, workload, shapes = _tiny_shapes()
     cache = TraceCache()
     run_analysis(TINY)  # the first batch: the shapes are seen
-    _mark(cache.queue, os.getpid(), shapes_key(source, workload, **shapes), first=EXTRAPOLATE_FROM + 1)
+    _mark(cache.queue, os.getpid(), shapes_key(source, workload, **shapes))
     said: list[str] = []
     with _holding(cache.queue):
         run_analysis(attrs.evolve(TINY, batch_size=EXTRAPOLATE_FROM), prepare_batches=True, progress=said.append)
@@ -584,7 +579,7 @@ def test_a_waiting_batch_change_is_served_as_soon_as_a_stored_basis_derives_it()
     aside = kept.with_name("aside")
     kept.rename(aside)
     with _builder_process(cache.queue) as builder:  # still building when the basis is stored
-        _mark(cache.queue, builder.pid, key, first=1)
+        _mark(cache.queue, builder.pid, key)
         timer = threading.Timer(0.5, lambda: aside.rename(kept))
         timer.start()
         started = time.monotonic()

@@ -65,7 +65,6 @@ from llm_perf_opt.analysis.trace_step import (
     first_basis_batch,
     rows_ahead,
     shapes_key,
-    stores_early,
     traced,
 )
 from llm_perf_opt.contracts.converter import converter
@@ -74,7 +73,6 @@ from llm_perf_opt.core.processes import pid_alive
 from llm_perf_opt.errors import UserError
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracecache import TraceCache, trace_key
-from llm_perf_opt.tracer.batch_derive import low_points
 from llm_perf_opt.tracer.lazy_metas import defer_python_metas
 from llm_perf_opt.tracer.sharing import between_passes, remembering_rows
 from llm_perf_opt.workloads import RoutingModel, Workload
@@ -332,14 +330,13 @@ def waited_for_basis(
     nothing builds that basis, and None when the process ends or lets go of the shapes without serving the batch
     (the caller traces it)."""
     key = shapes_key(source, workload, attention=attention, routing=routing)
-    builder = _builder(cache.queue, key)
-    if builder.pid is None:
+    pid = basis_builder(cache.queue, key)
+    if pid is None:
         return None
     shapes: dict[str, Any] = {"attention": attention, "routing": routing, "cache": cache}
     served = cached(source, workload, **shapes)
     if served is not None:
         return served
-    pid = builder.pid
     wish = _wished(source, workload, key=key, **shapes)
     if wish is None:
         return None
@@ -349,7 +346,7 @@ def waited_for_basis(
     seen = _stamp(kept)
     deadline = time.monotonic() + (BASIS_WAIT_LIMIT_S if limit_s is None else limit_s)
     try:
-        while _builder(cache.queue, key).pid == pid and time.monotonic() < deadline:
+        while basis_builder(cache.queue, key) == pid and time.monotonic() < deadline:
             time.sleep(_WISH_POLL_S)
             stamp = _stamp(kept)
             if exact.exists() or (stamp is not None and stamp != seen):  # traced, or a basis stored that may derive it
@@ -405,65 +402,26 @@ def basis_in_progress(
 
 
 def basis_builder(queue: Path, key: str) -> int | None:
-    """The live process building the batch basis of the shapes ``key`` now (named by :data:`WORKING_NAME` in
-    ``queue``), or None."""
-    return _builder(queue, key).pid
-
-
-@attrs.frozen(kw_only=True)
-class _Builder:
-    """What the :data:`WORKING_NAME` marker of some shapes says (all None: no live process builds their basis)."""
-
-    pid: int | None = attrs.field(default=None, metadata={"help": "the live process building the basis"})
-    lowest: int | None = attrs.field(
-        default=None, metadata={"help": "the lowest batch the basis will derive (None: not known yet)"}
-    )
-    first: int | None = attrs.field(
-        default=None,
-        metadata={"help": "its first point: its first stored version derives from there (None: not known yet)"},
-    )
-    early: bool = attrs.field(
-        default=True, metadata={"help": "whether a first version is stored before the low batches are traced"}
-    )
-
-
-def _builder(queue: Path, key: str) -> _Builder:
-    """The :class:`_Builder` of the shapes ``key`` in ``queue``: what the marker says, when the process it names holds
-    the queue's lock now (the builder works under it; a marker a killed worker left may name a process that has
-    its pid by now, after a restart say: a batch change would wait for it, and no basis would be built beside it)."""
+    """The live process building the batch basis of the shapes ``key`` now: the one the :data:`WORKING_NAME` marker
+    in ``queue`` names, when it holds the queue's lock now (the builder works under it; a marker a killed worker left
+    may name a process that has its pid by now, after a restart say: a batch change would wait for it, and no basis
+    would be built beside it); else None."""
     try:
         marker = json.loads((queue / WORKING_NAME).read_text(encoding="utf-8"))
         pid = int(marker["pid"])
-        lowest, first, early = marker.get("from"), marker.get("first"), marker.get("early", True) is not False
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return _Builder()
-    if marker.get("shapes") != key or queue_worker(queue) != pid:
-        return _Builder()
-    return _Builder(pid=pid, lowest=_batch_or_none(lowest), first=_batch_or_none(first), early=early)
-
-
-def _batch_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if marker.get("shapes") == key and queue_worker(queue) == pid else None
 
 
 @contextlib.contextmanager
-def _building(queue: Path, key: str, *, early: bool) -> Iterator[Callable[[int | None], None]]:
-    """:data:`WORKING_NAME` names this process and the shapes ``key`` for the block, which gets what adds the first
-    point of their basis once it is known (until then: None, unknown), and with it the lowest batch the basis will
-    derive (its low points'); and whether a first version will be stored before the low batches (``early``)."""
+def _building(queue: Path, key: str) -> Iterator[None]:
+    """:data:`WORKING_NAME` names this process and the shapes ``key`` for the block."""
     marker = queue / WORKING_NAME
-    mine = b""
-
-    def name(first: int | None) -> None:
-        nonlocal mine
-        lowest = None if first is None else min((first, *low_points(first)))
-        named = {"pid": os.getpid(), "shapes": key, "from": lowest, "first": first, "early": early}
-        mine = json.dumps(named).encode("utf-8")
-        atomic_write_bytes(marker, mine)
-
-    name(None)
+    mine = json.dumps({"pid": os.getpid(), "shapes": key}).encode("utf-8")
+    atomic_write_bytes(marker, mine)
     try:
-        yield name
+        yield
     finally:
         with contextlib.suppress(OSError):
             if marker.read_bytes() == mine:
@@ -524,15 +482,17 @@ def _work(path: Path, models: Mapping[tuple[str, str], Any], *, window_after: in
         key = shapes_key(source, workload, attention=request["attention"], routing=routing)
         # named at once: a batch change made meanwhile waits for this basis rather than building it too (a tree to
         # build, then the search for the first point: 2.8 s under skewed:8)
-        with _building(path.parent, key, early=stores_early(source)) as name, remembering_rows():
+        with _building(path.parent, key), remembering_rows():
             model = models.get((source.name, request["attention"]))  # one tree for all its traces
             model = model if model is not None else built_model(source, attention=request["attention"])
             shapes["model"] = model
-            wishes = _Wishes(cache, key, source, shapes, window_after=window_after)
-            wishes.ahead = lambda: rows_ahead(source, workload, **_tree_shapes(shapes))
+
+            def rows() -> None:
+                rows_ahead(source, workload, attention=request["attention"], routing=routing, model=model)
+
+            wishes = _Wishes(cache, key, source, shapes, window_after=window_after, ahead=rows)
             wishes()  # (its window, in which it traces the page's row stages: the basis and every wish read them)
             first = first_basis_batch(source, workload, routing=routing, model=model)
-            name(first)
             with between_passes(wishes):
                 lowest = build_batch_basis(source, workload, first=first, **shapes)
         for batch in prepared_batches(lowest, traced_at=(workload.batch_size,)):
@@ -547,7 +507,7 @@ class _Wishes:
     (its row stages read from the build's, :func:`~llm_perf_opt.tracer.sharing.remembering_rows`), where the command
     finds it: about 0.5 s on a 2-core machine, where waiting for the basis took up to 1.5 s and a trace of the
     command's own 1.7 s.  The first call, with ``window_after`` (the command this process was forked from), runs
-    :attr:`ahead` (the page's row stages, traced meanwhile), waits for that command to exit and then
+    ``ahead`` (the page's row stages, traced meanwhile), waits for that command to exit and then
     :data:`WISH_WINDOW_S` for a wish, so a script's next command is served before the basis starts."""
 
     def __init__(
@@ -558,14 +518,14 @@ class _Wishes:
         shapes: Mapping[str, Any],
         *,
         window_after: int | None = None,
+        ahead: Callable[[], None] | None = None,
     ) -> None:
         self.folder = cache.wishes
         self.key = key
         self.source = source
         self.shapes = dict(shapes)
         self.window_after = window_after
-        self.ahead: Callable[[], None] | None = None
-        """What to do first in the window, while the command that forked this process exits (trace the rows)."""
+        self.ahead = ahead  # what the window does first, while the command exits (trace the page's rows)
 
     def __call__(self) -> None:
         if self.window_after is not None:
@@ -607,11 +567,6 @@ class _Wishes:
             if not pid_alive(int(request["pid"])):
                 return
             traced(self.source, _workload_of(request), keep_batch_basis=False, **self.shapes)
-
-
-def _tree_shapes(shapes: Mapping[str, Any]) -> dict[str, Any]:
-    """The attention, routing and tree of a request's ``shapes`` (not its cache)."""
-    return {name: shapes[name] for name in ("attention", "routing", "model")}
 
 
 def _workload_of(request: Mapping[str, Any]) -> Workload | Ocr2Workload:

@@ -140,9 +140,8 @@ def trace_with_bases(
     if model is None:
         model = build_model(source, attention=attention)
     driver = source.make_driver(model, work, route)
-    options = _options(source, model, work, route, driver, attention=attention, decode=decode)
-    options = attrs.evolve(
-        options, verify_fast_meta=verify_fast_meta, pure_modules=_pure_modules(source) if replay else frozenset()
+    options = _options(
+        source, model, work, route, driver, attention=attention, decode=decode, verify=verify_fast_meta, replay=replay
     )
     far = _far_driver(source, model, work, route, far_new_tokens)
     rows = work.batch_size
@@ -185,8 +184,11 @@ def _options(
     *,
     attention: Literal["flash", "eager"],
     decode: DecodeMode = "auto",
+    verify: bool = False,
+    replay: bool = True,
 ) -> TraceOptions:
-    """How a trace of ``work`` on ``model`` runs and is labelled (replaying pure modules, not verifying)."""
+    """How a trace of ``work`` on ``model`` runs (``verify``: check the fast path against torch's meta kernels;
+    ``replay``: replay the source's pure modules) and is labelled."""
     describe: Any = getattr(driver, "describe", None)
     return TraceOptions(
         rules=stage_rules(source),
@@ -197,7 +199,8 @@ def _options(
         seq_len=driver.seq_len,
         max_new_tokens=driver.max_new_tokens,
         decode=decode,
-        pure_modules=_pure_modules(source),
+        verify_fast_meta=verify,
+        pure_modules=_pure_modules(source) if replay else frozenset(),
     )
 
 
