@@ -119,7 +119,7 @@ def test_traces_under_remembering_rows_trace_the_row_stages_once(
     assert sum(rows) == 3  # outside the block every trace traces them
 
 
-def test_the_row_memo_is_keyed_by_the_tree_and_the_page_not_the_batch_or_output_length(
+def test_the_row_memo_is_keyed_by_the_tree_and_the_page_not_the_batch_output_length_or_preset(
     tiny: tuple[Any, nn.Module, Workload],
 ) -> None:
     source, model, work = tiny
@@ -129,6 +129,9 @@ def test_the_row_memo_is_keyed_by_the_tree_and_the_page_not_the_batch_or_output_
         memo = rows_memo(model, work, **flags)
         assert memo is not None
         assert rows_memo(model, attrs.evolve(work, batch_size=300, max_new_tokens=40), **flags) is memo
+        # a batch override drops the preset's name: the rows its command traced ahead are still the ones it reads
+        named, renamed = attrs.evolve(work, profile_id="dsocr-standard-v1"), attrs.evolve(work, profile_id=None)
+        assert rows_memo(model, named, **flags) is rows_memo(model, renamed, **flags) is memo
         other_page = Workload.create(mode="tiny", page=(640, 640), config=source.config)
         assert rows_memo(model, other_page, **flags) is not memo
         assert rows_memo(model, work, **{**flags, "attention": "eager"}) is not memo

@@ -59,7 +59,7 @@ def remembering_rows() -> Iterator[None]:
     """For the block, the batched traces of one tree and one page's shapes share their row stages: traced at batch
     1, 2, 3 by the first, read by the others (0.06-0.13 s of each later trace of the standard page).  The rows are the
     same at any batch, output length and routing, so the memo is keyed by the tree, the attention, the tracing flags
-    and the workload at batch 1 and one new token (:func:`rows_memo`)."""
+    and the workload at batch 1 and one new token, without its preset name (:func:`rows_memo`)."""
     token = _ROW_MEMOS.set({})
     try:
         yield
@@ -74,7 +74,9 @@ def rows_memo(model: Any, work: Any, *, source: str, attention: str, verify: boo
     if memos is None or not isinstance(work, Workload):
         return None
     try:
-        page = repr(attrs.evolve(work, batch_size=1, max_new_tokens=1))
+        # (nor by the preset a page came from: a batch override drops its name, and the rows of the command's
+        # preset, traced ahead, were traced again for every batch change, 0.12 s of each)
+        page = repr(attrs.evolve(work, batch_size=1, max_new_tokens=1, profile_id=None))
     except (ValueError, TypeError):  # (a workload whose checks refuse it: no memo, the rows are traced)
         return None
     key = (id(model), source, attention, verify, replay, page)
