@@ -148,6 +148,25 @@ def test_another_output_length_is_derived_from_the_cached_basis_without_torch(tm
         assert _NOTE.sub("<decode note>", ours) == _NOTE.sub("<decode note>", theirs), name
 
 
+def test_a_trace_for_a_waiting_command_keeps_a_basis_of_its_own_output_length_only() -> None:
+    """The background process's trace of a batch a command waits for leaves out the context's last decode step: the
+    same trace, with a decode basis covering its own output length instead of every length the context allows."""
+    source = trusted_source("deepseek-ocr-v1-tiny", False)
+    workload = resolve_source_workload(
+        AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=16), source
+    )
+    shapes: dict[str, Any] = {"attention": "flash", "routing": BALANCED}
+    parts = analysis_key_parts(source, workload, **shapes)
+    short = trace_step.traced(source, workload, cache=TraceCache(), whole_context=False, **shapes)[0]
+    assert TraceCache().load_basis(parts)[1].covers == 15  # type: ignore[index]  # (its 15 decode steps)
+    whole = trace_step.traced(source, workload, cache=None, **shapes)[0]
+    assert short == whole
+    TraceCache().clear()
+    trace_step.traced(source, workload, cache=TraceCache(), **shapes)
+    limit = trace_step.context_new_tokens(source.name, workload.seq_len)
+    assert TraceCache().load_basis(parts)[1].covers == limit - 1  # type: ignore[index]
+
+
 def test_a_corrupted_basis_is_dropped_with_a_warning_and_traced_again(tmp_path: Path) -> None:
     options = AnalysisOptions(model="deepseek-ocr-v1-tiny", workload_id="dsocr-tiny-v1", max_new_tokens=8)
     run_analysis(options)

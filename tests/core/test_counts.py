@@ -67,6 +67,7 @@ def test_counters_copy_is_independent_and_values_follow_cost_fields() -> None:
     base = Counters.from_values(values)
     assert base.as_dict() == dict(zip(COST_FIELDS, values, strict=True))
     assert base == Counters.from_mapping(dict(zip(COST_FIELDS, values, strict=True)))
+    assert base.copy() == base  # every field copied (each holds a different value)
     other = base.copy()
     other.kernels += 1
     assert other != base and other.kernels == base.kernels + 1

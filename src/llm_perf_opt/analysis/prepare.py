@@ -566,7 +566,7 @@ class _Wishes:
         with contextlib.suppress(Exception):  # a wish that fails to trace must not stop the basis (its asker traces)
             if not pid_alive(int(request["pid"])):
                 return
-            traced(self.source, _workload_of(request), keep_batch_basis=False, **self.shapes)
+            traced(self.source, _workload_of(request), keep_batch_basis=False, whole_context=False, **self.shapes)
 
 
 def _workload_of(request: Mapping[str, Any]) -> Workload | Ocr2Workload:
