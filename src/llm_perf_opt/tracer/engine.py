@@ -45,7 +45,7 @@ from llm_perf_opt.tracer.lazy_dynamo import without_dynamo_import
 from llm_perf_opt.tracer.lazy_shapes import without_symbolic_shapes_import
 from llm_perf_opt.tracer.ledger import build_ledger, uncalled_modules
 from llm_perf_opt.tracer.nodedata import NodeData, NodeKey, to_node_data
-from llm_perf_opt.tracer.raw import RawTrace
+from llm_perf_opt.tracer.raw import RawTrace, call_shape
 from llm_perf_opt.tracer.result import BatchMethod, DecodeMethod, TraceResult
 from llm_perf_opt.tracer.sharing import RowMemo, at_boundary
 from llm_perf_opt.tracer.stages import StageRules
@@ -151,9 +151,7 @@ def _language_prefill(
 
 
 def _groupings(index: ModelIndex, structure: Structure, raws: Sequence[RawTrace]) -> dict[str, StageGrouping]:
-    merged = RawTrace()
-    for raw in raws:
-        merged.merge(raw)
+    merged = call_shape(raws)
     return {stage: group_stage(index, structure, merged, stage) for stage in STAGE_ORDER}
 
 

@@ -6,13 +6,14 @@ its ``kernels`` counts every call of the op (counted or not), the other counters
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from attrs import define, field
 
 from llm_perf_opt.core.counts import Counters
 
-__all__ = ["CounterTables", "OpKey", "PathKey", "RawTrace", "accumulate"]
+__all__ = ["CounterTables", "OpKey", "PathKey", "RawTrace", "accumulate", "call_shape"]
 
 OpKey = tuple[str, str, str, str]
 """(stage, path, category, op)."""
@@ -70,3 +71,20 @@ class RawTrace:
             mine_pair[0] += pair[0]
             mine_pair[1] += pair[1]
         self.op_buckets.update(other.op_buckets)
+
+
+def call_shape(raws: Iterable[RawTrace]) -> RawTrace:
+    """The calls, signatures and chains of ``raws`` merged as :meth:`RawTrace.merge` merges them, without their
+    counters, peaks or KV: what grouping the passes' ModuleList members reads (:func:`~llm_perf_opt.tracer.grouping.
+    group_stage`).  Merging the whole passes copied every counter row of them for nothing (0.02-0.03 s a trace)."""
+    out = RawTrace()
+    for raw in raws:
+        for key, n in raw.calls.items():
+            out.calls[key] = out.calls.get(key, 0) + n
+        for pk, sig in raw.sigs.items():
+            out.sigs.setdefault(pk, {}).update(sig)
+        for pk, pair in raw.chain.items():
+            mine = out.chain.setdefault(pk, [0, 0])
+            mine[0] += pair[0]
+            mine[1] += pair[1]
+    return out
