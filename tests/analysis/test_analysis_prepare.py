@@ -507,9 +507,20 @@ def test_a_batch_change_asks_the_builder_for_its_batch_and_takes_the_wish_back_w
         timer = threading.Timer(0.2, lambda: wishes.append(_wishes_in(cache)))
         timer.start()
         started = time.monotonic()
-        assert prepare.waited_for_basis(source, asked, cache=cache, say=said.append, limit_s=0.5, **shapes) is None
+        meanwhile: list[list[dict[str, Any]]] = []  # the asker's own work while it waits: once, the wish written
+        waited = prepare.waited_for_basis(
+            source,
+            asked,
+            cache=cache,
+            say=said.append,
+            limit_s=0.5,
+            meanwhile=lambda: meanwhile.append(_wishes_in(cache)),
+            **shapes,
+        )
+        assert waited is None
         timer.join()
     assert 0.5 <= time.monotonic() - started < 5  # until the limit: this builder serves nothing
+    assert meanwhile == wishes
     assert said == [
         f"waiting for background process {builder.pid}: it traces this batch next (sooner than a trace here)"
     ]

@@ -39,6 +39,7 @@ from llm_perf_opt.analysis.prepare import (
 from llm_perf_opt.analysis.result import AnalysisResult
 from llm_perf_opt.analysis.trace_step import built_model, shapes_seen, traced
 from llm_perf_opt.analysis.validation import validation_payload, validation_summary
+from llm_perf_opt.analytic import AnalyticTree
 from llm_perf_opt.analytic.divergences import divergence_for
 from llm_perf_opt.contracts import OperatorCategory
 from llm_perf_opt.hardware import BYTES_PER_ELEMENT, DeviceSpec
@@ -46,6 +47,7 @@ from llm_perf_opt.measure.compare import compare, compare_memory, memory_rows_pa
 from llm_perf_opt.measure.memory_md import largest_batches
 from llm_perf_opt.measure.record import MeasurementError, load_measurement
 from llm_perf_opt.perf import (
+    DeviceProfile,
     Rates,
     StageTimes,
     capacity_check,
@@ -57,13 +59,13 @@ from llm_perf_opt.perf import (
 )
 from llm_perf_opt.perf.memory import ProcessOverhead
 from llm_perf_opt.perf.named_profiles import resolve_profile_path
-from llm_perf_opt.runtimes import get_runtime
+from llm_perf_opt.runtimes import Runtime, get_runtime
 from llm_perf_opt.runtimes.bands import trust_line
 from llm_perf_opt.runtimes.costs import check_supported
 from llm_perf_opt.runtimes.request import RuntimeRun, runtime_run
 from llm_perf_opt.tracecache import usable_cache
 from llm_perf_opt.tracer.categories import CATEGORIES
-from llm_perf_opt.workloads import get_preset, profile_from_workload
+from llm_perf_opt.workloads import RoutingModel, get_preset, profile_from_workload
 
 __all__ = ["COUNTED_DTYPE", "Progress", "memory_peak_bytes", "run_analysis"]
 
@@ -119,8 +121,13 @@ def run_analysis(
     new_shapes = cache is not None and not shapes_seen(
         source, workload, attention=attention, routing=routing, cache=cache
     )
+    trace_free = _TraceFree(
+        options, source, workload, routing=routing, runtime=runtime, device=device, dtype=dtype, profile=profile
+    )
     waited = (
-        waited_for_basis(source, workload, attention=attention, routing=routing, cache=cache, say=say)
+        waited_for_basis(
+            source, workload, attention=attention, routing=routing, cache=cache, say=say, meanwhile=trace_free.work
+        )
         if prepare_batches and cache is not None and not new_shapes
         else None
     )
@@ -155,7 +162,7 @@ def run_analysis(
             say(f"keeping a batch basis of these shapes in the background (process {started.pid})")
     how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
     say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")
-    analytic_counted = analytic_for(source, workload, attention=options.attention, routing=routing)
+    analytic_counted, run = trace_free.work()
     memory = footprint_at_dtype(
         weight_bytes=analytic_counted.weight_bytes["root"],
         kv_cache_bytes=analytic_counted.kv_cache_bytes.get("root", 0),
@@ -178,17 +185,6 @@ def run_analysis(
     timed = time_tree(trace.tree, rates)
     stages = StageTimes.from_stage_seconds(timed.stage_s, decode_steps=max(workload.max_new_tokens - 1, 0))
     say(f"runtime {runtime.runtime_id}: kernels, launches and graphs{' (text only)' if options.text_only else ''}")
-    run = runtime_run(
-        runtime=runtime,
-        config=runtime_config(source, workload),
-        workload=workload,
-        device=device.device_id,
-        dtype=dtype,
-        attention=options.attention,
-        profile=profile if runtime.is_baseline else None,
-        text_only=options.text_only,
-        routing=routing,
-    )
     if not runtime.is_baseline:
         stages = run.stages  # the runtime's kernels time the request; hf-eager keeps the traced tree's time
     capacity = capacity_check(memory, device)
@@ -247,6 +243,48 @@ def run_analysis(
         provenance=provenance,
         runtime_run=run,
     )
+
+
+class _TraceFree:
+    """What the analysis needs no trace for: the analytic tree (closed forms) and the runtime's run of the workload
+    (its kernels priced from that tree).  :meth:`work` works them out once: while a background process traces this
+    workload (:func:`~llm_perf_opt.analysis.prepare.waited_for_basis` calls it meanwhile, on this process's own core),
+    or after the trace."""
+
+    def __init__(
+        self,
+        options: AnalysisOptions,
+        source: Any,
+        workload: Any,
+        *,
+        routing: RoutingModel,
+        runtime: Runtime,
+        device: DeviceSpec,
+        dtype: str,
+        profile: DeviceProfile,
+    ) -> None:
+        self.options, self.source, self.workload, self.routing = options, source, workload, routing
+        self.runtime, self.device, self.dtype, self.profile = runtime, device, dtype, profile
+        self._done: tuple[AnalyticTree, RuntimeRun] | None = None
+
+    def work(self) -> tuple[AnalyticTree, RuntimeRun]:
+        """(the analytic tree at the counted widths, the runtime's run), worked out on the first call."""
+        if self._done is None:
+            options, source, workload, routing = self.options, self.source, self.workload, self.routing
+            analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
+            run = runtime_run(
+                runtime=self.runtime,
+                config=runtime_config(source, workload),
+                workload=workload,
+                device=self.device.device_id,
+                dtype=self.dtype,
+                attention=options.attention,
+                profile=self.profile if self.runtime.is_baseline else None,
+                text_only=options.text_only,
+                routing=routing,
+            )
+            self._done = (analytic, run)
+        return self._done
 
 
 def memory_peak_bytes(*, traced: int, closed_form: int) -> int:

@@ -322,13 +322,15 @@ def waited_for_basis(
     cache: TraceCache,
     say: Callable[[str], None],
     limit_s: float | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> TraceOutcome | None:
     """``workload`` from the cache, served by the background process that is building the batch basis of its shapes
     right now (at most ``limit_s`` seconds, default :data:`BASIS_WAIT_LIMIT_S`): it is asked for this batch (a wish,
     :class:`_Wishes`) and traces it before its next pass, on its warm tree - about 0.5 s on a 2-core machine, where a
     trace here takes 1.7 s - or derives it from the basis once kept, whichever comes first.  None at once when
     nothing builds that basis, and None when the process ends or lets go of the shapes without serving the batch
-    (the caller traces it)."""
+    (the caller traces it).  ``meanwhile``: the caller's work that needs no trace, called once the wish is written
+    (this process's core is idle while it waits)."""
     key = shapes_key(source, workload, attention=attention, routing=routing)
     pid = basis_builder(cache.queue, key)
     if pid is None:
@@ -346,6 +348,8 @@ def waited_for_basis(
     seen = _stamp(kept)
     deadline = time.monotonic() + (BASIS_WAIT_LIMIT_S if limit_s is None else limit_s)
     try:
+        if meanwhile is not None:
+            meanwhile()
         while basis_builder(cache.queue, key) == pid and time.monotonic() < deadline:
             time.sleep(_WISH_POLL_S)
             stamp = _stamp(kept)
