@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -161,3 +162,29 @@ def test_v1_with_replay_equals_without(
     assert len(played) == count > 700  # the routed experts at least
     assert with_replay[0] == without[0]
     assert with_replay[2] == without[2]  # the decode basis too
+
+
+def test_v1_moe_layers_whose_routed_counts_agree_replay_one_tape(
+    v1: tuple[Any, dict[str, nn.Module]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MoE ignores its layer index and keys its slice sizes: at 32 rows (T*k a multiple of E in prefill and decode
+    under balanced routing) every MoE layer of the prefill but the first is replayed, and the counts stay those of a
+    trace without replay; at 1 row the layers' counts differ and each runs."""
+    source, models = v1
+    kwargs: dict[str, Any] = {"model": models["sdpa"], "attention": "flash", "routing": RoutingModel.balanced()}
+    prefill_plays: list[str] = []
+    play = replay._play
+
+    def spy(state: Any, tape: replay.Tape, path: str, stage: str) -> Any:
+        if stage == "prefill" and re.fullmatch(r"model\.layers\.\d+\.mlp", path):
+            prefill_plays.append(path)
+        return play(state, tape, path, stage)
+
+    monkeypatch.setattr(replay, "_play", spy)
+    work = attrs.evolve(preset_workload("dsocr-standard-v1"), batch_size=32, max_new_tokens=8)
+    with_replay = trace_with_basis(source, work, **kwargs)
+    assert prefill_plays == [f"model.layers.{i}.mlp" for i in range(2, 12)]  # (layer 0: a dense MLP)
+    assert with_replay[0] == trace_with_basis(source, work, replay=False, **kwargs)[0]
+    prefill_plays.clear()
+    trace_with_basis(source, attrs.evolve(work, batch_size=1), **kwargs)
+    assert prefill_plays == []

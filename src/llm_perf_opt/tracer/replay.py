@@ -16,7 +16,10 @@ Structure key: the subtree's *fingerprint* (types, child names, parameter and bu
 value - less those its class names in ``replay_ignores`` as not deciding its ops, such as a CLIP block's
 ``layer_id`` - any other attribute by identity: the experts share one config object) with the call's stage and its
 arguments (tensor shape, stride, dtype, device, storage sharing, whether the storage is a weight, a KV cache or a
-tracked activation; plain values by value, other objects by identity: the routing model handed to the MoE).
+tracked activation; plain values by value, other objects by identity: the routing model handed to the MoE), and what
+the module's own ``replay_key(*args, **kwargs)`` returns when its class has one: what an ignored attribute decided,
+worked out for the call (the MoE ignores its layer index and keys its slice sizes, the routing model's counts for its
+layer: the layers whose counts agree share one tape).
 
 Replayed subtrees (:func:`replayable_paths`): a pure module with children, every module inside pure or torch's own,
 one stage kind and no container, no hooks of their own.  A list inside (the MoE's experts) keeps its for/parfor
@@ -195,6 +198,8 @@ class CallReplay:
                 del module.forward
 
     def _forward(self, path: str, original: Any) -> Any:
+        own_key = getattr(self.modules[path], "replay_key", None)
+
         def forward(*args: Any, **kwargs: Any) -> Any:
             state = self.state
             frame = state.frames[-1] if state.frames else None
@@ -202,7 +207,9 @@ class CallReplay:
                 return original(*args, **kwargs)
             paths, lists = self._paths(path)
             links = tuple(state.chain_link(lpath) for lpath in lists)
-            key = (self._prints[path], frame.stage, links, _arg_key(state, args), _arg_key(state, kwargs))
+            args_key = (_arg_key(state, args), _arg_key(state, kwargs))
+            extra = own_key(*args, **kwargs) if own_key is not None else None
+            key = (self._prints[path], frame.stage, links, *args_key, extra)
             tape = self.tapes.get(key)
             if tape is not None:
                 self.replayed += 1

@@ -15,8 +15,8 @@ upstream's does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Hashable, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +94,13 @@ class MoEGate(nn.Module):
 
 
 class DeepseekV2MoE(nn.Module):
-    """64 routed experts (top-6) + the fused shared experts, dispatched as upstream's ``moe_infer``."""
+    """64 routed experts (top-6) + the fused shared experts, dispatched as upstream's ``moe_infer``.
+
+    Its layer index decides its ops only through its slice sizes: a trace's replay (:mod:`llm_perf_opt.tracer.replay`)
+    ignores it and keys a call by those sizes (:meth:`replay_key`), so the layers whose routed counts agree (every
+    layer under balanced routing when ``T*k`` is a multiple of ``E``) replay one layer's tape."""
+
+    replay_ignores: ClassVar[tuple[str, ...]] = ("layer_idx",)
 
     def __init__(self, config: DeepseekOCRConfig, layer_idx: int) -> None:
         super().__init__()
@@ -120,6 +126,22 @@ class DeepseekV2MoE(nn.Module):
         y = self.moe_infer(flat, topk_idx, topk_weight, routing).view(*orig_shape)
         shared: Tensor = self.shared_experts(identity)
         return y + shared
+
+    def replay_key(self, hidden_states: Tensor, routing: ExpertRouting | None = None) -> Hashable:
+        """What this layer's index decides of a call of :meth:`forward` on the meta device: the slice sizes its
+        dispatch takes (on a real device, the gate's counts decide them: a key no other call has)."""
+        if hidden_states.device.type != "meta":
+            return object()
+        tokens = hidden_states.numel() // hidden_states.shape[-1]  # (no op: a key must not add to the count)
+        return tuple(
+            routed_counts(
+                routing or DEFAULT_ROUTING,
+                layer_idx=self.layer_idx,
+                num_tokens=tokens,
+                num_experts=len(self.experts),
+                top_k=self.num_experts_per_tok,
+            )
+        )
 
     def moe_infer(self, x: Tensor, topk_ids: Tensor, topk_weight: Tensor, routing: ExpertRouting | None) -> Tensor:
         """Sorted dispatch (:func:`sorted_dispatch`) with this layer's slice sizes."""
