@@ -154,3 +154,28 @@ def test_rows_traced_ahead_are_the_ones_a_later_trace_reads(
         assert rows == [1, 1, 1]  # held already
         _same(_trace(tiny, 12), plain)
     assert sum(rows) == 3  # the trace read them
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_a_batch_below_the_extrapolation_threshold_reads_the_remembered_rows(
+    tiny: tuple[Any, nn.Module, Workload], monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """Where the rows were traced ahead, a batch that a trace elsewhere traces row by row (below 8) reads them too:
+    its language traced alone, the same counts on every node."""
+    source, model, work = tiny
+    plain = _trace(tiny, batch)
+    assert plain.batch_method == "traced"
+    rows = _passes(monkeypatch)
+    with remembering_rows():
+        trace_rows_ahead(source, work, model=model, routing=ROUTING)
+        rows.clear()
+        remembered = _trace(tiny, batch)
+    assert rows and sum(rows) == 0  # no row pass: the vision stages came from the memo
+    assert (remembered.nodes, remembered.op_ledger, remembered.unsupported, remembered.uncalled_modules) == (
+        plain.nodes,
+        plain.op_ledger,
+        plain.unsupported,
+        plain.uncalled_modules,
+    )
+    assert remembered.batch_note.startswith("vision and projector traced at batch 1, 2, 3")
+    assert ("extrapolated to" in remembered.batch_note) == (batch > 3)

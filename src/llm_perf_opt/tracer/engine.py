@@ -403,8 +403,9 @@ def trace_model_batched_with_basis(
             method=method,
             note=note,
             batch_method="extrapolated",
-            batch_note=f"vision and projector traced at batch {traced} and extrapolated to {batch}; "
-            f"language traced at batch {batch}",
+            batch_note=f"vision and projector traced at batch {traced}"
+            + ("" if batch in points else f" and extrapolated to {batch}")
+            + f"; language traced at batch {batch}",
             far_raw=far_raw,
             grouped=grouped,
         )
