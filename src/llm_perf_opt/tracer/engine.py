@@ -393,7 +393,6 @@ def trace_model_batched_with_basis(
         step_raws, method, note, grouped = _fit_or_fall_back(driver, state, opts, prefill_raw, step_raws, method, note)
         groupings = grouped.groupings
         far_raw = _far_step(far, driver, state, opts, method)
-        traced = ", ".join(map(str, points))
         result, basis = _assemble(
             state,
             driver,
@@ -403,9 +402,7 @@ def trace_model_batched_with_basis(
             method=method,
             note=note,
             batch_method="extrapolated",
-            batch_note=f"vision and projector traced at batch {traced}"
-            + ("" if batch in points else f" and extrapolated to {batch}")
-            + f"; language traced at batch {batch}",
+            batch_note=_rows_note(points, batch),
             far_raw=far_raw,
             grouped=grouped,
         )
@@ -422,6 +419,16 @@ def trace_model_batched_with_basis(
             result=result,
         )
         return result, basis, _batch_basis(state, driver_for, opts, basis_request, traced_at, options.rules)
+
+
+def _rows_note(points: tuple[int, int, int], batch: int) -> str:
+    """How the rows of a batched trace at ``batch`` were counted: extrapolated from the ``points``, or (a point
+    itself, where a process traced the points ahead) read from its own pass."""
+    traced = ", ".join(map(str, points))
+    if batch in points:
+        return f"vision and projector traced at batch {traced} (batch {batch}'s read), language at batch {batch}"
+    rows = f"vision and projector traced at batch {traced} and extrapolated to {batch}"
+    return f"{rows}; language traced at batch {batch}"
 
 
 def _row_stubs(state: TraceState, rules: StageRules) -> AnchorStubs:
