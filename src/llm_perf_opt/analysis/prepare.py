@@ -20,8 +20,9 @@ batches below them too (:func:`prepared_batches`). The basis is kept about three
 2-core machine; then every batch of those shapes is derived in under a second.  A batch change made while the basis
 is built asks the process for its batch (:func:`waited_for_basis`: a file in ``prepare/wishes/``), and the process
 traces it before its next pass, on its warm tree with the row stages it traced already (:class:`_Wishes`), and
-stores it where the command reads it: about 0.5 s, so the command answers in under a second there too (a trace of
-its own took 1.7 s, and the wait for the basis up to 1.5 s more).  A process forked from a command traces the
+stores it where the command reads it: 0.35-0.45 s for DeepSeek-OCR v1, so the command answers in under a second
+there too (a trace of its own took 1.7 s, and the wait for the basis up to 1.5 s more; DeepSeek-OCR-2's trace is
+0.6-0.7 s, its command 1.2 s).  A process forked from a command traces the
 page's row stages while that command exits, then waits :data:`WISH_WINDOW_S` for such a wish before it starts the
 basis: a script's next command comes about 0.15 s later.
 
@@ -326,8 +327,8 @@ def waited_for_basis(
 ) -> TraceOutcome | None:
     """``workload`` from the cache, served by the background process that is building the batch basis of its shapes
     right now (at most ``limit_s`` seconds, default :data:`BASIS_WAIT_LIMIT_S`): it is asked for this batch (a wish,
-    :class:`_Wishes`) and traces it before its next pass, on its warm tree - about 0.5 s on a 2-core machine, where a
-    trace here takes 1.7 s - or derives it from the basis once kept, whichever comes first.  None at once when
+    :class:`_Wishes`) and traces it before its next pass, on its warm tree - 0.35-0.45 s for v1 on a 2-core machine,
+    where a trace here takes 1.7 s - or derives it from the basis once kept, whichever comes first.  None at once when
     nothing builds that basis, and None when the process ends or lets go of the shapes without serving the batch
     (the caller traces it).  ``meanwhile``: the caller's work that needs no trace, called once the wish is written
     (this process's core is idle while it waits)."""
@@ -509,7 +510,7 @@ class _Wishes:
     each in the queue's wishes folder, written by :func:`waited_for_basis`): called before each pass of the build
     (:func:`~llm_perf_opt.tracer.sharing.between_passes`), it traces and stores each of them at once, on the same tree
     (its row stages read from the build's, :func:`~llm_perf_opt.tracer.sharing.remembering_rows`), where the command
-    finds it: about 0.5 s on a 2-core machine, where waiting for the basis took up to 1.5 s and a trace of the
+    finds it: 0.35-0.45 s for v1 on a 2-core machine, where waiting for the basis took up to 1.5 s and a trace of the
     command's own 1.7 s.  The first call, with ``window_after`` (the command this process was forked from), runs
     ``ahead`` (the page's row stages, traced meanwhile), waits for that command to exit and then
     :data:`WISH_WINDOW_S` for a wish, so a script's next command is served before the basis starts."""
