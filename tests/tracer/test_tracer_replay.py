@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from tracer_toys import meta, trace_toy
 
+from llm_perf_opt.core.repeats import repeatable
 from llm_perf_opt.sources.registry import resolve_model_source
 from llm_perf_opt.tracer import replay
 from llm_perf_opt.tracer.index import ModelIndex
@@ -188,3 +189,60 @@ def test_v1_moe_layers_whose_routed_counts_agree_replay_one_tape(
     prefill_plays.clear()
     trace_with_basis(source, attrs.evolve(work, batch_size=1), **kwargs)
     assert prefill_plays == []
+
+
+# -- repeated calls inside a module (core.repeats.repeatable) ------------------------------------------------------
+
+
+class FusedExperts(nn.Module):
+    """DeepSeek-OCR-2's fused experts in small: 3-D weights, one ``up``/``down`` pair per expert on its slice, in
+    ascending slice size (the last call's peak holds every earlier output), an activation module inside."""
+
+    def __init__(self, experts: int = 6, width: int = 8, hidden: int = 16, *, leaky: bool = False) -> None:
+        super().__init__()
+        self.up = nn.Parameter(torch.empty(experts, hidden, width))
+        self.down = nn.Parameter(torch.empty(experts, width, hidden))
+        self.act = nn.SiLU()
+        self.leaky = leaky
+        self.kept: list[torch.Tensor] = []
+
+    def _expert(self, tokens: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+        hidden = self.act(torch.nn.functional.linear(tokens, up))
+        if self.leaky:  # keeps its hidden activation alive: the call leaves more alive than its output
+            self.kept.append(hidden)
+        return torch.nn.functional.linear(hidden, down)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gathered = torch.cat([x, x], dim=0) * 2.0
+        scratch = gathered.new_empty(400, 8) * 1.0  # a peak before the experts, above any expert's own
+        del scratch
+        sizes, starts = (3, 3, 3, 3, 4, 4), (0, 3, 6, 9, 12, 16)
+        outs = [
+            repeatable(self._expert, gathered[start : start + size], self.up[e], self.down[e], key="expert")
+            for e, (start, size) in enumerate(zip(starts, sizes, strict=True))
+        ]
+        return torch.cat(outs, dim=0)[: x.shape[0]] * 3.0
+
+
+class TwoLayers(nn.Module):
+    def __init__(self, *, leaky: bool = False) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(FusedExperts(leaky=leaky) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_repeated_calls_inside_a_module_are_replayed_and_count_the_same(played: list[str], leaky: bool) -> None:
+    """Six experts of two slice sizes: two run and four replay per layer (each layer its own); the tree, peaks
+    included, is the one without replay; a call that leaves its hidden activation alive runs every time."""
+    with_replay = trace_toy(TwoLayers(leaky=leaky), lambda: (meta(10, 8),), replay_calls=True)
+    assert played == ([] if leaky else [f"layers.{i}" for i in (0, 0, 0, 0, 1, 1, 1, 1)])
+    played.clear()
+    without = trace_toy(TwoLayers(leaky=leaky), lambda: (meta(10, 8),), replay_calls=False)
+    assert played == []
+    assert with_replay == without
+    assert any(node.peak_activation_bytes for node in with_replay.nodes.values())

@@ -41,10 +41,11 @@ def trace_toy(
     rules: StageRules | None = None,
     attention: Literal["flash", "eager"] = "flash",
     pure: frozenset[type] = frozenset(),
+    replay_calls: bool | None = None,
 ) -> TraceResult:
     """Trace one forward call of a toy model; by default every module is a language anchor (stage prefill).  With
-    ``pure`` classes (replayed) the fast-path ops are not checked against torch's meta kernels (a check replays
-    nothing)."""
+    ``pure`` classes (replayed), or ``replay_calls`` given (repeated calls inside a module replayed or not), the
+    fast-path ops are not checked against torch's meta kernels (a check replays nothing)."""
     model = model.to("meta").eval()
     top = tuple(name for name, _ in model.named_children())
     return trace_model(
@@ -58,8 +59,9 @@ def trace_toy(
             workload_desc="toy",
             seq_len=0,
             max_new_tokens=1,
-            verify_fast_meta=not pure,
+            verify_fast_meta=not pure and replay_calls is None,
             pure_modules=pure,
+            replay_calls=bool(replay_calls),
         ),
     )[0]
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from llm_perf_opt.core.repeats import repeating_calls
 from llm_perf_opt.tracer.fastmeta import FAST_META, fast_output, verify_output
 from llm_perf_opt.tracer.hooks import CallHooks
 from llm_perf_opt.tracer.lazy_metas import load_python_metas, python_metas_deferred, runs_without_python_meta
@@ -205,12 +206,15 @@ def _flash_layout_output(query: torch.Tensor, value: torch.Tensor) -> torch.Tens
 
 
 @contextmanager
-def counting(state: TraceState, *, fuse_sdpa: bool, verify_fast_meta: bool = False) -> Iterator[TraceState]:
+def counting(
+    state: TraceState, *, fuse_sdpa: bool, verify_fast_meta: bool = False, replay_calls: bool = True
+) -> Iterator[TraceState]:
     """Install the hooks, the dispatch counter and (if ``fuse_sdpa``) the SDPA fuser for the ``with`` body.
 
     ``verify_fast_meta`` also runs torch's meta kernel for every op the fast path builds, and raises on a mismatch
     (and replays nothing).  With ``state.replay``, repeated calls of pure modules are replayed from their tapes
-    (:mod:`llm_perf_opt.tracer.replay`).
+    (:mod:`llm_perf_opt.tracer.replay`); with ``replay_calls``, repeated calls inside a module that its code marks
+    (:func:`llm_perf_opt.core.repeats.repeatable`) too.
     """
     with ExitStack() as stack:
         stack.enter_context(CallHooks(state))
@@ -219,4 +223,6 @@ def counting(state: TraceState, *, fuse_sdpa: bool, verify_fast_meta: bool = Fal
         stack.enter_context(OpCounter(state, verify_fast_meta=verify_fast_meta))
         if state.replay is not None and not verify_fast_meta:
             stack.enter_context(state.replay.installed())
+        if replay_calls and not verify_fast_meta:
+            stack.enter_context(repeating_calls(state.call_tapes))
         yield state

@@ -90,16 +90,25 @@ class TraceOptions:
         factory=frozenset,
         metadata={"help": "classes whose repeated calls are replayed from a tape (the same counts); empty: none"},
     )
+    replay_calls: bool = field(
+        default=True,
+        metadata={"help": "replay repeated calls inside a module its code marks (core.repeats.repeatable)"},
+    )
 
 
 @frozen(kw_only=True)
 class _Options:
     fuse_sdpa: bool
     verify_fast_meta: bool
+    replay_calls: bool = True
 
     @classmethod
     def of(cls, options: TraceOptions) -> _Options:
-        return cls(fuse_sdpa=options.attention == "flash", verify_fast_meta=options.verify_fast_meta)
+        return cls(
+            fuse_sdpa=options.attention == "flash",
+            verify_fast_meta=options.verify_fast_meta,
+            replay_calls=options.replay_calls,
+        )
 
 
 @contextlib.contextmanager
@@ -125,7 +134,12 @@ def _run_pass(state: TraceState, stage: str, inputs: PassInputs, opts: _Options,
     state.mark_kv(inputs.kv)
     state.track_inputs(inputs.live)
     try:
-        with torch.no_grad(), counting(state, fuse_sdpa=opts.fuse_sdpa, verify_fast_meta=opts.verify_fast_meta):
+        with (
+            torch.no_grad(),
+            counting(
+                state, fuse_sdpa=opts.fuse_sdpa, verify_fast_meta=opts.verify_fast_meta, replay_calls=opts.replay_calls
+            ),
+        ):
             out = inputs.run()
     except PassCutError:
         state.close_open_frames()

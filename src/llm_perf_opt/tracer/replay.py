@@ -32,7 +32,7 @@ it.  Tests compare traces with and without replay on every node.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -59,6 +59,7 @@ class TraceState(Protocol):
 
     raw: RawTrace
     frames: list[Any]
+    index: Any
     live: int
     anchor: str | None
     kinds: dict[int, int]
@@ -232,6 +233,52 @@ class CallReplay:
             paths = self._subtrees[path] = tuple(f"{path}.{name}" if name else path for name, _ in print_)
             self._lists[path] = tuple(p for p in paths if p in self.list_paths)
         return paths, self._lists[path]
+
+
+class CallTapes:
+    """Tapes of repeated calls inside a module (:func:`llm_perf_opt.core.repeats.repeatable`; kept across a trace's
+    passes): the hook :func:`~llm_perf_opt.core.repeats.repeating_calls` installs for a pass.  A call is keyed by the
+    module it runs in, the stage, the caller's key and its arguments' layouts (as a module call's are); the first is
+    run and recorded as a module call is - its own peak measured from its entry, the peak its module reached before
+    it kept aside - and a later one adds the tape at the live level it starts at.  The refusals are a module call's
+    (a call that leaves anything alive besides fresh outputs, frees what was alive, writes KV, ... runs every time)."""
+
+    def __init__(self, state: TraceState) -> None:
+        self.state = state
+        self.tapes: dict[Hashable, Tape | None] = {}
+        self.replayed = 0
+        self._subtrees: dict[str, tuple[str, ...]] = {}
+
+    def _subtree(self, path: str) -> tuple[str, ...]:
+        """The paths of the module at ``path`` and of every module inside it (its activation, say)."""
+        found = self._subtrees.get(path)
+        if found is None:
+            inside = path + "."
+            entries = self.state.index.entries
+            found = self._subtrees[path] = tuple(p for p, _ in entries if p == path or p.startswith(inside))
+        return found
+
+    def __call__(self, call: Callable[..., Any], args: tuple[Any, ...], key: Hashable) -> Any:
+        state = self.state
+        frame = state.frames[-1] if state.frames else None
+        if frame is None or frame.stage is None:
+            return call(*args)
+        path, stage = frame.info.path, frame.stage
+        full = (path, stage, key, _arg_key(state, args))
+        tape = self.tapes.get(full)
+        if tape is not None:
+            self.replayed += 1
+            return _play(state, tape, path, stage)
+        if full in self.tapes:
+            return call(*args)
+        before = frame.peaks.get(stage)
+        frame.peaks[stage] = state.live  # (the call's own peak, from its entry: what its tape holds)
+        try:
+            out, self.tapes[full] = _record(state, path, stage, self._subtree(path), (), call, args, {})
+        finally:
+            own = frame.peaks[stage]
+            frame.peaks[stage] = own if before is None else max(before, own)
+        return out
 
 
 def _arg_key(state: TraceState, values: Any) -> Hashable:

@@ -24,7 +24,7 @@ from llm_perf_opt.tracer.ops.io import KV, WEIGHT, OpCall, OpIO, SchemaIndex, te
 from llm_perf_opt.tracer.ops.registry import FRESH
 from llm_perf_opt.tracer.ops.rule import Rule
 from llm_perf_opt.tracer.raw import OpKey, RawTrace
-from llm_perf_opt.tracer.replay import CallReplay, replayable_paths
+from llm_perf_opt.tracer.replay import CallReplay, CallTapes, replayable_paths
 from llm_perf_opt.tracer.stages import CONTAINER, LANGUAGE, PROJECTOR, VISION, StageRules, stage_kind
 
 __all__ = ["Frame", "ModuleInfo", "PassCutError", "TraceState", "module_infos", "tree_facts"]
@@ -121,6 +121,9 @@ class TraceState:
         replayable = replayable_paths(self.index, kinds, CONTAINER, pure) if pure else {}
         self.replay = CallReplay(self, replayable, self.index.list_paths) if replayable else None
         """Repeated calls of ``pure`` classes replayed from a tape (:mod:`llm_perf_opt.tracer.replay`); None: off."""
+        self.call_tapes = CallTapes(self)
+        """Repeated calls inside a module (:func:`llm_perf_opt.core.repeats.repeatable`), replayed where a pass lets
+        them (:func:`llm_perf_opt.tracer.counter.counting`)."""
         self.cut_after_vision = False
         """Batch extrapolation points: stop a pass (:class:`PassCutError`) when the language model starts after a vision
         or projector anchor; only the vision and projector stages of such a pass are used."""

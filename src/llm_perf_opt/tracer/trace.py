@@ -201,6 +201,7 @@ def _options(
         decode=decode,
         verify_fast_meta=verify,
         pure_modules=_pure_modules(source) if replay else frozenset(),
+        replay_calls=replay,
     )
 
 

@@ -14,8 +14,9 @@ from llm_perf_opt.sources.deepseek_ocr2.config import ocr2_config_kwargs, publis
 from llm_perf_opt.sources.deepseek_ocr2.modes import Ocr2Workload
 from llm_perf_opt.sources.deepseek_ocr2.source import Ocr2ModelSource, deepseek_ocr2_source, to_ocr2_workload
 from llm_perf_opt.sources.upstream.compat import installed_transformers, version_tuple
-from llm_perf_opt.tracer.trace import trace_with_driver
-from llm_perf_opt.workloads import Workload
+from llm_perf_opt.tracer import replay
+from llm_perf_opt.tracer.trace import trace_with_basis, trace_with_driver
+from llm_perf_opt.workloads import RoutingModel, Workload
 
 NEW_ENOUGH = version_tuple(installed_transformers() or "0") >= ocr2_config.MIN_TRANSFORMERS
 needs_transformers = pytest.mark.skipif(not NEW_ENOUGH, reason="needs transformers >= 5.10.1")
@@ -109,3 +110,30 @@ def test_trace_stages_and_closed_forms(traced: tuple[Any, Any]) -> None:
     assert result.node("prefill/lm_head").cost.matmul_flops == 2 * S * 1280 * 129280
     uses = {record.kind: record.uses for record in provenance.adapters}
     assert uses == {"counting-experts": 11 * 3, "placeholder-check-from-workload": 1, "kv-cache-preallocated": 12 * 3}
+
+
+@needs_transformers
+@pytest.mark.parametrize("routing", ["balanced", "skewed:1.2"])
+def test_experts_of_one_slice_size_are_counted_once_and_the_trace_is_the_same(
+    ocr2_model: nn.Module, routing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused experts mark each expert's call repeatable (core.repeats): per layer the experts of one slice size
+    run once; a trace with that replay equals one without on every node, peaks and the decode basis included."""
+    replayed: list[str] = []
+    play = replay._play
+
+    def spy(state: Any, tape: replay.Tape, path: str, stage: str) -> Any:
+        replayed.append(path)
+        return play(state, tape, path, stage)
+
+    monkeypatch.setattr(replay, "_play", spy)
+    source = deepseek_ocr2_source()
+    work = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=12, batch_size=8)
+    kwargs: dict[str, Any] = {"attention": "flash", "model": ocr2_model, "routing": RoutingModel.parse(routing)}
+    with_replay = trace_with_basis(source, work, far_new_tokens=40, **kwargs)
+    # 11 MoE layers x 4 passes of 64 experts: balanced routing gives each layer at most two slice sizes, skewed more
+    assert len(replayed) > 11 * 4 * (40 if routing == "balanced" else 20)
+    assert all(path.endswith(".mlp.experts") for path in replayed)  # (the fused experts module of each layer)
+    without = trace_with_basis(source, work, far_new_tokens=40, replay=False, **kwargs)
+    assert with_replay[0] == without[0]
+    assert with_replay[2] == without[2]

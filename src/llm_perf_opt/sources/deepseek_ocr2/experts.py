@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llm_perf_opt.core.repeats import repeatable
 from llm_perf_opt.errors import TraceError
 from llm_perf_opt.sources.deepseek_ocr2.config import EXPERTS_IMPLEMENTATION
 from llm_perf_opt.sources.deepseek_ocr_v1.moe import ExpertRouting, routed_counts
@@ -69,7 +70,8 @@ def routed_experts_forward(
     outputs: dict[int, Tensor] = {}
     for expert in sorted((e for e, count in enumerate(counts) if count), key=lambda e: (counts[e], e)):
         start, count = starts[expert], counts[expert]
-        outputs[expert] = _expert_output(module, tokens[start : start + count], gate_up[expert], down[expert])
+        slice_ = tokens[start : start + count]
+        outputs[expert] = repeatable(_expert_output, module, slice_, gate_up[expert], down[expert], key=_EXPERT_CALL)
     if outputs:
         joined = torch.cat([outputs[expert] for expert in sorted(outputs)], dim=0)
     else:
@@ -78,6 +80,12 @@ def routed_experts_forward(
     out = torch.zeros_like(hidden_states)
     out.index_add_(0, token_of, joined.to(out.dtype))
     return out
+
+
+_EXPERT_CALL = "routed expert"
+"""The key of an expert's call (:func:`~llm_perf_opt.core.repeats.repeatable`): its ops are decided by its module (the
+gate), its slice's and weights' layouts, which the tracer keys itself, so the experts of one layer with slices of
+one size are counted once (balanced routing: at most two sizes of 64)."""
 
 
 def _expert_output(module: nn.Module, tokens: Tensor, gate_up: Tensor, down: Tensor) -> Tensor:
