@@ -246,3 +246,19 @@ def test_repeated_calls_inside_a_module_are_replayed_and_count_the_same(played: 
     assert played == []
     assert with_replay == without
     assert any(node.peak_activation_bytes for node in with_replay.nodes.values())
+
+
+class TwoFunctions(nn.Module):
+    """Two functions of one key and one argument layout: neither is the other's replay."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        doubled = repeatable(torch.mul, x, 2.0, key="step")
+        shifted = repeatable(torch.add, x, 2.0, key="step")
+        return doubled + shifted
+
+
+def test_a_repeated_call_is_keyed_by_its_function_too(played: list[str]) -> None:
+    with_replay = trace_toy(TwoFunctions(), lambda: (meta(10, 8),), replay_calls=True)
+    assert played == []
+    assert with_replay == trace_toy(TwoFunctions(), lambda: (meta(10, 8),), replay_calls=False)
+    assert {"aten.mul.Tensor", "aten.add.Tensor"} <= set(with_replay.op_ledger)

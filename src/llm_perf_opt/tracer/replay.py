@@ -238,7 +238,8 @@ class CallReplay:
 class CallTapes:
     """Tapes of repeated calls inside a module (:func:`llm_perf_opt.core.repeats.repeatable`; kept across a trace's
     passes): the hook :func:`~llm_perf_opt.core.repeats.repeating_calls` installs for a pass.  A call is keyed by the
-    module it runs in, the stage, the caller's key and its arguments' layouts (as a module call's are); the first is
+    module it runs in, the stage, the function, the caller's key and its arguments' layouts (as a module call's are,
+    a bound method's object by identity among them: the module); the first is
     run and recorded as a module call is - its own peak measured from its entry, the peak its module reached before
     it kept aside - and a later one adds the tape at the live level it starts at.  The refusals are a module call's
     (a call that leaves anything alive besides fresh outputs, frees what was alive, writes KV, ... runs every time)."""
@@ -264,7 +265,7 @@ class CallTapes:
         if frame is None or frame.stage is None:
             return call(*args)
         path, stage = frame.info.path, frame.stage
-        full = (path, stage, key, _arg_key(state, args))
+        full = (path, stage, getattr(call, "__func__", call), key, _arg_key(state, args))
         tape = self.tapes.get(full)
         if tape is not None:
             self.replayed += 1
