@@ -22,7 +22,7 @@ is built asks the process for its batch (:func:`waited_for_basis`: a file in ``p
 traces it before its next pass, on its warm tree with the row stages it traced already (:class:`_Wishes`), and
 stores it where the command reads it: 0.35-0.45 s for DeepSeek-OCR v1, so the command answers in under a second
 there too (a trace of its own took 1.7 s, and the wait for the basis up to 1.5 s more; DeepSeek-OCR-2's trace is
-0.6-0.7 s, its command 1.2 s).  A process forked from a command traces the
+about 0.5 s, its command 0.85 s).  A process forked from a command traces the
 page's row stages while that command exits, then waits :data:`WISH_WINDOW_S` for such a wish before it starts the
 basis: a script's next command comes about 0.15 s later.
 
