@@ -64,13 +64,18 @@ class RawTrace:
     def merge(self, other: RawTrace) -> None:
         """Add ``other`` into this trace (sums; peaks and KV held take the max; signatures union in order)."""
         accumulate(self, other)
-        for pk, sig in other.sigs.items():
-            self.sigs.setdefault(pk, {}).update(sig)
-        for pk, pair in other.chain.items():
-            mine_pair = self.chain.setdefault(pk, [0, 0])
-            mine_pair[0] += pair[0]
-            mine_pair[1] += pair[1]
+        _add_order(self, other)
         self.op_buckets.update(other.op_buckets)
+
+
+def _add_order(into: RawTrace, other: RawTrace) -> None:
+    """Add ``other``'s signatures (a union, in order of first sight) and list chains (sums) into ``into``."""
+    for pk, sig in other.sigs.items():
+        into.sigs.setdefault(pk, {}).update(sig)
+    for pk, pair in other.chain.items():
+        mine = into.chain.setdefault(pk, [0, 0])
+        mine[0] += pair[0]
+        mine[1] += pair[1]
 
 
 def call_shape(raws: Iterable[RawTrace]) -> RawTrace:
@@ -81,10 +86,5 @@ def call_shape(raws: Iterable[RawTrace]) -> RawTrace:
     for raw in raws:
         for key, n in raw.calls.items():
             out.calls[key] = out.calls.get(key, 0) + n
-        for pk, sig in raw.sigs.items():
-            out.sigs.setdefault(pk, {}).update(sig)
-        for pk, pair in raw.chain.items():
-            mine = out.chain.setdefault(pk, [0, 0])
-            mine[0] += pair[0]
-            mine[1] += pair[1]
+        _add_order(out, raw)
     return out

@@ -119,14 +119,9 @@ def test_experts_of_one_slice_size_are_counted_once_and_the_trace_is_the_same(
 ) -> None:
     """The fused experts mark each expert's call repeatable (core.repeats): per layer the experts of one slice size
     run once; a trace with that replay equals one without on every node, peaks and the decode basis included."""
-    replayed: list[str] = []
+    replayed: list[str] = []  # the path of every replayed call
     play = replay._play
-
-    def spy(state: Any, tape: replay.Tape, path: str, stage: str) -> Any:
-        replayed.append(path)
-        return play(state, tape, path, stage)
-
-    monkeypatch.setattr(replay, "_play", spy)
+    monkeypatch.setattr(replay, "_play", lambda *args: (replayed.append(args[2]), play(*args))[1])
     source = deepseek_ocr2_source()
     work = Ocr2Workload.create(page=(1024, 1024), max_new_tokens=12, batch_size=8)
     kwargs: dict[str, Any] = {"attention": "flash", "model": ocr2_model, "routing": RoutingModel.parse(routing)}
