@@ -9,6 +9,7 @@ the ``model.json``/``summary.json`` contracts.  Rendering and publishing files i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -121,12 +122,22 @@ def run_analysis(
     new_shapes = cache is not None and not shapes_seen(
         source, workload, attention=attention, routing=routing, cache=cache
     )
-    trace_free = _TraceFree(
-        options, source, workload, routing=routing, runtime=runtime, device=device, dtype=dtype, profile=profile
+    trace_free = functools.cache(
+        functools.partial(
+            _trace_free,
+            options,
+            source,
+            workload,
+            routing=routing,
+            runtime=runtime,
+            device=device,
+            dtype=dtype,
+            profile=profile,
+        )
     )
     waited = (
         waited_for_basis(
-            source, workload, attention=attention, routing=routing, cache=cache, say=say, meanwhile=trace_free.work
+            source, workload, attention=attention, routing=routing, cache=cache, say=say, meanwhile=trace_free
         )
         if prepare_batches and cache is not None and not new_shapes
         else None
@@ -162,7 +173,7 @@ def run_analysis(
             say(f"keeping a batch basis of these shapes in the background (process {started.pid})")
     how = "from the trace cache" if hit else f"traced ({trace.decode_method} decode)"
     say(f"{len(trace.nodes)} nodes {how}; analytic model and validation")
-    analytic_counted, run = trace_free.work()
+    analytic_counted, run = trace_free()
     memory = footprint_at_dtype(
         weight_bytes=analytic_counted.weight_bytes["root"],
         kv_cache_bytes=analytic_counted.kv_cache_bytes.get("root", 0),
@@ -245,46 +256,34 @@ def run_analysis(
     )
 
 
-class _TraceFree:
-    """What the analysis needs no trace for: the analytic tree (closed forms) and the runtime's run of the workload
-    (its kernels priced from that tree).  :meth:`work` works them out once: while a background process traces this
-    workload (:func:`~llm_perf_opt.analysis.prepare.waited_for_basis` calls it meanwhile, on this process's own core),
-    or after the trace."""
-
-    def __init__(
-        self,
-        options: AnalysisOptions,
-        source: Any,
-        workload: Any,
-        *,
-        routing: RoutingModel,
-        runtime: Runtime,
-        device: DeviceSpec,
-        dtype: str,
-        profile: DeviceProfile,
-    ) -> None:
-        self.options, self.source, self.workload, self.routing = options, source, workload, routing
-        self.runtime, self.device, self.dtype, self.profile = runtime, device, dtype, profile
-        self._done: tuple[AnalyticTree, RuntimeRun] | None = None
-
-    def work(self) -> tuple[AnalyticTree, RuntimeRun]:
-        """(the analytic tree at the counted widths, the runtime's run), worked out on the first call."""
-        if self._done is None:
-            options, source, workload, routing = self.options, self.source, self.workload, self.routing
-            analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
-            run = runtime_run(
-                runtime=self.runtime,
-                config=runtime_config(source, workload),
-                workload=workload,
-                device=self.device.device_id,
-                dtype=self.dtype,
-                attention=options.attention,
-                profile=self.profile if self.runtime.is_baseline else None,
-                text_only=options.text_only,
-                routing=routing,
-            )
-            self._done = (analytic, run)
-        return self._done
+def _trace_free(
+    options: AnalysisOptions,
+    source: Any,
+    workload: Any,
+    *,
+    routing: RoutingModel,
+    runtime: Runtime,
+    device: DeviceSpec,
+    dtype: str,
+    profile: DeviceProfile,
+) -> tuple[AnalyticTree, RuntimeRun]:
+    """What the analysis needs no trace for: the analytic tree (closed forms, at the counted widths) and the runtime's
+    run of the workload (its kernels priced from that tree).  :func:`run_analysis` works it out once: while a
+    background process traces this workload (:func:`~llm_perf_opt.analysis.prepare.waited_for_basis` calls it
+    meanwhile, on this process's own core), or after the trace."""
+    analytic = analytic_for(source, workload, attention=options.attention, routing=routing)
+    run = runtime_run(
+        runtime=runtime,
+        config=runtime_config(source, workload),
+        workload=workload,
+        device=device.device_id,
+        dtype=dtype,
+        attention=options.attention,
+        profile=profile if runtime.is_baseline else None,
+        text_only=options.text_only,
+        routing=routing,
+    )
+    return analytic, run
 
 
 def memory_peak_bytes(*, traced: int, closed_form: int) -> int:

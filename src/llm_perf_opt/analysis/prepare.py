@@ -145,7 +145,7 @@ STOP_WAIT_S = 5.0
 WISH_WINDOW_S = 0.3
 """A background process forked from a command waits this long once the command has exited (the rows of its first
 trace done) for a batch change to ask for its batch before it goes on with the basis: a script's next command asks
-about 0.1 s after the last one exits, and is then served by a trace of its own batch at once."""
+about 0.15 s after the last one exits, and is then served by a trace of its own batch at once."""
 
 _WISH_POLL_S = 0.01
 """How often an asker looks for the batch it asked for, and the background process for wishes in its window."""

@@ -511,8 +511,8 @@ def _extrapolated_prefill(
         rows = {b: memo[b] for b in points}
     else:
         rows = _row_passes(state, driver_for, points, opts, stubs)
-    if memo is not None and callable(language_prefill):  # (a replayed pass needs its stubs recorded here)
-        memo.update(rows)
+        if memo is not None and callable(language_prefill):  # (a replayed pass needs its stubs recorded here)
+            memo.update(rows)
     extrapolated = extrapolate_stages(rows, batch)
     if callable(language_prefill):  # the row stages do not run at all: no per-row glue either
         glue, kept = _language_prefill(state, driver, opts, rules)
